@@ -1,0 +1,184 @@
+"""The CFL custom target metadata: what a manufacturer signs about an image under ``custom.cfl``.
+
+The typed model and the JSON Schema say the same thing twice on purpose: the schema is the published
+contract (other implementations can validate with it), the dataclasses are what our code handles.
+Both sides validate on the way in and on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from metadata_templates import SCHEMA_VERSION
+
+CUSTOM_KEY = "cfl"
+REASONS = ("compliance", "security")
+CPL_STATUSES = ("Active", "Cancelled", "Expired", "Withdrawn")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of ``custom.cfl``."""
+    text = resources.files("metadata_templates").joinpath("schema/cfl-custom.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema())
+    return cls(schema())  # type: ignore[no-any-return]
+
+
+class CustomMetadataError(ValueError):
+    """``custom.cfl`` does not match the schema."""
+
+
+def validate(data: Any) -> None:
+    """Check a ``custom.cfl`` value against the schema.
+
+    Raises:
+        CustomMetadataError: naming the first offending field, the value found and what was expected.
+    """
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is not None:
+        where = "custom.cfl" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise CustomMetadataError(f"{where}: {error.message}")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, seconds precision, ``Z`` suffix: the only timestamp form in ``custom.cfl``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Inverse of ``format_timestamp``."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CplEntryRef:
+    """The part of a CPL entry that travels with an image (so clients need not trust a later CPL)."""
+
+    id: str
+    model_id: str
+    model_name: str
+    hardware_version: str
+    status: str
+    upgrade_from: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model_id": self.model_id,
+            "model_name": self.model_name,
+            "hardware_version": self.hardware_version,
+            "status": self.status,
+            "upgrade_from": list(self.upgrade_from),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CplEntryRef:
+        return cls(
+            id=data["id"],
+            model_id=data["model_id"],
+            model_name=data["model_name"],
+            hardware_version=data["hardware_version"],
+            status=data["status"],
+            upgrade_from=tuple(data["upgrade_from"]),
+        )
+
+
+@dataclass(frozen=True)
+class CflTargetInfo:
+    """Everything the CFL says about one image beyond TUF's length and hashes."""
+
+    device_type: str
+    manufacturer_id: str
+    manufacturer_name: str
+    image_type: str
+    firmware_version: str
+    stack_version: str
+    header_string: str
+    hardware_version_min: str | None
+    hardware_version_max: str | None
+    manufacturer_image_sha256: str
+    manufacturer_image_length: int
+    cpl_entries: tuple[CplEntryRef, ...]
+    reason: str
+    advisories: tuple[str, ...]
+    published: str
+    release_notes_sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``custom.cfl`` value, validated against the schema.
+
+        Raises:
+            CustomMetadataError: the model holds a value the schema forbids.
+        """
+        data = {
+            "schema_version": SCHEMA_VERSION,
+            "device_type": self.device_type,
+            "manufacturer_id": self.manufacturer_id,
+            "manufacturer_name": self.manufacturer_name,
+            "image_type": self.image_type,
+            "firmware_version": self.firmware_version,
+            "stack_version": self.stack_version,
+            "header_string": self.header_string,
+            "hardware_version_min": self.hardware_version_min,
+            "hardware_version_max": self.hardware_version_max,
+            "manufacturer_image_sha256": self.manufacturer_image_sha256,
+            "manufacturer_image_length": self.manufacturer_image_length,
+            "cpl_entries": [entry.to_dict() for entry in self.cpl_entries],
+            "reason": self.reason,
+            "advisories": list(self.advisories),
+            "published": self.published,
+            "release_notes_sha256": self.release_notes_sha256,
+        }
+        validate(data)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CflTargetInfo:
+        """Read and validate a ``custom.cfl`` value.
+
+        Raises:
+            CustomMetadataError: the value does not match the schema.
+        """
+        validate(data)
+        return cls(
+            device_type=data["device_type"],
+            manufacturer_id=data["manufacturer_id"],
+            manufacturer_name=data["manufacturer_name"],
+            image_type=data["image_type"],
+            firmware_version=data["firmware_version"],
+            stack_version=data["stack_version"],
+            header_string=data["header_string"],
+            hardware_version_min=data["hardware_version_min"],
+            hardware_version_max=data["hardware_version_max"],
+            manufacturer_image_sha256=data["manufacturer_image_sha256"],
+            manufacturer_image_length=data["manufacturer_image_length"],
+            cpl_entries=tuple(CplEntryRef.from_dict(e) for e in data["cpl_entries"]),
+            reason=data["reason"],
+            advisories=tuple(data["advisories"]),
+            published=data["published"],
+            release_notes_sha256=data["release_notes_sha256"],
+        )
+
+    @classmethod
+    def from_target_custom(cls, custom: dict[str, Any]) -> CflTargetInfo:
+        """Read from a TUF ``TargetFile.custom`` mapping.
+
+        Raises:
+            CustomMetadataError: no ``cfl`` key, or its value does not match the schema.
+        """
+        if CUSTOM_KEY not in custom:
+            raise CustomMetadataError(f"custom: found keys {sorted(custom)}, expected a 'cfl' key")
+        return cls.from_dict(custom[CUSTOM_KEY])

@@ -1,0 +1,63 @@
+"""Target paths and role names: how both sides spell the things they agree on.
+
+Delegation patterns match one path segment per ``*`` (TUF's fnmatch per segment), so every image
+target lives exactly one segment below its manufacturer ID: ``121D/ESME-0001-ACDCACDC-3f2a9c1d0b7e4a51.ota``.
+The file name is readable (device type, image type, firmware version) and unique per image (a prefix
+of the file's SHA-256). Provider-owned targets live under ``cfl/``, which no manufacturer ID can spell.
+"""
+
+from __future__ import annotations
+
+import re
+
+MANUFACTURER_ROLE_PREFIX = "mfr-"
+CPL_TARGET_PATH = "cfl/cpl.json"
+WITHDRAWALS_TARGET_PATH = "cfl/withdrawals.json"
+PROVIDER_TARGET_PATHS = (CPL_TARGET_PATH, WITHDRAWALS_TARGET_PATH)
+IMAGE_SUFFIX = ".ota"
+TARGET_HASH_PREFIX_LENGTH = 16
+
+_ROLE = re.compile(r"mfr-([0-9A-F]{4})")
+_IMAGE_TARGET = re.compile(r"([0-9A-F]{4})/[A-Z0-9]+-[0-9A-F]{4}-[0-9A-F]{8}-[0-9a-f]{16}\.ota")
+
+
+def role_name(manufacturer_id: str) -> str:
+    """The delegated role that holds one manufacturer's images: ``mfr-121D``."""
+    return f"{MANUFACTURER_ROLE_PREFIX}{manufacturer_id.upper()}"
+
+
+def manufacturer_of_role(role: str) -> str | None:
+    """The manufacturer ID a role name stands for, or None if it is not a manufacturer role."""
+    match = _ROLE.fullmatch(role)
+    return match.group(1) if match else None
+
+
+def delegation_pattern(manufacturer_id: str) -> str:
+    """The single path pattern a manufacturer's delegation is restricted to."""
+    return f"{manufacturer_id.upper()}/*"
+
+
+def image_target_path(
+    manufacturer_id: str, device_type: str, image_type: str, firmware_version: str, sha256: str
+) -> str:
+    """The target path of one image; every argument is already normalised."""
+    name = f"{device_type}-{image_type}-{firmware_version}-{sha256[:TARGET_HASH_PREFIX_LENGTH]}"
+    return f"{manufacturer_id}/{name}{IMAGE_SUFFIX}"
+
+
+def is_image_target_path(path: str) -> bool:
+    """True when ``path`` has exactly the shape ``image_target_path`` produces."""
+    return _IMAGE_TARGET.fullmatch(path) is not None
+
+
+def manufacturer_of_target(path: str) -> str | None:
+    """The manufacturer ID an image target path starts with, or None."""
+    match = _IMAGE_TARGET.fullmatch(path)
+    return match.group(1) if match else None
+
+
+def blob_name(target_path: str, sha256: str) -> str:
+    """Where a consistent-snapshot host stores a target: ``<dir>/<sha256>.<basename>``."""
+    directory, _, base = target_path.rpartition("/")
+    prefix = f"{directory}/" if directory else ""
+    return f"{prefix}{sha256}.{base}"

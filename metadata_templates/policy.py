@@ -1,0 +1,69 @@
+"""The role policy template: thresholds and expiry periods per role.
+
+`cfl-repo init` copies these defaults into the repository configuration, where an operator may change
+them. Short-lived online roles (timestamp, snapshot) bound how long a freeze attack can go unnoticed;
+offline roles live longer because signing them is a ceremony.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RolePolicy:
+    """Expiry periods (days) and default thresholds."""
+
+    root_expiry_days: int = 365
+    targets_expiry_days: int = 90
+    manufacturer_expiry_days: int = 365
+    snapshot_expiry_days: int = 7
+    timestamp_expiry_days: int = 1
+    root_threshold: int = 2
+    root_keys: int = 3
+    manufacturer_threshold: int = 1
+    # `refresh` re-signs snapshot/timestamp when less than this fraction of their period is left.
+    refresh_margin_fraction: float = 0.5
+
+    def expiry(self, role: str) -> timedelta:
+        """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``, or a
+        manufacturer role)."""
+        days = {
+            "root": self.root_expiry_days,
+            "targets": self.targets_expiry_days,
+            "snapshot": self.snapshot_expiry_days,
+            "timestamp": self.timestamp_expiry_days,
+        }.get(role, self.manufacturer_expiry_days)
+        return timedelta(days=days)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RolePolicy:
+        """Read a policy, rejecting unknown fields so a typo is not silently ignored.
+
+        Raises:
+            ValueError: unknown field or a value of the wrong type.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"policy: unknown field(s) {sorted(unknown)}, expected some of {sorted(known)}")
+        policy = cls(**data)
+        for name in known - {"refresh_margin_fraction"}:
+            value = getattr(policy, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"policy.{name}: found {value!r}, expected a whole number >= 1")
+        if policy.root_threshold > policy.root_keys:
+            raise ValueError(
+                f"policy.root_threshold: found {policy.root_threshold}, expected <= root_keys "
+                f"({policy.root_keys})"
+            )
+        return policy
+
+
+DEFAULT_POLICY = RolePolicy()

@@ -1,0 +1,49 @@
+"""A verified, read-only view of a published library: what the website and `status` render.
+
+It is built only by ``repo_tool.verify`` after every signature, delegation and hash was checked, so a
+consumer of ``PublishedLibrary`` never sees unverified data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from metadata_templates.cpl_document import CplDocument
+from metadata_templates.custom import CflTargetInfo
+from metadata_templates.withdrawals import Withdrawal
+
+
+@dataclass(frozen=True)
+class PublishedImage:
+    """One image target with its verified metadata."""
+
+    target_path: str
+    length: int
+    sha256: str
+    cfl: CflTargetInfo
+    role: str
+    withdrawal: Withdrawal | None = None
+
+
+@dataclass(frozen=True)
+class RoleSummary:
+    """A role's version, expiry and keys, for the trust page and `status`."""
+
+    name: str
+    version: int
+    expires: datetime
+    keyids: tuple[str, ...]
+    threshold: int
+
+
+@dataclass(frozen=True)
+class PublishedLibrary:
+    """Everything a verified published tree says."""
+
+    root_version: int
+    roles: tuple[RoleSummary, ...]
+    images: tuple[PublishedImage, ...]
+    manufacturers: dict[str, str] = field(default_factory=dict)  # ID -> name
+    cpl: CplDocument | None = None
+    withdrawals: tuple[Withdrawal, ...] = ()

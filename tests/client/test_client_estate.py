@@ -1,0 +1,309 @@
+"""The estate reader: headers, bad rows, strict mode, and agreement of its fast and slow paths."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from client_factories import ESTATE_HEADER, device_id, write_estate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client.estate import (
+    DEVICE_ID,
+    DEVICE_TYPE,
+    FIRMWARE,
+    HARDWARE,
+    MANUFACTURER,
+    MODEL,
+    EstateError,
+    EstateSummary,
+    GroupKey,
+    iter_estate_devices,
+    normalise_device_id,
+    open_estate,
+    read_estate_groups,
+)
+from metadata_templates.errors import UnavailableError
+
+GOOD = ("ESME", "121D", "010A030B", "1111", "ACDCACDC")
+GOOD_KEY = GroupKey(*GOOD)
+
+
+def read(text: str, *, strict: bool = False, max_problems: int = 100) -> EstateSummary:
+    source = io.StringIO(text, newline="")
+    return read_estate_groups(source, strict=strict, max_problems=max_problems)
+
+
+def estate_text(rows: list[tuple[str, ...]], header: tuple[str, ...] = ESTATE_HEADER) -> str:
+    return "\n".join(",".join(row) for row in [header, *rows]) + "\n"
+
+
+def test_counts_devices_per_group_and_normalises_spelling() -> None:
+    rows = [
+        (device_id(1), *GOOD),
+        (device_id(2).replace("-", "").lower(), "esme", "121d", "010a030b", "1111", "acdcacdc"),
+        (device_id(3), "GSME", "121D", "0203", "2222", "00000001"),
+    ]
+    summary = read(estate_text(rows))
+    assert summary.devices == 3
+    assert summary.groups == {
+        GOOD_KEY: 2,
+        GroupKey("GSME", "121D", "0203", "2222", "00000001"): 1,
+    }
+    assert summary.skipped_rows == 0
+    assert summary.problems == ()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ESTATE_HEADER,
+        tuple(h.upper() for h in ESTATE_HEADER),
+        tuple(h.replace(" ", "") for h in ESTATE_HEADER),
+        tuple(f"  {h.lower()}  " for h in ESTATE_HEADER),
+        tuple(reversed(ESTATE_HEADER)),
+        ("Site", *ESTATE_HEADER, "Notes"),
+    ],
+    ids=["canonical", "upper-case", "no-spaces", "padded-lower", "reordered", "extra-columns"],
+)
+def test_headers_match_leniently(header: tuple[str, ...]) -> None:
+    values = {
+        "".join(name.split()).lower(): value
+        for name, value in zip(ESTATE_HEADER, (device_id(7), *GOOD), strict=True)
+    }
+    row = tuple(values.get("".join(h.split()).lower(), "extra") for h in header)
+    summary = read(estate_text([row], header))
+    assert summary.groups == {GOOD_KEY: 1}
+    assert summary.skipped_rows == 0
+
+
+def test_byte_order_mark_and_blank_lines_are_tolerated(tmp_path: Path) -> None:
+    path = tmp_path / "estate.csv"
+    text = "\n" + estate_text([(device_id(1), *GOOD)]) + "\n\n" + ",".join((device_id(2), *GOOD))
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    with open_estate(path) as source:
+        summary = read_estate_groups(source)
+    assert summary.groups == {GOOD_KEY: 2}
+    assert summary.skipped_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (ESTATE_HEADER[:-1], "missing: Firmware Version"),
+        ((*ESTATE_HEADER, "device id"), "'Device ID' only once"),
+        ((), "a header row"),
+    ],
+    ids=["missing-column", "duplicate-column", "empty-file"],
+)
+def test_unusable_header_is_an_error(header: tuple[str, ...], message: str) -> None:
+    text = ",".join(header) + "\n" if header else ""
+    with pytest.raises(EstateError, match=message):
+        read(text)
+
+
+# One case per rule a row can break: (row, column, found)
+BAD_ROWS = [
+    ((device_id(1)[:-1], *GOOD), DEVICE_ID, device_id(1)[:-1]),
+    (("000D6F000000000G", *GOOD), DEVICE_ID, "000D6F000000000G"),
+    (("000D6F00 00000001", *GOOD), DEVICE_ID, "000D6F00 00000001"),
+    (("", *GOOD), DEVICE_ID, ""),
+    ((device_id(1), "TOASTER", *GOOD[1:]), DEVICE_TYPE, "TOASTER"),
+    ((device_id(1), "ESME", "121", *GOOD[2:]), MANUFACTURER, "121"),
+    ((device_id(1), "ESME", "121D", "010A03", *GOOD[3:]), MODEL, "010A03"),
+    ((device_id(1), "ESME", "121D", "010A030B", "11X1", "ACDCACDC"), HARDWARE, "11X1"),
+    ((device_id(1), *GOOD[:4], "ACDC"), FIRMWARE, "ACDC"),
+    ((device_id(1), *GOOD[:3]), "(row)", "4 fields"),
+]
+BAD_IDS = [
+    "id-short",
+    "id-not-hex",
+    "id-inner-space",
+    "id-empty",
+    "device-type",
+    "manufacturer",
+    "model",
+    "hardware-version",
+    "firmware-version",
+    "too-few-fields",
+]
+
+
+@pytest.mark.parametrize(("row", "column", "found"), BAD_ROWS, ids=BAD_IDS)
+def test_bad_row_is_reported_with_row_column_found_expected_and_skipped(
+    row: tuple[str, ...], column: str, found: str
+) -> None:
+    rows = [(device_id(1), *GOOD), row, (device_id(2), *GOOD)]
+    summary = read(estate_text(rows))
+    assert summary.groups == {GOOD_KEY: 2}
+    assert summary.skipped_rows == 1
+    (problem,) = summary.problems
+    assert (problem.row, problem.column, problem.found) == (3, column, found)
+    assert problem.expected
+    assert problem.message().startswith(f"row 3: {column}: found {found!r}, expected ")
+
+
+@pytest.mark.parametrize(("row", "column", "found"), BAD_ROWS, ids=BAD_IDS)
+def test_bad_row_is_fatal_in_strict_mode(row: tuple[str, ...], column: str, found: str) -> None:
+    with pytest.raises(EstateError) as caught:
+        read(estate_text([(device_id(1), *GOOD), row]), strict=True)
+    assert caught.value.problem is not None
+    assert (caught.value.problem.row, caught.value.problem.column) == (3, column)
+    assert str(caught.value).startswith("row 3: ")
+
+
+def test_a_row_with_several_bad_columns_counts_once_and_reports_each() -> None:
+    summary = read(estate_text([("nope", "ESME", "XXXX", "010A030B", "1111", "1")]))
+    assert summary.skipped_rows == 1
+    assert [p.column for p in summary.problems] == [DEVICE_ID, MANUFACTURER, FIRMWARE]
+    assert summary.problem_count == 3
+
+
+def test_problem_details_are_bounded_but_all_are_counted() -> None:
+    rows = [(f"bad{i}", *GOOD) for i in range(50)]
+    summary = read(estate_text(rows), max_problems=5)
+    assert len(summary.problems) == 5
+    assert summary.problem_count == 50
+    assert summary.skipped_rows == 50
+
+
+def test_row_numbers_stay_right_across_chunks_and_quoted_newlines() -> None:
+    rows = [(device_id(i), *GOOD) for i in range(3000)]
+    rows[2500] = ("bad", *GOOD)
+    text = estate_text(rows[:10]) + '"' + device_id(99) + '",ESME,121D,"010A030B",1111,ACDCACDC\n'
+    text += '"line\nbreak",ESME,121D,010A030B,1111,ACDCACDC\n'
+    text += "\n".join(",".join(row) for row in rows[10:]) + "\n"
+    summary = read(text)
+    assert [p.row for p in summary.problems] == [13, 2500 + 2 + 2]
+    assert summary.devices == 3000 - 1 + 1
+
+
+def test_not_utf8_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "estate.csv"
+    path.write_bytes(estate_text([(device_id(1), *GOOD)]).encode() + b"\xff\xfe,\n")
+    with open_estate(path) as source, pytest.raises(EstateError, match="unreadable CSV"):
+        read_estate_groups(source)
+
+
+def test_missing_file_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(UnavailableError, match="cannot open estate file"):
+        open_estate(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("000D6F0000000001", "00-0D-6F-00-00-00-00-01"),
+        ("00-0d-6f-00-00-00-00-01", "00-0D-6F-00-00-00-00-01"),
+        (" 000D-6F00-0000-0001 ", "00-0D-6F-00-00-00-00-01"),
+        ("000D6F000000001", None),
+        ("000D6F00000000011", None),
+        ("000D6F000000000Z", None),
+        ("", None),
+    ],
+    ids=["plain", "duis-lower", "grouped-padded", "15-digits", "17-digits", "not-hex", "empty"],
+)
+def test_normalise_device_id(text: str, expected: str | None) -> None:
+    assert normalise_device_id(text) == expected
+
+
+def test_second_pass_yields_every_good_device_in_order(tmp_path: Path) -> None:
+    rows = [(device_id(i), *GOOD) for i in range(2100)]
+    rows[5] = ("broken", *GOOD)
+    rows[2050] = (device_id(2050).replace("-", "").lower(), "gsme", *GOOD[1:])
+    path = write_estate(tmp_path / "e.csv", rows)
+    with open_estate(path) as source:
+        devices = list(iter_estate_devices(source))
+    assert len(devices) == 2099
+    assert devices[0] == (device_id(0), GOOD_KEY)
+    assert devices[5][0] == device_id(6)
+    assert (device_id(2050), GroupKey("GSME", *GOOD[1:])) in devices
+
+
+# --- fast path and slow path agree with a plain row-by-row reading of the rule -------------------
+
+_hex = "0123456789ABCDEFabcdef"
+good_ids = (
+    st.integers(0, 2**64 - 1)
+    .map(lambda n: f"{n:016x}")
+    .flatmap(lambda s: st.sampled_from([s, s.upper(), bytes.fromhex(s).hex("-")]))
+)
+any_ids = st.one_of(good_ids, st.text(alphabet=_hex + "- G", max_size=24))
+fields = st.tuples(
+    st.sampled_from(["ESME", "gsme", "IHD", "FRIDGE"]),
+    st.sampled_from(["121D", "121d", "ABCD", "12"]),
+    st.sampled_from(["0001", "010A030B", "01"]),
+    st.sampled_from(["1111", "0002", "XYZW"]),
+    st.sampled_from(["ACDCACDC", "00000001", "1"]),
+)
+rows_strategy = st.lists(st.tuples(any_ids, fields), max_size=2500)
+
+
+def _reference(rows: list[tuple[str, tuple[str, ...]]]) -> tuple[Counter[GroupKey], int]:
+    from metadata_templates import identifiers as ids
+
+    counts: Counter[GroupKey] = Counter()
+    bad = 0
+    for device, (dt, mfr, model, hw, fw) in rows:
+        try:
+            if normalise_device_id(device) is None:
+                raise ValueError(device)
+            key = GroupKey(
+                ids.device_type(dt),
+                ids.manufacturer_id(mfr),
+                ids.model_id(model),
+                ids.hardware_version(hw),
+                ids.firmware_version(fw),
+            )
+        except ValueError:
+            bad += 1
+            continue
+        counts[key] += 1
+    return counts, bad
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=rows_strategy)
+def test_fast_and_slow_paths_agree_with_the_rule(rows: list[tuple[str, tuple[str, ...]]]) -> None:
+    # Blank device IDs with otherwise empty rows would be blank lines; keep rows non-blank.
+    text = estate_text([(device, *values) for device, values in rows])
+    expected, bad = _reference(rows)
+    summary = read(text)
+    assert summary.groups == dict(expected)
+    assert summary.skipped_rows == bad
+    assert summary.devices == sum(expected.values())
+    second = Counter(key for _, key in iter_estate_devices(io.StringIO(text, newline="")))
+    assert second == expected
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    rnd=st.randoms(use_true_random=False),
+    size=st.integers(1, 3500),
+    bad_at=st.lists(st.integers(0, 3499), max_size=3),
+)
+def test_mostly_clean_estates_take_the_fast_path_and_still_agree(
+    rnd: random.Random, size: int, bad_at: list[int]
+) -> None:
+    spellings = [("ESME", "121D", "010A030B", "1111", "ACDCACDC"), ("esme", "121d", *GOOD[2:])]
+    spellings += [("GSME", "ABCD", "0001", "0002", "00000001")]
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    for n in range(size):
+        raw = f"{rnd.getrandbits(64):016x}"
+        device = rnd.choice([raw, raw.upper(), bytes.fromhex(raw).hex("-")])
+        rows.append((device, rnd.choice(spellings)))
+    for index in bad_at:
+        if index < size:
+            rows[index] = ("not-an-id", rows[index][1])
+    text = estate_text([(device, *values) for device, values in rows])
+    expected, bad = _reference(rows)
+    summary = read(text)
+    assert summary.groups == dict(expected)
+    assert summary.skipped_rows == bad
+    assert [p.row - 2 for p in summary.problems] == sorted({i for i in bad_at if i < size})
+    second = Counter(key for _, key in iter_estate_devices(io.StringIO(text, newline="")))
+    assert second == expected

@@ -26,7 +26,9 @@ CPL_STATUSES = ("Active", "Cancelled", "Expired", "Withdrawn")
 @cache
 def schema() -> dict[str, Any]:
     """The JSON Schema of ``custom.cfl``."""
-    text = resources.files("metadata_templates").joinpath("schema/cfl-custom.schema.json").read_text()
+    text = (
+        resources.files("metadata_templates").joinpath("schema/cfl-custom.schema.json").read_text()
+    )
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -49,7 +51,9 @@ def validate(data: Any) -> None:
     """
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is not None:
-        where = "custom.cfl" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        where = "custom.cfl" + "".join(
+            f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
+        )
         raise CustomMetadataError(f"{where}: {error.message}")
 
 

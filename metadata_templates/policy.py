@@ -52,7 +52,9 @@ class RolePolicy:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"policy: unknown field(s) {sorted(unknown)}, expected some of {sorted(known)}")
+            raise ValueError(
+                f"policy: unknown field(s) {sorted(unknown)}, expected some of {sorted(known)}"
+            )
         policy = cls(**data)
         for name in known - {"refresh_margin_fraction"}:
             value = getattr(policy, name)

@@ -25,7 +25,12 @@ class Withdrawal:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "sha256": self.sha256, "withdrawn": self.withdrawn, "reason": self.reason}
+        return {
+            "target": self.target,
+            "sha256": self.sha256,
+            "withdrawn": self.withdrawn,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,10 @@ class WithdrawalList:
         return WithdrawalList((*self.withdrawals, withdrawal))
 
     def to_bytes(self) -> bytes:
-        doc = {"schema_version": SCHEMA_VERSION, "withdrawals": [w.to_dict() for w in self.withdrawals]}
+        doc = {
+            "schema_version": SCHEMA_VERSION,
+            "withdrawals": [w.to_dict() for w in self.withdrawals],
+        }
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
@@ -59,7 +67,9 @@ class WithdrawalList:
                 )
             return cls(
                 tuple(
-                    Withdrawal(str(w["target"]), str(w["sha256"]), str(w["withdrawn"]), str(w["reason"]))
+                    Withdrawal(
+                        str(w["target"]), str(w["sha256"]), str(w["withdrawn"]), str(w["reason"])
+                    )
                     for w in doc["withdrawals"]
                 )
             )

@@ -6,8 +6,11 @@ consumer of ``PublishedLibrary`` never sees unverified data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from tuf.api.metadata import Metadata, Targets
 
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo
@@ -47,3 +50,6 @@ class PublishedLibrary:
     manufacturers: dict[str, str] = field(default_factory=dict)  # ID -> name
     cpl: CplDocument | None = None
     withdrawals: tuple[Withdrawal, ...] = ()
+    # The verified manufacturer roles themselves, for the manufacturer's `submit` to build on.
+    role_metadata: Mapping[str, Metadata[Targets]] = field(default_factory=dict)
+    targets_metadata: Metadata[Targets] | None = None

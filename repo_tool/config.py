@@ -1,0 +1,98 @@
+"""The repository working directory's configuration: policy, image cap and the signers of each role."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
+
+from metadata_templates import SCHEMA_VERSION
+from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.errors import ConfigurationError
+from metadata_templates.policy import RolePolicy
+from repo_tool.gateway import DEFAULT_IMAGE_SIZE_CAP
+from repo_tool.keys import SignerRef
+
+CONFIG_FILE = "cfl-repo.json"
+TOP_LEVEL_ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """What `cfl-repo init` decided; operators may edit the file by hand."""
+
+    policy: RolePolicy
+    signers: dict[str, tuple[SignerRef, ...]]
+    thresholds: dict[str, int]
+    image_size_cap: int = DEFAULT_IMAGE_SIZE_CAP
+    dev_keys: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "schema_version": SCHEMA_VERSION,
+            "policy": self.policy.to_dict(),
+            "image_size_cap": self.image_size_cap,
+            "dev_keys": self.dev_keys,
+            "thresholds": self.thresholds,
+            "signers": {
+                role: [ref.to_dict() for ref in refs] for role, refs in self.signers.items()
+            },
+        }
+        return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def load(cls, repo: Path) -> RepoConfig:
+        """Read and check the configuration.
+
+        Raises:
+            ConfigurationError: missing, not JSON, or a field is wrong.
+        """
+        path = repo / CONFIG_FILE
+        try:
+            doc = json.loads(path.read_bytes())
+        except FileNotFoundError as e:
+            raise ConfigurationError(
+                f"{path}: not found; expected a repository made by `cfl-repo --repo {repo} init`"
+            ) from e
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigurationError(f"{path}: unreadable ({e})") from e
+        try:
+            if doc.get("schema_version") != SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"{path}: schema_version: found {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+                )
+            signers = {
+                role: tuple(SignerRef.from_dict(r) for r in doc["signers"][role])
+                for role in TOP_LEVEL_ROLES
+            }
+            thresholds = {role: int(doc["thresholds"][role]) for role in TOP_LEVEL_ROLES}
+            cap = doc.get("image_size_cap", DEFAULT_IMAGE_SIZE_CAP)
+            if not isinstance(cap, int) or cap < 1:
+                raise ConfigurationError(
+                    f"{path}: image_size_cap: found {cap!r}, expected a positive integer"
+                )
+            config = cls(
+                policy=RolePolicy.from_dict(doc["policy"]),
+                signers=signers,
+                thresholds=thresholds,
+                image_size_cap=cap,
+                dev_keys=bool(doc.get("dev_keys", False)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ConfigurationError):
+                raise
+            raise ConfigurationError(f"{path}: malformed ({e!r})") from e
+        for role in TOP_LEVEL_ROLES:
+            if config.thresholds[role] < 1 or config.thresholds[role] > len(config.signers[role]):
+                raise ConfigurationError(
+                    f"{path}: thresholds.{role}: found {config.thresholds[role]}, expected 1.."
+                    f"{len(config.signers[role])} (the number of {role} keys)"
+                )
+        return config
+
+    def save(self, repo: Path) -> None:
+        atomic_write_bytes(repo / CONFIG_FILE, self.to_bytes())

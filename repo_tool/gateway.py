@@ -1,0 +1,507 @@
+"""The gateway: may this deposit enter the library? A pure function of bytes and state.
+
+``check_bundle(bundle, context)`` returns a verdict with every reason code that applies (one bundle may
+carry several) and, for an accepted bundle, the verified role metadata and target to stage. It reads
+no files and no clock: the repository passes in the CPL, the registry, the current role and ``now``.
+
+Codes are stable and machine-readable; each finding also carries a sentence naming the field, the
+value found and the value expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from securesystemslib.signer import Key
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
+
+from metadata_templates import naming
+from metadata_templates.cpl_document import CplDocument, CplEntry
+from metadata_templates.custom import (
+    CUSTOM_KEY,
+    CflTargetInfo,
+    CustomMetadataError,
+    parse_timestamp,
+)
+from repo_tool.bundle import Bundle
+from repo_tool.deposit import (
+    ImageDigests,
+    describe_image,
+    digest_image,
+    release_notes_digest,
+    target_path_for,
+)
+from repo_tool.image import ImageFormatError, OtaHeader, parse_image
+
+DEFAULT_IMAGE_SIZE_CAP = 10_240_000  # octets: the DUIS limit for one image
+CLOCK_SKEW = timedelta(hours=1)
+
+
+class Code(StrEnum):
+    """Gateway rejection codes (ARCHITECTURE.md), plus the few this implementation found it needed."""
+
+    MALFORMED_IMAGE = "malformed-image"
+    IMAGE_TOO_LARGE = "image-too-large"
+    HASH_NOT_ON_CPL = "hash-not-on-cpl"
+    MANUFACTURER_MISMATCH = "manufacturer-mismatch"
+    FIRMWARE_VERSION_MISMATCH = "firmware-version-mismatch"
+    HARDWARE_VERSION_OUT_OF_RANGE = "hardware-version-out-of-range"
+    CPL_ENTRY_NOT_ACTIVE = "cpl-entry-not-active"
+    DUPLICATE_IMAGE = "duplicate-image"
+    BAD_SIGNATURE = "bad-signature"
+    THRESHOLD_NOT_MET = "threshold-not-met"
+    OUTSIDE_DELEGATION = "outside-delegation"
+    STALE_ROLE_VERSION = "stale-role-version"
+    UNKNOWN_MANUFACTURER = "unknown-manufacturer"
+    MISSING_DECLARATION = "missing-declaration"
+    # Additions: a bundle that is not a bundle; signed metadata that does not describe the image it
+    # carries; a role that edits or drops what was lodged before; declared entries for different kinds
+    # of device; role metadata already expired.
+    MALFORMED_BUNDLE = "malformed-bundle"
+    TARGET_METADATA_MISMATCH = "target-metadata-mismatch"
+    ROLE_CONTENT_ALTERED = "role-content-altered"
+    DECLARATION_INCONSISTENT = "declaration-inconsistent"
+    ROLE_EXPIRED = "role-expired"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason a bundle is rejected."""
+
+    code: Code
+    message: str
+
+
+@dataclass(frozen=True)
+class RegisteredManufacturer:
+    """A manufacturer the provider has registered: its keys and threshold."""
+
+    id: str
+    name: str
+    keys: Mapping[str, Key]
+    threshold: int
+
+
+@dataclass(frozen=True)
+class LibraryIndex:
+    """What the library holds already, for the duplicate check."""
+
+    file_sha256: Mapping[str, str] = field(default_factory=dict)  # -> target
+    manufacturer_image_sha256: Mapping[str, str] = field(default_factory=dict)  # -> target
+    cpl_entries: Mapping[str, str] = field(default_factory=dict)  # CPL Entry ID -> target
+
+
+@dataclass(frozen=True)
+class GatewayContext:
+    """Everything the gateway compares a bundle against."""
+
+    cpl: CplDocument | None
+    manufacturers: Mapping[str, RegisteredManufacturer]
+    current_role: Callable[
+        [str], Metadata[Targets] | None
+    ]  # role name -> staged role, None if none yet
+    index: LibraryIndex
+    now: datetime
+    image_size_cap: int = DEFAULT_IMAGE_SIZE_CAP
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What an accepted bundle adds to the library."""
+
+    role_name: str
+    role: Metadata[Targets]
+    target: TargetFile
+    info: CflTargetInfo
+    digests: ImageDigests
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gateway's answer for one bundle."""
+
+    findings: tuple[Finding, ...]
+    target: str | None
+    accepted: Accepted | None
+
+    @property
+    def ok(self) -> bool:
+        return self.accepted is not None
+
+    @property
+    def codes(self) -> list[str]:
+        return sorted({f.code.value for f in self.findings})
+
+
+class _Findings:
+    def __init__(self) -> None:
+        self.items: list[Finding] = []
+
+    def add(self, code: Code, message: str) -> None:
+        self.items.append(Finding(code, message))
+
+    def has(self, *codes: Code) -> bool:
+        return any(f.code in codes for f in self.items)
+
+
+def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
+    """Run every gateway check on one bundle.
+
+    Never raises for bad input: every problem becomes a finding.
+    """
+    found = _Findings()
+    mfr_id = bundle.manufacturer_id
+    manufacturer = ctx.manufacturers.get(mfr_id)
+    if manufacturer is None:
+        found.add(
+            Code.UNKNOWN_MANUFACTURER,
+            f"manufacturer_id: found {mfr_id!r}, expected one of the registered manufacturers "
+            f"{sorted(ctx.manufacturers)}",
+        )
+    for problem in bundle.declaration.problems():
+        found.add(Code.MISSING_DECLARATION, problem)
+
+    header = _check_image(bundle, ctx, found)
+    digests = digest_image(bundle.image, header) if header is not None else None
+    entries = _check_entries(bundle, ctx, header, digests, found)
+    if digests is not None:
+        _check_duplicates(bundle, ctx, digests, found)
+
+    role = _check_role_signatures(bundle, manufacturer, found)
+    accepted: Accepted | None = None
+    expected_target: str | None = None
+    if header is not None and digests is not None and entries:
+        expected_target = target_path_for(header, entries[0].device_type, digests.file_sha256)
+    if role is not None and manufacturer is not None:
+        accepted = _check_role_content(
+            bundle, ctx, manufacturer, role, header, digests, entries, expected_target, found
+        )
+    if found.items:
+        accepted = None
+    return Verdict(tuple(found.items), expected_target or None, accepted)
+
+
+def _check_image(bundle: Bundle, ctx: GatewayContext, found: _Findings) -> OtaHeader | None:
+    size = len(bundle.image)
+    if size > ctx.image_size_cap:
+        found.add(
+            Code.IMAGE_TOO_LARGE,
+            f"image size: found {size} octets, expected at most {ctx.image_size_cap} (the configured cap)",
+        )
+        return None
+    try:
+        header = parse_image(bundle.image)
+    except ImageFormatError as e:
+        found.add(Code.MALFORMED_IMAGE, f"image: {e}")
+        return None
+    if header.manufacturer_id != bundle.manufacturer_id:
+        found.add(
+            Code.MANUFACTURER_MISMATCH,
+            f"image header manufacturer code: found {header.manufacturer_id}, expected "
+            f"{bundle.manufacturer_id} (the submitting manufacturer)",
+        )
+    return header
+
+
+def _check_entries(
+    bundle: Bundle,
+    ctx: GatewayContext,
+    header: OtaHeader | None,
+    digests: ImageDigests | None,
+    found: _Findings,
+) -> list[CplEntry]:
+    """BR03: each declared CPL entry exists, is Active, and matches the image exactly."""
+    by_id = ctx.cpl.by_id() if ctx.cpl is not None else {}
+    entries: list[CplEntry] = []
+    for entry_id in bundle.declaration.cpl_entries:
+        entry = by_id.get(entry_id)
+        if entry is None:
+            found.add(
+                Code.CPL_ENTRY_NOT_ACTIVE,
+                f"declaration.cpl_entries: found {entry_id!r}, expected an entry on the imported CPL "
+                "(no such entry)",
+            )
+            continue
+        entries.append(entry)
+        if entry.status != "Active":
+            found.add(
+                Code.CPL_ENTRY_NOT_ACTIVE,
+                f"CPL entry {entry_id} status: found {entry.status!r}, expected 'Active'",
+            )
+        if header is None or digests is None:
+            continue
+        if entry.manufacturer_id != header.manufacturer_id:
+            found.add(
+                Code.MANUFACTURER_MISMATCH,
+                f"CPL entry {entry_id} Manufacturer Identifier: found {entry.manufacturer_id}, expected "
+                f"{header.manufacturer_id} (the image header's manufacturer code)",
+            )
+        if entry.manufacturer_image_sha256 != digests.manufacturer_image_sha256:
+            found.add(
+                Code.HASH_NOT_ON_CPL,
+                f"CPL entry {entry_id} Manufacturer Image Hash: found {entry.manufacturer_image_sha256 or '(empty)'}, "
+                f"expected {digests.manufacturer_image_sha256} (SHA-256 of this image's Manufacturer Image)",
+            )
+        if entry.firmware_version != header.firmware_version:
+            found.add(
+                Code.FIRMWARE_VERSION_MISMATCH,
+                f"CPL entry {entry_id} Firmware Version: found {entry.firmware_version}, expected "
+                f"{header.firmware_version} (the image header's file version)",
+            )
+        low, high = header.hardware_version_min, header.hardware_version_max
+        hw = int(entry.hardware_version, 16)
+        if low is None or high is None:
+            found.add(
+                Code.HARDWARE_VERSION_OUT_OF_RANGE,
+                f"image header hardware versions: found none (field control bit 2 clear), expected a "
+                f"range containing CPL entry {entry_id}'s Hardware Version {entry.hardware_version}",
+            )
+        elif not low <= hw <= high:
+            found.add(
+                Code.HARDWARE_VERSION_OUT_OF_RANGE,
+                f"CPL entry {entry_id} Hardware Version: found {entry.hardware_version}, expected within "
+                f"the image's range {header.hardware_version_min_hex}..{header.hardware_version_max_hex}",
+            )
+    if len({e.device_type for e in entries}) > 1:
+        found.add(
+            Code.DECLARATION_INCONSISTENT,
+            f"declaration.cpl_entries: found device types {sorted({e.device_type for e in entries})}, "
+            "expected one device type per image",
+        )
+    if ctx.cpl is None and bundle.declaration.cpl_entries:
+        found.add(
+            Code.CPL_ENTRY_NOT_ACTIVE,
+            "CPL: found none imported, expected `cfl-repo cpl import` first",
+        )
+    return entries
+
+
+def _check_duplicates(
+    bundle: Bundle, ctx: GatewayContext, digests: ImageDigests, found: _Findings
+) -> None:
+    """The "gateway" option: a duplicate is held back, never added twice."""
+    index = ctx.index
+    if digests.file_sha256 in index.file_sha256:
+        found.add(
+            Code.DUPLICATE_IMAGE,
+            f"image SHA-256: found {digests.file_sha256}, expected bytes not yet in the library "
+            f"(already published as {index.file_sha256[digests.file_sha256]})",
+        )
+    elif digests.manufacturer_image_sha256 in index.manufacturer_image_sha256:
+        found.add(
+            Code.DUPLICATE_IMAGE,
+            f"Manufacturer Image SHA-256: found {digests.manufacturer_image_sha256}, expected one not yet in "
+            f"the library (already in {index.manufacturer_image_sha256[digests.manufacturer_image_sha256]})",
+        )
+    for entry_id in bundle.declaration.cpl_entries:
+        if entry_id in index.cpl_entries:
+            found.add(
+                Code.DUPLICATE_IMAGE,
+                f"CPL entry {entry_id}: found an image already ({index.cpl_entries[entry_id]}), expected an "
+                "entry with no image yet",
+            )
+
+
+def _delegator_for(manufacturer: RegisteredManufacturer) -> Targets:
+    """A throw-away delegator holding only the registered keys, so python-tuf does the verifying."""
+    role = DelegatedRole(
+        name=naming.role_name(manufacturer.id),
+        keyids=sorted(manufacturer.keys),
+        threshold=manufacturer.threshold,
+        terminating=True,
+        paths=[naming.delegation_pattern(manufacturer.id)],
+    )
+    return Targets(delegations=Delegations(keys=dict(manufacturer.keys), roles={role.name: role}))
+
+
+def _check_role_signatures(
+    bundle: Bundle, manufacturer: RegisteredManufacturer | None, found: _Findings
+) -> Metadata[Targets] | None:
+    try:
+        role = Metadata[Targets].from_bytes(bundle.role_bytes)
+    except Exception as e:  # python-tuf raises DeserializationError and ValueError subclasses
+        found.add(Code.MALFORMED_BUNDLE, f"role.json: found no valid TUF targets metadata ({e})")
+        return None
+    if not isinstance(role.signed, Targets):
+        found.add(
+            Code.MALFORMED_BUNDLE, f"role.json type: found {role.signed.type!r}, expected 'targets'"
+        )
+        return None
+    if manufacturer is None:
+        return role
+    delegator = _delegator_for(manufacturer)
+    role_name = naming.role_name(manufacturer.id)
+    result = delegator.get_verification_result(role_name, role.signed_bytes, role.signatures)
+    bad = sorted(
+        k[:8] for k in role.signatures if k in manufacturer.keys and k not in result.signed
+    )
+    if bad:
+        found.add(
+            Code.BAD_SIGNATURE,
+            f"role.json signatures: found invalid signature(s) by registered key(s) {bad}, expected valid "
+            f"signatures over the role by {manufacturer.id}'s keys",
+        )
+    elif not result.verified:
+        strangers = sorted(k[:8] for k in role.signatures if k not in manufacturer.keys)
+        found.add(
+            Code.THRESHOLD_NOT_MET,
+            f"role.json signatures: found {len(result.signed)} valid by registered keys"
+            + (f" (and {len(strangers)} by unregistered keys {strangers})" if strangers else "")
+            + f", expected at least {result.threshold}",
+        )
+    return role
+
+
+def _check_role_content(
+    bundle: Bundle,
+    ctx: GatewayContext,
+    manufacturer: RegisteredManufacturer,
+    role: Metadata[Targets],
+    header: OtaHeader | None,
+    digests: ImageDigests | None,
+    entries: list[CplEntry],
+    expected_target: str | None,
+    found: _Findings,
+) -> Accepted | None:
+    signed = role.signed
+    role_name = naming.role_name(manufacturer.id)
+    current = ctx.current_role(role_name)
+    current_version = current.signed.version if current is not None else 0
+    if signed.version != current_version + 1:
+        found.add(
+            Code.STALE_ROLE_VERSION,
+            f"{role_name} version: found {signed.version}, expected {current_version + 1} (one above the "
+            f"library's version {current_version}; rebuild the bundle from the latest published library)",
+        )
+    if signed.expires <= ctx.now:
+        found.add(
+            Code.ROLE_EXPIRED,
+            f"{role_name} expires: found {signed.expires.isoformat()}, expected a time after {ctx.now.isoformat()}",
+        )
+    if signed.delegations is not None:
+        found.add(
+            Code.OUTSIDE_DELEGATION,
+            f"{role_name} delegations: found {sorted((signed.delegations.roles or {}).keys())}, expected none "
+            "(a manufacturer role may not delegate)",
+        )
+    pattern = naming.delegation_pattern(manufacturer.id)
+    outside = sorted(
+        path for path in signed.targets if naming.manufacturer_of_target(path) != manufacturer.id
+    )
+    for path in outside:
+        found.add(
+            Code.OUTSIDE_DELEGATION,
+            f"{role_name} target path: found {path!r}, expected a path matching {pattern!r} in the CFL naming "
+            "scheme",
+        )
+
+    previous = current.signed.targets if current is not None else {}
+    for path, old in previous.items():
+        new = signed.targets.get(path)
+        if new is None:
+            found.add(
+                Code.ROLE_CONTENT_ALTERED,
+                f"{role_name} target {path}: found it removed, expected every lodged target kept (withdrawal "
+                "is the provider's recorded event)",
+            )
+        elif new != old:
+            found.add(
+                Code.ROLE_CONTENT_ALTERED,
+                f"{role_name} target {path}: found its metadata changed, expected it exactly as lodged",
+            )
+    added = sorted(set(signed.targets) - set(previous))
+    if len(added) != 1:
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"{role_name} new targets: found {len(added)} ({added[:5]}), expected exactly 1 (the bundled image)",
+        )
+        return None
+    path = added[0]
+    target = signed.targets[path]
+    if bundle.target != path:
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"cfl-bundle.json target: found {bundle.target!r}, expected {path!r} (the role's new target)",
+        )
+    if header is None or digests is None or not entries or expected_target is None:
+        return None  # the image or declaration failed already; nothing to compare against
+    if path != expected_target and path not in outside:
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"{role_name} target path: found {path!r}, expected {expected_target!r} (derived from the image)",
+        )
+    if target.length != len(bundle.image) or target.hashes != {"sha256": digests.file_sha256}:
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"{path} length/hashes: found {target.length} / {target.hashes}, expected {len(bundle.image)} / "
+            f"{{'sha256': '{digests.file_sha256}'}} (the bundled image; one hash algorithm)",
+        )
+    info = _check_custom(bundle, manufacturer, target, header, digests, entries, ctx.now, found)
+    if info is None:
+        return None
+    return Accepted(role_name=role_name, role=role, target=target, info=info, digests=digests)
+
+
+def _check_custom(
+    bundle: Bundle,
+    manufacturer: RegisteredManufacturer,
+    target: TargetFile,
+    header: OtaHeader,
+    digests: ImageDigests,
+    entries: list[CplEntry],
+    now: datetime,
+    found: _Findings,
+) -> CflTargetInfo | None:
+    try:
+        signed_info = CflTargetInfo.from_target_custom(target.custom)
+    except CustomMetadataError as e:
+        found.add(Code.TARGET_METADATA_MISMATCH, f"{target.path} {e}")
+        return None
+    extra = sorted(set(target.custom) - {CUSTOM_KEY})
+    if extra:
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"{target.path} custom: found extra keys {extra}, expected only 'cfl'",
+        )
+    published = parse_timestamp(signed_info.published)
+    if published > now + CLOCK_SKEW:
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"custom.cfl.published: found {signed_info.published}, expected a time not after {now.isoformat()}",
+        )
+    try:
+        expected = describe_image(
+            header=header,
+            digests=digests,
+            entries=entries,
+            declaration=bundle.declaration,
+            published=signed_info.published,
+            release_notes_sha256=release_notes_digest(bundle.release_notes),
+        )
+    except CustomMetadataError as e:
+        found.add(Code.MISSING_DECLARATION, f"declaration: {e}")
+        return None
+    want, got = expected.to_dict(), signed_info.to_dict()
+    for key in sorted(want):
+        if want[key] != got[key]:
+            found.add(
+                Code.TARGET_METADATA_MISMATCH,
+                f"custom.cfl.{key}: found {got[key]!r}, expected {want[key]!r} (from the image, CPL and declaration)",
+            )
+    return signed_info
+
+
+def verify_role_against(delegator: Targets, role_name: str, role: Metadata[Targets]) -> None:
+    """Re-verify a role with its real delegator before anything is written (verify before you write).
+
+    Raises:
+        RepositoryError: the threshold is not met.
+    """
+    try:
+        delegator.verify_delegate(role_name, role.signed_bytes, role.signatures)
+    except Exception as e:
+        raise RepositoryError(f"{role_name}: {e}") from e

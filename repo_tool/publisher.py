@@ -1,0 +1,146 @@
+"""Write the static tree a host serves, in an order that keeps it valid for clients at every instant.
+
+Order: every root version, then blobs, delegated roles, targets, snapshot, and ``timestamp.json``
+last. Everything but ``timestamp.json`` is immutable and named by version or hash, so files written
+before a crash are invisible to clients until the timestamp that references them lands, and the
+previous timestamp keeps pointing at a complete previous state. Each file is written atomically.
+
+Only what the out directory lacks is written: publishing one image into a large library writes that
+image, its manufacturer's role, targets (if changed), snapshot and timestamp, and reads nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from tuf.api.metadata import Root, Snapshot, TargetFile, Targets, Timestamp
+
+from metadata_templates import naming
+from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.errors import UnavailableError
+from metadata_templates.locking import exclusive_lock
+from repo_tool.repository import Repository
+
+PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "timestamp")
+LOCK_NAME = ".cfl-publish.lock"
+
+StepHook = Callable[[str], None]
+
+
+@dataclass
+class PublishReport:
+    """What one publish wrote."""
+
+    out: Path
+    snapshot_version: int = 0
+    timestamp_version: int = 0
+    signed_new_snapshot: bool = False
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PUBLISH_STEPS, 0))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "out": str(self.out),
+            "snapshot_version": self.snapshot_version,
+            "timestamp_version": self.timestamp_version,
+            "signed_new_snapshot": self.signed_new_snapshot,
+            "written": dict(self.written),
+        }
+
+
+def _write_once(path: Path, data: bytes) -> bool:
+    """Write an immutable file; refuse to replace different bytes. Returns whether it was written.
+
+    Raises:
+        UnavailableError: the file exists with other content (another library's tree?).
+    """
+    if path.exists():
+        if path.stat().st_size != len(data) or path.read_bytes() != data:
+            raise UnavailableError(
+                f"{path}: exists with different content; published files are immutable",
+                hint="publish into an empty directory or the one this repository published before",
+            )
+        return False
+    atomic_write_bytes(path, data)
+    return True
+
+
+def publish(
+    repo: Repository, out: Path, *, now: datetime, between_steps: StepHook | None = None
+) -> PublishReport:
+    """Sign a new snapshot/timestamp if anything changed, then bring ``out`` up to date.
+
+    ``between_steps`` is called with the name of each step before it runs (tests inject crashes).
+
+    Raises:
+        UnavailableError: a lock is held, a blob is corrupt, or an immutable file conflicts.
+    """
+    hook = between_steps or (lambda step: None)
+    report = PublishReport(out=out)
+    out.mkdir(parents=True, exist_ok=True)
+    with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
+        report.signed_new_snapshot = repo.stage_snapshot(now=now)
+        head = repo.head
+        metadata_dir = out / "metadata"
+        targets_dir = out / "targets"
+
+        hook("roots")
+        for version in range(1, head.root_version + 1):
+            if _write_once(
+                metadata_dir / f"{version}.{Root.type}.json",
+                repo.metadata_bytes(Root.type, version),
+            ):
+                report.written["roots"] += 1
+
+        hook("blobs")
+        new_roles = [
+            name
+            for name, version in sorted(head.roles.items())
+            if not (metadata_dir / f"{version}.{name}.json").exists()
+        ]
+        targets_md = repo.targets()
+        blobs: list[TargetFile] = list(targets_md.signed.targets.values())
+        for name in new_roles:
+            blobs.extend(repo.role(name).signed.targets.values())
+        for target in blobs:
+            sha = target.hashes["sha256"]
+            destination = targets_dir / naming.blob_name(target.path, sha)
+            if not destination.exists():
+                atomic_write_bytes(destination, repo.blobs.get(sha))
+                report.written["blobs"] += 1
+
+        hook("delegated-roles")
+        for name in new_roles:
+            version = head.roles[name]
+            if _write_once(
+                metadata_dir / f"{version}.{name}.json", repo.metadata_bytes(name, version)
+            ):
+                report.written["delegated-roles"] += 1
+
+        hook("targets")
+        version = head.targets_version
+        if _write_once(
+            metadata_dir / f"{version}.{Targets.type}.json",
+            repo.metadata_bytes(Targets.type, version),
+        ):
+            report.written["targets"] += 1
+
+        hook("snapshot")
+        version = head.snapshot_version
+        if _write_once(
+            metadata_dir / f"{version}.{Snapshot.type}.json",
+            repo.metadata_bytes(Snapshot.type, version),
+        ):
+            report.written["snapshot"] += 1
+
+        hook("timestamp")
+        timestamp = repo.metadata_bytes(Timestamp.type, head.timestamp_version)
+        current = metadata_dir / f"{Timestamp.type}.json"
+        if not current.exists() or current.read_bytes() != timestamp:
+            atomic_write_bytes(current, timestamp)
+            report.written["timestamp"] += 1
+        report.snapshot_version = head.snapshot_version
+        report.timestamp_version = head.timestamp_version
+    return report

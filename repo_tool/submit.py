@@ -1,0 +1,139 @@
+"""The manufacturer's side of a deposit: build and sign the next version of its role around one image.
+
+The manufacturer starts from the library as published (verified from a trusted root, so a hostile
+host cannot trick it into signing a rollback or a foreign target), adds exactly one target with its
+``custom.cfl``, bumps the version, signs with its own key(s) and writes one bundle file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from securesystemslib.signer import Signer
+from tuf.api.metadata import Metadata, TargetFile, Targets
+
+from metadata_templates import naming
+from metadata_templates.custom import CUSTOM_KEY, format_timestamp
+from metadata_templates.errors import RejectedInputError
+from metadata_templates.policy import DEFAULT_POLICY
+from repo_tool.bundle import Bundle, Declaration
+from repo_tool.deposit import describe_image, digest_image, release_notes_digest, target_path_for
+from repo_tool.image import parse_image
+from repo_tool.published import PublishedLibrary
+
+logger = logging.getLogger(__name__)
+SPEC_VERSION = "1.0.31"
+DEFAULT_EXPIRY = DEFAULT_POLICY.expiry("mfr")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A signed deposit, ready to be written as a bundle."""
+
+    bundle: Bundle
+    role_version: int
+
+
+def build_submission(
+    *,
+    image: bytes,
+    manufacturer_id: str,
+    signers: Sequence[Signer],
+    declaration: Declaration,
+    release_notes: bytes | None,
+    library: PublishedLibrary,
+    now: datetime,
+    expiry: timedelta = DEFAULT_EXPIRY,
+) -> Submission:
+    """Build the next role version around ``image`` and sign it.
+
+    Raises:
+        RejectedInputError: a malformed image, an incomplete declaration, CPL entries not on the
+            published CPL, or keys that do not meet the published delegation's threshold.
+    """
+    problems = declaration.problems()
+    if problems:
+        raise RejectedInputError("; ".join(problems))
+    header = parse_image(image)
+    if header.manufacturer_id != manufacturer_id:
+        raise RejectedInputError(
+            f"image header manufacturer code: found {header.manufacturer_id}, expected {manufacturer_id} "
+            "(--manufacturer)"
+        )
+    if library.cpl is None:
+        raise RejectedInputError(
+            "published library: found no CPL (cfl/cpl.json), expected one to declare entries against"
+        )
+    by_id = library.cpl.by_id()
+    missing = [entry_id for entry_id in declaration.cpl_entries if entry_id not in by_id]
+    if missing:
+        raise RejectedInputError(f"--cpl-entry: found {missing}, expected IDs on the published CPL")
+    entries = [by_id[entry_id] for entry_id in declaration.cpl_entries]
+    digests = digest_image(image, header)
+    info = describe_image(
+        header=header,
+        digests=digests,
+        entries=entries,
+        declaration=declaration,
+        published=format_timestamp(now),
+        release_notes_sha256=release_notes_digest(release_notes),
+    )
+    path = target_path_for(header, entries[0].device_type, digests.file_sha256)
+    role_name = naming.role_name(manufacturer_id)
+    current = library.role_metadata.get(role_name)
+    if current is not None:
+        signed = Metadata[Targets].from_bytes(current.to_bytes()).signed
+        if path in signed.targets:
+            raise RejectedInputError(
+                f"{path}: found it in the published role already, expected a new image"
+            )
+        signed.version += 1
+    else:
+        signed = Targets(version=1)
+        signed.spec_version = SPEC_VERSION
+    signed.expires = now + expiry
+    signed.targets[path] = TargetFile(
+        len(image),
+        {"sha256": digests.file_sha256},
+        path,
+        unrecognized_fields={"custom": {CUSTOM_KEY: info.to_dict()}},
+    )
+    md = Metadata(signed)
+    for signer in signers:
+        md.sign(signer, append=True)
+    _verify_against_delegation(library, role_name, md)
+    bundle = Bundle(
+        manufacturer_id=manufacturer_id,
+        target=path,
+        declaration=declaration,
+        image=image,
+        role_bytes=md.to_bytes(),
+        release_notes=release_notes,
+    )
+    return Submission(bundle=bundle, role_version=signed.version)
+
+
+def _verify_against_delegation(
+    library: PublishedLibrary, role_name: str, md: Metadata[Targets]
+) -> None:
+    """When the library delegates to this manufacturer already, check the keys before the provider
+    does, so a wrong key fails here with a clear message rather than as a rejected bundle."""
+    targets = library.targets_metadata
+    if (
+        targets is None
+        or targets.signed.delegations is None
+        or role_name not in (targets.signed.delegations.roles or {})
+    ):
+        logger.info(
+            "%s is not delegated yet: the provider checks the keys at first ingest", role_name
+        )
+        return
+    result = targets.signed.get_verification_result(role_name, md.signed_bytes, md.signatures)
+    if not result.verified:
+        raise RejectedInputError(
+            f"{role_name} signatures: found {len(result.signed)} by keys the library delegates to, expected "
+            f"{result.threshold}; registered key IDs are {sorted(k[:8] for k in (result.signed | result.unsigned))}"
+        )

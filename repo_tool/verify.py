@@ -1,0 +1,336 @@
+"""An independent, complete check of a published tree, and the verified view built from it.
+
+Where the client (ngclient) verifies only what it needs, this walks everything: the root chain from a
+trusted root, timestamp, snapshot, targets, every delegated role, every blob's length and hash, and
+that snapshot lists exactly the roles that exist. All signature checks are python-tuf's
+(``verify_delegate``); this module only decides which file to check against which delegator.
+
+The source is a function from a relative path to bytes, so the same walk reads a local folder (the
+operator's `verify`, the website build) or a URL (the manufacturer's `submit --from`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import urllib3
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
+
+from metadata_templates import naming
+from metadata_templates.cpl_document import CplDocument
+from metadata_templates.custom import CflTargetInfo, CustomMetadataError
+from metadata_templates.errors import UnavailableError, VerificationError
+from metadata_templates.withdrawals import WithdrawalList
+from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
+
+Reader = Callable[[str], bytes]
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+MAX_ROOT_ROTATIONS = 1024
+
+
+class NotFound(Exception):
+    """The source has no file at that path."""
+
+
+def folder_reader(root: Path) -> Reader:
+    """Read relative paths below ``root``, refusing to leave it."""
+    base = root.resolve()
+
+    def read(relative: str) -> bytes:
+        path = (base / relative).resolve()
+        if base not in path.parents:
+            raise NotFound(relative)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as e:
+            raise NotFound(relative) from e
+        except OSError as e:
+            raise UnavailableError(f"{path}: unreadable ({e.strerror})") from e
+
+    return read
+
+
+def url_reader(base_url: str, *, timeout: float = 30.0) -> Reader:
+    """Read relative paths below an HTTP(S) base URL (or a file:// URL)."""
+    if base_url.startswith("file://"):
+        return folder_reader(Path(base_url.removeprefix("file://")))
+    base = base_url.rstrip("/") + "/"
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
+    )
+
+    def read(relative: str) -> bytes:
+        url = base + relative
+        try:
+            response = http.request("GET", url, preload_content=False)
+        except urllib3.exceptions.HTTPError as e:
+            raise UnavailableError(f"{url}: unreachable ({e})") from e
+        try:
+            if response.status == 404:
+                raise NotFound(relative)
+            if response.status != 200:
+                raise UnavailableError(f"{url}: HTTP {response.status}, expected 200")
+            data = response.read(MAX_METADATA_BYTES + 1)
+            if len(data) > MAX_METADATA_BYTES:
+                raise UnavailableError(f"{url}: larger than {MAX_METADATA_BYTES} bytes")
+            return bytes(data)
+        finally:
+            response.release_conn()
+
+    return read
+
+
+@dataclass
+class _Walk:
+    read: Reader
+    now: datetime
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.problems.append(message)
+
+    def get(self, relative: str) -> bytes | None:
+        try:
+            return self.read(relative)
+        except NotFound:
+            self.fail(f"{relative}: missing")
+            return None
+
+    def expiry(self, name: str, expires: datetime) -> None:
+        if expires <= self.now:
+            self.fail(
+                f"{name}: expired at {expires.isoformat()}, expected a time after {self.now.isoformat()}"
+            )
+
+
+def _verify_root_chain(walk: _Walk, trusted_root: bytes) -> Metadata[Root] | None:
+    try:
+        root = Metadata[Root].from_bytes(trusted_root)
+        root.signed.verify_delegate(Root.type, root.signed_bytes, root.signatures)
+    except Exception as e:
+        walk.fail(f"trusted root: not a self-signed TUF root ({e})")
+        return None
+    for _ in range(MAX_ROOT_ROTATIONS):
+        version = root.signed.version + 1
+        try:
+            data = walk.read(f"metadata/{version}.root.json")
+        except NotFound:
+            break
+        try:
+            new = Metadata[Root].from_bytes(data)
+            root.signed.verify_delegate(Root.type, new.signed_bytes, new.signatures)
+            new.signed.verify_delegate(Root.type, new.signed_bytes, new.signatures)
+        except Exception as e:
+            walk.fail(
+                f"metadata/{version}.root.json: does not verify against root {version - 1} ({e})"
+            )
+            return None
+        if new.signed.version != version:
+            walk.fail(
+                f"metadata/{version}.root.json: version: found {new.signed.version}, expected {version}"
+            )
+            return None
+        root = new
+    walk.expiry("root", root.signed.expires)
+    return root
+
+
+def _load(
+    walk: _Walk, relative: str, role: str, delegator: Root | Targets, kind: type
+) -> Metadata | None:  # type: ignore[type-arg]
+    data = walk.get(relative)
+    if data is None:
+        return None
+    try:
+        md = Metadata.from_bytes(data)
+    except Exception as e:
+        walk.fail(f"{relative}: not TUF metadata ({e})")
+        return None
+    if not isinstance(md.signed, kind):
+        walk.fail(f"{relative}: type: found {md.signed.type!r}, expected {kind.type!r}")  # type: ignore[attr-defined]
+        return None
+    try:
+        delegator.verify_delegate(role, md.signed_bytes, md.signatures)
+    except Exception as e:
+        walk.fail(f"{relative}: signatures do not verify for role {role} ({e})")
+        return None
+    walk.expiry(role, md.signed.expires)
+    return md
+
+
+def _check_blob(walk: _Walk, path: str, length: int, sha256: str) -> bytes | None:
+    relative = f"targets/{naming.blob_name(path, sha256)}"
+    if PurePosixPath(relative).is_absolute() or ".." in PurePosixPath(relative).parts:
+        walk.fail(f"target path {path!r}: escapes the targets directory")
+        return None
+    data = walk.get(relative)
+    if data is None:
+        return None
+    actual = hashlib.sha256(data).hexdigest()
+    if len(data) != length or actual != sha256:
+        walk.fail(
+            f"{relative}: found {len(data)} bytes hashing to {actual}, expected {length} bytes hashing to {sha256}"
+        )
+        return None
+    return data
+
+
+def load_verified_library(
+    read: Reader, trusted_root: bytes, *, now: datetime, check_blobs: bool = True
+) -> tuple[PublishedLibrary | None, list[str]]:
+    """Walk and verify a published tree. Returns the library (None if the walk could not finish)
+    and every problem found (empty when the tree is fully valid)."""
+    walk = _Walk(read, now)
+    root_md = _verify_root_chain(walk, trusted_root)
+    if root_md is None:
+        return None, walk.problems
+    root = root_md.signed
+    timestamp = _load(walk, "metadata/timestamp.json", Timestamp.type, root, Timestamp)
+    if timestamp is None:
+        return None, walk.problems
+    snap_meta = timestamp.signed.snapshot_meta
+    snapshot_rel = f"metadata/{snap_meta.version}.snapshot.json"
+    snapshot_bytes = walk.get(snapshot_rel)
+    if snapshot_bytes is None:
+        return None, walk.problems
+    try:
+        snap_meta.verify_length_and_hashes(snapshot_bytes)
+    except Exception as e:
+        walk.fail(f"{snapshot_rel}: does not match timestamp ({e})")
+        return None, walk.problems
+    snapshot = _load(walk, snapshot_rel, Snapshot.type, root, Snapshot)
+    if snapshot is None:
+        return None, walk.problems
+    if snapshot.signed.version != snap_meta.version:
+        walk.fail(
+            f"{snapshot_rel}: version: found {snapshot.signed.version}, expected {snap_meta.version}"
+        )
+    meta = snapshot.signed.meta
+    targets_meta = meta.get("targets.json")
+    if targets_meta is None:
+        walk.fail("snapshot: lists no targets.json")
+        return None, walk.problems
+    targets = _load(
+        walk, f"metadata/{targets_meta.version}.targets.json", Targets.type, root, Targets
+    )
+    if targets is None:
+        return None, walk.problems
+    if targets.signed.version != targets_meta.version:
+        walk.fail(
+            f"targets: version: found {targets.signed.version}, expected {targets_meta.version} (snapshot)"
+        )
+
+    summaries = [
+        RoleSummary(
+            name,
+            md.signed.version,
+            md.signed.expires,
+            tuple(root.roles[name].keyids),
+            root.roles[name].threshold,
+        )
+        for name, md in (
+            (Root.type, root_md),
+            (Targets.type, targets),
+            (Snapshot.type, snapshot),
+            (Timestamp.type, timestamp),
+        )
+    ]
+    delegations = targets.signed.delegations
+    delegated = dict(delegations.roles or {}) if delegations is not None else {}
+    listed = {name.removesuffix(".json") for name in meta} - {Targets.type}
+    for extra in sorted(listed - set(delegated)):
+        walk.fail(f"snapshot: lists {extra}.json, which targets does not delegate")
+    manufacturers: dict[str, str] = {}
+    images: list[PublishedImage] = []
+    role_metadata: dict[str, Metadata[Targets]] = {}
+    for name, role in sorted(delegated.items()):
+        role_meta = meta.get(f"{name}.json")
+        if role_meta is None:
+            walk.fail(
+                f"snapshot: does not list delegated role {name}.json (clients cannot look it up)"
+            )
+            continue
+        md = _load(walk, f"metadata/{role_meta.version}.{name}.json", name, targets.signed, Targets)
+        if md is None:
+            continue
+        if md.signed.version != role_meta.version:
+            walk.fail(
+                f"{name}: version: found {md.signed.version}, expected {role_meta.version} (snapshot)"
+            )
+        role_metadata[name] = md
+        keyids = tuple(role.keyids)
+        summaries.append(
+            RoleSummary(name, md.signed.version, md.signed.expires, keyids, role.threshold)
+        )
+        if md.signed.delegations is not None:
+            walk.fail(
+                f"{name}: delegates further, expected a manufacturer role without delegations"
+            )
+        for path, target in sorted(md.signed.targets.items()):
+            if not role.is_delegated_path(path):
+                walk.fail(f"{name}: target {path!r} is outside its delegation {role.paths}")
+                continue
+            sha = target.hashes.get("sha256", "")
+            try:
+                info = CflTargetInfo.from_target_custom(target.custom)
+            except CustomMetadataError as e:
+                walk.fail(f"{name}: {path}: {e}")
+                continue
+            if check_blobs:
+                _check_blob(walk, path, target.length, sha)
+            manufacturers[info.manufacturer_id] = info.manufacturer_name
+            images.append(PublishedImage(path, target.length, sha, info, name))
+
+    cpl: CplDocument | None = None
+    withdrawals = WithdrawalList()
+    for path, target in sorted(targets.signed.targets.items()):
+        data = _check_blob(walk, path, target.length, target.hashes.get("sha256", ""))
+        if data is None:
+            continue
+        try:
+            if path == naming.CPL_TARGET_PATH:
+                cpl = CplDocument.from_bytes(data)
+            elif path == naming.WITHDRAWALS_TARGET_PATH:
+                withdrawals = WithdrawalList.from_bytes(data)
+        except ValueError as e:
+            walk.fail(f"{path}: {e}")
+    withdrawn = withdrawals.by_target()
+    images = [
+        PublishedImage(
+            i.target_path, i.length, i.sha256, i.cfl, i.role, withdrawn.get(i.target_path)
+        )
+        for i in images
+    ]
+    library = PublishedLibrary(
+        root_version=root.version,
+        roles=tuple(summaries),
+        images=tuple(images),
+        manufacturers=manufacturers,
+        cpl=cpl,
+        withdrawals=withdrawals.withdrawals,
+        role_metadata=role_metadata,
+        targets_metadata=targets,
+    )
+    return library, walk.problems
+
+
+def verified_library(
+    read: Reader, trusted_root: bytes, *, now: datetime, check_blobs: bool = True
+) -> PublishedLibrary:
+    """Like `load_verified_library`, but any problem is an error.
+
+    Raises:
+        VerificationError: listing every problem found.
+    """
+    library, problems = load_verified_library(read, trusted_root, now=now, check_blobs=check_blobs)
+    if problems or library is None:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise VerificationError(
+            f"published tree failed verification ({len(problems)} problem(s)):\n  {shown}{more}"
+        )
+    return library

@@ -1,0 +1,175 @@
+"""The check report: stable JSON, the summary table, SR 11.1 batching and the per-device CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from client_factories import cpl, cpl_entry, device_id, image, write_estate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from client.check import check_estate, write_estate_devices
+from client.estate import EstateProblem, GroupKey
+from client.matching import GroupResult, match_estate
+from client.report import (
+    DEVICES_CSV_COLUMNS,
+    BatchAssigner,
+    BatchRange,
+    CheckReport,
+    plan_batches,
+    render_summary,
+    report_json,
+    write_devices_csv,
+)
+from metadata_templates.errors import RejectedInputError
+
+V1 = cpl_entry("CPL-1", fw="00000001")
+V2 = cpl_entry("CPL-2", fw="00000002")
+V3 = cpl_entry("CPL-3", fw="00000003", upgrade_from=["CPL-2"])
+DOC = cpl([V1, V2, V3])
+IMG2 = image([V2])
+IMG3 = image([V3], reason="security", advisories=["CVE-2026-0001"])
+OLD = GroupKey("ESME", "121D", "0001", "0001", "00000001")
+MID = GroupKey("ESME", "121D", "0001", "0001", "00000002")
+NEW = GroupKey("ESME", "121D", "0001", "0001", "00000003")
+
+
+def test_json_has_exactly_the_documented_shape() -> None:
+    groups = match_estate({NEW: 1, OLD: 3, MID: 2}, [IMG2, IMG3], DOC)
+    problem = EstateProblem(7, "Device ID", "x", "an EUI-64")
+    doc = report_json(CheckReport(6, groups, skipped_rows=1, problems=(problem,), problem_count=1))
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["schema_version"] == 1
+    assert doc["devices"] == 6
+    assert set(doc) == {"schema_version", "devices", "groups", "skipped_rows", "problem_count",
+                        "problems"}  # fmt: skip
+    group_keys = {
+        "device_type", "manufacturer_id", "model_id", "hardware_version", "firmware_version",
+        "device_count", "applicable", "recommended",
+    }  # fmt: skip
+    assert all(set(g) == group_keys for g in doc["groups"])
+    assert [g["firmware_version"] for g in doc["groups"]] == ["00000001", "00000002", "00000003"]
+    old, mid, new = doc["groups"]
+    assert old["applicable"] == [
+        {
+            "target": IMG2.target_path,
+            "firmware_version": "00000002",
+            "reason": "compliance",
+            "advisories": [],
+            "manufacturer_image_sha256": IMG2.cfl.manufacturer_image_sha256,
+        }
+    ]
+    assert old["recommended"] == IMG2.target_path
+    assert mid["applicable"][0]["reason"] == "security"
+    assert mid["applicable"][0]["advisories"] == ["CVE-2026-0001"]
+    assert new == {**new, "applicable": [], "recommended": None, "device_count": 1}
+    assert doc["problems"][0]["row"] == 7
+
+
+def test_summary_flags_security_and_prints_data_verbatim() -> None:
+    evil = cpl_entry("CPL-[bold]x[/bold]", fw="00000009")
+    groups = match_estate({OLD: 3, MID: 2}, [IMG2, IMG3, image([evil])], cpl([V1, V2, V3, evil]))
+    out = io.StringIO()
+    problem = EstateProblem(4, "Model Identifier", "[red]oops[/red]", "4 or 8 hex digits")
+    report = CheckReport(5, groups, skipped_rows=1, problems=(problem,), problem_count=2)
+    render_summary(report, Console(file=out, width=250, color_system=None))
+    text = out.getvalue()
+    assert "SECURITY CVE-2026-0001" in text
+    assert "[red]oops[/red]" in text
+    assert "1 bad row(s) skipped (2 problem(s))" in text
+    assert "and 1 more" in text
+
+
+@pytest.mark.parametrize(
+    ("counts", "limit", "expected"),
+    [
+        ({"a": 1}, 50_000, {"a": BatchRange(1, 1, 1)}),
+        ({"a": 50_000}, 50_000, {"a": BatchRange(1, 1, 50_000)}),
+        ({"a": 50_001}, 50_000, {"a": BatchRange(1, 2, 50_001)}),
+        (
+            {"b": 120_000, "a": 10},
+            50_000,
+            {"a": BatchRange(1, 1, 10), "b": BatchRange(2, 3, 120_000)},
+        ),
+    ],
+    ids=["one-device", "exactly-the-limit", "one-over", "two-targets-in-path-order"],
+)
+def test_plan_batches(counts: dict[str, int], limit: int, expected: dict[str, BatchRange]) -> None:
+    groups = []
+    for n, (target, count) in enumerate(counts.items()):
+        img = image([V2], salt=target)
+        img = type(img)(target, img.length, img.sha256, img.cfl)
+        groups.append(GroupResult(GroupKey("ESME", "121D", "0001", "0001", f"{n:08X}"), count,
+                                  (img,), img))  # fmt: skip
+    assert plan_batches(groups, limit) == expected
+
+
+def test_plan_batches_rejects_a_silly_limit() -> None:
+    with pytest.raises(ValueError, match="batch limit: found 0"):
+        plan_batches([], 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(devices=st.integers(1, 400), limit=st.integers(1, 60))
+def test_batches_never_exceed_the_limit_and_are_even(devices: int, limit: int) -> None:
+    batch = BatchRange(first=5, count=-(-devices // limit), devices=devices)
+    assigner = BatchAssigner({"t": batch})
+    sizes = Counter(assigner.assign("t") for _ in range(devices))
+    assert set(sizes) == set(range(5, 5 + batch.count))
+    assert max(sizes.values()) <= limit
+    assert max(sizes.values()) - min(sizes.values()) <= 1
+    with pytest.raises(RejectedInputError, match="estate changed"):
+        assigner.assign("t")
+
+
+def test_devices_csv_lists_every_device_with_target_hash_and_batch(tmp_path: Path) -> None:
+    rows = [(device_id(i), "ESME", "121D", "0001", "0001", "00000001") for i in range(7)]
+    rows += [(device_id(100 + i), "ESME", "121D", "0001", "0001", "00000002") for i in range(3)]
+    rows += [(device_id(200), "ESME", "121D", "0001", "0001", "00000003"), ("bad", *rows[0][1:])]
+    estate = write_estate(tmp_path / "estate.csv", rows)
+    report = check_estate(estate, [IMG2, IMG3], DOC)
+    out = tmp_path / "out" / "devices.csv"
+    plan = write_estate_devices(estate, report, out, limit=3)
+    assert {t: (r.count, r.devices) for t, r in plan.items()} == {
+        IMG2.target_path: (3, 7),
+        IMG3.target_path: (1, 3),
+    }
+    assert sorted(r.first for r in plan.values()) == [1, 1 + plan[min(plan)].count]
+    with out.open(newline="") as handle:
+        written = list(csv.reader(handle))
+    assert tuple(written[0]) == DEVICES_CSV_COLUMNS
+    body = written[1:]
+    assert len(body) == 11  # every good device, the bad row left out
+    by_id = {r[0]: r for r in body}
+    assert by_id[device_id(0)][1:3] == [IMG2.target_path, IMG2.cfl.manufacturer_image_sha256]
+    assert by_id[device_id(100)][1:3] == [IMG3.target_path, IMG3.cfl.manufacturer_image_sha256]
+    assert by_id[device_id(200)][1:] == ["", "", ""]
+    batches = Counter((r[1], r[3]) for r in body if r[1])
+    assert max(batches.values()) <= 3
+    assert len({b for _, b in batches}) == len(batches)  # a batch never mixes targets
+    assert [p.name for p in out.parent.iterdir()] == ["devices.csv"]
+
+
+def test_devices_csv_refuses_an_estate_that_changed_and_leaves_nothing(tmp_path: Path) -> None:
+    estate = write_estate(tmp_path / "e.csv", [(device_id(1), "ESME", "121D", "0001", "0001",
+                                                "00000001")])  # fmt: skip
+    report = check_estate(estate, [IMG2], DOC)
+    write_estate(tmp_path / "e.csv", [(device_id(i), "ESME", "121D", "0001", "0001", "00000001")
+                                      for i in range(2)])  # fmt: skip
+    out = tmp_path / "devices.csv"
+    with pytest.raises(RejectedInputError, match="estate changed"):
+        write_estate_devices(estate, report, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
+
+
+def test_devices_csv_refuses_a_group_the_first_pass_never_saw(tmp_path: Path) -> None:
+    report = CheckReport(0, ())
+    with pytest.raises(RejectedInputError, match="first pass did not see"):
+        write_devices_csv(tmp_path / "d.csv", [(device_id(1), OLD)], report.groups)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,234 @@
+"""The supplier's verified view of the library, through python-tuf's ngclient. Every trust decision
+is ngclient's; this module decides only which roles to load and hands verified values onward.
+
+This is the ONLY module that touches ngclient internals: ngclient has no public way to enumerate a
+role's targets, so after ngclient has loaded and verified a role (by looking up a path under that
+manufacturer's prefix) we read the verified role from ``Updater._trusted_set``. The behaviour this
+relies on is pinned by tests/client/test_session.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import TargetFile, Targets
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+
+from client.catalogue import VerifiedTarget
+from metadata_templates import naming
+from metadata_templates.cpl_document import CplDocument
+from metadata_templates.errors import CflError, UnavailableError, VerificationError
+from metadata_templates.withdrawals import WithdrawalList
+
+# A manufacturer role grows by ~1.5 kB per image; allow large ones (ngclient's default is 5 MB).
+TARGETS_MAX_LENGTH = 64 * 1024 * 1024
+# Probe path used to make ngclient load a manufacturer's role: it matches `ID/*` but names no image.
+_PROBE = "{mfr}/__cfl-role-probe__"
+
+
+@dataclass(frozen=True)
+class SessionPaths:
+    """Where ngclient keeps trusted metadata and where verified downloads land first."""
+
+    metadata_dir: Path
+    download_dir: Path
+
+
+def _wrap(error: Exception, what: str) -> CflError:
+    """Map python-tuf's errors to ours at the boundary, keeping ngclient's own words."""
+    if isinstance(error, tuf_exceptions.DownloadHTTPError):
+        return UnavailableError(f"{what}: {error}")
+    if isinstance(error, tuf_exceptions.DownloadLengthMismatchError):
+        return VerificationError(f"{what}: the server sent more data than the signed metadata allows ({error})")
+    if isinstance(error, tuf_exceptions.DownloadError):
+        return UnavailableError(f"{what}: {error}", hint="check the repository URL and your network or credentials")
+    if isinstance(error, tuf_exceptions.ExpiredMetadataError):
+        return VerificationError(f"{what}: metadata has expired ({error}); the server may be replaying old data")
+    if isinstance(error, tuf_exceptions.BadVersionNumberError):
+        return VerificationError(f"{what}: rollback refused ({error})")
+    if isinstance(error, tuf_exceptions.RepositoryError):
+        return VerificationError(f"{what}: verification failed ({type(error).__name__}: {error})")
+    if isinstance(error, CflError):
+        return error
+    return UnavailableError(f"{what}: {type(error).__name__}: {error}")
+
+
+class Session:
+    """One refresh's worth of verified state (ngclient's Updater refreshes once per instance)."""
+
+    def __init__(
+        self,
+        paths: SessionPaths,
+        repository_url: str,
+        fetcher: FetcherInterface,
+        *,
+        bootstrap_root: bytes | None = None,
+    ) -> None:
+        base = repository_url.rstrip("/") + "/"
+        paths.metadata_dir.mkdir(parents=True, exist_ok=True)
+        paths.download_dir.mkdir(parents=True, exist_ok=True)
+        self.paths = paths
+        self._updater = Updater(
+            str(paths.metadata_dir),
+            base + "metadata/",
+            str(paths.download_dir),
+            base + "targets/",
+            fetcher=fetcher,
+            config=UpdaterConfig(targets_max_length=TARGETS_MAX_LENGTH, app_user_agent="cfl-client"),
+            bootstrap=bootstrap_root,
+        )
+        self._refreshed = False
+
+    def refresh(self) -> None:
+        """Verify the top-level roles (root chain, timestamp, snapshot, targets).
+
+        Raises:
+            VerificationError: rollback, freeze, mix-and-match, bad signatures.
+            UnavailableError: the server could not be reached or answered with an error.
+        """
+        if self._refreshed:
+            return
+        try:
+            self._updater.refresh()
+        except Exception as e:
+            raise _wrap(e, "refresh") from e
+        self._refreshed = True
+
+    # ------------------------------------------------------------------- private ngclient access
+
+    def _trusted_role(self, role: str) -> Targets:
+        """A role ngclient has verified and loaded (private attribute: pinned by a test)."""
+        trusted: Any = self._updater._trusted_set  # noqa: SLF001  (see module docstring)
+        md = trusted[role]
+        if not isinstance(md.signed, Targets):
+            raise VerificationError(f"{role}: found a {md.signed.type} role, expected targets")
+        return md.signed
+
+    # ------------------------------------------------------------------------------- queries
+
+    def delegated_manufacturers(self) -> list[str]:
+        """Manufacturer IDs the top-level targets role delegates to."""
+        self.refresh()
+        delegations = self._trusted_role(Targets.type).delegations
+        roles = delegations.roles if delegations is not None and delegations.roles else {}
+        found = (naming.manufacturer_of_role(name) for name in roles)
+        return sorted(m for m in found if m is not None)
+
+    def verified_targets(self, manufacturers: Iterable[str] | None = None) -> list[VerifiedTarget]:
+        """Verified image targets of the given manufacturers (all delegated ones when None).
+
+        Only those manufacturers' roles are fetched, so metadata traffic grows with the estate's
+        variety, not with the library's size.
+
+        Raises:
+            VerificationError: a role failed verification.
+            UnavailableError: a role could not be fetched.
+        """
+        delegated = set(self.delegated_manufacturers())
+        wanted = sorted(delegated if manufacturers is None else delegated & set(manufacturers))
+        targets: list[VerifiedTarget] = []
+        for mfr in wanted:
+            role = naming.role_name(mfr)
+            try:
+                # The lookup makes ngclient fetch and verify the role through the delegation chain.
+                self._updater.get_targetinfo(_PROBE.format(mfr=mfr))
+            except Exception as e:
+                raise _wrap(e, f"role {role}") from e
+            for path, target in sorted(self._trusted_role(role).targets.items()):
+                targets.append(
+                    VerifiedTarget(
+                        path=path,
+                        role=role,
+                        length=target.length,
+                        sha256=target.hashes.get("sha256", ""),
+                        custom=target.custom if isinstance(target.custom, dict) else {},
+                    )
+                )
+        return targets
+
+    def target_info(self, path: str) -> TargetFile:
+        """The verified TargetFile for a path.
+
+        Raises:
+            VerificationError: no such target in the verified metadata.
+        """
+        self.refresh()
+        try:
+            info = self._updater.get_targetinfo(path)
+        except Exception as e:
+            raise _wrap(e, f"lookup {path}") from e
+        if info is None:
+            raise VerificationError(f"target {path!r}: not in the verified library")
+        return info
+
+    def download(self, path: str) -> Path:
+        """Download a target into the session's download dir, verified by ngclient, and return
+        its path. A cached file that still verifies is reused.
+
+        Raises:
+            VerificationError: the bytes did not match the signed length and hash.
+            UnavailableError: the server could not be reached or answered with an error.
+        """
+        info = self.target_info(path)
+        cached = self._updater.find_cached_target(info)
+        if cached is not None:
+            return Path(cached)
+        # ngclient writes its destination in place after verifying; give it a private temporary name
+        # so a crash never leaves a file under the final cache name.
+        fd, partial = tempfile.mkstemp(prefix=".partial-", dir=self.paths.download_dir)
+        os.close(fd)
+        try:
+            self._updater.download_target(info, filepath=partial)
+            final = self._updater._generate_target_file_path(info)  # noqa: SLF001  (pinned by test)
+            os.replace(partial, final)
+        except Exception as e:
+            Path(partial).unlink(missing_ok=True)
+            raise _wrap(e, f"download {path}") from e
+        return Path(final)
+
+    def provider_document(self, path: str) -> bytes | None:
+        """A verified provider target (``cfl/cpl.json``, ``cfl/withdrawals.json``), or None if absent."""
+        self.refresh()
+        if path not in self._trusted_role(Targets.type).targets:
+            return None
+        data = self.download(path).read_bytes()
+        # ngclient verified it already; check again since we read it back from disk.
+        expected = self._trusted_role(Targets.type).targets[path].hashes["sha256"]
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise VerificationError(f"{path}: cached copy changed on disk")
+        return data
+
+    def cpl(self) -> CplDocument:
+        """The verified published CPL.
+
+        Raises:
+            VerificationError: the library publishes no CPL, or it is malformed.
+        """
+        data = self.provider_document(naming.CPL_TARGET_PATH)
+        if data is None:
+            raise VerificationError(f"{naming.CPL_TARGET_PATH}: the library publishes no CPL")
+        try:
+            return CplDocument.from_bytes(data)
+        except ValueError as e:
+            raise VerificationError(f"{naming.CPL_TARGET_PATH}: {e}") from e
+
+    def withdrawals(self) -> WithdrawalList:
+        """The verified withdrawal list (empty if none published).
+
+        Raises:
+            VerificationError: the list is malformed.
+        """
+        data = self.provider_document(naming.WITHDRAWALS_TARGET_PATH)
+        if data is None:
+            return WithdrawalList()
+        try:
+            return WithdrawalList.from_bytes(data)
+        except ValueError as e:
+            raise VerificationError(f"{naming.WITHDRAWALS_TARGET_PATH}: {e}") from e

@@ -46,11 +46,17 @@ def _wrap(error: Exception, what: str) -> CflError:
     if isinstance(error, tuf_exceptions.DownloadHTTPError):
         return UnavailableError(f"{what}: {error}")
     if isinstance(error, tuf_exceptions.DownloadLengthMismatchError):
-        return VerificationError(f"{what}: the server sent more data than the signed metadata allows ({error})")
+        return VerificationError(
+            f"{what}: the server sent more data than the signed metadata allows ({error})"
+        )
     if isinstance(error, tuf_exceptions.DownloadError):
-        return UnavailableError(f"{what}: {error}", hint="check the repository URL and your network or credentials")
+        return UnavailableError(
+            f"{what}: {error}", hint="check the repository URL and your network or credentials"
+        )
     if isinstance(error, tuf_exceptions.ExpiredMetadataError):
-        return VerificationError(f"{what}: metadata has expired ({error}); the server may be replaying old data")
+        return VerificationError(
+            f"{what}: metadata has expired ({error}); the server may be replaying old data"
+        )
     if isinstance(error, tuf_exceptions.BadVersionNumberError):
         return VerificationError(f"{what}: rollback refused ({error})")
     if isinstance(error, tuf_exceptions.RepositoryError):
@@ -81,7 +87,9 @@ class Session:
             str(paths.download_dir),
             base + "targets/",
             fetcher=fetcher,
-            config=UpdaterConfig(targets_max_length=TARGETS_MAX_LENGTH, app_user_agent="cfl-client"),
+            config=UpdaterConfig(
+                targets_max_length=TARGETS_MAX_LENGTH, app_user_agent="cfl-client"
+            ),
             bootstrap=bootstrap_root,
         )
         self._refreshed = False
@@ -106,10 +114,10 @@ class Session:
     def _trusted_role(self, role: str) -> Targets:
         """A role ngclient has verified and loaded (private attribute: pinned by a test)."""
         trusted: Any = self._updater._trusted_set  # noqa: SLF001  (see module docstring)
-        md = trusted[role]
-        if not isinstance(md.signed, Targets):
-            raise VerificationError(f"{role}: found a {md.signed.type} role, expected targets")
-        return md.signed
+        signed = trusted[role]  # the verified Signed object, not its Metadata envelope
+        if not isinstance(signed, Targets):
+            raise VerificationError(f"{role}: found a {signed.type} role, expected targets")
+        return signed
 
     # ------------------------------------------------------------------------------- queries
 

@@ -113,7 +113,7 @@ class Session:
 
     def _trusted_role(self, role: str) -> Targets:
         """A role ngclient has verified and loaded (private attribute: pinned by a test)."""
-        trusted: Any = self._updater._trusted_set  # noqa: SLF001  (see module docstring)
+        trusted: Any = self._updater._trusted_set
         signed = trusted[role]  # the verified Signed object, not its Metadata envelope
         if not isinstance(signed, Targets):
             raise VerificationError(f"{role}: found a {signed.type} role, expected targets")
@@ -194,7 +194,7 @@ class Session:
         os.close(fd)
         try:
             self._updater.download_target(info, filepath=partial)
-            final = self._updater._generate_target_file_path(info)  # noqa: SLF001  (pinned by test)
+            final = self._updater._generate_target_file_path(info)
             os.replace(partial, final)
         except Exception as e:
             Path(partial).unlink(missing_ok=True)

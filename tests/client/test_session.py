@@ -48,7 +48,7 @@ def test_second_refresh_with_nothing_new_fetches_only_timestamp(tmp_path: Path) 
 
 
 def test_download_is_verified_and_cached(tmp_path: Path) -> None:
-    factory, images = standard_library(tmp_path)
+    factory, _images = standard_library(tmp_path)
     fetcher = FolderFetcher(factory.out)
     session = _session(tmp_path, fetcher, factory.root_bytes)
     target = session.verified_targets(["121D"])[0]

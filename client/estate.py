@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import islice, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple, TextIO, cast
+from typing import NamedTuple, TextIO
 
 from metadata_templates import identifiers
 from metadata_templates.errors import RejectedInputError, UnavailableError, field_error
@@ -225,8 +225,9 @@ class _Reader:
         self.problems: list[EstateProblem] = []
         self.problem_count = 0
         self.skipped_rows = 0
-        self._verdicts: dict[tuple[str, ...], _Verdict] = {}
-        self._bad_cached = 0
+        # Raw tuples already judged: good ones map to their key, bad ones (bounded) to what is wrong.
+        self.good: dict[tuple[str, ...], GroupKey] = {}
+        self._bad: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
         # Record numbers, not physical lines: csv.reader.line_num would drift on quoted newlines.
         self.row_number = 0
         header = self._next_row()
@@ -265,25 +266,24 @@ class _Reader:
             ) from e
 
     def verdict(self, raw: tuple[str, ...]) -> _Verdict:
-        found = self._verdicts.get(raw)
+        found: _Verdict | None = self.good.get(raw) or self._bad.get(raw)
         if found is None:
             found = _judge(raw)
-            if isinstance(found, GroupKey) or self._bad_cached < _MAX_CACHED_BAD:
-                self._verdicts[raw] = found
-                self._bad_cached += not isinstance(found, GroupKey)
+            if isinstance(found, GroupKey):
+                self.good[raw] = found
+            elif len(self._bad) < _MAX_CACHED_BAD:
+                self._bad[raw] = found
         return found
 
-    def chunk_is_clean(self, chunk: list[list[str]]) -> Counter[tuple[str, ...]] | None:
-        """Raw-tuple counts for a chunk in which every row is good, else None."""
+    def fast_checks_pass(self, chunk: list[list[str]]) -> bool:
+        """True when every row of the chunk is long enough and has a well-formed device ID."""
         if min(map(len, chunk)) < self.layout.needed:
-            return None
-        if not _ids_all_valid(list(map(self._id_of, chunk))):
-            return None
-        counts: Counter[tuple[str, ...]] = Counter(map(self._key_of, chunk))
-        for raw in counts:
-            if not isinstance(self.verdict(raw), GroupKey):
-                return None
-        return counts
+            return False
+        return _ids_all_valid(list(map(self._id_of, chunk)))
+
+    def all_good(self, keys: set[tuple[str, ...]]) -> bool:
+        """Judge raw tuples not seen before; True when every one of them is good."""
+        return all(isinstance(self.verdict(raw), GroupKey) for raw in keys.difference(self.good))
 
     def _report(self, problem: EstateProblem) -> None:
         if self.strict:
@@ -359,19 +359,22 @@ def read_estate_groups(
     reader = _Reader(source, strict=strict, max_problems=max_problems, where=where)
     raw_counts: Counter[tuple[str, ...]] = Counter()
     for chunk in reader.chunks():
-        clean = reader.chunk_is_clean(chunk)
-        if clean is not None:
-            raw_counts.update(clean)
-            continue
+        if reader.fast_checks_pass(chunk):
+            # Count first and judge afterwards: a chunk brings tuples never seen before only when
+            # the number of distinct tuples grows, so the common case costs one C-level update.
+            seen = len(raw_counts)
+            raw_counts.update(map(reader._key_of, chunk))
+            if len(raw_counts) == seen or reader.all_good(set(raw_counts).difference(reader.good)):
+                continue
+            raw_counts.subtract(map(reader._key_of, chunk))  # undo, then take the slow path
+            raw_counts = +raw_counts  # drops the tuples whose count fell back to zero
         for offset, row in enumerate(chunk, start=reader.row_number + 1):
             checked = reader.check_row(row, offset, report=True)
             if checked is not None:
                 raw_counts[reader._key_of(row)] += 1
     groups: Counter[GroupKey] = Counter()
     for raw, count in raw_counts.items():
-        key = reader.verdict(raw)
-        assert isinstance(key, GroupKey)  # only good tuples were counted
-        groups[key] += count
+        groups[reader.good[raw]] += count  # only good tuples were counted
     return EstateSummary(
         groups=dict(sorted(groups.items())),
         devices=sum(groups.values()),
@@ -391,12 +394,12 @@ def iter_estate_devices(source: TextIO, *, where: str = "file") -> Iterator[tupl
     """
     reader = _Reader(source, strict=False, max_problems=0, where=where)
     for chunk in reader.chunks():
-        if reader.chunk_is_clean(chunk) is not None:
-            plain = map(str.replace, map(reader._id_of, chunk), repeat("-"), repeat(""))
-            duis = map(str.upper, map(bytes.hex, map(bytes.fromhex, plain), repeat("-")))
-            # A clean chunk's tuples all have a cached GroupKey verdict.
-            keys = cast(Iterator[GroupKey], map(reader.verdict, map(reader._key_of, chunk)))
-            yield from zip(duis, keys, strict=True)
+        if reader.fast_checks_pass(chunk):
+            keys = list(map(reader._key_of, chunk))
+            if reader.all_good(set(keys)):
+                plain = map(str.replace, map(reader._id_of, chunk), repeat("-"), repeat(""))
+                duis = map(str.upper, map(bytes.hex, map(bytes.fromhex, plain), repeat("-")))
+                yield from zip(duis, map(reader.good.__getitem__, keys), strict=True)
             continue
         for row in chunk:
             checked = reader.check_row(row, 0, report=False)

@@ -1,0 +1,499 @@
+"""The site generator without a browser: what files it writes and what is (and is not) in them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from site_samples import (
+    GENERATED,
+    HOSTILE_ATTR,
+    HOSTILE_HEADER,
+    HOSTILE_MANUFACTURER,
+    HOSTILE_MODEL,
+    keyid,
+    make_image,
+    many_library,
+    small_library,
+)
+
+from metadata_templates.errors import UnavailableError
+from metadata_templates.withdrawals import Withdrawal
+from repo_tool import site
+from repo_tool.published import PublishedLibrary
+from repo_tool.site import (
+    CONTENT_SECURITY_POLICY,
+    MANIFEST_NAME,
+    PAGE_SIZE,
+    SiteBuildError,
+    build_site,
+    render_site,
+)
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def rendered(library: PublishedLibrary, **kwargs: object) -> dict[str, bytes]:
+    return dict(render_site(library, generated=GENERATED, **kwargs))  # type: ignore[arg-type]
+
+
+class Page(HTMLParser):
+    """Collects what the safety rules are about: tags, attributes, script bodies, links."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.script_bodies: list[str] = []
+        self.text: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.script_bodies.append(data)
+        else:
+            self.text.append(data)
+
+    def links(self) -> list[str]:
+        return [
+            value
+            for _, attrs in self.tags
+            for name, value in attrs.items()
+            if name in ("href", "src", "action", "data-index") and value is not None
+        ]
+
+
+def parse(data: bytes) -> Page:
+    page = Page()
+    page.feed(data.decode("utf-8"))
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, bytes]:
+    return rendered(small_library(), client_init_url="https://cfl.example/lib/")
+
+
+def html_files(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {name: data for name, data in files.items() if name.endswith(".html")}
+
+
+def test_layout(files: dict[str, bytes]) -> None:
+    library = small_library()
+    expected = {
+        "index.html",
+        "manufacturers.html",
+        "manufacturer-121D.html",
+        "manufacturer-2AB0.html",
+        "manufacturer-3C3C.html",  # registered, nothing published yet
+        "security.html",
+        "withdrawn.html",
+        "trust.html",
+        "feed.xml",
+        "index.json",
+        "search-index.json",
+        "static/style.css",
+        "static/search.js",
+        "static/favicon.svg",
+        *(f"image/{image.target_path}.html" for image in library.images),
+    }
+    assert set(files) == expected
+
+
+def test_every_index_row_carries_its_target(files: dict[str, bytes]) -> None:
+    page = parse(files["index.html"])
+    targets = [
+        attrs["data-target"] for tag, attrs in page.tags if tag == "tr" and "data-target" in attrs
+    ]
+    library = small_library()
+    assert sorted(targets) == sorted(image.target_path for image in library.images)
+    # Newest first, ties by target path.
+    published = {i.target_path: i.cfl.published for i in library.images}
+    assert [published[t] for t in targets] == sorted(published[t] for t in targets)[::-1]
+
+
+def test_index_row_shows_every_field(files: dict[str, bytes]) -> None:
+    library = small_library()
+    image = next(i for i in library.images if i.cfl.reason == "security")
+    html = files["index.html"].decode()
+    row = re.search(rf'<tr data-target="{re.escape(image.target_path)}".*?</tr>', html, re.S)
+    assert row is not None
+    text = row.group(0)
+    for expected in (
+        "121D",
+        "Acme Meters Ltd",
+        "ESME",
+        "010A030B",
+        "Acme Single Phase",
+        "ACDCACDD",
+        "0100\u20130200",
+        "security",
+        "CFL-ADV-2026-001",
+        "CVE-2026-12345",
+        "4.1 kB",
+        "2026-02-14",
+        image.sha256,
+        image.cfl.manufacturer_image_sha256,
+    ):
+        assert expected in text
+
+
+@pytest.mark.parametrize("name", ["index.html", "trust.html", "image"], ids=str)
+def test_every_page_has_the_csp_meta(files: dict[str, bytes], name: str) -> None:
+    for page_name, data in html_files(files).items():
+        if not page_name.startswith(name):
+            continue
+        metas = [a for t, a in parse(data).tags if t == "meta" and a.get("http-equiv")]
+        assert metas == [
+            {"http-equiv": "Content-Security-Policy", "content": CONTENT_SECURITY_POLICY}
+        ]
+
+
+def test_no_inline_script_style_or_handlers(files: dict[str, bytes]) -> None:
+    for name, data in html_files(files).items():
+        page = parse(data)
+        for tag, attrs in page.tags:
+            assert tag != "style", name
+            assert "style" not in attrs, (name, tag)
+            handlers = [a for a in attrs if a.startswith("on")]
+            assert handlers == [], (name, tag, handlers)
+            if tag == "script":
+                assert attrs.get("src") == "static/search.js", name
+            assert tag not in ("iframe", "object", "embed", "img", "form", "base"), (name, tag)
+        assert "".join(page.script_bodies).strip() == "", name
+
+
+def test_links_are_relative_and_resolve(files: dict[str, bytes]) -> None:
+    """Every link stays on the site and points at a file the build wrote: works from any folder."""
+    for name, data in html_files(files).items():
+        for link in parse(data).links():
+            parts = urlsplit(link)
+            assert not parts.scheme and not parts.netloc and not link.startswith("/"), (name, link)
+            if parts.path:
+                resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), parts.path))
+                assert resolved in files, (name, link)
+
+
+@pytest.mark.parametrize(
+    "hostile", [HOSTILE_MODEL, HOSTILE_ATTR, HOSTILE_HEADER, HOSTILE_MANUFACTURER]
+)
+def test_markup_in_metadata_is_escaped(files: dict[str, bytes], hostile: str) -> None:
+    shown = False
+    for name, data in html_files(files).items():
+        html = data.decode()
+        assert hostile not in html, name
+        if hostile in "".join(parse(data).text):
+            shown = True
+    assert shown, "the hostile value should still be shown, as text"
+
+
+def test_control_characters_do_not_reach_markup(files: dict[str, bytes]) -> None:
+    assert "\x01" not in files["index.html"].decode()
+    assert "Display\ufffd with control char" in files["index.html"].decode()
+    ET.fromstring(files["feed.xml"])  # would fail on a raw control character
+
+
+def test_byte_stable_and_independent_of_input_order(files: dict[str, bytes]) -> None:
+    library = small_library()
+    shuffled = dataclasses.replace(
+        library,
+        images=tuple(reversed(library.images)),
+        roles=tuple(reversed(library.roles)),
+        manufacturers=dict(reversed(library.manufacturers.items())),
+    )
+    assert rendered(shuffled, client_init_url="https://cfl.example/lib/") == files
+
+
+def test_generated_time_is_the_only_clock(files: dict[str, bytes]) -> None:
+    later = rendered(small_library(), client_init_url="https://cfl.example/lib/")
+    assert later == files
+    other = dict(
+        render_site(
+            small_library(),
+            generated=GENERATED + timedelta(days=1),
+            client_init_url="https://cfl.example/lib/",
+        )
+    )
+    assert {n for n in files if files[n] != other[n]} >= {"index.html", "feed.xml", "index.json"}
+
+
+def test_naive_generated_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="generated: found naive datetime"):
+        rendered_naive = render_site(small_library(), generated=datetime(2026, 1, 1))
+        next(rendered_naive)
+
+
+def test_withdrawn_image_shown_with_date_and_reason(files: dict[str, bytes]) -> None:
+    image = next(i for i in small_library().images if i.withdrawal is not None)
+    page = files[f"image/{image.target_path}.html"].decode()
+    assert "Withdrawn" in page and "2026-01-20T12:00:00Z" in page
+    assert "bricks meters on hardware 0101 &lt;b&gt;urgent&lt;/b&gt;" in page
+    withdrawn = files["withdrawn.html"].decode()
+    assert image.target_path in withdrawn and "2026-01-20" in withdrawn
+    row = re.search(
+        rf'<tr data-target="{re.escape(image.target_path)}"[^>]*>', files["index.html"].decode()
+    )
+    assert row is not None and 'class="withdrawn"' in row.group(0)
+
+
+def test_withdrawal_from_the_library_list_and_of_an_image_no_longer_listed() -> None:
+    library = small_library()
+    image = next(i for i in library.images if i.withdrawal is None)
+    gone = Withdrawal(
+        "121D/ESME-0001-00000001-0123456789abcdef.ota", "ab" * 32, "2025-01-01T00:00:00Z", "gone"
+    )
+    library = dataclasses.replace(
+        library,
+        withdrawals=(
+            Withdrawal(image.target_path, image.sha256, "2026-02-20T00:00:00Z", "recalled"),
+            gone,
+        ),
+    )
+    out = rendered(library)
+    assert "recalled" in out[f"image/{image.target_path}.html"].decode()
+    withdrawn = out["withdrawn.html"].decode()
+    assert f"<code>{gone.target}</code>" in withdrawn  # shown, not linked: it has no page
+
+
+def test_security_page_lists_only_fixes(files: dict[str, bytes]) -> None:
+    page = files["security.html"].decode()
+    targets = re.findall(r'<tr data-target="([^"]+)"', page)
+    assert targets == [i.target_path for i in small_library().images if i.cfl.reason == "security"]
+    assert "CVE-2026-12345" in page
+
+
+def test_manufacturer_pages(files: dict[str, bytes]) -> None:
+    page = files["manufacturer-121D.html"].decode()
+    targets = re.findall(r'<tr data-target="([^"]+)"', page)
+    assert sorted(targets) == sorted(
+        i.target_path for i in small_library().images if i.cfl.manufacturer_id == "121D"
+    )
+    assert "No images yet." in files["manufacturer-3C3C.html"].decode()
+    listing = files["manufacturers.html"].decode()
+    assert all(f'href="manufacturer-{m}.html"' in listing for m in ("121D", "2AB0", "3C3C"))
+
+
+def test_trust_page(files: dict[str, bytes]) -> None:
+    page = files["trust.html"].decode()
+    assert "Root metadata version <strong>2</strong>" in page
+    for label in ("root-a", "root-b", "root-c"):
+        assert keyid(label) in page
+    roles = re.findall(r"<th scope=\"row\"><code>([^<]+)</code></th>", page)
+    assert roles == ["root", "targets", "snapshot", "timestamp", "mfr-121D", "mfr-2AB0"]
+    assert "2026-09-01T00:00:00Z" in page  # targets expiry
+    assert 'class="expired"' in page  # mfr-2AB0 expired before GENERATED
+    assert "cfl init https://cfl.example/lib/ --root ROOT.json" in page
+    placeholder = rendered(small_library())["trust.html"].decode()
+    assert "cfl init URL --root ROOT.json" in placeholder
+
+
+def test_feed_is_valid_atom_newest_first(files: dict[str, bytes]) -> None:
+    feed = ET.fromstring(files["feed.xml"])
+    assert feed.tag == f"{ATOM}feed"
+    assert feed.findtext(f"{ATOM}updated") == "2026-03-01T12:00:00Z"
+    entries = feed.findall(f"{ATOM}entry")
+    updated = [e.findtext(f"{ATOM}updated") for e in entries]
+    assert updated == sorted(updated, reverse=True)
+    titles = [e.findtext(f"{ATOM}title") or "" for e in entries]
+    assert any(t.startswith("Withdrawn:") for t in titles)
+    assert any(
+        HOSTILE_MANUFACTURER in t for t in titles
+    )  # escaped in the bytes, intact once parsed
+    assert len({e.findtext(f"{ATOM}id") for e in entries}) == len(entries)
+    for entry in entries:
+        href = entry.find(f"{ATOM}link").get("href")  # type: ignore[union-attr]
+        assert href in files
+
+
+def test_feed_keeps_only_the_newest_entries() -> None:
+    feed = ET.fromstring(rendered(many_library(site.FEED_LIMIT + 20))["feed.xml"])
+    assert len(feed.findall(f"{ATOM}entry")) == site.FEED_LIMIT
+
+
+def test_index_json_for_machines(files: dict[str, bytes]) -> None:
+    doc = json.loads(files["index.json"])
+    assert doc["schema_version"] == 1
+    assert doc["generated"] == "2026-03-01T12:00:00Z"
+    by_target = {i["target"]: i for i in doc["images"]}
+    library = small_library()
+    assert set(by_target) == {i.target_path for i in library.images}
+    for image in library.images:
+        entry = by_target[image.target_path]
+        assert entry["sha256"] == image.sha256
+        assert entry["manufacturer_image_sha256"] == image.cfl.manufacturer_image_sha256
+        assert entry["length"] == image.length
+        assert entry["reason"] == image.cfl.reason
+        assert entry["page"] in files
+        assert (entry["withdrawn"] is None) == (image.withdrawal is None)
+    hostile = next(
+        i for i in doc["images"] if i["manufacturer_id"] == "2AB0" and i["device_type"] == "PPMID"
+    )
+    assert [e["model_name"] for e in hostile["cpl_entries"]] == [HOSTILE_MODEL, HOSTILE_ATTR]
+
+
+def test_search_index_matches_the_table(files: dict[str, bytes]) -> None:
+    doc = json.loads(files["search-index.json"])
+    assert doc["schema_version"] == 1
+    rows = doc["rows"]
+    index_targets = re.findall(r'<tr data-target="([^"]+)"', files["index.html"].decode())
+    # Standard target paths are left out (search.js rebuilds them); these all are standard.
+    assert [r[1] for r in rows] == [None] * len(index_targets)
+    rebuilt = [
+        f"{doc['manufacturers'][r[3]][0]}/{r[4]}-{r[0]}-{r[6]}-{r[13][:16]}.ota" for r in rows
+    ]
+    assert rebuilt == index_targets
+
+
+def test_unsafe_target_path_gets_a_safe_page() -> None:
+    image = make_image("121D", "Acme", "ESME", "00000001", [("CPL-1", "0001", "M")])
+    odd = dataclasses.replace(image, target_path='121D/../"odd" name.ota')
+    out = rendered(PublishedLibrary(root_version=1, roles=(), images=(odd,)))
+    pages = [n for n in out if n.startswith("image/")]
+    assert len(pages) == 1 and re.fullmatch(r"image/_/[0-9a-f]{64}\.html", pages[0])
+    row = json.loads(out["search-index.json"])["rows"][0]
+    assert row[1] == odd.target_path and row[2] == pages[0]
+
+
+def test_two_images_on_one_target_are_refused() -> None:
+    image = make_image("121D", "Acme", "ESME", "00000001", [("CPL-1", "0001", "M")])
+    library = PublishedLibrary(root_version=1, roles=(), images=(image, image))
+    with pytest.raises(SiteBuildError, match="expected one image per page"):
+        rendered(library)
+
+
+def test_pagination() -> None:
+    count = 2 * PAGE_SIZE + 1
+    out = rendered(many_library(count))
+    pages = sorted(n for n in out if re.fullmatch(r"index(-\d+)?\.html", n))
+    assert pages == ["index-2.html", "index-3.html", "index.html"]
+    seen: list[str] = []
+    for name in ("index.html", "index-2.html", "index-3.html"):
+        seen += re.findall(r'<tr data-target="([^"]+)"', out[name].decode())
+    assert len(seen) == count == len(set(seen))
+    first = out["index.html"].decode()
+    assert 'href="index-2.html" rel="next"' in first and "Images 1\u2013500 of 1001" in first
+    assert 'href="index-2.html" rel="prev"' in out["index-3.html"].decode()
+    # Manufacturer pages paginate the same way.
+    assert "manufacturer-1A1A-2.html" not in out  # 334 images: one page
+    assert len(re.findall(r"<tr data-target=", out["manufacturer-1A1A.html"].decode())) == 334
+
+
+def test_empty_library() -> None:
+    out = rendered(PublishedLibrary(root_version=1, roles=(), images=()))
+    assert "No images yet." in out["index.html"].decode()
+    assert json.loads(out["index.json"])["images"] == []
+    ET.fromstring(out["feed.xml"])
+
+
+def test_static_assets_are_copied_verbatim(files: dict[str, bytes]) -> None:
+    source = Path(__file__).resolve().parents[2] / "site" / "static"
+    for name in ("style.css", "search.js", "favicon.svg"):
+        assert files[f"static/{name}"] == (source / name).read_bytes()
+    # Nothing the site loads may come from elsewhere: no url() to another origin, no @import.
+    css = files["static/style.css"].decode()
+    assert "@import" not in css and "url(" not in css and "@font-face" not in css
+    js = files["static/search.js"].decode()
+    assert not re.search(r"\.(innerHTML|outerHTML|insertAdjacentHTML)\b|document\.write|eval\(", js)
+    assert "http:" not in js and "https:" not in js and "//" not in js.replace("// ", "")
+
+
+# --- build_site: writing --------------------------------------------------------------------------
+
+
+def test_build_writes_the_rendered_files(tmp_path: Path, files: dict[str, bytes]) -> None:
+    result = build_site(
+        small_library(),
+        tmp_path / "site",
+        generated=GENERATED,
+        client_init_url="https://cfl.example/lib/",
+    )
+    assert set(result.files) == set(files)
+    assert result.index_pages == 1 and result.image_count == 5
+    for name, data in files.items():
+        assert (tmp_path / "site" / name).read_bytes() == data
+    manifest = (tmp_path / "site" / MANIFEST_NAME).read_text().splitlines()
+    assert manifest == sorted(files)
+    assert not [p for p in (tmp_path / "site").rglob("*.tmp")]
+
+
+def test_rebuild_touches_only_what_changed(tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    library = small_library()
+    build_site(library, out, generated=GENERATED)
+    again = build_site(library, out, generated=GENERATED)
+    assert again.changed == () and again.removed == ()
+    grown = dataclasses.replace(
+        library,
+        images=(
+            *library.images,
+            make_image(
+                "121D",
+                "Acme Meters Ltd",
+                "ESME",
+                "ACDCACDE",
+                [("CPL-9", "010A030B", "Acme Single Phase")],
+            ),
+        ),
+    )
+    third = build_site(grown, out, generated=GENERATED)
+    assert "index.html" in third.changed and "trust.html" not in third.changed
+    assert third.removed == ()
+
+
+def test_rebuild_removes_pages_it_no_longer_produces(tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    library = small_library()
+    build_site(library, out, generated=GENERATED)
+    (out / "operator-notes.txt").write_text("not ours")
+    dropped = library.images[0]
+    smaller = dataclasses.replace(library, images=library.images[1:])
+    result = build_site(smaller, out, generated=GENERATED)
+    assert result.removed == (f"image/{dropped.target_path}.html",)
+    assert not (out / result.removed[0]).exists()
+    assert (out / "operator-notes.txt").read_text() == "not ours"
+
+
+def test_manifest_cannot_make_it_delete_outside_the_site(tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (out / MANIFEST_NAME).write_text(f"../victim.txt\n{victim}\n.hidden\n")
+    build_site(small_library(), out, generated=GENERATED)
+    assert victim.read_text() == "keep me"
+
+
+def test_unwritable_output_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UnavailableError, match="Not a directory"):
+        build_site(small_library(), blocker / "site", generated=GENERATED)
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "image").write_text("a file where the image pages' folder goes")
+    with pytest.raises(UnavailableError, match="cannot write"):
+        build_site(small_library(), out, generated=GENERATED)
+
+
+def test_site_resources_found_in_a_source_checkout() -> None:
+    root = site.site_resources()
+    assert root.joinpath("templates").joinpath("base.html").is_file()
+    assert root.joinpath("static").joinpath("search.js").is_file()

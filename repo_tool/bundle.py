@@ -141,8 +141,10 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
                 )
             try:
                 with archive.open(info) as handle:
-                    # Read one byte past the limit so a lying header cannot inflate us unbounded.
-                    content = handle.read(limit + 1)
+                    # Ask for no more than the declared size (checked against the limit above)
+                    # plus one byte: zlib then never inflates more than that, whatever the
+                    # compressed stream holds, and a lying header fails its CRC check.
+                    content = handle.read(info.file_size + 1)
             except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as e:
                 raise BundleError(f"{source}: {info.filename}: unreadable ({e})") from e
             if len(content) > limit:

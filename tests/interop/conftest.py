@@ -1,8 +1,9 @@
 """A real nginx serving a published tree, as a host would, for clients that are not ours to fake.
 
 `nginx_server(published_dir) -> base_url` starts an unprivileged nginx on 127.0.0.1 and a free port
-with a minimal configuration written into the test's tmp_path (the caching policy of
-docs/hosting.md: no-cache for metadata/timestamp.json, immutable for the rest), waits (bounded) until
+with a minimal configuration written into the test's tmp_path (the policy of
+docs/hosting.md: no-cache for metadata/timestamp.json and the site, immutable for the other metadata
+and the blobs, never a cacheable 404, CSP on the site, no dotfiles), waits (bounded) until
 it answers, and stops it when the test ends, whatever the outcome.
 """
 
@@ -25,12 +26,14 @@ from pathlib import Path
 import pytest
 
 from conftest import require_system
+from repo_tool.site import CONTENT_SECURITY_POLICY
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 PORT_ATTEMPTS = 5
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
+NO_STORE = "no-store"
 
 NginxServer = Callable[[Path], str]
 
@@ -75,9 +78,19 @@ http {{
         application/json json;
         text/html html;
         text/css css;
+        application/javascript js;
     }}
     default_type application/octet-stream;
     server_tokens off;
+
+    # A 404 must never be cached as immutable: clients probe metadata/<N+1>.root.json on every
+    # refresh, and a cached 404 would hide a root rotation.
+    map $status $cfl_immutable {{
+        200 "{IMMUTABLE}";
+        206 "{IMMUTABLE}";
+        304 "{IMMUTABLE}";
+        default "{NO_STORE}";
+    }}
 
     server {{
         listen 127.0.0.1:{port};
@@ -91,8 +104,18 @@ http {{
         location = /metadata/timestamp.json {{
             add_header Cache-Control "{NO_CACHE}" always;
         }}
+        location /metadata/ {{
+            add_header Cache-Control $cfl_immutable always;
+        }}
+        location /targets/ {{
+            add_header Cache-Control $cfl_immutable always;
+        }}
+        location /site/ {{
+            add_header Cache-Control "{NO_CACHE}" always;
+            add_header Content-Security-Policy "{CONTENT_SECURITY_POLICY}" always;
+        }}
         location / {{
-            add_header Cache-Control "{IMMUTABLE}";
+            return 404;
         }}
     }}
 }}

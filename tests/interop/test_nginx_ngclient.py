@@ -18,20 +18,26 @@ from tuf.ngclient import Updater
 from conftest import require_system
 from factory import standard_library
 from metadata_templates import naming
+from repo_tool.site import CONTENT_SECURITY_POLICY
 from repo_tool.verify import folder_reader, load_verified_library
 
-from .conftest import IMMUTABLE, NO_CACHE, NginxServer
+from .conftest import IMMUTABLE, NO_CACHE, NO_STORE, NginxServer
 
 pytestmark = pytest.mark.system
 
 
-def _get(url: str) -> tuple[int, str | None]:
-    """Status and Cache-Control of a GET."""
+def _header(url: str, name: str) -> tuple[int, str | None]:
+    """Status and one response header of a GET."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers.get("Cache-Control")
+            return response.status, response.headers.get(name)
     except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Cache-Control")
+        return e.code, e.headers.get(name)
+
+
+def _get(url: str) -> tuple[int, str | None]:
+    """Status and Cache-Control of a GET."""
+    return _header(url, "Cache-Control")
 
 
 def test_ngclient_refreshes_and_downloads_every_image_over_nginx(
@@ -82,11 +88,19 @@ def test_nginx_serves_the_caching_policy_and_hides_dotfiles(
     )
     assert library is not None
     image = library.images[0]
+    (factory.out / "site").mkdir(exist_ok=True)
+    (factory.out / "site" / "index.html").write_text("<!doctype html><title>CFL</title>")
+    (factory.out / "metadata" / ".hidden").write_text("not for clients")
     base_url = nginx_server(factory.out)
-    (factory.out / ".hidden").write_text("not for clients")
 
     assert _get(base_url + "metadata/timestamp.json") == (200, NO_CACHE)
     assert _get(base_url + "metadata/1.root.json") == (200, IMMUTABLE)
     blob = naming.blob_name(image.target_path, image.sha256)
     assert _get(base_url + "targets/" + blob) == (200, IMMUTABLE)
-    assert _get(base_url + ".hidden")[0] == 404
+    # clients probe the next root on every refresh: its 404 must not be cached
+    assert _get(base_url + "metadata/2.root.json") == (404, NO_STORE)
+    assert _get(base_url + "site/index.html") == (200, NO_CACHE)
+    csp = _header(base_url + "site/index.html", "Content-Security-Policy")
+    assert csp == (200, CONTENT_SECURITY_POLICY)
+    assert _get(base_url + ".cfl-publish.lock")[0] == 404
+    assert _get(base_url + "metadata/.hidden")[0] == 404

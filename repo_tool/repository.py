@@ -588,7 +588,7 @@ class Repository:
         version = self._stage_targets(change, now)
         self._commit(
             replace(self.head, withdrawals_sha256=doc_sha, targets_version=version),
-            event={"event": "withdraw", **withdrawal.to_dict()},
+            event={"event": "withdraw", "at": withdrawal.withdrawn, **withdrawal.to_dict()},
         )
         return withdrawal
 
@@ -649,7 +649,8 @@ class Repository:
         if due(self.targets().signed.expires, Targets.type):
             version = self._stage_targets(lambda t: None, now)
             self._commit(
-                replace(self.head, targets_version=version), event={"event": "refresh-targets"}
+                replace(self.head, targets_version=version),
+                event={"event": "refresh-targets", "at": format_timestamp(now), "targets": version},
             )
             resigned.append(Targets.type)
         snapshot, timestamp = self.snapshot(), self.timestamp()

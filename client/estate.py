@@ -400,7 +400,7 @@ def iter_estate_devices(source: TextIO, *, where: str = "file") -> Iterator[tupl
                 plain = map(str.replace, map(reader._id_of, chunk), repeat("-"), repeat(""))
                 duis = map(str.upper, map(bytes.hex, map(bytes.fromhex, plain), repeat("-")))
                 yield from zip(duis, map(reader.good.__getitem__, keys), strict=True)
-            continue
+                continue
         for row in chunk:
             checked = reader.check_row(row, 0, report=False)
             if checked is not None:

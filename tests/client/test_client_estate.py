@@ -298,7 +298,11 @@ def test_mostly_clean_estates_take_the_fast_path_and_still_agree(
         rows.append((device, rnd.choice(spellings)))
     for index in bad_at:
         if index < size:
-            rows[index] = ("not-an-id", rows[index][1])
+            # Odd: a bad ID (caught by the fast checks); even: a bad value (caught when judged).
+            device, values = rows[index]
+            rows[index] = (
+                ("not-an-id", values) if index % 2 else (device, ("ESME", "12", *GOOD[2:]))
+            )
     text = estate_text([(device, *values) for device, values in rows])
     expected, bad = _reference(rows)
     summary = read(text)

@@ -39,11 +39,12 @@ NginxServer = Callable[[Path], str]
 
 
 def nginx_binary() -> str:
-    """nginx lives in /usr/sbin, which a non-root PATH may lack."""
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        pytest.fail("nginx not found (require_system should have stopped this test)")
-    return found
+    """nginx lives in /usr/sbin, which a non-root PATH may lack: look there too."""
+    return (
+        shutil.which("nginx")
+        or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+        or "nginx"  # not installed: require_system reports it by name
+    )
 
 
 def nginx_conf(root: Path, state: Path, port: int) -> str:
@@ -193,8 +194,8 @@ def _start(binary: str, root: Path, state: Path) -> tuple[_Running, str]:
 @pytest.fixture
 def nginx_server(tmp_path: Path) -> Iterator[NginxServer]:
     """Call with a published directory; returns the base URL (ending in /) nginx serves it at."""
-    require_system("nginx")
     binary = nginx_binary()
+    require_system(binary)
     started: list[_Running] = []
 
     def start(published_dir: Path) -> str:

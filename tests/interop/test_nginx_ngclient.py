@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from tuf.ngclient import Updater
 
-from conftest import require_system
 from factory import standard_library
 from metadata_templates import naming
 from repo_tool.site import CONTENT_SECURITY_POLICY
@@ -43,7 +42,6 @@ def _get(url: str) -> tuple[int, str | None]:
 def test_ngclient_refreshes_and_downloads_every_image_over_nginx(
     tmp_path: Path, nginx_server: NginxServer
 ) -> None:
-    require_system("nginx")
     factory, images = standard_library(tmp_path)
     library, problems = load_verified_library(
         folder_reader(factory.out), factory.root_bytes, now=factory.now
@@ -81,7 +79,6 @@ def test_nginx_serves_the_caching_policy_and_hides_dotfiles(
     tmp_path: Path, nginx_server: NginxServer
 ) -> None:
     """The configuration the interop tests use is the one docs/hosting.md describes."""
-    require_system("nginx")
     factory, _ = standard_library(tmp_path)
     library, _ = load_verified_library(
         folder_reader(factory.out), factory.root_bytes, now=factory.now

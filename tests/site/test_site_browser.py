@@ -1,0 +1,315 @@
+"""The site in a real browser: Debian's Chromium driven by Playwright, served from 127.0.0.1.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``; ``make system`` does it). Without it the
+tests skip locally and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from site_samples import (
+    GENERATED,
+    HOSTILE_ATTR,
+    HOSTILE_HEADER,
+    HOSTILE_MANUFACTURER,
+    HOSTILE_MODEL,
+    many_library,
+    small_library,
+)
+
+from conftest import require_system
+from repo_tool.site import CONTENT_SECURITY_POLICY, PAGE_SIZE, build_site
+
+pytestmark = pytest.mark.system
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROWS = "#images tbody tr[data-target]"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_system(CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def _serve(root: Path) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # Served below a sub-path on purpose: the site must not assume it sits at the host's root.
+        yield f"http://127.0.0.1:{server.server_port}/public/site/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def small_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("small")
+    build_site(
+        small_library(),
+        root / "public" / "site",
+        generated=GENERATED,
+        client_init_url="https://cfl.example/lib/",
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_url(small_site: Path) -> Iterator[str]:
+    yield from _serve(small_site)
+
+
+@pytest.fixture(scope="module")
+def big_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("big")
+    build_site(many_library(2 * PAGE_SIZE + 50), root / "public" / "site", generated=GENERATED)
+    yield from _serve(root)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    dialogs: list[str] = []
+    errors: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.dialogs = dialogs
+    page.errors = errors
+    yield page
+    context.close()
+    assert dialogs == [], "a dialog opened: metadata ran as script"
+
+
+def _targets(page: Any) -> list[str]:
+    return page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.target)")
+
+
+def _search(page: Any, text: str) -> None:
+    from playwright.sync_api import expect
+
+    # Clear first so the wait below sees this query's status, not the previous one's.
+    page.fill("#search", "")
+    expect(page.locator("#search-status")).to_have_text("")
+    if text:
+        page.fill("#search", text)
+        expect(page.locator("#search-status")).to_contain_text("match")
+
+
+def test_rows_present(page: Any, small_url: str) -> None:
+    page.goto(small_url + "index.html")
+    assert sorted(_targets(page)) == sorted(i.target_path for i in small_library().images)
+    assert page.errors == []
+
+
+def _by(predicate: Any) -> list[str]:
+    return sorted(i.target_path for i in small_library().images if predicate(i))
+
+
+_IMAGES = small_library().images
+_ACME_POLY = next(i for i in _IMAGES if any(e.model_name == "Acme Poly" for e in i.cfl.cpl_entries))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("acme meters", _by(lambda i: i.cfl.manufacturer_id == "121D")),
+        ("2ab0", _by(lambda i: i.cfl.manufacturer_id == "2AB0")),
+        ("Acme Poly", [_ACME_POLY.target_path]),
+        ("0c0d", _by(lambda i: any(e.model_id == "0C0D" for e in i.cfl.cpl_entries))),
+        ("acdcacdd", _by(lambda i: i.cfl.firmware_version == "ACDCACDD")),
+        (_IMAGES[3].sha256, [_IMAGES[3].target_path]),
+        (_IMAGES[1].cfl.manufacturer_image_sha256[:12].upper(), [_IMAGES[1].target_path]),
+        ("GSME", _by(lambda i: i.cfl.device_type == "GSME")),
+        (
+            "esme security",
+            _by(lambda i: i.cfl.device_type == "ESME" and i.cfl.reason == "security"),
+        ),
+        ("CVE-2026-12345", _by(lambda i: "CVE-2026-12345" in i.cfl.advisories)),
+        ("no such firmware", []),
+    ],
+    ids=[
+        "manufacturer-name",
+        "manufacturer-id",
+        "model-name",
+        "model-id",
+        "version",
+        "file-hash",
+        "manufacturer-image-hash-prefix",
+        "device-type",
+        "two-words",
+        "advisory",
+        "nothing",
+    ],
+)
+def test_search_filters_rows(page: Any, small_url: str, query: str, expected: list[str]) -> None:
+    page.goto(small_url + "index.html")
+    _search(page, query)
+    assert sorted(_targets(page)) == expected
+    _search(page, "")
+    assert len(_targets(page)) == len(_IMAGES)
+    assert page.errors == []
+
+
+def test_search_covers_every_page_and_draws_rows_like_the_server(page: Any, big_url: str) -> None:
+    page.goto(big_url + "index.html")
+    static_rows = page.eval_on_selector_all(
+        ROWS, "rows => rows.map(r => [r.dataset.target, r.innerText, r.querySelector('a.fw').href])"
+    )
+    wanted_target, wanted_text, wanted_href = static_rows[7]
+    page.goto(big_url + "index-3.html")  # the wanted image is on page 1
+    assert wanted_target not in _targets(page)
+    assert page.is_visible("nav.pages")
+    firmware = page.evaluate("t => t.split('-')[2]", wanted_target)
+    _search(page, firmware)
+    row = page.locator(f'{ROWS}[data-target="{wanted_target}"]')
+    assert row.inner_text() == wanted_text
+    # The link is the same page; hrefs differ only by the page they were read on (same folder).
+    assert row.locator("a.fw").get_attribute("href") == wanted_href.split("/public/site/")[1]
+    assert page.is_hidden("nav.pages")
+    _search(page, "")
+    assert len(_targets(page)) == 2 * PAGE_SIZE + 50 - 2 * PAGE_SIZE
+    assert page.is_visible("nav.pages")
+
+
+def test_search_reports_and_caps_large_results(page: Any, big_url: str) -> None:
+    page.goto(big_url + "index.html")
+    _search(page, "alpha")
+    assert "350 images match" in page.inner_text("#search-status")
+    _search(page, "model")
+    assert "1050 images match" in page.inner_text("#search-status")
+    assert len(_targets(page)) == PAGE_SIZE
+    assert "Showing the first 500" in page.inner_text("#search-status")
+
+
+def test_markup_in_metadata_is_text_not_script(page: Any, small_url: str) -> None:
+    page.goto(small_url + "index.html")
+    body = page.inner_text("body")
+    for hostile in (HOSTILE_MODEL, HOSTILE_ATTR, HOSTILE_MANUFACTURER):
+        assert hostile in body
+    page.get_by_text(HOSTILE_ATTR).first.hover()
+    _search(page, "0c0c")  # rows drawn by search.js get the same treatment
+    assert HOSTILE_MODEL in page.inner_text("#images")
+    page.get_by_text(HOSTILE_ATTR).first.hover()
+    hostile_image = next(i for i in _IMAGES if i.cfl.header_string == HOSTILE_HEADER)
+    page.goto(small_url + f"image/{hostile_image.target_path}.html")
+    assert HOSTILE_HEADER in page.inner_text("body")
+    assert page.evaluate("document.querySelectorAll('img, [onerror], [onmouseover]').length") == 0
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.dialogs == []
+
+
+def test_no_request_leaves_the_site(browser: Any, small_url: str) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(small_url + "index.html")
+    _search(page, "acme")
+    for link in ("Manufacturers", "Security fixes", "Withdrawn", "Trust", "Images"):
+        page.click(f"header nav >> text={link}")
+        page.wait_for_load_state("load")
+    page.click("#images a.fw >> nth=0")
+    page.wait_for_load_state("load")
+    context.close()
+    assert requests, "no requests recorded"
+    assert {urlsplit(url).hostname for url in requests} == {"127.0.0.1"}
+    assert any(url.endswith("/search-index.json") for url in requests)
+    assert any(url.endswith("/static/style.css") for url in requests)
+
+
+def test_csp_blocks_inline_script(page: Any, small_url: str) -> None:
+    page.goto(small_url + "index.html")
+    content = page.get_attribute('meta[http-equiv="Content-Security-Policy"]', "content")
+    assert content == CONTENT_SECURITY_POLICY
+    violations = page.evaluate(
+        """() => new Promise(resolve => {
+            const seen = [];
+            document.addEventListener('securitypolicyviolation', e => seen.push(e.violatedDirective));
+            const script = document.createElement('script');
+            script.textContent = 'window.__inline = 1';
+            document.body.appendChild(script);
+            const button = document.createElement('button');
+            button.setAttribute('onclick', 'window.__handler = 1');
+            document.body.appendChild(button);
+            button.click();
+            setTimeout(() => resolve(seen), 200);
+        })"""
+    )
+    assert page.evaluate("[typeof window.__inline, typeof window.__handler]") == [
+        "undefined",
+        "undefined",
+    ]
+    assert violations and all(v.startswith("script-src") for v in violations)
+
+
+def test_works_without_javascript(browser: Any, big_url: str) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(big_url + "index.html")
+    assert len(_targets(page)) == PAGE_SIZE
+    assert page.is_hidden("#search-box")  # no search box that cannot work
+    page.click("nav.pages >> text=Next >> nth=0")
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/index-2.html")
+    assert len(_targets(page)) == PAGE_SIZE
+    context.close()
+
+
+def test_small_site_without_javascript_shows_the_full_table(browser: Any, small_url: str) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(small_url + "index.html")
+    assert sorted(_targets(page)) == sorted(i.target_path for i in _IMAGES)
+    assert page.is_visible(ROWS + " >> nth=4")
+    context.close()
+
+
+def test_opened_from_a_file(page: Any, small_site: Path) -> None:
+    """From file:// the pages, styles and links work; search falls back to the rows on the page."""
+    page.goto((small_site / "public" / "site" / "index.html").as_uri())
+    assert len(_targets(page)) == len(_IMAGES)
+    background = page.evaluate(
+        "getComputedStyle(document.querySelector('header.site')).backgroundColor"
+    )
+    assert background == "rgb(29, 79, 145)"  # the stylesheet loaded
+    page.fill("#search", "GSME")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#search-status")).to_contain_text("only this page")
+    assert _targets(page) == _by(lambda i: i.cfl.device_type == "GSME")
+    page.click("header nav >> text=Trust")
+    page.wait_for_load_state("load")
+    assert "cfl init https://cfl.example/lib/ --root ROOT.json" in page.inner_text("main")

@@ -608,11 +608,26 @@ class Repository:
             and {k: v.version for k, v in current.signed.meta.items()} == wanted
         ):
             return False
+        previous = current.signed.meta if current is not None else {}
+
+        def pinned(name: str, version: int) -> MetaFile:
+            # Length and hash, not only the version: otherwise a role signed by its own (e.g. a
+            # manufacturer's) key but never admitted by the gateway passes for the listed version.
+            known = previous.get(name)
+            if known is not None and known.version == version and known.hashes:
+                return known
+            data = self.metadata_bytes(name.removesuffix(".json"), version)
+            return MetaFile(
+                version=version,
+                length=len(data),
+                hashes={"sha256": hashlib.sha256(data).hexdigest()},
+            )
+
         root = self.root().signed
         snapshot = Snapshot(
             version=head.snapshot_version + 1,
             expires=now + self.config.policy.expiry(Snapshot.type),
-            meta={name: MetaFile(version=version) for name, version in wanted.items()},
+            meta={name: pinned(name, version) for name, version in wanted.items()},
         )
         snapshot.spec_version = SPEC_VERSION
         snapshot_md = self._sign(Metadata(snapshot), Snapshot.type, delegator=root)

@@ -51,11 +51,17 @@ def _err(message: str) -> None:
     click.echo(message, err=True)
 
 
+HSM_PIN_ENV = "CFL_HSM_PIN"  # noqa: S105  (the variable's name, not a secret)
+
+
 def _prompt_secret(name: str) -> str:
+    """The secrets handler signers call: an environment variable for unattended runs (cron), else a
+    hidden prompt on a terminal."""
+    env = HSM_PIN_ENV if name.lower() == "pin" else PASSPHRASE_ENV
+    if env in os.environ:
+        return os.environ[env]
     if not sys.stdin.isatty():
-        raise ConfigurationError(
-            f"a {name} is needed but stdin is not a terminal; set {PASSPHRASE_ENV}"
-        )
+        raise ConfigurationError(f"a {name} is needed but stdin is not a terminal; set {env}")
     return str(click.prompt(f"Enter {name}", hide_input=True, err=True))
 
 

@@ -51,7 +51,7 @@ def _err(message: str) -> None:
     click.echo(message, err=True)
 
 
-HSM_PIN_ENV = "CFL_HSM_PIN"  # noqa: S105  (the variable's name, not a secret)
+HSM_PIN_ENV = "CFL_HSM_PIN"
 
 
 def _prompt_secret(name: str) -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tuf.api.metadata import Root, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
@@ -67,6 +68,20 @@ def _write_once(path: Path, data: bytes) -> bool:
     return True
 
 
+def _published_versions(metadata_dir: Path) -> dict[str, int]:
+    """Role name -> version, as listed by the snapshot that ``timestamp.json`` in ``metadata_dir``
+    names; empty when there is none or it is unreadable (then every role is checked)."""
+    try:
+        timestamp = Metadata[Timestamp].from_bytes((metadata_dir / "timestamp.json").read_bytes())
+        version = timestamp.signed.snapshot_meta.version
+        snapshot = Metadata[Snapshot].from_bytes(
+            (metadata_dir / f"{version}.{Snapshot.type}.json").read_bytes()
+        )
+    except (OSError, RepositoryError):
+        return {}
+    return {name.removesuffix(".json"): m.version for name, m in snapshot.signed.meta.items()}
+
+
 def publish(
     repo: Repository, out: Path, *, now: datetime, between_steps: StepHook | None = None
 ) -> PublishReport:
@@ -95,10 +110,11 @@ def publish(
                 report.written["roots"] += 1
 
         hook("blobs")
+        # A role version the out directory's current snapshot lists was written by a publish
+        # that completed; any other is written now, or compared if a file squats on its name.
+        done = _published_versions(metadata_dir)
         new_roles = [
-            name
-            for name, version in sorted(head.roles.items())
-            if not (metadata_dir / f"{version}.{name}.json").exists()
+            name for name, version in sorted(head.roles.items()) if done.get(name) != version
         ]
         targets_md = repo.targets()
         blobs: list[TargetFile] = list(targets_md.signed.targets.values())

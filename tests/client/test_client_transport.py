@@ -90,7 +90,7 @@ def serve() -> Iterator[object]:
         state = Server(f"{scheme}://127.0.0.1:{httpd.server_address[1]}", routes)
         httpd.RequestHandlerClass = _handler(state)
         httpd.daemon_threads = True
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(httpd)
         return state
 

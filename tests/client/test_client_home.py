@@ -1,0 +1,197 @@
+"""The client home: no root, no trust; configuration round trip; one cfl process at a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import TOP_LEVEL_ROLE_NAMES, Metadata, Root, Targets
+
+from client.home import ClientConfig, ClientHome, check_root, normalise_repository_url
+from client.transport import TransportSettings
+from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
+
+
+def make_root(*, sign: bool = True, other_signer: bool = False) -> bytes:
+    signer = CryptoSigner.generate_ecdsa()
+    root = Root()
+    for role in TOP_LEVEL_ROLE_NAMES:
+        root.add_key(signer.public_key, role)
+    metadata = Metadata(root)
+    if sign:
+        metadata.sign(CryptoSigner.generate_ecdsa() if other_signer else signer)
+    return metadata.to_bytes()
+
+
+ROOT = make_root()
+
+
+def test_initialise_writes_config_and_root_and_loads_back(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-9f8e7d")
+    home = ClientHome(tmp_path / "home")
+    config = ClientConfig("https://cfl.example/lib", token_file=str(token), read_timeout=5)
+    with home.lock():
+        home.initialise(config, ROOT)
+    assert home.is_initialised()
+    assert home.load_config() == config
+    assert home.bootstrap_root() == ROOT
+    assert home.metadata_dir.is_dir() and home.targets_dir.is_dir()
+    assert config.transport_settings() == TransportSettings(token_file=token, read_timeout=5)
+    assert "tok-9f8e7d" not in home.config_path.read_text()  # the token itself is never copied
+    # Once ngclient keeps its own trusted root, start from that one.
+    (home.metadata_dir / "root.json").write_bytes(ROOT)
+    assert home.bootstrap_root() is None
+
+
+def test_initialising_twice_needs_force_which_resets_trust_but_keeps_history(
+    tmp_path: Path,
+) -> None:
+    home = ClientHome(tmp_path)
+    home.initialise(ClientConfig("https://a.example"), ROOT)
+    (home.metadata_dir / "root.json").write_bytes(ROOT)
+    home.history_path.write_bytes(b"kept")
+    with pytest.raises(ConfigurationError, match="already initialised"):
+        home.initialise(ClientConfig("https://b.example"), ROOT)
+    new_root = make_root()
+    home.initialise(ClientConfig("https://b.example"), new_root, force=True)
+    assert home.load_config().repository_url == "https://b.example"
+    assert list(home.metadata_dir.iterdir()) == []
+    assert home.bootstrap_root() == new_root
+    assert home.history_path.read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not json", "not TUF metadata"),
+        (Metadata(Targets()).to_bytes(), "not TUF metadata|signed._type"),
+        (make_root(sign=False), "not signed by a threshold"),
+        (make_root(other_signer=True), "not signed by a threshold"),
+    ],
+    ids=["not-json", "targets-not-root", "unsigned", "signed-by-a-stranger"],
+)
+def test_no_valid_root_no_trust(tmp_path: Path, data: bytes, message: str) -> None:
+    home = ClientHome(tmp_path)
+    with pytest.raises(RejectedInputError, match=message):
+        home.initialise(ClientConfig("https://a.example"), data)
+    assert not home.is_initialised()
+    with pytest.raises(RejectedInputError, match=message):
+        check_root(data, "x")
+
+
+def test_named_files_must_exist_at_init(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"client-cert: found .*, expected an existing file"
+    ):
+        ClientHome(tmp_path).initialise(
+            ClientConfig("https://a.example", client_cert=str(tmp_path / "nope.pem")), ROOT
+        )
+
+
+def test_an_uninitialised_home_says_how_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no client home at") as caught:
+        ClientHome(tmp_path).load_config()
+    assert "cfl --home HOME init URL --root ROOT.json" in (caught.value.hint or "")
+
+
+BASE = {"schema_version": 1, "repository_url": "https://a.example"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "a JSON object"),
+        ({**BASE, "schema_version": 2}, "schema_version: found 2"),
+        ({**BASE, "repo_url": "x"}, r"keys: found \['repo_url'\]"),
+        ({"schema_version": 1}, "repository_url: found None"),
+        ({**BASE, "token_file": 3}, "token_file: found 3"),
+        ({**BASE, "read_timeout": 0}, "read_timeout: found 0, expected seconds > 0"),
+        ({**BASE, "connect_timeout": True}, "connect_timeout: found True"),
+    ],
+    ids=[
+        "not-object",
+        "schema-version",
+        "unknown-key",
+        "no-url",
+        "path-type",
+        "zero-timeout",
+        "bool-timeout",
+    ],
+)
+def test_malformed_config_is_refused(data: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        ClientConfig.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://cfl.example/lib/", "https://cfl.example/lib"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("file:///srv/cfl/public/", "file:///srv/cfl/public"),
+    ],
+    ids=["https", "http", "file"],
+)
+def test_repository_urls(text: str, expected: str) -> None:
+    assert normalise_repository_url(text) == expected
+
+
+def test_a_local_folder_becomes_a_file_url(tmp_path: Path) -> None:
+    assert normalise_repository_url(str(tmp_path)) == tmp_path.resolve().as_uri()
+
+
+@pytest.mark.parametrize("text", ["ftp://x/y", "no/such/folder", "https://"], ids=str)
+def test_bad_repository_urls(text: str) -> None:
+    with pytest.raises(ConfigurationError, match="repository URL: found"):
+        normalise_repository_url(text)
+
+
+def test_a_second_cfl_process_is_refused_with_the_lock_path(tmp_path: Path) -> None:
+    home = ClientHome(tmp_path)
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from client.home import ClientHome
+        with ClientHome(Path({str(tmp_path)!r})).lock():
+            print("held", flush=True)
+            sys.stdin.read()
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        with pytest.raises(UnavailableError) as caught, home.lock():
+            pass
+        assert str(caught.value) == f"another cfl process holds the lock on {home.lock_path}"
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+    with home.lock():  # released when the holder exits
+        pass
+
+
+def test_errors_inside_the_locked_block_are_not_mistaken_for_the_lock(tmp_path: Path) -> None:
+    with pytest.raises(UnavailableError, match="network down"), ClientHome(tmp_path).lock():
+        raise UnavailableError("network down")
+
+
+def test_config_file_is_json_with_schema_version(tmp_path: Path) -> None:
+    home = ClientHome(tmp_path)
+    home.initialise(ClientConfig("https://a.example"), ROOT)
+    assert json.loads(home.config_path.read_text())["schema_version"] == 1

@@ -26,10 +26,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from client.catalogue import CatalogueImage
 from client.check import check_estate, write_estate_devices
+from client.estate import iter_estate_devices, open_estate
+from client.history import History
 from client.report import report_json
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CflTargetInfo, CplEntryRef
@@ -180,22 +183,37 @@ def _timed(fn: Callable[[], object], times: list[float]) -> None:
     times.append(time.perf_counter() - start)
 
 
-def child(path: Path, devices_out: Path | None) -> None:
-    """What the RSS measurement runs: the check, and the second pass when asked."""
+def child(path: Path, devices_out: Path | None, history: Path | None) -> None:
+    """What the RSS measurement runs: the check, and the second pass or the history when asked."""
     images, cpl = synthetic_library()
     report = check_estate(path, images, cpl)
     text = json.dumps(report_json(report))
     if devices_out is not None:
         write_estate_devices(path, report, devices_out)
+    if history is not None:
+        applicable = {i.target_path for g in report.groups for i in g.applicable}
+        with History(history) as db, open_estate(path) as source:
+            db.record(
+                now=datetime(2026, 1, 1, tzinfo=UTC),
+                devices=report.devices,
+                catalogue_targets=[i.target_path for i in images],
+                applicable_targets=applicable,
+                device_ids=(device for device, _ in iter_estate_devices(source)),
+            )
     print(json.dumps({"devices": report.devices, "groups": len(report.groups), "bytes": len(text)}))
 
 
-def peak_rss_mb(path: Path, *, devices_out: bool) -> tuple[float, float]:
-    """Run the check in a child process; return (seconds, peak RSS in MB) of that child."""
-    with tempfile.TemporaryDirectory() as tmp:
+def peak_rss_mb(path: Path, *, devices_out: bool, history: bool = False) -> tuple[float, float]:
+    """Run the check in a child process; return (seconds, peak RSS in MB) of that child.
+
+    RUSAGE_CHILDREN reports the largest child so far, so runs go from the lightest to the heaviest.
+    """
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         cmd = [sys.executable, "-m", "bench.bench_client_check", "--child", str(path)]
         if devices_out:
             cmd += ["--devices-out", str(Path(tmp) / "devices.csv")]
+        if history:
+            cmd += ["--history", str(Path(tmp) / "history.sqlite")]
         start = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
@@ -236,6 +254,8 @@ def run(devices: int, repeat: int) -> None:
           f"(target < {RSS_TARGET_MB}: {verdict})")  # fmt: skip
     seconds, rss = peak_rss_mb(path, devices_out=True)
     print(f"  child check+devices-out  {seconds:7.2f} s  peak RSS {rss:6.0f} MB")
+    seconds, rss = peak_rss_mb(path, devices_out=False, history=True)
+    print(f"  child check+history      {seconds:7.2f} s  peak RSS {rss:6.0f} MB (first --changes)")
 
 
 def _fmt(times: list[float]) -> str:
@@ -250,9 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--huge", action="store_true", help="also run 20,000,000 devices")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--devices-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--history", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args([] if argv is None else argv)
     if args.child is not None:
-        child(args.child, args.devices_out)
+        child(args.child, args.devices_out, args.history)
         return
     print(f"cfl check benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     run(args.devices, args.repeat)

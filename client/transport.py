@@ -193,11 +193,14 @@ class CflFetcher(FetcherInterface):
         return urllib3.PoolManager(
             ssl_context=context,
             timeout=urllib3.Timeout(connect=s.connect_timeout, read=s.read_timeout),
+            # Only connection attempts are retried: a read may have delivered part of a body, and an
+            # HTTP status is the server's answer. None for total lets each count apply on its own.
             retries=urllib3.Retry(
-                total=s.retries,
+                total=None,
                 connect=s.retries,
                 read=0,
                 status=0,
+                other=0,
                 redirect=3,
                 raise_on_redirect=True,
                 raise_on_status=False,

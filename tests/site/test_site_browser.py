@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ROWS = "#images tbody tr[data-target]"
+SEARCH_ROWS = 200  # search.js MAX_ROWS: results drawn at most
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -159,6 +160,9 @@ _ACME_POLY = next(i for i in _IMAGES if any(e.model_name == "Acme Poly" for e in
         ),
         ("CVE-2026-12345", _by(lambda i: "CVE-2026-12345" in i.cfl.advisories)),
         ("no such firmware", []),
+        # Words match from their start: the middle of a hash is not a hit (it made short queries
+        # such as a manufacturer ID match thousands of hashes).
+        (_IMAGES[3].sha256[20:32], []),
     ],
     ids=[
         "manufacturer-name",
@@ -172,6 +176,7 @@ _ACME_POLY = next(i for i in _IMAGES if any(e.model_name == "Acme Poly" for e in
         "two-words",
         "advisory",
         "nothing",
+        "middle-of-hash",
     ],
 )
 def test_search_filters_rows(page: Any, small_url: str, query: str, expected: list[str]) -> None:
@@ -199,7 +204,9 @@ def test_search_covers_every_page_and_draws_rows_like_the_server(page: Any, big_
     # The link is the same page; hrefs differ only by the page they were read on (same folder).
     assert row.locator("a.fw").get_attribute("href") == wanted_href.split("/public/site/")[1]
     assert page.is_hidden("nav.pages")
+    assert page.inner_text("#images caption") == "Search results"
     _search(page, "")
+    assert page.inner_text("#images caption") == "Firmware images, page 3"
     assert len(_targets(page)) == 2 * PAGE_SIZE + 50 - 2 * PAGE_SIZE
     assert page.is_visible("nav.pages")
 
@@ -210,8 +217,8 @@ def test_search_reports_and_caps_large_results(page: Any, big_url: str) -> None:
     assert "350 images match" in page.inner_text("#search-status")
     _search(page, "model")
     assert "1050 images match" in page.inner_text("#search-status")
-    assert len(_targets(page)) == PAGE_SIZE
-    assert "Showing the first 500" in page.inner_text("#search-status")
+    assert len(_targets(page)) == SEARCH_ROWS
+    assert f"Showing the first {SEARCH_ROWS}" in page.inner_text("#search-status")
 
 
 def test_markup_in_metadata_is_text_not_script(page: Any, small_url: str) -> None:

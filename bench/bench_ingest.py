@@ -197,8 +197,8 @@ def measure(where: Path, label: str, image: bytes, now: datetime) -> dict[str, f
         result = {"ingest_mb_s": mb / ingest_s, "sha256_mb_s": mb / sha_s, "ingest_s": ingest_s}
         result["ratio"] = result["ingest_mb_s"] / result["sha256_mb_s"]
         print(
-            f"  {label:<34}{result['ingest_mb_s']:>10.0f}{result['sha256_mb_s']:>12.0f}"
-            f"{result['ratio']:>9.2f}{ingest_s * 1000:>11.1f}"
+            f"  {label:<34}{result['ingest_mb_s']:>13.0f}{result['sha256_mb_s']:>14.0f}"
+            f"{result['ratio']:>8.2f}{ingest_s * 1000:>11.1f}"
         )
         if result["ratio"] < TARGET_RATIO:
             print(f"    ratio under {TARGET_RATIO}: profile of one ingest ({label}), by own time")
@@ -216,7 +216,7 @@ def main() -> None:
         f"ingest benchmark: one {len(image):,}-octet image, best of {RUNS} "
         f"(target: ingest >= {TARGET_RATIO} x SHA-256)"
     )
-    print(f"  {'where':<34}{'ingest MB/s':>10}{'SHA-256 MB/s':>12}{'ratio':>9}{'ingest ms':>11}")
+    print(f"  {'where':<34}{'ingest MB/s':>13}{'SHA-256 MB/s':>14}{'ratio':>8}{'ingest ms':>11}")
     measure(BENCH_DIR, "project disk (fsync'd, durable)", image, now)
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):

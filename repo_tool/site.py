@@ -12,8 +12,9 @@ Safe by construction:
   name or header string such as ``<script>alert(1)</script>`` is shown as text.
 - Every page carries ``CONTENT_SECURITY_POLICY`` in a ``<meta http-equiv>``: no inline script, no
   inline style, nothing loaded from another origin. The static host should also send it as a
-  ``Content-Security-Policy`` response header, because a header also covers responses that are not
-  HTML pages and cannot be lost by a proxy that rewrites markup (see ``docs/site.md``).
+  ``Content-Security-Policy`` response header: a header applies before any markup is parsed, covers
+  responses that are not HTML, and can carry directives a meta tag cannot (``frame-ancestors``).
+  ``docs/site.md`` has an nginx snippet.
 - Links are relative, so the site works from any folder, any host path and from ``file://``.
 
 Scale: listings are split into pages of ``PAGE_SIZE`` rows (each a complete static table, so the site
@@ -59,7 +60,7 @@ from markupsafe import Markup
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import ConfigurationError, UnavailableError
+from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.naming import image_target_path
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
@@ -88,8 +89,8 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _FEED_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:cfl:site-feed")
 
 
-class SiteBuildError(ConfigurationError):
-    """The library cannot be rendered as given (e.g. two images would share one page)."""
+class SiteBuildError(RejectedInputError):
+    """The library cannot be rendered as given: two images (or pages) would share one file."""
 
 
 @dataclass(frozen=True)
@@ -546,6 +547,7 @@ def render_site(
     Raises:
         ValueError: ``generated`` or a role expiry is a naive datetime.
         SiteBuildError: two images would share one page.
+        ConfigurationError: the templates are missing (a broken installation).
     """
     _check_aware(generated, "generated")
     stamp = format_timestamp(generated)
@@ -757,11 +759,13 @@ def build_site(
 
     Raises:
         ValueError: ``generated`` or a role expiry is a naive datetime.
-        SiteBuildError: two images would share one page.
+        SiteBuildError: two images, or two pages, would share one file.
+        ConfigurationError: the templates are missing (a broken installation).
         UnavailableError: ``out_dir`` cannot be read or written.
     """
     previous = _previous_files(out_dir)
     files: list[str] = []
+    seen: set[str] = set()
     changed: list[str] = []
     index_pages = 0
     pending: deque[tuple[str, Future[bool]]] = deque()
@@ -782,6 +786,9 @@ def build_site(
                 for relative, data in render_site(
                     library, generated=generated, client_init_url=client_init_url
                 ):
+                    if relative in seen:
+                        raise SiteBuildError(f"site file {relative}: produced twice, expected once")
+                    seen.add(relative)
                     files.append(relative)
                     if _INDEX_PAGE.fullmatch(relative):
                         index_pages += 1

@@ -387,6 +387,20 @@ def test_two_images_on_one_target_are_refused() -> None:
         rendered(library)
 
 
+def test_two_pages_on_one_file_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Page 2 of manufacturer 121D and page 1 of a (malformed) manufacturer "121D-2" share a name.
+    monkeypatch.setattr(site, "PAGE_SIZE", 1)
+    images = tuple(
+        make_image("121D", "Acme", "ESME", version, [("CPL-1", "0001", "M")])
+        for version in ("00000001", "00000002")
+    )
+    library = PublishedLibrary(
+        root_version=1, roles=(), images=images, manufacturers={"121D-2": "Odd"}
+    )
+    with pytest.raises(SiteBuildError, match=r"manufacturer-121D-2\.html: produced twice"):
+        build_site(library, tmp_path / "site", generated=GENERATED)
+
+
 def test_pagination() -> None:
     count = 2 * PAGE_SIZE + 1
     out = rendered(many_library(count))

@@ -10,12 +10,14 @@ relies on is pinned by tests/client/test_session.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import TargetFile, Targets
@@ -118,6 +120,14 @@ class Session:
         if not isinstance(signed, Targets):
             raise VerificationError(f"{role}: found a {signed.type} role, expected targets")
         return signed
+
+    def versions(self) -> dict[str, int]:
+        """The verified top-level versions (private attribute: pinned by a test)."""
+        self.refresh()
+        trusted: Any = self._updater._trusted_set
+        return {
+            role: trusted[role].version for role in ("root", "timestamp", "snapshot", "targets")
+        }
 
     # ------------------------------------------------------------------------------- queries
 
@@ -240,3 +250,54 @@ class Session:
             return WithdrawalList.from_bytes(data)
         except ValueError as e:
             raise VerificationError(f"{naming.WITHDRAWALS_TARGET_PATH}: {e}") from e
+
+
+class LocalFetcher(FetcherInterface):
+    """`--offline`: serves ngclient the metadata it persisted in the home, and cached targets.
+
+    ngclient still verifies everything it is served (signatures, versions, hashes, expiry), so an
+    offline run trusts exactly what an online run trusted, and expired metadata is still refused.
+    A request for a newer root is answered "not found", as a host with no new root would.
+    """
+
+    def __init__(self, metadata_dir: Path, targets_dir: Path, base_url: str) -> None:
+        self.metadata_dir = metadata_dir
+        self.targets_dir = targets_dir
+        self.base_url = base_url
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        relative = url.removeprefix(self.base_url)
+        data = self._lookup(relative)
+        if data is None:
+            raise tuf_exceptions.DownloadHTTPError(
+                f"offline: {relative} is not in the local cache", 404
+            )
+        return iter([data])
+
+    def _lookup(self, relative: str) -> bytes | None:
+        folder, _, name = relative.partition("/")
+        if folder == "metadata":
+            if name == "timestamp.json":
+                return _read(self.metadata_dir / name)
+            version, _, role_file = name.partition(".")
+            if not version.isdigit() or role_file == "root.json":
+                return None
+            data = _read(self.metadata_dir / role_file)
+            if data is None or json.loads(data).get("signed", {}).get("version") != int(version):
+                return None
+            return data
+        if folder == "targets":
+            directory, _, base = name.rpartition("/")
+            _sha, _, original = base.partition(".")
+            return _read(
+                self.targets_dir
+                / parse.quote(f"{directory}/{original}" if directory else original, "")
+            )
+        return None
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

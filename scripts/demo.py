@@ -42,7 +42,8 @@ def run(
         for c in command
     )
     print(f"  $ {shown}", flush=True)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=OUT)
+    env = {**os.environ, "COLUMNS": "160"}  # rich tables at a readable width in the transcript
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=OUT, env=env)
     if not quiet:
         for line in (result.stderr + result.stdout).strip().splitlines()[:25]:
             print(f"    {line}")

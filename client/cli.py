@@ -1,0 +1,507 @@
+"""`cfl`: the supplier's verifying client. Parses, calls the library, renders.
+
+Every trust decision is python-tuf ngclient's (client/session.py); this module decides what is
+relevant to the supplier's estate and presents it. Exit codes: 0 success, 1 rejected or failed
+verification, 2 usage or configuration. ``--json`` prints one document on stdout; people read stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from client import __version__
+from client.catalogue import CatalogueImage, build_catalogue
+from client.download import OutputFolder, PlacedFile
+from client.estate import iter_estate_devices, open_estate, read_estate_groups
+from client.history import History
+from client.home import ClientConfig, ClientHome, normalise_repository_url
+from client.matching import match_estate
+from client.report import CheckReport, render_summary, report_json, write_devices_csv
+from client.session import Session, SessionPaths
+from client.transport import CflFetcher
+from metadata_templates import SCHEMA_VERSION, identifiers
+from metadata_templates.errors import CflError, ConfigurationError, VerificationError
+from metadata_templates.withdrawals import WithdrawalList
+
+logger = logging.getLogger("client")
+F = TypeVar("F", bound=Callable[..., Any])
+stderr = Console(stderr=True, highlight=False)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _emit_json(doc: dict[str, Any]) -> None:
+    click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **doc}, indent=2, sort_keys=True))
+
+
+def handle_errors(func: F) -> F:
+    """The one place that maps errors to exit codes and `error:`/`hint:` lines."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CflError as e:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.exception("details")
+            click.echo(f"error: {e}", err=True)
+            if e.hint:
+                click.echo(f"hint: {e.hint}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo(
+                "error: interrupted; no partial file was left in the output folder", err=True
+            )
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Client:
+    """The home, its lock and one verified session, opened per command."""
+
+    def __init__(self, home: ClientHome, *, offline: bool) -> None:
+        self.home = home
+        self.offline = offline
+        config = home.load_config()
+        fetcher = CflFetcher(config.transport_settings())
+        if offline:
+            from client.session import LocalFetcher
+
+            url = "https://offline.invalid/"
+            self.session = Session(
+                SessionPaths(home.metadata_dir, home.targets_dir),
+                url,
+                LocalFetcher(home.metadata_dir, home.targets_dir, url),
+                bootstrap_root=home.bootstrap_root(),
+            )
+        else:
+            self.session = Session(
+                SessionPaths(home.metadata_dir, home.targets_dir),
+                config.repository_url,
+                fetcher,
+                bootstrap_root=home.bootstrap_root(),
+            )
+
+    def catalogue(
+        self, manufacturers: Iterable[str] | None
+    ) -> tuple[tuple[CatalogueImage, ...], WithdrawalList]:
+        self.session.refresh()
+        withdrawals = self.session.withdrawals()
+        images, problems = build_catalogue(
+            self.session.verified_targets(manufacturers), withdrawals
+        )
+        for problem in problems:
+            stderr.print(f"warning: ignored {problem.target}: {problem.message}")
+        return images, withdrawals
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cfl")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CFL_HOME",
+    help="Client home: configuration, trusted metadata, cache, history (env CFL_HOME; default a per-user data dir).",
+)
+@click.option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
+    """Centralised Firmware Library: the supplier's verifying client.
+
+    \b
+    cfl init URL --root ROOT.json     trust a library, starting from its root metadata
+    cfl refresh                       verify the latest library (timestamp, snapshot, targets)
+    cfl list                          every verified image with its CFL metadata
+    cfl check ESTATE.csv              which images apply to your devices, and which to install
+    cfl download --estate ESTATE.csv --out DIR    fetch the recommended images, verified
+
+    Every image is verified through the TUF delegation chain (provider root -> targets -> the
+    manufacturer's own role) before it is listed or written. See docs/supplier.md.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    ctx.ensure_object(dict)
+    ctx.obj["home"] = ClientHome(home)
+
+
+def _home(ctx: click.Context) -> ClientHome:
+    home: ClientHome = ctx.obj["home"]
+    return home
+
+
+offline_option = click.option(
+    "--offline",
+    is_flag=True,
+    help="Use only the trusted metadata and cache in the home (no network); expired metadata is still refused.",
+)
+
+
+@cli.command()
+@click.argument("url")
+@click.option(
+    "--root",
+    "root_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The library's root metadata, received out of band (e.g. 1.root.json).",
+)
+@click.option(
+    "--client-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Client certificate PEM for mutual TLS.",
+)
+@click.option(
+    "--client-key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Client private key PEM for mutual TLS.",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA bundle to verify the server with (default: the system's).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File holding a bearer token sent with every request.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Re-initialise: discard trusted metadata and cache (history is kept).",
+)
+@click.pass_context
+@handle_errors
+def init(
+    ctx: click.Context,
+    url: str,
+    root_file: Path,
+    client_cert: str | None,
+    client_key: str | None,
+    ca_bundle: str | None,
+    token_file: str | None,
+    force: bool,
+) -> None:
+    """Trust the library at URL (http(s):// or file://), starting from ROOT.json. Without a root file
+    there is no trust: cfl never fetches a root it has not been given."""
+    if bool(client_cert) != bool(client_key):
+        raise ConfigurationError(
+            "--client-cert and --client-key go together (mutual TLS needs both)"
+        )
+    home = _home(ctx)
+    config = ClientConfig(
+        repository_url=normalise_repository_url(url),
+        client_cert=str(Path(client_cert).resolve()) if client_cert else None,
+        client_key=str(Path(client_key).resolve()) if client_key else None,
+        ca_bundle=str(Path(ca_bundle).resolve()) if ca_bundle else None,
+        token_file=str(Path(token_file).resolve()) if token_file else None,
+    )
+    with home.lock():
+        home.initialise(config, root_file.read_bytes(), force=force)
+    click.echo(f"initialised {home.path} for {config.repository_url}; next: cfl refresh", err=True)
+
+
+@cli.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the verified versions as JSON on stdout."
+)
+@click.pass_context
+@handle_errors
+def refresh(ctx: click.Context, as_json: bool) -> None:
+    """Fetch and verify the newest library metadata (one timestamp.json fetch when nothing changed)."""
+    home = _home(ctx)
+    with home.lock():
+        client = _Client(home, offline=False)
+        client.session.refresh()
+        manufacturers = client.session.delegated_manufacturers()
+        versions = client.session.versions()
+    if as_json:
+        _emit_json({"versions": versions, "manufacturers": manufacturers})
+        return
+    click.echo(
+        "verified: "
+        + ", ".join(f"{role} v{v}" for role, v in versions.items())
+        + f"; {len(manufacturers)} manufacturer(s) delegated",
+        err=True,
+    )
+
+
+def _image_doc(image: CatalogueImage, withdrawals: WithdrawalList) -> dict[str, Any]:
+    withdrawal = withdrawals.by_target().get(image.target_path)
+    return {
+        "target": image.target_path,
+        "length": image.length,
+        "sha256": image.sha256,
+        "withdrawn": None if withdrawal is None else withdrawal.to_dict(),
+        "cfl": image.cfl.to_dict(),
+    }
+
+
+@cli.command("list")
+@click.option(
+    "--manufacturer",
+    "manufacturers",
+    multiple=True,
+    help="Only this manufacturer ID (repeat for several). Only their roles are fetched.",
+)
+@click.option(
+    "--device-type", "device_types", multiple=True, help="Only this device type (ESME, GSME, ...)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the images as JSON on stdout.")
+@offline_option
+@click.pass_context
+@handle_errors
+def list_images(
+    ctx: click.Context,
+    manufacturers: tuple[str, ...],
+    device_types: tuple[str, ...],
+    as_json: bool,
+    offline: bool,
+) -> None:
+    """Every verified image with its CFL metadata (withdrawn ones marked)."""
+    try:
+        mfrs = [identifiers.manufacturer_id(m, "--manufacturer") for m in manufacturers] or None
+        types = {identifiers.device_type(t, "--device-type") for t in device_types}
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    home = _home(ctx)
+    with home.lock():
+        images, withdrawals = _Client(home, offline=offline).catalogue(mfrs)
+    shown = [i for i in images if not types or i.cfl.device_type in types]
+    if as_json:
+        _emit_json({"images": [_image_doc(i, withdrawals) for i in shown]})
+        return
+    table = Table(title=f"{len(shown)} verified image(s)")
+    for heading in ("Target", "Type", "Models", "Firmware", "HW range", "Reason", "MI SHA-256"):
+        table.add_column(heading)
+    for image in shown:
+        cfl = image.cfl
+        reason = cfl.reason + (" " + " ".join(cfl.advisories) if cfl.advisories else "")
+        if image.withdrawn:
+            reason = "WITHDRAWN; " + reason
+        models = ", ".join(sorted({f"{e.model_id} {e.model_name}" for e in cfl.cpl_entries}))
+        table.add_row(
+            image.target_path,
+            cfl.device_type,
+            models,
+            cfl.firmware_version,
+            f"{cfl.hardware_version_min}..{cfl.hardware_version_max}",
+            reason,
+            cfl.manufacturer_image_sha256[:16] + "...",
+        )
+    Console(stderr=True, highlight=False, markup=False).print(table)
+
+
+def _run_check(
+    client: _Client, estate: Path, strict: bool
+) -> tuple[CheckReport, tuple[CatalogueImage, ...]]:
+    with open_estate(estate) as source:
+        summary = read_estate_groups(source, strict=strict, max_problems=100, where=str(estate))
+    manufacturers = {key.manufacturer_id for key in summary.groups}
+    images, _ = client.catalogue(manufacturers)
+    cpl = client.session.cpl()
+    report = CheckReport(
+        devices=summary.devices,
+        groups=match_estate(summary.groups, images, cpl),
+        skipped_rows=summary.skipped_rows,
+        problems=summary.problems,
+        problem_count=summary.problem_count,
+    )
+    return report, images
+
+
+def _device_ids(estate: Path) -> Iterator[str]:
+    with open_estate(estate) as source:
+        for device_id, _key in iter_estate_devices(source, where=str(estate)):
+            yield device_id
+
+
+@cli.command()
+@click.argument("estate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the stable check report on stdout.")
+@click.option(
+    "--strict", is_flag=True, help="A bad estate row is fatal (default: reported and skipped)."
+)
+@click.option(
+    "--devices-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one row per device: ID, recommended target, SR 11.3 hash, SR 11.1 batch (<= 50,000 devices).",
+)
+@click.option(
+    "--changes",
+    is_flag=True,
+    help="Also report devices gained since the last --changes check, and images published since the last check that apply.",
+)
+@click.option(
+    "--estate-name",
+    default="default",
+    show_default=True,
+    help="Name under which the history keeps this estate.",
+)
+@offline_option
+@click.pass_context
+@handle_errors
+def check(
+    ctx: click.Context,
+    estate: Path,
+    as_json: bool,
+    strict: bool,
+    devices_out: Path | None,
+    changes: bool,
+    estate_name: str,
+    offline: bool,
+) -> None:
+    """Which verified images apply to the devices in ESTATE.csv, and which to install.
+
+    Devices are grouped by (device type, manufacturer, model, hardware version, firmware version);
+    an image applies when one of its CPL entries has the device's manufacturer, model and hardware
+    version and the CPL upgrade pathway admits the device's current firmware (or, where the pathway
+    says N/A, the image's firmware version is higher). The recommended image is the highest
+    applicable firmware version. Only the roles of manufacturers in the estate are fetched.
+    """
+    home = _home(ctx)
+    with home.lock():
+        client = _Client(home, offline=offline)
+        report, images = _run_check(client, estate, strict)
+        if devices_out is not None:
+            with open_estate(estate) as source:
+                write_devices_csv(
+                    devices_out, iter_estate_devices(source, where=str(estate)), report.groups
+                )
+        with History(home.history_path) as history:
+            recorded = history.record(
+                now=_now(),
+                devices=report.devices,
+                catalogue_targets=[i.target_path for i in images],
+                applicable_targets=sorted(
+                    {i.target_path for g in report.groups for i in g.applicable}
+                ),
+                device_ids=_device_ids(estate) if changes else None,
+                estate=estate_name,
+            )
+    doc = report_json(report)
+    if changes:
+        doc["changes"] = recorded.to_json()
+    if as_json:
+        _emit_json({k: v for k, v in doc.items() if k != "schema_version"})
+    else:
+        render_summary(report, stderr)
+        if changes:
+            stderr.print(json.dumps(recorded.to_json(), indent=2))
+        if devices_out is not None:
+            stderr.print(f"per-device batches written to {devices_out}")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option(
+    "--estate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Download the recommended image of every device group in this estate.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (verified files and manifest.json only).",
+)
+@click.option(
+    "--fragment-size",
+    type=click.IntRange(1),
+    help="Also write each image as numbered fragments of this many bytes (HAN: 750000).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest entries on stdout.")
+@offline_option
+@click.pass_context
+@handle_errors
+def download(
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    estate: Path | None,
+    out_dir: Path,
+    fragment_size: int | None,
+    as_json: bool,
+    offline: bool,
+) -> None:
+    """Download TARGET... (or the recommended images for --estate) into --out, each verified by
+    ngclient before it appears there under a name starting with its SHA-256."""
+    if bool(targets) == bool(estate):
+        raise ConfigurationError("give TARGET... or --estate ESTATE.csv (one of them)")
+    home = _home(ctx)
+    folder = OutputFolder(out_dir, fragment_size=fragment_size)
+    with home.lock():
+        client = _Client(home, offline=offline)
+        wanted: list[tuple[CatalogueImage, int]] = []
+        if estate is not None:
+            report, _ = _run_check(client, estate, strict=False)
+            counts: dict[str, int] = {}
+            by_target: dict[str, CatalogueImage] = {}
+            for group in report.groups:
+                if group.recommended is not None:
+                    counts[group.recommended.target_path] = (
+                        counts.get(group.recommended.target_path, 0) + group.device_count
+                    )
+                    by_target[group.recommended.target_path] = group.recommended
+            wanted = [(by_target[t], counts[t]) for t in sorted(by_target)]
+        else:
+            manufacturers = {t.split("/", 1)[0].upper() for t in targets}
+            images, _ = client.catalogue(manufacturers)
+            index = {i.target_path: i for i in images}
+            for target in targets:
+                image = index.get(target)
+                if image is None:
+                    raise VerificationError(
+                        f"TARGET: found {target!r}, expected an image in the verified library (see `cfl list`)"
+                    )
+                if image.withdrawn:
+                    raise VerificationError(
+                        f"TARGET: {target} has been withdrawn by the provider; refusing to download it"
+                    )
+                wanted.append((image, 0))
+        placed: list[PlacedFile] = []
+        for image, devices in _progress(wanted):
+            source = (
+                None if folder.is_present(image) else client.session.download(image.target_path)
+            )
+            placed.append(folder.place(image, source, device_count=devices))
+        manifest = folder.write_manifest(placed)
+    fetched = sum(not p.reused for p in placed)
+    if as_json:
+        _emit_json(
+            {"out": str(out_dir), "manifest": str(manifest), "files": [p.to_json() for p in placed]}
+        )
+    click.echo(
+        f"{len(placed)} image(s) in {out_dir} ({fetched} downloaded, {len(placed) - fetched} already present); manifest: {manifest}",
+        err=True,
+    )
+
+
+def _progress(items: list[tuple[CatalogueImage, int]]) -> Iterable[tuple[CatalogueImage, int]]:
+    """A progress bar on a terminal only."""
+    if not sys.stderr.isatty() or len(items) < 2:
+        return items
+    from rich.progress import track
+
+    return track(items, description="downloading", console=stderr, transient=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(standalone_mode=True)

@@ -42,7 +42,7 @@ def atomic_writer(path: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     _fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes | memoryview, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_writer(path, mode=mode) as handle:
         handle.write(data)

@@ -31,7 +31,7 @@ class ImageDigests:
     manufacturer_image_sha256: str
 
 
-def digest_image(data: bytes, header: OtaHeader) -> ImageDigests:
+def digest_image(data: bytes | memoryview, header: OtaHeader) -> ImageDigests:
     """Hash the whole file and the Manufacturer Image span without copying either."""
     view = memoryview(data)
     span = view[header.manufacturer_image_start : header.manufacturer_image_end]

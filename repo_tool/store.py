@@ -26,7 +26,7 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def put(self, data: bytes, sha256: str | None = None) -> str:
+    def put(self, data: bytes | memoryview, sha256: str | None = None) -> str:
         """Store ``data``; return its SHA-256. ``sha256`` may be passed when already computed.
 
         Raises:

@@ -77,7 +77,6 @@ class _Client:
         self.home = home
         self.offline = offline
         config = home.load_config()
-        fetcher = CflFetcher(config.transport_settings())
         if offline:
             from client.session import LocalFetcher
 
@@ -92,7 +91,7 @@ class _Client:
             self.session = Session(
                 SessionPaths(home.metadata_dir, home.targets_dir),
                 config.repository_url,
-                fetcher,
+                CflFetcher(config.transport_settings()),
                 bootstrap_root=home.bootstrap_root(),
             )
 
@@ -447,6 +446,8 @@ def download(
     home = _home(ctx)
     folder = OutputFolder(out_dir, fragment_size=fragment_size)
     with home.lock():
+        # Under the lock, any partial file left in the folder is from a crashed earlier run.
+        folder.remove_partials()
         client = _Client(home, offline=offline)
         wanted: list[tuple[CatalogueImage, int]] = []
         if estate is not None:

@@ -30,7 +30,7 @@ from client.matching import match_estate
 from client.report import CheckReport, render_summary, report_json, write_devices_csv
 from client.session import Session, SessionPaths
 from client.transport import CflFetcher
-from metadata_templates import SCHEMA_VERSION, identifiers
+from metadata_templates import SCHEMA_VERSION, identifiers, naming
 from metadata_templates.errors import CflError, ConfigurationError, VerificationError
 from metadata_templates.withdrawals import WithdrawalList
 
@@ -223,11 +223,17 @@ def init(
 @click.pass_context
 @handle_errors
 def refresh(ctx: click.Context, as_json: bool) -> None:
-    """Fetch and verify the newest library metadata (one timestamp.json fetch when nothing changed)."""
+    """Fetch and verify the newest library metadata, every manufacturer's role and the CPL, so
+    that --offline works afterwards (one timestamp.json fetch when nothing changed)."""
     home = _home(ctx)
     with home.lock():
         client = _Client(home, offline=False)
         client.session.refresh()
+        # --offline serves ngclient only what is in the home, so bring every role and provider
+        # document up to the new snapshot here; when nothing changed they are all cached already.
+        client.session.verified_targets(None)
+        for path in naming.PROVIDER_TARGET_PATHS:
+            client.session.provider_document(path)
         manufacturers = client.session.delegated_manufacturers()
         versions = client.session.versions()
     if as_json:

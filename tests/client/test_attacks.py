@@ -11,10 +11,15 @@ trusted some metadata, its trusted versions did not move backwards.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterator
-from dataclasses import replace
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +36,7 @@ from tuf.api.metadata import (
 from tuf.ngclient import UpdaterConfig
 
 from client.catalogue import build_catalogue
+from client.home import ClientHome
 from client.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
@@ -688,3 +694,109 @@ def test_malicious_target_path_never_escapes_the_download_dir(
         f for f in _files(tmp_path) if f not in outside_before and not f.startswith("home")
     ]
     assert new_elsewhere == []
+
+
+# ------------------------------------------------------------- the command line, over real HTTP
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_host() -> Iterator[Callable[[Path], str]]:
+    """A static host on 127.0.0.1 serving a folder (stdlib http.server in a thread)."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def _cfl(home: Path, *args: str) -> Run:
+    done = subprocess.run(
+        [sys.executable, "-c", "from client.cli import main; main()", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def _cli_client(tmp_path: Path, factory: LibraryFactory, url: str) -> Path:
+    root = tmp_path / "1.root.json"
+    root.write_bytes(factory.root_bytes)
+    home = tmp_path / "cfl-home"
+    run = _cfl(home, "init", url, "--root", str(root))
+    assert run.code == 0, run.stderr
+    return home
+
+
+def _error_lines(run: Run) -> list[str]:
+    return [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+
+
+def test_cli_refuses_a_tampered_blob_and_writes_nothing(
+    tmp_path: Path, http_host: Callable[[Path], str]
+) -> None:
+    factory, images = standard_library(tmp_path / "lib")
+    home = _cli_client(tmp_path, factory, http_host(factory.out))
+    image = images["a3"]
+    role = _load(factory, f"{factory.repo.head.roles['mfr-121D']}.mfr-121D.json", Targets).signed
+    target = next(t for t in role.targets.values() if t.hashes["sha256"] == _sha256(image))
+    blob = factory.out / _blob_url(target.path, image)
+    blob.write_bytes(image[:-1] + bytes([image[-1] ^ 1]))  # the host flips one bit
+    out = tmp_path / "firmware"
+
+    run = _cfl(home, "download", target.path, "--out", str(out))
+
+    assert run.code == 1, run
+    (error,) = _error_lines(run)
+    assert f"download {target.path}: verification failed (LengthOrHashMismatchError" in error
+    assert _files(out) == []
+    assert _files(ClientHome(home).targets_dir) == []
+
+
+def test_cli_refuses_a_replayed_timestamp_and_writes_nothing(
+    tmp_path: Path, http_host: Callable[[Path], str]
+) -> None:
+    factory, _ = standard_library(tmp_path / "lib")
+    old_timestamp = _published(factory, "timestamp.json")
+    _republish(factory)
+    home = _cli_client(tmp_path, factory, http_host(factory.out))
+    assert _cfl(home, "refresh").code == 0
+    paths = SessionPaths(ClientHome(home).metadata_dir, ClientHome(home).targets_dir)
+    before = _trusted_versions(paths)
+    (factory.out / "metadata" / "timestamp.json").write_bytes(old_timestamp)  # the host replays
+    target = _image_target(
+        _load(factory, f"{factory.repo.head.roles['mfr-121D']}.mfr-121D.json", Targets).signed
+    )
+    out = tmp_path / "firmware"
+
+    run = _cfl(home, "download", target.path, "--out", str(out))
+
+    assert run.code == 1, run
+    (error,) = _error_lines(run)
+    assert "rollback refused (New timestamp version" in error
+    assert _files(out) == []
+    assert _trusted_versions(paths) == before

@@ -14,7 +14,6 @@ group's figure is 750,000 bytes), each listed in the manifest with its own SHA-2
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ from typing import Any, BinaryIO
 
 from client.catalogue import CatalogueImage
 from metadata_templates import SCHEMA_VERSION
-from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.atomic import atomic_write_bytes, fsync_dir
 from metadata_templates.errors import RejectedInputError, UnavailableError, VerificationError
 
 MANIFEST_NAME = "manifest.json"
@@ -141,15 +140,6 @@ def _verifies(path: Path, sha256: str, length: int) -> bool:
         return False
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class OutputFolder:
     """The folder a supplier downloads into."""
 
@@ -248,7 +238,7 @@ class OutputFolder:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def _fragments(self, final: Path, name: str) -> tuple[Fragment, ...]:
         assert self.fragment_size is not None

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
     # Make the rename itself durable; some file systems refuse to open a directory for this.
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -39,7 +40,7 @@ def atomic_writer(path: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes | memoryview, *, mode: int = 0o644) -> None:

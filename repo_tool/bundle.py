@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import mmap
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -87,8 +86,8 @@ class Declaration:
 class Bundle:
     """A parsed bundle; ``image`` and ``role_bytes`` are exactly the bytes in the archive.
 
-    ``image`` may be a read-only view into the memory-mapped bundle file (never a copy), which keeps
-    a 10 MB ingest bound by hashing rather than by copying.
+    ``image`` may be a read-only view into the bundle's bytes (never a second copy), which keeps a
+    10 MB ingest bound by hashing rather than by copying.
     """
 
     manufacturer_id: str
@@ -145,7 +144,7 @@ def _stored_member_view(view: memoryview, info: zipfile.ZipInfo, source: str) ->
     return view[data_start : data_start + info.file_size]
 
 
-def parse_bundle(data: bytes | mmap.mmap, *, source: str = "bundle") -> Bundle:
+def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
     """Read a bundle from its bytes.
 
     Raises:
@@ -153,9 +152,7 @@ def parse_bundle(data: bytes | mmap.mmap, *, source: str = "bundle") -> Bundle:
     """
     try:
         view = memoryview(data).toreadonly()
-        archive = zipfile.ZipFile(
-            io.BytesIO(data) if isinstance(data, bytes) else _MmapReader(data)
-        )
+        archive = zipfile.ZipFile(io.BytesIO(data))  # BytesIO shares the bytes, no copy
     except (zipfile.BadZipFile, ValueError) as e:
         raise BundleError(
             f"{source}: not a bundle ({e}); expected a ZIP archive made by `cfl-repo submit`"
@@ -242,45 +239,12 @@ def read_bundle(path: Path) -> Bundle:
         limit = sum(MEMBER_LIMITS.values()) + 1_000_000
         if size > limit:
             raise BundleError(f"{path}: found {size} bytes, expected at most {limit}")
-        with path.open("rb") as handle:
-            if size == 0:
-                raise BundleError(
-                    f"{path}: empty file, expected a ZIP archive made by `cfl-repo submit`"
-                )
-            # Mapped, not read: the image is handed on as a view of the file's pages. The mapping
-            # lives as long as the bundle's image view does.
-            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        # One read into private memory, then views: a mapping would let whoever can still write
+        # the inbox file change the bytes between the gateway's hashing and the blob store's write.
+        data = path.read_bytes()
     except OSError as e:
         raise BundleError(f"{path}: cannot read ({e.strerror})") from e
     return parse_bundle(data, source=str(path))
-
-
-class _MmapReader(io.RawIOBase):
-    """A seekable file over a mapping, for zipfile's directory parsing (no copy of the mapping)."""
-
-    def __init__(self, data: mmap.mmap) -> None:
-        self._data = data
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        chunk = self._data[self._pos : self._pos + len(buffer)]
-        buffer[: len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)
 
 
 def write_bundle(path: Path, bundle: Bundle) -> None:

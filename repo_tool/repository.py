@@ -453,13 +453,19 @@ class Repository:
         except BundleError as e:
             verdict = Verdict((Finding(Code.MALFORMED_BUNDLE, str(e)),), None, None)
             return self._reject(bundle_path, verdict, now)
-        verdict = check_bundle(bundle, self.gateway_context(now))
+        staged = self.blobs.stage(bundle.image)  # written while the gateway hashes
+        try:
+            verdict = check_bundle(bundle, self.gateway_context(now))
+        except BaseException:
+            staged.discard()
+            raise
         accepted = verdict.accepted
         if accepted is None:
+            staged.discard()
             return self._reject(bundle_path, verdict, now)
 
         head = self.head
-        self.blobs.put(bundle.image, accepted.digests.file_sha256)
+        staged.commit(accepted.digests.file_sha256)
         if bundle.release_notes is not None:
             notes = self.path / "release-notes" / hashlib.sha256(bundle.release_notes).hexdigest()
             if not notes.exists():

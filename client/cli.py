@@ -139,8 +139,11 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     ctx.obj["home"] = ClientHome(home)
 
 
-def _home(ctx: click.Context) -> ClientHome:
+def _home(ctx: click.Context, *, initialised: bool = True) -> ClientHome:
     home: ClientHome = ctx.obj["home"]
+    if initialised:
+        # Before taking the lock, which creates the folder: a mistyped --home must not leave one.
+        home.load_config()
     return home
 
 
@@ -203,7 +206,7 @@ def init(
         raise ConfigurationError(
             "--client-cert and --client-key go together (mutual TLS needs both)"
         )
-    home = _home(ctx)
+    home = _home(ctx, initialised=False)
     config = ClientConfig(
         repository_url=normalise_repository_url(url),
         client_cert=str(Path(client_cert).resolve()) if client_cert else None,

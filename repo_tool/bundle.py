@@ -244,7 +244,9 @@ def read_bundle(path: Path) -> Bundle:
         data = path.read_bytes()
     except OSError as e:
         raise BundleError(f"{path}: cannot read ({e.strerror})") from e
-    return parse_bundle(data, source=str(path))
+    # Messages name the bundle by its file name: reports travel back to the manufacturer, who has
+    # no business seeing the provider's inbox layout.
+    return parse_bundle(data, source=path.name)
 
 
 def write_bundle(path: Path, bundle: Bundle) -> None:

@@ -411,7 +411,8 @@ def _check_role_content(
         elif new != old:
             found.add(
                 Code.ROLE_CONTENT_ALTERED,
-                f"{role_name} target {path}: found its metadata changed, expected it exactly as lodged",
+                f"{role_name} target {path}: found {_first_difference(old.to_dict(), new.to_dict())}, "
+                "expected it exactly as lodged",
             )
     added = sorted(set(signed.targets) - set(previous))
     if len(added) != 1:
@@ -505,3 +506,15 @@ def verify_role_against(delegator: Targets, role_name: str, role: Metadata[Targe
         delegator.verify_delegate(role_name, role.signed_bytes, role.signatures)
     except Exception as e:
         raise RepositoryError(f"{role_name}: {e}") from e
+
+
+def _first_difference(before: dict[str, object], after: dict[str, object], where: str = "") -> str:
+    """Name the first field that differs between two JSON-like dicts, with both values."""
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            return _first_difference(old, new, f"{where}{key}.")
+        return f"{where}{key} changed from {old!r} to {new!r}"
+    return "no difference"

@@ -20,7 +20,7 @@ from typing import Any
 from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import TargetFile, Targets
+from tuf.api.metadata import DelegatedRole, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from client.catalogue import VerifiedTarget
@@ -159,7 +159,13 @@ class Session:
                 self._updater.get_targetinfo(_PROBE.format(mfr=mfr))
             except Exception as e:
                 raise _wrap(e, f"role {role}") from e
+            delegation = self._trusted_role(Targets.type).get_delegated_role(role)
             for path, target in sorted(self._trusted_role(role).targets.items()):
+                if not isinstance(delegation, DelegatedRole) or not delegation.is_delegated_path(
+                    path
+                ):
+                    # ngclient would never resolve such a path through this role; do not list it.
+                    continue
                 targets.append(
                     VerifiedTarget(
                         path=path,

@@ -123,6 +123,12 @@ def publish(
         for target in blobs:
             sha = target.hashes["sha256"]
             destination = targets_dir / naming.blob_name(target.path, sha)
+            if ".." in Path(target.path).parts or Path(target.path).is_absolute():
+                # Only a provider-signed target could get here (the gateway checks manufacturers'),
+                # but a path must never steer a write outside the tree.
+                raise UnavailableError(
+                    f"target path {target.path!r}: escapes the targets directory"
+                )
             if not destination.exists():
                 atomic_write_bytes(destination, repo.blobs.get(sha))
                 report.written["blobs"] += 1

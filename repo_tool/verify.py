@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import urllib3
-from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
@@ -140,11 +140,22 @@ def _verify_root_chain(walk: _Walk, trusted_root: bytes) -> Metadata[Root] | Non
 
 
 def _load(
-    walk: _Walk, relative: str, role: str, delegator: Root | Targets, kind: type
+    walk: _Walk,
+    relative: str,
+    role: str,
+    delegator: Root | Targets,
+    kind: type,
+    meta: MetaFile | None = None,
 ) -> Metadata | None:  # type: ignore[type-arg]
     data = walk.get(relative)
     if data is None:
         return None
+    if meta is not None and (meta.length is not None or meta.hashes):
+        try:
+            meta.verify_length_and_hashes(data)
+        except Exception as e:
+            walk.fail(f"{relative}: does not match the length/hash snapshot records ({e})")
+            return None
     try:
         md = Metadata.from_bytes(data)
     except Exception as e:
@@ -215,7 +226,12 @@ def load_verified_library(
         walk.fail("snapshot: lists no targets.json")
         return None, walk.problems
     targets = _load(
-        walk, f"metadata/{targets_meta.version}.targets.json", Targets.type, root, Targets
+        walk,
+        f"metadata/{targets_meta.version}.targets.json",
+        Targets.type,
+        root,
+        Targets,
+        targets_meta,
     )
     if targets is None:
         return None, walk.problems
@@ -254,7 +270,14 @@ def load_verified_library(
                 f"snapshot: does not list delegated role {name}.json (clients cannot look it up)"
             )
             continue
-        md = _load(walk, f"metadata/{role_meta.version}.{name}.json", name, targets.signed, Targets)
+        md = _load(
+            walk,
+            f"metadata/{role_meta.version}.{name}.json",
+            name,
+            targets.signed,
+            Targets,
+            role_meta,
+        )
         if md is None:
             continue
         if md.signed.version != role_meta.version:

@@ -35,13 +35,13 @@ from tuf.api.metadata import (
 )
 from tuf.ngclient import UpdaterConfig
 
-from client.catalogue import build_catalogue
+from client.catalogue import VerifiedTarget, build_catalogue
 from client.home import ClientHome
 from client.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
-from metadata_templates.errors import VerificationError
+from metadata_templates.errors import UnavailableError, VerificationError
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.keys import load_signer
 
@@ -532,11 +532,19 @@ def test_target_outside_the_manufacturers_delegation_is_not_served(tmp_path: Pat
     fetcher = FolderFetcher(factory.out)
     paths = _paths(tmp_path)
     session = _session(factory, paths, fetcher)
-    # The 3F01 role verifies (it is validly signed and in snapshot) and does list both paths ...
+    # The 3F01 role verifies (it is validly signed and in snapshot) and does list both paths, but the
+    # session lists only paths inside each role's delegation ...
     verified = session.verified_targets(["121D", "3F01"])
-    assert {t.path for t in verified if t.role == "mfr-3F01"} >= {genuine.path, new_path}
-    # ... but the catalogue does not take them as 121D images.
-    catalogue, problems = build_catalogue(verified, WithdrawalList())
+    assert not {t.path for t in verified if t.role == "mfr-3F01"} & {genuine.path, new_path}
+    role = session._trusted_role("mfr-3F01")
+    assert {genuine.path, new_path} <= set(role.targets)
+    # ... and the catalogue, a second layer, would not take them as 121D images either.
+    smuggled = [
+        VerifiedTarget(path, "mfr-3F01", t.length, t.hashes["sha256"], t.custom)
+        for path, t in role.targets.items()
+        if path in (genuine.path, new_path)
+    ]
+    catalogue, problems = build_catalogue([*verified, *smuggled], WithdrawalList())
     by_path = {image.target_path: image for image in catalogue}
     assert by_path[genuine.path].sha256 == genuine.hashes["sha256"]
     assert new_path not in by_path
@@ -657,6 +665,18 @@ def test_endless_blob_is_cut_off_at_the_signed_length(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- malicious paths
 
 
+def _publish_metadata_only(factory: LibraryFactory) -> None:
+    """Copy the staged metadata (no blobs) into the published tree, timestamp last."""
+    repo, meta = factory.repo, factory.out / "metadata"
+    head = repo.head
+    for role, version in [("targets", head.targets_version), *sorted(head.roles.items())]:
+        (meta / f"{version}.{role}.json").write_bytes(repo.metadata_bytes(role, version))
+    (meta / f"{head.snapshot_version}.snapshot.json").write_bytes(
+        repo.metadata_bytes("snapshot", head.snapshot_version)
+    )
+    (meta / "timestamp.json").write_bytes(repo.metadata_bytes("timestamp", head.timestamp_version))
+
+
 @pytest.mark.parametrize(
     ("role", "path"),
     [
@@ -680,7 +700,11 @@ def test_malicious_target_path_never_escapes_the_download_dir(
     fetcher = FolderFetcher(factory.out)
     # Serve the blob where ngclient asks for it, wherever publishing put it.
     fetcher.tamper[_blob_url(path, EVIL)] = EVIL
-    factory.publish()
+    # The provider's publisher refuses to write a blob for such a path ...
+    with pytest.raises(UnavailableError, match="escapes the targets directory"):
+        factory.publish()
+    # ... so a hostile host publishes the signed metadata by hand.
+    _publish_metadata_only(factory)
 
     paths = _paths(tmp_path, "home/deep/er")
     outside_before = _files(tmp_path)

@@ -41,6 +41,10 @@ MEMBER_LIMITS = {
     RELEASE_NOTES: 5_000_000,
 }
 REQUIRED = (MANIFEST, IMAGE, ROLE)
+# A renewal re-signs the role with a later expiry and the same targets: no image, no declaration.
+KIND_DEPOSIT = "deposit"
+KIND_RENEWAL = "renewal"
+REQUIRED_FOR_KIND = {KIND_DEPOSIT: REQUIRED, KIND_RENEWAL: (MANIFEST, ROLE)}
 
 
 class BundleError(RejectedInputError):
@@ -96,6 +100,7 @@ class Bundle:
     image: bytes | memoryview
     role_bytes: bytes
     release_notes: bytes | None
+    kind: str = KIND_DEPOSIT
 
 
 def _string_list(value: Any, field: str) -> tuple[str, ...]:
@@ -169,9 +174,16 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
             raise BundleError(
                 f"{source}: members: found duplicate names in {names}, expected each once"
             )
-        missing = [name for name in REQUIRED if name not in names]
+        kind = _peek_kind(archive, source)
+        required = REQUIRED_FOR_KIND[kind]
+        missing = [name for name in required if name not in names]
         if missing:
-            raise BundleError(f"{source}: members: missing {missing}, expected {list(REQUIRED)}")
+            raise BundleError(f"{source}: members: missing {missing}, expected {list(required)}")
+        if kind == KIND_RENEWAL and set(names) - set(required):
+            raise BundleError(
+                f"{source}: members: found {sorted(set(names) - set(required))} in a renewal, expected only "
+                f"{list(required)}"
+            )
         members: dict[str, bytes | memoryview] = {}
         for info in infos:
             limit = MEMBER_LIMITS[info.filename]
@@ -209,6 +221,16 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
         raise BundleError(
             f"{source}: {MANIFEST}: schema_version: found {manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}"
         )
+    if kind == KIND_RENEWAL:
+        return Bundle(
+            manufacturer_id=_string(manifest.get("manufacturer_id"), "manufacturer_id").upper(),
+            target="",
+            declaration=Declaration((), "", ()),
+            image=b"",
+            role_bytes=bytes(members[ROLE]),
+            release_notes=None,
+            kind=KIND_RENEWAL,
+        )
     declaration = manifest.get("declaration")
     if not isinstance(declaration, dict):
         raise BundleError(
@@ -226,6 +248,29 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
         role_bytes=bytes(members[ROLE]),
         release_notes=None if RELEASE_NOTES not in members else bytes(members[RELEASE_NOTES]),
     )
+
+
+def _peek_kind(archive: zipfile.ZipFile, source: str) -> str:
+    """The manifest's kind, read before the members are checked (it decides which are required)."""
+    try:
+        info = archive.getinfo(MANIFEST)
+    except KeyError as e:
+        raise BundleError(f"{source}: members: missing ['{MANIFEST}']") from e
+    if info.file_size > MEMBER_LIMITS[MANIFEST]:
+        raise BundleError(
+            f"{source}: {MANIFEST}: found {info.file_size} bytes, expected at most {MEMBER_LIMITS[MANIFEST]}"
+        )
+    try:
+        with archive.open(info) as handle:
+            manifest = json.loads(handle.read(info.file_size + 1))
+    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, ValueError) as e:
+        raise BundleError(f"{source}: {MANIFEST}: unreadable or not JSON ({e})") from e
+    kind = manifest.get("kind", KIND_DEPOSIT) if isinstance(manifest, dict) else KIND_DEPOSIT
+    if kind not in REQUIRED_FOR_KIND:
+        raise BundleError(
+            f"{source}: {MANIFEST}: kind: found {kind!r}, expected one of {sorted(REQUIRED_FOR_KIND)}"
+        )
+    return str(kind)
 
 
 def read_bundle(path: Path) -> Bundle:
@@ -251,18 +296,20 @@ def read_bundle(path: Path) -> Bundle:
 
 def write_bundle(path: Path, bundle: Bundle) -> None:
     """Write a bundle atomically (a crash leaves no half-written bundle)."""
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
+        "kind": bundle.kind,
         "manufacturer_id": bundle.manufacturer_id,
-        "target": bundle.target,
-        "declaration": bundle.declaration.to_dict(),
     }
+    if bundle.kind == KIND_DEPOSIT:
+        manifest |= {"target": bundle.target, "declaration": bundle.declaration.to_dict()}
     with (
         atomic_writer(path) as handle,
         zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive,
     ):
         archive.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-        archive.writestr(IMAGE, bundle.image)
+        if bundle.kind == KIND_DEPOSIT:
+            archive.writestr(IMAGE, bundle.image)
         archive.writestr(ROLE, bundle.role_bytes)
         if bundle.release_notes is not None:
             archive.writestr(RELEASE_NOTES, bundle.release_notes)

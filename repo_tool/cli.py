@@ -711,9 +711,16 @@ def _confirm_passphrase() -> str:
 
 
 @cli.command()
-@click.argument("image_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "image_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--manufacturer", "manufacturer_id", required=True, help="Your manufacturer ID (4 hex digits)."
+)
+@click.option(
+    "--renew",
+    is_flag=True,
+    help="No image: re-sign your published role with a later expiry (run yearly; roles live 365 days).",
 )
 @click.option(
     "--key",
@@ -739,10 +746,13 @@ def _confirm_passphrase() -> str:
     "--cpl-entry",
     "cpl_entries",
     multiple=True,
-    required=True,
-    help="CPL Entry ID the image is for (repeat).",
+    help="CPL Entry ID the image is for (repeat; required with IMAGE_FILE).",
 )
-@click.option("--reason", type=click.Choice(["compliance", "security"]), required=True)
+@click.option(
+    "--reason",
+    type=click.Choice(["compliance", "security"]),
+    help="Why the image exists (required with IMAGE_FILE).",
+)
 @click.option(
     "--advisory", "advisories", multiple=True, help="Advisory ID (required for security; repeat)."
 )
@@ -769,13 +779,14 @@ def _confirm_passphrase() -> str:
 )
 @handle_errors
 def submit(
-    image_file: Path,
+    image_file: Path | None,
     manufacturer_id: str,
+    renew: bool,
     key_files: tuple[Path, ...],
     signer_uris: tuple[str, ...],
     signer_pubkeys: tuple[Path, ...],
     cpl_entries: tuple[str, ...],
-    reason: str,
+    reason: str | None,
     advisories: tuple[str, ...],
     release_notes: Path | None,
     source: str,
@@ -783,13 +794,19 @@ def submit(
     out_file: Path,
 ) -> None:
     """Sign a deposit: add IMAGE_FILE to your role (one version above the published one) and write a
-    bundle for the provider's `ingest`."""
+    bundle for the provider's `ingest`. With --renew and no IMAGE_FILE: re-sign the role with a later
+    expiry and the same images."""
     from securesystemslib.signer import Signer
 
     from repo_tool.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
     from repo_tool.keys import load_signer, signer_from_private_pem
-    from repo_tool.submit import build_submission
+    from repo_tool.submit import build_renewal, build_submission
     from repo_tool.verify import NotFound, url_reader, verified_library
+
+    if renew == (image_file is not None):
+        raise ConfigurationError("give IMAGE_FILE for a deposit, or --renew without one")
+    if image_file is not None and (not cpl_entries or reason is None):
+        raise ConfigurationError("a deposit needs --cpl-entry (at least one) and --reason")
 
     try:
         mfr = identifiers.manufacturer_id(manufacturer_id, "--manufacturer")
@@ -831,18 +848,21 @@ def submit(
         _err("warning: no --root given; trusting the source's 1.root.json on first use")
     now = _now()
     library = verified_library(read, root_bytes, now=now, check_blobs=False)
-    submission = build_submission(
-        image=image_file.read_bytes(),
-        manufacturer_id=mfr,
-        signers=signers,
-        declaration=Declaration(tuple(cpl_entries), reason, tuple(advisories)),
-        release_notes=release_notes.read_bytes() if release_notes else None,
-        library=library,
-        now=now,
-    )
+    if image_file is None:
+        submission = build_renewal(manufacturer_id=mfr, signers=signers, library=library, now=now)
+    else:
+        submission = build_submission(
+            image=image_file.read_bytes(),
+            manufacturer_id=mfr,
+            signers=signers,
+            declaration=Declaration(tuple(cpl_entries), reason or "", tuple(advisories)),
+            release_notes=release_notes.read_bytes() if release_notes else None,
+            library=library,
+            now=now,
+        )
     write_bundle(out_file, submission.bundle)
     _err(
-        f"wrote {out_file}: {submission.bundle.target} in mfr-{mfr} version {submission.role_version}"
+        f"wrote {out_file}: {submission.bundle.target or 'renewal'} in mfr-{mfr} version {submission.role_version}"
     )
 
 

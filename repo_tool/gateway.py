@@ -27,7 +27,7 @@ from metadata_templates.custom import (
     CustomMetadataError,
     parse_timestamp,
 )
-from repo_tool.bundle import Bundle
+from repo_tool.bundle import KIND_RENEWAL, Bundle
 from repo_tool.deposit import (
     ImageDigests,
     describe_image,
@@ -127,10 +127,11 @@ class Verdict:
     findings: tuple[Finding, ...]
     target: str | None
     accepted: Accepted | None
+    renewal: Metadata[Targets] | None = None  # an accepted renewal: the re-signed role
 
     @property
     def ok(self) -> bool:
-        return self.accepted is not None
+        return self.accepted is not None or self.renewal is not None
 
     @property
     def codes(self) -> list[str]:
@@ -154,14 +155,9 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     Never raises for bad input: every problem becomes a finding.
     """
     found = _Findings()
-    mfr_id = bundle.manufacturer_id
-    manufacturer = ctx.manufacturers.get(mfr_id)
-    if manufacturer is None:
-        found.add(
-            Code.UNKNOWN_MANUFACTURER,
-            f"manufacturer_id: found {mfr_id!r}, expected one of the registered manufacturers "
-            f"{sorted(ctx.manufacturers)}",
-        )
+    manufacturer = _registered(bundle, ctx, found)
+    if bundle.kind == KIND_RENEWAL:
+        return _check_renewal(bundle, ctx, manufacturer, found)
     for problem in bundle.declaration.problems():
         found.add(Code.MISSING_DECLARATION, problem)
 
@@ -183,6 +179,76 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     if found.items:
         accepted = None
     return Verdict(tuple(found.items), expected_target or None, accepted)
+
+
+def _registered(
+    bundle: Bundle, ctx: GatewayContext, found: _Findings
+) -> RegisteredManufacturer | None:
+    manufacturer = ctx.manufacturers.get(bundle.manufacturer_id)
+    if manufacturer is None:
+        found.add(
+            Code.UNKNOWN_MANUFACTURER,
+            f"manufacturer_id: found {bundle.manufacturer_id!r}, expected one of the registered "
+            f"manufacturers {sorted(ctx.manufacturers)}",
+        )
+    return manufacturer
+
+
+def _check_renewal(
+    bundle: Bundle,
+    ctx: GatewayContext,
+    manufacturer: RegisteredManufacturer | None,
+    found: _Findings,
+) -> Verdict:
+    """A renewal re-signs the manufacturer's role one version up with a later expiry and exactly the
+    same targets, so a library that grows for decades never strands a manufacturer's images."""
+    role = _check_role_signatures(bundle, manufacturer, found)
+    if role is None or manufacturer is None:
+        return Verdict(tuple(found.items), None, None)
+    role_name = naming.role_name(manufacturer.id)
+    current = ctx.current_role(role_name)
+    if current is None:
+        found.add(
+            Code.STALE_ROLE_VERSION,
+            f"{role_name}: found no role in the library, expected one to renew (deposit an image first)",
+        )
+        return Verdict(tuple(found.items), None, None)
+    signed = role.signed
+    if signed.version != current.signed.version + 1:
+        found.add(
+            Code.STALE_ROLE_VERSION,
+            f"{role_name} version: found {signed.version}, expected {current.signed.version + 1} (one above "
+            f"the library's version {current.signed.version})",
+        )
+    if signed.expires <= max(ctx.now, current.signed.expires):
+        found.add(
+            Code.ROLE_EXPIRED,
+            f"{role_name} expires: found {signed.expires.isoformat()}, expected a time after "
+            f"{max(ctx.now, current.signed.expires).isoformat()} (a renewal must extend the role)",
+        )
+    if signed.delegations is not None:
+        found.add(Code.OUTSIDE_DELEGATION, f"{role_name} delegations: found some, expected none")
+    previous = current.signed.targets
+    for path in sorted(set(previous) | set(signed.targets)):
+        old, new = previous.get(path), signed.targets.get(path)
+        if old is None:
+            found.add(
+                Code.TARGET_METADATA_MISMATCH,
+                f"{role_name} target {path}: found it added by a renewal, expected the same targets "
+                "(deposit images in deposit bundles)",
+            )
+        elif new is None:
+            found.add(
+                Code.ROLE_CONTENT_ALTERED,
+                f"{role_name} target {path}: found it removed, expected it kept",
+            )
+        elif new != old:
+            found.add(
+                Code.ROLE_CONTENT_ALTERED,
+                f"{role_name} target {path}: found {_first_difference(old.to_dict(), new.to_dict())}, "
+                "expected it exactly as lodged",
+            )
+    return Verdict(tuple(found.items), None, None, None if found.items else role)
 
 
 def _check_image(bundle: Bundle, ctx: GatewayContext, found: _Findings) -> OtaHeader | None:

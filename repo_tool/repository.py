@@ -50,7 +50,7 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.withdrawals import Withdrawal, WithdrawalList
-from repo_tool.bundle import BundleError, read_bundle
+from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError, read_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.gateway import (
     Code,
@@ -453,6 +453,8 @@ class Repository:
         except BundleError as e:
             verdict = Verdict((Finding(Code.MALFORMED_BUNDLE, str(e)),), None, None)
             return self._reject(bundle_path, verdict, now)
+        if bundle.kind == KIND_RENEWAL:
+            return self._ingest_renewal(bundle_path, bundle, now)
         staged = self.blobs.stage(bundle.image)  # written while the gateway hashes
         try:
             verdict = check_bundle(bundle, self.gateway_context(now))
@@ -514,6 +516,31 @@ class Repository:
             },
         )
         return IngestResult(bundle_path.name, "accepted", target_path, [], [])
+
+    def _ingest_renewal(self, bundle_path: Path, bundle: Bundle, now: datetime) -> IngestResult:
+        verdict = check_bundle(bundle, self.gateway_context(now))
+        role = verdict.renewal
+        if role is None:
+            return self._reject(bundle_path, verdict, now)
+        role_name = naming.role_name(bundle.manufacturer_id)
+        path = self.metadata_path(role_name, role.signed.version)
+        if path.exists():
+            raise UnavailableError(f"state: {path} exists already; refusing to replace it")
+        atomic_write_bytes(path, bundle.role_bytes)
+        roles = dict(self.head.roles)
+        roles[role_name] = role.signed.version
+        self._commit(
+            replace(self.head, roles=roles),
+            event={
+                "event": "ingest-renewal",
+                "at": format_timestamp(now),
+                "bundle": bundle_path.name,
+                "role": role_name,
+                "role_version": role.signed.version,
+                "expires": format_timestamp(role.signed.expires),
+            },
+        )
+        return IngestResult(bundle_path.name, "accepted", None, [], [])
 
     def _reject(self, bundle_path: Path, verdict: Verdict, now: datetime) -> IngestResult:
         stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")

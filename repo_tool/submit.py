@@ -19,7 +19,7 @@ from metadata_templates import naming
 from metadata_templates.custom import CUSTOM_KEY, format_timestamp
 from metadata_templates.errors import RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY
-from repo_tool.bundle import Bundle, Declaration
+from repo_tool.bundle import KIND_RENEWAL, Bundle, Declaration
 from repo_tool.deposit import describe_image, digest_image, release_notes_digest, target_path_for
 from repo_tool.image import parse_image
 from repo_tool.published import PublishedLibrary
@@ -137,3 +137,40 @@ def _verify_against_delegation(
             f"{role_name} signatures: found {len(result.signed)} by keys the library delegates to, expected "
             f"{result.threshold}; registered key IDs are {sorted(k[:8] for k in (result.signed | result.unsigned))}"
         )
+
+
+def build_renewal(
+    *,
+    manufacturer_id: str,
+    signers: Sequence[Signer],
+    library: PublishedLibrary,
+    now: datetime,
+    expiry: timedelta = DEFAULT_EXPIRY,
+) -> Submission:
+    """Re-sign the published role one version up with a later expiry and the same targets.
+
+    Raises:
+        RejectedInputError: the library has no role for this manufacturer yet, or the keys do not
+            meet the published delegation's threshold.
+    """
+    role_name = naming.role_name(manufacturer_id)
+    current = library.role_metadata.get(role_name)
+    if current is None:
+        raise RejectedInputError(f"{role_name}: found no published role, expected one to renew")
+    signed = Metadata[Targets].from_bytes(current.to_bytes()).signed
+    signed.version += 1
+    signed.expires = now + expiry
+    md = Metadata(signed)
+    for signer in signers:
+        md.sign(signer, append=True)
+    _verify_against_delegation(library, role_name, md)
+    bundle = Bundle(
+        manufacturer_id=manufacturer_id,
+        target="",
+        declaration=Declaration((), "", ()),
+        image=b"",
+        role_bytes=md.to_bytes(),
+        release_notes=None,
+        kind=KIND_RENEWAL,
+    )
+    return Submission(bundle=bundle, role_version=signed.version)

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -533,12 +533,20 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "images": sum(r.get("targets", 0) for r in roles.values()),
         "withdrawn": len(repo.withdrawals().withdrawals),
         "unpublished_changes": pending,
+        "expiring_soon": _expiring(roles, _now()),
     }
     if as_json:
         _emit_json(doc)
         return
     if repo.config.dev_keys:
         _err("warning: this repository uses DEVELOPMENT KEYS")
+    for name in doc["expiring_soon"]:
+        how = (
+            "cfl-repo refresh"
+            if not name.startswith("mfr-")
+            else "the manufacturer's submit --renew"
+        )
+        _err(f"warning: {name} expires {roles[name]['expires']}; renew it with {how}")
     for name, info in roles.items():
         extra = f", {info['targets']} image(s)" if "targets" in info else ""
         _err(f"{name:<12} v{info['version']:<5} expires {info['expires']}{extra}")
@@ -547,6 +555,21 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"images: {doc['images']}; withdrawn: {doc['withdrawn']}"
     )
     _err(f"unpublished changes: {', '.join(pending) or 'none'}")
+
+
+EXPIRY_WARNING = timedelta(days=30)
+
+
+def _expiring(roles: dict[str, Any], now: datetime) -> list[str]:
+    """Roles that expire within 30 days (timestamp and snapshot are short-lived by design and are
+    re-signed by `refresh`; they are reported only once actually expired)."""
+    soon: list[str] = []
+    for name, info in roles.items():
+        expires = datetime.fromisoformat(info["expires"])
+        window = timedelta(0) if name in ("timestamp", "snapshot") else EXPIRY_WARNING
+        if expires - now <= window:
+            soon.append(name)
+    return soon
 
 
 # ------------------------------------------------------------------------------------------ site

@@ -135,6 +135,9 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # urllib3 logs each retry as a WARNING; the `error:` line already names the URL and cause.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx.ensure_object(dict)
     ctx.obj["home"] = ClientHome(home)
 
@@ -453,10 +456,11 @@ def download(
     if bool(targets) == bool(estate):
         raise ConfigurationError("give TARGET... or --estate ESTATE.csv (one of them)")
     home = _home(ctx)
-    folder = OutputFolder(out_dir, fragment_size=fragment_size)
+    if fragment_size is not None and fragment_size < 1:
+        raise ConfigurationError(
+            f"--fragment-size: found {fragment_size}, expected a positive number of bytes"
+        )
     with home.lock():
-        # Under the lock, any partial file left in the folder is from a crashed earlier run.
-        folder.remove_partials()
         client = _Client(home, offline=offline)
         wanted: list[tuple[CatalogueImage, int]] = []
         if estate is not None:
@@ -485,6 +489,10 @@ def download(
                         f"TARGET: {target} has been withdrawn by the provider; refusing to download it"
                     )
                 wanted.append((image, 0))
+        # The folder is made only once there is something verified to put in it; under the lock,
+        # any partial file already there is from a crashed earlier run.
+        folder = OutputFolder(out_dir, fragment_size=fragment_size)
+        folder.remove_partials()
         placed: list[PlacedFile] = []
         for image, devices in _progress(wanted):
             source = (

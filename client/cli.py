@@ -7,14 +7,12 @@ verification, 2 usage or configuration. ``--json`` prints one document on stdout
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -30,44 +28,23 @@ from client.matching import match_estate
 from client.report import CheckReport, render_summary, report_json, write_devices_csv
 from client.session import Session, SessionPaths
 from client.transport import CflFetcher
-from metadata_templates import SCHEMA_VERSION, identifiers, naming
-from metadata_templates.errors import CflError, ConfigurationError, VerificationError
+from metadata_templates import identifiers, naming
+from metadata_templates.errors import ConfigurationError, VerificationError
+from metadata_templates.output import json_document, reports_errors, utc_now
 from metadata_templates.withdrawals import WithdrawalList
 
 logger = logging.getLogger("client")
-F = TypeVar("F", bound=Callable[..., Any])
 stderr = Console(stderr=True, highlight=False)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+_now = utc_now
 
 
 def _emit_json(doc: dict[str, Any]) -> None:
-    click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **doc}, indent=2, sort_keys=True))
+    click.echo(json_document(doc))
 
 
-def handle_errors(func: F) -> F:
-    """The one place that maps errors to exit codes and `error:`/`hint:` lines."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CflError as e:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.exception("details")
-            click.echo(f"error: {e}", err=True)
-            if e.hint:
-                click.echo(f"hint: {e.hint}", err=True)
-            sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo(
-                "error: interrupted; no partial file was left in the output folder", err=True
-            )
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
+handle_errors = reports_errors(logger, "no partial file was left in the output folder")
 
 
 class _Client:

@@ -6,27 +6,24 @@ With ``--json`` one JSON document (``"schema_version": 1``) goes to stdout; peop
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from metadata_templates import SCHEMA_VERSION, identifiers
+from metadata_templates import identifiers
 from metadata_templates.errors import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
-    CflError,
     ConfigurationError,
 )
+from metadata_templates.output import json_document, reports_errors, utc_now
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool import __version__
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
@@ -40,11 +37,9 @@ from repo_tool.keys import (
 )
 
 logger = logging.getLogger("repo_tool")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+_now = utc_now
 
 
 def _err(message: str) -> None:
@@ -66,28 +61,10 @@ def _prompt_secret(name: str) -> str:
 
 
 def _emit_json(doc: dict[str, Any]) -> None:
-    click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **doc}, indent=2, sort_keys=True))
+    click.echo(json_document(doc))
 
 
-def handle_errors(func: F) -> F:
-    """The one place that maps errors to exit codes and `error:`/`hint:` lines."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CflError as e:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.exception("details")
-            _err(f"error: {e}")
-            if e.hint:
-                _err(f"hint: {e.hint}")
-            sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            _err("error: interrupted; nothing was committed by the interrupted step")
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
+handle_errors = reports_errors(logger, "nothing was committed by the interrupted step")
 
 
 def _repo_path(ctx: click.Context) -> Path:

@@ -510,7 +510,11 @@ def altered_edited(s: Scenario) -> Built:
     bundle = resign(good, [s.key], edit)
     return Built(
         s.write(bundle),
-        (f"mfr-121D target {s.base_target}", "found custom.cfl.advisories changed from [] to", "exactly as lodged"),
+        (
+            f"mfr-121D target {s.base_target}",
+            "found custom.cfl.advisories changed from [] to",
+            "exactly as lodged",
+        ),
     )
 
 

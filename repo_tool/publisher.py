@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tuf.api.exceptions import RepositoryError
-from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
@@ -116,19 +116,22 @@ def publish(
         new_roles = [
             name for name, version in sorted(head.roles.items()) if done.get(name) != version
         ]
-        targets_md = repo.targets()
-        blobs: list[TargetFile] = list(targets_md.signed.targets.values())
+        blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]
         for name in new_roles:
-            blobs.extend(repo.role(name).signed.targets.values())
-        for target in blobs:
-            sha = target.hashes["sha256"]
-            destination = targets_dir / naming.blob_name(target.path, sha)
-            if ".." in Path(target.path).parts or Path(target.path).is_absolute():
+            # Incremental when the out tree has an earlier version: only what was added since
+            # (recorded at ingest) can be missing, so a large role is not parsed for one image.
+            added = repo.added_since(name, done[name], head.roles[name]) if name in done else None
+            if added is None:
+                added = [
+                    (t.path, t.hashes["sha256"]) for t in repo.role(name).signed.targets.values()
+                ]
+            blobs.extend(added)
+        for path, sha in blobs:
+            destination = targets_dir / naming.blob_name(path, sha)
+            if ".." in Path(path).parts or Path(path).is_absolute():
                 # Only a provider-signed target could get here (the gateway checks manufacturers'),
                 # but a path must never steer a write outside the tree.
-                raise UnavailableError(
-                    f"target path {target.path!r}: escapes the targets directory"
-                )
+                raise UnavailableError(f"target path {path!r}: escapes the targets directory")
             if not destination.exists():
                 atomic_write_bytes(destination, repo.blobs.get(sha))
                 report.written["blobs"] += 1

@@ -317,6 +317,26 @@ class Repository:
             atomic_write_bytes(path, data)
         return sha
 
+    def _added_path(self, role: str, version: int) -> Path:
+        return self.state_dir / "metadata" / role / f"{version}.added.json"
+
+    def _write_added(self, role: str, version: int, targets: list[TargetFile]) -> None:
+        """Record which targets a role version added, so publishing it need not parse the role."""
+        doc = [{"path": t.path, "sha256": t.hashes["sha256"]} for t in targets]
+        atomic_write_bytes(self._added_path(role, version), json.dumps(doc).encode())
+
+    def added_since(self, role: str, published: int, current: int) -> list[tuple[str, str]] | None:
+        """(path, sha256) of every target the versions after ``published`` up to ``current`` added,
+        or None when a version's record is missing (the caller then reads the whole role)."""
+        added: list[tuple[str, str]] = []
+        for version in range(published + 1, current + 1):
+            try:
+                doc = json.loads(self._added_path(role, version).read_bytes())
+            except (OSError, ValueError):
+                return None
+            added.extend((str(item["path"]), str(item["sha256"])) for item in doc)
+        return added
+
     # -------------------------------------------------------------------------------- signing
 
     def _signers(self, role: str) -> list[SignerRef]:
@@ -477,6 +497,7 @@ class Repository:
         if path.exists():
             raise UnavailableError(f"state: {path} exists already; refusing to replace it")
         atomic_write_bytes(path, bundle.role_bytes)
+        self._write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
 
         index = self.index()
         target_path = accepted.target.path
@@ -527,6 +548,7 @@ class Repository:
         if path.exists():
             raise UnavailableError(f"state: {path} exists already; refusing to replace it")
         atomic_write_bytes(path, bundle.role_bytes)
+        self._write_added(role_name, role.signed.version, [])
         roles = dict(self.head.roles)
         roles[role_name] = role.signed.version
         self._commit(

@@ -372,15 +372,24 @@ def _check_duplicates(
             )
 
 
+def manufacturer_delegation(
+    manufacturer_id: str, keyids: list[str], threshold: int
+) -> DelegatedRole:
+    """The one shape of a manufacturer's delegation: its keys and threshold, its single path prefix,
+    terminating (so no other role is consulted for its paths). The gateway verifies with it and the
+    repository publishes it, so the two cannot drift apart."""
+    return DelegatedRole(
+        name=naming.role_name(manufacturer_id),
+        keyids=sorted(keyids),
+        threshold=threshold,
+        terminating=True,
+        paths=[naming.delegation_pattern(manufacturer_id)],
+    )
+
+
 def _delegator_for(manufacturer: RegisteredManufacturer) -> Targets:
     """A throw-away delegator holding only the registered keys, so python-tuf does the verifying."""
-    role = DelegatedRole(
-        name=naming.role_name(manufacturer.id),
-        keyids=sorted(manufacturer.keys),
-        threshold=manufacturer.threshold,
-        terminating=True,
-        paths=[naming.delegation_pattern(manufacturer.id)],
-    )
+    role = manufacturer_delegation(manufacturer.id, list(manufacturer.keys), manufacturer.threshold)
     return Targets(delegations=Delegations(keys=dict(manufacturer.keys), roles={role.name: role}))
 
 

@@ -31,7 +31,6 @@ from typing import Any
 
 from securesystemslib.signer import Key, SecretsHandler
 from tuf.api.metadata import (
-    DelegatedRole,
     Delegations,
     Metadata,
     MetaFile,
@@ -60,6 +59,7 @@ from repo_tool.gateway import (
     RegisteredManufacturer,
     Verdict,
     check_bundle,
+    manufacturer_delegation,
 )
 from repo_tool.keys import SignerRef, load_signer
 from repo_tool.store import BlobStore
@@ -740,13 +740,7 @@ def _delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
     if targets.delegations is None:
         targets.delegations = Delegations(keys={}, roles={})
     assert targets.delegations.roles is not None
-    role = DelegatedRole(
-        name=naming.role_name(manufacturer.id),
-        keyids=sorted(manufacturer.keys),
-        threshold=manufacturer.threshold,
-        terminating=True,
-        paths=[naming.delegation_pattern(manufacturer.id)],
-    )
+    role = manufacturer_delegation(manufacturer.id, list(manufacturer.keys), manufacturer.threshold)
     for keyid, key in manufacturer.keys.items():
         targets.delegations.keys[keyid] = Key.from_dict(keyid, dict(key))
     roles = dict(targets.delegations.roles)

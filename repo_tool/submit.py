@@ -101,10 +101,7 @@ def build_submission(
         path,
         unrecognized_fields={"custom": {CUSTOM_KEY: info.to_dict()}},
     )
-    md = Metadata(signed)
-    for signer in signers:
-        md.sign(signer, append=True)
-    _verify_against_delegation(library, role_name, md)
+    md = _signed(signed, signers, library, role_name)
     bundle = Bundle(
         manufacturer_id=manufacturer_id,
         target=path,
@@ -114,6 +111,17 @@ def build_submission(
         release_notes=release_notes,
     )
     return Submission(bundle=bundle, role_version=signed.version)
+
+
+def _signed(
+    signed: Targets, signers: Sequence[Signer], library: PublishedLibrary, role_name: str
+) -> Metadata[Targets]:
+    """Sign with every given key, then check them against the published delegation."""
+    md = Metadata(signed)
+    for signer in signers:
+        md.sign(signer, append=True)
+    _verify_against_delegation(library, role_name, md)
+    return md
 
 
 def _verify_against_delegation(
@@ -160,10 +168,7 @@ def build_renewal(
     signed = Metadata[Targets].from_bytes(current.to_bytes()).signed
     signed.version += 1
     signed.expires = now + expiry
-    md = Metadata(signed)
-    for signer in signers:
-        md.sign(signer, append=True)
-    _verify_against_delegation(library, role_name, md)
+    md = _signed(signed, signers, library, role_name)
     bundle = Bundle(
         manufacturer_id=manufacturer_id,
         target="",

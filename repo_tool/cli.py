@@ -94,7 +94,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     """Centralised Firmware Library: the provider's and manufacturers' repository tool.
 
     \b
-    Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw,
+    Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
     Manufacturer:  keygen, submit
     Demo:          demo-data
@@ -441,6 +441,59 @@ def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
     _err(
         f"re-signed: {', '.join(resigned) or 'nothing was due'}; timestamp {report.timestamp_version}"
     )
+
+
+@cli.command("rotate-keys")
+@click.argument("role", type=click.Choice(list(TOP_LEVEL_ROLES)))
+@click.option(
+    "--add",
+    "added",
+    nargs=2,
+    multiple=True,
+    metavar="PUB.pem URI",
+    help="A new key: its public PEM and its signer URI (repeat).",
+)
+@click.option(
+    "--remove",
+    "removed",
+    multiple=True,
+    metavar="KEYID",
+    help="A key ID (or unique prefix) to revoke (repeat).",
+)
+@click.option(
+    "--threshold", type=click.IntRange(1), help="The role's new threshold (default: unchanged)."
+)
+@click.pass_context
+@handle_errors
+def rotate_keys(
+    ctx: click.Context,
+    role: str,
+    added: tuple[tuple[str, str], ...],
+    removed: tuple[str, ...],
+    threshold: int | None,
+) -> None:
+    """Add or revoke keys of a top-level ROLE (or change its threshold) through a new root version,
+    signed by the current root keys so every client follows it. Then run `publish`.
+
+    \b
+    Replace a compromised timestamp key:
+      cfl-repo --repo R rotate-keys timestamp --add ts2.pub.pem encfile:/etc/cfl/ts2.pem --remove 3f2a9c1d
+    """
+    if not added and not removed and threshold is None:
+        raise ConfigurationError("nothing to do: give --add, --remove or --threshold")
+    refs = []
+    for pem, uri in added:
+        try:
+            data = Path(pem).read_bytes()
+        except OSError as e:
+            raise ConfigurationError(f"--add {pem}: cannot read ({e.strerror})") from e
+        refs.append(SignerRef(public_key_from_pem(data, source=pem), uri))
+    repo = _open_repo(ctx)
+    with repo.locked():
+        version = repo.rotate_keys(
+            role, add=refs, remove=list(removed), threshold=threshold, now=_now()
+        )
+    _err(f"root version {version} rotates the {role} keys; run `cfl-repo publish` to publish it")
 
 
 @cli.command()

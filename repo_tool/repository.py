@@ -707,6 +707,115 @@ class Repository:
         )
         return True
 
+    def rotate_keys(
+        self,
+        role: str,
+        *,
+        add: list[SignerRef],
+        remove: list[str],
+        threshold: int | None,
+        now: datetime,
+    ) -> int:
+        """Change a top-level role's keys or threshold through a new root version.
+
+        The new root is signed by the current root keys (so clients holding the old root accept
+        it) and, for a root rotation, by the new ones too (so it is valid on its own); both checks
+        are python-tuf's before anything is written. Targets is re-signed with its new keys, and a
+        fresh snapshot and timestamp are staged. Returns the new root version.
+
+        Raises:
+            RejectedInputError: unknown role or key ID, no key left, duplicate key, bad threshold.
+            ConfigurationError: the signatures do not meet the old or the new root's threshold.
+        """
+        if role not in TOP_LEVEL_ROLES:
+            raise RejectedInputError(
+                f"ROLE: found {role!r}, expected one of {', '.join(TOP_LEVEL_ROLES)}"
+            )
+        current = list(self.config.signers[role])
+        dropped = set()
+        for prefix in remove:
+            matches = [ref.keyid for ref in current if ref.keyid.startswith(prefix)]
+            if len(matches) != 1:
+                raise RejectedInputError(
+                    f"--remove: found {prefix!r} matching {len(matches)} {role} key(s), expected exactly one of "
+                    f"{[ref.keyid[:8] for ref in current]}"
+                )
+            dropped.add(matches[0])
+        refs = [ref for ref in current if ref.keyid not in dropped] + list(add)
+        keyids = [ref.keyid for ref in refs]
+        if not refs or len(set(keyids)) != len(keyids):
+            raise RejectedInputError(
+                f"{role} keys: found {len(refs)} ({len(set(keyids))} distinct), expected >= 1, distinct"
+            )
+        new_threshold = threshold if threshold is not None else self.config.thresholds[role]
+        if not 1 <= new_threshold <= len(refs):
+            raise RejectedInputError(
+                f"--threshold: found {new_threshold}, expected 1..{len(refs)} ({role} keys)"
+            )
+
+        old_root = self.root().signed
+        new_root = (
+            Metadata[Root].from_bytes(self.metadata_bytes(Root.type, self.head.root_version)).signed
+        )
+        new_root.version += 1
+        new_root.expires = now + self.config.policy.expiry(Root.type)
+        for keyid in list(new_root.roles[role].keyids):
+            new_root.revoke_key(keyid, role)
+        for ref in refs:
+            new_root.add_key(ref.public_key, role)
+        new_root.roles[role].threshold = new_threshold
+        md = Metadata(new_root)
+        signing_refs = {ref.keyid: ref for ref in self._signers(Root.type)}
+        if role == Root.type:
+            signing_refs.update({ref.keyid: ref for ref in refs})
+        for ref in signing_refs.values():
+            try:
+                signer = load_signer(ref, base=self.path, secrets_handler=self.secrets_handler)
+            except ConfigurationError:
+                if ref.keyid in dropped:
+                    continue  # a lost or compromised key being removed; the others must suffice
+                raise
+            md.sign(signer, append=True)
+        for name, delegator in (("the current root", old_root), ("the new root", new_root)):
+            try:
+                delegator.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+            except Exception as e:
+                raise ConfigurationError(
+                    f"root v{new_root.version}: does not verify against {name} ({e})"
+                ) from e
+        self._write_metadata(Root.type, md)
+
+        signers = dict(self.config.signers) | {role: tuple(refs)}
+        thresholds = dict(self.config.thresholds) | {role: new_threshold}
+        policy = self.config.policy
+        if role == Root.type:
+            policy = replace(policy, root_keys=len(refs), root_threshold=new_threshold)
+        new_config = replace(self.config, signers=signers, thresholds=thresholds, policy=policy)
+        self._commit(
+            replace(self.head, root_version=new_root.version),
+            event={
+                "event": "rotate-keys",
+                "at": format_timestamp(now),
+                "role": role,
+                "root_version": new_root.version,
+                "added": [ref.keyid for ref in add],
+                "removed": sorted(dropped),
+                "threshold": new_threshold,
+            },
+        )
+        # The configuration follows the committed root; if this write were lost, signing would
+        # fail loudly against the new root rather than produce anything invalid.
+        new_config.save(self.path)
+        self.config = new_config
+        if role == Targets.type:
+            version = self._stage_targets(lambda t: None, now)
+            self._commit(
+                replace(self.head, targets_version=version),
+                event={"event": "resign-targets", "at": format_timestamp(now)},
+            )
+        self.stage_snapshot(now=now, force=True)
+        return new_root.version
+
     def refresh(self, *, now: datetime, force: bool = False) -> list[str]:
         """Re-sign the roles the provider holds keys for whose remaining validity is below the
         policy's margin. Returns the roles re-signed."""

@@ -121,8 +121,9 @@ class CflTargetInfo:
     published: str
     release_notes_sha256: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The ``custom.cfl`` value, validated against the schema.
+    def to_dict(self, *, validate_schema: bool = True) -> dict[str, Any]:
+        """The ``custom.cfl`` value, validated against the schema (unless the caller has just
+        validated the same value, e.g. one built by ``from_dict``).
 
         Raises:
             CustomMetadataError: the model holds a value the schema forbids.
@@ -146,7 +147,8 @@ class CflTargetInfo:
             "published": self.published,
             "release_notes_sha256": self.release_notes_sha256,
         }
-        validate(data)
+        if validate_schema:
+            validate(data)
         return data
 
     @classmethod

@@ -8,8 +8,8 @@ so the two can never drift apart.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from metadata_templates import naming
@@ -31,16 +31,34 @@ class ImageDigests:
     manufacturer_image_sha256: str
 
 
-def digest_image(data: bytes | memoryview, header: OtaHeader) -> ImageDigests:
-    """Hash the whole file and the Manufacturer Image span without copying either."""
+def start_digest_image(data: bytes | memoryview, header: OtaHeader) -> Callable[[], ImageDigests]:
+    """Start hashing the whole file and the Manufacturer Image span (no copies); the returned
+    function waits for both. For a large image both run in worker threads (hashlib releases the
+    GIL), so the caller can go on with the signature and schema checks meanwhile."""
     view = memoryview(data)
     span = view[header.manufacturer_image_start : header.manufacturer_image_end]
     if len(data) < _PARALLEL_HASH_THRESHOLD:
-        return ImageDigests(hashlib.sha256(view).hexdigest(), hashlib.sha256(span).hexdigest())
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        whole = pool.submit(lambda: hashlib.sha256(view).hexdigest())
-        image = pool.submit(lambda: hashlib.sha256(span).hexdigest())
-        return ImageDigests(whole.result(), image.result())
+        digests = ImageDigests(hashlib.sha256(view).hexdigest(), hashlib.sha256(span).hexdigest())
+        return lambda: digests
+    result: dict[str, str] = {}
+    workers = [
+        threading.Thread(target=lambda: result.update(file=hashlib.sha256(view).hexdigest())),
+        threading.Thread(target=lambda: result.update(mi=hashlib.sha256(span).hexdigest())),
+    ]
+    for worker in workers:
+        worker.start()
+
+    def wait() -> ImageDigests:
+        for worker in workers:
+            worker.join()
+        return ImageDigests(result["file"], result["mi"])
+
+    return wait
+
+
+def digest_image(data: bytes | memoryview, header: OtaHeader) -> ImageDigests:
+    """Hash the whole file and the Manufacturer Image span without copying either."""
+    return start_digest_image(data, header)()
 
 
 def target_path_for(header: OtaHeader, device_type: str, file_sha256: str) -> str:

@@ -217,33 +217,62 @@ def _check_renewal(
         )
         return Verdict(tuple(found.items), None, None)
     signed = role.signed
-    if signed.version != current.signed.version + 1:
+    _check_succession(
+        role_name,
+        current,
+        signed,
+        not_before=max(ctx.now, current.signed.expires),
+        why=" (a renewal must extend the role)",
+        found=found,
+    )
+    for path in sorted(set(signed.targets) - set(current.signed.targets)):
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"{role_name} target {path}: found it added by a renewal, expected the same targets "
+            "(deposit images in deposit bundles)",
+        )
+    return Verdict(tuple(found.items), None, None, None if found.items else role)
+
+
+def _check_succession(
+    role_name: str,
+    current: Metadata[Targets] | None,
+    signed: Targets,
+    *,
+    not_before: datetime,
+    why: str,
+    found: _Findings,
+) -> None:
+    """What every new version of a manufacturer role owes the one before it, deposit or renewal:
+    exactly one version up, not expired (not before ``not_before``), no further delegation, and
+    every lodged target kept exactly as it was."""
+    current_version = current.signed.version if current is not None else 0
+    if signed.version != current_version + 1:
         found.add(
             Code.STALE_ROLE_VERSION,
-            f"{role_name} version: found {signed.version}, expected {current.signed.version + 1} (one above "
-            f"the library's version {current.signed.version})",
+            f"{role_name} version: found {signed.version}, expected {current_version + 1} (one above the "
+            f"library's version {current_version}; rebuild the bundle from the latest published library)",
         )
-    if signed.expires <= max(ctx.now, current.signed.expires):
+    if signed.expires <= not_before:
         found.add(
             Code.ROLE_EXPIRED,
             f"{role_name} expires: found {signed.expires.isoformat()}, expected a time after "
-            f"{max(ctx.now, current.signed.expires).isoformat()} (a renewal must extend the role)",
+            f"{not_before.isoformat()}{why}",
         )
     if signed.delegations is not None:
-        found.add(Code.OUTSIDE_DELEGATION, f"{role_name} delegations: found some, expected none")
-    previous = current.signed.targets
-    for path in sorted(set(previous) | set(signed.targets)):
-        old, new = previous.get(path), signed.targets.get(path)
-        if old is None:
-            found.add(
-                Code.TARGET_METADATA_MISMATCH,
-                f"{role_name} target {path}: found it added by a renewal, expected the same targets "
-                "(deposit images in deposit bundles)",
-            )
-        elif new is None:
+        found.add(
+            Code.OUTSIDE_DELEGATION,
+            f"{role_name} delegations: found {sorted((signed.delegations.roles or {}).keys())}, expected none "
+            "(a manufacturer role may not delegate)",
+        )
+    previous = current.signed.targets if current is not None else {}
+    for path, old in sorted(previous.items()):
+        new = signed.targets.get(path)
+        if new is None:
             found.add(
                 Code.ROLE_CONTENT_ALTERED,
-                f"{role_name} target {path}: found it removed, expected it kept",
+                f"{role_name} target {path}: found it removed, expected every lodged target kept (withdrawal "
+                "is the provider's recorded event)",
             )
         elif new != old:
             found.add(
@@ -251,7 +280,6 @@ def _check_renewal(
                 f"{role_name} target {path}: found {_first_difference(old.to_dict(), new.to_dict())}, "
                 "expected it exactly as lodged",
             )
-    return Verdict(tuple(found.items), None, None, None if found.items else role)
 
 
 def _check_image(bundle: Bundle, ctx: GatewayContext, found: _Findings) -> OtaHeader | None:
@@ -448,24 +476,7 @@ def _check_role_content(
     signed = role.signed
     role_name = naming.role_name(manufacturer.id)
     current = ctx.current_role(role_name)
-    current_version = current.signed.version if current is not None else 0
-    if signed.version != current_version + 1:
-        found.add(
-            Code.STALE_ROLE_VERSION,
-            f"{role_name} version: found {signed.version}, expected {current_version + 1} (one above the "
-            f"library's version {current_version}; rebuild the bundle from the latest published library)",
-        )
-    if signed.expires <= ctx.now:
-        found.add(
-            Code.ROLE_EXPIRED,
-            f"{role_name} expires: found {signed.expires.isoformat()}, expected a time after {ctx.now.isoformat()}",
-        )
-    if signed.delegations is not None:
-        found.add(
-            Code.OUTSIDE_DELEGATION,
-            f"{role_name} delegations: found {sorted((signed.delegations.roles or {}).keys())}, expected none "
-            "(a manufacturer role may not delegate)",
-        )
+    _check_succession(role_name, current, signed, not_before=ctx.now, why="", found=found)
     pattern = naming.delegation_pattern(manufacturer.id)
     outside = sorted(
         path for path in signed.targets if naming.manufacturer_of_target(path) != manufacturer.id
@@ -478,20 +489,6 @@ def _check_role_content(
         )
 
     previous = current.signed.targets if current is not None else {}
-    for path, old in previous.items():
-        new = signed.targets.get(path)
-        if new is None:
-            found.add(
-                Code.ROLE_CONTENT_ALTERED,
-                f"{role_name} target {path}: found it removed, expected every lodged target kept (withdrawal "
-                "is the provider's recorded event)",
-            )
-        elif new != old:
-            found.add(
-                Code.ROLE_CONTENT_ALTERED,
-                f"{role_name} target {path}: found {_first_difference(old.to_dict(), new.to_dict())}, "
-                "expected it exactly as lodged",
-            )
     added = sorted(set(signed.targets) - set(previous))
     if len(added) != 1:
         found.add(

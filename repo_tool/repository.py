@@ -477,7 +477,8 @@ class Repository:
             return self._ingest_renewal(bundle_path, bundle, now)
         staged = self.blobs.stage(bundle.image)  # written while the gateway hashes
         try:
-            verdict = check_bundle(bundle, self.gateway_context(now))
+            context = self.gateway_context(now)
+            verdict = check_bundle(bundle, context)
         except BaseException:
             staged.discard()
             raise
@@ -499,7 +500,7 @@ class Repository:
         atomic_write_bytes(path, bundle.role_bytes)
         self._write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
 
-        index = self.index()
+        index = context.index  # read once for the duplicate check; the lock keeps it current
         target_path = accepted.target.path
         new_index = LibraryIndex(
             {**index.file_sha256, accepted.digests.file_sha256: target_path},

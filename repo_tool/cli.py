@@ -171,6 +171,11 @@ def init(
     from repo_tool.repository import Repository
 
     path = _repo_path(ctx)
+    if (path / "state" / "head.json").exists():
+        raise ConfigurationError(
+            f"{path}: already initialised (state/head.json exists); refusing to re-initialise it",
+            hint="use another --repo directory for a new library",
+        )
     if dev_keys == bool(keys):
         raise ConfigurationError("choose exactly one of --dev-keys or --key ROLE PUB.pem URI")
     signers: dict[str, list[SignerRef]] = {role: [] for role in TOP_LEVEL_ROLES}
@@ -182,8 +187,10 @@ def init(
         keys_dir = path / "keys"
         for role in TOP_LEVEL_ROLES:
             for n in range(1, (root_keys if role == "root" else 1) + 1):
+                # No head yet, so no key here can have signed anything anyone trusts: a key
+                # left by an init killed before its commit is replaced, and the re-run succeeds.
                 key, _uri = write_keypair(
-                    keys_dir / f"DEV-ONLY-{role}-{n}.pem", label=DEV_KEY_WARNING
+                    keys_dir / f"DEV-ONLY-{role}-{n}.pem", label=DEV_KEY_WARNING, overwrite=True
                 )
                 signers[role].append(SignerRef(key, f"file2:keys/DEV-ONLY-{role}-{n}.pem"))
         _err(

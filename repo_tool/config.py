@@ -60,6 +60,18 @@ class RepoConfig:
             ) from e
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigurationError(f"{path}: unreadable ({e})") from e
+        return cls.from_dict(doc, source=str(path))
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, source: str) -> RepoConfig:
+        """Check a configuration document; ``source`` names it in errors.
+
+        Raises:
+            ConfigurationError: a field is missing or wrong.
+        """
+        path = source
+        if not isinstance(doc, dict):
+            raise ConfigurationError(f"{path}: found {type(doc).__name__}, expected an object")
         try:
             if doc.get("schema_version") != SCHEMA_VERSION:
                 raise ConfigurationError(

@@ -163,15 +163,19 @@ def write_keypair(
     *,
     passphrase: str | None = None,
     label: str | None = None,
+    overwrite: bool = False,
 ) -> tuple[SSlibKey, str]:
     """Generate a key pair, write ``private_path`` (0600) and ``<stem>.pub.pem`` beside it.
+
+    ``overwrite`` is only for a key that nothing can have trusted yet (a development key left by an
+    ``init`` killed before its commit).
 
     Returns the public key and the signer URI of the private half (``file2:`` or ``encfile:``).
 
     Raises:
         ConfigurationError: the private key file exists already (keys are never overwritten).
     """
-    if private_path.exists():
+    if private_path.exists() and not overwrite:
         raise ConfigurationError(
             f"key file {private_path} exists already; refusing to overwrite a key"
         )

@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from securesystemslib.signer import Key, SecretsHandler
+from securesystemslib.signer import Key, SecretsHandler, Signer
+from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
     Delegations,
     Metadata,
@@ -49,6 +50,7 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.withdrawals import Withdrawal, WithdrawalList
+from repo_tool import journal
 from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError, read_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.gateway import (
@@ -99,6 +101,21 @@ class Head:
     index_sha256: str | None = None
     snapshot_version: int = 0
     timestamp_version: int = 0
+    # The journal: the events of the last commit travel inside the commit itself, numbered, so a
+    # crash between replacing head.json and appending to events.jsonl cannot lose them (they are
+    # appended when the repository is next locked) nor log a change that never happened.
+    event_seq: int = 0
+    last_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def committed_version(self, role: str) -> int:
+        """The version of ``role`` this head makes current (0 when it has none)."""
+        fixed = {
+            Root.type: self.root_version,
+            Targets.type: self.targets_version,
+            Snapshot.type: self.snapshot_version,
+            Timestamp.type: self.timestamp_version,
+        }
+        return fixed[role] if role in fixed else self.roles.get(role, 0)
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
@@ -137,10 +154,6 @@ class IngestResult:
         return doc
 
 
-def _json_line(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-
-
 class Repository:
     """A repository working directory. Construct with `create` or `open`."""
 
@@ -152,6 +165,7 @@ class Repository:
         self.secrets_handler = secrets_handler
         self.blobs = BlobStore(path / "blobs")
         self._head: Head | None = None
+        self._signer_cache: dict[tuple[str, str], Signer] = {}
 
     # ----------------------------------------------------------------------------------- paths
 
@@ -223,9 +237,16 @@ class Repository:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the repository lock (every mutating command does)."""
+        """Hold the repository lock (every mutating command does).
+
+        Taking the lock also finishes what a killed command committed but did not get to record:
+        the events of the last commit reach ``events.jsonl`` and a committed configuration change
+        reaches ``cfl-repo.json``.
+        """
         with exclusive_lock(self.path / ".lock", what="cfl-repo command"):
             self._head = None  # re-read under the lock
+            if (self.state_dir / "head.json").exists():
+                self._after_commit(self.head)
             yield
 
     @property
@@ -240,12 +261,36 @@ class Repository:
                 raise ConfigurationError(f"{path}: unreadable ({e!r})") from e
         return self._head
 
-    def _commit(self, head: Head, *, event: dict[str, Any]) -> None:
-        """The single atomic step that makes a change real; the audit line follows it."""
+    def _commit(self, head: Head, *, event: dict[str, Any], **more: dict[str, Any]) -> None:
+        """The single atomic step that makes a change real.
+
+        ``event`` (and any further events given by keyword, in order) are numbered and committed
+        inside the new head, then appended to ``events.jsonl``; see `_after_commit`.
+        """
+        base = self.head.event_seq if (self.state_dir / "head.json").exists() else 0
+        numbered = [{**e, "seq": base + i} for i, e in enumerate([event, *more.values()], start=1)]
+        head = replace(head, event_seq=base + len(numbered), last_events=numbered)
         atomic_write_bytes(self.state_dir / "head.json", head.to_bytes())
         self._head = head
-        with (self.path / "events.jsonl").open("ab") as log:
-            log.write(_json_line(event))
+        self._after_commit(head)
+
+    def _after_commit(self, head: Head) -> None:
+        """Carry out, at most once more, what a commit implies outside ``state/``: a key change's new
+        configuration, then the event lines. Idempotent, so it may run after a crash."""
+        log = self.path / "events.jsonl"
+        logged = journal.repair_tail(log)
+        pending = [e for e in head.last_events if int(e.get("seq", 0)) > logged]
+        if not pending:
+            return
+        for event in pending:
+            config = event.get("config")
+            if isinstance(config, dict):
+                # The rotation committed a root whose keys this configuration names; write it
+                # before the event so a crash here redoes it.
+                new_config = RepoConfig.from_dict(config, source="the committed key change")
+                new_config.save(self.path)
+                self.config = new_config
+        journal.append(log, [{k: v for k, v in e.items() if k != "config"} for e in pending])
 
     # ----------------------------------------------------------------------- metadata access
 
@@ -339,20 +384,34 @@ class Repository:
 
     # -------------------------------------------------------------------------------- signing
 
-    def _signers(self, role: str) -> list[SignerRef]:
-        return list(self.config.signers[role])
+    def _signers(self, role: str, config: RepoConfig | None = None) -> list[SignerRef]:
+        return list((config or self.config).signers[role])
 
-    def _sign(self, md: Metadata[Any], role: str, *, delegator: Root | None) -> Metadata[Any]:
+    def _signer(self, ref: SignerRef) -> Signer:
+        """Load a signer once per command: a passphrase prompt or an HSM login per key, not per
+        signature."""
+        cached = self._signer_cache.get((ref.keyid, ref.uri))
+        if cached is None:
+            cached = load_signer(ref, base=self.path, secrets_handler=self.secrets_handler)
+            self._signer_cache[(ref.keyid, ref.uri)] = cached
+        return cached
+
+    def _sign(
+        self,
+        md: Metadata[Any],
+        role: str,
+        *,
+        delegator: Root | None,
+        config: RepoConfig | None = None,
+    ) -> Metadata[Any]:
         """Sign with every configured key of a top-level role, then verify before anything is written."""
         md.signatures.clear()
-        for ref in self._signers(role):
-            md.sign(
-                load_signer(ref, base=self.path, secrets_handler=self.secrets_handler), append=True
-            )
+        for ref in self._signers(role, config):
+            md.sign(self._signer(ref), append=True)
         check_root = delegator if delegator is not None else md.signed
         try:
             check_root.verify_delegate(role, md.signed_bytes, md.signatures)
-        except Exception as e:
+        except UnsignedMetadataError as e:
             raise ConfigurationError(
                 f"{role}: the configured keys do not meet the role's threshold ({e})",
                 hint="compare cfl-repo.json signers with the keys in root",
@@ -360,24 +419,49 @@ class Repository:
         return md
 
     def _write_metadata(self, role: str, md: Metadata[Any]) -> None:
-        path = self.metadata_path(role, md.signed.version)
-        if path.exists():
+        self._write_staged(role, md.signed.version, md.to_bytes())
+
+    def _write_staged(self, role: str, version: int, data: bytes) -> None:
+        """Write a metadata version that the next commit will make current.
+
+        A committed version is immutable. A file for a later version can only be the orphan of a
+        command killed before its commit: no head names it and nothing published it, so it is
+        replaced rather than allowed to wedge every later command.
+
+        Raises:
+            UnavailableError: the version is committed already.
+        """
+        path = self.metadata_path(role, version)
+        committed = self.head if (self.state_dir / "head.json").exists() else Head()
+        if version <= committed.committed_version(role) and path.exists():
             raise UnavailableError(
-                f"state: {role} version {md.signed.version} exists already; refusing to replace it"
+                f"state: {role} version {version} is committed already; refusing to replace it"
             )
-        atomic_write_bytes(path, md.to_bytes())
+        atomic_write_bytes(path, data)
 
     def _bump(self, signed: Signed, role: str, now: datetime) -> None:
         signed.version += 1
         signed.expires = now + self.config.policy.expiry(role)
 
-    def _stage_targets(self, change: Callable[[Targets], None], now: datetime) -> int:
-        """Apply ``change`` to a copy of targets, sign it as the next version, and write it."""
+    def _stage_targets(
+        self,
+        change: Callable[[Targets], None],
+        now: datetime,
+        *,
+        root: Root | None = None,
+        config: RepoConfig | None = None,
+    ) -> int:
+        """Apply ``change`` to a copy of targets, sign it as the next version, and write it.
+
+        ``root`` and ``config`` default to the committed ones; a key rotation passes the new ones
+        so that root and the targets it re-keys land in one commit.
+        """
         md = self.targets()
         change(md.signed)
         self._bump(md.signed, Targets.type, now)
+        delegator = root if root is not None else self.root().signed
         self._write_metadata(
-            Targets.type, self._sign(md, Targets.type, delegator=self.root().signed)
+            Targets.type, self._sign(md, Targets.type, delegator=delegator, config=config)
         )
         return md.signed.version
 
@@ -494,10 +578,7 @@ class Repository:
             if not notes.exists():
                 atomic_write_bytes(notes, bundle.release_notes, mode=0o600)
         # Keep exactly the bytes the manufacturer signed.
-        path = self.metadata_path(accepted.role_name, accepted.role.signed.version)
-        if path.exists():
-            raise UnavailableError(f"state: {path} exists already; refusing to replace it")
-        atomic_write_bytes(path, bundle.role_bytes)
+        self._write_staged(accepted.role_name, accepted.role.signed.version, bundle.role_bytes)
         self._write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
 
         index = context.index  # read once for the duplicate check; the lock keeps it current
@@ -545,10 +626,7 @@ class Repository:
         if role is None:
             return self._reject(bundle_path, verdict, now)
         role_name = naming.role_name(bundle.manufacturer_id)
-        path = self.metadata_path(role_name, role.signed.version)
-        if path.exists():
-            raise UnavailableError(f"state: {path} exists already; refusing to replace it")
-        atomic_write_bytes(path, bundle.role_bytes)
+        self._write_staged(role_name, role.signed.version, bundle.role_bytes)
         self._write_added(role_name, role.signed.version, [])
         roles = dict(self.head.roles)
         roles[role_name] = role.signed.version
@@ -591,17 +669,19 @@ class Repository:
         atomic_write_bytes(
             keep / "report.json", json.dumps(report, indent=2, sort_keys=True).encode()
         )
-        with (self.path / "events.jsonl").open("ab") as log:
-            log.write(
-                _json_line(
-                    {
-                        "event": "ingest-rejected",
-                        "at": format_timestamp(now),
-                        "bundle": bundle_path.name,
-                        "reasons": result.reasons,
-                    }
-                )
-            )
+        journal.append(
+            self.path / "events.jsonl",
+            [
+                {
+                    "event": "ingest-rejected",
+                    "at": format_timestamp(now),
+                    "bundle": bundle_path.name,
+                    "reasons": result.reasons,
+                    # Not a commit: it records which commit it followed (see journal.py).
+                    "after_seq": self.head.event_seq,
+                }
+            ],
+        )
         return result
 
     def withdraw(self, target: str, reason: str, *, now: datetime) -> Withdrawal:
@@ -654,16 +734,36 @@ class Repository:
         Returns whether anything was signed.
         """
         head = self.head
-        wanted = {f"{Targets.type}.json": head.targets_version} | {
-            f"{name}.json": version for name, version in sorted(head.roles.items())
-        }
         current = self.snapshot()
         if (
             not force
             and current is not None
-            and {k: v.version for k, v in current.signed.meta.items()} == wanted
+            and {k: v.version for k, v in current.signed.meta.items()} == _snapshot_wanted(head)
         ):
             return False
+        head = self._sign_snapshot(head, now=now)
+        self._commit(
+            head,
+            event={
+                "event": "snapshot",
+                "at": format_timestamp(now),
+                "snapshot": head.snapshot_version,
+            },
+        )
+        return True
+
+    def _sign_snapshot(
+        self,
+        head: Head,
+        *,
+        now: datetime,
+        root: Root | None = None,
+        config: RepoConfig | None = None,
+    ) -> Head:
+        """Write a snapshot of ``head``'s roles and a timestamp for it; return the head that makes
+        them current (the caller commits it, with whatever else its transaction changed)."""
+        wanted = _snapshot_wanted(head)
+        current = self.snapshot()
         previous = current.signed.meta if current is not None else {}
 
         def pinned(name: str, version: int) -> MetaFile:
@@ -679,18 +779,20 @@ class Repository:
                 hashes={"sha256": hashlib.sha256(data).hexdigest()},
             )
 
-        root = self.root().signed
+        delegator = root if root is not None else self.root().signed
         snapshot = Snapshot(
-            version=head.snapshot_version + 1,
+            version=self.head.snapshot_version + 1,
             expires=now + self.config.policy.expiry(Snapshot.type),
             meta={name: pinned(name, version) for name, version in wanted.items()},
         )
         snapshot.spec_version = SPEC_VERSION
-        snapshot_md = self._sign(Metadata(snapshot), Snapshot.type, delegator=root)
+        snapshot_md = self._sign(
+            Metadata(snapshot), Snapshot.type, delegator=delegator, config=config
+        )
         snapshot_bytes = snapshot_md.to_bytes()
         self._write_metadata(Snapshot.type, snapshot_md)
         timestamp = Timestamp(
-            version=head.timestamp_version + 1,
+            version=self.head.timestamp_version + 1,
             expires=now + self.config.policy.expiry(Timestamp.type),
             snapshot_meta=MetaFile(
                 version=snapshot.version,
@@ -700,13 +802,10 @@ class Repository:
         )
         timestamp.spec_version = SPEC_VERSION
         self._write_metadata(
-            Timestamp.type, self._sign(Metadata(timestamp), Timestamp.type, delegator=root)
+            Timestamp.type,
+            self._sign(Metadata(timestamp), Timestamp.type, delegator=delegator, config=config),
         )
-        self._commit(
-            replace(head, snapshot_version=snapshot.version, timestamp_version=timestamp.version),
-            event={"event": "snapshot", "at": format_timestamp(now), "snapshot": snapshot.version},
-        )
-        return True
+        return replace(head, snapshot_version=snapshot.version, timestamp_version=timestamp.version)
 
     def rotate_keys(
         self,
@@ -771,19 +870,28 @@ class Repository:
             signing_refs.update({ref.keyid: ref for ref in refs})
         for ref in signing_refs.values():
             try:
-                signer = load_signer(ref, base=self.path, secrets_handler=self.secrets_handler)
+                signer = self._signer(ref)
             except ConfigurationError:
                 if ref.keyid in dropped:
                     continue  # a lost or compromised key being removed; the others must suffice
                 raise
             md.sign(signer, append=True)
-        for name, delegator in (("the current root", old_root), ("the new root", new_root)):
-            try:
-                delegator.verify_delegate(Root.type, md.signed_bytes, md.signatures)
-            except Exception as e:
-                raise ConfigurationError(
-                    f"root v{new_root.version}: does not verify against {name} ({e})"
-                ) from e
+        # python-tuf's own check of a root update: the current root's threshold (so clients that
+        # hold it accept the new one) and the new root's own threshold (so it stands alone).
+        result = new_root.get_root_verification_result(old_root, md.signed_bytes, md.signatures)
+        if not result.verified:
+            failed = [
+                name
+                for name, part in (
+                    ("the current root", result.first),
+                    ("the new root", result.second),
+                )
+                if not part.verified
+            ]
+            raise ConfigurationError(
+                f"root v{new_root.version}: signatures do not meet the threshold of {' and '.join(failed)}",
+                hint="every root key holder whose key is still in root must be able to sign",
+            )
         self._write_metadata(Root.type, md)
 
         signers = dict(self.config.signers) | {role: tuple(refs)}
@@ -792,8 +900,22 @@ class Repository:
         if role == Root.type:
             policy = replace(policy, root_keys=len(refs), root_threshold=new_threshold)
         new_config = replace(self.config, signers=signers, thresholds=thresholds, policy=policy)
+
+        # One transaction: the new root, targets re-signed by its (possibly new) keys, and a
+        # snapshot and timestamp signed under the new root, so a crash never leaves a root whose
+        # targets or snapshot no configured key can sign. The configuration travels in the event
+        # and is written by _after_commit, which a re-run repeats if this process dies.
+        head = replace(self.head, root_version=new_root.version)
+        if role == Targets.type:
+            head = replace(
+                head,
+                targets_version=self._stage_targets(
+                    lambda t: None, now, root=new_root, config=new_config
+                ),
+            )
+        head = self._sign_snapshot(head, now=now, root=new_root, config=new_config)
         self._commit(
-            replace(self.head, root_version=new_root.version),
+            head,
             event={
                 "event": "rotate-keys",
                 "at": format_timestamp(now),
@@ -802,36 +924,23 @@ class Repository:
                 "added": [ref.keyid for ref in add],
                 "removed": sorted(dropped),
                 "threshold": new_threshold,
+                "config": json.loads(new_config.to_bytes()),
             },
         )
-        # The configuration follows the committed root; if this write were lost, signing would
-        # fail loudly against the new root rather than produce anything invalid.
-        new_config.save(self.path)
-        self.config = new_config
-        if role == Targets.type:
-            version = self._stage_targets(lambda t: None, now)
-            self._commit(
-                replace(self.head, targets_version=version),
-                event={"event": "resign-targets", "at": format_timestamp(now)},
-            )
-        self.stage_snapshot(now=now, force=True)
         return new_root.version
 
     def refresh(self, *, now: datetime, force: bool = False) -> list[str]:
         """Re-sign the roles the provider holds keys for whose remaining validity is below the
-        policy's margin. Returns the roles re-signed."""
+        policy's margin, in one commit. Returns the roles re-signed."""
         margin = self.config.policy.refresh_margin_fraction
         resigned: list[str] = []
 
         def due(expires: datetime, role: str) -> bool:
             return force or (expires - now) < self.config.policy.expiry(role) * margin
 
+        head = self.head
         if due(self.targets().signed.expires, Targets.type):
-            version = self._stage_targets(lambda t: None, now)
-            self._commit(
-                replace(self.head, targets_version=version),
-                event={"event": "refresh-targets", "at": format_timestamp(now), "targets": version},
-            )
+            head = replace(head, targets_version=self._stage_targets(lambda t: None, now))
             resigned.append(Targets.type)
         snapshot, timestamp = self.snapshot(), self.timestamp()
         stale = (
@@ -840,9 +949,28 @@ class Repository:
             or due(snapshot.signed.expires, Snapshot.type)
             or due(timestamp.signed.expires, Timestamp.type)
         )
-        if (stale or resigned) and self.stage_snapshot(now=now, force=True):
-            resigned += [Snapshot.type, Timestamp.type]
+        if not (stale or resigned):
+            return resigned
+        head = self._sign_snapshot(head, now=now)
+        resigned += [Snapshot.type, Timestamp.type]
+        self._commit(
+            head,
+            event={
+                "event": "refresh",
+                "at": format_timestamp(now),
+                "resigned": resigned,
+                "targets": head.targets_version,
+                "snapshot": head.snapshot_version,
+            },
+        )
         return resigned
+
+
+def _snapshot_wanted(head: Head) -> dict[str, int]:
+    """The role versions a snapshot of ``head`` lists."""
+    return {f"{Targets.type}.json": head.targets_version} | {
+        f"{name}.json": version for name, version in sorted(head.roles.items())
+    }
 
 
 def _delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the real-component tests use: nginx (interop tests serve the published tree with it),
 # chromium (site tests), softhsm2 + opensc (a real PKCS#11 token for HSM signing), and Node.js/npm
-# (the tuf-js interop client) only when no `node` is on PATH.
+# (the tuf-js interop client) only when no `node` is on PATH; strace (the crash tests inject kill -9
+# at every rename a command makes).
 #
 # Idempotent and quick when everything is present (one `command -v` per component, no apt call).
 # As root with apt-get: installs what is missing. Otherwise: says what to install and exits 0; the
@@ -14,6 +15,7 @@ declare -A PACKAGE_FOR=(
   [chromium]=chromium
   [softhsm2-util]=softhsm2
   [pkcs11-tool]=opensc
+  [strace]=strace
 )
 # Node.js: any `node` will do (a nodesource or nvm one included); only fall back to Debian's.
 NODE_PACKAGES=(nodejs npm)
@@ -37,7 +39,7 @@ if has softhsm2-util && [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]] &&
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "setup-system: nginx, chromium, softhsm2, opensc and node are installed"
+  echo "setup-system: nginx, chromium, softhsm2, opensc, strace and node are installed"
   exit 0
 fi
 

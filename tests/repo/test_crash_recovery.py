@@ -1,0 +1,253 @@
+"""kill -9 at every commit point of every state-changing command, then the same command again.
+
+strace injects SIGKILL at the K-th rename the command makes (every atomic write ends in one, and so
+does every commit), for K = 1, 2, ... until the command runs to completion. After each kill the same
+command is run again without strace; it must succeed, the published tree must verify with python-tuf,
+nothing accepted may be lost, and the event log must hold every commit exactly once.
+
+The budget: every rename point of every command by default (about a minute on two cores).
+``CFL_KILL_STRIDE=N`` tests every N-th point only (quicker local runs); ``CFL_KILL_RANDOM=N`` adds N
+random-delay kills per command (timer-based, not tied to a syscall) for long soak runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import require_system
+from factory import make_entry, make_image, mi_sha, standard_library
+from repo_tool.demo_data import render_cpl_csv
+from repo_tool.verify import folder_reader, load_verified_library
+
+CFL_REPO = Path(sys.executable).with_name("cfl-repo")
+STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
+RANDOM_KILLS = int(os.environ.get("CFL_KILL_RANDOM", "0"))
+MAX_POINTS = 200  # a command with more renames than this is itself a bug worth seeing
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A pristine repository to copy, and one command to kill."""
+
+    name: str
+    args: Callable[[Path], list[str]]  # given the copy's base dir
+    accepted: Callable[[Path], None]  # asserts the command's effect is in the state after recovery
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("CFL_REPO", "CFL_KEY_PASSPHRASE")}
+
+
+def _cli(base: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CFL_REPO), "--repo", str(base / "repo"), *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        check=False,
+    )
+
+
+def _killed_at(base: Path, args: list[str], point: int) -> bool:
+    """Run the command with SIGKILL injected at its ``point``-th rename; True if it was killed."""
+    done = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-o",
+            os.devnull,
+            "-e",
+            "trace=rename,renameat,renameat2",
+            "-e",
+            f"inject=rename,renameat,renameat2:signal=KILL:when={point}",
+            str(CFL_REPO),
+            "--repo",
+            str(base / "repo"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        check=False,
+    )
+    # strace reports the tracee's death by signal as its own exit status 128 + 9.
+    return done.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+
+
+def _killed_after(base: Path, args: list[str], delay: float) -> None:
+    process = subprocess.Popen(
+        [str(CFL_REPO), "--repo", str(base / "repo"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+    )
+    time.sleep(delay)
+    process.kill()
+    process.wait()
+
+
+def _assert_recovered(base: Path, scenario: Scenario, root: bytes) -> None:
+    again = _cli(base, scenario.args(base))
+    assert again.returncode == 0, (scenario.name, again.stdout, again.stderr)
+    assert "Traceback" not in again.stderr
+    published = _cli(base, ["publish", "--no-site"])
+    assert published.returncode == 0, published.stderr
+    _, problems = load_verified_library(
+        folder_reader(base / "repo" / "public"), root, now=datetime.now(UTC)
+    )
+    assert problems == [], problems
+    scenario.accepted(base)
+    _assert_journal(base / "repo")
+
+
+def _assert_journal(repo: Path) -> None:
+    """Every commit is logged once, in order; the last one the head holds is among them."""
+    lines = (repo / "events.jsonl").read_bytes().splitlines()
+    seqs = [json.loads(line)["seq"] for line in lines if b'"seq"' in line]
+    assert seqs == list(range(1, len(seqs) + 1))
+    head = json.loads((repo / "state" / "head.json").read_bytes())
+    assert head["event_seq"] == seqs[-1]
+
+
+def _run_kill_loop(tmp_path: Path, pristine: Path, scenario: Scenario, root: bytes) -> int:
+    points = 0
+    for point in range(1, MAX_POINTS + 1):
+        base = tmp_path / f"{scenario.name}-{point}"
+        shutil.copytree(pristine, base, symlinks=True)
+        if not _killed_at(base, scenario.args(base), point):
+            shutil.rmtree(base)
+            break  # ran to completion: every rename point has been tried
+        points += 1
+        if (point - 1) % STRIDE == 0:
+            _assert_recovered(base, scenario, root)
+        shutil.rmtree(base)
+    else:
+        pytest.fail(f"{scenario.name}: more than {MAX_POINTS} renames")
+    rng = random.Random(point)
+    for n in range(RANDOM_KILLS):
+        base = tmp_path / f"{scenario.name}-random-{n}"
+        shutil.copytree(pristine, base, symlinks=True)
+        _killed_after(base, scenario.args(base), rng.uniform(0.2, 3.0))
+        _assert_recovered(base, scenario, root)
+        shutil.rmtree(base)
+    return points
+
+
+# ------------------------------------------------------------------------------------ scenarios
+
+NEW_IMAGE = make_image("121D", 4)
+FIRST_IMAGE = make_image("2AB0", 7)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, dict[str, str]]:
+    """A published library, plus two bundles waiting in an inbox and a new CPL to import."""
+    base = tmp_path_factory.mktemp("pristine")
+    factory, _ = standard_library(base)
+    factory.entries += [
+        make_entry("CPL-0004", fw="00000004", image_sha=mi_sha(NEW_IMAGE)),
+        make_entry(
+            "CPL-0201", mfr="2AB0", model="0C0D", fw="00000007", image_sha=mi_sha(FIRST_IMAGE)
+        ),
+    ]
+    factory.import_cpl()
+    factory.add_manufacturer("2AB0")
+    factory.publish()
+    bundles = {
+        "next": factory.write(factory.submit(NEW_IMAGE, ["CPL-0004"]), "next"),
+        # A manufacturer's first deposit also adds its delegation to targets.
+        "first": factory.write(factory.submit(FIRST_IMAGE, ["CPL-0201"], mfr="2AB0"), "first"),
+    }
+    complete = [e for e in factory.entries if e.manufacturer_image_sha256]
+    extra = make_entry("CPL-0009", fw="00000009", image_sha=mi_sha(make_image("121D", 9)))
+    (base / "cpl.csv").write_bytes(render_cpl_csv([*complete, extra]))
+    names = {k: str(v.relative_to(base)) for k, v in bundles.items()}
+    names["withdraw"] = sorted(factory.repo.role("mfr-121D").signed.targets)[0]
+    return base, factory.root_bytes, names
+
+
+def _role_has(role: str, target_prefix: str) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        factory_repo = base / "repo"
+        head = json.loads((factory_repo / "state" / "head.json").read_bytes())
+        version = head["roles"][role]
+        doc = json.loads(
+            (factory_repo / "state" / "metadata" / role / f"{version}.json").read_bytes()
+        )
+        assert any(t.startswith(target_prefix) for t in doc["signed"]["targets"])
+
+    return check
+
+
+def _nothing(base: Path) -> None:
+    return None
+
+
+def _withdrawn(target: str) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        lines = (base / "repo" / "events.jsonl").read_bytes().splitlines()
+        assert (
+            sum(
+                1
+                for line in lines
+                if json.loads(line).get("target") == target
+                and json.loads(line)["event"] == "withdraw"
+            )
+            == 1
+        )
+
+    return check
+
+
+SCENARIO_NAMES = ["publish", "refresh", "cpl-import", "withdraw"]
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCENARIO_NAMES)
+def test_kill_at_every_rename_then_rerun_succeeds(
+    tmp_path: Path, pristine: tuple[Path, bytes, dict[str, str]], name: str
+) -> None:
+    require_system("strace")
+    base, root, names = pristine
+    scenario = {
+        "publish": Scenario("publish", lambda b: ["publish"], _nothing),
+        "refresh": Scenario("refresh", lambda b: ["refresh", "--force"], _nothing),
+        "cpl-import": Scenario(
+            "cpl-import", lambda b: ["cpl", "import", str(b / "cpl.csv")], _nothing
+        ),
+        "withdraw": Scenario(
+            "withdraw",
+            lambda b: ["withdraw", names["withdraw"], "--reason", "recalled"],
+            _withdrawn(names["withdraw"]),
+        ),
+        "ingest-next": Scenario(
+            "ingest-next",
+            lambda b: ["ingest", str(b / names["next"])],
+            _role_has("mfr-121D", "121D/ESME-0001-00000004-"),
+        ),
+        "ingest-first": Scenario(
+            "ingest-first",
+            lambda b: ["ingest", str(b / names["first"])],
+            _role_has("mfr-2AB0", "2AB0/"),
+        ),
+    }[name]
+
+    points = _run_kill_loop(tmp_path, base, scenario, root)
+
+    assert points >= 2, f"{name}: killed at only {points} point(s); the loop tested nothing"

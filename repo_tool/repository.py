@@ -687,6 +687,9 @@ class Repository:
     def withdraw(self, target: str, reason: str, *, now: datetime) -> Withdrawal:
         """Record a withdrawal: the target leaves clients' recommendations; its blob stays.
 
+        Withdrawing again with the same reason returns the recorded withdrawal and changes nothing,
+        so a command repeated after a crash succeeds.
+
         Raises:
             RejectedInputError: unknown target, already withdrawn, or no reason.
         """
@@ -705,9 +708,14 @@ class Repository:
                 f"TARGET: found {target!r}, expected an image target in the library"
             )
         current = self.withdrawals()
-        if target in current.by_target():
+        earlier = current.by_target().get(target)
+        if earlier is not None:
+            if earlier.reason == reason.strip():
+                # The same withdrawal again (a re-run after a crash, a retried script): done.
+                return earlier
             raise RejectedInputError(
-                f"TARGET: {target} was withdrawn already ({current.by_target()[target].withdrawn})"
+                f"TARGET: {target} was withdrawn already ({earlier.withdrawn}, reason "
+                f"{earlier.reason!r}); a withdrawal is recorded once and never edited"
             )
         sha = self.role(role_name).signed.targets[target].hashes["sha256"]
         withdrawal = Withdrawal(

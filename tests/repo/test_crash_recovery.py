@@ -1,7 +1,8 @@
 """kill -9 at every commit point of every state-changing command, then the same command again.
 
-strace injects SIGKILL at the K-th rename the command makes (every atomic write ends in one, and so
-does every commit), for K = 1, 2, ... until the command runs to completion. After each kill the same
+strace injects SIGKILL at the K-th rename or fsync the command makes (every atomic write and every
+commit ends in a rename; the fsyncs after them are the windows between a commit and what follows it,
+such as the event log), for K = 1, 2, ... until the command runs to completion. After each kill the same
 command is run again without strace; it must succeed, the published tree must verify with python-tuf,
 nothing accepted may be lost, and the event log must hold every commit exactly once.
 
@@ -71,9 +72,9 @@ def _killed_at(base: Path, args: list[str], point: int) -> bool:
             "-o",
             os.devnull,
             "-e",
-            "trace=rename,renameat,renameat2",
+            "trace=rename,renameat,renameat2,fsync,fdatasync",
             "-e",
-            f"inject=rename,renameat,renameat2:signal=KILL:when={point}",
+            f"inject=rename,renameat,renameat2,fsync,fdatasync:signal=KILL:when={point}",
             str(CFL_REPO),
             "--repo",
             str(base / "repo"),

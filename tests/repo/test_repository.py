@@ -420,3 +420,18 @@ def test_the_lock_is_not_reentrant_within_a_process_either(tmp_path: Path) -> No
         again.locked(),
     ):
         pass
+
+
+def test_withdraw_again_with_the_same_reason_changes_nothing(tmp_path: Path) -> None:
+    factory, _ = standard_library(tmp_path)
+    target = sorted(factory.repo.role("mfr-121D").signed.targets)[0]
+    with factory.repo.locked():
+        first = factory.repo.withdraw(target, "recalled", now=factory.tick())
+    head = head_bytes(factory)
+
+    with factory.repo.locked():
+        again = factory.repo.withdraw(target, " recalled ", now=factory.tick())
+
+    assert again == first
+    assert head_bytes(factory) == head
+    assert [e["event"] for e in events(factory)].count("withdraw") == 1

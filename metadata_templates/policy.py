@@ -24,6 +24,11 @@ class RolePolicy:
     root_threshold: int = 2
     root_keys: int = 3
     manufacturer_threshold: int = 1
+    # A manufacturer's role must stay valid at least this long after the gateway admits it (a role
+    # that expires in a minute strands its images for every supplier) and at most this long (a role
+    # valid for a century outlives any key it is signed with).
+    manufacturer_min_validity_days: int = 30
+    manufacturer_max_validity_days: int = 730
     # `refresh` re-signs snapshot/timestamp when less than this fraction of their period is left.
     refresh_margin_fraction: float = 0.5
 
@@ -37,6 +42,13 @@ class RolePolicy:
             "timestamp": self.timestamp_expiry_days,
         }.get(role, self.manufacturer_expiry_days)
         return timedelta(days=days)
+
+    def manufacturer_validity(self) -> tuple[timedelta, timedelta]:
+        """The least and the most remaining validity the gateway admits for a manufacturer role."""
+        return (
+            timedelta(days=self.manufacturer_min_validity_days),
+            timedelta(days=self.manufacturer_max_validity_days),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -60,6 +72,11 @@ class RolePolicy:
             value = getattr(policy, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"policy.{name}: found {value!r}, expected a whole number >= 1")
+        if policy.manufacturer_min_validity_days > policy.manufacturer_max_validity_days:
+            raise ValueError(
+                f"policy.manufacturer_min_validity_days: found {policy.manufacturer_min_validity_days}, "
+                f"expected <= manufacturer_max_validity_days ({policy.manufacturer_max_validity_days})"
+            )
         if policy.root_threshold > policy.root_keys:
             raise ValueError(
                 f"policy.root_threshold: found {policy.root_threshold}, expected <= root_keys "

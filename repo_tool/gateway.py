@@ -27,6 +27,7 @@ from metadata_templates.custom import (
     CustomMetadataError,
     parse_timestamp,
 )
+from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.bundle import KIND_RENEWAL, Bundle
 from repo_tool.deposit import (
     ImageDigests,
@@ -66,6 +67,7 @@ class Code(StrEnum):
     ROLE_CONTENT_ALTERED = "role-content-altered"
     DECLARATION_INCONSISTENT = "declaration-inconsistent"
     ROLE_EXPIRED = "role-expired"
+    ROLE_EXPIRY_TOO_FAR = "role-expiry-too-far"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class GatewayContext:
     index: LibraryIndex
     now: datetime
     image_size_cap: int = DEFAULT_IMAGE_SIZE_CAP
+    # (least, most) remaining validity of an admitted manufacturer role: the policy's values.
+    role_validity: tuple[timedelta, timedelta] = DEFAULT_POLICY.manufacturer_validity()
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,7 @@ def _check_renewal(
         why=" (a renewal must extend the role)",
         found=found,
     )
+    _check_validity(role_name, signed, ctx, found)
     for path in sorted(set(signed.targets) - set(current.signed.targets)):
         found.add(
             Code.TARGET_METADATA_MISMATCH,
@@ -232,6 +237,29 @@ def _check_renewal(
             "(deposit images in deposit bundles)",
         )
     return Verdict(tuple(found.items), None, None, None if found.items else role)
+
+
+def _check_validity(role_name: str, signed: Targets, ctx: GatewayContext, found: _Findings) -> None:
+    """The policy's window for a role's remaining validity: long enough that one manufacturer's
+    lapse cannot strand its images days after a deposit, short enough to be renewed with its keys."""
+    least, most = ctx.role_validity
+    remaining = signed.expires - ctx.now
+    if timedelta(0) < remaining < least:
+        found.add(
+            Code.ROLE_EXPIRED,
+            f"{role_name} expires: found {signed.expires.isoformat()} ({_days(remaining)} from now), "
+            f"expected at least {_days(least)} from now (policy manufacturer_min_validity_days)",
+        )
+    elif remaining > most:
+        found.add(
+            Code.ROLE_EXPIRY_TOO_FAR,
+            f"{role_name} expires: found {signed.expires.isoformat()} ({_days(remaining)} from now), "
+            f"expected at most {_days(most)} from now (policy manufacturer_max_validity_days)",
+        )
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.total_seconds() / 86400:.1f} days"
 
 
 def _check_succession(
@@ -477,6 +505,7 @@ def _check_role_content(
     role_name = naming.role_name(manufacturer.id)
     current = ctx.current_role(role_name)
     _check_succession(role_name, current, signed, not_before=ctx.now, why="", found=found)
+    _check_validity(role_name, signed, ctx, found)
     pattern = naming.delegation_pattern(manufacturer.id)
     outside = sorted(
         path for path in signed.targets if naming.manufacturer_of_target(path) != manufacturer.id

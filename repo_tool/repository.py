@@ -548,6 +548,7 @@ class Repository:
             index=self.index(),
             now=now,
             image_size_cap=self.config.image_size_cap,
+            role_validity=self.config.policy.manufacturer_validity(),
         )
 
     def ingest(self, bundle_path: Path, *, now: datetime) -> IngestResult:

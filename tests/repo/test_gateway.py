@@ -539,6 +539,32 @@ def role_expired(s: Scenario) -> Built:
     )
 
 
+def role_expires_too_far(s: Scenario) -> Built:
+    century = s.factory.now + timedelta(days=36500)
+
+    def edit(signed: Targets) -> None:
+        signed.expires = century
+
+    bundle = resign(s.good(), [s.key], edit)
+    return Built(
+        s.write(bundle),
+        ("mfr-121D expires", f"found {century.isoformat()}", "expected at most 730.0 days"),
+    )
+
+
+def role_expires_tomorrow(s: Scenario) -> Built:
+    soon = s.factory.now + timedelta(days=1)
+
+    def edit(signed: Targets) -> None:
+        signed.expires = soon
+
+    bundle = resign(s.good(), [s.key], edit)
+    return Built(
+        s.write(bundle),
+        ("mfr-121D expires", f"found {soon.isoformat()}", "expected at least 30.0 days"),
+    )
+
+
 CASES = [
     Case("malformed-image/truncated", Code.MALFORMED_IMAGE, malformed_image),
     Case("image-too-large/one-octet-over-cap", Code.IMAGE_TOO_LARGE, image_too_large),
@@ -592,6 +618,8 @@ CASES = [
         declaration_inconsistent,
     ),
     Case("role-expired/expired-yesterday", Code.ROLE_EXPIRED, role_expired),
+    Case("role-expired/expires-tomorrow", Code.ROLE_EXPIRED, role_expires_tomorrow),
+    Case("role-expiry-too-far/a-century", Code.ROLE_EXPIRY_TOO_FAR, role_expires_too_far),
 ]
 
 

@@ -678,16 +678,24 @@ def verify(published_dir: Path, root_file: Path, as_json: bool) -> None:
     library, problems = load_verified_library(
         folder_reader(published_dir), root_file.read_bytes(), now=_now()
     )
+    expired = dict(library.expired_roles) if library else {}
     if as_json:
         _emit_json(
             {
                 "ok": not problems,
                 "problems": problems,
                 "images": len(library.images) if library else 0,
+                "expired_roles": {name: when.isoformat() for name, when in sorted(expired.items())},
             }
         )
     for problem in problems:
         _err(f"problem: {problem}")
+    for name, when in sorted(expired.items()):
+        count = sum(1 for image in library.images if image.role == name) if library else 0
+        _err(
+            f"warning: {name} expired at {when.isoformat()}: clients cannot verify its {count} "
+            "image(s) until the manufacturer renews (cfl-repo submit --renew); the rest is unaffected"
+        )
     if problems or library is None:
         _err(f"error: {published_dir} failed verification ({len(problems)} problem(s))")
         sys.exit(EXIT_FAILURE)

@@ -53,3 +53,6 @@ class PublishedLibrary:
     # The verified manufacturer roles themselves, for the manufacturer's `submit` to build on.
     role_metadata: Mapping[str, Metadata[Targets]] = field(default_factory=dict)
     targets_metadata: Metadata[Targets] | None = None
+    # Manufacturer role name -> when it expired. Those images fail a client's verification until
+    # the manufacturer renews; everything else in the library is unaffected.
+    expired_roles: Mapping[str, datetime] = field(default_factory=dict)

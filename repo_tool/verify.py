@@ -89,6 +89,8 @@ class _Walk:
     read: Reader
     now: datetime
     problems: list[str] = field(default_factory=list)
+    # Manufacturer roles past their expiry: contained, not fatal (see `load_verified_library`).
+    expired_roles: dict[str, datetime] = field(default_factory=dict)
 
     def fail(self, message: str) -> None:
         self.problems.append(message)
@@ -146,6 +148,8 @@ def _load(
     delegator: Root | Targets,
     kind: type,
     meta: MetaFile | None = None,
+    *,
+    contain_expiry: bool = False,
 ) -> Metadata | None:  # type: ignore[type-arg]
     data = walk.get(relative)
     if data is None:
@@ -169,7 +173,10 @@ def _load(
     except Exception as e:
         walk.fail(f"{relative}: signatures do not verify for role {role} ({e})")
         return None
-    walk.expiry(role, md.signed.expires)
+    if contain_expiry and md.signed.expires <= walk.now:
+        walk.expired_roles[role] = md.signed.expires
+    else:
+        walk.expiry(role, md.signed.expires)
     return md
 
 
@@ -194,7 +201,11 @@ def load_verified_library(
     read: Reader, trusted_root: bytes, *, now: datetime, check_blobs: bool = True
 ) -> tuple[PublishedLibrary | None, list[str]]:
     """Walk and verify a published tree. Returns the library (None if the walk could not finish)
-    and every problem found (empty when the tree is fully valid)."""
+    and every problem found (empty when the tree is fully valid).
+
+    An expired manufacturer role is not a problem of the tree: it is listed in the library's
+    ``expired_roles`` (clients cannot verify that manufacturer's images until it renews), and every
+    other check of that role still runs."""
     walk = _Walk(read, now)
     root_md = _verify_root_chain(walk, trusted_root)
     if root_md is None:
@@ -277,6 +288,9 @@ def load_verified_library(
             targets.signed,
             Targets,
             role_meta,
+            # One manufacturer letting its role lapse must not fail the library for everyone:
+            # its images are reported unverifiable until it renews; the rest stays valid.
+            contain_expiry=True,
         )
         if md is None:
             continue
@@ -337,6 +351,7 @@ def load_verified_library(
         withdrawals=withdrawals.withdrawals,
         role_metadata=role_metadata,
         targets_metadata=targets,
+        expired_roles=dict(walk.expired_roles),
     )
     return library, walk.problems
 

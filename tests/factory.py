@@ -154,6 +154,7 @@ class LibraryFactory:
         advisories: tuple[str, ...] = (),
         signers: list[CryptoSigner] | None = None,
         release_notes: bytes | None = None,
+        expiry: timedelta | None = None,
     ) -> Bundle:
         """Sign a deposit as the manufacturer would, from the published library."""
         library = verified_library(
@@ -167,6 +168,7 @@ class LibraryFactory:
             release_notes=release_notes,
             library=library,
             now=self.now,
+            **({"expiry": expiry} if expiry is not None else {}),
         )
         return submission.bundle
 

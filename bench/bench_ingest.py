@@ -35,6 +35,10 @@ from repo_tool.bundle import Bundle, Declaration, write_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.image import build_image
 from repo_tool.keys import SignerRef, write_keypair
+from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
+from repo_tool.ops.ingest import ingest as ingest_op
+from repo_tool.ops.init import initialise
+from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.publisher import publish
 from repo_tool.repository import Repository
 from repo_tool.submit import build_submission
@@ -62,7 +66,7 @@ def new_repository(path: Path, now: datetime) -> Repository:
         thresholds=dict.fromkeys(TOP_LEVEL_ROLES, 1),
         dev_keys=True,
     )
-    return Repository.create(path, config, now=now)
+    return initialise(path, config, now=now)
 
 
 def cpl_entry(entry_id: str, mfr: str, fw: int, image: bytes, *, model: str = "0A0B") -> CplEntry:
@@ -118,7 +122,8 @@ def prepare(base: Path, image: bytes, now: datetime) -> tuple[Path, Path]:
     repo = new_repository(base / "template", now)
     first = ota(MANUFACTURER, 1, b"first image " * 100)
     with repo.locked():
-        repo.import_cpl(
+        import_cpl_op(
+            repo,
             CplDocument.of(
                 [
                     cpl_entry("CPL-0001", MANUFACTURER, 1, first),
@@ -130,11 +135,11 @@ def prepare(base: Path, image: bytes, now: datetime) -> tuple[Path, Path]:
             now=now,
         )
         signer = CryptoSigner.generate_ed25519()
-        repo.add_manufacturer(MANUFACTURER, "Bench", [signer.public_key], 1, now=now)
+        add_manufacturer_op(repo, MANUFACTURER, "Bench", [signer.public_key], 1, now=now)
     publish(repo, repo.default_out, now=now)
     write_bundle(base / "first.cflb", submit(repo, first, "CPL-0001", signer, now))
     with repo.locked():
-        result = repo.ingest(base / "first.cflb", now=now)
+        result = ingest_op(repo, base / "first.cflb", now=now)
     assert result.status == "accepted", result.messages
     publish(repo, repo.default_out, now=now)
     bundle = base / "big.cflb"
@@ -150,7 +155,7 @@ def time_ingest(template: Path, bundle: Path, work: Path, now: datetime) -> floa
     try:
         with repo.locked():
             began = time.perf_counter()
-            result = repo.ingest(bundle, now=now)
+            result = ingest_op(repo, bundle, now=now)
             elapsed = time.perf_counter() - began
         assert result.status == "accepted", result.messages
         return elapsed
@@ -174,7 +179,7 @@ def profile_one(template: Path, bundle: Path, work: Path, now: datetime) -> str:
     profiler = cProfile.Profile()
     with repo.locked():
         profiler.enable()
-        repo.ingest(bundle, now=now)
+        ingest_op(repo, bundle, now=now)
         profiler.disable()
     shutil.rmtree(copy)
     out = io.StringIO()

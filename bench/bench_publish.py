@@ -36,6 +36,9 @@ from metadata_templates.naming import blob_name, role_name
 from repo_tool.bundle import Declaration, write_bundle
 from repo_tool.deposit import describe_image, digest_image, target_path_for
 from repo_tool.image import parse_image
+from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
+from repo_tool.ops.ingest import ingest as ingest_op
+from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.published import PublishedLibrary
 from repo_tool.publisher import publish
 from repo_tool.repository import Repository
@@ -108,7 +111,7 @@ def _lodge(lib: Library, mfr: str, image: bytes, entry: str, work: Path) -> None
     path = work / f"{mfr}-{hashlib.sha256(image).hexdigest()[:12]}.cflb"
     write_bundle(path, submission.bundle)
     with lib.repo.locked():
-        result = lib.repo.ingest(path, now=lib.tick())
+        result = ingest_op(lib.repo, path, now=lib.tick())
     assert result.status == "accepted", result.messages
 
 
@@ -170,10 +173,14 @@ def build(count: int, base: Path) -> Library:
     per, entries = _images(count)
     lib = Library(repo, repo.default_out, {}, {}, now)
     with repo.locked():
-        repo.import_cpl(CplDocument.of(entries, "0" * 64, format_timestamp(now)), now=lib.tick())
+        import_cpl_op(
+            repo, CplDocument.of(entries, "0" * 64, format_timestamp(now)), now=lib.tick()
+        )
         for mfr in per:
             lib.signers[mfr] = CryptoSigner.generate_ed25519()
-            repo.add_manufacturer(mfr, f"Maker {mfr}", [lib.signers[mfr].public_key], 1, now=now)
+            add_manufacturer_op(
+                repo, mfr, f"Maker {mfr}", [lib.signers[mfr].public_key], 1, now=now
+            )
     inbox = base / "inbox"
     inbox.mkdir()
     lodged = count // MANUFACTURERS

@@ -9,26 +9,23 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from metadata_templates import identifiers
-from metadata_templates.errors import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
-    ConfigurationError,
-)
-from metadata_templates.output import json_document, reports_errors, utc_now
+from metadata_templates.errors import EXIT_FAILURE, ConfigurationError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool import __version__
-from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
+from repo_tool.config import TOP_LEVEL_ROLES
+from repo_tool.console import emit_json as _emit_json
+from repo_tool.console import err as _err
+from repo_tool.console import prompt_secret as _prompt_secret
+from repo_tool.console import run, utc_now
 from repo_tool.keys import (
-    DEV_KEY_WARNING,
     KEY_TYPES,
     PASSPHRASE_ENV,
     SignerRef,
@@ -36,35 +33,12 @@ from repo_tool.keys import (
     write_keypair,
 )
 
+if TYPE_CHECKING:
+    from repo_tool.repository import Repository
+
 logger = logging.getLogger("repo_tool")
 
-
 _now = utc_now
-
-
-def _err(message: str) -> None:
-    click.echo(message, err=True)
-
-
-HSM_PIN_ENV = "CFL_HSM_PIN"
-
-
-def _prompt_secret(name: str) -> str:
-    """The secrets handler signers call: an environment variable for unattended runs (cron), else a
-    hidden prompt on a terminal."""
-    env = HSM_PIN_ENV if name.lower() == "pin" else PASSPHRASE_ENV
-    if env in os.environ:
-        return os.environ[env]
-    if not sys.stdin.isatty():
-        raise ConfigurationError(f"a {name} is needed but stdin is not a terminal; set {env}")
-    return str(click.prompt(f"Enter {name}", hide_input=True, err=True))
-
-
-def _emit_json(doc: dict[str, Any]) -> None:
-    click.echo(json_document(doc))
-
-
-handle_errors = reports_errors(logger, "nothing was committed by the interrupted step")
 
 
 def _repo_path(ctx: click.Context) -> Path:
@@ -74,7 +48,7 @@ def _repo_path(ctx: click.Context) -> Path:
     return path
 
 
-def _open_repo(ctx: click.Context) -> Any:
+def _open_repo(ctx: click.Context) -> Repository:
     from repo_tool.repository import Repository
 
     return Repository.open(_repo_path(ctx), secrets_handler=_prompt_secret)
@@ -150,7 +124,6 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     help="Largest image accepted, in octets (DUIS limit).",
 )
 @click.pass_context
-@handle_errors
 def init(
     ctx: click.Context,
     dev_keys: bool,
@@ -168,37 +141,29 @@ def init(
                     --key targets t.pub.pem hsm:... --key snapshot s.pub.pem encfile:/k/s.pem \\
                     --key timestamp ts.pub.pem encfile:/k/ts.pem
     """
-    from repo_tool.repository import Repository
+    from repo_tool.ops.init import (
+        configuration,
+        development_signers,
+        initialise,
+        refuse_initialised,
+    )
 
     path = _repo_path(ctx)
-    if (path / "state" / "head.json").exists():
-        raise ConfigurationError(
-            f"{path}: already initialised (state/head.json exists); refusing to re-initialise it",
-            hint="use another --repo directory for a new library",
-        )
+    refuse_initialised(path)
     if dev_keys == bool(keys):
         raise ConfigurationError("choose exactly one of --dev-keys or --key ROLE PUB.pem URI")
-    signers: dict[str, list[SignerRef]] = {role: [] for role in TOP_LEVEL_ROLES}
     if dev_keys:
         if root_threshold > root_keys:
             raise ConfigurationError(
                 f"--root-threshold: found {root_threshold}, expected at most --root-keys ({root_keys})"
             )
-        keys_dir = path / "keys"
-        for role in TOP_LEVEL_ROLES:
-            for n in range(1, (root_keys if role == "root" else 1) + 1):
-                # No head yet, so no key here can have signed anything anyone trusts: a key
-                # left by an init killed before its commit is replaced, and the re-run succeeds.
-                key, _uri = write_keypair(
-                    keys_dir / f"DEV-ONLY-{role}-{n}.pem", label=DEV_KEY_WARNING, overwrite=True
-                )
-                signers[role].append(SignerRef(key, f"file2:keys/DEV-ONLY-{role}-{n}.pem"))
+        signers = development_signers(path, root_keys)
         _err(
-            "warning: DEVELOPMENT KEYS written unencrypted to "
-            + str(keys_dir)
-            + " - never use them for a real library"
+            f"warning: DEVELOPMENT KEYS written unencrypted to {path / 'keys'} - never use them for a "
+            "real library"
         )
     else:
+        signers = {role: [] for role in TOP_LEVEL_ROLES}
         for role, pem, uri in keys:
             if role not in TOP_LEVEL_ROLES:
                 raise ConfigurationError(
@@ -209,28 +174,10 @@ def init(
             except OSError as e:
                 raise ConfigurationError(f"--key {role} {pem}: cannot read ({e.strerror})") from e
             signers[role].append(SignerRef(public_key_from_pem(data, source=pem), uri))
-        empty = [role for role in TOP_LEVEL_ROLES if not signers[role]]
-        if empty:
-            raise ConfigurationError(
-                f"--key: found no key for {empty}, expected at least one per top-level role"
-            )
-    thresholds = {role: 1 for role in TOP_LEVEL_ROLES} | {"root": root_threshold}
-    if root_threshold > len(signers["root"]):
-        raise ConfigurationError(
-            f"--root-threshold: found {root_threshold}, expected at most {len(signers['root'])} (root keys)"
-        )
-    policy = DEFAULT_POLICY.from_dict(
-        DEFAULT_POLICY.to_dict()
-        | {"root_keys": len(signers["root"]), "root_threshold": root_threshold}
+    config = configuration(
+        signers, root_threshold=root_threshold, image_size_cap=image_size_cap, dev_keys=dev_keys
     )
-    config = RepoConfig(
-        policy=policy,
-        signers={role: tuple(refs) for role, refs in signers.items()},
-        thresholds=thresholds,
-        image_size_cap=image_size_cap,
-        dev_keys=dev_keys,
-    )
-    Repository.create(path, config, now=_now(), secrets_handler=_prompt_secret)
+    initialise(path, config, now=_now(), secrets_handler=_prompt_secret)
     _err(f"initialised repository {path} (root {root_threshold} of {len(signers['root'])} keys)")
     _err(f"next: cfl-repo --repo {path} cpl import CPL.csv")
 
@@ -247,17 +194,17 @@ def cpl() -> None:
 @click.argument("cpl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.pass_context
-@handle_errors
 def cpl_import(ctx: click.Context, cpl_file: Path, as_json: bool) -> None:
     """Validate and load a CPL (CSV or XLSX); every bad row is reported, nothing changes on error."""
     from metadata_templates.custom import format_timestamp
     from repo_tool.cpl import read_cpl
+    from repo_tool.ops.cpl_import import import_cpl
 
     repo = _open_repo(ctx)
     now = _now()
     doc = read_cpl(cpl_file, imported=format_timestamp(now))
     with repo.locked():
-        version = repo.import_cpl(doc, now=now)
+        version = import_cpl(repo, doc, now=now)
     _err(
         f"imported {len(doc.entries)} CPL entries from {cpl_file}; staged targets version {version}"
     )
@@ -298,7 +245,6 @@ def manufacturer() -> None:
     help="Signatures each role version needs.",
 )
 @click.pass_context
-@handle_errors
 def manufacturer_add(
     ctx: click.Context, manufacturer_id: str, name: str, key_files: tuple[Path, ...], threshold: int
 ) -> None:
@@ -307,10 +253,12 @@ def manufacturer_add(
         mfr = identifiers.manufacturer_id(manufacturer_id, "MANUFACTURER_ID")
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
+    from repo_tool.ops.manufacturers import add_manufacturer
+
     keys = [public_key_from_pem(p.read_bytes(), source=str(p)) for p in key_files]
     repo = _open_repo(ctx)
     with repo.locked():
-        record = repo.add_manufacturer(mfr, name, keys, threshold, now=_now())
+        record = add_manufacturer(repo, mfr, name, keys, threshold, now=_now())
     _err(
         f"registered {mfr} ({name}) with {len(record.keys)} key(s), threshold {threshold}; its role mfr-{mfr} "
         "is delegated when its first deposit is accepted"
@@ -320,38 +268,23 @@ def manufacturer_add(
 # ---------------------------------------------------------------------------------------- ingest
 
 
-def _bundles_in(paths: tuple[Path, ...]) -> list[Path]:
-    from repo_tool.bundle import BUNDLE_SUFFIX
-
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.iterdir() if p.is_file() and p.suffix == BUNDLE_SUFFIX)
-            )
-        else:
-            found.append(path)
-    return found
-
-
 @cli.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the stable ingest report on stdout.")
 @click.pass_context
-@handle_errors
 def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None:
     """Run the gateway on bundles (files, or inbox folders of *.cflb). Accepted bundles are staged
     for the next publish; rejected ones change nothing and are kept under R/rejected with a report."""
-    from repo_tool.repository import IngestResult
+    from repo_tool.ops.ingest import IngestResult, bundles_in, ingest
 
     repo = _open_repo(ctx)
-    bundles = _bundles_in(sources)
+    bundles = bundles_in(sources)
     if not bundles:
         raise ConfigurationError(f"found no bundles (*.cflb) in {[str(s) for s in sources]}")
     results: list[IngestResult] = []
     with repo.locked():
         for path in _progress(bundles, "ingesting", enabled=not as_json):
-            result = repo.ingest(path, now=_now())
+            result = ingest(repo, path, now=_now())
             results.append(result)
             if result.status == "accepted":
                 _err(f"accepted  {path.name} -> {result.target}")
@@ -401,7 +334,6 @@ def _build_site_into(out: Path, root_bytes: bytes, now: datetime) -> Path:
 @click.option("--no-site", is_flag=True, help="Do not refresh the website under OUT/site.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
 @click.pass_context
-@handle_errors
 def publish(ctx: click.Context, out: Path | None, no_site: bool, as_json: bool) -> None:
     """Write the static tree: blobs, manufacturer roles, targets, snapshot, timestamp.json last.
 
@@ -434,16 +366,16 @@ def publish(ctx: click.Context, out: Path | None, no_site: bool, as_json: bool) 
 )
 @click.option("--force", is_flag=True, help="Re-sign even if nothing is close to expiry.")
 @click.pass_context
-@handle_errors
 def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
     """Re-sign roles the provider holds that are past half their validity, then publish. Run from cron
     (e.g. hourly): timestamp lives 1 day, snapshot 7, targets 90 by default."""
+    from repo_tool.ops.refresh import refresh as do_refresh
     from repo_tool.publisher import publish as do_publish
 
     repo = _open_repo(ctx)
     now = _now()
     with repo.locked():
-        resigned = repo.refresh(now=now, force=force)
+        resigned = do_refresh(repo, now=now, force=force)
     report = do_publish(repo, out or repo.default_out, now=now)
     _err(
         f"re-signed: {', '.join(resigned) or 'nothing was due'}; timestamp {report.timestamp_version}"
@@ -471,7 +403,6 @@ def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
     "--threshold", type=click.IntRange(1), help="The role's new threshold (default: unchanged)."
 )
 @click.pass_context
-@handle_errors
 def rotate_keys(
     ctx: click.Context,
     role: str,
@@ -495,10 +426,12 @@ def rotate_keys(
         except OSError as e:
             raise ConfigurationError(f"--add {pem}: cannot read ({e.strerror})") from e
         refs.append(SignerRef(public_key_from_pem(data, source=pem), uri))
+    from repo_tool.ops.rotate_keys import rotate_keys as do_rotate_keys
+
     repo = _open_repo(ctx)
     with repo.locked():
-        version = repo.rotate_keys(
-            role, add=refs, remove=list(removed), threshold=threshold, now=_now()
+        version = do_rotate_keys(
+            repo, role, add=refs, remove=list(removed), threshold=threshold, now=_now()
         )
     _err(f"root version {version} rotates the {role} keys; run `cfl-repo publish` to publish it")
 
@@ -507,71 +440,28 @@ def rotate_keys(
 @click.argument("target")
 @click.option("--reason", required=True, help="Why it is withdrawn (recorded and published).")
 @click.pass_context
-@handle_errors
 def withdraw(ctx: click.Context, target: str, reason: str) -> None:
     """Withdraw an image: an explicit, recorded event. The blob and its signed metadata stay; clients
     stop recommending and downloading it after the next publish."""
+    from repo_tool.ops.withdraw import withdraw as do_withdraw
+
     repo = _open_repo(ctx)
     with repo.locked():
-        withdrawal = repo.withdraw(target, reason, now=_now())
+        withdrawal = do_withdraw(repo, target, reason, now=_now())
     _err(f"withdrew {withdrawal.target} at {withdrawal.withdrawn}; run `cfl-repo publish`")
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print status as JSON on stdout.")
 @click.pass_context
-@handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
     """What is staged: versions, expiry dates, manufacturers, images, and what publish would change."""
+    from repo_tool.ops.status import status_report
+
     repo = _open_repo(ctx)
-    head = repo.head
-    roles: dict[str, Any] = {}
-    for role, md in (
-        ("root", repo.root()),
-        ("targets", repo.targets()),
-        ("snapshot", repo.snapshot()),
-        ("timestamp", repo.timestamp()),
-    ):
-        if md is not None:
-            roles[role] = {"version": md.signed.version, "expires": md.signed.expires.isoformat()}
-    for name in sorted(head.roles):
-        md = repo.role(name)
-        roles[name] = {
-            "version": md.signed.version,
-            "expires": md.signed.expires.isoformat(),
-            "targets": len(md.signed.targets),
-        }
-    snapshot = repo.snapshot()
-    published_versions = (
-        {k.removesuffix(".json"): v.version for k, v in snapshot.signed.meta.items()}
-        if snapshot
-        else {}
-    )
-    pending = sorted(
-        name
-        for name, v in ({"targets": head.targets_version} | head.roles).items()
-        if published_versions.get(name) != v
-    )
-    cpl = repo.cpl()
-    doc = {
-        "repository": str(repo.path),
-        "dev_keys": repo.config.dev_keys,
-        "roles": roles,
-        "manufacturers": {
-            k: {
-                "name": v.name,
-                "threshold": v.threshold,
-                "keys": len(v.keys),
-                "delegated": f"mfr-{k}" in head.roles,
-            }
-            for k, v in sorted(head.manufacturers.items())
-        },
-        "cpl_entries": len(cpl.entries) if cpl else 0,
-        "images": sum(r.get("targets", 0) for r in roles.values()),
-        "withdrawn": len(repo.withdrawals().withdrawals),
-        "unpublished_changes": pending,
-        "expiring_soon": _expiring(roles, _now()),
-    }
+    doc = status_report(repo, now=_now())
+    roles = doc["roles"]
+    pending = doc["unpublished_changes"]
     if as_json:
         _emit_json(doc)
         return
@@ -592,21 +482,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"images: {doc['images']}; withdrawn: {doc['withdrawn']}"
     )
     _err(f"unpublished changes: {', '.join(pending) or 'none'}")
-
-
-EXPIRY_WARNING = timedelta(days=30)
-
-
-def _expiring(roles: dict[str, Any], now: datetime) -> list[str]:
-    """Roles that expire within 30 days (timestamp and snapshot are short-lived by design and are
-    re-signed by `refresh`; they are reported only once actually expired)."""
-    soon: list[str] = []
-    for name, info in roles.items():
-        expires = datetime.fromisoformat(info["expires"])
-        window = timedelta(0) if name in ("timestamp", "snapshot") else EXPIRY_WARNING
-        if expires - now <= window:
-            soon.append(name)
-    return soon
 
 
 # ------------------------------------------------------------------------------------------ site
@@ -635,7 +510,6 @@ def site() -> None:
     help="Trusted root (default the repository's 1.root.json).",
 )
 @click.pass_context
-@handle_errors
 def site_build(
     ctx: click.Context, out: Path | None, published: Path | None, root_file: Path | None
 ) -> None:
@@ -669,7 +543,6 @@ def site_build(
     help="The root you trust (e.g. 1.root.json received out of band).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@handle_errors
 def verify(published_dir: Path, root_file: Path, as_json: bool) -> None:
     """Independently check a published tree: every signature, delegation, version, blob length and
     hash, and that snapshot and timestamp agree. Exit 1 with every problem listed if anything is off."""
@@ -757,7 +630,6 @@ def serve(published_dir: Path, port: int, bind: str) -> None:
     show_default=True,
     help=f"Encrypt the private key with a passphrase (prompt, or {PASSPHRASE_ENV}).",
 )
-@handle_errors
 def keygen(private_key: Path, key_type: str, encrypt: bool) -> None:
     """Generate a key pair: PRIVATE_KEY (0600) and PRIVATE_KEY's .pub.pem beside it. Give the public
     PEM to the provider (manufacturer add / init --key); keep the private one offline."""
@@ -845,7 +717,6 @@ def _confirm_passphrase() -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Bundle file to write (*.cflb).",
 )
-@handle_errors
 def submit(
     image_file: Path | None,
     manufacturer_id: str,
@@ -940,7 +811,6 @@ def submit(
 @cli.command("demo-data")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)
-@handle_errors
 def demo_data(out_dir: Path, seed: int) -> None:
     """Write a coherent sample dataset: CPL (CSV and XLSX), GBCS images for three manufacturers,
     their declarations and a supplier estate."""
@@ -952,12 +822,5 @@ def demo_data(out_dir: Path, seed: int) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    try:
-        cli(standalone_mode=True)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    sys.exit(EXIT_OK)
-
-
-_ = EXIT_USAGE  # usage errors exit 2 through click itself
+    """Console-script entry point: the one place errors become exit codes (repo_tool/console.py)."""
+    run(cli, interrupted="nothing was committed by the interrupted step")

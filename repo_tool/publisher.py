@@ -23,6 +23,7 @@ from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import exclusive_lock
+from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.repository import Repository
 
 PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "timestamp")
@@ -96,7 +97,7 @@ def publish(
     report = PublishReport(out=out)
     out.mkdir(parents=True, exist_ok=True)
     with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
-        report.signed_new_snapshot = repo.stage_snapshot(now=now)
+        report.signed_new_snapshot = stage_snapshot(repo, now=now)
         head = repo.head
         metadata_dir = out / "metadata"
         targets_dir = out / "targets"

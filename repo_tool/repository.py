@@ -1,20 +1,20 @@
-"""The provider's repository working directory: staged state, signing, and the gateway's effects.
+"""The state layer's transaction API over a repository working directory: paths, the lock, the head
+and its one commit, reading and staging signed metadata, and signing with the configured keys.
 
 Layout of a working directory R::
 
     cfl-repo.json               configuration (policy, signer URIs and public keys per role)
     state/head.json             the commit point: which version of everything is current
-    state/metadata/<role>/N.json  every signed metadata version ever staged (immutable)
+    state/metadata/<role>/N.json  every signed metadata version ever staged (immutable once committed)
     state/index/<sha>.json      the duplicate index of a head (immutable, content-addressed)
     blobs/<ab>/<sha256>         images and provider documents (immutable, content-addressed)
-    release-notes/<sha256>      release notes, kept by the provider and never published
     rejected/<when>-<name>/     rejected bundles with their report.json
-    events.jsonl                append-only audit log (imports, registrations, ingests, withdrawals)
+    events.jsonl                the event log: every commit, numbered (state/journal.py)
     public/                     the default published tree
 
-Every mutation writes its new immutable files first and then replaces ``state/head.json`` in one
-atomic rename: a crash at any point leaves the previous head, and therefore the previous repository,
-intact. Nothing is ever half-added.
+An operation (``repo_tool.ops``) writes its new immutable files first and then calls `commit` once:
+a crash at any instruction leaves the previous head, and therefore the previous repository, intact,
+and a file a killed operation staged but never committed is replaced by the next one.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from securesystemslib.signer import Key, SecretsHandler, Signer
+from securesystemslib.signer import SecretsHandler, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
-    Delegations,
     Metadata,
     MetaFile,
     Root,
@@ -43,115 +41,19 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument
-from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
+from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.locking import exclusive_lock
-from metadata_templates.withdrawals import Withdrawal, WithdrawalList
-from repo_tool import journal
-from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError, read_bundle
-from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
-from repo_tool.gateway import (
-    Code,
-    Finding,
-    GatewayContext,
-    LibraryIndex,
-    RegisteredManufacturer,
-    Verdict,
-    check_bundle,
-    manufacturer_delegation,
-)
+from metadata_templates.withdrawals import WithdrawalList
+from repo_tool.config import RepoConfig
+from repo_tool.gateway import LibraryIndex
 from repo_tool.keys import SignerRef, load_signer
+from repo_tool.state import journal
+from repo_tool.state.head import Head
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
-
-
-@dataclass(frozen=True)
-class ManufacturerRecord:
-    """A registered manufacturer as the provider stores it."""
-
-    id: str
-    name: str
-    keys: dict[str, dict[str, Any]]  # keyid -> TUF key dict
-    threshold: int
-    registered: str
-
-    def as_registered(self) -> RegisteredManufacturer:
-        return RegisteredManufacturer(
-            id=self.id,
-            name=self.name,
-            keys={keyid: Key.from_dict(keyid, dict(key)) for keyid, key in self.keys.items()},
-            threshold=self.threshold,
-        )
-
-
-@dataclass(frozen=True)
-class Head:
-    """The current state of the repository; replaced atomically on every change."""
-
-    root_version: int = 1
-    targets_version: int = 1
-    roles: dict[str, int] = field(default_factory=dict)
-    manufacturers: dict[str, ManufacturerRecord] = field(default_factory=dict)
-    cpl_sha256: str | None = None
-    withdrawals_sha256: str | None = None
-    index_sha256: str | None = None
-    snapshot_version: int = 0
-    timestamp_version: int = 0
-    # The journal: the events of the last commit travel inside the commit itself, numbered, so a
-    # crash between replacing head.json and appending to events.jsonl cannot lose them (they are
-    # appended when the repository is next locked) nor log a change that never happened.
-    event_seq: int = 0
-    last_events: list[dict[str, Any]] = field(default_factory=list)
-
-    def committed_version(self, role: str) -> int:
-        """The version of ``role`` this head makes current (0 when it has none)."""
-        fixed = {
-            Root.type: self.root_version,
-            Targets.type: self.targets_version,
-            Snapshot.type: self.snapshot_version,
-            Timestamp.type: self.timestamp_version,
-        }
-        return fixed[role] if role in fixed else self.roles.get(role, 0)
-
-    def to_bytes(self) -> bytes:
-        doc = asdict(self)
-        doc["schema_version"] = SCHEMA_VERSION
-        return json.dumps(doc, indent=1, sort_keys=True).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Head:
-        doc = json.loads(data)
-        doc.pop("schema_version", None)
-        doc["manufacturers"] = {k: ManufacturerRecord(**v) for k, v in doc["manufacturers"].items()}
-        return cls(**doc)
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """The outcome for one bundle, in the stable `ingest --json` shape."""
-
-    bundle: str
-    status: str  # "accepted" | "rejected"
-    target: str | None
-    reasons: list[str]
-    messages: list[str]
-    kept_at: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "bundle": self.bundle,
-            "status": self.status,
-            "target": self.target,
-            "reasons": self.reasons,
-            "messages": self.messages,
-        }
-        if self.kept_at:
-            doc["kept_at"] = self.kept_at
-        return doc
 
 
 class Repository:
@@ -193,48 +95,6 @@ class Repository:
         repo.head  # noqa: B018  (fail early on an unreadable head)
         return repo
 
-    @classmethod
-    def create(
-        cls,
-        path: Path,
-        config: RepoConfig,
-        *,
-        now: datetime,
-        secrets_handler: SecretsHandler | None = None,
-    ) -> Repository:
-        """Create version 1 of root and targets in a new working directory.
-
-        Raises:
-            ConfigurationError: the directory is a repository already, or a key cannot sign.
-        """
-        if (path / "state" / "head.json").exists():
-            raise ConfigurationError(
-                f"{path} is a repository already; refusing to re-initialise it"
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        repo = cls(path, config, secrets_handler=secrets_handler)
-        with repo.locked():
-            root = Root(
-                version=1, expires=now + config.policy.expiry(Root.type), consistent_snapshot=True
-            )
-            root.spec_version = SPEC_VERSION
-            for role in TOP_LEVEL_ROLES:
-                for ref in config.signers[role]:
-                    root.add_key(ref.public_key, role)
-                root.roles[role].threshold = config.thresholds[role]
-            root_md = repo._sign(Metadata(root), Root.type, delegator=None)
-            targets = Targets(version=1, expires=now + config.policy.expiry(Targets.type))
-            targets.spec_version = SPEC_VERSION
-            targets_md = repo._sign(Metadata(targets), Targets.type, delegator=root)
-            repo._write_metadata(Root.type, root_md)
-            repo._write_metadata(Targets.type, targets_md)
-            config.save(path)
-            repo._commit(
-                Head(),
-                event={"event": "init", "at": format_timestamp(now), "dev_keys": config.dev_keys},
-            )
-        return repo
-
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the repository lock (every mutating command does).
@@ -246,7 +106,7 @@ class Repository:
         with exclusive_lock(self.path / ".lock", what="cfl-repo command"):
             self._head = None  # re-read under the lock
             if (self.state_dir / "head.json").exists():
-                self._after_commit(self.head)
+                self.after_commit(self.head)
             yield
 
     @property
@@ -261,7 +121,7 @@ class Repository:
                 raise ConfigurationError(f"{path}: unreadable ({e!r})") from e
         return self._head
 
-    def _commit(self, head: Head, *, event: dict[str, Any], **more: dict[str, Any]) -> None:
+    def commit(self, head: Head, *, event: dict[str, Any], **more: dict[str, Any]) -> None:
         """The single atomic step that makes a change real.
 
         ``event`` (and any further events given by keyword, in order) are numbered and committed
@@ -272,9 +132,9 @@ class Repository:
         head = replace(head, event_seq=base + len(numbered), last_events=numbered)
         atomic_write_bytes(self.state_dir / "head.json", head.to_bytes())
         self._head = head
-        self._after_commit(head)
+        self.after_commit(head)
 
-    def _after_commit(self, head: Head) -> None:
+    def after_commit(self, head: Head) -> None:
         """Carry out, at most once more, what a commit implies outside ``state/``: a key change's new
         configuration, then the event lines. Idempotent, so it may run after a crash."""
         log = self.path / "events.jsonl"
@@ -347,7 +207,7 @@ class Repository:
             doc["file_sha256"], doc["manufacturer_image_sha256"], doc["cpl_entries"]
         )
 
-    def _write_index(self, index: LibraryIndex) -> str:
+    def write_index(self, index: LibraryIndex) -> str:
         data = json.dumps(
             {
                 "file_sha256": dict(index.file_sha256),
@@ -365,7 +225,7 @@ class Repository:
     def _added_path(self, role: str, version: int) -> Path:
         return self.state_dir / "metadata" / role / f"{version}.added.json"
 
-    def _write_added(self, role: str, version: int, targets: list[TargetFile]) -> None:
+    def write_added(self, role: str, version: int, targets: list[TargetFile]) -> None:
         """Record which targets a role version added, so publishing it need not parse the role."""
         doc = [{"path": t.path, "sha256": t.hashes["sha256"]} for t in targets]
         atomic_write_bytes(self._added_path(role, version), json.dumps(doc).encode())
@@ -384,10 +244,10 @@ class Repository:
 
     # -------------------------------------------------------------------------------- signing
 
-    def _signers(self, role: str, config: RepoConfig | None = None) -> list[SignerRef]:
+    def signers(self, role: str, config: RepoConfig | None = None) -> list[SignerRef]:
         return list((config or self.config).signers[role])
 
-    def _signer(self, ref: SignerRef) -> Signer:
+    def signer(self, ref: SignerRef) -> Signer:
         """Load a signer once per command: a passphrase prompt or an HSM login per key, not per
         signature."""
         cached = self._signer_cache.get((ref.keyid, ref.uri))
@@ -396,7 +256,7 @@ class Repository:
             self._signer_cache[(ref.keyid, ref.uri)] = cached
         return cached
 
-    def _sign(
+    def sign(
         self,
         md: Metadata[Any],
         role: str,
@@ -406,8 +266,8 @@ class Repository:
     ) -> Metadata[Any]:
         """Sign with every configured key of a top-level role, then verify before anything is written."""
         md.signatures.clear()
-        for ref in self._signers(role, config):
-            md.sign(self._signer(ref), append=True)
+        for ref in self.signers(role, config):
+            md.sign(self.signer(ref), append=True)
         check_root = delegator if delegator is not None else md.signed
         try:
             check_root.verify_delegate(role, md.signed_bytes, md.signatures)
@@ -418,10 +278,10 @@ class Repository:
             ) from e
         return md
 
-    def _write_metadata(self, role: str, md: Metadata[Any]) -> None:
-        self._write_staged(role, md.signed.version, md.to_bytes())
+    def write_metadata(self, role: str, md: Metadata[Any]) -> None:
+        self.write_staged(role, md.signed.version, md.to_bytes())
 
-    def _write_staged(self, role: str, version: int, data: bytes) -> None:
+    def write_staged(self, role: str, version: int, data: bytes) -> None:
         """Write a metadata version that the next commit will make current.
 
         A committed version is immutable. A file for a later version can only be the orphan of a
@@ -439,11 +299,11 @@ class Repository:
             )
         atomic_write_bytes(path, data)
 
-    def _bump(self, signed: Signed, role: str, now: datetime) -> None:
+    def bump(self, signed: Signed, role: str, now: datetime) -> None:
         signed.version += 1
         signed.expires = now + self.config.policy.expiry(role)
 
-    def _stage_targets(
+    def stage_targets(
         self,
         change: Callable[[Targets], None],
         now: datetime,
@@ -458,310 +318,16 @@ class Repository:
         """
         md = self.targets()
         change(md.signed)
-        self._bump(md.signed, Targets.type, now)
+        self.bump(md.signed, Targets.type, now)
         delegator = root if root is not None else self.root().signed
-        self._write_metadata(
-            Targets.type, self._sign(md, Targets.type, delegator=delegator, config=config)
+        self.write_metadata(
+            Targets.type, self.sign(md, Targets.type, delegator=delegator, config=config)
         )
         return md.signed.version
 
     # ---------------------------------------------------------------------------- operations
 
-    def import_cpl(self, doc: CplDocument, *, now: datetime) -> int:
-        """Store the CPL and publish it as target ``cfl/cpl.json`` of the top-level targets role.
-
-        Returns the new targets version.
-        """
-        data = doc.to_bytes()
-        sha = self.blobs.put(data)
-
-        def change(targets: Targets) -> None:
-            targets.targets[naming.CPL_TARGET_PATH] = TargetFile(
-                len(data), {"sha256": sha}, naming.CPL_TARGET_PATH
-            )
-
-        version = self._stage_targets(change, now)
-        self._commit(
-            replace(self.head, cpl_sha256=sha, targets_version=version),
-            event={
-                "event": "cpl-import",
-                "at": format_timestamp(now),
-                "cpl_sha256": sha,
-                "source_sha256": doc.source_sha256,
-                "entries": len(doc.entries),
-            },
-        )
-        return version
-
-    def add_manufacturer(
-        self, manufacturer_id: str, name: str, keys: list[Key], threshold: int, *, now: datetime
-    ) -> ManufacturerRecord:
-        """Register a manufacturer's keys. Its delegation appears with its first accepted deposit,
-        so the published targets never delegate to a role that has no metadata (which would break
-        every client that walks the delegations).
-
-        Raises:
-            RejectedInputError: already registered, no keys, duplicate keys, or a bad threshold.
-        """
-        if manufacturer_id in self.head.manufacturers:
-            raise RejectedInputError(
-                f"manufacturer {manufacturer_id}: found it registered already, expected a new manufacturer ID",
-                hint="key rotation for a registered manufacturer is not supported yet",
-            )
-        keyids = {key.keyid for key in keys}
-        if not keys or len(keyids) != len(keys):
-            raise RejectedInputError(
-                f"--key: found {len(keys)} key(s), {len(keyids)} distinct; expected >= 1, distinct"
-            )
-        if not 1 <= threshold <= len(keys):
-            raise RejectedInputError(
-                f"--threshold: found {threshold}, expected 1..{len(keys)} (the number of keys)"
-            )
-        record = ManufacturerRecord(
-            id=manufacturer_id,
-            name=name,
-            keys={key.keyid: key.to_dict() for key in keys},
-            threshold=threshold,
-            registered=format_timestamp(now),
-        )
-        manufacturers = dict(self.head.manufacturers)
-        manufacturers[manufacturer_id] = record
-        self._commit(
-            replace(self.head, manufacturers=manufacturers),
-            event={
-                "event": "manufacturer-add",
-                "at": format_timestamp(now),
-                "manufacturer": manufacturer_id,
-                "keyids": sorted(keyids),
-                "threshold": threshold,
-            },
-        )
-        return record
-
-    def gateway_context(self, now: datetime) -> GatewayContext:
-        head = self.head
-        return GatewayContext(
-            cpl=self.cpl(),
-            manufacturers={k: v.as_registered() for k, v in head.manufacturers.items()},
-            # Loaded on demand: checking one bundle should not parse every manufacturer's role.
-            current_role=lambda name: self.role(name) if name in head.roles else None,
-            index=self.index(),
-            now=now,
-            image_size_cap=self.config.image_size_cap,
-            role_validity=self.config.policy.manufacturer_validity(),
-        )
-
-    def ingest(self, bundle_path: Path, *, now: datetime) -> IngestResult:
-        """Run the gateway on one bundle and stage it if accepted; keep it with a report if not."""
-        try:
-            bundle = read_bundle(bundle_path)
-        except BundleError as e:
-            verdict = Verdict((Finding(Code.MALFORMED_BUNDLE, str(e)),), None, None)
-            return self._reject(bundle_path, verdict, now)
-        if bundle.kind == KIND_RENEWAL:
-            return self._ingest_renewal(bundle_path, bundle, now)
-        staged = self.blobs.stage(bundle.image)  # written while the gateway hashes
-        try:
-            context = self.gateway_context(now)
-            verdict = check_bundle(bundle, context)
-        except BaseException:
-            staged.discard()
-            raise
-        accepted = verdict.accepted
-        if accepted is None:
-            staged.discard()
-            return self._reject(bundle_path, verdict, now)
-
-        head = self.head
-        staged.commit(accepted.digests.file_sha256)
-        if bundle.release_notes is not None:
-            notes = self.path / "release-notes" / hashlib.sha256(bundle.release_notes).hexdigest()
-            if not notes.exists():
-                atomic_write_bytes(notes, bundle.release_notes, mode=0o600)
-        # Keep exactly the bytes the manufacturer signed.
-        self._write_staged(accepted.role_name, accepted.role.signed.version, bundle.role_bytes)
-        self._write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
-
-        index = context.index  # read once for the duplicate check; the lock keeps it current
-        target_path = accepted.target.path
-        new_index = LibraryIndex(
-            {**index.file_sha256, accepted.digests.file_sha256: target_path},
-            {
-                **index.manufacturer_image_sha256,
-                accepted.digests.manufacturer_image_sha256: target_path,
-            },
-            {
-                **index.cpl_entries,
-                **{entry_id: target_path for entry_id in bundle.declaration.cpl_entries},
-            },
-        )
-        roles = dict(head.roles)
-        first_deposit = accepted.role_name not in roles
-        roles[accepted.role_name] = accepted.role.signed.version
-        targets_version = head.targets_version
-        if first_deposit:
-            manufacturer = head.manufacturers[bundle.manufacturer_id]
-            targets_version = self._stage_targets(lambda t: _delegate(t, manufacturer), now)
-        self._commit(
-            replace(
-                head,
-                roles=roles,
-                targets_version=targets_version,
-                index_sha256=self._write_index(new_index),
-            ),
-            event={
-                "event": "ingest-accepted",
-                "at": format_timestamp(now),
-                "bundle": bundle_path.name,
-                "target": target_path,
-                "sha256": accepted.digests.file_sha256,
-                "role": accepted.role_name,
-                "role_version": accepted.role.signed.version,
-            },
-        )
-        return IngestResult(bundle_path.name, "accepted", target_path, [], [])
-
-    def _ingest_renewal(self, bundle_path: Path, bundle: Bundle, now: datetime) -> IngestResult:
-        verdict = check_bundle(bundle, self.gateway_context(now))
-        role = verdict.renewal
-        if role is None:
-            return self._reject(bundle_path, verdict, now)
-        role_name = naming.role_name(bundle.manufacturer_id)
-        self._write_staged(role_name, role.signed.version, bundle.role_bytes)
-        self._write_added(role_name, role.signed.version, [])
-        roles = dict(self.head.roles)
-        roles[role_name] = role.signed.version
-        self._commit(
-            replace(self.head, roles=roles),
-            event={
-                "event": "ingest-renewal",
-                "at": format_timestamp(now),
-                "bundle": bundle_path.name,
-                "role": role_name,
-                "role_version": role.signed.version,
-                "expires": format_timestamp(role.signed.expires),
-            },
-        )
-        return IngestResult(bundle_path.name, "accepted", None, [], [])
-
-    def _reject(self, bundle_path: Path, verdict: Verdict, now: datetime) -> IngestResult:
-        stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-        keep = self.path / "rejected" / f"{stamp}-{bundle_path.name}"
-        suffix = 1
-        while keep.exists():
-            suffix += 1
-            keep = self.path / "rejected" / f"{stamp}-{suffix}-{bundle_path.name}"
-        result = IngestResult(
-            bundle=bundle_path.name,
-            status="rejected",
-            target=verdict.target,
-            reasons=verdict.codes,
-            messages=[f"{f.code.value}: {f.message}" for f in verdict.findings],
-            kept_at=str(keep.relative_to(self.path)),
-        )
-        keep.mkdir(parents=True)
-        with contextlib.suppress(OSError):
-            shutil.copyfile(bundle_path, keep / bundle_path.name)
-        report = {
-            "schema_version": SCHEMA_VERSION,
-            "rejected": format_timestamp(now),
-            **result.to_dict(),
-        }
-        atomic_write_bytes(
-            keep / "report.json", json.dumps(report, indent=2, sort_keys=True).encode()
-        )
-        journal.append(
-            self.path / "events.jsonl",
-            [
-                {
-                    "event": "ingest-rejected",
-                    "at": format_timestamp(now),
-                    "bundle": bundle_path.name,
-                    "reasons": result.reasons,
-                    # Not a commit: it records which commit it followed (see journal.py).
-                    "after_seq": self.head.event_seq,
-                }
-            ],
-        )
-        return result
-
-    def withdraw(self, target: str, reason: str, *, now: datetime) -> Withdrawal:
-        """Record a withdrawal: the target leaves clients' recommendations; its blob stays.
-
-        Withdrawing again with the same reason returns the recorded withdrawal and changes nothing,
-        so a command repeated after a crash succeeds.
-
-        Raises:
-            RejectedInputError: unknown target, already withdrawn, or no reason.
-        """
-        if not reason.strip():
-            raise RejectedInputError(
-                "--reason: found an empty reason, expected why the image is withdrawn"
-            )
-        manufacturer = naming.manufacturer_of_target(target)
-        role_name = naming.role_name(manufacturer) if manufacturer else None
-        if (
-            role_name is None
-            or role_name not in self.head.roles
-            or target not in self.role(role_name).signed.targets
-        ):
-            raise RejectedInputError(
-                f"TARGET: found {target!r}, expected an image target in the library"
-            )
-        current = self.withdrawals()
-        earlier = current.by_target().get(target)
-        if earlier is not None:
-            if earlier.reason == reason.strip():
-                # The same withdrawal again (a re-run after a crash, a retried script): done.
-                return earlier
-            raise RejectedInputError(
-                f"TARGET: {target} was withdrawn already ({earlier.withdrawn}, reason "
-                f"{earlier.reason!r}); a withdrawal is recorded once and never edited"
-            )
-        sha = self.role(role_name).signed.targets[target].hashes["sha256"]
-        withdrawal = Withdrawal(
-            target=target, sha256=sha, withdrawn=format_timestamp(now), reason=reason.strip()
-        )
-        data = current.with_added(withdrawal).to_bytes()
-        doc_sha = self.blobs.put(data)
-
-        def change(targets: Targets) -> None:
-            targets.targets[naming.WITHDRAWALS_TARGET_PATH] = TargetFile(
-                len(data), {"sha256": doc_sha}, naming.WITHDRAWALS_TARGET_PATH
-            )
-
-        version = self._stage_targets(change, now)
-        self._commit(
-            replace(self.head, withdrawals_sha256=doc_sha, targets_version=version),
-            event={"event": "withdraw", "at": withdrawal.withdrawn, **withdrawal.to_dict()},
-        )
-        return withdrawal
-
-    def stage_snapshot(self, *, now: datetime, force: bool = False) -> bool:
-        """Sign a new snapshot and timestamp when the staged roles changed (or ``force``).
-
-        Returns whether anything was signed.
-        """
-        head = self.head
-        current = self.snapshot()
-        if (
-            not force
-            and current is not None
-            and {k: v.version for k, v in current.signed.meta.items()} == _snapshot_wanted(head)
-        ):
-            return False
-        head = self._sign_snapshot(head, now=now)
-        self._commit(
-            head,
-            event={
-                "event": "snapshot",
-                "at": format_timestamp(now),
-                "snapshot": head.snapshot_version,
-            },
-        )
-        return True
-
-    def _sign_snapshot(
+    def sign_snapshot(
         self,
         head: Head,
         *,
@@ -771,7 +337,7 @@ class Repository:
     ) -> Head:
         """Write a snapshot of ``head``'s roles and a timestamp for it; return the head that makes
         them current (the caller commits it, with whatever else its transaction changed)."""
-        wanted = _snapshot_wanted(head)
+        wanted = snapshot_wanted(head)
         current = self.snapshot()
         previous = current.signed.meta if current is not None else {}
 
@@ -795,11 +361,11 @@ class Repository:
             meta={name: pinned(name, version) for name, version in wanted.items()},
         )
         snapshot.spec_version = SPEC_VERSION
-        snapshot_md = self._sign(
+        snapshot_md = self.sign(
             Metadata(snapshot), Snapshot.type, delegator=delegator, config=config
         )
         snapshot_bytes = snapshot_md.to_bytes()
-        self._write_metadata(Snapshot.type, snapshot_md)
+        self.write_metadata(Snapshot.type, snapshot_md)
         timestamp = Timestamp(
             version=self.head.timestamp_version + 1,
             expires=now + self.config.policy.expiry(Timestamp.type),
@@ -810,186 +376,15 @@ class Repository:
             ),
         )
         timestamp.spec_version = SPEC_VERSION
-        self._write_metadata(
+        self.write_metadata(
             Timestamp.type,
-            self._sign(Metadata(timestamp), Timestamp.type, delegator=delegator, config=config),
+            self.sign(Metadata(timestamp), Timestamp.type, delegator=delegator, config=config),
         )
         return replace(head, snapshot_version=snapshot.version, timestamp_version=timestamp.version)
 
-    def rotate_keys(
-        self,
-        role: str,
-        *,
-        add: list[SignerRef],
-        remove: list[str],
-        threshold: int | None,
-        now: datetime,
-    ) -> int:
-        """Change a top-level role's keys or threshold through a new root version.
 
-        The new root is signed by the current root keys (so clients holding the old root accept
-        it) and, for a root rotation, by the new ones too (so it is valid on its own); both checks
-        are python-tuf's before anything is written. Targets is re-signed with its new keys, and a
-        fresh snapshot and timestamp are staged. Returns the new root version.
-
-        Raises:
-            RejectedInputError: unknown role or key ID, no key left, duplicate key, bad threshold.
-            ConfigurationError: the signatures do not meet the old or the new root's threshold.
-        """
-        if role not in TOP_LEVEL_ROLES:
-            raise RejectedInputError(
-                f"ROLE: found {role!r}, expected one of {', '.join(TOP_LEVEL_ROLES)}"
-            )
-        current = list(self.config.signers[role])
-        dropped = set()
-        for prefix in remove:
-            matches = [ref.keyid for ref in current if ref.keyid.startswith(prefix)]
-            if len(matches) != 1:
-                raise RejectedInputError(
-                    f"--remove: found {prefix!r} matching {len(matches)} {role} key(s), expected exactly one of "
-                    f"{[ref.keyid[:8] for ref in current]}"
-                )
-            dropped.add(matches[0])
-        refs = [ref for ref in current if ref.keyid not in dropped] + list(add)
-        keyids = [ref.keyid for ref in refs]
-        if not refs or len(set(keyids)) != len(keyids):
-            raise RejectedInputError(
-                f"{role} keys: found {len(refs)} ({len(set(keyids))} distinct), expected >= 1, distinct"
-            )
-        new_threshold = threshold if threshold is not None else self.config.thresholds[role]
-        if not 1 <= new_threshold <= len(refs):
-            raise RejectedInputError(
-                f"--threshold: found {new_threshold}, expected 1..{len(refs)} ({role} keys)"
-            )
-
-        old_root = self.root().signed
-        new_root = (
-            Metadata[Root].from_bytes(self.metadata_bytes(Root.type, self.head.root_version)).signed
-        )
-        new_root.version += 1
-        new_root.expires = now + self.config.policy.expiry(Root.type)
-        for keyid in list(new_root.roles[role].keyids):
-            new_root.revoke_key(keyid, role)
-        for ref in refs:
-            new_root.add_key(ref.public_key, role)
-        new_root.roles[role].threshold = new_threshold
-        md = Metadata(new_root)
-        signing_refs = {ref.keyid: ref for ref in self._signers(Root.type)}
-        if role == Root.type:
-            signing_refs.update({ref.keyid: ref for ref in refs})
-        for ref in signing_refs.values():
-            try:
-                signer = self._signer(ref)
-            except ConfigurationError:
-                if ref.keyid in dropped:
-                    continue  # a lost or compromised key being removed; the others must suffice
-                raise
-            md.sign(signer, append=True)
-        # python-tuf's own check of a root update: the current root's threshold (so clients that
-        # hold it accept the new one) and the new root's own threshold (so it stands alone).
-        result = new_root.get_root_verification_result(old_root, md.signed_bytes, md.signatures)
-        if not result.verified:
-            failed = [
-                name
-                for name, part in (
-                    ("the current root", result.first),
-                    ("the new root", result.second),
-                )
-                if not part.verified
-            ]
-            raise ConfigurationError(
-                f"root v{new_root.version}: signatures do not meet the threshold of {' and '.join(failed)}",
-                hint="every root key holder whose key is still in root must be able to sign",
-            )
-        self._write_metadata(Root.type, md)
-
-        signers = dict(self.config.signers) | {role: tuple(refs)}
-        thresholds = dict(self.config.thresholds) | {role: new_threshold}
-        policy = self.config.policy
-        if role == Root.type:
-            policy = replace(policy, root_keys=len(refs), root_threshold=new_threshold)
-        new_config = replace(self.config, signers=signers, thresholds=thresholds, policy=policy)
-
-        # One transaction: the new root, targets re-signed by its (possibly new) keys, and a
-        # snapshot and timestamp signed under the new root, so a crash never leaves a root whose
-        # targets or snapshot no configured key can sign. The configuration travels in the event
-        # and is written by _after_commit, which a re-run repeats if this process dies.
-        head = replace(self.head, root_version=new_root.version)
-        if role == Targets.type:
-            head = replace(
-                head,
-                targets_version=self._stage_targets(
-                    lambda t: None, now, root=new_root, config=new_config
-                ),
-            )
-        head = self._sign_snapshot(head, now=now, root=new_root, config=new_config)
-        self._commit(
-            head,
-            event={
-                "event": "rotate-keys",
-                "at": format_timestamp(now),
-                "role": role,
-                "root_version": new_root.version,
-                "added": [ref.keyid for ref in add],
-                "removed": sorted(dropped),
-                "threshold": new_threshold,
-                "config": json.loads(new_config.to_bytes()),
-            },
-        )
-        return new_root.version
-
-    def refresh(self, *, now: datetime, force: bool = False) -> list[str]:
-        """Re-sign the roles the provider holds keys for whose remaining validity is below the
-        policy's margin, in one commit. Returns the roles re-signed."""
-        margin = self.config.policy.refresh_margin_fraction
-        resigned: list[str] = []
-
-        def due(expires: datetime, role: str) -> bool:
-            return force or (expires - now) < self.config.policy.expiry(role) * margin
-
-        head = self.head
-        if due(self.targets().signed.expires, Targets.type):
-            head = replace(head, targets_version=self._stage_targets(lambda t: None, now))
-            resigned.append(Targets.type)
-        snapshot, timestamp = self.snapshot(), self.timestamp()
-        stale = (
-            snapshot is None
-            or timestamp is None
-            or due(snapshot.signed.expires, Snapshot.type)
-            or due(timestamp.signed.expires, Timestamp.type)
-        )
-        if not (stale or resigned):
-            return resigned
-        head = self._sign_snapshot(head, now=now)
-        resigned += [Snapshot.type, Timestamp.type]
-        self._commit(
-            head,
-            event={
-                "event": "refresh",
-                "at": format_timestamp(now),
-                "resigned": resigned,
-                "targets": head.targets_version,
-                "snapshot": head.snapshot_version,
-            },
-        )
-        return resigned
-
-
-def _snapshot_wanted(head: Head) -> dict[str, int]:
+def snapshot_wanted(head: Head) -> dict[str, int]:
     """The role versions a snapshot of ``head`` lists."""
     return {f"{Targets.type}.json": head.targets_version} | {
         f"{name}.json": version for name, version in sorted(head.roles.items())
     }
-
-
-def _delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
-    """Add the manufacturer's delegation: its keys, its threshold, its one path prefix, terminating."""
-    if targets.delegations is None:
-        targets.delegations = Delegations(keys={}, roles={})
-    assert targets.delegations.roles is not None
-    role = manufacturer_delegation(manufacturer.id, list(manufacturer.keys), manufacturer.threshold)
-    for keyid, key in manufacturer.keys.items():
-        targets.delegations.keys[keyid] = Key.from_dict(keyid, dict(key))
-    roles = dict(targets.delegations.roles)
-    roles[role.name] = role
-    targets.delegations.roles = dict(sorted(roles.items()))

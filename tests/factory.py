@@ -24,8 +24,13 @@ from repo_tool.bundle import Bundle, Declaration, write_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.image import build_image
 from repo_tool.keys import SignerRef, write_keypair
+from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
+from repo_tool.ops.ingest import IngestResult
+from repo_tool.ops.ingest import ingest as ingest_op
+from repo_tool.ops.init import initialise
+from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.publisher import PublishReport, publish
-from repo_tool.repository import IngestResult, Repository
+from repo_tool.repository import Repository
 from repo_tool.submit import build_submission
 from repo_tool.verify import folder_reader, verified_library
 
@@ -112,7 +117,7 @@ class LibraryFactory:
             thresholds=dict.fromkeys(TOP_LEVEL_ROLES, 1),
             dev_keys=True,
         )
-        self.repo = Repository.create(path, config, now=self.now)
+        self.repo = initialise(path, config, now=self.now)
 
     @property
     def out(self) -> Path:
@@ -131,7 +136,7 @@ class LibraryFactory:
             self.entries = list(entries)
         doc = CplDocument.of(self.entries, "0" * 64, format_timestamp(self.now))
         with self.repo.locked():
-            self.repo.import_cpl(doc, now=self.tick())
+            import_cpl_op(self.repo, doc, now=self.tick())
 
     def add_manufacturer(
         self, mfr: str, *, threshold: int = 1, signers: int = 1
@@ -139,8 +144,13 @@ class LibraryFactory:
         made = [CryptoSigner.generate_ed25519() for _ in range(signers)]
         self.mfr_signers[mfr] = made[0]
         with self.repo.locked():
-            self.repo.add_manufacturer(
-                mfr, f"Maker {mfr}", [s.public_key for s in made], threshold, now=self.tick()
+            add_manufacturer_op(
+                self.repo,
+                mfr,
+                f"Maker {mfr}",
+                [s.public_key for s in made],
+                threshold,
+                now=self.tick(),
             )
         return made
 
@@ -181,7 +191,7 @@ class LibraryFactory:
     def ingest(self, bundle: Bundle | Path, name: str = "deposit") -> IngestResult:
         path = bundle if isinstance(bundle, Path) else self.write(bundle, name)
         with self.repo.locked():
-            return self.repo.ingest(path, now=self.tick())
+            return ingest_op(self.repo, path, now=self.tick())
 
     def publish(self) -> PublishReport:
         return publish(self.repo, self.out, now=self.tick())

@@ -44,6 +44,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError, VerificationError
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.keys import load_signer
+from repo_tool.ops.snapshot import stage_snapshot as stage_snapshot_op
 
 S = TypeVar("S", Timestamp, Snapshot, Targets)
 
@@ -178,7 +179,7 @@ def _serve_forged_state(
 def _republish(factory: LibraryFactory) -> None:
     """The provider re-signs snapshot and timestamp (as `cfl-repo refresh` does) and publishes."""
     with factory.repo.locked():
-        factory.repo.stage_snapshot(now=factory.tick(), force=True)
+        stage_snapshot_op(factory.repo, now=factory.tick(), force=True)
     factory.publish()
 
 

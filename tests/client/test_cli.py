@@ -33,6 +33,7 @@ from client_factories import device_id, write_estate
 from client.home import ClientHome
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from repo_tool.demo_data import DemoDataset, DemoImage, make_demo_dataset, render_estate_csv
+from repo_tool.ops.withdraw import withdraw as withdraw_op
 
 CFL = Path(sys.executable).with_name("cfl")
 TIMEOUT = 60  # seconds for any one cfl run; a hang fails the test instead of stalling the suite
@@ -678,7 +679,7 @@ def test_withdrawn_image_is_never_applicable_recommended_or_downloaded(
 
     withdrawn = library.target("a4")
     with library.factory.repo.locked():
-        library.factory.repo.withdraw(withdrawn, "bricks meters", now=library.factory.tick())
+        withdraw_op(library.factory.repo, withdrawn, "bricks meters", now=library.factory.tick())
     library.factory.publish()
 
     listed = {i["target"]: i for i in as_json(cfl("list", "--json", home=home))["images"]}

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha
+from repo_tool.ops.refresh import refresh as refresh_op
 from repo_tool.verify import folder_reader, load_verified_library
 
 A2, A3, B5, B6 = (
@@ -42,7 +43,7 @@ def lapsed(tmp_path: Path) -> LibraryFactory:
     factory.deposit(B5, ["CPL-0105"], mfr="3F01", expiry=timedelta(days=31))
     factory.now += timedelta(days=40)
     with factory.repo.locked():
-        factory.repo.refresh(now=factory.now)
+        refresh_op(factory.repo, now=factory.now)
     factory.publish()
     return factory
 

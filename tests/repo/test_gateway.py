@@ -29,7 +29,7 @@ from metadata_templates.cpl_document import CplEntry
 from metadata_templates.naming import image_target_path
 from repo_tool.bundle import IMAGE, MANIFEST, ROLE, Bundle, Declaration, write_bundle
 from repo_tool.gateway import DEFAULT_IMAGE_SIZE_CAP, Code
-from repo_tool.repository import IngestResult
+from repo_tool.ops.ingest import IngestResult
 from repo_tool.verify import folder_reader, load_verified_library
 
 MFR = "121D"

@@ -21,6 +21,10 @@ from metadata_templates.custom import parse_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.naming import CPL_TARGET_PATH, WITHDRAWALS_TARGET_PATH, blob_name
 from metadata_templates.withdrawals import WithdrawalList
+from repo_tool.ops.init import initialise
+from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
+from repo_tool.ops.refresh import refresh as refresh_op
+from repo_tool.ops.withdraw import withdraw as withdraw_op
 from repo_tool.repository import Repository
 from repo_tool.verify import folder_reader, load_verified_library
 
@@ -71,8 +75,8 @@ def test_init_refuses_an_existing_repository(tmp_path: Path) -> None:
     repo = factory.repo
     was_head, was_config = head_bytes(factory), (repo.path / "cfl-repo.json").read_bytes()
 
-    with pytest.raises(ConfigurationError, match="is a repository already; refusing"):
-        Repository.create(repo.path, repo.config, now=factory.tick())
+    with pytest.raises(ConfigurationError, match="already initialised"):
+        initialise(repo.path, repo.config, now=factory.tick())
 
     assert head_bytes(factory) == was_head
     assert (repo.path / "cfl-repo.json").read_bytes() == was_config
@@ -148,7 +152,7 @@ def test_manufacturer_add_refuses_bad_registrations(
     given = _keys(1) * 2 if keys == -2 else _keys(keys)
 
     with pytest.raises(RejectedInputError) as raised:
-        factory.repo.add_manufacturer(mfr, "Maker", given, threshold, now=factory.tick())
+        add_manufacturer_op(factory.repo, mfr, "Maker", given, threshold, now=factory.tick())
 
     assert message in str(raised.value)
     assert head_bytes(factory) == was
@@ -205,8 +209,8 @@ def test_withdraw_records_an_event_keeps_the_blob_and_publishes_the_list(tmp_pat
     a2_target = next(path for path, t in role.targets.items() if t.hashes["sha256"] == sha)
 
     with factory.repo.locked():
-        withdrawal = factory.repo.withdraw(
-            a2_target, "  bricks meters on cold start ", now=factory.tick()
+        withdrawal = withdraw_op(
+            factory.repo, a2_target, "  bricks meters on cold start ", now=factory.tick()
         )
     factory.publish()
 
@@ -259,11 +263,11 @@ def test_withdraw_refuses_bad_requests(
     }[which]
     if which == "withdrawn":
         with factory.repo.locked():
-            factory.repo.withdraw(image_target, "first time", now=factory.tick())
+            withdraw_op(factory.repo, image_target, "first time", now=factory.tick())
     was = head_bytes(factory)
 
     with factory.repo.locked(), pytest.raises(RejectedInputError) as raised:
-        factory.repo.withdraw(target, reason, now=factory.tick())
+        withdraw_op(factory.repo, target, reason, now=factory.tick())
 
     assert message in str(raised.value)
     assert head_bytes(factory) == was
@@ -277,7 +281,7 @@ def test_refresh_does_nothing_while_far_from_expiry(tmp_path: Path) -> None:
     was = head_bytes(factory)
 
     with factory.repo.locked():
-        resigned = factory.repo.refresh(now=factory.tick(60))
+        resigned = refresh_op(factory.repo, now=factory.tick(60))
 
     assert resigned == []
     assert head_bytes(factory) == was
@@ -292,7 +296,7 @@ def test_refresh_re_signs_snapshot_and_timestamp_near_their_expiry(tmp_path: Pat
     later = old_expiry - timedelta(hours=11)  # under half of the 1-day timestamp period is left
 
     with factory.repo.locked():
-        resigned = factory.repo.refresh(now=later)
+        resigned = refresh_op(factory.repo, now=later)
 
     assert resigned == ["snapshot", "timestamp"]
     timestamp = factory.repo.timestamp()
@@ -316,7 +320,7 @@ def test_refresh_re_signs_targets_past_half_its_validity(tmp_path: Path) -> None
     later = targets.signed.expires - timedelta(days=44)  # 90-day period, 0.5 margin
 
     with factory.repo.locked():
-        resigned = factory.repo.refresh(now=later)
+        resigned = refresh_op(factory.repo, now=later)
 
     assert resigned == ["targets", "snapshot", "timestamp"]
     targets = factory.repo.targets()
@@ -341,7 +345,7 @@ def test_events_jsonl_records_every_change_with_what_and_when(tmp_path: Path) ->
     factory.ingest(bad)
     with factory.repo.locked():
         target = sorted(factory.repo.role("mfr-3F01").signed.targets)[0]
-        factory.repo.withdraw(target, "recalled", now=factory.tick())
+        withdraw_op(factory.repo, target, "recalled", now=factory.tick())
 
     log = events(factory)
 
@@ -426,11 +430,11 @@ def test_withdraw_again_with_the_same_reason_changes_nothing(tmp_path: Path) -> 
     factory, _ = standard_library(tmp_path)
     target = sorted(factory.repo.role("mfr-121D").signed.targets)[0]
     with factory.repo.locked():
-        first = factory.repo.withdraw(target, "recalled", now=factory.tick())
+        first = withdraw_op(factory.repo, target, "recalled", now=factory.tick())
     head = head_bytes(factory)
 
     with factory.repo.locked():
-        again = factory.repo.withdraw(target, " recalled ", now=factory.tick())
+        again = withdraw_op(factory.repo, target, " recalled ", now=factory.tick())
 
     assert again == first
     assert head_bytes(factory) == head

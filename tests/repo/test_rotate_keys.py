@@ -11,6 +11,7 @@ from tuf.api.metadata import Metadata, Timestamp
 from factory import FolderFetcher, LibraryFactory, standard_library, updater_for
 from metadata_templates.errors import RejectedInputError
 from repo_tool.keys import SignerRef, load_signer, write_keypair
+from repo_tool.ops.rotate_keys import rotate_keys as rotate_keys_op
 from repo_tool.verify import folder_reader, load_verified_library
 
 
@@ -35,7 +36,8 @@ def test_timestamp_key_rotation_is_followed_by_clients_and_old_key_is_revoked(
     old_ref = factory.repo.config.signers["timestamp"][0]
     new_ref = _new_key(factory, "timestamp-2")
     with factory.repo.locked():
-        version = factory.repo.rotate_keys(
+        version = rotate_keys_op(
+            factory.repo,
             "timestamp",
             add=[new_ref],
             remove=[old_ref.keyid[:8]],
@@ -80,8 +82,13 @@ def test_root_key_rotation_signed_by_old_and_new_root_keys(tmp_path: Path) -> No
     old_root = factory.repo.config.signers["root"][0]
     new_root = _new_key(factory, "root-2")
     with factory.repo.locked():
-        factory.repo.rotate_keys(
-            "root", add=[new_root], remove=[old_root.keyid], threshold=1, now=factory.tick()
+        rotate_keys_op(
+            factory.repo,
+            "root",
+            add=[new_root],
+            remove=[old_root.keyid],
+            threshold=1,
+            now=factory.tick(),
         )
     factory.publish()
     root2 = Metadata.from_bytes((factory.out / "metadata" / "2.root.json").read_bytes())
@@ -90,7 +97,8 @@ def test_root_key_rotation_signed_by_old_and_new_root_keys(tmp_path: Path) -> No
     updater.refresh()
     # Later changes are signed by the new root key alone and still verify from root v1.
     with factory.repo.locked():
-        factory.repo.rotate_keys(
+        rotate_keys_op(
+            factory.repo,
             "snapshot",
             add=[_new_key(factory, "snapshot-2")],
             remove=[],
@@ -112,8 +120,13 @@ def test_targets_key_rotation_resigns_targets(tmp_path: Path) -> None:
     new_ref = _new_key(factory, "targets-2")
     old = factory.repo.config.signers["targets"][0]
     with factory.repo.locked():
-        factory.repo.rotate_keys(
-            "targets", add=[new_ref], remove=[old.keyid], threshold=None, now=factory.tick()
+        rotate_keys_op(
+            factory.repo,
+            "targets",
+            add=[new_ref],
+            remove=[old.keyid],
+            threshold=None,
+            now=factory.tick(),
         )
     assert factory.repo.head.targets_version == before + 1
     assert set(factory.repo.targets().signatures) == {new_ref.keyid}
@@ -141,7 +154,8 @@ def test_bad_rotations_change_nothing(
     if kwargs.get("all"):
         remove = [factory.repo.config.signers["timestamp"][0].keyid]
     with factory.repo.locked(), pytest.raises(RejectedInputError, match=message):
-        factory.repo.rotate_keys(
+        rotate_keys_op(
+            factory.repo,
             "timestamp",
             add=[],
             remove=remove,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from repo_tool.cli import _expiring
+from repo_tool.ops.status import expiring as _expiring
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 

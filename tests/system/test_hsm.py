@@ -25,6 +25,7 @@ from factory import LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates import naming
 from repo_tool.bundle import Declaration
 from repo_tool.keys import SignerRef, load_signer
+from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.submit import Submission, build_submission
 from repo_tool.verify import folder_reader, verified_library
 
@@ -154,8 +155,8 @@ def library_with_hsm_manufacturer(tmp_path: Path, token: Token, image: bytes) ->
     factory = LibraryFactory(tmp_path)
     factory.import_cpl([make_entry("CPL-0002", mfr=MFR, fw="00000002", image_sha=mi_sha(image))])
     with factory.repo.locked():
-        factory.repo.add_manufacturer(
-            MFR, f"Maker {MFR}", [token.public_key], 1, now=factory.tick()
+        add_manufacturer_op(
+            factory.repo, MFR, f"Maker {MFR}", [token.public_key], 1, now=factory.tick()
         )
     factory.publish()
     return factory

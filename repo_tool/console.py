@@ -1,0 +1,83 @@
+"""The `cfl-repo` command line's edge: one top-level error handler, the clock, the secrets prompt.
+
+Commands raise; only `run` turns errors into ``error:``/``hint:`` lines and the named exit codes
+(ARCHITECTURE "Stable outputs"), so no command can forget to, and a traceback appears only with -v.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from metadata_templates.errors import EXIT_FAILURE, EXIT_OK, CflError, ConfigurationError
+from metadata_templates.output import json_document
+from repo_tool.keys import PASSPHRASE_ENV
+
+EXIT_INTERRUPTED = 130
+HSM_PIN_ENV = "CFL_HSM_PIN"
+
+logger = logging.getLogger("repo_tool")
+
+
+def utc_now() -> datetime:
+    """The real clock, read only here at the edge and passed inward as ``now``."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def err(message: str) -> None:
+    """A line for people: stderr, so stdout stays one JSON document for scripts."""
+    click.echo(message, err=True)
+
+
+def emit_json(doc: dict[str, Any]) -> None:
+    """The one JSON document a ``--json`` command prints on stdout."""
+    click.echo(json_document(doc))
+
+
+def prompt_secret(name: str) -> str:
+    """The secrets handler signers call: an environment variable for unattended runs (cron), else a
+    hidden prompt on a terminal.
+
+    Raises:
+        ConfigurationError: a secret is needed, none is in the environment and stdin is no terminal.
+    """
+    env = HSM_PIN_ENV if name.lower() == "pin" else PASSPHRASE_ENV
+    if env in os.environ:
+        return os.environ[env]
+    if not sys.stdin.isatty():
+        raise ConfigurationError(f"a {name} is needed but stdin is not a terminal; set {env}")
+    return str(click.prompt(f"Enter {name}", hide_input=True, err=True))
+
+
+def run(group: click.Group, *, interrupted: str) -> None:
+    """Run the command line and exit with the code its outcome maps to."""
+    try:
+        group.main(standalone_mode=False)
+    except CflError as e:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.exception("details")
+        err(f"error: {e}")
+        if e.hint:
+            err(f"hint: {e.hint}")
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err(f"error: interrupted; {interrupted}")
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as e:
+        # A file-system failure no command anticipated: still one line naming the path.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.exception("details")
+        where = f"{e.filename}: " if e.filename else ""
+        err(f"error: {where}{e.strerror or e}")
+        sys.exit(EXIT_FAILURE)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,220 @@
+"""Run the gateway on a bundle: stage what it accepts, keep what it rejects with a report.
+
+The verdict is the gateway's pure function of (bundle, context); this module reads the bundle and
+the repository, and writes: the blob, the manufacturer's role exactly as signed, and one commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from metadata_templates import SCHEMA_VERSION, naming
+from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.custom import format_timestamp
+from repo_tool.bundle import BUNDLE_SUFFIX, KIND_RENEWAL, Bundle, BundleError, read_bundle
+from repo_tool.gateway import (
+    Code,
+    Finding,
+    GatewayContext,
+    LibraryIndex,
+    Verdict,
+    check_bundle,
+)
+from repo_tool.ops.manufacturers import delegate
+from repo_tool.repository import Repository
+from repo_tool.state import journal
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome for one bundle, in the stable `ingest --json` shape."""
+
+    bundle: str
+    status: str  # "accepted" | "rejected"
+    target: str | None
+    reasons: list[str]
+    messages: list[str]
+    kept_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "bundle": self.bundle,
+            "status": self.status,
+            "target": self.target,
+            "reasons": self.reasons,
+            "messages": self.messages,
+        }
+        if self.kept_at:
+            doc["kept_at"] = self.kept_at
+        return doc
+
+
+def gateway_context(repo: Repository, now: datetime) -> GatewayContext:
+    head = repo.head
+    return GatewayContext(
+        cpl=repo.cpl(),
+        manufacturers={k: v.as_registered() for k, v in head.manufacturers.items()},
+        # Loaded on demand: checking one bundle should not parse every manufacturer's role.
+        current_role=lambda name: repo.role(name) if name in head.roles else None,
+        index=repo.index(),
+        now=now,
+        image_size_cap=repo.config.image_size_cap,
+        role_validity=repo.config.policy.manufacturer_validity(),
+    )
+
+
+def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResult:
+    """Run the gateway on one bundle and stage it if accepted; keep it with a report if not."""
+    try:
+        bundle = read_bundle(bundle_path)
+    except BundleError as e:
+        verdict = Verdict((Finding(Code.MALFORMED_BUNDLE, str(e)),), None, None)
+        return _reject(repo, bundle_path, verdict, now)
+    if bundle.kind == KIND_RENEWAL:
+        return _ingest_renewal(repo, bundle_path, bundle, now)
+    staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
+    try:
+        context = gateway_context(repo, now)
+        verdict = check_bundle(bundle, context)
+    except BaseException:
+        staged.discard()
+        raise
+    accepted = verdict.accepted
+    if accepted is None:
+        staged.discard()
+        return _reject(repo, bundle_path, verdict, now)
+
+    head = repo.head
+    staged.commit(accepted.digests.file_sha256)
+    if bundle.release_notes is not None:
+        notes = repo.path / "release-notes" / hashlib.sha256(bundle.release_notes).hexdigest()
+        if not notes.exists():
+            atomic_write_bytes(notes, bundle.release_notes, mode=0o600)
+    # Keep exactly the bytes the manufacturer signed.
+    repo.write_staged(accepted.role_name, accepted.role.signed.version, bundle.role_bytes)
+    repo.write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
+
+    index = context.index  # read once for the duplicate check; the lock keeps it current
+    target_path = accepted.target.path
+    new_index = LibraryIndex(
+        {**index.file_sha256, accepted.digests.file_sha256: target_path},
+        {
+            **index.manufacturer_image_sha256,
+            accepted.digests.manufacturer_image_sha256: target_path,
+        },
+        {
+            **index.cpl_entries,
+            **{entry_id: target_path for entry_id in bundle.declaration.cpl_entries},
+        },
+    )
+    roles = dict(head.roles)
+    first_deposit = accepted.role_name not in roles
+    roles[accepted.role_name] = accepted.role.signed.version
+    targets_version = head.targets_version
+    if first_deposit:
+        manufacturer = head.manufacturers[bundle.manufacturer_id]
+        targets_version = repo.stage_targets(lambda t: delegate(t, manufacturer), now)
+    repo.commit(
+        replace(
+            head,
+            roles=roles,
+            targets_version=targets_version,
+            index_sha256=repo.write_index(new_index),
+        ),
+        event={
+            "event": "ingest-accepted",
+            "at": format_timestamp(now),
+            "bundle": bundle_path.name,
+            "target": target_path,
+            "sha256": accepted.digests.file_sha256,
+            "role": accepted.role_name,
+            "role_version": accepted.role.signed.version,
+        },
+    )
+    return IngestResult(bundle_path.name, "accepted", target_path, [], [])
+
+
+def _ingest_renewal(
+    repo: Repository, bundle_path: Path, bundle: Bundle, now: datetime
+) -> IngestResult:
+    verdict = check_bundle(bundle, gateway_context(repo, now))
+    role = verdict.renewal
+    if role is None:
+        return _reject(repo, bundle_path, verdict, now)
+    role_name = naming.role_name(bundle.manufacturer_id)
+    repo.write_staged(role_name, role.signed.version, bundle.role_bytes)
+    repo.write_added(role_name, role.signed.version, [])
+    roles = dict(repo.head.roles)
+    roles[role_name] = role.signed.version
+    repo.commit(
+        replace(repo.head, roles=roles),
+        event={
+            "event": "ingest-renewal",
+            "at": format_timestamp(now),
+            "bundle": bundle_path.name,
+            "role": role_name,
+            "role_version": role.signed.version,
+            "expires": format_timestamp(role.signed.expires),
+        },
+    )
+    return IngestResult(bundle_path.name, "accepted", None, [], [])
+
+
+def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime) -> IngestResult:
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    keep = repo.path / "rejected" / f"{stamp}-{bundle_path.name}"
+    suffix = 1
+    while keep.exists():
+        suffix += 1
+        keep = repo.path / "rejected" / f"{stamp}-{suffix}-{bundle_path.name}"
+    result = IngestResult(
+        bundle=bundle_path.name,
+        status="rejected",
+        target=verdict.target,
+        reasons=verdict.codes,
+        messages=[f"{f.code.value}: {f.message}" for f in verdict.findings],
+        kept_at=str(keep.relative_to(repo.path)),
+    )
+    keep.mkdir(parents=True)
+    with contextlib.suppress(OSError):
+        shutil.copyfile(bundle_path, keep / bundle_path.name)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "rejected": format_timestamp(now),
+        **result.to_dict(),
+    }
+    atomic_write_bytes(keep / "report.json", json.dumps(report, indent=2, sort_keys=True).encode())
+    journal.append(
+        repo.path / "events.jsonl",
+        [
+            {
+                "event": "ingest-rejected",
+                "at": format_timestamp(now),
+                "bundle": bundle_path.name,
+                "reasons": result.reasons,
+                # Not a commit: it records which commit it followed (see journal.py).
+                "after_seq": repo.head.event_seq,
+            }
+        ],
+    )
+    return result
+
+
+def bundles_in(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
+    """The bundles named: files as given, and the *.cflb files of folders, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.iterdir() if p.is_file() and p.suffix == BUNDLE_SUFFIX)
+            )
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,114 @@
+"""Create a repository: its configuration, top-level keys (development keys only when asked) and
+version 1 of root and targets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from securesystemslib.signer import SecretsHandler
+from tuf.api.metadata import Metadata, Root, Targets
+
+from metadata_templates.custom import format_timestamp
+from metadata_templates.errors import ConfigurationError
+from metadata_templates.policy import DEFAULT_POLICY
+from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
+from repo_tool.keys import DEV_KEY_WARNING, SignerRef, write_keypair
+from repo_tool.repository import SPEC_VERSION, Repository
+from repo_tool.state.head import Head
+
+
+def refuse_initialised(path: Path) -> None:
+    """Raises:
+    ConfigurationError: ``path`` holds a committed repository already.
+    """
+    if (path / "state" / "head.json").exists():
+        raise ConfigurationError(
+            f"{path}: already initialised (state/head.json exists); refusing to re-initialise it",
+            hint="use another --repo directory for a new library",
+        )
+
+
+def development_signers(path: Path, root_keys: int) -> dict[str, list[SignerRef]]:
+    """Generate unencrypted development keys under ``path/keys`` (one per role, ``root_keys`` for root).
+
+    No head exists yet, so no key here can have signed anything anyone trusts: a key left by an init
+    killed before its commit is replaced, and the re-run succeeds.
+    """
+    signers: dict[str, list[SignerRef]] = {role: [] for role in TOP_LEVEL_ROLES}
+    keys_dir = path / "keys"
+    for role in TOP_LEVEL_ROLES:
+        for n in range(1, (root_keys if role == Root.type else 1) + 1):
+            key, _uri = write_keypair(
+                keys_dir / f"DEV-ONLY-{role}-{n}.pem", label=DEV_KEY_WARNING, overwrite=True
+            )
+            signers[role].append(SignerRef(key, f"file2:keys/DEV-ONLY-{role}-{n}.pem"))
+    return signers
+
+
+def configuration(
+    signers: dict[str, list[SignerRef]], *, root_threshold: int, image_size_cap: int, dev_keys: bool
+) -> RepoConfig:
+    """The configuration `init` writes.
+
+    Raises:
+        ConfigurationError: a role without keys, or a root threshold above the number of root keys.
+    """
+    empty = [role for role in TOP_LEVEL_ROLES if not signers[role]]
+    if empty:
+        raise ConfigurationError(
+            f"--key: found no key for {empty}, expected at least one per top-level role"
+        )
+    if root_threshold > len(signers[Root.type]):
+        raise ConfigurationError(
+            f"--root-threshold: found {root_threshold}, expected at most {len(signers[Root.type])} (root keys)"
+        )
+    policy = DEFAULT_POLICY.from_dict(
+        DEFAULT_POLICY.to_dict()
+        | {"root_keys": len(signers[Root.type]), "root_threshold": root_threshold}
+    )
+    return RepoConfig(
+        policy=policy,
+        signers={role: tuple(refs) for role, refs in signers.items()},
+        thresholds={role: 1 for role in TOP_LEVEL_ROLES} | {Root.type: root_threshold},
+        image_size_cap=image_size_cap,
+        dev_keys=dev_keys,
+    )
+
+
+def initialise(
+    path: Path,
+    config: RepoConfig,
+    *,
+    now: datetime,
+    secrets_handler: SecretsHandler | None = None,
+) -> Repository:
+    """Create version 1 of root and targets in a new working directory, in one commit.
+
+    Raises:
+        ConfigurationError: the directory is a repository already, or a key cannot sign.
+    """
+    refuse_initialised(path)
+    path.mkdir(parents=True, exist_ok=True)
+    repo = Repository(path, config, secrets_handler=secrets_handler)
+    with repo.locked():
+        root = Root(
+            version=1, expires=now + config.policy.expiry(Root.type), consistent_snapshot=True
+        )
+        root.spec_version = SPEC_VERSION
+        for role in TOP_LEVEL_ROLES:
+            for ref in config.signers[role]:
+                root.add_key(ref.public_key, role)
+            root.roles[role].threshold = config.thresholds[role]
+        root_md = repo.sign(Metadata(root), Root.type, delegator=None)
+        targets = Targets(version=1, expires=now + config.policy.expiry(Targets.type))
+        targets.spec_version = SPEC_VERSION
+        targets_md = repo.sign(Metadata(targets), Targets.type, delegator=root)
+        repo.write_metadata(Root.type, root_md)
+        repo.write_metadata(Targets.type, targets_md)
+        config.save(path)
+        repo.commit(
+            Head(),
+            event={"event": "init", "at": format_timestamp(now), "dev_keys": config.dev_keys},
+        )
+    return repo

@@ -1,0 +1,81 @@
+"""Register a manufacturer, and the delegation its first accepted deposit adds to targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from securesystemslib.signer import Key
+from tuf.api.metadata import Delegations, Targets
+
+from metadata_templates.custom import format_timestamp
+from metadata_templates.errors import RejectedInputError
+from repo_tool.gateway import manufacturer_delegation
+from repo_tool.repository import Repository
+from repo_tool.state.head import ManufacturerRecord
+
+
+def add_manufacturer(
+    repo: Repository,
+    manufacturer_id: str,
+    name: str,
+    keys: Sequence[Key],
+    threshold: int,
+    *,
+    now: datetime,
+) -> ManufacturerRecord:
+    """Register a manufacturer's keys. Its delegation appears with its first accepted deposit,
+    so the published targets never delegate to a role that has no metadata (which would break
+    every client that walks the delegations).
+
+    Raises:
+        RejectedInputError: already registered, no keys, duplicate keys, or a bad threshold.
+    """
+    if manufacturer_id in repo.head.manufacturers:
+        raise RejectedInputError(
+            f"manufacturer {manufacturer_id}: found it registered already, expected a new manufacturer ID",
+            hint="key rotation for a registered manufacturer is not supported yet",
+        )
+    keyids = {key.keyid for key in keys}
+    if not keys or len(keyids) != len(keys):
+        raise RejectedInputError(
+            f"--key: found {len(keys)} key(s), {len(keyids)} distinct; expected >= 1, distinct"
+        )
+    if not 1 <= threshold <= len(keys):
+        raise RejectedInputError(
+            f"--threshold: found {threshold}, expected 1..{len(keys)} (the number of keys)"
+        )
+    record = ManufacturerRecord(
+        id=manufacturer_id,
+        name=name,
+        keys={key.keyid: key.to_dict() for key in keys},
+        threshold=threshold,
+        registered=format_timestamp(now),
+    )
+    manufacturers = dict(repo.head.manufacturers)
+    manufacturers[manufacturer_id] = record
+    repo.commit(
+        replace(repo.head, manufacturers=manufacturers),
+        event={
+            "event": "manufacturer-add",
+            "at": format_timestamp(now),
+            "manufacturer": manufacturer_id,
+            "keyids": sorted(keyids),
+            "threshold": threshold,
+        },
+    )
+    return record
+
+
+def delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
+    """Add the manufacturer's delegation: its keys, its threshold, its one path prefix, terminating."""
+    if targets.delegations is None:
+        targets.delegations = Delegations(keys={}, roles={})
+    assert targets.delegations.roles is not None
+    role = manufacturer_delegation(manufacturer.id, list(manufacturer.keys), manufacturer.threshold)
+    for keyid, key in manufacturer.keys.items():
+        targets.delegations.keys[keyid] = Key.from_dict(keyid, dict(key))
+    roles = dict(targets.delegations.roles)
+    roles[role.name] = role
+    targets.delegations.roles = dict(sorted(roles.items()))

@@ -1,0 +1,48 @@
+"""Re-sign, in one commit, the provider's roles whose remaining validity is below the policy margin."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from tuf.api.metadata import Snapshot, Targets, Timestamp
+
+from metadata_templates.custom import format_timestamp
+from repo_tool.repository import Repository
+
+
+def refresh(repo: Repository, *, now: datetime, force: bool = False) -> list[str]:
+    """Re-sign the roles the provider holds keys for whose remaining validity is below the
+    policy's margin, in one commit. Returns the roles re-signed."""
+    margin = repo.config.policy.refresh_margin_fraction
+    resigned: list[str] = []
+
+    def due(expires: datetime, role: str) -> bool:
+        return force or (expires - now) < repo.config.policy.expiry(role) * margin
+
+    head = repo.head
+    if due(repo.targets().signed.expires, Targets.type):
+        head = replace(head, targets_version=repo.stage_targets(lambda t: None, now))
+        resigned.append(Targets.type)
+    snapshot, timestamp = repo.snapshot(), repo.timestamp()
+    stale = (
+        snapshot is None
+        or timestamp is None
+        or due(snapshot.signed.expires, Snapshot.type)
+        or due(timestamp.signed.expires, Timestamp.type)
+    )
+    if not (stale or resigned):
+        return resigned
+    head = repo.sign_snapshot(head, now=now)
+    resigned += [Snapshot.type, Timestamp.type]
+    repo.commit(
+        head,
+        event={
+            "event": "refresh",
+            "at": format_timestamp(now),
+            "resigned": resigned,
+            "targets": head.targets_version,
+            "snapshot": head.snapshot_version,
+        },
+    )
+    return resigned

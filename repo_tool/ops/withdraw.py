@@ -1,0 +1,68 @@
+"""Withdraw an image: a recorded event and the provider target ``cfl/withdrawals.json``; the blob and
+the manufacturer's signed metadata stay (nothing lodged is removed)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from tuf.api.metadata import TargetFile, Targets
+
+from metadata_templates import naming
+from metadata_templates.custom import format_timestamp
+from metadata_templates.errors import RejectedInputError
+from metadata_templates.withdrawals import Withdrawal
+from repo_tool.repository import Repository
+
+
+def withdraw(repo: Repository, target: str, reason: str, *, now: datetime) -> Withdrawal:
+    """Record a withdrawal: the target leaves clients' recommendations; its blob stays.
+
+    Withdrawing again with the same reason returns the recorded withdrawal and changes nothing,
+    so a command repeated after a crash succeeds.
+
+    Raises:
+        RejectedInputError: unknown target, already withdrawn, or no reason.
+    """
+    if not reason.strip():
+        raise RejectedInputError(
+            "--reason: found an empty reason, expected why the image is withdrawn"
+        )
+    manufacturer = naming.manufacturer_of_target(target)
+    role_name = naming.role_name(manufacturer) if manufacturer else None
+    if (
+        role_name is None
+        or role_name not in repo.head.roles
+        or target not in repo.role(role_name).signed.targets
+    ):
+        raise RejectedInputError(
+            f"TARGET: found {target!r}, expected an image target in the library"
+        )
+    current = repo.withdrawals()
+    earlier = current.by_target().get(target)
+    if earlier is not None:
+        if earlier.reason == reason.strip():
+            # The same withdrawal again (a re-run after a crash, a retried script): done.
+            return earlier
+        raise RejectedInputError(
+            f"TARGET: {target} was withdrawn already ({earlier.withdrawn}, reason "
+            f"{earlier.reason!r}); a withdrawal is recorded once and never edited"
+        )
+    sha = repo.role(role_name).signed.targets[target].hashes["sha256"]
+    withdrawal = Withdrawal(
+        target=target, sha256=sha, withdrawn=format_timestamp(now), reason=reason.strip()
+    )
+    data = current.with_added(withdrawal).to_bytes()
+    doc_sha = repo.blobs.put(data)
+
+    def change(targets: Targets) -> None:
+        targets.targets[naming.WITHDRAWALS_TARGET_PATH] = TargetFile(
+            len(data), {"sha256": doc_sha}, naming.WITHDRAWALS_TARGET_PATH
+        )
+
+    version = repo.stage_targets(change, now)
+    repo.commit(
+        replace(repo.head, withdrawals_sha256=doc_sha, targets_version=version),
+        event={"event": "withdraw", "at": withdrawal.withdrawn, **withdrawal.to_dict()},
+    )
+    return withdrawal

@@ -1,0 +1,78 @@
+"""The head: the one document that says which version of everything is current.
+
+``state/head.json`` is replaced atomically by every commit; everything it names is immutable. Adding
+a kind of state (a registry, a log) means adding a field here with a default, so older heads load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from securesystemslib.signer import Key
+from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
+
+from metadata_templates import SCHEMA_VERSION
+from repo_tool.gateway import RegisteredManufacturer
+
+
+@dataclass(frozen=True)
+class ManufacturerRecord:
+    """A registered manufacturer as the provider stores it."""
+
+    id: str
+    name: str
+    keys: dict[str, dict[str, Any]]  # keyid -> TUF key dict
+    threshold: int
+    registered: str
+
+    def as_registered(self) -> RegisteredManufacturer:
+        return RegisteredManufacturer(
+            id=self.id,
+            name=self.name,
+            keys={keyid: Key.from_dict(keyid, dict(key)) for keyid, key in self.keys.items()},
+            threshold=self.threshold,
+        )
+
+
+@dataclass(frozen=True)
+class Head:
+    """The current state of the repository; replaced atomically on every change."""
+
+    root_version: int = 1
+    targets_version: int = 1
+    roles: dict[str, int] = field(default_factory=dict)
+    manufacturers: dict[str, ManufacturerRecord] = field(default_factory=dict)
+    cpl_sha256: str | None = None
+    withdrawals_sha256: str | None = None
+    index_sha256: str | None = None
+    snapshot_version: int = 0
+    timestamp_version: int = 0
+    # The journal: the events of the last commit travel inside the commit itself, numbered, so a
+    # crash between replacing head.json and appending to events.jsonl cannot lose them (they are
+    # appended when the repository is next locked) nor log a change that never happened.
+    event_seq: int = 0
+    last_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def committed_version(self, role: str) -> int:
+        """The version of ``role`` this head makes current (0 when it has none)."""
+        fixed = {
+            Root.type: self.root_version,
+            Targets.type: self.targets_version,
+            Snapshot.type: self.snapshot_version,
+            Timestamp.type: self.timestamp_version,
+        }
+        return fixed[role] if role in fixed else self.roles.get(role, 0)
+
+    def to_bytes(self) -> bytes:
+        doc = asdict(self)
+        doc["schema_version"] = SCHEMA_VERSION
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Head:
+        doc = json.loads(data)
+        doc.pop("schema_version", None)
+        doc["manufacturers"] = {k: ManufacturerRecord(**v) for k, v in doc["manufacturers"].items()}
+        return cls(**doc)

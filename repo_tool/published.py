@@ -14,6 +14,8 @@ from tuf.api.metadata import Metadata, Targets
 
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo
+from metadata_templates.notes import CustodianDocument
+from metadata_templates.suppliers import SupplierRegistry
 from metadata_templates.withdrawals import Withdrawal
 
 
@@ -53,3 +55,6 @@ class PublishedLibrary:
     # The verified manufacturer roles themselves, for the manufacturer's `submit` to build on.
     role_metadata: Mapping[str, Metadata[Targets]] = field(default_factory=dict)
     targets_metadata: Metadata[Targets] | None = None
+    # Who release notes are encrypted to (``submit`` reads them): the registry and custodian key.
+    suppliers: SupplierRegistry | None = None
+    notes_custodian: CustodianDocument | None = None

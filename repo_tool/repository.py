@@ -7,7 +7,8 @@ Layout of a working directory R::
     state/metadata/<role>/N.json  every signed metadata version ever staged (immutable)
     state/index/<sha>.json      the duplicate index of a head (immutable, content-addressed)
     blobs/<ab>/<sha256>         images and provider documents (immutable, content-addressed)
-    release-notes/<sha256>      release notes, kept by the provider and never published
+    (release-notes/)            older versions kept plaintext notes here; no longer written, and an
+                                existing folder is left alone (notes are now encrypted targets)
     rejected/<when>-<name>/     rejected bundles with their report.json
     events.jsonl                append-only audit log (imports, registrations, ingests, withdrawals)
     public/                     the default published tree
@@ -23,7 +24,7 @@ import contextlib
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ from repo_tool.gateway import (
     manufacturer_delegation,
 )
 from repo_tool.keys import SignerRef, load_signer
+from repo_tool.notes_state import notes_audience_documents
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
@@ -454,6 +456,31 @@ class Repository:
         )
         return record
 
+    # ------------------------------------------- provider documents (hook for release notes)
+
+    def provider_document(self, path: str) -> bytes | None:
+        """The bytes of a provider target (``cfl/...``) as staged in the current targets role."""
+        target = self.targets().signed.targets.get(path)
+        return None if target is None else self.blobs.get(target.hashes["sha256"])
+
+    def put_provider_targets(
+        self, files: Mapping[str, bytes], *, now: datetime, event: dict[str, Any]
+    ) -> int:
+        """Publish provider documents as targets of the top-level role in one new version.
+
+        Blobs first, then the signed targets version, then the head: one commit point.
+        Returns the new targets version.
+        """
+        staged = {path: (len(data), self.blobs.put(data)) for path, data in files.items()}
+
+        def change(targets: Targets) -> None:
+            for path, (length, sha) in staged.items():
+                targets.targets[path] = TargetFile(length, {"sha256": sha}, path)
+
+        version = self._stage_targets(change, now)
+        self._commit(replace(self.head, targets_version=version), event=event)
+        return version
+
     def gateway_context(self, now: datetime) -> GatewayContext:
         head = self.head
         return GatewayContext(
@@ -464,6 +491,7 @@ class Repository:
             index=self.index(),
             now=now,
             image_size_cap=self.config.image_size_cap,
+            **notes_audience_documents(self),
         )
 
     def ingest(self, bundle_path: Path, *, now: datetime) -> IngestResult:
@@ -489,16 +517,17 @@ class Repository:
 
         head = self.head
         staged.commit(accepted.digests.file_sha256)
-        if bundle.release_notes is not None:
-            notes = self.path / "release-notes" / hashlib.sha256(bundle.release_notes).hexdigest()
-            if not notes.exists():
-                atomic_write_bytes(notes, bundle.release_notes, mode=0o600)
+        added = [accepted.target]
+        if accepted.notes_target is not None and bundle.notes_jwe is not None:
+            # Ciphertext only: the gateway refused any plaintext, and nothing here can decrypt.
+            self.blobs.put(bundle.notes_jwe)
+            added.append(accepted.notes_target)
         # Keep exactly the bytes the manufacturer signed.
         path = self.metadata_path(accepted.role_name, accepted.role.signed.version)
         if path.exists():
             raise UnavailableError(f"state: {path} exists already; refusing to replace it")
         atomic_write_bytes(path, bundle.role_bytes)
-        self._write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
+        self._write_added(accepted.role_name, accepted.role.signed.version, added)
 
         index = context.index  # read once for the duplicate check; the lock keeps it current
         target_path = accepted.target.path
@@ -581,8 +610,10 @@ class Repository:
             kept_at=str(keep.relative_to(self.path)),
         )
         keep.mkdir(parents=True)
-        with contextlib.suppress(OSError):
-            shutil.copyfile(bundle_path, keep / bundle_path.name)
+        # A bundle refused for plaintext notes is not copied: the provider keeps no plaintext note.
+        if Code.NOTES_NOT_ENCRYPTED not in verdict.codes:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(bundle_path, keep / bundle_path.name)
         report = {
             "schema_version": SCHEMA_VERSION,
             "rejected": format_timestamp(now),

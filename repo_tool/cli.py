@@ -21,6 +21,7 @@ from metadata_templates.errors import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    CflError,
     ConfigurationError,
 )
 from metadata_templates.output import json_document, reports_errors, utc_now
@@ -96,6 +97,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     \b
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
+    Release notes: notes custodian, notes grant
     Manufacturer:  keygen, submit
     Demo:          demo-data
 
@@ -812,7 +814,8 @@ def _confirm_passphrase() -> str:
 @click.option(
     "--release-notes",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Release notes (kept by the provider, never published).",
+    help="Release notes (text) to encrypt here to the suppliers entitled to the image's device type and "
+    "the provider's notes custodian; the plaintext never leaves this machine.",
 )
 @click.option(
     "--from", "source", required=True, help="The published library: a folder or an http(s):// URL."
@@ -917,6 +920,90 @@ def submit(
     _err(
         f"wrote {out_file}: {submission.bundle.target or 'renewal'} in mfr-{mfr} version {submission.role_version}"
     )
+
+
+# ----------------------------------------------------------------------------------------- notes
+
+
+@cli.group()
+def notes() -> None:
+    """Encrypted release notes: the custodian key, and grants to organisations registered later."""
+
+
+@notes.command("custodian")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The notes custodian's ECDSA P-256 public key (PEM); its private key stays offline or in an HSM.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the key's thumbprint as JSON on stdout."
+)
+@click.pass_context
+@handle_errors
+def notes_custodian(ctx: click.Context, public_key: Path, as_json: bool) -> None:
+    """Publish the notes-custodian public key as target cfl/notes-custodian.json.
+
+    Every release note a manufacturer submits from then on is also encrypted to it, so the provider
+    can grant a note to an organisation registered later (`notes grant`). Run `publish` afterwards.
+    """
+    from repo_tool.notes_grant import set_custodian
+
+    repo = _open_repo(ctx)
+    with repo.locked():
+        thumbprint = set_custodian(repo, public_key.read_bytes(), now=_now())
+    _err(
+        f"notes custodian key {thumbprint} staged as cfl/notes-custodian.json; next: cfl-repo publish"
+    )
+    if as_json:
+        _emit_json({"thumbprint": thumbprint})
+
+
+@notes.command("grant")
+@click.argument("entity_id")
+@click.option(
+    "--custodian-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The custodian's P-256 private key PEM (a passphrase is asked for, or read from "
+    f"{PASSPHRASE_ENV}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the grants as JSON on stdout.")
+@click.pass_context
+@handle_errors
+def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json: bool) -> None:
+    """Grant ENTITY_ID every release note its User Roles entitle it to and it cannot read yet.
+
+    For each such note the custodian key decrypts it in memory and re-encrypts it to that
+    organisation alone, published as provider-signed target cfl/grants/ENTITY_ID/... (run `publish`
+    afterwards). Nothing is written in plaintext. A revoked organisation gets no new grant (exit 1);
+    what it could read before stays readable. Running it again grants only what is new.
+    """
+    from metadata_templates.notes import pem_is_encrypted
+    from repo_tool.notes_grant import grant_notes, load_custodian_key
+
+    pem = custodian_key.read_bytes()
+    password = _prompt_secret("passphrase").encode() if pem_is_encrypted(pem) else None
+    try:
+        key = load_custodian_key(pem, password, f"--custodian-key {custodian_key}")
+    except CflError as e:
+        raise ConfigurationError(str(e)) from e
+    repo = _open_repo(ctx)
+    with repo.locked():
+        report = grant_notes(repo, entity_id, key, now=_now())
+    _err(
+        f"{report.entity_id}: {len(report.granted)} note(s) granted, {len(report.already)} readable "
+        "already"
+        + (
+            f"; staged targets version {report.targets_version}; next: cfl-repo publish"
+            if report.granted
+            else ""
+        )
+    )
+    if as_json:
+        _emit_json(report.to_dict())
 
 
 # ------------------------------------------------------------------------------------------- demo

@@ -330,3 +330,50 @@ def test_a_grant_needs_the_published_custodian_key(lib: NotesLibrary) -> None:
         grant_notes(
             lib.factory.repo, lib.orgs["is"].entity_id, lib.orgs["is"].key, now=lib.factory.tick()
         )
+
+
+def test_a_recipient_with_another_key_algorithm_is_not_our_format(lib: NotesLibrary) -> None:
+    bundle = lib.factory.submit(lib.images["esme"], ESME_ENTRY, release_notes=PLAINTEXT)
+    assert bundle.notes_jwe is not None
+    doc = json.loads(bundle.notes_jwe)
+    doc["recipients"][0]["header"]["alg"] = "ECDH-ES"
+    result = lib.factory.ingest(_with_notes(lib, bundle, json.dumps(doc).encode()))
+    assert result.status == "rejected"
+    assert result.reasons == ["notes-not-encrypted"]
+    assert any("header.alg" in m and "ECDH-ES+A256KW" in m for m in result.messages)
+
+
+def test_a_grant_cannot_be_deposited_as_a_manufacturers_notes(lib: NotesLibrary) -> None:
+    bundle = lib.factory.submit(lib.images["esme"], ESME_ENTRY, release_notes=PLAINTEXT)
+    from metadata_templates.notes import audience
+
+    library = verified_library(
+        folder_reader(lib.factory.out),
+        lib.factory.root_bytes,
+        now=lib.factory.tick(),
+        check_blobs=False,
+    )
+    assert library.suppliers is not None and library.notes_custodian is not None
+    recipients = audience(library.suppliers, library.notes_custodian, "ESME")
+    grant = encrypt_notes(PLAINTEXT, bundle.target, recipients, grant_for=lib.orgs["is"].entity_id)
+    result = lib.factory.ingest(_with_notes(lib, bundle, grant))
+    assert result.status == "rejected"
+    assert "notes-target-mismatch" in result.reasons
+
+
+def test_notes_under_another_manufacturers_prefix_are_outside_the_delegation(
+    lib: NotesLibrary,
+) -> None:
+    bundle = lib.factory.submit(lib.images["esme"], ESME_ENTRY, release_notes=PLAINTEXT)
+    assert bundle.notes_jwe is not None
+    envelope = bundle.notes_jwe
+    foreign = "3F01/GSME-0001-00000005-0000000000000000.ota.notes.jwe"
+
+    def edit(signed: Targets) -> None:
+        signed.targets[foreign] = TargetFile(
+            len(envelope), {"sha256": hashlib.sha256(envelope).hexdigest()}, foreign
+        )
+
+    result = lib.factory.ingest(_resign(lib, bundle, edit))
+    assert result.status == "rejected"
+    assert "outside-delegation" in result.reasons

@@ -196,3 +196,12 @@ def test_tufjs_verifies_a_tree_with_encrypted_notes_registry_and_grants(
 
     assert code == 0, stderr
     assert {t["path"]: (t["sha256"], t["length"]) for t in document["targets"]} == expected
+    # Byte-wise, no plaintext note anywhere: the published tree, the provider's state and event log,
+    # the host's access and error logs, and the independent client's cache.
+    marker = b"SECRET-MARKER-7f3a91"
+    assert marker in PLAINTEXT
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "access.log" for p in files) and any(
+        p.name == "events.jsonl" for p in files
+    )
+    assert [p for p in files if marker in p.read_bytes()] == []

@@ -377,3 +377,18 @@ def test_notes_under_another_manufacturers_prefix_are_outside_the_delegation(
     result = lib.factory.ingest(_resign(lib, bundle, edit))
     assert result.status == "rejected"
     assert "outside-delegation" in result.reasons
+
+
+def test_the_built_website_names_readers_and_holds_no_plaintext(lib: NotesLibrary) -> None:
+    from repo_tool.site import build_site
+
+    target = lib.factory.deposit(lib.images["esme"], ESME_ENTRY, release_notes=PLAINTEXT).target
+    library = verified_library(
+        folder_reader(lib.factory.out), lib.factory.root_bytes, now=lib.factory.tick()
+    )
+    site = lib.factory.tmp / "site"
+    build_site(library, site, generated=lib.factory.now)
+    page = (site / "image" / f"{target}.html").read_text()
+    assert "encrypted; readable by Volt Energy (as deposited)" in page
+    assert "Gasco" not in page and "Gone Power" not in page
+    _assert_no_plaintext(site)

@@ -6,9 +6,11 @@ With ``--json`` one JSON document (``"schema_version": 1``) goes to stdout; peop
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -991,8 +993,8 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
     except CflError as e:
         raise ConfigurationError(str(e)) from e
     repo = _open_repo(ctx)
-    with repo.locked():
-        report = grant_notes(repo, entity_id, key, now=_now())
+    with repo.locked(), _counter("granting", enabled=not as_json) as progress:
+        report = grant_notes(repo, entity_id, key, now=_now(), progress=progress)
     _err(
         f"{report.entity_id}: {len(report.granted)} note(s) granted, {len(report.already)} readable "
         "already"
@@ -1004,6 +1006,24 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
     )
     if as_json:
         _emit_json(report.to_dict())
+
+
+@contextlib.contextmanager
+def _counter(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar fed ``(done, total)``, on a terminal only and never in --json mode."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
 
 
 # ------------------------------------------------------------------------------------------- demo

@@ -11,12 +11,13 @@ The custodian can read every note anyway: it is a recipient of each, so nothing 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from jwcrypto import jwk
-from tuf.api.metadata import Metadata, Targets
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from metadata_templates.custom import (
     CflTargetInfo,
@@ -55,6 +56,8 @@ class NotesRepository(Protocol):
     def head(self) -> Any: ...
 
     def role(self, name: str) -> Metadata[Targets]: ...
+
+    def targets(self) -> Metadata[Targets]: ...
 
     def provider_document(self, path: str) -> bytes | None: ...
 
@@ -107,9 +110,16 @@ class GrantReport:
 
 
 def grant_notes(
-    repo: NotesRepository, entity: str, custodian_key: jwk.JWK, *, now: datetime
+    repo: NotesRepository,
+    entity: str,
+    custodian_key: jwk.JWK,
+    *,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GrantReport:
     """Grant ``entity`` every note of an image type its roles entitle it to that it cannot read yet.
+
+    ``progress(done, total)`` is called before each entitled note is looked at (the CLI draws a bar).
 
     Raises:
         RejectedInputError: no registry, an unknown or revoked organisation, or a note that fails
@@ -145,51 +155,38 @@ def grant_notes(
             )
         )
     recipient = supplier_key(supplier)
+    candidates = _entitled_notes(repo, supplier.may_fetch)
+    # Read once: a provider document lookup per note would parse targets once per note.
+    provider_targets = repo.targets().signed.targets
     files: dict[str, bytes] = {}
     granted: list[str] = []
     already: list[str] = []
-    for role_name in sorted(repo.head.roles):
-        role = repo.role(role_name)
-        for path, target in sorted(role.signed.targets.items()):
-            if is_notes_target_path(path):
-                continue
-            try:
-                info = CflTargetInfo.from_target_custom(dict(target.custom or {}))
-            except CustomMetadataError:
-                continue  # published before; the verify walk reports it
-            if info.release_notes is None or not supplier.may_fetch(info.device_type):
-                continue
-            notes_file = role.signed.targets.get(info.release_notes.target)
-            if notes_file is None:
-                raise RejectedInputError(
-                    f"{info.release_notes.target}: found no notes target, expected the one {path} names"
+    for done, (path, info, notes_file) in enumerate(candidates, start=1):
+        if progress is not None:
+            progress(done, len(candidates))
+        ciphertext = repo.blobs.get(notes_file.hashes["sha256"])
+        envelope = parse_envelope(ciphertext)
+        if recipient.recipient in envelope.recipients:
+            already.append(path)
+            continue
+        grant_path = grant_target_path(entity, path)
+        existing = provider_targets.get(grant_path)
+        if existing is not None and parse_envelope(
+            repo.blobs.get(existing.hashes["sha256"])
+        ).recipients == (recipient.recipient,):
+            already.append(path)
+            continue
+        plaintext = decrypt_notes(ciphertext, custodian_key, CUSTODIAN_KID, image_target=path)
+        if envelope.plaintext_sha256 != info.release_notes_sha256:
+            raise NotesError(
+                field_error(
+                    f"{path} release notes SHA-256",
+                    envelope.plaintext_sha256,
+                    str(info.release_notes_sha256),
                 )
-            ciphertext = repo.blobs.get(notes_file.hashes["sha256"])
-            envelope = parse_envelope(ciphertext)
-            if any(
-                r.kid == entity and r.thumbprint == recipient.recipient.thumbprint
-                for r in envelope.recipients
-            ):
-                already.append(path)
-                continue
-            grant_path = grant_target_path(entity, path)
-            existing = repo.provider_document(grant_path)
-            if existing is not None and parse_envelope(existing).recipients == (
-                recipient.recipient,
-            ):
-                already.append(path)
-                continue
-            plaintext = decrypt_notes(ciphertext, custodian_key, CUSTODIAN_KID, image_target=path)
-            if envelope.plaintext_sha256 != info.release_notes_sha256:
-                raise NotesError(
-                    field_error(
-                        f"{path} release notes SHA-256",
-                        envelope.plaintext_sha256,
-                        str(info.release_notes_sha256),
-                    )
-                )
-            files[grant_path] = encrypt_notes(plaintext, path, [recipient], grant_for=entity)
-            granted.append(path)
+            )
+        files[grant_path] = encrypt_notes(plaintext, path, [recipient], grant_for=entity)
+        granted.append(path)
     version = None
     if files:
         version = repo.put_provider_targets(
@@ -203,6 +200,36 @@ def grant_notes(
             },
         )
     return GrantReport(entity, tuple(granted), tuple(already), version)
+
+
+def _entitled_notes(
+    repo: NotesRepository, may_fetch: Callable[[str], bool]
+) -> list[tuple[str, CflTargetInfo, TargetFile]]:
+    """(image target, its custom.cfl, its notes target) of every image with notes of a device type
+    ``may_fetch`` allows, in role then path order.
+
+    Raises:
+        RejectedInputError: an image names a notes target its role does not hold.
+    """
+    found: list[tuple[str, CflTargetInfo, TargetFile]] = []
+    for role_name in sorted(repo.head.roles):
+        targets = repo.role(role_name).signed.targets
+        for path, target in sorted(targets.items()):
+            if is_notes_target_path(path):
+                continue
+            try:
+                info = CflTargetInfo.from_target_custom(dict(target.custom or {}))
+            except CustomMetadataError:
+                continue  # the verify walk reports it; it has no notes to grant
+            if info.release_notes is None or not may_fetch(info.device_type):
+                continue
+            notes_file = targets.get(info.release_notes.target)
+            if notes_file is None:
+                raise RejectedInputError(
+                    f"{info.release_notes.target}: found no notes target, expected the one {path} names"
+                )
+            found.append((path, info, notes_file))
+    return found
 
 
 def load_custodian_key(pem: bytes, password: bytes | None, where: str) -> jwk.JWK:

@@ -290,3 +290,15 @@ def test_cfl_repo_notes_custodian_refuses_a_key_that_is_not_p256(
     assert done.returncode == 1
     assert "an ECDSA P-256 public key" in done.stderr and "Traceback" not in done.stderr
     assert (dep.lib.factory.repo.path / "state" / "head.json").read_bytes() == head
+
+
+def test_revocation_stops_new_notes_but_what_was_readable_stays_readable(
+    dep: Deposited, tmp_path: Path
+) -> None:
+    """docs/design.md "Revocation": published ciphertexts are immutable, nothing can un-share them."""
+    lib, volt = dep.lib, dep.lib.orgs["is"]
+    orgs = [volt, lib.orgs["gs"], lib.orgs["revoked"]]
+    publish_registry(lib.factory, orgs, revoked=("1111222233334444", volt.entity_id))
+    assert read_notes(lib.session(tmp_path / "old"), dep.esme, volt.key).plaintext == PLAINTEXT
+    # ...while a revoked organisation receives no grant (tests/repo/test_notes.py) and is not a
+    # recipient of notes deposited after its revocation (the "revoked" organisation above).

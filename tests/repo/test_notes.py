@@ -277,11 +277,17 @@ def test_a_grant_gives_a_later_registered_supplier_the_notes(lib: NotesLibrary) 
         [lib.orgs["is"], lib.orgs["gs"], lib.orgs["revoked"], late],
         revoked=("1111222233334444",),
     )
+    seen: list[tuple[int, int]] = []
     with lib.factory.repo.locked():
         report = grant_notes(
-            lib.factory.repo, late.entity_id, lib.custodian_key, now=lib.factory.tick()
+            lib.factory.repo,
+            late.entity_id,
+            lib.custodian_key,
+            now=lib.factory.tick(),
+            progress=lambda done, total: seen.append((done, total)),
         )
     assert report.granted == (esme, gsme)  # IS and GS: both fuels
+    assert seen == [(1, 2), (2, 2)]
     lib.factory.publish()
     grant = lib.factory.repo.provider_document(grant_target_path(late.entity_id, esme))
     assert grant is not None

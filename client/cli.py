@@ -566,6 +566,8 @@ def notes_command(
     manufacturer signed and written atomically, readable by you only.
 
     \b
+    Example:
+      cfl notes 121D/ESME-0001-01020000-4e6c040b5a89e724.ota --out notes.txt
     Exit 1 with one line when you are not a recipient or the notes fail verification.
     """
     from client.notes import notes_file_name, read_notes, write_notes

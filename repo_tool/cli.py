@@ -938,7 +938,7 @@ def notes() -> None:
     "public_key",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The notes custodian's ECDSA P-256 public key (PEM); its private key stays offline or in an HSM.",
+    help="The notes custodian's ECDSA P-256 public key (PEM); its private key stays offline (make it with `keygen --type ecdsa`).",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the key's thumbprint as JSON on stdout."
@@ -950,6 +950,12 @@ def notes_custodian(ctx: click.Context, public_key: Path, as_json: bool) -> None
 
     Every release note a manufacturer submits from then on is also encrypted to it, so the provider
     can grant a note to an organisation registered later (`notes grant`). Run `publish` afterwards.
+
+    \b
+    Example:
+      cfl-repo keygen custodian.pem --type ecdsa
+      cfl-repo --repo R notes custodian --public-key custodian.pub.pem
+      cfl-repo --repo R publish
     """
     from repo_tool.notes_grant import set_custodian
 
@@ -982,6 +988,11 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
     organisation alone, published as provider-signed target cfl/grants/ENTITY_ID/... (run `publish`
     afterwards). Nothing is written in plaintext. A revoked organisation gets no new grant (exit 1);
     what it could read before stays readable. Running it again grants only what is new.
+
+    \b
+    Example:
+      cfl-repo --repo R notes grant 0011223344556677 --custodian-key custodian.pem
+      cfl-repo --repo R publish
     """
     from metadata_templates.notes import pem_is_encrypted
     from repo_tool.notes_grant import grant_notes, load_custodian_key

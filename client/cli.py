@@ -451,6 +451,8 @@ def download(
         raise ConfigurationError(
             f"--fragment-size: found {fragment_size}, expected a positive number of bytes"
         )
+    # Before anything is fetched: a missing or unreadable key must not cost a download.
+    notes_key = _notes_key() if with_notes else None
     with home.lock():
         client = _Client(home, offline=offline)
         wanted: list[tuple[CatalogueImage, int]] = []
@@ -491,7 +493,7 @@ def download(
             )
             placed.append(folder.place(image, source, device_count=devices))
         manifest = folder.write_manifest(placed)
-        notes = _download_notes(client, [i for i, _ in wanted], out_dir) if with_notes else []
+        notes = _download_notes(client, [i for i, _ in wanted], out_dir, notes_key)
     fetched = sum(not p.reused for p in placed)
     if as_json:
         doc = {
@@ -520,13 +522,14 @@ def _notes_key() -> Any:
 
 
 def _download_notes(
-    client: _Client, images: list[CatalogueImage], out_dir: Path
+    client: _Client, images: list[CatalogueImage], out_dir: Path, key: Any
 ) -> list[dict[str, Any]]:
     """`download --with-notes`: each image's notes beside it; one not addressed to us is a warning."""
     from client.notes import notes_file_name, read_notes, write_notes
     from metadata_templates.notes import NotRecipientError
 
-    key = _notes_key()
+    if key is None:
+        return []
     written: list[dict[str, Any]] = []
     for image in images:
         if image.cfl.release_notes is None:

@@ -302,3 +302,19 @@ def test_revocation_stops_new_notes_but_what_was_readable_stays_readable(
     assert read_notes(lib.session(tmp_path / "old"), dep.esme, volt.key).plaintext == PLAINTEXT
     # ...while a revoked organisation receives no grant (tests/repo/test_notes.py) and is not a
     # recipient of notes deposited after its revocation (the "revoked" organisation above).
+
+
+def test_download_with_notes_but_no_notes_key_stops_before_fetching(
+    dep: Deposited, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    root = tmp_path / "1.root.json"
+    root.write_bytes(dep.lib.factory.root_bytes)
+    url = dep.lib.factory.out.resolve().as_uri()
+    assert _run(CFL, "--home", home, "init", url, "--root", root).returncode == 0
+    out = tmp_path / "out"
+    done = _run(CFL, "--home", home, "download", dep.esme, "--out", out, "--with-notes")
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "notes key" in errors[0], done.stderr
+    assert not out.exists()

@@ -317,6 +317,14 @@ def load_verified_library(
                 continue
             if check_blobs:
                 _check_blob(walk, path, target.length, sha)
+            if (
+                info.release_notes is not None
+                and info.release_notes.target not in md.signed.targets
+            ):
+                walk.fail(
+                    f"{name}: {path}: custom.cfl.release_notes.target: found "
+                    f"{info.release_notes.target!r}, expected a notes target of the same role"
+                )
             manufacturers[info.manufacturer_id] = info.manufacturer_name
             images.append(PublishedImage(path, target.length, sha, info, name))
 

@@ -293,6 +293,13 @@ def parse_envelope(data: bytes | memoryview) -> Envelope:
     protected = _b64_json(doc["protected"], "notes.protected")
     if not isinstance(protected, dict):
         raise NotesError(field_error("notes.protected", type(protected).__name__, "a JSON object"))
+    # Our format never compresses and defines no critical extensions: refusing both keeps a
+    # hostile note from becoming a decompression bomb or meaning something a reader ignores.
+    for forbidden in ("zip", "crit"):
+        if forbidden in protected:
+            raise NotesError(
+                field_error(f"notes.protected.{forbidden}", protected[forbidden], "absent")
+            )
     if protected.get("enc") != CONTENT_ENCRYPTION:
         raise NotesError(
             field_error("notes.protected.enc", protected.get("enc"), CONTENT_ENCRYPTION)

@@ -3,6 +3,7 @@ decrypting, the provider grants, and no plaintext ever reaches the tree, the sta
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -398,3 +399,34 @@ def test_the_built_website_names_readers_and_holds_no_plaintext(lib: NotesLibrar
     assert "encrypted; readable by Volt Energy (as deposited)" in page
     assert "Gasco" not in page and "Gone Power" not in page
     _assert_no_plaintext(site)
+
+
+@pytest.mark.parametrize("member", ["zip", "crit"], ids=["compressed", "critical-extension"])
+def test_compressed_or_critical_notes_are_not_our_format(lib: NotesLibrary, member: str) -> None:
+    """A hostile manufacturer's compressed note could be a decompression bomb for every reader."""
+    bundle = lib.factory.submit(lib.images["esme"], ESME_ENTRY, release_notes=PLAINTEXT)
+    from metadata_templates.notes import audience
+
+    library = verified_library(
+        folder_reader(lib.factory.out),
+        lib.factory.root_bytes,
+        now=lib.factory.tick(),
+        check_blobs=False,
+    )
+    assert library.suppliers is not None and library.notes_custodian is not None
+    from jwcrypto import jwe
+
+    recipients = audience(library.suppliers, library.notes_custodian, "ESME")
+    protected = json.loads(
+        base64.urlsafe_b64decode(json.loads(bundle.notes_jwe or b"")["protected"] + "==")
+    )
+    protected[member] = "DEF" if member == "zip" else ["cfl_target"]
+    token = jwe.JWE(PLAINTEXT, protected=json.dumps(protected))
+    for r in recipients:
+        token.add_recipient(
+            r.key, header=json.dumps({"alg": "ECDH-ES+A256KW", "kid": r.recipient.kid})
+        )
+    with pytest.raises(NotesError, match=f"notes.protected.{member}"):
+        parse_envelope(token.serialize().encode())
+    result = lib.factory.ingest(_with_notes(lib, bundle, token.serialize().encode()))
+    assert result.reasons == ["notes-not-encrypted"]

@@ -14,6 +14,7 @@ from typing import Any
 from metadata_templates import naming
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import field_error
+from metadata_templates.notes import is_notes_target_path
 from metadata_templates.withdrawals import WithdrawalList
 
 
@@ -88,8 +89,8 @@ def build_catalogue(
     images: list[CatalogueImage] = []
     problems: list[CatalogueProblem] = []
     for target in targets:
-        if target.path in naming.PROVIDER_TARGET_PATHS:
-            continue
+        if target.path in naming.PROVIDER_TARGET_PATHS or is_notes_target_path(target.path):
+            continue  # provider documents and encrypted release notes are not images
         owner = naming.manufacturer_of_target(target.path)
         if owner is None:
             problems.append(

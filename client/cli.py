@@ -104,6 +104,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     cfl list                          every verified image with its CFL metadata
     cfl check ESTATE.csv              which images apply to your devices, and which to install
     cfl download --estate ESTATE.csv --out DIR    fetch the recommended images, verified
+    cfl notes TARGET                  decrypt an image's release notes (entitled suppliers only)
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
     manufacturer's own role) before it is listed or written. See docs/supplier.md.
@@ -164,6 +165,11 @@ offline_option = click.option(
     help="File holding a bearer token sent with every request.",
 )
 @click.option(
+    "--notes-key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Your organisation's P-256 private key PEM for release notes (default: --client-key).",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Re-initialise: discard trusted metadata and cache (history is kept).",
@@ -178,6 +184,7 @@ def init(
     client_key: str | None,
     ca_bundle: str | None,
     token_file: str | None,
+    notes_key: str | None,
     force: bool,
 ) -> None:
     """Trust the library at URL (http(s):// or file://), starting from ROOT.json. Without a root file
@@ -193,6 +200,7 @@ def init(
         client_key=str(Path(client_key).resolve()) if client_key else None,
         ca_bundle=str(Path(ca_bundle).resolve()) if ca_bundle else None,
         token_file=str(Path(token_file).resolve()) if token_file else None,
+        notes_key=str(Path(notes_key).resolve()) if notes_key else None,
     )
     with home.lock():
         home.initialise(config, root_file.read_bytes(), force=force)
@@ -415,6 +423,11 @@ def check(
     type=click.IntRange(1),
     help="Also write each image as numbered fragments of this many bytes (HAN: 750000).",
 )
+@click.option(
+    "--with-notes",
+    is_flag=True,
+    help="Also decrypt each image's release notes into --out as <image file>.notes.txt (see `cfl notes`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entries on stdout.")
 @offline_option
 @click.pass_context
@@ -425,6 +438,7 @@ def download(
     estate: Path | None,
     out_dir: Path,
     fragment_size: int | None,
+    with_notes: bool,
     as_json: bool,
     offline: bool,
 ) -> None:
@@ -437,6 +451,8 @@ def download(
         raise ConfigurationError(
             f"--fragment-size: found {fragment_size}, expected a positive number of bytes"
         )
+    # Before anything is fetched: a missing or unreadable key must not cost a download.
+    notes_key = _notes_key() if with_notes else None
     with home.lock():
         client = _Client(home, offline=offline)
         wanted: list[tuple[CatalogueImage, int]] = []
@@ -477,13 +493,100 @@ def download(
             )
             placed.append(folder.place(image, source, device_count=devices))
         manifest = folder.write_manifest(placed)
+        notes = _download_notes(client, [i for i, _ in wanted], out_dir, notes_key)
     fetched = sum(not p.reused for p in placed)
     if as_json:
-        _emit_json(
-            {"out": str(out_dir), "manifest": str(manifest), "files": [p.to_json() for p in placed]}
-        )
+        doc = {
+            "out": str(out_dir),
+            "manifest": str(manifest),
+            "files": [p.to_json() for p in placed],
+        }
+        if with_notes:
+            doc["notes"] = notes
+        _emit_json(doc)
     click.echo(
         f"{len(placed)} image(s) in {out_dir} ({fetched} downloaded, {len(placed) - fetched} already present); manifest: {manifest}",
+        err=True,
+    )
+
+
+def _notes_key() -> Any:
+    """The organisation's notes key from the home's configuration (asks for a passphrase if needed)."""
+    from client.notes import load_notes_key, notes_key_path
+
+    config = click.get_current_context().obj["home"].load_config()
+    path = notes_key_path(config.client_key, config.notes_key)
+    return load_notes_key(
+        path, lambda: str(click.prompt(f"Passphrase for {path}", hide_input=True, err=True))
+    )
+
+
+def _download_notes(
+    client: _Client, images: list[CatalogueImage], out_dir: Path, key: Any
+) -> list[dict[str, Any]]:
+    """`download --with-notes`: each image's notes beside it; one not addressed to us is a warning."""
+    from client.notes import notes_file_name, read_notes, write_notes
+    from metadata_templates.notes import NotRecipientError
+
+    if key is None:
+        return []
+    written: list[dict[str, Any]] = []
+    for image in images:
+        if image.cfl.release_notes is None:
+            continue
+        try:
+            notes = read_notes(client.session, image.target_path, key)
+        except NotRecipientError as e:
+            stderr.print(f"warning: {e}", markup=False, highlight=False)
+            continue
+        path = out_dir / notes_file_name(image.target_path)
+        write_notes(path, notes)
+        written.append(notes.to_json(path))
+    return written
+
+
+@cli.command("notes")
+@click.argument("target")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write the decrypted notes to (default: ./<image file name>.notes.txt).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON on stdout.")
+@offline_option
+@click.pass_context
+@handle_errors
+def notes_command(
+    ctx: click.Context, target: str, out_file: Path | None, as_json: bool, offline: bool
+) -> None:
+    """Decrypt the release notes of image TARGET (a path from `cfl list`).
+
+    The encrypted notes are fetched and verified through TUF like an image, then opened with your
+    organisation's key (`cfl init --notes-key KEY.pem`, else the --client-key). It works when your
+    organisation was a recipient when the image was deposited, or when the provider has granted it
+    the notes since (`cfl-repo notes grant`). The plaintext is checked against the SHA-256 the
+    manufacturer signed and written atomically, readable by you only.
+
+    \b
+    Example:
+      cfl notes 121D/ESME-0001-01020000-4e6c040b5a89e724.ota --out notes.txt
+    Exit 1 with one line when you are not a recipient or the notes fail verification.
+    """
+    from client.notes import notes_file_name, read_notes, write_notes
+
+    home = _home(ctx)
+    key = _notes_key()
+    with home.lock():
+        client = _Client(home, offline=offline)
+        notes = read_notes(client.session, target, key)
+    out = out_file or Path(notes_file_name(target))
+    write_notes(out, notes)
+    if as_json:
+        _emit_json(notes.to_json(out))
+    click.echo(
+        f"release notes of {target} ({len(notes.plaintext)} bytes, via {notes.via} "
+        f"{notes.entity_id}) written to {out}",
         err=True,
     )
 

@@ -61,6 +61,8 @@ class ClientConfig:
         token_file: bearer token file, absolute path (the token itself is never copied here).
         connect_timeout: seconds.
         read_timeout: seconds.
+        notes_key: the organisation's P-256 private key for release notes, absolute path (default:
+            ``client_key``, the key of the registered certificate).
     """
 
     repository_url: str
@@ -70,6 +72,7 @@ class ClientConfig:
     token_file: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    notes_key: str | None = None
 
     def transport_settings(self) -> TransportSettings:
         """The fetcher settings this configuration describes."""
@@ -116,7 +119,7 @@ class ClientConfig:
             raise ConfigurationError(
                 field_error(f"{where}: repository_url", values.get("repository_url"), "a URL")
             )
-        for name in ("client_cert", "client_key", "ca_bundle", "token_file"):
+        for name in ("client_cert", "client_key", "ca_bundle", "token_file", "notes_key"):
             if not isinstance(values.get(name), str | None):
                 raise ConfigurationError(
                     field_error(f"{where}: {name}", values[name], "a path or null")
@@ -242,7 +245,7 @@ class ClientHome:
                 hint="use --force to start again from a new root (history is kept)",
             )
         check_root(root, "given")
-        for name in ("client_cert", "client_key", "ca_bundle", "token_file"):
+        for name in ("client_cert", "client_key", "ca_bundle", "token_file", "notes_key"):
             value = getattr(config, name)
             if value is not None and not Path(value).is_file():
                 raise ConfigurationError(

@@ -101,6 +101,39 @@ class CplEntryRef:
 
 
 @dataclass(frozen=True)
+class NotesReader:
+    """An organisation an image's encrypted notes were encrypted to at deposit time."""
+
+    entity_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ReleaseNotesRef:
+    """Where an image's encrypted release notes are and who could read them when deposited.
+
+    The plaintext's SHA-256 stays in ``release_notes_sha256`` (the field older images carry), so
+    the signed metadata commits to the plaintext that every reader checks after decrypting.
+    """
+
+    target: str
+    readers: tuple[NotesReader, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "readers": [{"entity_id": r.entity_id, "name": r.name} for r in self.readers],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReleaseNotesRef:
+        return cls(
+            target=data["target"],
+            readers=tuple(NotesReader(r["entity_id"], r["name"]) for r in data["readers"]),
+        )
+
+
+@dataclass(frozen=True)
 class CflTargetInfo:
     """Everything the CFL says about one image beyond TUF's length and hashes."""
 
@@ -120,6 +153,7 @@ class CflTargetInfo:
     advisories: tuple[str, ...]
     published: str
     release_notes_sha256: str | None = None
+    release_notes: ReleaseNotesRef | None = None  # encrypted notes (absent on older images)
 
     def to_dict(self, *, validate_schema: bool = True) -> dict[str, Any]:
         """The ``custom.cfl`` value, validated against the schema (unless the caller has just
@@ -128,7 +162,7 @@ class CflTargetInfo:
         Raises:
             CustomMetadataError: the model holds a value the schema forbids.
         """
-        data = {
+        data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "device_type": self.device_type,
             "manufacturer_id": self.manufacturer_id,
@@ -147,6 +181,8 @@ class CflTargetInfo:
             "published": self.published,
             "release_notes_sha256": self.release_notes_sha256,
         }
+        if self.release_notes is not None:
+            data["release_notes"] = self.release_notes.to_dict()
         if validate_schema:
             validate(data)
         return data
@@ -176,6 +212,11 @@ class CflTargetInfo:
             advisories=tuple(data["advisories"]),
             published=data["published"],
             release_notes_sha256=data["release_notes_sha256"],
+            release_notes=(
+                ReleaseNotesRef.from_dict(data["release_notes"])
+                if "release_notes" in data
+                else None
+            ),
         )
 
     @classmethod

@@ -6,7 +6,11 @@ hash-bound) with exactly these members:
 - ``cfl-bundle.json``: manifest with the declaration (CPL entries, reason, advisories) and the target path
 - ``image.ota``: the image as deposited (no supplier trailer)
 - ``role.json``: the manufacturer's signed role metadata, one version above the published one
-- ``release-notes.txt``: optional; kept by the provider, never published
+- ``release-notes.jwe``: optional; the release notes encrypted on the manufacturer's machine to the
+  entitled suppliers and the provider's notes custodian (metadata_templates/notes.py), published as
+  the role's notes target
+- ``release-notes.txt``: the old plaintext member; still parsed only so the gateway can reject it by
+  name (``notes-not-encrypted``) instead of as an unknown member
 
 Reading is strict because a bundle is attacker-controlled: unknown or duplicate members, paths, size
 limits, a compressed member that inflates past its limit, and malformed JSON are all rejected.
@@ -26,11 +30,13 @@ from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_writer
 from metadata_templates.custom import REASONS
 from metadata_templates.errors import RejectedInputError
+from metadata_templates.notes import MAX_ENVELOPE_BYTES
 
 MANIFEST = "cfl-bundle.json"
 IMAGE = "image.ota"
 ROLE = "role.json"
 RELEASE_NOTES = "release-notes.txt"
+RELEASE_NOTES_JWE = "release-notes.jwe"
 BUNDLE_SUFFIX = ".cflb"
 
 # Generous ceilings so a hostile archive cannot exhaust memory; the gateway applies the real image cap.
@@ -39,6 +45,7 @@ MEMBER_LIMITS = {
     IMAGE: 64 * 1024 * 1024,
     ROLE: 64 * 1024 * 1024,
     RELEASE_NOTES: 5_000_000,
+    RELEASE_NOTES_JWE: MAX_ENVELOPE_BYTES,
 }
 REQUIRED = (MANIFEST, IMAGE, ROLE)
 # A renewal re-signs the role with a later expiry and the same targets: no image, no declaration.
@@ -99,8 +106,9 @@ class Bundle:
     declaration: Declaration
     image: bytes | memoryview
     role_bytes: bytes
-    release_notes: bytes | None
+    release_notes: bytes | None  # plaintext: only ever read to be rejected (notes-not-encrypted)
     kind: str = KIND_DEPOSIT
+    notes_jwe: bytes | None = None  # the encrypted notes, exactly as the role's notes target
 
 
 def _string_list(value: Any, field: str) -> tuple[str, ...]:
@@ -247,6 +255,7 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
         image=members[IMAGE],
         role_bytes=bytes(members[ROLE]),
         release_notes=None if RELEASE_NOTES not in members else bytes(members[RELEASE_NOTES]),
+        notes_jwe=None if RELEASE_NOTES_JWE not in members else bytes(members[RELEASE_NOTES_JWE]),
     )
 
 
@@ -313,3 +322,5 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
         archive.writestr(ROLE, bundle.role_bytes)
         if bundle.release_notes is not None:
             archive.writestr(RELEASE_NOTES, bundle.release_notes)
+        if bundle.notes_jwe is not None:
+            archive.writestr(RELEASE_NOTES_JWE, bundle.notes_jwe)

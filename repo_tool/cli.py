@@ -6,9 +6,11 @@ With ``--json`` one JSON document (``"schema_version": 1``) goes to stdout; peop
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from metadata_templates import identifiers
-from metadata_templates.errors import EXIT_FAILURE, ConfigurationError
+from metadata_templates.errors import EXIT_FAILURE, CflError, ConfigurationError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool import __version__
 from repo_tool.config import TOP_LEVEL_ROLES
@@ -70,6 +72,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     \b
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
+    Release notes: notes custodian, notes grant
     Manufacturer:  keygen, submit
     Demo:          demo-data
 
@@ -699,7 +702,8 @@ def _confirm_passphrase() -> str:
 @click.option(
     "--release-notes",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Release notes (kept by the provider, never published).",
+    help="Release notes (text) to encrypt here to the suppliers entitled to the image's device type and "
+    "the provider's notes custodian; the plaintext never leaves this machine.",
 )
 @click.option(
     "--from", "source", required=True, help="The published library: a folder or an http(s):// URL."
@@ -803,6 +807,117 @@ def submit(
     _err(
         f"wrote {out_file}: {submission.bundle.target or 'renewal'} in mfr-{mfr} version {submission.role_version}"
     )
+
+
+# ----------------------------------------------------------------------------------------- notes
+
+
+@cli.group()
+def notes() -> None:
+    """Encrypted release notes: the custodian key, and grants to organisations registered later."""
+
+
+@notes.command("custodian")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The notes custodian's ECDSA P-256 public key (PEM); its private key stays offline (make it with `keygen --type ecdsa`).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the key's thumbprint as JSON on stdout."
+)
+@click.pass_context
+def notes_custodian(ctx: click.Context, public_key: Path, as_json: bool) -> None:
+    """Publish the notes-custodian public key as target cfl/notes-custodian.json.
+
+    Every release note a manufacturer submits from then on is also encrypted to it, so the provider
+    can grant a note to an organisation registered later (`notes grant`). Run `publish` afterwards.
+
+    \b
+    Example:
+      cfl-repo keygen custodian.pem --type ecdsa
+      cfl-repo --repo R notes custodian --public-key custodian.pub.pem
+      cfl-repo --repo R publish
+    """
+    from repo_tool.notes_grant import set_custodian
+
+    repo = _open_repo(ctx)
+    with repo.locked():
+        thumbprint = set_custodian(repo, public_key.read_bytes(), now=_now())
+    _err(
+        f"notes custodian key {thumbprint} staged as cfl/notes-custodian.json; next: cfl-repo publish"
+    )
+    if as_json:
+        _emit_json({"thumbprint": thumbprint})
+
+
+@notes.command("grant")
+@click.argument("entity_id")
+@click.option(
+    "--custodian-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The custodian's P-256 private key PEM (a passphrase is asked for, or read from "
+    f"{PASSPHRASE_ENV}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the grants as JSON on stdout.")
+@click.pass_context
+def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json: bool) -> None:
+    """Grant ENTITY_ID every release note its User Roles entitle it to and it cannot read yet.
+
+    For each such note the custodian key decrypts it in memory and re-encrypts it to that
+    organisation alone, published as provider-signed target cfl/grants/ENTITY_ID/... (run `publish`
+    afterwards). Nothing is written in plaintext. A revoked organisation gets no new grant (exit 1);
+    what it could read before stays readable. Running it again grants only what is new.
+
+    \b
+    Example:
+      cfl-repo --repo R notes grant 0011223344556677 --custodian-key custodian.pem
+      cfl-repo --repo R publish
+    """
+    from metadata_templates.notes import pem_is_encrypted
+    from repo_tool.notes_grant import grant_notes, load_custodian_key
+
+    pem = custodian_key.read_bytes()
+    password = _prompt_secret("passphrase").encode() if pem_is_encrypted(pem) else None
+    try:
+        key = load_custodian_key(pem, password, f"--custodian-key {custodian_key}")
+    except CflError as e:
+        raise ConfigurationError(str(e)) from e
+    repo = _open_repo(ctx)
+    with repo.locked(), _counter("granting", enabled=not as_json) as progress:
+        report = grant_notes(repo, entity_id, key, now=_now(), progress=progress)
+    _err(
+        f"{report.entity_id}: {len(report.granted)} note(s) granted, {len(report.already)} readable "
+        "already"
+        + (
+            f"; staged targets version {report.targets_version}; next: cfl-repo publish"
+            if report.granted
+            else ""
+        )
+    )
+    if as_json:
+        _emit_json(report.to_dict())
+
+
+@contextlib.contextmanager
+def _counter(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar fed ``(done, total)``, on a terminal only and never in --json mode."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
 
 
 # ------------------------------------------------------------------------------------------- demo

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplEntry
-from metadata_templates.custom import CflTargetInfo, CplEntryRef
+from metadata_templates.custom import CflTargetInfo, CplEntryRef, ReleaseNotesRef
 from repo_tool.bundle import Declaration
 from repo_tool.image import OtaHeader
 
@@ -80,6 +80,7 @@ def describe_image(
     declaration: Declaration,
     published: str,
     release_notes_sha256: str | None,
+    release_notes: ReleaseNotesRef | None = None,
 ) -> CflTargetInfo:
     """The ``custom.cfl`` of an image, from its header, its declared CPL entries and the declaration.
 
@@ -115,6 +116,7 @@ def describe_image(
         advisories=declaration.advisories,
         published=published,
         release_notes_sha256=release_notes_sha256,
+        release_notes=release_notes,
     )
     info.to_dict()  # validates against the schema
     return info

@@ -27,16 +27,24 @@ from metadata_templates.custom import (
     CustomMetadataError,
     parse_timestamp,
 )
+from metadata_templates.notes import CustodianDocument, is_notes_target_path
 from metadata_templates.policy import DEFAULT_POLICY
+from metadata_templates.suppliers import SupplierRegistry
 from repo_tool.bundle import KIND_RENEWAL, Bundle
 from repo_tool.deposit import (
     ImageDigests,
     describe_image,
-    release_notes_digest,
     start_digest_image,
     target_path_for,
 )
 from repo_tool.image import ImageFormatError, OtaHeader, parse_image
+from repo_tool.notes_gateway import (
+    NOTES_NOT_ENCRYPTED,
+    NOTES_RECIPIENTS_MISMATCH,
+    NOTES_TARGET_MISMATCH,
+    NotesVerdict,
+    check_deposited_notes,
+)
 
 DEFAULT_IMAGE_SIZE_CAP = 10_240_000  # octets: the DUIS limit for one image
 CLOCK_SKEW = timedelta(hours=1)
@@ -68,6 +76,10 @@ class Code(StrEnum):
     DECLARATION_INCONSISTENT = "declaration-inconsistent"
     ROLE_EXPIRED = "role-expired"
     ROLE_EXPIRY_TOO_FAR = "role-expiry-too-far"
+    # Encrypted release notes (metadata_templates/notes.py, repo_tool/notes_gateway.py).
+    NOTES_NOT_ENCRYPTED = NOTES_NOT_ENCRYPTED
+    NOTES_RECIPIENTS_MISMATCH = NOTES_RECIPIENTS_MISMATCH
+    NOTES_TARGET_MISMATCH = NOTES_TARGET_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,9 @@ class GatewayContext:
     image_size_cap: int = DEFAULT_IMAGE_SIZE_CAP
     # (least, most) remaining validity of an admitted manufacturer role: the policy's values.
     role_validity: tuple[timedelta, timedelta] = DEFAULT_POLICY.manufacturer_validity()
+    # The published registry and custodian key: who a deposit's release notes must be encrypted to.
+    suppliers: SupplierRegistry | None = None
+    notes_custodian: CustodianDocument | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,7 @@ class Accepted:
     target: TargetFile
     info: CflTargetInfo
     digests: ImageDigests
+    notes_target: TargetFile | None = None  # the image's encrypted release notes, when deposited
 
 
 @dataclass(frozen=True)
@@ -508,7 +524,9 @@ def _check_role_content(
     _check_validity(role_name, signed, ctx, found)
     pattern = naming.delegation_pattern(manufacturer.id)
     outside = sorted(
-        path for path in signed.targets if naming.manufacturer_of_target(path) != manufacturer.id
+        path
+        for path in signed.targets
+        if (naming.manufacturer_of_target(path) or _notes_owner(path)) != manufacturer.id
     )
     for path in outside:
         found.add(
@@ -518,7 +536,9 @@ def _check_role_content(
         )
 
     previous = current.signed.targets if current is not None else {}
-    added = sorted(set(signed.targets) - set(previous))
+    added_all = sorted(set(signed.targets) - set(previous))
+    added_notes = {p: signed.targets[p] for p in added_all if is_notes_target_path(p)}
+    added = [p for p in added_all if p not in added_notes]
     if len(added) != 1:
         found.add(
             Code.TARGET_METADATA_MISMATCH,
@@ -545,10 +565,35 @@ def _check_role_content(
             f"{path} length/hashes: found {target.length} / {target.hashes}, expected {len(bundle.image)} / "
             f"{{'sha256': '{digests.file_sha256}'}} (the bundled image; one hash algorithm)",
         )
-    info = _check_custom(bundle, manufacturer, target, header, digests, entries, ctx.now, found)
-    if info is None:
+    notes = check_deposited_notes(
+        plaintext=bundle.release_notes,
+        envelope_bytes=bundle.notes_jwe,
+        image_target=path,
+        added_notes=added_notes,
+        device_type=entries[0].device_type,
+        registry=ctx.suppliers,
+        custodian=ctx.notes_custodian,
+    )
+    for code, message in notes.findings:
+        found.add(Code(code), message)
+    info = _check_custom(
+        bundle, manufacturer, target, header, digests, entries, ctx.now, found, notes
+    )
+    if info is None or notes.findings:
         return None
-    return Accepted(role_name=role_name, role=role, target=target, info=info, digests=digests)
+    return Accepted(
+        role_name=role_name,
+        role=role,
+        target=target,
+        info=info,
+        digests=digests,
+        notes_target=notes.target,
+    )
+
+
+def _notes_owner(path: str) -> str | None:
+    """The manufacturer a ``*.notes.jwe`` target path belongs to (None for any other path)."""
+    return path.split("/", 1)[0] if is_notes_target_path(path) else None
 
 
 def _check_custom(
@@ -560,6 +605,7 @@ def _check_custom(
     entries: list[CplEntry],
     now: datetime,
     found: _Findings,
+    notes: NotesVerdict | None = None,
 ) -> CflTargetInfo | None:
     try:
         signed_info = CflTargetInfo.from_target_custom(target.custom)
@@ -585,18 +631,34 @@ def _check_custom(
             entries=entries,
             declaration=bundle.declaration,
             published=signed_info.published,
-            release_notes_sha256=release_notes_digest(bundle.release_notes),
+            # The plaintext's hash comes from the note's authenticated header: the gateway never
+            # sees the plaintext (a plaintext member is refused as notes-not-encrypted).
+            release_notes_sha256=None if notes is None else notes.plaintext_sha256,
+            release_notes=None if notes is None else notes.ref,
         )
     except CustomMetadataError as e:
         found.add(Code.MISSING_DECLARATION, f"declaration: {e}")
         return None
     # Both were validated on the way in (describe_image, from_target_custom): compare only.
     want, got = expected.to_dict(validate_schema=False), signed_info.to_dict(validate_schema=False)
-    for key in sorted(want):
-        if want[key] != got[key]:
+    skip: set[str] = set()
+    if notes is not None and notes.findings:
+        skip = {"release_notes", "release_notes_sha256"}  # reported with the notes' own codes
+    elif notes is not None and (notes.ref is not None or signed_info.release_notes is not None):
+        named = None if signed_info.release_notes is None else signed_info.release_notes.target
+        wanted = None if notes.ref is None else notes.ref.target
+        if named != wanted:
+            skip = {"release_notes"}
+            found.add(
+                Code.NOTES_TARGET_MISMATCH,
+                f"custom.cfl.release_notes.target: found {named!r}, expected {wanted!r} (the notes "
+                "target deposited with the image)",
+            )
+    for key in sorted((set(want) | set(got)) - skip):
+        if want.get(key) != got.get(key):
             found.add(
                 Code.TARGET_METADATA_MISMATCH,
-                f"custom.cfl.{key}: found {got[key]!r}, expected {want[key]!r} (from the image, CPL and declaration)",
+                f"custom.cfl.{key}: found {got.get(key)!r}, expected {want.get(key)!r} (from the image, CPL and declaration)",
             )
     return signed_info
 

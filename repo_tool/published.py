@@ -14,6 +14,8 @@ from tuf.api.metadata import Metadata, Targets
 
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo
+from metadata_templates.notes import CustodianDocument
+from metadata_templates.suppliers import SupplierRegistry
 from metadata_templates.withdrawals import Withdrawal
 
 
@@ -56,3 +58,6 @@ class PublishedLibrary:
     # Manufacturer role name -> when it expired. Those images fail a client's verification until
     # the manufacturer renews; everything else in the library is unaffected.
     expired_roles: Mapping[str, datetime] = field(default_factory=dict)
+    # Who release notes are encrypted to (``submit`` reads them): the registry and custodian key.
+    suppliers: SupplierRegistry | None = None
+    notes_custodian: CustodianDocument | None = None

@@ -8,6 +8,8 @@ Layout of a working directory R::
     state/metadata/<role>/N.json  every signed metadata version ever staged (immutable once committed)
     state/index/<sha>.json      the duplicate index of a head (immutable, content-addressed)
     blobs/<ab>/<sha256>         images and provider documents (immutable, content-addressed)
+    (release-notes/)            older versions kept plaintext notes here; no longer written, and an
+                                existing folder is left alone (notes are now encrypted targets)
     rejected/<when>-<name>/     rejected bundles with their report.json
     events.jsonl                the event log: every commit, numbered (state/journal.py)
     public/                     the default published tree
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -326,6 +328,29 @@ class Repository:
         return md.signed.version
 
     # ---------------------------------------------------------------------------- operations
+
+    # --------------------------------------------------------------------- provider documents
+
+    def provider_document(self, path: str) -> bytes | None:
+        """The bytes of a provider target (``cfl/...``) as staged in the current targets role."""
+        target = self.targets().signed.targets.get(path)
+        return None if target is None else self.blobs.get(target.hashes["sha256"])
+
+    def put_provider_targets(
+        self, files: Mapping[str, bytes], *, now: datetime, event: dict[str, Any]
+    ) -> int:
+        """Publish provider documents (``cfl/...``) as targets of the top-level role in one new
+        version: blobs first, then the signed targets version, then one commit. Returns the new
+        targets version."""
+        staged = {path: (len(data), self.blobs.put(data)) for path, data in files.items()}
+
+        def change(targets: Targets) -> None:
+            for path, (length, sha) in staged.items():
+                targets.targets[path] = TargetFile(length, {"sha256": sha}, path)
+
+        version = self.stage_targets(change, now)
+        self.commit(replace(self.head, targets_version=version), event=event)
+        return version
 
     def sign_snapshot(
         self,

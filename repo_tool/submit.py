@@ -22,6 +22,7 @@ from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.bundle import KIND_RENEWAL, Bundle, Declaration
 from repo_tool.deposit import describe_image, digest_image, release_notes_digest, target_path_for
 from repo_tool.image import parse_image
+from repo_tool.notes_submit import encrypt_for_library
 from repo_tool.published import PublishedLibrary
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,13 @@ def build_submission(
         raise RejectedInputError(f"--cpl-entry: found {missing}, expected IDs on the published CPL")
     entries = [by_id[entry_id] for entry_id in declaration.cpl_entries]
     digests = digest_image(image, header)
+    path = target_path_for(header, entries[0].device_type, digests.file_sha256)
+    # Encrypted here, on the manufacturer's machine: the plaintext never goes into the bundle.
+    notes = (
+        None
+        if release_notes is None
+        else encrypt_for_library(release_notes, path, entries[0].device_type, library)
+    )
     info = describe_image(
         header=header,
         digests=digests,
@@ -80,8 +88,8 @@ def build_submission(
         declaration=declaration,
         published=format_timestamp(now),
         release_notes_sha256=release_notes_digest(release_notes),
+        release_notes=None if notes is None else notes.ref,
     )
-    path = target_path_for(header, entries[0].device_type, digests.file_sha256)
     role_name = naming.role_name(manufacturer_id)
     current = library.role_metadata.get(role_name)
     if current is not None:
@@ -101,6 +109,8 @@ def build_submission(
         path,
         unrecognized_fields={"custom": {CUSTOM_KEY: info.to_dict()}},
     )
+    if notes is not None:
+        signed.targets[notes.ref.target] = notes.target_file
     md = _signed(signed, signers, library, role_name)
     bundle = Bundle(
         manufacturer_id=manufacturer_id,
@@ -108,7 +118,8 @@ def build_submission(
         declaration=declaration,
         image=image,
         role_bytes=md.to_bytes(),
-        release_notes=release_notes,
+        release_notes=None,
+        notes_jwe=None if notes is None else notes.envelope,
     )
     return Submission(bundle=bundle, role_version=signed.version)
 

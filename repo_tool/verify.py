@@ -24,6 +24,13 @@ from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import UnavailableError, VerificationError
+from metadata_templates.notes import (
+    CUSTODIAN_TARGET_PATH,
+    CustodianDocument,
+    NotesError,
+    is_notes_target_path,
+)
+from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
 
@@ -312,6 +319,11 @@ def load_verified_library(
                 walk.fail(f"{name}: target {path!r} is outside its delegation {role.paths}")
                 continue
             sha = target.hashes.get("sha256", "")
+            if is_notes_target_path(path):
+                # Encrypted release notes: a ciphertext blob named by its image's custom.cfl.
+                if check_blobs:
+                    _check_blob(walk, path, target.length, sha)
+                continue
             try:
                 info = CflTargetInfo.from_target_custom(target.custom)
             except CustomMetadataError as e:
@@ -319,11 +331,21 @@ def load_verified_library(
                 continue
             if check_blobs:
                 _check_blob(walk, path, target.length, sha)
+            if (
+                info.release_notes is not None
+                and info.release_notes.target not in md.signed.targets
+            ):
+                walk.fail(
+                    f"{name}: {path}: custom.cfl.release_notes.target: found "
+                    f"{info.release_notes.target!r}, expected a notes target of the same role"
+                )
             manufacturers[info.manufacturer_id] = info.manufacturer_name
             images.append(PublishedImage(path, target.length, sha, info, name))
 
     cpl: CplDocument | None = None
     withdrawals = WithdrawalList()
+    suppliers: SupplierRegistry | None = None
+    custodian: CustodianDocument | None = None
     for path, target in sorted(targets.signed.targets.items()):
         data = _check_blob(walk, path, target.length, target.hashes.get("sha256", ""))
         if data is None:
@@ -333,7 +355,11 @@ def load_verified_library(
                 cpl = CplDocument.from_bytes(data)
             elif path == naming.WITHDRAWALS_TARGET_PATH:
                 withdrawals = WithdrawalList.from_bytes(data)
-        except ValueError as e:
+            elif path == SUPPLIERS_TARGET_PATH:
+                suppliers = SupplierRegistry.from_bytes(data)
+            elif path == CUSTODIAN_TARGET_PATH:
+                custodian = CustodianDocument.from_bytes(data)
+        except (ValueError, NotesError) as e:
             walk.fail(f"{path}: {e}")
     withdrawn = withdrawals.by_target()
     images = [
@@ -352,6 +378,8 @@ def load_verified_library(
         role_metadata=role_metadata,
         targets_metadata=targets,
         expired_roles=dict(walk.expired_roles),
+        suppliers=suppliers,
+        notes_custodian=custodian,
     )
     return library, walk.problems
 

@@ -96,6 +96,19 @@ def main() -> None:
             "--key",
             key.with_name("signing-key.pub.pem"),
         )
+    say("Provider: a notes-custodian key; manufacturers encrypt release notes to it and to suppliers")
+    custodian = OUT / "custodian" / "notes-custodian.pem"
+    custodian.parent.mkdir()
+    run(cfl_repo, "keygen", custodian, "--type", "ecdsa", "--no-encrypt")
+    run(
+        cfl_repo,
+        "--repo",
+        repo,
+        "notes",
+        "custodian",
+        "--public-key",
+        custodian.with_name("notes-custodian.pub.pem"),
+    )
     run(cfl_repo, "--repo", repo, "publish", "--no-site", quiet=True)
     root = public / "metadata" / "1.root.json"
 

@@ -7,7 +7,6 @@ the repository, and writes: the blob, the manufacturer's role exactly as signed,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from repo_tool.gateway import (
     Verdict,
     check_bundle,
 )
+from repo_tool.notes_state import notes_audience_documents
 from repo_tool.ops.manufacturers import delegate
 from repo_tool.repository import Repository
 from repo_tool.state import journal
@@ -67,6 +67,7 @@ def gateway_context(repo: Repository, now: datetime) -> GatewayContext:
         now=now,
         image_size_cap=repo.config.image_size_cap,
         role_validity=repo.config.policy.manufacturer_validity(),
+        **notes_audience_documents(repo),
     )
 
 
@@ -93,13 +94,14 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
 
     head = repo.head
     staged.commit(accepted.digests.file_sha256)
-    if bundle.release_notes is not None:
-        notes = repo.path / "release-notes" / hashlib.sha256(bundle.release_notes).hexdigest()
-        if not notes.exists():
-            atomic_write_bytes(notes, bundle.release_notes, mode=0o600)
+    added = [accepted.target]
+    if accepted.notes_target is not None and bundle.notes_jwe is not None:
+        # Ciphertext only: the gateway refused any plaintext, and nothing here can decrypt.
+        repo.blobs.put(bundle.notes_jwe)
+        added.append(accepted.notes_target)
     # Keep exactly the bytes the manufacturer signed.
     repo.write_staged(accepted.role_name, accepted.role.signed.version, bundle.role_bytes)
-    repo.write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
+    repo.write_added(accepted.role_name, accepted.role.signed.version, added)
 
     index = context.index  # read once for the duplicate check; the lock keeps it current
     target_path = accepted.target.path
@@ -183,8 +185,10 @@ def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime
         kept_at=str(keep.relative_to(repo.path)),
     )
     keep.mkdir(parents=True)
-    with contextlib.suppress(OSError):
-        shutil.copyfile(bundle_path, keep / bundle_path.name)
+    # A bundle refused for plaintext notes is not copied: the provider keeps no plaintext note.
+    if Code.NOTES_NOT_ENCRYPTED not in verdict.codes:
+        with contextlib.suppress(OSError):
+            shutil.copyfile(bundle_path, keep / bundle_path.name)
     report = {
         "schema_version": SCHEMA_VERSION,
         "rejected": format_timestamp(now),

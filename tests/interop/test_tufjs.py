@@ -153,3 +153,55 @@ def test_tufjs_refuses_an_altered_manufacturer_role(served: Served, tmp_path: Pa
         rf"Expected hash [0-9a-f]{{64}} but got [0-9a-f]{{64}}|{re.escape(victim.role)} was signed by 0/1 keys"
     )
     assert refusal.search(result["error"]), stderr
+
+
+def test_tufjs_verifies_a_tree_with_encrypted_notes_registry_and_grants(
+    tmp_path: Path, nginx_server: NginxServer
+) -> None:
+    """Encrypted notes (manufacturer targets), the registry, the custodian key and a grant
+    (provider targets) are plain TUF targets to an independent client too."""
+    require_system("node", str(TUF_JS))
+    from notes_factory import PLAINTEXT, notes_library, publish_registry
+
+    from repo_tool.notes_grant import grant_notes
+
+    lib = notes_library(tmp_path / "lib")
+    factory = lib.factory
+    assert factory.deposit(lib.images["esme"], ["CPL-0002"], release_notes=PLAINTEXT).target
+    late = lib.orgs["late"]
+    publish_registry(
+        factory,
+        [lib.orgs["is"], lib.orgs["gs"], lib.orgs["revoked"], late],
+        revoked=("1111222233334444",),
+    )
+    with factory.repo.locked():
+        grant_notes(factory.repo, late.entity_id, lib.custodian_key, now=factory.tick())
+    factory.publish()
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick()
+    )
+    assert problems == [] and library is not None
+    expected: dict[str, tuple[str, int]] = {}
+    assert library.targets_metadata is not None
+    for md in (library.targets_metadata, *library.role_metadata.values()):
+        for path, target in md.signed.targets.items():
+            expected[path] = (target.hashes["sha256"], target.length)
+    assert any(p.endswith(".notes.jwe") and p.startswith("121D/") for p in expected)
+    assert any(p.startswith("cfl/grants/") for p in expected)
+    root_file = tmp_path / "trusted-root.json"
+    root_file.write_bytes(factory.root_bytes)
+    served = Served(factory, {}, list(library.images), nginx_server(factory.out), root_file)
+
+    code, document, stderr = run_tufjs(served, tmp_path / "tufjs-cache", sorted(expected))
+
+    assert code == 0, stderr
+    assert {t["path"]: (t["sha256"], t["length"]) for t in document["targets"]} == expected
+    # Byte-wise, no plaintext note anywhere: the published tree, the provider's state and event log,
+    # the host's access and error logs, and the independent client's cache.
+    marker = b"SECRET-MARKER-7f3a91"
+    assert marker in PLAINTEXT
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "access.log" for p in files) and any(
+        p.name == "events.jsonl" for p in files
+    )
+    assert [p for p in files if marker in p.read_bytes()] == []

@@ -21,6 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from notes_factory import make_org, p256_pem, publish_registry
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import Metadata, Targets
 
@@ -29,6 +31,7 @@ from metadata_templates.cpl_document import CplEntry
 from metadata_templates.naming import image_target_path
 from repo_tool.bundle import IMAGE, MANIFEST, ROLE, Bundle, Declaration, write_bundle
 from repo_tool.gateway import DEFAULT_IMAGE_SIZE_CAP, Code
+from repo_tool.notes_grant import set_custodian
 from repo_tool.ops.ingest import IngestResult
 from repo_tool.verify import folder_reader, load_verified_library
 
@@ -565,6 +568,52 @@ def role_expires_tomorrow(s: Scenario) -> Built:
     )
 
 
+def _with_custodian(s: Scenario) -> None:
+    """Publish a notes-custodian key, so a deposit may carry encrypted release notes."""
+    key, _ = p256_pem()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with s.factory.repo.locked():
+        set_custodian(s.factory.repo, public, now=s.factory.tick())
+    s.factory.publish()
+
+
+def notes_plaintext(s: Scenario) -> Built:
+    bundle = replace(s.good(), release_notes=b"install at night")
+    return Built(
+        s.write(bundle),
+        ("release-notes.txt", "found 16 bytes of plaintext", "expected release-notes.jwe"),
+    )
+
+
+def notes_recipients_registered_since(s: Scenario) -> Built:
+    _with_custodian(s)
+    bundle = s.submit("a3", ["CPL-0003"], release_notes=b"install at night")
+    publish_registry(s.factory, [make_org("0011223344556677", "Volt Energy", "IS")])
+    return Built(
+        s.write(bundle),
+        (
+            "release-notes.jwe recipients",
+            "found ['cfl-notes-custodian']",
+            "missing ['0011223344556677']",
+        ),
+    )
+
+
+def notes_not_named_by_image(s: Scenario) -> Built:
+    _with_custodian(s)
+    good = s.submit("a3", ["CPL-0003"], release_notes=b"install at night")
+
+    def edit(signed: Targets) -> None:
+        del signed.targets[good.target].custom["cfl"]["release_notes"]
+
+    return Built(
+        s.write(resign(good, [s.key], edit)),
+        ("custom.cfl.release_notes.target", "found None", f"'{good.target}.notes.jwe'"),
+    )
+
+
 CASES = [
     Case("malformed-image/truncated", Code.MALFORMED_IMAGE, malformed_image),
     Case("image-too-large/one-octet-over-cap", Code.IMAGE_TOO_LARGE, image_too_large),
@@ -620,6 +669,17 @@ CASES = [
     Case("role-expired/expired-yesterday", Code.ROLE_EXPIRED, role_expired),
     Case("role-expired/expires-tomorrow", Code.ROLE_EXPIRED, role_expires_tomorrow),
     Case("role-expiry-too-far/a-century", Code.ROLE_EXPIRY_TOO_FAR, role_expires_too_far),
+    Case("notes-not-encrypted/plaintext-member", Code.NOTES_NOT_ENCRYPTED, notes_plaintext),
+    Case(
+        "notes-recipients-mismatch/registered-since-submit",
+        Code.NOTES_RECIPIENTS_MISMATCH,
+        notes_recipients_registered_since,
+    ),
+    Case(
+        "notes-target-mismatch/not-named-by-image",
+        Code.NOTES_TARGET_MISMATCH,
+        notes_not_named_by_image,
+    ),
 ]
 
 
@@ -666,7 +726,11 @@ def assert_rejected_and_unchanged(
     assert result.kept_at is not None
     kept = repo.path / result.kept_at
     assert kept.parent == repo.path / "rejected"
-    assert (kept / path.name).read_bytes() == path.read_bytes()
+    if Code.NOTES_NOT_ENCRYPTED.value in result.reasons:
+        # The provider keeps no plaintext note, so such a bundle is reported but not copied.
+        assert not (kept / path.name).exists()
+    else:
+        assert (kept / path.name).read_bytes() == path.read_bytes()
     report = json.loads((kept / "report.json").read_bytes())
     assert report["status"] == "rejected"
     assert report["reasons"] == result.reasons

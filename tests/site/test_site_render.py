@@ -25,6 +25,7 @@ from site_samples import (
     small_library,
 )
 
+from metadata_templates.custom import NotesReader, ReleaseNotesRef
 from metadata_templates.errors import UnavailableError
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool import site
@@ -519,3 +520,26 @@ def test_site_resources_found_in_a_source_checkout() -> None:
     root = site.site_resources()
     assert root.joinpath("templates").joinpath("base.html").is_file()
     assert root.joinpath("static").joinpath("search.js").is_file()
+
+
+def test_image_page_names_who_can_read_encrypted_notes_and_nothing_of_them() -> None:
+    library = small_library()
+    image = next(i for i in library.images if i.withdrawal is None)
+    notes = ReleaseNotesRef(
+        target=f"{image.target_path}.notes.jwe",
+        readers=(
+            NotesReader("0011223344556677", "Volt <Energy>"),
+            NotesReader("8899AABBCCDDEEFF", "Gasco"),
+        ),
+    )
+    cfl = dataclasses.replace(image.cfl, release_notes_sha256="cd" * 32, release_notes=notes)
+    cfl.to_dict()  # the schema accepts it
+    noted = dataclasses.replace(image, cfl=cfl)
+    library = dataclasses.replace(
+        library, images=tuple(noted if i is image else i for i in library.images)
+    )
+    page = rendered(library)[f"image/{image.target_path}.html"].decode()
+    assert "encrypted; readable by Volt &lt;Energy&gt;, Gasco" in page
+    assert f"cfl notes {image.target_path}" in page
+    other = next(i for i in library.images if i is not noted and i.withdrawal is None)
+    assert "none lodged" in rendered(library)[f"image/{other.target_path}.html"].decode()

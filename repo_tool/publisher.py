@@ -1,7 +1,7 @@
 """Write the static tree a host serves, in an order that keeps it valid for clients at every instant.
 
-Order: every root version, then blobs, delegated roles, targets, snapshot, and ``timestamp.json``
-last. Everything but ``timestamp.json`` is immutable and named by version or hash, so files written
+Order: every root version, then blobs, delegated roles, targets, snapshot, the transparency log
+(tiles, then ``log/checkpoint``) and ``timestamp.json`` last. Everything but ``timestamp.json`` is immutable and named by version or hash, so files written
 before a crash are invisible to clients until the timestamp that references them lands, and the
 previous timestamp keeps pointing at a complete previous state. Each file is written atomically.
 
@@ -24,8 +24,9 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import exclusive_lock
 from repo_tool.repository import Repository
+from repo_tool.tlog import publish_log
 
-PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "timestamp")
+PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "log", "timestamp")
 LOCK_NAME = ".cfl-publish.lock"
 
 StepHook = Callable[[str], None]
@@ -159,6 +160,10 @@ def publish(
             repo.metadata_bytes(Snapshot.type, version),
         ):
             report.written["snapshot"] += 1
+
+        hook("log")  # tlog hook: tiles, then the checkpoint the new timestamp binds
+        if repo.config.log is not None:
+            report.written["log"] += publish_log(repo.log_dir, out / "log", repo.log_state())
 
         hook("timestamp")
         timestamp = repo.metadata_bytes(Timestamp.type, head.timestamp_version)

@@ -48,7 +48,9 @@ from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.locking import exclusive_lock
+from metadata_templates.tlog.merkle import EMPTY_ROOT
 from metadata_templates.withdrawals import Withdrawal, WithdrawalList
+from repo_tool import tlog
 from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError, read_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.gateway import (
@@ -99,6 +101,9 @@ class Head:
     index_sha256: str | None = None
     snapshot_version: int = 0
     timestamp_version: int = 0
+    # Transparency log (repo_tool/tlog.py): committed size and root, appended in _commit.
+    log_size: int = 0
+    log_root: str = EMPTY_ROOT.hex()
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
@@ -242,10 +247,42 @@ class Repository:
 
     def _commit(self, head: Head, *, event: dict[str, Any]) -> None:
         """The single atomic step that makes a change real; the audit line follows it."""
+        head = self._logged(head, event)  # tlog hook: the log entry commits with the change
         atomic_write_bytes(self.state_dir / "head.json", head.to_bytes())
         self._head = head
         with (self.path / "events.jsonl").open("ab") as log:
             log.write(_json_line(event))
+
+    # ------------------------------------------------------ transparency log hooks (tlog.py)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / tlog.LOG_DIR
+
+    def log_state(self) -> tlog.LogState:
+        return tlog.LogState(self.head.log_size, bytes.fromhex(self.head.log_root))
+
+    def _logged(self, head: Head, event: dict[str, Any]) -> Head:
+        """``head`` with ``event`` appended to the log (tiles written now, committed by the head)."""
+        before = tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
+        after = tlog.append_event(self.log_dir, before, event)
+        return replace(head, log_size=after.size, log_root=after.root_hash.hex())
+
+    def _log_binding_current(self, head: Head) -> bool:
+        """Whether the staged timestamp already binds the committed log size."""
+        if self.config.log is None:
+            return True
+        timestamp = self.timestamp()
+        fields = timestamp.signed.unrecognized_fields if timestamp else None
+        return tlog.bound_size(fields) == head.log_size
+
+    def _log_binding(self, head: Head) -> dict[str, Any]:
+        """The timestamp field binding the signed checkpoint (none without a log key)."""
+        if self.config.log is None:
+            return {}
+        signer = tlog.load_log_signer(self.path, self.config.log, self.secrets_handler)
+        state = tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
+        return tlog.timestamp_binding(self.log_dir, state, signer)
 
     # ----------------------------------------------------------------------- metadata access
 
@@ -535,6 +572,8 @@ class Repository:
                 "sha256": accepted.digests.file_sha256,
                 "role": accepted.role_name,
                 "role_version": accepted.role.signed.version,
+                "manufacturer_image_sha256": accepted.digests.manufacturer_image_sha256,
+                "cpl_entries": list(bundle.declaration.cpl_entries),
             },
         )
         return IngestResult(bundle_path.name, "accepted", target_path, [], [])
@@ -662,6 +701,7 @@ class Repository:
             not force
             and current is not None
             and {k: v.version for k, v in current.signed.meta.items()} == wanted
+            and self._log_binding_current(head)
         ):
             return False
         previous = current.signed.meta if current is not None else {}
@@ -699,6 +739,7 @@ class Repository:
             ),
         )
         timestamp.spec_version = SPEC_VERSION
+        timestamp.unrecognized_fields.update(self._log_binding(head))  # tlog hook
         self._write_metadata(
             Timestamp.type, self._sign(Metadata(timestamp), Timestamp.type, delegator=root)
         )

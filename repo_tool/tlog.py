@@ -35,6 +35,7 @@ from metadata_templates.errors import (
 )
 from metadata_templates.tlog import events
 from metadata_templates.tlog.append import append_entries
+from metadata_templates.tlog.binding import LogBinding, read_binding
 from metadata_templates.tlog.checkpoint import Checkpoint
 from metadata_templates.tlog.merkle import EMPTY_ROOT
 from metadata_templates.tlog.note import (
@@ -49,9 +50,6 @@ from metadata_templates.tlog.tiles import TileId, tiles_added, tiles_for_size
 LOG_DIR = Path("state") / "log"
 INDEX_DIR = "cfl-index"
 CHECKPOINTS_DIR = "checkpoints"
-TIMESTAMP_FIELD = "x-cfl-log"
-"""The unrecognised field of the timestamp's signed part that binds the checkpoint (see
-docs/design.md, "Transparency log"): ``{"origin", "size", "root_hash", "vkey"}``."""
 
 
 @dataclass(frozen=True)
@@ -232,22 +230,16 @@ def sign_checkpoint(log_dir: Path, state: LogState, signer: NoteSigner) -> bytes
 def timestamp_binding(log_dir: Path, state: LogState, signer: NoteSigner) -> dict[str, Any]:
     """Sign the checkpoint and return the timestamp field that binds it into TUF metadata."""
     sign_checkpoint(log_dir, state, signer)
-    return {
-        TIMESTAMP_FIELD: {
-            "origin": signer.name,
-            "size": state.size,
-            "root_hash": state.root_hash.hex(),
-            "vkey": signer.verifier.vkey,
-        }
-    }
+    return LogBinding(signer.name, state.size, state.root_hash, signer.verifier.vkey).to_field()
 
 
 def bound_size(unrecognized_fields: Mapping[str, Any] | None) -> int | None:
     """The log size a signed timestamp binds, or None when it binds none."""
-    field = (unrecognized_fields or {}).get(TIMESTAMP_FIELD)
-    if isinstance(field, dict) and isinstance(field.get("size"), int):
-        return int(field["size"])
-    return None
+    try:
+        binding = read_binding(unrecognized_fields)
+    except VerificationError:
+        return None  # re-sign: a malformed binding is replaced
+    return binding.size if binding else None
 
 
 # -------------------------------------------------------------------------------- publishing

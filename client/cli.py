@@ -621,7 +621,7 @@ def log_verify(
     )
     if report.problems:
         raise VerificationError(f"{summary}; {len(report.problems)} problem(s) found")
-    stderr.print(f"verified: {summary}")
+    click.echo(f"verified: {summary}", err=True)
 
 
 @log_group.command("witnesses")

@@ -24,10 +24,10 @@ from repo_tool.bundle import Bundle, Declaration, write_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.image import build_image
 from repo_tool.keys import SignerRef, write_keypair
-from repo_tool.tlog import new_log_key
 from repo_tool.publisher import PublishReport, publish
 from repo_tool.repository import IngestResult, Repository
 from repo_tool.submit import build_submission
+from repo_tool.tlog import new_log_key
 from repo_tool.verify import folder_reader, verified_library
 
 # ngclient reads the real clock for expiry, so libraries a client will read start from the real now;

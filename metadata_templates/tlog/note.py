@@ -85,7 +85,7 @@ def parse_vkey(text: str) -> NoteVerifier:
     Raises:
         ValueError: malformed, unsupported type, or the key ID does not match the key.
     """
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # base64 may contain "+", the name may not
     if len(parts) != 3:
         raise ValueError(f"vkey: found {text!r}, expected <name>+<hex key id>+<base64 key>")
     name, hex_id, material = parts

@@ -300,3 +300,14 @@ def test_cosignature_v1_signs_the_header_time_and_checkpoint() -> None:
     # The same cosignature does not verify another checkpoint text.
     other = Checkpoint("example.com/log", 4, bytes(32)).to_text()
     assert not witness.verifier.verifies(other, line.signature)
+
+
+def test_vkeys_whose_base64_contains_plus_round_trip() -> None:
+    for seed in range(64):
+        signer = note.NoteSigner(
+            "example.com/log", Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+        )
+        if "+" in signer.verifier.vkey.split("+", 2)[2]:
+            assert note.parse_vkey(signer.verifier.vkey) == signer.verifier
+            return
+    raise AssertionError("no seed produced a '+' in the base64 key")

@@ -3,6 +3,7 @@ refresh and download checks, `cfl log verify`'s audit, witnesses, and the attack
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -114,11 +115,11 @@ def test_every_lodged_event_is_logged_and_the_published_log_audits_clean(
     }
     assert report.images_checked == 3
     assert report.size == factory.repo.head.log_size == 7
-    deposit = [
+    deposit = next(
         events.decode_event(e, index=i)
         for i, e in enumerate(_entries(factory.repo.log_dir, 7))
         if b"ingest-accepted" in e
-    ][0]
+    )
     assert set(deposit) >= {
         "target",
         "sha256",
@@ -198,7 +199,7 @@ def test_attack_a_log_republished_without_an_earlier_event_is_refused_and_report
     assert HomeLog(tmp_path / "client").trusted() == trusted
 
     report = audit(host, vkey=None)
-    a2 = f"(sha256 {__import__('hashlib').sha256(images['a2']).hexdigest()}): no deposit event"
+    a2 = f"(sha256 {hashlib.sha256(images['a2']).hexdigest()}): no deposit event"
     assert any(a2 in p for p in report.problems), report.problems
 
 
@@ -342,8 +343,10 @@ def test_publish_writes_only_new_tiles_and_never_orphans(
     assert not (factory.out / "log/cfl-index" / ("cd" * 32)).exists()
     # The next append overwrites the orphan and the log audits clean.
     factory.import_cpl(
-        factory.entries
-        + [make_entry("CPL-0009", fw="00000009", image_sha=mi_sha(make_image("121D", 9)))]
+        [
+            *factory.entries,
+            make_entry("CPL-0009", fw="00000009", image_sha=mi_sha(make_image("121D", 9))),
+        ]
     )
     factory.publish()
     assert audit(Host(factory.out), vkey=None).problems == []

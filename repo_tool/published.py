@@ -53,3 +53,5 @@ class PublishedLibrary:
     # The verified manufacturer roles themselves, for the manufacturer's `submit` to build on.
     role_metadata: Mapping[str, Metadata[Targets]] = field(default_factory=dict)
     targets_metadata: Metadata[Targets] | None = None
+    log_vkey: str | None = None  # the transparency log's vkey the signed timestamp binds (tlog)
+    log_size: int = 0

@@ -5,12 +5,12 @@ Layout under ``R/state/log/`` (the same as the published ``log/``)::
 
     tile/<L>/<N>[.p/<W>]         hash tiles (C2SP tlog-tiles)
     tile/entries/<N>[.p/<W>]     entry bundles: one canonical JSON event per entry
-    cfl-index/<sha256>           leaf index of the deposit of the image with this SHA-256
     checkpoints/<size>           the signed checkpoint (and any cosignatures) for that size
 
 Crash safety: the head (``state/head.json``) records the committed size and root. A tile or index
 file for a size beyond it is an orphan of an interrupted command; the next append writes the same
-paths again (atomically), and publishing copies only what the committed size refers to. A file the
+paths again (atomically), and publishing copies only what the committed size refers to (the
+published ``cfl-index/<sha256>`` files, each deposit's log index, are derived from committed entries). A file the
 committed size refers to is never written again, because an append only writes tiles that lie
 beyond the current size.
 """
@@ -45,7 +45,13 @@ from metadata_templates.tlog.note import (
     sign_note,
     verified_by,
 )
-from metadata_templates.tlog.tiles import TileId, tiles_added, tiles_for_size
+from metadata_templates.tlog.tiles import (
+    ENTRIES_LEVEL,
+    TILE_WIDTH,
+    TileId,
+    decode_bundle,
+    tiles_added,
+)
 
 LOG_DIR = Path("state") / "log"
 INDEX_DIR = "cfl-index"
@@ -118,13 +124,9 @@ def append(log_dir: Path, current: LogState, entries: Sequence[bytes]) -> LogSta
 
 
 def append_event(log_dir: Path, current: LogState, event: Mapping[str, Any]) -> LogState:
-    """Append one repository event if it is a lodged one (re-signing is not); index deposits by
-    file SHA-256 so a client finds the entry that proves an image it downloads."""
+    """Append one repository event if it is a lodged one (re-signing is not)."""
     if not events.is_logged(event):
         return current
-    if event.get("event") == events.DEPOSIT and isinstance(event.get("sha256"), str):
-        sha = str(event["sha256"])
-        atomic_write_bytes(log_dir / INDEX_DIR / sha, f"{current.size}\n".encode())
     return append(log_dir, current, [events.encode_event(event)])
 
 
@@ -257,26 +259,13 @@ def publish_log(log_dir: Path, out_log: Path, state: LogState) -> int:
     written = 0
     read = tile_reader(log_dir)
     published = _published_size(out_log)
-    todo = (
-        tiles_added(published, state.size)
-        if published is not None and published <= state.size
-        else tiles_for_size(state.size)
-    )
-    for tile in todo:
+    start = published if published is not None and published <= state.size else 0
+    for tile in tiles_added(start, state.size):
         destination = out_log / tile.path
         if not destination.exists():
             atomic_write_bytes(destination, read(tile))
             written += 1
-    index_dir = log_dir / INDEX_DIR
-    if index_dir.is_dir():
-        for item in sorted(index_dir.iterdir()):
-            destination = out_log / INDEX_DIR / item.name
-            if destination.exists() or item.name.startswith("."):
-                continue
-            data = item.read_bytes()
-            if int(data) < state.size:  # an orphan of an interrupted ingest stays private
-                atomic_write_bytes(destination, data)
-                written += 1
+    written += _publish_index(read, out_log, start, state.size)
     if state.size:
         try:
             checkpoint = checkpoint_path(log_dir, state.size).read_bytes()
@@ -288,6 +277,26 @@ def publish_log(log_dir: Path, out_log: Path, state: LogState) -> int:
         if not current.exists() or current.read_bytes() != checkpoint:
             atomic_write_bytes(current, checkpoint)
             written += 1
+    return written
+
+
+def _publish_index(read: Callable[[TileId], bytes], out_log: Path, start: int, size: int) -> int:
+    """Write ``cfl-index/<sha256>`` for every deposit among entries [start, size), derived from the
+    committed entries themselves (so no orphan of an interrupted ingest can ever be indexed)."""
+    written = 0
+    for tile in tiles_added(start, size):
+        if tile.level != ENTRIES_LEVEL:
+            continue
+        bundle = decode_bundle(read(tile), expected=tile.width, where=tile.path)
+        for offset, entry in enumerate(bundle):
+            index = tile.index * TILE_WIDTH + offset
+            if index < start:
+                continue
+            event = events.decode_event(entry, index=index)
+            sha = event.get("sha256")
+            if event["event"] == events.DEPOSIT and isinstance(sha, str) and len(sha) == 64:
+                atomic_write_bytes(out_log / INDEX_DIR / sha, f"{index}\n".encode())
+                written += 1
     return written
 
 

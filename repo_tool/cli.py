@@ -154,6 +154,11 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     help="The transparency log's origin line (default: derived from the log key). See "
     "docs/transparency.md.",
 )
+@click.option(
+    "--log-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An Ed25519 private PEM for the transparency log (default: generate one under R/keys).",
+)
 @click.pass_context
 @handle_errors
 def init(
@@ -164,6 +169,7 @@ def init(
     keys: tuple[tuple[str, str, str], ...],
     image_size_cap: int,
     log_origin: str | None,
+    log_key: Path | None,
 ) -> None:
     """Create a repository: configuration, top-level keys, version-1 root and targets.
 
@@ -228,7 +234,7 @@ def init(
         thresholds=thresholds,
         image_size_cap=image_size_cap,
         dev_keys=dev_keys,
-        log=_new_log_key(path, dev_keys=dev_keys, origin=log_origin),  # tlog hook
+        log=_new_log_key(path, dev_keys=dev_keys, origin=log_origin, pem=log_key),  # tlog hook
     )
     Repository.create(path, config, now=_now(), secrets_handler=_prompt_secret)
     _err(f"initialised repository {path} (root {root_threshold} of {len(signers['root'])} keys)")
@@ -929,13 +935,15 @@ def submit(
 # -------------------------------------------------------------------------- transparency log
 
 
-def _new_log_key(path: Path, *, dev_keys: bool, origin: str | None) -> Any:
-    """The log's note key: unencrypted beside the development keys, else encrypted with a
-    passphrase (CFL_KEY_PASSPHRASE or a prompt)."""
-    from repo_tool.tlog import new_log_key
+def _new_log_key(path: Path, *, dev_keys: bool, origin: str | None, pem: Path | None) -> Any:
+    """The log's note key: the operator's own PEM (``--log-key``), else a new one, unencrypted
+    beside the development keys or encrypted with a passphrase (CFL_KEY_PASSPHRASE or a prompt)."""
+    from repo_tool.tlog import existing_log_key, new_log_key
 
     if (path / "state" / "head.json").exists():
         return None  # Repository.create refuses a second init; do not touch its keys
+    if pem is not None:
+        return existing_log_key(pem, origin=origin, secrets_handler=_prompt_secret)
     if dev_keys:
         return new_log_key(
             path,

@@ -71,7 +71,7 @@ class LogKeyConfig:
     """The ``"log"`` section of cfl-repo.json: the log's origin and its note key (PEM file)."""
 
     origin: str
-    key: str  # PEM path relative to the repository (encrypted PEMs ask for a passphrase)
+    key: str  # PEM path, relative to the repository or absolute (encrypted: asks for a passphrase)
     vkey: str
 
     def to_dict(self) -> dict[str, str]:
@@ -165,16 +165,23 @@ def new_log_key(
     return LogKeyConfig(name, f"keys/{file_name}", signer.verifier.vkey)
 
 
-def load_log_signer(
-    repo: Path, config: LogKeyConfig, secrets_handler: Callable[[str], str] | None
-) -> NoteSigner:
-    """The note signer of the log key.
+def existing_log_key(
+    pem_path: Path, *, origin: str | None, secrets_handler: Callable[[str], str] | None
+) -> LogKeyConfig:
+    """Use an Ed25519 PEM key the operator made (``init --log-key``), kept where it is.
 
     Raises:
-        ConfigurationError: unreadable key, wrong passphrase, not Ed25519, or it does not match the
-            configured vkey.
+        ConfigurationError: unreadable, wrong passphrase, or not Ed25519.
     """
-    path = repo / config.key
+    private = _load_private(pem_path, secrets_handler)
+    raw = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    name = origin or f"cfl.invalid/log/{hashlib.sha256(raw).hexdigest()[:16]}"
+    return LogKeyConfig(name, str(pem_path.resolve()), NoteSigner(name, private).verifier.vkey)
+
+
+def _load_private(path: Path, secrets_handler: Callable[[str], str] | None) -> Ed25519PrivateKey:
     try:
         pem = path.read_bytes()
     except OSError as e:
@@ -192,7 +199,20 @@ def load_log_signer(
         raise ConfigurationError(
             f"log key {path}: found {type(private).__name__}, expected an Ed25519 key"
         )
-    signer = NoteSigner(config.origin, private)
+    return private
+
+
+def load_log_signer(
+    repo: Path, config: LogKeyConfig, secrets_handler: Callable[[str], str] | None
+) -> NoteSigner:
+    """The note signer of the log key.
+
+    Raises:
+        ConfigurationError: unreadable key, wrong passphrase, not Ed25519, or it does not match the
+            configured vkey.
+    """
+    path = repo / config.key
+    signer = NoteSigner(config.origin, _load_private(path, secrets_handler))
     if signer.verifier.vkey != config.vkey:
         raise ConfigurationError(
             f"log key {path}: its vkey {signer.verifier.vkey} differs from the configured "

@@ -272,6 +272,8 @@ class HomeLog:
                 f"log vkey: found {binding.vkey}, expected {pinned} (pinned by this home)",
                 hint="a new log key must be announced by the provider; re-run `cfl init` to accept it",
             )
+        if old is not None and pinned is not None and self._still_current(old, binding):
+            return old  # the signed timestamp names the checkpoint verified before: no fetch
         data = fetch("log/checkpoint")
         note = open_note(data, binding.verifier)
         new = Checkpoint.from_text(note.text)
@@ -290,6 +292,16 @@ class HomeLog:
             atomic_write_bytes(self.dir / "vkey", binding.vkey.encode() + b"\n")
         atomic_write_bytes(self.checkpoint_path, data)
         return new
+
+    def _still_current(self, old: Checkpoint, binding: LogBinding) -> bool:
+        """Whether the binding names the trusted checkpoint, and that checkpoint still meets the
+        witness policy (which may have been tightened since)."""
+        try:
+            binding.check(old)
+            self.policy().require(parse_note(self.checkpoint_path.read_bytes()))
+        except (VerificationError, OSError):
+            return False
+        return True
 
     def keep_evidence(self, offered: bytes, reason: str, *, now: datetime) -> Path:
         """Keep the trusted and the offered checkpoint side by side."""

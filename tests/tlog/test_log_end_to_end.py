@@ -136,6 +136,9 @@ def test_withdrawal_is_logged_and_the_client_follows_consistently(
     host = Host(factory.out)
     first = _refresh(factory, tmp_path / "client", host)
     assert first is not None and first.size == 7
+    host.fetched.clear()
+    assert _refresh(factory, tmp_path / "client", host) == first
+    assert host.fetched == []  # the timestamp names the trusted checkpoint: nothing to fetch
     target = next(iter(factory.repo.role("mfr-121D").signed.targets))
     with factory.repo.locked():
         factory.repo.withdraw(target, "bricks meters", now=factory.tick())

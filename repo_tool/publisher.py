@@ -1,9 +1,10 @@
 """Write the static tree a host serves, in an order that keeps it valid for clients at every instant.
 
 Order: every root version, then blobs, delegated roles, targets, snapshot, the transparency log
-(tiles, then ``log/checkpoint``) and ``timestamp.json`` last. Everything but ``timestamp.json`` is immutable and named by version or hash, so files written
-before a crash are invisible to clients until the timestamp that references them lands, and the
-previous timestamp keeps pointing at a complete previous state. Each file is written atomically.
+(tiles, then ``log/checkpoint``) and ``timestamp.json`` last. Everything but ``timestamp.json`` and
+``log/checkpoint`` is immutable and named by version, hash or size, so files written before a crash
+are invisible to clients until the timestamp that references them lands, and the previous timestamp
+keeps pointing at a complete previous state. Each file is written atomically.
 
 Only what the out directory lacks is written: publishing one image into a large library writes that
 image, its manufacturer's role, targets (if changed), snapshot and timestamp, and reads nothing else.

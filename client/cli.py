@@ -227,9 +227,12 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
             client.session.provider_document(path)
         manufacturers = client.session.delegated_manufacturers()
         versions = client.session.versions()
+        checkpoint, _ = _verify_log(client)  # tlog hook: consistency from the trusted checkpoint
     if as_json:
         _emit_json({"versions": versions, "manufacturers": manufacturers})
         return
+    if checkpoint is not None:
+        stderr.print(f"transparency log: consistent, {checkpoint.size} entries")
     click.echo(
         "verified: "
         + ", ".join(f"{role} v{v}" for role, v in versions.items())
@@ -487,6 +490,8 @@ def download(
         folder = OutputFolder(out_dir, fragment_size=fragment_size)
         folder.remove_partials()
         placed: list[PlacedFile] = []
+        if not offline:  # tlog hook: each image's deposit must be in the consistent log
+            _verify_logged(client, [image for image, _ in wanted])
         for image, devices in _progress(wanted):
             source = (
                 None if folder.is_present(image) else client.session.download(image.target_path)
@@ -598,6 +603,231 @@ def _progress(items: list[tuple[CatalogueImage, int]]) -> Iterable[tuple[Catalog
     from rich.progress import track
 
     return track(items, description="downloading", console=stderr, transient=True)
+
+
+# ------------------------------------------------------------------------- transparency log
+
+
+def _verify_log(client: _Client) -> tuple[Any, Any]:
+    """Check the log the new timestamp binds against the home's trusted checkpoint (client/tlog.py).
+    Returns (checkpoint or None, fetch)."""
+    from client.tlog import CountingFetch, HomeLog, read_bound
+
+    config = client.home.load_config()
+    fetch = CountingFetch(CflFetcher(config.transport_settings()), config.repository_url)
+    checkpoint = HomeLog(client.home.path).update(
+        read_bound(client.home.metadata_dir), fetch, now=_now()
+    )
+    return checkpoint, fetch
+
+
+def _verify_logged(client: _Client, images: list[CatalogueImage]) -> None:
+    from client.tlog import verify_image_logged
+
+    if not images:
+        return
+    checkpoint, fetch = _verify_log(client)
+    if checkpoint is None:
+        return  # a library that has never had a log
+    for image in images:
+        verify_image_logged(checkpoint, image.target_path, image.sha256, fetch)
+
+
+def _plain_fetch(url: str) -> Any:
+    from client.tlog import CountingFetch
+    from client.transport import TransportSettings
+
+    return CountingFetch(CflFetcher(TransportSettings()), normalise_repository_url(url))
+
+
+def _vkeys(values: tuple[str, ...], option: str) -> tuple[Any, ...]:
+    from metadata_templates.tlog.note import parse_vkey
+
+    try:
+        return tuple(parse_vkey(v) for v in values)
+    except ValueError as e:
+        raise ConfigurationError(f"{option}: {e}") from e
+
+
+@cli.group("log")
+def log_group() -> None:
+    """Audit the library's transparency log, or set which witnesses this home requires.
+
+    See docs/transparency.md.
+    """
+
+
+@log_group.command("verify")
+@click.argument("url")
+@click.option(
+    "--vkey", help="The log's vkey (`cfl-repo log key`); default: the one the timestamp binds."
+)
+@click.option(
+    "--previous",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A checkpoint you kept earlier: prove the log still contains it unchanged.",
+)
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="VKEY",
+    help="Report cosignatures by these witnesses.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the audit report on stdout.")
+@handle_errors
+def log_verify(
+    url: str, vkey: str | None, previous: Path | None, witnesses: tuple[str, ...], as_json: bool
+) -> None:
+    """Audit the log at URL with no keys and no home: fetch every entry and tile, recompute the tree,
+    check the checkpoint's signature, and check every image, withdrawal and CPL in the current TUF
+    metadata has its event in the log. Exit 1 when anything is missing or inconsistent.
+
+    \b
+    cfl log verify https://cfl.example/ --vkey "$(cat log.vkey)"
+    cfl log verify https://cfl.example/ --previous checkpoint-kept-last-month.txt --json
+    """
+    from client.log_audit import audit
+
+    fetch = _plain_fetch(url)
+    verifier = _vkeys((vkey,), "--vkey")[0] if vkey else None
+    progress = None
+    if sys.stderr.isatty() and not as_json:
+        from rich.progress import Progress
+
+        bar = Progress(console=stderr, transient=True)
+        task = bar.add_task("log", total=None)
+        bar.start()
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+    try:
+        report = audit(
+            fetch,
+            vkey=verifier,
+            previous=previous.read_bytes() if previous else None,
+            witnesses=_vkeys(witnesses, "--witness"),
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            bar.stop()
+    if as_json:
+        _emit_json(report.to_dict())
+    for problem in report.problems:
+        stderr.print(f"problem: {problem}")
+    summary = (
+        f"log {report.origin}: {report.size} entries, root {report.root_hash[:16]}...; "
+        f"{report.images_checked} image(s) and {report.withdrawals_checked} withdrawal(s) checked; "
+        f"{fetch.received} bytes fetched"
+    )
+    if report.problems:
+        raise VerificationError(f"{summary}; {len(report.problems)} problem(s) found")
+    click.echo(f"verified: {summary}", err=True)
+
+
+@log_group.command("witnesses")
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="VKEY",
+    help="A witness's cosignature vkey. Repeat.",
+)
+@click.option(
+    "--threshold", type=click.IntRange(0), required=True, help="How many of them must cosign."
+)
+@click.pass_context
+@handle_errors
+def log_witnesses(ctx: click.Context, witnesses: tuple[str, ...], threshold: int) -> None:
+    """Require THRESHOLD cosignatures from the named witnesses on every checkpoint this home trusts
+    (0 turns the requirement off). Takes effect at the next refresh.
+
+    \b
+    cfl --home H log witnesses --witness "$(cat w1.vkey)" --witness "$(cat w2.vkey)" --threshold 1
+    """
+    from client.tlog import HomeLog, WitnessPolicy
+
+    home = _home(ctx)
+    with home.lock():
+        HomeLog(home.path).set_policy(WitnessPolicy(_vkeys(witnesses, "--witness"), threshold))
+    stderr.print(
+        f"every refresh now requires {threshold} of {len(witnesses)} witness cosignature(s)"
+    )
+
+
+@cli.group("witness")
+def witness_group() -> None:
+    """Witness a library's transparency log: verify consistency, then cosign (C2SP cosignature/v1)."""
+
+
+@witness_group.command("init")
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The witness's state folder.",
+)
+@click.option("--name", required=True, help="The witness's key name, e.g. witness.example.org/cfl.")
+@click.option("--log-vkey", required=True, help="The log's vkey (`cfl-repo log key`).")
+@handle_errors
+def witness_init(state: Path, name: str, log_vkey: str) -> None:
+    """Create a witness key and print its cosignature vkey on stdout (give it to suppliers)."""
+    from client.witness import Witness
+
+    verifier = Witness(state).init(name, log_vkey)
+    click.echo(verifier.vkey)
+    stderr.print(f"witness {name} created in {state}")
+
+
+@witness_group.command("cosign")
+@click.argument("url")
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The witness's state folder.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the cosigned checkpoint here (default stdout).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@handle_errors
+def witness_cosign(url: str, state: Path, out: Path | None, as_json: bool) -> None:
+    """Verify the log at URL is consistent with the last checkpoint this witness cosigned, then
+    cosign the new one. The provider adds it with `cfl-repo log add-cosignatures`.
+
+    \b
+    cfl witness cosign https://cfl.example/ --state W --out cosigned.txt
+    """
+    from client.witness import Witness
+
+    fetch = _plain_fetch(url)
+    result = Witness(state).cosign(fetch, now=_now())
+    if out is not None:
+        from metadata_templates.atomic import atomic_write_bytes
+
+        atomic_write_bytes(out, result.cosigned)
+    if as_json:
+        _emit_json(
+            {
+                "origin": result.checkpoint.origin,
+                "size": result.checkpoint.size,
+                "previous_size": result.previous_size,
+                "out": str(out) if out else None,
+                "bytes_fetched": fetch.received,
+            }
+        )
+    elif out is None:
+        click.echo(result.cosigned.decode(), nl=False)
+    stderr.print(
+        f"cosigned {result.checkpoint.origin} at size {result.checkpoint.size} "
+        f"(consistent with {result.previous_size if result.previous_size is not None else 'nothing yet'}; "
+        f"{fetch.received} bytes fetched)"
+    )
 
 
 def main() -> None:

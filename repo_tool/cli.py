@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,6 +127,16 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     show_default=True,
     help="Largest image accepted, in octets (DUIS limit).",
 )
+@click.option(
+    "--log-origin",
+    help="The transparency log's origin line (default: derived from the log key). See "
+    "docs/transparency.md.",
+)
+@click.option(
+    "--log-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An Ed25519 private PEM for the transparency log (default: generate one under R/keys).",
+)
 @click.pass_context
 def init(
     ctx: click.Context,
@@ -134,6 +145,8 @@ def init(
     root_threshold: int,
     keys: tuple[tuple[str, str, str], ...],
     image_size_cap: int,
+    log_origin: str | None,
+    log_key: Path | None,
 ) -> None:
     """Create a repository: configuration, top-level keys, version-1 root and targets.
 
@@ -148,6 +161,7 @@ def init(
         configuration,
         development_signers,
         initialise,
+        log_key_config,
         refuse_initialised,
     )
 
@@ -179,6 +193,13 @@ def init(
             signers[role].append(SignerRef(public_key_from_pem(data, source=pem), uri))
     config = configuration(
         signers, root_threshold=root_threshold, image_size_cap=image_size_cap, dev_keys=dev_keys
+    )
+    # The transparency log's note key (repo_tool/tlog.py): generated, or the PEM given.
+    config = replace(
+        config,
+        log=log_key_config(
+            path, dev_keys=dev_keys, origin=log_origin, pem=log_key, secrets_handler=_prompt_secret
+        ),
     )
     initialise(path, config, now=_now(), secrets_handler=_prompt_secret)
     _err(f"initialised repository {path} (root {root_threshold} of {len(signers['root'])} keys)")
@@ -918,6 +939,70 @@ def _counter(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None
             bar.update(task, completed=done, total=total)
 
         yield advance
+
+
+# -------------------------------------------------------------------------- transparency log
+
+
+@cli.group("log")
+def log_group() -> None:
+    """The transparency log of every lodged event (docs/transparency.md)."""
+
+
+@log_group.command("key")
+@click.option("--json", "as_json", is_flag=True, help="Print origin, vkey, size and root as JSON.")
+@click.pass_context
+def log_key(ctx: click.Context, as_json: bool) -> None:
+    """Print the log's note verifier key (C2SP vkey) on stdout.
+
+    Give it to witnesses and auditors: `cfl log verify URL --vkey VKEY` checks the published log's
+    checkpoint against it. The website's trust page shows the same line.
+    """
+    from repo_tool.tlog import log_summary
+
+    repo = _open_repo(ctx)
+    if repo.config.log is None:
+        raise ConfigurationError(
+            f'{repo.path}: no transparency log key configured (cfl-repo.json has no "log")',
+            hint="repositories made by `cfl-repo init` from this version on have one",
+        )
+    if as_json:
+        _emit_json(log_summary(repo.log_state(), repo.config.log))
+    else:
+        click.echo(repo.config.log.vkey)
+        _err(f"log {repo.config.log.origin}: {repo.head.log_size} entries")
+
+
+@log_group.command("add-cosignatures")
+@click.argument("cosigned", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    required=True,
+    metavar="VKEY",
+    help="A witness's cosignature vkey (from `cfl witness init`); lines by others are dropped.",
+)
+@click.pass_context
+def log_add_cosignatures(ctx: click.Context, cosigned: Path, witnesses: tuple[str, ...]) -> None:
+    """Keep witnesses' cosignatures (from `cfl witness cosign --out FILE`) with the checkpoint of
+    the same size; the next `publish` serves them in log/checkpoint.
+
+    \b
+    cfl-repo --repo R log add-cosignatures cosigned.txt --witness "$(cat witness.vkey)"
+    cfl-repo --repo R publish
+    """
+    from metadata_templates.tlog.note import parse_vkey
+    from repo_tool.tlog import add_cosignatures
+
+    try:
+        verifiers = [parse_vkey(text) for text in witnesses]
+    except ValueError as e:
+        raise ConfigurationError(f"--witness: {e}") from e
+    repo = _open_repo(ctx)
+    with repo.locked():
+        added = add_cosignatures(repo.log_dir, repo.log_state(), cosigned.read_bytes(), verifiers)
+    _err(f"kept {added} new cosignature line(s); run publish to serve them")
 
 
 # ------------------------------------------------------------------------------------------- demo

@@ -15,6 +15,7 @@ from metadata_templates.errors import ConfigurationError
 from metadata_templates.policy import RolePolicy
 from repo_tool.gateway import DEFAULT_IMAGE_SIZE_CAP
 from repo_tool.keys import SignerRef
+from repo_tool.tlog import LogKeyConfig
 
 CONFIG_FILE = "cfl-repo.json"
 TOP_LEVEL_ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
@@ -30,6 +31,7 @@ class RepoConfig:
     image_size_cap: int = DEFAULT_IMAGE_SIZE_CAP
     dev_keys: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    log: LogKeyConfig | None = None  # transparency log key (repo_tool/tlog.py)
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -42,6 +44,8 @@ class RepoConfig:
                 role: [ref.to_dict() for ref in refs] for role, refs in self.signers.items()
             },
         }
+        if self.log is not None:
+            doc["log"] = self.log.to_dict()
         return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -93,6 +97,7 @@ class RepoConfig:
                 thresholds=thresholds,
                 image_size_cap=cap,
                 dev_keys=bool(doc.get("dev_keys", False)),
+                log=LogKeyConfig.from_dict(doc["log"], str(path)) if "log" in doc else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ConfigurationError):

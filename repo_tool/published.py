@@ -61,3 +61,5 @@ class PublishedLibrary:
     # Who release notes are encrypted to (``submit`` reads them): the registry and custodian key.
     suppliers: SupplierRegistry | None = None
     notes_custodian: CustodianDocument | None = None
+    log_vkey: str | None = None  # the transparency log's vkey the signed timestamp binds (tlog)
+    log_size: int = 0

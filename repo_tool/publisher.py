@@ -1,9 +1,10 @@
 """Write the static tree a host serves, in an order that keeps it valid for clients at every instant.
 
-Order: every root version, then blobs, delegated roles, targets, snapshot, and ``timestamp.json``
-last. Everything but ``timestamp.json`` is immutable and named by version or hash, so files written
-before a crash are invisible to clients until the timestamp that references them lands, and the
-previous timestamp keeps pointing at a complete previous state. Each file is written atomically.
+Order: every root version, then blobs, delegated roles, targets, snapshot, the transparency log
+(tiles, then ``log/checkpoint``) and ``timestamp.json`` last. Everything but ``timestamp.json`` and
+``log/checkpoint`` is immutable and named by version, hash or size, so files written before a crash
+are invisible to clients until the timestamp that references them lands, and the previous timestamp
+keeps pointing at a complete previous state. Each file is written atomically.
 
 Only what the out directory lacks is written: publishing one image into a large library writes that
 image, its manufacturer's role, targets (if changed), snapshot and timestamp, and reads nothing else.
@@ -25,8 +26,9 @@ from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import exclusive_lock
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.repository import Repository
+from repo_tool.tlog import publish_log
 
-PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "timestamp")
+PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "log", "timestamp")
 LOCK_NAME = ".cfl-publish.lock"
 
 StepHook = Callable[[str], None]
@@ -160,6 +162,10 @@ def publish(
             repo.metadata_bytes(Snapshot.type, version),
         ):
             report.written["snapshot"] += 1
+
+        hook("log")  # tlog hook: tiles, then the checkpoint the new timestamp binds
+        if repo.config.log is not None:
+            report.written["log"] += publish_log(repo.log_dir, out / "log", repo.log_state())
 
         hook("timestamp")
         timestamp = repo.metadata_bytes(Timestamp.type, head.timestamp_version)

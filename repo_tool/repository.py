@@ -48,6 +48,7 @@ from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.withdrawals import WithdrawalList
+from repo_tool import tlog
 from repo_tool.config import RepoConfig
 from repo_tool.gateway import LibraryIndex
 from repo_tool.keys import SignerRef, load_signer
@@ -130,7 +131,12 @@ class Repository:
         inside the new head, then appended to ``events.jsonl``; see `_after_commit`.
         """
         base = self.head.event_seq if (self.state_dir / "head.json").exists() else 0
-        numbered = [{**e, "seq": base + i} for i, e in enumerate([event, *more.values()], start=1)]
+        events = [event, *more.values()]
+        for logged in events:
+            # The transparency log's entry commits with the change: its tiles are written now and
+            # made current by this head (tlog.py); a key change's configuration is not logged.
+            head = self._logged(head, {k: v for k, v in logged.items() if k != "config"})
+        numbered = [{**e, "seq": base + i} for i, e in enumerate(events, start=1)]
         head = replace(head, event_seq=base + len(numbered), last_events=numbered)
         atomic_write_bytes(self.state_dir / "head.json", head.to_bytes())
         self._head = head
@@ -153,6 +159,37 @@ class Repository:
                 new_config.save(self.path)
                 self.config = new_config
         journal.append(log, [{k: v for k, v in e.items() if k != "config"} for e in pending])
+
+    # ------------------------------------------------------------ transparency log (tlog.py)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / tlog.LOG_DIR
+
+    def log_state(self) -> tlog.LogState:
+        return tlog.LogState(self.head.log_size, bytes.fromhex(self.head.log_root))
+
+    def _logged(self, head: Head, event: dict[str, Any]) -> Head:
+        """``head`` with ``event`` appended to the log (tiles written now, committed by the head)."""
+        before = tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
+        after = tlog.append_event(self.log_dir, before, event)
+        return replace(head, log_size=after.size, log_root=after.root_hash.hex())
+
+    def log_binding_current(self, head: Head) -> bool:
+        """Whether the staged timestamp already binds the committed log size."""
+        if self.config.log is None:
+            return True
+        timestamp = self.timestamp()
+        fields = timestamp.signed.unrecognized_fields if timestamp else None
+        return tlog.bound_size(fields) == head.log_size
+
+    def log_binding(self, head: Head) -> dict[str, Any]:
+        """The timestamp field binding the signed checkpoint (none without a log key)."""
+        if self.config.log is None:
+            return {}
+        signer = tlog.load_log_signer(self.path, self.config.log, self.secrets_handler)
+        state = tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
+        return tlog.timestamp_binding(self.log_dir, state, signer)
 
     # ----------------------------------------------------------------------- metadata access
 
@@ -401,6 +438,7 @@ class Repository:
             ),
         )
         timestamp.spec_version = SPEC_VERSION
+        timestamp.unrecognized_fields.update(self.log_binding(head))
         self.write_metadata(
             Timestamp.type,
             self.sign(Metadata(timestamp), Timestamp.type, delegator=delegator, config=config),

@@ -678,6 +678,8 @@ def render_site(
             roles=roles,
             client_init_url=client_init_url,
             stamped=True,
+            log_vkey=library.log_vkey,  # tlog hook
+            log_size=library.log_size,
         ),
     )
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import urllib3
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
@@ -380,8 +381,21 @@ def load_verified_library(
         expired_roles=dict(walk.expired_roles),
         suppliers=suppliers,
         notes_custodian=custodian,
+        **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
     )
     return library, walk.problems
+
+
+def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The log's vkey and size as the verified timestamp binds them (none when it binds none)."""
+    from metadata_templates.errors import VerificationError
+    from metadata_templates.tlog.binding import read_binding
+
+    try:
+        binding = read_binding(fields)
+    except VerificationError:
+        return {}
+    return {"log_vkey": binding.vkey, "log_size": binding.size} if binding else {}
 
 
 def verified_library(

@@ -32,11 +32,13 @@ from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.publisher import PublishReport, publish
 from repo_tool.repository import Repository
 from repo_tool.submit import build_submission
+from repo_tool.tlog import new_log_key
 from repo_tool.verify import folder_reader, verified_library
 
 # ngclient reads the real clock for expiry, so libraries a client will read start from the real now;
 # our own code takes `now` as a parameter, so a test can still build an expired (frozen) library.
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+LOG_ORIGIN = "cfl.test/log"
 
 
 def make_entry(
@@ -116,6 +118,9 @@ class LibraryFactory:
             signers=signers,
             thresholds=dict.fromkeys(TOP_LEVEL_ROLES, 1),
             dev_keys=True,
+            log=new_log_key(
+                path, origin=LOG_ORIGIN, passphrase=None, label=None, file_name="DEV-ONLY-log.pem"
+            ),
         )
         self.repo = initialise(path, config, now=self.now)
 

@@ -138,6 +138,8 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
             "sha256": accepted.digests.file_sha256,
             "role": accepted.role_name,
             "role_version": accepted.role.signed.version,
+            "manufacturer_image_sha256": accepted.digests.manufacturer_image_sha256,
+            "cpl_entries": list(bundle.declaration.cpl_entries),
         },
     )
     return IngestResult(bundle_path.name, "accepted", target_path, [], [])

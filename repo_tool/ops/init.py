@@ -16,6 +16,7 @@ from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.keys import DEV_KEY_WARNING, SignerRef, write_keypair
 from repo_tool.repository import SPEC_VERSION, Repository
 from repo_tool.state.head import Head
+from repo_tool.tlog import LogKeyConfig, existing_log_key, new_log_key
 
 
 def refuse_initialised(path: Path) -> None:
@@ -44,6 +45,29 @@ def development_signers(path: Path, root_keys: int) -> dict[str, list[SignerRef]
             )
             signers[role].append(SignerRef(key, f"file2:keys/DEV-ONLY-{role}-{n}.pem"))
     return signers
+
+
+def log_key_config(
+    path: Path,
+    *,
+    dev_keys: bool,
+    origin: str | None,
+    pem: Path | None,
+    secrets_handler: SecretsHandler,
+) -> LogKeyConfig:
+    """The transparency log's note key: the operator's own PEM (``--log-key``), else a new one,
+    unencrypted beside the development keys or encrypted with a passphrase. No head exists yet, so a
+    key an interrupted init left can be replaced."""
+    if pem is not None:
+        return existing_log_key(pem, origin=origin, secrets_handler=secrets_handler)
+    return new_log_key(
+        path,
+        origin=origin,
+        passphrase=None if dev_keys else secrets_handler("passphrase for the new log key"),
+        label=DEV_KEY_WARNING if dev_keys else None,
+        file_name="DEV-ONLY-log.pem" if dev_keys else "log.pem",
+        overwrite=True,
+    )
 
 
 def configuration(

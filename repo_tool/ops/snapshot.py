@@ -19,6 +19,7 @@ def stage_snapshot(repo: Repository, *, now: datetime, force: bool = False) -> b
         not force
         and current is not None
         and {k: v.version for k, v in current.signed.meta.items()} == snapshot_wanted(head)
+        and repo.log_binding_current(head)
     ):
         return False
     head = repo.sign_snapshot(head, now=now)

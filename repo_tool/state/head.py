@@ -14,6 +14,7 @@ from securesystemslib.signer import Key
 from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
 
 from metadata_templates import SCHEMA_VERSION
+from metadata_templates.tlog.merkle import EMPTY_ROOT
 from repo_tool.gateway import RegisteredManufacturer
 
 
@@ -54,6 +55,9 @@ class Head:
     # appended when the repository is next locked) nor log a change that never happened.
     event_seq: int = 0
     last_events: list[dict[str, Any]] = field(default_factory=list)
+    # Transparency log (repo_tool/tlog.py): committed size and root, appended in every commit.
+    log_size: int = 0
+    log_root: str = EMPTY_ROOT.hex()
 
     def committed_version(self, role: str) -> int:
         """The version of ``role`` this head makes current (0 when it has none)."""

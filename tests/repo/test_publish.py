@@ -111,6 +111,9 @@ def test_publish_writes_blobs_roles_targets_snapshot_then_timestamp(tmp_path: Pa
     targets = f"metadata/{head.targets_version}.targets.json"
     snapshot = f"metadata/{head.snapshot_version}.snapshot.json"
     assert [step for step, _ in seen] == list(PUBLISH_STEPS)
+    # The log's new tiles and its checkpoint land after the snapshot and before the timestamp.
+    log_files = {f for f in files(factory.out) - before if f.startswith("log/")}
+    assert any(f.startswith("log/tile/0/") for f in log_files)
     # What had been written when each step began:
     assert dict(seen) == {
         "roots": set(),
@@ -118,9 +121,10 @@ def test_publish_writes_blobs_roles_targets_snapshot_then_timestamp(tmp_path: Pa
         "delegated-roles": {blob},
         "targets": {blob, role},
         "snapshot": {blob, role, targets},
-        "timestamp": {blob, role, targets, snapshot},
+        "log": {blob, role, targets, snapshot},
+        "timestamp": {blob, role, targets, snapshot} | log_files,
     }
-    assert files(factory.out) - before == {blob, role, targets, snapshot}
+    assert files(factory.out) - before == {blob, role, targets, snapshot} | log_files
     assert (factory.out / "metadata" / "timestamp.json").read_bytes() != old_timestamp
     assert report.written == {
         "roots": 0,
@@ -128,6 +132,7 @@ def test_publish_writes_blobs_roles_targets_snapshot_then_timestamp(tmp_path: Pa
         "delegated-roles": 1,
         "targets": 1,
         "snapshot": 1,
+        "log": 4,  # entry bundle, level-0 tile, index file, checkpoint
         "timestamp": 1,
     }
     assert verified_targets(factory) == staged.old_targets | {staged.new_target}
@@ -149,15 +154,18 @@ def test_publishing_one_more_image_writes_only_what_is_missing(tmp_path: Path) -
         "delegated-roles": 1,
         "targets": 0,
         "snapshot": 1,
+        "log": 4,  # the deposit's entry bundle, level-0 tile and index file; the checkpoint
         "timestamp": 1,
     }
-    assert set(after) - set(before) == {
+    new_log = {f for f in set(after) - set(before) if f.startswith("log/")}
+    assert len(new_log) == 3 and f"log/cfl-index/{staged.new_sha}" in new_log
+    assert set(after) - set(before) - new_log == {
         f"targets/{blob_name(staged.new_target, staged.new_sha)}",
         f"metadata/{head.roles['mfr-121D']}.mfr-121D.json",
         f"metadata/{head.snapshot_version}.snapshot.json",
     }
     changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"metadata/timestamp.json"}
+    assert changed == {"metadata/timestamp.json", "log/checkpoint"}  # the two mutable files
 
 
 def test_a_second_publish_writes_nothing(tmp_path: Path) -> None:

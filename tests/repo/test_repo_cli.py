@@ -272,6 +272,7 @@ def test_publish_json_reports_what_it_wrote(lib: Lib) -> None:
         "delegated-roles": 1,
         "targets": 0,
         "snapshot": 1,
+        "log": 4,  # entry bundle, level-0 tile, deposit index, checkpoint
         "timestamp": 1,
     }
 

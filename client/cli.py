@@ -20,12 +20,13 @@ from rich.table import Table
 
 from client import __version__
 from client.catalogue import CatalogueImage, build_catalogue
+from client.check import plan_estate, write_estate_devices
 from client.download import OutputFolder, PlacedFile
 from client.estate import iter_estate_devices, open_estate, read_estate_groups
 from client.history import History
 from client.home import ClientConfig, ClientHome, normalise_repository_url
-from client.matching import match_estate
-from client.report import CheckReport, render_summary, report_json, write_devices_csv
+from client.report import CheckReport, render_summary, report_json
+from client.rollout import parse_phases
 from client.session import Session, SessionPaths
 from client.transport import CflFetcher
 from metadata_templates import identifiers, naming
@@ -304,14 +305,7 @@ def _run_check(
     manufacturers = {key.manufacturer_id for key in summary.groups}
     images, _ = client.catalogue(manufacturers)
     cpl = client.session.cpl()
-    report = CheckReport(
-        devices=summary.devices,
-        groups=match_estate(summary.groups, images, cpl),
-        skipped_rows=summary.skipped_rows,
-        problems=summary.problems,
-        problem_count=summary.problem_count,
-    )
-    return report, images
+    return plan_estate(summary, images, cpl), images
 
 
 def _device_ids(estate: Path) -> Iterator[str]:
@@ -330,6 +324,10 @@ def _device_ids(estate: Path) -> Iterator[str]:
     "--devices-out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write one row per device: ID, recommended target, SR 11.3 hash, SR 11.1 batch (<= 50,000 devices).",
+)
+@click.option(
+    "--phases",
+    help="With --devices-out: cumulative rollout percentages, e.g. 1,10,100 (1% of each image's devices first, then up to 10%, then all); a device keeps its phase across re-runs.",
 )
 @click.option(
     "--changes",
@@ -351,6 +349,7 @@ def check(
     as_json: bool,
     strict: bool,
     devices_out: Path | None,
+    phases: str | None,
     changes: bool,
     estate_name: str,
     offline: bool,
@@ -363,15 +362,15 @@ def check(
     says N/A, the image's firmware version is higher). The recommended image is the highest
     applicable firmware version. Only the roles of manufacturers in the estate are fetched.
     """
+    if phases is not None and devices_out is None:
+        raise ConfigurationError("--phases: found without --devices-out, expected both together")
+    rollout_phases = None if phases is None else parse_phases(phases)
     home = _home(ctx)
     with home.lock():
         client = _Client(home, offline=offline)
         report, images = _run_check(client, estate, strict)
         if devices_out is not None:
-            with open_estate(estate) as source:
-                write_devices_csv(
-                    devices_out, iter_estate_devices(source, where=str(estate)), report.groups
-                )
+            write_estate_devices(estate, report, devices_out, phases=rollout_phases)
         with History(home.history_path) as history:
             recorded = history.record(
                 now=_now(),
@@ -401,7 +400,7 @@ def check(
 @click.option(
     "--estate",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Download the recommended image of every device group in this estate.",
+    help="Download every image on the upgrade paths of this estate's device groups.",
 )
 @click.option(
     "--out",
@@ -444,12 +443,11 @@ def download(
             report, _ = _run_check(client, estate, strict=False)
             counts: dict[str, int] = {}
             by_target: dict[str, CatalogueImage] = {}
-            for group in report.groups:
-                if group.recommended is not None:
-                    counts[group.recommended.target_path] = (
-                        counts.get(group.recommended.target_path, 0) + group.device_count
-                    )
-                    by_target[group.recommended.target_path] = group.recommended
+            # Every hop of every group's upgrade path, so a campaign has all it sends.
+            for position, group in enumerate(report.groups):
+                for hop in report.plan_of(position).path:
+                    counts[hop.target_path] = counts.get(hop.target_path, 0) + group.device_count
+                    by_target[hop.target_path] = hop
             wanted = [(by_target[t], counts[t]) for t in sorted(by_target)]
         else:
             manufacturers = {t.split("/", 1)[0].upper() for t in targets}

@@ -1,7 +1,8 @@
 """The check report: its stable JSON, a summary table for people, and the per-device CSV.
 
 The JSON shape is an interface scripts rely on (ARCHITECTURE.md, "Stable outputs"); keys beyond it
-appear only at the top level (``skipped_rows``, ``problem_count``, ``problems``).
+appear at the top level (``skipped_rows``, ``problem_count``, ``problems``) and, per group, the
+stage 2 upgrade plan (``path``, ``newest``, ``newest_unreachable``: docs/supplier.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.text import Text
 from client.catalogue import CatalogueImage
 from client.estate import EstateProblem, GroupKey
 from client.matching import GroupResult
+from client.paths import UpgradePlan
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_writer
 from metadata_templates.errors import RejectedInputError
@@ -39,6 +41,8 @@ class CheckReport:
         skipped_rows: bad rows left out.
         problems: details of the first problems.
         problem_count: all problems, including those not detailed.
+        plans: the upgrade plan of each group, in the order of ``groups`` (empty: not planned,
+            each group's path is then its recommended image alone).
     """
 
     devices: int
@@ -46,6 +50,18 @@ class CheckReport:
     skipped_rows: int = 0
     problems: tuple[EstateProblem, ...] = ()
     problem_count: int = 0
+    plans: tuple[UpgradePlan, ...] = ()
+
+    def plan_of(self, index: int) -> UpgradePlan:
+        """The plan of ``groups[index]``."""
+        if self.plans:
+            return self.plans[index]
+        recommended = self.groups[index].recommended
+        return UpgradePlan(path=() if recommended is None else (recommended,))
+
+    def paths(self) -> dict[GroupKey, tuple[CatalogueImage, ...]]:
+        """Each group's images to send, in order."""
+        return {group.key: self.plan_of(i).path for i, group in enumerate(self.groups)}
 
 
 def _image_json(image: CatalogueImage) -> dict[str, Any]:
@@ -55,6 +71,14 @@ def _image_json(image: CatalogueImage) -> dict[str, Any]:
         "reason": image.cfl.reason,
         "advisories": list(image.cfl.advisories),
         "manufacturer_image_sha256": image.cfl.manufacturer_image_sha256,
+    }
+
+
+def _plan_json(plan: UpgradePlan) -> dict[str, Any]:
+    return {
+        "path": [image.target_path for image in plan.path],
+        "newest": None if plan.newest is None else plan.newest.target_path,
+        "newest_unreachable": None if plan.blocked is None else plan.blocked.to_json(),
     }
 
 
@@ -73,8 +97,9 @@ def report_json(report: CheckReport) -> dict[str, Any]:
                 "device_count": group.device_count,
                 "applicable": [_image_json(image) for image in group.applicable],
                 "recommended": None if group.recommended is None else group.recommended.target_path,
+                **_plan_json(report.plan_of(index)),
             }
-            for group in report.groups
+            for index, group in enumerate(report.groups)
         ],
         "skipped_rows": report.skipped_rows,
         "problem_count": report.problem_count,

@@ -7,8 +7,10 @@ the catalogue and the CPL come in as verified values.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from client.catalogue import CatalogueImage
 from client.estate import EstateSummary, iter_estate_devices, open_estate, read_estate_groups
@@ -26,6 +28,7 @@ from client.rollout import (
     write_rollout_csv,
 )
 from metadata_templates.cpl_document import CplDocument
+from metadata_templates.custom import format_timestamp
 
 
 def plan_estate(
@@ -107,3 +110,34 @@ def write_estate_devices(
     with open_estate(estate) as source:
         write_rollout_csv(out, iter_estate_devices(source, where=str(estate)), paths, plan, phases)
     return plan
+
+
+def write_estate_report(
+    out: Path,
+    report: CheckReport,
+    images: Iterable[CatalogueImage],
+    changes: Mapping[str, Any] | None,
+    *,
+    devices_compared: bool,
+    now: datetime,
+) -> None:
+    """Write ``--report``: the self-contained HTML page of this check.
+
+    Raises:
+        OSError: the page cannot be written.
+    """
+    from client.estate_report import (  # only --report pays for Jinja2
+        build_report_model,
+        product_lines_with_images,
+        render_report,
+        write_report,
+    )
+
+    model = build_report_model(
+        report,
+        changes=changes,
+        devices_compared=devices_compared,
+        generated_at=format_timestamp(now),
+        has_image_for_line=product_lines_with_images(tuple(images)),
+    )
+    write_report(out, render_report(model))

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from client import __version__
 from client.catalogue import CatalogueImage, build_catalogue
-from client.check import plan_estate, write_estate_devices
+from client.check import plan_estate, write_estate_devices, write_estate_report
 from client.download import OutputFolder, PlacedFile
 from client.estate import iter_estate_devices, open_estate, read_estate_groups
 from client.history import History
@@ -330,6 +330,12 @@ def _device_ids(estate: Path) -> Iterator[str]:
     help="With --devices-out: cumulative rollout percentages, e.g. 1,10,100 (1% of each image's devices first, then up to 10%, then all); a device keeps its phase across re-runs.",
 )
 @click.option(
+    "--report",
+    "report_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one self-contained HTML page (charts and tables, no script, works offline, prints well) of the estate's firmware state, the upgrade paths and what changed.",
+)
+@click.option(
     "--changes",
     is_flag=True,
     help="Also report devices gained since the last --changes check, and images published since the last check that apply.",
@@ -350,6 +356,7 @@ def check(
     strict: bool,
     devices_out: Path | None,
     phases: str | None,
+    report_out: Path | None,
     changes: bool,
     estate_name: str,
     offline: bool,
@@ -382,6 +389,10 @@ def check(
                 device_ids=_device_ids(estate) if changes else None,
                 estate=estate_name,
             )
+        if report_out is not None:
+            write_estate_report(
+                report_out, report, images, recorded.to_json(), devices_compared=changes, now=_now()
+            )
     doc = report_json(report)
     if changes:
         doc["changes"] = recorded.to_json()
@@ -393,6 +404,8 @@ def check(
             stderr.print(json.dumps(recorded.to_json(), indent=2))
         if devices_out is not None:
             stderr.print(f"per-device batches written to {devices_out}")
+        if report_out is not None:
+            stderr.print(f"report written to {report_out}")
 
 
 @cli.command()

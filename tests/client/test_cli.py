@@ -649,6 +649,23 @@ def test_check_devices_out_with_phases_keeps_each_device_in_one_phase(
     assert {p for ps in phases.values() for p in ps} <= {"1", "2"}
 
 
+def test_check_report_writes_one_self_contained_page_with_paths_and_changes(
+    library: Library, home: Path, estate: Path, tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    doc = as_json(cfl("check", estate, "--json", "--changes", "--report", page, home=home))
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>") and "<script" not in html
+    for group in doc["groups"]:
+        for target in group["path"]:
+            assert target in html
+    # the first --changes check: every meter is new to this home
+    assert f'id="gained-count">{len(STANDARD_ESTATE)}<' in html
+    human = ok(cfl("check", estate, "--report", page, home=home))
+    assert f"report written to {page}" in human.stderr
+    assert "only when the check runs with <code>--changes</code>" in page.read_text()
+
+
 def test_check_reports_bad_rows_by_number_and_strict_makes_them_fatal(
     library: Library, home: Path, tmp_path: Path
 ) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from client import __version__
 from client.catalogue import CatalogueImage, build_catalogue
@@ -28,6 +27,8 @@ from client.home import ClientConfig, ClientHome, normalise_repository_url
 from client.report import CheckReport, render_summary, report_json
 from client.rollout import parse_phases
 from client.session import Session, SessionPaths
+from client.short_names import resolve_target, short_names
+from client.tables import image_table, wide_console
 from client.transport import CflFetcher
 from metadata_templates import identifiers, naming
 from metadata_templates.errors import ConfigurationError, VerificationError
@@ -126,6 +127,18 @@ def _home(ctx: click.Context, *, initialised: bool = True) -> ClientHome:
         # Before taking the lock, which creates the folder: a mistyped --home must not leave one.
         home.load_config()
     return home
+
+
+wide_option = click.option(
+    "--wide",
+    is_flag=True,
+    help="Full target paths and hashes in the table, however wide (default: short unique names that cfl download accepts, fitting the terminal).",
+)
+
+
+def _target_names(images: Iterable[CatalogueImage], wide: bool) -> dict[str, str]:
+    targets = [image.target_path for image in images]
+    return {t: t for t in targets} if wide else short_names(targets)
 
 
 offline_option = click.option(
@@ -253,6 +266,7 @@ def _image_doc(image: CatalogueImage, withdrawals: WithdrawalList) -> dict[str, 
     "--device-type", "device_types", multiple=True, help="Only this device type (ESME, GSME, ...)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON on stdout.")
+@wide_option
 @offline_option
 @click.pass_context
 @handle_errors
@@ -261,9 +275,13 @@ def list_images(
     manufacturers: tuple[str, ...],
     device_types: tuple[str, ...],
     as_json: bool,
+    wide: bool,
     offline: bool,
 ) -> None:
-    """Every verified image with its CFL metadata (withdrawn ones marked)."""
+    """Every verified image with its CFL metadata (withdrawn ones marked).
+
+    The table shows each target by a short unique name (manufacturer/first hash digits, e.g.
+    121D/3f2a) that `cfl download` accepts; --wide and --json show full target paths."""
     try:
         mfrs = [identifiers.manufacturer_id(m, "--manufacturer") for m in manufacturers] or None
         types = {identifiers.device_type(t, "--device-type") for t in device_types}
@@ -276,25 +294,9 @@ def list_images(
     if as_json:
         _emit_json({"images": [_image_doc(i, withdrawals) for i in shown]})
         return
-    table = Table(title=f"{len(shown)} verified image(s)")
-    for heading in ("Target", "Type", "Models", "Firmware", "HW range", "Reason", "MI SHA-256"):
-        table.add_column(heading)
-    for image in shown:
-        cfl = image.cfl
-        reason = cfl.reason + (" " + " ".join(cfl.advisories) if cfl.advisories else "")
-        if image.withdrawn:
-            reason = "WITHDRAWN; " + reason
-        models = ", ".join(sorted({f"{e.model_id} {e.model_name}" for e in cfl.cpl_entries}))
-        table.add_row(
-            image.target_path,
-            cfl.device_type,
-            models,
-            cfl.firmware_version,
-            f"{cfl.hardware_version_min}..{cfl.hardware_version_max}",
-            reason,
-            cfl.manufacturer_image_sha256[:16] + "...",
-        )
-    Console(stderr=True, highlight=False, markup=False).print(table)
+    console = Console(stderr=True, highlight=False, markup=False)
+    names = _target_names(images, wide)
+    (wide_console(console) if wide else console).print(image_table(shown, names, wide=wide))
 
 
 def _run_check(
@@ -340,6 +342,7 @@ def _device_ids(estate: Path) -> Iterator[str]:
     is_flag=True,
     help="Also report devices gained since the last --changes check, and images published since the last check that apply.",
 )
+@wide_option
 @click.option(
     "--estate-name",
     default="default",
@@ -358,6 +361,7 @@ def check(
     phases: str | None,
     report_out: Path | None,
     changes: bool,
+    wide: bool,
     estate_name: str,
     offline: bool,
 ) -> None:
@@ -399,7 +403,9 @@ def check(
     if as_json:
         _emit_json({k: v for k, v in doc.items() if k != "schema_version"})
     else:
-        render_summary(report, stderr)
+        render_summary(
+            report, wide_console(stderr) if wide else stderr, _target_names(images, wide)
+        )
         if changes:
             stderr.print(json.dumps(recorded.to_json(), indent=2))
         if devices_out is not None:
@@ -440,8 +446,9 @@ def download(
     as_json: bool,
     offline: bool,
 ) -> None:
-    """Download TARGET... (or the recommended images for --estate) into --out, each verified by
-    ngclient before it appears there under a name starting with its SHA-256."""
+    """Download TARGET... (or every image on the upgrade paths of --estate) into --out, each
+    verified by ngclient before it appears there under a name starting with its SHA-256. A TARGET
+    is a full target path or the short name `cfl list` and `cfl check` show (e.g. 121D/3f2a)."""
     if bool(targets) == bool(estate):
         raise ConfigurationError("give TARGET... or --estate ESTATE.csv (one of them)")
     home = _home(ctx)
@@ -466,7 +473,8 @@ def download(
             manufacturers = {t.split("/", 1)[0].upper() for t in targets}
             images, _ = client.catalogue(manufacturers)
             index = {i.target_path: i for i in images}
-            for target in targets:
+            for given in targets:
+                target = resolve_target(given, index) or given
                 image = index.get(target)
                 if image is None:
                     raise VerificationError(

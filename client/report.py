@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -107,26 +108,50 @@ def report_json(report: CheckReport) -> dict[str, Any]:
     }
 
 
-def render_summary(report: CheckReport, console: Console) -> None:
-    """A table for people: one line per group, security fixes flagged, then the bad rows."""
-    table = Table(title=f"Estate check: {report.devices:,} devices in {len(report.groups)} groups")
-    for heading in ("Type", "Mfr", "Model", "HW", "Firmware", "Devices", "Recommended", "Notes"):
-        table.add_column(heading, justify="right" if heading == "Devices" else "left")
-    for group in report.groups:
-        notes = Text()
-        if group.has_security_fix:
-            advisories = sorted({a for image in group.applicable for a in image.cfl.advisories})
-            notes.append("SECURITY " + " ".join(advisories), style="bold red")
-        if len(group.applicable) > 1:
-            notes.append(f" {len(group.applicable)} applicable", style="dim")
-        recommended = (
+def render_summary(
+    report: CheckReport, console: Console, names: Mapping[str, str] | None = None
+) -> None:
+    """A table for people: one line per group, security fixes flagged, then the bad rows.
+
+    Args:
+        report: the check.
+        console: where to print.
+        names: target path -> the name to show (client/short_names.py); full paths without it.
+            Names are never cut; the path wraps between hops and the notes wrap.
+    """
+    names = names or {}
+    # No vertical rules: six identity columns and the path must fit 80 columns.
+    table = Table(
+        title=f"Estate check: {report.devices:,} devices in {len(report.groups)} groups",
+        box=box.SIMPLE_HEAD,
+    )
+    longest = max((len(n) for n in names.values()), default=0)
+    for heading in ("Type", "Mfr", "Model", "HW", "Firmware", "Devices"):
+        table.add_column(heading, justify="right" if heading == "Devices" else "left", no_wrap=True)
+    # One hop per line ("FIRMWARE NAME", then "→ FIRMWARE NAME") and the notes below them, in the
+    # one column that takes what the identity columns leave: 80 columns are enough.
+    table.add_column("Path, notes", min_width=max(longest + 11, 17), overflow="fold")
+    for index, group in enumerate(report.groups):
+        plan = report.plan_of(index)
+        cell = (
             Text("up to date / none", style="dim")
-            if group.recommended is None
+            if not plan.path
             else Text(
-                f"{group.recommended.cfl.firmware_version} {group.recommended.target_path}",
+                "\n→ ".join(
+                    f"{hop.cfl.firmware_version} {names.get(hop.target_path, hop.target_path)}"
+                    for hop in plan.path
+                ),
                 style="green",
             )
         )
+        if group.has_security_fix or plan.has_security_fix:
+            sent = (*group.applicable, *plan.path)
+            advisories = sorted({a for image in sent for a in image.cfl.advisories})
+            cell.append("\nSECURITY " + " ".join(advisories), style="bold red")
+        if len(group.applicable) > 1:
+            cell.append(f"\n{len(group.applicable)} applicable", style="dim")
+        if plan.blocked is not None:
+            cell.append(f"\nnewest out of reach: {plan.blocked.code}", style="yellow")
         # Markup is off for cells: model names and paths are data, never rich markup.
         table.add_row(
             Text(group.key.device_type),
@@ -135,8 +160,7 @@ def render_summary(report: CheckReport, console: Console) -> None:
             Text(group.key.hardware_version),
             Text(group.key.firmware_version),
             f"{group.device_count:,}",
-            recommended,
-            notes,
+            cell,
         )
     console.print(table)
     if report.skipped_rows:

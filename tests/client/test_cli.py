@@ -951,6 +951,38 @@ def test_download_target_by_name_with_fragments(
     }
 
 
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_and_check_fit_the_terminal_with_names_download_accepts(
+    library: Library, home: Path, estate: Path, tmp_path: Path, columns: int
+) -> None:
+    env = {"COLUMNS": str(columns)}
+    listed = ok(cfl("list", home=home, env=env)).stderr.splitlines()
+    checked = ok(cfl("check", estate, home=home, env=env)).stderr.splitlines()
+    assert max(len(line) for line in listed + checked) <= columns
+    full = [library.target(k) for k in ("a2", "a3", "b5")]
+    shown = "\n".join(listed)
+    assert not any(t in shown for t in full)  # full names only with --wide
+    short = {t: t.split("/")[0] + "/" + t.rsplit("-", 1)[1][:4] for t in full}
+    assert all(name in shown for name in short.values())
+    assert short[library.target("a3")] in "\n".join(checked)
+    # the short name is what download needs
+    out = tmp_path / "firmware"
+    ok(cfl("download", short[library.target("a3")], "--out", out, home=home))
+    assert {p.name for p in out.iterdir()} == {library.out_name("a3"), "manifest.json"}
+
+
+def test_wide_shows_full_names_and_json_always_does(
+    library: Library, home: Path, estate: Path
+) -> None:
+    env = {"COLUMNS": "80"}
+    full = [library.target(k) for k in ("a2", "a3", "b5")]
+    wide = ok(cfl("list", "--wide", home=home, env=env)).stderr
+    assert all(t in wide for t in full)
+    assert all(t in ok(cfl("check", estate, "--wide", home=home, env=env)).stderr for t in full)
+    listed = as_json(cfl("list", "--json", home=home, env=env))
+    assert {i["target"] for i in listed["images"]} == set(full)
+
+
 @pytest.mark.parametrize(
     "target",
     [

@@ -39,6 +39,9 @@ STATES: tuple[tuple[str, str, str], ...] = (
     (STATE_NO_IMAGE, "No image available", "#757575"),
 )
 CHART_WIDTH = 640
+# The paths table lists the groups with the most devices first; beyond this many rows the page says
+# how many groups and devices it left out (all of them are in --json), so the page stays small.
+MAX_PATH_ROWS = 2_000
 _BAR_AREA = 400
 
 
@@ -95,6 +98,8 @@ class ReportModel:
     paths: tuple[PathRow, ...]
     changes: Mapping[str, Any] | None
     devices_compared: bool
+    paths_left_out: int = 0
+    devices_left_out: int = 0
 
 
 def build_report_model(
@@ -154,6 +159,8 @@ def build_report_model(
                     blocked=None if plan.blocked is None else plan.blocked.message,
                 )
             )
+    paths.sort(key=lambda p: (-p.devices, p.key))
+    left_out = paths[MAX_PATH_ROWS:]
     return ReportModel(
         title=title,
         generated_at=generated_at,
@@ -162,7 +169,9 @@ def build_report_model(
         skipped_rows=report.skipped_rows,
         overall=overall,
         lines=tuple(lines[k] for k in sorted(lines)),
-        paths=tuple(sorted(paths, key=lambda p: (-p.devices, p.key))),
+        paths=tuple(paths[:MAX_PATH_ROWS]),
+        paths_left_out=len(left_out),
+        devices_left_out=sum(p.devices for p in left_out),
         changes=changes,
         devices_compared=devices_compared,
     )

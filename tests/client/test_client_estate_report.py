@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -12,6 +13,7 @@ from client_factories import cpl, cpl_entry, device_id, image, write_estate
 from client.catalogue import CatalogueImage
 from client.check import check_estate, write_estate_report
 from client.estate_report import (
+    MAX_PATH_ROWS,
     STATE_BEHIND,
     STATE_NO_IMAGE,
     STATE_SECURITY,
@@ -138,3 +140,22 @@ def test_data_in_the_page_is_escaped(tmp_path: Path) -> None:
     model = build_report_model(report, changes=None, generated_at="<script>x</script>")
     html = render_report(model)
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_a_huge_estate_keeps_the_biggest_groups_in_the_paths_table(tmp_path: Path) -> None:
+    report = _report(tmp_path, [IMG2, IMG3])
+    many = [
+        dataclasses.replace(report.groups[0], key=report.groups[0].key._replace(
+            hardware_version=f"{n:04X}"), device_count=n + 1)
+        for n in range(MAX_PATH_ROWS + 5)
+    ]  # fmt: skip
+    big = CheckReport(
+        devices=sum(g.device_count for g in many),
+        groups=tuple(many),
+        plans=tuple(report.plans[0] for _ in many),
+    )
+    model = build_report_model(big, changes=None, generated_at="x")
+    assert len(model.paths) == MAX_PATH_ROWS
+    assert model.paths_left_out == 5 and model.devices_left_out == 1 + 2 + 3 + 4 + 5
+    assert model.paths[0].devices == MAX_PATH_ROWS + 5
+    assert 'id="paths-left-out">5 smaller groups (15 devices)' in render_report(model)

@@ -2,7 +2,7 @@
 
 Target names are what ``cfl download`` needs, so they are never cut: narrow tables show the short
 unique names of client/short_names.py whole and let the descriptive columns (models, reasons)
-wrap or end in an ellipsis instead. ``--wide`` shows full names and lets lines be as long as they
+wrap instead. ``--wide`` shows full names and lets lines be as long as they
 need; ``--json`` always carries full names.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -39,14 +40,15 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
         names: target path -> the name to show (short names, or the identity with ``--wide``).
         wide: full names and full hashes; nothing is cut.
     """
-    table = Table(title=f"{len(images)} verified image(s)")
+    # No vertical rules: seven columns must fit 80, and only models and reasons may wrap.
+    table = Table(title=f"{len(images)} verified image(s)", box=box.SIMPLE_HEAD)
     longest = max((len(names.get(i.target_path, i.target_path)) for i in images), default=6)
     table.add_column("Target", no_wrap=True, min_width=longest)
     table.add_column("Type", no_wrap=True)
-    table.add_column("Models", overflow="fold" if wide else "ellipsis", no_wrap=not wide)
+    table.add_column("Models", overflow="fold")
     table.add_column("Firmware", no_wrap=True)
     table.add_column("HW range", no_wrap=True)
-    table.add_column("Reason", overflow="fold")
+    table.add_column("Reason", overflow="fold", min_width=len("compliance"))
     table.add_column("MI SHA-256", no_wrap=True)
     for image in images:
         cfl = image.cfl

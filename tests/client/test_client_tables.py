@@ -97,6 +97,10 @@ def test_list_table_fits_and_never_cuts_a_short_name(width: int) -> None:
     text = "\n".join(lines)
     for name in names.values():
         assert name in text
+    for shown in images:  # nothing else is cut either: the no-wrap columns show whole values
+        assert shown.cfl.firmware_version in text and shown.cfl.device_type in text
+        assert shown.cfl.manufacturer_image_sha256[:8] + "…" in text
+    assert "compliance" in text and "WITHDRAWN;" in text
     assert images[0].target_path not in text
     wide = _render(image_table(images, {t: t for t in names}, wide=True), 10_000)
     assert all(i.target_path in "\n".join(wide) for i in images)

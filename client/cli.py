@@ -105,7 +105,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     cfl refresh                       verify the latest library (timestamp, snapshot, targets)
     cfl list                          every verified image with its CFL metadata
     cfl check ESTATE.csv              which images apply to your devices, and which to install
-    cfl download --estate ESTATE.csv --out DIR    fetch the recommended images, verified
+    cfl download --estate ESTATE.csv --out DIR    fetch the images on the upgrade paths, verified
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
     manufacturer's own role) before it is listed or written. See docs/supplier.md.
@@ -325,7 +325,7 @@ def _device_ids(estate: Path) -> Iterator[str]:
 @click.option(
     "--devices-out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one row per device: ID, recommended target, SR 11.3 hash, SR 11.1 batch (<= 50,000 devices).",
+    help="Write one row per device and hop of its path: ID, target, SR 11.3 hash, SR 11.1 batch (one image, <= 50,000 devices), hop, phase.",
 )
 @click.option(
     "--phases",
@@ -370,8 +370,10 @@ def check(
     Devices are grouped by (device type, manufacturer, model, hardware version, firmware version);
     an image applies when one of its CPL entries has the device's manufacturer, model and hardware
     version and the CPL upgrade pathway admits the device's current firmware (or, where the pathway
-    says N/A, the image's firmware version is higher). The recommended image is the highest
-    applicable firmware version. Only the roles of manufacturers in the estate are fetched.
+    says N/A, the image's firmware version is higher). Each group gets the shortest path of
+    images from its firmware to the best image it can reach (MP231 pathways, never through a
+    withdrawn image, security fixes preferred); the recommended image is its last hop. Only the
+    roles of manufacturers in the estate are fetched. See docs/supplier.md.
     """
     if phases is not None and devices_out is None:
         raise ConfigurationError("--phases: found without --devices-out, expected both together")

@@ -105,7 +105,12 @@ def write_estate_devices(
         counts = count_groups({g.key: g.device_count for g in report.groups}, paths)
     else:
         with open_estate(estate) as source:
-            counts = count_devices(iter_estate_devices(source, where=str(estate)), paths, phases)
+            counts = count_devices(
+                iter_estate_devices(source, where=str(estate)),
+                paths,
+                phases,
+                expected={g.key: g.device_count for g in report.groups},
+            )
     plan = plan_rollout(counts, limit)
     with open_estate(estate) as source:
         write_rollout_csv(out, iter_estate_devices(source, where=str(estate)), paths, plan, phases)

@@ -132,18 +132,36 @@ def count_devices(
     devices: Iterable[tuple[str, GroupKey]],
     paths: Mapping[GroupKey, Sequence[CatalogueImage]],
     phases: Phases,
+    expected: Mapping[GroupKey, int] | None = None,
 ) -> dict[BatchKey, int]:
     """Devices per (phase, hop, target), from one pass over the estate.
 
+    Args:
+        devices: a pass over the estate.
+        paths: each group's path.
+        phases: the rollout phases.
+        expected: devices per group the check counted; the pass must find exactly as many.
+
     Raises:
-        RejectedInputError: a device's group was not in the check (the estate changed).
+        RejectedInputError: a device's group was not in the check, or a group has a different
+            number of devices than the check counted (the estate changed).
     """
     per_group_phase: dict[tuple[GroupKey, int], int] = {}
+    per_group: dict[GroupKey, int] = {}
     for device_id, key in devices:
         path = _path_of(paths, device_id, key)
+        per_group[key] = per_group.get(key, 0) + 1
         if path:
             at = (key, phases.phase_of(device_id, path[-1].target_path))
             per_group_phase[at] = per_group_phase.get(at, 0) + 1
+    for key, count in (expected or {}).items():
+        if per_group.get(key, 0) != count:
+            raise RejectedInputError(
+                f"estate changed while it was being read: group {'/'.join(key)} has "
+                f"{per_group.get(key, 0)} devices on this pass, expected {count} as the check "
+                "counted",
+                hint="run the check again on a file nobody is writing to",
+            )
     return _expand(per_group_phase, paths)
 
 

@@ -145,3 +145,12 @@ def test_devices_out_with_phases_refuses_an_estate_that_changed(tmp_path: Path) 
     with pytest.raises(RejectedInputError, match="first pass did not see"):
         write_estate_devices(estate, report, tmp_path / "d.csv", phases=parse_phases("5,100"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
+
+
+def test_devices_out_with_phases_refuses_a_group_that_grew_since_the_check(tmp_path: Path) -> None:
+    estate = write_estate(tmp_path / "e.csv", [(device_id(1), *OLD)])
+    report = check_estate(estate, [IMG2, IMG3], DOC)
+    write_estate(tmp_path / "e.csv", [(device_id(n), *OLD) for n in range(1, 3)])
+    with pytest.raises(RejectedInputError, match="has 2 devices on this pass, expected 1"):
+        write_estate_devices(estate, report, tmp_path / "d.csv", phases=parse_phases("5,100"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]

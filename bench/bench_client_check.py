@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,10 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from client.catalogue import CatalogueImage
-from client.check import check_estate, write_estate_devices
-from client.estate import iter_estate_devices, open_estate
+from client.check import check_estate, plan_estate, write_estate_devices, write_estate_report
+from client.estate import EstateSummary, GroupKey, iter_estate_devices, open_estate
 from client.history import History
-from client.report import report_json
+from client.report import CheckReport, report_json
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CflTargetInfo, CplEntryRef
 from metadata_templates.naming import image_target_path
@@ -48,6 +49,8 @@ MODELS_PER_MANUFACTURER = 4
 HARDWARE_VERSIONS = ("0100", "0200")
 FIRMWARE_VERSIONS = 6  # per model and hardware version; the newest two have images
 RSS_TARGET_MB = 600
+REPORT_SECONDS_TARGET = 10
+REPORT_BYTES_TARGET = 5_000_000
 
 
 def _sha(label: str) -> str:
@@ -258,6 +261,149 @@ def run(devices: int, repeat: int) -> None:
     print(f"  child check+history      {seconds:7.2f} s  peak RSS {rss:6.0f} MB (first --changes)")
 
 
+def real_library(tmp: Path) -> tuple[Path, Path]:
+    """A real published library (repo_tool's own code, the test factory) with the synthetic CPL.
+
+    Every manufacturer of the synthetic estate is delegated; each deposits the two newest firmware
+    versions of its first product line (the newest lists the one before as its pathway, a security
+    fix), so the check fetches 30 roles and plans two-hop paths. Returns (published folder, root).
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from factory import LibraryFactory, make_image, mi_sha
+
+    _, synthetic_cpl = synthetic_library()
+    factory = LibraryFactory(tmp / "lib")
+    first_lines = {}
+    for device_type, mfr, model, hw in _models():
+        first_lines.setdefault(mfr, (device_type, model, hw))
+    images: dict[str, bytes] = {}
+    entries = []
+    for entry in synthetic_cpl.entries:
+        line = first_lines[entry.manufacturer_id]
+        fw = int(entry.firmware_version, 16)
+        if (entry.device_type, entry.model_id, entry.hardware_version) == line and fw >= 5:
+            data = make_image(entry.manufacturer_id, fw, hw=(0x0100, 0x0200))
+            images[entry.id] = data
+            entry = dataclasses.replace(entry, manufacturer_image_sha256=mi_sha(data))
+        entries.append(entry)
+    factory.import_cpl(entries)
+    for mfr in first_lines:
+        factory.add_manufacturer(mfr)
+    factory.publish()
+    for newest in (False, True):  # one publish per round: a role's next version builds on it
+        for entry_id, data in sorted(images.items()):
+            if entry_id.endswith(f"-{FIRMWARE_VERSIONS}") != newest:
+                continue
+            mfr = next(e.manufacturer_id for e in entries if e.id == entry_id)
+            bundle = factory.submit(
+                data,
+                [entry_id],
+                mfr=mfr,
+                reason="security" if newest else "compliance",
+                advisories=("CVE-2026-0001",) if newest else (),
+            )
+            result = factory.ingest(bundle)
+            assert result.status == "accepted", result.messages
+        factory.publish()
+    root = tmp / "root.json"
+    root.write_bytes(factory.root_bytes)
+    return factory.out, root
+
+
+def end_to_end(devices: int, repeat: int) -> None:
+    """``cfl check ESTATE --json`` as a user runs it (a new process: start-up, trust loading from
+    the home, the check and the paths), beside one csv.DictReader pass in the same run."""
+    path = estate_file(devices)
+    cfl = Path(sys.executable).with_name("cfl")
+    with tempfile.TemporaryDirectory(dir=OUT) as name:
+        tmp = Path(name)
+        print(f"\nend to end: building a real library of {MANUFACTURERS} manufacturers ...",
+              file=sys.stderr)  # fmt: skip
+        published, root = real_library(tmp)
+        home = tmp / "home"
+        env = {**os.environ, "CFL_HOME": str(home)}
+        subprocess.run([str(cfl), "init", published.as_uri(), "--root", str(root)], check=True,
+                       env=env, capture_output=True)  # fmt: skip
+        command = [str(cfl), "check", str(path), "--json"]
+        first = subprocess.run(command, check=True, env=env, capture_output=True)  # warms the home
+        doc = json.loads(first.stdout)
+        hops = max(len(g["path"]) for g in doc["groups"])
+        startup: list[float] = []
+        base: list[float] = []
+        ours: list[float] = []
+        base_cpu: list[float] = []
+        ours_cpu: list[float] = []
+        for _ in range(max(repeat, 1)):  # alternate, so drift in machine load hits both alike
+            cpu = time.process_time()
+            _timed(lambda: dictreader_pass(path), base)
+            base_cpu.append(time.process_time() - cpu)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            _timed(lambda: subprocess.run(command, check=True, env=env, capture_output=True), ours)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            ours_cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            _timed(lambda: subprocess.run([str(cfl), "--version"], check=True,
+                                          capture_output=True), startup)  # fmt: skip
+    ratio = min(ours) / min(base)
+    cpu_ratio = min(ours_cpu) / min(base_cpu)
+    verdict = "OK" if ratio <= 1.0 else "SLOWER THAN TARGET"
+    print(f"\nend to end: `cfl check {path.name} --json` in a new process, {devices:,} devices, "
+          f"longest path {hops} hops")  # fmt: skip
+    print(f"  csv.DictReader pass      best {min(base):7.2f} s  (runs {_fmt(base)})  "
+          f"CPU {min(base_cpu):.2f} s")  # fmt: skip
+    print(f"  cfl check (subprocess)   best {min(ours):7.2f} s  (runs {_fmt(ours)})  "
+          f"CPU {min(ours_cpu):.2f} s")  # fmt: skip
+    print(f"  cfl --version start-up   best {min(startup):7.2f} s")
+    print(f"  ratio check / DictReader {ratio:7.2f}    target <= 1.00: {verdict}")
+    # On a shared machine wall time depends on the neighbours; CPU time much less so.
+    print(f"  CPU ratio                {cpu_ratio:7.2f}")
+
+
+def report_aggregates(devices: int) -> CheckReport:
+    """A check report for ``devices`` devices spread over the synthetic product lines: the report
+    page is built from these group aggregates, never from per-device rows."""
+    images, cpl = synthetic_library()
+    keys = [
+        GroupKey(t, m, model, hw, f"{v:08X}")
+        for (t, m, model, hw) in _models()
+        for v in range(1, FIRMWARE_VERSIONS + 1)
+    ]
+    share, rest = divmod(devices, len(keys))
+    groups = {key: share + (1 if n < rest else 0) for n, key in enumerate(keys)}
+    summary = EstateSummary(groups, devices, 0, (), 0)
+    return plan_estate(summary, images, cpl)
+
+
+def report_render(devices: int, repeat: int) -> None:
+    """Time ``--report`` for an estate of ``devices`` devices; print the time and the page size."""
+    images, _ = synthetic_library()
+    report = report_aggregates(devices)
+    changes = {
+        "devices_since": "2026-01-01T00:00:00Z", "gained_devices": 250_000,
+        "gained_sample": [f"00-0D-6F-00-00-00-{n:02X}-00" for n in range(20)], "lost_devices": 0,
+        "lost_sample": [], "images_since": "2026-01-01T00:00:00Z",
+        "new_images": [i.target_path for i in images[:40]],
+    }  # fmt: skip
+    times: list[float] = []
+    size = 0
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        out = Path(tmp) / "report.html"
+        for _ in range(max(repeat, 1)):
+            start = time.perf_counter()
+            write_estate_report(
+                out, report, images, changes, devices_compared=True,
+                now=datetime(2026, 1, 2, tzinfo=UTC),
+            )  # fmt: skip
+            times.append(time.perf_counter() - start)
+            size = out.stat().st_size
+    seconds_ok = "OK" if min(times) < REPORT_SECONDS_TARGET else "OVER TARGET"
+    size_ok = "OK" if size < REPORT_BYTES_TARGET else "OVER TARGET"
+    print(f"\n--report for {devices:,} devices ({len(report.groups):,} groups)")
+    print(f"  render + write           best {min(times):7.2f} s  (runs {_fmt(times)}) "
+          f"target < {REPORT_SECONDS_TARGET} s: {seconds_ok}")  # fmt: skip
+    print(f"  page size                {size / 1e6:7.2f} MB  target < "
+          f"{REPORT_BYTES_TARGET / 1e6:.0f} MB: {size_ok}")  # fmt: skip
+
+
 def _fmt(times: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in times)
 
@@ -277,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"cfl check benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     run(args.devices, args.repeat)
+    end_to_end(args.devices, args.repeat)
+    report_render(20_000_000, args.repeat)
     if args.huge:
         # One timed repeat is plenty at this size; the point is the memory bound.
         run(20_000_000, 0)

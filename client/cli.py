@@ -16,17 +16,19 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from client import __version__
 from client.catalogue import CatalogueImage, build_catalogue
+from client.check import plan_estate, write_estate_devices, write_estate_report
 from client.download import OutputFolder, PlacedFile
 from client.estate import iter_estate_devices, open_estate, read_estate_groups
 from client.history import History
 from client.home import ClientConfig, ClientHome, normalise_repository_url
-from client.matching import match_estate
-from client.report import CheckReport, render_summary, report_json, write_devices_csv
+from client.report import CheckReport, render_summary, report_json
+from client.rollout import parse_phases
 from client.session import Session, SessionPaths
+from client.short_names import resolve_target, short_names
+from client.tables import image_table, wide_console
 from client.transport import CflFetcher
 from metadata_templates import identifiers, naming
 from metadata_templates.errors import ConfigurationError, VerificationError
@@ -103,7 +105,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     cfl refresh                       verify the latest library (timestamp, snapshot, targets)
     cfl list                          every verified image with its CFL metadata
     cfl check ESTATE.csv              which images apply to your devices, and which to install
-    cfl download --estate ESTATE.csv --out DIR    fetch the recommended images, verified
+    cfl download --estate ESTATE.csv --out DIR    fetch the images on the upgrade paths, verified
     cfl notes TARGET                  decrypt an image's release notes (entitled suppliers only)
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
@@ -126,6 +128,18 @@ def _home(ctx: click.Context, *, initialised: bool = True) -> ClientHome:
         # Before taking the lock, which creates the folder: a mistyped --home must not leave one.
         home.load_config()
     return home
+
+
+wide_option = click.option(
+    "--wide",
+    is_flag=True,
+    help="Full target paths and hashes in the table, however wide (default: short unique names that cfl download accepts, fitting the terminal).",
+)
+
+
+def _target_names(images: Iterable[CatalogueImage], wide: bool) -> dict[str, str]:
+    targets = [image.target_path for image in images]
+    return {t: t for t in targets} if wide else short_names(targets)
 
 
 offline_option = click.option(
@@ -263,6 +277,7 @@ def _image_doc(image: CatalogueImage, withdrawals: WithdrawalList) -> dict[str, 
     "--device-type", "device_types", multiple=True, help="Only this device type (ESME, GSME, ...)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON on stdout.")
+@wide_option
 @offline_option
 @click.pass_context
 @handle_errors
@@ -271,9 +286,13 @@ def list_images(
     manufacturers: tuple[str, ...],
     device_types: tuple[str, ...],
     as_json: bool,
+    wide: bool,
     offline: bool,
 ) -> None:
-    """Every verified image with its CFL metadata (withdrawn ones marked)."""
+    """Every verified image with its CFL metadata (withdrawn ones marked).
+
+    The table shows each target by a short unique name (manufacturer/first hash digits, e.g.
+    121D/3f2a) that `cfl download` accepts; --wide and --json show full target paths."""
     try:
         mfrs = [identifiers.manufacturer_id(m, "--manufacturer") for m in manufacturers] or None
         types = {identifiers.device_type(t, "--device-type") for t in device_types}
@@ -286,25 +305,9 @@ def list_images(
     if as_json:
         _emit_json({"images": [_image_doc(i, withdrawals) for i in shown]})
         return
-    table = Table(title=f"{len(shown)} verified image(s)")
-    for heading in ("Target", "Type", "Models", "Firmware", "HW range", "Reason", "MI SHA-256"):
-        table.add_column(heading)
-    for image in shown:
-        cfl = image.cfl
-        reason = cfl.reason + (" " + " ".join(cfl.advisories) if cfl.advisories else "")
-        if image.withdrawn:
-            reason = "WITHDRAWN; " + reason
-        models = ", ".join(sorted({f"{e.model_id} {e.model_name}" for e in cfl.cpl_entries}))
-        table.add_row(
-            image.target_path,
-            cfl.device_type,
-            models,
-            cfl.firmware_version,
-            f"{cfl.hardware_version_min}..{cfl.hardware_version_max}",
-            reason,
-            cfl.manufacturer_image_sha256[:16] + "...",
-        )
-    Console(stderr=True, highlight=False, markup=False).print(table)
+    console = Console(stderr=True, highlight=False, markup=False)
+    names = _target_names(images, wide)
+    (wide_console(console) if wide else console).print(image_table(shown, names, wide=wide))
 
 
 def _run_check(
@@ -315,14 +318,7 @@ def _run_check(
     manufacturers = {key.manufacturer_id for key in summary.groups}
     images, _ = client.catalogue(manufacturers)
     cpl = client.session.cpl()
-    report = CheckReport(
-        devices=summary.devices,
-        groups=match_estate(summary.groups, images, cpl),
-        skipped_rows=summary.skipped_rows,
-        problems=summary.problems,
-        problem_count=summary.problem_count,
-    )
-    return report, images
+    return plan_estate(summary, images, cpl), images
 
 
 def _device_ids(estate: Path) -> Iterator[str]:
@@ -340,13 +336,24 @@ def _device_ids(estate: Path) -> Iterator[str]:
 @click.option(
     "--devices-out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one row per device: ID, recommended target, SR 11.3 hash, SR 11.1 batch (<= 50,000 devices).",
+    help="Write one row per device and hop of its path: ID, target, SR 11.3 hash, SR 11.1 batch (one image, <= 50,000 devices), hop, phase.",
+)
+@click.option(
+    "--phases",
+    help="With --devices-out: cumulative rollout percentages, e.g. 1,10,100 (1% of each image's devices first, then up to 10%, then all); a device keeps its phase across re-runs.",
+)
+@click.option(
+    "--report",
+    "report_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one self-contained HTML page (charts and tables, no script, works offline, prints well) of the estate's firmware state, the upgrade paths and what changed.",
 )
 @click.option(
     "--changes",
     is_flag=True,
     help="Also report devices gained since the last --changes check, and images published since the last check that apply.",
 )
+@wide_option
 @click.option(
     "--estate-name",
     default="default",
@@ -362,7 +369,10 @@ def check(
     as_json: bool,
     strict: bool,
     devices_out: Path | None,
+    phases: str | None,
+    report_out: Path | None,
     changes: bool,
+    wide: bool,
     estate_name: str,
     offline: bool,
 ) -> None:
@@ -371,18 +381,20 @@ def check(
     Devices are grouped by (device type, manufacturer, model, hardware version, firmware version);
     an image applies when one of its CPL entries has the device's manufacturer, model and hardware
     version and the CPL upgrade pathway admits the device's current firmware (or, where the pathway
-    says N/A, the image's firmware version is higher). The recommended image is the highest
-    applicable firmware version. Only the roles of manufacturers in the estate are fetched.
+    says N/A, the image's firmware version is higher). Each group gets the shortest path of
+    images from its firmware to the best image it can reach (MP231 pathways, never through a
+    withdrawn image, security fixes preferred); the recommended image is its last hop. Only the
+    roles of manufacturers in the estate are fetched. See docs/supplier.md.
     """
+    if phases is not None and devices_out is None:
+        raise ConfigurationError("--phases: found without --devices-out, expected both together")
+    rollout_phases = None if phases is None else parse_phases(phases)
     home = _home(ctx)
     with home.lock():
         client = _Client(home, offline=offline)
         report, images = _run_check(client, estate, strict)
         if devices_out is not None:
-            with open_estate(estate) as source:
-                write_devices_csv(
-                    devices_out, iter_estate_devices(source, where=str(estate)), report.groups
-                )
+            write_estate_devices(estate, report, devices_out, phases=rollout_phases)
         with History(home.history_path) as history:
             recorded = history.record(
                 now=_now(),
@@ -394,17 +406,25 @@ def check(
                 device_ids=_device_ids(estate) if changes else None,
                 estate=estate_name,
             )
+        if report_out is not None:
+            write_estate_report(
+                report_out, report, images, recorded.to_json(), devices_compared=changes, now=_now()
+            )
     doc = report_json(report)
     if changes:
         doc["changes"] = recorded.to_json()
     if as_json:
         _emit_json({k: v for k, v in doc.items() if k != "schema_version"})
     else:
-        render_summary(report, stderr)
+        render_summary(
+            report, wide_console(stderr) if wide else stderr, _target_names(images, wide)
+        )
         if changes:
             stderr.print(json.dumps(recorded.to_json(), indent=2))
         if devices_out is not None:
             stderr.print(f"per-device batches written to {devices_out}")
+        if report_out is not None:
+            stderr.print(f"report written to {report_out}")
 
 
 @cli.command()
@@ -412,7 +432,7 @@ def check(
 @click.option(
     "--estate",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Download the recommended image of every device group in this estate.",
+    help="Download every image on the upgrade paths of this estate's device groups.",
 )
 @click.option(
     "--out",
@@ -445,8 +465,9 @@ def download(
     as_json: bool,
     offline: bool,
 ) -> None:
-    """Download TARGET... (or the recommended images for --estate) into --out, each verified by
-    ngclient before it appears there under a name starting with its SHA-256."""
+    """Download TARGET... (or every image on the upgrade paths of --estate) into --out, each
+    verified by ngclient before it appears there under a name starting with its SHA-256. A TARGET
+    is a full target path or the short name `cfl list` and `cfl check` show (e.g. 121D/3f2a)."""
     if bool(targets) == bool(estate):
         raise ConfigurationError("give TARGET... or --estate ESTATE.csv (one of them)")
     home = _home(ctx)
@@ -463,18 +484,18 @@ def download(
             report, _ = _run_check(client, estate, strict=False)
             counts: dict[str, int] = {}
             by_target: dict[str, CatalogueImage] = {}
-            for group in report.groups:
-                if group.recommended is not None:
-                    counts[group.recommended.target_path] = (
-                        counts.get(group.recommended.target_path, 0) + group.device_count
-                    )
-                    by_target[group.recommended.target_path] = group.recommended
+            # Every hop of every group's upgrade path, so a campaign has all it sends.
+            for position, group in enumerate(report.groups):
+                for hop in report.plan_of(position).path:
+                    counts[hop.target_path] = counts.get(hop.target_path, 0) + group.device_count
+                    by_target[hop.target_path] = hop
             wanted = [(by_target[t], counts[t]) for t in sorted(by_target)]
         else:
             manufacturers = {t.split("/", 1)[0].upper() for t in targets}
             images, _ = client.catalogue(manufacturers)
             index = {i.target_path: i for i in images}
-            for target in targets:
+            for given in targets:
+                target = resolve_target(given, index) or given
                 image = index.get(target)
                 if image is None:
                     raise VerificationError(

@@ -38,7 +38,14 @@ from repo_tool.ops.withdraw import withdraw as withdraw_op
 CFL = Path(sys.executable).with_name("cfl")
 TIMEOUT = 60  # seconds for any one cfl run; a hang fails the test instead of stalling the suite
 SR11_BATCH_LIMIT = 50_000  # DUIS: one SR 11.1 names at most 50,000 devices
-DEVICES_CSV_HEADER = ["Device ID", "Recommended Target", "Manufacturer Image SHA-256", "Batch"]
+DEVICES_CSV_HEADER = [
+    "Device ID",
+    "Recommended Target",
+    "Manufacturer Image SHA-256",
+    "Batch",
+    "Hop",
+    "Phase",
+]
 # The stable check shape (ARCHITECTURE.md "Stable outputs"), and the top-level extras that
 # client/report.py documents (bad-row reporting).
 CHECK_KEYS = {"schema_version", "devices", "groups"}
@@ -52,6 +59,11 @@ GROUP_KEYS = {
     "device_count",
     "applicable",
     "recommended",
+    # stage 2 (issue 15): the upgrade path, the product line's newest image, and why it is not
+    # reached
+    "path",
+    "newest",
+    "newest_unreachable",
 }
 APPLICABLE_KEYS = {
     "target",
@@ -83,8 +95,9 @@ STANDARD_ESTATE: list[tuple[str, ...]] = [
 ]
 # group -> (device count, applicable image keys, recommended image key)
 STANDARD_EXPECTED: dict[Group, tuple[int, list[str], str | None]] = {
-    # a2 applies (N/A pathway, 2 > 1); a3 does not, though higher: its pathway lists only CPL-0002.
-    (*ESME_A, "00000001"): (2, ["a2"], "a2"),
+    # a2 applies (N/A pathway, 2 > 1); a3 does not, though higher: its pathway lists only CPL-0002,
+    # so the devices reach a3 in two hops (STANDARD_PATHS) and a3, the last hop, is recommended.
+    (*ESME_A, "00000001"): (2, ["a2"], "a3"),
     # a3 applies through its pathway; a2 does not (N/A pathway, and 2 is not above 2).
     (*ESME_A, "00000002"): (3, ["a3"], "a3"),
     (*ESME_A, "00000003"): (1, [], None),
@@ -93,6 +106,16 @@ STANDARD_EXPECTED: dict[Group, tuple[int, list[str], str | None]] = {
     (*GSME_B, "00000006"): (1, [], None),  # N/A pathway, 5 < 6
     ("ESME", "7E11", "0001", "0001", "00000001"): (1, [], None),
 }
+
+# group -> the image keys of its upgrade path (issue 15); groups not listed have an empty path or
+# the recommended image alone
+STANDARD_PATHS: dict[Group, list[str]] = {(*ESME_A, "00000001"): ["a2", "a3"]}
+
+
+def expected_path(key: Group) -> list[str]:
+    """The image keys of a standard group's upgrade path."""
+    recommended = STANDARD_EXPECTED[key][2]
+    return STANDARD_PATHS.get(key, [recommended] if recommended else [])
 
 
 # ----------------------------------------------------------------------------------- plumbing
@@ -243,22 +266,27 @@ def read_devices_csv(path: Path) -> list[dict[str, str]]:
 
 
 def assert_sr11_batches(rows: Sequence[dict[str, str]]) -> dict[int, list[str]]:
-    """Batches number from 1 without gaps, each holds one target and at most 50,000 devices,
-    and each target uses the fewest batches that respect the limit. Returns batch -> targets."""
+    """Batches number from 1 without gaps, each holds one target (and one hop and phase) and at
+    most 50,000 devices, and each (target, hop, phase) uses the fewest batches that respect the
+    limit. Returns batch -> targets."""
     batches: dict[int, list[str]] = defaultdict(list)
+    stages: dict[int, set[tuple[str, str, str]]] = defaultdict(set)
     for row in rows:
         if row["Batch"]:
             batches[int(row["Batch"])].append(row["Recommended Target"])
+            stages[int(row["Batch"])].add((row["Recommended Target"], row["Hop"], row["Phase"]))
         else:
             assert row["Recommended Target"] == row["Manufacturer Image SHA-256"] == "", row
     assert sorted(batches) == list(range(1, len(batches) + 1))
     for number, targets in batches.items():
         assert len(targets) <= SR11_BATCH_LIMIT, f"batch {number} has {len(targets)} devices"
-        assert len(set(targets)) == 1, f"batch {number} mixes images {set(targets)}"
-    devices_per_target = Counter(t for targets in batches.values() for t in targets)
-    batches_per_target = Counter(targets[0] for targets in batches.values())
-    for target, devices in devices_per_target.items():
-        assert batches_per_target[target] == math.ceil(devices / SR11_BATCH_LIMIT), target
+        assert len(stages[number]) == 1, f"batch {number} mixes images {stages[number]}"
+    devices_per_stage = Counter(
+        (r["Recommended Target"], r["Hop"], r["Phase"]) for r in rows if r["Batch"]
+    )
+    batches_per_stage = Counter(next(iter(stage)) for stage in stages.values())
+    for stage, devices in devices_per_stage.items():
+        assert batches_per_stage[stage] == math.ceil(devices / SR11_BATCH_LIMIT), stage
     return batches
 
 
@@ -519,6 +547,8 @@ def test_check_json_is_exactly_the_stable_shape(library: Library, home: Path, es
         assert group["device_count"] == count, key
         assert group["applicable"] == [library.applicable_doc(k) for k in applicable], key
         assert group["recommended"] == (recommended and library.target(recommended)), key
+        assert group["path"] == [library.target(k) for k in expected_path(key)], key
+        assert group["newest_unreachable"] is None, key
     assert (doc["skipped_rows"], doc["problem_count"], doc["problems"]) == (0, 0, [])
 
     human = ok(cfl("check", estate, home=home))
@@ -535,10 +565,13 @@ def test_check_devices_out_names_the_sr11_3_hash_and_batches_per_device(
     out = tmp_path / "devices.csv"
     doc = as_json(cfl("check", estate, "--json", "--devices-out", out, home=home))
     rows = read_devices_csv(out)
-    # one row per device, in file order, IDs in the DUIS form
-    assert [r["Device ID"] for r in rows] == [device_id(n) for n in range(1, 11)]
+    # one row per device and hop, in file order, IDs in the DUIS form
+    by_device: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_device[row["Device ID"]].append(row)
+    assert list(by_device) == [device_id(n) for n in range(1, 11)]
     groups = groups_by_key(doc)
-    for row, device in zip(rows, STANDARD_ESTATE, strict=True):
+    for device, hops in zip(STANDARD_ESTATE, by_device.values(), strict=True):
         key: Group = (
             device[1].upper(),
             device[2].upper(),
@@ -546,16 +579,21 @@ def test_check_devices_out_names_the_sr11_3_hash_and_batches_per_device(
             device[4],
             device[5],
         )
-        recommended = STANDARD_EXPECTED[key][2]
-        if recommended is None:
+        path = expected_path(key)
+        if not path:
+            [row] = hops
             assert (row["Recommended Target"], row["Manufacturer Image SHA-256"]) == ("", "")
-        else:
-            assert row["Recommended Target"] == library.target(recommended)
-            assert row["Recommended Target"] == groups[key]["recommended"]
+            continue
+        assert [r["Recommended Target"] for r in hops] == [library.target(k) for k in path]
+        assert [r["Recommended Target"] for r in hops] == groups[key]["path"]
+        assert [r["Hop"] for r in hops] == [str(n) for n in range(1, len(path) + 1)]
+        assert {r["Phase"] for r in hops} == {"1"}
+        for row, image in zip(hops, path, strict=True):
             # the SR 11.3 hash is over the Manufacturer Image, not the whole file
-            assert row["Manufacturer Image SHA-256"] == mi_sha(library.images[recommended])
+            assert row["Manufacturer Image SHA-256"] == mi_sha(library.images[image])
     batches = assert_sr11_batches(rows)
-    assert len(batches) == 3  # three images recommended, each well under the limit
+    # (a2, hop 1), (a3, hop 1), (a3, hop 2), (b5, hop 1): each well under the limit
+    assert len(batches) == 4
 
 
 def test_check_devices_out_splits_batches_at_50000_devices(
@@ -568,11 +606,65 @@ def test_check_devices_out_splits_batches_at_50000_devices(
     out = tmp_path / "devices.csv"
     ok(cfl("check", estate, "--devices-out", out, home=home))
     written = read_devices_csv(out)
-    assert len(written) == len(rows)
+    assert len(written) == len(rows) + 1  # the device on firmware 1 takes two hops
     batches = assert_sr11_batches(written)
     per_target = Counter(targets[0] for targets in batches.values())
-    assert per_target == {library.target("a3"): 2, library.target("a2"): 1, library.target("b5"): 1}
+    assert per_target == {library.target("a3"): 3, library.target("a2"): 1, library.target("b5"): 1}
     assert max(len(t) for t in batches.values()) == math.ceil(many / 2)  # spread evenly
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--phases", "1,10"], "--phases: found last phase 10 in '1,10', expected increasing"),
+        (["--phases", "5,2,100"], "--phases: found '2' in '5,2,100', expected increasing"),
+        ([], "--phases: found without --devices-out, expected both together"),
+    ],
+    ids=["not-ending-at-100", "decreasing", "without-devices-out"],
+)
+def test_check_bad_phases_are_a_usage_error_and_write_nothing(
+    library: Library, home: Path, estate: Path, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    out = tmp_path / "devices.csv"
+    devices_out = ["--devices-out", str(out)] if args else ["--phases", "1,100"]
+    result = cfl("check", estate, *devices_out, *args, home=home)
+    assert result.returncode == 2
+    [line] = errors(result)
+    assert line.startswith("error: " + expected)
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_check_devices_out_with_phases_keeps_each_device_in_one_phase(
+    library: Library, home: Path, estate: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "devices.csv"
+    ok(cfl("check", estate, "--devices-out", out, "--phases", "50,100", home=home))
+    rows = read_devices_csv(out)
+    assert_sr11_batches(rows)
+    phases: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row["Batch"]:
+            phases[row["Device ID"]].add(row["Phase"])
+    assert all(len(p) == 1 for p in phases.values())
+    assert {p for ps in phases.values() for p in ps} <= {"1", "2"}
+
+
+def test_check_report_writes_one_self_contained_page_with_paths_and_changes(
+    library: Library, home: Path, estate: Path, tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    doc = as_json(cfl("check", estate, "--json", "--changes", "--report", page, home=home))
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>") and "<script" not in html
+    for group in doc["groups"]:
+        for target in group["path"]:
+            assert target in html
+    # the first --changes check: every meter is new to this home
+    assert f'id="gained-count">{len(STANDARD_ESTATE)}<' in html
+    human = ok(cfl("check", estate, "--report", page, home=home))
+    assert f"report written to {page}" in human.stderr
+    assert "only when the check runs with <code>--changes</code>" in page.read_text()
 
 
 def test_check_reports_bad_rows_by_number_and_strict_makes_them_fatal(
@@ -688,7 +780,7 @@ def test_withdrawn_image_is_never_applicable_recommended_or_downloaded(
 
     groups = groups_by_key(as_json(cfl("check", estate, "--json", home=home)))
     assert all(withdrawn not in [i["target"] for i in g["applicable"]] for g in groups.values())
-    assert groups[(*ESME_A, "00000001")]["recommended"] == library.target("a2")
+    assert groups[(*ESME_A, "00000001")]["path"] == [library.target("a2"), library.target("a3")]
     assert groups[(*ESME_A, "00000002")]["recommended"] == library.target("a3")
     assert groups[(*ESME_A, "00000003")]["recommended"] is None
 
@@ -744,9 +836,12 @@ def test_check_on_the_demo_dataset_matches_the_domain_rule(tmp_path: Path) -> No
         got = [by_mi_sha[i["manufacturer_image_sha256"]] for i in group["applicable"]]
         assert {i.name for i in got} == {i.name for i in expected}, key
         if expected:
+            # The path starts with an applicable image and ends at least as high as the best one.
             best = max(expected, key=lambda i: int(i.firmware_version, 16))
-            [recommended] = [i for i in group["applicable"] if i["target"] == group["recommended"]]
-            assert by_mi_sha[recommended["manufacturer_image_sha256"]] == best, key
+            assert group["path"][0] in {i["target"] for i in group["applicable"]}, key
+            assert group["path"][-1] == group["recommended"], key
+            last = group["recommended"].split("-")[2]
+            assert int(last, 16) >= int(best.firmware_version, 16), key
         else:
             assert group["recommended"] is None, key
     # The dataset's own pathway case: on 00050000 a Northgate G-Smart must step through 00060000.
@@ -791,7 +886,9 @@ def test_download_estate_writes_verified_files_and_a_manifest(
 ) -> None:
     out = tmp_path / "firmware"
     doc = as_json(cfl("download", "--estate", estate, "--out", out, "--json", home=home))
-    wanted = {"a2": 2, "a3": 3, "b5": 1}  # devices per recommended image (STANDARD_EXPECTED)
+    # devices per image on the upgrade paths (STANDARD_EXPECTED, STANDARD_PATHS): a3 is the
+    # second hop of the two devices on firmware 1 and the only hop of the three on firmware 2
+    wanted = {"a2": 2, "a3": 5, "b5": 1}
     names = {library.out_name(k) for k in wanted}
     assert {p.name for p in out.iterdir()} == names | {"manifest.json"}
     for key in wanted:
@@ -853,6 +950,38 @@ def test_download_target_by_name_with_fragments(
     assert {p.name for p in out.iterdir()} == {"manifest.json", entry["file"]} | {
         f["file"] for f in fragments
     }
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_and_check_fit_the_terminal_with_names_download_accepts(
+    library: Library, home: Path, estate: Path, tmp_path: Path, columns: int
+) -> None:
+    env = {"COLUMNS": str(columns)}
+    listed = ok(cfl("list", home=home, env=env)).stderr.splitlines()
+    checked = ok(cfl("check", estate, home=home, env=env)).stderr.splitlines()
+    assert max(len(line) for line in listed + checked) <= columns
+    full = [library.target(k) for k in ("a2", "a3", "b5")]
+    shown = "\n".join(listed)
+    assert not any(t in shown for t in full)  # full names only with --wide
+    short = {t: t.split("/")[0] + "/" + t.rsplit("-", 1)[1][:4] for t in full}
+    assert all(name in shown for name in short.values())
+    assert short[library.target("a3")] in "\n".join(checked)
+    # the short name is what download needs
+    out = tmp_path / "firmware"
+    ok(cfl("download", short[library.target("a3")], "--out", out, home=home))
+    assert {p.name for p in out.iterdir()} == {library.out_name("a3"), "manifest.json"}
+
+
+def test_wide_shows_full_names_and_json_always_does(
+    library: Library, home: Path, estate: Path
+) -> None:
+    env = {"COLUMNS": "80"}
+    full = [library.target(k) for k in ("a2", "a3", "b5")]
+    wide = ok(cfl("list", "--wide", home=home, env=env)).stderr
+    assert all(t in wide for t in full)
+    assert all(t in ok(cfl("check", estate, "--wide", home=home, env=env)).stderr for t in full)
+    listed = as_json(cfl("list", "--json", home=home, env=env))
+    assert {i["target"] for i in listed["images"]} == set(full)
 
 
 @pytest.mark.parametrize(

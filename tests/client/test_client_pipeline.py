@@ -110,27 +110,21 @@ def test_estate_to_verified_downloads(tmp_path: Path, http_folder, over: str) ->
         )
         report = check_estate(estate, images, session.cpl())
         doc = report_json(report)
-        recommended = {g["firmware_version"]: g["recommended"] for g in doc["groups"]}
-        # Firmware 1 may take 2 (N/A pathway) but not 3 (its pathway lists only CPL-0002).
-        assert "-00000002-" in recommended["00000001"]
-        assert "-00000003-" in recommended["00000002"]
+        paths = {g["firmware_version"]: g["path"] for g in doc["groups"]}
+        # Firmware 1 may take 2 (N/A pathway) but not 3 (its pathway lists only CPL-0002), so
+        # it gets there in two hops.
+        assert [p.split("-")[2] for p in paths["00000001"]] == ["00000002", "00000003"]
+        assert [p.split("-")[2] for p in paths["00000002"]] == ["00000003"]
         by_target = {i.target_path: i for i in images}
         out = OutputFolder(tmp_path / "firmware")
         placed = []
-        for group in report.groups:
-            assert group.recommended is not None
-            verified_path = session.download(group.recommended.target_path)
-            placed.append(
-                out.place(
-                    by_target[group.recommended.target_path],
-                    verified_path,
-                    device_count=group.device_count,
-                )
-            )
+        for target in sorted({hop for path in paths.values() for hop in path}):
+            verified_path = session.download(target)
+            placed.append(out.place(by_target[target], verified_path, device_count=1))
         manifest = json.loads(out.write_manifest(placed).read_text())
     assert {f["target"] for f in manifest["files"]} == {
         g.recommended.target_path for g in report.groups if g.recommended
-    }
+    } | set(paths["00000001"])
     for entry in manifest["files"]:
         assert (tmp_path / "firmware" / entry["file"]).is_file()
         assert entry["file"].startswith(entry["sha256"])

@@ -18,7 +18,6 @@ from client.check import check_estate, write_estate_devices
 from client.estate import EstateProblem, GroupKey
 from client.matching import GroupResult, match_estate
 from client.report import (
-    DEVICES_CSV_COLUMNS,
     BatchAssigner,
     BatchRange,
     CheckReport,
@@ -27,6 +26,7 @@ from client.report import (
     report_json,
     write_devices_csv,
 )
+from client.rollout import ROLLOUT_CSV_COLUMNS
 from metadata_templates.errors import RejectedInputError
 
 V1 = cpl_entry("CPL-1", fw="00000001")
@@ -51,7 +51,7 @@ def test_json_has_exactly_the_documented_shape() -> None:
                         "problems"}  # fmt: skip
     group_keys = {
         "device_type", "manufacturer_id", "model_id", "hardware_version", "firmware_version",
-        "device_count", "applicable", "recommended",
+        "device_count", "applicable", "recommended", "path", "newest", "newest_unreachable",
     }  # fmt: skip
     assert all(set(g) == group_keys for g in doc["groups"])
     assert [g["firmware_version"] for g in doc["groups"]] == ["00000001", "00000002", "00000003"]
@@ -136,20 +136,31 @@ def test_devices_csv_lists_every_device_with_target_hash_and_batch(tmp_path: Pat
     report = check_estate(estate, [IMG2, IMG3], DOC)
     out = tmp_path / "out" / "devices.csv"
     plan = write_estate_devices(estate, report, out, limit=3)
-    assert {t: (r.count, r.devices) for t, r in plan.items()} == {
-        IMG2.target_path: (3, 7),
-        IMG3.target_path: (1, 3),
+    # firmware 1 reaches IMG3 through IMG2 (IMG3's pathway lists only CPL-2): two hops
+    assert {k: (r.count, r.devices) for k, r in plan.items()} == {
+        (1, 1, IMG2.target_path): (3, 7),
+        (1, 1, IMG3.target_path): (1, 3),
+        (1, 2, IMG3.target_path): (3, 7),
     }
-    assert sorted(r.first for r in plan.values()) == [1, 1 + plan[min(plan)].count]
+    assert [r.first for _, r in sorted(plan.items())] == [1, 4, 5]  # sent hop 1 first
     with out.open(newline="") as handle:
         written = list(csv.reader(handle))
-    assert tuple(written[0]) == DEVICES_CSV_COLUMNS
+    assert tuple(written[0]) == ROLLOUT_CSV_COLUMNS
     body = written[1:]
-    assert len(body) == 11  # every good device, the bad row left out
-    by_id = {r[0]: r for r in body}
-    assert by_id[device_id(0)][1:3] == [IMG2.target_path, IMG2.cfl.manufacturer_image_sha256]
-    assert by_id[device_id(100)][1:3] == [IMG3.target_path, IMG3.cfl.manufacturer_image_sha256]
-    assert by_id[device_id(200)][1:] == ["", "", ""]
+    assert len(body) == 18  # every good device and hop, the bad row left out
+    by_id: dict[str, list[list[str]]] = {}
+    for row in body:
+        by_id.setdefault(row[0], []).append(row)
+    assert len(by_id) == 11
+    assert [r[1:3] for r in by_id[device_id(0)]] == [
+        [IMG2.target_path, IMG2.cfl.manufacturer_image_sha256],
+        [IMG3.target_path, IMG3.cfl.manufacturer_image_sha256],
+    ]
+    assert [r[4:] for r in by_id[device_id(0)]] == [["1", "1"], ["2", "1"]]
+    assert [r[1:3] for r in by_id[device_id(100)]] == [
+        [IMG3.target_path, IMG3.cfl.manufacturer_image_sha256]
+    ]
+    assert by_id[device_id(200)] == [[device_id(200), "", "", "", "", ""]]
     batches = Counter((r[1], r[3]) for r in body if r[1])
     assert max(batches.values()) <= 3
     assert len({b for _, b in batches}) == len(batches)  # a batch never mixes targets

@@ -18,6 +18,7 @@ from enum import StrEnum
 from securesystemslib.signer import Key
 from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
+from tuf.api.serialization import SerializationError
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument, CplEntry
@@ -430,11 +431,24 @@ def _check_role_signatures(
     try:
         role = Metadata[Targets].from_bytes(bundle.role_bytes)
     except Exception as e:  # python-tuf raises DeserializationError and ValueError subclasses
-        found.add(Code.MALFORMED_BUNDLE, f"role.json: found no valid TUF targets metadata ({e})")
+        found.add(
+            Code.MALFORMED_BUNDLE, f"role.json: found no valid TUF targets metadata ({_short(e)})"
+        )
         return None
     if not isinstance(role.signed, Targets):
         found.add(
             Code.MALFORMED_BUNDLE, f"role.json type: found {role.signed.type!r}, expected 'targets'"
+        )
+        return None
+    try:
+        # Signatures cover the canonical JSON form, which has no floats and no duplicate keys: a
+        # role that cannot be canonicalised cannot have been signed as it stands.
+        role.signed_bytes  # noqa: B018 (computed for its error; verification recomputes it)
+    except SerializationError as e:
+        found.add(
+            Code.MALFORMED_BUNDLE,
+            f"role.json signed: found a value canonical JSON cannot encode ({_short(e.__cause__ or e)}), "
+            "expected only strings, integers, booleans, null, lists and objects",
         )
         return None
     if manufacturer is None:
@@ -594,3 +608,9 @@ def _first_difference(before: dict[str, object], after: dict[str, object], where
             return _first_difference(old, new, f"{where}{key}.")
         return f"{where}{key} changed from {old!r} to {new!r}"
     return "no difference"
+
+
+def _short(value: object, limit: int = 200) -> str:
+    """A value for a message, cut short: hostile input must not make a megabyte report line."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -314,17 +314,10 @@ def manufacturer_add(
 
 
 def _bundles_in(paths: tuple[Path, ...]) -> list[Path]:
-    from repo_tool.bundle import BUNDLE_SUFFIX
+    # Inbox hook: listing never follows links; a link or special file is listed, then rejected.
+    from repo_tool.inbox import list_inbox
 
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.iterdir() if p.is_file() and p.suffix == BUNDLE_SUFFIX)
-            )
-        else:
-            found.append(path)
-    return found
+    return list_inbox(paths)
 
 
 @cli.command()
@@ -348,6 +341,8 @@ def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None
             results.append(result)
             if result.status == "accepted":
                 _err(f"accepted  {path.name} -> {result.target}")
+                for message in result.messages:  # e.g. "already accepted: ..." on a re-run
+                    _err(f"          {message}")
             else:
                 _err(f"rejected  {path.name}: {', '.join(result.reasons)}")
                 for message in result.messages:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -49,7 +48,8 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.withdrawals import Withdrawal, WithdrawalList
-from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError, read_bundle
+from repo_tool import inbox
+from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.gateway import (
     Code,
@@ -58,7 +58,6 @@ from repo_tool.gateway import (
     LibraryIndex,
     RegisteredManufacturer,
     Verdict,
-    check_bundle,
     manufacturer_delegation,
 )
 from repo_tool.keys import SignerRef, load_signer
@@ -468,17 +467,22 @@ class Repository:
 
     def ingest(self, bundle_path: Path, *, now: datetime) -> IngestResult:
         """Run the gateway on one bundle and stage it if accepted; keep it with a report if not."""
+        # --- inbox hook (repo_tool/inbox.py): no links, size caps, recognise what was accepted ---
         try:
-            bundle = read_bundle(bundle_path)
+            bundle = inbox.read_bundle_file(bundle_path, role_size_cap=self.config.role_size_cap)
         except BundleError as e:
             verdict = Verdict((Finding(Code.MALFORMED_BUNDLE, str(e)),), None, None)
             return self._reject(bundle_path, verdict, now)
+        seen = inbox.already_accepted(bundle, self.head.roles, self._stored_role_bytes)
+        if seen is not None:
+            return IngestResult(bundle_path.name, "accepted", bundle.target or None, [], [seen])
+        # --- end inbox hook ---
         if bundle.kind == KIND_RENEWAL:
             return self._ingest_renewal(bundle_path, bundle, now)
         staged = self.blobs.stage(bundle.image)  # written while the gateway hashes
         try:
             context = self.gateway_context(now)
-            verdict = check_bundle(bundle, context)
+            verdict = inbox.judge(bundle, context)  # inbox hook: a gateway bug rejects one bundle
         except BaseException:
             staged.discard()
             raise
@@ -539,8 +543,15 @@ class Repository:
         )
         return IngestResult(bundle_path.name, "accepted", target_path, [], [])
 
+    def _stored_role_bytes(self, role: str, version: int) -> bytes | None:
+        """The stored bytes of a role version, None if there are none (inbox hook)."""
+        try:
+            return self.metadata_path(role, version).read_bytes()
+        except OSError:
+            return None
+
     def _ingest_renewal(self, bundle_path: Path, bundle: Bundle, now: datetime) -> IngestResult:
-        verdict = check_bundle(bundle, self.gateway_context(now))
+        verdict = inbox.judge(bundle, self.gateway_context(now))  # inbox hook
         role = verdict.renewal
         if role is None:
             return self._reject(bundle_path, verdict, now)
@@ -580,17 +591,29 @@ class Repository:
             messages=[f"{f.code.value}: {f.message}" for f in verdict.findings],
             kept_at=str(keep.relative_to(self.path)),
         )
-        keep.mkdir(parents=True)
-        with contextlib.suppress(OSError):
-            shutil.copyfile(bundle_path, keep / bundle_path.name)
+        # --- inbox hook: a private, bounded copy that never follows a link ---
+        inbox.make_private_dir(self.path / "rejected")
+        inbox.make_private_dir(keep)
+        kept = inbox.keep_rejected_copy(
+            bundle_path,
+            keep / bundle_path.name,
+            cap=inbox.rejected_copy_cap(
+                image_size_cap=self.config.image_size_cap,
+                role_size_cap=self.config.role_size_cap,
+            ),
+        )
         report = {
             "schema_version": SCHEMA_VERSION,
             "rejected": format_timestamp(now),
             **result.to_dict(),
+            "file": None if kept is None else kept.to_dict(),
         }
         atomic_write_bytes(
-            keep / "report.json", json.dumps(report, indent=2, sort_keys=True).encode()
+            keep / "report.json",
+            json.dumps(report, indent=2, sort_keys=True).encode(),
+            mode=inbox.PRIVATE_FILE,
         )
+        # --- end inbox hook ---
         with (self.path / "events.jsonl").open("ab") as log:
             log.write(
                 _json_line(

@@ -129,6 +129,8 @@ class Verdict:
     target: str | None
     accepted: Accepted | None
     renewal: Metadata[Targets] | None = None  # an accepted renewal: the re-signed role
+    # What the operator should know about an accepted bundle (not reasons to reject it).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -169,8 +171,9 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     role = _check_role_signatures(bundle, manufacturer, found)
     digests = wait_digests() if wait_digests is not None else None
     entries = _check_entries(bundle, ctx, header, digests, found)
+    notes: tuple[str, ...] = ()
     if digests is not None:
-        _check_duplicates(bundle, ctx, digests, found)
+        notes = _check_duplicates(bundle, ctx, digests, found)
 
     accepted: Accepted | None = None
     expected_target: str | None = None
@@ -181,8 +184,8 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
             bundle, ctx, manufacturer, role, header, digests, entries, expected_target, found
         )
     if found.items:
-        accepted = None
-    return Verdict(tuple(found.items), expected_target or None, accepted)
+        return Verdict(tuple(found.items), expected_target or None, None)
+    return Verdict((), expected_target or None, accepted, notes=notes)
 
 
 def _registered(
@@ -380,9 +383,15 @@ def _check_entries(
 
 def _check_duplicates(
     bundle: Bundle, ctx: GatewayContext, digests: ImageDigests, found: _Findings
-) -> None:
-    """The "gateway" option: a duplicate is held back, never added twice."""
+) -> tuple[str, ...]:
+    """The "gateway" option: a duplicate is held back, never added twice.
+
+    A duplicate is the same file bytes, or a declared CPL entry that has an image already. The same
+    Manufacturer Image under another OTA header is a different file for other entries (the DCC's
+    sample ESME and PPMID images share one): it is accepted, and the returned note says so.
+    """
     index = ctx.index
+    notes: list[str] = []
     if digests.file_sha256 in index.file_sha256:
         found.add(
             Code.DUPLICATE_IMAGE,
@@ -390,10 +399,10 @@ def _check_duplicates(
             f"(already published as {index.file_sha256[digests.file_sha256]})",
         )
     elif digests.manufacturer_image_sha256 in index.manufacturer_image_sha256:
-        found.add(
-            Code.DUPLICATE_IMAGE,
-            f"Manufacturer Image SHA-256: found {digests.manufacturer_image_sha256}, expected one not yet in "
-            f"the library (already in {index.manufacturer_image_sha256[digests.manufacturer_image_sha256]})",
+        notes.append(
+            f"Manufacturer Image SHA-256 {digests.manufacturer_image_sha256} is already in the library "
+            f"as {index.manufacturer_image_sha256[digests.manufacturer_image_sha256]} under another OTA "
+            "header; accepted as a separate file for the declared CPL entries"
         )
     for entry_id in bundle.declaration.cpl_entries:
         if entry_id in index.cpl_entries:
@@ -402,6 +411,7 @@ def _check_duplicates(
                 f"CPL entry {entry_id}: found an image already ({index.cpl_entries[entry_id]}), expected an "
                 "entry with no image yet",
             )
+    return tuple(notes)
 
 
 def manufacturer_delegation(

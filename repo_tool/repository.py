@@ -541,7 +541,7 @@ class Repository:
                 "role_version": accepted.role.signed.version,
             },
         )
-        return IngestResult(bundle_path.name, "accepted", target_path, [], [])
+        return IngestResult(bundle_path.name, "accepted", target_path, [], list(verdict.notes))
 
     def _stored_role_bytes(self, role: str, version: int) -> bytes | None:
         """The stored bytes of a role version, None if there are none (inbox hook)."""

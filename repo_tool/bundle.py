@@ -27,6 +27,7 @@ from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_writer
 from metadata_templates.custom import REASONS
 from metadata_templates.errors import RejectedInputError
+from repo_tool.output_paths import prepare_file
 
 MANIFEST = "cfl-bundle.json"
 IMAGE = "image.ota"
@@ -381,7 +382,13 @@ def read_bundle(path: Path, *, role_size_cap: int = DEFAULT_ROLE_SIZE_CAP) -> Bu
 
 
 def write_bundle(path: Path, bundle: Bundle) -> None:
-    """Write a bundle atomically (a crash leaves no half-written bundle)."""
+    """Write a bundle atomically (a crash leaves no half-written bundle).
+
+    Raises:
+        ConfigurationError: ``path`` is a folder or under a regular file.
+        UnavailableError: its folder cannot be created.
+    """
+    prepare_file(path, field="--out")
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": bundle.kind,

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from datetime import datetime, timedelta
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from repo_tool.keys import (
     public_key_from_pem,
     write_keypair,
 )
+from repo_tool.local_server import open_server
 
 logger = logging.getLogger("repo_tool")
 
@@ -173,6 +174,7 @@ def init(
     path = _repo_path(ctx)
     if dev_keys == bool(keys):
         raise ConfigurationError("choose exactly one of --dev-keys or --key ROLE PUB.pem URI")
+    Repository.check_can_create(path)  # before any key is written
     signers: dict[str, list[SignerRef]] = {role: [] for role in TOP_LEVEL_ROLES}
     if dev_keys:
         if root_threshold > root_keys:
@@ -692,6 +694,7 @@ def verify(published_dir: Path, root_file: Path, as_json: bool) -> None:
 @click.argument("published_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@handle_errors
 def serve(published_dir: Path, port: int, bind: str) -> None:
     """Serve a published tree over HTTP for trying it out (use nginx or object storage in production)."""
     directory = str(published_dir.resolve())
@@ -711,7 +714,7 @@ def serve(published_dir: Path, port: int, bind: str) -> None:
             self.send_header("X-Content-Type-Options", "nosniff")
             super().end_headers()
 
-    server = ThreadingHTTPServer((bind, port), Handler)
+    server = open_server(bind, port, Handler)  # a CflError naming --bind/--port, not a traceback
     _err(
         f"serving {directory} at http://{bind}:{server.server_address[1]}/ (site: /site/index.html); Ctrl-C stops"
     )
@@ -848,8 +851,13 @@ def submit(
 
     from repo_tool.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
     from repo_tool.keys import load_signer, signer_from_private_pem
-    from repo_tool.submit import build_renewal, build_submission
-    from repo_tool.verify import NotFound, url_reader, verified_library
+    from repo_tool.submit import (
+        build_renewal,
+        build_submission,
+        load_source_library,
+        read_source_root,
+        source_reader,
+    )
 
     if renew == (image_file is not None):
         raise ConfigurationError("give IMAGE_FILE for a deposit, or --renew without one")
@@ -879,23 +887,14 @@ def submit(
     for uri, pub in zip(signer_uris, signer_pubkeys, strict=True):
         ref = SignerRef(public_key_from_pem(pub.read_bytes(), source=str(pub)), uri)
         signers.append(load_signer(ref, base=Path.cwd(), secrets_handler=_prompt_secret))
-    read = (
-        url_reader(source)
-        if "://" in source
-        else url_reader("file://" + str(Path(source).resolve()))
-    )
+    read = source_reader(source)  # errors name --from and the source
     if root_file is not None:
         root_bytes = root_file.read_bytes()
     else:
-        try:
-            root_bytes = read("metadata/1.root.json")
-        except NotFound as e:
-            raise ConfigurationError(
-                f"--from {source}: found no metadata/1.root.json, expected a published CFL"
-            ) from e
+        root_bytes = read_source_root(source, read)
         _err("warning: no --root given; trusting the source's 1.root.json on first use")
     now = _now()
-    library = verified_library(read, root_bytes, now=now, check_blobs=False)
+    library = load_source_library(source, read, root_bytes, now=now)
     if image_file is None:
         submission = build_renewal(manufacturer_id=mfr, signers=signers, library=library, now=now)
     else:

@@ -23,6 +23,7 @@ from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import exclusive_lock
+from repo_tool.output_paths import make_dir
 from repo_tool.repository import Repository
 
 PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "timestamp")
@@ -91,10 +92,11 @@ def publish(
 
     Raises:
         UnavailableError: a lock is held, a blob is corrupt, or an immutable file conflicts.
+        ConfigurationError: ``out`` is, or is under, a regular file.
     """
     hook = between_steps or (lambda step: None)
     report = PublishReport(out=out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, field="--out")
     with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
         report.signed_new_snapshot = repo.stage_snapshot(now=now)
         head = repo.head

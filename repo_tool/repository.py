@@ -61,6 +61,7 @@ from repo_tool.gateway import (
     manufacturer_delegation,
 )
 from repo_tool.keys import SignerRef, load_signer
+from repo_tool.output_paths import make_dir
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
@@ -192,11 +193,7 @@ class Repository:
         Raises:
             ConfigurationError: the directory is a repository already, or a key cannot sign.
         """
-        if (path / "state" / "head.json").exists():
-            raise ConfigurationError(
-                f"{path} is a repository already; refusing to re-initialise it"
-            )
-        path.mkdir(parents=True, exist_ok=True)
+        cls.check_can_create(path)
         repo = cls(path, config, secrets_handler=secrets_handler)
         with repo.locked():
             root = Root(
@@ -219,6 +216,21 @@ class Repository:
                 event={"event": "init", "at": format_timestamp(now), "dev_keys": config.dev_keys},
             )
         return repo
+
+    @staticmethod
+    def check_can_create(path: Path) -> None:
+        """Refuse, before any key is written, to initialise over a repository or under a file.
+
+        Raises:
+            ConfigurationError: ``path`` is initialised already, or is (under) a regular file.
+        """
+        if (path / "state" / "head.json").exists() or (path / "cfl-repo.json").exists():
+            raise ConfigurationError(
+                f"--repo {path}: already initialised (it holds a repository); refusing to "
+                "re-initialise it",
+                hint=f"use it as it is (cfl-repo --repo {path} status), or choose a new folder",
+            )
+        make_dir(path, field="--repo")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -416,7 +428,8 @@ class Repository:
         every client that walks the delegations).
 
         Raises:
-            RejectedInputError: already registered, no keys, duplicate keys, or a bad threshold.
+            RejectedInputError: already registered.
+            ConfigurationError: no keys, duplicate keys, or a threshold above the number of keys.
         """
         if manufacturer_id in self.head.manufacturers:
             raise RejectedInputError(
@@ -425,11 +438,11 @@ class Repository:
             )
         keyids = {key.keyid for key in keys}
         if not keys or len(keyids) != len(keys):
-            raise RejectedInputError(
+            raise ConfigurationError(
                 f"--key: found {len(keys)} key(s), {len(keyids)} distinct; expected >= 1, distinct"
             )
         if not 1 <= threshold <= len(keys):
-            raise RejectedInputError(
+            raise ConfigurationError(
                 f"--threshold: found {threshold}, expected 1..{len(keys)} (the number of keys)"
             )
         record = ManufacturerRecord(
@@ -748,7 +761,8 @@ class Repository:
         fresh snapshot and timestamp are staged. Returns the new root version.
 
         Raises:
-            RejectedInputError: unknown role or key ID, no key left, duplicate key, bad threshold.
+            RejectedInputError: unknown role or key ID, no key left, duplicate key.
+            ConfigurationError: a threshold above the number of keys.
             ConfigurationError: the signatures do not meet the old or the new root's threshold.
         """
         if role not in TOP_LEVEL_ROLES:
@@ -773,7 +787,7 @@ class Repository:
             )
         new_threshold = threshold if threshold is not None else self.config.thresholds[role]
         if not 1 <= new_threshold <= len(refs):
-            raise RejectedInputError(
+            raise ConfigurationError(
                 f"--threshold: found {new_threshold}, expected 1..{len(refs)} ({role} keys)"
             )
 

@@ -18,7 +18,12 @@ from tuf.api.metadata import Metadata, Root, Targets
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import parse_timestamp
-from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
+from metadata_templates.errors import (
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+    UnavailableError,
+)
 from metadata_templates.naming import CPL_TARGET_PATH, WITHDRAWALS_TARGET_PATH, blob_name
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.repository import Repository
@@ -71,7 +76,7 @@ def test_init_refuses_an_existing_repository(tmp_path: Path) -> None:
     repo = factory.repo
     was_head, was_config = head_bytes(factory), (repo.path / "cfl-repo.json").read_bytes()
 
-    with pytest.raises(ConfigurationError, match="is a repository already; refusing"):
+    with pytest.raises(ConfigurationError, match="already initialised"):
         Repository.create(repo.path, repo.config, now=factory.tick())
 
     assert head_bytes(factory) == was_head
@@ -129,25 +134,32 @@ def _keys(n: int) -> list[Key]:
 
 
 @pytest.mark.parametrize(
-    ("mfr", "keys", "threshold", "message"),
+    ("mfr", "keys", "threshold", "message", "error"),
     [
-        ("121D", 1, 1, "manufacturer 121D: found it registered already"),
-        ("3F01", 2, 3, "--threshold: found 3, expected 1..2"),
-        ("3F01", 2, 0, "--threshold: found 0, expected 1..2"),
-        ("3F01", 0, 1, "--key: found 0 key(s), 0 distinct; expected >= 1"),
-        ("3F01", -2, 1, "--key: found 2 key(s), 1 distinct; expected >= 1, distinct"),
+        ("121D", 1, 1, "manufacturer 121D: found it registered already", RejectedInputError),
+        # The operator's command line is wrong: usage errors (exit 2), not rejections.
+        ("3F01", 2, 3, "--threshold: found 3, expected 1..2", ConfigurationError),
+        ("3F01", 2, 0, "--threshold: found 0, expected 1..2", ConfigurationError),
+        ("3F01", 0, 1, "--key: found 0 key(s), 0 distinct; expected >= 1", ConfigurationError),
+        (
+            "3F01",
+            -2,
+            1,
+            "--key: found 2 key(s), 1 distinct; expected >= 1, distinct",
+            ConfigurationError,
+        ),
     ],
     ids=["duplicate-id", "threshold-above-keys", "threshold-zero", "no-keys", "same-key-twice"],
 )
 def test_manufacturer_add_refuses_bad_registrations(
-    tmp_path: Path, mfr: str, keys: int, threshold: int, message: str
+    tmp_path: Path, mfr: str, keys: int, threshold: int, message: str, error: type[CflError]
 ) -> None:
     factory = LibraryFactory(tmp_path)
     factory.add_manufacturer("121D")
     was = head_bytes(factory)
     given = _keys(1) * 2 if keys == -2 else _keys(keys)
 
-    with pytest.raises(RejectedInputError) as raised:
+    with pytest.raises(error) as raised:
         factory.repo.add_manufacturer(mfr, "Maker", given, threshold, now=factory.tick())
 
     assert message in str(raised.value)

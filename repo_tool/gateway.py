@@ -450,6 +450,17 @@ def _check_role_signatures(
             Code.MALFORMED_BUNDLE, f"role.json type: found {role.signed.type!r}, expected 'targets'"
         )
         return None
+    odd = [
+        (keyid, sig.signature)
+        for keyid, sig in role.signatures.items()
+        if not isinstance(keyid, str) or not isinstance(sig.signature, str)
+    ]
+    if odd:
+        found.add(
+            Code.MALFORMED_BUNDLE,
+            f"role.json signatures: found keyid/sig {_short(odd[0])}, expected hex strings",
+        )
+        return None
     try:
         # Signatures cover the canonical JSON form, which has no floats and no duplicate keys: a
         # role that cannot be canonicalised cannot have been signed as it stands.

@@ -276,7 +276,18 @@ def _truncated_stored_manifest(target: Target) -> bytes:
     return bytes(data)
 
 
+def _with_role(target: Target, edit: Any) -> bytes:
+    role = json.loads(target.members[ROLE])
+    edit(role)
+    return zipped(target.members | {ROLE: json.dumps(role).encode()})
+
+
 POISON = {
+    # found by the fuzzer: python-tuf takes any JSON value as a key ID or signature
+    "signature-keyid-null": lambda t: _with_role(
+        t, lambda r: r["signatures"][0].update(keyid=None)
+    ),
+    "signature-sig-a-number": lambda t: _with_role(t, lambda r: r["signatures"][0].update(sig=7)),
     "manifest-kind-list": lambda t: _with_manifest(t, kind=[]),
     "manifest-kind-object": lambda t: _with_manifest(t, kind={}),
     "float-in-signed": lambda t: _with_signed(t, lambda s: s.update(version=2.0)),

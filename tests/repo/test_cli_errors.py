@@ -8,6 +8,7 @@ Click's own usage errors print ``Error:``; ours print ``error:``; both are one l
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -252,3 +253,21 @@ def test_hostile_path_arguments_never_print_a_traceback(command: str, value: str
 
     assert "Traceback" not in done.stderr, (args, done.stderr)
     assert done.returncode in (0, EXIT_FAILURE, EXIT_USAGE), (args, done.stderr)
+
+
+def test_a_scheduled_ingest_of_the_same_inbox_exits_0_and_says_already_accepted(lib: Lib) -> None:
+    inbox = lib.base / "inbox"
+    inbox.mkdir()
+    shutil.copy(lib.submit("a3.ota", "CPL-0003", "a3.cflb"), inbox / "a3.cflb")
+    first = lib.cli("ingest", "--json", inbox)
+    assert first.returncode == 0, first.stderr
+
+    again = lib.cli("ingest", "--json", inbox)
+
+    assert again.returncode == 0, again.stderr
+    (result,) = json.loads(again.stdout)["results"]
+    assert (result["status"], result["reasons"]) == ("accepted", [])
+    assert result["target"] == json.loads(first.stdout)["results"][0]["target"]
+    assert result["messages"][0].startswith("already accepted: ")
+    assert "already accepted" in again.stderr
+    assert not (lib.repo / "rejected").exists()

@@ -27,6 +27,7 @@ from pathlib import Path
 from tuf.api.metadata import Metadata, Targets
 
 from metadata_templates import naming
+from metadata_templates.atomic import atomic_write_bytes
 from repo_tool.bundle import (
     BUNDLE_SUFFIX,
     KIND_RENEWAL,
@@ -190,6 +191,31 @@ def keep_rejected_copy(source: Path, destination: Path, *, cap: int) -> KeptCopy
         copy.flush()
         os.fsync(copy.fileno())
     return KeptCopy(max(length, kept), kept, digest.hexdigest())
+
+
+def share_earlier_copy(rejected_root: Path, copy: Path, kept: KeptCopy, kept_at: str) -> str | None:
+    """Drop ``copy`` if an identical file was kept before, and say where; else remember this one.
+
+    A rejected bundle left in the inbox is rejected again by every scheduled run; its report is
+    written each time, but its bytes are kept once. Identical means the same length and the same
+    SHA-256 of the kept bytes. The record is written after the copy, so a crash in between only
+    costs a second copy.
+
+    Returns:
+        Where the earlier copy is (relative to the repository), or None if this is the first.
+    """
+    index = rejected_root / ".kept"
+    make_private_dir(index)
+    record = index / f"{kept.kept_sha256}-{kept.length}"
+    try:
+        earlier = record.read_text().strip()
+    except OSError:
+        earlier = ""
+    if earlier and (rejected_root.parent / earlier).is_file():
+        copy.unlink(missing_ok=True)
+        return earlier
+    atomic_write_bytes(record, f"{kept_at}\n".encode(), mode=PRIVATE_FILE)
+    return None
 
 
 def make_private_dir(path: Path) -> None:

@@ -615,11 +615,18 @@ class Repository:
                 role_size_cap=self.config.role_size_cap,
             ),
         )
+        copy_info: dict[str, object] | None = None
+        if kept is not None:
+            copy_at = f"{result.kept_at}/{bundle_path.name}"
+            earlier = inbox.share_earlier_copy(
+                self.path / "rejected", keep / bundle_path.name, kept, copy_at
+            )
+            copy_info = kept.to_dict() | {"copy": earlier or copy_at}
         report = {
             "schema_version": SCHEMA_VERSION,
             "rejected": format_timestamp(now),
             **result.to_dict(),
-            "file": None if kept is None else kept.to_dict(),
+            "file": copy_info,
         }
         atomic_write_bytes(
             keep / "report.json",

@@ -308,3 +308,24 @@ def test_a_gateway_failure_rejects_that_bundle_only(factory: LibraryFactory) -> 
     assert not verdict.ok
     assert verdict.codes == [Code.MALFORMED_BUNDLE.value]
     assert "RuntimeError" in verdict.findings[0].message
+
+
+def test_a_rejected_file_left_in_the_inbox_is_kept_once(
+    factory: LibraryFactory, tmp_path: Path
+) -> None:
+    junk = tmp_path / "inbox" / "junk.cflb"
+    junk.parent.mkdir()
+    junk.write_bytes(b"not a bundle " * 1000)
+
+    (first,) = ingest_folder(factory, junk.parent)
+    (again,) = ingest_folder(factory, junk.parent)
+
+    assert first.reasons == again.reasons == [Code.MALFORMED_BUNDLE.value]
+    assert first.kept_at != again.kept_at  # each run reports
+    copies = [p for p in kept_files(factory) if p.name == "junk.cflb"]
+    assert copies == [factory.repo.path / str(first.kept_at) / "junk.cflb"]
+    reports = [
+        json.loads((factory.repo.path / str(r.kept_at) / "report.json").read_bytes())
+        for r in (first, again)
+    ]
+    assert reports[0]["file"]["copy"] == reports[1]["file"]["copy"] == f"{first.kept_at}/junk.cflb"

@@ -87,7 +87,7 @@ def list_inbox(sources: Iterable[Path]) -> list[Path]:
     """
     found: list[Path] = []
     for source in sources:
-        if source.is_symlink() or not source.is_dir():
+        if not source.is_dir():  # the operator's own folder argument may be a link; entries not
             found.append(source)
             continue
         with os.scandir(source) as entries:

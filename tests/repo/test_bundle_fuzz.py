@@ -32,7 +32,7 @@ from repo_tool.gateway import GatewayContext, check_bundle
 MFR = "121D"
 _LONG_RUN = os.environ.get("CFL_FUZZ_EXAMPLES")
 FUZZ = settings(
-    max_examples=int(_LONG_RUN) if _LONG_RUN else 25,
+    max_examples=int(_LONG_RUN) if _LONG_RUN else 12,
     derandomize=not _LONG_RUN,
     deadline=None,
     database=None,

@@ -329,3 +329,14 @@ def test_a_rejected_file_left_in_the_inbox_is_kept_once(
         for r in (first, again)
     ]
     assert reports[0]["file"]["copy"] == reports[1]["file"]["copy"] == f"{first.kept_at}/junk.cflb"
+
+
+def test_the_inbox_folder_itself_may_be_a_link(factory: LibraryFactory, tmp_path: Path) -> None:
+    """The operator's own argument is followed (e.g. /srv/inbox -> /data/inbox); entries are not."""
+    factory.write(good_bundle(factory), "good")
+    linked = tmp_path / "linked-inbox"
+    linked.symlink_to(tmp_path / "inbox")
+
+    (result,) = ingest_folder(factory, linked)
+
+    assert result.status == "accepted"

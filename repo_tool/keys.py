@@ -28,7 +28,7 @@ from securesystemslib.signer import (
 )
 
 from metadata_templates.atomic import atomic_write_bytes
-from metadata_templates.errors import ConfigurationError, RejectedInputError
+from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from repo_tool.output_paths import prepare_file
 
 PASSPHRASE_ENV = "CFL_KEY_PASSPHRASE"  # noqa: S105  (the variable's name, not a secret)
@@ -195,11 +195,14 @@ def write_keypair(
     if label:
         # PEM readers skip text before the BEGIN line, so the warning travels with the key itself.
         pem = b"".join(f"# {line}\n".encode() for line in label.splitlines()) + pem
-    atomic_write_bytes(private_path, pem, mode=0o600)
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    atomic_write_bytes(public_path_for(private_path), public_pem)
+    try:
+        atomic_write_bytes(private_path, pem, mode=0o600)
+        atomic_write_bytes(public_path_for(private_path), public_pem)
+    except OSError as e:
+        raise UnavailableError(f"key file {private_path}: cannot write ({e.strerror})") from e
     scheme = EncryptedFileSigner.SCHEME if passphrase else CryptoSigner.SCHEME
     return SSlibKey.from_crypto(private_key.public_key()), f"{scheme}:{private_path}"
 

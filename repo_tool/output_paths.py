@@ -51,7 +51,7 @@ def prepare_file(path: Path, *, field: str, overwrite: bool = True) -> None:
         ConfigurationError: ``path`` is a folder or an existing file, or its folder cannot be made.
         UnavailableError: the file system failed.
     """
-    if path.is_dir():
+    if path.name in ("", ".", "..") or path.is_dir():
         raise ConfigurationError(f"{field}: found {path} is a folder, expected a file path")
     if not overwrite and (path.exists() or path.is_symlink()):
         raise ConfigurationError(

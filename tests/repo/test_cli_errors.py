@@ -73,6 +73,12 @@ CASES: dict[str, Case] = {
     "keygen-onto-an-existing-file": Case(
         lambda lib, f: ["keygen", f, "--no-encrypt"], EXIT_USAGE, lambda lib, f: str(f)
     ),
+    # found by the hunt below: "new/.." does not exist until "new" is made, then is a folder
+    "keygen-onto-a-parent-reference": Case(
+        lambda lib, f: ["keygen", f.parent / "new" / "..", "--no-encrypt"],
+        EXIT_USAGE,
+        lambda lib, f: "is a folder, expected a file path",
+    ),
     "init-under-a-file": Case(
         lambda lib, f: ["--repo", f / "R", "init", "--dev-keys"], EXIT_USAGE, lambda lib, f: str(f)
     ),

@@ -6,13 +6,15 @@ With ``--json`` one JSON document (``"schema_version": 1``) goes to stdout; peop
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -22,6 +24,7 @@ from metadata_templates.errors import (
     EXIT_OK,
     EXIT_USAGE,
     ConfigurationError,
+    UnavailableError,
 )
 from metadata_templates.output import json_document, reports_errors, utc_now
 from metadata_templates.policy import DEFAULT_POLICY
@@ -38,6 +41,7 @@ from repo_tool.keys import (
 from repo_tool.local_server import open_server
 
 logger = logging.getLogger("repo_tool")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 _now = utc_now
@@ -65,7 +69,23 @@ def _emit_json(doc: dict[str, Any]) -> None:
     click.echo(json_document(doc))
 
 
-handle_errors = reports_errors(logger, "nothing was committed by the interrupted step")
+_reports_errors = reports_errors(logger, "nothing was committed by the interrupted step")
+
+
+def handle_errors(func: F) -> F:
+    """Map `CflError` to its exit code (see `reports_errors`), and an `OSError` nothing below
+    named (disk full, permissions, a path that vanished) to one `error:` line naming the file
+    instead of a traceback: the last line behind the library's own checks."""
+
+    @functools.wraps(func)
+    def named_os_errors(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except OSError as e:
+            where = e.filename if e.filename is not None else "file system"
+            raise UnavailableError(f"{where}: {e.strerror or e}") from e
+
+    return _reports_errors(named_os_errors)  # type: ignore[return-value]
 
 
 def _repo_path(ctx: click.Context) -> Path:

@@ -277,3 +277,19 @@ def test_a_scheduled_ingest_of_the_same_inbox_exits_0_and_says_already_accepted(
     assert result["messages"][0].startswith("already accepted: ")
     assert "already accepted" in again.stderr
     assert not (lib.repo / "rejected").exists()
+
+
+def test_an_unforeseen_os_error_is_one_error_line_naming_the_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from repo_tool.cli import handle_errors
+
+    @handle_errors
+    def command() -> None:
+        raise OSError(28, "No space left on device", "/srv/cfl/R/blobs/ab/cd")
+
+    with pytest.raises(SystemExit) as exited:
+        command()
+
+    assert exited.value.code == EXIT_FAILURE
+    assert_one_error_line(capsys.readouterr().err, "/srv/cfl/R/blobs/ab/cd: No space left")

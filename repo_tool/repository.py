@@ -224,7 +224,9 @@ class Repository:
         Raises:
             ConfigurationError: ``path`` is initialised already, or is (under) a regular file.
         """
-        if (path / "state" / "head.json").exists() or (path / "cfl-repo.json").exists():
+        # The committed head, not the configuration: an init killed before its commit is no
+        # repository yet (recovering one is the commit protocol's business).
+        if (path / "state" / "head.json").exists():
             raise ConfigurationError(
                 f"--repo {path}: already initialised (it holds a repository); refusing to "
                 "re-initialise it",

@@ -349,7 +349,14 @@ def _bundles_in(paths: tuple[Path, ...]) -> list[Path]:
 @handle_errors
 def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None:
     """Run the gateway on bundles (files, or inbox folders of *.cflb). Accepted bundles are staged
-    for the next publish; rejected ones change nothing and are kept under R/rejected with a report."""
+    for the next publish; rejected ones change nothing and are kept under R/rejected with a report.
+
+    \b
+    Safe from cron: a bundle accepted before is reported "accepted" with the message
+    "already accepted: ..." and changes nothing (exit 0); the inbox is only read.
+    Links, pipes and other non-files in an inbox are rejected, never followed or read.
+    Roles above role_size_cap (R/cfl-repo.json, default 1 MiB) are rejected before parsing.
+    See docs/operator.md, "The inbox is hostile input"."""
     from repo_tool.repository import IngestResult
 
     repo = _open_repo(ctx)

@@ -24,6 +24,8 @@ from repo_tool import inbox
 from repo_tool.bundle import DEFAULT_ROLE_SIZE_CAP, Bundle, Declaration
 from repo_tool.gateway import Code
 from repo_tool.repository import IngestResult
+from repo_tool.submit import build_renewal
+from repo_tool.verify import folder_reader, verified_library
 
 MFR = "121D"
 SECRET = b"-----BEGIN PRIVATE KEY-----\nprovider root key, never to be copied\n"
@@ -340,3 +342,23 @@ def test_the_inbox_folder_itself_may_be_a_link(factory: LibraryFactory, tmp_path
     (result,) = ingest_folder(factory, linked)
 
     assert result.status == "accepted"
+
+
+def test_a_renewal_ingested_again_is_recognised(factory: LibraryFactory, tmp_path: Path) -> None:
+    factory.deposit(IMAGES[2], ["CPL-0002"])
+    library = verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick(), check_blobs=False
+    )
+    renewal = build_renewal(
+        manufacturer_id=MFR, signers=[factory.mfr_signers[MFR]], library=library, now=factory.now
+    ).bundle
+    path = factory.write(renewal, "renew")
+    first = factory.ingest(path)
+    assert (first.status, first.messages) == ("accepted", [])
+    was_head = head(factory)
+
+    again = factory.ingest(path)
+
+    assert (again.status, again.target) == ("accepted", None)
+    assert again.messages[0].startswith("already accepted: this renewal is mfr-121D version 2")
+    assert head(factory) == was_head

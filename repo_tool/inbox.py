@@ -264,7 +264,8 @@ def judge(bundle: Bundle, context: GatewayContext) -> Verdict:
     try:
         return check_bundle(bundle, context)
     except Exception as e:
-        logger.exception("gateway failed on %s", bundle.target or bundle.manufacturer_id)
+        # The traceback only with -v: the operator sees the rejection, a developer the details.
+        logger.debug("gateway failed on %s", bundle.target or bundle.manufacturer_id, exc_info=True)
         return Verdict(
             (
                 Finding(

@@ -195,6 +195,14 @@ class CflTargetInfo:
             CustomMetadataError: the value does not match the schema.
         """
         validate(data)
+        try:
+            # The schema's pattern admits impossible dates such as 2026-02-30T00:00:00Z.
+            parse_timestamp(data["published"])
+        except ValueError as e:
+            raise CustomMetadataError(
+                f"custom.cfl.published: found {data['published']!r}, expected a real UTC time "
+                "YYYY-MM-DDTHH:MM:SSZ"
+            ) from e
         return cls(
             device_type=data["device_type"],
             manufacturer_id=data["manufacturer_id"],
@@ -226,6 +234,10 @@ class CflTargetInfo:
         Raises:
             CustomMetadataError: no ``cfl`` key, or its value does not match the schema.
         """
+        if not isinstance(custom, dict):
+            raise CustomMetadataError(
+                f"custom: found {type(custom).__name__}, expected an object with a 'cfl' key"
+            )
         if CUSTOM_KEY not in custom:
             raise CustomMetadataError(f"custom: found keys {sorted(custom)}, expected a 'cfl' key")
         return cls.from_dict(custom[CUSTOM_KEY])

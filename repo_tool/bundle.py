@@ -22,6 +22,7 @@ import io
 import json
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from metadata_templates.atomic import atomic_writer
 from metadata_templates.custom import REASONS
 from metadata_templates.errors import RejectedInputError
 from metadata_templates.notes import MAX_ENVELOPE_BYTES
+from repo_tool.output_paths import prepare_file
 
 MANIFEST = "cfl-bundle.json"
 IMAGE = "image.ota"
@@ -47,6 +49,26 @@ MEMBER_LIMITS = {
     RELEASE_NOTES: 5_000_000,
     RELEASE_NOTES_JWE: MAX_ENVELOPE_BYTES,
 }
+# The role is parsed as JSON and canonicalised for its signatures, which costs far more than its
+# size (a 64 MiB role took 29 s and 3.3 GB): it is refused above this cap before any JSON work.
+# Roughly 600 images' worth of targets; the operator raises it in cfl-repo.json (`role_size_cap`).
+DEFAULT_ROLE_SIZE_CAP = 1024 * 1024
+# Everything the standard library's zipfile, zlib and json may raise on hostile bytes. A bundle is
+# attacker-controlled, so each of these is a malformed bundle, never a crash of the ingest run.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    struct.error,
+    OSError,
+    EOFError,
+    ValueError,  # includes json.JSONDecodeError, UnicodeDecodeError, int digit limits
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,  # includes RecursionError (deeply nested JSON), encrypted members
+    KeyError,
+    IndexError,
+)
 REQUIRED = (MANIFEST, IMAGE, ROLE)
 # A renewal re-signs the role with a later expiry and the same targets: no image, no declaration.
 KIND_DEPOSIT = "deposit"
@@ -111,16 +133,26 @@ class Bundle:
     notes_jwe: bytes | None = None  # the encrypted notes, exactly as the role's notes target
 
 
-def _string_list(value: Any, field: str) -> tuple[str, ...]:
+def _string_list(value: Any, field: str, source: str = "bundle") -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise BundleError(f"{MANIFEST}: {field}: found {value!r}, expected a list of strings")
+        raise BundleError(
+            f"{source}: {MANIFEST}: {field}: found {_short(value)}, expected a list of strings"
+        )
     return tuple(value)
 
 
-def _string(value: Any, field: str) -> str:
+def _string(value: Any, field: str, source: str = "bundle") -> str:
     if not isinstance(value, str):
-        raise BundleError(f"{MANIFEST}: {field}: found {value!r}, expected a string")
+        raise BundleError(
+            f"{source}: {MANIFEST}: {field}: found {_short(value)}, expected a string"
+        )
     return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A value for a message, cut short: a hostile manifest must not make a megabyte report line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, skip to name length and extra length
@@ -157,32 +189,67 @@ def _stored_member_view(view: memoryview, info: zipfile.ZipInfo, source: str) ->
     return view[data_start : data_start + info.file_size]
 
 
-def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
+def member_limits(role_size_cap: int = DEFAULT_ROLE_SIZE_CAP) -> dict[str, int]:
+    """The size each member may have, the role capped by the operator's policy."""
+    return MEMBER_LIMITS | {ROLE: min(role_size_cap, MEMBER_LIMITS[ROLE])}
+
+
+def bundle_size_limit(role_size_cap: int = DEFAULT_ROLE_SIZE_CAP) -> int:
+    """The largest bundle file worth reading: every member at its limit plus ZIP overhead."""
+    return sum(member_limits(role_size_cap).values()) + 64 * 1024
+
+
+def parse_bundle(
+    data: bytes, *, source: str = "bundle", role_size_cap: int = DEFAULT_ROLE_SIZE_CAP
+) -> Bundle:
     """Read a bundle from its bytes.
 
+    Every size is checked against its limit (the role against ``role_size_cap``) from the ZIP
+    directory, before a member is read or any JSON is parsed.
+
     Raises:
-        BundleError: not a ZIP, unexpected or missing members, oversized members, bad manifest.
+        BundleError: not a ZIP, unexpected or missing members, oversized members, bad manifest;
+            whatever the bytes are, nothing else escapes.
     """
+    try:
+        return _parse_bundle(data, source, member_limits(role_size_cap))
+    except BundleError:
+        raise
+    except _READ_ERRORS as e:
+        raise BundleError(
+            f"{source}: unreadable ({type(e).__name__}: {e}); expected a ZIP archive made by "
+            "`cfl-repo submit`"
+        ) from e
+
+
+def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
     try:
         view = memoryview(data).toreadonly()
         archive = zipfile.ZipFile(io.BytesIO(data))  # BytesIO shares the bytes, no copy
-    except (zipfile.BadZipFile, ValueError) as e:
+    except _READ_ERRORS as e:
         raise BundleError(
             f"{source}: not a bundle ({e}); expected a ZIP archive made by `cfl-repo submit`"
         ) from e
     with archive:
         infos = archive.infolist()
         names = [info.filename for info in infos]
-        unexpected = sorted(set(names) - set(MEMBER_LIMITS))
+        unexpected = sorted(set(names) - set(limits))
         if unexpected:
             raise BundleError(
-                f"{source}: members: found unexpected {unexpected}, expected only {sorted(MEMBER_LIMITS)}"
+                f"{source}: members: found unexpected {unexpected}, expected only {sorted(limits)}"
             )
         if len(names) != len(set(names)):
             raise BundleError(
                 f"{source}: members: found duplicate names in {names}, expected each once"
             )
-        kind = _peek_kind(archive, source)
+        for info in infos:
+            if info.file_size > limits[info.filename]:
+                raise BundleError(
+                    f"{source}: {info.filename}: found {info.file_size} bytes, expected at most "
+                    f"{limits[info.filename]}"
+                )
+        manifest = _read_manifest(archive, source)
+        kind = _kind(manifest, source)
         required = REQUIRED_FOR_KIND[kind]
         missing = [name for name in required if name not in names]
         if missing:
@@ -194,11 +261,9 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
             )
         members: dict[str, bytes | memoryview] = {}
         for info in infos:
-            limit = MEMBER_LIMITS[info.filename]
-            if info.file_size > limit:
-                raise BundleError(
-                    f"{source}: {info.filename}: found {info.file_size} bytes, expected at most {limit}"
-                )
+            if info.filename == MANIFEST:
+                continue
+            limit = limits[info.filename]
             if (
                 info.filename == IMAGE
                 and info.compress_type == zipfile.ZIP_STORED
@@ -206,32 +271,19 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
             ):
                 members[IMAGE] = _stored_member_view(view, info, source)
                 continue
-            try:
-                with archive.open(info) as handle:
-                    # Ask for no more than the declared size (checked against the limit above)
-                    # plus one byte: zlib then never inflates more than that, whatever the
-                    # compressed stream holds, and a lying header fails its CRC check.
-                    content = handle.read(info.file_size + 1)
-            except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as e:
-                raise BundleError(f"{source}: {info.filename}: unreadable ({e})") from e
+            content = _read_member(archive, info, source)
             if len(content) > limit:
                 raise BundleError(f"{source}: {info.filename}: inflates past {limit} bytes")
             members[info.filename] = content
-    try:
-        manifest = json.loads(bytes(members[MANIFEST]))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{source}: {MANIFEST}: not JSON ({e})") from e
-    if not isinstance(manifest, dict):
-        raise BundleError(
-            f"{source}: {MANIFEST}: found {type(manifest).__name__}, expected an object"
-        )
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise BundleError(
-            f"{source}: {MANIFEST}: schema_version: found {manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+            f"{source}: {MANIFEST}: schema_version: found {manifest.get('schema_version')!r}, "
+            f"expected {SCHEMA_VERSION}"
         )
+    manufacturer_id = _string(manifest.get("manufacturer_id"), "manufacturer_id", source).upper()
     if kind == KIND_RENEWAL:
         return Bundle(
-            manufacturer_id=_string(manifest.get("manufacturer_id"), "manufacturer_id").upper(),
+            manufacturer_id=manufacturer_id,
             target="",
             declaration=Declaration((), "", ()),
             image=b"",
@@ -242,15 +294,19 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
     declaration = manifest.get("declaration")
     if not isinstance(declaration, dict):
         raise BundleError(
-            f"{source}: {MANIFEST}: declaration: found {declaration!r}, expected an object"
+            f"{source}: {MANIFEST}: declaration: found {_short(declaration)}, expected an object"
         )
     return Bundle(
-        manufacturer_id=_string(manifest.get("manufacturer_id"), "manufacturer_id").upper(),
-        target=_string(manifest.get("target"), "target"),
+        manufacturer_id=manufacturer_id,
+        target=_string(manifest.get("target"), "target", source),
         declaration=Declaration(
-            cpl_entries=_string_list(declaration.get("cpl_entries"), "declaration.cpl_entries"),
-            reason=_string(declaration.get("reason"), "declaration.reason"),
-            advisories=_string_list(declaration.get("advisories", []), "declaration.advisories"),
+            cpl_entries=_string_list(
+                declaration.get("cpl_entries"), "declaration.cpl_entries", source
+            ),
+            reason=_string(declaration.get("reason"), "declaration.reason", source),
+            advisories=_string_list(
+                declaration.get("advisories", []), "declaration.advisories", source
+            ),
         ),
         image=members[IMAGE],
         role_bytes=bytes(members[ROLE]),
@@ -259,52 +315,89 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
     )
 
 
-def _peek_kind(archive: zipfile.ZipFile, source: str) -> str:
-    """The manifest's kind, read before the members are checked (it decides which are required)."""
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> bytes:
+    """A member's bytes, never more than its declared size plus one.
+
+    Raises:
+        BundleError: the member cannot be read (bad CRC, unsupported compression, truncation).
+    """
+    try:
+        with archive.open(info) as handle:
+            # Ask for no more than the declared size (checked against its limit already) plus one
+            # byte: zlib then never inflates more than that, whatever the compressed stream holds,
+            # and a lying header fails its CRC check.
+            return handle.read(info.file_size + 1)
+    except _READ_ERRORS as e:
+        raise BundleError(f"{source}: {info.filename}: unreadable ({e})") from e
+
+
+def _read_manifest(archive: zipfile.ZipFile, source: str) -> dict[str, Any]:
+    """The manifest as a JSON object; read first because its kind decides which members are due.
+
+    Raises:
+        BundleError: missing, unreadable, not JSON, or not an object.
+    """
     try:
         info = archive.getinfo(MANIFEST)
     except KeyError as e:
         raise BundleError(f"{source}: members: missing ['{MANIFEST}']") from e
-    if info.file_size > MEMBER_LIMITS[MANIFEST]:
-        raise BundleError(
-            f"{source}: {MANIFEST}: found {info.file_size} bytes, expected at most {MEMBER_LIMITS[MANIFEST]}"
-        )
+    content = _read_member(archive, info, source)
     try:
-        with archive.open(info) as handle:
-            manifest = json.loads(handle.read(info.file_size + 1))
-    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, ValueError) as e:
-        raise BundleError(f"{source}: {MANIFEST}: unreadable or not JSON ({e})") from e
-    kind = manifest.get("kind", KIND_DEPOSIT) if isinstance(manifest, dict) else KIND_DEPOSIT
-    if kind not in REQUIRED_FOR_KIND:
+        manifest = json.loads(content)
+    except _READ_ERRORS as e:
+        raise BundleError(f"{source}: {MANIFEST}: not JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise BundleError(
+            f"{source}: {MANIFEST}: found {type(manifest).__name__}, expected an object"
+        )
+    return manifest
+
+
+def _kind(manifest: dict[str, Any], source: str) -> str:
+    kind = manifest.get("kind", KIND_DEPOSIT)
+    if not isinstance(kind, str) or kind not in REQUIRED_FOR_KIND:
         raise BundleError(
             f"{source}: {MANIFEST}: kind: found {kind!r}, expected one of {sorted(REQUIRED_FOR_KIND)}"
         )
-    return str(kind)
+    return kind
 
 
-def read_bundle(path: Path) -> Bundle:
+def read_bundle(path: Path, *, role_size_cap: int = DEFAULT_ROLE_SIZE_CAP) -> Bundle:
     """Read a bundle file.
 
     Raises:
-        BundleError: unreadable or malformed.
+        BundleError: unreadable, larger than any well-formed bundle, or malformed.
     """
     try:
         size = path.stat().st_size
-        limit = sum(MEMBER_LIMITS.values()) + 1_000_000
+        limit = bundle_size_limit(role_size_cap)
         if size > limit:
-            raise BundleError(f"{path}: found {size} bytes, expected at most {limit}")
+            raise BundleError(f"{path.name}: size: found {size} bytes, expected at most {limit}")
         # One read into private memory, then views: a mapping would let whoever can still write
         # the inbox file change the bytes between the gateway's hashing and the blob store's write.
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            # The file may grow after stat: read no more than it had (plus one byte to notice).
+            data = handle.read(size + 1)
     except OSError as e:
-        raise BundleError(f"{path}: cannot read ({e.strerror})") from e
+        raise BundleError(f"{path.name}: cannot read ({e.strerror})") from e
+    if len(data) > size:
+        raise BundleError(
+            f"{path.name}: size: found it growing while read (more than {size} bytes), expected a "
+            "complete bundle"
+        )
     # Messages name the bundle by its file name: reports travel back to the manufacturer, who has
     # no business seeing the provider's inbox layout.
-    return parse_bundle(data, source=path.name)
+    return parse_bundle(data, source=path.name, role_size_cap=role_size_cap)
 
 
 def write_bundle(path: Path, bundle: Bundle) -> None:
-    """Write a bundle atomically (a crash leaves no half-written bundle)."""
+    """Write a bundle atomically (a crash leaves no half-written bundle).
+
+    Raises:
+        ConfigurationError: ``path`` is a folder or under a regular file.
+        UnavailableError: its folder cannot be created.
+    """
+    prepare_file(path, field="--out")
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": bundle.kind,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from repo_tool.keys import (
     public_key_from_pem,
     write_keypair,
 )
+from repo_tool.local_server import open_server
 
 if TYPE_CHECKING:
     from repo_tool.repository import Repository
@@ -298,7 +299,14 @@ def manufacturer_add(
 @click.pass_context
 def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None:
     """Run the gateway on bundles (files, or inbox folders of *.cflb). Accepted bundles are staged
-    for the next publish; rejected ones change nothing and are kept under R/rejected with a report."""
+    for the next publish; rejected ones change nothing and are kept under R/rejected with a report.
+
+    \b
+    Safe from cron: a bundle accepted before is reported "accepted" with the message
+    "already accepted: ..." and changes nothing (exit 0); the inbox is only read.
+    Links, pipes and other non-files in an inbox are rejected, never followed or read.
+    Roles above role_size_cap (R/cfl-repo.json, default 1 MiB) are rejected before parsing.
+    See docs/operator.md, "The inbox is hostile input"."""
     from repo_tool.ops.ingest import IngestResult, bundles_in, ingest
 
     repo = _open_repo(ctx)
@@ -312,6 +320,8 @@ def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None
             results.append(result)
             if result.status == "accepted":
                 _err(f"accepted  {path.name} -> {result.target}")
+                for message in result.messages:  # e.g. "already accepted: ..." on a re-run
+                    _err(f"          {message}")
             else:
                 _err(f"rejected  {path.name}: {', '.join(result.reasons)}")
                 for message in result.messages:
@@ -628,7 +638,7 @@ def serve(published_dir: Path, port: int, bind: str) -> None:
             self.send_header("X-Content-Type-Options", "nosniff")
             super().end_headers()
 
-    server = ThreadingHTTPServer((bind, port), Handler)
+    server = open_server(bind, port, Handler)  # a CflError naming --bind/--port, not a traceback
     _err(
         f"serving {directory} at http://{bind}:{server.server_address[1]}/ (site: /site/index.html); Ctrl-C stops"
     )
@@ -764,8 +774,13 @@ def submit(
 
     from repo_tool.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
     from repo_tool.keys import load_signer, signer_from_private_pem
-    from repo_tool.submit import build_renewal, build_submission
-    from repo_tool.verify import NotFound, url_reader, verified_library
+    from repo_tool.submit import (
+        build_renewal,
+        build_submission,
+        load_source_library,
+        read_source_root,
+        source_reader,
+    )
 
     if renew == (image_file is not None):
         raise ConfigurationError("give IMAGE_FILE for a deposit, or --renew without one")
@@ -795,23 +810,14 @@ def submit(
     for uri, pub in zip(signer_uris, signer_pubkeys, strict=True):
         ref = SignerRef(public_key_from_pem(pub.read_bytes(), source=str(pub)), uri)
         signers.append(load_signer(ref, base=Path.cwd(), secrets_handler=_prompt_secret))
-    read = (
-        url_reader(source)
-        if "://" in source
-        else url_reader("file://" + str(Path(source).resolve()))
-    )
+    read = source_reader(source)  # errors name --from and the source
     if root_file is not None:
         root_bytes = root_file.read_bytes()
     else:
-        try:
-            root_bytes = read("metadata/1.root.json")
-        except NotFound as e:
-            raise ConfigurationError(
-                f"--from {source}: found no metadata/1.root.json, expected a published CFL"
-            ) from e
+        root_bytes = read_source_root(source, read)
         _err("warning: no --root given; trusting the source's 1.root.json on first use")
     now = _now()
-    library = verified_library(read, root_bytes, now=now, check_blobs=False)
+    library = load_source_library(source, read, root_bytes, now=now)
     if image_file is None:
         submission = build_renewal(manufacturer_id=mfr, signers=signers, library=library, now=now)
     else:

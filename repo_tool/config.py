@@ -13,6 +13,7 @@ from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.policy import RolePolicy
+from repo_tool.bundle import DEFAULT_ROLE_SIZE_CAP
 from repo_tool.gateway import DEFAULT_IMAGE_SIZE_CAP
 from repo_tool.keys import SignerRef
 from repo_tool.tlog import LogKeyConfig
@@ -30,6 +31,8 @@ class RepoConfig:
     thresholds: dict[str, int]
     image_size_cap: int = DEFAULT_IMAGE_SIZE_CAP
     dev_keys: bool = False
+    # Largest role.json a bundle may carry, checked before any JSON work (repo_tool/bundle.py).
+    role_size_cap: int = DEFAULT_ROLE_SIZE_CAP
     extra: dict[str, Any] = field(default_factory=dict)
     log: LogKeyConfig | None = None  # transparency log key (repo_tool/tlog.py)
 
@@ -38,6 +41,7 @@ class RepoConfig:
             "schema_version": SCHEMA_VERSION,
             "policy": self.policy.to_dict(),
             "image_size_cap": self.image_size_cap,
+            "role_size_cap": self.role_size_cap,
             "dev_keys": self.dev_keys,
             "thresholds": self.thresholds,
             "signers": {
@@ -91,11 +95,18 @@ class RepoConfig:
                 raise ConfigurationError(
                     f"{path}: image_size_cap: found {cap!r}, expected a positive integer"
                 )
+            role_cap = doc.get("role_size_cap", DEFAULT_ROLE_SIZE_CAP)
+            if not isinstance(role_cap, int) or isinstance(role_cap, bool) or role_cap < 1:
+                raise ConfigurationError(
+                    f"{path}: role_size_cap: found {role_cap!r}, expected a positive integer "
+                    f"(bytes; default {DEFAULT_ROLE_SIZE_CAP})"
+                )
             config = cls(
                 policy=RolePolicy.from_dict(doc["policy"]),
                 signers=signers,
                 thresholds=thresholds,
                 image_size_cap=cap,
+                role_size_cap=role_cap,
                 dev_keys=bool(doc.get("dev_keys", False)),
                 log=LogKeyConfig.from_dict(doc["log"], str(path)) if "log" in doc else None,
             )

@@ -54,10 +54,11 @@ def prompt_secret(name: str) -> str:
     return str(click.prompt(f"Enter {name}", hide_input=True, err=True))
 
 
-def run(group: click.Group, *, interrupted: str) -> None:
-    """Run the command line and exit with the code its outcome maps to."""
+def run(group: click.Command, *, interrupted: str, args: list[str] | None = None) -> None:
+    """Run the command line (``args``, default ``sys.argv``) and exit with the code its outcome
+    maps to."""
     try:
-        group.main(standalone_mode=False)
+        group.main(args=args, standalone_mode=False)
     except CflError as e:
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("details")

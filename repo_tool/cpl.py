@@ -18,6 +18,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import os
 import re
 import warnings
 import zipfile
@@ -104,7 +105,9 @@ class CplLimits:
 
     max_rows: int = 1_000_000
     max_cell_chars: int = 10_000
-    max_file_bytes: int = 256 * 1024 * 1024
+    # A real CPL is a few MB; this is ~400,000 rows. Parsing costs several times the file size in
+    # memory (the entries themselves), so the cap is what bounds an import's memory.
+    max_file_bytes: int = 64 * 1024 * 1024
     max_xlsx_uncompressed_bytes: int = 1024 * 1024 * 1024
     max_listed_problems: int = 1_000
 
@@ -287,6 +290,9 @@ _VALIDATORS: dict[str, Callable[[str, str], object]] = {
 }
 
 
+_UNIQUE_COLUMNS = frozenset({CPL_ENTRY_ID, MANUFACTURER_IMAGE_HASH})
+
+
 class _Problems:
     """Every problem, ordered by row, with the list capped but the count exact."""
 
@@ -321,6 +327,9 @@ def _parse_rows(
     all_ids: set[str] = set()
     # Checked once every ID is known, for bad rows too, so one import reports everything.
     pathways: list[tuple[int, object, tuple[str, ...]]] = []
+    # Most columns repeat the same few values (device types, manufacturers, versions, statuses):
+    # one string object per distinct value keeps a large CPL's entries a fraction of its size.
+    shared: dict[str, str] = {}
 
     for row_number, cells in rows(width):
         if row_number - 1 > limits.max_rows:
@@ -341,7 +350,10 @@ def _parse_rows(
             try:
                 text = _cell_text(raw, column, limits)
                 validate = _VALIDATORS.get(column)
-                values[column] = text if validate is None else validate(text, column)
+                value = text if validate is None else validate(text, column)
+                if isinstance(value, str) and column not in _UNIQUE_COLUMNS:
+                    value = shared.setdefault(value, value)
+                values[column] = value
             except _CellError as e:
                 problems.cell(row_number, column, e)
                 row_ok = False
@@ -418,7 +430,9 @@ def _entry(values: dict[str, object]) -> CplEntry:
 def _csv_table(data: bytes, filename: str) -> tuple[Sequence[object], RowSource]:
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = data[bom:].decode("utf-8")
+        # Validate the encoding here, where the offset of a bad byte is known; the decoded copy
+        # is dropped at once and the rows are decoded again as they stream (below).
+        str(memoryview(data)[bom:], "utf-8")
     except UnicodeDecodeError as e:
         offset = bom + e.start
         line = data.count(b"\n", 0, offset) + 1
@@ -429,8 +443,12 @@ def _csv_table(data: bytes, filename: str) -> tuple[Sequence[object], RowSource]
                 "expected UTF-8 text (save the CSV as UTF-8)"
             ],
         ) from e
-    # strict: a stray quote is an error to report, not a field boundary to guess at
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # Streamed: a TextIOWrapper decodes a chunk at a time, where a StringIO of the whole text
+    # would hold up to four octets per character (its buffer is UCS-4) for the whole import.
+    # BytesIO shares ``data`` rather than copying it. strict: a stray quote is an error to report,
+    # not a field boundary to guess at.
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    reader = csv.reader(stream, strict=True)
 
     def records() -> Iterator[tuple[int, list[str]]]:
         row_number = 0
@@ -605,10 +623,21 @@ def read_cpl(path: Path, *, imported: str, limits: CplLimits | None = None) -> C
     limits = limits or CplLimits()
     try:
         with path.open("rb") as stream:
-            # one octet over the cap is enough to know it is too large, without reading it all
-            data = stream.read(limits.max_file_bytes + 1)
+            size = os.fstat(stream.fileno()).st_size
+            if size > limits.max_file_bytes:
+                raise CplImportError(
+                    path.name,
+                    [f"file: found {size} octets, expected at most {limits.max_file_bytes}"],
+                )
+            # Read what the file holds (plus one octet, to notice growth): asking for the cap
+            # would allocate the whole cap up front, whatever the file's size.
+            data = stream.read(size + 1)
     except OSError as e:
         raise UnavailableError(f"CPL file {path}: {e.strerror or e}") from e
+    if len(data) > size:
+        raise UnavailableError(
+            f"CPL file {path}: found it growing while read, expected a whole file"
+        )
     return parse_cpl(data, filename=path.name, imported=imported, limits=limits)
 
 

@@ -27,6 +27,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplEntry
 from repo_tool.cpl import CPL_COLUMNS, entry_to_row
 from repo_tool.image import build_image, manufacturer_image_sha256, parse_image
+from repo_tool.output_paths import make_dir
 
 ESTATE_COLUMNS = (
     "Device ID",
@@ -461,8 +462,11 @@ def write_demo_dataset(dataset: DemoDataset, out_dir: Path) -> DemoPaths:
     ``estate.csv`` and ``declarations.json`` under ``out_dir``, each atomically.
 
     Raises:
+        ConfigurationError: ``out_dir`` is, or is under, a regular file.
+        UnavailableError: the folder cannot be created.
         OSError: a file could not be written.
     """
+    make_dir(out_dir, field="OUT_DIR")
     files: dict[str, bytes] = {
         "cpl.csv": render_cpl_csv(dataset.cpl),
         "cpl.xlsx": render_cpl_xlsx(dataset.cpl),

@@ -18,6 +18,7 @@ from enum import StrEnum
 from securesystemslib.signer import Key
 from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
+from tuf.api.serialization import SerializationError
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument, CplEntry
@@ -148,6 +149,8 @@ class Verdict:
     target: str | None
     accepted: Accepted | None
     renewal: Metadata[Targets] | None = None  # an accepted renewal: the re-signed role
+    # What the operator should know about an accepted bundle (not reasons to reject it).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -188,8 +191,9 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     role = _check_role_signatures(bundle, manufacturer, found)
     digests = wait_digests() if wait_digests is not None else None
     entries = _check_entries(bundle, ctx, header, digests, found)
+    notes: tuple[str, ...] = ()
     if digests is not None:
-        _check_duplicates(bundle, ctx, digests, found)
+        notes = _check_duplicates(bundle, ctx, digests, found)
 
     accepted: Accepted | None = None
     expected_target: str | None = None
@@ -200,8 +204,8 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
             bundle, ctx, manufacturer, role, header, digests, entries, expected_target, found
         )
     if found.items:
-        accepted = None
-    return Verdict(tuple(found.items), expected_target or None, accepted)
+        return Verdict(tuple(found.items), expected_target or None, None)
+    return Verdict((), expected_target or None, accepted, notes=notes)
 
 
 def _registered(
@@ -423,9 +427,15 @@ def _check_entries(
 
 def _check_duplicates(
     bundle: Bundle, ctx: GatewayContext, digests: ImageDigests, found: _Findings
-) -> None:
-    """The "gateway" option: a duplicate is held back, never added twice."""
+) -> tuple[str, ...]:
+    """The "gateway" option: a duplicate is held back, never added twice.
+
+    A duplicate is the same file bytes, or a declared CPL entry that has an image already. The same
+    Manufacturer Image under another OTA header is a different file for other entries (the DCC's
+    sample ESME and PPMID images share one): it is accepted, and the returned note says so.
+    """
     index = ctx.index
+    notes: list[str] = []
     if digests.file_sha256 in index.file_sha256:
         found.add(
             Code.DUPLICATE_IMAGE,
@@ -433,10 +443,10 @@ def _check_duplicates(
             f"(already published as {index.file_sha256[digests.file_sha256]})",
         )
     elif digests.manufacturer_image_sha256 in index.manufacturer_image_sha256:
-        found.add(
-            Code.DUPLICATE_IMAGE,
-            f"Manufacturer Image SHA-256: found {digests.manufacturer_image_sha256}, expected one not yet in "
-            f"the library (already in {index.manufacturer_image_sha256[digests.manufacturer_image_sha256]})",
+        notes.append(
+            f"Manufacturer Image SHA-256 {digests.manufacturer_image_sha256} is already in the library "
+            f"as {index.manufacturer_image_sha256[digests.manufacturer_image_sha256]} under another OTA "
+            "header; accepted as a separate file for the declared CPL entries"
         )
     for entry_id in bundle.declaration.cpl_entries:
         if entry_id in index.cpl_entries:
@@ -445,6 +455,7 @@ def _check_duplicates(
                 f"CPL entry {entry_id}: found an image already ({index.cpl_entries[entry_id]}), expected an "
                 "entry with no image yet",
             )
+    return tuple(notes)
 
 
 def manufacturer_delegation(
@@ -474,11 +485,35 @@ def _check_role_signatures(
     try:
         role = Metadata[Targets].from_bytes(bundle.role_bytes)
     except Exception as e:  # python-tuf raises DeserializationError and ValueError subclasses
-        found.add(Code.MALFORMED_BUNDLE, f"role.json: found no valid TUF targets metadata ({e})")
+        found.add(
+            Code.MALFORMED_BUNDLE, f"role.json: found no valid TUF targets metadata ({_short(e)})"
+        )
         return None
     if not isinstance(role.signed, Targets):
         found.add(
             Code.MALFORMED_BUNDLE, f"role.json type: found {role.signed.type!r}, expected 'targets'"
+        )
+        return None
+    odd = [
+        (keyid, sig.signature)
+        for keyid, sig in role.signatures.items()
+        if not isinstance(keyid, str) or not isinstance(sig.signature, str)
+    ]
+    if odd:
+        found.add(
+            Code.MALFORMED_BUNDLE,
+            f"role.json signatures: found keyid/sig {_short(odd[0])}, expected hex strings",
+        )
+        return None
+    try:
+        # Signatures cover the canonical JSON form, which has no floats and no duplicate keys: a
+        # role that cannot be canonicalised cannot have been signed as it stands.
+        role.signed_bytes  # noqa: B018 (computed for its error; verification recomputes it)
+    except SerializationError as e:
+        found.add(
+            Code.MALFORMED_BUNDLE,
+            f"role.json signed: found a value canonical JSON cannot encode ({_short(e.__cause__ or e)}), "
+            "expected only strings, integers, booleans, null, lists and objects",
         )
         return None
     if manufacturer is None:
@@ -685,3 +720,9 @@ def _first_difference(before: dict[str, object], after: dict[str, object], where
             return _first_difference(old, new, f"{where}{key}.")
         return f"{where}{key} changed from {old!r} to {new!r}"
     return "no difference"
+
+
+def _short(value: object, limit: int = 200) -> str:
+    """A value for a message, cut short: hostile input must not make a megabyte report line."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

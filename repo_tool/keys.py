@@ -28,7 +28,8 @@ from securesystemslib.signer import (
 )
 
 from metadata_templates.atomic import atomic_write_bytes
-from metadata_templates.errors import ConfigurationError, RejectedInputError
+from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
+from repo_tool.output_paths import prepare_file
 
 PASSPHRASE_ENV = "CFL_KEY_PASSPHRASE"  # noqa: S105  (the variable's name, not a secret)
 KEY_TYPES = ("ed25519", "ecdsa")
@@ -92,23 +93,26 @@ class SignerRef:
 def public_key_from_pem(pem: bytes, *, source: str) -> SSlibKey:
     """A TUF key from a PEM public key (Ed25519 or ECDSA P-256).
 
+    Every public key comes from a file the operator names on the command line (``--key``), so a
+    wrong one is a configuration error (exit 2), not a rejected deposit.
+
     Raises:
-        RejectedInputError: not a PEM public key, or an unsupported algorithm or curve.
+        ConfigurationError: not a PEM public key, or an unsupported algorithm or curve.
     """
     try:
         crypto_key = serialization.load_pem_public_key(pem)
-    except ValueError as e:
-        raise RejectedInputError(
+    except (ValueError, TypeError) as e:
+        raise ConfigurationError(
             f"{source}: found no PEM public key ({e}), expected an Ed25519 or "
             "ECDSA P-256 public key in PEM"
         ) from e
     if isinstance(crypto_key, ec.EllipticCurvePublicKey):
         if not isinstance(crypto_key.curve, ec.SECP256R1):
-            raise RejectedInputError(
+            raise ConfigurationError(
                 f"{source}: found ECDSA curve {crypto_key.curve.name}, expected secp256r1 (P-256)"
             )
     elif not isinstance(crypto_key, ed25519.Ed25519PublicKey):
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"{source}: found a {type(crypto_key).__name__}, expected an Ed25519 or ECDSA P-256 key"
         )
     return SSlibKey.from_crypto(crypto_key)
@@ -173,12 +177,16 @@ def write_keypair(
     Returns the public key and the signer URI of the private half (``file2:`` or ``encfile:``).
 
     Raises:
-        ConfigurationError: the private key file exists already (keys are never overwritten).
+        ConfigurationError: the private key file exists already (keys are never overwritten), or
+            its folder cannot be made (a path under a regular file).
+        UnavailableError: the file system failed.
     """
-    if private_path.exists() and not overwrite:
+    if (private_path.exists() or private_path.is_symlink()) and not overwrite:
         raise ConfigurationError(
             f"key file {private_path} exists already; refusing to overwrite a key"
         )
+    prepare_file(private_path, field="key file", overwrite=False)
+    prepare_file(public_path_for(private_path), field="public key file")
     private_key = generate_private_key(key_type)
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase.encode())
@@ -191,11 +199,14 @@ def write_keypair(
     if label:
         # PEM readers skip text before the BEGIN line, so the warning travels with the key itself.
         pem = b"".join(f"# {line}\n".encode() for line in label.splitlines()) + pem
-    atomic_write_bytes(private_path, pem, mode=0o600)
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    atomic_write_bytes(public_path_for(private_path), public_pem)
+    try:
+        atomic_write_bytes(private_path, pem, mode=0o600)
+        atomic_write_bytes(public_path_for(private_path), public_pem)
+    except OSError as e:
+        raise UnavailableError(f"key file {private_path}: cannot write ({e.strerror})") from e
     scheme = EncryptedFileSigner.SCHEME if passphrase else CryptoSigner.SCHEME
     return SSlibKey.from_crypto(private_key.public_key()), f"{scheme}:{private_path}"
 

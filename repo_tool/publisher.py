@@ -25,6 +25,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import exclusive_lock
 from repo_tool.ops.snapshot import stage_snapshot
+from repo_tool.output_paths import make_dir
 from repo_tool.repository import Repository
 from repo_tool.tlog import publish_log
 
@@ -94,10 +95,11 @@ def publish(
 
     Raises:
         UnavailableError: a lock is held, a blob is corrupt, or an immutable file conflicts.
+        ConfigurationError: ``out`` is, or is under, a regular file.
     """
     hook = between_steps or (lambda step: None)
     report = PublishReport(out=out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, field="--out")
     with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
         report.signed_new_snapshot = stage_snapshot(repo, now=now)
         head = repo.head

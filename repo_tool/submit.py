@@ -11,19 +11,26 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from metadata_templates import naming
 from metadata_templates.custom import CUSTOM_KEY, format_timestamp
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import (
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+    VerificationError,
+)
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.bundle import KIND_RENEWAL, Bundle, Declaration
 from repo_tool.deposit import describe_image, digest_image, release_notes_digest, target_path_for
 from repo_tool.image import parse_image
 from repo_tool.notes_submit import encrypt_for_library
 from repo_tool.published import PublishedLibrary
+from repo_tool.verify import NotFound, Reader, url_reader, verified_library
 
 logger = logging.getLogger(__name__)
 SPEC_VERSION = "1.0.31"
@@ -190,3 +197,63 @@ def build_renewal(
         kind=KIND_RENEWAL,
     )
     return Submission(bundle=bundle, role_version=signed.version)
+
+
+def source_reader(source: str) -> Reader:
+    """A reader for ``--from``: an http(s):// or file:// URL, or a folder.
+
+    Raises:
+        ConfigurationError: a URL of another scheme, or a folder that does not exist.
+    """
+    if "://" in source:
+        scheme = source.split("://", 1)[0].lower()
+        if scheme not in ("http", "https", "file"):
+            raise ConfigurationError(
+                f"--from: found {source!r}, expected an http(s):// or file:// URL or a folder"
+            )
+        return url_reader(source)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"--from: found {source!r}, expected a folder holding a published CFL (no such folder)"
+        )
+    return url_reader("file://" + str(folder.resolve()))
+
+
+def read_source_root(source: str, read: Reader) -> bytes:
+    """The source's own ``1.root.json`` (trust on first use when no ``--root`` is given).
+
+    Raises:
+        ConfigurationError: the source holds no published CFL.
+        UnavailableError: the source cannot be reached.
+    """
+    try:
+        return read("metadata/1.root.json")
+    except NotFound as e:
+        raise ConfigurationError(
+            f"--from {source}: found no metadata/1.root.json, expected a published CFL"
+        ) from e
+
+
+def load_source_library(
+    source: str, read: Reader, root_bytes: bytes, *, now: datetime
+) -> PublishedLibrary:
+    """The published library at ``source``, verified from ``root_bytes``; errors name the source.
+
+    Raises:
+        ConfigurationError: the source holds no published CFL at all (no timestamp.json).
+        VerificationError: it holds one that fails verification.
+        UnavailableError: it cannot be reached.
+    """
+    try:
+        read("metadata/timestamp.json")
+    except NotFound as e:
+        raise ConfigurationError(
+            f"--from {source}: found no metadata/timestamp.json, expected a published CFL"
+        ) from e
+    try:
+        return verified_library(read, root_bytes, now=now, check_blobs=False)
+    except VerificationError as e:
+        raise VerificationError(f"--from {source}: {e}") from e
+    except CflError as e:
+        raise type(e)(f"--from {source}: {e}", hint=e.hint) from e

@@ -167,3 +167,15 @@ def notes_library(tmp: Path) -> NotesLibrary:
         set_custodian(factory.repo, public, now=factory.tick())
     factory.publish()
     return NotesLibrary(factory, images, orgs, custodian_pem)
+
+
+def publish_custodian(factory: LibraryFactory) -> ec.EllipticCurvePrivateKey:
+    """Publish a notes-custodian key, so deposits may carry encrypted release notes."""
+    key, _ = p256_pem()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with factory.repo.locked():
+        set_custodian(factory.repo, public, now=factory.tick())
+    factory.publish()
+    return key

@@ -6,9 +6,8 @@ the repository, and writes: the blob, the manufacturer's role exactly as signed,
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,14 +16,14 @@ from typing import Any
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
-from repo_tool.bundle import BUNDLE_SUFFIX, KIND_RENEWAL, Bundle, BundleError, read_bundle
+from repo_tool import inbox
+from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError
 from repo_tool.gateway import (
     Code,
     Finding,
     GatewayContext,
     LibraryIndex,
     Verdict,
-    check_bundle,
 )
 from repo_tool.notes_state import notes_audience_documents
 from repo_tool.ops.manufacturers import delegate
@@ -74,16 +73,21 @@ def gateway_context(repo: Repository, now: datetime) -> GatewayContext:
 def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResult:
     """Run the gateway on one bundle and stage it if accepted; keep it with a report if not."""
     try:
-        bundle = read_bundle(bundle_path)
+        # No links followed, size caps before any JSON work (repo_tool/inbox.py).
+        bundle = inbox.read_bundle_file(bundle_path, role_size_cap=repo.config.role_size_cap)
     except BundleError as e:
         verdict = Verdict((Finding(Code.MALFORMED_BUNDLE, str(e)),), None, None)
         return _reject(repo, bundle_path, verdict, now)
+    seen = inbox.already_accepted(bundle, repo.head.roles, _stored_role_bytes(repo))
+    if seen is not None:
+        # A scheduled re-run: the committed head holds this role version byte for byte.
+        return IngestResult(bundle_path.name, "accepted", bundle.target or None, [], [seen])
     if bundle.kind == KIND_RENEWAL:
         return _ingest_renewal(repo, bundle_path, bundle, now)
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
     try:
         context = gateway_context(repo, now)
-        verdict = check_bundle(bundle, context)
+        verdict = inbox.judge(bundle, context)  # a gateway defect rejects one bundle, not the run
     except BaseException:
         staged.discard()
         raise
@@ -142,13 +146,13 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
             "cpl_entries": list(bundle.declaration.cpl_entries),
         },
     )
-    return IngestResult(bundle_path.name, "accepted", target_path, [], [])
+    return IngestResult(bundle_path.name, "accepted", target_path, [], list(verdict.notes))
 
 
 def _ingest_renewal(
     repo: Repository, bundle_path: Path, bundle: Bundle, now: datetime
 ) -> IngestResult:
-    verdict = check_bundle(bundle, gateway_context(repo, now))
+    verdict = inbox.judge(bundle, gateway_context(repo, now))
     role = verdict.renewal
     if role is None:
         return _reject(repo, bundle_path, verdict, now)
@@ -186,17 +190,37 @@ def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime
         messages=[f"{f.code.value}: {f.message}" for f in verdict.findings],
         kept_at=str(keep.relative_to(repo.path)),
     )
-    keep.mkdir(parents=True)
-    # A bundle refused for plaintext notes is not copied: the provider keeps no plaintext note.
+    # A private, bounded copy that never follows a link (repo_tool/inbox.py). A bundle refused for
+    # plaintext notes is not copied at all: the provider keeps no plaintext note.
+    inbox.make_private_dir(repo.path / "rejected")
+    inbox.make_private_dir(keep)
+    copy_info: dict[str, object] | None = None
     if Code.NOTES_NOT_ENCRYPTED not in verdict.codes:
-        with contextlib.suppress(OSError):
-            shutil.copyfile(bundle_path, keep / bundle_path.name)
+        kept = inbox.keep_rejected_copy(
+            bundle_path,
+            keep / bundle_path.name,
+            cap=inbox.rejected_copy_cap(
+                image_size_cap=repo.config.image_size_cap,
+                role_size_cap=repo.config.role_size_cap,
+            ),
+        )
+        if kept is not None:
+            copy_at = f"{result.kept_at}/{bundle_path.name}"
+            earlier = inbox.share_earlier_copy(
+                repo.path / "rejected", keep / bundle_path.name, kept, copy_at
+            )
+            copy_info = kept.to_dict() | {"copy": earlier or copy_at}
     report = {
         "schema_version": SCHEMA_VERSION,
         "rejected": format_timestamp(now),
         **result.to_dict(),
+        "file": copy_info,
     }
-    atomic_write_bytes(keep / "report.json", json.dumps(report, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(
+        keep / "report.json",
+        json.dumps(report, indent=2, sort_keys=True).encode(),
+        mode=inbox.PRIVATE_FILE,
+    )
     journal.append(
         repo.path / "events.jsonl",
         [
@@ -214,13 +238,16 @@ def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime
 
 
 def bundles_in(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
-    """The bundles named: files as given, and the *.cflb files of folders, sorted."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.iterdir() if p.is_file() and p.suffix == BUNDLE_SUFFIX)
-            )
-        else:
-            found.append(path)
-    return found
+    """The bundles named: files as given, and the *.cflb entries of inbox folders, sorted. Listing
+    never follows a link; a link or special file is listed, then rejected (repo_tool/inbox.py)."""
+    return inbox.list_inbox(paths)
+
+
+def _stored_role_bytes(repo: Repository) -> Callable[[str, int], bytes | None]:
+    def read(role: str, version: int) -> bytes | None:
+        try:
+            return repo.metadata_path(role, version).read_bytes()
+        except OSError:
+            return None
+
+    return read

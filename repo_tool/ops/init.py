@@ -14,20 +14,28 @@ from metadata_templates.errors import ConfigurationError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.keys import DEV_KEY_WARNING, SignerRef, write_keypair
+from repo_tool.output_paths import make_dir
 from repo_tool.repository import SPEC_VERSION, Repository
 from repo_tool.state.head import Head
 from repo_tool.tlog import LogKeyConfig, existing_log_key, new_log_key
 
 
 def refuse_initialised(path: Path) -> None:
-    """Raises:
-    ConfigurationError: ``path`` holds a committed repository already.
+    """Refuse, before any key is written, to initialise over a repository or under a file.
+
+    The committed head decides, not the configuration: an init killed before its commit is no
+    repository yet, and running it again completes it.
+
+    Raises:
+        ConfigurationError: ``path`` is initialised already, or is (under) a regular file.
     """
     if (path / "state" / "head.json").exists():
         raise ConfigurationError(
-            f"{path}: already initialised (state/head.json exists); refusing to re-initialise it",
-            hint="use another --repo directory for a new library",
+            f"--repo {path}: already initialised (it holds a repository); refusing to "
+            "re-initialise it",
+            hint=f"use it as it is (cfl-repo --repo {path} status), or choose a new folder",
         )
+    make_dir(path, field="--repo")
 
 
 def development_signers(path: Path, root_keys: int) -> dict[str, list[SignerRef]]:
@@ -113,7 +121,6 @@ def initialise(
         ConfigurationError: the directory is a repository already, or a key cannot sign.
     """
     refuse_initialised(path)
-    path.mkdir(parents=True, exist_ok=True)
     repo = Repository(path, config, secrets_handler=secrets_handler)
     with repo.locked():
         root = Root(

@@ -10,7 +10,7 @@ from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Targets
 
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway import manufacturer_delegation
 from repo_tool.repository import Repository
 from repo_tool.state.head import ManufacturerRecord
@@ -39,11 +39,11 @@ def add_manufacturer(
         )
     keyids = {key.keyid for key in keys}
     if not keys or len(keyids) != len(keys):
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"--key: found {len(keys)} key(s), {len(keyids)} distinct; expected >= 1, distinct"
         )
     if not 1 <= threshold <= len(keys):
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"--threshold: found {threshold}, expected 1..{len(keys)} (the number of keys)"
         )
     record = ManufacturerRecord(

@@ -57,7 +57,7 @@ def rotate_keys(
         )
     new_threshold = threshold if threshold is not None else repo.config.thresholds[role]
     if not 1 <= new_threshold <= len(refs):
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"--threshold: found {new_threshold}, expected 1..{len(refs)} ({role} keys)"
         )
 

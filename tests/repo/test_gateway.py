@@ -21,8 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from notes_factory import make_org, p256_pem, publish_registry
+from notes_factory import make_org, publish_custodian, publish_registry
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import Metadata, Targets
 
@@ -31,7 +30,6 @@ from metadata_templates.cpl_document import CplEntry
 from metadata_templates.naming import image_target_path
 from repo_tool.bundle import IMAGE, MANIFEST, ROLE, Bundle, Declaration, write_bundle
 from repo_tool.gateway import DEFAULT_IMAGE_SIZE_CAP, Code
-from repo_tool.notes_grant import set_custodian
 from repo_tool.ops.ingest import IngestResult
 from repo_tool.verify import folder_reader, load_verified_library
 
@@ -569,14 +567,7 @@ def role_expires_tomorrow(s: Scenario) -> Built:
 
 
 def _with_custodian(s: Scenario) -> None:
-    """Publish a notes-custodian key, so a deposit may carry encrypted release notes."""
-    key, _ = p256_pem()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    with s.factory.repo.locked():
-        set_custodian(s.factory.repo, public, now=s.factory.tick())
-    s.factory.publish()
+    publish_custodian(s.factory)
 
 
 def notes_plaintext(s: Scenario) -> Built:

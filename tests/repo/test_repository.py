@@ -18,7 +18,12 @@ from tuf.api.metadata import Metadata, Root, Targets
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import parse_timestamp
-from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
+from metadata_templates.errors import (
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+    UnavailableError,
+)
 from metadata_templates.naming import CPL_TARGET_PATH, WITHDRAWALS_TARGET_PATH, blob_name
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.ops.init import initialise
@@ -133,25 +138,32 @@ def _keys(n: int) -> list[Key]:
 
 
 @pytest.mark.parametrize(
-    ("mfr", "keys", "threshold", "message"),
+    ("mfr", "keys", "threshold", "message", "error"),
     [
-        ("121D", 1, 1, "manufacturer 121D: found it registered already"),
-        ("3F01", 2, 3, "--threshold: found 3, expected 1..2"),
-        ("3F01", 2, 0, "--threshold: found 0, expected 1..2"),
-        ("3F01", 0, 1, "--key: found 0 key(s), 0 distinct; expected >= 1"),
-        ("3F01", -2, 1, "--key: found 2 key(s), 1 distinct; expected >= 1, distinct"),
+        ("121D", 1, 1, "manufacturer 121D: found it registered already", RejectedInputError),
+        # The operator's command line is wrong: usage errors (exit 2), not rejections.
+        ("3F01", 2, 3, "--threshold: found 3, expected 1..2", ConfigurationError),
+        ("3F01", 2, 0, "--threshold: found 0, expected 1..2", ConfigurationError),
+        ("3F01", 0, 1, "--key: found 0 key(s), 0 distinct; expected >= 1", ConfigurationError),
+        (
+            "3F01",
+            -2,
+            1,
+            "--key: found 2 key(s), 1 distinct; expected >= 1, distinct",
+            ConfigurationError,
+        ),
     ],
     ids=["duplicate-id", "threshold-above-keys", "threshold-zero", "no-keys", "same-key-twice"],
 )
 def test_manufacturer_add_refuses_bad_registrations(
-    tmp_path: Path, mfr: str, keys: int, threshold: int, message: str
+    tmp_path: Path, mfr: str, keys: int, threshold: int, message: str, error: type[CflError]
 ) -> None:
     factory = LibraryFactory(tmp_path)
     factory.add_manufacturer("121D")
     was = head_bytes(factory)
     given = _keys(1) * 2 if keys == -2 else _keys(keys)
 
-    with pytest.raises(RejectedInputError) as raised:
+    with pytest.raises(error) as raised:
         add_manufacturer_op(factory.repo, mfr, "Maker", given, threshold, now=factory.tick())
 
     assert message in str(raised.value)

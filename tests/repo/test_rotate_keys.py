@@ -9,7 +9,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Timestamp
 
 from factory import FolderFetcher, LibraryFactory, standard_library, updater_for
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import CflError, ConfigurationError, RejectedInputError
 from repo_tool.keys import SignerRef, load_signer, write_keypair
 from repo_tool.ops.rotate_keys import rotate_keys as rotate_keys_op
 from repo_tool.verify import folder_reader, load_verified_library
@@ -136,16 +136,16 @@ def test_targets_key_rotation_resigns_targets(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "message", "error"),
     [
-        ({"remove": ["ffffffff"]}, "matching 0 timestamp key"),
-        ({"remove": ["*"], "all": True}, "expected >= 1"),
-        ({"threshold": 2}, "--threshold: found 2, expected 1..1"),
+        ({"remove": ["ffffffff"]}, "matching 0 timestamp key", RejectedInputError),
+        ({"remove": ["*"], "all": True}, "expected >= 1", RejectedInputError),
+        ({"threshold": 2}, "--threshold: found 2, expected 1..1", ConfigurationError),
     ],
     ids=["unknown-key", "no-key-left", "threshold-above-keys"],
 )
 def test_bad_rotations_change_nothing(
-    tmp_path: Path, kwargs: dict[str, object], message: str
+    tmp_path: Path, kwargs: dict[str, object], message: str, error: type[CflError]
 ) -> None:
     factory, _ = standard_library(tmp_path)
     head = (factory.repo.state_dir / "head.json").read_bytes()
@@ -153,7 +153,7 @@ def test_bad_rotations_change_nothing(
     remove = list(kwargs.get("remove", []))  # type: ignore[call-overload]
     if kwargs.get("all"):
         remove = [factory.repo.config.signers["timestamp"][0].keyid]
-    with factory.repo.locked(), pytest.raises(RejectedInputError, match=message):
+    with factory.repo.locked(), pytest.raises(error, match=message):
         rotate_keys_op(
             factory.repo,
             "timestamp",

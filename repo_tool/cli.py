@@ -936,6 +936,18 @@ def demo_data(out_dir: Path, seed: int) -> None:
     logger.debug("%s", paths)
 
 
+# ---- suppliers and access hook: the commands live in repo_tool/cli_access.py ----
+def _add_access_commands() -> None:
+    from repo_tool.cli_access import supplier
+
+    for command in (supplier,):
+        cli.add_command(command)
+
+
+_add_access_commands()
+# ---- end of suppliers and access hook ----
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

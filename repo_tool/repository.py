@@ -48,6 +48,7 @@ from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.locking import exclusive_lock
+from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import Withdrawal, WithdrawalList
 from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError, read_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
@@ -96,6 +97,7 @@ class Head:
     manufacturers: dict[str, ManufacturerRecord] = field(default_factory=dict)
     cpl_sha256: str | None = None
     withdrawals_sha256: str | None = None
+    suppliers_sha256: str | None = None  # the supplier registry blob (repo_tool/supplier_ops.py)
     index_sha256: str | None = None
     snapshot_version: int = 0
     timestamp_version: int = 0
@@ -647,6 +649,37 @@ class Repository:
             event={"event": "withdraw", "at": withdrawal.withdrawn, **withdrawal.to_dict()},
         )
         return withdrawal
+
+    # ---- supplier registry hook: the operations live in repo_tool/supplier_ops.py ----
+
+    def suppliers(self) -> SupplierRegistry:
+        """The current supplier registry (empty before the first registration)."""
+        sha = self.head.suppliers_sha256
+        return SupplierRegistry.from_bytes(self.blobs.get(sha)) if sha else SupplierRegistry()
+
+    def commit_suppliers(
+        self, registry: SupplierRegistry, *, now: datetime, event: dict[str, Any]
+    ) -> int:
+        """Store ``registry``, sign it as target ``cfl/suppliers.json``, and commit with ``event``.
+
+        Returns the new targets version.
+        """
+        data = registry.to_bytes()
+        sha = self.blobs.put(data)
+
+        def change(targets: Targets) -> None:
+            targets.targets[SUPPLIERS_TARGET_PATH] = TargetFile(
+                len(data), {"sha256": sha}, SUPPLIERS_TARGET_PATH
+            )
+
+        version = self._stage_targets(change, now)
+        self._commit(
+            replace(self.head, suppliers_sha256=sha, targets_version=version),
+            event={**event, "suppliers_sha256": sha},
+        )
+        return version
+
+    # ---- end of supplier registry hook ----
 
     def stage_snapshot(self, *, now: datetime, force: bool = False) -> bool:
         """Sign a new snapshot and timestamp when the staged roles changed (or ``force``).

@@ -1,0 +1,173 @@
+"""`cfl-repo supplier ...`, `cfl-repo host nginx` and `cfl-repo audit`: suppliers and access (issue 10).
+
+Registered on the main group by `repo_tool.cli` (one ``add_command`` per group). Each command parses,
+calls one library function and renders; the work is in `repo_tool.supplier_ops`,
+`repo_tool.host_nginx` and `repo_tool.audit`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from metadata_templates.errors import ConfigurationError
+from metadata_templates.output import json_document, reports_errors, utc_now
+from metadata_templates.suppliers import USER_ROLES, Supplier
+
+logger = logging.getLogger("repo_tool")
+handle_errors = reports_errors(logger, "nothing was committed by the interrupted step")
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _open_repo(ctx: click.Context) -> Any:
+    # Imported when a command runs: repo_tool.cli imports this module to register the commands.
+    from repo_tool.cli import _open_repo as open_repo
+
+    return open_repo(ctx)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigurationError(f"{what}: cannot read {path} ({e.strerror})") from e
+
+
+def _supplier_doc(supplier: Supplier) -> dict[str, Any]:
+    doc = supplier.to_dict()
+    doc.pop("certificate_pem")
+    return doc
+
+
+# -------------------------------------------------------------------------------------- supplier
+
+
+@click.group()
+def supplier() -> None:
+    """The supplier registry: DCC User organisations allowed to download images (BR05).
+
+    \b
+    Each change is signed into target cfl/suppliers.json at the next publish and recorded in
+    events.jsonl. Access at the host follows it: regenerate with `cfl-repo host nginx` and reload.
+    See docs/operator.md, "Suppliers and access".
+    """
+
+
+@supplier.command("add")
+@click.argument("entity_id")
+@click.option("--name", required=True, help="The organisation's name.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(list(USER_ROLES), case_sensitive=False),
+    help="DCC User Role: IS (Import Supplier), GS (Gas Supplier), DCC; repeat for several.",
+)
+@click.option(
+    "--cert",
+    "cert_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The organisation's certificate (PEM, X.509, ECDSA P-256).",
+)
+@click.option(
+    "--supplier-ca",
+    "ca_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The supplier CA certificate (PEM); the certificate must be issued by it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the registered entry on stdout.")
+@click.pass_context
+@handle_errors
+def supplier_add(
+    ctx: click.Context,
+    entity_id: str,
+    name: str,
+    roles: tuple[str, ...],
+    cert_file: Path,
+    ca_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Register ENTITY_ID (16 hex digits, the DCC User's EUI-64) with its roles and certificate.
+
+    \b
+    Example:
+      cfl-repo --repo R supplier add 90B3D51F30010000 --name "Acme Energy" \\
+          --role IS --role GS --cert acme.crt.pem --supplier-ca supplier-ca.pem
+    """
+    from repo_tool.supplier_ops import add_supplier, read_ca
+
+    certificate = _read(cert_file, "--cert")
+    ca_pem = read_ca(_read(ca_file, "--supplier-ca")) if ca_file else None
+    repo = _open_repo(ctx)
+    with repo.locked():
+        added = add_supplier(
+            repo,
+            entity=entity_id,
+            name=name,
+            roles=roles,
+            certificate=certificate,
+            now=utc_now(),
+            ca_pem=ca_pem,
+        )
+    if as_json:
+        click.echo(json_document({"supplier": _supplier_doc(added)}))
+    _err(
+        f"registered {added.entity_id} ({added.name}) as {'+'.join(added.roles)}, certificate "
+        f"sha256 {added.certificate_sha256[:16]}...; run `cfl-repo publish` and regenerate the host "
+        "configuration"
+    )
+
+
+@supplier.command("revoke")
+@click.argument("entity_id")
+@click.option("--reason", required=True, help="Why (recorded and published).")
+@click.option("--json", "as_json", is_flag=True, help="Print the revoked entry on stdout.")
+@click.pass_context
+@handle_errors
+def supplier_revoke(ctx: click.Context, entity_id: str, reason: str, as_json: bool) -> None:
+    """Revoke ENTITY_ID: it stays listed (audits of old logs still know it) but loses all access.
+
+    \b
+    Takes effect at the host when the configuration is regenerated and nginx reloaded:
+      cfl-repo --repo R supplier revoke 90B3D51F30010000 --reason "left the market"
+      cfl-repo --repo R host nginx ... --out /etc/nginx/cfl.conf && nginx -s reload
+    """
+    from repo_tool.supplier_ops import revoke_supplier
+
+    repo = _open_repo(ctx)
+    with repo.locked():
+        gone = revoke_supplier(repo, entity=entity_id, reason=reason, now=utc_now())
+    if as_json:
+        click.echo(json_document({"supplier": _supplier_doc(gone)}))
+    _err(
+        f"revoked {gone.entity_id} ({gone.name}) at {gone.revoked}; regenerate the host configuration "
+        "and reload nginx, then `cfl-repo publish`"
+    )
+
+
+@supplier.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry on stdout.")
+@click.pass_context
+@handle_errors
+def supplier_list(ctx: click.Context, as_json: bool) -> None:
+    """List every registered organisation, revoked ones included."""
+    registry = _open_repo(ctx).suppliers()
+    if as_json:
+        click.echo(json_document({"suppliers": [_supplier_doc(s) for s in registry.suppliers]}))
+        return
+    if not registry.suppliers:
+        _err("no suppliers registered; add one with `cfl-repo supplier add`")
+        return
+    for s in registry.suppliers:
+        state = "active" if s.active else f"revoked {s.revoked}: {s.revocation_reason}"
+        click.echo(
+            f"{s.entity_id}  {'+'.join(s.roles):<9} {s.certificate_sha256[:16]}  {s.name!r}  {state}"
+        )

@@ -938,9 +938,9 @@ def demo_data(out_dir: Path, seed: int) -> None:
 
 # ---- suppliers and access hook: the commands live in repo_tool/cli_access.py ----
 def _add_access_commands() -> None:
-    from repo_tool.cli_access import supplier
+    from repo_tool.cli_access import host, supplier
 
-    for command in (supplier,):
+    for command in (supplier, host):
         cli.add_command(command)
 
 

@@ -171,3 +171,136 @@ def supplier_list(ctx: click.Context, as_json: bool) -> None:
         click.echo(
             f"{s.entity_id}  {'+'.join(s.roles):<9} {s.certificate_sha256[:16]}  {s.name!r}  {state}"
         )
+
+
+# ------------------------------------------------------------------------------------------ host
+
+
+@click.group()
+def host() -> None:
+    """Host configuration generated from the repository (today: nginx)."""
+
+
+def _existing_file(path: Path, option: str) -> str:
+    resolved = path.resolve()
+    if not resolved.is_file():
+        raise ConfigurationError(f"{option}: found {str(path)!r}, expected an existing file")
+    return str(resolved)
+
+
+@host.command("nginx")
+@click.option("--server-name", required=True, help="The host name suppliers' clients use.")
+@click.option("--listen", required=True, help="ADDR:PORT to listen on with TLS, e.g. 0.0.0.0:443.")
+@click.option(
+    "--tls-cert",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Server certificate chain (PEM).",
+)
+@click.option(
+    "--tls-key", required=True, type=click.Path(path_type=Path), help="Server private key (PEM)."
+)
+@click.option(
+    "--supplier-ca",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The CA certificate (PEM) that issues supplier certificates.",
+)
+@click.option(
+    "--public-root",
+    type=click.Path(path_type=Path),
+    help="The published tree to serve [default: R/public].",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Configuration file to write.",
+)
+@click.option(
+    "--access-log",
+    default="cfl-access.log",
+    show_default=True,
+    help="Access log for `cfl-repo audit` (relative: to nginx's -p prefix).",
+)
+@click.option("--error-log", default="cfl-error.log", show_default=True, help="nginx's error log.")
+@click.option("--pid-file", default="cfl-nginx.pid", show_default=True, help="nginx's pid file.")
+@click.option(
+    "--temp-dir",
+    default=".",
+    show_default=True,
+    help="Where nginx creates its temporary directories.",
+)
+@click.option(
+    "--user", help="Workers' 'USER [GROUP]' when nginx starts as root (default: nginx's)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
+@click.pass_context
+@handle_errors
+def host_nginx(
+    ctx: click.Context,
+    server_name: str,
+    listen: str,
+    tls_cert: Path,
+    tls_key: Path,
+    supplier_ca: Path,
+    public_root: Path | None,
+    out: Path,
+    access_log: str,
+    error_log: str,
+    pid_file: str,
+    temp_dir: str,
+    user: str | None,
+    as_json: bool,
+) -> None:
+    """Write a complete nginx configuration: caching, mutual TLS and access from the registry.
+
+    \b
+    Metadata, the provider's documents and the website are public; an image goes only to an
+    active registered organisation whose User Roles cover its device type, everyone else gets 403
+    with a one-line reason. Regenerate and reload after every registry change:
+      cfl-repo --repo R host nginx --server-name firmware.example.org --listen 0.0.0.0:443 \\
+          --tls-cert /etc/cfl/tls/server.crt.pem --tls-key /etc/cfl/tls/server.key.pem \\
+          --supplier-ca /etc/cfl/tls/supplier-ca.pem --public-root /srv/cfl/public \\
+          --access-log /var/log/cfl/access.log --out /etc/cfl/nginx.conf
+      nginx -t -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf && nginx -s reload -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf
+    """
+    from metadata_templates.atomic import atomic_write_bytes
+    from repo_tool.host_nginx import NginxSettings, render_nginx_config
+    from repo_tool.supplier_ops import read_ca
+
+    repo = _open_repo(ctx)
+    ca = _existing_file(supplier_ca, "--supplier-ca")
+    read_ca(_read(Path(ca), "--supplier-ca"))
+    root = (public_root if public_root is not None else repo.default_out).resolve()
+    if not root.is_dir():
+        raise ConfigurationError(
+            f"--public-root: found {str(root)!r}, expected a published directory (run `cfl-repo publish`)"
+        )
+    settings = NginxSettings(
+        server_name=server_name,
+        listen=listen,
+        tls_cert=_existing_file(tls_cert, "--tls-cert"),
+        tls_key=_existing_file(tls_key, "--tls-key"),
+        supplier_ca=ca,
+        public_root=str(root),
+        access_log=access_log,
+        error_log=error_log,
+        pid_file=pid_file,
+        temp_dir=temp_dir,
+        user=user,
+    )
+    registry = repo.suppliers()
+    text = render_nginx_config(
+        settings, registry, registry_sha256=repo.head.suppliers_sha256 or "", now=utc_now()
+    )
+    atomic_write_bytes(out, text.encode("utf-8"))
+    active = sum(1 for s in registry.suppliers if s.active)
+    if as_json:
+        click.echo(
+            json_document({"out": str(out), "suppliers": len(registry.suppliers), "active": active})
+        )
+    _err(
+        f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s); "
+        f"check with `nginx -t -c {out.resolve()}`, then reload"
+    )

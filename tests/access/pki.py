@@ -84,12 +84,18 @@ def issue(
     not_before: datetime | None = None,
     key: PrivateKey | None = None,
     is_ca: bool = False,
+    server: bool = False,
 ) -> Issued:
     """An end-entity (or, with ``is_ca``, a CA) certificate signed by ``ca``."""
     subject_key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
     start = not_before if not_before is not None else now - timedelta(days=1)
     assert isinstance(ca.key, ec.EllipticCurvePrivateKey)
-    cert = (
+    usage = (
+        x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+        if server
+        else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(ca.cert.subject)
@@ -98,9 +104,10 @@ def issue(
         .not_valid_before(start)
         .not_valid_after(start + valid_for)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .sign(ca.key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
-    return Issued(cert, subject_key)
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False
+        )
+    return Issued(builder.sign(ca.key, hashes.SHA256()), subject_key)

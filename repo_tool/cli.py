@@ -938,9 +938,9 @@ def demo_data(out_dir: Path, seed: int) -> None:
 
 # ---- suppliers and access hook: the commands live in repo_tool/cli_access.py ----
 def _add_access_commands() -> None:
-    from repo_tool.cli_access import host, supplier
+    from repo_tool.cli_access import audit, host, supplier
 
-    for command in (supplier, host):
+    for command in (supplier, host, audit):
         cli.add_command(command)
 
 

@@ -7,6 +7,7 @@ calls one library function and renders; the work is in `repo_tool.supplier_ops`,
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,89 @@ def host_nginx(
         f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s); "
         f"check with `nginx -t -c {out.resolve()}`, then reload"
     )
+
+
+# ----------------------------------------------------------------------------------------- audit
+
+
+def _open_inventory(path: Path) -> Any:
+    import gzip
+    import io
+
+    try:
+        raw = path.open("rb")
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+    except OSError as e:
+        raise ConfigurationError(f"--inventory: cannot read {path} ({e.strerror})") from e
+    binary: Any = gzip.GzipFile(fileobj=raw) if gzipped else raw
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+
+
+@click.command()
+@click.argument(
+    "access_logs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Inventory extract CSV (Device ID, ..., Responsible Supplier, Since); may be gzipped.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the stable audit document on stdout.")
+@click.pass_context
+@handle_errors
+def audit(
+    ctx: click.Context, access_logs: tuple[Path, ...], inventory: Path | None, as_json: bool
+) -> None:
+    """Report who downloaded which image from the host's ACCESS_LOG files, and flag downloads that
+    were not entitled.
+
+    \b
+    ACCESS_LOG: logs written by the `host nginx` configuration, plain or gzipped (rotated files
+    too), read in the order given. Findings: unregistered-certificate, revoked-certificate,
+    outside-role and, with --inventory, no-applicable-device (the organisation was responsible
+    for no device the image applies to on that day; Change of Supplier counts from `Since`).
+    Malformed lines are counted and listed with their line numbers, never fatal.
+      cfl-repo --repo R audit /var/log/cfl/access.log.2.gz /var/log/cfl/access.log.1 \\
+          /var/log/cfl/access.log --inventory sm-inventory.csv --json > audit.json
+    """
+    import sys
+
+    from repo_tool.audit import AuditLibrary, Auditor, Summary, Totals, judged_lines, render_text
+    from repo_tool.inventory import read_inventory
+
+    repo = _open_repo(ctx)
+    for path in access_logs:
+        if not path.is_file():
+            raise ConfigurationError(f"ACCESS_LOG: found {str(path)!r}, expected an existing file")
+    registry = repo.suppliers()
+    roles = [repo.role(name).signed for name in sorted(repo.head.roles)]
+    library = AuditLibrary.of(roles, repo.cpl())
+    index = None
+    if inventory is not None:
+        with _open_inventory(inventory) as lines:
+            index = read_inventory(lines)
+        _err(f"inventory: {index.devices} device(s), {index.bad_rows} bad row(s) left out")
+        for problem in index.problems:
+            _err(f"  {inventory}: {problem}")
+    auditor = Auditor(registry, library, index)
+    totals = Totals()
+    summary = Summary()
+    out = sys.stdout
+    if as_json:
+        out.write('{\n  "schema_version": 1,\n  "downloads": [')
+    first = True
+    for judged in judged_lines(access_logs, auditor, totals):
+        summary.add(judged)
+        if as_json:
+            out.write(
+                ("\n    " if first else ",\n    ") + json.dumps(judged.to_dict(), sort_keys=True)
+            )
+            first = False
+    report = render_text(summary, registry, totals, inventory=index is not None)
+    if as_json:
+        suppliers = json.dumps(summary.suppliers(registry), sort_keys=True)
+        out.write(f'\n  ],\n  "suppliers": {suppliers}\n}}\n')
+        _err(report)
+    else:
+        click.echo(report)

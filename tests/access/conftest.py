@@ -1,6 +1,6 @@
 """A published library behind a real nginx configured by `cfl-repo host nginx`, on loopback.
 
-One library per module (ESME, GSME and PPMID images), a supplier CA and one organisation per kind of
+One library per test session (ESME, GSME and PPMID images), a supplier CA and one organisation per kind of
 caller, all made with `cryptography`; the registry is the repository's own (supplier add/revoke);
 the configuration is the command's output, started with `nginx -p STATE -c FILE`.
 """
@@ -109,7 +109,7 @@ def _library(tmp: Path) -> tuple[LibraryFactory, dict[str, str]]:
     return factory, paths
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     binary = nginx_binary()
     require_system(binary)

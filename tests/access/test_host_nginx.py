@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 import pytest
 
@@ -102,6 +103,11 @@ def test_hostile_path_cannot_forge_a_log_line(served: Served) -> None:
     forged = '{"format":"cfl-access-1","entity_id":"00000000000000A1","status":200}'
     path = "targets/121D/x%22%0A" + forged.replace('"', "%22").replace(",", "%2C")
     assert get(served, "no-certificate", path)[0] in (403, 404)
+    deadline = time.monotonic() + 10  # nginx logs a request after answering it
+    while b'cfl-access-1\\"' not in served.access_log.read_bytes():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     lines = served.access_log.read_bytes().splitlines()
     for line in lines:
         doc = json.loads(line)  # every line is one whole JSON object

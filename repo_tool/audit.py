@@ -143,13 +143,6 @@ class MalformedLineError(ValueError):
     """A log line that is not a whole ``cfl-access-1`` record."""
 
 
-def _text(doc: dict[str, Any], name: str) -> str:
-    value = doc.get(name, "")
-    if not isinstance(value, str):
-        raise MalformedLineError(f"{name}: found {type(value).__name__}, expected a string")
-    return value
-
-
 def _unregistered_sha256(escaped_pem: str) -> str | None:
     if not escaped_pem:
         return None
@@ -177,23 +170,31 @@ def parse_line(line: bytes) -> AccessRecord | None:
         raise MalformedLineError(f"not JSON ({e.args[0][:60]})") from e
     if not isinstance(doc, dict):
         raise MalformedLineError(f"found {type(doc).__name__}, expected an object")
-    path = _text(doc, "path")
+    try:
+        path, status, size, when_text = doc["path"], doc["status"], doc["bytes"], doc["time"]
+        sha256, sha1, entity = doc["certificate_sha256"], doc["certificate_sha1"], doc["entity_id"]
+        escaped = doc["certificate"]
+    except KeyError as e:
+        raise MalformedLineError(
+            f"{e.args[0]}: missing, expected in every {LOG_FORMAT} record"
+        ) from e
+    texts = (path, when_text, sha256, sha1, entity, escaped)
+    if not all(type(value) is str for value in texts):
+        raise MalformedLineError(f"found {texts!r}, expected strings")
     match = _IMAGE_BLOB.fullmatch(path)
     if match is None:
         return None
-    status, size = doc.get("status"), doc.get("bytes")
-    if not isinstance(status, int) or not isinstance(size, int):
+    if type(status) is not int or type(size) is not int:
         raise MalformedLineError(f"status/bytes: found {status!r}/{size!r}, expected integers")
     try:
-        when = datetime.fromisoformat(_text(doc, "time")).astimezone(UTC)
+        when = datetime.fromisoformat(when_text).astimezone(UTC)
     except ValueError as e:
-        raise MalformedLineError(f"time: found {doc.get('time')!r}, expected ISO 8601") from e
-    sha256 = _text(doc, "certificate_sha256") or _unregistered_sha256(_text(doc, "certificate"))
+        raise MalformedLineError(f"time: found {when_text!r}, expected ISO 8601") from e
     return AccessRecord(
         time=when,
-        certificate_sha256=sha256 or None,
-        certificate_sha1=_text(doc, "certificate_sha1") or None,
-        logged_entity_id=_text(doc, "entity_id") or None,
+        certificate_sha256=sha256 or _unregistered_sha256(escaped),
+        certificate_sha1=sha1 or None,
+        logged_entity_id=entity or None,
         path=path,
         target=f"{match.group(1)}/{match.group(3)}",
         device_type=match.group(4),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -110,11 +111,16 @@ class _RowReader:
     def __init__(self, layout: tuple[int, ...]) -> None:
         self.layout = layout
         self.needed = max(layout) + 1
+        # C-speed extraction of the columns, in canonical order; values are stripped only when
+        # first seen (the cache is keyed by the raw text).
+        self.device_id = operator.itemgetter(layout[0])
+        self.kind_fields = operator.itemgetter(*layout[1:7])
+        self.since_field = operator.itemgetter(layout[7])
         self.kinds: dict[tuple[str, ...], tuple[str, DeviceKind] | str] = {}
         self.days: dict[str, date | str] = {}
 
     def _kind(self, raw: tuple[str, ...]) -> tuple[str, DeviceKind] | str:
-        device_type, mfr, model, hw, fw, supplier = raw
+        device_type, mfr, model, hw, fw, supplier = (value.strip() for value in raw)
         checks = (
             ("Device Type", device_type.upper(), _TYPE, "a device type such as ESME"),
             ("Manufacturer Identifier", mfr.upper(), _HEX4, "4 hex digits"),
@@ -130,6 +136,7 @@ class _RowReader:
         return supplier.replace("-", "").upper(), kind
 
     def _day(self, since: str) -> date | str:
+        since = since.strip()
         try:
             return date.fromisoformat(since[:10])
         except ValueError:
@@ -139,10 +146,12 @@ class _RowReader:
         """The row's supplier, device kind and day, or the message naming what is wrong."""
         if len(fields) < self.needed:
             return field_error("row", f"{len(fields)} fields", f"at least {self.needed}")
-        raw = tuple(fields[i].strip() for i in self.layout)
-        if not _DEVICE_ID.fullmatch(raw[0].replace("-", "")):
-            return field_error("Device ID", raw[0], "16 hex digits")
-        kind_key = raw[1:7]
+        device_id = self.device_id(fields)
+        if not _DEVICE_ID.fullmatch(device_id) and not _DEVICE_ID.fullmatch(
+            device_id.strip().replace("-", "")
+        ):
+            return field_error("Device ID", device_id.strip(), "16 hex digits")
+        kind_key = self.kind_fields(fields)
         kind = self.kinds.get(kind_key)
         if kind is None:
             kind = self._kind(kind_key)
@@ -150,11 +159,12 @@ class _RowReader:
                 self.kinds[kind_key] = kind
         if isinstance(kind, str):
             return kind
-        day = self.days.get(raw[7])
+        since = self.since_field(fields)
+        day = self.days.get(since)
         if day is None:
-            day = self._day(raw[7])
+            day = self._day(since)
             if len(self.days) < _CACHE_LIMIT:
-                self.days[raw[7]] = day
+                self.days[since] = day
         if isinstance(day, str):
             return day
         return kind[0], kind[1], day

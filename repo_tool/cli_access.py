@@ -351,7 +351,9 @@ def audit(
       cfl-repo --repo R audit /var/log/cfl/access.log.2.gz /var/log/cfl/access.log.1 \\
           /var/log/cfl/access.log --inventory sm-inventory.csv --json > audit.json
     """
+    import shutil
     import sys
+    import tempfile
 
     from repo_tool.audit import AuditLibrary, Auditor, Summary, Totals, judged_lines, render_text
     from repo_tool.inventory import read_inventory
@@ -373,21 +375,26 @@ def audit(
     auditor = Auditor(registry, library, index)
     totals = Totals()
     summary = Summary()
-    out = sys.stdout
-    if as_json:
+    # Entries go to a scratch file first, so a log that turns out unreadable half-way (a corrupt
+    # gzip) leaves stdout empty instead of half a JSON document; memory stays flat either way.
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as scratch:
+        first = True
+        for judged in judged_lines(access_logs, auditor, totals):
+            summary.add(judged)
+            if as_json:
+                scratch.write(
+                    ("\n    " if first else ",\n    ")
+                    + json.dumps(judged.to_dict(), sort_keys=True)
+                )
+                first = False
+        report = render_text(summary, registry, totals, inventory=index is not None)
+        if not as_json:
+            click.echo(report)
+            return
+        scratch.seek(0)
+        out = sys.stdout
         out.write('{\n  "schema_version": 1,\n  "downloads": [')
-    first = True
-    for judged in judged_lines(access_logs, auditor, totals):
-        summary.add(judged)
-        if as_json:
-            out.write(
-                ("\n    " if first else ",\n    ") + json.dumps(judged.to_dict(), sort_keys=True)
-            )
-            first = False
-    report = render_text(summary, registry, totals, inventory=index is not None)
-    if as_json:
+        shutil.copyfileobj(scratch, out)
         suppliers = json.dumps(summary.suppliers(registry), sort_keys=True)
         out.write(f'\n  ],\n  "suppliers": {suppliers}\n}}\n')
-        _err(report)
-    else:
-        click.echo(report)
+    _err(report)

@@ -96,6 +96,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     \b
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
+    Access:        supplier add|revoke|list, host nginx, audit
     Manufacturer:  keygen, submit
     Demo:          demo-data
 

@@ -303,7 +303,8 @@ def host_nginx(
         )
     _err(
         f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s); "
-        f"check with `nginx -t -c {out.resolve()}`, then reload"
+        f"check with `nginx -t -p PREFIX -c {out.resolve()}` (relative paths in it are under PREFIX), "
+        "then start or `nginx -s reload` with the same -p and -c"
     )
 
 

@@ -113,3 +113,41 @@ def test_hostile_path_cannot_forge_a_log_line(served: Served) -> None:
         doc = json.loads(line)  # every line is one whole JSON object
         assert doc["format"] == "cfl-access-1"
     assert any(forged in json.loads(line)["path"] for line in lines)
+
+
+def _aliases(blob: str) -> list[str]:
+    """Other spellings of one image's path that a caller might try to slip past the rules."""
+    mfr, name = blob.removeprefix("targets/").split("/", 1)
+    return [
+        f"targets/cfl/../{mfr}/{name}",  # through the public prefix
+        f"targets/cfl/%2E%2E/{mfr}/{name}",  # the same, percent-encoded
+        f"targets//{mfr}/{name}",  # doubled slash
+        f"site/../targets/{mfr}/{name}",  # through the public site
+        f"targets/{mfr}/{name}?type=PPMID-0001-",  # a query naming another type
+        f"targets/{mfr}/./{name}",
+        f"targets/{mfr}/{name}%00.json",
+    ]
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("caller", ["no-certificate", "GS", "manufacturer"])
+@pytest.mark.parametrize("alias", range(7))
+def test_no_spelling_of_an_image_path_bypasses_the_rules(
+    served: Served, caller: str, alias: int
+) -> None:
+    path = _aliases(served.paths["ESME"])[alias]
+    status, _, body = get(served, caller, path)
+    assert status in (400, 403, 404), (path, status, body[:80])
+    assert status != 200
+
+
+@pytest.mark.system
+def test_a_range_request_is_refused_too(served: Served) -> None:
+    connection = http.client.HTTPSConnection(
+        "localhost", served.port, context=client_context(served, "GS"), timeout=10
+    )
+    connection.request("GET", "/" + served.paths["ESME"], headers={"Range": "bytes=0-9"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 403

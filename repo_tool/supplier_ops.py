@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -323,9 +323,3 @@ def revoke_supplier(repo: Repository, *, entity: str, reason: str, now: datetime
         },
     )
     return supplier
-
-
-def certificate_not_after(supplier: Supplier) -> datetime:
-    """When a registered certificate expires (the registry stores the certificate, not the date)."""
-    cert = x509.load_pem_x509_certificate(supplier.certificate_pem.encode("ascii"))
-    return cert.not_valid_after_utc.astimezone(UTC)

@@ -165,37 +165,26 @@ def generate_log(
     blobs: list[tuple[str, str]],
     seed: int = 7,
 ) -> None:
-    """About a third metadata requests (the fast path), the rest image downloads by suppliers."""
+    """About a third metadata requests (the fast path), the rest image downloads by suppliers.
+
+    Lines are assembled from pre-rendered pieces: the same bytes nginx's ``escape=json`` format
+    writes, at a rate that keeps generating 10 million of them to a minute or two."""
     rng = random.Random(seed)
+    callers = [
+        f'"entity_id":"{entity}","certificate_sha256":"{sha256}","certificate_sha1":"{sha1}",'
+        '"verify":"SUCCESS","certificate":"","remote_addr":"10.0.0.1","method":"GET",'
+        for entity, sha256, sha1 in ids
+    ]
+    requests = [f'"path":"{blob}","status":200,"bytes":512000}}\n' for blob, _ in blobs]
+    metadata = '"path":"/metadata/timestamp.json","status":200,"bytes":1500}\n'
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as out:
         rows = []
         for n in range(lines):
-            entity, sha256, sha1 = rng.choice(ids)
             when = (START + timedelta(seconds=n * 3)).isoformat()
-            if n % 3 == 0:
-                request, status, size = "/metadata/timestamp.json", 200, 1500
-            else:
-                request, status, size = rng.choice(blobs)[0], 200, 512000
             rows.append(
-                json.dumps(
-                    {
-                        "format": "cfl-access-1",
-                        "time": when,
-                        "entity_id": entity,
-                        "certificate_sha256": sha256,
-                        "certificate_sha1": sha1,
-                        "verify": "SUCCESS",
-                        "certificate": "",
-                        "remote_addr": "10.0.0.1",
-                        "method": "GET",
-                        "path": request,
-                        "status": status,
-                        "bytes": size,
-                    },
-                    separators=(",", ":"),
-                )
-                + "\n"
+                f'{{"format":"cfl-access-1","time":"{when}",{rng.choice(callers)}'
+                f"{metadata if n % 3 == 0 else rng.choice(requests)}"
             )
             if len(rows) == 100_000:
                 out.write("".join(rows))

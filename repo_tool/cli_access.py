@@ -7,8 +7,10 @@ calls one library function and renders; the work is in `repo_tool.supplier_ops`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +313,21 @@ def host_nginx(
 # ----------------------------------------------------------------------------------------- audit
 
 
+@contextlib.contextmanager
+def _line_counter(*, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A live "N log lines read" line on a terminal only (never in --json mode)."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        yield lambda _lines: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as progress:
+        task = progress.add_task("reading access logs")
+        yield lambda lines: progress.update(task, description=f"read {lines:,} log lines")
+
+
 def _open_inventory(path: Path) -> Any:
     import gzip
     import io
@@ -380,9 +397,13 @@ def audit(
     # gzip) leaves stdout empty instead of half a JSON document; memory stays flat either way.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as scratch:
         first = True
-        for judged in judged_lines(access_logs, auditor, totals):
-            summary.add(judged)
-            if as_json:
+        with _line_counter(enabled=not as_json) as show:
+            for judged in judged_lines(access_logs, auditor, totals):
+                summary.add(judged)
+                if totals.requests % 100_000 == 0:
+                    show(totals.lines)
+                if not as_json:
+                    continue
                 scratch.write(
                     ("\n    " if first else ",\n    ")
                     + json.dumps(judged.to_dict(), sort_keys=True)

@@ -165,7 +165,11 @@ def parse_line(line: bytes) -> AccessRecord | None:
     if _TARGETS_PATH not in stripped:
         return None  # fast path: metadata and site requests are most of a log
     try:
-        doc = json.loads(stripped.decode("utf-8", errors="replace"))
+        try:
+            doc = json.loads(stripped)
+        except UnicodeDecodeError:
+            # escape=json passes bytes >= 0x80 through: a hostile path may not be UTF-8.
+            doc = json.loads(stripped.decode("utf-8", errors="replace"))
     except ValueError as e:
         raise MalformedLineError(f"not JSON ({e.args[0][:60]})") from e
     if not isinstance(doc, dict):
@@ -178,8 +182,15 @@ def parse_line(line: bytes) -> AccessRecord | None:
         raise MalformedLineError(
             f"{e.args[0]}: missing, expected in every {LOG_FORMAT} record"
         ) from e
-    texts = (path, when_text, sha256, sha1, entity, escaped)
-    if not all(type(value) is str for value in texts):
+    if not (
+        type(path) is str
+        and type(when_text) is str
+        and type(sha256) is str
+        and type(sha1) is str
+        and type(entity) is str
+        and type(escaped) is str
+    ):
+        texts = (path, when_text, sha256, sha1, entity, escaped)
         raise MalformedLineError(f"found {texts!r}, expected strings")
     match = _IMAGE_BLOB.fullmatch(path)
     if match is None:

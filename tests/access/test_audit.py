@@ -173,3 +173,9 @@ def test_inventory_keeps_one_entry_per_kind_with_the_earliest_since() -> None:
     assert index.problems == ["row 302: Device ID: found 'XYZ', expected 16 hex digits"]
     (kinds,) = index.since.values()
     assert list(kinds.values()) == [date(2026, 1, 1)]
+
+
+def test_a_path_that_is_not_utf8_is_a_request_not_a_malformed_line() -> None:
+    # nginx's escape=json passes bytes >= 0x80 through unescaped.
+    line = _line(path="/site/x").replace(b"/site/x", b"/targets/\xff\xfe")
+    assert parse_line(line) is None

@@ -1,37 +1,20 @@
-"""The applicability rule (DOMAIN.md, "Device estates"), as a pure function of values.
-
-An image applies to a group of devices when
-  * it is not withdrawn,
-  * its device type is the devices' device type,
-  * one of its CPL entries has the devices' manufacturer (the image's ``manufacturer_id``), model
-    and hardware version, and
-  * the devices may upgrade to it: that entry's Upgrade From lists the CPL entry of the devices'
-    current firmware (found in the published CPL by manufacturer, model, hardware version and
-    firmware version), or, where Upgrade From is empty (``N/A``), the image's firmware version is
-    numerically higher than the devices'.
+"""Estate matching: the contract's applicability rule (metadata_templates/applicability.py) applied
+to groups of identical devices, and the recommendation.
 
 The recommended image is the applicable one with the highest firmware version; ties (two images of
 one firmware version, which the gateway should prevent) go to the lowest target path so the answer
-never depends on input order.
-
-Images are indexed by (manufacturer, model, hardware version), so matching costs O(groups) lookups
-plus the few candidates per lookup, never O(groups x images).
+never depends on input order. Withdrawn images never apply.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from client.catalogue import CatalogueImage
 from client.estate import GroupKey
+from metadata_templates.applicability import ApplicabilityIndex
 from metadata_templates.cpl_document import CplDocument
-from metadata_templates.custom import CplEntryRef
-
-# The CPL spells "no pathway" as N/A; the importer turns it into an empty tuple, but a document
-# written by another tool might not, and reading N/A as an entry ID would silently match nothing.
-_NO_PATHWAY = frozenset({"", "N/A", "NA"})
 
 
 @dataclass(frozen=True)
@@ -58,54 +41,23 @@ class GroupResult:
         return any(image.is_security_fix for image in self.applicable)
 
 
-def _pathway(entry: CplEntryRef) -> frozenset[str]:
-    return frozenset(item.strip() for item in entry.upgrade_from) - _NO_PATHWAY
-
-
 class Matcher:
     """The catalogue and CPL indexed for matching; build once, match many groups."""
 
     def __init__(self, images: Iterable[CatalogueImage], cpl: CplDocument) -> None:
-        # (manufacturer, model, hardware version) -> (image, its pathway set) candidates.
-        self._candidates: dict[
-            tuple[str, str, str], list[tuple[CatalogueImage, frozenset[str]]]
-        ] = defaultdict(list)
-        for image in images:
-            if image.withdrawn:
-                continue
-            for entry in image.cfl.cpl_entries:
-                where = (image.cfl.manufacturer_id, entry.model_id, entry.hardware_version)
-                self._candidates[where].append((image, _pathway(entry)))
-        self._current: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
-        for cpl_entry in cpl.entries:
-            self._current[cpl_entry.device_key].append(cpl_entry.id)
+        self._index: ApplicabilityIndex[CatalogueImage] = ApplicabilityIndex(cpl)
+        self._index.add_all(
+            (image.target_path, image, image.cfl) for image in images if not image.withdrawn
+        )
 
     def current_entries(self, key: GroupKey) -> tuple[str, ...]:
         """CPL entry IDs recorded for the group's current firmware."""
-        found = self._current.get(
-            (key.manufacturer_id, key.model_id, key.hardware_version, key.firmware_version), []
-        )
-        return tuple(sorted(found))
+        return self._index.current_entries(key)
 
     def applicable(self, key: GroupKey) -> tuple[CatalogueImage, ...]:
         """Every image that applies to devices of this group, best first."""
-        candidates = self._candidates.get((key.manufacturer_id, key.model_id, key.hardware_version))
-        if not candidates:
-            return ()
-        current = frozenset(self.current_entries(key))
-        device_firmware = int(key.firmware_version, 16)
-        found: dict[str, CatalogueImage] = {}
-        for image, pathway in candidates:
-            if image.cfl.device_type != key.device_type:
-                continue
-            if pathway:
-                applies = not pathway.isdisjoint(current)
-            else:
-                applies = image.firmware_number > device_firmware
-            if applies:
-                # One image may reach this group through several of its entries; list it once.
-                found[image.target_path] = image
-        return tuple(sorted(found.values(), key=lambda i: (-i.firmware_number, i.target_path)))
+        found = self._index.applicable(key).values()
+        return tuple(sorted(found, key=lambda i: (-i.firmware_number, i.target_path)))
 
     def match(self, key: GroupKey, device_count: int) -> GroupResult:
         """The result for one group."""

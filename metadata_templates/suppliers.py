@@ -24,8 +24,7 @@ from typing import Any
 
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.errors import field_error
-
-SUPPLIERS_TARGET_PATH = "cfl/suppliers.json"
+from metadata_templates.naming import SUPPLIERS_TARGET_PATH as SUPPLIERS_TARGET_PATH
 
 USER_ROLES = ("IS", "GS", "DCC")
 """DCC User Roles that may hold a CFL registration: Import Supplier, Gas Supplier, the DCC."""

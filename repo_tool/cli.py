@@ -75,6 +75,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
     Release notes: notes custodian, notes grant
+    Access:        supplier add|revoke|list, host nginx, audit
     Manufacturer:  keygen, submit
     Demo:          demo-data
 
@@ -1025,6 +1026,18 @@ def demo_data(out_dir: Path, seed: int) -> None:
     paths = write_demo_dataset(make_demo_dataset(seed), out_dir)
     _err(f"demo data written to {out_dir}")
     logger.debug("%s", paths)
+
+
+# ---- suppliers and access hook: the commands live in repo_tool/cli_access.py ----
+def _add_access_commands() -> None:
+    from repo_tool.cli_access import audit, host, supplier
+
+    for command in (supplier, host, audit):
+        cli.add_command(command)
+
+
+_add_access_commands()
+# ---- end of suppliers and access hook ----
 
 
 def main() -> None:

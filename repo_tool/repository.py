@@ -47,6 +47,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.locking import exclusive_lock
+from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool import tlog
 from repo_tool.config import RepoConfig
@@ -367,6 +368,31 @@ class Repository:
     # ---------------------------------------------------------------------------- operations
 
     # --------------------------------------------------------------------- provider documents
+
+    def suppliers(self) -> SupplierRegistry:
+        """The current supplier registry (empty before the first registration)."""
+        sha = self.head.suppliers_sha256
+        return SupplierRegistry.from_bytes(self.blobs.get(sha)) if sha else SupplierRegistry()
+
+    def commit_suppliers(
+        self, registry: SupplierRegistry, *, now: datetime, event: dict[str, Any]
+    ) -> int:
+        """Store ``registry``, sign it as target ``cfl/suppliers.json``, and commit with ``event``
+        (repo_tool/supplier_ops.py). Returns the new targets version."""
+        data = registry.to_bytes()
+        sha = self.blobs.put(data)
+
+        def change(targets: Targets) -> None:
+            targets.targets[SUPPLIERS_TARGET_PATH] = TargetFile(
+                len(data), {"sha256": sha}, SUPPLIERS_TARGET_PATH
+            )
+
+        version = self.stage_targets(change, now)
+        self.commit(
+            replace(self.head, suppliers_sha256=sha, targets_version=version),
+            event={**event, "suppliers_sha256": sha},
+        )
+        return version
 
     def provider_document(self, path: str) -> bytes | None:
         """The bytes of a provider target (``cfl/...``) as staged in the current targets role."""

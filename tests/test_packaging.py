@@ -44,6 +44,7 @@ def test_wheel_contains_site_assets_and_schema(wheel: Path) -> None:
     assert any(n.startswith("repo_tool/_site/templates/") and n.endswith(".html") for n in names)
     assert any(n.startswith("repo_tool/_site/static/") and n.endswith(".css") for n in names)
     assert "client/templates/estate_report.html" in names  # cfl check --report
+    assert "repo_tool/host_templates/nginx.conf.j2" in names  # `cfl-repo host nginx`
     assert not any(n.startswith("tests/") for n in names)
 
 

@@ -47,6 +47,7 @@ class Head:
     manufacturers: dict[str, ManufacturerRecord] = field(default_factory=dict)
     cpl_sha256: str | None = None
     withdrawals_sha256: str | None = None
+    suppliers_sha256: str | None = None  # the supplier registry blob (repo_tool/supplier_ops.py)
     index_sha256: str | None = None
     snapshot_version: int = 0
     timestamp_version: int = 0

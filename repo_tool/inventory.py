@@ -1,0 +1,209 @@
+"""The auditor's inventory extract (DOMAIN.md, "Suppliers and access"), read into a compact index.
+
+A Smart Metering Inventory extract has one row per device: ``Device ID``, ``Device Type``,
+``Manufacturer Identifier``, ``Model Identifier``, ``Hardware Version``, ``Firmware Version``,
+``Responsible Supplier`` (Entity ID) and ``Since`` (the ISO date it became responsible). The audit
+only asks "was supplier S responsible, on day D, for some device of this kind?", so the index keeps
+one entry per distinct (supplier, device type, manufacturer, model, hardware version, firmware
+version) with the earliest ``Since``: memory grows with the variety of the estate (thousands of
+models, tens of suppliers), never with the 20 million devices, whose IDs are checked and dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import operator
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import NamedTuple
+
+from metadata_templates.errors import RejectedInputError, field_error
+
+INVENTORY_COLUMNS = (
+    "Device ID",
+    "Device Type",
+    "Manufacturer Identifier",
+    "Model Identifier",
+    "Hardware Version",
+    "Firmware Version",
+    "Responsible Supplier",
+    "Since",
+)
+MAX_REPORTED_PROBLEMS = 20
+
+_DEVICE_ID = re.compile(r"[0-9A-Fa-f]{16}")
+_HEX4 = re.compile(r"[0-9A-F]{4}")
+_MODEL = re.compile(r"[0-9A-F]{4}(?:[0-9A-F]{4})?")
+_HEX8 = re.compile(r"[0-9A-F]{8}")
+_ENTITY = re.compile(r"[0-9A-F]{16}")
+_TYPE = re.compile(r"[A-Z0-9]{1,16}")
+
+
+class DeviceKind(NamedTuple):
+    """Devices the applicability rule cannot tell apart (the contract's `Device` protocol)."""
+
+    device_type: str
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    firmware_version: str
+
+
+@dataclass
+class InventoryIndex:
+    """Responsible supplier -> device kind -> the earliest day it was responsible for one.
+
+    Attributes:
+        since: the index.
+        devices: well-formed rows read.
+        bad_rows: rows left out.
+        problems: the first problems, as ``row N: message`` lines.
+    """
+
+    since: dict[str, dict[DeviceKind, date]] = field(default_factory=dict)
+    devices: int = 0
+    bad_rows: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, supplier: str, kind: DeviceKind, day: date) -> None:
+        kinds = self.since.setdefault(supplier, {})
+        known = kinds.get(kind)
+        if known is None or day < known:
+            kinds[kind] = day
+
+    def problem(self, row: int, message: str) -> None:
+        self.bad_rows += 1
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(f"row {row}: {message}")
+
+
+def _token(text: str) -> str:
+    return "".join(text.split()).casefold()
+
+
+def _layout(header: list[str]) -> tuple[int, ...]:
+    wanted = {_token(name): name for name in INVENTORY_COLUMNS}
+    found: dict[str, int] = {}
+    for index, text in enumerate(header):
+        name = wanted.get(_token(text))
+        if name is not None and name not in found:
+            found[name] = index
+    missing = [name for name in INVENTORY_COLUMNS if name not in found]
+    if missing:
+        raise RejectedInputError(
+            field_error(
+                "inventory header", ",".join(header)[:200], f"the columns {missing} as well"
+            )
+        )
+    return tuple(found[name] for name in INVENTORY_COLUMNS)
+
+
+_CACHE_LIMIT = 200_000  # distinct (kind, supplier) and Since values remembered, to bound memory
+
+
+class _RowReader:
+    """Checks rows; remembers the verdict for repeated values, which in an estate are the rule (a
+    model and its firmware repeat across millions of devices), so most rows cost one regex."""
+
+    def __init__(self, layout: tuple[int, ...]) -> None:
+        self.layout = layout
+        self.needed = max(layout) + 1
+        # C-speed extraction of the columns, in canonical order; values are stripped only when
+        # first seen (the cache is keyed by the raw text).
+        self.device_id = operator.itemgetter(layout[0])
+        self.kind_fields = operator.itemgetter(*layout[1:7])
+        self.since_field = operator.itemgetter(layout[7])
+        self.kinds: dict[tuple[str, ...], tuple[str, DeviceKind] | str] = {}
+        self.days: dict[str, date | str] = {}
+
+    def _kind(self, raw: tuple[str, ...]) -> tuple[str, DeviceKind] | str:
+        device_type, mfr, model, hw, fw, supplier = (value.strip() for value in raw)
+        checks = (
+            ("Device Type", device_type.upper(), _TYPE, "a device type such as ESME"),
+            ("Manufacturer Identifier", mfr.upper(), _HEX4, "4 hex digits"),
+            ("Model Identifier", model.upper(), _MODEL, "4 or 8 hex digits"),
+            ("Hardware Version", hw.upper(), _HEX4, "4 hex digits"),
+            ("Firmware Version", fw.upper(), _HEX8, "8 hex digits"),
+            ("Responsible Supplier", supplier.replace("-", "").upper(), _ENTITY, "16 hex digits"),
+        )
+        for column, value, pattern, expected in checks:
+            if not pattern.fullmatch(value):
+                return field_error(column, value, expected)
+        kind = DeviceKind(device_type.upper(), mfr.upper(), model.upper(), hw.upper(), fw.upper())
+        return supplier.replace("-", "").upper(), kind
+
+    def _day(self, since: str) -> date | str:
+        since = since.strip()
+        try:
+            return date.fromisoformat(since[:10])
+        except ValueError:
+            return field_error("Since", since, "an ISO date (YYYY-MM-DD)")
+
+    def read(self, fields: list[str]) -> tuple[str, DeviceKind, date] | str:
+        """The row's supplier, device kind and day, or the message naming what is wrong."""
+        if len(fields) < self.needed:
+            return field_error("row", f"{len(fields)} fields", f"at least {self.needed}")
+        device_id = self.device_id(fields)
+        if not _DEVICE_ID.fullmatch(device_id) and not _DEVICE_ID.fullmatch(
+            device_id.strip().replace("-", "")
+        ):
+            return field_error("Device ID", device_id.strip(), "16 hex digits")
+        kind_key = self.kind_fields(fields)
+        kind = self.kinds.get(kind_key)
+        if kind is None:
+            kind = self._kind(kind_key)
+            if len(self.kinds) < _CACHE_LIMIT:
+                self.kinds[kind_key] = kind
+        if isinstance(kind, str):
+            return kind
+        since = self.since_field(fields)
+        day = self.days.get(since)
+        if day is None:
+            day = self._day(since)
+            if len(self.days) < _CACHE_LIMIT:
+                self.days[since] = day
+        if isinstance(day, str):
+            return day
+        return kind[0], kind[1], day
+
+
+def read_inventory(lines: Iterable[str]) -> InventoryIndex:
+    """Index an inventory CSV given as text lines (streamed: one row in memory at a time).
+
+    Raises:
+        RejectedInputError: empty, or the header lacks a column. Bad rows are counted instead.
+    """
+    reader = csv.reader(iter(lines))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise RejectedInputError("inventory: found an empty file, expected a CSV header") from None
+    except csv.Error as e:
+        raise RejectedInputError(f"inventory header: not CSV ({e})") from e
+    rows = _RowReader(_layout(header))
+    index = InventoryIndex()
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            index.problem(reader.line_num, f"not CSV ({e})")
+            continue
+        if not fields:
+            continue
+        parsed = rows.read(fields)
+        if isinstance(parsed, str):
+            index.problem(reader.line_num, parsed)
+            continue
+        index.devices += 1
+        index.add(*parsed)
+    return index
+
+
+def inventory_lines(data: io.TextIOBase) -> Iterator[str]:
+    """Lines of an opened inventory file (kept separate so tests can pass strings)."""
+    yield from data

@@ -1,0 +1,180 @@
+"""The audit's judgement, on a real (small) library and hand-made log records: registration and
+revocation times, roles, Change of Supplier by `Since`, devices already upgraded."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from access.pki import issue, make_ca
+from factory import T0, LibraryFactory, make_entry, make_image, mi_sha
+from metadata_templates.naming import blob_name
+from metadata_templates.suppliers import SupplierRegistry
+from repo_tool.audit import AccessRecord, AuditLibrary, Auditor, parse_line
+from repo_tool.inventory import read_inventory
+from repo_tool.supplier_ops import check_certificate, registered, revoked
+
+CA = make_ca()
+IS_CERT, GS_CERT, LATE_CERT = (
+    issue(CA, n, not_before=T0 - timedelta(days=90)) for n in ("IS Co", "GS Co", "Late Co")
+)
+IS, GS, LATE = "00000000000000B1", "00000000000000B2", "00000000000000B3"
+HEADER = (
+    "Device ID,Device Type,Manufacturer Identifier,Model Identifier,Hardware Version,"
+    "Firmware Version,Responsible Supplier,Since\n"
+)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[AuditLibrary, SupplierRegistry, str]:
+    """An ESME image (firmware 2 for model 010A030B hw 1111) and three organisations."""
+    factory = LibraryFactory(tmp_path_factory.mktemp("audit-rules"))
+    image = make_image("121D", 2)
+    factory.import_cpl(
+        [
+            make_entry("CPL-1", fw="00000001"),
+            make_entry("CPL-2", fw="00000002", image_sha=mi_sha(image), upgrade_from=("CPL-1",)),
+        ]
+    )
+    factory.add_manufacturer("121D")
+    factory.publish()
+    result = factory.deposit(image, ["CPL-2"])
+    assert result.target is not None
+    repo = factory.repo
+    library = AuditLibrary.of([repo.role("mfr-121D").signed], repo.cpl())
+    registry = SupplierRegistry()
+    registry, _ = registered(
+        registry,
+        entity=IS,
+        name="IS Co",
+        roles=["IS"],
+        certificate=IS_CERT.cert_pem,
+        now=T0 - 30 * DAY,
+    )
+    registry, _ = registered(
+        registry,
+        entity=GS,
+        name="GS Co",
+        roles=["GS"],
+        certificate=GS_CERT.cert_pem,
+        now=T0 - 30 * DAY,
+    )
+    registry, _ = registered(
+        registry, entity=LATE, name="Late", roles=["IS"], certificate=LATE_CERT.cert_pem, now=T0
+    )
+    registry, _ = revoked(registry, entity=IS, reason="gone", now=T0 + 10 * DAY)
+    sha = repo.role("mfr-121D").signed.targets[result.target].hashes["sha256"]
+    return library, registry, "/targets/" + blob_name(result.target, sha)
+
+
+def record(path: str, cert: bytes, when: datetime) -> AccessRecord:
+    sha256 = check_certificate(cert, now=T0).sha256
+    line = {
+        "format": "cfl-access-1", "time": when.isoformat(), "entity_id": "", "certificate_sha256": sha256,
+        "certificate_sha1": "", "verify": "SUCCESS", "certificate": "", "remote_addr": "::1",
+        "method": "GET", "path": path, "status": 200, "bytes": 1,
+    }  # fmt: skip
+    parsed = parse_line(json.dumps(line, separators=(",", ":")).encode())
+    assert parsed is not None
+    return parsed
+
+
+def inventory(*rows: tuple[str, str, str]) -> str:
+    """Rows of (firmware, supplier, since) for ESME devices of the image's model."""
+    body = "".join(
+        f"{i:016X},ESME,121D,010A030B,1111,{fw},{supplier},{since}\n"
+        for i, (fw, supplier, since) in enumerate(rows)
+    )
+    return HEADER + body
+
+
+def findings(
+    world: tuple[AuditLibrary, SupplierRegistry, str],
+    cert: bytes,
+    when: datetime,
+    inv: str | None = None,
+) -> tuple[str, ...]:
+    library, registry, path = world
+    index = read_inventory(inv.splitlines(keepends=True)) if inv is not None else None
+    return Auditor(registry, library, index).judge(record(path, cert, when)).findings
+
+
+def test_role_registration_and_revocation_times(
+    world: tuple[AuditLibrary, SupplierRegistry, str],
+) -> None:
+    assert findings(world, IS_CERT.cert_pem, T0) == ()
+    assert findings(world, GS_CERT.cert_pem, T0) == ("outside-role",)
+    # Downloads before the revocation stay clean; after it they are flagged.
+    assert findings(world, IS_CERT.cert_pem, T0 + 10 * DAY - timedelta(seconds=1)) == ()
+    assert findings(world, IS_CERT.cert_pem, T0 + 10 * DAY) == ("revoked-certificate",)
+    # A certificate used before it was registered was not registered then.
+    assert findings(world, LATE_CERT.cert_pem, T0 - DAY) == ("unregistered-certificate",)
+    assert findings(world, issue(CA, "Stranger").cert_pem, T0) == ("unregistered-certificate",)
+
+
+def test_change_of_supplier_entitles_from_the_gain(
+    world: tuple[AuditLibrary, SupplierRegistry, str],
+) -> None:
+    gained = (T0 - 5 * DAY).date().isoformat()
+    inv = inventory(("00000001", IS, gained))
+    assert findings(world, IS_CERT.cert_pem, T0 - 6 * DAY, inv) == ("no-applicable-device",)
+    assert findings(world, IS_CERT.cert_pem, T0 - 5 * DAY, inv) == ()
+
+
+def test_the_rule_decides_which_devices_count(
+    world: tuple[AuditLibrary, SupplierRegistry, str],
+) -> None:
+    long_ago = (T0 - 60 * DAY).date().isoformat()
+    # Firmware 3 is not on the image's upgrade pathway (CPL-1 only): the image applies to nothing.
+    assert findings(world, IS_CERT.cert_pem, T0, inventory(("00000003", IS, long_ago))) == (
+        "no-applicable-device",
+    )
+    # A device already running the image's firmware: the download was for that upgrade.
+    assert findings(world, IS_CERT.cert_pem, T0, inventory(("00000002", IS, long_ago))) == ()
+    # Another supplier's devices do not entitle this one.
+    assert findings(world, IS_CERT.cert_pem, T0, inventory(("00000001", GS, long_ago))) == (
+        "no-applicable-device",
+    )
+
+
+def test_unknown_blob_is_judged_by_its_name(
+    world: tuple[AuditLibrary, SupplierRegistry, str],
+) -> None:
+    library, registry, _ = world
+    path = "/targets/121D/" + "c" * 64 + ".GSME-0001-00000009-" + "d" * 16 + ".ota"
+    judged = Auditor(registry, library).judge(record(path, IS_CERT.cert_pem, T0))
+    assert judged.findings == ("outside-role",)
+    assert judged.entitled is None
+    assert judged.to_dict()["time"] == T0.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_corrupt_gzip_leaves_stdout_empty(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = tmp_path / "R"
+    cfl_repo = Path(sys.executable).with_name("cfl-repo")
+    assert (
+        subprocess.run(
+            [str(cfl_repo), "--repo", str(repo), "init", "--dev-keys"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    import gzip
+
+    bad = tmp_path / "access.log.2.gz"
+    bad.write_bytes(gzip.compress(b'{"format":"cfl-access-1"}\n' * 1000)[:-20])
+    result = subprocess.run(
+        [str(cfl_repo), "--repo", str(repo), "audit", str(bad), "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert "access.log.2.gz" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,153 @@
+"""`cfl-repo host nginx` on a real nginx: the access matrix of the policy, caching, the log."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+
+import pytest
+
+from access.conftest import CALLERS, Served, client_context
+
+RESOURCES = ("timestamp", "role", "CPL", "ESME", "GSME", "PPMID", "site")
+PUBLIC = {"timestamp", "role", "CPL", "site"}
+ENTITLED = {
+    "IS": {"ESME", "PPMID"},
+    "GS": {"GSME", "PPMID"},
+    "IS+GS": {"ESME", "GSME", "PPMID"},
+    "DCC": set(),
+}
+REASONS = {
+    "revoked": "registration revoked",
+    "expired": "certificate expired",
+    "other-CA": "not issued by the CFL supplier CA",
+    "manufacturer": "not registered",
+    "no-certificate": "no client certificate",
+    "IS": "not covered",
+    "GS": "not covered",
+    "IS+GS": "not covered",
+    "DCC": "not covered",
+}
+
+
+def get(served: Served, caller: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPSConnection(
+        "localhost", served.port, context=client_context(served, caller), timeout=10
+    )
+    try:
+        connection.request("GET", "/" + path, headers={"Accept-Encoding": "identity"})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def expected_status(caller: str, resource: str) -> int:
+    if resource in PUBLIC:
+        return 200
+    return 200 if resource in ENTITLED.get(caller, set()) else 403
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("resource", RESOURCES)
+@pytest.mark.parametrize("caller", CALLERS)
+def test_access_matrix(served: Served, caller: str, resource: str) -> None:
+    status, headers, body = get(served, caller, served.paths[resource])
+    assert status == expected_status(caller, resource), body
+    if status == 403:
+        assert headers["content-type"].startswith("text/plain")
+        assert REASONS[caller] in body.decode()
+        assert headers["cache-control"] == "no-store"
+    elif resource in ("ESME", "GSME", "PPMID"):
+        assert headers["cache-control"] == "private, max-age=31536000, immutable"
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(
+    ("path", "cache_control"),
+    [
+        ("metadata/timestamp.json", "no-cache"),
+        ("metadata/1.root.json", "public, max-age=31536000, immutable"),
+        ("metadata/999.root.json", "no-store"),
+        ("site/index.html", "no-cache"),
+    ],
+)
+def test_caching_rules(served: Served, path: str, cache_control: str) -> None:
+    status, headers, _ = get(served, "no-certificate", path)
+    assert headers["cache-control"] == cache_control, (status, headers)
+
+
+@pytest.mark.system
+def test_dotfiles_and_other_paths_are_not_served(served: Served) -> None:
+    (served.factory.out / "targets" / ".secret").write_text("x")
+    assert get(served, "IS", "targets/.secret")[0] == 404
+    assert get(served, "IS", "state/head.json")[0] == 404
+    assert get(served, "IS", "")[0] == 302
+
+
+@pytest.mark.system
+def test_json_is_gzipped(served: Served) -> None:
+    connection = http.client.HTTPSConnection(
+        "localhost", served.port, context=client_context(served, "IS"), timeout=10
+    )
+    connection.request("GET", "/metadata/1.root.json", headers={"Accept-Encoding": "gzip"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.getheader("Content-Encoding") == "gzip"
+
+
+@pytest.mark.system
+def test_hostile_path_cannot_forge_a_log_line(served: Served) -> None:
+    forged = '{"format":"cfl-access-1","entity_id":"00000000000000A1","status":200}'
+    path = "targets/121D/x%22%0A" + forged.replace('"', "%22").replace(",", "%2C")
+    assert get(served, "no-certificate", path)[0] in (403, 404)
+    deadline = time.monotonic() + 10  # nginx logs a request after answering it
+    while b'cfl-access-1\\"' not in served.access_log.read_bytes():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    lines = served.access_log.read_bytes().splitlines()
+    for line in lines:
+        doc = json.loads(line)  # every line is one whole JSON object
+        assert doc["format"] == "cfl-access-1"
+    assert any(forged in json.loads(line)["path"] for line in lines)
+
+
+def _aliases(blob: str) -> list[str]:
+    """Other spellings of one image's path that a caller might try to slip past the rules."""
+    mfr, name = blob.removeprefix("targets/").split("/", 1)
+    return [
+        f"targets/cfl/../{mfr}/{name}",  # through the public prefix
+        f"targets/cfl/%2E%2E/{mfr}/{name}",  # the same, percent-encoded
+        f"targets//{mfr}/{name}",  # doubled slash
+        f"site/../targets/{mfr}/{name}",  # through the public site
+        f"targets/{mfr}/{name}?type=PPMID-0001-",  # a query naming another type
+        f"targets/{mfr}/./{name}",
+        f"targets/{mfr}/{name}%00.json",
+    ]
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("caller", ["no-certificate", "GS", "manufacturer"])
+@pytest.mark.parametrize("alias", range(7))
+def test_no_spelling_of_an_image_path_bypasses_the_rules(
+    served: Served, caller: str, alias: int
+) -> None:
+    path = _aliases(served.paths["ESME"])[alias]
+    status, _, body = get(served, caller, path)
+    assert status in (400, 403, 404), (path, status, body[:80])
+    assert status != 200
+
+
+@pytest.mark.system
+def test_a_range_request_is_refused_too(served: Served) -> None:
+    connection = http.client.HTTPSConnection(
+        "localhost", served.port, context=client_context(served, "GS"), timeout=10
+    )
+    connection.request("GET", "/" + served.paths["ESME"], headers={"Range": "bytes=0-9"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 403

@@ -10,28 +10,26 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from client import __version__
-from client.catalogue import CatalogueImage, build_catalogue
-from client.download import OutputFolder, PlacedFile
-from client.estate import iter_estate_devices, open_estate, read_estate_groups
-from client.history import History
+from client.catalogue import CatalogueImage
+from client.check import run_check
 from client.home import ClientConfig, ClientHome, normalise_repository_url
-from client.matching import match_estate
-from client.report import CheckReport, render_summary, report_json, write_devices_csv
-from client.session import Session, SessionPaths
-from client.transport import CflFetcher
-from metadata_templates import identifiers, naming
-from metadata_templates.errors import ConfigurationError, VerificationError
-from metadata_templates.output import json_document, reports_errors, utc_now
-from metadata_templates.withdrawals import WithdrawalList
+from client.listing import list_images as list_library_images
+from client.output import CflGroup, emit_json, say, utc_now
+from client.refresh import refresh_library
+from client.report import render_summary, report_json
+from client.retrieval import download_images
+from client.selection import Wanted
+from client.session import UnverifiedRole
+from metadata_templates import identifiers
+from metadata_templates.errors import EXIT_FAILURE, ConfigurationError
 
 logger = logging.getLogger("client")
 stderr = Console(stderr=True, highlight=False)
@@ -40,52 +38,23 @@ stderr = Console(stderr=True, highlight=False)
 _now = utc_now
 
 
-def _emit_json(doc: dict[str, Any]) -> None:
-    click.echo(json_document(doc))
+def _warn_unverified(unverified: Iterable[UnverifiedRole]) -> None:
+    """One warning line per manufacturer role that did not verify (its images are left out)."""
+    for role in unverified:
+        say(f"warning: {role.manufacturer_id}: images left out, {role.message}")
 
 
-handle_errors = reports_errors(logger, "no partial file was left in the output folder")
+def _exit_if_incomplete(ctx: click.Context, asked_unverified: Sequence[UnverifiedRole]) -> None:
+    """Exit 1 when the answer lacks images of a manufacturer the user asked for."""
+    if asked_unverified:
+        names = ", ".join(sorted({u.manufacturer_id for u in asked_unverified}))
+        say(f"error: not verified: images of manufacturer(s) {names}; the rest is complete")
+        ctx.exit(EXIT_FAILURE)
 
 
-class _Client:
-    """The home, its lock and one verified session, opened per command."""
-
-    def __init__(self, home: ClientHome, *, offline: bool) -> None:
-        self.home = home
-        self.offline = offline
-        config = home.load_config()
-        if offline:
-            from client.session import LocalFetcher
-
-            url = "https://offline.invalid/"
-            self.session = Session(
-                SessionPaths(home.metadata_dir, home.targets_dir),
-                url,
-                LocalFetcher(home.metadata_dir, home.targets_dir, url),
-                bootstrap_root=home.bootstrap_root(),
-            )
-        else:
-            self.session = Session(
-                SessionPaths(home.metadata_dir, home.targets_dir),
-                config.repository_url,
-                CflFetcher(config.transport_settings()),
-                bootstrap_root=home.bootstrap_root(),
-            )
-
-    def catalogue(
-        self, manufacturers: Iterable[str] | None
-    ) -> tuple[tuple[CatalogueImage, ...], WithdrawalList]:
-        self.session.refresh()
-        withdrawals = self.session.withdrawals()
-        images, problems = build_catalogue(
-            self.session.verified_targets(manufacturers), withdrawals
-        )
-        for problem in problems:
-            stderr.print(f"warning: ignored {problem.target}: {problem.message}")
-        return images, withdrawals
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=CflGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="cfl")
 @click.option(
     "--home",
@@ -119,11 +88,8 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     ctx.obj["home"] = ClientHome(home)
 
 
-def _home(ctx: click.Context, *, initialised: bool = True) -> ClientHome:
+def _home(ctx: click.Context) -> ClientHome:
     home: ClientHome = ctx.obj["home"]
-    if initialised:
-        # Before taking the lock, which creates the folder: a mistyped --home must not leave one.
-        home.load_config()
     return home
 
 
@@ -164,12 +130,18 @@ offline_option = click.option(
     help="File holding a bearer token sent with every request.",
 )
 @click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=ClientConfig.deadline,
+    show_default=True,
+    help="Seconds any one request may take in all; a host trickling bytes is cut off then.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Re-initialise: discard trusted metadata and cache (history is kept).",
 )
 @click.pass_context
-@handle_errors
 def init(
     ctx: click.Context,
     url: str,
@@ -178,6 +150,7 @@ def init(
     client_key: str | None,
     ca_bundle: str | None,
     token_file: str | None,
+    deadline: float,
     force: bool,
 ) -> None:
     """Trust the library at URL (http(s):// or file://), starting from ROOT.json. Without a root file
@@ -186,13 +159,14 @@ def init(
         raise ConfigurationError(
             "--client-cert and --client-key go together (mutual TLS needs both)"
         )
-    home = _home(ctx, initialised=False)
+    home = _home(ctx)
     config = ClientConfig(
         repository_url=normalise_repository_url(url),
         client_cert=str(Path(client_cert).resolve()) if client_cert else None,
         client_key=str(Path(client_key).resolve()) if client_key else None,
         ca_bundle=str(Path(ca_bundle).resolve()) if ca_bundle else None,
         token_file=str(Path(token_file).resolve()) if token_file else None,
+        deadline=deadline,
     )
     with home.lock():
         home.initialise(config, root_file.read_bytes(), force=force)
@@ -204,41 +178,30 @@ def init(
     "--json", "as_json", is_flag=True, help="Print the verified versions as JSON on stdout."
 )
 @click.pass_context
-@handle_errors
 def refresh(ctx: click.Context, as_json: bool) -> None:
     """Fetch and verify the newest library metadata, every manufacturer's role and the CPL, so
-    that --offline works afterwards (one timestamp.json fetch when nothing changed)."""
-    home = _home(ctx)
-    with home.lock():
-        client = _Client(home, offline=False)
-        client.session.refresh()
-        # --offline serves ngclient only what is in the home, so bring every role and provider
-        # document up to the new snapshot here; when nothing changed they are all cached already.
-        client.session.verified_targets(None)
-        for path in naming.PROVIDER_TARGET_PATHS:
-            client.session.provider_document(path)
-        manufacturers = client.session.delegated_manufacturers()
-        versions = client.session.versions()
+    that --offline works afterwards (one timestamp.json fetch when nothing changed).
+
+    A manufacturer whose role is expired or fails verification is reported (a warning, and
+    "unverified" in --json) and the rest of the library is refreshed; the exit code stays 0 because
+    no image was asked for.
+    """
+    result = refresh_library(_home(ctx))
+    _warn_unverified(result.unverified)
     if as_json:
-        _emit_json({"versions": versions, "manufacturers": manufacturers})
+        emit_json(
+            {
+                "versions": result.versions,
+                "manufacturers": result.manufacturers,
+                "unverified": [u.to_json() for u in result.unverified],
+            }
+        )
         return
-    click.echo(
+    say(
         "verified: "
-        + ", ".join(f"{role} v{v}" for role, v in versions.items())
-        + f"; {len(manufacturers)} manufacturer(s) delegated",
-        err=True,
+        + ", ".join(f"{role} v{v}" for role, v in result.versions.items())
+        + f"; {len(result.manufacturers)} manufacturer(s) delegated"
     )
-
-
-def _image_doc(image: CatalogueImage, withdrawals: WithdrawalList) -> dict[str, Any]:
-    withdrawal = withdrawals.by_target().get(image.target_path)
-    return {
-        "target": image.target_path,
-        "length": image.length,
-        "sha256": image.sha256,
-        "withdrawn": None if withdrawal is None else withdrawal.to_dict(),
-        "cfl": image.cfl.to_dict(),
-    }
 
 
 @cli.command("list")
@@ -254,7 +217,6 @@ def _image_doc(image: CatalogueImage, withdrawals: WithdrawalList) -> dict[str, 
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON on stdout.")
 @offline_option
 @click.pass_context
-@handle_errors
 def list_images(
     ctx: click.Context,
     manufacturers: tuple[str, ...],
@@ -262,23 +224,39 @@ def list_images(
     as_json: bool,
     offline: bool,
 ) -> None:
-    """Every verified image with its CFL metadata (withdrawn ones marked)."""
+    """Every verified image with its CFL metadata (withdrawn ones marked).
+
+    A manufacturer whose role did not verify is reported and left out ("unverified" in --json);
+    the exit code is 1 only if it is one you named with --manufacturer.
+    """
     try:
-        mfrs = [identifiers.manufacturer_id(m, "--manufacturer") for m in manufacturers] or None
+        mfrs = {identifiers.manufacturer_id(m, "--manufacturer") for m in manufacturers}
         types = {identifiers.device_type(t, "--device-type") for t in device_types}
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
-    home = _home(ctx)
-    with home.lock():
-        images, withdrawals = _Client(home, offline=offline).catalogue(mfrs)
-    shown = [i for i in images if not types or i.cfl.device_type in types]
+    listing = list_library_images(
+        _home(ctx), manufacturers=mfrs, device_types=types, offline=offline
+    )
+    for problem in listing.catalogue.ignored:
+        say(f"warning: ignored {problem.target}: {problem.message}")
+    _warn_unverified(listing.catalogue.unverified)
     if as_json:
-        _emit_json({"images": [_image_doc(i, withdrawals) for i in shown]})
-        return
-    table = Table(title=f"{len(shown)} verified image(s)")
+        emit_json(
+            {
+                "images": [listing.image_json(i) for i in listing.shown],
+                "unverified": [u.to_json() for u in listing.catalogue.unverified],
+            }
+        )
+    else:
+        _render_listing(listing.shown)
+    _exit_if_incomplete(ctx, listing.asked_unverified)
+
+
+def _render_listing(images: Sequence[CatalogueImage]) -> None:
+    table = Table(title=f"{len(images)} verified image(s)")
     for heading in ("Target", "Type", "Models", "Firmware", "HW range", "Reason", "MI SHA-256"):
         table.add_column(heading)
-    for image in shown:
+    for image in images:
         cfl = image.cfl
         reason = cfl.reason + (" " + " ".join(cfl.advisories) if cfl.advisories else "")
         if image.withdrawn:
@@ -294,30 +272,6 @@ def list_images(
             cfl.manufacturer_image_sha256[:16] + "...",
         )
     Console(stderr=True, highlight=False, markup=False).print(table)
-
-
-def _run_check(
-    client: _Client, estate: Path, strict: bool
-) -> tuple[CheckReport, tuple[CatalogueImage, ...]]:
-    with open_estate(estate) as source:
-        summary = read_estate_groups(source, strict=strict, max_problems=100, where=str(estate))
-    manufacturers = {key.manufacturer_id for key in summary.groups}
-    images, _ = client.catalogue(manufacturers)
-    cpl = client.session.cpl()
-    report = CheckReport(
-        devices=summary.devices,
-        groups=match_estate(summary.groups, images, cpl),
-        skipped_rows=summary.skipped_rows,
-        problems=summary.problems,
-        problem_count=summary.problem_count,
-    )
-    return report, images
-
-
-def _device_ids(estate: Path) -> Iterator[str]:
-    with open_estate(estate) as source:
-        for device_id, _key in iter_estate_devices(source, where=str(estate)):
-            yield device_id
 
 
 @cli.command()
@@ -344,7 +298,6 @@ def _device_ids(estate: Path) -> Iterator[str]:
 )
 @offline_option
 @click.pass_context
-@handle_errors
 def check(
     ctx: click.Context,
     estate: Path,
@@ -363,37 +316,33 @@ def check(
     says N/A, the image's firmware version is higher). The recommended image is the highest
     applicable firmware version. Only the roles of manufacturers in the estate are fetched.
     """
-    home = _home(ctx)
-    with home.lock():
-        client = _Client(home, offline=offline)
-        report, images = _run_check(client, estate, strict)
-        if devices_out is not None:
-            with open_estate(estate) as source:
-                write_devices_csv(
-                    devices_out, iter_estate_devices(source, where=str(estate)), report.groups
-                )
-        with History(home.history_path) as history:
-            recorded = history.record(
-                now=_now(),
-                devices=report.devices,
-                catalogue_targets=[i.target_path for i in images],
-                applicable_targets=sorted(
-                    {i.target_path for g in report.groups for i in g.applicable}
-                ),
-                device_ids=_device_ids(estate) if changes else None,
-                estate=estate_name,
-            )
-    doc = report_json(report)
-    if changes:
-        doc["changes"] = recorded.to_json()
+    run = run_check(
+        _home(ctx),
+        estate,
+        now=_now(),
+        strict=strict,
+        devices_out=devices_out,
+        changes=changes,
+        estate_name=estate_name,
+        offline=offline,
+    )
+    for problem in run.catalogue.ignored:
+        say(f"warning: ignored {problem.target}: {problem.message}")
+    _warn_unverified(run.catalogue.unverified)
+    doc = report_json(run.report)
+    doc["unverified"] = [u.to_json() for u in run.catalogue.unverified]
+    if run.changes is not None:
+        doc["changes"] = run.changes.to_json()
     if as_json:
-        _emit_json({k: v for k, v in doc.items() if k != "schema_version"})
+        emit_json({k: v for k, v in doc.items() if k != "schema_version"})
     else:
-        render_summary(report, stderr)
-        if changes:
-            stderr.print(json.dumps(recorded.to_json(), indent=2))
+        render_summary(run.report, stderr)
+        if run.changes is not None:
+            stderr.print(json.dumps(run.changes.to_json(), indent=2))
         if devices_out is not None:
             stderr.print(f"per-device batches written to {devices_out}")
+    # Only the estate's manufacturers were loaded, so every unverified role was asked for.
+    _exit_if_incomplete(ctx, run.catalogue.unverified)
 
 
 @cli.command()
@@ -418,7 +367,6 @@ def check(
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entries on stdout.")
 @offline_option
 @click.pass_context
-@handle_errors
 def download(
     ctx: click.Context,
     targets: tuple[str, ...],
@@ -430,65 +378,33 @@ def download(
 ) -> None:
     """Download TARGET... (or the recommended images for --estate) into --out, each verified by
     ngclient before it appears there under a name starting with its SHA-256."""
-    if bool(targets) == bool(estate):
-        raise ConfigurationError("give TARGET... or --estate ESTATE.csv (one of them)")
-    home = _home(ctx)
-    if fragment_size is not None and fragment_size < 1:
-        raise ConfigurationError(
-            f"--fragment-size: found {fragment_size}, expected a positive number of bytes"
-        )
-    with home.lock():
-        client = _Client(home, offline=offline)
-        wanted: list[tuple[CatalogueImage, int]] = []
-        if estate is not None:
-            report, _ = _run_check(client, estate, strict=False)
-            counts: dict[str, int] = {}
-            by_target: dict[str, CatalogueImage] = {}
-            for group in report.groups:
-                if group.recommended is not None:
-                    counts[group.recommended.target_path] = (
-                        counts.get(group.recommended.target_path, 0) + group.device_count
-                    )
-                    by_target[group.recommended.target_path] = group.recommended
-            wanted = [(by_target[t], counts[t]) for t in sorted(by_target)]
-        else:
-            manufacturers = {t.split("/", 1)[0].upper() for t in targets}
-            images, _ = client.catalogue(manufacturers)
-            index = {i.target_path: i for i in images}
-            for target in targets:
-                image = index.get(target)
-                if image is None:
-                    raise VerificationError(
-                        f"TARGET: found {target!r}, expected an image in the verified library (see `cfl list`)"
-                    )
-                if image.withdrawn:
-                    raise VerificationError(
-                        f"TARGET: {target} has been withdrawn by the provider; refusing to download it"
-                    )
-                wanted.append((image, 0))
-        # The folder is made only once there is something verified to put in it; under the lock,
-        # any partial file already there is from a crashed earlier run.
-        folder = OutputFolder(out_dir, fragment_size=fragment_size)
-        folder.remove_partials()
-        placed: list[PlacedFile] = []
-        for image, devices in _progress(wanted):
-            source = (
-                None if folder.is_present(image) else client.session.download(image.target_path)
-            )
-            placed.append(folder.place(image, source, device_count=devices))
-        manifest = folder.write_manifest(placed)
-    fetched = sum(not p.reused for p in placed)
-    if as_json:
-        _emit_json(
-            {"out": str(out_dir), "manifest": str(manifest), "files": [p.to_json() for p in placed]}
-        )
-    click.echo(
-        f"{len(placed)} image(s) in {out_dir} ({fetched} downloaded, {len(placed) - fetched} already present); manifest: {manifest}",
-        err=True,
+    result = download_images(
+        _home(ctx),
+        out_dir=out_dir,
+        targets=targets,
+        estate=estate,
+        fragment_size=fragment_size,
+        offline=offline,
+        progress=_progress,
     )
+    _warn_unverified(result.unverified)
+    if as_json:
+        emit_json(
+            {
+                "out": str(result.out_dir),
+                "manifest": str(result.manifest),
+                "files": [p.to_json() for p in result.placed],
+                "unverified": [u.to_json() for u in result.unverified],
+            }
+        )
+    say(
+        f"{len(result.placed)} image(s) in {out_dir} ({result.fetched} downloaded, "
+        f"{len(result.placed) - result.fetched} already present); manifest: {result.manifest}"
+    )
+    _exit_if_incomplete(ctx, result.unverified)
 
 
-def _progress(items: list[tuple[CatalogueImage, int]]) -> Iterable[tuple[CatalogueImage, int]]:
+def _progress(items: Sequence[Wanted]) -> Iterable[Wanted]:
     """A progress bar on a terminal only."""
     if not sys.stderr.isatty() or len(items) < 2:
         return items

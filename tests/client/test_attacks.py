@@ -63,12 +63,9 @@ def _paths(tmp_path: Path, name: str = "home") -> SessionPaths:
 def _session(
     factory: LibraryFactory, paths: SessionPaths, fetcher: FolderFetcher | None = None
 ) -> Session:
-    """A client session; bootstraps trust from root v1 the first time a home is used."""
+    """A client session; trust is always anchored in root v1, as the client's home does."""
     fetcher = fetcher or FolderFetcher(factory.out)
-    first_use = not (paths.metadata_dir / "root_history").exists()
-    return Session(
-        paths, fetcher.base_url, fetcher, bootstrap_root=factory.root_bytes if first_use else None
-    )
+    return Session(paths, fetcher.base_url, fetcher, bootstrap_root=factory.root_bytes)
 
 
 def _files(directory: Path) -> list[str]:

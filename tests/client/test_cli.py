@@ -39,9 +39,9 @@ TIMEOUT = 60  # seconds for any one cfl run; a hang fails the test instead of st
 SR11_BATCH_LIMIT = 50_000  # DUIS: one SR 11.1 names at most 50,000 devices
 DEVICES_CSV_HEADER = ["Device ID", "Recommended Target", "Manufacturer Image SHA-256", "Batch"]
 # The stable check shape (ARCHITECTURE.md "Stable outputs"), and the top-level extras that
-# client/report.py documents (bad-row reporting).
+# client/report.py documents (bad-row reporting), and the manufacturer roles that did not verify.
 CHECK_KEYS = {"schema_version", "devices", "groups"}
-CHECK_EXTRA_KEYS = {"skipped_rows", "problem_count", "problems"}
+CHECK_EXTRA_KEYS = {"skipped_rows", "problem_count", "problems", "unverified"}
 GROUP_KEYS = {
     "device_type",
     "manufacturer_id",
@@ -455,7 +455,8 @@ def test_refresh_json_reports_the_published_versions(library: Library, home: Pat
     timestamp = signed("timestamp.json")
     snapshot_version = timestamp["meta"]["snapshot.json"]["version"]
     snapshot = signed(f"{snapshot_version}.snapshot.json")
-    assert set(doc) == {"schema_version", "versions", "manufacturers"}
+    assert set(doc) == {"schema_version", "versions", "manufacturers", "unverified"}
+    assert doc["unverified"] == []
     assert doc["versions"] == {
         "root": signed("1.root.json")["version"],
         "timestamp": timestamp["version"],
@@ -467,7 +468,8 @@ def test_refresh_json_reports_the_published_versions(library: Library, home: Pat
 
 def test_list_json_shape_and_filters(library: Library, home: Path) -> None:
     everything = as_json(cfl("list", "--json", home=home))
-    assert set(everything) == {"schema_version", "images"}
+    assert set(everything) == {"schema_version", "images", "unverified"}
+    assert everything["unverified"] == []
     by_target = {image["target"]: image for image in everything["images"]}
     assert set(by_target) == {library.target(k) for k in ("a2", "a3", "b5")}
     for key in ("a2", "a3", "b5"):

@@ -215,6 +215,7 @@ class ClientHome:
 
         Raises:
             UnavailableError: another cfl process holds it.
+            ConfigurationError: the home cannot be created (e.g. it lies under a regular file).
         """
         with contextlib.ExitStack() as stack:
             try:
@@ -225,7 +226,10 @@ class ClientHome:
                     hint="wait for it to finish; the lock is released when it exits",
                 ) from e
             except OSError as e:
-                raise UnavailableError(f"client home {self.path}: {e.strerror or e}") from e
+                raise ConfigurationError(
+                    field_error("--home", str(self.path), "a folder cfl can create and write")
+                    + f" ({e.strerror or e})"
+                ) from e
             yield
 
     def initialise(self, config: ClientConfig, root: bytes, *, force: bool = False) -> None:

@@ -17,7 +17,7 @@ from client.home import ClientHome
 from client.library import load_catalogue, open_session
 from client.selection import Wanted, manufacturers_of_targets, select_recommended, select_targets
 from client.session import UnverifiedRole
-from metadata_templates.errors import ConfigurationError
+from metadata_templates.errors import ConfigurationError, field_error
 
 Progress = Callable[[Sequence[Wanted]], Iterable[Wanted]]
 
@@ -49,6 +49,22 @@ def _no_progress(items: Sequence[Wanted]) -> Iterable[Wanted]:
     return items
 
 
+def check_output_folder(path: Path, option: str) -> None:
+    """Refuse, before any work, an output folder that cannot be one.
+
+    Raises:
+        ConfigurationError: the path, or the nearest existing folder above it, is not a folder.
+    """
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == path else f" ({existing} is a regular file)"
+        raise ConfigurationError(
+            field_error(option, str(path), "a folder, or a path where one can be made") + where
+        )
+
+
 def download_images(
     home: ClientHome,
     *,
@@ -70,6 +86,7 @@ def download_images(
     """
     if bool(targets) == (estate is not None):
         raise ConfigurationError("give TARGET... or --estate ESTATE.csv (one of them)")
+    check_output_folder(out_dir, "--out")
     if fragment_size is not None and fragment_size < 1:
         raise ConfigurationError(
             f"--fragment-size: found {fragment_size}, expected a positive number of bytes"

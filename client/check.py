@@ -76,7 +76,8 @@ class CheckRun:
         report: the match of every device group.
         catalogue: the verified catalogue of the estate's manufacturers (``unverified`` lists
             the roles that did not verify: their devices have nothing applicable in ``report``).
-        changes: devices gained and images new since the last ``--changes`` check, when asked.
+        changes: devices gained and images new since the last ``--changes`` check, when asked
+            and the catalogue is complete (None when a role did not verify: nothing is recorded).
     """
 
     report: CheckReport
@@ -166,6 +167,10 @@ def run_check(
                 raise UnavailableError(
                     f"--devices-out {devices_out}: cannot be written ({e.strerror or e})"
                 ) from e
+        if catalogue.unverified:
+            # The catalogue lacks those manufacturers' images: recording it would make them look
+            # "new" at the next complete check. The history keeps the last complete check instead.
+            return CheckRun(report, catalogue, None)
         with History(home.history_path) as history:
             recorded = history.record(
                 now=now,

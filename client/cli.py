@@ -329,6 +329,8 @@ def check(
     for problem in run.catalogue.ignored:
         say(f"warning: ignored {problem.target}: {problem.message}")
     _warn_unverified(run.catalogue.unverified)
+    if run.catalogue.unverified:
+        say("warning: the check history was not updated: the catalogue is incomplete")
     doc = report_json(run.report)
     doc["unverified"] = [u.to_json() for u in run.catalogue.unverified]
     if run.changes is not None:

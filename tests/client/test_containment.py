@@ -163,10 +163,15 @@ def test_check_matches_the_other_manufacturers_and_exits_1(home: Path, tmp_path:
     assert recommended["121D"] is not None and recommended["121D"].startswith("121D/")
     assert recommended["3F01"] is None
 
+    # An incomplete catalogue is not recorded: 3F01's images must not look new when it renews.
+    assert "changes" not in doc_of(cfl("check", estate, "--json", "--changes", home=home))
+    assert not (home / "history.sqlite").exists()
+
     only_121d = write_estate(tmp_path / "esme.csv", [(device_id(1), *ESME_ROW)])
-    fine = cfl("check", only_121d, "--json", home=home)
+    fine = cfl("check", only_121d, "--json", "--changes", home=home)
     assert fine.returncode == 0, fine.stderr
     assert doc_of(fine)["unverified"] == []  # 3F01's role was never loaded
+    assert "changes" in doc_of(fine)
 
 
 def test_download_fetches_the_others_and_exits_1(home: Path, tmp_path: Path) -> None:

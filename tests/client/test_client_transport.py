@@ -471,7 +471,7 @@ def test_a_trickling_host_is_cut_off_at_the_deadline(trickle_url: str) -> None:
     started = time.monotonic()
     with pytest.raises(TransportTimeoutError, match="not complete within the 3 s deadline"):
         fetch_all(fetcher, trickle_url + "/metadata/timestamp.json")
-    assert 2.5 < time.monotonic() - started < 4.5
+    assert 2.5 < time.monotonic() - started < 6  # the deadline, plus a loaded machine's lag
 
 
 def test_the_deadline_is_measured_on_the_injected_clock(serve) -> None:  # type: ignore[no-untyped-def]

@@ -175,6 +175,14 @@ def test_an_unusable_estate_is_one_error_line(
     assert message in one_error(result, result.returncode)
 
 
+def test_a_device_as_the_estate_is_refused_not_read_forever(home: Path) -> None:
+    # /dev/zero has no line end: read as CSV it would be one endless line held in memory.
+    result = cfl("check", "/dev/zero", home=home)
+    assert "estate /dev/zero: found 'a device', expected a regular file or a pipe" in one_error(
+        result, EXIT_FAILURE
+    )
+
+
 def test_a_missing_estate_is_a_usage_error(home: Path, tmp_path: Path) -> None:
     result = cfl("check", tmp_path / "nope.csv", home=home)
     assert result.returncode == EXIT_USAGE

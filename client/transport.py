@@ -17,8 +17,10 @@ passes, not minutes later.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import queue
 import ssl
 import threading
 import time
@@ -320,18 +322,7 @@ class CflFetcher(FetcherInterface):
             headers["Authorization"] = f"Bearer {self._token}"
         logger.debug("GET %s", url)
         deadline_at = self._clock() + self.settings.deadline
-        # No single wait may outlast the deadline either (a silent host before the headers).
-        read_timeout = max(0.001, min(self.settings.read_timeout, self.settings.deadline))
-        try:
-            response = self._pool.request(
-                "GET",
-                url,
-                headers=headers,
-                preload_content=False,
-                timeout=urllib3.Timeout(connect=self.settings.connect_timeout, read=read_timeout),
-            )
-        except urllib3.exceptions.HTTPError as e:
-            raise self._failure(url, e) from e
+        response = self._request_within_deadline(url, headers, deadline_at)
         if response.status != 200:
             raise self._status_error(url, response)
         declared = response.headers.get("Content-Length")
@@ -343,6 +334,61 @@ class CflFetcher(FetcherInterface):
                 response.release_conn()
                 raise
         return self._stream_http(url, response, deadline_at)
+
+    def _request_within_deadline(
+        self, url: str, headers: dict[str, str], deadline_at: float
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the request and read the status line and headers, within the deadline.
+
+        urllib3 bounds each wait, not the whole header phase, and hands over no socket before the
+        headers are complete; so the request runs on a daemon thread and is abandoned (its
+        response closed whenever it does arrive) if the deadline passes first.
+
+        Raises:
+            TransportTimeoutError: no complete headers before the deadline.
+            TransportError: TLS failure, unreachable host, broken connection.
+        """
+        # No single wait may outlast the deadline either (a silent host before the headers).
+        read_timeout = max(0.001, min(self.settings.read_timeout, self.settings.deadline))
+        outcome: queue.SimpleQueue[urllib3.BaseHTTPResponse | BaseException] = queue.SimpleQueue()
+        abandoned = threading.Event()
+
+        def send() -> None:
+            try:
+                response = self._pool.request(
+                    "GET",
+                    url,
+                    headers=headers,
+                    preload_content=False,
+                    timeout=urllib3.Timeout(
+                        connect=self.settings.connect_timeout, read=read_timeout
+                    ),
+                )
+            except BaseException as e:  # handed to the caller's thread, which re-raises it
+                outcome.put(e)
+                return
+            if abandoned.is_set():
+                response.close()  # the caller gave up on it: free the socket now
+                return
+            outcome.put(response)
+
+        threading.Thread(target=send, name="cfl-request", daemon=True).start()
+        try:
+            result = outcome.get(timeout=max(0.0, deadline_at - self._clock()))
+        except queue.Empty:
+            abandoned.set()
+            with contextlib.suppress(queue.Empty):  # it arrived just now: close it all the same
+                late = outcome.get_nowait()
+                if not isinstance(late, BaseException):
+                    late.close()
+            raise TransportTimeoutError(
+                f"{url}: no response within the {self.settings.deadline:g} s deadline", url
+            ) from None
+        if isinstance(result, urllib3.exceptions.HTTPError):
+            raise self._failure(url, result) from result
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _status_error(self, url: str, response: urllib3.BaseHTTPResponse) -> TransportHTTPError:
         """An HTTP error status as one message naming the URL, the status and the server's reason."""

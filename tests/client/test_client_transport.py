@@ -453,6 +453,38 @@ class _TrickleHandler(socketserver.BaseRequestHandler):
                 self.server.stopping.wait(2.0)  # type: ignore[attr-defined]
 
 
+class _HeaderTrickleHandler(socketserver.BaseRequestHandler):
+    """Sends the status line, then one byte of an endless header every 2 s."""
+
+    def handle(self) -> None:
+        with contextlib.suppress(OSError):
+            self.request.recv(65536)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self.server.stopping.is_set():  # type: ignore[attr-defined]
+                self.request.sendall(b"a")
+                self.server.stopping.wait(2.0)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def header_trickle_url() -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _HeaderTrickleHandler)
+    server.daemon_threads = True
+    server.stopping = threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.stopping.set()  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_host_trickling_its_headers_is_cut_off_at_the_deadline(header_trickle_url: str) -> None:
+    fetcher = CflFetcher(TransportSettings(read_timeout=30, deadline=3))
+    started = time.monotonic()
+    with pytest.raises(TransportTimeoutError, match="no response within the 3 s deadline"):
+        fetch_all(fetcher, header_trickle_url + "/metadata/timestamp.json")
+    assert 2.5 < time.monotonic() - started < 6  # the deadline, plus a loaded machine's lag
+
+
 @pytest.fixture
 def trickle_url() -> Iterator[str]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _TrickleHandler)

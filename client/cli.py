@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +18,21 @@ import click
 from rich.console import Console
 
 from client import __version__
-from client.catalogue import CatalogueImage, build_catalogue
-from client.check import plan_estate, write_estate_devices, write_estate_report
-from client.download import OutputFolder, PlacedFile
-from client.estate import iter_estate_devices, open_estate, read_estate_groups
-from client.history import History
+from client.catalogue import CatalogueImage
+from client.check import run_check
 from client.home import ClientConfig, ClientHome, normalise_repository_url
-from client.report import CheckReport, render_summary, report_json
+from client.listing import list_images as list_library_images
+from client.output import CflGroup, emit_json, say, utc_now
+from client.refresh import refresh_library
+from client.report import render_summary, report_json
+from client.retrieval import download_images
 from client.rollout import parse_phases
-from client.session import Session, SessionPaths
-from client.short_names import resolve_target, short_names
+from client.selection import Wanted
+from client.session import UnverifiedRole
+from client.short_names import short_names
 from client.tables import image_table, wide_console
-from client.transport import CflFetcher
-from metadata_templates import identifiers, naming
-from metadata_templates.errors import ConfigurationError, VerificationError
-from metadata_templates.output import json_document, reports_errors, utc_now
-from metadata_templates.withdrawals import WithdrawalList
+from metadata_templates import identifiers
+from metadata_templates.errors import EXIT_FAILURE, ConfigurationError, VerificationError
 
 logger = logging.getLogger("client")
 stderr = Console(stderr=True, highlight=False)
@@ -42,52 +41,23 @@ stderr = Console(stderr=True, highlight=False)
 _now = utc_now
 
 
-def _emit_json(doc: dict[str, Any]) -> None:
-    click.echo(json_document(doc))
+def _warn_unverified(unverified: Iterable[UnverifiedRole]) -> None:
+    """One warning line per manufacturer role that did not verify (its images are left out)."""
+    for role in unverified:
+        say(f"warning: {role.manufacturer_id}: images left out, {role.message}")
 
 
-handle_errors = reports_errors(logger, "no partial file was left in the output folder")
+def _exit_if_incomplete(ctx: click.Context, asked_unverified: Sequence[UnverifiedRole]) -> None:
+    """Exit 1 when the answer lacks images of a manufacturer the user asked for."""
+    if asked_unverified:
+        names = ", ".join(sorted({u.manufacturer_id for u in asked_unverified}))
+        say(f"error: not verified: images of manufacturer(s) {names}; the rest is complete")
+        ctx.exit(EXIT_FAILURE)
 
 
-class _Client:
-    """The home, its lock and one verified session, opened per command."""
-
-    def __init__(self, home: ClientHome, *, offline: bool) -> None:
-        self.home = home
-        self.offline = offline
-        config = home.load_config()
-        if offline:
-            from client.session import LocalFetcher
-
-            url = "https://offline.invalid/"
-            self.session = Session(
-                SessionPaths(home.metadata_dir, home.targets_dir),
-                url,
-                LocalFetcher(home.metadata_dir, home.targets_dir, url),
-                bootstrap_root=home.bootstrap_root(),
-            )
-        else:
-            self.session = Session(
-                SessionPaths(home.metadata_dir, home.targets_dir),
-                config.repository_url,
-                CflFetcher(config.transport_settings()),
-                bootstrap_root=home.bootstrap_root(),
-            )
-
-    def catalogue(
-        self, manufacturers: Iterable[str] | None
-    ) -> tuple[tuple[CatalogueImage, ...], WithdrawalList]:
-        self.session.refresh()
-        withdrawals = self.session.withdrawals()
-        images, problems = build_catalogue(
-            self.session.verified_targets(manufacturers), withdrawals
-        )
-        for problem in problems:
-            stderr.print(f"warning: ignored {problem.target}: {problem.message}")
-        return images, withdrawals
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=CflGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="cfl")
 @click.option(
     "--home",
@@ -107,6 +77,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     cfl check ESTATE.csv              which images apply to your devices, and which to install
     cfl download --estate ESTATE.csv --out DIR    fetch the images on the upgrade paths, verified
     cfl notes TARGET                  decrypt an image's release notes (entitled suppliers only)
+    cfl log verify URL                audit the transparency log (no keys, no home)
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
     manufacturer's own role) before it is listed or written. See docs/supplier.md.
@@ -122,11 +93,8 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     ctx.obj["home"] = ClientHome(home)
 
 
-def _home(ctx: click.Context, *, initialised: bool = True) -> ClientHome:
+def _home(ctx: click.Context) -> ClientHome:
     home: ClientHome = ctx.obj["home"]
-    if initialised:
-        # Before taking the lock, which creates the folder: a mistyped --home must not leave one.
-        home.load_config()
     return home
 
 
@@ -184,12 +152,18 @@ offline_option = click.option(
     help="Your organisation's P-256 private key PEM for release notes (default: --client-key).",
 )
 @click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=ClientConfig.deadline,
+    show_default=True,
+    help="Seconds any one request may take in all; a host trickling bytes is cut off then.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Re-initialise: discard trusted metadata and cache (history is kept).",
 )
 @click.pass_context
-@handle_errors
 def init(
     ctx: click.Context,
     url: str,
@@ -199,6 +173,7 @@ def init(
     ca_bundle: str | None,
     token_file: str | None,
     notes_key: str | None,
+    deadline: float,
     force: bool,
 ) -> None:
     """Trust the library at URL (http(s):// or file://), starting from ROOT.json. Without a root file
@@ -207,7 +182,7 @@ def init(
         raise ConfigurationError(
             "--client-cert and --client-key go together (mutual TLS needs both)"
         )
-    home = _home(ctx, initialised=False)
+    home = _home(ctx)
     config = ClientConfig(
         repository_url=normalise_repository_url(url),
         client_cert=str(Path(client_cert).resolve()) if client_cert else None,
@@ -215,6 +190,7 @@ def init(
         ca_bundle=str(Path(ca_bundle).resolve()) if ca_bundle else None,
         token_file=str(Path(token_file).resolve()) if token_file else None,
         notes_key=str(Path(notes_key).resolve()) if notes_key else None,
+        deadline=deadline,
     )
     with home.lock():
         home.initialise(config, root_file.read_bytes(), force=force)
@@ -226,44 +202,38 @@ def init(
     "--json", "as_json", is_flag=True, help="Print the verified versions as JSON on stdout."
 )
 @click.pass_context
-@handle_errors
 def refresh(ctx: click.Context, as_json: bool) -> None:
     """Fetch and verify the newest library metadata, every manufacturer's role and the CPL, so
-    that --offline works afterwards (one timestamp.json fetch when nothing changed)."""
+    that --offline works afterwards (one timestamp.json fetch when nothing changed).
+
+    A manufacturer whose role is expired or fails verification is reported (a warning, and
+    "unverified" in --json) and the rest of the library is refreshed; the exit code stays 0 because
+    no image was asked for.
+    """
+    from client.tlog import check_home_log
+
     home = _home(ctx)
+    result = refresh_library(home)
     with home.lock():
-        client = _Client(home, offline=False)
-        client.session.refresh()
-        # --offline serves ngclient only what is in the home, so bring every role and provider
-        # document up to the new snapshot here; when nothing changed they are all cached already.
-        client.session.verified_targets(None)
-        for path in naming.PROVIDER_TARGET_PATHS:
-            client.session.provider_document(path)
-        manufacturers = client.session.delegated_manufacturers()
-        versions = client.session.versions()
-        checkpoint, _ = _verify_log(client)  # tlog hook: consistency from the trusted checkpoint
+        # The transparency log: consistency from the checkpoint this home trusted to the new one.
+        checkpoint, _ = check_home_log(home, now=_now())
+    _warn_unverified(result.unverified)
     if as_json:
-        _emit_json({"versions": versions, "manufacturers": manufacturers})
+        emit_json(
+            {
+                "versions": result.versions,
+                "manufacturers": result.manufacturers,
+                "unverified": [u.to_json() for u in result.unverified],
+            }
+        )
         return
     if checkpoint is not None:
-        stderr.print(f"transparency log: consistent, {checkpoint.size} entries")
-    click.echo(
+        say(f"transparency log: consistent, {checkpoint.size} entries")
+    say(
         "verified: "
-        + ", ".join(f"{role} v{v}" for role, v in versions.items())
-        + f"; {len(manufacturers)} manufacturer(s) delegated",
-        err=True,
+        + ", ".join(f"{role} v{v}" for role, v in result.versions.items())
+        + f"; {len(result.manufacturers)} manufacturer(s) delegated"
     )
-
-
-def _image_doc(image: CatalogueImage, withdrawals: WithdrawalList) -> dict[str, Any]:
-    withdrawal = withdrawals.by_target().get(image.target_path)
-    return {
-        "target": image.target_path,
-        "length": image.length,
-        "sha256": image.sha256,
-        "withdrawn": None if withdrawal is None else withdrawal.to_dict(),
-        "cfl": image.cfl.to_dict(),
-    }
 
 
 @cli.command("list")
@@ -280,7 +250,6 @@ def _image_doc(image: CatalogueImage, withdrawals: WithdrawalList) -> dict[str, 
 @wide_option
 @offline_option
 @click.pass_context
-@handle_errors
 def list_images(
     ctx: click.Context,
     manufacturers: tuple[str, ...],
@@ -292,39 +261,36 @@ def list_images(
     """Every verified image with its CFL metadata (withdrawn ones marked).
 
     The table shows each target by a short unique name (manufacturer/first hash digits, e.g.
-    121D/3f2a) that `cfl download` accepts; --wide and --json show full target paths."""
+    121D/3f2a) that `cfl download` accepts; --wide and --json show full target paths.
+
+    A manufacturer whose role did not verify is reported and left out ("unverified" in --json);
+    the exit code is 1 only if it is one you named with --manufacturer.
+    """
     try:
-        mfrs = [identifiers.manufacturer_id(m, "--manufacturer") for m in manufacturers] or None
+        mfrs = {identifiers.manufacturer_id(m, "--manufacturer") for m in manufacturers}
         types = {identifiers.device_type(t, "--device-type") for t in device_types}
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
-    home = _home(ctx)
-    with home.lock():
-        images, withdrawals = _Client(home, offline=offline).catalogue(mfrs)
-    shown = [i for i in images if not types or i.cfl.device_type in types]
+    listing = list_library_images(
+        _home(ctx), manufacturers=mfrs, device_types=types, offline=offline
+    )
+    for problem in listing.catalogue.ignored:
+        say(f"warning: ignored {problem.target}: {problem.message}")
+    _warn_unverified(listing.catalogue.unverified)
     if as_json:
-        _emit_json({"images": [_image_doc(i, withdrawals) for i in shown]})
-        return
-    console = Console(stderr=True, highlight=False, markup=False)
-    names = _target_names(images, wide)
-    (wide_console(console) if wide else console).print(image_table(shown, names, wide=wide))
-
-
-def _run_check(
-    client: _Client, estate: Path, strict: bool
-) -> tuple[CheckReport, tuple[CatalogueImage, ...]]:
-    with open_estate(estate) as source:
-        summary = read_estate_groups(source, strict=strict, max_problems=100, where=str(estate))
-    manufacturers = {key.manufacturer_id for key in summary.groups}
-    images, _ = client.catalogue(manufacturers)
-    cpl = client.session.cpl()
-    return plan_estate(summary, images, cpl), images
-
-
-def _device_ids(estate: Path) -> Iterator[str]:
-    with open_estate(estate) as source:
-        for device_id, _key in iter_estate_devices(source, where=str(estate)):
-            yield device_id
+        emit_json(
+            {
+                "images": [listing.image_json(i) for i in listing.shown],
+                "unverified": [u.to_json() for u in listing.catalogue.unverified],
+            }
+        )
+    else:
+        console = Console(stderr=True, highlight=False, markup=False)
+        names = _target_names(listing.catalogue.images, wide)
+        (wide_console(console) if wide else console).print(
+            image_table(listing.shown, names, wide=wide)
+        )
+    _exit_if_incomplete(ctx, listing.asked_unverified)
 
 
 @cli.command()
@@ -362,7 +328,6 @@ def _device_ids(estate: Path) -> Iterator[str]:
 )
 @offline_option
 @click.pass_context
-@handle_errors
 def check(
     ctx: click.Context,
     estate: Path,
@@ -389,42 +354,43 @@ def check(
     if phases is not None and devices_out is None:
         raise ConfigurationError("--phases: found without --devices-out, expected both together")
     rollout_phases = None if phases is None else parse_phases(phases)
-    home = _home(ctx)
-    with home.lock():
-        client = _Client(home, offline=offline)
-        report, images = _run_check(client, estate, strict)
-        if devices_out is not None:
-            write_estate_devices(estate, report, devices_out, phases=rollout_phases)
-        with History(home.history_path) as history:
-            recorded = history.record(
-                now=_now(),
-                devices=report.devices,
-                catalogue_targets=[i.target_path for i in images],
-                applicable_targets=sorted(
-                    {i.target_path for g in report.groups for i in g.applicable}
-                ),
-                device_ids=_device_ids(estate) if changes else None,
-                estate=estate_name,
-            )
-        if report_out is not None:
-            write_estate_report(
-                report_out, report, images, recorded.to_json(), devices_compared=changes, now=_now()
-            )
-    doc = report_json(report)
-    if changes:
-        doc["changes"] = recorded.to_json()
+    run = run_check(
+        _home(ctx),
+        estate,
+        now=_now(),
+        strict=strict,
+        devices_out=devices_out,
+        phases=rollout_phases,
+        report_out=report_out,
+        changes=changes,
+        estate_name=estate_name,
+        offline=offline,
+    )
+    for problem in run.catalogue.ignored:
+        say(f"warning: ignored {problem.target}: {problem.message}")
+    _warn_unverified(run.catalogue.unverified)
+    if run.catalogue.unverified:
+        say("warning: the check history was not updated: the catalogue is incomplete")
+    doc = report_json(run.report)
+    doc["unverified"] = [u.to_json() for u in run.catalogue.unverified]
+    if run.changes is not None:
+        doc["changes"] = run.changes.to_json()
     if as_json:
-        _emit_json({k: v for k, v in doc.items() if k != "schema_version"})
+        emit_json({k: v for k, v in doc.items() if k != "schema_version"})
     else:
         render_summary(
-            report, wide_console(stderr) if wide else stderr, _target_names(images, wide)
+            run.report,
+            wide_console(stderr) if wide else stderr,
+            _target_names(run.catalogue.images, wide),
         )
-        if changes:
-            stderr.print(json.dumps(recorded.to_json(), indent=2))
+        if run.changes is not None:
+            stderr.print(json.dumps(run.changes.to_json(), indent=2))
         if devices_out is not None:
             stderr.print(f"per-device batches written to {devices_out}")
         if report_out is not None:
             stderr.print(f"report written to {report_out}")
+    # Only the estate's manufacturers were loaded, so every unverified role was asked for.
+    _exit_if_incomplete(ctx, run.catalogue.unverified)
 
 
 @cli.command()
@@ -454,7 +420,6 @@ def check(
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entries on stdout.")
 @offline_option
 @click.pass_context
-@handle_errors
 def download(
     ctx: click.Context,
     targets: tuple[str, ...],
@@ -466,109 +431,58 @@ def download(
     offline: bool,
 ) -> None:
     """Download TARGET... (or every image on the upgrade paths of --estate) into --out, each
-    verified by ngclient before it appears there under a name starting with its SHA-256. A TARGET
-    is a full target path or the short name `cfl list` and `cfl check` show (e.g. 121D/3f2a)."""
-    if bool(targets) == bool(estate):
-        raise ConfigurationError("give TARGET... or --estate ESTATE.csv (one of them)")
-    home = _home(ctx)
-    if fragment_size is not None and fragment_size < 1:
-        raise ConfigurationError(
-            f"--fragment-size: found {fragment_size}, expected a positive number of bytes"
-        )
+    verified by ngclient (and, online, found in the transparency log) before it appears there under
+    a name starting with its SHA-256. A TARGET is a full target path or the short name `cfl list`
+    and `cfl check` show (e.g. 121D/3f2a)."""
     # Before anything is fetched: a missing or unreadable key must not cost a download.
-    notes_key = _notes_key() if with_notes else None
-    with home.lock():
-        client = _Client(home, offline=offline)
-        wanted: list[tuple[CatalogueImage, int]] = []
-        if estate is not None:
-            report, _ = _run_check(client, estate, strict=False)
-            counts: dict[str, int] = {}
-            by_target: dict[str, CatalogueImage] = {}
-            # Every hop of every group's upgrade path, so a campaign has all it sends.
-            for position, group in enumerate(report.groups):
-                for hop in report.plan_of(position).path:
-                    counts[hop.target_path] = counts.get(hop.target_path, 0) + group.device_count
-                    by_target[hop.target_path] = hop
-            wanted = [(by_target[t], counts[t]) for t in sorted(by_target)]
-        else:
-            manufacturers = {t.split("/", 1)[0].upper() for t in targets}
-            images, _ = client.catalogue(manufacturers)
-            index = {i.target_path: i for i in images}
-            for given in targets:
-                target = resolve_target(given, index) or given
-                image = index.get(target)
-                if image is None:
-                    raise VerificationError(
-                        f"TARGET: found {target!r}, expected an image in the verified library (see `cfl list`)"
-                    )
-                if image.withdrawn:
-                    raise VerificationError(
-                        f"TARGET: {target} has been withdrawn by the provider; refusing to download it"
-                    )
-                wanted.append((image, 0))
-        # The folder is made only once there is something verified to put in it; under the lock,
-        # any partial file already there is from a crashed earlier run.
-        folder = OutputFolder(out_dir, fragment_size=fragment_size)
-        folder.remove_partials()
-        placed: list[PlacedFile] = []
-        if not offline:  # tlog hook: each image's deposit must be in the consistent log
-            _verify_logged(client, [image for image, _ in wanted])
-        for image, devices in _progress(wanted):
-            source = (
-                None if folder.is_present(image) else client.session.download(image.target_path)
-            )
-            placed.append(folder.place(image, source, device_count=devices))
-        manifest = folder.write_manifest(placed)
-        notes = _download_notes(client, [i for i, _ in wanted], out_dir, notes_key)
-    fetched = sum(not p.reused for p in placed)
-    if as_json:
-        doc = {
-            "out": str(out_dir),
-            "manifest": str(manifest),
-            "files": [p.to_json() for p in placed],
-        }
-        if with_notes:
-            doc["notes"] = notes
-        _emit_json(doc)
-    click.echo(
-        f"{len(placed)} image(s) in {out_dir} ({fetched} downloaded, {len(placed) - fetched} already present); manifest: {manifest}",
-        err=True,
+    notes_key = _notes_key(ctx) if with_notes else None
+    result = download_images(
+        _home(ctx),
+        out_dir=out_dir,
+        targets=targets,
+        estate=estate,
+        fragment_size=fragment_size,
+        offline=offline,
+        progress=_progress,
+        notes_key=notes_key,
+        now=_now(),
     )
+    _warn_unverified(result.unverified)
+    if as_json:
+        emit_json(
+            {
+                "out": str(result.out_dir),
+                "manifest": str(result.manifest),
+                "files": [p.to_json() for p in result.placed],
+                "unverified": [u.to_json() for u in result.unverified],
+                **({"notes": list(result.notes)} if with_notes else {}),
+            }
+        )
+    say(
+        f"{len(result.placed)} image(s) in {out_dir} ({result.fetched} downloaded, "
+        f"{len(result.placed) - result.fetched} already present); manifest: {result.manifest}"
+    )
+    _exit_if_incomplete(ctx, result.unverified)
 
 
-def _notes_key() -> Any:
+def _progress(items: Sequence[Wanted]) -> Iterable[Wanted]:
+    """A progress bar on a terminal only."""
+    if not sys.stderr.isatty() or len(items) < 2:
+        return items
+    from rich.progress import track
+
+    return track(items, description="downloading", console=stderr, transient=True)
+
+
+def _notes_key(ctx: click.Context) -> Any:
     """The organisation's notes key from the home's configuration (asks for a passphrase if needed)."""
     from client.notes import load_notes_key, notes_key_path
 
-    config = click.get_current_context().obj["home"].load_config()
+    config = _home(ctx).load_config()
     path = notes_key_path(config.client_key, config.notes_key)
     return load_notes_key(
         path, lambda: str(click.prompt(f"Passphrase for {path}", hide_input=True, err=True))
     )
-
-
-def _download_notes(
-    client: _Client, images: list[CatalogueImage], out_dir: Path, key: Any
-) -> list[dict[str, Any]]:
-    """`download --with-notes`: each image's notes beside it; one not addressed to us is a warning."""
-    from client.notes import notes_file_name, read_notes, write_notes
-    from metadata_templates.notes import NotRecipientError
-
-    if key is None:
-        return []
-    written: list[dict[str, Any]] = []
-    for image in images:
-        if image.cfl.release_notes is None:
-            continue
-        try:
-            notes = read_notes(client.session, image.target_path, key)
-        except NotRecipientError as e:
-            stderr.print(f"warning: {e}", markup=False, highlight=False)
-            continue
-        path = out_dir / notes_file_name(image.target_path)
-        write_notes(path, notes)
-        written.append(notes.to_json(path))
-    return written
 
 
 @cli.command("notes")
@@ -582,7 +496,6 @@ def _download_notes(
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON on stdout.")
 @offline_option
 @click.pass_context
-@handle_errors
 def notes_command(
     ctx: click.Context, target: str, out_file: Path | None, as_json: bool, offline: bool
 ) -> None:
@@ -599,17 +512,18 @@ def notes_command(
       cfl notes 121D/ESME-0001-01020000-4e6c040b5a89e724.ota --out notes.txt
     Exit 1 with one line when you are not a recipient or the notes fail verification.
     """
+    from client.library import open_session
     from client.notes import notes_file_name, read_notes, write_notes
 
     home = _home(ctx)
-    key = _notes_key()
+    key = _notes_key(ctx)
+    home.load_config()
     with home.lock():
-        client = _Client(home, offline=offline)
-        notes = read_notes(client.session, target, key)
+        notes = read_notes(open_session(home, offline=offline), target, key)
     out = out_file or Path(notes_file_name(target))
     write_notes(out, notes)
     if as_json:
-        _emit_json(notes.to_json(out))
+        emit_json(notes.to_json(out))
     click.echo(
         f"release notes of {target} ({len(notes.plaintext)} bytes, via {notes.via} "
         f"{notes.entity_id}) written to {out}",
@@ -617,46 +531,12 @@ def notes_command(
     )
 
 
-def _progress(items: list[tuple[CatalogueImage, int]]) -> Iterable[tuple[CatalogueImage, int]]:
-    """A progress bar on a terminal only."""
-    if not sys.stderr.isatty() or len(items) < 2:
-        return items
-    from rich.progress import track
-
-    return track(items, description="downloading", console=stderr, transient=True)
-
-
 # ------------------------------------------------------------------------- transparency log
-
-
-def _verify_log(client: _Client) -> tuple[Any, Any]:
-    """Check the log the new timestamp binds against the home's trusted checkpoint (client/tlog.py).
-    Returns (checkpoint or None, fetch)."""
-    from client.tlog import CountingFetch, HomeLog, read_bound
-
-    config = client.home.load_config()
-    fetch = CountingFetch(CflFetcher(config.transport_settings()), config.repository_url)
-    checkpoint = HomeLog(client.home.path).update(
-        read_bound(client.home.metadata_dir), fetch, now=_now()
-    )
-    return checkpoint, fetch
-
-
-def _verify_logged(client: _Client, images: list[CatalogueImage]) -> None:
-    from client.tlog import verify_image_logged
-
-    if not images:
-        return
-    checkpoint, fetch = _verify_log(client)
-    if checkpoint is None:
-        return  # a library that has never had a log
-    for image in images:
-        verify_image_logged(checkpoint, image.target_path, image.sha256, fetch)
 
 
 def _plain_fetch(url: str) -> Any:
     from client.tlog import CountingFetch
-    from client.transport import TransportSettings
+    from client.transport import CflFetcher, TransportSettings
 
     return CountingFetch(CflFetcher(TransportSettings()), normalise_repository_url(url))
 
@@ -696,7 +576,6 @@ def log_group() -> None:
     help="Report cosignatures by these witnesses.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the audit report on stdout.")
-@handle_errors
 def log_verify(
     url: str, vkey: str | None, previous: Path | None, witnesses: tuple[str, ...], as_json: bool
 ) -> None:
@@ -735,7 +614,7 @@ def log_verify(
         if progress is not None:
             bar.stop()
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
     for problem in report.problems:
         stderr.print(f"problem: {problem}")
     summary = (
@@ -760,7 +639,6 @@ def log_verify(
     "--threshold", type=click.IntRange(0), required=True, help="How many of them must cosign."
 )
 @click.pass_context
-@handle_errors
 def log_witnesses(ctx: click.Context, witnesses: tuple[str, ...], threshold: int) -> None:
     """Require THRESHOLD cosignatures from the named witnesses on every checkpoint this home trusts
     (0 turns the requirement off). Takes effect at the next refresh.
@@ -792,7 +670,6 @@ def witness_group() -> None:
 )
 @click.option("--name", required=True, help="The witness's key name, e.g. witness.example.org/cfl.")
 @click.option("--log-vkey", required=True, help="The log's vkey (`cfl-repo log key`).")
-@handle_errors
 def witness_init(state: Path, name: str, log_vkey: str) -> None:
     """Create a witness key and print its cosignature vkey on stdout (give it to suppliers)."""
     from client.witness import Witness
@@ -816,7 +693,6 @@ def witness_init(state: Path, name: str, log_vkey: str) -> None:
     help="Write the cosigned checkpoint here (default stdout).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@handle_errors
 def witness_cosign(url: str, state: Path, out: Path | None, as_json: bool) -> None:
     """Verify the log at URL is consistent with the last checkpoint this witness cosigned, then
     cosign the new one. The provider adds it with `cfl-repo log add-cosignatures`.
@@ -833,7 +709,7 @@ def witness_cosign(url: str, state: Path, out: Path | None, as_json: bool) -> No
 
         atomic_write_bytes(out, result.cosigned)
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "origin": result.checkpoint.origin,
                 "size": result.checkpoint.size,

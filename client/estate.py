@@ -18,6 +18,8 @@ therefore does not shift later numbers the way physical line numbers would).
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -329,13 +331,22 @@ class _Reader:
 def open_estate(path: Path) -> TextIO:
     """Open an estate CSV for reading (UTF-8, with or without a byte-order mark).
 
+    A regular file or a pipe (``cfl check <(export-estate)``); a device such as ``/dev/zero`` is
+    refused, since it would be read as one endless line.
+
     Raises:
         UnavailableError: the file cannot be opened.
+        EstateError: the path is a device or a folder, not a file.
     """
     try:
-        return path.open(newline="", encoding="utf-8-sig")
+        handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as e:
         raise UnavailableError(f"cannot open estate file {path}: {e.strerror or e}") from e
+    mode = os.fstat(handle.fileno()).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        handle.close()
+        raise EstateError(field_error(f"estate {path}", "a device", "a regular file or a pipe"))
+    return handle
 
 
 def read_estate_groups(

@@ -28,7 +28,7 @@ import platformdirs
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
 
-from client.transport import TransportSettings
+from client.transport import DEFAULT_DEADLINE_SECONDS, CflFetcher, TransportSettings
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import (
@@ -63,6 +63,7 @@ class ClientConfig:
         read_timeout: seconds.
         notes_key: the organisation's P-256 private key for release notes, absolute path (default:
             ``client_key``, the key of the registered certificate).
+        deadline: seconds any one request may take in all.
     """
 
     repository_url: str
@@ -73,6 +74,7 @@ class ClientConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     notes_key: str | None = None
+    deadline: float = DEFAULT_DEADLINE_SECONDS
 
     def transport_settings(self) -> TransportSettings:
         """The fetcher settings this configuration describes."""
@@ -87,6 +89,7 @@ class ClientConfig:
             token_file=path(self.token_file),
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
+            deadline=self.deadline,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,7 +127,7 @@ class ClientConfig:
                 raise ConfigurationError(
                     field_error(f"{where}: {name}", values[name], "a path or null")
                 )
-        for name in ("connect_timeout", "read_timeout"):
+        for name in ("connect_timeout", "read_timeout", "deadline"):
             value = values.get(name, 1.0)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigurationError(field_error(f"{where}: {name}", value, "seconds > 0"))
@@ -215,6 +218,7 @@ class ClientHome:
 
         Raises:
             UnavailableError: another cfl process holds it.
+            ConfigurationError: the home cannot be created (e.g. it lies under a regular file).
         """
         with contextlib.ExitStack() as stack:
             try:
@@ -225,7 +229,10 @@ class ClientHome:
                     hint="wait for it to finish; the lock is released when it exits",
                 ) from e
             except OSError as e:
-                raise UnavailableError(f"client home {self.path}: {e.strerror or e}") from e
+                raise ConfigurationError(
+                    field_error("--home", str(self.path), "a folder cfl can create and write")
+                    + f" ({e.strerror or e})"
+                ) from e
             yield
 
     def initialise(self, config: ClientConfig, root: bytes, *, force: bool = False) -> None:
@@ -251,6 +258,9 @@ class ClientHome:
                 raise ConfigurationError(
                     field_error(name.replace("_", "-"), value, "an existing file")
                 )
+        # Load the TLS files and the token now, as every later command will: a CA bundle with no
+        # certificate or a key that does not match is refused here, not at the first refresh.
+        CflFetcher(config.transport_settings()).close()
         try:
             for folder in (self.metadata_dir, self.targets_dir):
                 if folder.exists():
@@ -283,20 +293,20 @@ class ClientHome:
             raise ConfigurationError(f"{self.config_path}: unreadable ({e})") from e
         return ClientConfig.from_dict(data, str(self.config_path))
 
-    def bootstrap_root(self) -> bytes | None:
-        """Root bytes to bootstrap ngclient with, or None once ngclient keeps its own trusted root.
+    def bootstrap_root(self) -> bytes:
+        """The root given at ``cfl init``: passed to ngclient as ``bootstrap=`` on every run.
 
-        Starting from ngclient's newest trusted root (rather than the original) avoids fetching
-        every root version again on each run.
+        ngclient keeps the newer roots it has verified in its own root history and walks them from
+        this anchor without fetching them again, so always starting here costs nothing and means
+        a tampered ``metadata/root.json`` can never become the trust anchor.
 
         Raises:
-            ConfigurationError: not initialised.
+            ConfigurationError: not initialised, or the root file cannot be read.
         """
-        if (self.metadata_dir / "root.json").exists():
-            return None
-        if not self.bootstrap_root_path.is_file():
+        try:
+            return self.bootstrap_root_path.read_bytes()
+        except OSError as e:
             raise ConfigurationError(
-                f"no trusted root in {self.path}",
+                f"no trusted root in {self.path} ({e.strerror or e})",
                 hint="run: cfl --home HOME init URL --root ROOT.json",
-            )
-        return self.bootstrap_root_path.read_bytes()
+            ) from e

@@ -4,7 +4,13 @@ is ngclient's; this module decides only which roles to load and hands verified v
 This is the ONLY module that touches ngclient internals: ngclient has no public way to enumerate a
 role's targets, so after ngclient has loaded and verified a role (by looking up a path under that
 manufacturer's prefix) we read the verified role from ``Updater._trusted_set``. The behaviour this
-relies on is pinned by tests/client/test_session.py.
+relies on is pinned by tests/client/test_session.py. Everything else is public API: the trusted
+root is always passed as ``bootstrap=`` (ngclient then walks its own cached root history, so no root
+is fetched twice), and downloads name their cache file themselves (``filepath=``).
+
+A manufacturer's role that is expired, missing or fails verification affects only that
+manufacturer: ``load_manufacturers`` reports it as an ``UnverifiedRole`` and carries on with the
+others, so one manufacturer cannot cut every supplier off from the rest of the library.
 """
 
 from __future__ import annotations
@@ -24,9 +30,15 @@ from tuf.api.metadata import DelegatedRole, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from client.catalogue import VerifiedTarget
+from client.transport import to_cfl_error
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
-from metadata_templates.errors import CflError, UnavailableError, VerificationError
+from metadata_templates.errors import (
+    CflError,
+    ConfigurationError,
+    UnavailableError,
+    VerificationError,
+)
 from metadata_templates.withdrawals import WithdrawalList
 
 # A manufacturer role grows by ~1.5 kB per image; allow large ones (ngclient's default is 5 MB).
@@ -43,18 +55,54 @@ class SessionPaths:
     download_dir: Path
 
 
+@dataclass(frozen=True)
+class UnverifiedRole:
+    """A delegated manufacturer role the client could not verify; its images are left out.
+
+    Attributes:
+        manufacturer_id: the manufacturer whose images are missing from the catalogue.
+        role: the role name, e.g. ``mfr-121D``.
+        message: why, in ngclient's words (expired, bad signature, not found, ...).
+    """
+
+    manufacturer_id: str
+    role: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        """The documented ``unverified`` entry of the client's ``--json`` outputs."""
+        return {"manufacturer_id": self.manufacturer_id, "role": self.role, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ManufacturerTargets:
+    """What loading some manufacturers' roles gave: verified targets, and roles that failed.
+
+    Attributes:
+        targets: verified image targets of every role that verified.
+        unverified: roles that did not verify (their manufacturers' images are absent).
+    """
+
+    targets: tuple[VerifiedTarget, ...]
+    unverified: tuple[UnverifiedRole, ...]
+
+
+def target_cache_name(path: str) -> str:
+    """The file name a verified target is cached under: the whole target path, URL-quoted, so
+    every target has one flat, collision-free name (the --offline reader uses the same)."""
+    return parse.quote(path, "")
+
+
 def _wrap(error: Exception, what: str) -> CflError:
-    """Map python-tuf's errors to ours at the boundary, keeping ngclient's own words."""
-    if isinstance(error, tuf_exceptions.DownloadHTTPError):
-        return UnavailableError(f"{what}: {error}")
-    if isinstance(error, tuf_exceptions.DownloadLengthMismatchError):
-        return VerificationError(
-            f"{what}: the server sent more data than the signed metadata allows ({error})"
-        )
+    """Map python-tuf's errors to ours at the boundary, keeping ngclient's own words.
+
+    Download errors (HTTP statuses, timeouts, size caps) go through the transport's one mapping.
+    """
+    if isinstance(error, CflError):
+        return error
     if isinstance(error, tuf_exceptions.DownloadError):
-        return UnavailableError(
-            f"{what}: {error}", hint="check the repository URL and your network or credentials"
-        )
+        mapped = to_cfl_error(error)
+        return type(mapped)(f"{what}: {mapped}", hint=mapped.hint)
     if isinstance(error, tuf_exceptions.ExpiredMetadataError):
         return VerificationError(
             f"{what}: metadata has expired ({error}); the server may be replaying old data"
@@ -63,9 +111,9 @@ def _wrap(error: Exception, what: str) -> CflError:
         return VerificationError(f"{what}: rollback refused ({error})")
     if isinstance(error, tuf_exceptions.RepositoryError):
         return VerificationError(f"{what}: verification failed ({type(error).__name__}: {error})")
-    if isinstance(error, CflError):
-        return error
-    return UnavailableError(f"{what}: {type(error).__name__}: {error}")
+    if isinstance(error, OSError):
+        return UnavailableError(f"{what}: {error.strerror or error}")
+    raise error  # a programming error: let it surface as one, not as "verification failed"
 
 
 class Session:
@@ -77,23 +125,42 @@ class Session:
         repository_url: str,
         fetcher: FetcherInterface,
         *,
-        bootstrap_root: bytes | None = None,
+        bootstrap_root: bytes,
+        metadata_url: str | None = None,
+        targets_url: str | None = None,
     ) -> None:
+        """Open ngclient on the home's trusted metadata.
+
+        Args:
+            paths: where trusted metadata and verified downloads live.
+            repository_url: the published tree's base URL (``metadata/`` and ``targets/`` under it).
+            fetcher: how bytes are fetched (the transport, the offline reader, a test double).
+            bootstrap_root: the root the user was given at init: ngclient's trust anchor.
+            metadata_url: a metadata base URL not under ``repository_url`` (conformance runs).
+            targets_url: a targets base URL not under ``repository_url`` (conformance runs).
+
+        Raises:
+            VerificationError: the bootstrap root is not valid root metadata.
+            UnavailableError: the folders cannot be created.
+        """
         base = repository_url.rstrip("/") + "/"
-        paths.metadata_dir.mkdir(parents=True, exist_ok=True)
-        paths.download_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            paths.metadata_dir.mkdir(parents=True, exist_ok=True)
+            paths.download_dir.mkdir(parents=True, exist_ok=True)
+            self._updater = Updater(
+                str(paths.metadata_dir),
+                metadata_url or base + "metadata/",
+                str(paths.download_dir),
+                targets_url or base + "targets/",
+                fetcher=fetcher,
+                config=UpdaterConfig(
+                    targets_max_length=TARGETS_MAX_LENGTH, app_user_agent="cfl-client"
+                ),
+                bootstrap=bootstrap_root,
+            )
+        except Exception as e:
+            raise _wrap(e, "trusted root") from e
         self.paths = paths
-        self._updater = Updater(
-            str(paths.metadata_dir),
-            base + "metadata/",
-            str(paths.download_dir),
-            base + "targets/",
-            fetcher=fetcher,
-            config=UpdaterConfig(
-                targets_max_length=TARGETS_MAX_LENGTH, app_user_agent="cfl-client"
-            ),
-            bootstrap=bootstrap_root,
-        )
         self._refreshed = False
 
     def refresh(self) -> None:
@@ -139,26 +206,33 @@ class Session:
         found = (naming.manufacturer_of_role(name) for name in roles)
         return sorted(m for m in found if m is not None)
 
-    def verified_targets(self, manufacturers: Iterable[str] | None = None) -> list[VerifiedTarget]:
+    def load_manufacturers(self, manufacturers: Iterable[str] | None = None) -> ManufacturerTargets:
         """Verified image targets of the given manufacturers (all delegated ones when None).
 
         Only those manufacturers' roles are fetched, so metadata traffic grows with the estate's
-        variety, not with the library's size.
+        variety, not with the library's size. A role that fails to verify or to arrive is reported
+        in ``unverified`` and the others are still loaded.
 
         Raises:
-            VerificationError: a role failed verification.
-            UnavailableError: a role could not be fetched.
+            VerificationError: the top-level metadata failed verification.
+            UnavailableError: the top-level metadata could not be fetched.
+            ConfigurationError: the host refused this home's credentials.
         """
         delegated = set(self.delegated_manufacturers())
         wanted = sorted(delegated if manufacturers is None else delegated & set(manufacturers))
         targets: list[VerifiedTarget] = []
+        unverified: list[UnverifiedRole] = []
         for mfr in wanted:
             role = naming.role_name(mfr)
             try:
                 # The lookup makes ngclient fetch and verify the role through the delegation chain.
                 self._updater.get_targetinfo(_PROBE.format(mfr=mfr))
             except Exception as e:
-                raise _wrap(e, f"role {role}") from e
+                error = _wrap(e, f"role {role}")
+                if isinstance(error, ConfigurationError):
+                    raise error from e  # refused credentials are not one manufacturer's problem
+                unverified.append(UnverifiedRole(mfr, role, str(error)))
+                continue
             delegation = self._trusted_role(Targets.type).get_delegated_role(role)
             for path, target in sorted(self._trusted_role(role).targets.items()):
                 if not isinstance(delegation, DelegatedRole) or not delegation.is_delegated_path(
@@ -175,7 +249,20 @@ class Session:
                         custom=target.custom if isinstance(target.custom, dict) else {},
                     )
                 )
-        return targets
+        return ManufacturerTargets(tuple(targets), tuple(unverified))
+
+    def verified_targets(self, manufacturers: Iterable[str] | None = None) -> list[VerifiedTarget]:
+        """Like ``load_manufacturers``, but every requested role must verify.
+
+        Raises:
+            VerificationError: a role failed verification.
+            UnavailableError: a role could not be fetched.
+        """
+        loaded = self.load_manufacturers(manufacturers)
+        if loaded.unverified:
+            first = loaded.unverified[0]
+            raise VerificationError(first.message)
+        return list(loaded.targets)
 
     def target_info(self, path: str) -> TargetFile:
         """The verified TargetFile for a path.
@@ -201,21 +288,24 @@ class Session:
             UnavailableError: the server could not be reached or answered with an error.
         """
         info = self.target_info(path)
-        cached = self._updater.find_cached_target(info)
+        final = self.paths.download_dir / target_cache_name(info.path)
+        cached = self._updater.find_cached_target(info, filepath=str(final))
         if cached is not None:
             return Path(cached)
         # ngclient writes its destination in place after verifying; give it a private temporary name
         # so a crash never leaves a file under the final cache name.
-        fd, partial = tempfile.mkstemp(prefix=".partial-", dir=self.paths.download_dir)
-        os.close(fd)
+        try:
+            fd, partial = tempfile.mkstemp(prefix=".partial-", dir=self.paths.download_dir)
+            os.close(fd)
+        except OSError as e:
+            raise _wrap(e, f"download {path}: cache {self.paths.download_dir}") from e
         try:
             self._updater.download_target(info, filepath=partial)
-            final = self._updater._generate_target_file_path(info)
             os.replace(partial, final)
         except Exception as e:
             Path(partial).unlink(missing_ok=True)
             raise _wrap(e, f"download {path}") from e
-        return Path(final)
+        return final
 
     def provider_document(self, path: str) -> bytes | None:
         """A verified provider target (``cfl/cpl.json``, ``cfl/withdrawals.json``), or None if absent."""
@@ -297,7 +387,7 @@ class LocalFetcher(FetcherInterface):
             _sha, _, original = base.partition(".")
             return _read(
                 self.targets_dir
-                / parse.quote(f"{directory}/{original}" if directory else original, "")
+                / target_cache_name(f"{directory}/{original}" if directory else original)
             )
         return None
 

@@ -23,6 +23,8 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Timestamp
 from tuf.ngclient import FetcherInterface
 
+from client.home import ClientHome
+from client.transport import CflFetcher
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import (
     CflError,
@@ -351,3 +353,33 @@ def verify_image_logged(checkpoint: Checkpoint, target: str, sha256: str, fetch:
             hint=f"report this to {REPORT_TO}",
         )
     return index
+
+
+def check_home_log(home: ClientHome, *, now: datetime) -> tuple[Checkpoint | None, CountingFetch]:
+    """Check the log the newly trusted timestamp binds against the home's trusted checkpoint
+    (consistency proof from the tiles, witness policy). Returns (checkpoint or None for a library
+    without a log, the fetch used).
+
+    Raises:
+        VerificationError: the log is inconsistent or its checkpoint is not the bound one (the
+            evidence is kept in the home).
+    """
+    config = home.load_config()
+    fetch = CountingFetch(CflFetcher(config.transport_settings()), config.repository_url)
+    checkpoint = HomeLog(home.path).update(read_bound(home.metadata_dir), fetch, now=now)
+    return checkpoint, fetch
+
+
+def verify_images_logged(home: ClientHome, images: list[Any], *, now: datetime) -> None:
+    """Every image about to be downloaded has its deposit event in the consistent log.
+
+    Raises:
+        VerificationError: an image's deposit is not in the log.
+    """
+    if not images:
+        return
+    checkpoint, fetch = check_home_log(home, now=now)
+    if checkpoint is None:
+        return  # a library that has never had a log
+    for image in images:
+        verify_image_logged(checkpoint, image.target_path, image.sha256, fetch)

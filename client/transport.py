@@ -6,18 +6,27 @@ cap on response size (a safety net under ngclient's own per-file length limits).
 
 Errors are raised as python-tuf's download exceptions, because ngclient relies on them (a 403 or 404
 while probing for the next root version means "no newer root"); each carries a message that names
-the URL and says what to check. ``to_cfl_error`` turns them into ``CflError`` at the edge.
+the URL and says what to check. ``to_cfl_error`` is the one mapping from them (and so from HTTP
+statuses) to ``CflError``; client/session.py applies it where ngclient's errors leave ngclient.
 The bearer token is read once, sent only as a header, never logged and never put in a message.
+
+Every request has an overall deadline (``TransportSettings.deadline``) on top of the per-read
+timeout: a host that sends one byte just inside each read timeout is cut off when the deadline
+passes, not minutes later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import queue
 import ssl
+import threading
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +49,14 @@ CHUNK_SIZE = 64 * 1024
 # DUIS caps an image at 10,240,000 octets and a manufacturer role grows ~1.5 kB per image; nothing
 # legitimate comes near this, so anything larger is an endless-data attack or a misconfigured host.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# A 10 MB image over a slow 1 Mbit/s link takes ~80 s; two minutes bounds any one request.
+DEFAULT_DEADLINE_SECONDS = 120.0
+# How much of an error response to read for its reason (nginx's `return 403 "text"` bodies are short).
+_ERROR_BODY_READ_BYTES = 4096
+_ERROR_REASON_MAX_CHARS = 200
+# Statuses whose body carries the server's reason the supplier needs: credentials refused, or (nginx)
+# a client certificate it could not accept.
+_STATUSES_WITH_REASON = frozenset({400, 401, 403})
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -54,6 +71,8 @@ class TransportSettings:
         token_file: file whose content (stripped) is sent as ``Authorization: Bearer ...``.
         connect_timeout: seconds to wait for a connection.
         read_timeout: seconds to wait between bytes.
+        deadline: seconds any one request may take in all, from the first byte sent to the last
+            byte received (a trickling host cannot hold a refresh beyond it).
         max_response_bytes: hard cap on any one response body.
         retries: retries for failed connections (never for HTTP error statuses).
     """
@@ -64,6 +83,7 @@ class TransportSettings:
     token_file: Path | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    deadline: float = DEFAULT_DEADLINE_SECONDS
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     retries: int = 2
 
@@ -95,7 +115,7 @@ class TransportError(tuf_exceptions.DownloadError):
 
 
 class TransportTimeoutError(tuf_exceptions.SlowRetrievalError):
-    """The server stopped sending within the read timeout."""
+    """The server stopped sending within the read timeout, or the request overran its deadline."""
 
     def __init__(self, message: str, url: str) -> None:
         super().__init__(message)
@@ -111,10 +131,28 @@ class TransportTooLargeError(tuf_exceptions.DownloadLengthMismatchError):
 
 
 _STATUS_ADVICE = {
+    400: "the server could not accept the request: check the client certificate (--client-cert)",
     401: "the server wants credentials: check the token file (--token-file) or client certificate",
     403: "the server refused these credentials: is this supplier allowed to read the library?",
     404: "no such file on the server: check the repository URL",
 }
+
+
+def server_reason(body: bytes) -> str:
+    """The server's short text reason from an error body, safe to print on one line.
+
+    Non-printable characters (including ANSI escapes a hostile host might send) are dropped, runs
+    of whitespace become one space, and the text is cut to ~200 characters. An HTML error page
+    (nginx's default) says nothing the status line does not, so it yields "".
+    """
+    text = body.decode("utf-8", errors="replace")
+    if text.lstrip()[:1] == "<":
+        return ""
+    printable = "".join(c if c.isprintable() else " " for c in text.replace("\ufffd", " "))
+    reason = " ".join(printable.split())
+    if len(reason) > _ERROR_REASON_MAX_CHARS:
+        reason = reason[: _ERROR_REASON_MAX_CHARS - 3].rstrip() + "..."
+    return reason
 
 
 def _read_token(path: Path) -> str:
@@ -145,14 +183,24 @@ class CflFetcher(FetcherInterface):
     """ngclient's fetcher for ``https://``, ``http://`` and ``file://`` URLs."""
 
     def __init__(
-        self, settings: TransportSettings | None = None, *, pool: urllib3.PoolManager | None = None
+        self,
+        settings: TransportSettings | None = None,
+        *,
+        pool: urllib3.PoolManager | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Prepare the connection pool; reads the token file and checks the TLS files now, so
         configuration mistakes surface before any network traffic.
 
+        Args:
+            settings: how to reach the library (defaults: system CAs, no credentials).
+            pool: a prepared urllib3 pool (tests); built from ``settings`` when None.
+            clock: monotonic seconds, for the per-request deadline.
+
         Raises:
             ConfigurationError: a certificate, key, CA bundle or token file is unusable.
         """
+        self._clock = clock
         self.settings = settings or TransportSettings()
         self._token = (
             None if self.settings.token_file is None else _read_token(self.settings.token_file)
@@ -177,9 +225,16 @@ class CflFetcher(FetcherInterface):
                 raise ConfigurationError(f"{label} {path}: found no such file, expected a PEM file")
         if s.client_key is not None and s.client_cert is None:
             raise ConfigurationError("client key given without a client certificate")
-        context = ssl.create_default_context(
-            cafile=None if s.ca_bundle is None else str(s.ca_bundle)
-        )
+        try:
+            context = ssl.create_default_context(
+                cafile=None if s.ca_bundle is None else str(s.ca_bundle)
+            )
+        except (ssl.SSLError, OSError, UnicodeDecodeError) as e:
+            raise ConfigurationError(
+                f"CA bundle {s.ca_bundle}: found no usable certificate ({e}), "
+                "expected PEM CA certificates",
+                hint="give the server's CA certificate(s) in PEM form, or omit --ca-bundle",
+            ) from e
         try:
             if s.client_cert is not None:
                 context.load_cert_chain(
@@ -266,19 +321,10 @@ class CflFetcher(FetcherInterface):
                 )
             headers["Authorization"] = f"Bearer {self._token}"
         logger.debug("GET %s", url)
-        try:
-            response = self._pool.request("GET", url, headers=headers, preload_content=False)
-        except urllib3.exceptions.HTTPError as e:
-            raise self._failure(url, e) from e
+        deadline_at = self._clock() + self.settings.deadline
+        response = self._request_within_deadline(url, headers, deadline_at)
         if response.status != 200:
-            response.drain_conn()
-            response.release_conn()
-            advice = _STATUS_ADVICE.get(response.status, "the server could not serve it")
-            raise TransportHTTPError(
-                f"{url}: HTTP {response.status} {response.reason or ''}".rstrip() + f": {advice}",
-                response.status,
-                url,
-            )
+            raise self._status_error(url, response)
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit():
             try:
@@ -287,20 +333,122 @@ class CflFetcher(FetcherInterface):
                 response.close()
                 response.release_conn()
                 raise
-        return self._stream_http(url, response)
+        return self._stream_http(url, response, deadline_at)
 
-    def _stream_http(self, url: str, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    def _request_within_deadline(
+        self, url: str, headers: dict[str, str], deadline_at: float
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the request and read the status line and headers, within the deadline.
+
+        urllib3 bounds each wait, not the whole header phase, and hands over no socket before the
+        headers are complete; so the request runs on a daemon thread and is abandoned (its
+        response closed whenever it does arrive) if the deadline passes first.
+
+        Raises:
+            TransportTimeoutError: no complete headers before the deadline.
+            TransportError: TLS failure, unreachable host, broken connection.
+        """
+        # No single wait may outlast the deadline either (a silent host before the headers).
+        read_timeout = max(0.001, min(self.settings.read_timeout, self.settings.deadline))
+        outcome: queue.SimpleQueue[urllib3.BaseHTTPResponse | BaseException] = queue.SimpleQueue()
+        abandoned = threading.Event()
+
+        def send() -> None:
+            try:
+                response = self._pool.request(
+                    "GET",
+                    url,
+                    headers=headers,
+                    preload_content=False,
+                    timeout=urllib3.Timeout(
+                        connect=self.settings.connect_timeout, read=read_timeout
+                    ),
+                )
+            except BaseException as e:  # handed to the caller's thread, which re-raises it
+                outcome.put(e)
+                return
+            if abandoned.is_set():
+                response.close()  # the caller gave up on it: free the socket now
+                return
+            outcome.put(response)
+
+        threading.Thread(target=send, name="cfl-request", daemon=True).start()
+        try:
+            result = outcome.get(timeout=max(0.0, deadline_at - self._clock()))
+        except queue.Empty:
+            abandoned.set()
+            with contextlib.suppress(queue.Empty):  # it arrived just now: close it all the same
+                late = outcome.get_nowait()
+                if not isinstance(late, BaseException):
+                    late.close()
+            raise TransportTimeoutError(
+                f"{url}: no response within the {self.settings.deadline:g} s deadline", url
+            ) from None
+        if isinstance(result, urllib3.exceptions.HTTPError):
+            raise self._failure(url, result) from result
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _status_error(self, url: str, response: urllib3.BaseHTTPResponse) -> TransportHTTPError:
+        """An HTTP error status as one message naming the URL, the status and the server's reason."""
+        reason = ""
+        try:
+            if response.status in _STATUSES_WITH_REASON:
+                reason = server_reason(response.read(_ERROR_BODY_READ_BYTES))
+        except urllib3.exceptions.HTTPError:
+            pass  # the status alone still says what happened
+        finally:
+            # Never drain an error body of unknown length: drop the connection instead.
+            response.close()
+            response.release_conn()
+        advice = _STATUS_ADVICE.get(response.status, "the server could not serve it")
+        status = f"HTTP {response.status} {response.reason or ''}".rstrip()
+        said = f' (server says "{reason}")' if reason else ""
+        return TransportHTTPError(f"{url}: {status}{said}: {advice}", response.status, url)
+
+    def _stream_http(
+        self, url: str, response: urllib3.BaseHTTPResponse, deadline_at: float
+    ) -> Iterator[bytes]:
         received = 0
         complete = False
+        overran = threading.Event()
+
+        def cut_off() -> None:
+            # From the timer thread: unblock a read that is still waiting when the deadline passes.
+            overran.set()
+            response.shutdown()
+
+        timer = threading.Timer(max(0.0, deadline_at - self._clock()), cut_off)
+        timer.daemon = True
+        timer.start()
         try:
-            for chunk in response.stream(CHUNK_SIZE):
+            while True:
+                if self._clock() >= deadline_at:
+                    overran.set()
+                # read1 returns what has arrived rather than waiting for a full chunk, so the
+                # deadline is checked between trickled bytes too.
+                chunk = b"" if overran.is_set() else response.read1(CHUNK_SIZE)
+                if overran.is_set():
+                    raise TransportTimeoutError(
+                        f"{url}: not complete within the {self.settings.deadline:g} s deadline "
+                        f"({received} bytes received)",
+                        url,
+                    )
+                if not chunk:
+                    break
                 received += len(chunk)
                 self._check_size(url, received)
                 yield chunk
             complete = True
         except urllib3.exceptions.HTTPError as e:
+            if overran.is_set():
+                raise TransportTimeoutError(
+                    f"{url}: not complete within the {self.settings.deadline:g} s deadline", url
+                ) from e
             raise self._failure(url, e) from e
         finally:
+            timer.cancel()
             if not complete:
                 # Unread data is still on the wire (perhaps endlessly): drop the connection
                 # rather than drain it or hand it back for reuse.
@@ -352,15 +500,22 @@ _HINTS = {
 def to_cfl_error(error: tuf_exceptions.DownloadError) -> CflError:
     """Map a download error to the ``CflError`` the CLI reports, keeping its message.
 
-    401 and 403 are configuration (credentials); a too-large response is a verification failure
-    (the host is misbehaving); everything else is the library being unavailable.
+    The one mapping of HTTP statuses: 400, 401 and 403 are configuration (the credentials this
+    home was given are refused; the message carries the server's reason); a too-large response is
+    a verification failure (the host is misbehaving); everything else is the library being
+    unavailable.
     """
     if isinstance(error, tuf_exceptions.DownloadHTTPError):
-        if error.status_code in (401, 403):
-            return ConfigurationError(str(error), hint=_STATUS_ADVICE[error.status_code])
+        if error.status_code in _STATUSES_WITH_REASON:
+            return ConfigurationError(str(error))
         return UnavailableError(str(error))
-    if isinstance(error, tuf_exceptions.DownloadLengthMismatchError):
+    if isinstance(error, TransportTooLargeError):
         return VerificationError(str(error), hint="the server sent more than it may")
+    if isinstance(error, tuf_exceptions.DownloadLengthMismatchError):
+        # ngclient's own limit: the signed metadata said how long the file is.
+        return VerificationError(
+            f"the server sent more data than the signed metadata allows ({error})"
+        )
     if isinstance(error, tuf_exceptions.SlowRetrievalError):
         return UnavailableError(str(error), hint="raise the read timeout or try again later")
     if isinstance(error, TransportError):

@@ -64,12 +64,9 @@ def _paths(tmp_path: Path, name: str = "home") -> SessionPaths:
 def _session(
     factory: LibraryFactory, paths: SessionPaths, fetcher: FolderFetcher | None = None
 ) -> Session:
-    """A client session; bootstraps trust from root v1 the first time a home is used."""
+    """A client session; trust is always anchored in root v1, as the client's home does."""
     fetcher = fetcher or FolderFetcher(factory.out)
-    first_use = not (paths.metadata_dir / "root_history").exists()
-    return Session(
-        paths, fetcher.base_url, fetcher, bootstrap_root=factory.root_bytes if first_use else None
-    )
+    return Session(paths, fetcher.base_url, fetcher, bootstrap_root=factory.root_bytes)
 
 
 def _files(directory: Path) -> list[str]:
@@ -506,6 +503,49 @@ def test_manufacturer_role_signed_by_an_undelegated_key_is_refused(tmp_path: Pat
     assert [t.role for t in _session(factory, paths, fetcher).verified_targets(["3F01"])] == [
         "mfr-3F01"
     ]
+
+
+def test_a_forged_manufacturer_role_is_contained_to_that_manufacturer(tmp_path: Path) -> None:
+    # The same forgery, asked for the whole library at once: 121D is reported unverified with
+    # ngclient's reason, nothing of it is trusted or fetched, and 3F01 is served as usual.
+    factory, _ = standard_library(tmp_path)
+    forged = _next_version(factory, "mfr-121D")
+    model = _image_target(forged.signed)
+    forged.signed.targets[model.path] = _evil_target(model, EVIL)
+    forged.sign(CryptoSigner.generate_ed25519())
+    forged_bytes = forged.to_bytes()
+    meta = dict(_current_snapshot(factory).meta)
+    meta["mfr-121D.json"] = MetaFile(
+        version=forged.signed.version,
+        length=len(forged_bytes),
+        hashes={"sha256": _sha256(forged_bytes)},
+    )
+    fetcher = FolderFetcher(factory.out)
+    _serve_forged_state(factory, fetcher, meta)
+    fetcher.tamper[f"metadata/{forged.signed.version}.mfr-121D.json"] = forged_bytes
+    paths = _paths(tmp_path)
+    loaded = _session(factory, paths, fetcher).load_manufacturers(None)
+    assert [t.role for t in loaded.targets] == ["mfr-3F01"]
+    [unverified] = loaded.unverified
+    assert (unverified.manufacturer_id, unverified.role) == ("121D", "mfr-121D")
+    assert "UnsignedMetadataError" in unverified.message
+    assert _trusted_version(paths, "mfr-121D") is None
+    assert not [f for f in fetcher.fetched if f.startswith("targets/")]
+
+
+def test_a_manufacturer_role_the_host_lost_is_contained_to_that_manufacturer(
+    tmp_path: Path,
+) -> None:
+    # The host serves everything but 3F01's role (a 404): 121D is still served.
+    factory, _ = standard_library(tmp_path)
+    version = _current_snapshot(factory).meta["mfr-3F01.json"].version
+    (factory.out / "metadata" / f"{version}.mfr-3F01.json").unlink()
+    loaded = _session(factory, _paths(tmp_path), FolderFetcher(factory.out)).load_manufacturers(
+        None
+    )
+    assert {t.role for t in loaded.targets} == {"mfr-121D"}
+    assert [u.manufacturer_id for u in loaded.unverified] == ["3F01"]
+    assert "404" in loaded.unverified[0].message
 
 
 # ---------------------------------------------------------------- outside its own delegation

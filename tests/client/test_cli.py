@@ -47,9 +47,9 @@ DEVICES_CSV_HEADER = [
     "Phase",
 ]
 # The stable check shape (ARCHITECTURE.md "Stable outputs"), and the top-level extras that
-# client/report.py documents (bad-row reporting).
+# client/report.py documents (bad-row reporting), and the manufacturer roles that did not verify.
 CHECK_KEYS = {"schema_version", "devices", "groups"}
-CHECK_EXTRA_KEYS = {"skipped_rows", "problem_count", "problems"}
+CHECK_EXTRA_KEYS = {"skipped_rows", "problem_count", "problems", "unverified"}
 GROUP_KEYS = {
     "device_type",
     "manufacturer_id",
@@ -484,7 +484,8 @@ def test_refresh_json_reports_the_published_versions(library: Library, home: Pat
     timestamp = signed("timestamp.json")
     snapshot_version = timestamp["meta"]["snapshot.json"]["version"]
     snapshot = signed(f"{snapshot_version}.snapshot.json")
-    assert set(doc) == {"schema_version", "versions", "manufacturers"}
+    assert set(doc) == {"schema_version", "versions", "manufacturers", "unverified"}
+    assert doc["unverified"] == []
     assert doc["versions"] == {
         "root": signed("1.root.json")["version"],
         "timestamp": timestamp["version"],
@@ -496,7 +497,8 @@ def test_refresh_json_reports_the_published_versions(library: Library, home: Pat
 
 def test_list_json_shape_and_filters(library: Library, home: Path) -> None:
     everything = as_json(cfl("list", "--json", home=home))
-    assert set(everything) == {"schema_version", "images"}
+    assert set(everything) == {"schema_version", "images", "unverified"}
+    assert everything["unverified"] == []
     by_target = {image["target"]: image for image in everything["images"]}
     assert set(by_target) == {library.target(k) for k in ("a2", "a3", "b5")}
     for key in ("a2", "a3", "b5"):

@@ -44,9 +44,9 @@ def test_initialise_writes_config_and_root_and_loads_back(tmp_path: Path) -> Non
     assert home.metadata_dir.is_dir() and home.targets_dir.is_dir()
     assert config.transport_settings() == TransportSettings(token_file=token, read_timeout=5)
     assert "tok-9f8e7d" not in home.config_path.read_text()  # the token itself is never copied
-    # Once ngclient keeps its own trusted root, start from that one.
-    (home.metadata_dir / "root.json").write_bytes(ROOT)
-    assert home.bootstrap_root() is None
+    # Even once ngclient keeps its own trusted root, the anchor stays the root given at init.
+    (home.metadata_dir / "root.json").write_bytes(b"a tampered or newer root")
+    assert home.bootstrap_root() == ROOT
 
 
 def test_initialising_twice_needs_force_which_resets_trust_but_keeps_history(

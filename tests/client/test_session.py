@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
-from client.session import Session, SessionPaths
+from client.session import Session, SessionPaths, target_cache_name
 from factory import FolderFetcher, standard_library
 from metadata_templates.errors import VerificationError
 
 
-def _session(tmp_path: Path, fetcher: FolderFetcher, root: bytes | None) -> Session:
+def _session(tmp_path: Path, fetcher: FolderFetcher, root: bytes) -> Session:
     paths = SessionPaths(tmp_path / "home" / "metadata", tmp_path / "home" / "cache")
     return Session(paths, fetcher.base_url, fetcher, bootstrap_root=root)
 
@@ -42,7 +43,8 @@ def test_second_refresh_with_nothing_new_fetches_only_timestamp(tmp_path: Path) 
     factory, _ = standard_library(tmp_path)
     _session(tmp_path, FolderFetcher(factory.out), factory.root_bytes).refresh()
     fetcher = FolderFetcher(factory.out)
-    _session(tmp_path, fetcher, None).refresh()
+    _session(tmp_path, fetcher, factory.root_bytes).refresh()
+    # Bootstrapping from root v1 again costs nothing: ngclient walks its cached root history.
     # The spec-mandated probe for a newer root (a 404 here) and timestamp.json: nothing else.
     assert fetcher.fetched == ["metadata/2.root.json", "metadata/timestamp.json"]
 
@@ -77,3 +79,40 @@ def test_cpl_and_withdrawals_are_verified_provider_documents(tmp_path: Path) -> 
     session = _session(tmp_path, FolderFetcher(factory.out), factory.root_bytes)
     assert [e.id for e in session.cpl().entries][:2] == ["CPL-0001", "CPL-0002"]
     assert session.withdrawals().withdrawals == ()
+
+
+def test_versions_reads_the_verified_top_level_roles(tmp_path: Path) -> None:
+    # ngclient private API pinned here: `_trusted_set[role].version` for each top-level role.
+    factory, _ = standard_library(tmp_path)
+    session = _session(tmp_path, FolderFetcher(factory.out), factory.root_bytes)
+    published = json.loads((factory.out / "metadata" / "timestamp.json").read_bytes())["signed"]
+    versions = session.versions()
+    assert versions["root"] == 1
+    assert versions["timestamp"] == published["version"]
+    assert versions["snapshot"] == published["meta"]["snapshot.json"]["version"]
+    assert set(versions) == {"root", "timestamp", "snapshot", "targets"}
+
+
+def test_downloads_are_cached_under_the_name_the_session_chooses(tmp_path: Path) -> None:
+    # Public API only: the session passes filepath= to ngclient, and the offline reader finds the
+    # file under the same name.
+    factory, _ = standard_library(tmp_path)
+    session = _session(tmp_path, FolderFetcher(factory.out), factory.root_bytes)
+    target = session.verified_targets(["121D"])[0]
+    path = session.download(target.path)
+    assert path == session.paths.download_dir / target_cache_name(target.path)
+    assert "/" not in target_cache_name(target.path)
+    assert [p.name for p in session.paths.download_dir.iterdir()] == [path.name]
+
+
+def test_a_tampered_local_root_never_becomes_the_trust_anchor(tmp_path: Path) -> None:
+    # bootstrap= is always the root given at init: ngclient replaces whatever root.json says.
+    factory, _ = standard_library(tmp_path)
+    _session(tmp_path, FolderFetcher(factory.out), factory.root_bytes).refresh()
+    metadata = tmp_path / "home" / "metadata"
+    (metadata / "root.json").unlink()
+    (metadata / "root.json").write_bytes(b'{"signed": "an attacker\'s root"}')
+    session = _session(tmp_path, FolderFetcher(factory.out), factory.root_bytes)
+    session.refresh()
+    assert session.versions()["root"] == 1
+    assert json.loads((metadata / "root.json").read_bytes())["signed"]["_type"] == "root"

@@ -1,0 +1,80 @@
+"""How `cfl` reports: one JSON document on stdout, people's text on stderr, and one top-level
+handler that turns every error into ``error:``/``hint:`` lines and its named exit code.
+
+Commands raise; only ``CflGroup.invoke`` decides what the user sees and the exit status (pip's
+``base_command.py`` pattern). A traceback is shown only with ``-v``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from metadata_templates import SCHEMA_VERSION
+from metadata_templates.errors import EXIT_FAILURE, CflError
+
+logger = logging.getLogger("client")
+
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+
+
+def utc_now() -> datetime:
+    """The real clock, read only at the command-line edge and passed inward as ``now``."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def json_document(doc: dict[str, Any]) -> str:
+    """A stable ``--json`` document: ``schema_version`` first-class, keys sorted."""
+    return json.dumps({"schema_version": SCHEMA_VERSION, **doc}, indent=2, sort_keys=True)
+
+
+def emit_json(doc: dict[str, Any]) -> None:
+    """Print one ``--json`` document on stdout."""
+    click.echo(json_document(doc))
+
+
+def say(text: str) -> None:
+    """One line for people, on stderr."""
+    click.echo(text, err=True)
+
+
+def _report(message: str, hint: str | None) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+class CflGroup(click.Group):
+    """The `cfl` command group, with the one error handler every command runs under.
+
+    ``CflError`` -> its exit code; an ``OSError`` that escaped a command (a file the user named
+    vanished, a folder is not writable) -> exit 1 naming the file; Ctrl-C -> 130. Anything else is
+    a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, mapping errors to ``error:`` lines and exit codes."""
+        try:
+            return super().invoke(ctx)
+        except CflError as e:
+            self._debug()
+            _report(str(e), e.hint)
+            ctx.exit(e.exit_code)
+        except OSError as e:
+            self._debug()
+            where = f"{e.filename}: " if e.filename else ""
+            _report(f"{where}{e.strerror or e}", "check the path and its permissions")
+            ctx.exit(EXIT_FAILURE)
+        except KeyboardInterrupt:
+            _report("interrupted; nothing half-written was left under a final name", None)
+            ctx.exit(EXIT_INTERRUPTED)
+
+    @staticmethod
+    def _debug() -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.exception("details")

@@ -113,11 +113,11 @@ def test_publish_writes_blobs_roles_targets_snapshot_then_timestamp(tmp_path: Pa
     assert [step for step, _ in seen] == list(PUBLISH_STEPS)
     # What had been written when each step began:
     assert dict(seen) == {
-        "roots": set(),
         "blobs": set(),
         "delegated-roles": {blob},
         "targets": {blob, role},
         "snapshot": {blob, role, targets},
+        "roots": {blob, role, targets, snapshot},
         "timestamp": {blob, role, targets, snapshot},
     }
     assert files(factory.out) - before == {blob, role, targets, snapshot}

@@ -62,6 +62,7 @@ from repo_tool.gateway import (
     manufacturer_delegation,
 )
 from repo_tool.keys import SignerRef, load_signer
+from repo_tool.library_index import IndexStore
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
@@ -287,35 +288,27 @@ class Repository:
 
     def cpl(self) -> CplDocument | None:
         sha = self.head.cpl_sha256
-        return CplDocument.from_bytes(self.blobs.get(sha)) if sha else None
+        if not sha:
+            return None
+        # scale branch: parsed once per process, not once per deposit (it is content-addressed)
+        cached: tuple[str, CplDocument] | None = getattr(self, "_cpl_cache", None)
+        if cached is None or cached[0] != sha:
+            cached = self._cpl_cache = (sha, CplDocument.from_bytes(self.blobs.get(sha)))
+        return cached[1]
 
     def withdrawals(self) -> WithdrawalList:
         sha = self.head.withdrawals_sha256
         return WithdrawalList.from_bytes(self.blobs.get(sha)) if sha else WithdrawalList()
 
     def index(self) -> LibraryIndex:
-        sha = self.head.index_sha256
-        if not sha:
-            return LibraryIndex()
-        doc = json.loads((self.state_dir / "index" / f"{sha}.json").read_bytes())
-        return LibraryIndex(
-            doc["file_sha256"], doc["manufacturer_image_sha256"], doc["cpl_entries"]
-        )
+        # scale branch: delta-chained and cached, see repo_tool/library_index.py
+        return self._index_store().load(self.head.index_sha256 or None)
 
-    def _write_index(self, index: LibraryIndex) -> str:
-        data = json.dumps(
-            {
-                "file_sha256": dict(index.file_sha256),
-                "manufacturer_image_sha256": dict(index.manufacturer_image_sha256),
-                "cpl_entries": dict(index.cpl_entries),
-            },
-            sort_keys=True,
-        ).encode()
-        sha = hashlib.sha256(data).hexdigest()
-        path = self.state_dir / "index" / f"{sha}.json"
-        if not path.exists():
-            atomic_write_bytes(path, data)
-        return sha
+    def _index_store(self) -> IndexStore:
+        store: IndexStore | None = getattr(self, "_indexes", None)
+        if store is None:
+            store = self._indexes = IndexStore(self.state_dir / "index")
+        return store
 
     def _added_path(self, role: str, version: int) -> Path:
         return self.state_dir / "metadata" / role / f"{version}.added.json"
@@ -500,18 +493,12 @@ class Repository:
         atomic_write_bytes(path, bundle.role_bytes)
         self._write_added(accepted.role_name, accepted.role.signed.version, [accepted.target])
 
-        index = context.index  # read once for the duplicate check; the lock keeps it current
         target_path = accepted.target.path
-        new_index = LibraryIndex(
-            {**index.file_sha256, accepted.digests.file_sha256: target_path},
-            {
-                **index.manufacturer_image_sha256,
-                accepted.digests.manufacturer_image_sha256: target_path,
-            },
-            {
-                **index.cpl_entries,
-                **{entry_id: target_path for entry_id in bundle.declaration.cpl_entries},
-            },
+        # scale branch: only what this deposit adds; the store chains it onto the current index
+        added = LibraryIndex(
+            {accepted.digests.file_sha256: target_path},
+            {accepted.digests.manufacturer_image_sha256: target_path},
+            {entry_id: target_path for entry_id in bundle.declaration.cpl_entries},
         )
         roles = dict(head.roles)
         first_deposit = accepted.role_name not in roles
@@ -525,7 +512,7 @@ class Repository:
                 head,
                 roles=roles,
                 targets_version=targets_version,
-                index_sha256=self._write_index(new_index),
+                index_sha256=self._index_store().add(head.index_sha256 or None, added),
             ),
             event={
                 "event": "ingest-accepted",

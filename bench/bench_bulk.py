@@ -125,7 +125,13 @@ def main() -> None:
         f"bulk ingest benchmark: {DEPOSITS:,} deposits ingested and published in one run, "
         f"{bench_publish.MANUFACTURERS} manufacturers"
     )
-    results = [measure(n) for n in (SMALL, LARGE)]
+    results = []
+    for n in (SMALL, LARGE):
+        results.append(measure(n))
+        print(
+            f"  (measured into {n:,}: {results[-1]['ms_per_deposit']:.1f} ms per deposit)",
+            flush=True,
+        )
     rows = (
         ("images in library", "library", "{:,.0f}"),
         ("build, not timed (s)", "build_s", "{:.1f}"),

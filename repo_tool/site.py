@@ -468,8 +468,10 @@ def _search_row(v: _ImageView) -> list[Any]:
 
 def _search_words(v: _ImageView) -> list[str]:
     """The words search finds a row by; ``haystack`` in search.js builds the same list."""
+    # Not the target path: it starts with the manufacturer ID, so every image would add one long
+    # unique word to that ID's shard; its parts (ID, device type, version, hash) are words already.
     parts = [
-        v.target,
+        v.image.cfl.image_type,
         v.manufacturer_id,
         v.manufacturer_name,
         v.device_type,
@@ -620,8 +622,8 @@ class _Builder:
             "image_count": len(self.ordered),
         }
         pages: dict[str, str] = {}
-        for image in self.ordered:
-            page = image_page(image.target_path)
+        self.pages = [image_page(image.target_path) for image in self.ordered]
+        for image, page in zip(self.ordered, self.pages, strict=True):
             if page in pages:
                 raise SiteBuildError(
                     f"image page {page}: found for {pages[page]!r} and {image.target_path!r}, "
@@ -783,9 +785,9 @@ class _Builder:
 
         yield _Output("withdrawn.html", None, self._withdrawn_page)
         yield _Output("trust.html", None, self._trust_page)
-        for position, image in enumerate(self.ordered):
-            page = image_page(image.target_path)
-            yield _Output(page, self.keys[position], functools.partial(self._image_page, position))
+        image_page_of = self._image_page
+        for position, (page, key) in enumerate(zip(self.pages, self.keys, strict=True)):
+            yield _Output(page, key, functools.partial(image_page_of, position))
         yield _Output("feed.xml", None, self._feed)
 
         # For machines: index.json names the parts; part k holds ids k*1000.. (newest first inside)
@@ -816,7 +818,6 @@ class _Builder:
                 functools.partial(self._part, ids),
             )
 
-        yield _Output(site_search.META_PATH, None, lambda: site_search.meta_bytes(n, self.stamp))
         per = site_search.ROWS_PER_SHARD
         for k in range(-(-n // per)):
             ids = range(k * per, min(n, (k + 1) * per))
@@ -928,7 +929,11 @@ def render_site(
     builder = _Builder(library, generated, client_init_url)
     for output in builder.outputs():
         yield output.path, output.render()
-    yield from site_search.word_shards(builder.tokens(range(len(builder.ordered))))
+    n = len(builder.ordered)
+    shards = site_search.word_shards(builder.tokens(range(n)))
+    for prefix, data in sorted(shards.items()):
+        yield site_search.word_shard_path(prefix), data
+    yield site_search.META_PATH, site_search.meta_bytes(n, builder.stamp, shards)
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -969,19 +974,24 @@ def _inputs_bytes(fingerprint: str, ids: Sequence[str], files: Mapping[str, str]
 
 
 def _previous_files(out_dir: Path) -> list[str]:
+    """What the previous build listed; validated by ``_prunable`` only for the few it no longer
+    produces (checking 100,000 names each build cost more than the build)."""
     try:
-        text = (out_dir / MANIFEST_NAME).read_text(encoding="utf-8")
+        return (out_dir / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     except OSError as e:
         raise UnavailableError(f"site manifest {out_dir / MANIFEST_NAME}: cannot read: {e}") from e
-    names = []
-    for line in text.splitlines():
-        # Only prune what a build of ours could have written: relative, no "..", no hidden names.
-        path = PurePosixPath(line)
-        if line and not path.is_absolute() and all(_SAFE_SEGMENT.fullmatch(p) for p in path.parts):
-            names.append(line)
-    return names
+
+
+def _prunable(line: str) -> bool:
+    # Only prune what a build of ours could have written: relative, no "..", no hidden names.
+    path = PurePosixPath(line)
+    return (
+        bool(line)
+        and not path.is_absolute()
+        and all(_SAFE_SEGMENT.fullmatch(p) for p in path.parts)
+    )
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -1099,24 +1109,32 @@ def build_site(
                 atomic_write_bytes(out_dir / _SEARCH_DIRTY, b"")
                 n = len(builder.ordered)
                 if grown_from is not None:
-                    word_files = {p for p in known if p.startswith(f"{site_search.SEARCH_DIR}/w-")}
-                    added = site_search.postings_by_shard(builder.tokens(range(grown_from, n)))
-                    for prefix, postings in sorted(added.items()):
+                    shard_prefix = f"{site_search.SEARCH_DIR}/w-"
+                    shards = {
+                        site_search.decode_shard_name(p[len(shard_prefix) : -len(".json")])
+                        for p in known
+                        if p.startswith(shard_prefix)
+                    }
+                    changed_shards = site_search.merge_shards(
+                        shards,
+                        lambda prefix: _read_or_none(out_dir / site_search.word_shard_path(prefix)),
+                        builder.tokens(range(grown_from, n)),
+                    )
+                    for prefix, data in sorted(changed_shards.items()):
                         relative = site_search.word_shard_path(prefix)
-                        data = site_search.merge_word_shard(
-                            _read_or_none(out_dir / relative), postings
-                        )
-                        word_files.add(relative)
                         pending.append(
                             (relative, pool.submit(_write_if_changed, out_dir / relative, data))
                         )
                         settle(_WRITERS * 8)
-                    for relative in sorted(word_files):
-                        # Already merged above (or unchanged): listed, not rendered again.
-                        emit(pool, relative, _WORD_SHARD, None)
+                    shards |= set(changed_shards)
+                    for prefix in sorted(shards):
+                        # Merged above, or unchanged: listed, not rendered again.
+                        emit(pool, site_search.word_shard_path(prefix), _WORD_SHARD, None)
                 else:
+                    full = site_search.word_shards(builder.tokens(range(n)))
                     produced = set()
-                    for relative, data in site_search.word_shards(builder.tokens(range(n))):
+                    for prefix, data in sorted(full.items()):
+                        relative = site_search.word_shard_path(prefix)
                         emit(pool, relative, None, functools.partial(lambda d: d, data))
                         keys[relative] = _WORD_SHARD
                         produced.add(relative)
@@ -1125,6 +1143,9 @@ def build_site(
                     for stray in (out_dir / site_search.SEARCH_DIR).glob("w-*.json"):
                         if f"{site_search.SEARCH_DIR}/{stray.name}" not in produced:
                             stray.unlink(missing_ok=True)
+                    shards = set(full)
+                meta = site_search.meta_bytes(n, builder.stamp, shards)
+                emit(pool, site_search.META_PATH, None, functools.partial(lambda d: d, meta))
                 settle(0)
             finally:
                 for _, future in pending:
@@ -1137,7 +1158,7 @@ def build_site(
         if _write_if_changed(out_dir / MANIFEST_NAME, manifest):
             changed.append(MANIFEST_NAME)
         current = set(files)
-        removed = sorted(f for f in previous if f not in current)
+        removed = sorted(f for f in previous if f not in current and _prunable(f))
         for name in removed:
             (out_dir / name).unlink(missing_ok=True)
     except ValueError as e:

@@ -3,16 +3,23 @@
 Layout (under the site folder)::
 
     search/meta.json          {"schema_version", "generated", "count", "rows_per_shard",
-                               "prefix_length"}: what search.js reads first (tiny)
-    search/w-<prefix>.json    every indexed word starting with <prefix> (its first PREFIX_LENGTH
-                              characters), each with the ids of the images whose row holds it
+                               "prefix_length", "shards": [prefix, ...]}: what search.js reads first
+    search/w-<prefix>.json    indexed words starting with <prefix>, each with the ids of the images
+                              whose row holds it
     search/rows-<k>.json      the display rows of images k*ROWS_PER_SHARD .. (k+1)*ROWS_PER_SHARD-1
+
+Word shards form a trie: words are grouped by their first PREFIX_LENGTH characters, and a group
+whose shard would exceed SHARD_LIMIT bytes is split by the next character (its words no longer than
+the prefix stay in the parent's shard), recursively. So a shard stays small even when 100,000 words
+share a prefix (firmware versions ``0000....``), and the layout is a function of the words alone: a
+shard once split stays split as the library grows, which lets a build merge new words into it and
+still produce what a full build would. A query word ``t`` is answered by the shards whose prefix is a
+prefix of ``t`` (its ancestors and its leaf) or starts with ``t``.
 
 An image's id is its position in publication order, oldest first (0 is the first image ever
 listed), so ids stay put when images are added: a new image gets the next id, lands in the newest
-rows shard, and changes only the word shards of its own words. A query term of at least
-PREFIX_LENGTH characters is answered from one word shard; the ids it yields pick the rows shards to
-fetch for the (newest-first) rows shown.
+rows shard, and changes only the word shards of its own words. The ids a query
+yields pick the rows shards to fetch for the (newest-first) rows shown.
 
 Posting lists are sorted ids, delta-encoded with runs: a positive number ``d`` steps the current id
 by ``d`` (starting from -1), a negative ``-k`` steps it by one ``k`` times. Words every image holds
@@ -24,13 +31,15 @@ the same word rule (``words``), shard naming (``shard_name``) and decoding (``de
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 SEARCH_SCHEMA_VERSION = 1
 PREFIX_LENGTH = 2
-ROWS_PER_SHARD = 64
+ROWS_PER_SHARD = 16
+SHARD_LIMIT = 24_000
 SEARCH_DIR = "search"
 META_PATH = f"{SEARCH_DIR}/meta.json"
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -99,7 +108,7 @@ def _dump(doc: Mapping[str, Any]) -> bytes:
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
-def meta_bytes(count: int, generated: str) -> bytes:
+def meta_bytes(count: int, generated: str, shards: Iterable[str]) -> bytes:
     return _dump(
         {
             "schema_version": SEARCH_SCHEMA_VERSION,
@@ -107,6 +116,7 @@ def meta_bytes(count: int, generated: str) -> bytes:
             "count": count,
             "rows_per_shard": ROWS_PER_SHARD,
             "prefix_length": PREFIX_LENGTH,
+            "shards": sorted(shards),
         }
     )
 
@@ -138,36 +148,102 @@ def parse_word_shard(data: bytes) -> dict[str, list[int]]:
     return {str(word): decode_ids(ids) for word, ids in found.items()}
 
 
-def postings_by_shard(
-    tokens: Iterable[tuple[int, Iterable[str]]],
-) -> dict[str, dict[str, set[int]]]:
-    """(id, words) pairs -> shard prefix -> word -> ids. Words shorter than PREFIX_LENGTH are not
-    indexed (search.js asks for at least that many characters)."""
-    shards: dict[str, dict[str, set[int]]] = {}
+Postings = dict[str, set[int]]
+
+
+def postings_of(tokens: Iterable[tuple[int, Iterable[str]]]) -> Postings:
+    """(id, words) pairs -> word -> ids. Words shorter than PREFIX_LENGTH are not indexed
+    (search.js asks for at least that many characters)."""
+    postings: Postings = {}
     for image_id, image_words in tokens:
         for word in image_words:
-            if len(word) < PREFIX_LENGTH:
-                continue
-            shards.setdefault(word[:PREFIX_LENGTH], {}).setdefault(word, set()).add(image_id)
-    return shards
+            if len(word) >= PREFIX_LENGTH:
+                postings.setdefault(word, set()).add(image_id)
+    return postings
 
 
-def word_shards(tokens: Iterable[tuple[int, Iterable[str]]]) -> Iterator[tuple[str, bytes]]:
-    """Every word shard for a whole library."""
-    for prefix, postings in sorted(postings_by_shard(tokens).items()):
-        yield word_shard_path(prefix), word_shard_bytes(postings)
+def _place(prefix: str, words: Postings, out: dict[str, Postings]) -> None:
+    """Put ``words`` (all starting with ``prefix``) into the shard ``prefix``, split if too big."""
+    if all(len(w) == len(prefix) for w in words) or len(word_shard_bytes(words)) <= SHARD_LIMIT:
+        out[prefix] = words
+        return
+    out[prefix] = {w: ids for w, ids in words.items() if len(w) == len(prefix)}
+    children: dict[str, Postings] = {}
+    for word, ids in words.items():
+        if len(word) > len(prefix):
+            children.setdefault(word[: len(prefix) + 1], {})[word] = ids
+    for child, child_words in sorted(children.items()):
+        _place(child, child_words, out)
 
 
-def merge_word_shard(previous: bytes | None, added: Mapping[str, Iterable[int]]) -> bytes:
-    """A word shard with ``added`` postings merged into the previous shard's (idempotent: merging the
-    same ids twice gives the same bytes, so a re-run after a crash is harmless).
+def layout(postings: Postings) -> dict[str, Postings]:
+    """Shard prefix -> its words, for a whole library (see the module doc)."""
+    groups: dict[str, Postings] = {}
+    for word, ids in postings.items():
+        groups.setdefault(word[:PREFIX_LENGTH], {})[word] = ids
+    out: dict[str, Postings] = {}
+    for prefix, words in sorted(groups.items()):
+        _place(prefix, words, out)
+    return out
+
+
+def word_shards(tokens: Iterable[tuple[int, Iterable[str]]]) -> dict[str, bytes]:
+    """Every word shard for a whole library: shard prefix -> bytes."""
+    return {p: word_shard_bytes(w) for p, w in layout(postings_of(tokens)).items()}
+
+
+def merge_shards(
+    shards: Iterable[str],
+    read: Callable[[str], bytes | None],
+    tokens: Iterable[tuple[int, Iterable[str]]],
+) -> dict[str, bytes]:
+    """The shards that change when the images in ``tokens`` are added to a library whose word
+    shards are ``shards`` (prefixes), read through ``read``: prefix -> new bytes. The result, with
+    the untouched shards, is what ``word_shards`` gives for the whole grown library. Merging the
+    same ids twice gives the same bytes, so a re-run after a crash is harmless.
 
     Raises:
-        ValueError: ``previous`` is not a word shard.
+        ValueError: a shard read is not a word shard.
     """
-    postings: dict[str, set[int]] = {}
-    if previous is not None:
-        postings = {w: set(ids) for w, ids in parse_word_shard(previous).items()}
-    for word, ids in added.items():
-        postings.setdefault(word, set()).update(ids)
-    return word_shard_bytes(postings)
+    existing = sorted(shards)
+    # a shard is split when another shard's prefix extends it (sorted order puts it right after)
+    split = {p for p, q in itertools.pairwise(existing) if q.startswith(p)}
+    by_leaf: dict[str, Postings] = {}
+    for word, ids in postings_of(tokens).items():
+        prefix = word[:PREFIX_LENGTH]
+        while prefix in split and len(word) > len(prefix):
+            prefix = word[: len(prefix) + 1]
+        by_leaf.setdefault(prefix, {}).setdefault(word, set()).update(ids)
+    out: dict[str, Postings] = {}
+    for prefix, added in sorted(by_leaf.items()):
+        previous = read(prefix)
+        words = {w: set(i) for w, i in parse_word_shard(previous).items()} if previous else {}
+        for word, ids in added.items():
+            words.setdefault(word, set()).update(ids)
+        if prefix in split:
+            out[prefix] = words  # a split parent holds only words as long as its prefix
+        else:
+            _place(prefix, words, out)
+    return {p: word_shard_bytes(w) for p, w in out.items()}
+
+
+def decode_shard_name(name: str) -> str:
+    """The inverse of ``shard_name``.
+
+    Raises:
+        ValueError: not a name ``shard_name`` produces.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(name):
+        c = name[i]
+        if c in _PLAIN:
+            out.append(c)
+            i += 1
+        elif c == "_":
+            end = name.index("-", i)
+            out.append(chr(int(name[i + 1 : end], 16)))
+            i = end + 1
+        else:
+            raise ValueError(f"shard name {name!r}: unexpected {c!r}")
+    return "".join(out)

@@ -94,19 +94,48 @@
     }
   }
 
+  // The word shards that may hold words starting with `term`: those whose prefix is a prefix of
+  // the term (its ancestors and its leaf) and those whose prefix starts with the term.
+  function shardsFor(term) {
+    return meta.shards.filter(function (prefix) {
+      return term.lastIndexOf(prefix, 0) === 0 || prefix.lastIndexOf(term, 0) === 0;
+    });
+  }
+
   function idsFor(term) {
-    var url = folder + "w-" + shardName(term.slice(0, meta.prefix_length)) + ".json";
-    return getJson(url, true).then(function (shard) {
+    return Promise.all(shardsFor(term).map(function (prefix) {
+      return getJson(folder + "w-" + shardName(prefix) + ".json", true);
+    })).then(function (shards) {
       var found = {};
-      if (shard) {
-        Object.keys(shard.words).forEach(function (word) {
-          if (word.lastIndexOf(term, 0) === 0) {
-            decodeIds(shard.words[word], found);
-          }
-        });
-      }
+      shards.forEach(function (shard) {
+        if (shard) {
+          Object.keys(shard.words).forEach(function (word) {
+            if (word.lastIndexOf(term, 0) === 0) {
+              decodeIds(shard.words[word], found);
+            }
+          });
+        }
+      });
       return found;
     });
+  }
+
+  // Query words as the index has them: a pasted target path (121D/ESME-0001-ACDCACDC-3f2a....ota)
+  // is not a word of the index, its parts are.
+  function queryTerms(text) {
+    var terms = [];
+    text.toLowerCase().split(/\s+/).filter(Boolean).forEach(function (term) {
+      if (term.indexOf("/") === -1) {
+        terms.push(term);
+        return;
+      }
+      term.replace(/\.ota$/, "").split(/[\/-]/).forEach(function (part) {
+        if (part) {
+          terms.push(part);
+        }
+      });
+    });
+    return terms;
   }
 
   function rowsFor(ids) {
@@ -298,7 +327,7 @@
   }
 
   function run() {
-    var terms = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var terms = queryTerms(input.value);
     var mine = ++generation;
     if (!terms.length) {
       show(pageRows, false, "");

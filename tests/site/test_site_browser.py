@@ -152,6 +152,7 @@ _ACME_POLY = next(i for i in _IMAGES if any(e.model_name == "Acme Poly" for e in
         ("0c0d", _by(lambda i: any(e.model_id == "0C0D" for e in i.cfl.cpl_entries))),
         ("acdcacdd", _by(lambda i: i.cfl.firmware_version == "ACDCACDD")),
         (_IMAGES[3].sha256, [_IMAGES[3].target_path]),
+        (_IMAGES[3].target_path, [_IMAGES[3].target_path]),
         (_IMAGES[1].cfl.manufacturer_image_sha256[:12].upper(), [_IMAGES[1].target_path]),
         ("GSME", _by(lambda i: i.cfl.device_type == "GSME")),
         (
@@ -171,6 +172,7 @@ _ACME_POLY = next(i for i in _IMAGES if any(e.model_name == "Acme Poly" for e in
         "model-id",
         "version",
         "file-hash",
+        "pasted-target-path",
         "manufacturer-image-hash-prefix",
         "device-type",
         "two-words",

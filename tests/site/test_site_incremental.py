@@ -11,7 +11,7 @@ import pytest
 from site_samples import GENERATED, many_library, small_library
 
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool import site
+from repo_tool import site, site_search
 from repo_tool.published import PublishedLibrary
 from repo_tool.site import build_site, render_site
 
@@ -63,7 +63,7 @@ def test_one_new_image_renders_only_what_shows_it(built: tuple[Path, PublishedLi
         "index.json",
         "data/images-1.json",
         "search/meta.json",
-        f"search/rows-{(len(grown.images) - 1) // 64}.json",
+        f"search/rows-{(len(grown.images) - 1) // site_search.ROWS_PER_SHARD}.json",
         ".cfl-site-files",
     }
     assert expected_pages <= changed

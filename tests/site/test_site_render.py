@@ -38,7 +38,12 @@ from repo_tool.site import (
     build_site,
     render_site,
 )
-from repo_tool.site_search import PREFIX_LENGTH, parse_word_shard, word_shard_path
+from repo_tool.site_search import (
+    PREFIX_LENGTH,
+    decode_shard_name,
+    parse_word_shard,
+    word_shard_path,
+)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -408,7 +413,9 @@ def test_word_shards_find_every_row_by_every_word(files: dict[str, bytes]) -> No
     for name, data in files.items():
         if name.startswith("search/w-"):
             shard = parse_word_shard(data)
-            assert all(word_shard_path(w[:PREFIX_LENGTH]) == name for w in shard)
+            prefix = decode_shard_name(name.removeprefix("search/w-").removesuffix(".json"))
+            assert word_shard_path(prefix) == name
+            assert all(w.startswith(prefix) for w in shard)
             postings.update(shard)
     for image_id, row in enumerate(rows):
         for model_id, model_name in row[5]:

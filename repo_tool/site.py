@@ -785,9 +785,6 @@ class _Builder:
 
         yield _Output("withdrawn.html", None, self._withdrawn_page)
         yield _Output("trust.html", None, self._trust_page)
-        image_page_of = self._image_page
-        for position, (page, key) in enumerate(zip(self.pages, self.keys, strict=True)):
-            yield _Output(page, key, functools.partial(image_page_of, position))
         yield _Output("feed.xml", None, self._feed)
 
         # For machines: index.json names the parts; part k holds ids k*1000.. (newest first inside)
@@ -828,6 +825,11 @@ class _Builder:
             )
         for relative, data in _static_files():
             yield _Output(relative, None, functools.partial(lambda d: d, data))
+
+    def image_page(self, position: int) -> bytes:
+        """The page of the image at ``position``; ``self.pages`` and ``self.keys`` name and key
+        them (kept out of ``outputs`` so a build compares 100,000 keys in bulk)."""
+        return self._image_page(position)
 
     def _image_page(self, position: int) -> bytes:
         v = self.view(position)
@@ -929,6 +931,8 @@ def render_site(
     builder = _Builder(library, generated, client_init_url)
     for output in builder.outputs():
         yield output.path, output.render()
+    for position, page in enumerate(builder.pages):
+        yield page, builder.image_page(position)
     n = len(builder.ordered)
     shards = site_search.word_shards(builder.tokens(range(n)))
     for prefix, data in sorted(shards.items()):
@@ -1103,6 +1107,26 @@ def build_site(
             try:
                 for output in builder.outputs():
                     emit(pool, output.path, output.key, output.render)
+                # Image pages in bulk: at 100,000 images the per-file bookkeeping above would cost
+                # more than the few pages that changed. They all live under image/, which no other
+                # output does, and __init__ refused two images on one page.
+                files.extend(builder.pages)
+                seen.update(builder.pages)
+                keys.update(zip(builder.pages, builder.keys, strict=True))
+                stale = [
+                    position
+                    for position, (page, key) in enumerate(
+                        zip(builder.pages, builder.keys, strict=True)
+                    )
+                    if known.get(page) != key
+                ]
+                for position in stale:
+                    data = builder.image_page(position)
+                    target = out_dir / builder.pages[position]
+                    pending.append(
+                        (builder.pages[position], pool.submit(_write_if_changed, target, data))
+                    )
+                    settle(_WRITERS * 8)
                 settle(0)
                 # Word shards: a crash while they change must not leave shards that the next
                 # build trusts, so a marker says "rebuild them" until the inputs file is written.

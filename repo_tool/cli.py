@@ -367,14 +367,54 @@ def _build_site_into(out: Path, root_bytes: bytes, now: datetime) -> Path:
     help="Published tree (default R/public).",
 )
 @click.option("--no-site", is_flag=True, help="Do not refresh the website under OUT/site.")
+@click.option(
+    "--to",
+    "to_url",
+    metavar="s3://BUCKET/PREFIX",
+    help="Publish to S3-compatible object storage instead of a folder (credentials: boto3's "
+    "standard chain, e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE).",
+)
+@click.option(
+    "--endpoint-url",
+    metavar="URL",
+    help="With --to: an S3-compatible server (MinIO, Ceph, ...) instead of AWS.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
 @click.pass_context
-def publish(ctx: click.Context, out: Path | None, no_site: bool, as_json: bool) -> None:
+def publish(
+    ctx: click.Context,
+    out: Path | None,
+    no_site: bool,
+    to_url: str | None,
+    endpoint_url: str | None,
+    as_json: bool,
+) -> None:
     """Write the static tree: blobs, manufacturer roles, targets, snapshot, timestamp.json last.
 
     Safe to re-run and safe to interrupt: clients see the previous library until timestamp.json lands.
+
+    \b
+    With --to s3://BUCKET/PREFIX, upload to object storage in the same order: only what the
+    bucket lacks, never overwriting or deleting an immutable object, then the website.
+    See docs/hosting.md, "Publishing to object storage".
     """
     from repo_tool.publisher import publish as do_publish
+
+    # --- S3 publishing hook (scale branch): everything lives in repo_tool/publish_s3_cli.py.
+    if to_url is not None or endpoint_url is not None:
+        from repo_tool.publish_s3_cli import run_publish_to_s3
+
+        run_publish_to_s3(
+            lambda: _open_repo(ctx),
+            to_url=to_url,
+            endpoint_url=endpoint_url,
+            out=out,
+            no_site=no_site,
+            as_json=as_json,
+            now=_now(),
+        )
+        return
+    # --- end of the S3 publishing hook
 
     repo = _open_repo(ctx)
     target = out or repo.default_out

@@ -1,10 +1,11 @@
 """Write the static tree a host serves, in an order that keeps it valid for clients at every instant.
 
-Order: every root version, then blobs, delegated roles, targets, snapshot, the transparency log
-(tiles, then ``log/checkpoint``) and ``timestamp.json`` last. Everything but ``timestamp.json`` and
-``log/checkpoint`` is immutable and named by version, hash or size, so files written before a crash
-are invisible to clients until the timestamp that references them lands, and the previous timestamp
-keeps pointing at a complete previous state. Each file is written atomically.
+The order and the list of files come from ``repo_tool.publish_plan`` (shared with the S3 writer in
+``repo_tool.publish_s3``): blobs, delegated roles, targets, snapshot, the transparency log (tiles,
+then ``log/checkpoint``), roots, ``timestamp.json`` last. Everything but ``timestamp.json`` and
+``log/checkpoint`` is immutable and named by version, hash or size, so files written
+before a crash are invisible to clients until the timestamp that references them lands, and the
+previous timestamp keeps pointing at a complete previous state. Each file is written atomically.
 
 Only what the out directory lacks is written: publishing one image into a large library writes that
 image, its manufacturer's role, targets (if changed), snapshot and timestamp, and reads nothing else.
@@ -17,19 +18,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tuf.api.exceptions import RepositoryError
-from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
-
-from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import exclusive_lock
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.output_paths import make_dir
+from repo_tool.publish_plan import (
+    PUBLISH_STEPS,
+    Kind,
+    PlannedFile,
+    SnapshotReader,
+    StagedVersions,
+    plan_publish,
+    published_versions,
+)
 from repo_tool.repository import Repository
 from repo_tool.tlog import publish_log
 
-PUBLISH_STEPS = ("roots", "blobs", "delegated-roles", "targets", "snapshot", "log", "timestamp")
+__all__ = ["LOCK_NAME", "PUBLISH_STEPS", "PublishReport", "StepHook", "publish", "repository_plan"]
+
 LOCK_NAME = ".cfl-publish.lock"
 
 StepHook = Callable[[str], None]
@@ -72,18 +79,72 @@ def _write_once(path: Path, data: bytes) -> bool:
     return True
 
 
-def _published_versions(metadata_dir: Path) -> dict[str, int]:
-    """Role name -> version, as listed by the snapshot that ``timestamp.json`` in ``metadata_dir``
-    names; empty when there is none or it is unreadable (then every role is checked)."""
+def _read_or_none(path: Path) -> bytes | None:
     try:
-        timestamp = Metadata[Timestamp].from_bytes((metadata_dir / "timestamp.json").read_bytes())
-        version = timestamp.signed.snapshot_meta.version
-        snapshot = Metadata[Snapshot].from_bytes(
-            (metadata_dir / f"{version}.{Snapshot.type}.json").read_bytes()
-        )
-    except (OSError, RepositoryError):
-        return {}
-    return {name.removesuffix(".json"): m.version for name, m in snapshot.signed.meta.items()}
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def repository_plan(
+    repo: Repository, timestamp_bytes: bytes | None, read_snapshot: SnapshotReader
+) -> list[PlannedFile]:
+    """The plan that brings a destination holding ``timestamp_bytes`` up to the repository's head.
+
+    Reads only the repository: the CPL and withdrawals (targets), and for each role the
+    destination lacks, what was added since the version it has (recorded at ingest), so a large
+    role is not parsed for one image.
+
+    Raises:
+        UnavailableError: a target path escapes the targets directory.
+    """
+    head = repo.head
+    staged = StagedVersions(
+        root=head.root_version,
+        targets=head.targets_version,
+        snapshot=head.snapshot_version,
+        timestamp=head.timestamp_version,
+        roles=dict(head.roles),
+    )
+    done = published_versions(timestamp_bytes, read_snapshot)
+    blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]
+    for name, version in sorted(head.roles.items()):
+        if done.get(name) == version:
+            continue
+        added = repo.added_since(name, done[name], version) if name in done else None
+        if added is None:
+            added = [(t.path, t.hashes["sha256"]) for t in repo.role(name).signed.targets.values()]
+        blobs.extend(added)
+    return plan_publish(staged, done, blobs)
+
+
+def planned_bytes(repo: Repository, planned: PlannedFile) -> bytes:
+    """The content of one planned file, from the repository.
+
+    Raises:
+        UnavailableError: a blob is missing or corrupt in the store.
+    """
+    if planned.sha256 is not None:
+        return repo.blobs.get(planned.sha256)
+    assert planned.role is not None and planned.version is not None
+    return repo.metadata_bytes(planned.role, planned.version)
+
+
+def _write_planned(repo: Repository, path: Path, planned: PlannedFile) -> bool:
+    """Write one planned file if the folder needs it; returns whether it was written."""
+    if planned.kind is Kind.MUTABLE:
+        data = planned_bytes(repo, planned)
+        if _read_or_none(path) == data:
+            return False
+        atomic_write_bytes(path, data)
+        return True
+    if planned.step == "blobs":
+        # A blob is named by its hash and may be 10 MB: its presence is enough.
+        if path.exists():
+            return False
+        atomic_write_bytes(path, planned_bytes(repo, planned))
+        return True
+    return _write_once(path, planned_bytes(repo, planned))
 
 
 def publish(
@@ -104,77 +165,22 @@ def publish(
         report.signed_new_snapshot = stage_snapshot(repo, now=now)
         head = repo.head
         metadata_dir = out / "metadata"
-        targets_dir = out / "targets"
-
-        hook("roots")
-        for version in range(1, head.root_version + 1):
-            if _write_once(
-                metadata_dir / f"{version}.{Root.type}.json",
-                repo.metadata_bytes(Root.type, version),
-            ):
-                report.written["roots"] += 1
-
-        hook("blobs")
-        # A role version the out directory's current snapshot lists was written by a publish
-        # that completed; any other is written now, or compared if a file squats on its name.
-        done = _published_versions(metadata_dir)
-        new_roles = [
-            name for name, version in sorted(head.roles.items()) if done.get(name) != version
-        ]
-        blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]
-        for name in new_roles:
-            # Incremental when the out tree has an earlier version: only what was added since
-            # (recorded at ingest) can be missing, so a large role is not parsed for one image.
-            added = repo.added_since(name, done[name], head.roles[name]) if name in done else None
-            if added is None:
-                added = [
-                    (t.path, t.hashes["sha256"]) for t in repo.role(name).signed.targets.values()
-                ]
-            blobs.extend(added)
-        for path, sha in blobs:
-            destination = targets_dir / naming.blob_name(path, sha)
-            if ".." in Path(path).parts or Path(path).is_absolute():
-                # Only a provider-signed target could get here (the gateway checks manufacturers'),
-                # but a path must never steer a write outside the tree.
-                raise UnavailableError(f"target path {path!r}: escapes the targets directory")
-            if not destination.exists():
-                atomic_write_bytes(destination, repo.blobs.get(sha))
-                report.written["blobs"] += 1
-
-        hook("delegated-roles")
-        for name in new_roles:
-            version = head.roles[name]
-            if _write_once(
-                metadata_dir / f"{version}.{name}.json", repo.metadata_bytes(name, version)
-            ):
-                report.written["delegated-roles"] += 1
-
-        hook("targets")
-        version = head.targets_version
-        if _write_once(
-            metadata_dir / f"{version}.{Targets.type}.json",
-            repo.metadata_bytes(Targets.type, version),
-        ):
-            report.written["targets"] += 1
-
-        hook("snapshot")
-        version = head.snapshot_version
-        if _write_once(
-            metadata_dir / f"{version}.{Snapshot.type}.json",
-            repo.metadata_bytes(Snapshot.type, version),
-        ):
-            report.written["snapshot"] += 1
-
-        hook("log")  # tlog hook: tiles, then the checkpoint the new timestamp binds
-        if repo.config.log is not None:
-            report.written["log"] += publish_log(repo.log_dir, out / "log", repo.log_state())
-
-        hook("timestamp")
-        timestamp = repo.metadata_bytes(Timestamp.type, head.timestamp_version)
-        current = metadata_dir / f"{Timestamp.type}.json"
-        if not current.exists() or current.read_bytes() != timestamp:
-            atomic_write_bytes(current, timestamp)
-            report.written["timestamp"] += 1
+        plan = repository_plan(
+            repo,
+            _read_or_none(metadata_dir / "timestamp.json"),
+            lambda version: _read_or_none(metadata_dir / f"{version}.snapshot.json"),
+        )
+        by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
+        for planned in plan:
+            by_step[planned.step].append(planned)
+        for step in PUBLISH_STEPS:
+            hook(step)
+            if step == "log" and repo.config.log is not None:
+                # Tiles, then the checkpoint the new timestamp binds (repo_tool/tlog.py).
+                report.written["log"] += publish_log(repo.log_dir, out / "log", repo.log_state())
+            for planned in by_step[step]:
+                if _write_planned(repo, out / planned.path, planned):
+                    report.written[step] += 1
         report.snapshot_version = head.snapshot_version
         report.timestamp_version = head.timestamp_version
     return report

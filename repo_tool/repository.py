@@ -53,6 +53,7 @@ from repo_tool import tlog
 from repo_tool.config import RepoConfig
 from repo_tool.gateway import LibraryIndex
 from repo_tool.keys import SignerRef, load_signer
+from repo_tool.library_index import IndexStore
 from repo_tool.state import journal
 from repo_tool.state.head import Head
 from repo_tool.store import BlobStore
@@ -232,35 +233,27 @@ class Repository:
 
     def cpl(self) -> CplDocument | None:
         sha = self.head.cpl_sha256
-        return CplDocument.from_bytes(self.blobs.get(sha)) if sha else None
+        if not sha:
+            return None
+        # scale branch: parsed once per process, not once per deposit (it is content-addressed)
+        cached: tuple[str, CplDocument] | None = getattr(self, "_cpl_cache", None)
+        if cached is None or cached[0] != sha:
+            cached = self._cpl_cache = (sha, CplDocument.from_bytes(self.blobs.get(sha)))
+        return cached[1]
 
     def withdrawals(self) -> WithdrawalList:
         sha = self.head.withdrawals_sha256
         return WithdrawalList.from_bytes(self.blobs.get(sha)) if sha else WithdrawalList()
 
     def index(self) -> LibraryIndex:
-        sha = self.head.index_sha256
-        if not sha:
-            return LibraryIndex()
-        doc = json.loads((self.state_dir / "index" / f"{sha}.json").read_bytes())
-        return LibraryIndex(
-            doc["file_sha256"], doc["manufacturer_image_sha256"], doc["cpl_entries"]
-        )
+        # scale branch: delta-chained and cached, see repo_tool/library_index.py
+        return self.index_store().load(self.head.index_sha256 or None)
 
-    def write_index(self, index: LibraryIndex) -> str:
-        data = json.dumps(
-            {
-                "file_sha256": dict(index.file_sha256),
-                "manufacturer_image_sha256": dict(index.manufacturer_image_sha256),
-                "cpl_entries": dict(index.cpl_entries),
-            },
-            sort_keys=True,
-        ).encode()
-        sha = hashlib.sha256(data).hexdigest()
-        path = self.state_dir / "index" / f"{sha}.json"
-        if not path.exists():
-            atomic_write_bytes(path, data)
-        return sha
+    def index_store(self) -> IndexStore:
+        store: IndexStore | None = getattr(self, "_indexes", None)
+        if store is None:
+            store = self._indexes = IndexStore(self.state_dir / "index")
+        return store
 
     def _added_path(self, role: str, version: int) -> Path:
         return self.state_dir / "metadata" / role / f"{version}.added.json"

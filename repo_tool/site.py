@@ -39,13 +39,14 @@ Output layout (relative to ``out_dir``)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,11 +64,12 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 from metadata_templates.naming import image_target_path
 from metadata_templates.withdrawals import Withdrawal
+from repo_tool import site_search
 from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
 
 logger = logging.getLogger(__name__)
 
-SITE_SCHEMA_VERSION = 1
+SITE_SCHEMA_VERSION = 2
 PAGE_SIZE = 500
 FEED_LIMIT = 100
 MANIFEST_NAME = ".cfl-site-files"
@@ -278,40 +280,49 @@ def _hardware_text(low: str | None, high: str | None) -> str:
     return f"{low or 'any'}\u2013{high or 'any'}"
 
 
+def _view(
+    image: PublishedImage, library: PublishedLibrary, withdrawal: Withdrawal | None
+) -> _ImageView:
+    cfl = image.cfl
+    models = sorted({_Model(e.model_id, e.model_name) for e in cfl.cpl_entries}, key=_model_key)
+    mfr_id = cfl.manufacturer_id
+    return _ImageView(
+        image=image,
+        target=image.target_path,
+        page=image_page(image.target_path),
+        manufacturer_id=mfr_id,
+        manufacturer_name=library.manufacturers.get(mfr_id, cfl.manufacturer_name),
+        manufacturer_page=_page_name(f"manufacturer-{_safe_name(mfr_id)}", 1),
+        device_type=cfl.device_type,
+        models=tuple(models),
+        firmware_version=cfl.firmware_version,
+        hardware=_hardware_text(cfl.hardware_version_min, cfl.hardware_version_max),
+        reason=cfl.reason,
+        advisories=tuple(sorted(cfl.advisories)),
+        size=image.length,
+        size_text=_size_text(image.length),
+        published=cfl.published,
+        published_date=cfl.published[:10],
+        sha256=image.sha256,
+        manufacturer_image_sha256=cfl.manufacturer_image_sha256,
+        withdrawal=withdrawal,
+    )
+
+
+def _newest_first(images: Sequence[PublishedImage]) -> list[PublishedImage]:
+    """Newest first; ties (same second) broken by target path so the order never depends on input
+    order."""
+    ordered = sorted(images, key=lambda i: i.target_path)
+    ordered.sort(key=lambda i: i.cfl.published, reverse=True)
+    return ordered
+
+
 def _views(library: PublishedLibrary) -> list[_ImageView]:
     withdrawals = {(w.target, w.sha256): w for w in library.withdrawals}
-    views: list[_ImageView] = []
-    for image in library.images:
-        cfl = image.cfl
-        models = sorted({_Model(e.model_id, e.model_name) for e in cfl.cpl_entries}, key=_model_key)
-        mfr_id = cfl.manufacturer_id
-        views.append(
-            _ImageView(
-                image=image,
-                target=image.target_path,
-                page=image_page(image.target_path),
-                manufacturer_id=mfr_id,
-                manufacturer_name=library.manufacturers.get(mfr_id, cfl.manufacturer_name),
-                manufacturer_page=_page_name(f"manufacturer-{_safe_name(mfr_id)}", 1),
-                device_type=cfl.device_type,
-                models=tuple(models),
-                firmware_version=cfl.firmware_version,
-                hardware=_hardware_text(cfl.hardware_version_min, cfl.hardware_version_max),
-                reason=cfl.reason,
-                advisories=tuple(sorted(cfl.advisories)),
-                size=image.length,
-                size_text=_size_text(image.length),
-                published=cfl.published,
-                published_date=cfl.published[:10],
-                sha256=image.sha256,
-                manufacturer_image_sha256=cfl.manufacturer_image_sha256,
-                withdrawal=image.withdrawal or withdrawals.get((image.target_path, image.sha256)),
-            )
-        )
-    # Newest first; ties (same second) broken by target path so the order never depends on input order.
-    views.sort(key=lambda v: v.target)
-    views.sort(key=lambda v: v.published, reverse=True)
-    return views
+    return [
+        _view(i, library, i.withdrawal or withdrawals.get((i.target_path, i.sha256)))
+        for i in _newest_first(library.images)
+    ]
 
 
 def _model_key(model: _Model) -> tuple[str, str]:
@@ -338,58 +349,9 @@ def _root_prefix(page: str) -> str:
     return "../" * page.count("/")
 
 
-def _pager(stem: str, current: int, total: int) -> list[dict[str, Any]]:
-    """Page links around the current one, plus first and last: short even with hundreds of pages."""
-    wanted = {1, total, *range(max(1, current - 3), min(total, current + 3) + 1)}
-    links: list[dict[str, Any]] = []
-    previous = 0
-    for number in sorted(wanted):
-        if number - previous > 1:
-            links.append({"gap": True})
-        links.append({"gap": False, "number": number, "href": _page_name(stem, number)})
-        previous = number
-    return links
-
-
 def _render(name: str, *, stamped: bool = False, **context: Any) -> bytes:
     """Render one template; ``stamped`` pages show the build time in their footer."""
     return _environment().get_template(name).render(stamped=stamped, **context).encode("utf-8")
-
-
-def _listing_pages(
-    listing: _Listing,
-    rows: Sequence[Markup],
-    common: dict[str, Any],
-    *,
-    search: bool,
-    kind: str,
-) -> Iterator[tuple[str, bytes]]:
-    total = max(1, -(-len(listing.rows) // PAGE_SIZE))
-    for number in range(1, total + 1):
-        chunk = listing.rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
-        page = _page_name(listing.stem, number)
-        yield (
-            page,
-            _render(
-                "listing.html",
-                **common,
-                root="",
-                page=page,
-                title=listing.title,
-                kind=kind,
-                search=search,
-                rows=[rows[i] for i in chunk],
-                count=len(listing.rows),
-                first=(number - 1) * PAGE_SIZE + 1,
-                last=(number - 1) * PAGE_SIZE + len(chunk),
-                number=number,
-                pages=total,
-                prev=_page_name(listing.stem, number - 1) if number > 1 else None,
-                next=_page_name(listing.stem, number + 1) if number < total else None,
-                pager=_pager(listing.stem, number, total) if total > 1 else [],
-                stamped=search,
-            ),
-        )
 
 
 def _image_json(view: _ImageView) -> dict[str, Any]:
@@ -435,61 +397,6 @@ def _json_bytes(doc: Any) -> bytes:
     ).encode()
 
 
-def _search_index(views: Sequence[_ImageView], generated: str) -> bytes:
-    """The table the search script loads: positional rows, manufacturers and models stored once.
-
-    Manufacturers are ``[ID, name, page]``, models ``[ID, name]``. Row fields, in order (``search.js``
-    reads them by position):
-
-    0. image type
-    1. target path, or null when it is the standard ``naming.image_target_path`` of the row's fields
-       (it nearly always is; leaving it out saves a sixth of the file)
-    2. page, or null when it is ``image/<target>.html``
-    3. manufacturer index; 4. device type; 5. model indexes; 6. firmware version; 7. hardware text;
-    8. reason; 9. advisories; 10. size in bytes; 11. size text; 12. publication date;
-    13. SHA-256 of the file; 14. Manufacturer Image SHA-256; 15. withdrawal date or null.
-    """
-    manufacturers = sorted(
-        {(v.manufacturer_id, v.manufacturer_name, v.manufacturer_page) for v in views}
-    )
-    mfr_index = {m[:2]: i for i, m in enumerate(manufacturers)}
-    models = sorted({m for v in views for m in v.models}, key=_model_key)
-    model_index = {m: i for i, m in enumerate(models)}
-    rows = [
-        [
-            v.image.cfl.image_type,
-            None if v.target == _standard_target(v) else v.target,
-            None if v.page == f"image/{v.target}.html" else v.page,
-            mfr_index[(v.manufacturer_id, v.manufacturer_name)],
-            v.device_type,
-            [model_index[m] for m in v.models],
-            v.firmware_version,
-            v.hardware,
-            v.reason,
-            list(v.advisories),
-            v.size,
-            v.size_text,
-            v.published_date,
-            v.sha256,
-            v.manufacturer_image_sha256,
-            v.withdrawn_date,
-        ]
-        for v in views
-    ]
-    doc = {
-        "schema_version": SITE_SCHEMA_VERSION,
-        "generated": generated,
-        "manufacturers": [list(m) for m in manufacturers],
-        "models": [[m.id, m.name] for m in models],
-        "rows": rows,
-    }
-    # No sort_keys needed for stability (dict order is fixed above); one row per line keeps diffs
-    # of the golden file readable without the bytes of full indentation.
-    head = json.dumps({k: v for k, v in doc.items() if k != "rows"}, ensure_ascii=False)[:-1]
-    body = ",\n".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in rows)
-    return f'{head}, "rows": [\n{body}\n]}}\n'.encode()
-
-
 def _standard_target(v: _ImageView) -> str:
     return image_target_path(
         v.manufacturer_id, v.device_type, v.image.cfl.image_type, v.firmware_version, v.sha256
@@ -528,6 +435,480 @@ def _feed_entries(views: Sequence[_ImageView]) -> list[dict[str, Any]]:
     return entries[:FEED_LIMIT]
 
 
+def _search_row(v: _ImageView) -> list[Any]:
+    """One row of a search rows shard. Fields by position (``search.js`` reads them so):
+
+    0. image type
+    1. target path, or null when it is the standard ``naming.image_target_path`` of the row's fields
+    2. page, or null when it is ``image/<target>.html``
+    3. ``[manufacturer ID, name, page]``; 4. device type; 5. models as ``[ID, name]``;
+    6. firmware version; 7. hardware text; 8. reason; 9. advisories; 10. size in bytes;
+    11. size text; 12. publication date; 13. SHA-256 of the file; 14. Manufacturer Image SHA-256;
+    15. withdrawal date or null.
+    """
+    return [
+        v.image.cfl.image_type,
+        None if v.target == _standard_target(v) else v.target,
+        None if v.page == f"image/{v.target}.html" else v.page,
+        [v.manufacturer_id, v.manufacturer_name, v.manufacturer_page],
+        v.device_type,
+        [[m.id, m.name] for m in v.models],
+        v.firmware_version,
+        v.hardware,
+        v.reason,
+        list(v.advisories),
+        v.size,
+        v.size_text,
+        v.published_date,
+        v.sha256,
+        v.manufacturer_image_sha256,
+        v.withdrawn_date,
+    ]
+
+
+def _search_words(v: _ImageView) -> list[str]:
+    """The words search finds a row by; ``haystack`` in search.js builds the same list."""
+    # Not the target path: it starts with the manufacturer ID, so every image would add one long
+    # unique word to that ID's shard; its parts (ID, device type, version, hash) are words already.
+    parts = [
+        v.image.cfl.image_type,
+        v.manufacturer_id,
+        v.manufacturer_name,
+        v.device_type,
+        v.firmware_version,
+        v.hardware,
+        v.reason,
+        " ".join(v.advisories),
+        v.published_date,
+        v.sha256,
+        v.manufacturer_image_sha256,
+    ]
+    for model in v.models:
+        parts += [model.id, model.name]
+    if v.withdrawal is not None:
+        parts.append("withdrawn")
+    return site_search.words(parts)
+
+
+# --- the build plan: every output file with a key of everything its bytes depend on ---------------
+
+# Bump when the Python side of rendering changes what a page holds for the same inputs; templates are
+# hashed by content (see ``_fingerprint``).
+_RENDER_VERSION = "2"
+_INPUTS_NAME = ".cfl-site-inputs"
+_SEARCH_DIRTY = ".cfl-site-search-dirty"
+_INPUTS_MAGIC = "cfl-site-inputs 1"
+_WORD_SHARD = "word-shard"  # the key recorded for word shards (they are merged, not keyed)
+IMAGES_PER_PART = 1000
+
+
+@dataclass(frozen=True)
+class _Output:
+    path: str
+    key: str | None  # None: render every build (small files that carry the build time)
+    render: Callable[[], bytes]
+
+
+@dataclass
+class _Plan:
+    """What a build produces, with lazily rendered bytes."""
+
+    fingerprint: str
+    ids: list[str]  # image keys in id order (oldest first)
+    outputs: list[_Output]
+    tokens: Callable[[range], list[tuple[int, list[str]]]]  # (id, words) for ids
+
+
+def _fingerprint(client_init_url: str | None) -> str:
+    digest = hashlib.sha256()
+    for part in (
+        _RENDER_VERSION,
+        str(PAGE_SIZE),
+        str(IMAGES_PER_PART),
+        str(site_search.ROWS_PER_SHARD),
+        CONTENT_SECURITY_POLICY,
+        client_init_url or "",
+    ):
+        digest.update(part.encode() + b"\0")
+    templates = site_resources().joinpath("templates")
+    for node in sorted(templates.iterdir(), key=lambda n: n.name):
+        if node.is_file():
+            digest.update(node.name.encode() + b"\0" + node.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _image_key(image: PublishedImage, name: str, withdrawal: Withdrawal | None) -> str:
+    """Everything an image's row and page show that can change for one target: its bytes (hash),
+    role, the manufacturer's registered name and a withdrawal. The rest (custom.cfl) is fixed per
+    (target, hash): the gateway refuses a role version that edits a lodged target
+    (``role-content-altered``)."""
+    w = "" if withdrawal is None else f"{withdrawal.withdrawn}\0{withdrawal.reason}"
+    text = f"{image.target_path}\0{image.sha256}\0{image.length}\0{image.role}\0{name}\0{w}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def _archive_name(stem: str, chunk: int) -> str:
+    return f"{stem}-{chunk}.html"
+
+
+def _chunks(count: int) -> int:
+    """Archive pages of a listing of ``count`` rows: the front page holds the newest
+    ``PAGE_SIZE``..``2 * PAGE_SIZE - 1`` rows, archive page ``c`` (1 = oldest) the ``c``-th
+    ``PAGE_SIZE`` rows in publication order. Archive pages are anchored at the oldest image, so a new
+    image changes the front page only, never the hundreds of archive pages behind it."""
+    return max(0, count // PAGE_SIZE - 1)
+
+
+def _listing_pager(stem: str, current: int, archives: int) -> list[dict[str, Any]]:
+    """Links, newest first: the front page (0), archive pages around the current one, the oldest."""
+    if archives == 0:
+        return []
+    wanted = {0, 1, *range(max(1, current - 3), min(archives, current + 3) + 1)}
+    if current == 0:
+        wanted |= set(range(max(1, archives - 3), archives + 1))
+    links: list[dict[str, Any]] = []
+    previous: int | None = None
+    for number in sorted(wanted, key=lambda n: (n != 0, -n)):
+        if previous is not None and previous != 0 and previous - number > 1:
+            links.append({"gap": True})
+        if previous == 0 and number != archives:
+            links.append({"gap": True})
+        links.append(
+            {
+                "gap": False,
+                "current": number == current,
+                "label": "Latest" if number == 0 else str(number),
+                "href": _page_name(stem, 1) if number == 0 else _archive_name(stem, number),
+            }
+        )
+        previous = number
+    return links
+
+
+class _Builder:
+    """Plans every output of one build; renders lazily, so unchanged pages cost nothing."""
+
+    def __init__(
+        self, library: PublishedLibrary, generated: datetime, client_init_url: str | None
+    ) -> None:
+        _check_aware(generated, "generated")
+        self.library = library
+        self.generated = generated
+        self.client_init_url = client_init_url
+        self.stamp = format_timestamp(generated)
+        withdrawals = {(w.target, w.sha256): w for w in library.withdrawals}
+        self.ordered = _newest_first(library.images)  # position 0 = newest
+        self.withdrawal: list[Withdrawal | None] = [
+            i.withdrawal or withdrawals.get((i.target_path, i.sha256)) for i in self.ordered
+        ]
+        self.names = [
+            library.manufacturers.get(i.cfl.manufacturer_id, i.cfl.manufacturer_name)
+            for i in self.ordered
+        ]
+        self.keys = [
+            _image_key(i, n, w)
+            for i, n, w in zip(self.ordered, self.names, self.withdrawal, strict=True)
+        ]
+        self._views: dict[int, _ImageView] = {}
+        self._rows: dict[int, Markup] = {}
+        self.common: dict[str, Any] = {
+            "csp": CONTENT_SECURITY_POLICY,
+            "generated": self.stamp,
+            "generated_date": self.stamp[:10],
+            "image_count": len(self.ordered),
+        }
+        pages: dict[str, str] = {}
+        self.pages = [image_page(image.target_path) for image in self.ordered]
+        for image, page in zip(self.ordered, self.pages, strict=True):
+            if page in pages:
+                raise SiteBuildError(
+                    f"image page {page}: found for {pages[page]!r} and {image.target_path!r}, "
+                    "expected one image per page"
+                )
+            pages[page] = image.target_path
+        for role in library.roles:
+            _check_aware(role.expires, f"roles[{role.name}].expires")
+
+    # positions (newest first) <-> ids (oldest first)
+    def position(self, image_id: int) -> int:
+        return len(self.ordered) - 1 - image_id
+
+    def view(self, position: int) -> _ImageView:
+        found = self._views.get(position)
+        if found is None:
+            found = _view(self.ordered[position], self.library, self.withdrawal[position])
+            self._views[position] = found
+        return found
+
+    def row(self, position: int) -> Markup:
+        found = self._rows.get(position)
+        if found is None:
+            html = _environment().get_template("row.html").render(v=self.view(position), root="")
+            found = Markup(html.rstrip("\n"))  # noqa: S704 - autoescaped template output
+            self._rows[position] = found
+        return found
+
+    def tokens(self, ids: range) -> list[tuple[int, list[str]]]:
+        return [(i, _search_words(self.view(self.position(i)))) for i in ids]
+
+    # --- listings ---------------------------------------------------------------------------------
+
+    def listing(self, listing: _Listing, *, kind: str, search: bool) -> Iterator[_Output]:
+        count = len(listing.rows)
+        archives = _chunks(count)
+        front = listing.rows[: count - archives * PAGE_SIZE]
+        yield self._listing_page(listing, kind, search, 0, archives, front, 1, len(front))
+        for chunk in range(1, archives + 1):
+            # Archive page `chunk` holds positions [count - chunk*S, count - (chunk-1)*S).
+            rows = listing.rows[count - chunk * PAGE_SIZE : count - (chunk - 1) * PAGE_SIZE]
+            first = (chunk - 1) * PAGE_SIZE + 1
+            yield self._listing_page(
+                listing, kind, search, chunk, archives, rows, first, first + PAGE_SIZE - 1
+            )
+
+    def _listing_page(
+        self,
+        listing: _Listing,
+        kind: str,
+        search: bool,
+        chunk: int,
+        archives: int,
+        rows: tuple[int, ...],
+        first: int,
+        last: int,
+    ) -> _Output:
+        front = chunk == 0
+        page = _page_name(listing.stem, 1) if front else _archive_name(listing.stem, chunk)
+        pager = _listing_pager(listing.stem, chunk, archives)
+        newer = (
+            None
+            if front
+            else (
+                _page_name(listing.stem, 1)
+                if chunk == archives
+                else _archive_name(listing.stem, chunk + 1)
+            )
+        )
+        older = (
+            (_archive_name(listing.stem, archives) if archives else None)
+            if front
+            else (_archive_name(listing.stem, chunk - 1) if chunk > 1 else None)
+        )
+        stamped = search and front
+        context: dict[str, Any] = {
+            "root": "",
+            "page": page,
+            "title": listing.title,
+            "page_label": None if front else f"{first}\u2013{last}",
+            "kind": kind,
+            "search": search,
+            "front": front,
+            "count": len(listing.rows) if front else None,
+            "first": first,
+            "last": last,
+            "prev": newer,
+            "next": older,
+            "pager": pager,
+            "stamped": stamped,
+        }
+        key = _key(
+            "listing",
+            json.dumps({k: v for k, v in context.items()}, sort_keys=True),
+            self.stamp if stamped else "",
+            *(self.keys[i] for i in rows),
+        )
+
+        def render() -> bytes:
+            return _render(
+                "listing.html", **self.common, **context, rows=[self.row(i) for i in rows]
+            )
+
+        return _Output(page, key, render)
+
+    # --- everything -------------------------------------------------------------------------------
+
+    def outputs(self) -> Iterator[_Output]:
+        n = len(self.ordered)
+        yield from self.listing(
+            _Listing("index", "Firmware images", tuple(range(n))), kind="index", search=True
+        )
+
+        by_manufacturer: dict[str, list[int]] = {}
+        for position, image in enumerate(self.ordered):
+            by_manufacturer.setdefault(image.cfl.manufacturer_id, []).append(position)
+        manufacturers = []
+        for mfr_id in sorted(set(by_manufacturer) | set(self.library.manufacturers)):
+            positions = by_manufacturer.get(mfr_id, [])
+            name = self.library.manufacturers.get(mfr_id) or (
+                self.names[positions[0]] if positions else ""
+            )
+            stem = f"manufacturer-{_safe_name(mfr_id)}"
+            manufacturers.append(
+                {
+                    "id": mfr_id,
+                    "name": name,
+                    "href": _page_name(stem, 1),
+                    "images": len(positions),
+                    "current": sum(1 for i in positions if self.withdrawal[i] is None),
+                    "latest": self.ordered[positions[0]].cfl.published[:10] if positions else None,
+                }
+            )
+            yield from self.listing(
+                _Listing(stem, f"{name} ({mfr_id})", tuple(positions)),
+                kind="manufacturer",
+                search=False,
+            )
+        yield _Output(
+            "manufacturers.html",
+            _key("manufacturers", json.dumps(manufacturers, sort_keys=True)),
+            lambda: _render(
+                "manufacturers.html",
+                **self.common,
+                root="",
+                page="manufacturers.html",
+                manufacturers=manufacturers,
+            ),
+        )
+
+        security = tuple(
+            i
+            for i, image in enumerate(self.ordered)
+            if image.cfl.reason == "security" or image.cfl.advisories
+        )
+        yield from self.listing(
+            _Listing("security", "Security fixes", security), kind="security", search=False
+        )
+
+        yield _Output("withdrawn.html", None, self._withdrawn_page)
+        yield _Output("trust.html", None, self._trust_page)
+        yield _Output("feed.xml", None, self._feed)
+
+        # For machines: index.json names the parts; part k holds ids k*1000.. (newest first inside)
+        parts = -(-n // IMAGES_PER_PART)
+        yield _Output(
+            "index.json",
+            None,
+            lambda: _json_bytes(
+                {
+                    "schema_version": SITE_SCHEMA_VERSION,
+                    "generated": self.stamp,
+                    "count": n,
+                    "parts": [
+                        {
+                            "href": f"data/images-{k}.json",
+                            "images": min(n, (k + 1) * IMAGES_PER_PART) - k * IMAGES_PER_PART,
+                        }
+                        for k in reversed(range(parts))
+                    ],
+                }
+            ),
+        )
+        for k in range(parts):
+            ids = range(k * IMAGES_PER_PART, min(n, (k + 1) * IMAGES_PER_PART))
+            yield _Output(
+                f"data/images-{k}.json",
+                _key("part", *(self.keys[self.position(i)] for i in ids)),
+                functools.partial(self._part, ids),
+            )
+
+        per = site_search.ROWS_PER_SHARD
+        for k in range(-(-n // per)):
+            ids = range(k * per, min(n, (k + 1) * per))
+            yield _Output(
+                site_search.rows_shard_path(k),
+                _key("rows", *(self.keys[self.position(i)] for i in ids)),
+                functools.partial(self._rows_shard, ids),
+            )
+        for relative, data in _static_files():
+            yield _Output(relative, None, functools.partial(lambda d: d, data))
+
+    def image_page(self, position: int) -> bytes:
+        """The page of the image at ``position``; ``self.pages`` and ``self.keys`` name and key
+        them (kept out of ``outputs`` so a build compares 100,000 keys in bulk)."""
+        return self._image_page(position)
+
+    def _image_page(self, position: int) -> bytes:
+        v = self.view(position)
+        return _render("image.html", **self.common, root=_root_prefix(v.page), page=v.page, v=v)
+
+    def _part(self, ids: range) -> bytes:
+        images = [_image_json(self.view(self.position(i))) for i in reversed(ids)]
+        return _json_bytes({"schema_version": SITE_SCHEMA_VERSION, "images": images})
+
+    def _rows_shard(self, ids: range) -> bytes:
+        return site_search.rows_shard_bytes([_search_row(self.view(self.position(i))) for i in ids])
+
+    def _withdrawn_page(self) -> bytes:
+        by_target = {
+            (image.target_path, image.sha256): position
+            for position, image in enumerate(self.ordered)
+            if self.withdrawal[position] is not None
+        }
+        withdrawn: dict[tuple[str, str], Withdrawal] = {
+            (w.target, w.sha256): w for w in self.library.withdrawals
+        }
+        for (target, sha), position in by_target.items():
+            recorded = self.withdrawal[position]
+            if recorded is not None:
+                withdrawn.setdefault((target, sha), recorded)
+        current = {image.target_path: p for p, image in enumerate(self.ordered)}
+        rows = []
+        for w in sorted(
+            withdrawn.values(), key=lambda w: (w.withdrawn, w.target, w.sha256), reverse=True
+        ):
+            # A withdrawn image may have left the metadata since; then there is no page to link to.
+            found = current.get(w.target)
+            linked = (
+                self.view(found)
+                if found is not None and self.ordered[found].sha256 == w.sha256
+                else None
+            )
+            rows.append({"withdrawal": w, "date": w.withdrawn[:10], "view": linked})
+        return _render(
+            "withdrawn.html", **self.common, root="", page="withdrawn.html", withdrawals=rows
+        )
+
+    def _trust_page(self) -> bytes:
+        roles = [
+            {
+                "role": role,
+                "expires": format_timestamp(role.expires),
+                "expired": role.expires <= self.generated,
+                "days_left": (role.expires - self.generated).days,
+            }
+            for role in sorted(self.library.roles, key=_role_order)
+        ]
+        root_role = next((r for r in self.library.roles if r.name == "root"), None)
+        return _render(
+            "trust.html",
+            **self.common,
+            root="",
+            page="trust.html",
+            root_version=self.library.root_version,
+            root_role=root_role,
+            roles=roles,
+            client_init_url=self.client_init_url,
+            stamped=True,
+            log_vkey=self.library.log_vkey,  # the transparency log's key the timestamp binds
+            log_size=self.library.log_size,
+        )
+
+    def _feed(self) -> bytes:
+        # The newest FEED_LIMIT publications and every withdrawal hold the newest FEED_LIMIT
+        # entries; nothing older can make the cut.
+        positions = set(range(min(FEED_LIMIT, len(self.ordered))))
+        positions |= {p for p, w in enumerate(self.withdrawal) if w is not None}
+        views = [self.view(p) for p in sorted(positions)]
+        feed_id = uuid.uuid5(_FEED_NAMESPACE, f"feed\n{self.client_init_url or ''}").urn
+        return _render(
+            "feed.xml", generated=self.stamp, feed_id=feed_id, entries=_feed_entries(views)
+        )
+
+
 def render_site(
     library: PublishedLibrary,
     *,
@@ -537,7 +918,7 @@ def render_site(
     """Every file of the site as ``(relative path, bytes)``, without touching the disk.
 
     Pages are produced one at a time so a library of 100,000 images never needs the whole site in
-    memory.
+    memory. ``build_site`` writes the same files, rendering only those whose inputs changed.
 
     Args:
         library: the verified library.
@@ -549,179 +930,74 @@ def render_site(
         SiteBuildError: two images would share one page.
         ConfigurationError: the templates are missing (a broken installation).
     """
-    _check_aware(generated, "generated")
-    stamp = format_timestamp(generated)
-    views = _views(library)
-    pages: dict[str, str] = {}
-    for v in views:
-        if v.page in pages:
-            raise SiteBuildError(
-                f"image page {v.page}: found for {pages[v.page]!r} and {v.target!r}, "
-                "expected one image per page"
-            )
-        pages[v.page] = v.target
-
-    common: dict[str, Any] = {
-        "csp": CONTENT_SECURITY_POLICY,
-        "generated": stamp,
-        "generated_date": stamp[:10],
-        "image_count": len(views),
-    }
-
-    # Rows are the bulk of every listing; render each once and reuse it on the index, manufacturer
-    # and security pages (all sit at the site root, so the relative links inside are the same).
-    row_template = _environment().get_template("row.html")
-    rows = [
-        Markup(row_template.render(v=v, root="").rstrip("\n"))  # noqa: S704 - autoescaped output
-        for v in views
-    ]
-
-    yield from _listing_pages(
-        _Listing("index", "Firmware images", tuple(range(len(views)))),
-        rows,
-        common,
-        search=True,
-        kind="index",
-    )
-
-    by_manufacturer: dict[str, list[int]] = {}
-    for i, v in enumerate(views):
-        by_manufacturer.setdefault(v.manufacturer_id, []).append(i)
-    manufacturer_ids = sorted(set(by_manufacturer) | set(library.manufacturers))
-    manufacturers = []
-    for mfr_id in manufacturer_ids:
-        positions = by_manufacturer.get(mfr_id, [])
-        name = library.manufacturers.get(mfr_id) or (
-            views[positions[0]].manufacturer_name if positions else ""
-        )
-        stem = f"manufacturer-{_safe_name(mfr_id)}"
-        manufacturers.append(
-            {
-                "id": mfr_id,
-                "name": name,
-                "href": _page_name(stem, 1),
-                "images": len(positions),
-                "current": sum(1 for i in positions if views[i].withdrawal is None),
-                "latest": views[positions[0]].published_date if positions else None,
-            }
-        )
-        yield from _listing_pages(
-            _Listing(stem, f"{name} ({mfr_id})", tuple(positions)),
-            rows,
-            common,
-            search=False,
-            kind="manufacturer",
-        )
-    yield (
-        "manufacturers.html",
-        _render(
-            "manufacturers.html",
-            **common,
-            root="",
-            page="manufacturers.html",
-            manufacturers=manufacturers,
-        ),
-    )
-
-    security = tuple(i for i, v in enumerate(views) if v.reason == "security" or v.advisories)
-    yield from _listing_pages(
-        _Listing("security", "Security fixes", security),
-        rows,
-        common,
-        search=False,
-        kind="security",
-    )
-
-    views_by_target = {v.target: v for v in views}
-    withdrawn: dict[tuple[str, str], Withdrawal] = {
-        (w.target, w.sha256): w for w in library.withdrawals
-    }
-    for v in views:
-        if v.withdrawal is not None:
-            withdrawn.setdefault((v.target, v.sha256), v.withdrawal)
-    withdrawn_rows = []
-    for w in sorted(
-        withdrawn.values(), key=lambda w: (w.withdrawn, w.target, w.sha256), reverse=True
-    ):
-        # A withdrawn image may have left the metadata since; then there is no page to link to.
-        view = views_by_target.get(w.target)
-        linked = view if view is not None and view.sha256 == w.sha256 else None
-        withdrawn_rows.append({"withdrawal": w, "date": w.withdrawn[:10], "view": linked})
-    yield (
-        "withdrawn.html",
-        _render(
-            "withdrawn.html", **common, root="", page="withdrawn.html", withdrawals=withdrawn_rows
-        ),
-    )
-
-    for role in library.roles:
-        _check_aware(role.expires, f"roles[{role.name}].expires")
-    roles = [
-        {
-            "role": role,
-            "expires": format_timestamp(role.expires),
-            "expired": role.expires <= generated,
-            "days_left": (role.expires - generated).days,
-        }
-        for role in sorted(library.roles, key=_role_order)
-    ]
-    root_role = next((r for r in library.roles if r.name == "root"), None)
-    yield (
-        "trust.html",
-        _render(
-            "trust.html",
-            **common,
-            root="",
-            page="trust.html",
-            root_version=library.root_version,
-            root_role=root_role,
-            roles=roles,
-            client_init_url=client_init_url,
-            stamped=True,
-            log_vkey=library.log_vkey,  # tlog hook
-            log_size=library.log_size,
-        ),
-    )
-
-    for v in views:
-        yield v.page, _render("image.html", **common, root=_root_prefix(v.page), page=v.page, v=v)
-
-    feed_id = uuid.uuid5(_FEED_NAMESPACE, f"feed\n{client_init_url or ''}").urn
-    yield (
-        "feed.xml",
-        _render("feed.xml", generated=stamp, feed_id=feed_id, entries=_feed_entries(views)),
-    )
-    yield (
-        "index.json",
-        _json_bytes(
-            {
-                "schema_version": SITE_SCHEMA_VERSION,
-                "generated": stamp,
-                "images": [_image_json(v) for v in views],
-            }
-        ),
-    )
-    yield "search-index.json", _search_index(views, stamp)
-    yield from _static_files()
+    builder = _Builder(library, generated, client_init_url)
+    for output in builder.outputs():
+        yield output.path, output.render()
+    for position, page in enumerate(builder.pages):
+        yield page, builder.image_page(position)
+    n = len(builder.ordered)
+    shards = site_search.word_shards(builder.tokens(range(n)))
+    for prefix, data in sorted(shards.items()):
+        yield site_search.word_shard_path(prefix), data
+    yield site_search.META_PATH, site_search.meta_bytes(n, builder.stamp, shards)
 
 
 # --- writing --------------------------------------------------------------------------------------
 
 
-def _previous_files(out_dir: Path) -> list[str]:
+@dataclass(frozen=True)
+class _Inputs:
+    """What the previous build rendered: the input key of every file, and the image keys by id."""
+
+    fingerprint: str
+    ids: list[str]
+    files: dict[str, str]
+
+
+def _read_inputs(out_dir: Path) -> _Inputs | None:
+    """The previous build's inputs; None when missing or unreadable (then everything is rendered)."""
     try:
-        text = (out_dir / MANIFEST_NAME).read_text(encoding="utf-8")
+        lines = (out_dir / _INPUTS_NAME).read_text(encoding="utf-8").split("\n")
+        magic, fingerprint = lines[0].rsplit(" ", 1)
+        if magic != _INPUTS_MAGIC or lines[1] != "ids":
+            return None
+        end = lines.index("files", 2)
+        ids = lines[2:end]
+        files = {}
+        for line in lines[end + 1 :]:
+            if line:
+                key, path = line.split(" ", 1)
+                files[path] = key
+        return _Inputs(fingerprint, ids, files)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _inputs_bytes(fingerprint: str, ids: Sequence[str], files: Mapping[str, str]) -> bytes:
+    lines = [f"{_INPUTS_MAGIC} {fingerprint}", "ids", *ids, "files"]
+    lines += [f"{key} {path}" for path, key in files.items()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _previous_files(out_dir: Path) -> list[str]:
+    """What the previous build listed; validated by ``_prunable`` only for the few it no longer
+    produces (checking 100,000 names each build cost more than the build)."""
+    try:
+        return (out_dir / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     except OSError as e:
         raise UnavailableError(f"site manifest {out_dir / MANIFEST_NAME}: cannot read: {e}") from e
-    names = []
-    for line in text.splitlines():
-        # Only prune what a build of ours could have written: relative, no "..", no hidden names.
-        path = PurePosixPath(line)
-        if line and not path.is_absolute() and all(_SAFE_SEGMENT.fullmatch(p) for p in path.parts):
-            names.append(line)
-    return names
+
+
+def _prunable(line: str) -> bool:
+    # Only prune what a build of ours could have written: relative, no "..", no hidden names.
+    path = PurePosixPath(line)
+    return (
+        bool(line)
+        and not path.is_absolute()
+        and all(_SAFE_SEGMENT.fullmatch(p) for p in path.parts)
+    )
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -736,6 +1012,13 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def build_site(
     library: PublishedLibrary,
     out_dir: Path,
@@ -743,12 +1026,20 @@ def build_site(
     generated: datetime,
     client_init_url: str | None = None,
 ) -> SiteBuildResult:
-    """Render the public website for ``library`` into ``out_dir``.
+    """Render the public website for ``library`` into ``out_dir``, rendering only what changed.
 
-    Each file is written atomically (temporary file, fsync, rename) and only when its bytes change,
-    so readers never see a torn page and a rebuild after a publish touches few files. Files that an
-    earlier build listed in ``.cfl-site-files`` but this build no longer produces are removed; nothing
-    else in ``out_dir`` is touched. The server should send ``CONTENT_SECURITY_POLICY`` as a header too.
+    ``.cfl-site-inputs`` records, for every file, a key of everything its bytes depend on (for an
+    image page: the image's target, hash, role, manufacturer name and withdrawal; for a listing
+    page: its rows' keys and its links). A file whose key is unchanged is neither rendered nor
+    read; the others are rendered and written atomically (temporary file, fsync, rename) when their
+    bytes differ. The search word shards are updated in place for new images when the library only
+    grew, and rebuilt otherwise. Publishing one image into a library of 100,000 therefore renders a
+    handful of pages. The same library, ``generated`` and ``client_init_url`` always give the same
+    bytes as ``render_site``, whatever was in ``out_dir`` before.
+
+    Files that an earlier build listed in ``.cfl-site-files`` but this build no longer produces are
+    removed; nothing else in ``out_dir`` is touched. The server should send
+    ``CONTENT_SECURITY_POLICY`` as a header too.
 
     Args:
         library: the verified library (built by ``repo_tool.verify`` only).
@@ -765,8 +1056,15 @@ def build_site(
         ConfigurationError: the templates are missing (a broken installation).
         UnavailableError: ``out_dir`` cannot be read or written.
     """
+    builder = _Builder(library, generated, client_init_url)
+    fingerprint = _fingerprint(client_init_url)
     previous = _previous_files(out_dir)
+    inputs = _read_inputs(out_dir)
+    if inputs is not None and inputs.fingerprint != fingerprint:
+        inputs = None
+    known = inputs.files if inputs is not None else {}
     files: list[str] = []
+    keys: dict[str, str] = {}
     seen: set[str] = set()
     changed: list[str] = []
     index_pages = 0
@@ -778,45 +1076,126 @@ def build_site(
             if future.result():
                 changed.append(relative)
 
+    def emit(
+        pool: ThreadPoolExecutor, relative: str, key: str | None, render: Callable[[], bytes] | None
+    ) -> None:
+        nonlocal index_pages
+        if relative in seen:
+            raise SiteBuildError(f"site file {relative}: produced twice, expected once")
+        seen.add(relative)
+        files.append(relative)
+        if _INDEX_PAGE.fullmatch(relative):
+            index_pages += 1
+        if key is not None:
+            keys[relative] = key
+            if known.get(relative) == key or render is None:
+                return
+        assert render is not None
+        pending.append((relative, pool.submit(_write_if_changed, out_dir / relative, render())))
+        settle(_WRITERS * 8)
+
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        # Rendering holds the GIL; the fsyncs of atomic writes do not, and they dominate (rendering
-        # is a tenth of the time). A few writer threads overlap them (about 2.5x faster on a
-        # two-core machine); the bounded queue keeps memory flat.
+        grown_from = (
+            len(inputs.ids)
+            if inputs is not None
+            and not (out_dir / _SEARCH_DIRTY).exists()
+            and builder.keys[::-1][: len(inputs.ids)] == inputs.ids
+            else None
+        )
+        # Rendering holds the GIL; the fsyncs of atomic writes do not. A few writer threads overlap
+        # them; the bounded queue keeps memory flat.
         with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="site-write") as pool:
             try:
-                for relative, data in render_site(
-                    library, generated=generated, client_init_url=client_init_url
-                ):
-                    if relative in seen:
-                        raise SiteBuildError(f"site file {relative}: produced twice, expected once")
-                    seen.add(relative)
-                    files.append(relative)
-                    if _INDEX_PAGE.fullmatch(relative):
-                        index_pages += 1
+                for output in builder.outputs():
+                    emit(pool, output.path, output.key, output.render)
+                # Image pages in bulk: at 100,000 images the per-file bookkeeping above would cost
+                # more than the few pages that changed. They all live under image/, which no other
+                # output does, and __init__ refused two images on one page.
+                files.extend(builder.pages)
+                seen.update(builder.pages)
+                keys.update(zip(builder.pages, builder.keys, strict=True))
+                stale = [
+                    position
+                    for position, (page, key) in enumerate(
+                        zip(builder.pages, builder.keys, strict=True)
+                    )
+                    if known.get(page) != key
+                ]
+                for position in stale:
+                    data = builder.image_page(position)
+                    target = out_dir / builder.pages[position]
                     pending.append(
-                        (relative, pool.submit(_write_if_changed, out_dir / relative, data))
+                        (builder.pages[position], pool.submit(_write_if_changed, target, data))
                     )
                     settle(_WRITERS * 8)
+                settle(0)
+                # Word shards: a crash while they change must not leave shards that the next
+                # build trusts, so a marker says "rebuild them" until the inputs file is written.
+                atomic_write_bytes(out_dir / _SEARCH_DIRTY, b"")
+                n = len(builder.ordered)
+                if grown_from is not None:
+                    shard_prefix = f"{site_search.SEARCH_DIR}/w-"
+                    shards = {
+                        site_search.decode_shard_name(p[len(shard_prefix) : -len(".json")])
+                        for p in known
+                        if p.startswith(shard_prefix)
+                    }
+                    changed_shards = site_search.merge_shards(
+                        shards,
+                        lambda prefix: _read_or_none(out_dir / site_search.word_shard_path(prefix)),
+                        builder.tokens(range(grown_from, n)),
+                    )
+                    for prefix, data in sorted(changed_shards.items()):
+                        relative = site_search.word_shard_path(prefix)
+                        pending.append(
+                            (relative, pool.submit(_write_if_changed, out_dir / relative, data))
+                        )
+                        settle(_WRITERS * 8)
+                    shards |= set(changed_shards)
+                    for prefix in sorted(shards):
+                        # Merged above, or unchanged: listed, not rendered again.
+                        emit(pool, site_search.word_shard_path(prefix), _WORD_SHARD, None)
+                else:
+                    full = site_search.word_shards(builder.tokens(range(n)))
+                    produced = set()
+                    for prefix, data in sorted(full.items()):
+                        relative = site_search.word_shard_path(prefix)
+                        emit(pool, relative, None, functools.partial(lambda d: d, data))
+                        keys[relative] = _WORD_SHARD
+                        produced.add(relative)
+                    # A build killed while merging may have left shards no manifest lists; the
+                    # search folder is ours alone, so anything there not produced now goes.
+                    for stray in (out_dir / site_search.SEARCH_DIR).glob("w-*.json"):
+                        if f"{site_search.SEARCH_DIR}/{stray.name}" not in produced:
+                            stray.unlink(missing_ok=True)
+                    shards = set(full)
+                meta = site_search.meta_bytes(n, builder.stamp, shards)
+                emit(pool, site_search.META_PATH, None, functools.partial(lambda d: d, meta))
                 settle(0)
             finally:
                 for _, future in pending:
                     future.cancel()
+        ids = builder.keys[::-1]
+        atomic_write_bytes(out_dir / _INPUTS_NAME, _inputs_bytes(fingerprint, ids, keys))
+        (out_dir / _SEARCH_DIRTY).unlink(missing_ok=True)
         files.sort()
         manifest = "".join(f"{f}\n" for f in files).encode()
         if _write_if_changed(out_dir / MANIFEST_NAME, manifest):
             changed.append(MANIFEST_NAME)
         current = set(files)
-        removed = sorted(f for f in previous if f not in current)
+        removed = sorted(f for f in previous if f not in current and _prunable(f))
         for name in removed:
             (out_dir / name).unlink(missing_ok=True)
+    except ValueError as e:
+        raise UnavailableError(f"site {out_dir}: a search shard is unreadable: {e}") from e
     except OSError as e:
         raise UnavailableError(f"site {out_dir}: cannot write: {e}") from e
     logger.info("site: %d files, %d changed, %d removed", len(files), len(changed), len(removed))
     return SiteBuildResult(
         out_dir=out_dir,
         files=tuple(files),
-        changed=tuple(sorted(changed)),
+        changed=tuple(sorted(set(changed))),
         removed=tuple(removed),
         image_count=len(library.images),
         index_pages=index_pages,

@@ -107,18 +107,13 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
     repo.write_staged(accepted.role_name, accepted.role.signed.version, bundle.role_bytes)
     repo.write_added(accepted.role_name, accepted.role.signed.version, added)
 
-    index = context.index  # read once for the duplicate check; the lock keeps it current
     target_path = accepted.target.path
-    new_index = LibraryIndex(
-        {**index.file_sha256, accepted.digests.file_sha256: target_path},
-        {
-            **index.manufacturer_image_sha256,
-            accepted.digests.manufacturer_image_sha256: target_path,
-        },
-        {
-            **index.cpl_entries,
-            **{entry_id: target_path for entry_id in bundle.declaration.cpl_entries},
-        },
+    # Only what this deposit adds: the index store chains it onto the current index, so a deposit
+    # costs the same in a library of 100,000 images as in one of 100 (repo_tool/library_index.py).
+    added_index = LibraryIndex(
+        {accepted.digests.file_sha256: target_path},
+        {accepted.digests.manufacturer_image_sha256: target_path},
+        {entry_id: target_path for entry_id in bundle.declaration.cpl_entries},
     )
     roles = dict(head.roles)
     first_deposit = accepted.role_name not in roles
@@ -132,7 +127,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
             head,
             roles=roles,
             targets_version=targets_version,
-            index_sha256=repo.write_index(new_index),
+            index_sha256=repo.index_store().add(head.index_sha256 or None, added_index),
         ),
         event={
             "event": "ingest-accepted",

@@ -4,9 +4,9 @@
 (function () {
   "use strict";
 
-  // Enough to scan; drawing more costs layout time (500 rows take ~0.4 s at 100,000 images) and a
-  // reader narrows the query rather than scrolling.
-  var MAX_ROWS = 200;
+  // Rows drawn per search. Each drawn row may need its rows shard fetched, so this bounds what the
+  // first search transfers as well as layout time; a reader narrows the query rather than scrolling.
+  var MAX_ROWS = 50;
   var SEP = "\u0001"; // starts every word of the searchable text; see words()
   var box = document.getElementById("search-box");
   var input = document.getElementById("search");
@@ -22,27 +22,41 @@
   var pageCaption = caption ? caption.textContent : "";
   var pageRows = Array.prototype.slice.call(tbody.rows);
   var pageText = pageRows.map(rowText);
-  var index = null; // {images[], text[]} once search-index.json has loaded
+  // The sharded index (repo_tool/site_search.py): meta.json, then w-<prefix>.json per query word and
+  // rows-<k>.json per shown row, each fetched once, on demand.
+  var metaUrl = input.getAttribute("data-index");
+  var folder = metaUrl.slice(0, metaUrl.lastIndexOf("/") + 1);
+  var meta = null;
   var loadState = "idle"; // idle -> loading -> ready | failed
+  var files = {}; // url -> Promise of parsed JSON (null for 404)
+  var generation = 0; // a newer search makes an older one's answer stale
   var timer = 0;
 
   box.hidden = false;
+
+  function getJson(url, missingOk) {
+    if (!files[url]) {
+      files[url] = fetch(url, { credentials: "same-origin" }).then(function (response) {
+        if (missingOk && response.status === 404) {
+          return null;
+        }
+        if (!response.ok) {
+          throw new Error("HTTP " + response.status);
+        }
+        return response.json();
+      });
+    }
+    return files[url];
+  }
 
   function load() {
     if (loadState !== "idle") {
       return;
     }
     loadState = "loading";
-    fetch(input.getAttribute("data-index"), { credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.json();
-      })
+    getJson(metaUrl, false)
       .then(function (data) {
-        var images = data.rows.map(function (row) { return decode(data, row); });
-        index = { images: images, text: images.map(haystack) };
+        meta = data;
         loadState = "ready";
         run();
       })
@@ -53,16 +67,105 @@
       });
   }
 
-  // Row fields by position: see _search_index in repo_tool/site.py, which documents each one.
-  function decode(data, row) {
-    var mfr = data.manufacturers[row[3]];
+  // The file-name spelling of a word prefix: shard_name in repo_tool/site_search.py.
+  function shardName(prefix) {
+    var out = "";
+    for (var i = 0; i < prefix.length; i++) {
+      var c = prefix.charAt(i);
+      out += /[a-z0-9]/.test(c) ? c : "_" + prefix.charCodeAt(i).toString(16) + "-";
+    }
+    return out;
+  }
+
+  // Posting lists: a positive step d adds d to the id, a negative -k adds 1, k times (from -1).
+  function decodeIds(encoded, into) {
+    var current = -1;
+    for (var i = 0; i < encoded.length; i++) {
+      var step = encoded[i];
+      if (step > 0) {
+        current += step;
+        into[current] = true;
+      } else {
+        for (var k = 0; k < -step; k++) {
+          current += 1;
+          into[current] = true;
+        }
+      }
+    }
+  }
+
+  // The word shards that may hold words starting with `term`: those whose prefix is a prefix of
+  // the term (its ancestors and its leaf) and those whose prefix starts with the term.
+  function shardsFor(term) {
+    return meta.shards.filter(function (prefix) {
+      return term.lastIndexOf(prefix, 0) === 0 || prefix.lastIndexOf(term, 0) === 0;
+    });
+  }
+
+  function idsFor(term) {
+    return Promise.all(shardsFor(term).map(function (prefix) {
+      return getJson(folder + "w-" + shardName(prefix) + ".json", true);
+    })).then(function (shards) {
+      var found = {};
+      shards.forEach(function (shard) {
+        if (shard) {
+          Object.keys(shard.words).forEach(function (word) {
+            if (word.lastIndexOf(term, 0) === 0) {
+              decodeIds(shard.words[word], found);
+            }
+          });
+        }
+      });
+      return found;
+    });
+  }
+
+  // Query words as the index has them: a pasted target path (121D/ESME-0001-ACDCACDC-3f2a....ota)
+  // is not a word of the index, its parts are.
+  function queryTerms(text) {
+    var terms = [];
+    text.toLowerCase().split(/\s+/).filter(Boolean).forEach(function (term) {
+      if (term.indexOf("/") === -1) {
+        terms.push(term);
+        return;
+      }
+      term.replace(/\.ota$/, "").split(/[\/-]/).forEach(function (part) {
+        if (part) {
+          terms.push(part);
+        }
+      });
+    });
+    return terms;
+  }
+
+  function rowsFor(ids) {
+    var per = meta.rows_per_shard;
+    var shards = {};
+    ids.forEach(function (id) {
+      shards[Math.floor(id / per)] = true;
+    });
+    var keys = Object.keys(shards);
+    return Promise.all(keys.map(function (k) {
+      return getJson(folder + "rows-" + k + ".json", false);
+    })).then(function (loaded) {
+      var byShard = {};
+      keys.forEach(function (k, i) {
+        byShard[k] = loaded[i].rows;
+      });
+      return ids.map(function (id) {
+        return decode(byShard[Math.floor(id / per)][id % per]);
+      });
+    });
+  }
+
+  function decode(row) {
     var image = {
       imageType: row[0],
-      mfrId: mfr[0],
-      mfrName: mfr[1],
-      mfrPage: mfr[2],
+      mfrId: row[3][0],
+      mfrName: row[3][1],
+      mfrPage: row[3][2],
       deviceType: row[4],
-      models: row[5].map(function (m) { return data.models[m]; }),
+      models: row[5],
       firmware: row[6],
       hardware: row[7],
       reason: row[8],
@@ -95,20 +198,6 @@
     var walker = document.createTreeWalker(row, NodeFilter.SHOW_TEXT);
     while (walker.nextNode()) {
       parts.push(walker.currentNode.nodeValue);
-    }
-    return words(parts);
-  }
-
-  function haystack(image) {
-    var parts = [
-      image.target, image.mfrId, image.mfrName, image.deviceType, image.firmware, image.hardware,
-      image.reason, image.advisories.join(" "), image.published, image.sha256, image.miSha256
-    ];
-    image.models.forEach(function (m) {
-      parts.push(m[0], m[1]);
-    });
-    if (image.withdrawn) {
-      parts.push("withdrawn");
     }
     return words(parts);
   }
@@ -230,43 +319,73 @@
     statusLine.textContent = message;
   }
 
+  function searchPage(terms, note) {
+    var local = pageRows.filter(function (row, i) {
+      return matches(pageText[i], terms);
+    });
+    show(local, true, local.length + " on this page match." + note);
+  }
+
   function run() {
-    var terms = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var terms = queryTerms(input.value);
+    var mine = ++generation;
     if (!terms.length) {
       show(pageRows, false, "");
       return;
     }
-    if (loadState === "ready") {
-      var found = [];
-      var total = 0;
-      for (var i = 0; i < index.text.length; i++) {
-        if (matches(index.text[i], terms)) {
-          total++;
-          if (found.length < MAX_ROWS) {
-            found.push(buildRow(index.images[i]));
-          }
-        }
-      }
-      var message = total === 1 ? "1 image matches." : total + " images match.";
-      if (total > MAX_ROWS) {
-        message += " Showing the first " + MAX_ROWS + "; add words to narrow it down.";
-      }
-      show(found, true, message);
+    if (loadState !== "ready") {
+      searchPage(terms, loadState === "failed"
+        ? " The search index could not be loaded, so only this page was searched."
+        : " Loading the search index to search every page…");
       return;
     }
-    var local = pageRows.filter(function (row, i) {
-      return matches(pageText[i], terms);
-    });
-    var note = loadState === "failed"
-      ? " The full search index could not be loaded, so only this page was searched."
-      : " Loading the full index to search every page…";
-    show(local, true, local.length + " on this page match." + note);
+    var long = terms.filter(function (t) { return t.length >= meta.prefix_length; });
+    if (long.length < terms.length) {
+      searchPage(terms, " Type at least " + meta.prefix_length +
+        " characters a word to search every image.");
+      return;
+    }
+    Promise.all(long.map(idsFor))
+      .then(function (sets) {
+        // Ids are publication order, oldest first: newest first means highest first.
+        var ids = Object.keys(sets[0]).map(Number).filter(function (id) {
+          if (id >= meta.count) {
+            return false; // never trust a shard beyond the rows meta.json announces
+          }
+          for (var i = 1; i < sets.length; i++) {
+            if (!sets[i][id]) {
+              return false;
+            }
+          }
+          return true;
+        });
+        ids.sort(function (a, b) { return b - a; });
+        return rowsFor(ids.slice(0, MAX_ROWS)).then(function (images) {
+          return { total: ids.length, images: images };
+        });
+      })
+      .then(function (result) {
+        if (mine !== generation) {
+          return; // the reader typed on; a newer search will answer
+        }
+        var total = result.total;
+        var message = total === 1 ? "1 image matches." : total + " images match.";
+        if (total > MAX_ROWS) {
+          message += " Showing the first " + MAX_ROWS + " (newest first); add words to narrow it down.";
+        }
+        show(result.images.map(buildRow), true, message);
+      })
+      .catch(function () {
+        if (mine === generation) {
+          searchPage(terms, " The search index could not be read, so only this page was searched.");
+        }
+      });
   }
 
   input.addEventListener("focus", load);
   input.addEventListener("input", function () {
     load();
-    // Coalesce fast typing into one search; each pass scans every image.
+    // Coalesce fast typing into one search.
     window.clearTimeout(timer);
     timer = window.setTimeout(run, 80);
   });

@@ -116,12 +116,12 @@ def test_publish_writes_blobs_roles_targets_snapshot_then_timestamp(tmp_path: Pa
     assert any(f.startswith("log/tile/0/") for f in log_files)
     # What had been written when each step began:
     assert dict(seen) == {
-        "roots": set(),
         "blobs": set(),
         "delegated-roles": {blob},
         "targets": {blob, role},
         "snapshot": {blob, role, targets},
         "log": {blob, role, targets, snapshot},
+        "roots": {blob, role, targets, snapshot} | log_files,
         "timestamp": {blob, role, targets, snapshot} | log_files,
     }
     assert files(factory.out) - before == {blob, role, targets, snapshot} | log_files

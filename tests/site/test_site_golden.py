@@ -26,7 +26,10 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.relative_to(root).as_posix().startswith("static/")
+        if path.is_file()
+        and not path.relative_to(root).as_posix().startswith("static/")
+        # the incremental build's input keys: an internal cache, not output anyone reads
+        and path.name != ".cfl-site-inputs"
     }
 
 

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -37,6 +38,12 @@ from repo_tool.site import (
     SiteBuildError,
     build_site,
     render_site,
+)
+from repo_tool.site_search import (
+    PREFIX_LENGTH,
+    decode_shard_name,
+    parse_word_shard,
+    word_shard_path,
 )
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -110,13 +117,16 @@ def test_layout(files: dict[str, bytes]) -> None:
         "trust.html",
         "feed.xml",
         "index.json",
-        "search-index.json",
+        "data/images-0.json",
+        "search/meta.json",
+        "search/rows-0.json",
         "static/style.css",
         "static/search.js",
         "static/favicon.svg",
         *(f"image/{image.target_path}.html" for image in library.images),
     }
-    assert set(files) == expected
+    word_shards = {n for n in files if re.fullmatch(r"search/w-[a-z0-9_-]+\.json", n)}
+    assert word_shards and set(files) - word_shards == expected
 
 
 def test_every_index_row_carries_its_target(files: dict[str, bytes]) -> None:
@@ -240,7 +250,7 @@ def test_generated_time_is_the_only_clock(files: dict[str, bytes]) -> None:
         "trust.html",
         "feed.xml",
         "index.json",
-        "search-index.json",
+        "search/meta.json",
     }
 
 
@@ -339,10 +349,14 @@ def test_feed_keeps_only_the_newest_entries() -> None:
 
 def test_index_json_for_machines(files: dict[str, bytes]) -> None:
     doc = json.loads(files["index.json"])
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["generated"] == "2026-03-01T12:00:00Z"
-    by_target = {i["target"]: i for i in doc["images"]}
     library = small_library()
+    assert doc["count"] == len(library.images)
+    assert doc["parts"] == [{"href": "data/images-0.json", "images": len(library.images)}]
+    part = json.loads(files["data/images-0.json"])
+    assert part["schema_version"] == 2
+    by_target = {i["target"]: i for i in part["images"]}
     assert set(by_target) == {i.target_path for i in library.images}
     for image in library.images:
         entry = by_target[image.target_path]
@@ -353,22 +367,64 @@ def test_index_json_for_machines(files: dict[str, bytes]) -> None:
         assert entry["page"] in files
         assert (entry["withdrawn"] is None) == (image.withdrawal is None)
     hostile = next(
-        i for i in doc["images"] if i["manufacturer_id"] == "2AB0" and i["device_type"] == "PPMID"
+        i for i in part["images"] if i["manufacturer_id"] == "2AB0" and i["device_type"] == "PPMID"
     )
     assert [e["model_name"] for e in hostile["cpl_entries"]] == [HOSTILE_MODEL, HOSTILE_ATTR]
 
 
-def test_search_index_matches_the_table(files: dict[str, bytes]) -> None:
-    doc = json.loads(files["search-index.json"])
-    assert doc["schema_version"] == 1
-    rows = doc["rows"]
+def test_index_json_parts_are_anchored_at_the_oldest_image() -> None:
+    count = site.IMAGES_PER_PART + 10
+    out = rendered(many_library(count))
+    doc = json.loads(out["index.json"])
+    assert doc["parts"] == [
+        {"href": "data/images-1.json", "images": 10},
+        {"href": "data/images-0.json", "images": site.IMAGES_PER_PART},
+    ]
+    newest = json.loads(out["data/images-1.json"])["images"]
+    oldest = json.loads(out["data/images-0.json"])["images"]
+    index_targets = re.findall(r'<tr data-target="([^"]+)"', out["index.html"].decode())
+    assert [i["target"] for i in newest] == index_targets[:10]
+    assert len({i["target"] for i in newest + oldest}) == count
+
+
+def _search_rows(files: dict[str, bytes]) -> list[list[Any]]:
+    meta = json.loads(files["search/meta.json"])
+    rows: list[list[Any]] = []
+    for k in range(-(-meta["count"] // meta["rows_per_shard"])):
+        shard = json.loads(files[f"search/rows-{k}.json"])
+        assert shard["schema_version"] == 1
+        rows += shard["rows"]
+    return rows
+
+
+def test_search_rows_match_the_table(files: dict[str, bytes]) -> None:
+    rows = _search_rows(files)
     index_targets = re.findall(r'<tr data-target="([^"]+)"', files["index.html"].decode())
     # Standard target paths are left out (search.js rebuilds them); these all are standard.
     assert [r[1] for r in rows] == [None] * len(index_targets)
-    rebuilt = [
-        f"{doc['manufacturers'][r[3]][0]}/{r[4]}-{r[0]}-{r[6]}-{r[13][:16]}.ota" for r in rows
-    ]
-    assert rebuilt == index_targets
+    rebuilt = [f"{r[3][0]}/{r[4]}-{r[0]}-{r[6]}-{r[13][:16]}.ota" for r in rows]
+    # ids are publication order, oldest first: the reverse of the newest-first table
+    assert rebuilt[::-1] == index_targets
+
+
+def test_word_shards_find_every_row_by_every_word(files: dict[str, bytes]) -> None:
+    """Each word shard maps words to ids; every id is a row, and a row's model name finds it."""
+    rows = _search_rows(files)
+    postings: dict[str, list[int]] = {}
+    for name, data in files.items():
+        if name.startswith("search/w-"):
+            shard = parse_word_shard(data)
+            prefix = decode_shard_name(name.removeprefix("search/w-").removesuffix(".json"))
+            assert word_shard_path(prefix) == name
+            assert all(w.startswith(prefix) for w in shard)
+            postings.update(shard)
+    for image_id, row in enumerate(rows):
+        for model_id, model_name in row[5]:
+            for word in f"{model_id} {model_name}".lower().split():
+                if len(word) >= PREFIX_LENGTH:
+                    assert image_id in postings[word], (word, row)
+        assert image_id in postings[row[13]]  # the file's SHA-256
+    assert set(postings["withdrawn"]) == {i for i, r in enumerate(rows) if r[15] is not None}
 
 
 def test_unsafe_target_path_gets_a_safe_page() -> None:
@@ -377,7 +433,7 @@ def test_unsafe_target_path_gets_a_safe_page() -> None:
     out = rendered(PublishedLibrary(root_version=1, roles=(), images=(odd,)))
     pages = [n for n in out if n.startswith("image/")]
     assert len(pages) == 1 and re.fullmatch(r"image/_/[0-9a-f]{64}\.html", pages[0])
-    row = json.loads(out["search-index.json"])["rows"][0]
+    row = _search_rows(out)[0]
     assert row[1] == odd.target_path and row[2] == pages[0]
 
 
@@ -389,40 +445,53 @@ def test_two_images_on_one_target_are_refused() -> None:
 
 
 def test_two_pages_on_one_file_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Page 2 of manufacturer 121D and page 1 of a (malformed) manufacturer "121D-2" share a name.
+    # Archive page 1 of manufacturer 121D and the front page of a (malformed) manufacturer "121D-1"
+    # share a name.
     monkeypatch.setattr(site, "PAGE_SIZE", 1)
     images = tuple(
         make_image("121D", "Acme", "ESME", version, [("CPL-1", "0001", "M")])
         for version in ("00000001", "00000002")
     )
     library = PublishedLibrary(
-        root_version=1, roles=(), images=images, manufacturers={"121D-2": "Odd"}
+        root_version=1, roles=(), images=images, manufacturers={"121D-1": "Odd"}
     )
-    with pytest.raises(SiteBuildError, match=r"manufacturer-121D-2\.html: produced twice"):
+    with pytest.raises(SiteBuildError, match=r"manufacturer-121D-1\.html: produced twice"):
         build_site(library, tmp_path / "site", generated=GENERATED)
 
 
 def test_pagination() -> None:
-    count = 2 * PAGE_SIZE + 1
+    """The front page holds the newest PAGE_SIZE..2*PAGE_SIZE-1 rows; archive page c (1 = oldest)
+    the c-th PAGE_SIZE rows in publication order, so adding images never moves an archive row."""
+    count = 3 * PAGE_SIZE + 1
     out = rendered(many_library(count))
     pages = sorted(n for n in out if re.fullmatch(r"index(-\d+)?\.html", n))
-    assert pages == ["index-2.html", "index-3.html", "index.html"]
-    seen: list[str] = []
-    for name in ("index.html", "index-2.html", "index-3.html"):
-        seen += re.findall(r'<tr data-target="([^"]+)"', out[name].decode())
+    assert pages == ["index-1.html", "index-2.html", "index.html"]
+    rows = {
+        name: re.findall(r'<tr data-target="([^"]+)"', out[name].decode())
+        for name in ("index.html", "index-2.html", "index-1.html")
+    }
+    assert [len(r) for r in rows.values()] == [PAGE_SIZE + 1, PAGE_SIZE, PAGE_SIZE]
+    seen = rows["index.html"] + rows["index-2.html"] + rows["index-1.html"]
     assert len(seen) == count == len(set(seen))
     first = out["index.html"].decode()
-    assert 'href="index-2.html" rel="next"' in first and "Images 1\u2013500 of 1001" in first
-    assert 'href="index-2.html" rel="prev"' in out["index-3.html"].decode()
+    assert 'href="index-2.html" rel="next"' in first and "Images 1\u2013501 of 1501" in first
+    middle = out["index-2.html"].decode()
+    assert 'href="index.html" rel="prev"' in middle and 'href="index-1.html" rel="next"' in middle
+    assert "Images 501\u20131000 in order of publication" in middle
+    assert 'rel="next"' not in out["index-1.html"].decode()
     # Manufacturer pages paginate the same way.
-    assert "manufacturer-1A1A-2.html" not in out  # 334 images: one page
-    assert len(re.findall(r"<tr data-target=", out["manufacturer-1A1A.html"].decode())) == 334
+    assert "manufacturer-1A1A-1.html" not in out  # 501 images: all on the front page
+    assert len(re.findall(r"<tr data-target=", out["manufacturer-1A1A.html"].decode())) == 501
+    # One more image changes the front page only.
+    grown = rendered(many_library(count + 1))
+    changed = {n for n in out if re.fullmatch(r"index(-\d+)?\.html", n) and out[n] != grown[n]}
+    assert changed == {"index.html"}
 
 
 def test_empty_library() -> None:
     out = rendered(PublishedLibrary(root_version=1, roles=(), images=()))
     assert "No images yet." in out["index.html"].decode()
-    assert json.loads(out["index.json"])["images"] == []
+    assert json.loads(out["index.json"])["parts"] == []
     ET.fromstring(out["feed.xml"])
 
 
@@ -489,8 +558,10 @@ def test_rebuild_removes_pages_it_no_longer_produces(tmp_path: Path) -> None:
     dropped = library.images[0]
     smaller = dataclasses.replace(library, images=library.images[1:])
     result = build_site(smaller, out, generated=GENERATED)
-    assert result.removed == (f"image/{dropped.target_path}.html",)
-    assert not (out / result.removed[0]).exists()
+    page = f"image/{dropped.target_path}.html"
+    assert page in result.removed and not (out / page).exists()
+    # and word shards only it had words for
+    assert all(n == page or n.startswith("search/w-") for n in result.removed)
     assert (out / "operator-notes.txt").read_text() == "not ours"
 
 

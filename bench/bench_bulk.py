@@ -1,0 +1,162 @@
+"""Benchmark of bulk ingest: an inbox of 1,000 deposits ingested and published in one run.
+
+Each deposit goes through the real gateway (`Repository.ingest`: bundle parse, image checks, CPL and
+duplicate checks, the manufacturer's signatures, durable blob and metadata writes, one head commit)
+and the run ends with one `repo_tool.publisher.publish` (what `cfl-repo publish --no-site` runs;
+the website is measured by bench_site). Deposits per second are printed beside RSTUF's published
+figure: 500,000 artifacts in about 40 minutes, about 200 per second, with no content checks.
+
+The same inbox size goes into a library of ``SMALL`` images and one of ``LARGE`` (100,000 by
+default; ``CFL_BENCH_BULK_LARGE`` is the scale knob), measured in one run: the per-deposit cost must
+not depend on the library's size. The libraries are built fast with bench_publish's helpers (each
+manufacturer's first deposit through the gateway, the rest as one further role version); the
+deposits are signed beforehand as their manufacturers would, each manufacturer's bundles chained
+(version v+1, v+2, ...) so that one inbox can hold many deposits per manufacturer.
+
+Run: ``python -m bench`` (all benchmarks) or ``python -m bench.bench_bulk``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from tuf.api.metadata import Metadata, Targets
+
+from bench import bench_publish
+from bench.bench_ingest import BENCH_DIR, cpl_entry, ota
+from metadata_templates.cpl_document import CplDocument, CplEntry
+from metadata_templates.custom import format_timestamp
+from metadata_templates.naming import role_name
+from repo_tool.bundle import Declaration, write_bundle
+from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
+from repo_tool.ops.ingest import ingest as ingest_op
+from repo_tool.published import PublishedLibrary
+from repo_tool.publisher import publish
+from repo_tool.submit import build_submission
+
+DEPOSITS = 1_000
+SMALL = 1_000
+LARGE = int(os.environ.get("CFL_BENCH_BULK_LARGE", "100000"))
+RSTUF_PER_SECOND = 500_000 / (40 * 60)
+
+
+def _inbox(lib: bench_publish.Library, first_fw: int, inbox: Path) -> None:
+    """Sign DEPOSITS new images round-robin over the manufacturers, each bundle built on the
+    previous one of its manufacturer, and import their CPL entries (not timed)."""
+    entries: list[CplEntry] = []
+    images: list[tuple[str, bytes, CplEntry]] = []
+    for n in range(DEPOSITS):
+        mfr = bench_publish._manufacturer(n % bench_publish.MANUFACTURERS)
+        fw = first_fw + n
+        image = ota(mfr, fw, os.urandom(bench_publish.BODY_OCTETS))
+        entry = cpl_entry(f"CPL-B{n:06d}", mfr, fw, image, model=f"{fw % 0xFFFF:04X}")
+        entries.append(entry)
+        images.append((mfr, image, entry))
+    repo = lib.repo
+    cpl = repo.cpl()
+    assert cpl is not None
+    with repo.locked():
+        import_cpl_op(
+            repo,
+            CplDocument.of([*cpl.entries, *entries], "0" * 64, format_timestamp(lib.now)),
+            now=lib.tick(),
+        )
+    # submit reads only the entries it declares and the manufacturer's current role
+    declared = CplDocument.of(entries, "0" * 64, format_timestamp(lib.now))
+    roles: dict[str, Metadata[Targets]] = {name: repo.role(name) for name in repo.head.roles}
+    inbox.mkdir(parents=True, exist_ok=True)
+    for n, (mfr, image, entry) in enumerate(images):
+        name = role_name(mfr)
+        submission = build_submission(
+            image=image,
+            manufacturer_id=mfr,
+            signers=[lib.signers[mfr]],
+            declaration=Declaration((entry.id,), "compliance", ()),
+            release_notes=None,
+            library=PublishedLibrary(
+                root_version=1,
+                roles=(),
+                images=(),
+                cpl=declared,
+                role_metadata={name: roles[name]},
+                targets_metadata=repo.targets(),
+            ),
+            now=lib.tick(),
+        )
+        roles[name] = Metadata[Targets].from_bytes(submission.bundle.role_bytes)
+        write_bundle(inbox / f"{n:06d}-{mfr}.cflb", submission.bundle)
+
+
+def measure(count: int) -> dict[str, float]:
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cfl-bench-bulk-", dir=BENCH_DIR) as tmp:
+        base = Path(tmp)
+        began = time.perf_counter()
+        lib = bench_publish.build(count, base)
+        inbox = base / "bulk-inbox"
+        _inbox(lib, 0x100000, inbox)
+        build_s = time.perf_counter() - began
+        bundles = sorted(inbox.glob("*.cflb"))
+        began = time.perf_counter()
+        with lib.repo.locked():
+            results = [ingest_op(lib.repo, path, now=lib.tick()) for path in bundles]
+        ingest_s = time.perf_counter() - began
+        rejected = [r for r in results if r.status != "accepted"]
+        assert not rejected, rejected[0].messages
+        began = time.perf_counter()
+        report = publish(lib.repo, lib.out, now=lib.tick() + timedelta(seconds=1))
+        publish_s = time.perf_counter() - began
+        return {
+            "library": count,
+            "build_s": build_s,
+            "ingest_s": ingest_s,
+            "publish_s": publish_s,
+            "total_s": ingest_s + publish_s,
+            "per_s": len(bundles) / (ingest_s + publish_s),
+            "ms_per_deposit": 1000 * (ingest_s + publish_s) / len(bundles),
+            "written": sum(report.written.values()),
+        }
+
+
+def main() -> None:
+    """Print deposits per second into each library size, the ratio, and RSTUF's figure."""
+    print(
+        f"bulk ingest benchmark: {DEPOSITS:,} deposits ingested and published in one run, "
+        f"{bench_publish.MANUFACTURERS} manufacturers"
+    )
+    results = []
+    for n in (SMALL, LARGE):
+        results.append(measure(n))
+        print(
+            f"  (measured into {n:,}: {results[-1]['ms_per_deposit']:.1f} ms per deposit)",
+            flush=True,
+        )
+    rows = (
+        ("images in library", "library", "{:,.0f}"),
+        ("build, not timed (s)", "build_s", "{:.1f}"),
+        ("ingest (s)", "ingest_s", "{:.1f}"),
+        ("publish (s)", "publish_s", "{:.2f}"),
+        ("ms per deposit", "ms_per_deposit", "{:.1f}"),
+        ("deposits per second", "per_s", "{:.1f}"),
+        ("files published", "written", "{:.0f}"),
+    )
+    for label, key, form in rows:
+        cells = "".join(f"{form.format(r[key]):>12}" for r in results)
+        print(f"  {label:<24}{cells}")
+    ratio = results[1]["ms_per_deposit"] / results[0]["ms_per_deposit"]
+    print(
+        f"  per-deposit cost into {LARGE:,} / into {SMALL:,}: {ratio:.2f} "
+        f"(independent of library size: ~1)"
+    )
+    print(
+        f"  RSTUF (published): about {RSTUF_PER_SECOND:.0f} artifacts per second, no content "
+        f"checks; CFL here: {results[1]['per_s']:.0f} deposits per second with the gateway's checks"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -946,3 +946,11 @@ def main() -> None:
 
 
 _ = EXIT_USAGE  # usage errors exit 2 through click itself
+
+
+# keys branch: ceremonies and manufacturer key commands live in repo_tool/cli_keys.py.
+from repo_tool.cli_keys import CEREMONY_GROUP, MANUFACTURER_COMMANDS  # noqa: E402
+
+cli.add_command(CEREMONY_GROUP)
+for _command in MANUFACTURER_COMMANDS:
+    manufacturer.add_command(_command)

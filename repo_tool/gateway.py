@@ -66,6 +66,8 @@ class Code(StrEnum):
     ROLE_CONTENT_ALTERED = "role-content-altered"
     DECLARATION_INCONSISTENT = "declaration-inconsistent"
     ROLE_EXPIRED = "role-expired"
+    # keys branch: the provider suspended the manufacturer (`cfl-repo manufacturer suspend`).
+    MANUFACTURER_SUSPENDED = "manufacturer-suspended"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class GatewayContext:
     index: LibraryIndex
     now: datetime
     image_size_cap: int = DEFAULT_IMAGE_SIZE_CAP
+    suspended: Mapping[str, str] = field(default_factory=dict)  # manufacturer ID -> reason
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,14 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     manufacturer = _registered(bundle, ctx, found)
     if bundle.kind == KIND_RENEWAL:
         return _check_renewal(bundle, ctx, manufacturer, found)
+    if manufacturer is not None and manufacturer.id in ctx.suspended:
+        # keys branch: a suspension stops new images; a renewal (same images, re-signed, e.g. with
+        # rotated keys) stays possible so lodged images remain verifiable.
+        found.add(
+            Code.MANUFACTURER_SUSPENDED,
+            f"manufacturer_id: found {manufacturer.id}, suspended by the provider "
+            f"({ctx.suspended[manufacturer.id]}); expected a manufacturer in good standing",
+        )
     for problem in bundle.declaration.problems():
         found.add(Code.MISSING_DECLARATION, problem)
 

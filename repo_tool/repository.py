@@ -61,7 +61,7 @@ from repo_tool.gateway import (
     check_bundle,
     manufacturer_delegation,
 )
-from repo_tool.keys import SignerRef, load_signer
+from repo_tool.keys import SignerRef, is_offline, load_signer
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
@@ -76,6 +76,10 @@ class ManufacturerRecord:
     keys: dict[str, dict[str, Any]]  # keyid -> TUF key dict
     threshold: int
     registered: str
+    # keys branch: keys removed by `manufacturer rotate-key` that the published delegation keeps
+    # until the manufacturer re-signs its role with the new keys (keyid -> TUF key dict); never
+    # used by the gateway.
+    retiring: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_registered(self) -> RegisteredManufacturer:
         return RegisteredManufacturer(
@@ -99,6 +103,8 @@ class Head:
     index_sha256: str | None = None
     snapshot_version: int = 0
     timestamp_version: int = 0
+    # keys branch: suspended manufacturers (ID -> {"reason", "at"}); their deposits are rejected.
+    suspended: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
@@ -346,6 +352,8 @@ class Repository:
         """Sign with every configured key of a top-level role, then verify before anything is written."""
         md.signatures.clear()
         for ref in self._signers(role):
+            if is_offline(ref.uri):  # keys branch: a key holder's key signs only in ceremonies
+                continue
             md.sign(
                 load_signer(ref, base=self.path, secrets_handler=self.secrets_handler), append=True
             )
@@ -353,9 +361,13 @@ class Repository:
         try:
             check_root.verify_delegate(role, md.signed_bytes, md.signatures)
         except Exception as e:
+            offline = any(is_offline(ref.uri) for ref in self._signers(role))
             raise ConfigurationError(
                 f"{role}: the configured keys do not meet the role's threshold ({e})",
-                hint="compare cfl-repo.json signers with the keys in root",
+                hint=f"the {role} keys are held offline: change {role} through "
+                f"`cfl-repo ceremony start {role}`"
+                if offline
+                else "compare cfl-repo.json signers with the keys in root",
             ) from e
         return md
 
@@ -464,6 +476,7 @@ class Repository:
             index=self.index(),
             now=now,
             image_size_cap=self.config.image_size_cap,
+            suspended={k: v["reason"] for k, v in head.suspended.items()},  # keys branch
         )
 
     def ingest(self, bundle_path: Path, *, now: datetime) -> IngestResult:
@@ -844,14 +857,178 @@ class Repository:
             resigned += [Snapshot.type, Timestamp.type]
         return resigned
 
+    # ------------------------------------------- keys branch hooks: logic in repo_tool/ceremony/,
+    # repo_tool/manufacturer_keys.py; these methods only read state, write, and commit.
+
+    def finish_ceremony(
+        self, proposal: Any, signatures: list[Any], *, now: datetime
+    ) -> CeremonyOutcome:
+        """Commit a signed ceremony proposal: verify, write the new root or targets, follow it in
+        the configuration (root) or the registered manufacturers (targets), stage snapshot and
+        timestamp. Running it again after a crash, or after it finished, completes the same change.
+
+        Raises:
+            RejectedInputError: a stale proposal or a signature file that does not belong to it.
+            VerificationError: the signatures do not meet the threshold(s).
+        """
+        from repo_tool.ceremony.apply import config_after_root, manufacturers_after_targets
+        from repo_tool.ceremony.finish import check_applies, signed_metadata
+        from repo_tool.ceremony.proposal import sha256_hex
+
+        is_root = proposal.role == Root.type
+        current: Metadata[Any] = self.root() if is_root else self.targets()
+        done = sha256_hex(current.signed_bytes) == proposal.signed_sha256
+        if not done:
+            check_applies(proposal, self.root(), current)
+            md = signed_metadata(proposal, signatures, now=now)
+            # Version head+1 is not committed yet, so a file there is an orphan of a killed run.
+            atomic_write_bytes(self.metadata_path(proposal.role, md.signed.version), md.to_bytes())
+            event = {
+                "event": f"ceremony-{proposal.role}",
+                "at": format_timestamp(now),
+                "version": md.signed.version,
+                "signed_by": sorted(md.signatures),
+            }
+            if is_root:
+                self._commit(replace(self.head, root_version=md.signed.version), event=event)
+            else:
+                manufacturers = manufacturers_after_targets(self.head.manufacturers, md.signed)
+                self._commit(
+                    replace(
+                        self.head, targets_version=md.signed.version, manufacturers=manufacturers
+                    ),
+                    event=event,
+                )
+        notes: list[str] = []
+        if is_root:
+            root = self.root().signed
+            new_config = config_after_root(self.config, root, proposal.online_signers)
+            if new_config != self.config:
+                new_config.save(self.path)
+                self.config = new_config
+            targets_md = self.targets()
+            if not root.get_verification_result(
+                Targets.type, targets_md.signed_bytes, targets_md.signatures
+            ).verified:
+                try:
+                    version = self._stage_targets(lambda t: None, now)
+                    self._commit(
+                        replace(self.head, targets_version=version),
+                        event={"event": "resign-targets", "at": format_timestamp(now)},
+                    )
+                except ConfigurationError:
+                    notes.append(
+                        "targets is signed by keys this root no longer trusts and its new keys are "
+                        "offline: run `cfl-repo ceremony start targets` before publishing"
+                    )
+        try:
+            self.stage_snapshot(now=now, force=True)
+        except ConfigurationError as e:
+            notes.append(f"snapshot/timestamp not staged: {e}")
+        return CeremonyOutcome(
+            proposal.role,
+            self.head.root_version if is_root else self.head.targets_version,
+            done,
+            notes,
+        )
+
+    def update_manufacturer(
+        self,
+        record: ManufacturerRecord,
+        *,
+        now: datetime,
+        event: dict[str, Any],
+    ) -> bool:
+        """Replace a manufacturer's record; when it is delegated already, re-sign targets with the
+        delegation that follows it (needs the targets key online). Returns whether targets changed.
+
+        Raises:
+            ConfigurationError: the targets key is offline (use a targets ceremony instead).
+        """
+        head = self.head
+        manufacturers = dict(head.manufacturers) | {record.id: record}
+        targets_version = head.targets_version
+        delegated = naming.role_name(record.id) in head.roles
+        if delegated:
+            targets_version = self._stage_targets(lambda t: _redelegate(t, record), now)
+        self._commit(
+            replace(head, manufacturers=manufacturers, targets_version=targets_version),
+            event=event,
+        )
+        return delegated
+
+    def propose_manufacturer(self, record: ManufacturerRecord, *, now: datetime) -> Any:
+        """A targets ceremony proposal that changes one manufacturer's delegation to ``record``."""
+        from repo_tool.ceremony.start import propose_targets
+
+        return propose_targets(
+            self.root(),
+            self.targets(),
+            now=now,
+            expires_in=self.config.policy.expiry(Targets.type),
+            change=lambda t: _redelegate(t, record),
+        )
+
+    def set_suspended(
+        self,
+        suspended: dict[str, dict[str, str]],
+        document: bytes,
+        *,
+        now: datetime,
+        event: dict[str, Any],
+    ) -> bool:
+        """Record the suspended manufacturers; publish the list as ``cfl/suspensions.json`` when
+        the targets key is online. Returns whether the list was published in targets."""
+        sha = self.blobs.put(document)
+
+        def change(targets: Targets) -> None:
+            targets.targets[SUSPENSIONS_TARGET_PATH] = TargetFile(
+                len(document), {"sha256": sha}, SUSPENSIONS_TARGET_PATH
+            )
+
+        targets_version = self.head.targets_version
+        published = True
+        try:
+            targets_version = self._stage_targets(change, now)
+        except ConfigurationError:
+            published = False  # offline targets key: the gateway enforces it now, targets later
+        self._commit(
+            replace(self.head, suspended=suspended, targets_version=targets_version), event=event
+        )
+        return published
+
+
+SUSPENSIONS_TARGET_PATH = "cfl/suspensions.json"
+
+
+@dataclass(frozen=True)
+class CeremonyOutcome:
+    """What `finish_ceremony` did: the role and its committed version, whether it had been
+    committed by an earlier run, and anything the operator must still do."""
+
+    role: str
+    version: int
+    already_finished: bool
+    notes: list[str]
+
+
+def _redelegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
+    """keys branch: a changed delegation, without keys that no role lists any more."""
+    from repo_tool.manufacturer_keys import prune_unused_keys
+
+    _delegate(targets, manufacturer)
+    prune_unused_keys(targets)
+
 
 def _delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
     """Add the manufacturer's delegation: its keys, its threshold, its one path prefix, terminating."""
     if targets.delegations is None:
         targets.delegations = Delegations(keys={}, roles={})
     assert targets.delegations.roles is not None
-    role = manufacturer_delegation(manufacturer.id, list(manufacturer.keys), manufacturer.threshold)
-    for keyid, key in manufacturer.keys.items():
+    # keys branch: retiring keys stay delegated until the manufacturer has re-signed with new keys.
+    keys = manufacturer.keys | manufacturer.retiring
+    role = manufacturer_delegation(manufacturer.id, list(keys), manufacturer.threshold)
+    for keyid, key in keys.items():
         targets.delegations.keys[keyid] = Key.from_dict(keyid, dict(key))
     roles = dict(targets.delegations.roles)
     roles[role.name] = role

@@ -1,0 +1,65 @@
+"""A key holder's step: check the signer may sign the proposal, sign, verify, return the signature.
+
+Runs with no repository: everything it needs is in the proposal. The summary shown to the holder is
+recomputed from the proposal's metadata (:mod:`repo_tool.ceremony.diff`).
+"""
+
+from __future__ import annotations
+
+from securesystemslib.signer import Key, Signer
+from tuf.api.metadata import Root, Targets
+
+from metadata_templates.errors import RejectedInputError
+from repo_tool.ceremony.diff import root_changes, targets_changes
+from repo_tool.ceremony.proposal import Proposal, SignatureFile
+
+
+def summary(proposal: Proposal) -> list[str]:
+    """What the proposal changes, computed from its own old and new metadata."""
+    if proposal.role == Root.type:
+        return root_changes(proposal.previous.signed, proposal.proposed.signed)
+    return targets_changes(proposal.previous.signed, proposal.proposed.signed)
+
+
+def eligible_keys(proposal: Proposal) -> dict[str, Key]:
+    """Keys whose signatures count: for root, the old and the new root's root keys (a new root must
+    meet both thresholds); for targets, the targets keys of the trusted root."""
+    if proposal.role == Root.type:
+        keys: dict[str, Key] = {}
+        for root in (proposal.trusted_root.signed, proposal.proposed.signed):
+            assert isinstance(root, Root)
+            keys |= {k: root.keys[k] for k in root.roles[Root.type].keyids}
+        return keys
+    root = proposal.trusted_root.signed
+    return {k: root.keys[k] for k in root.roles[Targets.type].keyids}
+
+
+def sign_proposal(proposal: Proposal, signer: Signer) -> SignatureFile:
+    """Sign the proposal's new metadata with ``signer`` and check the signature before returning it.
+
+    Raises:
+        RejectedInputError: the signer's key is not one of the keys that can sign this role, or the
+            signature it made does not verify (a wrong key behind the URI).
+    """
+    keys = eligible_keys(proposal)
+    keyid = signer.public_key.keyid
+    if keyid not in keys:
+        raise RejectedInputError(
+            f"--signer: found key {keyid[:8]}, expected one of the {proposal.role} keys "
+            f"{sorted(k[:8] for k in keys)}"
+        )
+    payload = proposal.proposed.signed_bytes
+    signature = signer.sign(payload)
+    try:
+        keys[keyid].verify_signature(signature, payload)
+    except Exception as e:  # securesystemslib raises UnverifiedSignatureError and friends
+        raise RejectedInputError(
+            f"signature by {keyid[:8]}: found one that does not verify ({e}), expected a valid "
+            "signature: the private key behind --signer does not match its public key"
+        ) from e
+    return SignatureFile(
+        role=proposal.role,
+        version=proposal.version,
+        signed_sha256=proposal.signed_sha256,
+        signature=signature,
+    )

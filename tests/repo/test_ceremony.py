@@ -1,0 +1,482 @@
+"""Signing ceremonies: root and targets changed by key holders who never share a machine.
+
+Each holder has only their own key file and the proposal; the repository's configuration records their
+keys as ``offline:`` and could not sign for them if it tried. Clients that trusted the old root follow
+each change (python-tuf ngclient), and the published tree verifies end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from securesystemslib.signer import CryptoSigner, Key, Signature, Signer
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import Metadata, Root, Targets, Timestamp
+
+from factory import FolderFetcher, LibraryFactory, standard_library, updater_for
+from metadata_templates.errors import ConfigurationError, RejectedInputError, VerificationError
+from repo_tool.ceremony.diff import root_changes, targets_changes
+from repo_tool.ceremony.proposal import Proposal, SignatureFile
+from repo_tool.ceremony.sign import sign_proposal, summary
+from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
+from repo_tool.config import RepoConfig
+from repo_tool.keys import OFFLINE_URI, SignerRef, load_signer, write_keypair
+from repo_tool.verify import folder_reader, load_verified_library
+
+
+class Holders:
+    """Key holders, each with a key file in a directory of their own."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.signers: dict[str, Signer] = {}
+
+    def make(self, name: str) -> Signer:
+        path = self.tmp / "holders" / name / "key.pem"
+        key, uri = write_keypair(path)
+        signer = load_signer(SignerRef(key, uri), base=path.parent, secrets_handler=None)
+        self.signers[name] = signer
+        return signer
+
+    def keyid(self, name: str) -> str:
+        return str(self.signers[name].public_key.keyid)
+
+    def sign(self, proposal: Proposal, *names: str) -> list[tuple[str, SignatureFile]]:
+        """Each holder reads the proposal from bytes (as from a USB stick) and signs on their own."""
+        out = []
+        for name in names:
+            copy = Proposal.from_bytes(proposal.to_bytes(), source=f"{name}'s copy")
+            sig = sign_proposal(copy, self.signers[name])
+            out.append((f"{name}.sig.json", SignatureFile.from_bytes(sig.to_bytes(), source=name)))
+        return out
+
+
+def _offline(
+    factory: LibraryFactory, role: str, holders: Holders, names: list[str], threshold: int
+) -> None:
+    """Hand ``role`` to the holders: a new root (signed by the dev key) lists their keys, and the
+    repository keeps only their public keys, marked offline."""
+    for name in names:
+        holders.make(name)
+    add = [SignerRef(holders.signers[n].public_key, OFFLINE_URI) for n in names]
+    old = factory.repo.config.signers[role]
+    if role == "root":
+        # rotate_keys signs with every root key it can load: the holders' keys are loadable only
+        # here, by a test-only URI, as if they had all come to the room once to take over root.
+        add = [
+            SignerRef(
+                holders.signers[n].public_key, f"file2:{holders.tmp / 'holders' / n / 'key.pem'}"
+            )
+            for n in names
+        ]
+    with factory.repo.locked():
+        factory.repo.rotate_keys(
+            role, add=add, remove=[r.keyid for r in old], threshold=threshold, now=factory.tick()
+        )
+    config = factory.repo.config
+    signers = dict(config.signers) | {
+        role: tuple(SignerRef(r.public_key, OFFLINE_URI) for r in config.signers[role])
+    }
+    replace(config, signers=signers).save(factory.repo.path)
+    factory.repo.config = RepoConfig.load(factory.repo.path)
+    factory.publish()
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> tuple[LibraryFactory, Holders, Path]:
+    factory, _ = standard_library(tmp_path)
+    client = tmp_path / "client"
+    updater, _ = updater_for(factory, client)
+    updater.refresh()  # a client that trusted root v1 before any ceremony
+    holders = Holders(tmp_path)
+    _offline(factory, "root", holders, ["alice", "bob", "carol"], 2)
+    return factory, holders, client
+
+
+def _verified(factory: LibraryFactory, client: Path) -> int:
+    """ngclient (from the client's old trusted root) and our own full check both accept the tree;
+    returns the root version they reached."""
+    updater, _ = updater_for(factory, client)
+    updater.refresh()
+    for name in ("mfr-121D", "mfr-3F01"):
+        assert updater.get_targetinfo(f"{name.removeprefix('mfr-')}/x") is None
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.now
+    )
+    assert problems == [] and library is not None
+    assert len(library.images) == 3
+    return library.root_version
+
+
+def test_two_of_three_holders_add_a_holder_and_clients_follow(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, holders, client = library
+    dave = holders.make("dave")
+    carol = holders.keyid("carol")
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(add=(dave.public_key,), remove=(carol[:8],), threshold=2),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    signatures = holders.sign(
+        proposal, "alice", "bob"
+    )  # 2 of the old {a,b,c} and of the new {a,b,d}
+    with factory.repo.locked():
+        outcome = factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
+    assert (outcome.role, outcome.version, outcome.notes) == ("root", 3, [])
+    factory.publish()
+
+    assert _verified(factory, client) == 3
+    root = factory.repo.root().signed
+    assert set(root.roles["root"].keyids) == {holders.keyid(n) for n in ("alice", "bob", "dave")}
+    assert {r.uri for r in factory.repo.config.signers["root"]} == {OFFLINE_URI}
+    assert factory.repo.config.policy.root_keys == 3
+
+
+def test_one_signature_does_not_meet_two_of_three_and_nothing_changes(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, holders, _ = library
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(threshold=3),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    head = factory.repo.head
+    with (
+        factory.repo.locked(),
+        pytest.raises(VerificationError, match=r"found 1 valid .* expected at least 2"),
+    ):
+        factory.repo.finish_ceremony(proposal, holders.sign(proposal, "alice"), now=factory.tick())
+    assert factory.repo.head == head
+
+
+def test_a_new_root_must_meet_the_new_threshold_as_well_as_the_old(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, holders, client = library
+    dave, erin = holders.make("dave"), holders.make("erin")
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(
+            add=(dave.public_key, erin.public_key),
+            remove=(holders.keyid("alice"), holders.keyid("bob"), holders.keyid("carol")),
+            threshold=2,
+        ),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    old_only = holders.sign(proposal, "alice", "bob")
+    with factory.repo.locked(), pytest.raises(VerificationError, match="new root's keys"):
+        factory.repo.finish_ceremony(proposal, old_only, now=factory.tick())
+    new_only = holders.sign(proposal, "dave", "erin")
+    with factory.repo.locked(), pytest.raises(VerificationError, match="current root's keys"):
+        factory.repo.finish_ceremony(proposal, new_only, now=factory.tick())
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(proposal, old_only + new_only, now=factory.tick())
+    factory.publish()
+    assert _verified(factory, client) == 3
+
+
+def test_lost_root_key_drill_threshold_still_met_then_key_replaced(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    """Carol's key is lost: Alice and Bob (2 of 3) still meet both thresholds and replace it."""
+    factory, holders, client = library
+    frank = holders.make("frank")
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(add=(frank.public_key,), remove=(holders.keyid("carol")[:10],)),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            proposal, holders.sign(proposal, "alice", "bob"), now=factory.tick()
+        )
+    factory.publish()
+    assert _verified(factory, client) == 3
+    assert holders.keyid("carol") not in factory.repo.root().signed.keys
+
+
+def test_a_stale_proposal_is_refused(library: tuple[LibraryFactory, Holders, Path]) -> None:
+    factory, holders, _ = library
+    expiry = factory.repo.config.policy.expiry("root")
+    first = propose_root(factory.repo.root(), KeyChange(), now=factory.tick(), expires_in=expiry)
+    second = propose_root(
+        factory.repo.root(), KeyChange(threshold=1), now=factory.tick(), expires_in=expiry
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(first, holders.sign(first, "alice", "bob"), now=factory.tick())
+    head = factory.repo.head
+    with (
+        factory.repo.locked(),
+        pytest.raises(
+            RejectedInputError, match=r"proposal base: found root v2, expected the current root v3"
+        ),
+    ):
+        factory.repo.finish_ceremony(
+            second, holders.sign(second, "alice", "bob", "carol"), now=factory.tick()
+        )
+    assert factory.repo.head == head
+
+
+def test_finish_again_completes_nothing_more(library: tuple[LibraryFactory, Holders, Path]) -> None:
+    factory, holders, _ = library
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    signatures = holders.sign(proposal, "alice", "bob")
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
+        again = factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
+    assert again.already_finished and factory.repo.head.root_version == 3
+
+
+def test_a_crash_before_the_commit_leaves_an_orphan_the_rerun_replaces(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, holders, client = library
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    orphan = factory.repo.metadata_path("root", 3)
+    orphan.write_bytes(b"half-written by a killed run")
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            proposal, holders.sign(proposal, "alice", "bob"), now=factory.tick()
+        )
+    factory.publish()
+    assert _verified(factory, client) == 3
+
+
+def _attack_cases(
+    factory: LibraryFactory, holders: Holders, proposal: Proposal
+) -> dict[str, tuple[list[tuple[str, SignatureFile]], type[Exception], str]]:
+    good = holders.sign(proposal, "alice", "bob")
+    other = propose_root(
+        factory.repo.root(),
+        KeyChange(threshold=1),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    stranger = CryptoSigner.generate_ed25519()
+    forged_sig = Signature(
+        holders.keyid("bob"), stranger.sign(proposal.proposed.signed_bytes).signature
+    )
+    forged = replace(good[1][1], signature=forged_sig)
+    outsider = replace(good[1][1], signature=stranger.sign(proposal.proposed.signed_bytes))
+    return {
+        "signature-over-another-proposal": (
+            [good[0], holders.sign(other, "bob")[0]],
+            RejectedInputError,
+            "a signature over another proposal",
+        ),
+        "signature-by-a-stranger-key": (
+            [good[0], ("x.sig.json", outsider)],
+            RejectedInputError,
+            "keyid: found",
+        ),
+        "forged-signature-under-a-holder-keyid": (
+            [good[0], ("bob.sig.json", forged)],
+            VerificationError,
+            "does not verify",
+        ),
+        "same-holder-twice": ([good[0], good[0]], RejectedInputError, "second signature"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "signature-over-another-proposal",
+        "signature-by-a-stranger-key",
+        "forged-signature-under-a-holder-keyid",
+        "same-holder-twice",
+    ],
+)
+def test_bad_signature_files_are_refused(
+    library: tuple[LibraryFactory, Holders, Path], case: str
+) -> None:
+    factory, holders, _ = library
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    signatures, error, message = _attack_cases(factory, holders, proposal)[case]
+    head = factory.repo.head
+    with factory.repo.locked(), pytest.raises(error, match=message):
+        factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
+    assert factory.repo.head == head
+
+
+def test_an_edited_proposal_is_refused_on_reading(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, _, _ = library
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(threshold=3),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    doc = json.loads(proposal.to_bytes())
+    doc["proposed"]["signed"]["roles"]["root"]["threshold"] = 1  # the summary would still say 3
+    with pytest.raises(
+        RejectedInputError, match=r"signed_sha256: found .* edited after it was made"
+    ):
+        Proposal.from_bytes(json.dumps(doc).encode(), source="p.json")
+
+
+def test_a_key_that_cannot_sign_the_role_is_refused_when_signing(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, holders, _ = library
+    proposal = propose_targets(
+        factory.repo.root(),
+        factory.repo.targets(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("targets"),
+    )
+    with pytest.raises(
+        RejectedInputError, match=r"--signer: found key .* expected one of the targets keys"
+    ):
+        sign_proposal(proposal, holders.signers["alice"])
+
+
+def test_online_key_compromise_drill_rotates_timestamp_through_a_root_ceremony(
+    library: tuple[LibraryFactory, Holders, Path], tmp_path: Path
+) -> None:
+    factory, holders, client = library
+    stolen = factory.repo.config.signers["timestamp"][0]
+    key, uri = write_keypair(factory.repo.path / "keys" / "timestamp-2.pem")
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(keys_of="timestamp", add=(key,), remove=(stolen.keyid,), uris={key.keyid: uri}),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    assert f"timestamp: add key {key.keyid[:8]} (ed25519)" in summary(proposal)
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            proposal, holders.sign(proposal, "alice", "carol"), now=factory.tick()
+        )
+    factory.publish()
+    assert _verified(factory, client) == 3
+    assert [r.uri for r in factory.repo.config.signers["timestamp"]] == [uri]
+
+    # The thief's timestamp, signed by the stolen key, is refused by clients that followed root.
+    forged = Metadata[Timestamp].from_bytes(
+        (factory.out / "metadata" / "timestamp.json").read_bytes()
+    )
+    forged.signed.version += 1
+    forged.signatures.clear()
+    forged.sign(load_signer(stolen, base=factory.repo.path, secrets_handler=None))
+    fetcher = FolderFetcher(factory.out)
+    fetcher.tamper["metadata/timestamp.json"] = forged.to_bytes()
+    updater, _ = updater_for(factory, tmp_path / "client-2", fetcher)
+    with pytest.raises(UnsignedMetadataError):
+        updater.refresh()
+
+
+def test_offline_targets_key_refresh_through_a_targets_ceremony(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, holders, client = library
+    # A root ceremony hands targets to three holders (2 of 3); the old targets key is revoked.
+    new_keys = tuple(holders.make(n).public_key for n in ("tara", "tom", "tess"))
+    handover = propose_root(
+        factory.repo.root(),
+        KeyChange(
+            keys_of="targets",
+            add=new_keys,
+            remove=(factory.repo.config.signers["targets"][0].keyid,),
+            threshold=2,
+        ),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    with factory.repo.locked():
+        handed = factory.repo.finish_ceremony(
+            handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
+        )
+    # targets is still signed by the revoked key, and only the holders can re-sign it.
+    assert len(handed.notes) == 1 and "ceremony start targets" in handed.notes[0]
+    # Routine signing of targets is impossible now, and says how to proceed.
+    target = next(iter(factory.repo.role("mfr-121D").signed.targets))
+    with factory.repo.locked(), pytest.raises(ConfigurationError) as raised:
+        factory.repo.withdraw(target, "drill", now=factory.tick())
+    assert raised.value.hint is not None and "ceremony start targets" in raised.value.hint
+
+    before = factory.repo.targets().signed
+    proposal = propose_targets(
+        factory.repo.root(),
+        factory.repo.targets(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("targets"),
+    )
+    assert summary(proposal)[0] == f"targets version: {before.version} -> {before.version + 1}"
+    with factory.repo.locked():
+        outcome = factory.repo.finish_ceremony(
+            proposal, holders.sign(proposal, "tara", "tess"), now=factory.tick()
+        )
+    assert outcome.version == before.version + 1
+    factory.publish()
+    assert _verified(factory, client) == 3
+    assert {r.uri for r in factory.repo.config.signers["targets"]} == {OFFLINE_URI}
+    published = Metadata[Targets].from_bytes(
+        (factory.out / "metadata" / f"{outcome.version}.targets.json").read_bytes()
+    )
+    assert set(published.signatures) == {holders.keyid("tara"), holders.keyid("tess")}
+
+
+def test_root_changes_lists_keys_thresholds_and_expiry() -> None:
+    a, b, c = (CryptoSigner.generate_ed25519().public_key for _ in range(3))
+    old = Root()
+    old.add_key(a, "root")
+    old.add_key(b, "root")
+    new = Root(version=2, expires=old.expires.replace(year=old.expires.year + 1))
+    new.add_key(a, "root")
+    new.add_key(c, "root")
+    new.roles["root"].threshold = 2
+    lines = root_changes(old, new)
+    assert lines[0] == "root version: 1 -> 2"
+    assert lines[1].startswith("root expires: ")
+    assert set(lines[2:]) == {
+        f"root: add key {c.keyid[:8]} (ed25519)",
+        f"root: remove key {b.keyid[:8]} (ed25519)",
+        "root: threshold 1 -> 2",
+    }
+
+
+def test_targets_changes_lists_delegation_keys() -> None:
+    from tuf.api.metadata import DelegatedRole, Delegations
+
+    a, b = (CryptoSigner.generate_ed25519().public_key for _ in range(2))
+
+    def targets(key: Key, version: int) -> Targets:
+        role = DelegatedRole("mfr-121D", [key.keyid], 1, True, ["121D/*"])
+        return Targets(
+            version=version, delegations=Delegations({key.keyid: key}, {"mfr-121D": role})
+        )
+
+    lines = targets_changes(targets(a, 4), targets(b, 5))
+    assert lines == [
+        "targets version: 4 -> 5",
+        f"delegation mfr-121D: add key {b.keyid[:8]} (ed25519)",
+        f"delegation mfr-121D: remove key {a.keyid[:8]} (ed25519)",
+    ]

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import Delegations, Targets
+from tuf.api.metadata import DelegatedRole, Delegations, Targets
 
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.custom import format_timestamp
@@ -269,6 +269,27 @@ def resume(repo: Repository, manufacturer_id: str, reason: str, *, now: datetime
             },
         )
     )
+
+
+RETIRING_FIELD = "x-cfl-retiring-keyids"
+
+
+def mark_retiring(targets: Targets, record: ManufacturerRecord) -> None:
+    """Name the delegation's retiring keys inside the signed delegation itself, so the targets key
+    holders see and sign which keys the gateway no longer accepts, and a finished ceremony restores
+    the gateway's key set from signed data alone. Clients ignore the field."""
+    assert targets.delegations is not None and targets.delegations.roles is not None
+    role = targets.delegations.roles[naming.role_name(record.id)]
+    if record.retiring:
+        role.unrecognized_fields[RETIRING_FIELD] = sorted(record.retiring)
+    else:
+        role.unrecognized_fields.pop(RETIRING_FIELD, None)
+
+
+def retiring_keyids(role: DelegatedRole) -> set[str]:
+    """The keyids a delegation marks as retiring (see `mark_retiring`)."""
+    value = role.unrecognized_fields.get(RETIRING_FIELD, [])
+    return {str(k) for k in value} if isinstance(value, list) else set()
 
 
 def prune_unused_keys(targets: Targets) -> None:

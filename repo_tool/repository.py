@@ -1014,9 +1014,10 @@ class CeremonyOutcome:
 
 def _redelegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
     """keys branch: a changed delegation, without keys that no role lists any more."""
-    from repo_tool.manufacturer_keys import prune_unused_keys
+    from repo_tool.manufacturer_keys import mark_retiring, prune_unused_keys
 
     _delegate(targets, manufacturer)
+    mark_retiring(targets, manufacturer)
     prune_unused_keys(targets)
 
 

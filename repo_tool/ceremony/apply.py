@@ -50,9 +50,11 @@ def manufacturers_after_targets(
 ) -> dict[str, ManufacturerRecord]:
     """Registered manufacturers with the keys and threshold their signed delegation now holds.
 
-    Keys the delegation keeps only until the manufacturer re-signs (``retiring``) stay out of the
-    gateway's set: a retired key never again admits a deposit.
+    Keys the delegation marks as retiring stay out of the gateway's set: a retired key never again
+    admits a deposit.
     """
+    from repo_tool.manufacturer_keys import retiring_keyids
+
     delegations = targets.delegations
     roles = dict(delegations.roles or {}) if delegations else {}
     updated = dict(manufacturers)
@@ -60,19 +62,19 @@ def manufacturers_after_targets(
         role = roles.get(f"mfr-{mfr_id}")
         if role is None or delegations is None:
             continue
-        retiring = set(record.retiring)
+        retiring_ids = retiring_keyids(role)
         keys = {
             keyid: delegations.keys[keyid].to_dict()
             for keyid in role.keyids
-            if keyid not in retiring
+            if keyid not in retiring_ids
         }
-        retiring_kept = {k: v for k, v in record.retiring.items() if k in role.keyids}
-        if (
-            keys != record.keys
-            or role.threshold != record.threshold
-            or retiring_kept != record.retiring
-        ):
+        retiring = {
+            keyid: delegations.keys[keyid].to_dict()
+            for keyid in role.keyids
+            if keyid in retiring_ids
+        }
+        if (keys, role.threshold, retiring) != (record.keys, record.threshold, record.retiring):
             updated[mfr_id] = replace(
-                record, keys=keys, threshold=role.threshold, retiring=retiring_kept
+                record, keys=keys, threshold=role.threshold, retiring=retiring
             )
     return updated

@@ -480,3 +480,79 @@ def test_targets_changes_lists_delegation_keys() -> None:
         f"delegation mfr-121D: add key {b.keyid[:8]} (ed25519)",
         f"delegation mfr-121D: remove key {a.keyid[:8]} (ed25519)",
     ]
+
+
+def _hand_targets_to_holders(factory: LibraryFactory, holders: Holders) -> None:
+    """Root ceremony: targets becomes 2 of 3 offline holders; targets ceremony: they re-sign it."""
+    keys = tuple(holders.make(n).public_key for n in ("tara", "tom", "tess"))
+    old = factory.repo.config.signers["targets"][0].keyid
+    handover = propose_root(
+        factory.repo.root(),
+        KeyChange(keys_of="targets", add=keys, remove=(old,), threshold=2),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
+        )
+    resign = propose_targets(
+        factory.repo.root(),
+        factory.repo.targets(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("targets"),
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            resign, holders.sign(resign, "tom", "tess"), now=factory.tick()
+        )
+    factory.publish()
+
+
+def test_manufacturer_rotation_through_a_targets_ceremony(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    from repo_tool.manufacturer_keys import rotate_key
+    from repo_tool.submit import build_renewal
+    from repo_tool.verify import verified_library
+
+    factory, holders, client = library
+    _hand_targets_to_holders(factory, holders)
+    old = factory.mfr_signers["121D"]
+    new = CryptoSigner.generate_ed25519()
+    head = factory.repo.head
+    with factory.repo.locked():
+        proposal = rotate_key(
+            factory.repo,
+            "121D",
+            add=[new.public_key],
+            remove=[old.public_key.keyid],
+            threshold=None,
+            now=factory.tick(),
+            ceremony=True,
+        )
+    assert factory.repo.head == head  # nothing committed until the holders have signed
+    assert f"delegation mfr-121D: add key {new.public_key.keyid[:8]} (ed25519)" in summary(proposal)
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            proposal, holders.sign(proposal, "tara", "tom"), now=factory.tick()
+        )
+    record = factory.repo.head.manufacturers["121D"]
+    assert set(record.keys) == {new.public_key.keyid}
+    assert set(record.retiring) == {old.public_key.keyid}
+    factory.publish()
+    assert _verified(factory, client) == 3
+
+    def renewal(signer: CryptoSigner) -> Path:
+        published = verified_library(
+            folder_reader(factory.out), factory.root_bytes, now=factory.tick(), check_blobs=False
+        )
+        built = build_renewal(
+            manufacturer_id="121D", signers=[signer], library=published, now=factory.now
+        )
+        return factory.write(built.bundle, "renewal")
+
+    assert factory.ingest(renewal(old)).reasons == ["threshold-not-met"]
+    assert factory.ingest(renewal(new)).status == "accepted"
+    factory.publish()
+    assert _verified(factory, client) == 3

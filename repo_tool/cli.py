@@ -565,6 +565,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "unpublished_changes": pending,
         "expiring_soon": _expiring(roles, _now()),
     }
+    # keys branch: every role's keys, where they live (URI scheme only) and when the role expires.
+    from repo_tool.key_inventory import key_inventory, render_inventory
+
+    doc["keys"] = key_inventory(repo, now=_now())
     if as_json:
         _emit_json(doc)
         return
@@ -585,6 +589,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"images: {doc['images']}; withdrawn: {doc['withdrawn']}"
     )
     _err(f"unpublished changes: {', '.join(pending) or 'none'}")
+    for line in render_inventory(doc["keys"]):  # keys branch
+        _err(line)
 
 
 EXPIRY_WARNING = timedelta(days=30)

@@ -26,11 +26,19 @@ from securesystemslib.signer import (
     Signer,
     SSlibKey,
 )
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import Metadata
 
 from metadata_templates.atomic import atomic_write_bytes
-from metadata_templates.errors import ConfigurationError, RejectedInputError
+from metadata_templates.errors import (
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+    UnavailableError,
+)
 
 PASSPHRASE_ENV = "CFL_KEY_PASSPHRASE"  # noqa: S105  (the variable's name, not a secret)
+HSM_PIN_ENV = "CFL_HSM_PIN"
 KEY_TYPES = ("ed25519", "ecdsa")
 # A key whose private half the repository never holds: a key holder's, used only in ceremonies.
 OFFLINE_URI = "offline:"
@@ -157,6 +165,31 @@ def load_signer(ref: SignerRef, *, base: Path, secrets_handler: SecretsHandler |
         raise ConfigurationError(
             f"signer {ref.uri} (key {ref.keyid[:8]}): cannot load: {e}",
             hint="check the URI, the key file and its passphrase (" + PASSPHRASE_ENV + ")",
+        ) from e
+
+
+def sign_or_explain(md: Metadata[Any], signer: Signer, ref: SignerRef) -> None:
+    """Append ``signer``'s signature to ``md``. Signers that reach a device (an HSM asks for its PIN
+    when it first signs, not when it is loaded) fail here, wrapped by python-tuf: unwrap our own
+    error, and name the key for any other.
+
+    Raises:
+        CflError: the secrets handler's own error (e.g. no PIN and no terminal).
+        UnavailableError: the signer could not sign (device missing, wrong PIN, ...).
+    """
+    try:
+        md.sign(signer, append=True)
+    except UnsignedMetadataError as e:
+        cause = e.__cause__
+        if isinstance(cause, CflError):
+            raise cause from e
+        raise UnavailableError(
+            f"signer {uri_scheme(ref.uri)}: key {ref.keyid[:8]}: found it unable to sign ({cause or e})",
+            hint="check the device, its PIN ("
+            + HSM_PIN_ENV
+            + ") or passphrase ("
+            + PASSPHRASE_ENV
+            + ")",
         ) from e
 
 

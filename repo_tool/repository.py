@@ -61,7 +61,7 @@ from repo_tool.gateway import (
     check_bundle,
     manufacturer_delegation,
 )
-from repo_tool.keys import SignerRef, is_offline, load_signer
+from repo_tool.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
@@ -354,9 +354,8 @@ class Repository:
         for ref in self._signers(role):
             if is_offline(ref.uri):  # keys branch: a key holder's key signs only in ceremonies
                 continue
-            md.sign(
-                load_signer(ref, base=self.path, secrets_handler=self.secrets_handler), append=True
-            )
+            signer = load_signer(ref, base=self.path, secrets_handler=self.secrets_handler)
+            sign_or_explain(md, signer, ref)  # keys branch: an HSM asks for its PIN only here
         check_root = delegator if delegator is not None else md.signed
         try:
             check_root.verify_delegate(role, md.signed_bytes, md.signatures)

@@ -12,88 +12,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from securesystemslib.signer import CryptoSigner, Key, Signature, Signer
+from key_drills import Holders, offline_root_library
+from securesystemslib.signer import CryptoSigner, Key, Signature
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Targets, Timestamp
 
-from factory import FolderFetcher, LibraryFactory, standard_library, updater_for
+from factory import FolderFetcher, LibraryFactory, updater_for
 from metadata_templates.errors import ConfigurationError, RejectedInputError, VerificationError
 from repo_tool.ceremony.diff import root_changes, targets_changes
 from repo_tool.ceremony.proposal import Proposal, SignatureFile
 from repo_tool.ceremony.sign import sign_proposal, summary
 from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
-from repo_tool.config import RepoConfig
-from repo_tool.keys import OFFLINE_URI, SignerRef, load_signer, write_keypair
+from repo_tool.keys import OFFLINE_URI, load_signer, write_keypair
 from repo_tool.verify import folder_reader, load_verified_library
-
-
-class Holders:
-    """Key holders, each with a key file in a directory of their own."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.signers: dict[str, Signer] = {}
-
-    def make(self, name: str) -> Signer:
-        path = self.tmp / "holders" / name / "key.pem"
-        key, uri = write_keypair(path)
-        signer = load_signer(SignerRef(key, uri), base=path.parent, secrets_handler=None)
-        self.signers[name] = signer
-        return signer
-
-    def keyid(self, name: str) -> str:
-        return str(self.signers[name].public_key.keyid)
-
-    def sign(self, proposal: Proposal, *names: str) -> list[tuple[str, SignatureFile]]:
-        """Each holder reads the proposal from bytes (as from a USB stick) and signs on their own."""
-        out = []
-        for name in names:
-            copy = Proposal.from_bytes(proposal.to_bytes(), source=f"{name}'s copy")
-            sig = sign_proposal(copy, self.signers[name])
-            out.append((f"{name}.sig.json", SignatureFile.from_bytes(sig.to_bytes(), source=name)))
-        return out
-
-
-def _offline(
-    factory: LibraryFactory, role: str, holders: Holders, names: list[str], threshold: int
-) -> None:
-    """Hand ``role`` to the holders: a new root (signed by the dev key) lists their keys, and the
-    repository keeps only their public keys, marked offline."""
-    for name in names:
-        holders.make(name)
-    add = [SignerRef(holders.signers[n].public_key, OFFLINE_URI) for n in names]
-    old = factory.repo.config.signers[role]
-    if role == "root":
-        # rotate_keys signs with every root key it can load: the holders' keys are loadable only
-        # here, by a test-only URI, as if they had all come to the room once to take over root.
-        add = [
-            SignerRef(
-                holders.signers[n].public_key, f"file2:{holders.tmp / 'holders' / n / 'key.pem'}"
-            )
-            for n in names
-        ]
-    with factory.repo.locked():
-        factory.repo.rotate_keys(
-            role, add=add, remove=[r.keyid for r in old], threshold=threshold, now=factory.tick()
-        )
-    config = factory.repo.config
-    signers = dict(config.signers) | {
-        role: tuple(SignerRef(r.public_key, OFFLINE_URI) for r in config.signers[role])
-    }
-    replace(config, signers=signers).save(factory.repo.path)
-    factory.repo.config = RepoConfig.load(factory.repo.path)
-    factory.publish()
 
 
 @pytest.fixture
 def library(tmp_path: Path) -> tuple[LibraryFactory, Holders, Path]:
-    factory, _ = standard_library(tmp_path)
-    client = tmp_path / "client"
-    updater, _ = updater_for(factory, client)
-    updater.refresh()  # a client that trusted root v1 before any ceremony
-    holders = Holders(tmp_path)
-    _offline(factory, "root", holders, ["alice", "bob", "carol"], 2)
-    return factory, holders, client
+    """A library whose root is held by alice, bob and carol (2 of 3), offline; and a client that
+    refreshed before any ceremony."""
+    factory, holders = offline_root_library(tmp_path)
+    return factory, holders, tmp_path / "client"
 
 
 def _verified(factory: LibraryFactory, client: Path) -> int:

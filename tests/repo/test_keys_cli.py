@@ -1,0 +1,282 @@
+"""`cfl-repo ceremony` and the manufacturer key commands through the real console script: exit codes,
+JSON on stdout, one error line for every bad input, and nothing changed by a refused command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CFL_REPO = Path(sys.executable).with_name("cfl-repo")
+
+
+def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFL_")}
+    return subprocess.run(
+        [str(CFL_REPO), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+def ok(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    done = run(*args, cwd=cwd)
+    assert done.returncode == 0, (args, done.stderr)
+    return done
+
+
+def refused(code: int, *args: str | Path, cwd: Path, says: str) -> str:
+    """The command exits ``code`` with one `error:` line (and at most a `hint:`), no traceback."""
+    done = run(*args, cwd=cwd)
+    assert done.returncode == code, (args, done.returncode, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert says in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A development library: three root keys (2 of 3), published."""
+    cwd = tmp_path_factory.mktemp("keys-cli")
+    ok("--repo", "R", "init", "--dev-keys", cwd=cwd)
+    ok("--repo", "R", "publish", cwd=cwd)
+    ok("keygen", "--no-encrypt", "carol.pem", cwd=cwd)
+    return cwd
+
+
+def head(cwd: Path) -> bytes:
+    return (cwd / "R" / "state" / "head.json").read_bytes()
+
+
+def test_root_ceremony_through_the_command_line(library: Path, tmp_path: Path) -> None:
+    cwd = tmp_path / "w"
+    # each test works on its own copy; dev key URIs are relative to the repository
+    subprocess.run(["cp", "-a", str(library), str(cwd)], check=True)
+    start = json.loads(
+        ok(
+            "--repo",
+            "R",
+            "ceremony",
+            "start",
+            "root",
+            "--add-key",
+            "carol.pub.pem",
+            "--threshold",
+            "3",
+            "--out",
+            "root-v2.json",
+            "--json",
+            cwd=cwd,
+        ).stdout
+    )
+    assert start["schema_version"] == 1 and start["version"] == 2
+    assert "root: threshold 2 -> 3" in start["changes"]
+    before = head(cwd)
+
+    refused(
+        2,
+        "ceremony",
+        "sign",
+        "root-v2.json",
+        "--signer",
+        "file2:carol.pem",
+        cwd=cwd,
+        says="stdin not a terminal",
+    )
+    for key in ("R/keys/DEV-ONLY-root-1.pem", "R/keys/DEV-ONLY-root-2.pem"):
+        signed = json.loads(
+            ok(
+                "ceremony",
+                "sign",
+                "root-v2.json",
+                "--signer",
+                f"file2:{key}",
+                "--yes",
+                "--json",
+                cwd=cwd,
+            ).stdout
+        )
+        assert Path(cwd / signed["signature"]).is_file()
+    refused(
+        1,
+        "--repo",
+        "R",
+        "ceremony",
+        "finish",
+        "root-v2.json",
+        cwd=cwd,
+        says="found 2 valid by the new root's keys",
+    )
+    assert head(cwd) == before
+    ok("ceremony", "sign", "root-v2.json", "--signer", "file2:carol.pem", "--yes", cwd=cwd)
+    done = json.loads(
+        ok("--repo", "R", "ceremony", "finish", "root-v2.json", "--json", cwd=cwd).stdout
+    )
+    assert (done["version"], done["already_finished"], len(done["signatures"])) == (2, False, 3)
+    again = json.loads(
+        ok("--repo", "R", "ceremony", "finish", "root-v2.json", "--json", cwd=cwd).stdout
+    )
+    assert again["already_finished"] is True
+    ok("--repo", "R", "publish", cwd=cwd)
+    ok("verify", "R/public", "--root", "R/public/metadata/1.root.json", cwd=cwd)
+    status = json.loads(ok("--repo", "R", "status", "--json", cwd=cwd).stdout)
+    assert sorted(k["location"] for k in status["keys"]["root"]["keys"]) == [
+        "file2",
+        "file2",
+        "file2",
+        "offline",
+    ]
+    assert status["keys"]["root"]["threshold"] == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "args", "says"),
+    [
+        (
+            2,
+            (
+                "--repo",
+                "R",
+                "ceremony",
+                "start",
+                "targets",
+                "--add-key",
+                "carol.pub.pem",
+                "--out",
+                "t.json",
+            ),
+            "expected them with `root`",
+        ),
+        (2, ("--repo", "R", "ceremony", "start", "root", "--out", "exists.json"), "exists already"),
+        (
+            1,
+            ("--repo", "R", "ceremony", "start", "root", "--remove-key", "ffff", "--out", "r.json"),
+            "matching 0 root key(s)",
+        ),
+        (
+            1,
+            ("--repo", "R", "ceremony", "start", "root", "--threshold", "4", "--out", "r.json"),
+            "--threshold: found 4 with 3 root key(s) left",
+        ),
+        (
+            1,
+            (
+                "--repo",
+                "R",
+                "ceremony",
+                "start",
+                "root",
+                "--add-key",
+                "junk.txt",
+                "--out",
+                "r.json",
+            ),
+            "found no PEM public key",
+        ),
+        (
+            2,
+            (
+                "--repo",
+                "R",
+                "ceremony",
+                "start",
+                "root",
+                "--add-key",
+                "carol.pub.pem",
+                "--uri",
+                "a",
+                "--uri",
+                "b",
+                "--out",
+                "r.json",
+            ),
+            "expected one per --add-key",
+        ),
+        (
+            2,
+            ("ceremony", "sign", "missing.json", "--signer", "file2:carol.pem", "--yes"),
+            "cannot read",
+        ),
+        (
+            1,
+            ("ceremony", "sign", "junk.txt", "--signer", "file2:carol.pem", "--yes"),
+            "found no JSON",
+        ),
+        (
+            1,
+            ("ceremony", "sign", "exists.json", "--signer", "file2:carol.pem", "--yes"),
+            "--signer: found key",
+        ),
+        (
+            2,
+            ("ceremony", "sign", "exists.json", "--signer", "hsm:", "--yes"),
+            "--public-key: found none",
+        ),
+        (1, ("--repo", "R", "ceremony", "finish", "exists.json", "junk.txt"), "found no JSON"),
+        (
+            1,
+            ("--repo", "R", "manufacturer", "rotate-key", "121D", "--add", "carol.pub.pem"),
+            "expected a registered manufacturer",
+        ),
+        (2, ("--repo", "R", "manufacturer", "rotate-key", "12G", "--add", "carol.pub.pem"), "ID"),
+        (
+            1,
+            ("--repo", "R", "manufacturer", "suspend", "121D", "--reason", "x"),
+            "expected a registered manufacturer",
+        ),
+        (1, ("--repo", "R", "manufacturer", "resume", "121D", "--reason", "x"), "not suspended"),
+    ],
+    ids=[
+        "targets-with-key-options",
+        "proposal-exists",
+        "unknown-key",
+        "threshold-above-keys",
+        "not-a-public-key",
+        "uri-count",
+        "proposal-missing",
+        "proposal-not-json",
+        "signer-not-eligible",
+        "hsm-without-public-key",
+        "signature-not-json",
+        "rotate-unknown-manufacturer",
+        "rotate-bad-id",
+        "suspend-unknown-manufacturer",
+        "resume-not-suspended",
+    ],
+)
+def test_bad_input_is_refused_with_one_line(
+    library: Path, tmp_path: Path, code: int, args: tuple[str, ...], says: str
+) -> None:
+    cwd = tmp_path / "w"
+    subprocess.run(["cp", "-a", str(library), str(cwd)], check=True)
+    (cwd / "junk.txt").write_text("not a key, not JSON\n")
+    ok("--repo", "R", "ceremony", "start", "root", "--out", "exists.json", cwd=cwd)
+    before = head(cwd)
+    refused(code, *args, cwd=cwd, says=says)
+    assert head(cwd) == before
+
+
+def test_every_new_command_teaches_in_its_help(library: Path) -> None:
+    for command in (
+        ("ceremony",),
+        ("ceremony", "start"),
+        ("ceremony", "sign"),
+        ("ceremony", "finish"),
+        ("manufacturer", "rotate-key"),
+        ("manufacturer", "retire-keys"),
+        ("manufacturer", "suspend"),
+        ("manufacturer", "resume"),
+    ):
+        text = ok(*command, "--help", cwd=library).stdout
+        assert "Usage: cfl-repo" in text and len(text.splitlines()) > 5, command

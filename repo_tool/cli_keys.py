@@ -197,7 +197,15 @@ def ceremony_start(
         )
         proposal = propose_root(repo.root(), change, now=now, expires_in=days)
     else:
-        proposal = propose_targets(repo.root(), repo.targets(), now=now, expires_in=days)
+        from repo_tool.manufacturer_keys import pending_targets_change
+
+        proposal = propose_targets(
+            repo.root(),
+            repo.targets(),
+            now=now,
+            expires_in=days,
+            change=pending_targets_change(repo),
+        )
     _write_new(out_file, proposal.to_bytes(), "--out")
     changes = summary(proposal)
     if as_json:

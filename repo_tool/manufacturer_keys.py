@@ -15,13 +15,13 @@ image that manufacturer ever lodged unverifiable, and what is lodged is never si
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import DelegatedRole, Delegations, Targets
+from tuf.api.metadata import DelegatedRole, Delegations, TargetFile, Targets
 
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.custom import format_timestamp
@@ -298,3 +298,26 @@ def prune_unused_keys(targets: Targets) -> None:
         return
     used = {k for role in targets.delegations.roles.values() for k in role.keyids}
     targets.delegations.keys = {k: v for k, v in targets.delegations.keys.items() if k in used}
+
+
+def pending_targets_change(repo: Repository) -> Callable[[Targets], None]:
+    """What a targets ceremony must carry besides a new expiry: a suspension list the gateway
+    enforces already but that could not be signed into targets while its key was offline.
+
+    Returns a change to apply to the proposed targets (a no-op when nothing is pending).
+    """
+    from repo_tool.repository import SUSPENSIONS_TARGET_PATH
+
+    suspended = repo.head.suspended
+    current = repo.targets().signed.targets.get(SUSPENSIONS_TARGET_PATH)
+    if not suspended and current is None:
+        return lambda targets: None
+    document = suspensions_document(suspended)
+    sha = repo.blobs.put(document)  # content-addressed: storing it again is harmless
+
+    def change(targets: Targets) -> None:
+        targets.targets[SUSPENSIONS_TARGET_PATH] = TargetFile(
+            len(document), {"sha256": sha}, SUSPENSIONS_TARGET_PATH
+        )
+
+    return change

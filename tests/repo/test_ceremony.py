@@ -495,3 +495,34 @@ def test_manufacturer_rotation_through_a_targets_ceremony(
     assert factory.ingest(renewal(new)).status == "accepted"
     factory.publish()
     assert _verified(factory, client) == 3
+
+
+def test_a_suspension_made_while_targets_is_offline_is_published_by_the_next_targets_ceremony(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    from repo_tool.manufacturer_keys import pending_targets_change, suspend
+    from repo_tool.repository import SUSPENSIONS_TARGET_PATH
+
+    factory, holders, client = library
+    _hand_targets_to_holders(factory, holders)
+    with factory.repo.locked():
+        published = suspend(factory.repo, "3F01", "audit pending", now=factory.tick())
+    assert published is False  # the gateway enforces it; targets cannot carry it yet
+    assert factory.repo.head.suspended["3F01"]["reason"] == "audit pending"
+    proposal = propose_targets(
+        factory.repo.root(),
+        factory.repo.targets(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("targets"),
+        change=pending_targets_change(factory.repo),
+    )
+    assert any(
+        line.startswith(f"target {SUSPENSIONS_TARGET_PATH}: added") for line in summary(proposal)
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            proposal, holders.sign(proposal, "tara", "tom"), now=factory.tick()
+        )
+    factory.publish()
+    assert SUSPENSIONS_TARGET_PATH in factory.repo.targets().signed.targets
+    assert _verified(factory, client) == 3

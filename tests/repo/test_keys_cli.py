@@ -280,3 +280,124 @@ def test_every_new_command_teaches_in_its_help(library: Path) -> None:
     ):
         text = ok(*command, "--help", cwd=library).stdout
         assert "Usage: cfl-repo" in text and len(text.splitlines()) > 5, command
+
+
+def test_manufacturer_key_compromise_drill_through_the_command_line(tmp_path: Path) -> None:
+    """The commands of operator.md section 10 and manufacturer.md, with demo data: after rotation
+    the retired key's deposit is rejected, `submit --renew --key NEW.pem` is accepted, retire-keys
+    drops the old key, and the published tree verifies throughout."""
+    cwd = tmp_path
+    ok("demo-data", "dd", cwd=cwd)
+    declarations = json.loads((cwd / "dd" / "declarations.json").read_text())["images"]
+    acme = [d for d in declarations if d["manufacturer_id"] == "121D"][:2]
+    ok("--repo", "R", "init", "--dev-keys", "--root-keys", "1", "--root-threshold", "1", cwd=cwd)
+    ok("--repo", "R", "cpl", "import", "dd/cpl.csv", cwd=cwd)
+    ok("keygen", "--no-encrypt", "acme-1.pem", cwd=cwd)
+    ok("keygen", "--no-encrypt", "acme-2.pem", cwd=cwd)
+    ok(
+        "--repo",
+        "R",
+        "manufacturer",
+        "add",
+        "121D",
+        "--name",
+        "Acme",
+        "--key",
+        "acme-1.pub.pem",
+        cwd=cwd,
+    )
+    ok("--repo", "R", "publish", cwd=cwd)
+
+    def submit(image: dict[str, object], key: str, out: str) -> None:
+        entries = [arg for e in image["cpl_entries"] for arg in ("--cpl-entry", e)]  # type: ignore[attr-defined]
+        advisories = [arg for a in image["advisories"] for arg in ("--advisory", a)]  # type: ignore[attr-defined]
+        ok(
+            "submit",
+            f"dd/{image['image']}",
+            "--manufacturer",
+            "121D",
+            "--key",
+            key,
+            *entries,
+            "--reason",
+            str(image["reason"]),
+            *advisories,
+            "--from",
+            "R/public",
+            "--root",
+            "R/public/metadata/1.root.json",
+            "--out",
+            out,
+            cwd=cwd,
+        )
+
+    submit(acme[0], "acme-1.pem", "first.cflb")
+    ok("--repo", "R", "ingest", "first.cflb", cwd=cwd)
+    ok("--repo", "R", "publish", cwd=cwd)
+    old_keyid = json.loads(ok("--repo", "R", "status", "--json", cwd=cwd).stdout)["keys"][
+        "mfr-121D"
+    ]["keys"][0]["keyid"]
+
+    ok("--repo", "R", "manufacturer", "suspend", "121D", "--reason", "key stolen", cwd=cwd)
+    ok(
+        "--repo",
+        "R",
+        "manufacturer",
+        "rotate-key",
+        "121D",
+        "--add",
+        "acme-2.pub.pem",
+        "--remove",
+        old_keyid[:8],
+        cwd=cwd,
+    )
+    ok("--repo", "R", "publish", cwd=cwd)
+    ok("verify", "R/public", "--root", "R/public/metadata/1.root.json", cwd=cwd)
+    status = json.loads(ok("--repo", "R", "status", "--json", cwd=cwd).stdout)["keys"]["mfr-121D"]
+    assert status["retiring"] == [old_keyid] and status["suspended"]["reason"] == "key stolen"
+
+    # A deposit signed with the stolen key: `submit` still builds it (the published delegation keeps
+    # the retiring key), the gateway rejects it.
+    submit(acme[1], "acme-1.pem", "stolen.cflb")
+    stolen = json.loads(run("--repo", "R", "ingest", "stolen.cflb", "--json", cwd=cwd).stdout)
+    assert "threshold-not-met" in stolen["results"][0]["reasons"]
+    assert "manufacturer-suspended" in stolen["results"][0]["reasons"]
+
+    refused(
+        1,
+        "--repo",
+        "R",
+        "manufacturer",
+        "retire-keys",
+        "121D",
+        cwd=cwd,
+        says="found 0 signature(s) by the new keys",
+    )
+    ok(
+        "submit",
+        "--renew",
+        "--manufacturer",
+        "121D",
+        "--key",
+        "acme-2.pem",
+        "--from",
+        "R/public",
+        "--root",
+        "R/public/metadata/1.root.json",
+        "--out",
+        "renewal.cflb",
+        cwd=cwd,
+    )
+    renewal = json.loads(ok("--repo", "R", "ingest", "renewal.cflb", "--json", cwd=cwd).stdout)
+    assert renewal["results"][0]["status"] == "accepted"
+    ok("--repo", "R", "manufacturer", "retire-keys", "121D", cwd=cwd)
+    ok("--repo", "R", "manufacturer", "resume", "121D", "--reason", "keys rotated", cwd=cwd)
+    ok("--repo", "R", "publish", cwd=cwd)
+    ok("verify", "R/public", "--root", "R/public/metadata/1.root.json", cwd=cwd)
+
+    submit(acme[1], "acme-2.pem", "second.cflb")
+    second = json.loads(ok("--repo", "R", "ingest", "second.cflb", "--json", cwd=cwd).stdout)
+    assert second["results"][0]["status"] == "accepted"
+    ok("--repo", "R", "publish", cwd=cwd)
+    verified = ok("verify", "R/public", "--root", "R/public/metadata/1.root.json", cwd=cwd)
+    assert "2 image(s)" in verified.stderr + verified.stdout

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -65,6 +66,7 @@ from repo_tool.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -838,7 +840,15 @@ class Repository:
         def due(expires: datetime, role: str) -> bool:
             return force or (expires - now) < self.config.policy.expiry(role) * margin
 
-        if due(self.targets().signed.expires, Targets.type):
+        targets_expires = self.targets().signed.expires
+        if due(targets_expires, Targets.type) and self.held_offline(Targets.type):
+            # keys branch: never let an offline targets key stop snapshot/timestamp from being
+            # re-signed; the targets refresh is a ceremony (status and this warning say when).
+            logger.warning(
+                "targets expires %s and its keys are offline: run `cfl-repo ceremony start targets`",
+                targets_expires.isoformat(),
+            )
+        elif due(targets_expires, Targets.type):
             version = self._stage_targets(lambda t: None, now)
             self._commit(
                 replace(self.head, targets_version=version),
@@ -931,6 +941,12 @@ class Repository:
             notes,
         )
 
+    def held_offline(self, role: str) -> bool:
+        """Whether the keys this repository can use for ``role`` fall short of its threshold
+        (the rest are key holders' ``offline:`` keys): then only a ceremony can sign it."""
+        usable = [ref for ref in self._signers(role) if not is_offline(ref.uri)]
+        return len(usable) < self.config.thresholds[role]
+
     def update_manufacturer(
         self,
         record: ManufacturerRecord,
@@ -986,11 +1002,10 @@ class Repository:
             )
 
         targets_version = self.head.targets_version
-        published = True
-        try:
+        # Offline targets key: the gateway enforces it now, the next targets ceremony signs it.
+        published = not self.held_offline(Targets.type)
+        if published:
             targets_version = self._stage_targets(change, now)
-        except ConfigurationError:
-            published = False  # offline targets key: the gateway enforces it now, targets later
         self._commit(
             replace(self.head, suspended=suspended, targets_version=targets_version), event=event
         )

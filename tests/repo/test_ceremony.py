@@ -526,3 +526,20 @@ def test_a_suspension_made_while_targets_is_offline_is_published_by_the_next_tar
     factory.publish()
     assert SUSPENSIONS_TARGET_PATH in factory.repo.targets().signed.targets
     assert _verified(factory, client) == 3
+
+
+def test_refresh_with_offline_targets_still_renews_snapshot_and_timestamp(
+    library: tuple[LibraryFactory, Holders, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cron's refresh must keep clients fresh when targets is due but its keys are offline."""
+    factory, holders, _ = library
+    _hand_targets_to_holders(factory, holders)
+    targets = factory.repo.targets().signed
+    late = targets.expires - factory.repo.config.policy.expiry("targets") * 0.25  # past the margin
+    with factory.repo.locked():
+        resigned = factory.repo.refresh(now=late)
+    assert resigned == ["snapshot", "timestamp"]
+    assert factory.repo.targets().signed.version == targets.version
+    assert factory.repo.timestamp() is not None
+    assert factory.repo.timestamp().signed.expires > late  # type: ignore[union-attr]
+    assert "ceremony start targets" in caplog.text

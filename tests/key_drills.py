@@ -145,7 +145,26 @@ def manufacturer_key_compromise(tmp: Path) -> LibraryFactory:
     return factory
 
 
+def manufacturer_rotation_in_progress(tmp: Path) -> LibraryFactory:
+    """Published between `rotate-key` and the manufacturer's renewal: the delegation lists the new
+    key and the retiring one (marked in the signed delegation); old images must still verify."""
+    factory, _ = offline_root_library(tmp)
+    with factory.repo.locked():
+        rotate_key(
+            factory.repo,
+            "121D",
+            add=[CryptoSigner.generate_ed25519().public_key],
+            remove=[factory.mfr_signers["121D"].public_key.keyid],
+            threshold=None,
+            now=factory.tick(),
+            ceremony=False,
+        )
+    factory.publish()
+    return factory
+
+
 DRILLS: dict[str, Callable[[Path], LibraryFactory]] = {
+    "manufacturer-rotation-in-progress": manufacturer_rotation_in_progress,
     "online-key-compromise": online_key_compromise,
     "lost-root-key": lost_root_key,
     "manufacturer-key-compromise": manufacturer_key_compromise,

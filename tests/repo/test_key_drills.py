@@ -45,3 +45,22 @@ def test_manufacturer_drill_publishes_only_the_new_key(tmp_path: Path) -> None:
     keyids = targets.signed.delegations.roles["mfr-121D"].keyids
     assert keyids == [factory.mfr_signers["121D"].public_key.keyid]
     assert factory.repo.head.suspended == {}
+
+
+def test_rotation_in_progress_marks_the_retiring_key_in_the_signed_delegation(
+    tmp_path: Path,
+) -> None:
+    from repo_tool.manufacturer_keys import RETIRING_FIELD
+
+    factory = DRILLS["manufacturer-rotation-in-progress"](tmp_path)
+    targets = Metadata[Targets].from_bytes(
+        (
+            factory.out / "metadata" / f"{factory.repo.head.targets_version}.targets.json"
+        ).read_bytes()
+    )
+    assert targets.signed.delegations is not None and targets.signed.delegations.roles is not None
+    role = targets.signed.delegations.roles["mfr-121D"]
+    old = factory.mfr_signers["121D"].public_key.keyid
+    assert role.unrecognized_fields[RETIRING_FIELD] == [old]
+    assert old in role.keyids and len(role.keyids) == 2
+    assert old not in factory.repo.head.manufacturers["121D"].keys  # the gateway no longer takes it

@@ -790,7 +790,7 @@ class Repository:
                 if ref.keyid in dropped:
                     continue  # a lost or compromised key being removed; the others must suffice
                 raise
-            md.sign(signer, append=True)
+            sign_or_explain(md, signer, ref)  # keys branch: an HSM's PIN error is one line
         for name, delegator in (("the current root", old_root), ("the new root", new_root)):
             try:
                 delegator.verify_delegate(Root.type, md.signed_bytes, md.signatures)

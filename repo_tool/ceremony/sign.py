@@ -9,7 +9,7 @@ from __future__ import annotations
 from securesystemslib.signer import Key, Signer
 from tuf.api.metadata import Root, Targets
 
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import CflError, RejectedInputError, UnavailableError
 from repo_tool.ceremony.diff import root_changes, targets_changes
 from repo_tool.ceremony.proposal import Proposal, SignatureFile
 
@@ -40,6 +40,7 @@ def sign_proposal(proposal: Proposal, signer: Signer) -> SignatureFile:
     Raises:
         RejectedInputError: the signer's key is not one of the keys that can sign this role, or the
             signature it made does not verify (a wrong key behind the URI).
+        UnavailableError: the signer's device or service failed to sign.
     """
     keys = eligible_keys(proposal)
     keyid = signer.public_key.keyid
@@ -49,7 +50,15 @@ def sign_proposal(proposal: Proposal, signer: Signer) -> SignatureFile:
             f"{sorted(k[:8] for k in keys)}"
         )
     payload = proposal.proposed.signed_bytes
-    signature = signer.sign(payload)
+    try:
+        signature = signer.sign(payload)
+    except CflError:
+        raise  # e.g. no PIN and no terminal: already one clear line
+    except Exception as e:  # a device or KMS failing (wrong PIN, token absent, network)
+        raise UnavailableError(
+            f"--signer: key {keyid[:8]}: found it unable to sign ({e})",
+            hint="check the device and its PIN (CFL_HSM_PIN) or passphrase (CFL_KEY_PASSPHRASE)",
+        ) from e
     try:
         keys[keyid].verify_signature(signature, payload)
     except Exception as e:  # securesystemslib raises UnverifiedSignatureError and friends

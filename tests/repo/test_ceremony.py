@@ -543,3 +543,31 @@ def test_refresh_with_offline_targets_still_renews_snapshot_and_timestamp(
     assert factory.repo.timestamp() is not None
     assert factory.repo.timestamp().signed.expires > late  # type: ignore[union-attr]
     assert "ceremony start targets" in caplog.text
+
+
+class _BrokenToken(CryptoSigner):
+    """A holder's signer whose device fails mid-ceremony (token pulled, wrong PIN)."""
+
+    def sign(self, payload: bytes) -> Signature:
+        raise RuntimeError("CKR_PIN_INCORRECT")
+
+
+def test_a_failing_signing_device_is_one_clear_error(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    from metadata_templates.errors import UnavailableError
+
+    factory, holders, _ = library
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    alice = holders.signers["alice"]
+    assert isinstance(alice, CryptoSigner)
+    broken = _BrokenToken(alice._private_key, alice.public_key)
+    with pytest.raises(
+        UnavailableError, match=r"--signer: key .* unable to sign \(CKR_PIN_INCORRECT\)"
+    ):
+        sign_proposal(proposal, broken)

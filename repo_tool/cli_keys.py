@@ -140,6 +140,19 @@ def ceremony() -> None:
 )
 @click.option("--threshold", type=click.IntRange(1), help="root only: the new threshold.")
 @click.option(
+    "--cpl",
+    "cpl_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="targets only: import this CPL (CSV or XLSX) in the ceremony, as `cpl import` would.",
+)
+@click.option(
+    "--withdraw",
+    "withdraw_target",
+    metavar="TARGET",
+    help="targets only: withdraw this image in the ceremony, as `withdraw` would (with --reason).",
+)
+@click.option("--reason", help="Why the image is withdrawn (with --withdraw).")
+@click.option(
     "--expires-in",
     type=click.IntRange(1, 3650),
     help="Days the new version is valid (default: the policy's period for the role).",
@@ -156,6 +169,9 @@ def ceremony_start(
     uris: tuple[str, ...],
     remove_keys: tuple[str, ...],
     threshold: int | None,
+    cpl_file: Path | None,
+    withdraw_target: str | None,
+    reason: str | None,
     expires_in: int | None,
     as_json: bool,
 ) -> None:
@@ -169,6 +185,9 @@ def ceremony_start(
           --uri encfile:/etc/cfl/ts2.pem --remove-key 3f2a9c1d --out root-v3.json
     Re-sign targets before it expires (the 90-day refresh):
       cfl-repo --repo R ceremony start targets --out targets-v7.json
+    Import a CPL or withdraw an image while the targets key is offline:
+      cfl-repo --repo R ceremony start targets --cpl CPL.xlsx --out targets-v8.json
+      cfl-repo --repo R ceremony start targets --withdraw 121D/ESME-... --reason "bricks 1112" --out t.json
     """
     from repo_tool.ceremony.sign import summary
     from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
@@ -176,6 +195,15 @@ def ceremony_start(
     if uris and len(uris) != len(add_keys):
         raise ConfigurationError(
             f"--uri: found {len(uris)}, expected one per --add-key ({len(add_keys)}) or none"
+        )
+    if (withdraw_target is None) != (reason is None):
+        raise ConfigurationError(
+            "--withdraw and --reason: found one without the other, expected both"
+        )
+    if role == "root" and (cpl_file or withdraw_target):
+        raise ConfigurationError(
+            "--cpl/--withdraw: found them with `root`, expected them with `targets` (targets "
+            "holds the CPL and the withdrawals)"
         )
     key_options = bool(add_keys or remove_keys or threshold is not None or keys_of)
     if role == "targets" and key_options:
@@ -199,12 +227,26 @@ def ceremony_start(
     else:
         from repo_tool.manufacturer_keys import pending_targets_change
 
+        edits = [pending_targets_change(repo)]
+        with repo.locked():  # routine operations read state; they commit nothing here
+            if cpl_file is not None:
+                from metadata_templates.custom import format_timestamp
+                from repo_tool.cpl import read_cpl
+
+                doc = read_cpl(cpl_file, imported=format_timestamp(now))
+                edits.append(repo.capture_targets_change(lambda: repo.import_cpl(doc, now=now)))
+            if withdraw_target is not None and reason is not None:
+                target, why = withdraw_target, reason
+                edits.append(
+                    repo.capture_targets_change(lambda: repo.withdraw(target, why, now=now))
+                )
+
+        def apply_edits(targets: Any) -> None:
+            for edit in edits:
+                edit(targets)
+
         proposal = propose_targets(
-            repo.root(),
-            repo.targets(),
-            now=now,
-            expires_in=days,
-            change=pending_targets_change(repo),
+            repo.root(), repo.targets(), now=now, expires_in=days, change=apply_edits
         )
     _write_new(out_file, proposal.to_bytes(), "--out")
     changes = summary(proposal)

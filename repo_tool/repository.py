@@ -160,6 +160,7 @@ class Repository:
         self.secrets_handler = secrets_handler
         self.blobs = BlobStore(path / "blobs")
         self._head: Head | None = None
+        self._capturing = False  # keys branch: see capture_targets_change
 
     # ----------------------------------------------------------------------------------- paths
 
@@ -386,6 +387,8 @@ class Repository:
 
     def _stage_targets(self, change: Callable[[Targets], None], now: datetime) -> int:
         """Apply ``change`` to a copy of targets, sign it as the next version, and write it."""
+        if self._capturing:  # keys branch: the change goes into a targets ceremony instead
+            raise _CapturedChange(change)
         md = self.targets()
         change(md.signed)
         self._bump(md.signed, Targets.type, now)
@@ -880,7 +883,11 @@ class Repository:
             RejectedInputError: a stale proposal or a signature file that does not belong to it.
             VerificationError: the signatures do not meet the threshold(s).
         """
-        from repo_tool.ceremony.apply import config_after_root, manufacturers_after_targets
+        from repo_tool.ceremony.apply import (
+            config_after_root,
+            manufacturers_after_targets,
+            provider_documents_after_targets,
+        )
         from repo_tool.ceremony.finish import check_applies, signed_metadata
         from repo_tool.ceremony.proposal import sha256_hex
 
@@ -902,9 +909,14 @@ class Repository:
                 self._commit(replace(self.head, root_version=md.signed.version), event=event)
             else:
                 manufacturers = manufacturers_after_targets(self.head.manufacturers, md.signed)
+                documents = provider_documents_after_targets(self.head, md.signed)
                 self._commit(
                     replace(
-                        self.head, targets_version=md.signed.version, manufacturers=manufacturers
+                        self.head,
+                        targets_version=md.signed.version,
+                        manufacturers=manufacturers,
+                        cpl_sha256=documents["cpl_sha256"],
+                        withdrawals_sha256=documents["withdrawals_sha256"],
                     ),
                     event=event,
                 )
@@ -940,6 +952,25 @@ class Repository:
             done,
             notes,
         )
+
+    def capture_targets_change(self, operation: Callable[[], object]) -> Callable[[Targets], None]:
+        """Run a routine operation (``import_cpl``, ``withdraw`` ...) up to the point where it would
+        re-sign targets, and return its change to targets instead, for a targets ceremony. Nothing
+        is committed; only content-addressed blobs may have been stored.
+
+        Raises:
+            RejectedInputError: whatever the operation rejects.
+            ConfigurationError: the operation does not change targets.
+        """
+        self._capturing = True
+        try:
+            operation()
+        except _CapturedChange as captured:
+            return captured.change
+        finally:
+            self._capturing = False
+            self._head = None  # whatever the operation read, re-read the committed head
+        raise ConfigurationError("the operation changed nothing in targets; no ceremony needed")
 
     def held_offline(self, role: str) -> bool:
         """Whether the keys this repository can use for ``role`` fall short of its threshold
@@ -1013,6 +1044,15 @@ class Repository:
 
 
 SUSPENSIONS_TARGET_PATH = "cfl/suspensions.json"
+
+
+class _CapturedChange(BaseException):
+    """Carries a targets change out of an operation run by `capture_targets_change`. A
+    BaseException so that no ``except Exception`` inside an operation swallows it."""
+
+    def __init__(self, change: Callable[[Targets], None]) -> None:
+        super().__init__("targets change captured for a ceremony")
+        self.change = change
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from tuf.api.metadata import Root, Targets
 
+from metadata_templates import naming
 from repo_tool.ceremony.proposal import OnlineSigner
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.keys import OFFLINE_URI, SignerRef
 
 if TYPE_CHECKING:
-    from repo_tool.repository import ManufacturerRecord
+    from repo_tool.repository import Head, ManufacturerRecord
 
 
 def config_after_root(
@@ -77,4 +78,22 @@ def manufacturers_after_targets(
             updated[mfr_id] = replace(
                 record, keys=keys, threshold=role.threshold, retiring=retiring
             )
+    return updated
+
+
+def provider_documents_after_targets(head: Head, targets: Targets) -> dict[str, str | None]:
+    """The head fields that name provider documents, following the signed targets: a CPL import or
+    a withdrawal carried by a targets ceremony takes effect when the holders' signatures commit it.
+    (A provider document added later needs its line here.)"""
+    fields = {
+        "cpl_sha256": naming.CPL_TARGET_PATH,
+        "withdrawals_sha256": naming.WITHDRAWALS_TARGET_PATH,
+    }
+    updated: dict[str, str | None] = {}
+    for field_name, path in fields.items():
+        target = targets.targets.get(path)
+        if target is not None:
+            updated[field_name] = target.hashes["sha256"]
+        else:
+            updated[field_name] = getattr(head, field_name)
     return updated

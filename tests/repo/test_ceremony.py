@@ -571,3 +571,65 @@ def test_a_failing_signing_device_is_one_clear_error(
         UnavailableError, match=r"--signer: key .* unable to sign \(CKR_PIN_INCORRECT\)"
     ):
         sign_proposal(proposal, broken)
+
+
+def test_cpl_import_and_withdrawal_with_offline_targets_go_through_a_targets_ceremony(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    from factory import make_entry
+    from metadata_templates.cpl_document import CplDocument
+    from metadata_templates.custom import format_timestamp
+    from metadata_templates.naming import CPL_TARGET_PATH, WITHDRAWALS_TARGET_PATH
+
+    factory, holders, client = library
+    _hand_targets_to_holders(factory, holders)
+    repo = factory.repo
+    victim = next(iter(repo.role("mfr-121D").signed.targets))
+    factory.entries.append(make_entry("CPL-0009", fw="00000009"))
+    doc = CplDocument.of(factory.entries, "1" * 64, format_timestamp(factory.now))
+    head = repo.head
+    now = factory.tick()
+    with repo.locked():
+        edits = [
+            repo.capture_targets_change(lambda: repo.import_cpl(doc, now=now)),
+            repo.capture_targets_change(lambda: repo.withdraw(victim, "bricks hw 1112", now=now)),
+        ]
+    assert repo.head == head  # captured, not committed
+
+    def apply_edits(targets: Targets) -> None:
+        for edit in edits:
+            edit(targets)
+
+    proposal = propose_targets(
+        repo.root(),
+        repo.targets(),
+        now=now,
+        expires_in=repo.config.policy.expiry("targets"),
+        change=apply_edits,
+    )
+    changed = [line.split(":")[0] for line in summary(proposal)[1:] if line.startswith("target ")]
+    assert changed == [f"target {CPL_TARGET_PATH}", f"target {WITHDRAWALS_TARGET_PATH}"]
+    with repo.locked():
+        repo.finish_ceremony(proposal, holders.sign(proposal, "tess", "tom"), now=factory.tick())
+    cpl = repo.cpl()
+    assert cpl is not None and "CPL-0009" in cpl.by_id()
+    assert [w.target for w in repo.withdrawals().withdrawals] == [victim]
+    factory.publish()
+    assert _verified(factory, client) == 3
+    library_after, _ = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.now
+    )
+    assert library_after is not None
+    assert [w.target for w in library_after.withdrawals] == [victim]
+
+
+def test_capturing_an_operation_that_changes_nothing_in_targets_is_refused(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    factory, _, _ = library
+    with pytest.raises(ConfigurationError, match="changed nothing in targets"):
+        factory.repo.capture_targets_change(lambda: None)
+    with pytest.raises(RejectedInputError, match="TARGET: found"):
+        factory.repo.capture_targets_change(
+            lambda: factory.repo.withdraw("121D/nope", "x", now=factory.now)
+        )

@@ -15,7 +15,12 @@ from securesystemslib.signer import CryptoSigner, Key, Signer
 
 from metadata_templates import identifiers
 from metadata_templates.atomic import atomic_write_bytes
-from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
+from metadata_templates.errors import (
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+    UnavailableError,
+)
 from metadata_templates.output import json_document, reports_errors, utc_now
 from repo_tool.keys import (
     EncryptedFileSigner,
@@ -310,6 +315,14 @@ def _holder_signer(uri: str, public_key_file: Path | None) -> Signer:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Signature file (default: PROPOSAL's name + .<keyid>.sig.json beside it).",
 )
+@click.option(
+    "--against",
+    "known_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Metadata you know is current (the published N.root.json, and N.targets.json for a targets "
+    "proposal): refuse a proposal built on anything else.",
+)
 @click.option("--yes", is_flag=True, help="Sign without asking (scripts); read the summary first.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was signed as JSON.")
 @handle_errors
@@ -318,6 +331,7 @@ def ceremony_sign(
     uri: str,
     public_key_file: Path | None,
     out_file: Path | None,
+    known_files: tuple[Path, ...],
     yes: bool,
     as_json: bool,
 ) -> None:
@@ -327,12 +341,30 @@ def ceremony_sign(
     it. Hand the signature file back to the operator; it contains no secret.
 
     \b
-      cfl-repo ceremony sign root-v2.json --signer file2:/media/usb/alice.pem
+      cfl-repo ceremony sign root-v2.json --signer file2:/media/usb/alice.pem \\
+          --against published/metadata/1.root.json
       CFL_HSM_PIN=... cfl-repo ceremony sign root-v2.json --signer hsm: --public-key bob.pub.pem
     """
-    from repo_tool.ceremony.sign import sign_proposal, summary
+    from tuf.api.metadata import Metadata
+
+    from repo_tool.ceremony.sign import check_against, sign_proposal, summary
 
     proposal = _read_proposal(proposal_file)
+    for known_file in known_files:
+        try:
+            known: Metadata[Any] = Metadata.from_bytes(_read(known_file, "--against"))
+        except CflError:
+            raise
+        except Exception as e:  # python-tuf's DeserializationError and friends
+            raise RejectedInputError(
+                f"--against {known_file}: found no TUF metadata ({e}), expected a root or targets file"
+            ) from e
+        check_against(proposal, known, source=str(known_file))
+    if not known_files:
+        _err(
+            "warning: the changes below compare with the proposal's own copy of the current state; "
+            "pass --against PUBLISHED/metadata/N.root.json to check it"
+        )
     changes = summary(proposal)
     _err(f"{proposal_file}: {proposal.role} v{proposal.version} proposed {proposal.created}:")
     _render_changes(changes)

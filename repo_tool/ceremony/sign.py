@@ -6,8 +6,10 @@ recomputed from the proposal's metadata (:mod:`repo_tool.ceremony.diff`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from securesystemslib.signer import Key, Signer
-from tuf.api.metadata import Root, Targets
+from tuf.api.metadata import Metadata, Root, Targets
 
 from metadata_templates.errors import CflError, RejectedInputError, UnavailableError
 from repo_tool.ceremony.diff import root_changes, targets_changes
@@ -72,3 +74,28 @@ def sign_proposal(proposal: Proposal, signer: Signer) -> SignatureFile:
         signed_sha256=proposal.signed_sha256,
         signature=signature,
     )
+
+
+def check_against(proposal: Proposal, known: Metadata[Any], *, source: str) -> None:
+    """Refuse a proposal built on a state other than one the holder knows to be current (e.g. the
+    published ``N.root.json`` or ``N.targets.json``): otherwise a forged "previous" could make a
+    hostile change look harmless in the summary.
+
+    Raises:
+        RejectedInputError: ``known`` is neither root nor targets, or differs from what the proposal
+            says is current.
+    """
+    if isinstance(known.signed, Root):
+        built_on: Metadata[Any] = proposal.trusted_root
+    elif isinstance(known.signed, Targets) and proposal.role == Targets.type:
+        built_on = proposal.previous
+    else:
+        raise RejectedInputError(
+            f"--against {source}: found {known.signed.type} metadata, expected root (or targets for "
+            "a targets proposal)"
+        )
+    if built_on.signed_bytes != known.signed_bytes:
+        raise RejectedInputError(
+            f"--against {source}: found {known.signed.type} v{known.signed.version}, but the proposal "
+            f"is built on v{built_on.signed.version} with other content; refuse to sign it"
+        )

@@ -633,3 +633,35 @@ def test_capturing_an_operation_that_changes_nothing_in_targets_is_refused(
         factory.repo.capture_targets_change(
             lambda: factory.repo.withdraw("121D/nope", "x", now=factory.now)
         )
+
+
+def test_a_proposal_built_on_a_forged_previous_state_is_refused_against_the_published_root(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    """An attacker hands a holder a proposal whose "current root" already lists the attacker's key,
+    so the summary shows only an expiry change; checking against the published root exposes it."""
+    from repo_tool.ceremony.sign import check_against
+
+    factory, _, _ = library
+    published = factory.repo.root()
+    forged_current = Metadata[Root].from_bytes(published.to_bytes())
+    attacker = CryptoSigner.generate_ed25519()
+    forged_current.signed.add_key(attacker.public_key, "root")
+    proposal = propose_root(
+        forged_current,
+        KeyChange(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    assert not any("add key" in line for line in summary(proposal))  # the lie looks harmless
+    with pytest.raises(RejectedInputError, match=r"--against published: found root v2, but"):
+        check_against(proposal, published, source="published")
+    honest = propose_root(
+        published,
+        KeyChange(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    check_against(honest, published, source="published")  # no error
+    with pytest.raises(RejectedInputError, match="expected root"):
+        check_against(honest, factory.repo.targets(), source="t")

@@ -104,6 +104,8 @@ def test_root_ceremony_through_the_command_line(library: Path, tmp_path: Path) -
                 f"file2:{key}",
                 "--yes",
                 "--json",
+                "--against",
+                "R/public/metadata/1.root.json",
                 cwd=cwd,
             ).stdout
         )
@@ -223,6 +225,34 @@ def test_root_ceremony_through_the_command_line(library: Path, tmp_path: Path) -
             ("ceremony", "sign", "exists.json", "--signer", "hsm:", "--yes"),
             "--public-key: found none",
         ),
+        (
+            1,
+            (
+                "ceremony",
+                "sign",
+                "exists.json",
+                "--signer",
+                "file2:R/keys/DEV-ONLY-root-1.pem",
+                "--yes",
+                "--against",
+                "R/public/metadata/1.snapshot.json",
+            ),
+            "expected root",
+        ),
+        (
+            1,
+            (
+                "ceremony",
+                "sign",
+                "exists.json",
+                "--signer",
+                "file2:R/keys/DEV-ONLY-root-1.pem",
+                "--yes",
+                "--against",
+                "junk.txt",
+            ),
+            "found no TUF metadata",
+        ),
         (1, ("--repo", "R", "ceremony", "finish", "exists.json", "junk.txt"), "found no JSON"),
         (
             1,
@@ -248,6 +278,8 @@ def test_root_ceremony_through_the_command_line(library: Path, tmp_path: Path) -
         "proposal-not-json",
         "signer-not-eligible",
         "hsm-without-public-key",
+        "against-not-root",
+        "against-not-metadata",
         "signature-not-json",
         "rotate-unknown-manufacturer",
         "rotate-bad-id",

@@ -580,6 +580,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             if not name.startswith("mfr-")
             else "the manufacturer's submit --renew"
         )
+        if name == "root" or (name == "targets" and repo.held_offline(name)):  # keys branch
+            how = f"a ceremony: cfl-repo ceremony start {name}"
         _err(f"warning: {name} expires {roles[name]['expires']}; renew it with {how}")
     for name, info in roles.items():
         extra = f", {info['targets']} image(s)" if "targets" in info else ""

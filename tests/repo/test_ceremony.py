@@ -665,3 +665,35 @@ def test_a_proposal_built_on_a_forged_previous_state_is_refused_against_the_publ
     check_against(honest, published, source="published")  # no error
     with pytest.raises(RejectedInputError, match="expected root"):
         check_against(honest, factory.repo.targets(), source="t")
+
+
+def test_status_says_an_expiring_offline_role_is_renewed_by_a_ceremony(
+    library: tuple[LibraryFactory, Holders, Path],
+) -> None:
+    import subprocess
+    import sys
+
+    factory, holders, _ = library
+    _hand_targets_to_holders(factory, holders)
+    short = propose_targets(
+        factory.repo.root(),
+        factory.repo.targets(),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("targets") / 9,  # 10 days: inside the warning
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(short, holders.sign(short, "tara", "tom"), now=factory.tick())
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cfl-repo")),
+            "--repo",
+            str(factory.repo.path),
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "renew it with a ceremony: cfl-repo ceremony start targets" in done.stderr

@@ -548,6 +548,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             if not name.startswith("mfr-")
             else "the manufacturer's submit --renew"
         )
+        if name == "root" or (name == "targets" and repo.held_offline(name)):  # keys branch
+            how = f"a ceremony: cfl-repo ceremony start {name}"
         _err(f"warning: {name} expires {roles[name]['expires']}; renew it with {how}")
     for name, info in roles.items():
         extra = f", {info['targets']} image(s)" if "targets" in info else ""
@@ -557,6 +559,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"images: {doc['images']}; withdrawn: {doc['withdrawn']}"
     )
     _err(f"unpublished changes: {', '.join(pending) or 'none'}")
+    from repo_tool.key_inventory import render_inventory
+
+    for line in render_inventory(doc["keys"]):
+        _err(line)
 
 
 # ------------------------------------------------------------------------------------------ site
@@ -1083,3 +1089,11 @@ _add_access_commands()
 def main() -> None:
     """Console-script entry point: the one place errors become exit codes (repo_tool/console.py)."""
     run(cli, interrupted="nothing was committed by the interrupted step")
+
+
+# Ceremonies and manufacturer key commands live in repo_tool/cli_keys.py.
+from repo_tool.cli_keys import CEREMONY_GROUP, MANUFACTURER_COMMANDS  # noqa: E402
+
+cli.add_command(CEREMONY_GROUP)
+for _command in MANUFACTURER_COMMANDS:
+    manufacturer.add_command(_command)

@@ -81,6 +81,8 @@ class Code(StrEnum):
     NOTES_NOT_ENCRYPTED = NOTES_NOT_ENCRYPTED
     NOTES_RECIPIENTS_MISMATCH = NOTES_RECIPIENTS_MISMATCH
     NOTES_TARGET_MISMATCH = NOTES_TARGET_MISMATCH
+    # keys branch: the provider suspended the manufacturer (`cfl-repo manufacturer suspend`).
+    MANUFACTURER_SUSPENDED = "manufacturer-suspended"
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class GatewayContext:
     # The published registry and custodian key: who a deposit's release notes must be encrypted to.
     suppliers: SupplierRegistry | None = None
     notes_custodian: CustodianDocument | None = None
+    suspended: Mapping[str, str] = field(default_factory=dict)  # manufacturer ID -> reason
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,14 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     manufacturer = _registered(bundle, ctx, found)
     if bundle.kind == KIND_RENEWAL:
         return _check_renewal(bundle, ctx, manufacturer, found)
+    if manufacturer is not None and manufacturer.id in ctx.suspended:
+        # keys branch: a suspension stops new images; a renewal (same images, re-signed, e.g. with
+        # rotated keys) stays possible so lodged images remain verifiable.
+        found.add(
+            Code.MANUFACTURER_SUSPENDED,
+            f"manufacturer_id: found {manufacturer.id}, suspended by the provider "
+            f"({ctx.suspended[manufacturer.id]}); expected a manufacturer in good standing",
+        )
     for problem in bundle.declaration.problems():
         found.add(Code.MISSING_DECLARATION, problem)
 

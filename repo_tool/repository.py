@@ -24,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,10 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
+from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument
+from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
@@ -52,13 +55,14 @@ from metadata_templates.withdrawals import WithdrawalList
 from repo_tool import tlog
 from repo_tool.config import RepoConfig
 from repo_tool.gateway import LibraryIndex
-from repo_tool.keys import SignerRef, load_signer
+from repo_tool.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.library_index import IndexStore
 from repo_tool.state import journal
-from repo_tool.state.head import Head
+from repo_tool.state.head import Head, ManufacturerRecord
 from repo_tool.store import BlobStore
 
 SPEC_VERSION = "1.0.31"
+logger = logging.getLogger(__name__)
 
 
 class Repository:
@@ -73,6 +77,7 @@ class Repository:
         self.blobs = BlobStore(path / "blobs")
         self._head: Head | None = None
         self._signer_cache: dict[tuple[str, str], Signer] = {}
+        self._capturing = False  # see capture_targets_change
 
     # ----------------------------------------------------------------------------------- paths
 
@@ -299,15 +304,22 @@ class Repository:
     ) -> Metadata[Any]:
         """Sign with every configured key of a top-level role, then verify before anything is written."""
         md.signatures.clear()
-        for ref in self.signers(role, config):
-            md.sign(self.signer(ref), append=True)
+        refs = self.signers(role, config)
+        for ref in refs:
+            if is_offline(ref.uri):  # a key holder's key signs only in ceremonies
+                continue
+            sign_or_explain(md, self.signer(ref), ref)  # an HSM's PIN error is one line
         check_root = delegator if delegator is not None else md.signed
         try:
             check_root.verify_delegate(role, md.signed_bytes, md.signatures)
         except UnsignedMetadataError as e:
+            offline = any(is_offline(ref.uri) for ref in refs)
             raise ConfigurationError(
                 f"{role}: the configured keys do not meet the role's threshold ({e})",
-                hint="compare cfl-repo.json signers with the keys in root",
+                hint=f"the {role} keys are held offline: change {role} through "
+                f"`cfl-repo ceremony start {role}`"
+                if offline
+                else "compare cfl-repo.json signers with the keys in root",
             ) from e
         return md
 
@@ -349,6 +361,8 @@ class Repository:
         ``root`` and ``config`` default to the committed ones; a key rotation passes the new ones
         so that root and the targets it re-keys land in one commit.
         """
+        if self._capturing:  # the change goes into a targets ceremony instead (ceremony/)
+            raise _CapturedChange(change)
         md = self.targets()
         change(md.signed)
         self.bump(md.signed, Targets.type, now)
@@ -463,6 +477,208 @@ class Repository:
             self.sign(Metadata(timestamp), Timestamp.type, delegator=delegator, config=config),
         )
         return replace(head, snapshot_version=snapshot.version, timestamp_version=timestamp.version)
+
+    # ------------------------------------------- keys branch hooks: logic in repo_tool/ceremony/,
+    # repo_tool/manufacturer_keys.py; these methods only read state, write, and commit.
+
+    def finish_ceremony(
+        self, proposal: Any, signatures: list[Any], *, now: datetime
+    ) -> CeremonyOutcome:
+        """Commit a signed ceremony proposal: verify, write the new root or targets, follow it in
+        the configuration (root) or the registered manufacturers (targets), stage snapshot and
+        timestamp. Running it again after a crash, or after it finished, completes the same change.
+
+        Raises:
+            RejectedInputError: a stale proposal or a signature file that does not belong to it.
+            VerificationError: the signatures do not meet the threshold(s).
+        """
+        from repo_tool.ceremony.apply import (
+            config_after_root,
+            manufacturers_after_targets,
+            provider_documents_after_targets,
+        )
+        from repo_tool.ceremony.finish import check_applies, signed_metadata
+        from repo_tool.ceremony.proposal import sha256_hex
+
+        is_root = proposal.role == Root.type
+        current: Metadata[Any] = self.root() if is_root else self.targets()
+        done = sha256_hex(current.signed_bytes) == proposal.signed_sha256
+        if not done:
+            check_applies(proposal, self.root(), current)
+            md = signed_metadata(proposal, signatures, now=now)
+            # Version head+1 is not committed yet, so a file there is an orphan of a killed run.
+            atomic_write_bytes(self.metadata_path(proposal.role, md.signed.version), md.to_bytes())
+            event = {
+                "event": f"ceremony-{proposal.role}",
+                "at": format_timestamp(now),
+                "version": md.signed.version,
+                "signed_by": sorted(md.signatures),
+            }
+            if is_root:
+                self.commit(replace(self.head, root_version=md.signed.version), event=event)
+            else:
+                manufacturers = manufacturers_after_targets(self.head.manufacturers, md.signed)
+                documents = provider_documents_after_targets(self.head, md.signed)
+                self.commit(
+                    replace(
+                        self.head,
+                        targets_version=md.signed.version,
+                        manufacturers=manufacturers,
+                        cpl_sha256=documents["cpl_sha256"],
+                        withdrawals_sha256=documents["withdrawals_sha256"],
+                        suppliers_sha256=documents["suppliers_sha256"],
+                    ),
+                    event=event,
+                )
+        notes: list[str] = []
+        if is_root:
+            root = self.root().signed
+            new_config = config_after_root(self.config, root, proposal.online_signers)
+            if new_config != self.config:
+                new_config.save(self.path)
+                self.config = new_config
+            targets_md = self.targets()
+            if not root.get_verification_result(
+                Targets.type, targets_md.signed_bytes, targets_md.signatures
+            ).verified:
+                try:
+                    version = self.stage_targets(lambda t: None, now)
+                    self.commit(
+                        replace(self.head, targets_version=version),
+                        event={"event": "resign-targets", "at": format_timestamp(now)},
+                    )
+                except ConfigurationError:
+                    notes.append(
+                        "targets is signed by keys this root no longer trusts and its new keys are "
+                        "offline: run `cfl-repo ceremony start targets` before publishing"
+                    )
+        from repo_tool.ops.snapshot import stage_snapshot
+
+        try:
+            stage_snapshot(self, now=now, force=True)
+        except ConfigurationError as e:
+            notes.append(f"snapshot/timestamp not staged: {e}")
+        return CeremonyOutcome(
+            proposal.role,
+            self.head.root_version if is_root else self.head.targets_version,
+            done,
+            notes,
+        )
+
+    def capture_targets_change(self, operation: Callable[[], object]) -> Callable[[Targets], None]:
+        """Run a routine operation (``import_cpl``, ``withdraw`` ...) up to the point where it would
+        re-sign targets, and return its change to targets instead, for a targets ceremony. Nothing
+        is committed; only content-addressed blobs may have been stored.
+
+        Raises:
+            RejectedInputError: whatever the operation rejects.
+            ConfigurationError: the operation does not change targets.
+        """
+        self._capturing = True
+        try:
+            operation()
+        except _CapturedChange as captured:
+            return captured.change
+        finally:
+            self._capturing = False
+            self._head = None  # whatever the operation read, re-read the committed head
+        raise ConfigurationError("the operation changed nothing in targets; no ceremony needed")
+
+    def held_offline(self, role: str) -> bool:
+        """Whether the keys this repository can use for ``role`` fall short of its threshold
+        (the rest are key holders' ``offline:`` keys): then only a ceremony can sign it."""
+        usable = [ref for ref in self.signers(role) if not is_offline(ref.uri)]
+        return len(usable) < self.config.thresholds[role]
+
+    def update_manufacturer(
+        self,
+        record: ManufacturerRecord,
+        *,
+        now: datetime,
+        event: dict[str, Any],
+    ) -> bool:
+        """Replace a manufacturer's record; when it is delegated already, re-sign targets with the
+        delegation that follows it (needs the targets key online). Returns whether targets changed.
+
+        Raises:
+            ConfigurationError: the targets key is offline (use a targets ceremony instead).
+        """
+        from repo_tool.ops.manufacturers import redelegate
+
+        head = self.head
+        manufacturers = dict(head.manufacturers) | {record.id: record}
+        targets_version = head.targets_version
+        delegated = naming.role_name(record.id) in head.roles
+        if delegated:
+            targets_version = self.stage_targets(lambda t: redelegate(t, record), now)
+        self.commit(
+            replace(head, manufacturers=manufacturers, targets_version=targets_version),
+            event=event,
+        )
+        return delegated
+
+    def propose_manufacturer(self, record: ManufacturerRecord, *, now: datetime) -> Any:
+        """A targets ceremony proposal that changes one manufacturer's delegation to ``record``."""
+        from repo_tool.ceremony.start import propose_targets
+        from repo_tool.ops.manufacturers import redelegate
+
+        return propose_targets(
+            self.root(),
+            self.targets(),
+            now=now,
+            expires_in=self.config.policy.expiry(Targets.type),
+            change=lambda t: redelegate(t, record),
+        )
+
+    def set_suspended(
+        self,
+        suspended: dict[str, dict[str, str]],
+        document: bytes,
+        *,
+        now: datetime,
+        event: dict[str, Any],
+    ) -> bool:
+        """Record the suspended manufacturers; publish the list as ``cfl/suspensions.json`` when
+        the targets key is online. Returns whether the list was published in targets."""
+        sha = self.blobs.put(document)
+
+        def change(targets: Targets) -> None:
+            targets.targets[SUSPENSIONS_TARGET_PATH] = TargetFile(
+                len(document), {"sha256": sha}, SUSPENSIONS_TARGET_PATH
+            )
+
+        targets_version = self.head.targets_version
+        # Offline targets key: the gateway enforces it now, the next targets ceremony signs it.
+        published = not self.held_offline(Targets.type)
+        if published:
+            targets_version = self.stage_targets(change, now)
+        self.commit(
+            replace(self.head, suspended=suspended, targets_version=targets_version), event=event
+        )
+        return published
+
+
+SUSPENSIONS_TARGET_PATH = "cfl/suspensions.json"
+
+
+class _CapturedChange(BaseException):
+    """Carries a targets change out of an operation run by `capture_targets_change`. A
+    BaseException so that no ``except Exception`` inside an operation swallows it."""
+
+    def __init__(self, change: Callable[[Targets], None]) -> None:
+        super().__init__("targets change captured for a ceremony")
+        self.change = change
+
+
+@dataclass(frozen=True)
+class CeremonyOutcome:
+    """What `finish_ceremony` did: the role and its committed version, whether it had been
+    committed by an earlier run, and anything the operator must still do."""
+
+    role: str
+    version: int
+    already_finished: bool
+    notes: list[str]
 
 
 def snapshot_wanted(head: Head) -> dict[str, int]:

@@ -66,6 +66,7 @@ def gateway_context(repo: Repository, now: datetime) -> GatewayContext:
         now=now,
         image_size_cap=repo.config.image_size_cap,
         role_validity=repo.config.policy.manufacturer_validity(),
+        suspended={k: v["reason"] for k, v in head.suspended.items()},
         **notes_audience_documents(repo),
     )
 

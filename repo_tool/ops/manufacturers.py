@@ -73,9 +73,21 @@ def delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
     if targets.delegations is None:
         targets.delegations = Delegations(keys={}, roles={})
     assert targets.delegations.roles is not None
-    role = manufacturer_delegation(manufacturer.id, list(manufacturer.keys), manufacturer.threshold)
-    for keyid, key in manufacturer.keys.items():
+    # Retiring keys stay delegated until the manufacturer has re-signed with its new keys
+    # (repo_tool/manufacturer_keys.py), so no lodged image becomes unverifiable mid-rotation.
+    keys = manufacturer.keys | manufacturer.retiring
+    role = manufacturer_delegation(manufacturer.id, list(keys), manufacturer.threshold)
+    for keyid, key in keys.items():
         targets.delegations.keys[keyid] = Key.from_dict(keyid, dict(key))
     roles = dict(targets.delegations.roles)
     roles[role.name] = role
     targets.delegations.roles = dict(sorted(roles.items()))
+
+
+def redelegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
+    """A changed delegation (key rotation), without keys that no role lists any more."""
+    from repo_tool.manufacturer_keys import mark_retiring, prune_unused_keys
+
+    delegate(targets, manufacturer)
+    mark_retiring(targets, manufacturer)
+    prune_unused_keys(targets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime
 
@@ -9,6 +10,8 @@ from tuf.api.metadata import Snapshot, Targets, Timestamp
 
 from metadata_templates.custom import format_timestamp
 from repo_tool.repository import Repository
+
+logger = logging.getLogger(__name__)
 
 
 def refresh(repo: Repository, *, now: datetime, force: bool = False) -> list[str]:
@@ -21,7 +24,15 @@ def refresh(repo: Repository, *, now: datetime, force: bool = False) -> list[str
         return force or (expires - now) < repo.config.policy.expiry(role) * margin
 
     head = repo.head
-    if due(repo.targets().signed.expires, Targets.type):
+    targets_expires = repo.targets().signed.expires
+    if due(targets_expires, Targets.type) and repo.held_offline(Targets.type):
+        # An offline targets key must never stop snapshot and timestamp from being re-signed; the
+        # targets refresh is a ceremony (status and this warning say when).
+        logger.warning(
+            "targets expires %s and its keys are offline: run `cfl-repo ceremony start targets`",
+            targets_expires.isoformat(),
+        )
+    elif due(targets_expires, Targets.type):
         head = replace(head, targets_version=repo.stage_targets(lambda t: None, now))
         resigned.append(Targets.type)
     snapshot, timestamp = repo.snapshot(), repo.timestamp()

@@ -11,7 +11,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.config import TOP_LEVEL_ROLES
-from repo_tool.keys import SignerRef
+from repo_tool.keys import SignerRef, sign_or_explain
 from repo_tool.repository import Repository
 
 
@@ -83,7 +83,7 @@ def rotate_keys(
             if ref.keyid in dropped:
                 continue  # a lost or compromised key being removed; the others must suffice
             raise
-        md.sign(signer, append=True)
+        sign_or_explain(md, signer, ref)  # an HSM's PIN error is one line
     # python-tuf's own check of a root update: the current root's threshold (so clients that
     # hold it accept the new one) and the new root's own threshold (so it stands alone).
     result = new_root.get_root_verification_result(old_root, md.signed_bytes, md.signatures)

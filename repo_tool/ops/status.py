@@ -8,6 +8,7 @@ from typing import Any
 
 from tuf.api.metadata import Snapshot, Timestamp
 
+from repo_tool.key_inventory import key_inventory
 from repo_tool.repository import Repository
 
 EXPIRY_WARNING = timedelta(days=30)
@@ -62,6 +63,8 @@ def status_report(repo: Repository, *, now: datetime) -> dict[str, Any]:
         "withdrawn": len(repo.withdrawals().withdrawals),
         "unpublished_changes": pending,
         "expiring_soon": expiring(roles, now),
+        # Every role's keys, where they live (URI scheme only, never secrets), when it expires.
+        "keys": key_inventory(repo, now=now),
     }
 
 

@@ -27,6 +27,10 @@ class ManufacturerRecord:
     keys: dict[str, dict[str, Any]]  # keyid -> TUF key dict
     threshold: int
     registered: str
+    # Keys removed by `manufacturer rotate-key` that the published delegation keeps until the
+    # manufacturer re-signs its role with the new keys (keyid -> TUF key dict); the gateway never
+    # accepts them.
+    retiring: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_registered(self) -> RegisteredManufacturer:
         return RegisteredManufacturer(
@@ -47,7 +51,11 @@ class Head:
     manufacturers: dict[str, ManufacturerRecord] = field(default_factory=dict)
     cpl_sha256: str | None = None
     withdrawals_sha256: str | None = None
-    suppliers_sha256: str | None = None  # the supplier registry blob (repo_tool/supplier_ops.py)
+    suppliers_sha256: str | None = None
+    # Suspended manufacturers (ID -> {"reason", "at"}): their deposits are rejected.
+    suspended: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # the supplier registry blob (repo_tool/supplier_ops.py)
     index_sha256: str | None = None
     snapshot_version: int = 0
     timestamp_version: int = 0

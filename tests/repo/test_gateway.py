@@ -605,6 +605,17 @@ def notes_not_named_by_image(s: Scenario) -> Built:
     )
 
 
+def manufacturer_suspended(s: Scenario) -> Built:
+    from repo_tool.manufacturer_keys import suspend
+
+    with s.factory.repo.locked():
+        suspend(s.factory.repo, MFR, "key compromise reported", now=s.factory.tick())
+    return Built(
+        s.write(s.good()),
+        ("manufacturer_id", "found 121D, suspended by the provider", "key compromise reported"),
+    )
+
+
 CASES = [
     Case("malformed-image/truncated", Code.MALFORMED_IMAGE, malformed_image),
     Case("image-too-large/one-octet-over-cap", Code.IMAGE_TOO_LARGE, image_too_large),
@@ -671,6 +682,7 @@ CASES = [
         Code.NOTES_TARGET_MISMATCH,
         notes_not_named_by_image,
     ),
+    Case("manufacturer-suspended/suspended", Code.MANUFACTURER_SUSPENDED, manufacturer_suspended),
 ]
 
 

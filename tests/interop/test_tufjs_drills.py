@@ -1,0 +1,38 @@
+"""tuf-js, an independent TUF client, follows every key drill of docs/operator.md from the root it
+trusted before the drill, through a real nginx, and verifies every image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from key_drills import DRILLS
+
+from conftest import require_system
+from repo_tool.verify import folder_reader, load_verified_library
+
+from .conftest import NginxServer
+from .test_tufjs import TUF_JS, Served, run_tufjs
+
+pytestmark = pytest.mark.system
+
+
+@pytest.mark.parametrize("drill", sorted(DRILLS))
+def test_tufjs_follows_the_drill(tmp_path: Path, nginx_server: NginxServer, drill: str) -> None:
+    require_system("node", str(TUF_JS))
+    factory = DRILLS[drill](tmp_path)
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.now
+    )
+    assert problems == [] and library is not None
+    root_file = tmp_path / "trusted-root-v1.json"
+    root_file.write_bytes(factory.root_bytes)
+    served = Served(factory, {}, list(library.images), nginx_server(factory.out), root_file)
+    paths = sorted(image.target_path for image in library.images)
+
+    code, document, stderr = run_tufjs(served, tmp_path / "tufjs-cache", paths)
+
+    assert code == 0, stderr
+    got = {t["path"]: t["sha256"] for t in document["targets"]}
+    assert got == {image.target_path: image.sha256 for image in library.images}
+    assert len(got) == 3

@@ -215,7 +215,7 @@ def _withdrawn(target: str) -> Callable[[Path], None]:
     return check
 
 
-SCENARIO_NAMES = ["publish", "refresh", "cpl-import", "withdraw"]
+SCENARIO_NAMES = ["publish", "refresh", "cpl-import", "withdraw", "ingest-next", "ingest-first"]
 
 
 @pytest.mark.system

@@ -26,7 +26,9 @@ from repo_tool import __version__
 from repo_tool.config import TOP_LEVEL_ROLES
 from repo_tool.console import emit_json as _emit_json
 from repo_tool.console import err as _err
+from repo_tool.console import open_repo as _open_repo
 from repo_tool.console import prompt_secret as _prompt_secret
+from repo_tool.console import repo_path as _repo_path
 from repo_tool.console import run, utc_now
 from repo_tool.keys import (
     KEY_TYPES,
@@ -38,24 +40,11 @@ from repo_tool.keys import (
 from repo_tool.local_server import open_server
 
 if TYPE_CHECKING:
-    from repo_tool.repository import Repository
+    pass
 
 logger = logging.getLogger("repo_tool")
 
 _now = utc_now
-
-
-def _repo_path(ctx: click.Context) -> Path:
-    path: Path | None = ctx.obj.get("repo")
-    if path is None:
-        raise ConfigurationError("this command needs --repo R (the repository working directory)")
-    return path
-
-
-def _open_repo(ctx: click.Context) -> Repository:
-    from repo_tool.repository import Repository
-
-    return Repository.open(_repo_path(ctx), secrets_handler=_prompt_secret)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -20,23 +20,10 @@ from metadata_templates.errors import ConfigurationError
 from metadata_templates.output import json_document
 from metadata_templates.suppliers import USER_ROLES, Supplier
 from repo_tool.console import err as _err
-from repo_tool.console import utc_now
+from repo_tool.console import open_repo as _open_repo
+from repo_tool.console import read_input, utc_now
 
 logger = logging.getLogger("repo_tool")
-
-
-def _open_repo(ctx: click.Context) -> Any:
-    # Imported when a command runs: repo_tool.cli imports this module to register the commands.
-    from repo_tool.cli import _open_repo as open_repo
-
-    return open_repo(ctx)
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ConfigurationError(f"{what}: cannot read {path} ({e.strerror})") from e
 
 
 def _supplier_doc(supplier: Supplier) -> dict[str, Any]:
@@ -103,8 +90,8 @@ def supplier_add(
     """
     from repo_tool.supplier_ops import add_supplier, read_ca
 
-    certificate = _read(cert_file, "--cert")
-    ca_pem = read_ca(_read(ca_file, "--supplier-ca")) if ca_file else None
+    certificate = read_input(cert_file, "--cert")
+    ca_pem = read_ca(read_input(ca_file, "--supplier-ca")) if ca_file else None
     repo = _open_repo(ctx)
     with repo.locked():
         added = add_supplier(
@@ -267,7 +254,7 @@ def host_nginx(
 
     repo = _open_repo(ctx)
     ca = _existing_file(supplier_ca, "--supplier-ca")
-    read_ca(_read(Path(ca), "--supplier-ca"))
+    read_ca(read_input(Path(ca), "--supplier-ca"))
     root = (public_root if public_root is not None else repo.default_out).resolve()
     if not root.is_dir():
         raise ConfigurationError(

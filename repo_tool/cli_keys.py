@@ -21,8 +21,11 @@ from metadata_templates.errors import (
     RejectedInputError,
     UnavailableError,
 )
-from metadata_templates.output import json_document
-from repo_tool.console import utc_now
+from repo_tool.console import emit_json as _emit_json
+from repo_tool.console import err as _err
+from repo_tool.console import open_repo as _open_repo
+from repo_tool.console import prompt_secret as _prompt_secret
+from repo_tool.console import read_input, utc_now
 from repo_tool.keys import (
     EncryptedFileSigner,
     SignerRef,
@@ -38,35 +41,8 @@ logger = logging.getLogger("repo_tool")
 _now = utc_now
 
 
-def _err(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _emit_json(doc: dict[str, Any]) -> None:
-    click.echo(json_document(doc))
-
-
-def _prompt_secret(name: str) -> str:
-    from repo_tool.console import prompt_secret  # one secrets policy for every command
-
-    return prompt_secret(name)
-
-
-def _open_repo(ctx: click.Context) -> Any:
-    from repo_tool.cli import _open_repo as open_repo
-
-    return open_repo(ctx)
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ConfigurationError(f"{what} {path}: cannot read ({e.strerror})") from e
-
-
 def _public_keys(paths: tuple[Path, ...], option: str) -> list[Key]:
-    return [public_key_from_pem(_read(p, option), source=f"{option} {p}") for p in paths]
+    return [public_key_from_pem(read_input(p, option), source=f"{option} {p}") for p in paths]
 
 
 def _write_new(path: Path, data: bytes, what: str) -> None:
@@ -81,7 +57,7 @@ def _write_new(path: Path, data: bytes, what: str) -> None:
 def _read_proposal(path: Path) -> Any:
     from repo_tool.ceremony.proposal import Proposal
 
-    return Proposal.from_bytes(_read(path, "PROPOSAL"), source=str(path))
+    return Proposal.from_bytes(read_input(path, "PROPOSAL"), source=str(path))
 
 
 def _render_changes(lines: list[str]) -> None:
@@ -283,7 +259,7 @@ def _holder_signer(uri: str, public_key_file: Path | None) -> Signer:
     if public_key_file is not None:
         ref = SignerRef(
             public_key_from_pem(
-                _read(public_key_file, "--public-key"), source=str(public_key_file)
+                read_input(public_key_file, "--public-key"), source=str(public_key_file)
             ),
             uri,
         )
@@ -291,7 +267,7 @@ def _holder_signer(uri: str, public_key_file: Path | None) -> Signer:
     scheme, _, path = uri.partition(":")
     if scheme in (CryptoSigner.SCHEME, EncryptedFileSigner.SCHEME):
         return signer_from_private_pem(
-            _read(Path(path), "--signer"),
+            read_input(Path(path), "--signer"),
             source=uri,
             passphrase_prompt=lambda: _prompt_secret("passphrase"),
         )
@@ -352,7 +328,7 @@ def ceremony_sign(
     proposal = _read_proposal(proposal_file)
     for known_file in known_files:
         try:
-            known: Metadata[Any] = Metadata.from_bytes(_read(known_file, "--against"))
+            known: Metadata[Any] = Metadata.from_bytes(read_input(known_file, "--against"))
         except CflError:
             raise
         except Exception as e:  # python-tuf's DeserializationError and friends
@@ -418,7 +394,7 @@ def ceremony_finish(
         proposal_file.parent.glob(f"{proposal_file.name.removesuffix('.json')}.*{SIGNATURE_SUFFIX}")
     )
     signatures = [
-        (str(p), SignatureFile.from_bytes(_read(p, "SIGNATURE"), source=str(p))) for p in files
+        (str(p), SignatureFile.from_bytes(read_input(p, "SIGNATURE"), source=str(p))) for p in files
     ]
     repo = _open_repo(ctx)
     with repo.locked():

@@ -10,13 +10,17 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from metadata_templates.errors import EXIT_FAILURE, EXIT_OK, CflError, ConfigurationError
 from metadata_templates.output import json_document
 from repo_tool.keys import PASSPHRASE_ENV
+
+if TYPE_CHECKING:
+    from repo_tool.repository import Repository
 
 EXIT_INTERRUPTED = 130
 HSM_PIN_ENV = "CFL_HSM_PIN"
@@ -52,6 +56,37 @@ def prompt_secret(name: str) -> str:
     if not sys.stdin.isatty():
         raise ConfigurationError(f"a {name} is needed but stdin is not a terminal; set {env}")
     return str(click.prompt(f"Enter {name}", hide_input=True, err=True))
+
+
+def repo_path(ctx: click.Context) -> Path:
+    """The ``--repo`` of this command line.
+
+    Raises:
+        ConfigurationError: none was given.
+    """
+    path: Path | None = ctx.find_root().obj.get("repo")
+    if path is None:
+        raise ConfigurationError("this command needs --repo R (the repository working directory)")
+    return path
+
+
+def open_repo(ctx: click.Context) -> Repository:
+    """The repository ``--repo`` names, with the secrets policy of every command."""
+    from repo_tool.repository import Repository
+
+    return Repository.open(repo_path(ctx), secrets_handler=prompt_secret)
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """An input file's bytes, or one error line naming the option and the path.
+
+    Raises:
+        ConfigurationError: the file cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigurationError(f"{what} {path}: cannot read ({e.strerror})") from e
 
 
 def run(group: click.Command, *, interrupted: str, args: list[str] | None = None) -> None:

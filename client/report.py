@@ -7,11 +7,8 @@ stage 2 upgrade plan (``path``, ``newest``, ``newest_unreachable``: docs/supplie
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -24,12 +21,8 @@ from client.estate import EstateProblem, GroupKey
 from client.matching import GroupResult
 from client.paths import UpgradePlan
 from metadata_templates import SCHEMA_VERSION
-from metadata_templates.atomic import atomic_writer
-from metadata_templates.errors import RejectedInputError
 
 # DUIS: one SR 11.1 (Update Firmware) names at most 50,000 devices.
-MAX_BATCH_DEVICES = 50_000
-DEVICES_CSV_COLUMNS = ("Device ID", "Recommended Target", "Manufacturer Image SHA-256", "Batch")
 
 
 @dataclass(frozen=True)
@@ -174,125 +167,3 @@ def render_summary(
             console.print(Text(f"  {problem.message()}"))
         if report.problem_count > len(report.problems):
             console.print(Text(f"  ... and {report.problem_count - len(report.problems):,} more"))
-
-
-@dataclass(frozen=True)
-class BatchRange:
-    """The SR 11.1 batches given to one target's devices.
-
-    Attributes:
-        first: number of the first batch (batches count from 1).
-        count: how many batches.
-        devices: how many devices they hold in all.
-    """
-
-    first: int
-    count: int
-    devices: int
-
-
-def plan_batches(
-    groups: Iterable[GroupResult], limit: int = MAX_BATCH_DEVICES
-) -> dict[str, BatchRange]:
-    """Give each recommended target its own run of batches, none over ``limit`` devices.
-
-    One SR 11.1 carries one image, so batches never mix targets; a target's devices are spread
-    evenly over the fewest batches that keep each under the limit. Targets are numbered in path
-    order.
-
-    Raises:
-        ValueError: ``limit`` is not positive.
-    """
-    if limit < 1:
-        raise ValueError(f"batch limit: found {limit}, expected at least 1")
-    per_target: dict[str, int] = {}
-    for group in groups:
-        if group.recommended is not None:
-            target = group.recommended.target_path
-            per_target[target] = per_target.get(target, 0) + group.device_count
-    plan: dict[str, BatchRange] = {}
-    next_batch = 1
-    for target in sorted(per_target):
-        devices = per_target[target]
-        count = -(-devices // limit)
-        plan[target] = BatchRange(next_batch, count, devices)
-        next_batch += count
-    return plan
-
-
-class BatchAssigner:
-    """Assigns streaming devices to the planned batches, evenly, in file order."""
-
-    def __init__(self, plan: Mapping[str, BatchRange]) -> None:
-        self._plan = dict(plan)
-        self._seen = dict.fromkeys(plan, 0)
-
-    def assign(self, target: str) -> int:
-        """The batch number of the next device bound for ``target``.
-
-        Raises:
-            RejectedInputError: more devices arrive than the first pass counted (the estate file
-                changed between the two passes).
-        """
-        batch = self._plan[target]
-        index = self._seen[target]
-        if index >= batch.devices:
-            raise RejectedInputError(
-                f"estate changed while it was being read: more than {batch.devices} devices "
-                f"for {target} on the second pass, expected exactly {batch.devices}",
-                hint="run the check again on a file nobody is writing to",
-            )
-        self._seen[target] = index + 1
-        return batch.first + index * batch.count // batch.devices
-
-
-def write_devices_csv(
-    path: Path,
-    devices: Iterable[tuple[str, GroupKey]],
-    groups: Sequence[GroupResult],
-    *,
-    limit: int = MAX_BATCH_DEVICES,
-) -> dict[str, BatchRange]:
-    """Write one row per device (ID, recommended target, SR 11.3 hash, batch), atomically.
-
-    Devices with nothing to install get empty target, hash and batch cells, so the file still lists
-    every device. The file appears under its final name only once complete.
-
-    Args:
-        path: where to write the CSV.
-        devices: the second pass over the estate (``iter_estate_devices``).
-        groups: the match results from the first pass.
-        limit: most devices per batch.
-
-    Returns:
-        The batch plan used.
-
-    Raises:
-        RejectedInputError: the estate changed between the passes.
-        OSError: the file cannot be written.
-    """
-    recommended = {group.key: group.recommended for group in groups}
-    plan = plan_batches(groups, limit)
-    assigner = BatchAssigner(plan)
-    with atomic_writer(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(DEVICES_CSV_COLUMNS)
-        for device_id, key in devices:
-            if key not in recommended:
-                raise RejectedInputError(
-                    f"estate changed while it was being read: device {device_id} is in group "
-                    f"{'/'.join(key)}, which the first pass did not see",
-                    hint="run the check again on a file nobody is writing to",
-                )
-            image = recommended[key]
-            if image is None:
-                writer.writerow((device_id, "", "", ""))
-            else:
-                batch = assigner.assign(image.target_path)
-                writer.writerow(
-                    (device_id, image.target_path, image.cfl.manufacturer_image_sha256, batch)
-                )
-        text.flush()
-        text.detach()  # leave the binary handle open for atomic_writer's fsync and rename
-    return plan

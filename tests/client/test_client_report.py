@@ -10,22 +10,12 @@ from pathlib import Path
 
 import pytest
 from client_factories import cpl, cpl_entry, device_id, image, write_estate
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from rich.console import Console
 
 from client.check import check_estate, write_estate_devices
 from client.estate import EstateProblem, GroupKey
-from client.matching import GroupResult, match_estate
-from client.report import (
-    BatchAssigner,
-    BatchRange,
-    CheckReport,
-    plan_batches,
-    render_summary,
-    report_json,
-    write_devices_csv,
-)
+from client.matching import match_estate
+from client.report import CheckReport, render_summary, report_json
 from client.rollout import ROLLOUT_CSV_COLUMNS
 from metadata_templates.errors import RejectedInputError
 
@@ -86,48 +76,6 @@ def test_summary_flags_security_and_prints_data_verbatim() -> None:
     assert "and 1 more" in text
 
 
-@pytest.mark.parametrize(
-    ("counts", "limit", "expected"),
-    [
-        ({"a": 1}, 50_000, {"a": BatchRange(1, 1, 1)}),
-        ({"a": 50_000}, 50_000, {"a": BatchRange(1, 1, 50_000)}),
-        ({"a": 50_001}, 50_000, {"a": BatchRange(1, 2, 50_001)}),
-        (
-            {"b": 120_000, "a": 10},
-            50_000,
-            {"a": BatchRange(1, 1, 10), "b": BatchRange(2, 3, 120_000)},
-        ),
-    ],
-    ids=["one-device", "exactly-the-limit", "one-over", "two-targets-in-path-order"],
-)
-def test_plan_batches(counts: dict[str, int], limit: int, expected: dict[str, BatchRange]) -> None:
-    groups = []
-    for n, (target, count) in enumerate(counts.items()):
-        img = image([V2], salt=target)
-        img = type(img)(target, img.length, img.sha256, img.cfl)
-        groups.append(GroupResult(GroupKey("ESME", "121D", "0001", "0001", f"{n:08X}"), count,
-                                  (img,), img))  # fmt: skip
-    assert plan_batches(groups, limit) == expected
-
-
-def test_plan_batches_rejects_a_silly_limit() -> None:
-    with pytest.raises(ValueError, match="batch limit: found 0"):
-        plan_batches([], 0)
-
-
-@settings(max_examples=200, deadline=None)
-@given(devices=st.integers(1, 400), limit=st.integers(1, 60))
-def test_batches_never_exceed_the_limit_and_are_even(devices: int, limit: int) -> None:
-    batch = BatchRange(first=5, count=-(-devices // limit), devices=devices)
-    assigner = BatchAssigner({"t": batch})
-    sizes = Counter(assigner.assign("t") for _ in range(devices))
-    assert set(sizes) == set(range(5, 5 + batch.count))
-    assert max(sizes.values()) <= limit
-    assert max(sizes.values()) - min(sizes.values()) <= 1
-    with pytest.raises(RejectedInputError, match="estate changed"):
-        assigner.assign("t")
-
-
 def test_devices_csv_lists_every_device_with_target_hash_and_batch(tmp_path: Path) -> None:
     rows = [(device_id(i), "ESME", "121D", "0001", "0001", "00000001") for i in range(7)]
     rows += [(device_id(100 + i), "ESME", "121D", "0001", "0001", "00000002") for i in range(3)]
@@ -177,10 +125,3 @@ def test_devices_csv_refuses_an_estate_that_changed_and_leaves_nothing(tmp_path:
     with pytest.raises(RejectedInputError, match="estate changed"):
         write_estate_devices(estate, report, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
-
-
-def test_devices_csv_refuses_a_group_the_first_pass_never_saw(tmp_path: Path) -> None:
-    report = CheckReport(0, ())
-    with pytest.raises(RejectedInputError, match="first pass did not see"):
-        write_devices_csv(tmp_path / "d.csv", [(device_id(1), OLD)], report.groups)
-    assert list(tmp_path.iterdir()) == []

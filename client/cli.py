@@ -509,7 +509,7 @@ def notes_command(
 
     \b
     Example:
-      cfl notes 121D/ESME-0001-01020000-4e6c040b5a89e724.ota --out notes.txt
+      cfl notes 121D/ESME-0001-01020000-44b5d7e4c66a089b.ota --out notes.txt
     Exit 1 with one line when you are not a recipient or the notes fail verification.
     """
     from client.library import open_session

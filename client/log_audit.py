@@ -18,6 +18,7 @@ from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 from client.tlog import Fetch
 from metadata_templates import naming
 from metadata_templates.errors import ConfigurationError, VerificationError
+from metadata_templates.notes import is_notes_target_path
 from metadata_templates.tlog import events
 from metadata_templates.tlog.append import append_entries
 from metadata_templates.tlog.binding import read_binding
@@ -188,6 +189,10 @@ def _check_library(
                             f"withdrawal of {withdrawal.target}: no withdraw event in the log"
                         )
             elif name != f"{Targets.type}.json":
+                if is_notes_target_path(path):
+                    # Encrypted release notes are lodged with their image, in the same role version
+                    # and the same deposit event; they are not images of their own.
+                    continue
                 report.images_checked += 1
                 if (path, sha) not in deposits:
                     report.problems.append(

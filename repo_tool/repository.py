@@ -529,6 +529,7 @@ class Repository:
                         suppliers_sha256=documents["suppliers_sha256"],
                     ),
                     event=event,
+                    **self._document_events(documents, now=now),
                 )
         notes: list[str] = []
         if is_root:
@@ -564,6 +565,38 @@ class Repository:
             done,
             notes,
         )
+
+    def _document_events(
+        self, documents: dict[str, str | None], *, now: datetime
+    ) -> dict[str, dict[str, Any]]:
+        """The lodged events a targets ceremony carries (a CPL import, withdrawals), recorded and
+        logged exactly as the routine commands record them, so an auditor finds each one."""
+        events: dict[str, dict[str, Any]] = {}
+        at = format_timestamp(now)
+        cpl = documents["cpl_sha256"]
+        if cpl and cpl != self.head.cpl_sha256:
+            doc = CplDocument.from_bytes(self.blobs.get(cpl))
+            events["cpl"] = {
+                "event": "cpl-import",
+                "at": at,
+                "cpl_sha256": cpl,
+                "source_sha256": doc.source_sha256,
+                "entries": len(doc.entries),
+                "via": "ceremony-targets",
+            }
+        new_list = documents["withdrawals_sha256"]
+        if new_list and new_list != self.head.withdrawals_sha256:
+            before = self.withdrawals().by_target()
+            after = WithdrawalList.from_bytes(self.blobs.get(new_list))
+            for n, withdrawal in enumerate(after.withdrawals):
+                if withdrawal.target not in before:
+                    events[f"withdraw-{n}"] = {
+                        "event": "withdraw",
+                        "at": withdrawal.withdrawn,
+                        **withdrawal.to_dict(),
+                        "via": "ceremony-targets",
+                    }
+        return events
 
     def capture_targets_change(self, operation: Callable[[], object]) -> Callable[[Targets], None]:
         """Run a routine operation (``import_cpl``, ``withdraw`` ...) up to the point where it would

@@ -626,6 +626,18 @@ def test_cpl_import_and_withdrawal_with_offline_targets_go_through_a_targets_cer
     )
     assert library_after is not None
     assert [w.target for w in library_after.withdrawals] == [victim]
+    # The ceremony records and logs them as the routine commands do: an auditor finds both.
+    from client.log_audit import audit
+    from tests.tlog.test_log_end_to_end import Host
+
+    report = audit(Host(factory.out), vkey=None)
+    assert report.problems == []
+    assert report.events["cpl-import"] == 2 and report.events["withdraw"] == 1
+    logged = [json.loads(line) for line in (repo.path / "events.jsonl").read_bytes().splitlines()]
+    assert {e["event"] for e in logged if e.get("via") == "ceremony-targets"} == {
+        "cpl-import",
+        "withdraw",
+    }
 
 
 def test_capturing_an_operation_that_changes_nothing_in_targets_is_refused(

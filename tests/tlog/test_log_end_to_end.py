@@ -355,3 +355,24 @@ def test_publish_writes_only_new_tiles_and_never_orphans(
     )
     factory.publish()
     assert audit(Host(factory.out), vkey=None).problems == []
+
+
+def test_encrypted_release_notes_are_lodged_with_their_image_not_as_images(
+    tmp_path: Path,
+) -> None:
+    from tests.notes_factory import notes_library
+
+    world = notes_library(tmp_path)
+    world.factory.deposit(world.images["esme"], ["CPL-0002"], release_notes=b"install at night")
+
+    report = audit(Host(world.factory.out), vkey=None)
+
+    assert report.problems == []
+    notes = [
+        path
+        for role in world.factory.repo.head.roles
+        for path in world.factory.repo.role(role).signed.targets
+        if path.endswith(".notes.jwe")
+    ]
+    assert notes  # the library does hold notes targets, and none was counted as an image
+    assert report.images_checked == report.events["ingest-accepted"]

@@ -409,7 +409,7 @@ def check(
 )
 @click.option(
     "--fragment-size",
-    type=click.IntRange(1),
+    type=click.IntRange(1, 10_240_000),  # a fragment larger than the DUIS image cap is no fragment
     help="Also write each image as numbered fragments of this many bytes (HAN: 750000).",
 )
 @click.option(

@@ -70,6 +70,11 @@ class CflGroup(click.Group):
             where = f"{e.filename}: " if e.filename else ""
             _report(f"{where}{e.strerror or e}", "check the path and its permissions")
             ctx.exit(EXIT_FAILURE)
+        except RecursionError as e:
+            # json refuses input nested deeper than the stack: a hostile or corrupt file.
+            self._debug()
+            _report(f"an input file is nested too deeply to be one of ours ({e})", None)
+            ctx.exit(EXIT_FAILURE)
         except KeyboardInterrupt:
             _report("interrupted; nothing half-written was left under a final name", None)
             ctx.exit(EXIT_INTERRUPTED)

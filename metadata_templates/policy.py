@@ -70,8 +70,16 @@ class RolePolicy:
         policy = cls(**data)
         for name in known - {"refresh_margin_fraction"}:
             value = getattr(policy, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"policy.{name}: found {value!r}, expected a whole number >= 1")
+            # A century is the longest any validity may be; beyond it dates leave the calendar.
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 36500:
+                raise ValueError(
+                    f"policy.{name}: found {value!r}, expected a whole number from 1 to 36500"
+                )
+        margin = policy.refresh_margin_fraction
+        if not isinstance(margin, int | float) or isinstance(margin, bool) or not 0 < margin < 1:
+            raise ValueError(
+                f"policy.refresh_margin_fraction: found {margin!r}, expected a number between 0 and 1"
+            )
         if policy.manufacturer_min_validity_days > policy.manufacturer_max_validity_days:
             raise ValueError(
                 f"policy.manufacturer_min_validity_days: found {policy.manufacturer_min_validity_days}, "

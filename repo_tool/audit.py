@@ -199,7 +199,7 @@ def parse_line(line: bytes) -> AccessRecord | None:
         raise MalformedLineError(f"status/bytes: found {status!r}/{size!r}, expected integers")
     try:
         when = datetime.fromisoformat(when_text).astimezone(UTC)
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:  # an offset that leaves the calendar overflows
         raise MalformedLineError(f"time: found {when_text!r}, expected ISO 8601") from e
     return AccessRecord(
         time=when,

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from metadata_templates.errors import ConfigurationError
+from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.output import json_document
 from metadata_templates.suppliers import USER_ROLES, Supplier
 from repo_tool.console import err as _err
@@ -364,8 +364,14 @@ def audit(
     library = AuditLibrary.of(roles, repo.cpl())
     index = None
     if inventory is not None:
-        with _open_inventory(inventory) as lines:
-            index = read_inventory(lines)
+        try:
+            with _open_inventory(inventory) as lines:
+                index = read_inventory(lines)
+        except (OSError, EOFError, UnicodeDecodeError) as e:
+            # A truncated gzip ends in EOFError, which click would otherwise take for Ctrl-D.
+            raise UnavailableError(
+                f"--inventory {inventory}: unreadable ({e.__class__.__name__}: {e})"
+            ) from e
         _err(f"inventory: {index.devices} device(s), {index.bad_rows} bad row(s) left out")
         for problem in index.problems:
             _err(f"  {inventory}: {problem}")

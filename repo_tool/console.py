@@ -106,6 +106,11 @@ def run(group: click.Command, *, interrupted: str, args: list[str] | None = None
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except RecursionError as e:
+        # json refuses input nested deeper than the interpreter's stack; every file we read is
+        # shallow, so this is hostile or corrupt input (a proposal, a configuration file).
+        err(f"error: an input file is nested too deeply to be one of ours ({e})")
+        sys.exit(EXIT_FAILURE)
     except (click.exceptions.Abort, KeyboardInterrupt):
         err(f"error: interrupted; {interrupted}")
         sys.exit(EXIT_INTERRUPTED)

@@ -144,6 +144,15 @@ def rotate_key(
         ConfigurationError: direct rotation but the targets key is offline.
     """
     record = _record(repo, manufacturer_id)
+    from repo_tool.ops.manufacturers import key_owners
+
+    shared = key_owners(repo, {k.keyid for k in add}, besides=manufacturer_id)
+    if shared:
+        # One key for two manufacturers would let either sign images into the other's prefix.
+        raise RejectedInputError(
+            f"--add: found key(s) {sorted(k[:8] for k in shared)} registered to manufacturer(s) "
+            f"{sorted(set(shared.values()))}, expected a key no other manufacturer holds"
+        )
     delegated = naming.role_name(manufacturer_id) in repo.head.roles
     new = rotated_record(record, add=add, remove=remove, threshold=threshold, delegated=delegated)
     if ceremony:
@@ -216,9 +225,10 @@ def suspend(repo: Repository, manufacturer_id: str, reason: str, *, now: datetim
         RejectedInputError: unknown manufacturer, suspended already, or no reason.
     """
     _record(repo, manufacturer_id)
-    if not reason.strip():
+    if not reason.strip() or not reason.isprintable() or len(reason) > 500:
         raise RejectedInputError(
-            "--reason: found an empty reason, expected why the manufacturer is suspended"
+            f"--reason: found {reason[:60]!r}, expected why the manufacturer is suspended "
+            "(1 to 500 printable characters)"
         )
     if manufacturer_id in repo.head.suspended:
         raise RejectedInputError(

@@ -29,6 +29,14 @@ def refuse_initialised(path: Path) -> None:
     Raises:
         ConfigurationError: ``path`` is initialised already, or is (under) a regular file.
     """
+    unsafe = sorted({c for c in str(path.resolve()) if c in "#?%" or not c.isprintable()})
+    if unsafe:
+        # Key files are named by signer URIs (file2:<path>): '#', '?' and '%' would cut or
+        # re-read the path, and a control character has no place in one.
+        raise ConfigurationError(
+            f"--repo {path}: found {''.join(unsafe)!r} in the path, expected a path without "
+            "'#', '?', '%' or control characters (signer URIs name the key files by path)"
+        )
     if (path / "state" / "head.json").exists():
         raise ConfigurationError(
             f"--repo {path}: already initialised (it holds a repository); refusing to "

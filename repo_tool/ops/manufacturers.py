@@ -37,6 +37,10 @@ def add_manufacturer(
             f"manufacturer {manufacturer_id}: found it registered already, expected a new manufacturer ID",
             hint="key rotation for a registered manufacturer is not supported yet",
         )
+    if not name.strip() or not name.isprintable() or len(name) > 200:
+        raise ConfigurationError(
+            f"--name: found {name[:60]!r}, expected 1 to 200 printable characters"
+        )
     keyids = {key.keyid for key in keys}
     if not keys or len(keyids) != len(keys):
         raise ConfigurationError(
@@ -45,6 +49,13 @@ def add_manufacturer(
     if not 1 <= threshold <= len(keys):
         raise ConfigurationError(
             f"--threshold: found {threshold}, expected 1..{len(keys)} (the number of keys)"
+        )
+    shared = key_owners(repo, keyids)
+    if shared:
+        # One key for two manufacturers would let either sign images into the other's prefix.
+        raise RejectedInputError(
+            f"--key: found key(s) {sorted(k[:8] for k in shared)} registered to manufacturer(s) "
+            f"{sorted(set(shared.values()))}, expected keys no other manufacturer holds"
         )
     record = ManufacturerRecord(
         id=manufacturer_id,
@@ -66,6 +77,18 @@ def add_manufacturer(
         },
     )
     return record
+
+
+def key_owners(repo: Repository, keyids: set[str], *, besides: str | None = None) -> dict[str, str]:
+    """Which of ``keyids`` another registered manufacturer holds (keyid -> manufacturer ID),
+    current or retiring keys alike; ``besides`` is the manufacturer asking, left out."""
+    owners: dict[str, str] = {}
+    for mfr_id, record in repo.head.manufacturers.items():
+        if mfr_id == besides:
+            continue
+        for keyid in keyids & (set(record.keys) | set(record.retiring)):
+            owners[keyid] = mfr_id
+    return owners
 
 
 def delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:

@@ -1,0 +1,133 @@
+"""Regressions for what an attacker found by hand: each was a traceback, a wrong exit code or a
+hostile value accepted. One named case each, through the real console scripts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+
+from factory import LibraryFactory, standard_library
+from metadata_templates.errors import ConfigurationError, RejectedInputError
+from metadata_templates.policy import DEFAULT_POLICY, RolePolicy
+from repo_tool.ops.init import refuse_initialised
+from repo_tool.ops.manufacturers import add_manufacturer
+
+BIN = Path(sys.executable).parent
+
+
+def run(tool: str, *args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFL_")}
+    return subprocess.run(
+        [str(BIN / tool), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def one_error(done: subprocess.CompletedProcess[str], code: int) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "bad", ["r#x", "r?x", "r%41", "r\nx"], ids=["hash", "query", "percent", "newline"]
+)
+def test_a_repository_path_a_signer_uri_cannot_carry_is_refused_before_any_key(
+    tmp_path: Path, bad: str
+) -> None:
+    path = tmp_path / bad
+    with pytest.raises(ConfigurationError, match="expected a path without"):
+        refuse_initialised(path)
+    assert not path.exists()
+
+
+def test_deeply_nested_json_is_one_error_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    done = run("cfl-repo", "ceremony", "sign", deep, "--signer", "file2:none.pem", "--yes")
+    assert "nested too deeply" in one_error(done, 1)
+
+
+def test_a_log_time_outside_the_calendar_is_a_malformed_line(tmp_path: Path) -> None:
+    factory, _ = standard_library(tmp_path)
+    image = next(iter(factory.repo.role("mfr-121D").signed.targets.values()))
+    line = {
+        "format": "cfl-access-1",
+        "time": "9999-12-31T23:59:59-23:59",
+        "path": f"/targets/121D/{image.hashes['sha256']}.{image.path.split('/')[1]}",
+        "status": 200,
+        "bytes": 1,
+    }
+    log = tmp_path / "access.log"
+    log.write_text(json.dumps(line) + "\n")
+    done = run("cfl-repo", "--repo", factory.repo.path, "audit", log, "--json")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_truncated_gzip_inventory_is_unreadable_not_an_interrupt(tmp_path: Path) -> None:
+    factory, _ = standard_library(tmp_path)
+    log = tmp_path / "access.log"
+    log.write_text("")
+    inventory = tmp_path / "inventory.csv.gz"
+    header = (
+        b"Device ID,Device Type,Manufacturer Identifier,Model Identifier,Hardware Version,"
+        b"Firmware Version,Responsible Supplier,Since\n"
+    )
+    row = b"0011223344556677,ESME,121D,010A030B,1111,00000001,0011223344556677,2026-01-01\n"
+    inventory.write_bytes(gzip.compress(header + row * 5000)[:-40])
+    done = run("cfl-repo", "--repo", factory.repo.path, "audit", log, "--inventory", inventory)
+    assert "unreadable" in one_error(done, 1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timestamp_expiry_days", 999_999_999),
+        ("refresh_margin_fraction", "nan"),
+        ("refresh_margin_fraction", 1.5),
+        ("snapshot_expiry_days", True),
+    ],
+    ids=["expiry-past-the-calendar", "margin-a-string", "margin-above-one", "expiry-a-bool"],
+)
+def test_a_policy_value_that_would_fail_later_is_refused_when_loaded(
+    field: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=f"policy.{field}"):
+        RolePolicy.from_dict(DEFAULT_POLICY.to_dict() | {field: value})
+
+
+def test_a_fragment_size_beyond_the_image_cap_is_a_usage_error(tmp_path: Path) -> None:
+    done = run(
+        "cfl", "--home", tmp_path / "h", "download", "121D/abcd", "--out", tmp_path / "o",
+        "--fragment-size", "99999999999999999999",
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_one_key_cannot_serve_two_manufacturers(tmp_path: Path) -> None:
+    factory = LibraryFactory(tmp_path)
+    signer = factory.add_manufacturer("121D")[0]
+    with factory.repo.locked(), pytest.raises(RejectedInputError, match="registered to"):
+        add_manufacturer(factory.repo, "3F01", "Other", [signer.public_key], 1, now=factory.tick())
+
+
+def test_a_manufacturer_name_with_control_characters_is_refused(tmp_path: Path) -> None:
+    factory = LibraryFactory(tmp_path)
+    key = CryptoSigner.generate_ed25519().public_key
+    with factory.repo.locked(), pytest.raises(ConfigurationError, match="printable"):
+        add_manufacturer(factory.repo, "3F01", "E\x1b[2Jvil", [key], 1, now=factory.tick())

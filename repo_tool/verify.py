@@ -124,6 +124,14 @@ def _verify_root_chain(walk: _Walk, trusted_root: bytes) -> Metadata[Root] | Non
     except Exception as e:
         walk.fail(f"trusted root: not a self-signed TUF root ({e})")
         return None
+    # The tree must serve the root we trust under its own name: clients bootstrapping from the
+    # tree's 1.root.json (a manufacturer's first `submit --from`) would otherwise trust other bytes.
+    own = f"metadata/{root.signed.version}.root.json"
+    try:
+        if walk.read(own) != trusted_root:
+            walk.fail(f"{own}: differs from the trusted root given with --root")
+    except NotFound:
+        walk.fail(f"{own}: missing (the trusted root's version must be published)")
     for _ in range(MAX_ROOT_ROTATIONS):
         version = root.signed.version + 1
         try:

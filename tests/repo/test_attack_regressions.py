@@ -131,3 +131,25 @@ def test_a_manufacturer_name_with_control_characters_is_refused(tmp_path: Path) 
     key = CryptoSigner.generate_ed25519().public_key
     with factory.repo.locked(), pytest.raises(ConfigurationError, match="printable"):
         add_manufacturer(factory.repo, "3F01", "E\x1b[2Jvil", [key], 1, now=factory.tick())
+
+
+@pytest.mark.parametrize("damage", [b"", b"junk", None], ids=["empty", "junk", "missing"])
+def test_verify_reports_a_published_root_that_is_not_the_trusted_one(
+    tmp_path: Path, damage: bytes | None
+) -> None:
+    from datetime import UTC, datetime
+
+    from repo_tool.verify import folder_reader, load_verified_library
+
+    factory, _ = standard_library(tmp_path)
+    published = factory.out / "metadata" / "1.root.json"
+    if damage is None:
+        published.unlink()
+    else:
+        published.write_bytes(damage)
+
+    _, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=datetime.now(UTC)
+    )
+
+    assert any(p.startswith("metadata/1.root.json: ") for p in problems), problems

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,17 @@ def _search(page: Any, text: str) -> None:
         expect(page.locator("#search-status")).to_contain_text("match")
 
 
+def _settled_targets(page: Any, expected: list[str], seconds: float = 10.0) -> list[str]:
+    """The shown targets once the search has settled: a query that fetches several index shards
+    updates the status before the last shard arrives, so poll (bounded) for the final rows."""
+    deadline = time.monotonic() + seconds
+    shown = sorted(_targets(page))
+    while shown != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        shown = sorted(_targets(page))
+    return shown
+
+
 def test_rows_present(page: Any, small_url: str) -> None:
     page.goto(small_url + "index.html")
     assert sorted(_targets(page)) == sorted(i.target_path for i in small_library().images)
@@ -184,7 +196,7 @@ _ACME_POLY = next(i for i in _IMAGES if any(e.model_name == "Acme Poly" for e in
 def test_search_filters_rows(page: Any, small_url: str, query: str, expected: list[str]) -> None:
     page.goto(small_url + "index.html")
     _search(page, query)
-    assert sorted(_targets(page)) == expected
+    assert _settled_targets(page, expected) == expected
     _search(page, "")
     assert len(_targets(page)) == len(_IMAGES)
     assert page.errors == []

@@ -245,8 +245,20 @@ def already_accepted(
         return None
     if not isinstance(version, int) or version < 1 or version > roles.get(role_name, 0):
         return None
-    if stored_role(role_name, version) != bundle.role_bytes:
+    stored = stored_role(role_name, version)
+    if stored != bundle.role_bytes:
         return None
+    if bundle.kind != KIND_RENEWAL:
+        # The role alone does not make the bundle the one accepted: its manifest must name a
+        # target of that role whose bytes are the bundle's image, or the gateway judges it (a
+        # replayed role with an edited manifest is then rejected, and nothing of it is echoed).
+        lodged = Metadata[Targets].from_bytes(stored).signed.targets.get(bundle.target)
+        if (
+            not naming.is_image_target_path(bundle.target)
+            or lodged is None
+            or lodged.hashes.get("sha256") != hashlib.sha256(bundle.image).hexdigest()
+        ):
+            return None
     what = "renewal" if bundle.kind == KIND_RENEWAL else f"deposit of {bundle.target}"
     return (
         f"already accepted: this {what} is {role_name} version {version} in the repository; "

@@ -153,3 +153,27 @@ def test_verify_reports_a_published_root_that_is_not_the_trusted_one(
     )
 
     assert any(p.startswith("metadata/1.root.json: ") for p in problems), problems
+
+
+def test_a_replayed_role_with_an_edited_manifest_is_judged_not_already_accepted(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from factory import make_entry, make_image, mi_sha
+    from repo_tool.bundle import read_bundle, write_bundle
+
+    factory = LibraryFactory(tmp_path)
+    image = make_image("121D", 2)
+    factory.import_cpl([make_entry("CPL-0002", fw="00000002", image_sha=mi_sha(image))])
+    factory.add_manufacturer("121D")
+    factory.publish()
+    accepted = factory.write(factory.submit(image, ["CPL-0002"]), "good")
+    assert factory.ingest(accepted).status == "accepted"
+    assert factory.ingest(accepted).messages[0].startswith("already accepted")
+    edited = tmp_path / "edited.cflb"
+    write_bundle(edited, replace(read_bundle(accepted), target="x\n\x1b[2J"))
+
+    result = factory.ingest(edited)
+
+    assert result.status == "rejected" and result.reasons

@@ -8,6 +8,7 @@ copies, the next bundle judged).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -17,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tuf.api.metadata import Metadata, Targets
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha
 from repo_tool import inbox
@@ -283,8 +284,12 @@ def test_a_bundle_for_a_version_the_repository_holds_differently_is_still_judged
 
 def test_already_accepted_needs_the_committed_head() -> None:
     """An orphan role file (a crash before the head commit) does not count as accepted."""
-    role = Metadata(Targets(version=3)).to_bytes()
-    bundle = Bundle(MFR, "t", Declaration(("CPL-0002",), "compliance", ()), b"", role, None)
+    image = b"an image"
+    sha = hashlib.sha256(image).hexdigest()
+    path = f"121D/ESME-0001-00000002-{sha[:16]}.ota"
+    signed = Targets(version=3, targets={path: TargetFile(len(image), {"sha256": sha}, path)})
+    role = Metadata(signed).to_bytes()
+    bundle = Bundle(MFR, path, Declaration(("CPL-0002",), "compliance", ()), image, role, None)
     stored = {("mfr-121D", 3): role}
 
     def lookup(name: str, version: int) -> bytes | None:

@@ -7,7 +7,6 @@ Commands raise; only ``CflGroup.invoke`` decides what the user sees and the exit
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
@@ -15,8 +14,8 @@ from typing import Any
 
 import click
 
-from metadata_templates import SCHEMA_VERSION
 from metadata_templates.errors import EXIT_FAILURE, CflError
+from metadata_templates.output import json_document
 
 logger = logging.getLogger("client")
 
@@ -26,11 +25,6 @@ EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 def utc_now() -> datetime:
     """The real clock, read only at the command-line edge and passed inward as ``now``."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def json_document(doc: dict[str, Any]) -> str:
-    """A stable ``--json`` document: ``schema_version`` first-class, keys sorted."""
-    return json.dumps({"schema_version": SCHEMA_VERSION, **doc}, indent=2, sort_keys=True)
 
 
 def emit_json(doc: dict[str, Any]) -> None:

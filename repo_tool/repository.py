@@ -174,11 +174,11 @@ class Repository:
         return self.path / tlog.LOG_DIR
 
     def log_state(self) -> tlog.LogState:
-        return tlog.LogState(self.head.log_size, bytes.fromhex(self.head.log_root))
+        return _log_state_of(self.head)
 
     def _logged(self, head: Head, event: dict[str, Any]) -> Head:
         """``head`` with ``event`` appended to the log (tiles written now, committed by the head)."""
-        before = tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
+        before = _log_state_of(head)
         after = tlog.append_event(self.log_dir, before, event)
         return replace(head, log_size=after.size, log_root=after.root_hash.hex())
 
@@ -195,7 +195,7 @@ class Repository:
         if self.config.log is None:
             return {}
         signer = tlog.load_log_signer(self.path, self.config.log, self.secrets_handler)
-        state = tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
+        state = _log_state_of(head)
         return tlog.timestamp_binding(self.log_dir, state, signer)
 
     # ----------------------------------------------------------------------- metadata access
@@ -712,6 +712,11 @@ class CeremonyOutcome:
     version: int
     already_finished: bool
     notes: list[str]
+
+
+def _log_state_of(head: Head) -> tlog.LogState:
+    """The transparency log's committed size and root, as ``head`` records them."""
+    return tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
 
 
 def snapshot_wanted(head: Head) -> dict[str, int]:

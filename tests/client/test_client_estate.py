@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client.estate import (
+    _BLOCK_CHARS,
     DEVICE_ID,
     DEVICE_TYPE,
     FIRMWARE,
@@ -311,3 +312,132 @@ def test_mostly_clean_estates_take_the_fast_path_and_still_agree(
     assert [p.row - 2 for p in summary.problems] == sorted({i for i in bad_at if i < size})
     second = Counter(key for _, key in iter_estate_devices(io.StringIO(text, newline="")))
     assert second == expected
+
+
+# --- the plain-text reading of quote-free blocks gives csv.reader's records, problems and rows ----
+
+
+def _both_readings(text: str, *, strict: bool = False) -> tuple[EstateSummary, EstateSummary]:
+    def one(plain_text: bool) -> EstateSummary:
+        source = io.StringIO(text, newline="")
+        return read_estate_groups(source, strict=strict, plain_text=plain_text)
+
+    return one(True), one(False)
+
+
+# Pieces of lines a real export, a damaged one or a hostile one may hold.
+_line_pieces = st.sampled_from(
+    [
+        "000D6F0000000001,ESME,121D,010A030B,1111,ACDCACDC",
+        "00-0d-6f-00-00-00-00-02,esme,121d,010a030b,1111,acdcacdc",
+        "000D6F0000000003,GSME,ABCD,0001,0002,00000001",
+        "000D6F0000000004,ESME,12,0001,0002,00000001",
+        "000D6F0000000005,ESME,121D,0001,0002,00000001,extra",
+        "000D6F0000000006,ESME,121D",
+        "not-an-id,ESME,121D,0001,0002,00000001",
+        '"000D6F0000000007",ESME,"121D",0001,0002,00000001',
+        '"broken\nline",ESME,121D,0001,0002,00000001',
+        "000D6F00000000\x0008,ESME,121D,0001,0002,00000001",
+        " 000D6F0000000009 ,ESME,121D,0001,0002,00000001",
+        "",
+        ",,,,,",
+    ]
+)
+_line_ends = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.tuples(_line_pieces, _line_ends), max_size=40),
+    crlf_file=st.booleans(),
+    last_newline=st.booleans(),
+)
+def test_plain_text_reading_equals_csv_reader(
+    lines: list[tuple[str, str]], crlf_file: bool, last_newline: bool
+) -> None:
+    # Mostly one line-break style per file (as exports are), sometimes mixed.
+    ending = "\r\n" if crlf_file else "\n"
+    body = "".join(piece + (end if end == "\r" else ending) for piece, end in lines)
+    if not last_newline:
+        body = body.removesuffix(ending)
+    text = ",".join(ESTATE_HEADER) + ending + body
+    plain, reference = _both_readings(text)
+    assert plain == reference
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ['"quoted"', "\r", "lone\rcr", "\r\n"],
+    ids=["quote", "cr-at-cut", "lone-cr", "crlf-in-lf-file"],
+)
+@pytest.mark.parametrize("where", [10, 1400, 2900], ids=["first-block", "second-block", "late"])
+def test_plain_text_hands_over_to_csv_reader_mid_file(damage: str, where: int) -> None:
+    # ~3,000 rows span several 64 KiB blocks, so the hand-over happens after a cut line too.
+    rows = [(device_id(i), *GOOD) for i in range(3000)]
+    rows[where + 7] = ("bad", *GOOD)
+    lines = [",".join(row) for row in [ESTATE_HEADER, *rows]]
+    lines[where] = lines[where].replace("ESME", f"ESME{damage}", 1)
+    text = "\n".join(lines) + "\n"
+    plain, reference = _both_readings(text)
+    assert plain == reference
+    assert "bad" in [p.found for p in plain.problems]
+
+
+def test_hand_over_finishes_a_crlf_cut_between_its_cr_and_lf() -> None:
+    # Rows of 51 or 58 characters (plain or hyphenated IDs) chosen so that the first block read
+    # after the header ends exactly between a CR and its LF; a quote in that block hands the rest
+    # to csv.reader, which must not see a blank record where the CRLF was cut.
+    plain_row, hyphen_row = (
+        ",".join((device_id(1).replace("-", ""), *GOOD)),
+        ",".join((device_id(1), *GOOD)),
+    )
+    short, long = len(plain_row) + 2, len(hyphen_row) + 2
+    wanted = _BLOCK_CHARS + 1 - 2  # the block ends on the CR; the quotes add two characters
+    count, hyphenated = next(
+        (k, m)
+        for k in range(wanted // short, 0, -1)
+        for m in [(wanted - short * k) // (long - short)]
+        if 0 <= m <= k and short * k + (long - short) * m == wanted
+    )
+    rows = [
+        (device_id(i) if i < hyphenated else device_id(i).replace("-", ""), *GOOD)
+        for i in range(count + 50)
+    ]
+    rows[3] = (f'"{rows[3][0]}"', *GOOD)
+    rows[count + 20] = ("bad", *GOOD)
+    text = "\r\n".join(",".join(row) for row in [ESTATE_HEADER, *rows]) + "\r\n"
+    header_end = len(",".join(ESTATE_HEADER)) + 2
+    assert text[header_end + _BLOCK_CHARS - 1 : header_end + _BLOCK_CHARS + 1] == "\r\n"
+    plain, reference = _both_readings(text)
+    assert plain == reference
+    assert [p.row for p in plain.problems] == [count + 22]
+
+
+def test_plain_text_reads_a_windows_export_like_a_unix_one() -> None:
+    rows = [(device_id(i), *GOOD) for i in range(3000)]
+    rows[2000] = ("bad", *GOOD)
+    unix = estate_text(rows)
+    windows, reference = _both_readings(unix.replace("\n", "\r\n"))
+    assert windows == reference == read(unix)
+    assert [p.row for p in windows.problems] == [2002]
+
+
+def test_plain_text_refuses_a_line_longer_than_csv_allows_like_csv_reader() -> None:
+    text = estate_text([(device_id(1), *GOOD), (device_id(2), *GOOD[:4], "A" * 200_000)])
+    with pytest.raises(EstateError, match="field larger than field limit"):
+        read_estate_groups(io.StringIO(text, newline=""))
+    with pytest.raises(EstateError, match="field larger than field limit"):
+        read_estate_groups(io.StringIO(text, newline=""), plain_text=False)
+
+
+def test_plain_text_strict_mode_stops_at_the_same_row() -> None:
+    rows = [(device_id(i), *GOOD) for i in range(2500)]
+    rows[1700] = (device_id(1700), "ESME", "12", *GOOD[2:])
+    text = estate_text(rows)
+    errors = []
+    for plain_text in (True, False):
+        with pytest.raises(EstateError) as caught:
+            read_estate_groups(io.StringIO(text, newline=""), strict=True, plain_text=plain_text)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+    assert errors[0].startswith("row 1702: Manufacturer Identifier: found '12'")

@@ -14,7 +14,7 @@ from typing import Any
 from metadata_templates import naming
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import field_error
-from metadata_templates.notes import is_notes_target_path
+from metadata_templates.notes_paths import is_notes_target_path
 from metadata_templates.withdrawals import WithdrawalList
 
 

@@ -35,10 +35,15 @@ from jwcrypto.common import JWException
 
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.errors import RejectedInputError, field_error
+from metadata_templates.notes_paths import GRANTS_PREFIX as GRANTS_PREFIX
+from metadata_templates.notes_paths import IMAGE_PATH as _IMAGE_PATH
+from metadata_templates.notes_paths import NOTES_SUFFIX as NOTES_SUFFIX
+from metadata_templates.notes_paths import grant_target_path as grant_target_path
+from metadata_templates.notes_paths import is_grant_target_path as is_grant_target_path
+from metadata_templates.notes_paths import is_notes_target_path as is_notes_target_path
+from metadata_templates.notes_paths import notes_target_path as notes_target_path
 from metadata_templates.suppliers import Supplier, SupplierRegistry
 
-NOTES_SUFFIX = ".notes.jwe"
-GRANTS_PREFIX = "cfl/grants/"
 CUSTODIAN_TARGET_PATH = "cfl/notes-custodian.json"
 CUSTODIAN_KID = "cfl-notes-custodian"
 KEY_ALGORITHM = "ECDH-ES+A256KW"
@@ -52,7 +57,6 @@ HEADER_PLAINTEXT_SHA256 = "cfl_plaintext_sha256"
 HEADER_RECIPIENTS = "cfl_recipients"
 HEADER_GRANT_FOR = "cfl_grant_for"
 
-_IMAGE_PATH = re.compile(r"[0-9A-F]{4}/[A-Za-z0-9._-]+\.ota")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -64,29 +68,7 @@ class NotRecipientError(NotesError):
     """The reader's key is not among a note's recipients."""
 
 
-# ----------------------------------------------------------------------------------------- paths
-
-
-def notes_target_path(image_target: str) -> str:
-    """The manufacturer-signed target that holds an image's encrypted notes."""
-    return f"{image_target}{NOTES_SUFFIX}"
-
-
-def is_notes_target_path(path: str) -> bool:
-    """True for a manufacturer's notes target (``<image target>.notes.jwe``)."""
-    return (
-        path.endswith(NOTES_SUFFIX)
-        and _IMAGE_PATH.fullmatch(path[: -len(NOTES_SUFFIX)]) is not None
-    )
-
-
-def grant_target_path(entity_id: str, image_target: str) -> str:
-    """The provider-signed grant of one image's notes to one organisation."""
-    return f"{GRANTS_PREFIX}{entity_id}/{image_target.replace('/', '-')}{NOTES_SUFFIX}"
-
-
-def is_grant_target_path(path: str) -> bool:
-    return path.startswith(GRANTS_PREFIX) and path.endswith(NOTES_SUFFIX)
+# Paths (notes_target_path, is_notes_target_path, ...) are in metadata_templates/notes_paths.py.
 
 
 # ------------------------------------------------------------------------------------------ keys

@@ -25,7 +25,6 @@ from client.listing import list_images as list_library_images
 from client.output import CflGroup, emit_json, say, utc_now
 from client.refresh import refresh_library
 from client.report import render_summary, report_json
-from client.retrieval import download_images
 from client.rollout import parse_phases
 from client.selection import Wanted
 from client.session import UnverifiedRole
@@ -434,6 +433,8 @@ def download(
     verified by ngclient (and, online, found in the transparency log) before it appears there under
     a name starting with its SHA-256. A TARGET is a full target path or the short name `cfl list`
     and `cfl check` show (e.g. 121D/3f2a)."""
+    from client.retrieval import download_images  # and the log verifier: not on `check`'s start-up
+
     # Before anything is fetched: a missing or unreadable key must not cost a download.
     notes_key = _notes_key(ctx) if with_notes else None
     result = download_images(

@@ -21,8 +21,9 @@ from factory import standard_library
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Loaded by libraries `cfl check` never uses: signing back-ends (boto3 for AWS KMS, python-pkcs11
-# for HSMs), release-notes crypto (jwcrypto, x509 certificates) and the --report template engine.
+# What `cfl check` never uses: signing back-ends (boto3 for AWS KMS, python-pkcs11 for HSMs),
+# release-notes crypto (jwcrypto, x509 certificates), the --report template engine, and the
+# download path with its transparency-log verifier.
 NOT_ON_THE_CHECK_PATH = (
     "boto3",
     "botocore",
@@ -31,6 +32,9 @@ NOT_ON_THE_CHECK_PATH = (
     "jwcrypto",
     "cryptography.x509",
     "jinja2",
+    "client.retrieval",
+    "client.tlog",
+    "metadata_templates.tlog",
 )
 
 # Writes the names of the modules loaded when the process exits, then runs the console script's

@@ -374,6 +374,23 @@ class _Reader:
         self._after_id[text] = raw
         return True
 
+    def plain_devices(self, lines: list[str]) -> Iterator[tuple[str, GroupKey]]:
+        """A plain block's good devices (DUIS ID and group) in order; bad rows skipped quietly."""
+        parts = list(map(str.partition, lines, repeat(",")))
+        ids = list(map(itemgetter(0), parts))
+        if _ids_all_valid(ids):
+            after_ids = list(map(itemgetter(2), parts))
+            if all(map(self._good_after_id, set(after_ids).difference(self._after_id))):
+                raws = map(self._after_id.__getitem__, after_ids)
+                plain = map(str.replace, ids, repeat("-"), repeat(""))
+                duis = map(str.upper, map(bytes.hex, map(bytes.fromhex, plain), repeat("-")))
+                yield from zip(duis, map(self.good.__getitem__, raws), strict=True)
+                return
+        for row in csv.reader(io.StringIO("\n".join(lines) + "\n", newline="")):
+            checked = self.check_row(row, 0, report=False)
+            if checked is not None:
+                yield checked
+
     def raw_of_after_id(self, text: str) -> tuple[str, ...]:
         """The raw tuple of a text after an ID that ``count_plain`` counted."""
         return self._after_id[text]
@@ -524,15 +541,20 @@ def _count_row_by_row(
             raw_counts[reader._key_of(row)] += 1
 
 
-def iter_estate_devices(source: TextIO, *, where: str = "file") -> Iterator[tuple[str, GroupKey]]:
+def iter_estate_devices(
+    source: TextIO, *, where: str = "file", plain_text: bool = True
+) -> Iterator[tuple[str, GroupKey]]:
     """Second pass: each good device's ID (DUIS form) and group, in file order; bad rows skipped.
 
     The first pass already reported the bad rows, so this one stays quiet about them.
+    ``plain_text`` as for ``read_estate_groups``.
 
     Raises:
         EstateError: no usable header, or unreadable CSV.
     """
     reader = _Reader(source, strict=False, max_problems=0, where=where)
+    for lines in reader.plain_blocks() if plain_text and reader.plain_layout else ():
+        yield from reader.plain_devices(lines)
     for chunk in reader.chunks():
         if reader.fast_checks_pass(chunk):
             keys = list(map(reader._key_of, chunk))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -325,6 +326,14 @@ def _both_readings(text: str, *, strict: bool = False) -> tuple[EstateSummary, E
     return one(True), one(False)
 
 
+def _second_pass(text: str, plain_text: bool) -> Iterator[tuple[str, GroupKey]]:
+    return iter_estate_devices(io.StringIO(text, newline=""), plain_text=plain_text)
+
+
+def _both_second_passes(text: str) -> tuple[list[tuple[str, GroupKey]], ...]:
+    return list(_second_pass(text, True)), list(_second_pass(text, False))
+
+
 # Pieces of lines a real export, a damaged one or a hostile one may hold.
 _line_pieces = st.sampled_from(
     [
@@ -363,6 +372,7 @@ def test_plain_text_reading_equals_csv_reader(
     text = ",".join(ESTATE_HEADER) + ending + body
     plain, reference = _both_readings(text)
     assert plain == reference
+    assert _both_second_passes(text) == (list(_second_pass(text, False)),) * 2
 
 
 @pytest.mark.parametrize(
@@ -381,6 +391,9 @@ def test_plain_text_hands_over_to_csv_reader_mid_file(damage: str, where: int) -
     plain, reference = _both_readings(text)
     assert plain == reference
     assert "bad" in [p.found for p in plain.problems]
+    first, second = _both_second_passes(text)
+    assert first == second
+    assert len(first) == plain.devices
 
 
 def test_hand_over_finishes_a_crlf_cut_between_its_cr_and_lf() -> None:
@@ -411,6 +424,8 @@ def test_hand_over_finishes_a_crlf_cut_between_its_cr_and_lf() -> None:
     plain, reference = _both_readings(text)
     assert plain == reference
     assert [p.row for p in plain.problems] == [count + 22]
+    first, second = _both_second_passes(text)
+    assert first == second
 
 
 def test_plain_text_reads_a_windows_export_like_a_unix_one() -> None:
@@ -420,6 +435,9 @@ def test_plain_text_reads_a_windows_export_like_a_unix_one() -> None:
     windows, reference = _both_readings(unix.replace("\n", "\r\n"))
     assert windows == reference == read(unix)
     assert [p.row for p in windows.problems] == [2002]
+    first, second = _both_second_passes(unix.replace("\n", "\r\n"))
+    assert first == second == list(_second_pass(unix, True))
+    assert len(first) == 2999
 
 
 def test_plain_text_refuses_a_line_longer_than_csv_allows_like_csv_reader() -> None:

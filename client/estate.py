@@ -11,7 +11,7 @@ loop per row. Only a chunk that fails the fast checks is re-read row by row, whi
 numbers and problem reports come from. Both paths apply the same rules, so the result does not
 depend on which path a row took.
 
-The first pass goes faster still on the usual export (the six columns, Device ID first): a block of
+Both passes go faster still on the usual export (the six columns, Device ID first): a block of
 text with no quote character and no lone carriage return holds one record per line, with exactly
 the fields ``line.split(",")`` gives, so csv.reader's character-by-character work can be skipped
 and devices counted by the text after their ID (one string per row to hash, not five). The first

@@ -28,7 +28,6 @@ gives the bytes a full build gives).
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import logging
 import uuid
@@ -37,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,30 +202,37 @@ def added_images(
     """The images the library holds beyond the state's, newest first, when they are all newer
     than every image the state knew and nothing else changed; None otherwise.
 
-    Images are never removed and a lodged target never changes, so with ``k`` more images than
-    before, the ``k`` newest are the new ones exactly when the next one is the previous newest.
-    This is a few cheap passes over the library (no hashing, no rendering): what a caller that
-    does not know what it added pays; ``build_site(added=...)`` skips it.
+    Images are never removed and a lodged target never changes, so every image newer than the
+    previous newest is new; with ``k`` more images than before, the append path applies exactly
+    when ``k`` images are newer. This is three passes over the library at C speed where it can
+    (no hashing, no rendering): what a caller that does not know what it added pays;
+    ``build_site(added=...)`` skips it.
     """
     images = library.images
     k = len(images) - int(state["count"])
     if k < 0:
         return None
-    if _attached_digest(images) != state["attached"]:
+    attached = list(filter(attrgetter("withdrawal"), images))
+    if _attached_digest(attached) != state["attached"]:
         return None
-    found: tuple[PublishedImage, ...] = ()
-    if k:
-        threshold = heapq.nlargest(k + 1, (i.cfl.published for i in images))[-1]
-        candidates = _newest_first([i for i in images if i.cfl.published >= threshold])
-        newest = state["newest"]
-        if newest is not None and (
-            len(candidates) <= k or list(_order_key(candidates[k])) != newest
-        ):
-            return None
-        found = tuple(candidates[:k])
+    newest = state["newest"]
+    if newest is None:
+        found = tuple(_newest_first(images))
+    else:
+        since = newest[0]
+        published = map(attrgetter("cfl.published"), images)
+        found = tuple(
+            i
+            for i in _newest_first(
+                [i for i, p in zip(images, published, strict=True) if p >= since]
+            )
+            if _is_newer(i, newest)
+        )
+    if len(found) != k:
+        return None
     # Every image keeps its role (a migration to hash bins re-roles them all: a full build).
     roles = Counter(state["roles"]) + Counter(i.role for i in found)
-    if Counter(i.role for i in images) != roles:
+    if Counter(map(attrgetter("role"), images)) != roles:
         return None
     return found
 

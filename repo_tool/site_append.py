@@ -283,7 +283,10 @@ def prepare_append(
         known = {m["id"]: m for m in state["manufacturers"]}
         for image in found:
             mfr = image.cfl.manufacturer_id
-            name = library.manufacturers.get(mfr) or image.cfl.manufacturer_name
+            # the listing's name as the full build picks it (a registered "" falls through once)
+            name = library.manufacturers.get(mfr) or library.manufacturers.get(
+                mfr, image.cfl.manufacturer_name
+            )
             if mfr in known and known[mfr]["images"] and known[mfr]["name"] != name:
                 return None  # the listing's title and rows change: a full build
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -97,6 +97,12 @@ APPENDS: dict[str, Callable[[PublishedLibrary], PublishedLibrary]] = {
         lib, newer(4, mfr="5E5E", name="Cfl Name Only")
     ),
     "a-registration-without-images": lambda lib: with_images(lib, **{"6F6F": "Not Yet Ltd"}),
+    "a-registration-with-an-empty-name": lambda lib: with_images(
+        lib,
+        newer(8, mfr="8B8B", name="Cfl Name"),
+        newer(9, mfr="8B8B", name="Cfl Name"),
+        **{"8B8B": ""},
+    ),
     "nothing-new-but-the-time": lambda lib: lib,
     "hostile-text": lambda lib: with_images(
         lib,

@@ -35,6 +35,7 @@ Output layout (relative to ``out_dir``)::
     search-index.json                        the compact table the search script loads
     static/style.css, static/search.js, static/favicon.svg
     .cfl-site-files                          the list of files this build wrote (to prune later)
+    .cfl-site-inputs, .cfl-site-state.json   what the next build needs to render only what changed
 """
 
 from __future__ import annotations

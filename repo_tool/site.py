@@ -35,6 +35,7 @@ Output layout (relative to ``out_dir``)::
     search-index.json                        the compact table the search script loads
     static/style.css, static/search.js, static/favicon.svg
     .cfl-site-files                          the list of files this build wrote (to prune later)
+    .cfl-site-inputs, .cfl-site-state.json   what the next build needs to render only what changed
 """
 
 from __future__ import annotations
@@ -101,19 +102,28 @@ class SiteBuildResult:
 
     Attributes:
         out_dir: where the site was written.
-        files: every file of the site, relative POSIX paths, sorted.
+        files: every file of the site, relative POSIX paths, sorted (after an append build, read
+            from the manifest when first asked for: listing 100,000 names is not part of a build).
         changed: the files whose bytes differed from what was on disk (and were rewritten).
         removed: files a previous build wrote that this build no longer produces.
         image_count: images listed.
         index_pages: pages of the main index.
+        appended: whether the append path (``repo_tool.site_append``) built it.
     """
 
     out_dir: Path
-    files: tuple[str, ...]
+    listed: tuple[str, ...] | None
     changed: tuple[str, ...]
     removed: tuple[str, ...]
     image_count: int
     index_pages: int
+    appended: bool = False
+
+    @functools.cached_property
+    def files(self) -> tuple[str, ...]:
+        if self.listed is not None:
+            return self.listed
+        return tuple(sorted(set(_previous_files(self.out_dir))))
 
 
 @dataclass(frozen=True)
@@ -589,6 +599,71 @@ def _listing_pager(stem: str, current: int, archives: int) -> list[dict[str, Any
     return links
 
 
+def listing_context(
+    stem: str,
+    title: str,
+    kind: str,
+    search: bool,
+    chunk: int,
+    archives: int,
+    count: int,
+    first: int,
+    last: int,
+) -> tuple[str, dict[str, Any]]:
+    """The file name and template context of one listing page (``chunk`` 0 is the front page)
+    but its rows; shared with ``repo_tool.site_append``, which renders the same pages from rows it
+    keeps."""
+    front = chunk == 0
+    page = _page_name(stem, 1) if front else _archive_name(stem, chunk)
+    pager = _listing_pager(stem, chunk, archives)
+    newer = (
+        None
+        if front
+        else (_page_name(stem, 1) if chunk == archives else _archive_name(stem, chunk + 1))
+    )
+    older = (
+        (_archive_name(stem, archives) if archives else None)
+        if front
+        else (_archive_name(stem, chunk - 1) if chunk > 1 else None)
+    )
+    context: dict[str, Any] = {
+        "root": "",
+        "page": page,
+        "title": title,
+        "page_label": None if front else f"{first}\u2013{last}",
+        "kind": kind,
+        "search": search,
+        "front": front,
+        "count": count if front else None,
+        "first": first,
+        "last": last,
+        "prev": newer,
+        "next": older,
+        "pager": pager,
+        "stamped": search and front,
+    }
+    return page, context
+
+
+def index_json_bytes(count: int, stamp: str) -> bytes:
+    """``index.json``: names the ``data/`` parts; part k holds ids k*1000.. (newest first inside)."""
+    parts = -(-count // IMAGES_PER_PART)
+    return _json_bytes(
+        {
+            "schema_version": SITE_SCHEMA_VERSION,
+            "generated": stamp,
+            "count": count,
+            "parts": [
+                {
+                    "href": f"data/images-{k}.json",
+                    "images": min(count, (k + 1) * IMAGES_PER_PART) - k * IMAGES_PER_PART,
+                }
+                for k in reversed(range(parts))
+            ],
+        }
+    )
+
+
 class _Builder:
     """Plans every output of one build; renders lazily, so unchanged pages cost nothing."""
 
@@ -681,40 +756,18 @@ class _Builder:
         first: int,
         last: int,
     ) -> _Output:
-        front = chunk == 0
-        page = _page_name(listing.stem, 1) if front else _archive_name(listing.stem, chunk)
-        pager = _listing_pager(listing.stem, chunk, archives)
-        newer = (
-            None
-            if front
-            else (
-                _page_name(listing.stem, 1)
-                if chunk == archives
-                else _archive_name(listing.stem, chunk + 1)
-            )
+        page, context = listing_context(
+            listing.stem,
+            listing.title,
+            kind,
+            search,
+            chunk,
+            archives,
+            len(listing.rows),
+            first,
+            last,
         )
-        older = (
-            (_archive_name(listing.stem, archives) if archives else None)
-            if front
-            else (_archive_name(listing.stem, chunk - 1) if chunk > 1 else None)
-        )
-        stamped = search and front
-        context: dict[str, Any] = {
-            "root": "",
-            "page": page,
-            "title": listing.title,
-            "page_label": None if front else f"{first}\u2013{last}",
-            "kind": kind,
-            "search": search,
-            "front": front,
-            "count": len(listing.rows) if front else None,
-            "first": first,
-            "last": last,
-            "prev": newer,
-            "next": older,
-            "pager": pager,
-            "stamped": stamped,
-        }
+        stamped = bool(context["stamped"])
         key = _key(
             "listing",
             json.dumps({k: v for k, v in context.items()}, sort_keys=True),
@@ -789,24 +842,7 @@ class _Builder:
 
         # For machines: index.json names the parts; part k holds ids k*1000.. (newest first inside)
         parts = -(-n // IMAGES_PER_PART)
-        yield _Output(
-            "index.json",
-            None,
-            lambda: _json_bytes(
-                {
-                    "schema_version": SITE_SCHEMA_VERSION,
-                    "generated": self.stamp,
-                    "count": n,
-                    "parts": [
-                        {
-                            "href": f"data/images-{k}.json",
-                            "images": min(n, (k + 1) * IMAGES_PER_PART) - k * IMAGES_PER_PART,
-                        }
-                        for k in reversed(range(parts))
-                    ],
-                }
-            ),
-        )
+        yield _Output("index.json", None, lambda: index_json_bytes(n, self.stamp))
         for k in range(parts):
             ids = range(k * IMAGES_PER_PART, min(n, (k + 1) * IMAGES_PER_PART))
             yield _Output(
@@ -965,9 +1001,11 @@ def _read_inputs(out_dir: Path) -> _Inputs | None:
         ids = lines[2:end]
         files = {}
         for line in lines[end + 1 :]:
-            if line:
+            if line.startswith("+ "):
+                ids.append(line[2:])  # an id the append path added (repo_tool.site_append)
+            elif line:
                 key, path = line.split(" ", 1)
-                files[path] = key
+                files[path] = key  # a later line wins; "-" is a key no output has
         return _Inputs(fingerprint, ids, files)
     except (OSError, ValueError, UnicodeDecodeError):
         return None
@@ -1025,8 +1063,14 @@ def build_site(
     *,
     generated: datetime,
     client_init_url: str | None = None,
+    added: Sequence[PublishedImage] | None = None,
 ) -> SiteBuildResult:
     """Render the public website for ``library`` into ``out_dir``, rendering only what changed.
+
+    When the library only gained images newer than every image the last build listed, the append
+    path (``repo_tool.site_append``) renders just the files they change, reading nothing per
+    image of the library; ``added``, the new images when the caller knows them, spares it even
+    finding them. Otherwise the keyed build below runs.
 
     ``.cfl-site-inputs`` records, for every file, a key of everything its bytes depend on (for an
     image page: the image's target, hash, role, manufacturer name and withdrawal; for a listing
@@ -1046,6 +1090,9 @@ def build_site(
         out_dir: the site folder, e.g. ``<published tree>/site``; created if missing.
         generated: the build time, timezone-aware; injected so output is reproducible.
         client_init_url: the URL suppliers pass to `cfl init`; a placeholder is shown when None.
+        added: the images new since the last build into ``out_dir`` (the caller vouches that
+            nothing else changed but what the library's small fields show: names, roles'
+            expiry, withdrawals); None to let the build find out.
 
     Returns:
         What was written, changed and removed.
@@ -1056,10 +1103,45 @@ def build_site(
         ConfigurationError: the templates are missing (a broken installation).
         UnavailableError: ``out_dir`` cannot be read or written.
     """
-    builder = _Builder(library, generated, client_init_url)
+    from repo_tool import site_append
+
+    _check_aware(generated, "generated")
     fingerprint = _fingerprint(client_init_url)
+    # --- append path hook (issue 14): everything else lives in repo_tool/site_append.py
+    try:
+        plan = site_append.prepare_append(library, out_dir, fingerprint, added)
+        if plan is not None:
+            with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="site-write") as pool:
+                appended = site_append.run_append(
+                    plan,
+                    library,
+                    out_dir,
+                    generated=generated,
+                    client_init_url=client_init_url,
+                    fingerprint=fingerprint,
+                    pool=pool,
+                )
+            if appended is not None:
+                logger.info("site: appended %d image(s)", len(plan.added))
+                return SiteBuildResult(
+                    out_dir=out_dir,
+                    listed=None,
+                    changed=appended.changed,
+                    removed=(),
+                    image_count=appended.image_count,
+                    index_pages=appended.index_pages,
+                    appended=True,
+                )
+    except ValueError as e:
+        raise UnavailableError(f"site {out_dir}: a search shard is unreadable: {e}") from e
+    except OSError as e:
+        raise UnavailableError(f"site {out_dir}: cannot write: {e}") from e
+    # A build that did not finish leaves the marker: nothing the folder records can be trusted.
+    unfinished = (out_dir / site_append.DIRTY_NAME).exists()
+    # --- end of the append path hook
+    builder = _Builder(library, generated, client_init_url)
     previous = _previous_files(out_dir)
-    inputs = _read_inputs(out_dir)
+    inputs = None if unfinished else _read_inputs(out_dir)
     if inputs is not None and inputs.fingerprint != fingerprint:
         inputs = None
     known = inputs.files if inputs is not None else {}
@@ -1096,6 +1178,8 @@ def build_site(
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        # The append state describes the folder as it is; this build changes it, so it goes first.
+        (out_dir / site_append.STATE_NAME).unlink(missing_ok=True)
         grown_from = (
             len(inputs.ids)
             if inputs is not None
@@ -1179,6 +1263,11 @@ def build_site(
         ids = builder.keys[::-1]
         atomic_write_bytes(out_dir / _INPUTS_NAME, _inputs_bytes(fingerprint, ids, keys))
         (out_dir / _SEARCH_DIRTY).unlink(missing_ok=True)
+        atomic_write_bytes(
+            out_dir / site_append.STATE_NAME,
+            site_append.state_from_builder(builder, fingerprint, shards),
+        )
+        (out_dir / site_append.DIRTY_NAME).unlink(missing_ok=True)
         files.sort()
         manifest = "".join(f"{f}\n" for f in files).encode()
         if _write_if_changed(out_dir / MANIFEST_NAME, manifest):
@@ -1194,7 +1283,7 @@ def build_site(
     logger.info("site: %d files, %d changed, %d removed", len(files), len(changed), len(removed))
     return SiteBuildResult(
         out_dir=out_dir,
-        files=tuple(files),
+        listed=tuple(files),
         changed=tuple(sorted(set(changed))),
         removed=tuple(removed),
         image_count=len(library.images),

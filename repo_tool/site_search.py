@@ -129,15 +129,28 @@ def rows_shard_bytes(rows: Sequence[Sequence[Any]]) -> bytes:
 
 def word_shard_bytes(postings: Mapping[str, Iterable[int]]) -> bytes:
     """One word shard: word -> encoded ids, words sorted (byte-stable output)."""
-    doc = {word: encode_ids(postings[word]) for word in sorted(postings)}
+    return _encoded_shard_bytes({word: encode_ids(ids) for word, ids in postings.items()})
+
+
+def _encoded_shard_bytes(encoded: Mapping[str, list[int]]) -> bytes:
+    doc = {word: encoded[word] for word in sorted(encoded)}
     return _dump({"schema_version": SEARCH_SCHEMA_VERSION, "words": doc})
 
 
 def parse_word_shard(data: bytes) -> dict[str, list[int]]:
-    """A word shard's postings, decoded.
+    """A word shard's bytes -> word -> ids.
 
     Raises:
         ValueError: not a word shard of this schema version.
+    """
+    return {word: decode_ids(ids) for word, ids in _parse_encoded(data).items()}
+
+
+def _parse_encoded(data: bytes) -> dict[str, list[int]]:
+    """A word shard's bytes -> word -> encoded ids, checked but not expanded.
+
+    Raises:
+        ValueError: not a word shard of this schema version, or a malformed posting list.
     """
     doc = json.loads(data)
     if not isinstance(doc, dict) or doc.get("schema_version") != SEARCH_SCHEMA_VERSION:
@@ -145,10 +158,45 @@ def parse_word_shard(data: bytes) -> dict[str, list[int]]:
     found = doc.get("words")
     if not isinstance(found, dict):
         raise ValueError("word shard: no words")
-    return {str(word): decode_ids(ids) for word, ids in found.items()}
+    out: dict[str, list[int]] = {}
+    for word, encoded in found.items():
+        if not isinstance(encoded, list) or not all(
+            type(step) is int and step != 0 for step in encoded
+        ):
+            raise ValueError(f"word shard: word {word!r}: expected a list of non-zero steps")
+        out[str(word)] = encoded
+    return out
+
+
+def _last_id(encoded: Sequence[int]) -> int:
+    """The largest id of an encoded posting list (-1 when empty), without expanding it."""
+    return sum(step if step > 0 else -step for step in encoded) - 1
+
+
+def append_ids(encoded: list[int], ids: Iterable[int]) -> list[int] | None:
+    """``encode_ids(decode_ids(encoded) + ids)`` when every id in ``ids`` is above the list's last
+    id, computed on the encoded form: appending one image to a word every image holds costs a few
+    steps, not a decode and re-encode of 100,000 ids. None when some id is not above the last
+    (the caller then decodes and merges)."""
+    fresh = sorted(set(ids))
+    previous = _last_id(encoded)
+    if fresh and fresh[0] <= previous:
+        return None
+    out = list(encoded)
+    for current in fresh:
+        step = current - previous
+        if step == 1 and out and out[-1] < 0:
+            out[-1] -= 1
+        elif step == 1:
+            out.append(-1)
+        else:
+            out.append(step)
+        previous = current
+    return out
 
 
 Postings = dict[str, set[int]]
+Encoded = dict[str, list[int]]
 
 
 def postings_of(tokens: Iterable[tuple[int, Iterable[str]]]) -> Postings:
@@ -162,13 +210,13 @@ def postings_of(tokens: Iterable[tuple[int, Iterable[str]]]) -> Postings:
     return postings
 
 
-def _place(prefix: str, words: Postings, out: dict[str, Postings]) -> None:
+def _place(prefix: str, words: Encoded, out: dict[str, Encoded]) -> None:
     """Put ``words`` (all starting with ``prefix``) into the shard ``prefix``, split if too big."""
-    if all(len(w) == len(prefix) for w in words) or len(word_shard_bytes(words)) <= SHARD_LIMIT:
+    if all(len(w) == len(prefix) for w in words) or len(_encoded_shard_bytes(words)) <= SHARD_LIMIT:
         out[prefix] = words
         return
     out[prefix] = {w: ids for w, ids in words.items() if len(w) == len(prefix)}
-    children: dict[str, Postings] = {}
+    children: dict[str, Encoded] = {}
     for word, ids in words.items():
         if len(word) > len(prefix):
             children.setdefault(word[: len(prefix) + 1], {})[word] = ids
@@ -178,10 +226,17 @@ def _place(prefix: str, words: Postings, out: dict[str, Postings]) -> None:
 
 def layout(postings: Postings) -> dict[str, Postings]:
     """Shard prefix -> its words, for a whole library (see the module doc)."""
-    groups: dict[str, Postings] = {}
+    return {
+        prefix: {word: set(decode_ids(ids)) for word, ids in words.items()}
+        for prefix, words in _layout_encoded(postings).items()
+    }
+
+
+def _layout_encoded(postings: Postings) -> dict[str, Encoded]:
+    groups: dict[str, Encoded] = {}
     for word, ids in postings.items():
-        groups.setdefault(word[:PREFIX_LENGTH], {})[word] = ids
-    out: dict[str, Postings] = {}
+        groups.setdefault(word[:PREFIX_LENGTH], {})[word] = encode_ids(ids)
+    out: dict[str, Encoded] = {}
     for prefix, words in sorted(groups.items()):
         _place(prefix, words, out)
     return out
@@ -189,7 +244,7 @@ def layout(postings: Postings) -> dict[str, Postings]:
 
 def word_shards(tokens: Iterable[tuple[int, Iterable[str]]]) -> dict[str, bytes]:
     """Every word shard for a whole library: shard prefix -> bytes."""
-    return {p: word_shard_bytes(w) for p, w in layout(postings_of(tokens)).items()}
+    return {p: _encoded_shard_bytes(w) for p, w in _layout_encoded(postings_of(tokens)).items()}
 
 
 def merge_shards(
@@ -201,6 +256,9 @@ def merge_shards(
     shards are ``shards`` (prefixes), read through ``read``: prefix -> new bytes. The result, with
     the untouched shards, is what ``word_shards`` gives for the whole grown library. Merging the
     same ids twice gives the same bytes, so a re-run after a crash is harmless.
+
+    New images have the highest ids, so their ids are appended to the encoded posting lists
+    (``append_ids``); a list is decoded only when an id is not above its last one (a re-run).
 
     Raises:
         ValueError: a shard read is not a word shard.
@@ -214,17 +272,21 @@ def merge_shards(
         while prefix in split and len(word) > len(prefix):
             prefix = word[: len(prefix) + 1]
         by_leaf.setdefault(prefix, {}).setdefault(word, set()).update(ids)
-    out: dict[str, Postings] = {}
+    out: dict[str, Encoded] = {}
     for prefix, added in sorted(by_leaf.items()):
         previous = read(prefix)
-        words = {w: set(i) for w, i in parse_word_shard(previous).items()} if previous else {}
+        words = _parse_encoded(previous) if previous else {}
         for word, ids in added.items():
-            words.setdefault(word, set()).update(ids)
+            known = words.get(word, [])
+            appended = append_ids(known, ids)
+            words[word] = (
+                appended if appended is not None else encode_ids([*decode_ids(known), *ids])
+            )
         if prefix in split:
             out[prefix] = words  # a split parent holds only words as long as its prefix
         else:
             _place(prefix, words, out)
-    return {p: word_shard_bytes(w) for p, w in out.items()}
+    return {p: _encoded_shard_bytes(w) for p, w in out.items()}
 
 
 def decode_shard_name(name: str) -> str:

@@ -99,6 +99,34 @@ def test_json_is_gzipped(served: Served) -> None:
 
 
 @pytest.mark.system
+@pytest.mark.parametrize(
+    "name", ["page.html", "search/w-ab.json", "data/images-0.json", "feed.xml"]
+)
+def test_the_site_is_served_compressed(served: Served, name: str) -> None:
+    """The site's pages and its search and data JSON: the first search's budget counts on it."""
+    page = served.factory.out / "site" / name
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text('{"words":{"abc":[-1000]}}\n' * 200)
+    connection = http.client.HTTPSConnection(
+        "localhost", served.port, context=client_context(served, "no-certificate"), timeout=10
+    )
+    connection.request("GET", f"/site/{name}", headers={"Accept-Encoding": "gzip"})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    assert response.status == 200
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert len(body) < page.stat().st_size // 10
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("name", [".cfl-site-state.json", ".cfl-site-inputs", ".cfl-site-files"])
+def test_the_sites_build_records_are_not_served(served: Served, name: str) -> None:
+    (served.factory.out / "site" / name).write_text("{}")
+    assert get(served, "no-certificate", f"site/{name}")[0] == 404
+
+
+@pytest.mark.system
 def test_hostile_path_cannot_forge_a_log_line(served: Served) -> None:
     forged = '{"format":"cfl-access-1","entity_id":"00000000000000A1","status":200}'
     path = "targets/121D/x%22%0A" + forged.replace('"', "%22").replace(",", "%2C")

@@ -28,8 +28,9 @@ def _tree(root: Path) -> dict[str, bytes]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
         and not path.relative_to(root).as_posix().startswith("static/")
-        # the incremental build's input keys: an internal cache, not output anyone reads
-        and path.name != ".cfl-site-inputs"
+        # the incremental build's input keys and the append path's state: internal caches, not
+        # output anyone reads
+        and path.name not in (".cfl-site-inputs", ".cfl-site-state.json")
     }
 
 

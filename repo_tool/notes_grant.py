@@ -65,10 +65,14 @@ def custodian_change(repo: Repository, public_pem: bytes) -> CustodianChange:
     """Compare the staged notes-custodian key with ``public_pem``, changing nothing.
 
     Raises:
-        RejectedInputError: not an ECDSA P-256 public key.
-        ConfigurationError: the staged custodian document is malformed.
+        ConfigurationError: not an ECDSA P-256 public key, or the staged custodian document is
+            malformed.
     """
-    key = public_key_from_pem(public_pem, "--public-key")
+    try:
+        key = public_key_from_pem(public_pem, "--public-key")
+    except NotesError as e:
+        # The file named on the command line is not the kind of key the option takes: exit 2.
+        raise ConfigurationError(str(e)) from e
     current = read_custodian(repo)
     return CustodianChange(
         None if current is None else current.key().recipient.thumbprint, key.thumbprint()
@@ -86,8 +90,7 @@ def set_custodian(
     same key again changes nothing.
 
     Raises:
-        RejectedInputError: not an ECDSA P-256 public key.
-        ConfigurationError: the staged key is not ``replacing``.
+        ConfigurationError: not an ECDSA P-256 public key, or the staged key is not ``replacing``.
     """
     change = custodian_change(repo, public_pem)
     if change.unchanged:

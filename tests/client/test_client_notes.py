@@ -287,7 +287,7 @@ def test_cfl_repo_notes_custodian_refuses_a_key_that_is_not_p256(
     done = _run(
         CFL_REPO, "--repo", dep.lib.factory.repo.path, "notes", "custodian", "--public-key", pem
     )
-    assert done.returncode == 1
+    assert done.returncode == 2  # the wrong kind of key file on the command line: a usage error
     assert "an ECDSA P-256 public key" in done.stderr and "Traceback" not in done.stderr
     assert (dep.lib.factory.repo.path / "state" / "head.json").read_bytes() == head
 

@@ -620,7 +620,8 @@ def log_verify(
         stderr.print(f"problem: {problem}")
     summary = (
         f"log {report.origin}: {report.size} entries, root {report.root_hash[:16]}...; "
-        f"{report.images_checked} image(s) and {report.withdrawals_checked} withdrawal(s) checked; "
+        f"{report.images_checked} image(s), {report.withdrawals_checked} withdrawal(s) and "
+        f"{report.index_files_checked} cfl-index file(s) checked; "
         f"{fetch.received} bytes fetched"
     )
     if report.problems:

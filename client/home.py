@@ -118,14 +118,22 @@ class ClientConfig:
             raise ConfigurationError(
                 field_error(f"{where}: keys", unknown, f"some of {sorted(known)}")
             )
-        if not isinstance(values.get("repository_url"), str):
+        url = values.get("repository_url")
+        if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in (
+            "http",
+            "https",
+            "file",
+        ):
             raise ConfigurationError(
-                field_error(f"{where}: repository_url", values.get("repository_url"), "a URL")
+                field_error(f"{where}: repository_url", url, "an https://, http:// or file:// URL")
             )
         for name in ("client_cert", "client_key", "ca_bundle", "token_file", "notes_key"):
-            if not isinstance(values.get(name), str | None):
+            value = values.get(name)
+            # `cfl init` records absolute paths; a relative one would change with the working
+            # directory, so it is a hand edit that would fail (or read another file) at first use.
+            if not (value is None or (isinstance(value, str) and Path(value).is_absolute())):
                 raise ConfigurationError(
-                    field_error(f"{where}: {name}", values[name], "a path or null")
+                    field_error(f"{where}: {name}", value, "an absolute path or null")
                 )
         for name in ("connect_timeout", "read_timeout", "deadline"):
             value = values.get(name, 1.0)
@@ -261,6 +269,11 @@ class ClientHome:
         # Load the TLS files and the token now, as every later command will: a CA bundle with no
         # certificate or a key that does not match is refused here, not at the first refresh.
         CflFetcher(config.transport_settings()).close()
+        if config.notes_key is not None:
+            # Imported here: jwcrypto is not needed by the commands that only load a home.
+            from client.notes import check_notes_key
+
+            check_notes_key(Path(config.notes_key), "--notes-key")
         try:
             for folder in (self.metadata_dir, self.targets_dir):
                 if folder.exists():

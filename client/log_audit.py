@@ -1,8 +1,10 @@
 """`cfl log verify URL`: an audit of a published library's transparency log that needs no keys and
 no home. It downloads every entry bundle and tile, recomputes the whole tree, checks the signed
-checkpoint, and checks that every image, withdrawal and CPL the current TUF metadata lists has its
-event in the log. What it proves: nothing that is in the library today is missing from the log, and
-(with ``--previous``) nothing that was in the log then has been removed since.
+checkpoint, checks that every image, withdrawal and CPL the current TUF metadata lists has its
+event in the log, and that every deposit's ``log/cfl-index/<sha256>`` file names that deposit's entry.
+What it proves: nothing that is in the library today is missing from the log, every image can be
+proved included the way clients prove it, and (with ``--previous``) nothing that was in the log then
+has been removed since.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 
-from client.tlog import Fetch
+from client.tlog import INDEX_DIR, Fetch
 from metadata_templates import naming
-from metadata_templates.errors import ConfigurationError, VerificationError
+from metadata_templates.errors import ConfigurationError, UnavailableError, VerificationError
 from metadata_templates.notes import is_notes_target_path
 from metadata_templates.tlog import events
 from metadata_templates.tlog.append import append_entries
@@ -42,6 +44,7 @@ class AuditReport:
     events: dict[str, int] = field(default_factory=dict)
     images_checked: int = 0
     withdrawals_checked: int = 0
+    index_files_checked: int = 0
     cosigned_by: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -53,6 +56,7 @@ class AuditReport:
             "events": dict(sorted(self.events.items())),
             "images_checked": self.images_checked,
             "withdrawals_checked": self.withdrawals_checked,
+            "index_files_checked": self.index_files_checked,
             "cosigned_by": self.cosigned_by,
             "ok": not self.problems,
             "problems": self.problems,
@@ -136,6 +140,7 @@ def audit(
     logged = [events.decode_event(entry, index=i) for i, entry in enumerate(entries)]
     report.events = dict(Counter(str(e["event"]) for e in logged))
     _check_library(fetch, timestamp.signed, logged, report)
+    _check_index_files(fetch, logged, report)
     return report
 
 
@@ -198,3 +203,39 @@ def _check_library(
                     report.problems.append(
                         f"image {path} (sha256 {sha}): no deposit event in the log"
                     )
+
+
+def _check_index_files(fetch: Fetch, logged: list[dict[str, Any]], report: AuditReport) -> None:
+    """Every deposit's ``log/cfl-index/<sha256>`` names the index of that deposit's entry.
+
+    A client finds the entry to prove for an image it downloads through this file (client/tlog.py,
+    ``deposit_index``). The file is untrusted: the client proves the entry it names is included and
+    names the image, so a wrong or missing file cannot make a client accept anything. It does make
+    every download of that image fail, which is worth an auditor's finding. The publisher writes the
+    files in log order, so for bytes deposited twice the later entry's index is the one served.
+    """
+    expected: dict[str, int] = {}
+    for index, event in enumerate(logged):
+        sha = event.get("sha256")
+        if event["event"] == events.DEPOSIT and isinstance(sha, str) and len(sha) == 64:
+            expected[sha] = index
+    for sha, index in sorted(expected.items()):
+        path = f"{INDEX_DIR}/{sha}"
+        report.index_files_checked += 1
+        try:
+            text = fetch(path)
+        except UnavailableError as e:
+            report.problems.append(
+                f"{path}: cannot fetch ({e}), expected {index} (the deposit's log index); clients "
+                "cannot prove this image logged and refuse to download it"
+            )
+            continue
+        try:
+            found = int(text.strip())
+        except ValueError:
+            found = None
+        if found != index:
+            report.problems.append(
+                f"{path}: found {text[:20]!r}, expected {index} (the deposit's log index); clients "
+                "cannot prove this image logged and refuse to download it"
+            )

@@ -168,6 +168,31 @@ def load_notes_key(path: Path, passphrase: Any) -> jwk.JWK:
         raise ConfigurationError(str(e)) from e
 
 
+def check_notes_key(path: Path, option: str) -> None:
+    """Refuse at ``cfl init`` a notes key the first ``cfl notes`` would refuse.
+
+    An unencrypted key is loaded and must be P-256; an encrypted one can only be checked for its
+    PEM form here, because its passphrase is asked for when a note is read, never stored.
+
+    Raises:
+        ConfigurationError: unreadable, not a PEM private key, or not P-256.
+    """
+    try:
+        pem = path.read_bytes()
+    except OSError as e:
+        raise ConfigurationError(f"{option} {path}: cannot read ({e.strerror})") from e
+    if pem_is_encrypted(pem):
+        if b"-----BEGIN " not in pem or b"PRIVATE KEY-----" not in pem:
+            raise ConfigurationError(
+                field_error(f"{option} {path}", "no PEM private key", "a P-256 private key in PEM")
+            )
+        return
+    try:
+        private_key_from_pem(pem, None, f"{option} {path}")
+    except RejectedInputError as e:
+        raise ConfigurationError(str(e)) from e
+
+
 def notes_file_name(image_target: str) -> str:
     """Where ``--with-notes`` and ``notes`` put an image's notes by default."""
     return image_target.rsplit("/", 1)[-1] + ".notes.txt"

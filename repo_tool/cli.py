@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from metadata_templates import identifiers
-from metadata_templates.errors import EXIT_FAILURE, CflError, ConfigurationError
+from metadata_templates.errors import EXIT_FAILURE, CflError, ConfigurationError, RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool import __version__
 from repo_tool.config import TOP_LEVEL_ROLES
@@ -28,8 +28,8 @@ from repo_tool.console import emit_json as _emit_json
 from repo_tool.console import err as _err
 from repo_tool.console import open_repo as _open_repo
 from repo_tool.console import prompt_secret as _prompt_secret
+from repo_tool.console import read_input, run, utc_now
 from repo_tool.console import repo_path as _repo_path
-from repo_tool.console import run, utc_now
 from repo_tool.keys import (
     KEY_TYPES,
     PASSPHRASE_ENV,
@@ -889,14 +889,26 @@ def notes() -> None:
     help="The notes custodian's ECDSA P-256 public key (PEM); its private key stays offline (make it with `keygen --type ecdsa`).",
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print the key's thumbprint as JSON on stdout."
+    "--yes",
+    is_flag=True,
+    help="Replace a published custodian key without asking (scripts); needed when stdin is no terminal.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the new key's thumbprint and the one it replaced as JSON on stdout.",
 )
 @click.pass_context
-def notes_custodian(ctx: click.Context, public_key: Path, as_json: bool) -> None:
+def notes_custodian(ctx: click.Context, public_key: Path, yes: bool, as_json: bool) -> None:
     """Publish the notes-custodian public key as target cfl/notes-custodian.json.
 
     Every release note a manufacturer submits from then on is also encrypted to it, so the provider
     can grant a note to an organisation registered later (`notes grant`). Run `publish` afterwards.
+
+    Replacing a published key asks first, naming both keys by RFC 7638 thumbprint: notes deposited
+    before stay encrypted to the old key only, so keep its private key to grant them. Without a
+    terminal, pass --yes. The same key again changes nothing.
 
     \b
     Example:
@@ -904,16 +916,51 @@ def notes_custodian(ctx: click.Context, public_key: Path, as_json: bool) -> None
       cfl-repo --repo R notes custodian --public-key custodian.pub.pem
       cfl-repo --repo R publish
     """
-    from repo_tool.notes_grant import set_custodian
+    from repo_tool.notes_grant import custodian_change, set_custodian
 
+    pem = read_input(public_key, "--public-key")
     repo = _open_repo(ctx)
-    with repo.locked():
-        thumbprint = set_custodian(repo, public_key.read_bytes(), now=_now())
-    _err(
-        f"notes custodian key {thumbprint} staged as cfl/notes-custodian.json; next: cfl-repo publish"
-    )
+    change = custodian_change(repo, pem)
+    if change.unchanged:
+        _err(f"notes custodian key {change.new} is already the staged one; nothing to change")
+    else:
+        if change.replaces:
+            _err(
+                f"replacing notes custodian key {change.current} with {change.new}; notes deposited "
+                f"before stay encrypted to {change.current}: keep its private key to grant them"
+            )
+            _confirm_or_refuse("Replace the notes custodian key?", yes=yes)
+        with repo.locked():
+            set_custodian(repo, pem, now=_now(), replacing=change.current)
+        _err(
+            f"notes custodian key {change.new} staged as cfl/notes-custodian.json; next: cfl-repo publish"
+        )
     if as_json:
-        _emit_json({"thumbprint": thumbprint})
+        _emit_json(
+            {
+                "thumbprint": change.new,
+                "replaced": change.current if change.replaces else None,
+                "changed": not change.unchanged,
+            }
+        )
+
+
+def _confirm_or_refuse(question: str, *, yes: bool) -> None:
+    """Ask on a terminal before an irreversible change; without one, only ``--yes`` goes ahead.
+
+    Raises:
+        ConfigurationError: no terminal to ask on and no --yes.
+        RejectedInputError: the operator answered no.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            "confirmation: found stdin not a terminal, expected one to confirm; read the line above "
+            "and pass --yes"
+        )
+    if not click.confirm(question, err=True, default=False):
+        raise RejectedInputError("confirmation: found 'no', expected 'yes'; nothing was changed")
 
 
 @notes.command("grant")

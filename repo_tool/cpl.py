@@ -29,7 +29,7 @@ from pathlib import Path
 from metadata_templates import identifiers
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CPL_STATUSES
-from metadata_templates.errors import RejectedInputError, UnavailableError
+from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 
 CPL_ENTRY_ID = "CPL Entry ID"
 DEVICE_TYPE = "Device Type"
@@ -618,7 +618,8 @@ def read_cpl(path: Path, *, imported: str, limits: CplLimits | None = None) -> C
 
     Raises:
         CplImportError: the file is too large, or its content is refused.
-        UnavailableError: the file cannot be read.
+        ConfigurationError: the file cannot be read (missing, a folder, no permission).
+        UnavailableError: the file grew while it was read.
     """
     limits = limits or CplLimits()
     try:
@@ -633,7 +634,10 @@ def read_cpl(path: Path, *, imported: str, limits: CplLimits | None = None) -> C
             # would allocate the whole cap up front, whatever the file's size.
             data = stream.read(size + 1)
     except OSError as e:
-        raise UnavailableError(f"CPL file {path}: {e.strerror or e}") from e
+        # Missing or unreadable: the path on the command line is wrong (exit 2), as for any input.
+        raise ConfigurationError(
+            f"CPL file {path}: cannot read ({e.strerror or e}), expected a readable CSV or XLSX file"
+        ) from e
     if len(data) > size:
         raise UnavailableError(
             f"CPL file {path}: found it growing while read, expected a whole file"

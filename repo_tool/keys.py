@@ -33,7 +33,6 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import (
     CflError,
     ConfigurationError,
-    RejectedInputError,
     UnavailableError,
 )
 from repo_tool.output_paths import prepare_file
@@ -273,7 +272,8 @@ def signer_from_private_pem(
     """A signer straight from a private PEM file (the manufacturer's `submit --key`).
 
     Raises:
-        RejectedInputError: not a private key PEM, wrong passphrase, or unsupported algorithm.
+        ConfigurationError: not a private key PEM, wrong passphrase, or unsupported algorithm (the
+            key file named on the command line is wrong: exit 2).
     """
     password: bytes | None = None
     if b"ENCRYPTED" in pem:
@@ -281,18 +281,18 @@ def signer_from_private_pem(
         if passphrase is None and passphrase_prompt is not None:
             passphrase = passphrase_prompt()
         if passphrase is None:
-            raise RejectedInputError(
+            raise ConfigurationError(
                 f"{source}: the key is encrypted; set {PASSPHRASE_ENV} or run on a terminal"
             )
         password = passphrase.encode()
     try:
         private_key = serialization.load_pem_private_key(pem, password)
     except (ValueError, TypeError) as e:
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"{source}: cannot read the private key ({e}); expected a PKCS#8 PEM Ed25519 or ECDSA P-256 key"
         ) from e
     if not isinstance(private_key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"{source}: found a {type(private_key).__name__}, expected Ed25519 or ECDSA P-256"
         )
     public = public_key_from_pem(

@@ -25,7 +25,7 @@ from tuf.api.metadata import DelegatedRole, Delegations, TargetFile, Targets
 
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway import manufacturer_delegation
 
 if TYPE_CHECKING:
@@ -45,11 +45,11 @@ def rotated_record(
     prefixes). Pure.
 
     Raises:
-        RejectedInputError: nothing to change, an unknown or ambiguous key ID, a key added twice, no
-            key left, or a threshold outside 1..number of keys.
+        RejectedInputError: an unknown or ambiguous key ID, or a key added twice.
+        ConfigurationError: nothing to change, no key left, or a threshold outside 1..number of keys.
     """
     if not add and not remove and threshold is None:
-        raise RejectedInputError(
+        raise ConfigurationError(
             "rotate-key: found nothing to change, expected --add, --remove or --threshold"
         )
     keys = dict(record.keys)
@@ -70,7 +70,7 @@ def rotated_record(
         keys[key.keyid] = key.to_dict()
     new_threshold = threshold if threshold is not None else record.threshold
     if not keys or not 1 <= new_threshold <= len(keys):
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"--threshold: found {new_threshold} with {len(keys)} key(s) left for {record.id}, "
             f"expected 1..{max(len(keys), 1)} and at least one key"
         )
@@ -256,14 +256,15 @@ def resume(repo: Repository, manufacturer_id: str, reason: str, *, now: datetime
     """Lift a suspension (a recorded event). Returns whether the list was published in targets.
 
     Raises:
-        RejectedInputError: the manufacturer is not suspended, or no reason.
+        RejectedInputError: the manufacturer is not suspended.
+        ConfigurationError: no reason.
     """
     if manufacturer_id not in repo.head.suspended:
         raise RejectedInputError(
             f"ID: found {manufacturer_id!r} not suspended, expected one of {sorted(repo.head.suspended)}"
         )
     if not reason.strip():
-        raise RejectedInputError(
+        raise ConfigurationError(
             "--reason: found an empty reason, expected why the suspension ends"
         )
     suspended = {k: v for k, v in repo.head.suspended.items() if k != manufacturer_id}

@@ -44,14 +44,65 @@ from repo_tool.notes_state import read_custodian, read_registry
 from repo_tool.repository import Repository
 
 
-def set_custodian(repo: Repository, public_pem: bytes, *, now: datetime) -> str:
+@dataclass(frozen=True)
+class CustodianChange:
+    """What ``notes custodian`` would do: the published key it replaces (if any) and the new one."""
+
+    current: str | None  # RFC 7638 thumbprint of the staged custodian key, None when there is none
+    new: str  # RFC 7638 thumbprint of the key given
+
+    @property
+    def replaces(self) -> bool:
+        """True when another key is staged now: notes deposited before stay encrypted to it."""
+        return self.current is not None and self.current != self.new
+
+    @property
+    def unchanged(self) -> bool:
+        return self.current == self.new
+
+
+def custodian_change(repo: Repository, public_pem: bytes) -> CustodianChange:
+    """Compare the staged notes-custodian key with ``public_pem``, changing nothing.
+
+    Raises:
+        ConfigurationError: not an ECDSA P-256 public key, or the staged custodian document is
+            malformed.
+    """
+    try:
+        key = public_key_from_pem(public_pem, "--public-key")
+    except NotesError as e:
+        # The file named on the command line is not the kind of key the option takes: exit 2.
+        raise ConfigurationError(str(e)) from e
+    current = read_custodian(repo)
+    return CustodianChange(
+        None if current is None else current.key().recipient.thumbprint, key.thumbprint()
+    )
+
+
+def set_custodian(
+    repo: Repository, public_pem: bytes, *, now: datetime, replacing: str | None = None
+) -> str:
     """Publish (or replace) the notes-custodian public key; returns its RFC 7638 thumbprint.
 
     Notes deposited before a replacement stay encrypted to the old key; keep it to grant them.
+    ``replacing`` is the thumbprint the operator agreed to replace (None: that no key is staged), so a
+    key staged by someone else between the question and the answer is never silently replaced. The
+    same key again changes nothing.
 
     Raises:
-        RejectedInputError: not an ECDSA P-256 public key.
+        ConfigurationError: not an ECDSA P-256 public key, or the staged key is not ``replacing``.
     """
+    change = custodian_change(repo, public_pem)
+    if change.unchanged:
+        return change.new
+    if change.current != replacing:
+        raise ConfigurationError(
+            field_error(
+                "staged notes custodian key",
+                change.current,
+                f"{replacing} (the key you agreed to replace); run the command again",
+            )
+        )
     key = public_key_from_pem(public_pem, "--public-key")
     pem = key.export_to_pem().decode()
     document = CustodianDocument(pem)

@@ -93,10 +93,16 @@ def check_certificate(
         field: how the messages name the input.
 
     Raises:
-        RejectedInputError: not one X.509 PEM certificate, not an ECDSA P-256 key, not valid at
-            ``now``, a CA certificate, or not issued by the supplier CA.
+        ConfigurationError: not one X.509 PEM certificate.
+        RejectedInputError: not an ECDSA P-256 key, not valid at ``now``, a CA certificate, or not
+            issued by the supplier CA.
     """
-    cert = load_one_certificate(data, field)
+    try:
+        cert = load_one_certificate(data, field)
+    except RejectedInputError as e:
+        # A file that is no certificate is the wrong file on the command line (exit 2); a real
+        # certificate that fails the checks below is refused (exit 1).
+        raise ConfigurationError(str(e)) from e
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise RejectedInputError(
@@ -155,10 +161,12 @@ def check_certificate(
     )
 
 
+# Arguments in the wrong form are usage errors (exit 2); a well-formed request the registry or the
+# certificate checks refuse is a rejection (exit 1).
 def _printable(value: str, field: str, limit: int) -> str:
     text = value.strip()
     if not text or len(text) > limit or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise RejectedInputError(
+        raise ConfigurationError(
             field_error(field, value, f"1 to {limit} printable characters, no control characters")
         )
     return text
@@ -167,7 +175,7 @@ def _printable(value: str, field: str, limit: int) -> str:
 def _roles(roles: Sequence[str]) -> tuple[str, ...]:
     found = [role.strip().upper() for role in roles]
     if not found or any(role not in USER_ROLES for role in found) or len(set(found)) != len(found):
-        raise RejectedInputError(
+        raise ConfigurationError(
             field_error(
                 "--role", list(roles), f"one or more distinct roles from {list(USER_ROLES)}"
             )
@@ -188,14 +196,17 @@ def registered(
     """The registry with one more organisation (pure).
 
     Raises:
-        RejectedInputError: a bad Entity ID, name, role or certificate; the Entity ID or the
+        ConfigurationError: ENTITY_ID is not 16 hex digits, a bad name or role, or --cert holds no
+            PEM certificate.
+        RejectedInputError: a certificate the checks refuse; the Entity ID or the
             certificate is registered already (revoked entries included: an Entity ID is never
             reused, and one certificate must name one organisation in the access log).
     """
     try:
         eid = entity_id(entity, "ENTITY_ID")
     except ValueError as e:
-        raise RejectedInputError(str(e)) from e
+        # The argument is not an Entity ID at all: a usage error (exit 2), not a refusal.
+        raise ConfigurationError(str(e)) from e
     checked = check_certificate(certificate, now=now, ca_pem=ca_pem)
     existing = registry.by_entity_id().get(eid)
     if existing is not None:
@@ -232,12 +243,14 @@ def revoked(
     """The registry with one organisation revoked (pure).
 
     Raises:
-        RejectedInputError: unknown or already revoked Entity ID, or an empty reason.
+        ConfigurationError: ENTITY_ID is not 16 hex digits, or an empty reason.
+        RejectedInputError: unknown or already revoked Entity ID.
     """
     try:
         eid = entity_id(entity, "ENTITY_ID")
     except ValueError as e:
-        raise RejectedInputError(str(e)) from e
+        # The argument is not an Entity ID at all: a usage error (exit 2), not a refusal.
+        raise ConfigurationError(str(e)) from e
     text = _printable(reason, "--reason", MAX_REASON_LENGTH)
     current = registry.by_entity_id().get(eid)
     if current is None:

@@ -12,7 +12,7 @@ from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, Root, Targets
 
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.ceremony.proposal import OnlineSigner, Proposal
 
 # The repository tool writes this spec version everywhere; a proposal keeps whatever it copied.
@@ -65,8 +65,8 @@ def propose_root(
     """The next root version with ``change`` applied and a new expiry ``now + expires_in``.
 
     Raises:
-        RejectedInputError: unknown role or key, a key added twice, no key left, or a threshold
-            outside 1..number of keys.
+        RejectedInputError: unknown role or key, or a key added twice.
+        ConfigurationError: no key left, or a threshold outside 1..number of keys.
     """
     if change.keys_of not in TOP_LEVEL:
         raise RejectedInputError(
@@ -87,7 +87,7 @@ def propose_root(
     remaining = len(keyids) - len(dropped) + len({k.keyid for k in change.add})
     threshold = change.threshold if change.threshold is not None else role.threshold
     if remaining < 1 or not 1 <= threshold <= remaining:
-        raise RejectedInputError(
+        raise ConfigurationError(
             f"--threshold: found {threshold} with {remaining} {change.keys_of} key(s) left, "
             f"expected 1..{max(remaining, 1)} and at least one key"
         )

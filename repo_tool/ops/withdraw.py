@@ -10,7 +10,7 @@ from tuf.api.metadata import TargetFile, Targets
 
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import ConfigurationError, RejectedInputError
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool.repository import Repository
 
@@ -22,10 +22,11 @@ def withdraw(repo: Repository, target: str, reason: str, *, now: datetime) -> Wi
     so a command repeated after a crash succeeds.
 
     Raises:
-        RejectedInputError: unknown target, already withdrawn, or no reason.
+        RejectedInputError: unknown target, or already withdrawn.
+        ConfigurationError: no reason.
     """
     if not reason.strip():
-        raise RejectedInputError(
+        raise ConfigurationError(
             "--reason: found an empty reason, expected why the image is withdrawn"
         )
     manufacturer = naming.manufacturer_of_target(target)

@@ -15,7 +15,13 @@ from tuf.api.metadata import Metadata, Targets
 
 from access.pki import Issued, issue, make_ca
 from factory import T0, LibraryFactory
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+)
 from metadata_templates.naming import blob_name
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from repo_tool.supplier_ops import (
@@ -56,46 +62,61 @@ def test_registration_records_entity_roles_and_fingerprint() -> None:
     assert SupplierRegistry.from_bytes(registry.to_bytes()) == registry
 
 
-BAD_REGISTRATIONS: dict[str, tuple[dict[str, object], str]] = {
-    "entity-not-hex": ({"entity": "90B3D51F3001000G"}, "ENTITY_ID"),
-    "entity-too-short": ({"entity": "90B3"}, "ENTITY_ID"),
-    "no-role": ({"roles": []}, "--role"),
-    "unknown-role": ({"roles": ["MAP"]}, "--role"),
-    "duplicate-role": ({"roles": ["IS", "is"]}, "--role"),
-    "empty-name": ({"name": "  "}, "--name"),
-    "name-with-newline": ({"name": "Acme\nforged 200"}, "--name"),
-    "not-pem": ({"certificate": b"hello"}, "--cert"),
-    "two-certificates": ({"certificate": GOOD.cert_pem + GOOD.cert_pem}, "--cert"),
+# Arguments in the wrong form (an Entity ID that is none, no name, a file that is no certificate)
+# are usage errors, exit 2; a real certificate the checks refuse is a rejection, exit 1.
+BAD_REGISTRATIONS: dict[str, tuple[dict[str, object], str, int]] = {
+    "entity-not-hex": ({"entity": "90B3D51F3001000G"}, "ENTITY_ID", EXIT_USAGE),
+    "entity-too-short": ({"entity": "90B3"}, "ENTITY_ID", EXIT_USAGE),
+    "no-role": ({"roles": []}, "--role", EXIT_USAGE),
+    "unknown-role": ({"roles": ["MAP"]}, "--role", EXIT_USAGE),
+    "duplicate-role": ({"roles": ["IS", "is"]}, "--role", EXIT_USAGE),
+    "empty-name": ({"name": "  "}, "--name", EXIT_USAGE),
+    "name-with-newline": ({"name": "Acme\nforged 200"}, "--name", EXIT_USAGE),
+    "not-pem": ({"certificate": b"hello"}, "--cert", EXIT_USAGE),
+    "two-certificates": ({"certificate": GOOD.cert_pem + GOOD.cert_pem}, "--cert", EXIT_USAGE),
     "rsa-or-ed25519-key": (
         {"certificate": issue(CA, "Ed", key=ed25519.Ed25519PrivateKey.generate()).cert_pem},
         "--cert public key",
+        EXIT_FAILURE,
     ),
     "p384-key": (
         {"certificate": issue(CA, "P384", key=ec.generate_private_key(ec.SECP384R1())).cert_pem},
         "--cert public key curve",
+        EXIT_FAILURE,
     ),
     "expired": (
         {"certificate": issue(CA, "Old", not_before=T0 - timedelta(days=400)).cert_pem},
         "--cert notAfter",
+        EXIT_FAILURE,
     ),
     "not-yet-valid": (
         {"certificate": issue(CA, "Early", not_before=T0 + timedelta(days=1)).cert_pem},
         "--cert notBefore",
+        EXIT_FAILURE,
     ),
-    "a-ca-certificate": ({"certificate": issue(CA, "Sub CA", is_ca=True).cert_pem}, "CA"),
-    "other-ca": ({"certificate": issue(OTHER_CA, "Mallory").cert_pem}, "--cert issuer"),
-    "self-signed": ({"certificate": OTHER_CA.cert_pem}, "--cert"),
+    "a-ca-certificate": (
+        {"certificate": issue(CA, "Sub CA", is_ca=True).cert_pem},
+        "CA",
+        EXIT_FAILURE,
+    ),
+    "other-ca": (
+        {"certificate": issue(OTHER_CA, "Mallory").cert_pem},
+        "--cert issuer",
+        EXIT_FAILURE,
+    ),
+    "self-signed": ({"certificate": OTHER_CA.cert_pem}, "--cert", EXIT_FAILURE),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REGISTRATIONS), ids=str)
 def test_bad_registration_names_the_field(case: str) -> None:
-    overrides, field = BAD_REGISTRATIONS[case]
-    with pytest.raises(RejectedInputError) as caught:
+    overrides, field, exit_code = BAD_REGISTRATIONS[case]
+    with pytest.raises(CflError) as caught:
         _add(SupplierRegistry(), **overrides)
     message = str(caught.value)
     assert field in message
     assert "\n" not in message
+    assert caught.value.exit_code == exit_code
 
 
 def test_entity_and_certificate_are_never_registered_twice() -> None:
@@ -119,7 +140,7 @@ def test_revocation_keeps_the_entry_and_refuses_twice_or_unknown() -> None:
         revoked(registry, entity=ENTITY, reason="again", now=T0)
     with pytest.raises(RejectedInputError, match="a registered Entity ID"):
         revoked(registry, entity="0000000000000001", reason="who", now=T0)
-    with pytest.raises(RejectedInputError, match="--reason"):
+    with pytest.raises(ConfigurationError, match="--reason"):
         revoked(_add(SupplierRegistry()), entity=ENTITY, reason="", now=T0)
 
 
@@ -225,7 +246,7 @@ def test_cli_add_list_revoke(
 @pytest.mark.parametrize(
     ("args", "code", "field"),
     [
-        (("supplier", "add", "XYZ", "--name", "A", "--role", "IS", "--cert", "{cert}"), 1, "ENTITY_ID"),
+        (("supplier", "add", "XYZ", "--name", "A", "--role", "IS", "--cert", "{cert}"), 2, "ENTITY_ID"),
         (("supplier", "add", ENTITY, "--name", "A", "--role", "IS", "--cert", "{missing}"), 2, "--cert"),
         (("supplier", "add", ENTITY, "--name", "A", "--role", "XX", "--cert", "{cert}"), 2, "--role"),
         (("supplier", "add", ENTITY, "--name", "A", "--role", "IS", "--cert", "{cert}",

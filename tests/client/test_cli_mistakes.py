@@ -91,6 +91,19 @@ def test_a_ca_bundle_without_a_certificate_is_refused_at_init(
     assert not (home / "config.json").exists()
 
 
+def test_a_notes_key_that_is_not_p256_is_refused_at_init(
+    library: LibraryFactory, root: Path, tmp_path: Path
+) -> None:
+    key = tmp_path / "notes.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
+    home = tmp_path / "home"
+    result = cfl("init", library.out.as_uri(), "--root", root, "--notes-key", key, home=home)
+    line = one_error(result, EXIT_USAGE)
+    assert f"--notes-key {key}: found 'unreadable or wrong passphrase'" in line
+    assert "expected a P-256 private key in PEM" in line
+    assert not (home / "config.json").exists()
+
+
 def test_a_home_under_a_regular_file_is_a_usage_error(
     library: LibraryFactory, root: Path, tmp_path: Path
 ) -> None:

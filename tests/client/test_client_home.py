@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import TOP_LEVEL_ROLE_NAMES, Metadata, Root, Targets
 
@@ -94,6 +96,51 @@ def test_named_files_must_exist_at_init(tmp_path: Path) -> None:
         )
 
 
+def _pem(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, password: bytes | None = None
+) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a key at all", "expected a P-256 private key in PEM"),
+        (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "a P-256 private key"),
+        (_pem(ec.generate_private_key(ec.SECP384R1())), "found 'EC P-384', expected an EC P-256"),
+        (_pem(rsa.generate_private_key(65537, 2048)), "found 'RSA None', expected an EC P-256"),
+        (b"Proc-Type: 4,ENCRYPTED\n", "found 'no PEM private key'"),
+    ],
+    ids=["junk", "certificate", "p384", "rsa", "encrypted-but-no-pem"],
+)
+def test_a_wrong_notes_key_is_refused_at_init_not_at_first_download(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    key = tmp_path / "notes.pem"
+    key.write_bytes(content)
+    home = ClientHome(tmp_path / "home")
+    with pytest.raises(ConfigurationError, match=f"--notes-key {key}.*{message}"):
+        home.initialise(ClientConfig("https://a.example", notes_key=str(key)), ROOT)
+    assert not home.is_initialised()
+
+
+@pytest.mark.parametrize("password", [None, b"correct horse"], ids=["plain", "encrypted"])
+def test_a_p256_notes_key_is_accepted_at_init(tmp_path: Path, password: bytes | None) -> None:
+    # An encrypted key is checked for its form only: its passphrase is asked for when a note is read.
+    key = tmp_path / "notes.pem"
+    key.write_bytes(_pem(ec.generate_private_key(ec.SECP256R1()), password))
+    home = ClientHome(tmp_path / "home")
+    home.initialise(ClientConfig("https://a.example", notes_key=str(key)), ROOT)
+    assert home.load_config().notes_key == str(key)
+
+
 def test_an_uninitialised_home_says_how_to_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="no client home at") as caught:
         ClientHome(tmp_path).load_config()
@@ -113,6 +160,8 @@ BASE = {"schema_version": 1, "repository_url": "https://a.example"}
         ({**BASE, "token_file": 3}, "token_file: found 3"),
         ({**BASE, "read_timeout": 0}, "read_timeout: found 0, expected seconds > 0"),
         ({**BASE, "connect_timeout": True}, "connect_timeout: found True"),
+        ({**BASE, "repository_url": "ftp://a.example"}, "repository_url: found 'ftp://a.example'"),
+        ({**BASE, "notes_key": "key.pem"}, "notes_key: found 'key.pem', expected an absolute path"),
     ],
     ids=[
         "not-object",
@@ -122,6 +171,8 @@ BASE = {"schema_version": 1, "repository_url": "https://a.example"}
         "path-type",
         "zero-timeout",
         "bool-timeout",
+        "url-scheme",
+        "relative-path",
     ],
 )
 def test_malformed_config_is_refused(data: object, message: str) -> None:

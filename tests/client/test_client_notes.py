@@ -287,9 +287,91 @@ def test_cfl_repo_notes_custodian_refuses_a_key_that_is_not_p256(
     done = _run(
         CFL_REPO, "--repo", dep.lib.factory.repo.path, "notes", "custodian", "--public-key", pem
     )
-    assert done.returncode == 1
+    assert done.returncode == 2  # the wrong kind of key file on the command line: a usage error
     assert "an ECDSA P-256 public key" in done.stderr and "Traceback" not in done.stderr
     assert (dep.lib.factory.repo.path / "state" / "head.json").read_bytes() == head
+
+
+def _p256_public_pem(path: Path) -> Path:
+    path.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return path
+
+
+def test_cfl_repo_notes_custodian_without_a_terminal_refuses_to_replace_without_yes(
+    dep: Deposited, tmp_path: Path
+) -> None:
+    repo = dep.lib.factory.repo.path
+    old = dep.lib.custodian_key.thumbprint()
+    pem = _p256_public_pem(tmp_path / "new.pub.pem")
+    head = (repo / "state" / "head.json").read_bytes()
+    refused = _run(CFL_REPO, "--repo", repo, "notes", "custodian", "--public-key", pem)
+    assert refused.returncode == 2, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--yes" in errors[0], refused.stderr
+    assert f"replacing notes custodian key {old} with " in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert (repo / "state" / "head.json").read_bytes() == head
+    done = _run(
+        CFL_REPO, "--repo", repo, "notes", "custodian", "--public-key", pem, "--yes", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["replaced"] == old and doc["changed"] is True and doc["thumbprint"] != old
+    assert (repo / "state" / "head.json").read_bytes() != head
+
+
+def test_cfl_repo_notes_custodian_asks_on_a_terminal_and_a_no_changes_nothing(
+    dep: Deposited, tmp_path: Path
+) -> None:
+    repo = dep.lib.factory.repo.path
+    pem = _p256_public_pem(tmp_path / "new.pub.pem")
+    head = (repo / "state" / "head.json").read_bytes()
+    controller, terminal = os.openpty()
+    try:
+        os.write(controller, b"n\n")
+        env = {k: v for k, v in os.environ.items() if k not in ("CFL_REPO", "CFL_HOME")}
+        answered = subprocess.run(
+            [str(CFL_REPO), "--repo", str(repo), "notes", "custodian", "--public-key", str(pem)],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "Replace the notes custodian key?" in answered.stderr
+    assert answered.returncode == 1, answered.stderr
+    assert "nothing was changed" in answered.stderr
+    assert (repo / "state" / "head.json").read_bytes() == head
+
+
+def test_cfl_repo_notes_custodian_with_the_same_key_changes_nothing(
+    dep: Deposited, tmp_path: Path
+) -> None:
+    repo = dep.lib.factory.repo.path
+    same = tmp_path / "same.pub.pem"
+    same.write_bytes(
+        serialization.load_pem_private_key(dep.lib.custodian_pem, None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    head = (repo / "state" / "head.json").read_bytes()
+    done = _run(CFL_REPO, "--repo", repo, "notes", "custodian", "--public-key", same, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "schema_version": 1,
+        "thumbprint": dep.lib.custodian_key.thumbprint(),
+        "replaced": None,
+        "changed": False,
+    }
+    assert (repo / "state" / "head.json").read_bytes() == head
 
 
 def test_revocation_stops_new_notes_but_what_was_readable_stays_readable(

@@ -16,7 +16,7 @@ import openpyxl
 import pytest
 
 from metadata_templates.cpl_document import CplEntry
-from metadata_templates.errors import RejectedInputError, UnavailableError
+from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.cpl import (
     CPL_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -596,8 +596,9 @@ def test_read_cpl_refuses_an_oversized_file_without_reading_it_all(tmp_path: Pat
         read_cpl(path, imported=IMPORTED, limits=CplLimits(max_file_bytes=50))
 
 
-def test_read_cpl_of_a_missing_file_is_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(UnavailableError, match=r"missing\.csv"):
+def test_read_cpl_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    # The path on the command line is wrong (exit 2), as for every other input file.
+    with pytest.raises(ConfigurationError, match=r"missing\.csv: cannot read"):
         read_cpl(tmp_path / "missing.csv", imported=IMPORTED)
 
 

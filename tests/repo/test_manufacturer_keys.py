@@ -14,7 +14,7 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
-from metadata_templates.errors import RejectedInputError
+from metadata_templates.errors import CflError, ConfigurationError, RejectedInputError
 from repo_tool.manufacturer_keys import (
     resume,
     retire_keys,
@@ -168,27 +168,33 @@ def test_suspension_is_published_and_hides_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("add", "remove", "threshold", "message"),
+    ("add", "remove", "threshold", "message", "error"),
     [
-        (0, ("ffff",), None, r"--remove: found 'ffff' matching 0 key\(s\)"),
-        (0, (), None, "found nothing to change"),
-        (1, (), 3, r"--threshold: found 3 with 2 key\(s\)"),
-        (0, ("*",), None, "matching 0"),
+        (0, ("ffff",), None, r"--remove: found 'ffff' matching 0 key\(s\)", RejectedInputError),
+        # Nothing asked, or a number out of its range: usage errors (exit 2).
+        (0, (), None, "found nothing to change", ConfigurationError),
+        (1, (), 3, r"--threshold: found 3 with 2 key\(s\)", ConfigurationError),
+        (0, ("*",), None, "matching 0", RejectedInputError),
     ],
     ids=["unknown-key", "nothing", "threshold-above-keys", "wildcard-is-not-a-prefix"],
 )
 def test_bad_rotations_are_refused(
-    tmp_path: Path, add: int, remove: tuple[str, ...], threshold: int | None, message: str
+    tmp_path: Path,
+    add: int,
+    remove: tuple[str, ...],
+    threshold: int | None,
+    message: str,
+    error: type[CflError],
 ) -> None:
     factory, _ = standard_library(tmp_path)
     record = factory.repo.head.manufacturers[MFR]
     keys = [CryptoSigner.generate_ed25519().public_key for _ in range(add)]
-    with pytest.raises(RejectedInputError, match=message):
+    with pytest.raises(error, match=message):
         rotated_record(record, add=keys, remove=remove, threshold=threshold, delegated=True)
 
 
 def test_removing_the_last_key_is_refused(tmp_path: Path) -> None:
     factory, _ = standard_library(tmp_path)
     record = factory.repo.head.manufacturers[MFR]
-    with pytest.raises(RejectedInputError, match=r"0 key\(s\) left"):
+    with pytest.raises(ConfigurationError, match=r"0 key\(s\) left"):
         rotated_record(record, add=[], remove=list(record.keys), threshold=None, delegated=True)

@@ -253,17 +253,28 @@ def test_withdraw_records_an_event_keeps_the_blob_and_publishes_the_list(tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("which", "reason", "message"),
+    ("which", "reason", "message", "error"),
     [
-        ("unknown", "bad", "TARGET: found '121D/ESME-0001-00000009-0000000000000000.ota'"),
-        ("cpl", "bad", "TARGET: found 'cfl/cpl.json', expected an image target in the library"),
-        ("withdrawn", "again", "was withdrawn already"),
-        ("image", "   ", "--reason: found an empty reason"),
+        (
+            "unknown",
+            "bad",
+            "TARGET: found '121D/ESME-0001-00000009-0000000000000000.ota'",
+            RejectedInputError,
+        ),
+        (
+            "cpl",
+            "bad",
+            "TARGET: found 'cfl/cpl.json', expected an image target in the library",
+            RejectedInputError,
+        ),
+        ("withdrawn", "again", "was withdrawn already", RejectedInputError),
+        # An empty --reason is a usage error (exit 2), not a refused request.
+        ("image", "   ", "--reason: found an empty reason", ConfigurationError),
     ],
     ids=["unknown-target", "provider-target", "twice", "blank-reason"],
 )
 def test_withdraw_refuses_bad_requests(
-    tmp_path: Path, which: str, reason: str, message: str
+    tmp_path: Path, which: str, reason: str, message: str, error: type[CflError]
 ) -> None:
     factory, _ = standard_library(tmp_path)
     image_target = sorted(factory.repo.role("mfr-121D").signed.targets)[0]
@@ -278,7 +289,7 @@ def test_withdraw_refuses_bad_requests(
             withdraw_op(factory.repo, image_target, "first time", now=factory.tick())
     was = head_bytes(factory)
 
-    with factory.repo.locked(), pytest.raises(RejectedInputError) as raised:
+    with factory.repo.locked(), pytest.raises(error) as raised:
         withdraw_op(factory.repo, target, reason, now=factory.tick())
 
     assert message in str(raised.value)

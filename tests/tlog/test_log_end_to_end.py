@@ -116,6 +116,7 @@ def test_every_lodged_event_is_logged_and_the_published_log_audits_clean(
         "ingest-accepted": 3,
     }
     assert report.images_checked == 3
+    assert report.index_files_checked == 3
     assert report.size == factory.repo.head.log_size == 7
     deposit = next(
         events.decode_event(e, index=i)
@@ -178,6 +179,34 @@ def test_an_index_pointing_at_another_entry_is_caught(
     host.tamper[f"log/cfl-index/{sha}"] = b"0\n"  # the init event
     with pytest.raises(VerificationError, match="expected \\('ingest-accepted'"):
         verify_image_logged(checkpoint, path, sha, host)
+
+
+@pytest.mark.parametrize(
+    ("served", "found"),
+    [(b"0\n", "found b'0\\n'"), (b"seven\n", "found b'seven\\n'"), (None, "cannot fetch")],
+    ids=["points-at-another-entry", "not-a-number", "missing"],
+)
+def test_audit_reports_a_cfl_index_file_that_does_not_name_its_deposit(
+    library: tuple[LibraryFactory, dict[str, bytes]], served: bytes | None, found: str
+) -> None:
+    factory, _ = library
+    target = next(iter(factory.repo.role("mfr-121D").signed.targets.values()))
+    sha = target.hashes["sha256"]
+    index = next(
+        i
+        for i, e in enumerate(_entries(factory.repo.log_dir, factory.repo.head.log_size))
+        if events.decode_event(e, index=i).get("sha256") == sha
+    )
+    if served is None:
+        (factory.out / "log" / "cfl-index" / sha).unlink()
+    host = Host(factory.out)
+    if served is not None:
+        host.tamper[f"log/cfl-index/{sha}"] = served
+    report = audit(host, vkey=None)
+    assert len(report.problems) == 1, report.problems
+    assert report.problems[0].startswith(f"log/cfl-index/{sha}: {found}")
+    assert f"expected {index} (the deposit's log index)" in report.problems[0]
+    assert report.index_files_checked == 3
 
 
 def test_attack_a_log_republished_without_an_earlier_event_is_refused_and_reported(

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+from metadata_templates.naming import MAX_BIN_BIT_LENGTH
+
 
 @dataclass(frozen=True)
 class RolePolicy:
@@ -31,6 +33,11 @@ class RolePolicy:
     manufacturer_max_validity_days: int = 730
     # `refresh` re-signs snapshot/timestamp when less than this fraction of their period is left.
     refresh_margin_fraction: float = 0.5
+    # Hash bins (TAP 15): `submit --split-bins` without a count splits into 2**this bins; `status`
+    # advises doubling once a manufacturer's largest bin holds more than manufacturer_bin_max_targets
+    # (a warm refresh after one new image downloads one bin, so the bin size bounds its cost).
+    manufacturer_bin_bit_length: int = 4
+    manufacturer_bin_max_targets: int = 256
 
     def expiry(self, role: str) -> timedelta:
         """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``, or a
@@ -75,6 +82,11 @@ class RolePolicy:
                 raise ValueError(
                     f"policy.{name}: found {value!r}, expected a whole number from 1 to 36500"
                 )
+        if not policy.manufacturer_bin_bit_length <= MAX_BIN_BIT_LENGTH:
+            raise ValueError(
+                f"policy.manufacturer_bin_bit_length: found {policy.manufacturer_bin_bit_length}, "
+                f"expected a whole number from 1 to {MAX_BIN_BIT_LENGTH}"
+            )
         margin = policy.refresh_margin_fraction
         if not isinstance(margin, int | float) or isinstance(margin, bool) or not 0 < margin < 1:
             raise ValueError(

@@ -21,6 +21,7 @@ from repo_tool.published import PublishedLibrary
 from repo_tool.submit import build_renewal
 from repo_tool.submit_bins import build_split
 from repo_tool.verify import folder_reader, load_verified_library, verified_library
+from test_repo_cli import PASSPHRASE, Lib, built, lib, ok, run  # noqa: F401 (fixtures)
 
 # ------------------------------------------------------------------------------------- contract
 
@@ -464,3 +465,28 @@ def test_a_renewal_cannot_change_the_bins(tmp_path: Path) -> None:
     )
     result = factory.ingest(forged, "forged")
     assert result.status == "rejected" and "wrong-bin" in result.reasons
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def test_the_commands_split_deposit_publish_and_verify(lib: Lib) -> None:
+    env = {"CFL_KEY_PASSPHRASE": PASSPHRASE}
+    common = ("--manufacturer", "121D", "--key", lib.key, "--from", lib.out, "--root", lib.root)
+    split = lib.base / "outbox" / "split.cflb"
+    done = ok("submit", "--split-bins", "2", *common, "--out", split, "--json", env=env)
+    doc = json.loads(done.stdout)
+    assert doc["schema_version"] == 1 and doc["kind"] == "split-bins"
+    assert doc["bins"] == naming.bin_roles("121D", 2) and doc["role"] == "mfr-121D"
+    ok("--repo", lib.repo, "ingest", split)
+    ok("--repo", lib.repo, "publish")
+    bundle = lib.submit("a3.ota", "CPL-0003", "a3.cflb")
+    ok("--repo", lib.repo, "ingest", bundle)
+    ok("--repo", lib.repo, "publish")
+    verified = ok("verify", lib.out, "--root", lib.root)
+    assert "2 image" in verified.stderr + verified.stdout
+    mistakes = run("submit", "--split-bins", "2", "--renew", *common, "--out", split, env=env)
+    assert mistakes.returncode == 2 and "Traceback" not in mistakes.stderr
+    assert "--split-bins BITS without one" in mistakes.stderr
+    again = run("submit", "--split-bins", "2", *common, "--out", split, env=env)
+    assert again.returncode == 1 and "expected more than today's 2" in again.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner
+from test_repo_cli import PASSPHRASE, Lib, built, lib, ok, run  # noqa: F401 (fixtures)
 from tuf.api.metadata import Metadata, SuccinctRoles, TargetFile, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
@@ -21,7 +22,6 @@ from repo_tool.published import PublishedLibrary
 from repo_tool.submit import build_renewal
 from repo_tool.submit_bins import build_split
 from repo_tool.verify import folder_reader, load_verified_library, verified_library
-from test_repo_cli import PASSPHRASE, Lib, built, lib, ok, run  # noqa: F401 (fixtures)
 
 # ------------------------------------------------------------------------------------- contract
 

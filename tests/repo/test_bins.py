@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner
-from test_repo_cli import PASSPHRASE, Lib, built, lib, ok, run  # noqa: F401 (fixtures)
+from test_repo_cli import PASSPHRASE, Lib, built, lib, ok, run  # noqa: F401 (the command tests' library fixtures)
 from tuf.api.metadata import Metadata, SuccinctRoles, TargetFile, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
@@ -470,7 +470,7 @@ def test_a_renewal_cannot_change_the_bins(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ commands
 
 
-def test_the_commands_split_deposit_publish_and_verify(lib: Lib) -> None:
+def test_the_commands_split_deposit_publish_and_verify(lib: Lib) -> None:  # noqa: F811
     env = {"CFL_KEY_PASSPHRASE": PASSPHRASE}
     common = ("--manufacturer", "121D", "--key", lib.key, "--from", lib.out, "--root", lib.root)
     split = lib.base / "outbox" / "split.cflb"

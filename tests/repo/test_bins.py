@@ -18,6 +18,7 @@ from metadata_templates import naming
 from metadata_templates.errors import RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY, RolePolicy
 from repo_tool.bundle import Bundle, read_bundle
+from repo_tool.ops.status import status_report
 from repo_tool.published import PublishedLibrary
 from repo_tool.submit import build_renewal
 from repo_tool.submit_bins import build_split
@@ -490,3 +491,84 @@ def test_the_commands_split_deposit_publish_and_verify(lib: Lib) -> None:  # noq
     assert "--split-bins BITS without one" in mistakes.stderr
     again = run("submit", "--split-bins", "2", *common, "--out", split, env=env)
     assert again.returncode == 1 and "expected more than today's 2" in again.stderr
+
+
+# ------------------------------------------------------------- the provider's other commands
+
+
+def test_a_lapsed_bin_is_contained_and_the_manufacturer_renews_it(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from repo_tool.ops.refresh import refresh as refresh_op
+
+    factory, _ = standard_library(tmp_path)
+    bundle, _ = build_split(
+        manufacturer_id="3F01",
+        bit_length=1,
+        signers=[factory.mfr_signers["3F01"]],
+        library=_library(factory),
+        now=factory.now,
+        expiry=timedelta(days=31),
+    )
+    assert factory.ingest(bundle, "split").status == "accepted"
+    factory.publish()
+    factory.now += timedelta(days=40)
+    with factory.repo.locked():
+        refresh_op(factory.repo, now=factory.now)
+    factory.publish()
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.now
+    )
+    assert problems == [] and library is not None
+    assert sorted(library.expired_roles) == ["mfr-3F01", *naming.bin_roles("3F01", 1)]
+    assert {i.target_path.split("/")[0] for i in library.images} == {"121D", "3F01"}
+    status = status_report(factory.repo, now=factory.now)
+    assert status["keys"]["mfr-3F01"]["expires_in_days"] < 0  # the first bin to lapse counts
+    renewal = build_renewal(
+        manufacturer_id="3F01",
+        signers=[factory.mfr_signers["3F01"]],
+        library=_library(factory),
+        now=factory.now,
+    ).bundle
+    result = factory.ingest(renewal, "renew")
+    assert result.status == "accepted", result.messages
+    factory.publish()
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick()
+    )
+    assert problems == [] and library is not None and dict(library.expired_roles) == {}
+
+
+def test_withdraw_finds_the_image_in_its_bin(tmp_path: Path) -> None:
+    from repo_tool.ops.withdraw import withdraw
+
+    factory, _ = standard_library(tmp_path)
+    _split(factory, 3)
+    target = next(p for p in _all_targets(factory) if naming.is_image_target_path(p))
+    with factory.repo.locked():
+        done = withdraw(factory.repo, target, reason="bricks meters", now=factory.tick())
+    assert done.sha256 == _all_targets(factory)[target]["hashes"]["sha256"]  # type: ignore[index]
+    factory.publish()
+    library = _library(factory)
+    assert [i.withdrawal is not None for i in library.images if i.target_path == target] == [True]
+    with factory.repo.locked(), pytest.raises(RejectedInputError, match="expected an image target"):
+        withdraw(
+            factory.repo,
+            "121D/ESME-0001-00000009-0123456789abcdef.ota",
+            reason="x",
+            now=factory.now,
+        )
+
+
+def test_status_reports_bins_and_says_when_to_grow(tmp_path: Path) -> None:
+    factory, _ = standard_library(tmp_path)
+    _split(factory, 1)
+    bins = status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]
+    assert bins["bit_length"] == 1 and bins["bins"] == 2 and bins["grow"] is False
+    assert status_report(factory.repo, now=factory.now)["manufacturers"]["3F01"]["bins"] is None
+    assert status_report(factory.repo, now=factory.now)["images"] == 3
+    config = factory.repo.config
+    factory.repo.config = replace(
+        config, policy=replace(config.policy, manufacturer_bin_max_targets=bins["largest_bin"] - 1)
+    )
+    assert status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]["grow"]

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from bins_factory import notes_split_library
 from securesystemslib.signer import CryptoSigner
 from test_repo_cli import PASSPHRASE, Lib, built, lib, ok, run  # noqa: F401 (the command tests' library fixtures)
 from tuf.api.metadata import Metadata, SuccinctRoles, TargetFile, Targets
@@ -572,3 +573,16 @@ def test_status_reports_bins_and_says_when_to_grow(tmp_path: Path) -> None:
         config, policy=replace(config.policy, manufacturer_bin_max_targets=bins["largest_bin"] - 1)
     )
     assert status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]["grow"]
+
+
+def test_a_deposit_with_notes_signs_the_notes_bin_too(tmp_path: Path) -> None:
+    factory, bundle = notes_split_library(tmp_path)
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick()
+    )
+    assert problems == [] and library is not None
+    updater, _ = updater_for(factory, tmp_path / "client")
+    updater.refresh()
+    for path in (bundle.target, f"{bundle.target}.notes.jwe"):
+        info = updater.get_targetinfo(path)
+        assert info is not None, path

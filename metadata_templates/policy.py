@@ -33,11 +33,12 @@ class RolePolicy:
     manufacturer_max_validity_days: int = 730
     # `refresh` re-signs snapshot/timestamp when less than this fraction of their period is left.
     refresh_margin_fraction: float = 0.5
-    # Hash bins (TAP 15): `submit --split-bins` without a count splits into 2**this bins; `status`
-    # advises doubling once a manufacturer's largest bin holds more than manufacturer_bin_max_targets
-    # (a warm refresh after one new image downloads one bin, so the bin size bounds its cost).
+    # Hash bins (TAP 15): the bin count a manufacturer starts with, and the most targets a bin should
+    # hold on average before the count doubles (`status` advises it; `bin_bit_length_for`). A warm
+    # refresh after one new image downloads one bin plus a snapshot listing every bin, so bins of
+    # similar fill keep that cost flat as a manufacturer grows: 64 targets is ~100 kB of bin.
     manufacturer_bin_bit_length: int = 4
-    manufacturer_bin_max_targets: int = 256
+    manufacturer_bin_max_targets: int = 64
 
     def expiry(self, role: str) -> timedelta:
         """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``, or a
@@ -56,6 +57,14 @@ class RolePolicy:
             timedelta(days=self.manufacturer_min_validity_days),
             timedelta(days=self.manufacturer_max_validity_days),
         )
+
+    def bin_bit_length_for(self, targets: int) -> int:
+        """The fewest bits (at least ``manufacturer_bin_bit_length``) whose bins hold at most
+        ``manufacturer_bin_max_targets`` of ``targets`` on average."""
+        bits = self.manufacturer_bin_bit_length
+        while targets > self.manufacturer_bin_max_targets << bits and bits < MAX_BIN_BIT_LENGTH:
+            bits += 1
+        return bits
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""

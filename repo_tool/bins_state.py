@@ -42,7 +42,12 @@ class BinsSummary:
     bins: int
     largest_bin: int
     first_expiry: datetime
-    grow: bool  # the largest bin passed the policy's manufacturer_bin_max_targets
+    suggested_bit_length: int  # the policy's count for its targets (RolePolicy.bin_bit_length_for)
+
+    @property
+    def grow(self) -> bool:
+        """Its bins hold more than the policy's manufacturer_bin_max_targets on average."""
+        return self.suggested_bit_length > self.bit_length
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +55,7 @@ class BinsSummary:
             "bins": self.bins,
             "largest_bin": self.largest_bin,
             "first_expiry": self.first_expiry.isoformat(),
+            "suggested_bit_length": self.suggested_bit_length,
             "grow": self.grow,
         }
 
@@ -70,6 +76,5 @@ def bins_summary(repo: Repository, manufacturer_id: str) -> BinsSummary | None:
             bin_md = repo.role(name)
             sizes.append(len(bin_md.signed.targets))
             expiry = min(expiry, bin_md.signed.expires)
-    largest = max(sizes, default=0)
-    limit = repo.config.policy.manufacturer_bin_max_targets
-    return BinsSummary(bits, len(sizes), largest, expiry, largest > limit)
+    suggested = repo.config.policy.bin_bit_length_for(sum(sizes))
+    return BinsSummary(bits, len(sizes), max(sizes, default=0), expiry, max(bits, suggested))

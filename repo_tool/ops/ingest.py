@@ -92,7 +92,10 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         if not verdict.staged:
             return _reject(repo, bundle_path, verdict, now)
         ingest_bins.commit_restaged(repo, bundle_path, bundle, verdict.staged, now)
-        return IngestResult(bundle_path.name, "accepted", None, [], [])
+        what = "split into bins" if bundle.kind == KIND_SPLIT_BINS else "renewed"
+        names = ", ".join(f"{r.name} v{r.role.signed.version}" for r in verdict.staged[:3])
+        more = f" and {len(verdict.staged) - 3} more" if len(verdict.staged) > 3 else ""
+        return IngestResult(bundle_path.name, "accepted", None, [], [f"{what}: {names}{more}"])
     if bundle.kind == KIND_RENEWAL:
         return _ingest_renewal(repo, bundle_path, bundle, now)
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes

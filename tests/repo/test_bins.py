@@ -47,6 +47,13 @@ def test_bin_role_names_say_whose_they_are() -> None:
     assert naming.manufacturer_of_role("mfr-121D-bin-0") is None
 
 
+@pytest.mark.parametrize(
+    ("targets", "bits"), [(0, 4), (1024, 4), (1025, 5), (10_000, 8), (10**9, 16)]
+)
+def test_the_policy_suggests_bins_of_at_most_max_targets(targets: int, bits: int) -> None:
+    assert DEFAULT_POLICY.bin_bit_length_for(targets) == bits
+
+
 @pytest.mark.parametrize("bits", [0, 17, True])
 def test_policy_refuses_a_bin_count_out_of_range(bits: object) -> None:
     with pytest.raises(ValueError, match="manufacturer_bin_bit_length"):
@@ -563,16 +570,24 @@ def test_withdraw_finds_the_image_in_its_bin(tmp_path: Path) -> None:
 
 def test_status_reports_bins_and_says_when_to_grow(tmp_path: Path) -> None:
     factory, _ = standard_library(tmp_path)
-    _split(factory, 1)
+    _split(factory, 4)
     bins = status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]
-    assert bins["bit_length"] == 1 and bins["bins"] == 2 and bins["grow"] is False
+    assert bins["bit_length"] == 4 and bins["bins"] == 16 and bins["largest_bin"] >= 1
+    assert bins["grow"] is False and bins["suggested_bit_length"] == 4
     assert status_report(factory.repo, now=factory.now)["manufacturers"]["3F01"]["bins"] is None
     assert status_report(factory.repo, now=factory.now)["images"] == 3
     config = factory.repo.config
-    factory.repo.config = replace(
-        config, policy=replace(config.policy, manufacturer_bin_max_targets=bins["largest_bin"] - 1)
+    # At most one target per bin on average: 2 images in 16 bins is fine, 2 in 2 bins is not.
+    one = replace(config.policy, manufacturer_bin_max_targets=1, manufacturer_bin_bit_length=1)
+    factory.repo.config = replace(config, policy=one)
+    assert (
+        status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]["grow"]
+        is False
     )
-    assert status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]["grow"]
+    _split(factory, 5)
+    factory.repo.config = replace(config, policy=replace(one, manufacturer_bin_bit_length=6))
+    grown = status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]
+    assert grown["grow"] is True and grown["suggested_bit_length"] == 6
 
 
 def test_a_deposit_with_notes_signs_the_notes_bin_too(tmp_path: Path) -> None:

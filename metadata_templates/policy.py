@@ -33,11 +33,11 @@ class RolePolicy:
     manufacturer_max_validity_days: int = 730
     # `refresh` re-signs snapshot/timestamp when less than this fraction of their period is left.
     refresh_margin_fraction: float = 0.5
-    # Hash bins (TAP 15): the bin count a manufacturer starts with, and the most targets a bin should
+    # Hash bins (TAP 15): the fewest bits a split uses (2 bins), and the most targets a bin should
     # hold on average before the count doubles (`status` advises it; `bin_bit_length_for`). A warm
     # refresh after one new image downloads one bin plus a snapshot listing every bin, so bins of
     # similar fill keep that cost flat as a manufacturer grows: 64 targets is ~100 kB of bin.
-    manufacturer_bin_bit_length: int = 4
+    manufacturer_bin_bit_length: int = 1
     manufacturer_bin_max_targets: int = 64
 
     def expiry(self, role: str) -> timedelta:

@@ -48,7 +48,8 @@ def test_bin_role_names_say_whose_they_are() -> None:
 
 
 @pytest.mark.parametrize(
-    ("targets", "bits"), [(0, 4), (1024, 4), (1025, 5), (10_000, 8), (10**9, 16)]
+    ("targets", "bits"),
+    [(0, 1), (128, 1), (129, 2), (1024, 4), (1025, 5), (10_000, 8), (10**9, 16)],
 )
 def test_the_policy_suggests_bins_of_at_most_max_targets(targets: int, bits: int) -> None:
     assert DEFAULT_POLICY.bin_bit_length_for(targets) == bits

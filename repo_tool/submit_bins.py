@@ -21,6 +21,7 @@ from metadata_templates.errors import RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, Declaration
 from repo_tool.gateway_bins import bin_delegation, split_bit_length, succinct_of
+from repo_tool.manufacturer_keys import retiring_keyids
 from repo_tool.published import PublishedLibrary
 
 SPEC_VERSION = "1.0.31"
@@ -135,6 +136,9 @@ def build_split(
     delegations = delegator.delegations
     assert delegations is not None and delegations.roles is not None  # checked by the lookup
     role = delegations.roles[mfr_name]
+    # During a key rotation the delegation still lists the retiring keys (so lodged images stay
+    # verifiable); the bins' delegation lists only the keys the provider registered.
+    keyids = sorted(set(role.keyids) - retiring_keyids(role))
     targets: dict[str, TargetFile] = dict(current.signed.targets)
     for name in naming.bin_roles(manufacturer_id, old_bits) if old_bits else []:
         old_bin = library.role_metadata.get(name)
@@ -145,9 +149,9 @@ def build_split(
     signed.expires = now + expiry
     signed.targets = {}
     signed.delegations = Delegations(
-        keys={keyid: delegations.keys[keyid] for keyid in role.keyids},
+        keys={keyid: delegations.keys[keyid] for keyid in keyids},
         roles=None,
-        succinct_roles=bin_delegation(manufacturer_id, role.keyids, role.threshold, bit_length),
+        succinct_roles=bin_delegation(manufacturer_id, keyids, role.threshold, bit_length),
     )
     mfr_md = _sign(signed, signers, mfr_name, delegator)
     bins: list[tuple[str, bytes]] = []

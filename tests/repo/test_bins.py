@@ -602,3 +602,38 @@ def test_a_deposit_with_notes_signs_the_notes_bin_too(tmp_path: Path) -> None:
     for path in (bundle.target, f"{bundle.target}.notes.jwe"):
         info = updater.get_targetinfo(path)
         assert info is not None, path
+
+
+def test_after_a_key_rotation_a_split_lists_the_new_keys_and_the_old_one_retires(
+    tmp_path: Path,
+) -> None:
+    from repo_tool.manufacturer_keys import retire_keys, rotate_key
+
+    factory, _ = standard_library(tmp_path)
+    _split(factory, 1)
+    old = factory.mfr_signers["121D"]
+    new = CryptoSigner.generate_ed25519()
+    with factory.repo.locked():
+        rotate_key(
+            factory.repo,
+            "121D",
+            add=[new.public_key],
+            remove=[old.public_key.keyid],
+            threshold=None,
+            now=factory.tick(),
+            ceremony=False,
+        )
+    factory.publish()
+    factory.mfr_signers["121D"] = new
+    _split(factory, 2)
+    with factory.repo.locked():
+        retire_keys(factory.repo, "121D", now=factory.tick(), ceremony=False)
+    factory.publish()
+    succinct = factory.repo.role("mfr-121D").signed.delegations.succinct_roles  # type: ignore[union-attr]
+    assert succinct is not None and succinct.keyids == [new.public_key.keyid]
+    new_images = _two_more_images(factory)
+    factory.deposit(new_images[0], ["CPL-0070"])
+    _, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick()
+    )
+    assert problems == []

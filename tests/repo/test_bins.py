@@ -637,3 +637,19 @@ def test_after_a_key_rotation_a_split_lists_the_new_keys_and_the_old_one_retires
         folder_reader(factory.out), factory.root_bytes, now=factory.tick()
     )
     assert problems == []
+
+
+def test_a_replayed_split_or_bin_deposit_is_already_accepted(tmp_path: Path) -> None:
+    factory, _ = standard_library(tmp_path)
+    split = factory.write(_split_bundle(factory, 2), "split")
+    assert factory.ingest(split).status == "accepted"
+    again = factory.ingest(split)
+    assert again.status == "accepted" and again.messages[0].startswith("already accepted")
+    factory.publish()
+    new = _two_more_images(factory)
+    deposit = factory.write(factory.submit(new[0], ["CPL-0070"]), "deposit")
+    assert factory.ingest(deposit).status == "accepted"
+    head = factory.repo.head
+    replay = factory.ingest(deposit)
+    assert replay.status == "accepted" and replay.messages[0].startswith("already accepted")
+    assert factory.repo.head == head

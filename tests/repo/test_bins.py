@@ -653,3 +653,27 @@ def test_a_replayed_split_or_bin_deposit_is_already_accepted(tmp_path: Path) -> 
     replay = factory.ingest(deposit)
     assert replay.status == "accepted" and replay.messages[0].startswith("already accepted")
     assert factory.repo.head == head
+
+
+def test_publish_plans_the_bins_as_delegated_roles_before_snapshot(tmp_path: Path) -> None:
+    from repo_tool.publish_plan import PUBLISH_STEPS
+    from repo_tool.ops.snapshot import stage_snapshot
+    from repo_tool.publisher import repository_plan
+
+    factory, _ = standard_library(tmp_path)
+    assert factory.ingest(_split_bundle(factory, 2), "split").status == "accepted"
+    metadata = factory.out / "metadata"
+
+    def snapshot_file(version: int) -> bytes | None:
+        path = metadata / f"{version}.snapshot.json"
+        return path.read_bytes() if path.exists() else None
+
+    with factory.repo.locked():
+        stage_snapshot(factory.repo, now=factory.tick())
+        plan = repository_plan(
+            factory.repo, (metadata / "timestamp.json").read_bytes(), snapshot_file
+        )
+    steps = {p.role: p.step for p in plan if p.role is not None}
+    assert {steps[name] for name in naming.bin_roles("121D", 2)} == {"delegated-roles"}
+    assert steps["mfr-121D"] == "delegated-roles" and steps["snapshot"] == "snapshot"
+    assert PUBLISH_STEPS.index("delegated-roles") < PUBLISH_STEPS.index("snapshot")

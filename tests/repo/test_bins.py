@@ -656,8 +656,8 @@ def test_a_replayed_split_or_bin_deposit_is_already_accepted(tmp_path: Path) -> 
 
 
 def test_publish_plans_the_bins_as_delegated_roles_before_snapshot(tmp_path: Path) -> None:
-    from repo_tool.publish_plan import PUBLISH_STEPS
     from repo_tool.ops.snapshot import stage_snapshot
+    from repo_tool.publish_plan import PUBLISH_STEPS
     from repo_tool.publisher import repository_plan
 
     factory, _ = standard_library(tmp_path)

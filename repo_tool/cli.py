@@ -309,7 +309,7 @@ def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None
             result = ingest(repo, path, now=_now())
             results.append(result)
             if result.status == "accepted":
-                _err(f"accepted  {path.name} -> {result.target or 'role renewed'}")
+                _err(f"accepted  {path.name} -> {result.target or 'role(s) re-signed'}")
                 for message in result.messages:  # e.g. "already accepted: ..." on a re-run
                     _err(f"          {message}")
             else:

@@ -28,20 +28,49 @@ from tuf.api.metadata import Metadata, Targets
 
 from bench import bench_publish
 from bench.bench_ingest import BENCH_DIR, cpl_entry, ota
+from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import format_timestamp
 from metadata_templates.naming import role_name
+from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.bundle import Declaration, write_bundle
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.published import PublishedLibrary
 from repo_tool.publisher import publish
 from repo_tool.submit import build_submission
+from repo_tool.submit_bins import build_split
 
 DEPOSITS = 1_000
 SMALL = 1_000
 LARGE = int(os.environ.get("CFL_BENCH_BULK_LARGE", "100000"))
 RSTUF_PER_SECOND = 500_000 / (40 * 60)
+# Issue 14: every manufacturer split into hash bins (TAP 15) before the inbox is ingested;
+# CFL_BENCH_BULK_BINS=0 measures one role per manufacturer as before.
+BINS = os.environ.get("CFL_BENCH_BULK_BINS", "1") != "0"
+
+
+def _split_all(lib: bench_publish.Library, inbox: Path) -> None:
+    """Split every manufacturer into hash bins by the policy's rule, through the real gateway, and
+    publish (not timed)."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    view = bench_publish._library_view(lib.repo)
+    for k in range(bench_publish.MANUFACTURERS):
+        mfr = bench_publish._manufacturer(k)
+        count = len(view.role_metadata[role_name(mfr)].signed.targets)
+        bundle, _ = build_split(
+            manufacturer_id=mfr,
+            bit_length=DEFAULT_POLICY.bin_bit_length_for(count),
+            signers=[lib.signers[mfr]],
+            library=view,
+            now=lib.tick(),
+        )
+        path = inbox / f"split-{mfr}.cflb"
+        write_bundle(path, bundle)
+        with lib.repo.locked():
+            result = ingest_op(lib.repo, path, now=lib.tick())
+        assert result.status == "accepted", result.messages
+    publish(lib.repo, lib.out, now=lib.tick())
 
 
 def _inbox(lib: bench_publish.Library, first_fw: int, inbox: Path) -> None:
@@ -65,9 +94,14 @@ def _inbox(lib: bench_publish.Library, first_fw: int, inbox: Path) -> None:
             CplDocument.of([*cpl.entries, *entries], "0" * 64, format_timestamp(lib.now)),
             now=lib.tick(),
         )
-    # submit reads only the entries it declares and the manufacturer's current role
+    # submit reads only the entries it declares and the manufacturer's current role (and bins)
     declared = CplDocument.of(entries, "0" * 64, format_timestamp(lib.now))
     roles: dict[str, Metadata[Targets]] = {name: repo.role(name) for name in repo.head.roles}
+    owned: dict[str, list[str]] = {}
+    for name in roles:
+        owner = naming.owner_of_role(name)
+        if owner is not None:
+            owned.setdefault(owner, []).append(name)
     inbox.mkdir(parents=True, exist_ok=True)
     for n, (mfr, image, entry) in enumerate(images):
         name = role_name(mfr)
@@ -82,12 +116,16 @@ def _inbox(lib: bench_publish.Library, first_fw: int, inbox: Path) -> None:
                 roles=(),
                 images=(),
                 cpl=declared,
-                role_metadata={name: roles[name]},
+                role_metadata={r: roles[r] for r in owned[mfr]},
                 targets_metadata=repo.targets(),
             ),
             now=lib.tick(),
         )
-        roles[name] = Metadata[Targets].from_bytes(submission.bundle.role_bytes)
+        bundle = submission.bundle
+        # Chain the next bundle on this one: the role, or the bins it signed.
+        roles[bundle.role_name] = Metadata[Targets].from_bytes(bundle.role_bytes)
+        for bin_name, data in bundle.bins:
+            roles[bin_name] = Metadata[Targets].from_bytes(data)
         write_bundle(inbox / f"{n:06d}-{mfr}.cflb", submission.bundle)
 
 
@@ -97,6 +135,8 @@ def measure(count: int) -> dict[str, float]:
         base = Path(tmp)
         began = time.perf_counter()
         lib = bench_publish.build(count, base)
+        if BINS:
+            _split_all(lib, base / "split-inbox")
         inbox = base / "bulk-inbox"
         _inbox(lib, 0x100000, inbox)
         build_s = time.perf_counter() - began
@@ -127,6 +167,7 @@ def main() -> None:
     print(
         f"bulk ingest benchmark: {DEPOSITS:,} deposits ingested and published in one run, "
         f"{bench_publish.MANUFACTURERS} manufacturers"
+        + (", each split into hash bins" if BINS else "")
     )
     results = []
     for n in (SMALL, LARGE):

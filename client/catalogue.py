@@ -113,11 +113,16 @@ def build_catalogue(
                 )
             )
             continue
-        if target.role != naming.role_name(owner):
+        # The manufacturer's role, or one of its hash bins (signed by the same keys).
+        if naming.owner_of_role(target.role) != owner:
             problems.append(
                 CatalogueProblem(
                     target.path,
-                    field_error("signing role", target.role, repr(naming.role_name(owner))),
+                    field_error(
+                        "signing role",
+                        target.role,
+                        f"{naming.role_name(owner)!r} or one of its bins",
+                    ),
                 )
             )
             continue

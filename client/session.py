@@ -26,7 +26,7 @@ from typing import Any
 from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import DelegatedRole, TargetFile, Targets
+from tuf.api.metadata import DelegatedRole, SuccinctRoles, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from client.catalogue import VerifiedTarget
@@ -234,22 +234,53 @@ class Session:
                 unverified.append(UnverifiedRole(mfr, role, str(error)))
                 continue
             delegation = self._trusted_role(Targets.type).get_delegated_role(role)
-            for path, target in sorted(self._trusted_role(role).targets.items()):
-                if not isinstance(delegation, DelegatedRole) or not delegation.is_delegated_path(
-                    path
-                ):
-                    # ngclient would never resolve such a path through this role; do not list it.
-                    continue
-                targets.append(
-                    VerifiedTarget(
-                        path=path,
-                        role=role,
-                        length=target.length,
-                        sha256=target.hashes.get("sha256", ""),
-                        custom=target.custom if isinstance(target.custom, dict) else {},
+            try:
+                holders = self._roles_holding_images(role)
+            except Exception as e:
+                error = _wrap(e, f"role {role}")
+                if isinstance(error, ConfigurationError):
+                    raise error from e
+                unverified.append(UnverifiedRole(mfr, role, str(error)))
+                continue
+            for holder, succinct in holders:
+                for path, target in sorted(self._trusted_role(holder).targets.items()):
+                    if (
+                        not isinstance(delegation, DelegatedRole)
+                        or not delegation.is_delegated_path(path)
+                        or (succinct is not None and succinct.get_role_for_target(path) != holder)
+                    ):
+                        # ngclient would never resolve such a path through this role; do not list it.
+                        continue
+                    targets.append(
+                        VerifiedTarget(
+                            path=path,
+                            role=holder,
+                            length=target.length,
+                            sha256=target.hashes.get("sha256", ""),
+                            custom=target.custom if isinstance(target.custom, dict) else {},
+                        )
                     )
-                )
         return ManufacturerTargets(tuple(targets), tuple(unverified))
+
+    def _roles_holding_images(self, role: str) -> list[tuple[str, SuccinctRoles | None]]:
+        """The manufacturer role itself, or, when it is split into hash bins (TAP 15), every bin,
+        each loaded and verified by ngclient (private ``Updater._load_targets``: ngclient walks
+        only the one bin a path hashes to, and listing a manufacturer needs all of them; pinned by
+        tests/client/test_session.py). A bin that fails fails the whole manufacturer.
+
+        Raises:
+            Exception: python-tuf's errors, mapped by the caller.
+        """
+        delegations = self._trusted_role(role).delegations
+        succinct = delegations.succinct_roles if delegations is not None else None
+        if succinct is None:
+            return [(role, None)]
+        updater: Any = self._updater
+        holders: list[tuple[str, SuccinctRoles | None]] = []
+        for name in succinct.get_roles():
+            updater._load_targets(name, role)
+            holders.append((name, succinct))
+        return holders
 
     def verified_targets(self, manufacturers: Iterable[str] | None = None) -> list[VerifiedTarget]:
         """Like ``load_manufacturers``, but every requested role must verify.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from tuf.api.metadata import SuccinctRoles
+
 MANUFACTURER_ROLE_PREFIX = "mfr-"
 CPL_TARGET_PATH = "cfl/cpl.json"
 WITHDRAWALS_TARGET_PATH = "cfl/withdrawals.json"
@@ -31,6 +33,46 @@ def manufacturer_of_role(role: str) -> str | None:
     """The manufacturer ID a role name stands for, or None if it is not a manufacturer role."""
     match = _ROLE.fullmatch(role)
     return match.group(1) if match else None
+
+
+# --- hash bins (TAP 15) inside a manufacturer's delegation ---------------------------------------
+# `mfr-121D` may hold a succinct delegation to `mfr-121D-bin-<hex>`; a target goes to the bin named by
+# the first `bit_length` bits of SHA-256(path). python-tuf's SuccinctRoles computes it, the same code
+# ngclient walks with, so the gateway, verify, the client and the site cannot disagree with clients.
+BIN_INFIX = "-bin"
+MAX_BIN_BIT_LENGTH = 16  # 65,536 bins: snapshot lists every bin, so more would dwarf the images
+_BIN_ROLE = re.compile(r"mfr-([0-9A-F]{4})-bin-([0-9a-f]{1,4})")
+
+
+def bin_name_prefix(manufacturer_id: str) -> str:
+    """The ``name_prefix`` of a manufacturer's succinct delegation: ``mfr-121D-bin``."""
+    return f"{role_name(manufacturer_id)}{BIN_INFIX}"
+
+
+def bin_roles(manufacturer_id: str, bit_length: int) -> list[str]:
+    """Every bin role name of a manufacturer split into ``2**bit_length`` bins, in bin order."""
+    return list(_succinct(manufacturer_id, bit_length).get_roles())
+
+
+def bin_for_target(manufacturer_id: str, path: str, bit_length: int) -> str:
+    """The bin role a target path belongs to (``SuccinctRoles.get_role_for_target``)."""
+    return _succinct(manufacturer_id, bit_length).get_role_for_target(path)
+
+
+def manufacturer_of_bin(role: str) -> str | None:
+    """The manufacturer ID a bin role name belongs to, or None if it is not a bin role."""
+    match = _BIN_ROLE.fullmatch(role)
+    return match.group(1) if match else None
+
+
+def owner_of_role(role: str) -> str | None:
+    """The manufacturer whose keys sign ``role``: a manufacturer role or one of its bins."""
+    return manufacturer_of_role(role) or manufacturer_of_bin(role)
+
+
+def _succinct(manufacturer_id: str, bit_length: int) -> SuccinctRoles:
+    # Keys play no part in naming; python-tuf checks bit_length (1..32) itself.
+    return SuccinctRoles([], 1, bit_length, bin_name_prefix(manufacturer_id))
 
 
 def delegation_pattern(manufacturer_id: str) -> str:

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+from metadata_templates.naming import MAX_BIN_BIT_LENGTH
+
 
 @dataclass(frozen=True)
 class RolePolicy:
@@ -31,6 +33,12 @@ class RolePolicy:
     manufacturer_max_validity_days: int = 730
     # `refresh` re-signs snapshot/timestamp when less than this fraction of their period is left.
     refresh_margin_fraction: float = 0.5
+    # Hash bins (TAP 15): the fewest bits a split uses (2 bins), and the most targets a bin should
+    # hold on average before the count doubles (`status` advises it; `bin_bit_length_for`). A warm
+    # refresh after one new image downloads one bin plus a snapshot listing every bin, so bins of
+    # similar fill keep that cost flat as a manufacturer grows: 64 targets is ~100 kB of bin.
+    manufacturer_bin_bit_length: int = 1
+    manufacturer_bin_max_targets: int = 64
 
     def expiry(self, role: str) -> timedelta:
         """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``, or a
@@ -49,6 +57,14 @@ class RolePolicy:
             timedelta(days=self.manufacturer_min_validity_days),
             timedelta(days=self.manufacturer_max_validity_days),
         )
+
+    def bin_bit_length_for(self, targets: int) -> int:
+        """The fewest bits (at least ``manufacturer_bin_bit_length``) whose bins hold at most
+        ``manufacturer_bin_max_targets`` of ``targets`` on average."""
+        bits = self.manufacturer_bin_bit_length
+        while targets > self.manufacturer_bin_max_targets << bits and bits < MAX_BIN_BIT_LENGTH:
+            bits += 1
+        return bits
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -75,6 +91,11 @@ class RolePolicy:
                 raise ValueError(
                     f"policy.{name}: found {value!r}, expected a whole number from 1 to 36500"
                 )
+        if not policy.manufacturer_bin_bit_length <= MAX_BIN_BIT_LENGTH:
+            raise ValueError(
+                f"policy.manufacturer_bin_bit_length: found {policy.manufacturer_bin_bit_length}, "
+                f"expected a whole number from 1 to {MAX_BIN_BIT_LENGTH}"
+            )
         margin = policy.refresh_margin_fraction
         if not isinstance(margin, int | float) or isinstance(margin, bool) or not 0 < margin < 1:
             raise ValueError(

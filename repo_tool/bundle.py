@@ -11,6 +11,11 @@ hash-bound) with exactly these members:
   the role's notes target
 - ``release-notes.txt``: the old plaintext member; still parsed only so the gateway can reject it by
   name (``notes-not-encrypted``) instead of as an unknown member
+- ``bins/<bin role>.json``: hash bins (TAP 15). A manufacturer split into bins deposits into bins:
+  ``role.json`` is then the bin the image goes to (the manifest's ``role`` names it) and a second bin
+  here when the image's notes target hashes to another bin. A ``split-bins`` bundle carries the
+  manufacturer role's next version (succinct delegation, no targets) in ``role.json`` and every bin
+  here, version 1 (or one above, when the bin count grows).
 
 Reading is strict because a bundle is attacker-controlled: unknown or duplicate members, paths, size
 limits, a compressed member that inflates past its limit, and malformed JSON are all rejected.
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metadata_templates import SCHEMA_VERSION
+from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_writer
 from metadata_templates.custom import REASONS
 from metadata_templates.errors import RejectedInputError
@@ -69,11 +74,21 @@ _READ_ERRORS = (
     KeyError,
     IndexError,
 )
+BINS_DIR = "bins/"
+# 2**16 bins at most (metadata_templates/naming.py MAX_BIN_BIT_LENGTH).
+MAX_BIN_MEMBERS = 1 << 16
 REQUIRED = (MANIFEST, IMAGE, ROLE)
 # A renewal re-signs the role with a later expiry and the same targets: no image, no declaration.
 KIND_DEPOSIT = "deposit"
 KIND_RENEWAL = "renewal"
-REQUIRED_FOR_KIND = {KIND_DEPOSIT: REQUIRED, KIND_RENEWAL: (MANIFEST, ROLE)}
+# Hash bins: the manufacturer role re-signed with a succinct delegation and every bin (migration, or
+# a larger bin count); recorded by the provider as a `manufacturer-bins` event.
+KIND_SPLIT_BINS = "split-bins"
+REQUIRED_FOR_KIND = {
+    KIND_DEPOSIT: REQUIRED,
+    KIND_RENEWAL: (MANIFEST, ROLE),
+    KIND_SPLIT_BINS: (MANIFEST, ROLE),
+}
 
 
 class BundleError(RejectedInputError):
@@ -131,6 +146,15 @@ class Bundle:
     release_notes: bytes | None  # plaintext: only ever read to be rejected (notes-not-encrypted)
     kind: str = KIND_DEPOSIT
     notes_jwe: bytes | None = None  # the encrypted notes, exactly as the role's notes target
+    # Hash bins: the role ``role_bytes`` is (empty: the manufacturer role itself) and further signed
+    # bins, name -> bytes exactly as signed (``bins/<name>.json`` members).
+    role: str = ""
+    bins: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def role_name(self) -> str:
+        """The role ``role_bytes`` claims to be a version of."""
+        return self.role or naming.role_name(self.manufacturer_id)
 
 
 def _string_list(value: Any, field: str, source: str = "bundle") -> tuple[str, ...]:
@@ -233,6 +257,12 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
     with archive:
         infos = archive.infolist()
         names = [info.filename for info in infos]
+        bin_names = [name for name in names if _is_bin_member(name)]
+        if len(bin_names) > MAX_BIN_MEMBERS:
+            raise BundleError(
+                f"{source}: members: found {len(bin_names)} bins, expected at most {MAX_BIN_MEMBERS}"
+            )
+        limits = limits | {name: limits[ROLE] for name in bin_names}
         unexpected = sorted(set(names) - set(limits))
         if unexpected:
             raise BundleError(
@@ -254,10 +284,11 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
         missing = [name for name in required if name not in names]
         if missing:
             raise BundleError(f"{source}: members: missing {missing}, expected {list(required)}")
-        if kind == KIND_RENEWAL and set(names) - set(required):
+        allowed = set(required) | (set(bin_names) if kind != KIND_DEPOSIT else set())
+        if kind != KIND_DEPOSIT and set(names) - allowed:
             raise BundleError(
-                f"{source}: members: found {sorted(set(names) - set(required))} in a renewal, expected only "
-                f"{list(required)}"
+                f"{source}: members: found {sorted(set(names) - allowed)} in a {kind}, expected only "
+                f"{list(required)} and bins/<bin role>.json"
             )
         members: dict[str, bytes | memoryview] = {}
         for info in infos:
@@ -281,7 +312,17 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
             f"expected {SCHEMA_VERSION}"
         )
     manufacturer_id = _string(manifest.get("manufacturer_id"), "manufacturer_id", source).upper()
-    if kind == KIND_RENEWAL:
+    role = _string(manifest.get("role", ""), "role", source)
+    if role and naming.manufacturer_of_bin(role) != manufacturer_id:
+        raise BundleError(
+            f"{source}: {MANIFEST}: role: found {_short(role)}, expected a bin role of {manufacturer_id} "
+            f"({naming.bin_name_prefix(manufacturer_id)}-<hex>) or none"
+        )
+    bins = tuple(
+        (name.removeprefix(BINS_DIR).removesuffix(".json"), bytes(members[name]))
+        for name in sorted(bin_names)
+    )
+    if kind != KIND_DEPOSIT:
         return Bundle(
             manufacturer_id=manufacturer_id,
             target="",
@@ -289,7 +330,9 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
             image=b"",
             role_bytes=bytes(members[ROLE]),
             release_notes=None,
-            kind=KIND_RENEWAL,
+            kind=kind,
+            role=role,
+            bins=bins,
         )
     declaration = manifest.get("declaration")
     if not isinstance(declaration, dict):
@@ -312,6 +355,18 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
         role_bytes=bytes(members[ROLE]),
         release_notes=None if RELEASE_NOTES not in members else bytes(members[RELEASE_NOTES]),
         notes_jwe=None if RELEASE_NOTES_JWE not in members else bytes(members[RELEASE_NOTES_JWE]),
+        role=role,
+        bins=bins,
+    )
+
+
+def _is_bin_member(name: str) -> bool:
+    """``bins/<bin role>.json`` for a well-formed bin role name (anything else is unexpected)."""
+    stem = name.removeprefix(BINS_DIR).removesuffix(".json")
+    return (
+        name.startswith(BINS_DIR)
+        and name.endswith(".json")
+        and naming.manufacturer_of_bin(stem) is not None
     )
 
 
@@ -405,6 +460,8 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
     }
     if bundle.kind == KIND_DEPOSIT:
         manifest |= {"target": bundle.target, "declaration": bundle.declaration.to_dict()}
+    if bundle.role:
+        manifest["role"] = bundle.role
     with (
         atomic_writer(path) as handle,
         zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive,
@@ -417,3 +474,5 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
             archive.writestr(RELEASE_NOTES, bundle.release_notes)
         if bundle.notes_jwe is not None:
             archive.writestr(RELEASE_NOTES_JWE, bundle.notes_jwe)
+        for name, data in bundle.bins:
+            archive.writestr(f"{BINS_DIR}{name}.json", data)

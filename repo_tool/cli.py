@@ -309,7 +309,7 @@ def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None
             result = ingest(repo, path, now=_now())
             results.append(result)
             if result.status == "accepted":
-                _err(f"accepted  {path.name} -> {result.target or 'role renewed'}")
+                _err(f"accepted  {path.name} -> {result.target or 'role(s) re-signed'}")
                 for message in result.messages:  # e.g. "already accepted: ..." on a re-run
                     _err(f"          {message}")
             else:
@@ -733,6 +733,15 @@ def _confirm_passphrase() -> str:
     help="No image: re-sign your published role with a later expiry (run yearly; roles live 365 days).",
 )
 @click.option(
+    "--split-bins",
+    "split_bits",
+    type=click.IntRange(1, 16),
+    metavar="BITS",
+    help="No image: split your role into 2**BITS hash bins (TAP 15), or grow to more bins. Each "
+    "deposit then re-signs one bin; start with 4 (16 bins, the policy default) and add a bit when a "
+    "bin passes ~256 images (`cfl-repo status` on the provider's side says when).",
+)
+@click.option(
     "--key",
     "key_files",
     multiple=True,
@@ -788,10 +797,12 @@ def _confirm_passphrase() -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Bundle file to write (*.cflb).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print what the bundle holds on stdout.")
 def submit(
     image_file: Path | None,
     manufacturer_id: str,
     renew: bool,
+    split_bits: int | None,
     key_files: tuple[Path, ...],
     signer_uris: tuple[str, ...],
     signer_pubkeys: tuple[Path, ...],
@@ -802,10 +813,16 @@ def submit(
     source: str,
     root_file: Path | None,
     out_file: Path,
+    as_json: bool,
 ) -> None:
     """Sign a deposit: add IMAGE_FILE to your role (one version above the published one) and write a
     bundle for the provider's `ingest`. With --renew and no IMAGE_FILE: re-sign the role with a later
-    expiry and the same images."""
+    expiry and the same images.
+
+    \b
+    Hash bins: once your role is split (--split-bins BITS, no IMAGE_FILE), a deposit re-signs only
+    the bin its image goes to, and --renew re-signs the bins and role that are near expiry.
+    See docs/manufacturer.md, "Hash bins"."""
     from securesystemslib.signer import Signer
 
     from repo_tool.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
@@ -818,8 +835,12 @@ def submit(
         source_reader,
     )
 
-    if renew == (image_file is not None):
-        raise ConfigurationError("give IMAGE_FILE for a deposit, or --renew without one")
+    if (renew or split_bits is not None) == (image_file is not None) or (
+        renew and split_bits is not None
+    ):
+        raise ConfigurationError(
+            "give IMAGE_FILE for a deposit, or --renew or --split-bins BITS without one"
+        )
     if image_file is not None and (not cpl_entries or reason is None):
         raise ConfigurationError("a deposit needs --cpl-entry (at least one) and --reason")
 
@@ -854,7 +875,15 @@ def submit(
         _err("warning: no --root given; trusting the source's 1.root.json on first use")
     now = _now()
     library = load_source_library(source, read, root_bytes, now=now)
-    if image_file is None:
+    if split_bits is not None:
+        from repo_tool.submit import Submission
+        from repo_tool.submit_bins import build_split
+
+        bundle, version = build_split(
+            manufacturer_id=mfr, bit_length=split_bits, signers=signers, library=library, now=now
+        )
+        submission = Submission(bundle=bundle, role_version=version)
+    elif image_file is None:
         submission = build_renewal(manufacturer_id=mfr, signers=signers, library=library, now=now)
     else:
         submission = build_submission(
@@ -867,9 +896,22 @@ def submit(
             now=now,
         )
     write_bundle(out_file, submission.bundle)
-    _err(
-        f"wrote {out_file}: {submission.bundle.target or 'renewal'} in mfr-{mfr} version {submission.role_version}"
-    )
+    written = submission.bundle
+    if as_json:
+        _emit_json(
+            {
+                "bundle": str(out_file),
+                "kind": written.kind,
+                "manufacturer_id": mfr,
+                "target": written.target or None,
+                "role": written.role_name,
+                "role_version": submission.role_version,
+                "bins": [name for name, _ in written.bins],
+            }
+        )
+    what = written.target or written.kind
+    bins = f" and {len(written.bins)} bin(s)" if written.bins else ""
+    _err(f"wrote {out_file}: {what} in {written.role_name} version {submission.role_version}{bins}")
 
 
 # ----------------------------------------------------------------------------------------- notes

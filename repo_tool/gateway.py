@@ -31,7 +31,7 @@ from metadata_templates.custom import (
 from metadata_templates.notes import CustodianDocument, is_notes_target_path
 from metadata_templates.policy import DEFAULT_POLICY
 from metadata_templates.suppliers import SupplierRegistry
-from repo_tool.bundle import KIND_RENEWAL, Bundle
+from repo_tool.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle
 from repo_tool.deposit import (
     ImageDigests,
     describe_image,
@@ -83,6 +83,9 @@ class Code(StrEnum):
     NOTES_TARGET_MISMATCH = NOTES_TARGET_MISMATCH
     # keys branch: the provider suspended the manufacturer (`cfl-repo manufacturer suspend`).
     MANUFACTURER_SUSPENDED = "manufacturer-suspended"
+    # Hash bins (repo_tool/gateway_bins.py): a target in a bin the succinct rule does not assign it
+    # to, a bin the manufacturer's succinct delegation does not list, or a bin where a role is due.
+    WRONG_BIN = "wrong-bin"
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,15 @@ class GatewayContext:
 
 
 @dataclass(frozen=True)
+class StagedRole:
+    """One signed role version an accepted bundle stages, with its bytes exactly as signed."""
+
+    name: str
+    role: Metadata[Targets]
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Accepted:
     """What an accepted bundle adds to the library."""
 
@@ -142,6 +154,8 @@ class Accepted:
     info: CflTargetInfo
     digests: ImageDigests
     notes_target: TargetFile | None = None  # the image's encrypted release notes, when deposited
+    # Hash bins: every bin the deposit re-signs (the image's and its notes'), staged together.
+    bins: tuple[StagedRole, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,17 +168,20 @@ class Verdict:
     renewal: Metadata[Targets] | None = None  # an accepted renewal: the re-signed role
     # What the operator should know about an accepted bundle (not reasons to reject it).
     notes: tuple[str, ...] = ()
+    # Hash bins: an accepted renewal of a split manufacturer or a `split-bins` bundle stages these
+    # (the manufacturer role first when it is re-signed).
+    staged: tuple[StagedRole, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.accepted is not None or self.renewal is not None
+        return self.accepted is not None or self.renewal is not None or bool(self.staged)
 
     @property
     def codes(self) -> list[str]:
         return sorted({f.code.value for f in self.findings})
 
 
-class _Findings:
+class Findings:
     def __init__(self) -> None:
         self.items: list[Finding] = []
 
@@ -180,8 +197,28 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
 
     Never raises for bad input: every problem becomes a finding.
     """
-    found = _Findings()
+    found = Findings()
     manufacturer = _registered(bundle, ctx, found)
+    # Hash bins (repo_tool/gateway_bins.py): a manufacturer split into bins deposits and renews bins;
+    # a `split-bins` bundle (re)splits it. Imported here: gateway_bins builds on this module's checks.
+    from repo_tool import gateway_bins
+
+    current_mfr = (
+        ctx.current_role(naming.role_name(manufacturer.id)) if manufacturer is not None else None
+    )
+    if bundle.kind == KIND_SPLIT_BINS:
+        return gateway_bins.check_split_bins(bundle, ctx, manufacturer, current_mfr, found)
+    split = gateway_bins.split_bit_length(current_mfr) is not None
+    if bundle.kind == KIND_RENEWAL and split and manufacturer is not None:
+        return gateway_bins.check_bin_renewal(bundle, ctx, manufacturer, current_mfr, found)
+    if (bundle.role or bundle.bins) and not split:
+        found.add(
+            Code.WRONG_BIN,
+            f"cfl-bundle.json role/bins: found {bundle.role_name} and {len(bundle.bins)} bin(s), "
+            f"expected the role {naming.role_name(bundle.manufacturer_id)} alone (the manufacturer "
+            "is not split into hash bins)",
+        )
+        return Verdict(tuple(found.items), None, None)
     if bundle.kind == KIND_RENEWAL:
         return _check_renewal(bundle, ctx, manufacturer, found)
     if manufacturer is not None and manufacturer.id in ctx.suspended:
@@ -199,7 +236,12 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     # Hash in the background while the role's signatures are checked: the two SHA-256 passes over
     # up to 10 MB are the bulk of a deposit's cost.
     wait_digests = start_digest_image(bundle.image, header) if header is not None else None
-    role = _check_role_signatures(bundle, manufacturer, found)
+    if split and manufacturer is not None and current_mfr is not None:
+        bins = gateway_bins.check_bin_signatures(bundle, ctx, current_mfr, found)
+        role = None
+    else:
+        bins = None
+        role = _check_role_signatures(bundle, manufacturer, found)
     digests = wait_digests() if wait_digests is not None else None
     entries = _check_entries(bundle, ctx, header, digests, found)
     notes: tuple[str, ...] = ()
@@ -214,13 +256,17 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
         accepted = _check_role_content(
             bundle, ctx, manufacturer, role, header, digests, entries, expected_target, found
         )
+    elif bins is not None and manufacturer is not None:
+        accepted = gateway_bins.check_bin_content(
+            bundle, ctx, manufacturer, bins, header, digests, entries, expected_target, found
+        )
     if found.items:
         return Verdict(tuple(found.items), expected_target or None, None)
     return Verdict((), expected_target or None, accepted, notes=notes)
 
 
 def _registered(
-    bundle: Bundle, ctx: GatewayContext, found: _Findings
+    bundle: Bundle, ctx: GatewayContext, found: Findings
 ) -> RegisteredManufacturer | None:
     manufacturer = ctx.manufacturers.get(bundle.manufacturer_id)
     if manufacturer is None:
@@ -236,7 +282,7 @@ def _check_renewal(
     bundle: Bundle,
     ctx: GatewayContext,
     manufacturer: RegisteredManufacturer | None,
-    found: _Findings,
+    found: Findings,
 ) -> Verdict:
     """A renewal re-signs the manufacturer's role one version up with a later expiry and exactly the
     same targets, so a library that grows for decades never strands a manufacturer's images."""
@@ -252,7 +298,7 @@ def _check_renewal(
         )
         return Verdict(tuple(found.items), None, None)
     signed = role.signed
-    _check_succession(
+    check_succession(
         role_name,
         current,
         signed,
@@ -260,7 +306,7 @@ def _check_renewal(
         why=" (a renewal must extend the role)",
         found=found,
     )
-    _check_validity(role_name, signed, ctx, found)
+    check_validity(role_name, signed, ctx, found)
     for path in sorted(set(signed.targets) - set(current.signed.targets)):
         found.add(
             Code.TARGET_METADATA_MISMATCH,
@@ -270,7 +316,7 @@ def _check_renewal(
     return Verdict(tuple(found.items), None, None, None if found.items else role)
 
 
-def _check_validity(role_name: str, signed: Targets, ctx: GatewayContext, found: _Findings) -> None:
+def check_validity(role_name: str, signed: Targets, ctx: GatewayContext, found: Findings) -> None:
     """The policy's window for a role's remaining validity: long enough that one manufacturer's
     lapse cannot strand its images days after a deposit, short enough to be renewed with its keys."""
     least, most = ctx.role_validity
@@ -293,14 +339,14 @@ def _days(span: timedelta) -> str:
     return f"{span.total_seconds() / 86400:.1f} days"
 
 
-def _check_succession(
+def check_succession(
     role_name: str,
     current: Metadata[Targets] | None,
     signed: Targets,
     *,
     not_before: datetime,
     why: str,
-    found: _Findings,
+    found: Findings,
 ) -> None:
     """What every new version of a manufacturer role owes the one before it, deposit or renewal:
     exactly one version up, not expired (not before ``not_before``), no further delegation, and
@@ -341,7 +387,7 @@ def _check_succession(
             )
 
 
-def _check_image(bundle: Bundle, ctx: GatewayContext, found: _Findings) -> OtaHeader | None:
+def _check_image(bundle: Bundle, ctx: GatewayContext, found: Findings) -> OtaHeader | None:
     size = len(bundle.image)
     if size > ctx.image_size_cap:
         found.add(
@@ -368,7 +414,7 @@ def _check_entries(
     ctx: GatewayContext,
     header: OtaHeader | None,
     digests: ImageDigests | None,
-    found: _Findings,
+    found: Findings,
 ) -> list[CplEntry]:
     """BR03: each declared CPL entry exists, is Active, and matches the image exactly."""
     by_id = ctx.cpl.by_id() if ctx.cpl is not None else {}
@@ -437,7 +483,7 @@ def _check_entries(
 
 
 def _check_duplicates(
-    bundle: Bundle, ctx: GatewayContext, digests: ImageDigests, found: _Findings
+    bundle: Bundle, ctx: GatewayContext, digests: ImageDigests, found: Findings
 ) -> tuple[str, ...]:
     """The "gateway" option: a duplicate is held back, never added twice.
 
@@ -484,25 +530,45 @@ def manufacturer_delegation(
     )
 
 
-def _delegator_for(manufacturer: RegisteredManufacturer) -> Targets:
+def registered_delegator(manufacturer: RegisteredManufacturer) -> Targets:
     """A throw-away delegator holding only the registered keys, so python-tuf does the verifying."""
     role = manufacturer_delegation(manufacturer.id, list(manufacturer.keys), manufacturer.threshold)
     return Targets(delegations=Delegations(keys=dict(manufacturer.keys), roles={role.name: role}))
 
 
 def _check_role_signatures(
-    bundle: Bundle, manufacturer: RegisteredManufacturer | None, found: _Findings
+    bundle: Bundle, manufacturer: RegisteredManufacturer | None, found: Findings
 ) -> Metadata[Targets] | None:
+    role = parse_role(bundle.role_bytes, "role.json", found)
+    if role is None:
+        return None
+    if manufacturer is None:
+        return role
+    delegator = registered_delegator(manufacturer)
+    check_signatures(
+        role,
+        naming.role_name(manufacturer.id),
+        delegator,
+        manufacturer.keys,
+        f"{manufacturer.id}'s keys",
+        "role.json",
+        found,
+    )
+    return role
+
+
+def parse_role(data: bytes, member: str, found: Findings) -> Metadata[Targets] | None:
+    """One bundle member as signed targets metadata, or None with a ``malformed-bundle`` finding."""
     try:
-        role = Metadata[Targets].from_bytes(bundle.role_bytes)
+        role = Metadata[Targets].from_bytes(data)
     except Exception as e:  # python-tuf raises DeserializationError and ValueError subclasses
         found.add(
-            Code.MALFORMED_BUNDLE, f"role.json: found no valid TUF targets metadata ({_short(e)})"
+            Code.MALFORMED_BUNDLE, f"{member}: found no valid TUF targets metadata ({_short(e)})"
         )
         return None
     if not isinstance(role.signed, Targets):
         found.add(
-            Code.MALFORMED_BUNDLE, f"role.json type: found {role.signed.type!r}, expected 'targets'"
+            Code.MALFORMED_BUNDLE, f"{member} type: found {role.signed.type!r}, expected 'targets'"
         )
         return None
     odd = [
@@ -513,7 +579,7 @@ def _check_role_signatures(
     if odd:
         found.add(
             Code.MALFORMED_BUNDLE,
-            f"role.json signatures: found keyid/sig {_short(odd[0])}, expected hex strings",
+            f"{member} signatures: found keyid/sig {_short(odd[0])}, expected hex strings",
         )
         return None
     try:
@@ -523,33 +589,40 @@ def _check_role_signatures(
     except SerializationError as e:
         found.add(
             Code.MALFORMED_BUNDLE,
-            f"role.json signed: found a value canonical JSON cannot encode ({_short(e.__cause__ or e)}), "
+            f"{member} signed: found a value canonical JSON cannot encode ({_short(e.__cause__ or e)}), "
             "expected only strings, integers, booleans, null, lists and objects",
         )
         return None
-    if manufacturer is None:
-        return role
-    delegator = _delegator_for(manufacturer)
-    role_name = naming.role_name(manufacturer.id)
+    return role
+
+
+def check_signatures(
+    role: Metadata[Targets],
+    role_name: str,
+    delegator: Targets,
+    keys: Mapping[str, Key],
+    whose: str,
+    member: str,
+    found: Findings,
+) -> None:
+    """python-tuf's verification of ``role`` as ``role_name`` delegated by ``delegator``, turned into
+    ``bad-signature`` (a listed key's signature fails) or ``threshold-not-met`` findings."""
     result = delegator.get_verification_result(role_name, role.signed_bytes, role.signatures)
-    bad = sorted(
-        k[:8] for k in role.signatures if k in manufacturer.keys and k not in result.signed
-    )
+    bad = sorted(k[:8] for k in role.signatures if k in keys and k not in result.signed)
     if bad:
         found.add(
             Code.BAD_SIGNATURE,
-            f"role.json signatures: found invalid signature(s) by registered key(s) {bad}, expected valid "
-            f"signatures over the role by {manufacturer.id}'s keys",
+            f"{member} signatures: found invalid signature(s) by registered key(s) {bad}, expected valid "
+            f"signatures over the role by {whose}",
         )
     elif not result.verified:
-        strangers = sorted(k[:8] for k in role.signatures if k not in manufacturer.keys)
+        strangers = sorted(k[:8] for k in role.signatures if k not in keys)
         found.add(
             Code.THRESHOLD_NOT_MET,
-            f"role.json signatures: found {len(result.signed)} valid by registered keys"
+            f"{member} signatures: found {len(result.signed)} valid by registered keys"
             + (f" (and {len(strangers)} by unregistered keys {strangers})" if strangers else "")
             + f", expected at least {result.threshold}",
         )
-    return role
 
 
 def _check_role_content(
@@ -561,17 +634,51 @@ def _check_role_content(
     digests: ImageDigests | None,
     entries: list[CplEntry],
     expected_target: str | None,
-    found: _Findings,
+    found: Findings,
 ) -> Accepted | None:
     signed = role.signed
     role_name = naming.role_name(manufacturer.id)
     current = ctx.current_role(role_name)
-    _check_succession(role_name, current, signed, not_before=ctx.now, why="", found=found)
-    _check_validity(role_name, signed, ctx, found)
+    check_succession(role_name, current, signed, not_before=ctx.now, why="", found=found)
+    check_validity(role_name, signed, ctx, found)
+    previous = current.signed.targets if current is not None else {}
+    return check_added_targets(
+        bundle,
+        ctx,
+        manufacturer,
+        role_name,
+        role,
+        signed.targets,
+        previous,
+        header,
+        digests,
+        entries,
+        expected_target,
+        found,
+    )
+
+
+def check_added_targets(
+    bundle: Bundle,
+    ctx: GatewayContext,
+    manufacturer: RegisteredManufacturer,
+    role_name: str,
+    role: Metadata[Targets],
+    targets: Mapping[str, TargetFile],
+    previous: Mapping[str, TargetFile],
+    header: OtaHeader | None,
+    digests: ImageDigests | None,
+    entries: list[CplEntry],
+    expected_target: str | None,
+    found: Findings,
+) -> Accepted | None:
+    """What a deposit adds: exactly the image (and its notes), described as the image says, inside
+    the manufacturer's prefix. ``targets``/``previous`` are the role's, or the union of the bins a
+    deposit re-signs (repo_tool/gateway_bins.py) before and after."""
     pattern = naming.delegation_pattern(manufacturer.id)
     outside = sorted(
         path
-        for path in signed.targets
+        for path in targets
         if (naming.manufacturer_of_target(path) or _notes_owner(path)) != manufacturer.id
     )
     for path in outside:
@@ -581,9 +688,8 @@ def _check_role_content(
             "scheme",
         )
 
-    previous = current.signed.targets if current is not None else {}
-    added_all = sorted(set(signed.targets) - set(previous))
-    added_notes = {p: signed.targets[p] for p in added_all if is_notes_target_path(p)}
+    added_all = sorted(set(targets) - set(previous))
+    added_notes = {p: targets[p] for p in added_all if is_notes_target_path(p)}
     added = [p for p in added_all if p not in added_notes]
     if len(added) != 1:
         found.add(
@@ -592,7 +698,7 @@ def _check_role_content(
         )
         return None
     path = added[0]
-    target = signed.targets[path]
+    target = targets[path]
     if bundle.target != path:
         found.add(
             Code.TARGET_METADATA_MISMATCH,
@@ -650,7 +756,7 @@ def _check_custom(
     digests: ImageDigests,
     entries: list[CplEntry],
     now: datetime,
-    found: _Findings,
+    found: Findings,
     notes: NotesVerdict | None = None,
 ) -> CflTargetInfo | None:
     try:

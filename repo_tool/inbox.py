@@ -30,7 +30,7 @@ from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from repo_tool.bundle import (
     BUNDLE_SUFFIX,
-    KIND_RENEWAL,
+    KIND_DEPOSIT,
     MANIFEST,
     RELEASE_NOTES,
     ROLE,
@@ -236,7 +236,7 @@ def already_accepted(
     version is admitted once, so nothing else can match. Nothing but the committed head counts, so
     a bundle whose ingest was interrupted before its commit is judged again.
     """
-    role_name = naming.role_name(bundle.manufacturer_id)
+    role_name = bundle.role_name  # the manufacturer role, or the bin a deposit goes to
     try:
         version = Metadata[Targets].from_bytes(bundle.role_bytes).signed.version
     except (
@@ -248,7 +248,7 @@ def already_accepted(
     stored = stored_role(role_name, version)
     if stored != bundle.role_bytes:
         return None
-    if bundle.kind != KIND_RENEWAL:
+    if bundle.kind == KIND_DEPOSIT:
         # The role alone does not make the bundle the one accepted: its manifest must name a
         # target of that role whose bytes are the bundle's image, or the gateway judges it (a
         # replayed role with an edited manifest is then rejected, and nothing of it is echoed).
@@ -259,7 +259,7 @@ def already_accepted(
             or lodged.hashes.get("sha256") != hashlib.sha256(bundle.image).hexdigest()
         ):
             return None
-    what = "renewal" if bundle.kind == KIND_RENEWAL else f"deposit of {bundle.target}"
+    what = f"deposit of {bundle.target}" if bundle.kind == KIND_DEPOSIT else bundle.kind
     return (
         f"already accepted: this {what} is {role_name} version {version} in the repository; "
         "nothing changed"

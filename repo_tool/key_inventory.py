@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuf.api.metadata import Root
 
+from repo_tool.bins_state import bins_summary
 from repo_tool.config import TOP_LEVEL_ROLES
 from repo_tool.keys import uri_scheme
 
@@ -56,6 +57,10 @@ def key_inventory(repo: Repository, *, now: datetime) -> dict[str, Any]:
     for mfr_id, record in sorted(head.manufacturers.items()):
         name = f"mfr-{mfr_id}"
         expires = repo.role(name).signed.expires if name in head.roles else None
+        bins = bins_summary(repo, mfr_id)
+        if bins is not None:
+            # Its bins are signed by the same keys and renewed with it: the first to lapse counts.
+            expires = bins.first_expiry
         roles[name] = {
             "threshold": record.threshold,
             "keys": [

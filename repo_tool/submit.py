@@ -25,6 +25,7 @@ from metadata_templates.errors import (
     VerificationError,
 )
 from metadata_templates.policy import DEFAULT_POLICY
+from repo_tool import submit_bins
 from repo_tool.bundle import KIND_RENEWAL, Bundle, Declaration
 from repo_tool.deposit import describe_image, digest_image, release_notes_digest, target_path_for
 from repo_tool.image import parse_image
@@ -99,6 +100,40 @@ def build_submission(
     )
     role_name = naming.role_name(manufacturer_id)
     current = library.role_metadata.get(role_name)
+    image_target = TargetFile(
+        len(image),
+        {"sha256": digests.file_sha256},
+        path,
+        unrecognized_fields={"custom": {CUSTOM_KEY: info.to_dict()}},
+    )
+    split = submit_bins.published_split(library, manufacturer_id)
+    if split is not None:
+        # Hash bins: only the bin(s) the new targets go to are re-signed (repo_tool/submit_bins.py).
+        if any(path in md.signed.targets for md in library.role_metadata.values()):
+            raise RejectedInputError(
+                f"{path}: found it in the published library already, expected a new image"
+            )
+        main, main_md, others = submit_bins.deposit_into_bins(
+            manufacturer_id=manufacturer_id,
+            mfr_role=split,
+            library=library,
+            new_targets=[image_target] + ([notes.target_file] if notes is not None else []),
+            signers=signers,
+            now=now,
+            expiry=expiry,
+        )
+        bundle = Bundle(
+            manufacturer_id=manufacturer_id,
+            target=path,
+            declaration=declaration,
+            image=image,
+            role_bytes=main_md.to_bytes(),
+            release_notes=None,
+            notes_jwe=None if notes is None else notes.envelope,
+            role=main,
+            bins=others,
+        )
+        return Submission(bundle=bundle, role_version=main_md.signed.version)
     if current is not None:
         signed = Metadata[Targets].from_bytes(current.to_bytes()).signed
         if path in signed.targets:
@@ -110,12 +145,7 @@ def build_submission(
         signed = Targets(version=1)
         signed.spec_version = SPEC_VERSION
     signed.expires = now + expiry
-    signed.targets[path] = TargetFile(
-        len(image),
-        {"sha256": digests.file_sha256},
-        path,
-        unrecognized_fields={"custom": {CUSTOM_KEY: info.to_dict()}},
-    )
+    signed.targets[path] = image_target
     if notes is not None:
         signed.targets[notes.ref.target] = notes.target_file
     md = _signed(signed, signers, library, role_name)
@@ -183,6 +213,17 @@ def build_renewal(
     current = library.role_metadata.get(role_name)
     if current is None:
         raise RejectedInputError(f"{role_name}: found no published role, expected one to renew")
+    split = submit_bins.published_split(library, manufacturer_id)
+    if split is not None:
+        bundle, version = submit_bins.build_bin_renewal(
+            manufacturer_id=manufacturer_id,
+            mfr_role=split,
+            signers=signers,
+            library=library,
+            now=now,
+            expiry=expiry,
+        )
+        return Submission(bundle=bundle, role_version=version)
     signed = Metadata[Targets].from_bytes(current.to_bytes()).signed
     signed.version += 1
     signed.expires = now + expiry

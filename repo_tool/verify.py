@@ -19,7 +19,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import urllib3
-from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
+from tuf.api.metadata import (
+    DelegatedRole,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    SuccinctRoles,
+    Targets,
+    Timestamp,
+)
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
@@ -285,12 +294,18 @@ def load_verified_library(
     delegations = targets.signed.delegations
     delegated = dict(delegations.roles or {}) if delegations is not None else {}
     listed = {name.removesuffix(".json") for name in meta} - {Targets.type}
-    for extra in sorted(listed - set(delegated)):
-        walk.fail(f"snapshot: lists {extra}.json, which targets does not delegate")
     manufacturers: dict[str, str] = {}
     images: list[PublishedImage] = []
     role_metadata: dict[str, Metadata[Targets]] = {}
-    for name, role in sorted(delegated.items()):
+    # Hash bins: a manufacturer role with a succinct delegation is followed by its bins, verified
+    # with its keys; each bin's targets must be the ones the rule assigns to it (naming.py).
+    walked: set[str] = set(delegated)
+    queue: list[tuple[str, DelegatedRole | SuccinctRoles, Targets, DelegatedRole]] = [
+        (name, role, targets.signed, role) for name, role in sorted(delegated.items())
+    ]
+    notes_refs: list[tuple[str, str, str, str]] = []  # (role, image, notes target, owner role)
+    while queue:
+        name, role, delegator, prefix = queue.pop(0)
         role_meta = meta.get(f"{name}.json")
         if role_meta is None:
             walk.fail(
@@ -301,7 +316,7 @@ def load_verified_library(
             walk,
             f"metadata/{role_meta.version}.{name}.json",
             name,
-            targets.signed,
+            delegator,
             Targets,
             role_meta,
             # One manufacturer letting its role lapse must not fail the library for everyone:
@@ -319,13 +334,25 @@ def load_verified_library(
         summaries.append(
             RoleSummary(name, md.signed.version, md.signed.expires, keyids, role.threshold)
         )
-        if md.signed.delegations is not None:
+        succinct = _bins_of(md) if isinstance(role, DelegatedRole) else None
+        if succinct is not None and naming.manufacturer_of_role(name) is not None:
+            bins = list(succinct.get_roles())
+            walked.update(bins)
+            queue.extend((b, succinct, md.signed, prefix) for b in bins)
+        elif md.signed.delegations is not None:
             walk.fail(
-                f"{name}: delegates further, expected a manufacturer role without delegations"
+                f"{name}: delegates further, expected a manufacturer role without delegations "
+                "(or, for a manufacturer role, one succinct delegation to its hash bins)"
             )
         for path, target in sorted(md.signed.targets.items()):
-            if not role.is_delegated_path(path):
-                walk.fail(f"{name}: target {path!r} is outside its delegation {role.paths}")
+            if not prefix.is_delegated_path(path):
+                walk.fail(f"{name}: target {path!r} is outside its delegation {prefix.paths}")
+                continue
+            if isinstance(role, SuccinctRoles) and role.get_role_for_target(path) != name:
+                walk.fail(
+                    f"{name}: target {path!r} is in the wrong bin, expected "
+                    f"{role.get_role_for_target(path)}"
+                )
                 continue
             sha = target.hashes.get("sha256", "")
             if is_notes_target_path(path):
@@ -340,16 +367,23 @@ def load_verified_library(
                 continue
             if check_blobs:
                 _check_blob(walk, path, target.length, sha)
-            if (
-                info.release_notes is not None
-                and info.release_notes.target not in md.signed.targets
-            ):
-                walk.fail(
-                    f"{name}: {path}: custom.cfl.release_notes.target: found "
-                    f"{info.release_notes.target!r}, expected a notes target of the same role"
-                )
+            if info.release_notes is not None:
+                # Checked once every role is walked: with bins the notes may sit in another bin.
+                notes_refs.append((name, path, info.release_notes.target, _owner(name)))
             manufacturers[info.manufacturer_id] = info.manufacturer_name
             images.append(PublishedImage(path, target.length, sha, info, name))
+
+    for extra in sorted(listed - walked):
+        walk.fail(f"snapshot: lists {extra}.json, which targets does not delegate")
+    owned: dict[str, set[str]] = {}
+    for role_name, role_md in role_metadata.items():
+        owned.setdefault(_owner(role_name), set()).update(role_md.signed.targets)
+    for role_name, path, notes_target, owner in notes_refs:
+        if notes_target not in owned.get(owner, set()):
+            walk.fail(
+                f"{role_name}: {path}: custom.cfl.release_notes.target: found {notes_target!r}, "
+                "expected a notes target of the same role (or of a bin of the same manufacturer)"
+            )
 
     cpl: CplDocument | None = None
     withdrawals = WithdrawalList()
@@ -392,6 +426,20 @@ def load_verified_library(
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
     )
     return library, walk.problems
+
+
+def _bins_of(md: Metadata[Targets]) -> SuccinctRoles | None:
+    """The succinct delegation to hash bins a manufacturer role holds, if any and nothing else."""
+    delegations = md.signed.delegations
+    if delegations is None or delegations.roles:
+        return None
+    return delegations.succinct_roles
+
+
+def _owner(role: str) -> str:
+    """The manufacturer role a role belongs to (itself, or the role whose bin it is)."""
+    owner = naming.owner_of_role(role)
+    return naming.role_name(owner) if owner is not None else role
 
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
 from repo_tool import inbox
-from repo_tool.bundle import KIND_RENEWAL, Bundle, BundleError
+from repo_tool.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
 from repo_tool.gateway import (
     Code,
     Finding,
@@ -26,6 +26,7 @@ from repo_tool.gateway import (
     Verdict,
 )
 from repo_tool.notes_state import notes_audience_documents
+from repo_tool.ops import ingest_bins
 from repo_tool.ops.manufacturers import delegate
 from repo_tool.repository import Repository
 from repo_tool.state import journal
@@ -83,6 +84,18 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
     if seen is not None:
         # A scheduled re-run: the committed head holds this role version byte for byte.
         return IngestResult(bundle_path.name, "accepted", bundle.target or None, [], [seen])
+    if bundle.kind == KIND_SPLIT_BINS or (
+        bundle.kind == KIND_RENEWAL and ingest_bins.is_split(repo, bundle.manufacturer_id)
+    ):
+        # Hash bins: a migration, or a renewal of a split manufacturer (repo_tool/ops/ingest_bins.py).
+        verdict = inbox.judge(bundle, gateway_context(repo, now))
+        if not verdict.staged:
+            return _reject(repo, bundle_path, verdict, now)
+        ingest_bins.commit_restaged(repo, bundle_path, bundle, verdict.staged, now)
+        what = "split into bins" if bundle.kind == KIND_SPLIT_BINS else "renewed"
+        names = ", ".join(f"{r.name} v{r.role.signed.version}" for r in verdict.staged[:3])
+        more = f" and {len(verdict.staged) - 3} more" if len(verdict.staged) > 3 else ""
+        return IngestResult(bundle_path.name, "accepted", None, [], [f"{what}: {names}{more}"])
     if bundle.kind == KIND_RENEWAL:
         return _ingest_renewal(repo, bundle_path, bundle, now)
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
@@ -105,8 +118,14 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         repo.blobs.put(bundle.notes_jwe)
         added.append(accepted.notes_target)
     # Keep exactly the bytes the manufacturer signed.
-    repo.write_staged(accepted.role_name, accepted.role.signed.version, bundle.role_bytes)
-    repo.write_added(accepted.role_name, accepted.role.signed.version, added)
+    staged_roles = ingest_bins.staged_roles(accepted, bundle.role_bytes)
+    for role in staged_roles:
+        repo.write_staged(role.name, role.role.signed.version, role.data)
+        repo.write_added(
+            role.name,
+            role.role.signed.version,
+            [t for t in added if t.path in role.role.signed.targets],
+        )
 
     target_path = accepted.target.path
     # Only what this deposit adds: the index store chains it onto the current index, so a deposit
@@ -117,8 +136,9 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         {entry_id: target_path for entry_id in bundle.declaration.cpl_entries},
     )
     roles = dict(head.roles)
-    first_deposit = accepted.role_name not in roles
-    roles[accepted.role_name] = accepted.role.signed.version
+    first_deposit = naming.role_name(bundle.manufacturer_id) not in roles
+    for role in staged_roles:
+        roles[role.name] = role.role.signed.version
     targets_version = head.targets_version
     if first_deposit:
         manufacturer = head.manufacturers[bundle.manufacturer_id]

@@ -8,6 +8,7 @@ from typing import Any
 
 from tuf.api.metadata import Snapshot, Timestamp
 
+from repo_tool.bins_state import bins_summary
 from repo_tool.key_inventory import key_inventory
 from repo_tool.repository import Repository
 
@@ -55,6 +56,8 @@ def status_report(repo: Repository, *, now: datetime) -> dict[str, Any]:
                 "threshold": v.threshold,
                 "keys": len(v.keys),
                 "delegated": f"mfr-{k}" in head.roles,
+                # Hash bins: null when not split; "grow" says to add a bit (submit --split-bins).
+                "bins": None if (bins := bins_summary(repo, k)) is None else bins.to_dict(),
             }
             for k, v in sorted(head.manufacturers.items())
         },

@@ -12,6 +12,7 @@ from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from metadata_templates.withdrawals import Withdrawal
+from repo_tool.bins_state import image_role
 from repo_tool.repository import Repository
 
 
@@ -29,13 +30,9 @@ def withdraw(repo: Repository, target: str, reason: str, *, now: datetime) -> Wi
         raise ConfigurationError(
             "--reason: found an empty reason, expected why the image is withdrawn"
         )
-    manufacturer = naming.manufacturer_of_target(target)
-    role_name = naming.role_name(manufacturer) if manufacturer else None
-    if (
-        role_name is None
-        or role_name not in repo.head.roles
-        or target not in repo.role(role_name).signed.targets
-    ):
+    # The manufacturer role, or the hash bin the image's path goes to (repo_tool/bins_state.py).
+    role_name = image_role(repo, target) if naming.is_image_target_path(target) else None
+    if role_name is None or target not in repo.role(role_name).signed.targets:
         raise RejectedInputError(
             f"TARGET: found {target!r}, expected an image target in the library"
         )

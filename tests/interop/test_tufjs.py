@@ -205,3 +205,32 @@ def test_tufjs_verifies_a_tree_with_encrypted_notes_registry_and_grants(
         p.name == "events.jsonl" for p in files
     )
     assert [p for p in files if marker in p.read_bytes()] == []
+
+
+def test_tufjs_resolves_every_target_through_hash_bins(
+    tmp_path: Path, nginx_server: NginxServer
+) -> None:
+    """A manufacturer split into hash bins (TAP 15), with images and encrypted notes lodged before
+    and after the split: tuf-js walks mfr-121D's succinct delegation to each target's bin."""
+    require_system("node", str(TUF_JS))
+    from bins_factory import notes_split_library
+
+    factory, _bundle = notes_split_library(tmp_path)
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick()
+    )
+    assert problems == [] and library is not None
+    expected: dict[str, tuple[str, int]] = {}
+    for name, md in library.role_metadata.items():
+        if naming.manufacturer_of_bin(name) == "121D":
+            for path, target in md.signed.targets.items():
+                expected[path] = (target.hashes["sha256"], target.length)
+    assert len(expected) == 4  # two images, two notes
+    root_file = tmp_path / "trusted-root.json"
+    root_file.write_bytes(factory.root_bytes)
+    served = Served(factory, {}, list(library.images), nginx_server(factory.out), root_file)
+
+    code, document, stderr = run_tufjs(served, tmp_path / "tufjs-cache", sorted(expected))
+
+    assert code == 0, stderr
+    assert {t["path"]: (t["sha256"], t["length"]) for t in document["targets"]} == expected

@@ -30,8 +30,10 @@ import pytest
 
 from conftest import require_system
 from factory import make_entry, make_image, mi_sha, standard_library
+from metadata_templates import naming
 from repo_tool.demo_data import render_cpl_csv
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.submit_bins import build_split
+from repo_tool.verify import folder_reader, load_verified_library, verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
@@ -174,6 +176,17 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, dic
         # A manufacturer's first deposit also adds its delegation to targets.
         "first": factory.write(factory.submit(FIRST_IMAGE, ["CPL-0201"], mfr="2AB0"), "first"),
     }
+    # Hash bins: the migration of 121D into 4 bins (repo_tool/gateway_bins.py), one commit.
+    split, _ = build_split(
+        manufacturer_id="121D",
+        bit_length=2,
+        signers=[factory.mfr_signers["121D"]],
+        library=verified_library(
+            folder_reader(factory.out), factory.root_bytes, now=factory.tick(), check_blobs=False
+        ),
+        now=factory.now,
+    )
+    bundles["split"] = factory.write(split, "split")
     complete = [e for e in factory.entries if e.manufacturer_image_sha256]
     extra = make_entry("CPL-0009", fw="00000009", image_sha=mi_sha(make_image("121D", 9)))
     (base / "cpl.csv").write_bytes(render_cpl_csv([*complete, extra]))
@@ -215,7 +228,24 @@ def _withdrawn(target: str) -> Callable[[Path], None]:
     return check
 
 
-SCENARIO_NAMES = ["publish", "refresh", "cpl-import", "withdraw", "ingest-next", "ingest-first"]
+def _split_into(manufacturer_id: str, bits: int) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+        bins = sorted(r for r in head["roles"] if naming.manufacturer_of_bin(r) == manufacturer_id)
+        assert bins == naming.bin_roles(manufacturer_id, bits)
+
+    return check
+
+
+SCENARIO_NAMES = [
+    "publish",
+    "refresh",
+    "cpl-import",
+    "withdraw",
+    "ingest-next",
+    "ingest-first",
+    "ingest-split",
+]
 
 
 @pytest.mark.system
@@ -246,6 +276,11 @@ def test_kill_at_every_rename_then_rerun_succeeds(
             "ingest-first",
             lambda b: ["ingest", str(b / names["first"])],
             _role_has("mfr-2AB0", "2AB0/"),
+        ),
+        "ingest-split": Scenario(
+            "ingest-split",
+            lambda b: ["ingest", str(b / names["split"])],
+            _split_into("121D", 2),
         ),
     }[name]
 

@@ -616,6 +616,14 @@ def manufacturer_suspended(s: Scenario) -> Built:
     )
 
 
+def wrong_bin_not_split(s: Scenario) -> Built:
+    # More wrong-bin cases (a split manufacturer's deposits and migrations): tests/repo/test_bins.py.
+    return Built(
+        s.write(replace(s.good(), role="mfr-121D-bin-0")),
+        ("cfl-bundle.json role/bins", "found mfr-121D-bin-0", "expected the role mfr-121D alone"),
+    )
+
+
 CASES = [
     Case("malformed-image/truncated", Code.MALFORMED_IMAGE, malformed_image),
     Case("image-too-large/one-octet-over-cap", Code.IMAGE_TOO_LARGE, image_too_large),
@@ -683,6 +691,7 @@ CASES = [
         notes_not_named_by_image,
     ),
     Case("manufacturer-suspended/suspended", Code.MANUFACTURER_SUSPENDED, manufacturer_suspended),
+    Case("wrong-bin/manufacturer-not-split", Code.WRONG_BIN, wrong_bin_not_split),
 ]
 
 

@@ -245,7 +245,13 @@ def test_status_json_after_publish(lib: Lib) -> None:
     assert doc["schema_version"] == 1
     assert doc["dev_keys"] is True
     assert doc["manufacturers"] == {
-        "121D": {"name": "Maker 121D", "threshold": 1, "keys": 1, "delegated": True}
+        "121D": {
+            "name": "Maker 121D",
+            "threshold": 1,
+            "keys": 1,
+            "delegated": True,
+            "bins": None,  # not split into hash bins
+        }
     }
     roles = doc["roles"]
     assert isinstance(roles, dict)

@@ -19,7 +19,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import urllib3
-from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
+from tuf.api.metadata import (
+    DelegatedRole,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
@@ -290,6 +299,8 @@ def load_verified_library(
     manufacturers: dict[str, str] = {}
     images: list[PublishedImage] = []
     role_metadata: dict[str, Metadata[Targets]] = {}
+    # Provider documents: targets' own (older trees), then cfl-provider's (issue 13).
+    documents = dict(targets.signed.targets)
     for name, role in sorted(delegated.items()):
         role_meta = meta.get(f"{name}.json")
         if role_meta is None:
@@ -305,8 +316,9 @@ def load_verified_library(
             Targets,
             role_meta,
             # One manufacturer letting its role lapse must not fail the library for everyone:
-            # its images are reported unverifiable until it renews; the rest stays valid.
-            contain_expiry=True,
+            # its images are reported unverifiable until it renews; the rest stays valid. The
+            # provider's own online role is refreshed by cron: its lapse is a failure, as targets'.
+            contain_expiry=not naming.is_provider_role(name),
         )
         if md is None:
             continue
@@ -314,11 +326,16 @@ def load_verified_library(
             walk.fail(
                 f"{name}: version: found {md.signed.version}, expected {role_meta.version} (snapshot)"
             )
-        role_metadata[name] = md
         keyids = tuple(role.keyids)
         summaries.append(
             RoleSummary(name, md.signed.version, md.signed.expires, keyids, role.threshold)
         )
+        if naming.is_provider_role(name):  # documents, not images: not a manufacturer's role
+            if md.signed.delegations is not None:
+                walk.fail(f"{name}: delegates further, expected no delegations")
+            _check_provider_role(walk, role, md, documents)
+            continue
+        role_metadata[name] = md
         if md.signed.delegations is not None:
             walk.fail(
                 f"{name}: delegates further, expected a manufacturer role without delegations"
@@ -355,7 +372,7 @@ def load_verified_library(
     withdrawals = WithdrawalList()
     suppliers: SupplierRegistry | None = None
     custodian: CustodianDocument | None = None
-    for path, target in sorted(targets.signed.targets.items()):
+    for path, target in sorted(documents.items()):
         data = _check_blob(walk, path, target.length, target.hashes.get("sha256", ""))
         if data is None:
             continue
@@ -392,6 +409,25 @@ def load_verified_library(
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
     )
     return library, walk.problems
+
+
+def _check_provider_role(
+    walk: _Walk, role: DelegatedRole, md: Metadata[Targets], documents: dict[str, TargetFile]
+) -> None:
+    """The ``cfl-provider`` role holds only provider documents, under a terminating delegation
+    to ``cfl/`` paths; its targets join the documents read below (they are not images)."""
+    if not role.terminating or tuple(role.paths or ()) != naming.PROVIDER_PATTERNS:
+        walk.fail(
+            f"targets: delegation {role.name}: found terminating={role.terminating} paths="
+            f"{role.paths}, expected terminating=True paths={list(naming.PROVIDER_PATTERNS)}"
+        )
+    for path, target in sorted(md.signed.targets.items()):
+        if not role.is_delegated_path(path):
+            walk.fail(f"{role.name}: target {path!r} is outside its delegation {role.paths}")
+        elif path in documents:
+            walk.fail(f"{role.name}: target {path!r} is signed by targets too, expected one signer")
+        else:
+            documents[path] = target
 
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:

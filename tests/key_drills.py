@@ -57,10 +57,10 @@ class Holders:
         return out
 
 
-def offline_root_library(tmp: Path) -> tuple[LibraryFactory, Holders]:
+def offline_root_library(tmp: Path, *, provider: bool = False) -> tuple[LibraryFactory, Holders]:
     """`standard_library`, then root handed to three holders (2 of 3) whose keys the repository
-    records only as public keys marked offline."""
-    factory, _ = standard_library(tmp)
+    records only as public keys marked offline (``provider``: with cfl-provider from init)."""
+    factory, _ = standard_library(tmp, provider=provider)
     holders = Holders(tmp)
     for name in HOLDERS:
         holders.make(name)

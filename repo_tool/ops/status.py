@@ -8,6 +8,7 @@ from typing import Any
 
 from tuf.api.metadata import Snapshot, Timestamp
 
+from metadata_templates import naming
 from repo_tool.key_inventory import key_inventory
 from repo_tool.repository import Repository
 
@@ -59,7 +60,10 @@ def status_report(repo: Repository, *, now: datetime) -> dict[str, Any]:
             for k, v in sorted(head.manufacturers.items())
         },
         "cpl_entries": len(cpl.entries) if cpl else 0,
-        "images": sum(r.get("targets", 0) for r in roles.values()),
+        # cfl-provider holds the provider's documents, not images (issue 13).
+        "images": sum(
+            r.get("targets", 0) for n, r in roles.items() if not naming.is_provider_role(n)
+        ),
         "withdrawn": len(repo.withdrawals().withdrawals),
         "unpublished_changes": pending,
         "expiring_soon": expiring(roles, now),

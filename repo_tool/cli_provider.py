@@ -1,0 +1,189 @@
+"""`cfl-repo provider ...`: the online ``cfl-provider`` delegation (issue 13). Registered on the main
+`cfl-repo` group by repo_tool/cli.py; parse, call the library (repo_tool/ops/provider.py), render.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from metadata_templates.errors import ConfigurationError
+from metadata_templates.naming import PROVIDER_ROLE
+from repo_tool.cli_keys import _proposal_or_done, _public_keys
+from repo_tool.console import emit_json as _emit_json
+from repo_tool.console import err as _err
+from repo_tool.console import open_repo as _open_repo
+from repo_tool.console import utc_now
+from repo_tool.keys import DEV_KEY_WARNING, SignerRef, write_keypair
+from repo_tool.ops.provider import ProviderChange
+
+_now = utc_now
+
+
+@click.group("provider")
+def provider() -> None:
+    """The online cfl-provider role: it signs every cfl/* document (CPL, withdrawals, supplier
+    registry, suspensions, release-note grants), so routine work never needs the offline targets
+    key. Targets delegates it terminating, for cfl/ paths only, so its key cannot reach an image.
+
+    \b
+    A repository made by `cfl-repo init` has it from the start; an older one adopts it once:
+      cfl-repo --repo R provider adopt --key provider.pub.pem hsm:... [--proposal targets-v9.json]
+    A stolen online key is replaced through targets (no root change):
+      cfl-repo --repo R provider rotate-key --add new.pub.pem --uri hsm:... --remove 3f2a9c1d \\
+          --proposal targets-v10.json
+    """
+
+
+def _outcome(change: ProviderChange, out: Path | None, as_json: bool, done: str) -> None:
+    if change.already:
+        if as_json:
+            _emit_json({"done": "already", **change.to_dict()})
+        _err(
+            f"{PROVIDER_ROLE} is delegated already (version {change.provider_version}); nothing to do"
+        )
+        return
+    _proposal_or_done(change.proposal, out, as_json, done)
+
+
+@provider.command("adopt")
+@click.option(
+    "--key",
+    "keys",
+    nargs=2,
+    multiple=True,
+    metavar="PUB.pem URI",
+    help="An online cfl-provider key: its public PEM and the signer URI the repository signs "
+    "with (hsm:..., encfile:PATH, awskms:...). Repeat for more keys.",
+)
+@click.option(
+    "--dev-key",
+    is_flag=True,
+    help="Development repositories only (init --dev-keys): generate an UNENCRYPTED key under R/keys.",
+)
+@click.option(
+    "--threshold", type=click.IntRange(1), default=1, show_default=True, help="Signatures needed."
+)
+@click.option(
+    "--proposal",
+    "proposal_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
+@click.pass_context
+def adopt(
+    ctx: click.Context,
+    keys: tuple[tuple[str, str], ...],
+    dev_key: bool,
+    threshold: int,
+    proposal_out: Path | None,
+    as_json: bool,
+) -> None:
+    """Move an existing repository's cfl/* documents under a new online cfl-provider role.
+
+    In one commit, targets delegates cfl/* to cfl-provider and every cfl/* target moves, byte for
+    byte, into cfl-provider version 1 (event `provider-adopt`). With the targets key offline,
+    --proposal writes the targets ceremony that does it; `ceremony finish` then stages both. From
+    then on `cpl import`, `withdraw`, `supplier add/revoke`, `manufacturer suspend` and
+    `notes grant` re-sign cfl-provider only, and `refresh` keeps it fresh (30 days).
+
+    \b
+      cfl-repo --repo R provider adopt --key provider.pub.pem hsm:          # targets key online
+      cfl-repo --repo R provider adopt --key provider.pub.pem encfile:/etc/cfl/provider.pem \\
+          --proposal targets-v9.json                                        # targets key offline
+      cfl-repo --repo R provider adopt --dev-key                            # development only
+    """
+    from repo_tool.ops.provider import adopt as do_adopt
+
+    if dev_key == bool(keys):
+        raise ConfigurationError("choose exactly one of --dev-key or --key PUB.pem URI")
+    repo = _open_repo(ctx)
+    with repo.locked():
+        refs: list[SignerRef] = []
+        if dev_key and not repo.provider_delegated:
+            if not repo.config.dev_keys:
+                raise ConfigurationError(
+                    f"--dev-key: found a repository made without development keys "
+                    f"(dev_keys={repo.config.dev_keys}), expected `init --dev-keys`",
+                    hint="give the online key: --key PUB.pem URI",
+                )
+            key, _uri = write_keypair(
+                repo.path / "keys" / f"DEV-ONLY-{PROVIDER_ROLE}-1.pem",
+                label=DEV_KEY_WARNING,
+                overwrite=True,  # nothing trusts it yet: the delegation does not exist
+            )
+            refs.append(SignerRef(key, f"file2:keys/DEV-ONLY-{PROVIDER_ROLE}-1.pem"))
+        for pem, uri in keys:
+            public = _public_keys((Path(pem),), "--key")[0]
+            refs.append(SignerRef(public, uri))
+        change = do_adopt(repo, refs, threshold, now=_now(), ceremony=proposal_out is not None)
+    if not change.already and change.proposal is None:
+        _err(
+            f"moved {len(change.moved)} document(s) into {PROVIDER_ROLE} v{change.provider_version}"
+        )
+    _outcome(change, proposal_out, as_json, f"adopted {PROVIDER_ROLE}")
+
+
+@provider.command("rotate-key")
+@click.option(
+    "--add",
+    "added",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PUB.pem",
+    help="A new cfl-provider public key (repeat).",
+)
+@click.option(
+    "--uri",
+    "uris",
+    multiple=True,
+    metavar="URI",
+    help="The signer URI of each --add, in order (hsm:..., encfile:PATH).",
+)
+@click.option(
+    "--remove", "removed", multiple=True, metavar="KEYID", help="A key ID (or prefix) to revoke."
+)
+@click.option("--threshold", type=click.IntRange(1), help="The new threshold (default: unchanged).")
+@click.option(
+    "--proposal",
+    "proposal_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
+@click.pass_context
+def rotate_key(
+    ctx: click.Context,
+    added: tuple[Path, ...],
+    uris: tuple[str, ...],
+    removed: tuple[str, ...],
+    threshold: int | None,
+    proposal_out: Path | None,
+    as_json: bool,
+) -> None:
+    """Replace cfl-provider keys (a stolen online key): a new targets delegation, no root change.
+
+    The commit that makes the new targets current also stages cfl-provider re-signed by the new
+    keys, so clients follow at their next refresh and reject anything the old key signs.
+
+    \b
+      cfl-repo --repo R provider rotate-key --add new.pub.pem --uri hsm: --remove 3f2a9c1d \\
+          --proposal targets-v10.json
+    """
+    from repo_tool.ops.provider import rotate_key as do_rotate
+
+    if len(uris) != len(added):
+        raise ConfigurationError(
+            f"--uri: found {len(uris)}, expected one per --add ({len(added)}): the repository "
+            "signs cfl-provider with its keys online"
+        )
+    keys = _public_keys(added, "--add")
+    refs = [SignerRef(k, u) for k, u in zip(keys, uris, strict=True)]
+    repo = _open_repo(ctx)
+    with repo.locked():
+        change = do_rotate(
+            repo, refs, removed, threshold, now=_now(), ceremony=proposal_out is not None
+        )
+    _outcome(change, proposal_out, as_json, f"rotated the keys of {PROVIDER_ROLE}")

@@ -96,4 +96,8 @@ class RolePolicy:
         return policy
 
 
+# Targets' validity in a repository whose routine documents cfl-provider signs (issue 13): it is
+# re-signed only at the yearly ceremony with root.
+PROVIDER_TARGETS_EXPIRY_DAYS = 365
+
 DEFAULT_POLICY = RolePolicy()

@@ -1092,6 +1092,9 @@ for _command in MANUFACTURER_COMMANDS:
     manufacturer.add_command(_command)
 
 # The online cfl-provider delegation (issue 13) lives in repo_tool/cli_provider.py.
+from repo_tool.cli_provider import enrol_bundle, enrol_manufacturer  # noqa: E402
 from repo_tool.cli_provider import provider as _provider_group  # noqa: E402
 
 cli.add_command(_provider_group)
+cli.add_command(enrol_bundle)
+manufacturer.add_command(enrol_manufacturer)

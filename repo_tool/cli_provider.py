@@ -187,3 +187,155 @@ def rotate_key(
             repo, refs, removed, threshold, now=_now(), ceremony=proposal_out is not None
         )
     _outcome(change, proposal_out, as_json, f"rotated the keys of {PROVIDER_ROLE}")
+
+
+# ------------------------------------------------------------------------------------ enrolment
+
+
+@click.command("enrol")
+@click.option("--manufacturer", "manufacturer_id", required=True, help="Your manufacturer ID.")
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key PEM (repeat for a threshold): the keys you registered with the provider.",
+)
+@click.option(
+    "--signer",
+    "signer_uris",
+    multiple=True,
+    help="Signer URI (hsm:, gcpkms:, ...) with --signer-pubkey; repeat for a threshold.",
+)
+@click.option(
+    "--signer-pubkey",
+    "signer_pubkeys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public PEM for each --signer, in order.",
+)
+@click.option(
+    "--expires-in",
+    type=click.IntRange(1, 36500),
+    default=365,
+    show_default=True,
+    help="Days the empty role is valid (the provider admits 30 to 730 by default).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Enrolment bundle to write (the signed role, JSON); hand it to the provider.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON on stdout.")
+def enrol_bundle(
+    manufacturer_id: str,
+    key_files: tuple[Path, ...],
+    signer_uris: tuple[str, ...],
+    signer_pubkeys: tuple[Path, ...],
+    expires_in: int,
+    out_file: Path,
+    as_json: bool,
+) -> None:
+    """Manufacturer: sign your empty role version 1, the enrolment bundle.
+
+    The provider delegates your prefix with this role as its first version (a delegation never
+    points at a role with no metadata), so your first deposit is version 2 and needs no offline
+    provider key. Sign with the keys you registered (`manufacturer add ... --key PUB.pem`).
+
+    \b
+      cfl-repo enrol --manufacturer 121D --key mfr-121D.pem --out enrol-121D.json
+    """
+    import hashlib
+    from datetime import timedelta
+
+    from securesystemslib.signer import Signer
+
+    from metadata_templates import identifiers
+    from repo_tool.cli_keys import _write_new
+    from repo_tool.console import prompt_secret, read_input
+    from repo_tool.enrolment import build_enrolment
+    from repo_tool.keys import load_signer, public_key_from_pem, signer_from_private_pem
+
+    try:
+        mfr = identifiers.manufacturer_id(manufacturer_id, "--manufacturer")
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    if not key_files and not signer_uris:
+        raise ConfigurationError("give --key PRIV.pem or --signer URI --signer-pubkey PUB.pem")
+    if len(signer_uris) != len(signer_pubkeys):
+        raise ConfigurationError(
+            f"--signer: found {len(signer_uris)}, --signer-pubkey: found {len(signer_pubkeys)}; "
+            "expected one public key per signer URI"
+        )
+    signers: list[Signer] = [
+        signer_from_private_pem(
+            read_input(p, "--key"),
+            source=str(p),
+            passphrase_prompt=lambda: prompt_secret("passphrase"),
+        )
+        for p in key_files
+    ]
+    for uri, pub in zip(signer_uris, signer_pubkeys, strict=True):
+        ref = SignerRef(
+            public_key_from_pem(read_input(pub, "--signer-pubkey"), source=str(pub)), uri
+        )
+        signers.append(load_signer(ref, base=Path.cwd(), secrets_handler=prompt_secret))
+    data = build_enrolment(signers, now=_now(), expires_in=timedelta(days=expires_in))
+    _write_new(out_file, data, "--out")
+    sha = hashlib.sha256(data).hexdigest()
+    if as_json:
+        _emit_json({"manufacturer": mfr, "bundle": str(out_file), "sha256": sha})
+    _err(f"wrote {out_file}: the enrolment of {mfr} (sha256 {sha[:16]}); send it to the provider")
+
+
+@click.command("enrol")
+@click.argument("manufacturer_id")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--proposal",
+    "proposal_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
+@click.pass_context
+def enrol_manufacturer(
+    ctx: click.Context,
+    manufacturer_id: str,
+    bundle: Path,
+    proposal_out: Path | None,
+    as_json: bool,
+) -> None:
+    """Provider: delegate to a registered manufacturer, with its enrolment BUNDLE as role version 1.
+
+    The bundle is checked as strictly as a deposit: signed by the registered keys up to the
+    threshold, no targets, no delegations, version 1, expiry within policy. With the targets key
+    offline, --proposal writes the targets ceremony that carries it; `ceremony finish` stages the
+    delegation and the role together.
+
+    \b
+      cfl-repo --repo R manufacturer add 121D --name "Maker" --key mfr-121D.pub.pem
+      cfl-repo --repo R manufacturer enrol 121D enrol-121D.json --proposal targets-v4.json
+    """
+    from metadata_templates import identifiers
+    from repo_tool.console import read_input
+    from repo_tool.ops.enrol import enrol
+
+    try:
+        mfr = identifiers.manufacturer_id(manufacturer_id, "MANUFACTURER_ID")
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    data = read_input(bundle, "BUNDLE")
+    repo = _open_repo(ctx)
+    with repo.locked():
+        outcome = enrol(repo, mfr, data, now=_now(), ceremony=proposal_out is not None)
+    if outcome.already:
+        if as_json:
+            _emit_json({"done": "already", **outcome.to_dict()})
+        _err(f"{outcome.role} is enrolled already with this bundle; nothing to do")
+        return
+    _proposal_or_done(
+        outcome.proposal, proposal_out, as_json, f"enrolled {mfr} ({outcome.role} v1)"
+    )

@@ -581,6 +581,13 @@ class Repository:
                     new_config, roles[naming.PROVIDER_ROLE] = followed
                     event["provider_version"] = roles[naming.PROVIDER_ROLE]
                     event["config"] = json.loads(new_config.to_bytes())
+                from repo_tool.ops.enrol import enrolments_after_targets
+
+                # Enrolment roles land with the delegations that point at them (issue 13).
+                enrolled, enrol_events = enrolments_after_targets(
+                    self, proposal.enrolments, md.signed, now=now
+                )
+                roles |= enrolled
                 self.commit(
                     replace(
                         self.head,
@@ -593,6 +600,7 @@ class Repository:
                     ),
                     event=event,
                     **self._document_events(documents, now=now),
+                    **enrol_events,
                 )
         notes: list[str] = []
         if is_root:

@@ -116,7 +116,10 @@ class LibraryFactory:
             signers[role] = (SignerRef(key, uri),)
         config = RepoConfig(
             policy=DEFAULT_POLICY.from_dict(
-                DEFAULT_POLICY.to_dict() | {"root_keys": 1, "root_threshold": 1}
+                DEFAULT_POLICY.to_dict()
+                | {"root_keys": 1, "root_threshold": 1}
+                # as `init` does with cfl-provider: targets changes only in yearly ceremonies
+                | ({"targets_expiry_days": 365} if self.provider else {})
             ),
             signers=signers,
             thresholds=dict.fromkeys(signers, 1),

@@ -12,7 +12,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.naming import PROVIDER_ROLE
-from metadata_templates.policy import DEFAULT_POLICY
+from metadata_templates.policy import DEFAULT_POLICY, PROVIDER_TARGETS_EXPIRY_DAYS
 from repo_tool.config import SIGNED_ROLES, TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.keys import DEV_KEY_WARNING, SignerRef, write_keypair
 from repo_tool.output_paths import make_dir
@@ -105,9 +105,13 @@ def configuration(
         raise ConfigurationError(
             f"--root-threshold: found {root_threshold}, expected at most {len(signers[Root.type])} (root keys)"
         )
+    provider = bool(signers.get(PROVIDER_ROLE))
     policy = DEFAULT_POLICY.from_dict(
         DEFAULT_POLICY.to_dict()
         | {"root_keys": len(signers[Root.type]), "root_threshold": root_threshold}
+        # With cfl-provider signing the routine documents, targets changes only in ceremonies:
+        # it lives a year and is re-signed at the yearly ceremony with root (docs/design.md).
+        | ({"targets_expiry_days": PROVIDER_TARGETS_EXPIRY_DAYS} if provider else {})
     )
     # cfl-provider (issue 13) is optional here only so that a production init may leave it out
     # and adopt it later (`cfl-repo provider adopt`); development keys always include it.

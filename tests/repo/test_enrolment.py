@@ -213,3 +213,10 @@ def test_with_targets_offline_from_the_start_routine_work_needs_only_online_keys
         assert info is not None and info.hashes["sha256"] == image.sha256
     for path in (naming.CPL_TARGET_PATH, naming.SUPPLIERS_TARGET_PATH, "cfl/suspensions.json"):
         assert updater.get_targetinfo(path) is not None, path
+    # `cfl log verify`: every image, the CPL and the withdrawal have their event; the registry
+    # and suspensions cfl-provider signs are not taken for images.
+    from client.log_audit import audit
+
+    report = audit(lambda relative: (factory.out / relative).read_bytes(), vkey=None)
+    assert report.problems == []
+    assert (report.images_checked, report.withdrawals_checked) == (2, 1)

@@ -241,3 +241,39 @@ def test_status_counts_images_not_provider_documents(tmp_path: Path) -> None:
     doc = status_report(factory.repo, now=factory.now)
     assert doc["images"] == 3
     assert doc["keys"][PROVIDER]["keys"][0]["location"] == "file2"
+
+
+def test_the_client_reads_provider_documents_through_the_delegation_and_lists_only_images(
+    tmp_path: Path,
+) -> None:
+    from client.session import Session, SessionPaths
+    from factory import FolderFetcher
+
+    factory, _ = standard_library(tmp_path, provider=True)
+    fetcher = FolderFetcher(factory.out)
+    paths = SessionPaths(tmp_path / "home" / "metadata", tmp_path / "home" / "cache")
+    session = Session(paths, fetcher.base_url, fetcher, bootstrap_root=factory.root_bytes)
+    assert len(session.cpl().entries) == 4
+    assert session.withdrawals().withdrawals == ()
+    assert any(f.endswith(f".{PROVIDER}.json") for f in fetcher.fetched)
+    # cfl-provider is the provider's role, not a manufacturer's: never listed, never an image.
+    assert session.delegated_manufacturers() == ["121D", "3F01"]
+    targets = session.verified_targets()
+    assert len(targets) == 3 and not any(t.path.startswith("cfl/") for t in targets)
+
+
+def test_the_site_lists_cfl_provider_among_the_signed_roles_and_no_document_as_an_image(
+    tmp_path: Path,
+) -> None:
+    from repo_tool.site import build_site
+
+    factory, _ = standard_library(tmp_path, provider=True)
+    library, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.now
+    )
+    assert problems == [] and library is not None
+    assert PROVIDER in {r.name for r in library.roles}
+    assert PROVIDER not in library.role_metadata and len(library.images) == 3
+    build_site(library, tmp_path / "site", generated=factory.now)
+    trust = (tmp_path / "site" / "trust.html").read_text()
+    assert f"<code>{PROVIDER}</code>" in trust

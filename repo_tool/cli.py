@@ -545,7 +545,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             how = f"a ceremony: cfl-repo ceremony start {name}"
         _err(f"warning: {name} expires {roles[name]['expires']}; renew it with {how}")
     for name, info in roles.items():
-        extra = f", {info['targets']} image(s)" if "targets" in info else ""
+        # cfl-provider (issue 13) holds the provider's documents, not images.
+        kind = "document(s)" if name == "cfl-provider" else "image(s)"
+        extra = f", {info['targets']} {kind}" if "targets" in info else ""
         _err(f"{name:<12} v{info['version']:<5} expires {info['expires']}{extra}")
     _err(
         f"manufacturers: {', '.join(doc['manufacturers']) or 'none'}; CPL entries: {doc['cpl_entries']}; "

@@ -73,12 +73,13 @@ def status_report(repo: Repository, *, now: datetime) -> dict[str, Any]:
 
 
 def expiring(roles: dict[str, Any], now: datetime) -> list[str]:
-    """Roles that expire within 30 days (timestamp and snapshot are short-lived by design and are
-    re-signed by `refresh`; they are reported only once actually expired)."""
+    """Roles that expire within 30 days (timestamp, snapshot and cfl-provider are short-lived by
+    design and are re-signed by `refresh`; they are reported only once actually expired)."""
     soon: list[str] = []
     for name, info in roles.items():
         expires = datetime.fromisoformat(info["expires"])
-        window = timedelta(0) if name in (Timestamp.type, Snapshot.type) else EXPIRY_WARNING
+        refreshed = (Timestamp.type, Snapshot.type, naming.PROVIDER_ROLE)
+        window = timedelta(0) if name in refreshed else EXPIRY_WARNING
         if expires - now <= window:
             soon.append(name)
     return soon

@@ -240,6 +240,8 @@ def test_status_counts_images_not_provider_documents(tmp_path: Path) -> None:
     factory, _ = standard_library(tmp_path, provider=True)
     doc = status_report(factory.repo, now=factory.now)
     assert doc["images"] == 3
+    # 30 days by design and re-signed by refresh: not an expiry warning, as snapshot is not.
+    assert PROVIDER not in doc["expiring_soon"]
     assert doc["keys"][PROVIDER]["keys"][0]["location"] == "file2"
 
 

@@ -279,3 +279,53 @@ def test_the_site_lists_cfl_provider_among_the_signed_roles_and_no_document_as_a
     build_site(library, tmp_path / "site", generated=factory.now)
     trust = (tmp_path / "site" / "trust.html").read_text()
     assert f"<code>{PROVIDER}</code>" in trust
+
+
+def test_release_note_grants_three_segments_down_are_signed_by_cfl_provider_and_resolve(
+    tmp_path: Path,
+) -> None:
+    from notes_factory import notes_library, publish_registry
+
+    from metadata_templates.notes import grant_target_path
+    from repo_tool.notes_grant import grant_notes
+
+    lib = notes_library(tmp_path, provider=True)
+    esme = lib.factory.deposit(lib.images["esme"], ["CPL-0002"], release_notes=b"notes").target
+    assert esme is not None
+    late = lib.orgs["late"]
+    publish_registry(
+        lib.factory,
+        [lib.orgs["is"], lib.orgs["gs"], lib.orgs["revoked"], late],
+        revoked=("1111222233334444",),
+    )
+    repo = lib.factory.repo
+    targets_version = repo.head.targets_version
+    with repo.locked():
+        report = grant_notes(repo, late.entity_id, lib.custodian_key, now=lib.factory.tick())
+    assert report.granted == (esme,) and repo.head.targets_version == targets_version
+    lib.factory.publish()
+    grant = grant_target_path(late.entity_id, esme)
+    assert grant in repo.role(PROVIDER).signed.targets
+    _verified(lib.factory)
+    session = lib.session(tmp_path / "client")
+    assert session.provider_document(grant) == repo.provider_document(grant)
+
+
+def test_verify_refuses_a_provider_role_that_delegates_further(tmp_path: Path) -> None:
+    from tuf.api.metadata import DelegatedRole, Delegations
+
+    factory, _ = standard_library(tmp_path, provider=True)
+    repo = factory.repo
+
+    def sub_delegate(role: Targets) -> None:
+        role.delegations = Delegations(
+            keys={}, roles={"x": DelegatedRole("x", [], 1, True, ["cfl/*"])}
+        )
+
+    with repo.locked():
+        repo.commit(repo.stage_provider_change(sub_delegate, factory.tick()), event={"event": "x"})
+    factory.publish()
+    _, problems = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.now
+    )
+    assert problems == [f"{PROVIDER}: delegates further, expected no delegations"]

@@ -220,3 +220,22 @@ def test_with_targets_offline_from_the_start_routine_work_needs_only_online_keys
     report = audit(lambda relative: (factory.out / relative).read_bytes(), vkey=None)
     assert report.problems == []
     assert (report.images_checked, report.withdrawals_checked) == (2, 1)
+
+
+def test_a_first_deposit_without_enrolment_says_to_enrol_when_targets_is_offline(
+    tmp_path: Path,
+) -> None:
+    from key_drills import hand_targets_to_holders, root_to_holders
+
+    factory = LibraryFactory(tmp_path, provider=True)
+    factory.publish()
+    hand_targets_to_holders(factory, root_to_holders(factory))
+    image = make_image("121D", 2)
+    factory.import_cpl([make_entry("CPL-0002", fw="00000002", image_sha=mi_sha(image))])
+    factory.add_manufacturer("121D")
+    factory.publish()
+    head = factory.repo.head
+    with pytest.raises(ConfigurationError, match="expected 121D enrolled") as caught:
+        factory.ingest(factory.submit(image, ["CPL-0002"]))
+    assert "manufacturer enrol 121D" in str(caught.value.hint)
+    assert factory.repo.head == head

@@ -948,6 +948,7 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
     """
     from metadata_templates.notes import pem_is_encrypted
     from repo_tool.notes_grant import grant_notes, load_custodian_key
+    from repo_tool.repository import provider_signing_role
 
     pem = custodian_key.read_bytes()
     password = _prompt_secret("passphrase").encode() if pem_is_encrypted(pem) else None
@@ -962,7 +963,8 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
         f"{report.entity_id}: {len(report.granted)} note(s) granted, {len(report.already)} readable "
         "already"
         + (
-            f"; staged targets version {report.targets_version}; next: cfl-repo publish"
+            f"; staged {provider_signing_role(repo.head)} version {report.targets_version}; "
+            "next: cfl-repo publish"
             if report.granted
             else ""
         )

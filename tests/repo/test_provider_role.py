@@ -329,3 +329,22 @@ def test_verify_refuses_a_provider_role_that_delegates_further(tmp_path: Path) -
         folder_reader(factory.out), factory.root_bytes, now=factory.now
     )
     assert problems == [f"{PROVIDER}: delegates further, expected no delegations"]
+
+
+def test_refresh_keeps_snapshot_and_timestamp_fresh_when_cfl_provider_keys_are_offline(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from repo_tool.keys import OFFLINE_URI
+
+    factory, _ = standard_library(tmp_path, provider=True)
+    repo = factory.repo
+    config = repo.config
+    offline = tuple(SignerRef(r.public_key, OFFLINE_URI) for r in config.signers[PROVIDER])
+    repo.config = replace(config, signers={**config.signers, PROVIDER: offline})
+    version = repo.head.roles[PROVIDER]
+    factory.now += timedelta(days=20)
+    with repo.locked():
+        resigned = refresh(repo, now=factory.tick())
+    assert resigned == ["snapshot", "timestamp"] and repo.head.roles[PROVIDER] == version

@@ -167,6 +167,11 @@ def test_a_ceremony_refuses_an_enrolment_swapped_after_the_holders_signed(
         enrol(repo, "121D", bundle, now=factory.now, ceremony=False)
     with repo.locked():
         outcome = enrol(repo, "121D", bundle, now=factory.now, ceremony=True)
+    from repo_tool.ceremony.sign import summary
+
+    lines = summary(outcome.proposal)
+    assert any(line.startswith("delegation mfr-121D: added") for line in lines)
+    assert any(line.startswith("enrolment mfr-121D: role version 1") for line in lines)
     signatures = holders.sign(outcome.proposal, "tara", "tom")
     from dataclasses import replace
 

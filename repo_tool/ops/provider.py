@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import Metadata, Targets
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
@@ -248,6 +248,16 @@ def provider_after_targets(
         for p, t in old.items()
         if naming.is_provider_target(p) and p not in new_targets.targets
     }
+    if repo.head.suspended:
+        # A suspension the gateway enforces but an offline targets key could not publish yet.
+        from repo_tool.manufacturer_keys import suspensions_document
+        from repo_tool.repository import SUSPENSIONS_TARGET_PATH
+
+        document = suspensions_document(repo.head.suspended)
+        sha = repo.blobs.put(document)
+        moved[SUSPENSIONS_TARGET_PATH] = TargetFile(
+            len(document), {"sha256": sha}, SUSPENSIONS_TARGET_PATH
+        )
     role = first_provider_role(
         moved, now=now, expires_in=config.policy.expiry(PROVIDER), spec_version=SPEC_VERSION
     )

@@ -348,3 +348,26 @@ def test_refresh_keeps_snapshot_and_timestamp_fresh_when_cfl_provider_keys_are_o
     with repo.locked():
         resigned = refresh(repo, now=factory.tick())
     assert resigned == ["snapshot", "timestamp"] and repo.head.roles[PROVIDER] == version
+
+
+def test_a_suspension_pending_while_targets_was_offline_is_published_by_the_adoption(
+    tmp_path: Path,
+) -> None:
+    from repo_tool.manufacturer_keys import pending_targets_change
+
+    factory, holders = offline_root_library(tmp_path)
+    _hand_targets_to_holders(factory, holders)
+    repo = factory.repo
+    with repo.locked():
+        assert not suspend(repo, "3F01", "audit", now=factory.tick())  # not published: offline
+        change = adopt(repo, [_provider_key(factory)], 1, now=factory.tick(), ceremony=True)
+        repo.finish_ceremony(
+            change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
+        )
+    assert "3F01" in (repo.provider_document("cfl/suspensions.json") or b"").decode()
+    # From now on a targets ceremony never carries cfl/* documents: cfl-provider signs them.
+    proposed = repo.targets().signed
+    pending_targets_change(repo)(proposed)
+    assert not any(naming.is_provider_target(p) for p in proposed.targets)
+    factory.publish()
+    _verified(factory)

@@ -109,8 +109,8 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     multiple=True,
     metavar="ROLE PUB.pem URI",
     help="A production key: role (root|targets|snapshot|timestamp|cfl-provider), its public PEM, and "
-    "its signer URI (hsm:..., encfile:PATH, gcpkms:..., awskms:...; `offline:` for a key holder's "
-    "targets key). Repeat per key. cfl-provider is the online key that signs cfl/* documents.",
+    "its signer URI (hsm:..., encfile:PATH, gcpkms:..., awskms:...). Repeat per key. cfl-provider "
+    "is the online key that signs cfl/* documents (without it, `provider adopt` adds it later).",
 )
 @click.option(
     "--image-size-cap",

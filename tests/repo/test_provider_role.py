@@ -10,14 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from key_drills import Holders, offline_root_library
+from key_drills import hand_targets_to_holders, offline_root_library
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from factory import LibraryFactory, make_image, standard_library, updater_for
 from metadata_templates import naming
 from metadata_templates.errors import ConfigurationError
-from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
 from repo_tool.keys import SignerRef, write_keypair
 from repo_tool.manufacturer_keys import suspend
 from repo_tool.ops.provider import adopt, rotate_key
@@ -41,34 +40,6 @@ def _verified(factory: LibraryFactory) -> None:
 def _provider_key(factory: LibraryFactory, name: str = "provider") -> SignerRef:
     key, uri = write_keypair(factory.repo.path / "keys" / f"{name}.pem")
     return SignerRef(key, uri)
-
-
-def _hand_targets_to_holders(factory: LibraryFactory, holders: Holders) -> None:
-    """Root ceremony: targets becomes 2 of 3 offline holders; they re-sign targets."""
-    keys = tuple(holders.make(n).public_key for n in ("tara", "tom", "tess"))
-    old = factory.repo.config.signers["targets"][0].keyid
-    handover = propose_root(
-        factory.repo.root(),
-        KeyChange(keys_of="targets", add=keys, remove=(old,), threshold=2),
-        now=factory.tick(),
-        expires_in=factory.repo.config.policy.expiry("root"),
-    )
-    with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
-        )
-    resign = propose_targets(
-        factory.repo.root(),
-        factory.repo.targets(),
-        now=factory.tick(),
-        expires_in=factory.repo.config.policy.expiry("targets"),
-    )
-    with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            resign, holders.sign(resign, "tom", "tess"), now=factory.tick()
-        )
-    factory.publish()
-    assert factory.repo.held_offline("targets")
 
 
 def test_a_new_repository_signs_provider_documents_with_the_online_role(tmp_path: Path) -> None:
@@ -136,7 +107,7 @@ def test_with_the_targets_key_offline_routine_work_needs_only_online_keys(
     tmp_path: Path,
 ) -> None:
     factory, holders = offline_root_library(tmp_path)
-    _hand_targets_to_holders(factory, holders)
+    hand_targets_to_holders(factory, holders)
     repo = factory.repo
     key = _provider_key(factory)
     with repo.locked():
@@ -176,7 +147,7 @@ def test_a_stolen_provider_key_is_rotated_through_targets_and_clients_follow(
     tmp_path: Path,
 ) -> None:
     factory, holders = offline_root_library(tmp_path, provider=True)
-    _hand_targets_to_holders(factory, holders)
+    hand_targets_to_holders(factory, holders)
     repo = factory.repo
     updater, _fetcher = updater_for(factory, tmp_path / "client")
     updater.refresh()
@@ -356,7 +327,7 @@ def test_a_suspension_pending_while_targets_was_offline_is_published_by_the_adop
     from repo_tool.manufacturer_keys import pending_targets_change
 
     factory, holders = offline_root_library(tmp_path)
-    _hand_targets_to_holders(factory, holders)
+    hand_targets_to_holders(factory, holders)
     repo = factory.repo
     with repo.locked():
         assert not suspend(repo, "3F01", "audit", now=factory.tick())  # not published: offline

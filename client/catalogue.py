@@ -89,7 +89,7 @@ def build_catalogue(
     images: list[CatalogueImage] = []
     problems: list[CatalogueProblem] = []
     for target in targets:
-        if target.path in naming.PROVIDER_TARGET_PATHS or is_notes_target_path(target.path):
+        if naming.is_provider_target(target.path) or is_notes_target_path(target.path):
             continue  # provider documents and encrypted release notes are not images
         owner = naming.manufacturer_of_target(target.path)
         if owner is None:

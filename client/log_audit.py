@@ -193,7 +193,8 @@ def _check_library(
                         report.problems.append(
                             f"withdrawal of {withdrawal.target}: no withdraw event in the log"
                         )
-            elif name != f"{Targets.type}.json":
+            elif name != f"{Targets.type}.json" and not naming.is_provider_target(path):
+                # cfl-provider (issue 13) holds the registry, suspensions and grants: not images.
                 if is_notes_target_path(path):
                     # Encrypted release notes are lodged with their image, in the same role version
                     # and the same deposit event; they are not images of their own.

@@ -339,13 +339,21 @@ class Session:
         return final
 
     def provider_document(self, path: str) -> bytes | None:
-        """A verified provider target (``cfl/cpl.json``, ``cfl/withdrawals.json``), or None if absent."""
+        """A verified provider target (``cfl/cpl.json``, ``cfl/withdrawals.json``), or None if absent.
+
+        ngclient resolves the path itself: in targets (older libraries) or through the
+        ``cfl-provider`` delegation (issue 13), whose role it fetches and verifies on the way.
+        """
         self.refresh()
-        if path not in self._trusted_role(Targets.type).targets:
+        try:
+            info = self._updater.get_targetinfo(path)
+        except Exception as e:
+            raise _wrap(e, f"lookup {path}") from e
+        if info is None:
             return None
         data = self.download(path).read_bytes()
         # ngclient verified it already; check again since we read it back from disk.
-        expected = self._trusted_role(Targets.type).targets[path].hashes["sha256"]
+        expected = info.hashes["sha256"]
         if hashlib.sha256(data).hexdigest() != expected:
             raise VerificationError(f"{path}: cached copy changed on disk")
         return data

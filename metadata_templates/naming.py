@@ -17,6 +17,12 @@ CPL_TARGET_PATH = "cfl/cpl.json"
 WITHDRAWALS_TARGET_PATH = "cfl/withdrawals.json"
 SUPPLIERS_TARGET_PATH = "cfl/suppliers.json"  # the registry (metadata_templates/suppliers.py)
 PROVIDER_TARGET_PATHS = (CPL_TARGET_PATH, WITHDRAWALS_TARGET_PATH, SUPPLIERS_TARGET_PATH)
+# issue 13: the provider's online delegated role. It signs every ``cfl/...`` document (CPL,
+# withdrawals, registry, suspensions, notes custodian and grants) so routine work needs no offline
+# targets key; targets delegates it terminating, for these patterns only (one segment per ``*``:
+# grants live three segments down, cfl/grants/<entity>/<file>).
+PROVIDER_ROLE = "cfl-provider"
+PROVIDER_PATTERNS = ("cfl/*", "cfl/*/*/*")
 IMAGE_SUFFIX = ".ota"
 TARGET_HASH_PREFIX_LENGTH = 16
 
@@ -73,6 +79,16 @@ def owner_of_role(role: str) -> str | None:
 def _succinct(manufacturer_id: str, bit_length: int) -> SuccinctRoles:
     # Keys play no part in naming; python-tuf checks bit_length (1..32) itself.
     return SuccinctRoles([], 1, bit_length, bin_name_prefix(manufacturer_id))
+
+
+def is_provider_role(role: str) -> bool:
+    """True for the provider's own delegated role (``cfl-provider``), which holds no images."""
+    return role == PROVIDER_ROLE
+
+
+def is_provider_target(path: str) -> bool:
+    """True for a provider document's target path (``cfl/...``), which no manufacturer can spell."""
+    return path.startswith("cfl/")
 
 
 def delegation_pattern(manufacturer_id: str) -> str:

@@ -23,6 +23,8 @@ class RolePolicy:
     manufacturer_expiry_days: int = 365
     snapshot_expiry_days: int = 7
     timestamp_expiry_days: int = 1
+    # The online cfl-provider role (issue 13): short, because `refresh` re-signs it by cron.
+    provider_expiry_days: int = 30
     root_threshold: int = 2
     root_keys: int = 3
     manufacturer_threshold: int = 1
@@ -41,13 +43,14 @@ class RolePolicy:
     manufacturer_bin_max_targets: int = 64
 
     def expiry(self, role: str) -> timedelta:
-        """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``, or a
-        manufacturer role)."""
+        """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``,
+        ``cfl-provider`` or a manufacturer role)."""
         days = {
             "root": self.root_expiry_days,
             "targets": self.targets_expiry_days,
             "snapshot": self.snapshot_expiry_days,
             "timestamp": self.timestamp_expiry_days,
+            "cfl-provider": self.provider_expiry_days,
         }.get(role, self.manufacturer_expiry_days)
         return timedelta(days=days)
 
@@ -113,5 +116,9 @@ class RolePolicy:
             )
         return policy
 
+
+# Targets' validity in a repository whose routine documents cfl-provider signs (issue 13): it is
+# re-signed only at the yearly ceremony with root.
+PROVIDER_TARGETS_EXPIRY_DAYS = 365
 
 DEFAULT_POLICY = RolePolicy()

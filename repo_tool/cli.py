@@ -23,7 +23,7 @@ from metadata_templates import identifiers
 from metadata_templates.errors import EXIT_FAILURE, CflError, ConfigurationError, RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool import __version__
-from repo_tool.config import TOP_LEVEL_ROLES
+from repo_tool.config import SIGNED_ROLES, TOP_LEVEL_ROLES
 from repo_tool.console import emit_json as _emit_json
 from repo_tool.console import err as _err
 from repo_tool.console import open_repo as _open_repo
@@ -108,8 +108,9 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     nargs=3,
     multiple=True,
     metavar="ROLE PUB.pem URI",
-    help="A production key: role (root|targets|snapshot|timestamp), its public PEM, and its signer URI "
-    "(hsm:..., encfile:PATH, gcpkms:..., awskms:...). Repeat per key.",
+    help="A production key: role (root|targets|snapshot|timestamp|cfl-provider), its public PEM, and "
+    "its signer URI (hsm:..., encfile:PATH, gcpkms:..., awskms:...). Repeat per key. cfl-provider "
+    "is the online key that signs cfl/* documents (without it, `provider adopt` adds it later).",
 )
 @click.option(
     "--image-size-cap",
@@ -146,7 +147,8 @@ def init(
     Production:   cfl-repo --repo R init --root-threshold 2 \\
                     --key root r1.pub.pem hsm:... --key root r2.pub.pem hsm:... \\
                     --key targets t.pub.pem hsm:... --key snapshot s.pub.pem encfile:/k/s.pem \\
-                    --key timestamp ts.pub.pem encfile:/k/ts.pem
+                    --key timestamp ts.pub.pem encfile:/k/ts.pem \\
+                    --key cfl-provider p.pub.pem hsm:...
     """
     from repo_tool.ops.init import (
         configuration,
@@ -171,11 +173,11 @@ def init(
             "real library"
         )
     else:
-        signers = {role: [] for role in TOP_LEVEL_ROLES}
+        signers = {role: [] for role in SIGNED_ROLES}
         for role, pem, uri in keys:
-            if role not in TOP_LEVEL_ROLES:
+            if role not in SIGNED_ROLES:
                 raise ConfigurationError(
-                    f"--key ROLE: found {role!r}, expected one of {', '.join(TOP_LEVEL_ROLES)}"
+                    f"--key ROLE: found {role!r}, expected one of {', '.join(SIGNED_ROLES)}"
                 )
             try:
                 data = Path(pem).read_bytes()
@@ -214,6 +216,7 @@ def cpl_import(ctx: click.Context, cpl_file: Path, as_json: bool) -> None:
     from metadata_templates.custom import format_timestamp
     from repo_tool.cpl import read_cpl
     from repo_tool.ops.cpl_import import import_cpl
+    from repo_tool.repository import provider_signing_role
 
     repo = _open_repo(ctx)
     now = _now()
@@ -221,7 +224,8 @@ def cpl_import(ctx: click.Context, cpl_file: Path, as_json: bool) -> None:
     with repo.locked():
         version = import_cpl(repo, doc, now=now)
     _err(
-        f"imported {len(doc.entries)} CPL entries from {cpl_file}; staged targets version {version}"
+        f"imported {len(doc.entries)} CPL entries from {cpl_file}; staged "
+        f"{provider_signing_role(repo.head)} version {version}"
     )
     if as_json:
         _emit_json(
@@ -541,7 +545,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             how = f"a ceremony: cfl-repo ceremony start {name}"
         _err(f"warning: {name} expires {roles[name]['expires']}; renew it with {how}")
     for name, info in roles.items():
-        extra = f", {info['targets']} image(s)" if "targets" in info else ""
+        # cfl-provider (issue 13) holds the provider's documents, not images.
+        kind = "document(s)" if name == "cfl-provider" else "image(s)"
+        extra = f", {info['targets']} {kind}" if "targets" in info else ""
         _err(f"{name:<12} v{info['version']:<5} expires {info['expires']}{extra}")
     _err(
         f"manufacturers: {', '.join(doc['manufacturers']) or 'none'}; CPL entries: {doc['cpl_entries']}; "
@@ -1031,6 +1037,7 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
     """
     from metadata_templates.notes import pem_is_encrypted
     from repo_tool.notes_grant import grant_notes, load_custodian_key
+    from repo_tool.repository import provider_signing_role
 
     pem = custodian_key.read_bytes()
     password = _prompt_secret("passphrase").encode() if pem_is_encrypted(pem) else None
@@ -1045,7 +1052,8 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
         f"{report.entity_id}: {len(report.granted)} note(s) granted, {len(report.already)} readable "
         "already"
         + (
-            f"; staged targets version {report.targets_version}; next: cfl-repo publish"
+            f"; staged {provider_signing_role(repo.head)} version {report.targets_version}; "
+            "next: cfl-repo publish"
             if report.granted
             else ""
         )
@@ -1175,3 +1183,11 @@ from repo_tool.cli_keys import CEREMONY_GROUP, MANUFACTURER_COMMANDS  # noqa: E4
 cli.add_command(CEREMONY_GROUP)
 for _command in MANUFACTURER_COMMANDS:
     manufacturer.add_command(_command)
+
+# The online cfl-provider delegation (issue 13) lives in repo_tool/cli_provider.py.
+from repo_tool.cli_provider import enrol_bundle, enrol_manufacturer  # noqa: E402
+from repo_tool.cli_provider import provider as _provider_group  # noqa: E402
+
+cli.add_command(_provider_group)
+cli.add_command(enrol_bundle)
+manufacturer.add_command(enrol_manufacturer)

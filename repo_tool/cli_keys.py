@@ -535,8 +535,9 @@ def suspend(ctx: click.Context, manufacturer_id: str, reason: str) -> None:
 
     Its delegation and lodged images stay: removing them would silently hide what was lodged. A
     renewal (same images, re-signed) is still accepted, so a key rotation can complete. The list of
-    suspensions is published as `cfl/suspensions.json` in targets (when the targets key is online;
-    otherwise at the next targets ceremony).
+    suspensions is published as `cfl/suspensions.json`, signed online by cfl-provider (in a
+    repository without it: by targets when its key is online, otherwise at the next targets
+    ceremony).
     """
     from repo_tool.manufacturer_keys import suspend as do_suspend
 
@@ -544,8 +545,10 @@ def suspend(ctx: click.Context, manufacturer_id: str, reason: str) -> None:
     repo = _open_repo(ctx)
     with repo.locked():
         published = do_suspend(repo, mfr, reason, now=_now())
+    from repo_tool.repository import provider_signing_role
+
     where = (
-        "published in targets"
+        f"published in {provider_signing_role(repo.head)}"
         if published
         else "targets key offline: publish via a targets ceremony"
     )

@@ -12,6 +12,7 @@ from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import ConfigurationError
+from metadata_templates.naming import PROVIDER_ROLE
 from metadata_templates.policy import RolePolicy
 from repo_tool.bundle import DEFAULT_ROLE_SIZE_CAP
 from repo_tool.gateway import DEFAULT_IMAGE_SIZE_CAP
@@ -20,6 +21,9 @@ from repo_tool.tlog import LogKeyConfig
 
 CONFIG_FILE = "cfl-repo.json"
 TOP_LEVEL_ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+# The roles whose keys this file may name: the top-level ones, and the online delegated
+# ``cfl-provider`` (issue 13), which repositories made before it do not have.
+SIGNED_ROLES = (*TOP_LEVEL_ROLES, PROVIDER_ROLE)
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,13 @@ class RepoConfig:
                 raise ConfigurationError(
                     f"{path}: schema_version: found {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}"
                 )
+            roles = [
+                role for role in SIGNED_ROLES if role in TOP_LEVEL_ROLES or role in doc["signers"]
+            ]
             signers = {
-                role: tuple(SignerRef.from_dict(r) for r in doc["signers"][role])
-                for role in TOP_LEVEL_ROLES
+                role: tuple(SignerRef.from_dict(r) for r in doc["signers"][role]) for role in roles
             }
-            thresholds = {role: int(doc["thresholds"][role]) for role in TOP_LEVEL_ROLES}
+            thresholds = {role: int(doc["thresholds"][role]) for role in roles}
             cap = doc.get("image_size_cap", DEFAULT_IMAGE_SIZE_CAP)
             if not isinstance(cap, int) or cap < 1:
                 raise ConfigurationError(
@@ -114,13 +120,18 @@ class RepoConfig:
             if isinstance(e, ConfigurationError):
                 raise
             raise ConfigurationError(f"{path}: malformed ({e!r})") from e
-        for role in TOP_LEVEL_ROLES:
+        for role in config.signers:
             if config.thresholds[role] < 1 or config.thresholds[role] > len(config.signers[role]):
                 raise ConfigurationError(
                     f"{path}: thresholds.{role}: found {config.thresholds[role]}, expected 1.."
                     f"{len(config.signers[role])} (the number of {role} keys)"
                 )
         return config
+
+    @property
+    def has_provider_keys(self) -> bool:
+        """Whether this configuration names keys for the ``cfl-provider`` role."""
+        return PROVIDER_ROLE in self.signers
 
     def save(self, repo: Path) -> None:
         atomic_write_bytes(repo / CONFIG_FILE, self.to_bytes())

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from tuf.api.metadata import Root
 
+from metadata_templates.naming import PROVIDER_ROLE
 from repo_tool.bins_state import bins_summary
 from repo_tool.config import TOP_LEVEL_ROLES
 from repo_tool.keys import uri_scheme
+from repo_tool.provider_role import provider_keys
 
 if TYPE_CHECKING:
     from repo_tool.repository import Repository
@@ -54,6 +56,20 @@ def key_inventory(repo: Repository, *, now: datetime) -> dict[str, Any]:
             "expires_in_days": (expires - now).days if expires else None,
         }
     head = repo.head
+    if PROVIDER_ROLE in head.roles:
+        # The online provider role's keys live in targets' delegation, not root (issue 13).
+        delegated = provider_keys(repo.targets().signed)
+        expires = repo.role(PROVIDER_ROLE).signed.expires
+        keys, threshold = delegated if delegated is not None else ([], 0)
+        roles[PROVIDER_ROLE] = {
+            "threshold": threshold,
+            "keys": [
+                {"keyid": k.keyid, "scheme": k.scheme, "location": where.get(k.keyid, "unknown")}
+                for k in keys
+            ],
+            "expires": expires.isoformat(),
+            "expires_in_days": (expires - now).days,
+        }
     for mfr_id, record in sorted(head.manufacturers.items()):
         name = f"mfr-{mfr_id}"
         expires = repo.role(name).signed.expires if name in head.roles else None

@@ -19,6 +19,7 @@ from typing import Any
 from jwcrypto import jwk
 from tuf.api.metadata import TargetFile
 
+from metadata_templates import naming
 from metadata_templates.custom import (
     CflTargetInfo,
     CustomMetadataError,
@@ -186,7 +187,7 @@ def grant_notes(
     recipient = supplier_key(supplier)
     candidates = _entitled_notes(repo, supplier.may_fetch)
     # Read once: a provider document lookup per note would parse targets once per note.
-    provider_targets = repo.targets().signed.targets
+    provider_targets = repo.provider_targets()
     files: dict[str, bytes] = {}
     granted: list[str] = []
     already: list[str] = []
@@ -242,6 +243,8 @@ def _entitled_notes(
     """
     found: list[tuple[str, CflTargetInfo, TargetFile]] = []
     for role_name in sorted(repo.head.roles):
+        if naming.is_provider_role(role_name):  # the provider's documents, not images
+            continue
         targets = repo.role(role_name).signed.targets
         for path, target in sorted(targets.items()):
             if is_notes_target_path(path):

@@ -299,10 +299,11 @@ class Repository:
         md: Metadata[Any],
         role: str,
         *,
-        delegator: Root | None,
+        delegator: Root | Targets | None,
         config: RepoConfig | None = None,
     ) -> Metadata[Any]:
-        """Sign with every configured key of a top-level role, then verify before anything is written."""
+        """Sign with every configured key of a top-level role (or of ``cfl-provider``, whose
+        delegator is targets), then verify before anything is written."""
         md.signatures.clear()
         refs = self.signers(role, config)
         for ref in refs:
@@ -317,7 +318,7 @@ class Repository:
             raise ConfigurationError(
                 f"{role}: the configured keys do not meet the role's threshold ({e})",
                 hint=f"the {role} keys are held offline: change {role} through "
-                f"`cfl-repo ceremony start {role}`"
+                f"`cfl-repo ceremony start {'targets' if role == naming.PROVIDER_ROLE else role}`"
                 if offline
                 else "compare cfl-repo.json signers with the keys in root",
             ) from e
@@ -376,6 +377,55 @@ class Repository:
 
     # --------------------------------------------------------------------- provider documents
 
+    @property
+    def provider_delegated(self) -> bool:
+        """Whether targets delegates ``cfl/...`` to the online ``cfl-provider`` role (issue 13)."""
+        return naming.PROVIDER_ROLE in self.head.roles
+
+    def provider_targets(self) -> dict[str, TargetFile]:
+        """The provider documents as staged: in ``cfl-provider`` when it exists, else in targets."""
+        role = self.role(naming.PROVIDER_ROLE) if self.provider_delegated else self.targets()
+        return {p: t for p, t in role.signed.targets.items() if naming.is_provider_target(p)}
+
+    def stage_provider_change(self, change: Callable[[Targets], None], now: datetime) -> Head:
+        """The one place provider documents (``cfl/...``) are staged: ``change`` is applied to the
+        next version of ``cfl-provider``, signed with its online keys, when targets delegates that
+        role; otherwise to the next targets version (a targets ceremony captures it when the
+        targets key is offline). Returns the head to commit, with the role's new version.
+
+        Raises:
+            ConfigurationError: the keys at hand do not meet the role's threshold.
+        """
+        if not self.provider_delegated:
+            return replace(self.head, targets_version=self.stage_targets(change, now))
+        version = self.stage_provider_role(change, now)
+        return replace(self.head, roles={**self.head.roles, naming.PROVIDER_ROLE: version})
+
+    def stage_provider_role(
+        self,
+        change: Callable[[Targets], None],
+        now: datetime,
+        *,
+        delegator: Targets | None = None,
+        config: RepoConfig | None = None,
+    ) -> int:
+        """Apply ``change`` to a copy of ``cfl-provider``, sign it as the next version with the
+        configured online keys, verify it against ``delegator`` (default: the committed targets)
+        and write it. Returns the new version.
+
+        Raises:
+            ConfigurationError: the keys at hand do not meet the delegation's threshold.
+        """
+        md = self.role(naming.PROVIDER_ROLE)
+        change(md.signed)
+        self.bump(md.signed, naming.PROVIDER_ROLE, now)
+        check = delegator if delegator is not None else self.targets().signed
+        self.write_metadata(
+            naming.PROVIDER_ROLE,
+            self.sign(md, naming.PROVIDER_ROLE, delegator=check, config=config),
+        )
+        return md.signed.version
+
     def suppliers(self) -> SupplierRegistry:
         """The current supplier registry (empty before the first registration)."""
         sha = self.head.suppliers_sha256
@@ -385,7 +435,7 @@ class Repository:
         self, registry: SupplierRegistry, *, now: datetime, event: dict[str, Any]
     ) -> int:
         """Store ``registry``, sign it as target ``cfl/suppliers.json``, and commit with ``event``
-        (repo_tool/supplier_ops.py). Returns the new targets version."""
+        (repo_tool/supplier_ops.py). Returns the new version of the role that signs it."""
         data = registry.to_bytes()
         sha = self.blobs.put(data)
 
@@ -394,33 +444,30 @@ class Repository:
                 len(data), {"sha256": sha}, SUPPLIERS_TARGET_PATH
             )
 
-        version = self.stage_targets(change, now)
-        self.commit(
-            replace(self.head, suppliers_sha256=sha, targets_version=version),
-            event={**event, "suppliers_sha256": sha},
-        )
-        return version
+        head = self.stage_provider_change(change, now)
+        self.commit(replace(head, suppliers_sha256=sha), event={**event, "suppliers_sha256": sha})
+        return provider_version(head)
 
     def provider_document(self, path: str) -> bytes | None:
-        """The bytes of a provider target (``cfl/...``) as staged in the current targets role."""
-        target = self.targets().signed.targets.get(path)
+        """The bytes of a provider target (``cfl/...``) as staged (``cfl-provider`` or targets)."""
+        target = self.provider_targets().get(path)
         return None if target is None else self.blobs.get(target.hashes["sha256"])
 
     def put_provider_targets(
         self, files: Mapping[str, bytes], *, now: datetime, event: dict[str, Any]
     ) -> int:
-        """Publish provider documents (``cfl/...``) as targets of the top-level role in one new
-        version: blobs first, then the signed targets version, then one commit. Returns the new
-        targets version."""
+        """Publish provider documents (``cfl/...``) in one new version of the role that holds them
+        (`stage_provider_change`): blobs first, then the signed version, then one commit. Returns
+        that role's new version (`provider_signing_role`)."""
         staged = {path: (len(data), self.blobs.put(data)) for path, data in files.items()}
 
         def change(targets: Targets) -> None:
             for path, (length, sha) in staged.items():
                 targets.targets[path] = TargetFile(length, {"sha256": sha}, path)
 
-        version = self.stage_targets(change, now)
-        self.commit(replace(self.head, targets_version=version), event=event)
-        return version
+        head = self.stage_provider_change(change, now)
+        self.commit(head, event=event)
+        return provider_version(head)
 
     def sign_snapshot(
         self,
@@ -517,12 +564,35 @@ class Repository:
             if is_root:
                 self.commit(replace(self.head, root_version=md.signed.version), event=event)
             else:
+                from repo_tool.ops.provider import provider_after_targets
+
                 manufacturers = manufacturers_after_targets(self.head.manufacturers, md.signed)
                 documents = provider_documents_after_targets(self.head, md.signed)
+                # A new or re-keyed cfl-provider delegation (adoption, rotation) commits with the
+                # role version its keys signed, and the configuration that names them (issue 13).
+                roles = dict(self.head.roles)
+                online = {
+                    s.keyid: s.uri
+                    for s in proposal.online_signers
+                    if s.role == naming.PROVIDER_ROLE
+                }
+                followed = provider_after_targets(self, md.signed, online, now=now)
+                if followed is not None:
+                    new_config, roles[naming.PROVIDER_ROLE] = followed
+                    event["provider_version"] = roles[naming.PROVIDER_ROLE]
+                    event["config"] = json.loads(new_config.to_bytes())
+                from repo_tool.ops.enrol import enrolments_after_targets
+
+                # Enrolment roles land with the delegations that point at them (issue 13).
+                enrolled, enrol_events = enrolments_after_targets(
+                    self, proposal.enrolments, md.signed, now=now
+                )
+                roles |= enrolled
                 self.commit(
                     replace(
                         self.head,
                         targets_version=md.signed.version,
+                        roles=roles,
                         manufacturers=manufacturers,
                         cpl_sha256=documents["cpl_sha256"],
                         withdrawals_sha256=documents["withdrawals_sha256"],
@@ -530,6 +600,7 @@ class Repository:
                     ),
                     event=event,
                     **self._document_events(documents, now=now),
+                    **enrol_events,
                 )
         notes: list[str] = []
         if is_root:
@@ -607,6 +678,12 @@ class Repository:
             RejectedInputError: whatever the operation rejects.
             ConfigurationError: the operation does not change targets.
         """
+        if self.provider_delegated:
+            raise ConfigurationError(
+                "cfl/* documents are signed by the online cfl-provider role in this repository, "
+                "not by targets; expected no --cpl/--withdraw in a targets ceremony",
+                hint="run the routine command (`cfl-repo cpl import`, `cfl-repo withdraw`) instead",
+            )
         self._capturing = True
         try:
             operation()
@@ -680,18 +757,28 @@ class Repository:
                 len(document), {"sha256": sha}, SUSPENSIONS_TARGET_PATH
             )
 
-        targets_version = self.head.targets_version
-        # Offline targets key: the gateway enforces it now, the next targets ceremony signs it.
-        published = not self.held_offline(Targets.type)
+        head = self.head
+        # Offline targets key and no cfl-provider: the gateway enforces it now, the next targets
+        # ceremony signs it.
+        signing_role = naming.PROVIDER_ROLE if self.provider_delegated else Targets.type
+        published = not self.held_offline(signing_role)
         if published:
-            targets_version = self.stage_targets(change, now)
-        self.commit(
-            replace(self.head, suspended=suspended, targets_version=targets_version), event=event
-        )
+            head = self.stage_provider_change(change, now)
+        self.commit(replace(head, suspended=suspended), event=event)
         return published
 
 
 SUSPENSIONS_TARGET_PATH = "cfl/suspensions.json"
+
+
+def provider_signing_role(head: Head) -> str:
+    """The role that signs provider documents in ``head``: ``cfl-provider``, or targets before it."""
+    return naming.PROVIDER_ROLE if naming.PROVIDER_ROLE in head.roles else Targets.type
+
+
+def provider_version(head: Head) -> int:
+    """The version of the role that signs provider documents in ``head``."""
+    return head.committed_version(provider_signing_role(head))
 
 
 class _CapturedChange(BaseException):

@@ -26,6 +26,7 @@ from tuf.api.metadata import (
     Root,
     Snapshot,
     SuccinctRoles,
+    TargetFile,
     Targets,
     Timestamp,
 )
@@ -297,6 +298,8 @@ def load_verified_library(
     manufacturers: dict[str, str] = {}
     images: list[PublishedImage] = []
     role_metadata: dict[str, Metadata[Targets]] = {}
+    # Provider documents: targets' own (older trees), then cfl-provider's (issue 13).
+    documents = dict(targets.signed.targets)
     # Hash bins: a manufacturer role with a succinct delegation is followed by its bins, verified
     # with its keys; each bin's targets must be the ones the rule assigns to it (naming.py).
     walked: set[str] = set(delegated)
@@ -320,8 +323,9 @@ def load_verified_library(
             Targets,
             role_meta,
             # One manufacturer letting its role lapse must not fail the library for everyone:
-            # its images are reported unverifiable until it renews; the rest stays valid.
-            contain_expiry=True,
+            # its images are reported unverifiable until it renews; the rest stays valid. The
+            # provider's own online role is refreshed by cron: its lapse is a failure, as targets'.
+            contain_expiry=not naming.is_provider_role(name),
         )
         if md is None:
             continue
@@ -329,11 +333,17 @@ def load_verified_library(
             walk.fail(
                 f"{name}: version: found {md.signed.version}, expected {role_meta.version} (snapshot)"
             )
-        role_metadata[name] = md
         keyids = tuple(role.keyids)
         summaries.append(
             RoleSummary(name, md.signed.version, md.signed.expires, keyids, role.threshold)
         )
+        if naming.is_provider_role(name) and isinstance(role, DelegatedRole):
+            # Documents, not images: not a manufacturer's role.
+            if md.signed.delegations is not None:
+                walk.fail(f"{name}: delegates further, expected no delegations")
+            _check_provider_role(walk, role, md, documents)
+            continue
+        role_metadata[name] = md
         succinct = _bins_of(md) if isinstance(role, DelegatedRole) else None
         if succinct is not None and naming.manufacturer_of_role(name) is not None:
             bins = list(succinct.get_roles())
@@ -389,7 +399,7 @@ def load_verified_library(
     withdrawals = WithdrawalList()
     suppliers: SupplierRegistry | None = None
     custodian: CustodianDocument | None = None
-    for path, target in sorted(targets.signed.targets.items()):
+    for path, target in sorted(documents.items()):
         data = _check_blob(walk, path, target.length, target.hashes.get("sha256", ""))
         if data is None:
             continue
@@ -440,6 +450,25 @@ def _owner(role: str) -> str:
     """The manufacturer role a role belongs to (itself, or the role whose bin it is)."""
     owner = naming.owner_of_role(role)
     return naming.role_name(owner) if owner is not None else role
+
+
+def _check_provider_role(
+    walk: _Walk, role: DelegatedRole, md: Metadata[Targets], documents: dict[str, TargetFile]
+) -> None:
+    """The ``cfl-provider`` role holds only provider documents, under a terminating delegation
+    to ``cfl/`` paths; its targets join the documents read below (they are not images)."""
+    if not role.terminating or tuple(role.paths or ()) != naming.PROVIDER_PATTERNS:
+        walk.fail(
+            f"targets: delegation {role.name}: found terminating={role.terminating} paths="
+            f"{role.paths}, expected terminating=True paths={list(naming.PROVIDER_PATTERNS)}"
+        )
+    for path, target in sorted(md.signed.targets.items()):
+        if not role.is_delegated_path(path):
+            walk.fail(f"{role.name}: target {path!r} is outside its delegation {role.paths}")
+        elif path in documents:
+            walk.fail(f"{role.name}: target {path!r} is signed by targets too, expected one signer")
+        else:
+            documents[path] = target
 
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:

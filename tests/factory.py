@@ -19,6 +19,7 @@ from tuf.ngclient import FetcherInterface, Updater
 
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import format_timestamp
+from metadata_templates.naming import PROVIDER_ROLE
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.bundle import Bundle, Declaration, write_bundle
 from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
@@ -103,20 +104,25 @@ class LibraryFactory:
     repo: Repository = field(init=False)
     mfr_signers: dict[str, CryptoSigner] = field(default_factory=dict)
     entries: list[CplEntry] = field(default_factory=list)
+    # With the online cfl-provider delegation from init (issue 13); older repositories lack it.
+    provider: bool = False
 
     def __post_init__(self) -> None:
         path = self.tmp / "repo"
         keys = path / "keys"
         signers: dict[str, tuple[SignerRef, ...]] = {}
-        for role in TOP_LEVEL_ROLES:
+        for role in (*TOP_LEVEL_ROLES, *((PROVIDER_ROLE,) if self.provider else ())):
             key, uri = write_keypair(keys / f"DEV-ONLY-{role}-1.pem")
             signers[role] = (SignerRef(key, uri),)
         config = RepoConfig(
             policy=DEFAULT_POLICY.from_dict(
-                DEFAULT_POLICY.to_dict() | {"root_keys": 1, "root_threshold": 1}
+                DEFAULT_POLICY.to_dict()
+                | {"root_keys": 1, "root_threshold": 1}
+                # as `init` does with cfl-provider: targets changes only in yearly ceremonies
+                | ({"targets_expiry_days": 365} if self.provider else {})
             ),
             signers=signers,
-            thresholds=dict.fromkeys(TOP_LEVEL_ROLES, 1),
+            thresholds=dict.fromkeys(signers, 1),
             dev_keys=True,
             log=new_log_key(
                 path, origin=LOG_ORIGIN, passphrase=None, label=None, file_name="DEV-ONLY-log.pem"
@@ -209,14 +215,17 @@ class LibraryFactory:
         return result
 
 
-def standard_library(tmp: Path) -> tuple[LibraryFactory, dict[str, bytes]]:
-    """Two manufacturers, three images with an upgrade pathway, published."""
+def standard_library(
+    tmp: Path, *, provider: bool = False
+) -> tuple[LibraryFactory, dict[str, bytes]]:
+    """Two manufacturers, three images with an upgrade pathway, published (``provider``: with the
+    online cfl-provider delegation from init)."""
     images = {
         "a2": make_image("121D", 2),
         "a3": make_image("121D", 3),
         "b5": make_image("3F01", 5),
     }
-    factory = LibraryFactory(tmp)
+    factory = LibraryFactory(tmp, provider=provider)
     factory.import_cpl(
         [
             make_entry("CPL-0001", fw="00000001"),

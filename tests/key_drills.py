@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner, Signer
 
 from factory import LibraryFactory, standard_library
+from metadata_templates.naming import PROVIDER_ROLE
 from repo_tool.ceremony.proposal import Proposal, SignatureFile
 from repo_tool.ceremony.sign import sign_proposal
-from repo_tool.ceremony.start import KeyChange, propose_root
+from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
 from repo_tool.config import RepoConfig
 from repo_tool.keys import OFFLINE_URI, SignerRef, load_signer, write_keypair
 from repo_tool.manufacturer_keys import resume, retire_keys, rotate_key, suspend
+from repo_tool.ops.provider import rotate_key as rotate_provider_key
 from repo_tool.ops.rotate_keys import rotate_keys as rotate_keys_op
 from repo_tool.submit import build_renewal
 from repo_tool.verify import folder_reader, verified_library
@@ -57,11 +60,18 @@ class Holders:
         return out
 
 
-def offline_root_library(tmp: Path) -> tuple[LibraryFactory, Holders]:
+def offline_root_library(tmp: Path, *, provider: bool = False) -> tuple[LibraryFactory, Holders]:
     """`standard_library`, then root handed to three holders (2 of 3) whose keys the repository
-    records only as public keys marked offline."""
-    factory, _ = standard_library(tmp)
-    holders = Holders(tmp)
+    records only as public keys marked offline (``provider``: with cfl-provider from init)."""
+    factory, _ = standard_library(tmp, provider=provider)
+    holders = root_to_holders(factory)
+    factory.publish()
+    return factory, holders
+
+
+def root_to_holders(factory: LibraryFactory) -> Holders:
+    """Root handed to alice, bob and carol (2 of 3), recorded as offline public keys."""
+    holders = Holders(factory.tmp)
     for name in HOLDERS:
         holders.make(name)
     # The one time the holders meet: the dev root key and their keys sign root v2 together.
@@ -73,8 +83,7 @@ def offline_root_library(tmp: Path) -> tuple[LibraryFactory, Holders]:
     offline = tuple(SignerRef(r.public_key, OFFLINE_URI) for r in config.signers["root"])
     replace(config, signers=dict(config.signers) | {"root": offline}).save(factory.repo.path)
     factory.repo.config = RepoConfig.load(factory.repo.path)
-    factory.publish()
-    return factory, holders
+    return holders
 
 
 def _root_ceremony(
@@ -164,7 +173,128 @@ def manufacturer_rotation_in_progress(tmp: Path) -> LibraryFactory:
     return factory
 
 
+def hand_targets_to_holders(
+    factory: LibraryFactory, holders: Holders, *, expires_in: timedelta | None = None
+) -> None:
+    """Root ceremony (alice, bob): targets becomes 2 of 3 offline holders (tara, tom, tess), who
+    re-sign targets in a targets ceremony; from then on the repository holds no targets key."""
+    keys = tuple(holders.make(n).public_key for n in ("tara", "tom", "tess"))
+    old = factory.repo.config.signers["targets"][0].keyid
+    handover = propose_root(
+        factory.repo.root(),
+        KeyChange(keys_of="targets", add=keys, remove=(old,), threshold=2),
+        now=factory.tick(),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
+        )
+    resign = propose_targets(
+        factory.repo.root(),
+        factory.repo.targets(),
+        now=factory.tick(),
+        expires_in=expires_in or factory.repo.config.policy.expiry("targets"),
+    )
+    with factory.repo.locked():
+        factory.repo.finish_ceremony(
+            resign, holders.sign(resign, "tom", "tess"), now=factory.tick()
+        )
+    factory.publish()
+    assert factory.repo.held_offline("targets")
+    assert all(ref.uri == OFFLINE_URI for ref in factory.repo.config.signers["targets"])
+
+
+def provider_key_compromise(tmp: Path) -> LibraryFactory:
+    """The online cfl-provider key is stolen: a targets ceremony (tom, tess) delegates cfl/* to a
+    new key and, in the same commit, cfl-provider is re-signed by it; no root change."""
+    factory, holders = offline_root_library(tmp, provider=True)
+    hand_targets_to_holders(factory, holders)
+    repo = factory.repo
+    stolen = repo.config.signers[PROVIDER_ROLE][0]
+    key, uri = write_keypair(repo.path / "keys" / "provider-after-compromise.pem")
+    with repo.locked():
+        change = rotate_provider_key(
+            repo, [SignerRef(key, uri)], [stolen.keyid], None, now=factory.tick(), ceremony=True
+        )
+        assert change.proposal is not None
+        repo.finish_ceremony(
+            change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
+        )
+    factory.publish()
+    return factory
+
+
+def offline_targets_routine(tmp: Path) -> LibraryFactory:
+    """Issue 13 end to end: root and targets are offline before the first routine command, and
+    everything after needs only online keys, except the one enrolment ceremony: a CPL import, a
+    supplier registration, the enrolment of 121D (targets ceremony carrying its empty role v1), its
+    first and second deposits, a withdrawal, a suspension, and 120 days of daily `refresh`, past
+    the 90 days a targets version used to live (the holders signed this one for 365)."""
+    from access.pki import issue, make_ca
+
+    from factory import make_entry, make_image, mi_sha
+    from repo_tool.enrolment import build_enrolment
+    from repo_tool.ops.enrol import enrol
+    from repo_tool.ops.refresh import refresh
+    from repo_tool.ops.withdraw import withdraw
+    from repo_tool.supplier_ops import add_supplier
+
+    factory = LibraryFactory(tmp, provider=True)
+    factory.publish()
+    holders = root_to_holders(factory)
+    hand_targets_to_holders(factory, holders, expires_in=timedelta(days=365))
+    repo = factory.repo
+    targets_after_ceremony = repo.head.targets_version
+    images = [make_image("121D", 2), make_image("121D", 3)]
+    factory.import_cpl(
+        [
+            make_entry("CPL-0002", fw="00000002", image_sha=mi_sha(images[0])),
+            make_entry("CPL-0003", fw="00000003", image_sha=mi_sha(images[1])),
+        ]
+    )
+    ca = make_ca()
+    with repo.locked():
+        add_supplier(
+            repo,
+            entity="90-B3-D5-1F-30-01-00-01",
+            name="Example Energy",
+            roles=("IS",),
+            certificate=issue(ca, "Example Energy").cert_pem,
+            now=factory.tick(),
+            ca_pem=ca.cert_pem,
+        )
+    assert repo.head.targets_version == targets_after_ceremony
+    signer = factory.add_manufacturer("121D")[0]
+    bundle = build_enrolment([signer], now=factory.tick(), expires_in=timedelta(days=365))
+    with repo.locked():
+        outcome = enrol(repo, "121D", bundle, now=factory.tick(), ceremony=True)
+        assert outcome.proposal is not None
+        repo.finish_ceremony(
+            outcome.proposal, holders.sign(outcome.proposal, "tara", "tom"), now=factory.tick()
+        )
+    assert repo.head.roles["mfr-121D"] == 1
+    factory.publish()
+    enrolled_targets = repo.head.targets_version
+    factory.deposit(images[0], ["CPL-0002"])
+    factory.deposit(images[1], ["CPL-0003"])
+    assert repo.head.roles["mfr-121D"] == 3
+    first = sorted(repo.role("mfr-121D").signed.targets)[0]
+    with repo.locked():
+        withdraw(repo, first, "bricks meters on hardware 1112", now=factory.tick())
+        assert suspend(repo, "121D", "audit of its signing process", now=factory.tick())
+    factory.publish()
+    for _day in range(120):
+        factory.now += timedelta(days=1)
+        with repo.locked():
+            refresh(repo, now=factory.now)
+    factory.publish()
+    assert repo.head.targets_version == enrolled_targets  # no targets signature since enrolment
+    return factory
+
+
 DRILLS: dict[str, Callable[[Path], LibraryFactory]] = {
+    "provider-key-compromise": provider_key_compromise,
     "manufacturer-rotation-in-progress": manufacturer_rotation_in_progress,
     "online-key-compromise": online_key_compromise,
     "lost-root-key": lost_root_key,

@@ -127,13 +127,13 @@ class NotesLibrary:
         )
 
 
-def notes_library(tmp: Path) -> NotesLibrary:
+def notes_library(tmp: Path, *, provider: bool = False) -> NotesLibrary:
     images = {
         "esme": make_image("121D", 2),
         "esme3": make_image("121D", 3),
         "gsme": make_image("3F01", 5),
     }
-    factory = LibraryFactory(tmp)
+    factory = LibraryFactory(tmp, provider=provider)
     factory.import_cpl(
         [
             make_entry("CPL-0002", fw="00000002", image_sha=mi_sha(images["esme"])),

@@ -38,6 +38,9 @@ def config_after_root(
         for role in TOP_LEVEL_ROLES
     }
     thresholds = {role: root.roles[role].threshold for role in TOP_LEVEL_ROLES}
+    # The online cfl-provider role's keys live in targets, not root: a root ceremony keeps them.
+    signers |= {r: refs for r, refs in config.signers.items() if r not in TOP_LEVEL_ROLES}
+    thresholds |= {r: t for r, t in config.thresholds.items() if r not in TOP_LEVEL_ROLES}
     policy = replace(
         config.policy,
         root_keys=len(root.roles[Root.type].keyids),

@@ -49,6 +49,10 @@ class Proposal:
         proposed: the new metadata; its signatures are empty until ``finish``.
         created: when ``start`` ran (ISO 8601).
         online_signers: signer URIs for keys a root ceremony adds to online roles.
+        enrolments: manufacturers' signed empty role version 1 (role name, the exact bytes as
+            text) that `finish` stages with the delegations this targets version adds (issue 13).
+            Not covered by the holders' signatures: `finish` verifies each against the new
+            delegation itself.
     """
 
     role: str
@@ -57,6 +61,7 @@ class Proposal:
     proposed: Metadata[Any]
     created: str
     online_signers: tuple[OnlineSigner, ...] = field(default=())
+    enrolments: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def signed_sha256(self) -> str:
@@ -81,6 +86,8 @@ class Proposal:
                 {"role": s.role, "keyid": s.keyid, "uri": s.uri} for s in self.online_signers
             ],
         }
+        if self.enrolments:  # absent otherwise, so older proposals read back byte for byte
+            doc["enrolments"] = dict(self.enrolments)
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -129,7 +136,17 @@ class Proposal:
                 f"{source}: online_signers: found {signers_doc!r}, expected "
                 '[{"role", "keyid", "uri"}, ...]'
             ) from e
-        proposal = cls(role, trusted_root, previous, proposed, created, online)
+        enrolments_doc = doc.get("enrolments", {})
+        if not isinstance(enrolments_doc, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in enrolments_doc.items()
+        ):
+            raise RejectedInputError(
+                f"{source}: enrolments: found {type(enrolments_doc).__name__}, expected an object "
+                "of role name -> signed role metadata text"
+            )
+        proposal = cls(
+            role, trusted_root, previous, proposed, created, online, tuple(enrolments_doc.items())
+        )
         recorded = doc.get("signed_sha256")
         if recorded != proposal.signed_sha256:
             raise RejectedInputError(

@@ -6,6 +6,7 @@ recomputed from the proposal's metadata (:mod:`repo_tool.ceremony.diff`).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from securesystemslib.signer import Key, Signer
@@ -20,7 +21,19 @@ def summary(proposal: Proposal) -> list[str]:
     """What the proposal changes, computed from its own old and new metadata."""
     if proposal.role == Root.type:
         return root_changes(proposal.previous.signed, proposal.proposed.signed)
-    return targets_changes(proposal.previous.signed, proposal.proposed.signed)
+    lines = targets_changes(proposal.previous.signed, proposal.proposed.signed)
+    # Enrolments (issue 13) travel beside what is signed; `finish` verifies each against the
+    # delegation signed here, and the holders see which role bytes will be staged with it.
+    lines += [
+        f"enrolment {name}: role version 1 staged with the delegation "
+        f"(sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]})"
+        for name, text in proposal.enrolments
+    ]
+    for signer in proposal.online_signers:
+        lines.append(
+            f"online key {signer.keyid[:8]} of {signer.role}: the repository signs via {signer.uri}"
+        )
+    return lines
 
 
 def eligible_keys(proposal: Proposal) -> dict[str, Key]:

@@ -10,13 +10,14 @@ from tuf.api.metadata import TargetFile, Targets
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import format_timestamp
-from repo_tool.repository import Repository
+from repo_tool.repository import Repository, provider_version
 
 
 def import_cpl(repo: Repository, doc: CplDocument, *, now: datetime) -> int:
-    """Store the CPL and publish it as target ``cfl/cpl.json`` of the top-level targets role.
+    """Store the CPL and publish it as target ``cfl/cpl.json`` of the role that signs provider
+    documents (``cfl-provider``, or targets in a repository without it).
 
-    Returns the new targets version.
+    Returns that role's new version.
     """
     data = doc.to_bytes()
     sha = repo.blobs.put(data)
@@ -26,9 +27,9 @@ def import_cpl(repo: Repository, doc: CplDocument, *, now: datetime) -> int:
             len(data), {"sha256": sha}, naming.CPL_TARGET_PATH
         )
 
-    version = repo.stage_targets(change, now)
+    head = repo.stage_provider_change(change, now)
     repo.commit(
-        replace(repo.head, cpl_sha256=sha, targets_version=version),
+        replace(head, cpl_sha256=sha),
         event={
             "event": "cpl-import",
             "at": format_timestamp(now),
@@ -37,4 +38,4 @@ def import_cpl(repo: Repository, doc: CplDocument, *, now: datetime) -> int:
             "entries": len(doc.entries),
         },
     )
-    return version
+    return provider_version(head)

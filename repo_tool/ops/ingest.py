@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuf.api.metadata import Targets
+
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
+from metadata_templates.errors import ConfigurationError
 from repo_tool import inbox
 from repo_tool.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
 from repo_tool.gateway import (
@@ -141,6 +144,15 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         roles[role.name] = role.role.signed.version
     targets_version = head.targets_version
     if first_deposit:
+        if repo.held_offline(Targets.type):  # issue 13: the delegation comes with an enrolment
+            raise ConfigurationError(
+                f"{accepted.role_name}: found no delegation and the targets key offline, expected "
+                f"{bundle.manufacturer_id} enrolled before its first deposit",
+                hint=f"the manufacturer signs `cfl-repo enrol --manufacturer "
+                f"{bundle.manufacturer_id} --key KEY.pem --out ENROL.json`; then `cfl-repo "
+                f"manufacturer enrol {bundle.manufacturer_id} ENROL.json --proposal FILE` and a "
+                "targets ceremony",
+            )
         manufacturer = head.manufacturers[bundle.manufacturer_id]
         targets_version = repo.stage_targets(lambda t: delegate(t, manufacturer), now)
     repo.commit(

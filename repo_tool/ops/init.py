@@ -11,10 +11,12 @@ from tuf.api.metadata import Metadata, Root, Targets
 
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError
-from metadata_templates.policy import DEFAULT_POLICY
-from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
+from metadata_templates.naming import PROVIDER_ROLE
+from metadata_templates.policy import DEFAULT_POLICY, PROVIDER_TARGETS_EXPIRY_DAYS
+from repo_tool.config import SIGNED_ROLES, TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.keys import DEV_KEY_WARNING, SignerRef, write_keypair
 from repo_tool.output_paths import make_dir
+from repo_tool.provider_role import delegate_provider, first_provider_role
 from repo_tool.repository import SPEC_VERSION, Repository
 from repo_tool.state.head import Head
 from repo_tool.tlog import LogKeyConfig, existing_log_key, new_log_key
@@ -52,9 +54,9 @@ def development_signers(path: Path, root_keys: int) -> dict[str, list[SignerRef]
     No head exists yet, so no key here can have signed anything anyone trusts: a key left by an init
     killed before its commit is replaced, and the re-run succeeds.
     """
-    signers: dict[str, list[SignerRef]] = {role: [] for role in TOP_LEVEL_ROLES}
+    signers: dict[str, list[SignerRef]] = {role: [] for role in SIGNED_ROLES}
     keys_dir = path / "keys"
-    for role in TOP_LEVEL_ROLES:
+    for role in SIGNED_ROLES:
         for n in range(1, (root_keys if role == Root.type else 1) + 1):
             key, _uri = write_keypair(
                 keys_dir / f"DEV-ONLY-{role}-{n}.pem", label=DEV_KEY_WARNING, overwrite=True
@@ -103,14 +105,21 @@ def configuration(
         raise ConfigurationError(
             f"--root-threshold: found {root_threshold}, expected at most {len(signers[Root.type])} (root keys)"
         )
+    provider = bool(signers.get(PROVIDER_ROLE))
     policy = DEFAULT_POLICY.from_dict(
         DEFAULT_POLICY.to_dict()
         | {"root_keys": len(signers[Root.type]), "root_threshold": root_threshold}
+        # With cfl-provider signing the routine documents, targets changes only in ceremonies:
+        # it lives a year and is re-signed at the yearly ceremony with root (docs/design.md).
+        | ({"targets_expiry_days": PROVIDER_TARGETS_EXPIRY_DAYS} if provider else {})
     )
+    # cfl-provider (issue 13) is optional here only so that a production init may leave it out
+    # and adopt it later (`cfl-repo provider adopt`); development keys always include it.
     return RepoConfig(
         policy=policy,
-        signers={role: tuple(refs) for role, refs in signers.items()},
-        thresholds={role: 1 for role in TOP_LEVEL_ROLES} | {Root.type: root_threshold},
+        signers={role: tuple(refs) for role, refs in signers.items() if refs},
+        thresholds={role: 1 for role, refs in signers.items() if refs}
+        | {Root.type: root_threshold},
         image_size_cap=image_size_cap,
         dev_keys=dev_keys,
     )
@@ -123,7 +132,9 @@ def initialise(
     now: datetime,
     secrets_handler: SecretsHandler | None = None,
 ) -> Repository:
-    """Create version 1 of root and targets in a new working directory, in one commit.
+    """Create version 1 of root and targets in a new working directory, in one commit; with
+    ``cfl-provider`` keys configured, targets delegates ``cfl/...`` to that online role from the
+    start and its (empty) version 1 lands in the same commit.
 
     Raises:
         ConfigurationError: the directory is a repository already, or a key cannot sign.
@@ -142,12 +153,26 @@ def initialise(
         root_md = repo.sign(Metadata(root), Root.type, delegator=None)
         targets = Targets(version=1, expires=now + config.policy.expiry(Targets.type))
         targets.spec_version = SPEC_VERSION
+        roles: dict[str, int] = {}
+        if config.has_provider_keys:
+            keys = [ref.public_key for ref in config.signers[PROVIDER_ROLE]]
+            delegate_provider(targets, keys, config.thresholds[PROVIDER_ROLE])
+            provider = first_provider_role(
+                {},
+                now=now,
+                expires_in=config.policy.expiry(PROVIDER_ROLE),
+                spec_version=SPEC_VERSION,
+            )
+            repo.write_metadata(
+                PROVIDER_ROLE, repo.sign(Metadata(provider), PROVIDER_ROLE, delegator=targets)
+            )
+            roles[PROVIDER_ROLE] = 1
         targets_md = repo.sign(Metadata(targets), Targets.type, delegator=root)
         repo.write_metadata(Root.type, root_md)
         repo.write_metadata(Targets.type, targets_md)
         config.save(path)
         repo.commit(
-            Head(),
+            Head(roles=roles),
             event={"event": "init", "at": format_timestamp(now), "dev_keys": config.dev_keys},
         )
     return repo

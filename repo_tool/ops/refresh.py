@@ -8,6 +8,7 @@ from datetime import datetime
 
 from tuf.api.metadata import Snapshot, Targets, Timestamp
 
+from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from repo_tool.repository import Repository
 
@@ -35,6 +36,22 @@ def refresh(repo: Repository, *, now: datetime, force: bool = False) -> list[str
     elif due(targets_expires, Targets.type):
         head = replace(head, targets_version=repo.stage_targets(lambda t: None, now))
         resigned.append(Targets.type)
+    if repo.provider_delegated:
+        # The online cfl-provider role lives 30 days and is re-signed here, by cron, like snapshot.
+        provider = naming.PROVIDER_ROLE
+        provider_expires = repo.role(provider).signed.expires
+        if due(provider_expires, provider) and repo.held_offline(provider):
+            # Like targets: keys it cannot use must not stop snapshot and timestamp.
+            logger.warning(
+                "%s expires %s and its keys are not usable here: give it an online key with "
+                "`cfl-repo provider rotate-key --proposal`",
+                provider,
+                provider_expires.isoformat(),
+            )
+        elif due(provider_expires, provider):
+            version = repo.stage_provider_role(lambda t: None, now)
+            head = replace(head, roles={**head.roles, provider: version})
+            resigned.append(provider)
     snapshot, timestamp = repo.snapshot(), repo.timestamp()
     stale = (
         snapshot is None

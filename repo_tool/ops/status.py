@@ -8,6 +8,7 @@ from typing import Any
 
 from tuf.api.metadata import Snapshot, Timestamp
 
+from metadata_templates import naming
 from repo_tool.bins_state import bins_summary
 from repo_tool.key_inventory import key_inventory
 from repo_tool.repository import Repository
@@ -62,7 +63,10 @@ def status_report(repo: Repository, *, now: datetime) -> dict[str, Any]:
             for k, v in sorted(head.manufacturers.items())
         },
         "cpl_entries": len(cpl.entries) if cpl else 0,
-        "images": sum(r.get("targets", 0) for r in roles.values()),
+        # cfl-provider holds the provider's documents, not images (issue 13).
+        "images": sum(
+            r.get("targets", 0) for n, r in roles.items() if not naming.is_provider_role(n)
+        ),
         "withdrawn": len(repo.withdrawals().withdrawals),
         "unpublished_changes": pending,
         "expiring_soon": expiring(roles, now),
@@ -72,12 +76,13 @@ def status_report(repo: Repository, *, now: datetime) -> dict[str, Any]:
 
 
 def expiring(roles: dict[str, Any], now: datetime) -> list[str]:
-    """Roles that expire within 30 days (timestamp and snapshot are short-lived by design and are
-    re-signed by `refresh`; they are reported only once actually expired)."""
+    """Roles that expire within 30 days (timestamp, snapshot and cfl-provider are short-lived by
+    design and are re-signed by `refresh`; they are reported only once actually expired)."""
     soon: list[str] = []
     for name, info in roles.items():
         expires = datetime.fromisoformat(info["expires"])
-        window = timedelta(0) if name in (Timestamp.type, Snapshot.type) else EXPIRY_WARNING
+        refreshed = (Timestamp.type, Snapshot.type, naming.PROVIDER_ROLE)
+        window = timedelta(0) if name in refreshed else EXPIRY_WARNING
         if expires - now <= window:
             soon.append(name)
     return soon

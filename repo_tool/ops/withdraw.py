@@ -58,9 +58,9 @@ def withdraw(repo: Repository, target: str, reason: str, *, now: datetime) -> Wi
             len(data), {"sha256": doc_sha}, naming.WITHDRAWALS_TARGET_PATH
         )
 
-    version = repo.stage_targets(change, now)
+    head = repo.stage_provider_change(change, now)
     repo.commit(
-        replace(repo.head, withdrawals_sha256=doc_sha, targets_version=version),
+        replace(head, withdrawals_sha256=doc_sha),
         event={"event": "withdraw", "at": withdrawal.withdrawn, **withdrawal.to_dict()},
     )
     return withdrawal

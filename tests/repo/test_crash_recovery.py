@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,8 @@ from conftest import require_system
 from factory import make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
 from repo_tool.demo_data import render_cpl_csv
+from repo_tool.enrolment import build_enrolment
+from repo_tool.keys import write_keypair
 from repo_tool.submit_bins import build_split
 from repo_tool.verify import folder_reader, load_verified_library, verified_library
 
@@ -192,6 +194,15 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, dic
     (base / "cpl.csv").write_bytes(render_cpl_csv([*complete, extra]))
     names = {k: str(v.relative_to(base)) for k, v in bundles.items()}
     names["withdraw"] = sorted(factory.repo.role("mfr-121D").signed.targets)[0]
+    # Issue 13: an online cfl-provider key to adopt (outside the repository, like an HSM's), and
+    # 2AB0's enrolment bundle (its signed empty role v1).
+    _key, uri = write_keypair(base / "provider-key" / "provider.pem")
+    names["provider_pub"] = str(base / "provider-key" / "provider.pub.pem")
+    names["provider_uri"] = uri
+    enrolment = build_enrolment(
+        [factory.mfr_signers["2AB0"]], now=datetime.now(UTC), expires_in=timedelta(days=365)
+    )
+    (base / "enrol-2AB0.json").write_bytes(enrolment)
     return base, factory.root_bytes, names
 
 
@@ -210,6 +221,28 @@ def _role_has(role: str, target_prefix: str) -> Callable[[Path], None]:
 
 def _nothing(base: Path) -> None:
     return None
+
+
+def _enrolled(manufacturer: str) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+        assert head["roles"][f"mfr-{manufacturer}"] == 1
+        enrolment = (base / f"enrol-{manufacturer}.json").read_bytes()
+        staged = base / "repo" / "state" / "metadata" / f"mfr-{manufacturer}" / "1.json"
+        assert staged.read_bytes() == enrolment
+
+    return check
+
+
+def _adopted(base: Path) -> None:
+    head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+    assert head["roles"]["cfl-provider"] == 1
+    doc = json.loads(
+        (base / "repo" / "state" / "metadata" / "cfl-provider" / "1.json").read_bytes()
+    )
+    assert "cfl/cpl.json" in doc["signed"]["targets"]
+    config = json.loads((base / "repo" / "cfl-repo.json").read_bytes())
+    assert len(config["signers"]["cfl-provider"]) == 1  # the committed configuration followed
 
 
 def _withdrawn(target: str) -> Callable[[Path], None]:
@@ -245,6 +278,8 @@ SCENARIO_NAMES = [
     "ingest-next",
     "ingest-first",
     "ingest-split",
+    "provider-adopt",
+    "manufacturer-enrol",
 ]
 
 
@@ -281,6 +316,16 @@ def test_kill_at_every_rename_then_rerun_succeeds(
             "ingest-split",
             lambda b: ["ingest", str(b / names["split"])],
             _split_into("121D", 2),
+        ),
+        "provider-adopt": Scenario(
+            "provider-adopt",
+            lambda b: ["provider", "adopt", "--key", names["provider_pub"], names["provider_uri"]],
+            _adopted,
+        ),
+        "manufacturer-enrol": Scenario(
+            "manufacturer-enrol",
+            lambda b: ["manufacturer", "enrol", "2AB0", str(b / "enrol-2AB0.json")],
+            _enrolled("2AB0"),
         ),
     }[name]
 

@@ -255,7 +255,8 @@ def test_status_json_after_publish(lib: Lib) -> None:
     }
     roles = doc["roles"]
     assert isinstance(roles, dict)
-    assert set(roles) == {"root", "targets", "snapshot", "timestamp", "mfr-121D"}
+    assert set(roles) == {"root", "targets", "snapshot", "timestamp", "mfr-121D", "cfl-provider"}
+    assert roles["cfl-provider"]["targets"] == 1  # the CPL, signed online (issue 13)
     assert roles["mfr-121D"]["version"] == 1 and roles["mfr-121D"]["targets"] == 1
     assert (doc["cpl_entries"], doc["images"], doc["withdrawn"]) == (2, 1, 0)
     assert doc["unpublished_changes"] == []

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from securesystemslib.signer import HSMSigner, SSlibKey
 from test_hsm import require_python_pkcs11, run_tool, softhsm_module
-from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from conftest import require_system
 
@@ -29,7 +29,7 @@ CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 LABEL = "cfl-keys-token"
 PIN = "975310"
 SO_PIN = "86420864"
-KEY_IDS = {"root-hsm": 3, "snapshot": 4, "timestamp": 5}
+KEY_IDS = {"root-hsm": 3, "snapshot": 4, "timestamp": 5, "cfl-provider": 6}
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,41 @@ def test_unattended_refresh_signs_with_hsm_keys_and_pin_from_the_environment(
     )
     (sig,) = snap.signatures.values()
     token.keys["snapshot"].verify_signature(sig, snap.signed_bytes)
+    ok("verify", repo / "public", "--root", repo / "public" / "metadata" / "1.root.json", env={})
+
+
+def test_cfl_provider_on_the_hsm_signs_routine_documents_and_cron_refreshes_it(
+    token: Token, repo: Path, tmp_path: Path
+) -> None:
+    """Issue 13: the online cfl-provider key on the token; a CPL import and an unattended refresh
+    sign it with the PIN from the environment; the import does not touch targets."""
+    from factory import make_entry, make_image, mi_sha
+    from repo_tool.demo_data import render_cpl_csv
+
+    ok(
+        "--repo", repo, "provider", "adopt",
+        "--key", token.pubs["cfl-provider"], token.uris["cfl-provider"],
+        env=token.env,
+    )  # fmt: skip
+    targets_before = json.loads((repo / "state" / "head.json").read_bytes())["targets_version"]
+    cpl = tmp_path / "cpl.csv"
+    cpl.write_bytes(
+        render_cpl_csv([make_entry("CPL-0001", image_sha=mi_sha(make_image("121D", 1)))])
+    )
+    ok("--repo", repo, "cpl", "import", cpl, env=token.env)
+    head = json.loads((repo / "state" / "head.json").read_bytes())
+    assert head["targets_version"] == targets_before  # the import signed cfl-provider only
+    ok("--repo", repo, "refresh", "--force", env=token.env)
+    head = json.loads((repo / "state" / "head.json").read_bytes())
+    version = head["roles"]["cfl-provider"]
+    assert version == 3  # adopted (1), the CPL import (2), the refresh (3)
+    role = Metadata[Targets].from_bytes(
+        (repo / "state" / "metadata" / "cfl-provider" / f"{version}.json").read_bytes()
+    )
+    (sig,) = role.signatures.values()
+    token.keys["cfl-provider"].verify_signature(sig, role.signed_bytes)
+    assert "cfl/cpl.json" in role.signed.targets
+    ok("--repo", repo, "publish", env=token.env)
     ok("verify", repo / "public", "--root", repo / "public" / "metadata" / "1.root.json", env={})
 
 

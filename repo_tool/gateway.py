@@ -86,6 +86,9 @@ class Code(StrEnum):
     # Hash bins (repo_tool/gateway_bins.py): a target in a bin the succinct rule does not assign it
     # to, a bin the manufacturer's succinct delegation does not list, or a bin where a role is due.
     WRONG_BIN = "wrong-bin"
+    # Issue 13: a first deposit while the targets key is offline; the delegation comes with the
+    # manufacturer's enrolment (`cfl-repo manufacturer enrol`), never with a deposit.
+    NOT_ENROLLED = "manufacturer-not-enrolled"
 
 
 @dataclass(frozen=True)

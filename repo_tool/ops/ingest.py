@@ -18,7 +18,6 @@ from tuf.api.metadata import Targets
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import ConfigurationError
 from repo_tool import inbox
 from repo_tool.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
 from repo_tool.gateway import (
@@ -112,6 +111,11 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
     if accepted is None:
         staged.discard()
         return _reject(repo, bundle_path, verdict, now)
+    not_enrolled = _not_enrolled(repo, bundle.manufacturer_id)
+    if not_enrolled is not None:
+        # One manufacturer that is not enrolled yet must not halt the inbox for everyone else.
+        staged.discard()
+        return _reject(repo, bundle_path, Verdict((not_enrolled,), verdict.target, None), now)
 
     head = repo.head
     staged.commit(accepted.digests.file_sha256)
@@ -144,15 +148,6 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         roles[role.name] = role.role.signed.version
     targets_version = head.targets_version
     if first_deposit:
-        if repo.held_offline(Targets.type):  # issue 13: the delegation comes with an enrolment
-            raise ConfigurationError(
-                f"{accepted.role_name}: found no delegation and the targets key offline, expected "
-                f"{bundle.manufacturer_id} enrolled before its first deposit",
-                hint=f"the manufacturer signs `cfl-repo enrol --manufacturer "
-                f"{bundle.manufacturer_id} --key KEY.pem --out ENROL.json`; then `cfl-repo "
-                f"manufacturer enrol {bundle.manufacturer_id} ENROL.json --proposal FILE` and a "
-                "targets ceremony",
-            )
         manufacturer = head.manufacturers[bundle.manufacturer_id]
         targets_version = repo.stage_targets(lambda t: delegate(t, manufacturer), now)
     repo.commit(
@@ -201,6 +196,21 @@ def _ingest_renewal(
         },
     )
     return IngestResult(bundle_path.name, "accepted", None, [], [])
+
+
+def _not_enrolled(repo: Repository, manufacturer_id: str) -> Finding | None:
+    """A first deposit needs a delegation in targets; with the targets key offline (issue 13) only
+    the manufacturer's enrolment, carried by a targets ceremony, may add it."""
+    role = naming.role_name(manufacturer_id)
+    if role in repo.head.roles or not repo.held_offline(Targets.type):
+        return None
+    return Finding(
+        Code.NOT_ENROLLED,
+        f"{role}: found no delegation and the targets key offline, expected {manufacturer_id} "
+        f"enrolled before its first deposit (the manufacturer signs `cfl-repo enrol --manufacturer "
+        f"{manufacturer_id} --key KEY.pem --out ENROL.json`; the provider runs `cfl-repo manufacturer "
+        f"enrol {manufacturer_id} ENROL.json --proposal FILE` and a targets ceremony)",
+    )
 
 
 def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime) -> IngestResult:

@@ -227,7 +227,7 @@ def test_with_targets_offline_from_the_start_routine_work_needs_only_online_keys
     assert (report.images_checked, report.withdrawals_checked) == (2, 1)
 
 
-def test_a_first_deposit_without_enrolment_says_to_enrol_when_targets_is_offline(
+def test_a_first_deposit_without_enrolment_is_rejected_alone_when_targets_is_offline(
     tmp_path: Path,
 ) -> None:
     from key_drills import hand_targets_to_holders, root_to_holders
@@ -240,7 +240,11 @@ def test_a_first_deposit_without_enrolment_says_to_enrol_when_targets_is_offline
     factory.add_manufacturer("121D")
     factory.publish()
     head = factory.repo.head
-    with pytest.raises(ConfigurationError, match="expected 121D enrolled") as caught:
-        factory.ingest(factory.submit(image, ["CPL-0002"]))
-    assert "manufacturer enrol 121D" in str(caught.value.hint)
-    assert factory.repo.head == head
+    # A rejection of this one bundle, not an error that halts the inbox for every manufacturer.
+    result = factory.ingest(factory.submit(image, ["CPL-0002"]))
+    assert result.status == "rejected" and result.reasons == ["manufacturer-not-enrolled"]
+    assert "expected 121D enrolled" in result.messages[0]
+    assert "manufacturer enrol 121D" in result.messages[0]
+    assert factory.repo.head.roles == head.roles
+    assert factory.repo.head.targets_version == head.targets_version
+    assert factory.repo.head.index_sha256 == head.index_sha256

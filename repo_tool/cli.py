@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -339,16 +338,6 @@ def _progress(items: list[Path], label: str, *, enabled: bool) -> Any:
 # --------------------------------------------------------------------------------------- publish
 
 
-def _build_site_into(out: Path, root_bytes: bytes, now: datetime) -> Path:
-    from repo_tool.site import build_site
-    from repo_tool.verify import folder_reader, verified_library
-
-    library = verified_library(folder_reader(out), root_bytes, now=now, check_blobs=False)
-    site_dir = out / "site"
-    build_site(library, site_dir, generated=now)
-    return site_dir
-
-
 @cli.command()
 @click.option(
     "--out",
@@ -408,6 +397,11 @@ def publish(
     repo = _open_repo(ctx)
     target = out or repo.default_out
     now = _now()
+    # --- site hint (issue 14): what the tree served before, so the site is told what is new
+    from repo_tool import site_hint
+
+    before = None if no_site else site_hint.tree_state(target)
+    # --- end of the site hint
     report = do_publish(repo, target, now=now)
     _err(
         f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
@@ -415,9 +409,20 @@ def publish(
     )
     doc = report.to_dict()
     if not no_site:
-        site_dir = _build_site_into(target, repo.metadata_bytes("root", 1), now)
+        site = site_hint.build_published_site(
+            target,
+            repo.metadata_bytes("root", 1),
+            now=now,
+            hint=site_hint.publish_hint(repo, before),
+        )
+        site_dir = site.site_dir
         _err(f"website: {site_dir}/index.html")
         doc["site"] = str(site_dir)
+        doc["site_build"] = {
+            "appended": site.result.appended,
+            "told_new_images": site.hinted,
+            "changed_files": len(site.result.changed),
+        }
     if as_json:
         _emit_json(doc)
 

@@ -27,6 +27,7 @@ from repo_tool.site_hint import (
     publish_hint,
     tree_state,
 )
+from repo_tool.submit_bins import build_split
 from repo_tool.verify import folder_reader, verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
@@ -227,3 +228,48 @@ def test_cfl_repo_publish_tells_the_site(built: LibraryFactory, tmp_path: Path) 
     }
     assert doc["site_build"]["changed_files"] > 0
     assert_full_build_bytes(built, Path(doc["site"]), tmp_path)
+
+
+def split_into_bins(factory: LibraryFactory) -> None:
+    """121D moves its images into 16 hash bins (ingested, not published)."""
+    split, _ = build_split(
+        manufacturer_id="121D",
+        bit_length=4,
+        signers=[factory.mfr_signers["121D"]],
+        library=library_of(factory),
+        now=factory.tick(),
+    )
+    assert factory.ingest(split, "split").status == "accepted"
+
+
+def test_images_in_hash_bins_are_listed_and_told(built: LibraryFactory, tmp_path: Path) -> None:
+    split_into_bins(built)
+    moved = publish_with_site(built)  # every 121D image changes role: not an append
+    assert not moved.result.appended
+    added = lodge(built, 7)
+
+    site = publish_with_site(built)
+
+    assert site.hinted == 1 and site.result.appended
+    image = next(i for i in library_of(built).images if i.target_path == added.target)
+    assert image.role.startswith("mfr-121D-")  # a bin, not the manufacturer's own role
+    listed = (site.site_dir / "index.html").read_text(encoding="utf-8")
+    assert image.target_path in listed
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+def test_a_migration_the_site_missed_is_not_appended_by_hint(
+    built: LibraryFactory, tmp_path: Path
+) -> None:
+    """Split into bins and published without a site build, then one image: the count adds up
+    for a hint of one image, but every image's role changed (the image pages and data/ show it).
+    The basis record withholds the hint and the append path's own pass sees the roles move: a
+    full build. (Without the record the told append leaves the old roles on the pages.)"""
+    split_into_bins(built)
+    built.publish()  # no site build
+    lodge(built, 7)
+
+    site = publish_with_site(built)
+
+    assert site.hinted is None and not site.result.appended
+    assert_full_build_bytes(built, site.site_dir, tmp_path)

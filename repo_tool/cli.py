@@ -372,6 +372,11 @@ def publish(
     Safe to re-run and safe to interrupt: clients see the previous library until timestamp.json lands.
 
     \b
+    Then the website under OUT/site is rebuilt, told which images this publish added, so one new
+    image re-renders a few dozen pages whatever the library's size (--json: "site_build"). See
+    docs/site.md, "What `cfl-repo publish` tells the site".
+
+    \b
     With --to s3://BUCKET/PREFIX, upload to object storage in the same order: only what the
     bucket lacks, never overwriting or deleting an immutable object, then the website.
     See docs/hosting.md, "Publishing to object storage".

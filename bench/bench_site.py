@@ -6,6 +6,14 @@ search transfers, at 1,000, 10,000 and 100,000 images.
   100,000 images and <= 2x the 1,000-image case, measured in one run. Timed twice: as the CLI
   calls it (the build finds the new image itself, a few cheap passes over the library), and told
   the new image (``build_site(added=...)``, nothing done per image of the library).
+- **Ingest one image, then publish with the website** (what an operator runs: `cfl-repo ingest`,
+  `cfl-repo publish`), into a real repository of N images (``bench_publish.build``: 20
+  manufacturers; ``CFL_BENCH_SITE_BINS=1`` splits each into hash bins first) whose site is built.
+  Timed in parts: the ingest, the publish of the metadata, and the website step, which verifies the
+  whole published tree (``verified_library``, timed alone too) before the build. Two rounds: told
+  the new image (``repo_tool.site_hint``, what `cfl-repo publish` does now) and not told (what it
+  did before: the site finds the image in a pass over the library). ``CFL_BENCH_SITE_PUBLISH=0``
+  skips it (building the 100,000-image repository takes minutes).
 - **First search**: the bytes a visitor's browser fetches before the first search result shows: the
   front index page, search.js, ``search/meta.json``, the word shards of each query word and the rows
   shards of the rows drawn (search.js's MAX_ROWS newest matches). It is computed by following
@@ -20,17 +28,26 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench import bench_publish
+from bench.bench_ingest import BENCH_DIR
 from metadata_templates.custom import CflTargetInfo, CplEntryRef, format_timestamp
 from metadata_templates.naming import image_target_path, role_name
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool import site_search
+from repo_tool.bundle import Declaration, write_bundle
+from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
+from repo_tool.publisher import publish
 from repo_tool.site import build_site
+from repo_tool.site_hint import build_published_site, publish_hint, tree_state
+from repo_tool.submit import build_submission
+from repo_tool.verify import folder_reader, verified_library
 
 SIZES = (1_000, 10_000, 100_000)
 MANUFACTURERS = 40
@@ -40,6 +57,8 @@ SEARCH_ROWS = 50  # search.js MAX_ROWS
 # Queries a reader might type first: a manufacturer ID, a device type, a model name word (matching
 # most of the library), a firmware version, the start of a hash.
 QUERIES = ("1010", "esme", "model", "0000BEEF", "5f3a")
+PUBLISH = os.environ.get("CFL_BENCH_SITE_PUBLISH", "1") != "0"
+BINS = os.environ.get("CFL_BENCH_SITE_BINS", "0") != "0"
 
 
 def _hex(label: str) -> str:
@@ -195,6 +214,122 @@ def measure(count: int) -> dict[str, float]:
         }
 
 
+def _ingest_one(lib: bench_publish.Library, round_: int, inbox: Path) -> tuple[float, str]:
+    """Sign the next spare image of a manufacturer (not timed: the manufacturer's side) and ingest
+    it (timed). Returns the seconds and the new target path."""
+    mfr = bench_publish._manufacturer(round_ % bench_publish.MANUFACTURERS)
+    image, entry = lib.spare[mfr].pop(0)
+    submission = build_submission(
+        image=image,
+        manufacturer_id=mfr,
+        signers=[lib.signers[mfr]],
+        declaration=Declaration((entry,), "compliance", ()),
+        release_notes=None,
+        library=bench_publish._library_view(lib.repo),
+        now=lib.tick(),
+    )
+    path = inbox / f"round-{round_}.cflb"
+    write_bundle(path, submission.bundle)
+    began = time.perf_counter()
+    with lib.repo.locked():
+        result = ingest_op(lib.repo, path, now=lib.tick())
+    took = time.perf_counter() - began
+    assert result.status == "accepted" and result.target is not None, result.messages
+    return took, result.target
+
+
+def _publish_round(
+    lib: bench_publish.Library, round_: int, inbox: Path, *, told: bool
+) -> dict[str, float]:
+    """One image ingested, then published with the website, as `cfl-repo publish` does it."""
+    ingest_s, _target = _ingest_one(lib, round_, inbox)
+    now = lib.tick()
+    root = lib.repo.metadata_bytes("root", 1)
+    began, cpu = time.perf_counter(), time.process_time()
+    before = tree_state(lib.out)
+    publish(lib.repo, lib.out, now=now)
+    hint = publish_hint(lib.repo, before) if told else None
+    published = time.perf_counter()
+    site = build_published_site(lib.out, root, now=now, hint=hint)
+    done, done_cpu = time.perf_counter(), time.process_time()
+    assert site.result.appended and site.hinted == (1 if told else None), site
+    # The verification inside the website step, alone (same tree, same work).
+    began_verify = time.perf_counter()
+    verified_library(folder_reader(lib.out), root, now=now, check_blobs=False)
+    verify_s = time.perf_counter() - began_verify
+    return {
+        "ingest_s": ingest_s,
+        "publish_s": published - began,
+        "site_step_s": done - published,
+        "verify_s": verify_s,
+        "total_s": ingest_s + done - began,
+        "total_cpu_s": done_cpu - cpu,  # publish and site step, this process
+    }
+
+
+def measure_publish(count: int) -> dict[str, float]:
+    """Build a repository of ``count`` images and its site; then ingest and publish one image,
+    told and not told."""
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cfl-bench-site-publish-", dir=BENCH_DIR) as tmp:
+        base = Path(tmp)
+        began = time.perf_counter()
+        lib = bench_publish.build(count, base)
+        if BINS:
+            from bench.bench_bulk import _split_all
+
+            _split_all(lib, base / "split-inbox")
+        site = build_published_site(
+            lib.out, lib.repo.metadata_bytes("root", 1), now=lib.tick(), hint=None
+        )
+        assert site.result.image_count == count
+        build_s = time.perf_counter() - began
+        inbox = base / "inbox"
+        told = _publish_round(lib, 0, inbox, told=True)
+        untold = _publish_round(lib, 1, inbox, told=False)
+        return {
+            "images": count,
+            "build_s": build_s,
+            **{f"told:{k}": v for k, v in told.items()},
+            **{f"untold:{k}": v for k, v in untold.items()},
+        }
+
+
+def _print_publish(results: list[dict[str, float]], site_only: list[dict[str, float]]) -> None:
+    print(
+        "ingest one image + publish with the website (the CLI path), beside the site-only rebuild"
+        + (" (every manufacturer in hash bins)" if BINS else "")
+    )
+    rows = [("images", "images", "{:,.0f}"), ("build, not timed (s)", "build_s", "{:.0f}")]
+    for mode, label in (("told", "told the new image"), ("untold", "not told (before)")):
+        rows += [
+            (f"{label}: total (s)", f"{mode}:total_s", "{:.2f}"),
+            ("  ingest (s)", f"{mode}:ingest_s", "{:.2f}"),
+            ("  publish, metadata (s)", f"{mode}:publish_s", "{:.2f}"),
+            ("  website step (s)", f"{mode}:site_step_s", "{:.2f}"),
+            ("    of which verify (s)", f"{mode}:verify_s", "{:.2f}"),
+            ("  CPU, publish+site (s)", f"{mode}:total_cpu_s", "{:.2f}"),
+        ]
+    for label, key, form in rows:
+        cells = "".join(f"{form.format(r[key]):>14}" for r in results)
+        print(f"  {label:<30}{cells}")
+    by_size = {int(r["images"]): r for r in site_only}
+    cells = "".join(
+        f"{by_size[int(r['images'])]['told_s']:>14.2f}"
+        if int(r["images"]) in by_size
+        else f"{'-':>14}"
+        for r in results
+    )
+    print(f"  {'site only, told (s)':<30}{cells}")
+    small, large = results[0], results[-1]
+    for mode in ("told", "untold"):
+        ratio = large[f"{mode}:total_s"] / small[f"{mode}:total_s"]
+        print(
+            f"  {mode}: ingest + publish + site at {large['images']:,.0f} vs {small['images']:,.0f}: "
+            f"{large[f'{mode}:total_s']:.2f} s vs {small[f'{mode}:total_s']:.2f} s, ratio {ratio:.2f}"
+        )
+
+
 def main() -> None:
     """Print build times and first-search weight for each size, side by side, and the ratios."""
     results = [measure(n) for n in SIZES]
@@ -235,6 +370,8 @@ def main() -> None:
         f"  first search at {large['images']:.0f}: worst query {large['worst_query']!r} "
         f"{large['search_kb']:.0f} kB raw, {large['search_gzip_kb']:.0f} kB gzip (target < 1000 kB)"
     )
+    if PUBLISH:
+        _print_publish([measure_publish(n) for n in SIZES], results)
 
 
 if __name__ == "__main__":

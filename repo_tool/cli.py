@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -343,16 +342,6 @@ def _progress(items: list[Path], label: str, *, enabled: bool) -> Any:
 # --------------------------------------------------------------------------------------- publish
 
 
-def _build_site_into(out: Path, root_bytes: bytes, now: datetime) -> Path:
-    from repo_tool.site import build_site
-    from repo_tool.verify import folder_reader, verified_library
-
-    library = verified_library(folder_reader(out), root_bytes, now=now, check_blobs=False)
-    site_dir = out / "site"
-    build_site(library, site_dir, generated=now)
-    return site_dir
-
-
 @cli.command()
 @click.option(
     "--out",
@@ -387,6 +376,11 @@ def publish(
     Safe to re-run and safe to interrupt: clients see the previous library until timestamp.json lands.
 
     \b
+    Then the website under OUT/site is rebuilt, told which images this publish added, so one new
+    image re-renders a few dozen pages whatever the library's size (--json: "site_build"). See
+    docs/site.md, "What `cfl-repo publish` tells the site".
+
+    \b
     With --to s3://BUCKET/PREFIX, upload to object storage in the same order: only what the
     bucket lacks, never overwriting or deleting an immutable object, then the website.
     See docs/hosting.md, "Publishing to object storage".
@@ -412,6 +406,11 @@ def publish(
     repo = _open_repo(ctx)
     target = out or repo.default_out
     now = _now()
+    # --- site hint (issue 14): what the tree served before, so the site is told what is new
+    from repo_tool import site_hint
+
+    before = None if no_site else site_hint.tree_state(target)
+    # --- end of the site hint
     report = do_publish(repo, target, now=now)
     _err(
         f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
@@ -419,9 +418,20 @@ def publish(
     )
     doc = report.to_dict()
     if not no_site:
-        site_dir = _build_site_into(target, repo.metadata_bytes("root", 1), now)
+        site = site_hint.build_published_site(
+            target,
+            repo.metadata_bytes("root", 1),
+            now=now,
+            hint=site_hint.publish_hint(repo, before),
+        )
+        site_dir = site.site_dir
         _err(f"website: {site_dir}/index.html")
         doc["site"] = str(site_dir)
+        doc["site_build"] = {
+            "appended": site.result.appended,
+            "told_new_images": site.hinted,
+            "changed_files": len(site.result.changed),
+        }
     if as_json:
         _emit_json(doc)
 

@@ -234,6 +234,24 @@ def added_images(
     return found
 
 
+def _told(
+    library: PublishedLibrary, state: Mapping[str, Any], added: Sequence[PublishedImage]
+) -> tuple[PublishedImage, ...] | None:
+    """The caller's new images, newest first, when they account for the library's growth since
+    the state and are all newer than its newest image; None otherwise.
+
+    Images are never removed and a lodged target never changes, so ``k`` told images that are
+    all newer than every listed one, with the library ``k`` images larger, are exactly the new
+    ones.
+    """
+    if len(library.images) != int(state["count"]) + len(added):
+        return None
+    found = tuple(_newest_first(added))
+    if found and not _is_newer(found[-1], state["newest"]):
+        return None
+    return found
+
+
 def _newest_first(images: Sequence[PublishedImage]) -> list[PublishedImage]:
     from repo_tool import site
 
@@ -262,15 +280,12 @@ def prepare_append(
                 return None  # newly registered with images already listed under another name
         if _withdrawals_digest(library) != state["withdrawals"]:
             return None
-        if added is None:
+        found = _told(library, state, added) if added is not None else None
+        if found is None:
+            # No hint, or one that does not fit this folder (a publish without a site build in
+            # between): find the new images in one pass rather than render everything.
             found = added_images(library, state)
             if found is None:
-                return None
-        else:
-            if len(library.images) != int(state["count"]) + len(added):
-                return None
-            found = tuple(_newest_first(added))
-            if found and not _is_newer(found[-1], state["newest"]):
                 return None
         if any(not _is_newer(i, state["newest"]) or i.withdrawal is not None for i in found):
             return None

@@ -1,0 +1,203 @@
+"""The website step of `cfl-repo publish`: tell the site which images the publish added.
+
+``repo_tool.site.build_site`` renders one new image into a built site of 100,000 without looking at
+the other 99,999, but only when it is told which images are new; otherwise it first loops over the
+whole library to find them. A publish knows: the roles it brings the tree up to, from the versions
+the tree's snapshot listed before, and what each version added, recorded at ingest
+(``Repository.added_since``, the same record ``repo_tool.publisher.repository_plan`` uses).
+
+The hint is relative to the tree the publish started from, so it is passed on only when the site
+folder's ``BASIS_NAME`` record says its last complete build showed exactly that tree's roles (not
+after a `refresh` or `publish --no-site` that published images, or a migration to hash bins,
+without a site build). ``repo_tool.site_append`` then checks it again against the site's own
+state (the count must add up, every told image must be newer than every listed one) and, when it
+does not fit, finds the new images itself or renders everything (a killed build leaves a marker
+that forces the full build), so a wrong hint costs time, never bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.errors import UnavailableError
+from repo_tool.publish_plan import published_versions
+from repo_tool.published import PublishedImage, PublishedLibrary
+from repo_tool.repository import Repository
+from repo_tool.site import SiteBuildResult, build_site
+
+__all__ = [
+    "BASIS_NAME",
+    "PublishHint",
+    "PublishedSite",
+    "TreeState",
+    "build_published_site",
+    "images_named",
+    "publish_hint",
+    "tree_state",
+]
+
+logger = logging.getLogger(__name__)
+
+# In the site folder: the digest of the role versions of the tree the site was last completely
+# built from. A hint is relative to the tree a publish started from, so it is used only when the
+# site shows exactly that tree's roles (not after a `refresh` or `publish --no-site` that published
+# images, or a bins migration, without a site build). A `refresh` that only re-signs snapshot and
+# timestamp leaves the roles, so it leaves the hint usable.
+BASIS_NAME = ".cfl-site-basis"
+
+
+@dataclass(frozen=True)
+class TreeState:
+    """The role versions (targets and every delegated role) a published tree's snapshot lists."""
+
+    roles: dict[str, int]
+
+    @property
+    def digest(self) -> str:
+        """A short, stable name for exactly these versions."""
+        lines = "".join(f"{name} {version}\n" for name, version in sorted(self.roles.items()))
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PublishHint:
+    """The target paths one publish added to the tree whose ``TreeState.digest`` is ``since``."""
+
+    since: str
+    targets: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PublishedSite:
+    """What the website step of a publish did."""
+
+    site_dir: Path
+    result: SiteBuildResult
+    hinted: int | None  # how many images the site was told were new; None: no hint used
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def tree_state(out: Path) -> TreeState | None:
+    """What the published tree at ``out`` serves now; None when it has no readable timestamp or
+    snapshot (a first publish). Read before a publish, it is what the publish adds to."""
+    metadata = out / "metadata"
+    roles = published_versions(
+        _read(metadata / "timestamp.json"),
+        lambda version: _read(metadata / f"{version}.snapshot.json"),
+    )
+    return TreeState(roles) if roles else None
+
+
+def publish_hint(repo: Repository, before: TreeState | None) -> PublishHint | None:
+    """The target paths the repository's roles gained since the tree state ``before``.
+
+    A role ``before`` did not list contributes all its targets (a new manufacturer, or the bins a
+    migration created); a version without its ingest record, the whole role, as
+    ``repo_tool.publisher.repository_plan`` does.
+
+    Args:
+        repo: the repository, at the head just published.
+        before: ``tree_state`` of the destination, read before the publish.
+
+    Returns:
+        The hint; None when nothing was published before (no site to append to either).
+    """
+    if before is None:
+        return None
+    paths: set[str] = set()
+    for name, version in sorted(repo.head.roles.items()):
+        if before.roles.get(name) == version:
+            continue
+        added = (
+            repo.added_since(name, before.roles[name], version) if name in before.roles else None
+        )
+        if added is None:
+            paths.update(repo.role(name).signed.targets)
+        else:
+            paths.update(path for path, _sha256 in added)
+    return PublishHint(before.digest, frozenset(paths))
+
+
+def images_named(library: PublishedLibrary, targets: Iterable[str]) -> tuple[PublishedImage, ...]:
+    """The verified images whose target path is in ``targets`` (targets that are not images, such
+    as the CPL or the provider's documents, name none)."""
+    wanted = frozenset(targets)
+    if not wanted:
+        return ()
+    return tuple(image for image in library.images if image.target_path in wanted)
+
+
+def site_basis(site_dir: Path) -> str | None:
+    """The ``TreeState.digest`` the site at ``site_dir`` was last completely built from, or None."""
+    data = _read(site_dir / BASIS_NAME)
+    try:
+        return data.decode("ascii").strip() if data is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
+def build_published_site(
+    out: Path,
+    root_bytes: bytes,
+    *,
+    now: datetime,
+    hint: PublishHint | None,
+) -> PublishedSite:
+    """Verify the published tree at ``out`` and render its website into ``out/site``.
+
+    The hint is passed on only when the site was last built from the tree the hint starts from;
+    ``repo_tool.site_append`` checks it again against the site's own record.
+
+    Args:
+        out: the published tree.
+        root_bytes: the trusted root the tree is verified from.
+        now: the build time (the site's only timestamp, and the verification time).
+        hint: ``publish_hint`` of the publish that just ran; None when unknown.
+
+    Returns:
+        Where the site is, what the build did, and the size of the hint used.
+
+    Raises:
+        VerificationError: the published tree does not verify.
+        UnavailableError: the site folder cannot be read or written.
+        SiteBuildError: two images would share one page.
+    """
+    from repo_tool.verify import folder_reader, verified_library
+
+    # Read before the library: a publish landing in between makes the site newer than its
+    # record, which only withholds the next hint (the tree never moves back).
+    basis = tree_state(out)
+    library = verified_library(folder_reader(out), root_bytes, now=now, check_blobs=False)
+    site_dir = out / "site"
+    added = None
+    if hint is not None and site_basis(site_dir) == hint.since:
+        added = images_named(library, hint.targets)
+    try:
+        # The record claims a complete build: withdraw it until this one completes.
+        (site_dir / BASIS_NAME).unlink(missing_ok=True)
+    except OSError as e:
+        raise UnavailableError(f"site {site_dir / BASIS_NAME}: cannot remove: {e}") from e
+    result = build_site(library, site_dir, generated=now, added=added)
+    if basis is not None:
+        try:
+            atomic_write_bytes(site_dir / BASIS_NAME, f"{basis.digest}\n".encode("ascii"))
+        except OSError as e:
+            raise UnavailableError(f"site {site_dir / BASIS_NAME}: cannot write: {e}") from e
+    logger.info(
+        "site: told %s new image(s); %s",
+        "no" if added is None else len(added),
+        "appended" if result.appended else "keyed build",
+    )
+    return PublishedSite(site_dir, result, None if added is None else len(added))

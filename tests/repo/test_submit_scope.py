@@ -194,3 +194,24 @@ def test_the_filter_keeps_provider_roles_and_only_the_named_bins() -> None:
     )
     every = manufacturer_roles(MFR)
     assert every(f"{naming.bin_name_prefix(MFR)}-4") and not every(naming.role_name("3F01"))
+
+
+def test_a_deposit_with_notes_reads_the_image_bin_and_the_notes_bin(tmp_path: Path) -> None:
+    from bins_factory import notes_split_library
+
+    factory, bundle = notes_split_library(tmp_path)
+    reader = CountingReader(factory.out)
+    library = load_for_deposit(
+        str(factory.out),
+        reader,
+        factory.root_bytes,
+        now=factory.tick(),
+        manufacturer_id=MFR,
+        image=bundle.image,
+        cpl_entry_ids=["CPL-0003"],
+        with_notes=True,
+    )
+    # The bins the published deposit signed: the image's, and its notes' when that is another.
+    signed = {bundle.role, *(name for name, _ in bundle.bins)}
+    assert reader.roles_read() == {naming.role_name(MFR), *signed}
+    assert signed <= set(library.role_metadata)

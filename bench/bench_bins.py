@@ -157,6 +157,12 @@ def measure(count: int) -> dict[str, float]:
         began = time.perf_counter()
         verified_library(folder_reader(lib.out), root, now=lib.tick(), check_blobs=False)
         verify_s = time.perf_counter() - began
+        # The provider's CPL grows with the library (one entry per image here), and every submit
+        # verifies and parses it whole: the part of submit's load that still scales.
+        cpl_bytes = folder_reader(lib.out)(f"targets/{_cpl_blob(lib)}")
+        began = time.perf_counter()
+        CplDocument.from_bytes(cpl_bytes)
+        cpl_parse_s = time.perf_counter() - began
         timings: dict[str, list[float]] = {"load": [], "submit": [], "ingest": [], "publish": []}
         source = str(lib.out)
         for n, (image, entry) in enumerate(spare):
@@ -208,6 +214,8 @@ def measure(count: int) -> dict[str, float]:
             "cold_bytes": cold.bytes,
             "warm_bytes": warm.bytes,
             "verify_s": verify_s,
+            "cpl_bytes": len(cpl_bytes),
+            "cpl_parse_ms": cpl_parse_s * 1000,
             **{f"{k}_ms": statistics.median(v) * 1000 for k, v in timings.items()},
             "deposit_ms": statistics.median(
                 sum(parts)
@@ -217,6 +225,12 @@ def measure(count: int) -> dict[str, float]:
             )
             * 1000,
         }
+
+
+def _cpl_blob(lib: bench_publish.Library) -> str:
+    """The published CPL's blob name (targets/...), from the repository's head targets role."""
+    target = lib.repo.targets().signed.targets[naming.CPL_TARGET_PATH]
+    return naming.blob_name(naming.CPL_TARGET_PATH, target.hashes["sha256"])
 
 
 def _template_target() -> TargetFile:
@@ -311,6 +325,8 @@ def main() -> None:
         ("cold load bytes", "cold_bytes", "{:,.0f}"),
         ("warm refresh bytes", "warm_bytes", "{:,.0f}"),
         ("verify library (s)", "verify_s", "{:.2f}"),
+        ("CPL bytes", "cpl_bytes", "{:,.0f}"),
+        ("CPL parse, once (ms)", "cpl_parse_ms", "{:.1f}"),
         ("submit median (ms)", "submit_ms", "{:.1f}"),
         ("  of which load (ms)", "load_ms", "{:.1f}"),
         ("ingest median (ms)", "ingest_ms", "{:.1f}"),

@@ -6,16 +6,18 @@ the manufacturers, only the submitter's own role and, once split, the bin(s) a d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner
+from test_repo_cli import PASSPHRASE, Lib, built, lib, ok, run  # noqa: F401 (the command tests' library fixtures)
 from tuf.api.metadata import Metadata, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
 from metadata_templates.errors import RejectedInputError, VerificationError
-from repo_tool.bundle import Bundle, Declaration
+from repo_tool.bundle import Bundle, Declaration, read_bundle
 from repo_tool.published import PublishedLibrary
 from repo_tool.submit import build_renewal, build_submission, load_source_library
 from repo_tool.submit_bins import build_split
@@ -215,3 +217,37 @@ def test_a_deposit_with_notes_reads_the_image_bin_and_the_notes_bin(tmp_path: Pa
     signed = {bundle.role, *(name for name, _ in bundle.bins)}
     assert reader.roles_read() == {naming.role_name(MFR), *signed}
     assert signed <= set(library.role_metadata)
+
+
+def _published_file(out: Path, role: str) -> Path:
+    snapshot = json.loads((out / "metadata" / "timestamp.json").read_bytes())["signed"]["meta"]
+    version = snapshot["snapshot.json"]["version"]
+    meta = json.loads((out / "metadata" / f"{version}.snapshot.json").read_bytes())["signed"][
+        "meta"
+    ]
+    return out / "metadata" / f"{meta[role + '.json']['version']}.{role}.json"
+
+
+def test_the_command_deposits_past_a_damaged_bin_it_does_not_need_but_not_one_it_needs(
+    lib: Lib,  # noqa: F811
+) -> None:
+    env = {"CFL_KEY_PASSPHRASE": PASSPHRASE}
+    common = ("--manufacturer", "121D", "--key", lib.key, "--from", lib.out, "--root", lib.root)
+    split = lib.base / "outbox" / "split.cflb"
+    ok("submit", "--split-bins", "2", *common, "--out", split, env=env)
+    ok("--repo", lib.repo, "ingest", split)
+    ok("--repo", lib.repo, "publish", "--no-site")
+    needed = read_bundle(lib.submit("a3.ota", "CPL-0003", "first.cflb")).role
+    other = next(n for n in naming.bin_roles("121D", 2) if n != needed)
+    damaged = _published_file(lib.out, other)
+    damaged.write_bytes(damaged.read_bytes().replace(b'"signed"', b'"signet"', 1))
+    bundle = read_bundle(lib.submit("a3.ota", "CPL-0003", "second.cflb"))
+    assert bundle.role == needed
+    verify = run("verify", lib.out, "--root", lib.root)
+    assert verify.returncode == 1 and other in verify.stderr and "Traceback" not in verify.stderr
+    _published_file(lib.out, needed).write_bytes(b"{}")
+    args = ("submit", lib.base / "images" / "a3.ota", "--cpl-entry", "CPL-0003")
+    refused = run(*args, "--reason", "compliance", *common, "--out", lib.base / "x.cflb", env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert needed in refused.stderr and "Traceback" not in refused.stderr
+    assert not (lib.base / "x.cflb").exists()

@@ -251,3 +251,32 @@ def test_the_command_deposits_past_a_damaged_bin_it_does_not_need_but_not_one_it
     assert refused.returncode == 1, refused.stderr
     assert needed in refused.stderr and "Traceback" not in refused.stderr
     assert not (lib.base / "x.cflb").exists()
+
+
+def test_an_unknown_cpl_entry_or_a_malformed_image_gets_the_deposit_s_own_errors(
+    tmp_path: Path,
+) -> None:
+    factory, image = _split_library(tmp_path)
+    read = folder_reader(factory.out)
+    library = load_for_deposit(
+        str(factory.out),
+        read,
+        factory.root_bytes,
+        now=factory.tick(),
+        manufacturer_id=MFR,
+        image=image,
+        cpl_entry_ids=["CPL-9999"],
+        with_notes=False,
+    )
+    with pytest.raises(RejectedInputError, match="expected IDs on the published CPL"):
+        build_submission(
+            image=image,
+            manufacturer_id=MFR,
+            signers=[factory.mfr_signers[MFR]],
+            declaration=Declaration(("CPL-9999",), "compliance", ()),
+            release_notes=None,
+            library=library,
+            now=factory.now,
+        )
+    with pytest.raises(RejectedInputError):
+        _load(factory, read, image[:20])

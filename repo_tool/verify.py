@@ -11,6 +11,7 @@ operator's `verify`, the website build) or a URL (the manufacturer's `submit --f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -414,7 +415,7 @@ def load_verified_library(
             continue
         try:
             if path == naming.CPL_TARGET_PATH:
-                cpl = CplDocument.from_bytes(data)
+                cpl = _parsed_cpl(data)
             elif path == naming.WITHDRAWALS_TARGET_PATH:
                 withdrawals = WithdrawalList.from_bytes(data)
             elif path == SUPPLIERS_TARGET_PATH:
@@ -445,6 +446,18 @@ def load_verified_library(
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
     )
     return library, walk.problems
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed_cpl(data: bytes) -> CplDocument:
+    """The published CPL, parsed once for the very same bytes: a submit walks twice over one cached
+    read (repo_tool/submit_scope.py), and at 10,000 entries a parse costs most of its walk.
+    Sharing is safe: CplDocument and its entries are frozen.
+
+    Raises:
+        ValueError: a malformed CPL (not remembered: every walk reports it).
+    """
+    return CplDocument.from_bytes(data)
 
 
 def _bins_of(md: Metadata[Targets]) -> SuccinctRoles | None:

@@ -890,7 +890,25 @@ def submit(
         root_bytes = read_source_root(source, read)
         _err("warning: no --root given; trusting the source's 1.root.json on first use")
     now = _now()
-    library = load_source_library(source, read, root_bytes, now=now)
+    # Verify only what this submit signs on top of (repo_tool/submit_scope.py).
+    from repo_tool.submit_scope import load_for_deposit, manufacturer_roles
+
+    image = image_file.read_bytes() if image_file is not None else None
+    if image is None:
+        library = load_source_library(
+            source, read, root_bytes, now=now, wanted=manufacturer_roles(mfr)
+        )
+    else:
+        library = load_for_deposit(
+            source,
+            read,
+            root_bytes,
+            now=now,
+            manufacturer_id=mfr,
+            image=image,
+            cpl_entry_ids=cpl_entries,
+            with_notes=release_notes is not None,
+        )
     if split_bits is not None:
         from repo_tool.submit import Submission
         from repo_tool.submit_bins import build_split
@@ -899,11 +917,11 @@ def submit(
             manufacturer_id=mfr, bit_length=split_bits, signers=signers, library=library, now=now
         )
         submission = Submission(bundle=bundle, role_version=version)
-    elif image_file is None:
+    elif image is None:
         submission = build_renewal(manufacturer_id=mfr, signers=signers, library=library, now=now)
     else:
         submission = build_submission(
-            image=image_file.read_bytes(),
+            image=image,
             manufacturer_id=mfr,
             signers=signers,
             declaration=Declaration(tuple(cpl_entries), reason or "", tuple(advisories)),

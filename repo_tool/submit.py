@@ -8,7 +8,7 @@ host cannot trick it into signing a rollback or a foreign target), adds exactly 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -109,6 +109,9 @@ def build_submission(
     split = submit_bins.published_split(library, manufacturer_id)
     if split is not None:
         # Hash bins: only the bin(s) the new targets go to are re-signed (repo_tool/submit_bins.py).
+        # Sound with a library holding only those bins (repo_tool/submit_scope.py): a path can live
+        # only in the bin the rule assigns it (verify refuses it in any other bin, and in any other
+        # manufacturer's delegation), so the bin it goes to is the one place it could be already.
         if any(path in md.signed.targets for md in library.role_metadata.values()):
             raise RejectedInputError(
                 f"{path}: found it in the published library already, expected a new image"
@@ -277,9 +280,15 @@ def read_source_root(source: str, read: Reader) -> bytes:
 
 
 def load_source_library(
-    source: str, read: Reader, root_bytes: bytes, *, now: datetime
+    source: str,
+    read: Reader,
+    root_bytes: bytes,
+    *,
+    now: datetime,
+    wanted: Callable[[str], bool] | None = None,
 ) -> PublishedLibrary:
     """The published library at ``source``, verified from ``root_bytes``; errors name the source.
+    ``wanted`` narrows the roles walked (repo_tool/submit_scope.py; None: every role).
 
     Raises:
         ConfigurationError: the source holds no published CFL at all (no timestamp.json).
@@ -293,7 +302,7 @@ def load_source_library(
             f"--from {source}: found no metadata/timestamp.json, expected a published CFL"
         ) from e
     try:
-        return verified_library(read, root_bytes, now=now, check_blobs=False)
+        return verified_library(read, root_bytes, now=now, check_blobs=False, wanted=wanted)
     except VerificationError as e:
         raise VerificationError(f"--from {source}: {e}") from e
     except CflError as e:

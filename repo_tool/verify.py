@@ -11,6 +11,7 @@ operator's `verify`, the website build) or a URL (the manufacturer's `submit --f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,14 +225,25 @@ def _check_blob(walk: _Walk, path: str, length: int, sha256: str) -> bytes | Non
 
 
 def load_verified_library(
-    read: Reader, trusted_root: bytes, *, now: datetime, check_blobs: bool = True
+    read: Reader,
+    trusted_root: bytes,
+    *,
+    now: datetime,
+    check_blobs: bool = True,
+    wanted: Callable[[str], bool] | None = None,
 ) -> tuple[PublishedLibrary | None, list[str]]:
     """Walk and verify a published tree. Returns the library (None if the walk could not finish)
     and every problem found (empty when the tree is fully valid).
 
     An expired manufacturer role is not a problem of the tree: it is listed in the library's
     ``expired_roles`` (clients cannot verify that manufacturer's images until it renews), and every
-    other check of that role still runs."""
+    other check of that role still runs.
+
+    ``wanted`` narrows the walk to the delegated roles (and bins) it returns True for, the way a
+    client looks up only what it needs (``submit``: repo_tool/submit_scope.py): root chain,
+    timestamp, snapshot, targets and the provider's documents are always verified, and every role
+    walked is verified in full against its delegator and snapshot; other roles are neither read
+    nor checked, so the library holds only the wanted roles' images. None walks everything."""
     walk = _Walk(read, now)
     root_md = _verify_root_chain(walk, trusted_root)
     if root_md is None:
@@ -307,8 +319,12 @@ def load_verified_library(
         (name, role, targets.signed, role) for name, role in sorted(delegated.items())
     ]
     notes_refs: list[tuple[str, str, str, str]] = []  # (role, image, notes target, owner role)
+    skipped: set[str] = set()  # roles `wanted` left out: their owners' notes are not cross-checked
     while queue:
         name, role, delegator, prefix = queue.pop(0)
+        if wanted is not None and not wanted(name):
+            skipped.add(_owner(name))
+            continue
         role_meta = meta.get(f"{name}.json")
         if role_meta is None:
             walk.fail(
@@ -384,11 +400,15 @@ def load_verified_library(
             images.append(PublishedImage(path, target.length, sha, info, name))
 
     for extra in sorted(listed - walked):
+        if wanted is not None and not wanted(extra):
+            continue  # may be a bin of a role not walked: not this caller's to judge
         walk.fail(f"snapshot: lists {extra}.json, which targets does not delegate")
     owned: dict[str, set[str]] = {}
     for role_name, role_md in role_metadata.items():
         owned.setdefault(_owner(role_name), set()).update(role_md.signed.targets)
     for role_name, path, notes_target, owner in notes_refs:
+        if owner in skipped:
+            continue  # the notes target may sit in a bin not walked
         if notes_target not in owned.get(owner, set()):
             walk.fail(
                 f"{role_name}: {path}: custom.cfl.release_notes.target: found {notes_target!r}, "
@@ -405,7 +425,7 @@ def load_verified_library(
             continue
         try:
             if path == naming.CPL_TARGET_PATH:
-                cpl = CplDocument.from_bytes(data)
+                cpl = _parsed_cpl(data)
             elif path == naming.WITHDRAWALS_TARGET_PATH:
                 withdrawals = WithdrawalList.from_bytes(data)
             elif path == SUPPLIERS_TARGET_PATH:
@@ -436,6 +456,18 @@ def load_verified_library(
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
     )
     return library, walk.problems
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed_cpl(data: bytes) -> CplDocument:
+    """The published CPL, parsed once for the very same bytes: a submit walks twice over one cached
+    read (repo_tool/submit_scope.py), and at 10,000 entries a parse costs most of its walk.
+    Sharing is safe: CplDocument and its entries are frozen.
+
+    Raises:
+        ValueError: a malformed CPL (not remembered: every walk reports it).
+    """
+    return CplDocument.from_bytes(data)
 
 
 def _bins_of(md: Metadata[Targets]) -> SuccinctRoles | None:
@@ -484,14 +516,21 @@ def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def verified_library(
-    read: Reader, trusted_root: bytes, *, now: datetime, check_blobs: bool = True
+    read: Reader,
+    trusted_root: bytes,
+    *,
+    now: datetime,
+    check_blobs: bool = True,
+    wanted: Callable[[str], bool] | None = None,
 ) -> PublishedLibrary:
     """Like `load_verified_library`, but any problem is an error.
 
     Raises:
         VerificationError: listing every problem found.
     """
-    library, problems = load_verified_library(read, trusted_root, now=now, check_blobs=check_blobs)
+    library, problems = load_verified_library(
+        read, trusted_root, now=now, check_blobs=check_blobs, wanted=wanted
+    )
     if problems or library is None:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""

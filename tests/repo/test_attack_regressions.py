@@ -177,3 +177,38 @@ def test_a_replayed_role_with_an_edited_manifest_is_judged_not_already_accepted(
     result = factory.ingest(edited)
 
     assert result.status == "rejected" and result.reasons
+
+
+def _memory_capped() -> None:
+    """Child processes get 1.5 GB of address space: reading an endless file fails fast."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+
+
+def test_an_endless_enrolment_bundle_is_refused_by_size_not_read_whole(tmp_path: Path) -> None:
+    # Attack: `manufacturer enrol 121D /dev/zero` read the file whole before the size cap was
+    # applied, and died with a MemoryError traceback (a huge file held the machine's memory).
+    factory = LibraryFactory(tmp_path, provider=True)
+    factory.add_manufacturer("121D")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFL_")}
+    done = subprocess.run(
+        [
+            BIN / "cfl-repo",
+            "--repo",
+            factory.repo.path,
+            "manufacturer",
+            "enrol",
+            "121D",
+            "/dev/zero",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        preexec_fn=_memory_capped,
+    )
+    line = one_error(done, 1)
+    assert "BUNDLE /dev/zero: size: found more than" in line, line
+    assert f"at most {factory.repo.config.role_size_cap}" in line, line

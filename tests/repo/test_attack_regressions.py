@@ -212,3 +212,25 @@ def test_an_endless_enrolment_bundle_is_refused_by_size_not_read_whole(tmp_path:
     line = one_error(done, 1)
     assert "BUNDLE /dev/zero: size: found more than" in line, line
     assert f"at most {factory.repo.config.role_size_cap}" in line, line
+
+
+@pytest.mark.parametrize("other", ["targets", "root", "a-manufacturer"])
+def test_a_cfl_provider_key_cannot_be_a_key_of_another_role(tmp_path: Path, other: str) -> None:
+    # Attack: `provider rotate-key --add` took the offline targets key (putting it online) or a
+    # manufacturer's key (letting that manufacturer sign the CPL and withdrawals) as a cfl-provider
+    # key, and committed.
+    from repo_tool.keys import SignerRef, write_keypair
+    from repo_tool.ops.provider import rotate_key
+
+    factory = LibraryFactory(tmp_path, provider=True)
+    if other == "a-manufacturer":
+        key, uri = write_keypair(tmp_path / "mfr-121D.pem")
+        with factory.repo.locked():
+            add_manufacturer(factory.repo, "121D", "Maker", [key], 1, now=factory.tick())
+        ref = SignerRef(key, uri)
+    else:
+        ref = factory.repo.config.signers[other][0]
+    head = factory.repo.head
+    with factory.repo.locked(), pytest.raises(RejectedInputError, match="--add: found key"):
+        rotate_key(factory.repo, [ref], (), None, now=factory.tick(), ceremony=False)
+    assert factory.repo.head == head

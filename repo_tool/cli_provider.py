@@ -327,8 +327,9 @@ def enrol_manufacturer(
         mfr = identifiers.manufacturer_id(manufacturer_id, "MANUFACTURER_ID")
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
-    data = read_input(bundle, "BUNDLE")
     repo = _open_repo(ctx)
+    # Capped as check_enrolment caps it: an endless file is refused, not read whole.
+    data = read_input(bundle, "BUNDLE", limit=repo.config.role_size_cap)
     with repo.locked():
         outcome = enrol(repo, mfr, data, now=_now(), ceremony=proposal_out is not None)
     if outcome.already:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from metadata_templates.errors import EXIT_FAILURE, EXIT_OK, CflError, ConfigurationError
+from metadata_templates.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+)
 from metadata_templates.output import json_document
 from repo_tool.keys import PASSPHRASE_ENV
 
@@ -77,16 +83,31 @@ def open_repo(ctx: click.Context) -> Repository:
     return Repository.open(repo_path(ctx), secrets_handler=prompt_secret)
 
 
-def read_input(path: Path, what: str) -> bytes:
+def read_input(path: Path, what: str, *, limit: int | None = None) -> bytes:
     """An input file's bytes, or one error line naming the option and the path.
+
+    Args:
+        path: the file.
+        what: the option or argument that named it, for the message.
+        limit: the most bytes accepted; more is refused after reading one byte past it, so an
+            endless or huge file (/dev/zero, a sparse file) never fills memory.
 
     Raises:
         ConfigurationError: the file cannot be read.
+        RejectedInputError: the file is larger than ``limit``.
     """
     try:
-        return path.read_bytes()
+        if limit is None:
+            return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
     except OSError as e:
         raise ConfigurationError(f"{what} {path}: cannot read ({e.strerror})") from e
+    if len(data) > limit:
+        raise RejectedInputError(
+            f"{what} {path}: size: found more than {limit} bytes, expected at most {limit}"
+        )
+    return data
 
 
 def run(group: click.Command, *, interrupted: str, args: list[str] | None = None) -> None:

@@ -31,6 +31,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from repo_tool.bundle import (
     BUNDLE_SUFFIX,
     KIND_DEPOSIT,
+    KIND_SPLIT_BINS,
     MANIFEST,
     RELEASE_NOTES,
     ROLE,
@@ -259,11 +260,37 @@ def already_accepted(
             or lodged.hashes.get("sha256") != hashlib.sha256(bundle.image).hexdigest()
         ):
             return None
+    if not _bins_as_stored(bundle, stored, roles, stored_role):
+        return None
     what = f"deposit of {bundle.target}" if bundle.kind == KIND_DEPOSIT else bundle.kind
     return (
         f"already accepted: this {what} is {role_name} version {version} in the repository; "
         "nothing changed"
     )
+
+
+def _bins_as_stored(
+    bundle: Bundle,
+    stored: bytes,
+    roles: Mapping[str, int],
+    stored_role: Callable[[str, int], bytes | None],
+) -> bool:
+    """Whether every bin the bundle carries is a stored version byte for byte, and a split carries
+    every bin its role delegates: a replay with a bin dropped, renamed, re-signed or borrowed from
+    another manufacturer is then judged by the gateway, not reported accepted."""
+    for name, data in bundle.bins:
+        try:
+            version = Metadata[Targets].from_bytes(data).signed.version
+        except Exception:  # python-tuf raises several types; the gateway names it
+            return False
+        if not 1 <= version <= roles.get(name, 0) or stored_role(name, version) != data:
+            return False
+    if bundle.kind == KIND_SPLIT_BINS:
+        delegations = Metadata[Targets].from_bytes(stored).signed.delegations
+        succinct = None if delegations is None else delegations.succinct_roles
+        if succinct is None or len(bundle.bins) != succinct.number_of_bins:
+            return False
+    return True
 
 
 def judge(bundle: Bundle, context: GatewayContext) -> Verdict:

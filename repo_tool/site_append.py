@@ -124,7 +124,45 @@ def read_state(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     if state.get("fingerprint") != fingerprint:
         return None
-    return state
+    return state if _well_formed(state) else None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_counts(value: object) -> bool:
+    return isinstance(value, dict) and all(_is_count(n) for n in value.values())
+
+
+def _well_formed(state: Mapping[str, Any]) -> bool:
+    """Whether every field has the JSON shape ``state_from_builder`` writes: a damaged state must
+    step aside for the full build, not crash every later build (and so every publish)."""
+    newest = state.get("newest")
+    names = state.get("names")
+    manufacturers = state.get("manufacturers")
+    recent = state.get("feed_recent")
+    withdrawn = state.get("feed_withdrawn")
+    return (
+        all(isinstance(state.get(k), str) for k in ("generated", "withdrawals", "attached"))
+        and _is_count(state.get("count"))
+        and (newest is None or (_is_str_list(newest) and len(newest) == 2))
+        and isinstance(names, dict)
+        and all(isinstance(n, str) for n in names.values())
+        and _is_counts(state.get("roles"))
+        and _is_counts(state.get("listings"))
+        and isinstance(manufacturers, list)
+        and all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in manufacturers)
+        and isinstance(recent, list)
+        and all(r is None or isinstance(r, dict) for r in recent)
+        and isinstance(withdrawn, list)
+        and all(isinstance(w, dict) for w in withdrawn)
+        and _is_str_list(state.get("shards"))
+    )
 
 
 def state_from_builder(builder: _Builder, fingerprint: str, shards: Iterable[str]) -> bytes:

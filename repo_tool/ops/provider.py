@@ -84,6 +84,7 @@ def adopt(
     if repo.provider_delegated:
         keyids = tuple(ref.keyid for ref in repo.config.signers.get(PROVIDER, ()))
         return ProviderChange(repo.head.targets_version, _version(repo), (), keyids, already=True)
+    _refuse_keys_of_other_roles(repo, keys, "--key")
     public = [ref.public_key for ref in keys]
     moved = tuple(p for p in sorted(repo.targets().signed.targets) if naming.is_provider_target(p))
 
@@ -135,6 +136,7 @@ def rotate_key(
                 f"--add: found key {ref.keyid[:8]} among the {PROVIDER} keys already, "
                 "expected a new key"
             )
+    _refuse_keys_of_other_roles(repo, add, "--add")
     public: list[Key] = [k for k in current if k.keyid not in dropped]
     public += [ref.public_key for ref in add]
     new_threshold = threshold if threshold is not None else min(old_threshold, len(public))
@@ -145,6 +147,34 @@ def rotate_key(
     return _change_delegation(
         repo, change, add, now=now, ceremony=ceremony, moved=(), event="provider-rotate-key"
     )
+
+
+def _refuse_keys_of_other_roles(repo: Repository, keys: Sequence[SignerRef], option: str) -> None:
+    """Refuse a key another role holds: a top-level key would be put online, and a
+    manufacturer's key would let that manufacturer sign the CPL and withdrawals.
+
+    Raises:
+        RejectedInputError: a key is a root, targets, snapshot or timestamp key, or a
+            registered manufacturer's (current or retiring).
+    """
+    from repo_tool.ops.manufacturers import key_owners
+
+    root = repo.root().signed
+    owners = {
+        keyid: name
+        for name, role in root.roles.items()
+        for keyid in role.keyids
+        if any(ref.keyid == keyid for ref in keys)
+    }
+    owners |= {
+        keyid: f"manufacturer {mfr}"
+        for keyid, mfr in key_owners(repo, {ref.keyid for ref in keys}).items()
+    }
+    if owners:
+        raise RejectedInputError(
+            f"{option}: found key(s) {sorted(k[:8] for k in owners)} held by "
+            f"{sorted(set(owners.values()))}, expected a key no other role holds"
+        )
 
 
 def _change_delegation(

@@ -177,3 +177,60 @@ def test_a_replayed_role_with_an_edited_manifest_is_judged_not_already_accepted(
     result = factory.ingest(edited)
 
     assert result.status == "rejected" and result.reasons
+
+
+def _memory_capped() -> None:
+    """Child processes get 1.5 GB of address space: reading an endless file fails fast."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+
+
+def test_an_endless_enrolment_bundle_is_refused_by_size_not_read_whole(tmp_path: Path) -> None:
+    # Attack: `manufacturer enrol 121D /dev/zero` read the file whole before the size cap was
+    # applied, and died with a MemoryError traceback (a huge file held the machine's memory).
+    factory = LibraryFactory(tmp_path, provider=True)
+    factory.add_manufacturer("121D")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFL_")}
+    done = subprocess.run(
+        [
+            BIN / "cfl-repo",
+            "--repo",
+            factory.repo.path,
+            "manufacturer",
+            "enrol",
+            "121D",
+            "/dev/zero",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        preexec_fn=_memory_capped,
+    )
+    line = one_error(done, 1)
+    assert "BUNDLE /dev/zero: size: found more than" in line, line
+    assert f"at most {factory.repo.config.role_size_cap}" in line, line
+
+
+@pytest.mark.parametrize("other", ["targets", "root", "a-manufacturer"])
+def test_a_cfl_provider_key_cannot_be_a_key_of_another_role(tmp_path: Path, other: str) -> None:
+    # Attack: `provider rotate-key --add` took the offline targets key (putting it online) or a
+    # manufacturer's key (letting that manufacturer sign the CPL and withdrawals) as a cfl-provider
+    # key, and committed.
+    from repo_tool.keys import SignerRef, write_keypair
+    from repo_tool.ops.provider import rotate_key
+
+    factory = LibraryFactory(tmp_path, provider=True)
+    if other == "a-manufacturer":
+        key, uri = write_keypair(tmp_path / "mfr-121D.pem")
+        with factory.repo.locked():
+            add_manufacturer(factory.repo, "121D", "Maker", [key], 1, now=factory.tick())
+        ref = SignerRef(key, uri)
+    else:
+        ref = factory.repo.config.signers[other][0]
+    head = factory.repo.head
+    with factory.repo.locked(), pytest.raises(RejectedInputError, match="--add: found key"):
+        rotate_key(factory.repo, [ref], (), None, now=factory.tick(), ceremony=False)
+    assert factory.repo.head == head

@@ -677,3 +677,30 @@ def test_publish_plans_the_bins_as_delegated_roles_before_snapshot(tmp_path: Pat
     assert {steps[name] for name in naming.bin_roles("121D", 2)} == {"delegated-roles"}
     assert steps["mfr-121D"] == "delegated-roles" and steps["snapshot"] == "snapshot"
     assert PUBLISH_STEPS.index("delegated-roles") < PUBLISH_STEPS.index("snapshot")
+
+
+@pytest.mark.parametrize("edit", ["missing", "renamed", "another-manufacturer", "other-bytes"])
+def test_a_replayed_split_with_edited_bins_is_judged_not_already_accepted(
+    tmp_path: Path, edit: str
+) -> None:
+    # Attack: the replay check compared role.json alone, so an accepted split replayed with a bin
+    # dropped, renamed, re-signed or another manufacturer's bin added was reported "accepted:
+    # already accepted" (exit 0) instead of being judged and rejected.
+    factory, _ = standard_library(tmp_path)
+    split = _split_bundle(factory, 2)
+    assert factory.ingest(split, "split").status == "accepted"
+    bins = dict(split.bins)
+    if edit == "missing":
+        del bins["mfr-121D-bin-3"]
+    elif edit == "renamed":
+        bins["mfr-121D-bin-03"] = bins.pop("mfr-121D-bin-3")
+    elif edit == "another-manufacturer":
+        bins["mfr-3F01-bin-3"] = bins["mfr-121D-bin-3"]
+    else:
+        bins["mfr-121D-bin-3"] = _resign(bins["mfr-121D-bin-3"], factory.mfr_signers["121D"])
+        bins["mfr-121D-bin-3"] = bins["mfr-121D-bin-3"].replace(b'"version"', b'"version" ', 1)
+    head = factory.repo.head
+    replay = factory.ingest(replace(split, bins=tuple(sorted(bins.items()))), f"replay-{edit}")
+    assert replay.status == "rejected", replay.messages
+    assert not any(m.startswith("already accepted") for m in replay.messages)
+    assert factory.repo.head == head

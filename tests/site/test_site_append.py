@@ -321,3 +321,38 @@ def test_a_wrong_hint_about_what_was_added_is_not_trusted(
     older = _older_image(grown)
     assert not build_site(older, out, generated=LATER, added=older.images[-1:]).appended
     assert_same_as_full(out, older)
+
+
+# Attack: a state whose fields had the wrong JSON shape (hand-edited, or written by another tool)
+# crashed every later build with a traceback (IndexError, TypeError) instead of stepping aside, so
+# a damaged state file stopped every publish until someone deleted it.
+WRONG_SHAPES: dict[str, tuple[str, object]] = {
+    "newest-empty": ("newest", []),
+    "newest-not-strings": ("newest", [1, 2]),
+    "shards-null": ("shards", None),
+    "shards-a-number": ("shards", 5),
+    "shards-with-null": ("shards", [None]),
+    "count-a-string": ("count", "12"),
+    "count-negative": ("count", -1),
+    "listings-a-list": ("listings", [1]),
+    "manufacturers-of-numbers": ("manufacturers", [1]),
+    "feed-recent-a-string": ("feed_recent", "x"),
+    "roles-of-strings": ("roles", {"mfr-1A1A": "many"}),
+    "generated-a-number": ("generated", 5),
+}
+
+
+@pytest.mark.parametrize("shape", list(WRONG_SHAPES), ids=list(WRONG_SHAPES))
+def test_a_state_field_of_the_wrong_shape_means_a_full_build(
+    built: tuple[Path, PublishedLibrary], shape: str
+) -> None:
+    out, library = built
+    field, value = WRONG_SHAPES[shape]
+    state = json.loads((out / site_append.STATE_NAME).read_bytes())
+    (out / site_append.STATE_NAME).write_text(json.dumps(state | {field: value}))
+    grown = grown_by(1)(library)
+
+    result = build_site(grown, out, generated=LATER)
+
+    assert not result.appended
+    assert_same_as_full(out, grown)

@@ -752,8 +752,20 @@ def assert_rejected_and_unchanged(
     assert event["reasons"] == result.reasons
 
 
+# Codes that need a repository state the scenario here does not have, each with the test that
+# rejects a real bundle with it.
+CASES_ELSEWHERE = {
+    # the targets key offline and a registered manufacturer never enrolled
+    Code.NOT_ENROLLED: "tests/repo/test_enrolment.py::"
+    "test_a_first_deposit_without_enrolment_is_rejected_alone_when_targets_is_offline",
+}
+
+
 def test_every_code_has_a_named_case() -> None:
-    assert {case.code for case in CASES} == set(Code)
+    assert {case.code for case in CASES} | set(CASES_ELSEWHERE) == set(Code)
+    for where in CASES_ELSEWHERE.values():
+        path, _, name = where.partition("::")
+        assert f"def {name}(" in (Path(__file__).parents[2] / path).read_text()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

@@ -425,6 +425,15 @@ def _manufacturer_id(value: str) -> str:
         raise ConfigurationError(str(e)) from e
 
 
+# Every command that changes targets can run through a targets ceremony when its key is offline.
+proposal_option = click.option(
+    "--proposal",
+    "proposal_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
+)
+
+
 def _proposal_or_done(proposal: Any, out: Path | None, as_json: bool, done: str) -> None:
     if proposal is not None and out is not None:
         from repo_tool.ceremony.sign import summary
@@ -456,12 +465,7 @@ def _proposal_or_done(proposal: Any, out: Path | None, as_json: bool, done: str)
     "--remove", "removed", multiple=True, metavar="KEYID", help="A key ID (or prefix) to retire."
 )
 @click.option("--threshold", type=click.IntRange(1), help="The new threshold (default: unchanged).")
-@click.option(
-    "--proposal",
-    "proposal_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
-)
+@proposal_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
 def rotate_key(
@@ -504,12 +508,7 @@ def rotate_key(
 
 @click.command("retire-keys")
 @click.argument("manufacturer_id")
-@click.option(
-    "--proposal",
-    "proposal_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
-)
+@proposal_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
 def retire_keys(

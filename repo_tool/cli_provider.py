@@ -10,7 +10,7 @@ import click
 
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.naming import PROVIDER_ROLE
-from repo_tool.cli_keys import _proposal_or_done, _public_keys
+from repo_tool.cli_keys import _proposal_or_done, _public_keys, proposal_option
 from repo_tool.console import emit_json as _emit_json
 from repo_tool.console import err as _err
 from repo_tool.console import open_repo as _open_repo
@@ -65,12 +65,7 @@ def _outcome(change: ProviderChange, out: Path | None, as_json: bool, done: str)
 @click.option(
     "--threshold", type=click.IntRange(1), default=1, show_default=True, help="Signatures needed."
 )
-@click.option(
-    "--proposal",
-    "proposal_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
-)
+@proposal_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
 @click.pass_context
 def adopt(
@@ -146,12 +141,7 @@ def adopt(
     "--remove", "removed", multiple=True, metavar="KEYID", help="A key ID (or prefix) to revoke."
 )
 @click.option("--threshold", type=click.IntRange(1), help="The new threshold (default: unchanged).")
-@click.option(
-    "--proposal",
-    "proposal_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
-)
+@proposal_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
 @click.pass_context
 def rotate_key(
@@ -293,12 +283,7 @@ def enrol_bundle(
 @click.command("enrol")
 @click.argument("manufacturer_id")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--proposal",
-    "proposal_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
-)
+@proposal_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
 @click.pass_context
 def enrol_manufacturer(

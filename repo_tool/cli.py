@@ -754,8 +754,8 @@ def _confirm_passphrase() -> str:
     type=click.IntRange(1, 16),
     metavar="BITS",
     help="No image: split your role into 2**BITS hash bins (TAP 15), or grow to more bins. Each "
-    "deposit then re-signs one bin; start with 4 (16 bins, the policy default) and add a bit when a "
-    "bin passes ~256 images (`cfl-repo status` on the provider's side says when).",
+    "deposit then re-signs one bin. The policy keeps bins at about 64 images on average: the "
+    "provider's `cfl-repo status --json` gives your suggested_bit_length, and when to grow.",
 )
 @click.option(
     "--key",
@@ -839,10 +839,8 @@ def submit(
     Hash bins: once your role is split (--split-bins BITS, no IMAGE_FILE), a deposit re-signs only
     the bin its image goes to, and --renew re-signs the bins and role that are near expiry.
     See docs/manufacturer.md, "Hash bins"."""
-    from securesystemslib.signer import Signer
-
     from repo_tool.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
-    from repo_tool.keys import load_signer, signer_from_private_pem
+    from repo_tool.cli_keys import manufacturer_signers
     from repo_tool.submit import (
         build_renewal,
         build_submission,
@@ -864,25 +862,11 @@ def submit(
         mfr = identifiers.manufacturer_id(manufacturer_id, "--manufacturer")
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
-    if not key_files and not signer_uris:
-        raise ConfigurationError("give --key PRIV.pem or --signer URI --signer-pubkey PUB.pem")
-    if len(signer_uris) != len(signer_pubkeys):
-        raise ConfigurationError(
-            f"--signer: found {len(signer_uris)}, --signer-pubkey: found {len(signer_pubkeys)}; expected one public key per signer URI"
-        )
     if out_file.suffix != BUNDLE_SUFFIX:
         raise ConfigurationError(
             f"--out: found {out_file.name!r}, expected a name ending in {BUNDLE_SUFFIX}"
         )
-    signers: list[Signer] = [
-        signer_from_private_pem(
-            p.read_bytes(), source=str(p), passphrase_prompt=lambda: _prompt_secret("passphrase")
-        )
-        for p in key_files
-    ]
-    for uri, pub in zip(signer_uris, signer_pubkeys, strict=True):
-        ref = SignerRef(public_key_from_pem(pub.read_bytes(), source=str(pub)), uri)
-        signers.append(load_signer(ref, base=Path.cwd(), secrets_handler=_prompt_secret))
+    signers = manufacturer_signers(key_files, signer_uris, signer_pubkeys)
     read = source_reader(source)  # errors name --from and the source
     if root_file is not None:
         root_bytes = root_file.read_bytes()

@@ -253,6 +253,39 @@ def _proposal_doc(path: Path, proposal: Any, changes: list[str]) -> dict[str, An
     }
 
 
+def manufacturer_signers(
+    key_files: tuple[Path, ...], signer_uris: tuple[str, ...], signer_pubkeys: tuple[Path, ...]
+) -> list[Signer]:
+    """The manufacturer's signers for `submit` and `enrol`: private key files (a passphrase asked
+    for when encrypted) and signer URIs, each with its public PEM.
+
+    Raises:
+        ConfigurationError: no key given, a --signer without its --signer-pubkey, or an
+            unreadable or unusable key file.
+    """
+    if not key_files and not signer_uris:
+        raise ConfigurationError("give --key PRIV.pem or --signer URI --signer-pubkey PUB.pem")
+    if len(signer_uris) != len(signer_pubkeys):
+        raise ConfigurationError(
+            f"--signer: found {len(signer_uris)}, --signer-pubkey: found {len(signer_pubkeys)}; "
+            "expected one public key per signer URI"
+        )
+    signers: list[Signer] = [
+        signer_from_private_pem(
+            read_input(p, "--key"),
+            source=str(p),
+            passphrase_prompt=lambda: _prompt_secret("passphrase"),
+        )
+        for p in key_files
+    ]
+    for uri, pub in zip(signer_uris, signer_pubkeys, strict=True):
+        ref = SignerRef(
+            public_key_from_pem(read_input(pub, "--signer-pubkey"), source=str(pub)), uri
+        )
+        signers.append(load_signer(ref, base=Path.cwd(), secrets_handler=_prompt_secret))
+    return signers
+
+
 def _holder_signer(uri: str, public_key_file: Path | None) -> Signer:
     """The key holder's signer: any securesystemslib URI with its public key; for a key file the
     public key can be derived from the private one."""

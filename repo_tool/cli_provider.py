@@ -240,38 +240,15 @@ def enrol_bundle(
     import hashlib
     from datetime import timedelta
 
-    from securesystemslib.signer import Signer
-
     from metadata_templates import identifiers
-    from repo_tool.cli_keys import _write_new
-    from repo_tool.console import prompt_secret, read_input
+    from repo_tool.cli_keys import _write_new, manufacturer_signers
     from repo_tool.enrolment import build_enrolment
-    from repo_tool.keys import load_signer, public_key_from_pem, signer_from_private_pem
 
     try:
         mfr = identifiers.manufacturer_id(manufacturer_id, "--manufacturer")
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
-    if not key_files and not signer_uris:
-        raise ConfigurationError("give --key PRIV.pem or --signer URI --signer-pubkey PUB.pem")
-    if len(signer_uris) != len(signer_pubkeys):
-        raise ConfigurationError(
-            f"--signer: found {len(signer_uris)}, --signer-pubkey: found {len(signer_pubkeys)}; "
-            "expected one public key per signer URI"
-        )
-    signers: list[Signer] = [
-        signer_from_private_pem(
-            read_input(p, "--key"),
-            source=str(p),
-            passphrase_prompt=lambda: prompt_secret("passphrase"),
-        )
-        for p in key_files
-    ]
-    for uri, pub in zip(signer_uris, signer_pubkeys, strict=True):
-        ref = SignerRef(
-            public_key_from_pem(read_input(pub, "--signer-pubkey"), source=str(pub)), uri
-        )
-        signers.append(load_signer(ref, base=Path.cwd(), secrets_handler=prompt_secret))
+    signers = manufacturer_signers(key_files, signer_uris, signer_pubkeys)
     data = build_enrolment(signers, now=_now(), expires_in=timedelta(days=expires_in))
     _write_new(out_file, data, "--out")
     sha = hashlib.sha256(data).hexdigest()

@@ -108,14 +108,23 @@ def repository_plan(
     )
     done = published_versions(timestamp_bytes, read_snapshot)
     blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]
-    for name, version in sorted(head.roles.items()):
-        if done.get(name) == version:
+    blobs.extend(targets_gained(repo, done))
+    return plan_publish(staged, done, blobs)
+
+
+def targets_gained(repo: Repository, published: dict[str, int]) -> list[tuple[str, str]]:
+    """(path, sha256) of every target the head's delegated roles hold beyond the ``published``
+    role versions: what was added since (recorded at ingest), so a large role is not parsed for one
+    image; the whole role when it is new to the destination or its ingest record is missing."""
+    gained: list[tuple[str, str]] = []
+    for name, version in sorted(repo.head.roles.items()):
+        if published.get(name) == version:
             continue
-        added = repo.added_since(name, done[name], version) if name in done else None
+        added = repo.added_since(name, published[name], version) if name in published else None
         if added is None:
             added = [(t.path, t.hashes["sha256"]) for t in repo.role(name).signed.targets.values()]
-        blobs.extend(added)
-    return plan_publish(staged, done, blobs)
+        gained.extend(added)
+    return gained
 
 
 def planned_bytes(repo: Repository, planned: PlannedFile) -> bytes:

@@ -28,6 +28,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from repo_tool.publish_plan import published_versions
 from repo_tool.published import PublishedImage, PublishedLibrary
+from repo_tool.publisher import targets_gained
 from repo_tool.repository import Repository
 from repo_tool.site import SiteBuildResult, build_site
 
@@ -116,18 +117,8 @@ def publish_hint(repo: Repository, before: TreeState | None) -> PublishHint | No
     """
     if before is None:
         return None
-    paths: set[str] = set()
-    for name, version in sorted(repo.head.roles.items()):
-        if before.roles.get(name) == version:
-            continue
-        added = (
-            repo.added_since(name, before.roles[name], version) if name in before.roles else None
-        )
-        if added is None:
-            paths.update(repo.role(name).signed.targets)
-        else:
-            paths.update(path for path, _sha256 in added)
-    return PublishHint(before.digest, frozenset(paths))
+    gained = targets_gained(repo, before.roles)
+    return PublishHint(before.digest, frozenset(path for path, _sha256 in gained))
 
 
 def images_named(library: PublishedLibrary, targets: Iterable[str]) -> tuple[PublishedImage, ...]:

@@ -87,8 +87,14 @@ class CplDocument:
     source_sha256: str
     imported: str
 
-    def by_id(self) -> dict[str, CplEntry]:
-        return {entry.id: entry for entry in self.entries}
+    def by_id(self) -> Mapping[str, CplEntry]:
+        """The entries by ID (the last of duplicates), built once per document: the gateway and
+        submit look entries up for every bundle, and a CPL may hold tens of thousands."""
+        built: Mapping[str, CplEntry] | None = self.__dict__.get("_by_id")
+        if built is None:
+            built = {entry.id: entry for entry in self.entries}
+            object.__setattr__(self, "_by_id", built)  # frozen: a derived cache, typed read-only
+        return built
 
     def to_bytes(self) -> bytes:
         """Deterministic JSON: the same CPL always yields the same target bytes."""

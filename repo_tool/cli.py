@@ -813,6 +813,13 @@ def _confirm_passphrase() -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Bundle file to write (*.cflb).",
 )
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to keep an index of the published CPL, so the next deposit against the same CPL "
+    "reads only the entries it declares (default: $CFL_REPO_CACHE, else ~/.cache/cfl-repo). "
+    "Safe to delete at any time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what the bundle holds on stdout.")
 def submit(
     image_file: Path | None,
@@ -829,6 +836,7 @@ def submit(
     source: str,
     root_file: Path | None,
     out_file: Path,
+    cache_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Sign a deposit: add IMAGE_FILE to your role (one version above the published one) and write a
@@ -875,6 +883,7 @@ def submit(
         _err("warning: no --root given; trusting the source's 1.root.json on first use")
     now = _now()
     # Verify only what this submit signs on top of (repo_tool/submit_scope.py).
+    from repo_tool.cpl_cache import CplCache, default_cache_dir
     from repo_tool.submit_scope import load_for_deposit, manufacturer_roles
 
     image = image_file.read_bytes() if image_file is not None else None
@@ -892,6 +901,7 @@ def submit(
             image=image,
             cpl_entry_ids=cpl_entries,
             with_notes=release_notes is not None,
+            cpl_cache=CplCache(cache_dir or default_cache_dir(os.environ)),
         )
     if split_bits is not None:
         from repo_tool.submit import Submission

@@ -28,6 +28,7 @@ from securesystemslib.signer import (
 )
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata
+from tuf.api.serialization import SignedSerializer
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import (
@@ -171,8 +172,23 @@ def load_signer(ref: SignerRef, *, base: Path, secrets_handler: SecretsHandler |
         ) from e
 
 
-def sign_or_explain(md: Metadata[Any], signer: Signer, ref: SignerRef) -> None:
-    """Append ``signer``'s signature to ``md``. Signers that reach a device (an HSM asks for its PIN
+class _SignedBytes(SignedSerializer):
+    """A serializer that hands python-tuf bytes already serialized, so a role signed by several
+    keys and then verified is canonicalized once (a snapshot listing every bin takes
+    milliseconds)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def serialize(self, obj: Any) -> bytes:
+        return self.data
+
+
+def sign_or_explain(
+    md: Metadata[Any], signer: Signer, ref: SignerRef, signed_bytes: bytes | None = None
+) -> None:
+    """Append ``signer``'s signature to ``md`` (over ``signed_bytes`` when given: they must be
+    ``md.signed_bytes``, computed once by the caller). Signers that reach a device (an HSM asks for its PIN
     when it first signs, not when it is loaded) fail here, wrapped by python-tuf: unwrap our own
     error, and name the key for any other.
 
@@ -181,7 +197,11 @@ def sign_or_explain(md: Metadata[Any], signer: Signer, ref: SignerRef) -> None:
         UnavailableError: the signer could not sign (device missing, wrong PIN, ...).
     """
     try:
-        md.sign(signer, append=True)
+        md.sign(
+            signer,
+            append=True,
+            signed_serializer=None if signed_bytes is None else _SignedBytes(signed_bytes),
+        )
     except UnsignedMetadataError as e:
         cause = e.__cause__
         if isinstance(cause, CflError):

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool import tlog
 from repo_tool.config import RepoConfig
+from repo_tool.cpl_cache import CplCache
 from repo_tool.gateway import LibraryIndex
 from repo_tool.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.library_index import IndexStore
@@ -246,6 +247,34 @@ class Repository:
             cached = self._cpl_cache = (sha, CplDocument.from_bytes(self.blobs.get(sha)))
         return cached[1]
 
+    def cpl_index(self) -> CplCache:
+        """The index of imported CPLs by entry ID (repo_tool/cpl_cache.py): derived data under
+        ``cache/cpl``, safe to delete (the next ingest rebuilds it)."""
+        return CplCache(self.path / "cache" / "cpl")
+
+    def cpl_entries(self, entry_ids: Collection[str]) -> CplDocument | None:
+        """The imported CPL holding only those of ``entry_ids`` it lists (None: no CPL imported).
+
+        What the gateway needs of the CPL for one bundle. A `cfl-repo ingest` is a fresh process,
+        and parsing a CPL of 10,000 entries costs more than the rest of the ingest, so the first
+        import indexes it (``cpl_index``), and an ingest that finds no index (deleted, or made
+        before indexes existed) parses the CPL once and indexes it.
+        """
+        sha = self.head.cpl_sha256
+        if not sha:
+            return None
+        cached: tuple[str, CplDocument] | None = getattr(self, "_cpl_cache", None)
+        if cached is not None and cached[0] == sha:
+            return cached[1]  # already parsed in this process (an inbox run)
+        index = self.cpl_index()
+        found = index.lookup(sha, entry_ids)
+        if found is not None:
+            return found
+        whole = self.cpl()
+        if whole is not None:
+            index.store(sha, whole)
+        return whole
+
     def withdrawals(self) -> WithdrawalList:
         sha = self.head.withdrawals_sha256
         return WithdrawalList.from_bytes(self.blobs.get(sha)) if sha else WithdrawalList()
@@ -306,13 +335,15 @@ class Repository:
         delegator is targets), then verify before anything is written."""
         md.signatures.clear()
         refs = self.signers(role, config)
+        signed_bytes = md.signed_bytes  # canonicalized once for every key and the check below
         for ref in refs:
             if is_offline(ref.uri):  # a key holder's key signs only in ceremonies
                 continue
-            sign_or_explain(md, self.signer(ref), ref)  # an HSM's PIN error is one line
+            # an HSM's PIN error is one line
+            sign_or_explain(md, self.signer(ref), ref, signed_bytes)
         check_root = delegator if delegator is not None else md.signed
         try:
-            check_root.verify_delegate(role, md.signed_bytes, md.signatures)
+            check_root.verify_delegate(role, signed_bytes, md.signatures)
         except UnsignedMetadataError as e:
             offline = any(is_offline(ref.uri) for ref in refs)
             raise ConfigurationError(

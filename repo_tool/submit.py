@@ -31,7 +31,7 @@ from repo_tool.deposit import describe_image, digest_image, release_notes_digest
 from repo_tool.image import parse_image
 from repo_tool.notes_submit import encrypt_for_library
 from repo_tool.published import PublishedLibrary
-from repo_tool.verify import NotFound, Reader, url_reader, verified_library
+from repo_tool.verify import CplLoader, NotFound, Reader, url_reader, verified_library
 
 logger = logging.getLogger(__name__)
 SPEC_VERSION = "1.0.31"
@@ -286,9 +286,11 @@ def load_source_library(
     *,
     now: datetime,
     wanted: Callable[[str], bool] | None = None,
+    cpl_loader: CplLoader | None = None,
 ) -> PublishedLibrary:
     """The published library at ``source``, verified from ``root_bytes``; errors name the source.
-    ``wanted`` narrows the roles walked (repo_tool/submit_scope.py; None: every role).
+    ``wanted`` narrows the roles walked and ``cpl_loader`` reads the CPL from a local index
+    (repo_tool/submit_scope.py; None: every role, the CPL read whole).
 
     Raises:
         ConfigurationError: the source holds no published CFL at all (no timestamp.json).
@@ -302,7 +304,9 @@ def load_source_library(
             f"--from {source}: found no metadata/timestamp.json, expected a published CFL"
         ) from e
     try:
-        return verified_library(read, root_bytes, now=now, check_blobs=False, wanted=wanted)
+        return verified_library(
+            read, root_bytes, now=now, check_blobs=False, wanted=wanted, cpl_loader=cpl_loader
+        )
     except VerificationError as e:
         raise VerificationError(f"--from {source}: {e}") from e
     except CflError as e:

@@ -14,6 +14,10 @@ made a deposit's cost grow with the library (17.5 s at 10,000 images against 0.0
 
 Roles no manufacturer owns (provider roles) are always walked. Each role that is walked is verified
 in full, exactly as ``cfl-repo verify`` does; ``cfl-repo verify`` and publish still walk everything.
+
+The provider's CPL is one signed document that grows with the library, and a deposit needs only the
+entries it declares: with a ``CplCache`` (repo_tool/cpl_cache.py) a CPL whose signed hash was
+indexed by an earlier deposit is read from the index, entry by entry, instead of whole.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 
 from metadata_templates import naming
+from metadata_templates.cpl_document import CplDocument
 from metadata_templates.notes_paths import notes_target_path
+from repo_tool.cpl_cache import CplCache
 from repo_tool.deposit import digest_image, target_path_for
 from repo_tool.gateway_bins import succinct_of
 from repo_tool.image import parse_image
 from repo_tool.published import PublishedLibrary
 from repo_tool.submit import load_source_library
-from repo_tool.verify import NotFound, Reader
+from repo_tool.verify import CplLoader, NotFound, Reader
 
 RoleFilter = Callable[[str], bool]
 
@@ -86,6 +92,29 @@ def caching_reader(read: Reader) -> Reader:
     return cached
 
 
+def indexed_cpl(cache: CplCache | None, entry_ids: Collection[str]) -> CplLoader:
+    """A ``CplLoader`` for a deposit declaring ``entry_ids``: the index's entries when ``cache``
+    holds the signed CPL, else the CPL read and parsed whole (then indexed for the next deposit).
+    It remembers what it returned, so a second walk of the same source parses nothing again."""
+    loaded: dict[str, CplDocument] = {}
+
+    def load(sha256: str, fetch: Callable[[], bytes | None]) -> CplDocument | None:
+        if sha256 in loaded:
+            return loaded[sha256]
+        document = None if cache is None else cache.lookup(sha256, entry_ids)
+        if document is None:
+            data = fetch()
+            if data is None:
+                return None
+            document = CplDocument.from_bytes(data)  # ValueError: the walk reports it
+            if cache is not None:
+                cache.store(sha256, document)
+        loaded[sha256] = document
+        return document
+
+    return load
+
+
 def load_for_deposit(
     source: str,
     read: Reader,
@@ -96,11 +125,14 @@ def load_for_deposit(
     image: bytes,
     cpl_entry_ids: Collection[str],
     with_notes: bool,
+    cpl_cache: CplCache | None = None,
 ) -> PublishedLibrary:
     """The verified part of the library at ``source`` a deposit signs on top of.
 
     First everything but bins (the CPL gives the image's path, the manufacturer role says whether it
-    is split), then, when it is split, again with only the bins the new targets go to.
+    is split), then, when it is split, again with only the bins the new targets go to. The CPL is
+    read through ``cpl_cache`` when given: the library's ``cpl`` then may hold only the entries
+    in ``cpl_entry_ids`` (all the deposit looks up).
 
     Raises:
         ConfigurationError: the source holds no published CFL.
@@ -109,8 +141,14 @@ def load_for_deposit(
         RejectedInputError: the image is malformed.
     """
     read = caching_reader(read)
+    cpl_loader = indexed_cpl(cpl_cache, cpl_entry_ids)
     library = load_source_library(
-        source, read, root_bytes, now=now, wanted=manufacturer_roles(manufacturer_id, bins=())
+        source,
+        read,
+        root_bytes,
+        now=now,
+        wanted=manufacturer_roles(manufacturer_id, bins=()),
+        cpl_loader=cpl_loader,
     )
     succinct = succinct_of(library.role_metadata.get(naming.role_name(manufacturer_id)))
     paths = deposit_target_paths(image, cpl_entry_ids, with_notes, library)
@@ -118,5 +156,10 @@ def load_for_deposit(
         return library
     bins = {succinct.get_role_for_target(path) for path in paths}
     return load_source_library(
-        source, read, root_bytes, now=now, wanted=manufacturer_roles(manufacturer_id, bins)
+        source,
+        read,
+        root_bytes,
+        now=now,
+        wanted=manufacturer_roles(manufacturer_id, bins),
+        cpl_loader=cpl_loader,
     )

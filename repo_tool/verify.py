@@ -47,6 +47,11 @@ from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
 
 Reader = Callable[[str], bytes]
+# How the walk turns the signed CPL into a document: given its signed SHA-256 and a function that
+# reads and checks the blob (None when it is missing or does not match, a problem already
+# recorded), the document, None, or ValueError for a malformed CPL. The default reads and parses
+# it whole; a deposit looks in its local index first (repo_tool/cpl_cache.py via submit_scope).
+CplLoader = Callable[[str, Callable[[], bytes | None]], CplDocument | None]
 MAX_METADATA_BYTES = 64 * 1024 * 1024
 MAX_ROOT_ROTATIONS = 1024
 
@@ -231,6 +236,7 @@ def load_verified_library(
     now: datetime,
     check_blobs: bool = True,
     wanted: Callable[[str], bool] | None = None,
+    cpl_loader: CplLoader | None = None,
 ) -> tuple[PublishedLibrary | None, list[str]]:
     """Walk and verify a published tree. Returns the library (None if the walk could not finish)
     and every problem found (empty when the tree is fully valid).
@@ -243,7 +249,9 @@ def load_verified_library(
     client looks up only what it needs (``submit``: repo_tool/submit_scope.py): root chain,
     timestamp, snapshot, targets and the provider's documents are always verified, and every role
     walked is verified in full against its delegator and snapshot; other roles are neither read
-    nor checked, so the library holds only the wanted roles' images. None walks everything."""
+    nor checked, so the library holds only the wanted roles' images. None walks everything.
+
+    ``cpl_loader`` (see ``CplLoader``) replaces reading and parsing the CPL whole."""
     walk = _Walk(read, now)
     root_md = _verify_root_chain(walk, trusted_root)
     if root_md is None:
@@ -420,7 +428,16 @@ def load_verified_library(
     suppliers: SupplierRegistry | None = None
     custodian: CustodianDocument | None = None
     for path, target in sorted(documents.items()):
-        data = _check_blob(walk, path, target.length, target.hashes.get("sha256", ""))
+        sha256 = target.hashes.get("sha256", "")
+        if path == naming.CPL_TARGET_PATH and cpl_loader is not None:
+            try:
+                cpl = cpl_loader(
+                    sha256, functools.partial(_check_blob, walk, path, target.length, sha256)
+                )
+            except ValueError as e:
+                walk.fail(f"{path}: {e}")
+            continue
+        data = _check_blob(walk, path, target.length, sha256)
         if data is None:
             continue
         try:
@@ -522,6 +539,7 @@ def verified_library(
     now: datetime,
     check_blobs: bool = True,
     wanted: Callable[[str], bool] | None = None,
+    cpl_loader: CplLoader | None = None,
 ) -> PublishedLibrary:
     """Like `load_verified_library`, but any problem is an error.
 
@@ -529,7 +547,7 @@ def verified_library(
         VerificationError: listing every problem found.
     """
     library, problems = load_verified_library(
-        read, trusted_root, now=now, check_blobs=check_blobs, wanted=wanted
+        read, trusted_root, now=now, check_blobs=check_blobs, wanted=wanted, cpl_loader=cpl_loader
     )
     if problems or library is None:
         shown = "\n  ".join(problems[:20])

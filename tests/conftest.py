@@ -23,3 +23,12 @@ def require_system(*commands: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _own_submit_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets its own `cfl-repo submit` CPL index folder (repo_tool/cpl_cache.py), so no
+    test reads an index another test, or the user running the suite, wrote."""
+    monkeypatch.setenv("CFL_REPO_CACHE", str(tmp_path_factory.mktemp("cfl-repo-cache")))

@@ -7,7 +7,7 @@ the repository, and writes: the blob, the manufacturer's role exactly as signed,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,10 +58,15 @@ class IngestResult:
         return doc
 
 
-def gateway_context(repo: Repository, now: datetime) -> GatewayContext:
+def gateway_context(
+    repo: Repository, now: datetime, cpl_entry_ids: Collection[str] | None = None
+) -> GatewayContext:
+    """What the gateway checks one bundle against. Of the CPL, only the entries a deposit
+    declares when ``cpl_entry_ids`` names them (the gateway looks up nothing else in it, and
+    parsing a large CPL whole costs more than the rest of an ingest); None: the whole CPL."""
     head = repo.head
     return GatewayContext(
-        cpl=repo.cpl(),
+        cpl=repo.cpl() if cpl_entry_ids is None else repo.cpl_entries(cpl_entry_ids),
         manufacturers={k: v.as_registered() for k, v in head.manufacturers.items()},
         # Loaded on demand: checking one bundle should not parse every manufacturer's role.
         current_role=lambda name: repo.role(name) if name in head.roles else None,
@@ -102,7 +107,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         return _ingest_renewal(repo, bundle_path, bundle, now)
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
     try:
-        context = gateway_context(repo, now)
+        context = gateway_context(repo, now, bundle.declaration.cpl_entries)
         verdict = inbox.judge(bundle, context)  # a gateway defect rejects one bundle, not the run
     except BaseException:
         staged.discard()

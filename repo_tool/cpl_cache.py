@@ -95,9 +95,10 @@ class CplCache:
         return CplDocument.of(found.values(), str(source_sha256), str(imported))
 
     def store(self, sha256: str, document: CplDocument) -> None:
-        """Index ``document``, the verified CPL whose SHA-256 is ``sha256`` (best effort)."""
+        """Index ``document``, the verified CPL whose SHA-256 is ``sha256`` (best effort). Called
+        after a miss, it replaces whatever unusable file held the name."""
         path = self._path(sha256)
-        if path is None or path.is_file():
+        if path is None:
             return
         tmp: str | None = None
         try:

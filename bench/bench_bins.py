@@ -3,13 +3,20 @@
 Three figures, each a ratio measured in one run:
 
 1. **Warm refresh bytes after one new image**, a manufacturer with ``LARGE`` images (10,000) beside
-   one with ``SMALL`` (100): a supplier's client that had loaded the manufacturer refreshes after one
-   more deposit; a counting fetcher adds up what ngclient downloads (timestamp, snapshot, one bin).
+   one with ``SMALL`` (100): a supplier's client that had loaded the manufacturer refreshes after
+   each of ``ROUNDS`` deposits; a counting fetcher adds up what ngclient downloads (timestamp,
+   snapshot, one bin). Which bin an image lands in, and so that bin's fill, is drawn by the hash of
+   its path, so the figure is the mean over the rounds (the fewest and most are printed too), and
+   the least any bin count could give is worked out from the measured bytes per snapshot entry
+   and per image.
 2. **Submit + ingest + publish of one image**, into ``LARGE`` beside into ``SMALL``: the
    manufacturer's submit as ``cfl-repo submit --from`` runs it (verifying the part of the published
-   library it needs, ``submit_scope.load_for_deposit``, then ``build_submission``), the real gateway
-   (``ingest``), and ``publish``. Verifying the whole published library (what submit did before,
-   and what ``cfl-repo verify`` does) is timed on its own line: it walks every bin.
+   library it needs, ``submit_scope.load_for_deposit``, with the CPL read from its index,
+   ``repo_tool/cpl_cache.py``, then ``build_submission``), the real gateway (``ingest``), and
+   ``publish``, each as a fresh process would run it (the repository opened anew, nothing parsed
+   in an earlier round reused). The first submit after a CPL import, which reads and indexes the
+   CPL whole, is timed on its own line; so is verifying the whole published library (what submit
+   did before, and what ``cfl-repo verify`` does), which walks every bin.
 3. **Published metadata bytes after ``DEPOSITS_LARGE`` deposits beside ``DEPOSITS_SMALL``**, one
    publish per deposit, with the bin count growing by the policy (``bin_bit_length_for``; a growth
    re-signs every bin once). Every bin, manufacturer role and snapshot version is real python-tuf
@@ -236,9 +243,18 @@ def measure(count: int) -> dict[str, float]:
             assert len(loaded.targets) == count + n + 1 and not loaded.unverified
             refreshes.append(warm.bytes)
         bins = sum(1 for n in lib.repo.head.roles if naming.manufacturer_of_bin(n) == MFR)
+        head = lib.repo.head
+        snapshot = lib.repo.metadata_bytes("snapshot", head.snapshot_version)
+        bin_names = [n for n in head.roles if naming.manufacturer_of_bin(n) == MFR]
+        bin_bytes = sum(len(lib.repo.metadata_bytes(n, head.roles[n])) for n in bin_names)
         return {
             "images": count,
             "bins": bins,
+            # What a refresh is made of: each bin costs the snapshot one entry (name, version,
+            # length and sha256 pin), and each image costs its bin one target.
+            "snapshot_bytes": len(snapshot),
+            "snapshot_entry_bytes": len(snapshot) / len(head.roles),
+            "bin_target_bytes": bin_bytes / (count + ROUNDS),
             "build_s": build_s,
             "cold_bytes": cold.bytes,
             # The bin an image goes to is drawn by its path's hash, and bins of one size differ in
@@ -361,6 +377,9 @@ def main() -> None:
         ("warm refresh bytes, mean", "warm_bytes", "{:,.0f}"),
         ("  fewest", "warm_min", "{:,.0f}"),
         ("  most", "warm_max", "{:,.0f}"),
+        ("snapshot bytes", "snapshot_bytes", "{:,.0f}"),
+        ("  per role listed", "snapshot_entry_bytes", "{:,.0f}"),
+        ("bin bytes per image", "bin_target_bytes", "{:,.0f}"),
         ("verify library (s)", "verify_s", "{:.2f}"),
         ("CPL bytes", "cpl_bytes", "{:,.0f}"),
         ("CPL parse, once (ms)", "cpl_parse_ms", "{:.1f}"),
@@ -378,6 +397,15 @@ def main() -> None:
     warm = large["warm_bytes"] / small["warm_bytes"]
     deposit = large["deposit_ms"] / small["deposit_ms"]
     print(f"  warm refresh bytes {LARGE:,} / {SMALL:,}: {warm:.2f} (target <= 1.5)")
+    # The floor at any bin count B: the snapshot's B entries plus one bin of LARGE / B images is
+    # smallest at B = sqrt(T * LARGE / S), where it is 2 * sqrt(T * LARGE * S).
+    entry, target = large["snapshot_entry_bytes"], large["bin_target_bytes"]
+    floor = 2 * (target * LARGE * entry) ** 0.5
+    print(
+        f"    least possible at {LARGE:,} images with any bin count while the snapshot pins each "
+        f"bin's hash: {floor:,.0f} bytes (at ~{(target * LARGE / entry) ** 0.5:,.0f} bins), "
+        f"{floor / small['warm_bytes']:.2f} x the {SMALL:,}-image refresh"
+    )
     print(f"  submit+ingest+publish {LARGE:,} / {SMALL:,}: {deposit:.2f} (target <= 1.5)")
     print(
         f"  with a full verification of the published library as submit's load instead: "

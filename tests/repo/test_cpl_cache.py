@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
+from test_repo_cli import PASSPHRASE, Lib, built, lib, run  # noqa: F401 (the command tests' library fixtures)
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import RejectedInputError
-from repo_tool.bundle import Declaration
+from repo_tool.bundle import Declaration, read_bundle
 from repo_tool.cpl_cache import CACHE_ENV, CplCache, default_cache_dir
 from repo_tool.repository import Repository
 from repo_tool.submit import build_submission
@@ -249,3 +251,82 @@ def test_ingest_accepts_and_refuses_the_same_with_or_without_a_sound_index(
     accepted = factory.ingest(factory.submit(image, ["CPL-0070"]), "right-image")
     assert accepted.status == "accepted", accepted.messages
     assert CplCache(path.parent).lookup(path.stem.removeprefix("cpl-"), ["CPL-0070"]) is not None
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+def _submit(copy: Lib, out: str, *extra: str | Path) -> subprocess.CompletedProcess[str]:
+    return run(
+        "submit",
+        copy.base / "images" / "a3.ota",
+        "--manufacturer",
+        "121D",
+        "--key",
+        copy.key,
+        "--cpl-entry",
+        "CPL-0003",
+        "--reason",
+        "compliance",
+        "--from",
+        copy.out,
+        "--root",
+        copy.root,
+        "--out",
+        copy.base / "outbox" / out,
+        *extra,
+        env={"CFL_KEY_PASSPHRASE": PASSPHRASE},
+    )
+
+
+def test_submit_indexes_the_cpl_in_its_cache_folder_and_signs_the_same_deposit_from_it(
+    lib: Lib,  # noqa: F811
+) -> None:
+    cache = lib.base / "cache"
+    first = _submit(lib, "first.cflb", "--cache-dir", cache)
+    assert first.returncode == 0, first.stderr
+    assert len(list(cache.glob("cpl-*.sqlite"))) == 1
+    second = _submit(lib, "second.cflb", "--cache-dir", cache)
+    assert second.returncode == 0, second.stderr
+    bundles = [read_bundle(lib.base / "outbox" / n) for n in ("first.cflb", "second.cflb")]
+    assert bundles[0].target == bundles[1].target
+    assert bundles[0].declaration == bundles[1].declaration
+
+
+def test_submit_with_a_cache_folder_it_cannot_write_still_signs_the_deposit(
+    lib: Lib,  # noqa: F811
+) -> None:
+    blocker = lib.base / "a-file"
+    blocker.write_text("not a folder")
+    done = _submit(lib, "blocked.cflb", "--cache-dir", blocker / "cache")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (lib.base / "outbox" / "blocked.cflb").is_file()
+
+
+def test_submit_uses_cfl_repo_cache_when_no_folder_is_given(
+    lib: Lib,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "from-env"
+    done = run(
+        "submit",
+        lib.base / "images" / "a3.ota",
+        "--manufacturer",
+        "121D",
+        "--key",
+        lib.key,
+        "--cpl-entry",
+        "CPL-0003",
+        "--reason",
+        "compliance",
+        "--from",
+        lib.out,
+        "--root",
+        lib.root,
+        "--out",
+        lib.base / "outbox" / "env.cflb",
+        env={"CFL_KEY_PASSPHRASE": PASSPHRASE, CACHE_ENV: str(cache)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list(cache.glob("cpl-*.sqlite"))) == 1

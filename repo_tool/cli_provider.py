@@ -36,13 +36,17 @@ def provider() -> None:
     """
 
 
-def _outcome(change: ProviderChange, out: Path | None, as_json: bool, done: str) -> None:
+def _outcome(
+    change: ProviderChange,
+    out: Path | None,
+    as_json: bool,
+    done: str,
+    already: str = f"{PROVIDER_ROLE} is delegated already",
+) -> None:
     if change.already:
         if as_json:
             _emit_json({"done": "already", **change.to_dict()})
-        _err(
-            f"{PROVIDER_ROLE} is delegated already (version {change.provider_version}); nothing to do"
-        )
+        _err(f"{already} (version {change.provider_version}); nothing to do")
         return
     _proposal_or_done(change.proposal, out, as_json, done)
 
@@ -176,7 +180,13 @@ def rotate_key(
         change = do_rotate(
             repo, refs, removed, threshold, now=_now(), ceremony=proposal_out is not None
         )
-    _outcome(change, proposal_out, as_json, f"rotated the keys of {PROVIDER_ROLE}")
+    _outcome(
+        change,
+        proposal_out,
+        as_json,
+        f"rotated the keys of {PROVIDER_ROLE}",
+        already=f"{PROVIDER_ROLE} has these keys already: {[k[:8] for k in change.keyids]}",
+    )
 
 
 # ------------------------------------------------------------------------------------ enrolment

@@ -121,6 +121,16 @@ def rotate_key(
             hint=f"adopt it first: cfl-repo --repo {repo.path} provider adopt --key PUB.pem URI",
         )
     current, old_threshold = delegated
+    if _rotated_already(repo, current, old_threshold, add, remove, threshold):
+        # A re-run after the rotation committed (killed before it could say so, or run twice):
+        # the same command must succeed and change nothing.
+        return ProviderChange(
+            repo.head.targets_version,
+            repo.head.roles.get(PROVIDER),
+            (),
+            tuple(k.keyid for k in current),
+            already=True,
+        )
     dropped: set[str] = set()
     for prefix in remove:
         matches = [k.keyid for k in current if prefix and k.keyid.startswith(prefix.lower())]
@@ -146,6 +156,27 @@ def rotate_key(
 
     return _change_delegation(
         repo, change, add, now=now, ceremony=ceremony, moved=(), event="provider-rotate-key"
+    )
+
+
+def _rotated_already(
+    repo: Repository,
+    current: Sequence[Key],
+    current_threshold: int,
+    add: Sequence[SignerRef],
+    remove: Sequence[str],
+    threshold: int | None,
+) -> bool:
+    """Whether the delegation and the configuration already are what the rotation asks for:
+    every added key delegated and configured with the same URI, no removed key left, and the
+    threshold as asked."""
+    keyids = {k.keyid for k in current}
+    configured = {ref.keyid: ref.uri for ref in repo.config.signers.get(PROVIDER, [])}
+    return (
+        bool(add)
+        and all(ref.keyid in keyids and configured.get(ref.keyid) == ref.uri for ref in add)
+        and not any(prefix and k.startswith(prefix.lower()) for prefix in remove for k in keyids)
+        and (threshold is None or threshold == current_threshold)
     )
 
 

@@ -332,3 +332,74 @@ def test_kill_at_every_rename_then_rerun_succeeds(
     points = _run_kill_loop(tmp_path, base, scenario, root)
 
     assert points >= 2, f"{name}: killed at only {points} point(s); the loop tested nothing"
+
+
+# --- issue 13: replacing a stolen online provider key --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def adopted(
+    pristine: tuple[Path, bytes, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, bytes, dict[str, str]]:
+    """The pristine library after `provider adopt`, and a second online key to rotate to."""
+    base, root, names = pristine
+    copy = tmp_path_factory.mktemp("adopted") / "lib"
+    shutil.copytree(base, copy, symlinks=True)
+    done = _cli(copy, ["provider", "adopt", "--key", names["provider_pub"], names["provider_uri"]])
+    assert done.returncode == 0, done.stderr
+    config = json.loads((copy / "repo" / "cfl-repo.json").read_bytes())
+    (old,) = config["signers"]["cfl-provider"]
+    _key, uri = write_keypair(copy / "provider-key" / "provider-2.pem")
+    more = {
+        **names,
+        "old_keyid": old["keyid"],
+        "new_pub": str(copy / "provider-key" / "provider-2.pub.pem"),
+        "new_uri": uri,
+    }
+    return copy, root, more
+
+
+def _rotated(old_keyid: str) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        config = json.loads((base / "repo" / "cfl-repo.json").read_bytes())
+        keyids = [s["keyid"] for s in config["signers"]["cfl-provider"]]
+        assert len(keyids) == 1 and keyids != [old_keyid]
+        head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+        targets = json.loads(
+            (
+                base / "repo" / "state" / "metadata" / "targets" / f"{head['targets_version']}.json"
+            ).read_bytes()
+        )
+        (role,) = [
+            r for r in targets["signed"]["delegations"]["roles"] if r["name"] == "cfl-provider"
+        ]
+        assert role["keyids"] == keyids  # the delegation and the configuration agree
+
+    return check
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_kill_provider_rotate_key_at_every_rename_then_rerun_succeeds(
+    tmp_path: Path, adopted: tuple[Path, bytes, dict[str, str]]
+) -> None:
+    require_system("strace")
+    base, root, names = adopted
+    scenario = Scenario(
+        "provider-rotate-key",
+        lambda b: [
+            "provider",
+            "rotate-key",
+            "--add",
+            names["new_pub"],
+            "--uri",
+            names["new_uri"],
+            "--remove",
+            names["old_keyid"][:16],
+        ],
+        _rotated(names["old_keyid"]),
+    )
+
+    points = _run_kill_loop(tmp_path, base, scenario, root)
+
+    assert points >= 2, f"provider-rotate-key: killed at only {points} point(s)"

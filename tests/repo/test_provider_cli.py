@@ -107,6 +107,22 @@ def test_a_new_repository_enrols_a_manufacturer_and_rotates_its_provider_key(
     )  # fmt: skip
     status = json.loads(ok("--repo", repo, "status", "--json").stdout)
     assert [k["keyid"] for k in status["keys"]["cfl-provider"]["keys"]] != [old]
+    # The same command again (a re-run after a crash past its commit) succeeds and changes nothing.
+    head = (repo / "state" / "head.json").read_bytes()
+    again = ok(
+        "--repo", repo, "provider", "rotate-key", "--add", tmp_path / "p2.pub.pem",
+        "--uri", f"file2:{tmp_path / 'p2.pem'}", "--remove", old[:8], "--json",
+    )  # fmt: skip
+    assert json.loads(again.stdout)["already"] is True
+    assert "has these keys already" in again.stderr
+    assert (repo / "state" / "head.json").read_bytes() == head
+    # A different URI for the key is not the same rotation: refused as before.
+    elsewhere = run(
+        "--repo", repo, "provider", "rotate-key", "--add", tmp_path / "p2.pub.pem",
+        "--uri", "file2:/elsewhere.pem", "--remove", old[:8],
+    )  # fmt: skip
+    line = _one_error_line(elsewhere, 1)
+    assert "matching 0 cfl-provider key(s)" in line
     ok("--repo", repo, "publish")
     root = repo / "public" / "metadata" / "1.root.json"
     ok("verify", repo / "public", "--root", root)

@@ -511,6 +511,11 @@ def rotate_keys(
         version = do_rotate_keys(
             repo, role, add=refs, remove=list(removed), threshold=threshold, now=_now()
         )
+    if version is None:
+        _err(
+            f"the {role} keys are as asked already (root version {repo.head.root_version}); nothing to do"
+        )
+        return
     _err(f"root version {version} rotates the {role} keys; run `cfl-repo publish` to publish it")
 
 

@@ -521,6 +521,7 @@ def rotate_key(
       cfl-repo --repo R manufacturer rotate-key 121D --add new.pub.pem --remove 3f2a9c1d \\
           --proposal targets-v9.json          # targets key offline: a targets ceremony
     """
+    from repo_tool.manufacturer_keys import ALREADY
     from repo_tool.manufacturer_keys import rotate_key as do_rotate
 
     mfr = _manufacturer_id(manufacturer_id)
@@ -536,6 +537,11 @@ def rotate_key(
             now=_now(),
             ceremony=proposal_out is not None,
         )
+    if proposal == ALREADY:
+        if as_json:
+            _emit_json({"done": "already"})
+        _err(f"{mfr} has these keys already; nothing to do")
+        return
     _proposal_or_done(proposal, proposal_out, as_json, f"rotated the keys of {mfr}")
 
 

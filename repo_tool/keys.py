@@ -10,7 +10,7 @@ securesystemslib's own registry: the passphrase comes from ``CFL_KEY_PASSPHRASE`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,6 +214,37 @@ def sign_or_explain(
             + PASSPHRASE_ENV
             + ")",
         ) from e
+
+
+def rotation_done(
+    current: Mapping[str, str | None],
+    current_threshold: int,
+    *,
+    add: Mapping[str, str | None],
+    remove: Sequence[str],
+    threshold: int | None,
+) -> bool:
+    """Whether a key rotation asked for is in place already: every added key among the current
+    ones (with the same signer URI, where the role has one), no removed key ID or prefix left,
+    and the threshold as asked. Pure.
+
+    Every rotate command checks this first, so the same command run again after its commit (a
+    crash before it could say so, or an operator unsure it ran) succeeds and changes nothing,
+    instead of refusing the --remove of a key that is gone.
+
+    Args:
+        current: the role's key IDs now, each with its signer URI (None where it has none).
+        current_threshold: the role's threshold now.
+        add: the key IDs the command adds, each with its URI (None where it takes none).
+        remove: the key IDs or prefixes it revokes.
+        threshold: the threshold it sets, None to leave it.
+    """
+    return (
+        bool(add)
+        and all(keyid in current and current[keyid] == uri for keyid, uri in add.items())
+        and not any(prefix and k.startswith(prefix.lower()) for prefix in remove for k in current)
+        and threshold in (None, current_threshold)
+    )
 
 
 def generate_private_key(key_type: str) -> ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey:

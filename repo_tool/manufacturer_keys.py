@@ -27,6 +27,10 @@ from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway import manufacturer_delegation
+from repo_tool.keys import rotation_done
+
+# What ``rotate_key`` returns when the rotation asked for is in place already.
+ALREADY = "already"
 
 if TYPE_CHECKING:
     from repo_tool.repository import Repository
@@ -137,7 +141,8 @@ def rotate_key(
     key) unless ``ceremony``: then nothing is committed and a targets ceremony proposal is returned;
     `ceremony finish` commits the delegation and the gateway's keys together.
 
-    Returns the proposal (ceremony) or None.
+    Returns the proposal (ceremony), ``ALREADY`` when the keys are as asked already (a re-run),
+    or None.
 
     Raises:
         RejectedInputError: unknown manufacturer or a bad key change.
@@ -154,6 +159,14 @@ def rotate_key(
             f"{sorted(set(shared.values()))}, expected a key no other manufacturer holds"
         )
     delegated = naming.role_name(manufacturer_id) in repo.head.roles
+    if rotation_done(
+        dict.fromkeys(record.keys),
+        record.threshold,
+        add=dict.fromkeys(k.keyid for k in add),
+        remove=remove,
+        threshold=threshold,
+    ):
+        return ALREADY  # the same command again, after its commit: nothing to change
     new = rotated_record(record, add=add, remove=remove, threshold=threshold, delegated=delegated)
     if ceremony:
         if not delegated:

@@ -21,7 +21,7 @@ from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.config import RepoConfig
-from repo_tool.keys import OFFLINE_URI, SignerRef
+from repo_tool.keys import OFFLINE_URI, SignerRef, rotation_done
 from repo_tool.provider_role import (
     delegate_provider,
     first_provider_role,
@@ -121,7 +121,14 @@ def rotate_key(
             hint=f"adopt it first: cfl-repo --repo {repo.path} provider adopt --key PUB.pem URI",
         )
     current, old_threshold = delegated
-    if _rotated_already(repo, current, old_threshold, add, remove, threshold):
+    configured = {ref.keyid: ref.uri for ref in repo.config.signers.get(PROVIDER, ())}
+    if rotation_done(
+        {k.keyid: configured.get(k.keyid) for k in current},
+        old_threshold,
+        add={ref.keyid: ref.uri for ref in add},
+        remove=remove,
+        threshold=threshold,
+    ):
         # A re-run after the rotation committed (killed before it could say so, or run twice):
         # the same command must succeed and change nothing.
         return ProviderChange(
@@ -156,27 +163,6 @@ def rotate_key(
 
     return _change_delegation(
         repo, change, add, now=now, ceremony=ceremony, moved=(), event="provider-rotate-key"
-    )
-
-
-def _rotated_already(
-    repo: Repository,
-    current: Sequence[Key],
-    current_threshold: int,
-    add: Sequence[SignerRef],
-    remove: Sequence[str],
-    threshold: int | None,
-) -> bool:
-    """Whether the delegation and the configuration already are what the rotation asks for:
-    every added key delegated and configured with the same URI, no removed key left, and the
-    threshold as asked."""
-    keyids = {k.keyid for k in current}
-    configured = {ref.keyid: ref.uri for ref in repo.config.signers.get(PROVIDER, [])}
-    return (
-        bool(add)
-        and all(ref.keyid in keyids and configured.get(ref.keyid) == ref.uri for ref in add)
-        and not any(prefix and k.startswith(prefix.lower()) for prefix in remove for k in keyids)
-        and (threshold is None or threshold == current_threshold)
     )
 
 

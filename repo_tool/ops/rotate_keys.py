@@ -11,7 +11,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.config import TOP_LEVEL_ROLES
-from repo_tool.keys import SignerRef, sign_or_explain
+from repo_tool.keys import SignerRef, rotation_done, sign_or_explain
 from repo_tool.repository import Repository
 
 
@@ -23,13 +23,14 @@ def rotate_keys(
     remove: list[str],
     threshold: int | None,
     now: datetime,
-) -> int:
+) -> int | None:
     """Change a top-level role's keys or threshold through a new root version.
 
     The new root is signed by the current root keys (so clients holding the old root accept
     it) and, for a root rotation, by the new ones too (so it is valid on its own); both checks
     are python-tuf's before anything is written. Targets is re-signed with its new keys, and a
-    fresh snapshot and timestamp are staged. Returns the new root version.
+    fresh snapshot and timestamp are staged. Returns the new root version, or None when the
+    keys are as asked already (the same command run again after its commit).
 
     Raises:
         RejectedInputError: unknown role or key ID, no key left, duplicate key, bad threshold.
@@ -40,6 +41,14 @@ def rotate_keys(
             f"ROLE: found {role!r}, expected one of {', '.join(TOP_LEVEL_ROLES)}"
         )
     current = list(repo.config.signers[role])
+    if rotation_done(
+        {ref.keyid: ref.uri for ref in current},
+        repo.config.thresholds[role],
+        add={ref.keyid: ref.uri for ref in add},
+        remove=remove,
+        threshold=threshold,
+    ):
+        return None  # the same command again, after its commit: nothing to change
     dropped = set()
     for prefix in remove:
         matches = [ref.keyid for ref in current if ref.keyid.startswith(prefix)]

@@ -203,6 +203,10 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, dic
         [factory.mfr_signers["2AB0"]], now=datetime.now(UTC), expires_in=timedelta(days=365)
     )
     (base / "enrol-2AB0.json").write_bytes(enrolment)
+    # A manufacturer's key rotation: 121D's new key, and the key ID it replaces.
+    write_keypair(base / "maker" / "121D-2.pem")
+    names["mfr_new_pub"] = str(base / "maker" / "121D-2.pub.pem")
+    (names["mfr_old_keyid"],) = factory.repo.head.manufacturers["121D"].keys
     return base, factory.root_bytes, names
 
 
@@ -270,6 +274,17 @@ def _split_into(manufacturer_id: str, bits: int) -> Callable[[Path], None]:
     return check
 
 
+def _keys_of(manufacturer: str, public_pem: str) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        from repo_tool.keys import public_key_from_pem
+
+        key = public_key_from_pem(Path(public_pem).read_bytes(), source=public_pem)
+        head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+        assert list(head["manufacturers"][manufacturer]["keys"]) == [key.keyid]
+
+    return check
+
+
 SCENARIO_NAMES = [
     "publish",
     "refresh",
@@ -280,6 +295,7 @@ SCENARIO_NAMES = [
     "ingest-split",
     "provider-adopt",
     "manufacturer-enrol",
+    "manufacturer-rotate-key",
 ]
 
 
@@ -326,6 +342,19 @@ def test_kill_at_every_rename_then_rerun_succeeds(
             "manufacturer-enrol",
             lambda b: ["manufacturer", "enrol", "2AB0", str(b / "enrol-2AB0.json")],
             _enrolled("2AB0"),
+        ),
+        "manufacturer-rotate-key": Scenario(
+            "manufacturer-rotate-key",
+            lambda b: [
+                "manufacturer",
+                "rotate-key",
+                "121D",
+                "--add",
+                names["mfr_new_pub"],
+                "--remove",
+                names["mfr_old_keyid"][:16],
+            ],
+            _keys_of("121D", names["mfr_new_pub"]),
         ),
     }[name]
 

@@ -1,0 +1,100 @@
+"""Every key rotation command run again after it committed succeeds and changes nothing
+(``repo_tool.keys.rotation_done``): a crash between the commit and the command's last line, or an
+operator unsure it ran, must not meet a refusal of the --remove of a key that is gone. A rotation
+that differs in any way (another URI, another threshold, a key still to remove) is not "done" and
+gets the usual checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from repo_tool.keys import rotation_done
+
+CFL_REPO = Path(sys.executable).with_name("cfl-repo")
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CFL_REPO", "CFL_KEY_PASSPHRASE")}
+    return subprocess.run(
+        [str(CFL_REPO), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+CURRENT = {"aa11": "file:a", "bb22": "file:b"}
+
+
+@pytest.mark.parametrize(
+    ("add", "remove", "threshold", "done"),
+    [
+        ({"bb22": "file:b"}, ["cc33"], None, True),  # added, the removed one gone
+        ({"bb22": "file:b"}, ["CC3"], 1, True),  # prefixes, any case; same threshold
+        ({"bb22": "file:b"}, ["aa"], None, False),  # a key to remove is still there
+        ({"bb22": "file:other"}, [], None, False),  # same key, another signer URI
+        ({"dd44": "file:d"}, [], None, False),  # a key not added yet
+        ({"bb22": "file:b"}, [], 2, False),  # another threshold
+        ({}, ["cc33"], None, False),  # nothing added: a plain removal is never "done"
+    ],
+)
+def test_rotation_done_only_when_the_keys_are_exactly_as_asked(
+    add: dict[str, str], remove: list[str], threshold: int | None, done: bool
+) -> None:
+    assert rotation_done(CURRENT, 1, add=add, remove=remove, threshold=threshold) is done
+
+
+def _ok(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    done = run(*args)
+    assert done.returncode == 0, (args, done.stderr)
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def test_manufacturer_and_top_level_rotations_run_twice_succeed_and_change_nothing(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "R"
+    _ok("--repo", repo, "init", "--dev-keys")
+    for name in ("m1", "m2", "t2"):
+        _ok("keygen", tmp_path / f"{name}.pem", "--no-encrypt")
+    _ok(
+        "--repo",
+        repo,
+        "manufacturer",
+        "add",
+        "121D",
+        "--name",
+        "M",
+        "--key",
+        tmp_path / "m1.pub.pem",
+    )
+    head = json.loads((repo / "state" / "head.json").read_bytes())
+    (old,) = head["manufacturers"]["121D"]["keys"]
+    rotate = ("--repo", repo, "manufacturer", "rotate-key", "121D", "--add", tmp_path / "m2.pub.pem",
+              "--remove", old[:8])  # fmt: skip
+    _ok(*rotate)
+    before = (repo / "state" / "head.json").read_bytes()
+    again = _ok(*rotate, "--json")
+    assert json.loads(again.stdout)["done"] == "already"
+    assert (repo / "state" / "head.json").read_bytes() == before
+    other = run(*rotate, "--threshold", "2")
+    assert other.returncode == 1 and "matching 0 key(s) of 121D" in other.stderr
+
+    config = json.loads((repo / "cfl-repo.json").read_bytes())
+    timestamp_old = config["signers"]["timestamp"][0]["keyid"]
+    top = ("--repo", repo, "rotate-keys", "timestamp", "--add", tmp_path / "t2.pub.pem",
+           f"file2:{tmp_path / 't2.pem'}", "--remove", timestamp_old[:8])  # fmt: skip
+    _ok(*top)
+    before = (repo / "state" / "head.json").read_bytes()
+    again = _ok(*top)
+    assert "as asked already (root version 2)" in again.stderr
+    assert (repo / "state" / "head.json").read_bytes() == before

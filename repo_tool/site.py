@@ -60,6 +60,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
@@ -337,6 +338,46 @@ def _views(library: PublishedLibrary) -> list[_ImageView]:
 
 def _model_key(model: _Model) -> tuple[str, str]:
     return (model.id, model.name)
+
+
+def _bins_grouped(roles: Sequence[RoleSummary]) -> list[RoleSummary | _BinsRow]:
+    """The roles with each manufacturer's hash bins folded into one row, after its role: a split
+    manufacturer has up to thousands of bins, which share one delegation (keys and threshold).
+    The row gives their count, the range of their versions and the earliest expiry, the one a
+    reader must watch."""
+    bins: dict[str, list[RoleSummary]] = {}
+    kept: list[RoleSummary | _BinsRow] = []
+    for role in roles:
+        owner = naming.manufacturer_of_bin(role.name)
+        if owner is None:
+            kept.append(role)
+        else:
+            bins.setdefault(owner, []).append(role)
+    for owner, members in bins.items():
+        versions = sorted({m.version for m in members})
+        soonest = min(members, key=lambda m: m.expires)
+        row = _BinsRow(
+            name=f"{naming.bin_name_prefix(owner)}-* ({len(members)} hash bins)",
+            version=(str(versions[0]) if len(versions) == 1 else f"{versions[0]}–{versions[-1]}"),
+            expires=soonest.expires,
+            keyids=soonest.keyids,
+            threshold=soonest.threshold,
+        )
+        parent = naming.role_name(owner)
+        at = next((i + 1 for i, r in enumerate(kept) if r.name == parent), len(kept))
+        kept.insert(at, row)
+    return kept
+
+
+@dataclass(frozen=True)
+class _BinsRow:
+    """A trust-page row standing for all of one manufacturer's bins."""
+
+    name: str
+    version: str
+    expires: datetime
+    keyids: tuple[str, ...]
+    threshold: int
 
 
 def _role_order(role: RoleSummary) -> tuple[int, str]:
@@ -916,7 +957,7 @@ class _Builder:
                 "expired": role.expires <= self.generated,
                 "days_left": (role.expires - self.generated).days,
             }
-            for role in sorted(self.library.roles, key=_role_order)
+            for role in _bins_grouped(sorted(self.library.roles, key=_role_order))
         ]
         root_role = next((r for r in self.library.roles if r.name == "root"), None)
         return _render(

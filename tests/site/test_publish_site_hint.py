@@ -258,6 +258,29 @@ def test_images_in_hash_bins_are_listed_and_told(built: LibraryFactory, tmp_path
     assert_full_build_bytes(built, site.site_dir, tmp_path)
 
 
+def test_the_trust_page_shows_a_manufacturer_s_bins_as_one_row(
+    built: LibraryFactory,
+) -> None:
+    """Thousands of bins share one delegation: one row gives their count, versions and the
+    earliest expiry, right after the manufacturer's own role, instead of a row per bin."""
+    split_into_bins(built)
+    publish_with_site(built)
+    lodge(built, 7)  # one bin moves one version on
+    site = publish_with_site(built)
+
+    page = (site.site_dir / "trust.html").read_text(encoding="utf-8")
+    assert "<code>mfr-121D-bin-* (16 hash bins)</code>" in page
+    assert "mfr-121D-bin-0" not in page  # no row per bin
+    assert page.index("<code>mfr-121D</code>") < page.index("mfr-121D-bin-*")
+    library = library_of(built)
+    bins = [r for r in library.roles if r.name.startswith("mfr-121D-bin-")]
+    versions = sorted({r.version for r in bins})
+    assert f'<td class="num">{versions[0]}–{versions[-1]}</td>' in page
+    soonest = min(r.expires for r in bins).strftime("%Y-%m-%dT%H:%M:%SZ")
+    row = page[page.index("mfr-121D-bin-*") :].split("</tr>")[0]
+    assert f'datetime="{soonest}"' in row
+
+
 def test_a_migration_the_site_missed_is_not_appended_by_hint(
     built: LibraryFactory, tmp_path: Path
 ) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
-from test_repo_cli import PASSPHRASE, Lib, built, lib, run  # noqa: F401 (the command tests' library fixtures)
+from test_repo_cli import Lib, built, lib  # noqa: F401 (the command tests' library fixtures)
+from test_submit_scope import CountingReader
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
@@ -140,19 +140,12 @@ def test_the_default_folder_follows_the_environment() -> None:
 # --- submit ---------------------------------------------------------------------------------------
 
 
-class CountingReader:
-    def __init__(self, out: Path) -> None:
-        self.read_one: Reader = folder_reader(out)
-        self.paths: list[str] = []
-
-    def __call__(self, relative: str) -> bytes:
-        self.paths.append(relative)
-        return self.read_one(relative)
-
-    def read_cpl(self, factory: LibraryFactory) -> bool:
-        cpl = factory.repo.provider_targets()[naming.CPL_TARGET_PATH]
-        blob = f"targets/{naming.blob_name(naming.CPL_TARGET_PATH, cpl.hashes['sha256'])}"
-        return blob in self.paths
+def _read_cpl(reader: CountingReader, factory: LibraryFactory) -> bool:
+    """Whether ``reader`` read the published CPL blob."""
+    cpl = factory.repo.provider_targets()[naming.CPL_TARGET_PATH]
+    return (
+        f"targets/{naming.blob_name(naming.CPL_TARGET_PATH, cpl.hashes['sha256'])}" in reader.paths
+    )
 
 
 def _library_with_one_more_entry(tmp_path: Path) -> tuple[LibraryFactory, bytes]:
@@ -196,10 +189,10 @@ def test_a_second_deposit_against_the_same_cpl_does_not_read_it(tmp_path: Path) 
     without = _deposit(factory, image, folder_reader(factory.out), None, "CPL-0070")
     first = CountingReader(factory.out)
     assert _deposit(factory, image, first, cache, "CPL-0070") == without
-    assert first.read_cpl(factory)  # read whole once, then indexed
+    assert _read_cpl(first, factory)  # read whole once, then indexed
     second = CountingReader(factory.out)
     assert _deposit(factory, image, second, cache, "CPL-0070") == without
-    assert not second.read_cpl(factory)
+    assert not _read_cpl(second, factory)
 
 
 def test_a_new_cpl_is_read_again_and_its_new_entries_are_found(tmp_path: Path) -> None:
@@ -213,7 +206,7 @@ def test_a_new_cpl_is_read_again_and_its_new_entries_are_found(tmp_path: Path) -
     factory.publish()
     read = CountingReader(factory.out)
     assert _deposit(factory, later, read, cache, "CPL-0080").endswith(".ota")
-    assert read.read_cpl(factory)
+    assert _read_cpl(read, factory)
 
 
 def test_an_entry_the_indexed_cpl_lacks_gets_the_same_refusal(tmp_path: Path) -> None:
@@ -256,39 +249,14 @@ def test_ingest_accepts_and_refuses_the_same_with_or_without_a_sound_index(
 # --- the command ------------------------------------------------------------------------------------
 
 
-def _submit(copy: Lib, out: str, *extra: str | Path) -> subprocess.CompletedProcess[str]:
-    return run(
-        "submit",
-        copy.base / "images" / "a3.ota",
-        "--manufacturer",
-        "121D",
-        "--key",
-        copy.key,
-        "--cpl-entry",
-        "CPL-0003",
-        "--reason",
-        "compliance",
-        "--from",
-        copy.out,
-        "--root",
-        copy.root,
-        "--out",
-        copy.base / "outbox" / out,
-        *extra,
-        env={"CFL_KEY_PASSPHRASE": PASSPHRASE},
-    )
-
-
 def test_submit_indexes_the_cpl_in_its_cache_folder_and_signs_the_same_deposit_from_it(
     lib: Lib,  # noqa: F811
 ) -> None:
     cache = lib.base / "cache"
-    first = _submit(lib, "first.cflb", "--cache-dir", cache)
-    assert first.returncode == 0, first.stderr
+    first = lib.submit("a3.ota", "CPL-0003", "first.cflb", "--cache-dir", cache)
     assert len(list(cache.glob("cpl-*.sqlite"))) == 1
-    second = _submit(lib, "second.cflb", "--cache-dir", cache)
-    assert second.returncode == 0, second.stderr
-    bundles = [read_bundle(lib.base / "outbox" / n) for n in ("first.cflb", "second.cflb")]
+    second = lib.submit("a3.ota", "CPL-0003", "second.cflb", "--cache-dir", cache)
+    bundles = [read_bundle(first), read_bundle(second)]
     assert bundles[0].target == bundles[1].target
     assert bundles[0].declaration == bundles[1].declaration
 
@@ -298,10 +266,8 @@ def test_submit_with_a_cache_folder_it_cannot_write_still_signs_the_deposit(
 ) -> None:
     blocker = lib.base / "a-file"
     blocker.write_text("not a folder")
-    done = _submit(lib, "blocked.cflb", "--cache-dir", blocker / "cache")
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    assert (lib.base / "outbox" / "blocked.cflb").is_file()
+    bundle = lib.submit("a3.ota", "CPL-0003", "blocked.cflb", "--cache-dir", blocker / "cache")
+    assert bundle.is_file()
 
 
 def test_submit_uses_cfl_repo_cache_when_no_folder_is_given(
@@ -309,24 +275,5 @@ def test_submit_uses_cfl_repo_cache_when_no_folder_is_given(
     tmp_path: Path,
 ) -> None:
     cache = tmp_path / "from-env"
-    done = run(
-        "submit",
-        lib.base / "images" / "a3.ota",
-        "--manufacturer",
-        "121D",
-        "--key",
-        lib.key,
-        "--cpl-entry",
-        "CPL-0003",
-        "--reason",
-        "compliance",
-        "--from",
-        lib.out,
-        "--root",
-        lib.root,
-        "--out",
-        lib.base / "outbox" / "env.cflb",
-        env={"CFL_KEY_PASSPHRASE": PASSPHRASE, CACHE_ENV: str(cache)},
-    )
-    assert done.returncode == 0, done.stderr
+    lib.submit("a3.ota", "CPL-0003", "env.cflb", env={CACHE_ENV: str(cache)})
     assert len(list(cache.glob("cpl-*.sqlite"))) == 1

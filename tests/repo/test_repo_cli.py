@@ -97,7 +97,15 @@ class Lib:
         doc: dict[str, object] = json.loads(done.stdout)
         return doc
 
-    def submit(self, image: str, entry: str, out: str) -> Path:
+    def submit(
+        self,
+        image: str,
+        entry: str,
+        out: str,
+        *extra: str | Path,
+        env: dict[str, str] | None = None,
+    ) -> Path:
+        """Sign a deposit of ``image`` with ``cfl-repo submit`` (``extra`` options appended)."""
         bundle = self.base / "outbox" / out
         ok(
             "submit",
@@ -116,7 +124,8 @@ class Lib:
             self.root,
             "--out",
             bundle,
-            env={"CFL_KEY_PASSPHRASE": PASSPHRASE},
+            *extra,
+            env={"CFL_KEY_PASSPHRASE": PASSPHRASE, **(env or {})},
         )
         return bundle
 

@@ -7,29 +7,13 @@ gets the usual checks."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_provider_cli import run
 
 from repo_tool.keys import rotation_done
-
-CFL_REPO = Path(sys.executable).with_name("cfl-repo")
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CFL_REPO", "CFL_KEY_PASSPHRASE")}
-    return subprocess.run(
-        [str(CFL_REPO), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
 
 CURRENT = {"aa11": "file:a", "bb22": "file:b"}
 

@@ -11,7 +11,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.config import TOP_LEVEL_ROLES
-from repo_tool.keys import SignerRef, rotation_done, sign_or_explain
+from repo_tool.keys import SignerRef, removed_by_last_commit, rotation_done, sign_or_explain
 from repo_tool.repository import Repository
 
 
@@ -47,6 +47,7 @@ def rotate_keys(
         add={ref.keyid: ref.uri for ref in add},
         remove=remove,
         threshold=threshold,
+        removed=removed_by_last_commit(repo.head.last_events, "rotate-keys", role=role),
     ):
         return None  # the same command again, after its commit: nothing to change
     dropped = set()

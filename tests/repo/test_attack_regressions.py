@@ -336,3 +336,41 @@ def test_a_forged_submit_cache_signs_the_deposit_a_clean_one_signs(tmp_path: Pat
         db.commit()
     (cache / f"cpl-{sha}.json").write_bytes(deep)
     assert deposit(image) == mi_sha(image)  # no RecursionError: a miss
+
+
+# --- key rotation re-runs (repo_tool/keys.py rotation_done): a typo never reads as "done" ---------
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    done = run("cfl-repo", *args)
+    assert done.returncode == 0, (args, done.stderr)
+    return done
+
+
+def test_a_mistyped_remove_beside_a_key_present_from_before_is_refused_not_done(
+    tmp_path: Path,
+) -> None:
+    """`--add` of a key the role holds already (a second key added earlier) with a `--remove` that
+    matches no key: the key meant to go stays, so the command must refuse, not say "nothing to do"
+    and exit 0 as a re-run of a rotation that happened."""
+    repo = tmp_path / "R"
+    _cli("--repo", repo, "init", "--dev-keys")
+    for name in ("m1", "m2", "t2", "p2"):
+        _cli("keygen", tmp_path / f"{name}.pem", "--no-encrypt")
+    _cli("--repo", repo, "manufacturer", "add", "121D", "--name", "M",
+         "--key", tmp_path / "m1.pub.pem")  # fmt: skip
+    m2 = ("--add", tmp_path / "m2.pub.pem")
+    _cli("--repo", repo, "manufacturer", "rotate-key", "121D", *m2)
+    t2 = ("--add", tmp_path / "t2.pub.pem", f"file2:{tmp_path / 't2.pem'}")
+    _cli("--repo", repo, "rotate-keys", "timestamp", *t2)
+    p2 = ("--add", tmp_path / "p2.pub.pem", "--uri", f"file2:{tmp_path / 'p2.pem'}")
+    _cli("--repo", repo, "provider", "rotate-key", *p2)
+    before = (repo / "state" / "head.json").read_bytes()
+    for command, expected in [
+        (("manufacturer", "rotate-key", "121D", *m2), "matching 0 key(s) of 121D"),
+        (("rotate-keys", "timestamp", *t2), "matching 0 timestamp key(s)"),
+        (("provider", "rotate-key", *p2), "matching 0 cfl-provider key(s)"),
+    ]:
+        line = one_error(run("cfl-repo", "--repo", repo, *command, "--remove", "deadbeef"), 1)
+        assert expected in line, line
+    assert (repo / "state" / "head.json").read_bytes() == before

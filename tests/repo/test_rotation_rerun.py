@@ -111,6 +111,9 @@ def test_manufacturer_and_top_level_rotations_run_twice_succeed_and_change_nothi
     before = (repo / "state" / "head.json").read_bytes()
     again = _ok(*rotate, "--json")
     assert json.loads(again.stdout)["done"] == "already"
+    # It names the keys it holds, so the operator sees the one meant to go is not among them.
+    assert old not in json.loads(again.stdout)["keyids"]
+    assert "threshold 1); nothing to do" in again.stderr
     assert (repo / "state" / "head.json").read_bytes() == before
     other = run(*rotate, "--threshold", "2")
     assert other.returncode == 1 and "matching 0 key(s) of 121D" in other.stderr

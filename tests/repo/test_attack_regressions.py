@@ -11,6 +11,7 @@ import subprocess
 import sys
 from contextlib import closing
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ from metadata_templates.policy import DEFAULT_POLICY, RolePolicy
 from repo_tool.cpl_cache import CplCache
 from repo_tool.ops.init import refuse_initialised
 from repo_tool.ops.manufacturers import add_manufacturer
+from repo_tool.published import RoleSummary
 from repo_tool.repository import Repository
+from repo_tool.site import _bins_grouped
 from repo_tool.submit_scope import load_for_deposit
 from repo_tool.verify import folder_reader
 
@@ -374,3 +377,48 @@ def test_a_mistyped_remove_beside_a_key_present_from_before_is_refused_not_done(
         line = one_error(run("cfl-repo", "--repo", repo, *command, "--remove", "deadbeef"), 1)
         assert expected in line, line
     assert (repo / "state" / "head.json").read_bytes() == before
+
+
+# --- the trust page's bin row (repo_tool/site.py _bins_grouped) ------------------------------------
+
+
+def _summary(name: str, version: int, day: int, keyids: tuple[str, ...] = ("k1",)) -> RoleSummary:
+    return RoleSummary(name, version, datetime(2027, 1, day, tzinfo=UTC), keyids, 1)
+
+
+def test_the_bin_row_gives_the_version_range_and_the_earliest_expiry_of_each_manufacturer() -> None:
+    roles = [
+        _summary("targets", 3, 20),
+        _summary("mfr-121D", 2, 28),
+        _summary("mfr-121D-bin-0", 1, 9),
+        _summary("mfr-121D-bin-1", 4, 3),  # expires first: the day a reader must watch
+        _summary("mfr-3F01", 1, 28),
+        _summary("mfr-3F01-bin-0", 2, 15),
+        _summary("mfr-3F01-bin-1", 2, 16),
+    ]
+    rows = _bins_grouped(roles)
+    assert [r.name for r in rows] == [
+        "targets",
+        "mfr-121D",
+        "mfr-121D-bin-* (2 hash bins)",
+        "mfr-3F01",
+        "mfr-3F01-bin-* (2 hash bins)",
+    ]
+    assert (rows[2].version, rows[2].expires.day) == ("1–4", 3)
+    assert (rows[4].version, rows[4].expires.day) == ("2", 15)
+
+
+def test_a_bin_named_role_with_other_keys_is_never_hidden_in_the_bin_row() -> None:
+    """One succinct delegation gives every bin the same keys, but targets may delegate a role
+    named like a bin directly, with keys of its own: the page must show them, not its siblings'."""
+    roles = [
+        _summary("mfr-121D", 2, 28),
+        _summary("mfr-121D-bin-0", 1, 9),
+        _summary("mfr-121D-bin-1", 1, 10, keyids=("someone-else",)),
+    ]
+    rows = _bins_grouped(roles)
+    assert [(r.name, r.keyids) for r in rows] == [
+        ("mfr-121D", ("k1",)),
+        ("mfr-121D-bin-0", ("k1",)),
+        ("mfr-121D-bin-1", ("someone-else",)),
+    ]

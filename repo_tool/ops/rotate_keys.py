@@ -52,7 +52,9 @@ def rotate_keys(
         return None  # the same command again, after its commit: nothing to change
     dropped = set()
     for prefix in remove:
-        matches = [ref.keyid for ref in current if ref.keyid.startswith(prefix)]
+        # An empty prefix (an unset shell variable) matches no key, and any case matches, as in
+        # `manufacturer rotate-key` and `provider rotate-key`.
+        matches = [ref.keyid for ref in current if prefix and ref.keyid.startswith(prefix.lower())]
         if len(matches) != 1:
             raise RejectedInputError(
                 f"--remove: found {prefix!r} matching {len(matches)} {role} key(s), expected exactly one of "

@@ -422,3 +422,28 @@ def test_a_bin_named_role_with_other_keys_is_never_hidden_in_the_bin_row() -> No
         ("mfr-121D-bin-0", ("k1",)),
         ("mfr-121D-bin-1", ("someone-else",)),
     ]
+
+
+@pytest.mark.parametrize("prefix", ["", "UPPER"], ids=["empty", "upper-case"])
+def test_rotate_keys_reads_a_remove_prefix_as_the_other_rotations_do(
+    tmp_path: Path, prefix: str
+) -> None:
+    """An empty --remove (an unset shell variable) removed the only timestamp key, where
+    `manufacturer rotate-key` and `provider rotate-key` refuse it; an upper-case prefix of a key ID
+    matched nothing, where they match it."""
+    repo = tmp_path / "R"
+    _cli("--repo", repo, "init", "--dev-keys")
+    _cli("keygen", tmp_path / "t2.pem", "--no-encrypt")
+    add = ("--add", tmp_path / "t2.pub.pem", f"file2:{tmp_path / 't2.pem'}")
+    before = (repo / "state" / "head.json").read_bytes()
+    if not prefix:
+        line = one_error(run("cfl-repo", "--repo", repo, "rotate-keys", "timestamp", *add,
+                             "--remove", ""), 1)  # fmt: skip
+        assert "found '' matching 0 timestamp key(s)" in line, line
+        assert (repo / "state" / "head.json").read_bytes() == before
+        return
+    config = json.loads((repo / "cfl-repo.json").read_bytes())
+    old = config["signers"]["timestamp"][0]["keyid"]
+    _cli("--repo", repo, "rotate-keys", "timestamp", *add, "--remove", old[:8].upper())
+    config = json.loads((repo / "cfl-repo.json").read_bytes())
+    assert old not in [s["keyid"] for s in config["signers"]["timestamp"]]

@@ -48,6 +48,8 @@ _MAX_SEARCHED = 64
 # How many ``{"`` before an entry's ID may be tried as its start (see ``_entry_around``).
 _MAX_CANDIDATES = 32
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_KEPT = re.compile(r"cpl-[0-9a-f]{64}\.json")
+_TEMPORARY = re.compile(r"\.cpl-[0-9a-f]{64}\.json\..+\.tmp")  # metadata_templates/atomic.py
 _HEAD = '{"entries":['
 _TAIL = '],"imported":'
 _DECODER = json.JSONDecoder()
@@ -176,10 +178,16 @@ class CplCache:
         temporary files of writes that were killed (a concurrent write losing its temporary file
         only fails to keep its copy)."""
         try:
+            # Only names this class writes: --cache-dir may be a folder holding other files.
             found = sorted(
-                self.directory.glob("cpl-*.json"), key=lambda p: p.stat().st_mtime, reverse=True
+                (p for p in self.directory.glob("cpl-*.json") if _KEPT.fullmatch(p.name)),
+                key=lambda p: p.stat().st_mtime,
+                reverse=True,
             )
-            for old in [*found[_KEEP:], *self.directory.glob(".cpl-*.tmp")]:
+            temporary = [
+                p for p in self.directory.glob(".cpl-*.tmp") if _TEMPORARY.fullmatch(p.name)
+            ]
+            for old in [*found[_KEEP:], *temporary]:
                 if old != keep:
                     old.unlink(missing_ok=True)
         except OSError as e:

@@ -140,7 +140,10 @@ def test_a_write_killed_midway_leaves_no_copy_and_the_next_one_cleans_up(tmp_pat
 
 
 def test_old_copies_are_pruned_to_the_most_recent_eight(tmp_path: Path) -> None:
-    cache = CplCache(tmp_path)
+    cache = CplCache(tmp_path)  # --cache-dir may name a folder holding files of the user's own
+    for theirs in ("cpl-export.json", "cpl-2026.json", ".cpl-mine.tmp"):
+        (tmp_path / theirs).write_text("the user's own file")
+        os.utime(tmp_path / theirs, (1, 1))
     shas = []
     for n in range(11):
         sha, data, _ = _document(n + 1)
@@ -148,8 +151,10 @@ def test_old_copies_are_pruned_to_the_most_recent_eight(tmp_path: Path) -> None:
         os.utime(_kept_file(tmp_path, sha), (1_000_000 + n, 1_000_000 + n))
         shas.append(sha)
     kept = {p.name for p in tmp_path.glob("cpl-*.json")}
-    assert len(kept) == 8
+    assert len(kept) == 8 + 2
     assert f"cpl-{shas[-1]}.json" in kept and f"cpl-{shas[0]}.json" not in kept
+    assert {"cpl-export.json", "cpl-2026.json"} <= kept  # not ours: never removed
+    assert (tmp_path / ".cpl-mine.tmp").exists()
 
 
 def test_the_default_folder_follows_the_environment() -> None:

@@ -821,9 +821,10 @@ def _confirm_passphrase() -> str:
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to keep an index of the published CPL, so the next deposit against the same CPL "
-    "reads only the entries it declares (default: $CFL_REPO_CACHE, else ~/.cache/cfl-repo). "
-    "Safe to delete at any time.",
+    help="Where to keep a copy of the published CPL (checked against its signed hash on every "
+    "use), so the next deposit against the same CPL does not download it and parses only the "
+    "entries it declares (default: $CFL_REPO_CACHE, else ~/.cache/cfl-repo). Safe to delete at "
+    "any time.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what the bundle holds on stdout.")
 def submit(

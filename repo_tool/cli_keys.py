@@ -538,9 +538,16 @@ def rotate_key(
             ceremony=proposal_out is not None,
         )
     if proposal == ALREADY:
+        # Name the keys: the operator checks that the one meant to go is not among them.
+        record = repo.head.manufacturers[mfr]
         if as_json:
-            _emit_json({"done": "already"})
-        _err(f"{mfr} has these keys already; nothing to do")
+            _emit_json(
+                {"done": "already", "keyids": sorted(record.keys), "threshold": record.threshold}
+            )
+        _err(
+            f"{mfr} has these keys already ({sorted(k[:8] for k in record.keys)}, threshold "
+            f"{record.threshold}); nothing to do"
+        )
         return
     _proposal_or_done(proposal, proposal_out, as_json, f"rotated the keys of {mfr}")
 

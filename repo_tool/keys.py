@@ -10,7 +10,7 @@ securesystemslib's own registry: the passphrase comes from ``CFL_KEY_PASSPHRASE`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,14 +223,17 @@ def rotation_done(
     add: Mapping[str, str | None],
     remove: Sequence[str],
     threshold: int | None,
+    removed: Collection[str],
 ) -> bool:
     """Whether a key rotation asked for is in place already: every added key among the current
-    ones (with the same signer URI, where the role has one), no removed key ID or prefix left,
-    and the threshold as asked. Pure.
+    ones (with the same signer URI, where the role has one), each removed key ID or prefix
+    matching no current key but exactly one key in ``removed``, and the threshold as asked. Pure.
 
     Every rotate command checks this first, so the same command run again after its commit (a
     crash before it could say so, or an operator unsure it ran) succeeds and changes nothing,
-    instead of refusing the --remove of a key that is gone.
+    instead of refusing the --remove of a key that is gone. A --remove that matches no current
+    key is a re-run only when the last rotation removed that key: otherwise it is a typo, and the
+    key the operator meant to remove is still there, so the command must be refused as usual.
 
     Args:
         current: the role's key IDs now, each with its signer URI (None where it has none).
@@ -238,12 +241,39 @@ def rotation_done(
         add: the key IDs the command adds, each with its URI (None where it takes none).
         remove: the key IDs or prefixes it revokes.
         threshold: the threshold it sets, None to leave it.
+        removed: the key IDs the role's last rotation removed (``removed_by_last_commit``).
     """
+    prefixes = [prefix.lower() for prefix in remove]
     return (
-        bool(add)
+        bool(add or remove)
         and all(keyid in current and current[keyid] == uri for keyid, uri in add.items())
-        and not any(prefix and k.startswith(prefix.lower()) for prefix in remove for k in current)
+        and all(
+            prefix
+            and not any(k.startswith(prefix) for k in current)
+            and sum(k.startswith(prefix) for k in removed) == 1
+            for prefix in prefixes
+        )
         and threshold in (None, current_threshold)
+    )
+
+
+def removed_by_last_commit(
+    last_events: Sequence[Mapping[str, Any]], event: str, **match: str
+) -> frozenset[str]:
+    """The key IDs the last commit removed, when it was a rotation ``event`` whose fields
+    include ``match`` (its role or manufacturer): what tells a re-run's --remove of a key that is
+    gone from a typo. Pure.
+
+    Args:
+        last_events: the events of the last commit (``Head.last_events``).
+        event: the rotation's event name.
+        match: fields the event must carry with these values.
+    """
+    return frozenset(
+        str(keyid)
+        for e in last_events
+        if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+        for keyid in e.get("removed", ())
     )
 
 

@@ -27,7 +27,7 @@ from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway import manufacturer_delegation
-from repo_tool.keys import rotation_done
+from repo_tool.keys import removed_by_last_commit, rotation_done
 
 # What ``rotate_key`` returns when the rotation asked for is in place already.
 ALREADY = "already"
@@ -165,6 +165,11 @@ def rotate_key(
         add=dict.fromkeys(k.keyid for k in add),
         remove=remove,
         threshold=threshold,
+        # a rotation of a delegated manufacturer keeps the keys it removed as retiring
+        removed=set(record.retiring)
+        | removed_by_last_commit(
+            repo.head.last_events, "manufacturer-rotate-key", manufacturer=manufacturer_id
+        ),
     ):
         return ALREADY  # the same command again, after its commit: nothing to change
     new = rotated_record(record, add=add, remove=remove, threshold=threshold, delegated=delegated)

@@ -54,7 +54,7 @@ from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool import tlog
 from repo_tool.config import RepoConfig
-from repo_tool.cpl_cache import CplCache
+from repo_tool.cpl_cache import select_entries
 from repo_tool.gateway import LibraryIndex
 from repo_tool.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.library_index import IndexStore
@@ -247,18 +247,15 @@ class Repository:
             cached = self._cpl_cache = (sha, CplDocument.from_bytes(self.blobs.get(sha)))
         return cached[1]
 
-    def cpl_index(self) -> CplCache:
-        """The index of imported CPLs by entry ID (repo_tool/cpl_cache.py): derived data under
-        ``cache/cpl``, safe to delete (the next ingest rebuilds it)."""
-        return CplCache(self.path / "cache" / "cpl")
-
     def cpl_entries(self, entry_ids: Collection[str]) -> CplDocument | None:
         """The imported CPL holding only those of ``entry_ids`` it lists (None: no CPL imported).
 
         What the gateway needs of the CPL for one bundle. A `cfl-repo ingest` is a fresh process,
-        and parsing a CPL of 10,000 entries costs more than the rest of the ingest, so the first
-        import indexes it (``cpl_index``), and an ingest that finds no index (deleted, or made
-        before indexes existed) parses the CPL once and indexes it.
+        and parsing a CPL of 10,000 entries costs more than the rest of the ingest, so the entries
+        are found in the CPL's hash-checked blob and only they are parsed
+        (repo_tool/cpl_cache.py ``select_entries``); the CPL is parsed whole only when one is not
+        there, which gives the refusal a whole CPL gives. Nothing outside the signed blob is read:
+        an index beside it would let whoever can write it forge an entry.
         """
         sha = self.head.cpl_sha256
         if not sha:
@@ -266,14 +263,15 @@ class Repository:
         cached: tuple[str, CplDocument] | None = getattr(self, "_cpl_cache", None)
         if cached is not None and cached[0] == sha:
             return cached[1]  # already parsed in this process (an inbox run)
-        index = self.cpl_index()
-        found = index.lookup(sha, entry_ids)
+        kept: tuple[str, bytes] | None = getattr(self, "_cpl_bytes", None)
+        if kept is None or kept[0] != sha:  # read and hash-checked once per process (an inbox run)
+            kept = self._cpl_bytes = (sha, self.blobs.get(sha))
+        data = kept[1]
+        found = select_entries(data, entry_ids)
         if found is not None:
             return found
-        whole = self.cpl()
-        if whole is not None:
-            index.store(sha, whole)
-        return whole
+        self._cpl_cache = (sha, CplDocument.from_bytes(data))
+        return self._cpl_cache[1]
 
     def withdrawals(self) -> WithdrawalList:
         sha = self.head.withdrawals_sha256

@@ -344,7 +344,7 @@ def _bins_grouped(roles: Sequence[RoleSummary]) -> list[RoleSummary | _BinsRow]:
     """The roles with each manufacturer's hash bins folded into one row, after its role: a split
     manufacturer has up to thousands of bins, which share one delegation (keys and threshold).
     The row gives their count, the range of their versions and the earliest expiry, the one a
-    reader must watch."""
+    reader must watch. A manufacturer's bin-named roles whose keys differ are not folded."""
     bins: dict[str, list[RoleSummary]] = {}
     kept: list[RoleSummary | _BinsRow] = []
     for role in roles:
@@ -354,6 +354,13 @@ def _bins_grouped(roles: Sequence[RoleSummary]) -> list[RoleSummary | _BinsRow]:
         else:
             bins.setdefault(owner, []).append(role)
     for owner, members in bins.items():
+        parent = naming.role_name(owner)
+        at = next((i + 1 for i, r in enumerate(kept) if r.name == parent), len(kept))
+        if len({(tuple(sorted(m.keyids)), m.threshold) for m in members}) > 1:
+            # Bins of one succinct delegation share its keys; roles named like bins that do not
+            # (targets delegating one directly) are shown one by one, never under another's keys.
+            kept[at:at] = members
+            continue
         versions = sorted({m.version for m in members})
         soonest = min(members, key=lambda m: m.expires)
         row = _BinsRow(
@@ -363,8 +370,6 @@ def _bins_grouped(roles: Sequence[RoleSummary]) -> list[RoleSummary | _BinsRow]:
             keyids=soonest.keyids,
             threshold=soonest.threshold,
         )
-        parent = naming.role_name(owner)
-        at = next((i + 1 for i, r in enumerate(kept) if r.name == parent), len(kept))
         kept.insert(at, row)
     return kept
 

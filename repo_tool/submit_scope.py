@@ -16,8 +16,8 @@ Roles no manufacturer owns (provider roles) are always walked. Each role that is
 in full, exactly as ``cfl-repo verify`` does; ``cfl-repo verify`` and publish still walk everything.
 
 The provider's CPL is one signed document that grows with the library, and a deposit needs only the
-entries it declares: with a ``CplCache`` (repo_tool/cpl_cache.py) a CPL whose signed hash was
-indexed by an earlier deposit is read from the index, entry by entry, instead of whole.
+entries it declares: with a ``CplCache`` (repo_tool/cpl_cache.py) a CPL an earlier deposit verified
+is not downloaded again, and only the declared entries are parsed from the kept copy.
 """
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ def caching_reader(read: Reader) -> Reader:
 
 
 def indexed_cpl(cache: CplCache | None, entry_ids: Collection[str]) -> CplLoader:
-    """A ``CplLoader`` for a deposit declaring ``entry_ids``: the index's entries when ``cache``
-    holds the signed CPL, else the CPL read and parsed whole (then indexed for the next deposit).
-    It remembers what it returned, so a second walk of the same source parses nothing again."""
+    """A ``CplLoader`` for a deposit declaring ``entry_ids``: those entries of the cache's copy of
+    the signed CPL when it holds one that lists them all, else the CPL read and parsed whole (then
+    kept for the next deposit). It remembers what it returned, so a second walk of the same source
+    parses nothing again."""
     loaded: dict[str, CplDocument] = {}
 
     def load(sha256: str, fetch: Callable[[], bytes | None]) -> CplDocument | None:
@@ -108,7 +109,7 @@ def indexed_cpl(cache: CplCache | None, entry_ids: Collection[str]) -> CplLoader
                 return None
             document = CplDocument.from_bytes(data)  # ValueError: the walk reports it
             if cache is not None:
-                cache.store(sha256, document)
+                cache.store(sha256, data)  # only a CPL that parsed whole is kept
         loaded[sha256] = document
         return document
 

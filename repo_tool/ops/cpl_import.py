@@ -28,9 +28,6 @@ def import_cpl(repo: Repository, doc: CplDocument, *, now: datetime) -> int:
         )
 
     head = repo.stage_provider_change(change, now)
-    # Derived data keyed by the CPL's hash, so writing it first is harmless: every ingest then
-    # reads the few entries a bundle declares instead of parsing the CPL (Repository.cpl_entries).
-    repo.cpl_index().store(sha, doc)
     repo.commit(
         replace(head, cpl_sha256=sha),
         event={

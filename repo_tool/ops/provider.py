@@ -21,7 +21,7 @@ from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.config import RepoConfig
-from repo_tool.keys import OFFLINE_URI, SignerRef, rotation_done
+from repo_tool.keys import OFFLINE_URI, SignerRef, removed_by_last_commit, rotation_done
 from repo_tool.provider_role import (
     delegate_provider,
     first_provider_role,
@@ -128,6 +128,7 @@ def rotate_key(
         add={ref.keyid: ref.uri for ref in add},
         remove=remove,
         threshold=threshold,
+        removed=removed_by_last_commit(repo.head.last_events, "provider-rotate-key"),
     ):
         # A re-run after the rotation committed (killed before it could say so, or run twice):
         # the same command must succeed and change nothing.
@@ -162,7 +163,14 @@ def rotate_key(
         delegate_provider(targets, public, new_threshold)
 
     return _change_delegation(
-        repo, change, add, now=now, ceremony=ceremony, moved=(), event="provider-rotate-key"
+        repo,
+        change,
+        add,
+        now=now,
+        ceremony=ceremony,
+        moved=(),
+        event="provider-rotate-key",
+        removed=tuple(sorted(dropped)),
     )
 
 
@@ -203,6 +211,7 @@ def _change_delegation(
     ceremony: bool,
     moved: tuple[str, ...],
     event: str,
+    removed: tuple[str, ...] = (),
 ) -> ProviderChange:
     from repo_tool.ceremony.proposal import OnlineSigner
     from repo_tool.ceremony.start import propose_targets
@@ -247,6 +256,7 @@ def _change_delegation(
             "provider_version": version,
             "moved": list(moved),
             "keyids": list(keyids),
+            "removed": list(removed),  # what tells a re-run from a typo (keys.rotation_done)
             "config": json.loads(config.to_bytes()),
         },
     )

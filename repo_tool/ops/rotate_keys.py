@@ -11,7 +11,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.config import TOP_LEVEL_ROLES
-from repo_tool.keys import SignerRef, rotation_done, sign_or_explain
+from repo_tool.keys import SignerRef, removed_by_last_commit, rotation_done, sign_or_explain
 from repo_tool.repository import Repository
 
 
@@ -47,11 +47,14 @@ def rotate_keys(
         add={ref.keyid: ref.uri for ref in add},
         remove=remove,
         threshold=threshold,
+        removed=removed_by_last_commit(repo.head.last_events, "rotate-keys", role=role),
     ):
         return None  # the same command again, after its commit: nothing to change
     dropped = set()
     for prefix in remove:
-        matches = [ref.keyid for ref in current if ref.keyid.startswith(prefix)]
+        # An empty prefix (an unset shell variable) matches no key, and any case matches, as in
+        # `manufacturer rotate-key` and `provider rotate-key`.
+        matches = [ref.keyid for ref in current if prefix and ref.keyid.startswith(prefix.lower())]
         if len(matches) != 1:
             raise RejectedInputError(
                 f"--remove: found {prefix!r} matching {len(matches)} {role} key(s), expected exactly one of "

@@ -6,18 +6,29 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from factory import LibraryFactory, standard_library
+from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
+from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY, RolePolicy
+from repo_tool.cpl_cache import CplCache
 from repo_tool.ops.init import refuse_initialised
 from repo_tool.ops.manufacturers import add_manufacturer
+from repo_tool.published import RoleSummary
+from repo_tool.repository import Repository
+from repo_tool.site import _bins_grouped
+from repo_tool.submit_scope import load_for_deposit
+from repo_tool.verify import folder_reader
 
 BIN = Path(sys.executable).parent
 
@@ -234,3 +245,205 @@ def test_a_cfl_provider_key_cannot_be_a_key_of_another_role(tmp_path: Path, othe
     with factory.repo.locked(), pytest.raises(RejectedInputError, match="--add: found key"):
         rotate_key(factory.repo, [ref], (), None, now=factory.tick(), ceremony=False)
     assert factory.repo.head == head
+
+
+# --- the CPL index (repo_tool/cpl_cache.py): whoever writes a cache folder forges no CPL entry ------
+
+
+def _forged_cpl(genuine: bytes, entry_id: str, **fields: str) -> tuple[CplDocument, bytes]:
+    """The signed CPL with one entry's fields replaced: what a hex editor makes of an index."""
+    doc = CplDocument.from_bytes(genuine)
+    forged = CplDocument.of(
+        [replace(e, **fields) if e.id == entry_id else e for e in doc.entries],
+        doc.source_sha256,
+        doc.imported,
+    )
+    return forged, forged.to_bytes()
+
+
+def _plant_index(path: Path, sha: str, forged: CplDocument, forged_bytes: bytes) -> None:
+    """Every index an attacker could leave under the CPL's own name: the sqlite index the first
+    version of the cache kept, and a copy of the CPL edited in place."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"cpl-{sha}.sqlite").unlink(missing_ok=True)
+    with closing(sqlite3.connect(path / f"cpl-{sha}.sqlite")) as db:
+        db.execute("CREATE TABLE doc (magic, sha256, source_sha256, imported)")
+        db.execute("CREATE TABLE entry (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+        db.execute(
+            "INSERT INTO doc VALUES (?, ?, ?, ?)",
+            ("cfl-cpl-index 1", sha, forged.source_sha256, forged.imported),
+        )
+        db.executemany(
+            "INSERT INTO entry VALUES (?, ?)",
+            ((e.id, json.dumps(e.to_dict(), sort_keys=True)) for e in forged.entries),
+        )
+        db.commit()
+    (path / f"cpl-{sha}.json").write_bytes(forged_bytes)
+
+
+def _library_and_a_wrong_image(tmp_path: Path) -> tuple[LibraryFactory, bytes, bytes, str]:
+    factory, _ = standard_library(tmp_path)
+    image, wrong = make_image("121D", 7), make_image("121D", 9)
+    factory.import_cpl(
+        [*factory.entries, make_entry("CPL-0070", fw="00000007", image_sha=mi_sha(image))]
+    )
+    factory.publish()
+    sha = factory.repo.head.cpl_sha256
+    assert sha
+    return factory, image, wrong, sha
+
+
+def test_a_forged_cpl_index_in_the_repository_never_makes_the_gateway_accept(
+    tmp_path: Path,
+) -> None:
+    factory, _, wrong, sha = _library_and_a_wrong_image(tmp_path)
+    forged = _forged_cpl(
+        factory.repo.blobs.get(sha),
+        "CPL-0070",
+        manufacturer_image_sha256=mi_sha(wrong),
+        firmware_version="00000009",
+    )
+    _plant_index(factory.repo.path / "cache" / "cpl", sha, *forged)
+    factory.repo = Repository.open(factory.repo.path)  # a fresh `cfl-repo ingest` process
+    result = factory.ingest(factory.submit(wrong, ["CPL-0070"]), "wrong-image")
+    assert result.status == "rejected", result.messages
+    assert any("hash-not-on-cpl" in r for r in result.reasons), result.reasons
+
+
+def test_a_forged_submit_cache_signs_the_deposit_a_clean_one_signs(tmp_path: Path) -> None:
+    factory, image, _, sha = _library_and_a_wrong_image(tmp_path)
+    genuine = factory.repo.blobs.get(sha)
+    cache = tmp_path / "submit-cache"
+
+    def deposit(entry_image: bytes) -> str:
+        library = load_for_deposit(
+            str(factory.out),
+            folder_reader(factory.out),
+            factory.root_bytes,
+            now=factory.tick(),
+            manufacturer_id="121D",
+            image=entry_image,
+            cpl_entry_ids=["CPL-0070"],
+            with_notes=False,
+            cpl_cache=CplCache(cache),
+        )
+        entry = library.cpl.by_id()["CPL-0070"] if library.cpl else None
+        return "" if entry is None else entry.manufacturer_image_sha256
+
+    _plant_index(cache, sha, *_forged_cpl(genuine, "CPL-0070", manufacturer_image_sha256="ab" * 32))
+    assert deposit(image) == mi_sha(image)  # the signed entry, not the planted one
+    deep = b"[" * 100_000 + b"]" * 100_000
+    _plant_index(cache, sha, *_forged_cpl(genuine, "CPL-0070"))
+    with closing(sqlite3.connect(cache / f"cpl-{sha}.sqlite")) as db:
+        db.execute("UPDATE entry SET body = ? WHERE id = 'CPL-0070'", (deep.decode(),))
+        db.commit()
+    (cache / f"cpl-{sha}.json").write_bytes(deep)
+    assert deposit(image) == mi_sha(image)  # no RecursionError: a miss
+
+
+# --- key rotation re-runs (repo_tool/keys.py rotation_done): a typo never reads as "done" ---------
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    done = run("cfl-repo", *args)
+    assert done.returncode == 0, (args, done.stderr)
+    return done
+
+
+def test_a_mistyped_remove_beside_a_key_present_from_before_is_refused_not_done(
+    tmp_path: Path,
+) -> None:
+    """`--add` of a key the role holds already (a second key added earlier) with a `--remove` that
+    matches no key: the key meant to go stays, so the command must refuse, not say "nothing to do"
+    and exit 0 as a re-run of a rotation that happened."""
+    repo = tmp_path / "R"
+    _cli("--repo", repo, "init", "--dev-keys")
+    for name in ("m1", "m2", "t2", "p2"):
+        _cli("keygen", tmp_path / f"{name}.pem", "--no-encrypt")
+    _cli("--repo", repo, "manufacturer", "add", "121D", "--name", "M",
+         "--key", tmp_path / "m1.pub.pem")  # fmt: skip
+    m2 = ("--add", tmp_path / "m2.pub.pem")
+    _cli("--repo", repo, "manufacturer", "rotate-key", "121D", *m2)
+    t2 = ("--add", tmp_path / "t2.pub.pem", f"file2:{tmp_path / 't2.pem'}")
+    _cli("--repo", repo, "rotate-keys", "timestamp", *t2)
+    p2 = ("--add", tmp_path / "p2.pub.pem", "--uri", f"file2:{tmp_path / 'p2.pem'}")
+    _cli("--repo", repo, "provider", "rotate-key", *p2)
+    before = (repo / "state" / "head.json").read_bytes()
+    for command, expected in [
+        (("manufacturer", "rotate-key", "121D", *m2), "matching 0 key(s) of 121D"),
+        (("rotate-keys", "timestamp", *t2), "matching 0 timestamp key(s)"),
+        (("provider", "rotate-key", *p2), "matching 0 cfl-provider key(s)"),
+    ]:
+        line = one_error(run("cfl-repo", "--repo", repo, *command, "--remove", "deadbeef"), 1)
+        assert expected in line, line
+    assert (repo / "state" / "head.json").read_bytes() == before
+
+
+# --- the trust page's bin row (repo_tool/site.py _bins_grouped) ------------------------------------
+
+
+def _summary(name: str, version: int, day: int, keyids: tuple[str, ...] = ("k1",)) -> RoleSummary:
+    return RoleSummary(name, version, datetime(2027, 1, day, tzinfo=UTC), keyids, 1)
+
+
+def test_the_bin_row_gives_the_version_range_and_the_earliest_expiry_of_each_manufacturer() -> None:
+    roles = [
+        _summary("targets", 3, 20),
+        _summary("mfr-121D", 2, 28),
+        _summary("mfr-121D-bin-0", 1, 9),
+        _summary("mfr-121D-bin-1", 4, 3),  # expires first: the day a reader must watch
+        _summary("mfr-3F01", 1, 28),
+        _summary("mfr-3F01-bin-0", 2, 15),
+        _summary("mfr-3F01-bin-1", 2, 16),
+    ]
+    rows = _bins_grouped(roles)
+    assert [r.name for r in rows] == [
+        "targets",
+        "mfr-121D",
+        "mfr-121D-bin-* (2 hash bins)",
+        "mfr-3F01",
+        "mfr-3F01-bin-* (2 hash bins)",
+    ]
+    assert (rows[2].version, rows[2].expires.day) == ("1–4", 3)
+    assert (rows[4].version, rows[4].expires.day) == ("2", 15)
+
+
+def test_a_bin_named_role_with_other_keys_is_never_hidden_in_the_bin_row() -> None:
+    """One succinct delegation gives every bin the same keys, but targets may delegate a role
+    named like a bin directly, with keys of its own: the page must show them, not its siblings'."""
+    roles = [
+        _summary("mfr-121D", 2, 28),
+        _summary("mfr-121D-bin-0", 1, 9),
+        _summary("mfr-121D-bin-1", 1, 10, keyids=("someone-else",)),
+    ]
+    rows = _bins_grouped(roles)
+    assert [(r.name, r.keyids) for r in rows] == [
+        ("mfr-121D", ("k1",)),
+        ("mfr-121D-bin-0", ("k1",)),
+        ("mfr-121D-bin-1", ("someone-else",)),
+    ]
+
+
+@pytest.mark.parametrize("prefix", ["", "UPPER"], ids=["empty", "upper-case"])
+def test_rotate_keys_reads_a_remove_prefix_as_the_other_rotations_do(
+    tmp_path: Path, prefix: str
+) -> None:
+    """An empty --remove (an unset shell variable) removed the only timestamp key, where
+    `manufacturer rotate-key` and `provider rotate-key` refuse it; an upper-case prefix of a key ID
+    matched nothing, where they match it."""
+    repo = tmp_path / "R"
+    _cli("--repo", repo, "init", "--dev-keys")
+    _cli("keygen", tmp_path / "t2.pem", "--no-encrypt")
+    add = ("--add", tmp_path / "t2.pub.pem", f"file2:{tmp_path / 't2.pem'}")
+    before = (repo / "state" / "head.json").read_bytes()
+    if not prefix:
+        line = one_error(run("cfl-repo", "--repo", repo, "rotate-keys", "timestamp", *add,
+                             "--remove", ""), 1)  # fmt: skip
+        assert "found '' matching 0 timestamp key(s)" in line, line
+        assert (repo / "state" / "head.json").read_bytes() == before
+        return
+    config = json.loads((repo / "cfl-repo.json").read_bytes())
+    old = config["signers"]["timestamp"][0]["keyid"]
+    _cli("--repo", repo, "rotate-keys", "timestamp", *add, "--remove", old[:8].upper())
+    config = json.loads((repo / "cfl-repo.json").read_bytes())
+    assert old not in [s["keyid"] for s in config["signers"]["timestamp"]]

@@ -207,6 +207,10 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, dic
     write_keypair(base / "maker" / "121D-2.pem")
     names["mfr_new_pub"] = str(base / "maker" / "121D-2.pub.pem")
     (names["mfr_old_keyid"],) = factory.repo.head.manufacturers["121D"].keys
+    # A top-level key rotation (`rotate-keys`): a new root version and every role re-signed.
+    _key, names["ts_new_uri"] = write_keypair(base / "keys-2" / "timestamp-2.pem")
+    names["ts_new_pub"] = str(base / "keys-2" / "timestamp-2.pub.pem")
+    (names["ts_old_keyid"],) = [ref.keyid for ref in factory.repo.config.signers["timestamp"]]
     return base, factory.root_bytes, names
 
 
@@ -285,6 +289,24 @@ def _keys_of(manufacturer: str, public_pem: str) -> Callable[[Path], None]:
     return check
 
 
+def _timestamp_key(public_pem: str) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        from repo_tool.keys import public_key_from_pem
+
+        key = public_key_from_pem(Path(public_pem).read_bytes(), source=public_pem)
+        config = json.loads((base / "repo" / "cfl-repo.json").read_bytes())
+        assert [s["keyid"] for s in config["signers"]["timestamp"]] == [key.keyid]
+        head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+        root = json.loads(
+            (
+                base / "repo" / "state" / "metadata" / "root" / f"{head['root_version']}.json"
+            ).read_bytes()
+        )
+        assert root["signed"]["roles"]["timestamp"]["keyids"] == [key.keyid]
+
+    return check
+
+
 SCENARIO_NAMES = [
     "publish",
     "refresh",
@@ -296,6 +318,7 @@ SCENARIO_NAMES = [
     "provider-adopt",
     "manufacturer-enrol",
     "manufacturer-rotate-key",
+    "rotate-keys",
 ]
 
 
@@ -355,6 +378,19 @@ def test_kill_at_every_rename_then_rerun_succeeds(
                 names["mfr_old_keyid"][:16],
             ],
             _keys_of("121D", names["mfr_new_pub"]),
+        ),
+        "rotate-keys": Scenario(
+            "rotate-keys",
+            lambda b: [
+                "rotate-keys",
+                "timestamp",
+                "--add",
+                names["ts_new_pub"],
+                names["ts_new_uri"],
+                "--remove",
+                names["ts_old_keyid"][:16],
+            ],
+            _timestamp_key(names["ts_new_pub"]),
         ),
     }[name]
 

@@ -13,27 +13,53 @@ from pathlib import Path
 import pytest
 from test_provider_cli import run
 
-from repo_tool.keys import rotation_done
+from repo_tool.keys import removed_by_last_commit, rotation_done
 
 CURRENT = {"aa11": "file:a", "bb22": "file:b"}
 
 
+REMOVED = frozenset({"cc33ff", "dd44ee"})  # what the last rotation removed
+
+
 @pytest.mark.parametrize(
-    ("add", "remove", "threshold", "done"),
+    ("add", "remove", "threshold", "removed", "done"),
     [
-        ({"bb22": "file:b"}, ["cc33"], None, True),  # added, the removed one gone
-        ({"bb22": "file:b"}, ["CC3"], 1, True),  # prefixes, any case; same threshold
-        ({"bb22": "file:b"}, ["aa"], None, False),  # a key to remove is still there
-        ({"bb22": "file:other"}, [], None, False),  # same key, another signer URI
-        ({"dd44": "file:d"}, [], None, False),  # a key not added yet
-        ({"bb22": "file:b"}, [], 2, False),  # another threshold
-        ({}, ["cc33"], None, False),  # nothing added: a plain removal is never "done"
+        ({"bb22": "file:b"}, ["cc33"], None, REMOVED, True),  # added, the removed one gone
+        ({"bb22": "file:b"}, ["CC3"], 1, REMOVED, True),  # prefixes, any case; same threshold
+        ({}, ["cc33"], None, REMOVED, True),  # a plain removal, run again
+        ({"bb22": "file:b"}, ["cc33"], None, frozenset(), False),  # gone, but not by the last
+        ({"bb22": "file:b"}, ["deadbeef"], None, REMOVED, False),  # a typo: nothing was removed
+        ({"bb22": "file:b"}, [""], None, REMOVED, False),  # an empty prefix matches nothing
+        ({"bb22": "file:b"}, ["d"], None, REMOVED | {"d0"}, False),  # ambiguous among removed
+        ({"bb22": "file:b"}, ["aa"], None, REMOVED | {"aa11"}, False),  # still there
+        ({"bb22": "file:other"}, [], None, REMOVED, False),  # same key, another signer URI
+        ({"dd44": "file:d"}, [], None, REMOVED, False),  # a key not added yet
+        ({"bb22": "file:b"}, [], 2, REMOVED, False),  # another threshold
+        ({}, [], None, REMOVED, False),  # nothing asked
     ],
 )
 def test_rotation_done_only_when_the_keys_are_exactly_as_asked(
-    add: dict[str, str], remove: list[str], threshold: int | None, done: bool
+    add: dict[str, str],
+    remove: list[str],
+    threshold: int | None,
+    removed: frozenset[str],
+    done: bool,
 ) -> None:
-    assert rotation_done(CURRENT, 1, add=add, remove=remove, threshold=threshold) is done
+    assert (
+        rotation_done(CURRENT, 1, add=add, remove=remove, threshold=threshold, removed=removed)
+        is done
+    )
+
+
+def test_only_the_last_commits_rotation_of_that_role_counts_as_removed() -> None:
+    events = [
+        {"event": "rotate-keys", "role": "timestamp", "removed": ["aa11"]},
+        {"event": "rotate-keys", "role": "snapshot", "removed": ["bb22"]},
+        {"event": "ingest", "removed": ["cc33"]},
+    ]
+    assert removed_by_last_commit(events, "rotate-keys", role="timestamp") == {"aa11"}
+    assert removed_by_last_commit(events, "manufacturer-rotate-key", manufacturer="121D") == set()
+    assert removed_by_last_commit([], "rotate-keys", role="timestamp") == set()
 
 
 def _ok(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -69,6 +95,9 @@ def test_manufacturer_and_top_level_rotations_run_twice_succeed_and_change_nothi
     before = (repo / "state" / "head.json").read_bytes()
     again = _ok(*rotate, "--json")
     assert json.loads(again.stdout)["done"] == "already"
+    # It names the keys it holds, so the operator sees the one meant to go is not among them.
+    assert old not in json.loads(again.stdout)["keyids"]
+    assert "threshold 1); nothing to do" in again.stderr
     assert (repo / "state" / "head.json").read_bytes() == before
     other = run(*rotate, "--threshold", "2")
     assert other.returncode == 1 and "matching 0 key(s) of 121D" in other.stderr

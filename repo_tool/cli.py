@@ -607,9 +607,10 @@ def site_build(
     """Render the website from the verified published metadata.
 
     \b
-    With a repository at hand (no --published and --root both given), role files verified
-    cleanly before are recalled from its verified-role memo instead of verified again; see
-    docs/site.md, "The verified-role memo". `cfl-repo verify` never uses it.
+    When it reads the repository (unless both --published and --root are given), role files
+    verified cleanly before are recalled from R/state/verify-memo instead of verified again
+    (deleting that folder is always safe); see docs/site.md, "The verified-role memo".
+    `cfl-repo verify` never uses it.
     """
     from repo_tool.site import build_site
     from repo_tool.verify import folder_reader, verified_library
@@ -649,7 +650,10 @@ def site_build(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def verify(published_dir: Path, root_file: Path, as_json: bool) -> None:
     """Independently check a published tree: every signature, delegation, version, blob length and
-    hash, and that snapshot and timestamp agree. Exit 1 with every problem listed if anything is off."""
+    hash, and that snapshot and timestamp agree. Exit 1 with every problem listed if anything is off.
+
+    Always the full walk: it never reads the verified-role memo the website step of `publish`
+    keeps (docs/site.md, "The verified-role memo")."""
     from repo_tool.verify import folder_reader, load_verified_library
 
     library, problems = load_verified_library(

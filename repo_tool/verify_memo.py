@@ -210,13 +210,66 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# The JSON types of a ``custom.cfl`` value (metadata_templates/schema/cfl-custom.schema.json), to
+# check a remembered value's shape without the schema's cost; its patterns were checked when the
+# role was verified, and the digest catches any later change of the bytes.
+_CFL_TEXT = (
+    "device_type",
+    "manufacturer_id",
+    "manufacturer_name",
+    "image_type",
+    "firmware_version",
+    "stack_version",
+    "header_string",
+    "manufacturer_image_sha256",
+    "reason",
+    "published",
+)
+_CFL_OPTIONAL_TEXT = ("hardware_version_min", "hardware_version_max", "release_notes_sha256")
+_ENTRY_TEXT = ("id", "model_id", "model_name", "hardware_version", "status")
+
+
+def _texts(value: object) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
+
+
+def _cfl_shape_ok(cfl: object) -> bool:
+    """Whether ``cfl`` has the JSON types a ``custom.cfl`` value has."""
+    if type(cfl) is not dict:
+        return False
+    if not all(type(cfl.get(k)) is str for k in _CFL_TEXT):
+        return False
+    if not all(cfl.get(k, 0) is None or type(cfl.get(k)) is str for k in _CFL_OPTIONAL_TEXT):
+        return False
+    if not _is_int(cfl.get("manufacturer_image_length")) or not _texts(cfl.get("advisories")):
+        return False
+    entries = cfl.get("cpl_entries")
+    if type(entries) is not list or not all(
+        type(e) is dict
+        and all(type(e.get(k)) is str for k in _ENTRY_TEXT)
+        and _texts(e.get("upgrade_from"))
+        for e in entries
+    ):
+        return False
+    notes = cfl.get("release_notes", {"target": "", "readers": []})
+    return (
+        type(notes) is dict
+        and type(notes.get("target")) is str
+        and type(notes.get("readers")) is list
+        and all(
+            type(r) is dict and type(r.get("entity_id")) is str and type(r.get("name")) is str
+            for r in notes["readers"]
+        )
+    )
+
+
 def decode_entry(data: bytes, key: str, name: str) -> RoleFacts | None:
     """The facts a memo file holds for ``key`` and role ``name``; None when the file is anything
     but a well-formed entry of this format for exactly that key (torn, garbage, another format,
     another key, a body that does not match its digest, a field of the wrong shape)."""
     try:
         return _decode(data, key, name)
-    except (_Unusable, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+    except Exception as e:  # whatever a damaged file raises, it is only a miss
         logger.debug("verify memo %s: unusable (%s)", key[:12], e)
         return None
 
@@ -245,7 +298,7 @@ def _decode(data: bytes, key: str, name: str) -> RoleFacts:
     by_path = {path: (length, sha256) for path, length, sha256 in targets}
     images: list[PublishedImage] = []
     for path, cfl in body["images"]:
-        _expect(path in by_path and isinstance(cfl, dict), "image")
+        _expect(_is_str(path) and path in by_path and _cfl_shape_ok(cfl), "image")
         length, sha256 = by_path[path]
         info = CflTargetInfo.from_validated_dict(cfl)
         images.append(PublishedImage(path, length, sha256, info, name))

@@ -359,6 +359,21 @@ DAMAGE = {
     "expires not a time": lambda d: _rewrite_body(d, lambda b: b.update(expires="soon")),
     "targets not triples": lambda d: _rewrite_body(d, lambda b: b.update(targets=[["x"]])),
     "image field missing": lambda d: _rewrite_body(d, lambda b: b["images"][0][1].pop("reason")),
+    "image field of the wrong type": lambda d: _rewrite_body(
+        d, lambda b: b["images"][0][1].update(header_string=5)
+    ),
+    "image length a boolean": lambda d: _rewrite_body(
+        d, lambda b: b["images"][0][1].update(manufacturer_image_length=True)
+    ),
+    "CPL entry not an object": lambda d: _rewrite_body(
+        d, lambda b: b["images"][0][1].update(cpl_entries=["CPL-0002"])
+    ),
+    "advisories not texts": lambda d: _rewrite_body(
+        d, lambda b: b["images"][0][1].update(advisories=[1])
+    ),
+    "release notes reader of the wrong shape": lambda d: _rewrite_body(
+        d, lambda b: b["images"][0][1].update(release_notes={"target": "x", "readers": [1]})
+    ),
     "image not a listed target": lambda d: _rewrite_body(
         d, lambda b: b["images"][0].__setitem__(0, "121D/elsewhere")
     ),

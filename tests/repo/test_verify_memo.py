@@ -644,6 +644,14 @@ def test_cfl_repo_publish_and_site_build_use_the_memo_and_verify_does_not(
     assert built.returncode == 0, built.stderr
     assert {p.name: p.read_bytes() for p in memo_dir(library).iterdir()} == entries
 
+    for path in memo_dir(library).iterdir():  # every entry damaged, and strays beside them
+        path.write_bytes(b"\x00garbage")
+    (memo_dir(library) / ".stray.json.tmp").write_bytes(b"{")
+    rebuilt = cfl_repo("publish", "--json")
+    assert rebuilt.returncode == 0 and "Traceback" not in rebuilt.stderr, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["site_build"]["verify_memo"]["remembered"] == 2
+    assert {p.name: p.read_bytes() for p in memo_dir(library).iterdir()} == entries
+
     audit = subprocess.run(
         [str(CFL_REPO), "verify", str(library.out), "--root", str(_root_file(library)), "--json"],
         capture_output=True,

@@ -330,7 +330,7 @@ class VerifyMemo:
     hits: int = 0
     misses: int = 0
     written: int = 0
-    _used: set[str] = field(default_factory=set)
+    _used: set[str] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
     def in_state(cls, state_dir: Path) -> VerifyMemo:

@@ -234,33 +234,43 @@ def _texts(value: object) -> bool:
 
 
 def _cfl_shape_ok(cfl: object) -> bool:
-    """Whether ``cfl`` has the JSON types a ``custom.cfl`` value has."""
+    """Whether ``cfl`` has the JSON types a ``custom.cfl`` value has (plain loops: this runs for
+    every remembered image of every walk)."""
     if type(cfl) is not dict:
         return False
-    if not all(type(cfl.get(k)) is str for k in _CFL_TEXT):
+    get = cfl.get
+    for name in _CFL_TEXT:
+        if type(get(name)) is not str:
+            return False
+    for name in _CFL_OPTIONAL_TEXT:
+        value = get(name, 0)
+        if value is not None and type(value) is not str:
+            return False
+    if type(get("manufacturer_image_length")) is not int or not _texts(get("advisories")):
         return False
-    if not all(cfl.get(k, 0) is None or type(cfl.get(k)) is str for k in _CFL_OPTIONAL_TEXT):
+    entries = get("cpl_entries")
+    if type(entries) is not list:
         return False
-    if not _is_int(cfl.get("manufacturer_image_length")) or not _texts(cfl.get("advisories")):
+    for entry in entries:
+        if type(entry) is not dict or not _texts(entry.get("upgrade_from")):
+            return False
+        for name in _ENTRY_TEXT:
+            if type(entry.get(name)) is not str:
+                return False
+    if "release_notes" not in cfl:
+        return True
+    notes = cfl["release_notes"]
+    if type(notes) is not dict or type(notes.get("target")) is not str:
         return False
-    entries = cfl.get("cpl_entries")
-    if type(entries) is not list or not all(
-        type(e) is dict
-        and all(type(e.get(k)) is str for k in _ENTRY_TEXT)
-        and _texts(e.get("upgrade_from"))
-        for e in entries
-    ):
+    readers = notes.get("readers")
+    if type(readers) is not list:
         return False
-    notes = cfl.get("release_notes", {"target": "", "readers": []})
-    return (
-        type(notes) is dict
-        and type(notes.get("target")) is str
-        and type(notes.get("readers")) is list
-        and all(
-            type(r) is dict and type(r.get("entity_id")) is str and type(r.get("name")) is str
-            for r in notes["readers"]
-        )
-    )
+    for reader in readers:
+        if type(reader) is not dict:
+            return False
+        if type(reader.get("entity_id")) is not str or type(reader.get("name")) is not str:
+            return False
+    return True
 
 
 def decode_entry(data: bytes, key: str, name: str) -> RoleFacts | None:

@@ -331,7 +331,7 @@ def measure_publish(count: int) -> dict[str, float]:
         told = _publish_round(lib, 0, inbox, told=True)
         untold = _publish_round(lib, 1, inbox, told=False)
         # The memo as the previous publish left it (that publish used it too): warm, pruned.
-        memo = VerifyMemo.in_state(lib.repo.state_dir)
+        memo = VerifyMemo.of_repository(lib.repo.path)
         verified_library(
             folder_reader(lib.out),
             lib.repo.metadata_bytes("root", 1),

@@ -379,7 +379,7 @@ def publish(
     Then the website under OUT/site is rebuilt, told which images this publish added, so one new
     image re-renders a few dozen pages whatever the library's size (--json: "site_build"). See
     docs/site.md, "What `cfl-repo publish` tells the site". Its verification of the tree
-    recalls role files verified cleanly before from R/state/verify-memo instead of verifying
+    recalls role files verified cleanly before from R/cache/verify-memo instead of verifying
     them again (--json: "site_build.verify_memo"); deleting that folder is always safe.
 
     \b
@@ -426,7 +426,7 @@ def publish(
             repo.metadata_bytes("root", 1),
             now=now,
             hint=site_hint.publish_hint(repo, before),
-            memo=VerifyMemo.in_state(repo.state_dir),  # verified-role memo (issue 14)
+            memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
         )
         site_dir = site.site_dir
         _err(f"website: {site_dir}/index.html")
@@ -608,7 +608,7 @@ def site_build(
 
     \b
     When it reads the repository (unless both --published and --root are given), role files
-    verified cleanly before are recalled from R/state/verify-memo instead of verified again
+    verified cleanly before are recalled from R/cache/verify-memo instead of verified again
     (deleting that folder is always safe); see docs/site.md, "The verified-role memo".
     `cfl-repo verify` never uses it.
     """
@@ -621,7 +621,7 @@ def site_build(
         repo = _open_repo(ctx)
         published = published or repo.default_out
         root_bytes = root_file.read_bytes() if root_file else repo.metadata_bytes("root", 1)
-        memo = VerifyMemo.in_state(repo.state_dir)
+        memo = VerifyMemo.of_repository(repo.path)
     else:
         root_bytes = root_file.read_bytes()
     now = _now()

@@ -97,7 +97,7 @@ def run_publish_to_s3(
                 site_dir=site_cache_dir(repo.path, location),
                 now=now,
                 on_upload=advance,
-                memo=VerifyMemo.in_state(repo.state_dir),  # verified-role memo (issue 14)
+                memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
             )
         print(
             f"website: {location.url}site/index.html ({report.site_uploaded} file(s) uploaded)",

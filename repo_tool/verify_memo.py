@@ -22,16 +22,16 @@ the snapshot's length/hash/version checks of the file, expiry against ``now`` (f
 value; an expired role is never "known fine"), blob checks when asked, and every cross-role check.
 Only roles that verified with no problem are written; the provider's own role is never memoised.
 
-Where it lives: ``R/state/verify-memo/``, one file per key, in the provider's private state, never
-in the served tree. Each file is written atomically (metadata_templates/atomic.py) and is JSON
-lines: a header ``{"magic", "format", "key", "role", "body_sha256"}`` and the body. A file that is
+Where it lives: ``R/cache/verify-memo/``, one file per key, with the provider's other derived data
+(``R/cache/``: private, never in the served tree). Each file is written atomically
+(metadata_templates/atomic.py) and is JSON lines: a header ``{"magic", "format", "key", "role", "body_sha256"}`` and the body. A file that is
 missing, torn, garbage, of another format or of the wrong shape is a miss (never an error, never
 trusted), and the walk rewrites it. After a clean complete walk, files that walk did not use are
 deleted, so the memo holds one entry per role of the current tree. Deleting the folder is always
 safe: the next publish verifies everything and rebuilds it.
 
-Trust assumption: the memo is as trusted as the rest of ``R/state`` and ``R/cfl-repo.json``.
-Someone who can write there can plant an entry saying tampered bytes verified under the real
+Trust assumption: the memo is as trusted as the rest of the repository directory ``R``.
+Someone who can write to it can plant an entry saying tampered bytes verified under the real
 delegation, and the website would then list them; but the same person can already change the
 staged metadata, the head and the configuration that names the signing keys. The site lists
 what the provider publishes; suppliers never trust it: their clients verify every file with
@@ -74,7 +74,7 @@ logger = logging.getLogger(__name__)
 
 MAGIC = "cfl-verify-memo"
 FORMAT_VERSION = 1
-MEMO_DIR_NAME = "verify-memo"  # under R/state
+MEMO_DIR_NAME = "verify-memo"  # under R/cache
 _SUFFIX = ".json"
 
 
@@ -330,7 +330,7 @@ def _decode(data: bytes, key: str, name: str) -> RoleFacts:
 
 @dataclass
 class VerifyMemo:
-    """The memo folder (``R/state/verify-memo``), used by one walk.
+    """The memo folder (``R/cache/verify-memo``), used by one walk.
 
     Reads and writes are best effort: the memo only saves work, so a file it cannot read is a miss
     and a file it cannot write is logged and skipped. Counts what the walk did for reports.
@@ -343,9 +343,9 @@ class VerifyMemo:
     _used: set[str] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
-    def in_state(cls, state_dir: Path) -> VerifyMemo:
-        """The memo of the repository whose state folder is ``state_dir``."""
-        return cls(state_dir / MEMO_DIR_NAME)
+    def of_repository(cls, repo_path: Path) -> VerifyMemo:
+        """The memo of the repository at ``repo_path``: derived data, beside the CPL index."""
+        return cls(repo_path / "cache" / MEMO_DIR_NAME)
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}{_SUFFIX}"

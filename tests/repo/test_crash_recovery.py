@@ -229,7 +229,7 @@ def _memo_consistent(base: Path) -> None:
     temporary file), one per role, and recalls exactly the library a memo-free walk gives."""
     public = base / "repo" / "public"
     root = (public / "metadata" / "1.root.json").read_bytes()
-    folder = base / "repo" / "state" / MEMO_DIR_NAME
+    folder = base / "repo" / "cache" / MEMO_DIR_NAME
     for path in folder.iterdir():
         data = path.read_bytes()
         role = json.loads(data.split(b"\n")[0])["role"]
@@ -365,7 +365,7 @@ def stale_memo(
     for args in (["publish"], ["ingest", str(copy / names["next"])]):
         done = _cli(copy, args)
         assert done.returncode == 0, done.stderr
-    assert any((copy / "repo" / "state" / MEMO_DIR_NAME).iterdir())
+    assert any((copy / "repo" / "cache" / MEMO_DIR_NAME).iterdir())
     return copy
 
 

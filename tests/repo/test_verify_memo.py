@@ -63,7 +63,7 @@ def walk(
 
 
 def memo_dir(factory: LibraryFactory) -> Path:
-    return factory.repo.state_dir / MEMO_DIR_NAME
+    return factory.repo.path / "cache" / MEMO_DIR_NAME
 
 
 def warm(factory: LibraryFactory) -> VerifyMemo:
@@ -417,6 +417,7 @@ def test_a_damaged_memo_file_is_a_miss_and_is_rebuilt(
 def test_a_memo_folder_that_cannot_be_used_costs_time_not_the_walk(
     library: LibraryFactory,
 ) -> None:
+    memo_dir(library).parent.mkdir(parents=True, exist_ok=True)
     memo_dir(library).write_bytes(b"a file where the folder should be")
 
     memo = VerifyMemo(memo_dir(library))
@@ -450,7 +451,7 @@ def test_an_entry_is_written_only_after_a_clean_verification(library: LibraryFac
 def test_a_planted_entry_is_the_documented_trust_boundary_and_verify_ignores_it(
     library: LibraryFactory,
 ) -> None:
-    """The memo is as trusted as the rest of R/state: someone who can write there can make the
+    """The memo is as trusted as R/state: someone who can write there can make the
     website step accept bytes that do not verify (docs/design.md, "The verified-role memo"). What
     it cannot do is fool the auditor's check, which never reads a memo."""
     genuine = walk(library)[0]

@@ -12,8 +12,15 @@ search transfers, at 1,000, 10,000 and 100,000 images.
   Timed in parts: the ingest, the publish of the metadata, and the website step, which verifies the
   whole published tree (``verified_library``, timed alone too) before the build. Two rounds: told
   the new image (``repo_tool.site_hint``, what `cfl-repo publish` does now) and not told (what it
-  did before: the site finds the image in a pass over the library). ``CFL_BENCH_SITE_PUBLISH=0``
-  skips it (building the 100,000-image repository takes minutes).
+  did before: the site finds the image in a pass over the library), both verifying the whole tree
+  with no memo, and a third round told the new image whose verification uses the repository's
+  verified-role memo (``repo_tool.verify_memo``, what `cfl-repo publish` does now; the memo warm
+  from the previous publish, so only the role the new image changed is verified again). The
+  memo-free walk and the memo walk of the same tree are also timed alone, side by side.
+  ``CFL_BENCH_SITE_PUBLISH=0`` skips it (building the 100,000-image repository takes minutes);
+  ``CFL_BENCH_SITE_SIZES=1000,10000`` picks the sizes; ``CFL_BENCH_SITE_REBUILD=0`` skips the
+  site-only rebuild (the publish path alone). At 100,000 images without bins a manufacturer's role
+  (5,000 images, 4 MB) is over the bundle cap, so that size needs ``CFL_BENCH_SITE_BINS=1``.
 - **First search**: the bytes a visitor's browser fetches before the first search result shows: the
   front index page, search.js, ``search/meta.json``, the word shards of each query word and the rows
   shards of the rows drawn (search.js's MAX_ROWS newest matches). It is computed by following
@@ -48,8 +55,11 @@ from repo_tool.site import build_site
 from repo_tool.site_hint import build_published_site, publish_hint, tree_state
 from repo_tool.submit import build_submission
 from repo_tool.verify import folder_reader, verified_library
+from repo_tool.verify_memo import RoleFacts, VerifyMemo
 
-SIZES = (1_000, 10_000, 100_000)
+SIZES = tuple(
+    int(size) for size in os.environ.get("CFL_BENCH_SITE_SIZES", "1000,10000,100000").split(",")
+)
 MANUFACTURERS = 40
 DEVICE_TYPES = ("ESME", "GSME", "PPMID", "IHD", "CHF", "HCALCS")
 GENERATED = datetime(2026, 3, 1, tzinfo=UTC)
@@ -59,6 +69,9 @@ SEARCH_ROWS = 50  # search.js MAX_ROWS
 QUERIES = ("1010", "esme", "model", "0000BEEF", "5f3a")
 PUBLISH = os.environ.get("CFL_BENCH_SITE_PUBLISH", "1") != "0"
 BINS = os.environ.get("CFL_BENCH_SITE_BINS", "0") != "0"
+# CFL_BENCH_SITE_REBUILD=0: only the publish path (the synthetic site-only rebuild takes minutes at
+# 100,000 images).
+REBUILD = os.environ.get("CFL_BENCH_SITE_REBUILD", "1") != "0"
 
 
 def _hex(label: str) -> str:
@@ -238,8 +251,20 @@ def _ingest_one(lib: bench_publish.Library, round_: int, inbox: Path) -> tuple[f
     return took, result.target
 
 
+class _ReadOnlyMemo(VerifyMemo):
+    """The memo as the website step finds it, for timing its walk alone without updating it."""
+
+    def remember(self, key: str, name: str, facts: RoleFacts) -> None:
+        """Nothing: the website step that follows writes it."""
+
+
 def _publish_round(
-    lib: bench_publish.Library, round_: int, inbox: Path, *, told: bool
+    lib: bench_publish.Library,
+    round_: int,
+    inbox: Path,
+    *,
+    told: bool,
+    memo: VerifyMemo | None = None,
 ) -> dict[str, float]:
     """One image ingested, then published with the website, as `cfl-repo publish` does it."""
     ingest_s, _target = _ingest_one(lib, round_, inbox)
@@ -250,20 +275,38 @@ def _publish_round(
     publish(lib.repo, lib.out, now=now)
     hint = publish_hint(lib.repo, before) if told else None
     published = time.perf_counter()
-    site = build_published_site(lib.out, root, now=now, hint=hint)
+    cpu_published = time.process_time()
+    timed: dict[str, float] = {}
+    if memo is not None:
+        # The walk inside the website step, alone, as it finds the memo (not timed with the step).
+        began_verify = time.perf_counter()
+        verified_library(
+            folder_reader(lib.out),
+            root,
+            now=now,
+            check_blobs=False,
+            memo=_ReadOnlyMemo(memo.directory),
+        )
+        timed["verify_memo_s"] = time.perf_counter() - began_verify
+    resumed, resumed_cpu = time.perf_counter(), time.process_time()
+    site = build_published_site(lib.out, root, now=now, hint=hint, memo=memo)
     done, done_cpu = time.perf_counter(), time.process_time()
     assert site.result.appended and site.hinted == (1 if told else None), site
-    # The verification inside the website step, alone (same tree, same work).
+    # The memo-free verification of the same tree, alone (what the step did before the memo).
     began_verify = time.perf_counter()
     verified_library(folder_reader(lib.out), root, now=now, check_blobs=False)
     verify_s = time.perf_counter() - began_verify
+    site_step_s = done - resumed
     return {
         "ingest_s": ingest_s,
         "publish_s": published - began,
-        "site_step_s": done - published,
+        "site_step_s": site_step_s,
         "verify_s": verify_s,
-        "total_s": ingest_s + done - began,
-        "total_cpu_s": done_cpu - cpu,  # publish and site step, this process
+        **timed,
+        "memo_verified": float(site.memo.verified) if site.memo else float("nan"),
+        "total_s": ingest_s + (published - began) + site_step_s,
+        # publish and site step, this process
+        "total_cpu_s": (cpu_published - cpu) + (done_cpu - resumed_cpu),
     }
 
 
@@ -287,11 +330,23 @@ def measure_publish(count: int) -> dict[str, float]:
         inbox = base / "inbox"
         told = _publish_round(lib, 0, inbox, told=True)
         untold = _publish_round(lib, 1, inbox, told=False)
+        # The memo as the previous publish left it (that publish used it too): warm, pruned.
+        memo = VerifyMemo.of_repository(lib.repo.path)
+        verified_library(
+            folder_reader(lib.out),
+            lib.repo.metadata_bytes("root", 1),
+            now=lib.now,
+            check_blobs=False,
+            memo=memo,
+        )
+        memo.prune()
+        with_memo = _publish_round(lib, 2, inbox, told=True, memo=VerifyMemo(memo.directory))
         return {
             "images": count,
             "build_s": build_s,
             **{f"told:{k}": v for k, v in told.items()},
             **{f"untold:{k}": v for k, v in untold.items()},
+            **{f"memo:{k}": v for k, v in with_memo.items()},
         }
 
 
@@ -301,15 +356,26 @@ def _print_publish(results: list[dict[str, float]], site_only: list[dict[str, fl
         + (" (every manufacturer in hash bins)" if BINS else "")
     )
     rows = [("images", "images", "{:,.0f}"), ("build, not timed (s)", "build_s", "{:.0f}")]
-    for mode, label in (("told", "told the new image"), ("untold", "not told (before)")):
+    for mode, label in (
+        ("memo", "told, verify memo (now)"),
+        ("told", "told, no memo (before)"),
+        ("untold", "not told, no memo"),
+    ):
         rows += [
             (f"{label}: total (s)", f"{mode}:total_s", "{:.2f}"),
             ("  ingest (s)", f"{mode}:ingest_s", "{:.2f}"),
             ("  publish, metadata (s)", f"{mode}:publish_s", "{:.2f}"),
             ("  website step (s)", f"{mode}:site_step_s", "{:.2f}"),
-            ("    of which verify (s)", f"{mode}:verify_s", "{:.2f}"),
-            ("  CPU, publish+site (s)", f"{mode}:total_cpu_s", "{:.2f}"),
         ]
+        if mode == "memo":
+            rows += [
+                ("    of which verify, memo (s)", "memo:verify_memo_s", "{:.3f}"),
+                ("    same tree, no memo (s)", "memo:verify_s", "{:.3f}"),
+                ("    roles verified in full", "memo:memo_verified", "{:.0f}"),
+            ]
+        else:
+            rows.append(("    of which verify (s)", f"{mode}:verify_s", "{:.2f}"))
+        rows.append(("  CPU, publish+site (s)", f"{mode}:total_cpu_s", "{:.2f}"))
     for label, key, form in rows:
         cells = "".join(f"{form.format(r[key]):>14}" for r in results)
         print(f"  {label:<30}{cells}")
@@ -322,7 +388,13 @@ def _print_publish(results: list[dict[str, float]], site_only: list[dict[str, fl
     )
     print(f"  {'site only, told (s)':<30}{cells}")
     small, large = results[0], results[-1]
-    for mode in ("told", "untold"):
+    for r in results:
+        print(
+            f"  verify at {r['images']:,.0f}: with the memo {r['memo:verify_memo_s']:.3f} s, "
+            f"without {r['memo:verify_s']:.3f} s (same tree, same run), "
+            f"{r['memo:verify_s'] / r['memo:verify_memo_s']:.1f}x less"
+        )
+    for mode in ("memo", "told", "untold"):
         ratio = large[f"{mode}:total_s"] / small[f"{mode}:total_s"]
         print(
             f"  {mode}: ingest + publish + site at {large['images']:,.0f} vs {small['images']:,.0f}: "
@@ -332,6 +404,9 @@ def _print_publish(results: list[dict[str, float]], site_only: list[dict[str, fl
 
 def main() -> None:
     """Print build times and first-search weight for each size, side by side, and the ratios."""
+    if not REBUILD:
+        _print_publish([measure_publish(n) for n in SIZES], [])
+        return
     results = [measure(n) for n in SIZES]
     rows = (
         ("images", "images", "{:.0f}"),

@@ -378,7 +378,9 @@ def publish(
     \b
     Then the website under OUT/site is rebuilt, told which images this publish added, so one new
     image re-renders a few dozen pages whatever the library's size (--json: "site_build"). See
-    docs/site.md, "What `cfl-repo publish` tells the site".
+    docs/site.md, "What `cfl-repo publish` tells the site". Its verification of the tree
+    recalls role files verified cleanly before from R/cache/verify-memo instead of verifying
+    them again (--json: "site_build.verify_memo"); deleting that folder is always safe.
 
     \b
     With --to s3://BUCKET/PREFIX, upload to object storage in the same order: only what the
@@ -408,6 +410,7 @@ def publish(
     now = _now()
     # --- site hint (issue 14): what the tree served before, so the site is told what is new
     from repo_tool import site_hint
+    from repo_tool.verify_memo import VerifyMemo
 
     before = None if no_site else site_hint.tree_state(target)
     # --- end of the site hint
@@ -423,6 +426,7 @@ def publish(
             repo.metadata_bytes("root", 1),
             now=now,
             hint=site_hint.publish_hint(repo, before),
+            memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
         )
         site_dir = site.site_dir
         _err(f"website: {site_dir}/index.html")
@@ -431,6 +435,7 @@ def publish(
             "appended": site.result.appended,
             "told_new_images": site.hinted,
             "changed_files": len(site.result.changed),
+            "verify_memo": site.memo.to_dict() if site.memo else None,
         }
     if as_json:
         _emit_json(doc)
@@ -604,18 +609,32 @@ def site() -> None:
 def site_build(
     ctx: click.Context, out: Path | None, published: Path | None, root_file: Path | None
 ) -> None:
-    """Render the website from the verified published metadata."""
+    """Render the website from the verified published metadata.
+
+    \b
+    When it reads the repository (unless both --published and --root are given), role files
+    verified cleanly before are recalled from R/cache/verify-memo instead of verified again
+    (deleting that folder is always safe); see docs/site.md, "The verified-role memo".
+    `cfl-repo verify` never uses it.
+    """
     from repo_tool.site import build_site
     from repo_tool.verify import folder_reader, verified_library
+    from repo_tool.verify_memo import VerifyMemo
 
+    memo = None
     if published is None or root_file is None:
         repo = _open_repo(ctx)
         published = published or repo.default_out
         root_bytes = root_file.read_bytes() if root_file else repo.metadata_bytes("root", 1)
+        memo = VerifyMemo.of_repository(repo.path)
     else:
         root_bytes = root_file.read_bytes()
     now = _now()
-    library = verified_library(folder_reader(published), root_bytes, now=now, check_blobs=False)
+    library = verified_library(
+        folder_reader(published), root_bytes, now=now, check_blobs=False, memo=memo
+    )
+    if memo is not None:
+        memo.prune()  # a clean, complete walk: keep only this tree's roles
     target = out or published / "site"
     build_site(library, target, generated=now)
     _err(f"website written to {target}/index.html ({len(library.images)} images)")
@@ -636,7 +655,10 @@ def site_build(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def verify(published_dir: Path, root_file: Path, as_json: bool) -> None:
     """Independently check a published tree: every signature, delegation, version, blob length and
-    hash, and that snapshot and timestamp agree. Exit 1 with every problem listed if anything is off."""
+    hash, and that snapshot and timestamp agree. Exit 1 with every problem listed if anything is off.
+
+    Always the full walk: it never reads the verified-role memo the website step of `publish`
+    keeps (docs/site.md, "The verified-role memo")."""
     from repo_tool.verify import folder_reader, load_verified_library
 
     library, problems = load_verified_library(

@@ -46,6 +46,7 @@ from repo_tool.publish_plan import PUBLISH_STEPS, TIMESTAMP_PATH, Kind, PlannedF
 from repo_tool.publisher import StepHook, planned_bytes, repository_plan
 from repo_tool.repository import Repository
 from repo_tool.tlog import publish_log
+from repo_tool.verify_memo import VerifyMemo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -560,8 +561,12 @@ def publish_site_to_s3(
     site_dir: Path,
     now: datetime,
     on_upload: Progress | None = None,
+    memo: VerifyMemo | None = None,
 ) -> int:
     """Render the website from the metadata the bucket now serves (verified), then upload it.
+
+    ``memo`` (the repository's verified-role memo, repo_tool/verify_memo.py) lets the walk recall
+    role files it verified cleanly before; it is pruned to the bucket's roles after a clean walk.
 
     Returns:
         How many site files were uploaded.
@@ -573,7 +578,11 @@ def publish_site_to_s3(
     from repo_tool.site import build_site
     from repo_tool.verify import verified_library
 
-    library = verified_library(bucket_reader(bucket), trusted_root, now=now, check_blobs=False)
+    library = verified_library(
+        bucket_reader(bucket), trusted_root, now=now, check_blobs=False, memo=memo
+    )
+    if memo is not None:
+        memo.prune()
     result = build_site(library, site_dir, generated=now)
 
     def files() -> Iterator[tuple[str, bytes]]:

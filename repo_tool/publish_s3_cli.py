@@ -24,6 +24,7 @@ from repo_tool.publish_s3 import (
     site_cache_dir,
 )
 from repo_tool.repository import Repository
+from repo_tool.verify_memo import VerifyMemo
 
 
 @contextlib.contextmanager
@@ -96,6 +97,7 @@ def run_publish_to_s3(
                 site_dir=site_cache_dir(repo.path, location),
                 now=now,
                 on_upload=advance,
+                memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
             )
         print(
             f"website: {location.url}site/index.html ({report.site_uploaded} file(s) uploaded)",

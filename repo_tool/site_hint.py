@@ -31,9 +31,11 @@ from repo_tool.published import PublishedImage, PublishedLibrary
 from repo_tool.publisher import targets_gained
 from repo_tool.repository import Repository
 from repo_tool.site import SiteBuildResult, build_site
+from repo_tool.verify_memo import VerifyMemo
 
 __all__ = [
     "BASIS_NAME",
+    "MemoUse",
     "PublishHint",
     "PublishedSite",
     "TreeState",
@@ -81,6 +83,20 @@ class PublishedSite:
     site_dir: Path
     result: SiteBuildResult
     hinted: int | None  # how many images the site was told were new; None: no hint used
+    memo: MemoUse | None = None  # what the verified-role memo saved; None: no memo used
+
+
+@dataclass(frozen=True)
+class MemoUse:
+    """How the website step's verification used the verified-role memo."""
+
+    recalled: int  # roles recalled, not verified again
+    verified: int  # roles verified in full (new, changed or re-keyed since the last walk)
+    remembered: int  # of those, written to the memo (verified with no problem)
+
+    def to_dict(self) -> dict[str, int]:
+        """For ``--json``."""
+        return {"recalled": self.recalled, "verified": self.verified, "remembered": self.remembered}
 
 
 def _read(path: Path) -> bytes | None:
@@ -145,6 +161,7 @@ def build_published_site(
     *,
     now: datetime,
     hint: PublishHint | None,
+    memo: VerifyMemo | None = None,
 ) -> PublishedSite:
     """Verify the published tree at ``out`` and render its website into ``out/site``.
 
@@ -156,6 +173,9 @@ def build_published_site(
         root_bytes: the trusted root the tree is verified from.
         now: the build time (the site's only timestamp, and the verification time).
         hint: ``publish_hint`` of the publish that just ran; None when unknown.
+        memo: the repository's verified-role memo (repo_tool/verify_memo.py): roles verified
+            cleanly before are not verified again; pruned to this tree's roles after a clean walk.
+            None verifies everything.
 
     Returns:
         Where the site is, what the build did, and the size of the hint used.
@@ -170,7 +190,18 @@ def build_published_site(
     # Read before the library: a publish landing in between makes the site newer than its
     # record, which only withholds the next hint (the tree never moves back).
     basis = tree_state(out)
-    library = verified_library(folder_reader(out), root_bytes, now=now, check_blobs=False)
+    library = verified_library(
+        folder_reader(out), root_bytes, now=now, check_blobs=False, memo=memo
+    )
+    if memo is not None:
+        pruned = memo.prune()  # the walk was clean and complete: keep only this tree's roles
+        logger.info(
+            "verify memo: %d role(s) recalled, %d verified (%d remembered), %d pruned",
+            memo.hits,
+            memo.misses,
+            memo.written,
+            pruned,
+        )
     site_dir = out / "site"
     added = None
     if hint is not None and site_basis(site_dir) == hint.since:
@@ -191,4 +222,10 @@ def build_published_site(
         "no" if added is None else len(added),
         "appended" if result.appended else "keyed build",
     )
-    return PublishedSite(site_dir, result, None if added is None else len(added))
+    return PublishedSite(site_dir, result, None if added is None else len(added), _memo_use(memo))
+
+
+def _memo_use(memo: VerifyMemo | None) -> MemoUse | None:
+    if memo is None:
+        return None
+    return MemoUse(recalled=memo.hits, verified=memo.misses, remembered=memo.written)

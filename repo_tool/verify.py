@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -45,6 +45,7 @@ from metadata_templates.notes import (
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
+from repo_tool.verify_memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
 
 Reader = Callable[[str], bytes]
 # How the walk turns the signed CPL into a document: given its signed SHA-256 and a function that
@@ -183,6 +184,14 @@ def _load(
     *,
     contain_expiry: bool = False,
 ) -> Metadata | None:  # type: ignore[type-arg]
+    data = _read_listed(walk, relative, meta)
+    if data is None:
+        return None
+    return _load_bytes(walk, relative, data, role, delegator, kind, contain_expiry=contain_expiry)
+
+
+def _read_listed(walk: _Walk, relative: str, meta: MetaFile | None) -> bytes | None:
+    """The file's bytes, if present and matching the length and hashes ``meta`` records."""
     data = walk.get(relative)
     if data is None:
         return None
@@ -192,6 +201,19 @@ def _load(
         except Exception as e:
             walk.fail(f"{relative}: does not match the length/hash snapshot records ({e})")
             return None
+    return data
+
+
+def _load_bytes(
+    walk: _Walk,
+    relative: str,
+    data: bytes,
+    role: str,
+    delegator: Root | Targets,
+    kind: type,
+    *,
+    contain_expiry: bool = False,
+) -> Metadata | None:  # type: ignore[type-arg]
     try:
         md = Metadata.from_bytes(data)
     except Exception as e:
@@ -205,11 +227,15 @@ def _load(
     except Exception as e:
         walk.fail(f"{relative}: signatures do not verify for role {role} ({e})")
         return None
-    if contain_expiry and md.signed.expires <= walk.now:
-        walk.expired_roles[role] = md.signed.expires
-    else:
-        walk.expiry(role, md.signed.expires)
+    _expiry(walk, role, md.signed.expires, contain=contain_expiry)
     return md
+
+
+def _expiry(walk: _Walk, role: str, expires: datetime, *, contain: bool) -> None:
+    if contain and expires <= walk.now:
+        walk.expired_roles[role] = expires
+    else:
+        walk.expiry(role, expires)
 
 
 def _check_blob(walk: _Walk, path: str, length: int, sha256: str) -> bytes | None:
@@ -237,6 +263,7 @@ def load_verified_library(
     check_blobs: bool = True,
     wanted: Callable[[str], bool] | None = None,
     cpl_loader: CplLoader | None = None,
+    memo: VerifyMemo | None = None,
 ) -> tuple[PublishedLibrary | None, list[str]]:
     """Walk and verify a published tree. Returns the library (None if the walk could not finish)
     and every problem found (empty when the tree is fully valid).
@@ -251,7 +278,11 @@ def load_verified_library(
     walked is verified in full against its delegator and snapshot; other roles are neither read
     nor checked, so the library holds only the wanted roles' images. None walks everything.
 
-    ``cpl_loader`` (see ``CplLoader``) replaces reading and parsing the CPL whole."""
+    ``cpl_loader`` (see ``CplLoader``) replaces reading and parsing the CPL whole.
+
+    ``memo`` (repo_tool/verify_memo.py, the provider's website step only) skips verifying again
+    a manufacturer role or bin whose exact bytes verified cleanly before under the same
+    delegation; the library is the same as without it. Auditors' checks never pass one."""
     walk = _Walk(read, now)
     root_md = _verify_root_chain(walk, trusted_root)
     if root_md is None:
@@ -317,7 +348,8 @@ def load_verified_library(
     listed = {name.removesuffix(".json") for name in meta} - {Targets.type}
     manufacturers: dict[str, str] = {}
     images: list[PublishedImage] = []
-    role_metadata: dict[str, Metadata[Targets]] = {}
+    role_metadata: dict[str, Metadata[Targets] | bytes] = {}  # bytes: recalled from the memo
+    role_paths: dict[str, frozenset[str]] = {}  # every target path of each walked role
     # Provider documents: targets' own (older trees), then cfl-provider's (issue 13).
     documents = dict(targets.signed.targets)
     # Hash bins: a manufacturer role with a succinct delegation is followed by its bins, verified
@@ -339,81 +371,82 @@ def load_verified_library(
                 f"snapshot: does not list delegated role {name}.json (clients cannot look it up)"
             )
             continue
-        md = _load(
-            walk,
-            f"metadata/{role_meta.version}.{name}.json",
-            name,
-            delegator,
-            Targets,
-            role_meta,
-            # One manufacturer letting its role lapse must not fail the library for everyone:
-            # its images are reported unverifiable until it renews; the rest stays valid. The
-            # provider's own online role is refreshed by cron: its lapse is a failure, as targets'.
-            contain_expiry=not naming.is_provider_role(name),
-        )
-        if md is None:
-            continue
-        if md.signed.version != role_meta.version:
-            walk.fail(
-                f"{name}: version: found {md.signed.version}, expected {role_meta.version} (snapshot)"
+        relative = f"metadata/{role_meta.version}.{name}.json"
+        # One manufacturer letting its role lapse must not fail the library for everyone: its
+        # images are reported unverifiable until it renews; the rest stays valid. The provider's
+        # own online role is refreshed by cron: its lapse is a failure, as targets'.
+        contain = not naming.is_provider_role(name)
+        md: Metadata[Targets] | None = None
+        facts: RoleFacts | None = None
+        remembered_as: str | None = None
+        if memo is not None and not naming.is_provider_role(name):
+            # --- verified-role memo (repo_tool/verify_memo.py): a hit stands for the checks
+            # this role's bytes passed under this very delegation; expiry is checked again.
+            data = _read_listed(walk, relative, role_meta)
+            if data is None:
+                continue
+            remembered_as = memo_key(
+                name, role, delegator, prefix, hashlib.sha256(data).hexdigest()
             )
+            facts = memo.recall(remembered_as, name)
+            if facts is not None:
+                _expiry(walk, name, facts.expires, contain=contain)
+                role_metadata[name] = data
+            else:
+                md = _load_bytes(
+                    walk, relative, data, name, delegator, Targets, contain_expiry=contain
+                )
+            # --- end of the verified-role memo
+        else:
+            md = _load(walk, relative, name, delegator, Targets, role_meta, contain_expiry=contain)
+        if md is None and facts is None:
+            continue
+        if md is not None:
+            version, expires = md.signed.version, md.signed.expires
+        else:
+            assert facts is not None
+            version, expires = facts.version, facts.expires
+        if version != role_meta.version:
+            walk.fail(f"{name}: version: found {version}, expected {role_meta.version} (snapshot)")
         keyids = tuple(role.keyids)
-        summaries.append(
-            RoleSummary(name, md.signed.version, md.signed.expires, keyids, role.threshold)
-        )
-        if naming.is_provider_role(name) and isinstance(role, DelegatedRole):
+        summaries.append(RoleSummary(name, version, expires, keyids, role.threshold))
+        if md is not None and naming.is_provider_role(name) and isinstance(role, DelegatedRole):
             # Documents, not images: not a manufacturer's role.
             if md.signed.delegations is not None:
                 walk.fail(f"{name}: delegates further, expected no delegations")
             _check_provider_role(walk, role, md, documents)
             continue
-        role_metadata[name] = md
-        succinct = _bins_of(md) if isinstance(role, DelegatedRole) else None
-        if succinct is not None and naming.manufacturer_of_role(name) is not None:
+        if facts is None:
+            assert md is not None
+            role_metadata[name] = md
+            before = len(walk.problems)
+            facts = _role_facts(walk, name, role, md, prefix)
+            if memo is not None and remembered_as is not None and len(walk.problems) == before:
+                memo.remember(remembered_as, name, facts)
+        role_paths[name] = facts.paths if md is None else frozenset(md.signed.targets)
+        if facts.delegations is not None and facts.delegations.succinct_roles is not None:
+            succinct = facts.delegations.succinct_roles
             bins = list(succinct.get_roles())
             walked.update(bins)
-            queue.extend((b, succinct, md.signed, prefix) for b in bins)
-        elif md.signed.delegations is not None:
-            walk.fail(
-                f"{name}: delegates further, expected a manufacturer role without delegations "
-                "(or, for a manufacturer role, one succinct delegation to its hash bins)"
-            )
-        for path, target in sorted(md.signed.targets.items()):
-            if not prefix.is_delegated_path(path):
-                walk.fail(f"{name}: target {path!r} is outside its delegation {prefix.paths}")
-                continue
-            if isinstance(role, SuccinctRoles) and role.get_role_for_target(path) != name:
-                walk.fail(
-                    f"{name}: target {path!r} is in the wrong bin, expected "
-                    f"{role.get_role_for_target(path)}"
-                )
-                continue
-            sha = target.hashes.get("sha256", "")
-            if is_notes_target_path(path):
-                # Encrypted release notes: a ciphertext blob named by its image's custom.cfl.
-                if check_blobs:
-                    _check_blob(walk, path, target.length, sha)
-                continue
-            try:
-                info = CflTargetInfo.from_target_custom(target.custom)
-            except CustomMetadataError as e:
-                walk.fail(f"{name}: {path}: {e}")
-                continue
-            if check_blobs:
-                _check_blob(walk, path, target.length, sha)
-            if info.release_notes is not None:
-                # Checked once every role is walked: with bins the notes may sit in another bin.
-                notes_refs.append((name, path, info.release_notes.target, _owner(name)))
-            manufacturers[info.manufacturer_id] = info.manufacturer_name
-            images.append(PublishedImage(path, target.length, sha, info, name))
+            bins_delegator = md.signed if md is not None else facts.as_delegator()
+            queue.extend((b, succinct, bins_delegator, prefix) for b in bins)
+        if check_blobs:
+            for path, length, sha in facts.targets:
+                _check_blob(walk, path, length, sha)
+        for path, notes_target in facts.notes_refs:
+            # Checked once every role is walked: with bins the notes may sit in another bin.
+            notes_refs.append((name, path, notes_target, _owner(name)))
+        for image in facts.images:
+            manufacturers[image.cfl.manufacturer_id] = image.cfl.manufacturer_name
+            images.append(image)
 
     for extra in sorted(listed - walked):
         if wanted is not None and not wanted(extra):
             continue  # may be a bin of a role not walked: not this caller's to judge
         walk.fail(f"snapshot: lists {extra}.json, which targets does not delegate")
     owned: dict[str, set[str]] = {}
-    for role_name, role_md in role_metadata.items():
-        owned.setdefault(_owner(role_name), set()).update(role_md.signed.targets)
+    for role_name, paths in role_paths.items():
+        owned.setdefault(_owner(role_name), set()).update(paths)
     for role_name, path, notes_target, owner in notes_refs:
         if owner in skipped:
             continue  # the notes target may sit in a bin not walked
@@ -465,7 +498,7 @@ def load_verified_library(
         manufacturers=manufacturers,
         cpl=cpl,
         withdrawals=withdrawals.withdrawals,
-        role_metadata=role_metadata,
+        role_metadata=_role_metadata(role_metadata),
         targets_metadata=targets,
         expired_roles=dict(walk.expired_roles),
         suppliers=suppliers,
@@ -493,6 +526,73 @@ def _bins_of(md: Metadata[Targets]) -> SuccinctRoles | None:
     if delegations is None or delegations.roles:
         return None
     return delegations.succinct_roles
+
+
+def _role_facts(
+    walk: _Walk,
+    name: str,
+    role: DelegatedRole | SuccinctRoles,
+    md: Metadata[Targets],
+    prefix: DelegatedRole,
+) -> RoleFacts:
+    """What the walk takes from a manufacturer role or bin whose signatures verified, reporting
+    every problem of its own content (a delegation it may not make, a target outside its
+    delegation or bin, a ``custom.cfl`` the schema rejects); the targets with a problem are left
+    out. Depends only on the role's bytes and the delegation: what the memo may remember."""
+    delegations = None
+    succinct = _bins_of(md) if isinstance(role, DelegatedRole) else None
+    if succinct is not None and naming.manufacturer_of_role(name) is not None:
+        delegations = md.signed.delegations
+    elif md.signed.delegations is not None:
+        walk.fail(
+            f"{name}: delegates further, expected a manufacturer role without delegations "
+            "(or, for a manufacturer role, one succinct delegation to its hash bins)"
+        )
+    targets: list[tuple[str, int, str]] = []
+    images: list[PublishedImage] = []
+    notes_refs: list[tuple[str, str]] = []
+    for path, target in sorted(md.signed.targets.items()):
+        if not prefix.is_delegated_path(path):
+            walk.fail(f"{name}: target {path!r} is outside its delegation {prefix.paths}")
+            continue
+        if isinstance(role, SuccinctRoles) and role.get_role_for_target(path) != name:
+            walk.fail(
+                f"{name}: target {path!r} is in the wrong bin, expected "
+                f"{role.get_role_for_target(path)}"
+            )
+            continue
+        sha = target.hashes.get("sha256", "")
+        if is_notes_target_path(path):
+            # Encrypted release notes: a ciphertext blob named by its image's custom.cfl.
+            targets.append((path, target.length, sha))
+            continue
+        try:
+            info = CflTargetInfo.from_target_custom(target.custom)
+        except CustomMetadataError as e:
+            walk.fail(f"{name}: {path}: {e}")
+            continue
+        targets.append((path, target.length, sha))
+        if info.release_notes is not None:
+            notes_refs.append((path, info.release_notes.target))
+        images.append(PublishedImage(path, target.length, sha, info, name))
+    return RoleFacts(
+        md.signed.version,
+        md.signed.expires,
+        tuple(targets),
+        tuple(images),
+        tuple(notes_refs),
+        delegations,
+    )
+
+
+def _role_metadata(
+    roles: dict[str, Metadata[Targets] | bytes],
+) -> Mapping[str, Metadata[Targets]]:
+    """The verified roles as the library holds them: a plain dict unless some were recalled from
+    the memo (kept as bytes until used)."""
+    if any(isinstance(value, bytes) for value in roles.values()):
+        return VerifiedRoleMetadata(roles)
+    return {name: value for name, value in roles.items() if not isinstance(value, bytes)}
 
 
 def _owner(role: str) -> str:
@@ -540,6 +640,7 @@ def verified_library(
     check_blobs: bool = True,
     wanted: Callable[[str], bool] | None = None,
     cpl_loader: CplLoader | None = None,
+    memo: VerifyMemo | None = None,
 ) -> PublishedLibrary:
     """Like `load_verified_library`, but any problem is an error.
 
@@ -547,7 +648,13 @@ def verified_library(
         VerificationError: listing every problem found.
     """
     library, problems = load_verified_library(
-        read, trusted_root, now=now, check_blobs=check_blobs, wanted=wanted, cpl_loader=cpl_loader
+        read,
+        trusted_root,
+        now=now,
+        check_blobs=check_blobs,
+        wanted=wanted,
+        cpl_loader=cpl_loader,
+        memo=memo,
     )
     if problems or library is None:
         shown = "\n  ".join(problems[:20])

@@ -45,6 +45,7 @@ from repo_tool.publish_s3 import (
     translate_s3_error,
 )
 from repo_tool.verify import load_verified_library, url_reader
+from repo_tool.verify_memo import VerifyMemo
 
 from .s3_server import S3Server, credentials_env, free_port
 
@@ -468,6 +469,30 @@ def test_the_site_is_rendered_from_the_bucket_and_only_changed_pages_are_uploade
         bucket, bucket.list(), trusted_root=factory.root_bytes, site_dir=site_dir, now=factory.now
     )
     assert again == 0
+
+
+def test_the_site_step_recalls_the_roles_it_verified_before_from_the_memo(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    factory, _ = standard_library(tmp_path)
+    bucket = s3_server.new_bucket()
+    publish_to_s3(factory.repo, bucket, now=factory.tick())
+    site_dir = tmp_path / "site-cache"
+    memos = tmp_path / "memo"
+    walks = []
+    for _ in range(2):
+        memo = VerifyMemo(memos)
+        publish_site_to_s3(
+            bucket,
+            bucket.list(),
+            trusted_root=factory.root_bytes,
+            site_dir=site_dir,
+            now=factory.now,
+            memo=memo,
+        )
+        walks.append((memo.hits, memo.misses, memo.written))
+
+    assert walks == [(0, 2, 2), (2, 0, 0)]  # two manufacturer roles: learnt, then recalled
 
 
 # ---------------------------------------------------------------------------- the command line

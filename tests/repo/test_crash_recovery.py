@@ -36,6 +36,7 @@ from repo_tool.enrolment import build_enrolment
 from repo_tool.keys import write_keypair
 from repo_tool.submit_bins import build_split
 from repo_tool.verify import folder_reader, load_verified_library, verified_library
+from repo_tool.verify_memo import MEMO_DIR_NAME, VerifyMemo, decode_entry
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
@@ -231,6 +232,24 @@ def _nothing(base: Path) -> None:
     return None
 
 
+def _memo_consistent(base: Path) -> None:
+    """The verified-role memo the website step left holds only well-formed entries (no stray
+    temporary file), one per role, and recalls exactly the library a memo-free walk gives."""
+    public = base / "repo" / "public"
+    root = (public / "metadata" / "1.root.json").read_bytes()
+    folder = base / "repo" / "cache" / MEMO_DIR_NAME
+    for path in folder.iterdir():
+        data = path.read_bytes()
+        role = json.loads(data.split(b"\n")[0])["role"]
+        assert decode_entry(data, path.name.removesuffix(".json"), role) is not None, path.name
+    now = datetime.now(UTC)
+    memo = VerifyMemo(folder)
+    recalled, problems = load_verified_library(folder_reader(public), root, now=now, memo=memo)
+    assert problems == []
+    assert recalled == load_verified_library(folder_reader(public), root, now=now)[0]
+    assert memo.misses == 0 and memo.hits == len(list(folder.iterdir())) > 0
+
+
 def _enrolled(manufacturer: str) -> Callable[[Path], None]:
     def check(base: Path) -> None:
         head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
@@ -331,7 +350,7 @@ def test_kill_at_every_rename_then_rerun_succeeds(
     require_system("strace")
     base, root, names = pristine
     scenario = {
-        "publish": Scenario("publish", lambda b: ["publish"], _nothing),
+        "publish": Scenario("publish", lambda b: ["publish"], _memo_consistent),
         "refresh": Scenario("refresh", lambda b: ["refresh", "--force"], _nothing),
         "cpl-import": Scenario(
             "cpl-import", lambda b: ["cpl", "import", str(b / "cpl.csv")], _nothing
@@ -443,6 +462,22 @@ def _rotated(old_keyid: str) -> Callable[[Path], None]:
     return check
 
 
+@pytest.fixture(scope="module")
+def stale_memo(
+    pristine: tuple[Path, bytes, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The pristine library published with its site (so its verified-role memo is warm), then one
+    more image ingested: the next publish verifies 121D again and prunes its old entry."""
+    base, _, names = pristine
+    copy = tmp_path_factory.mktemp("stale-memo") / "base"
+    shutil.copytree(base, copy, symlinks=True)
+    for args in (["publish"], ["ingest", str(copy / names["next"])]):
+        done = _cli(copy, args)
+        assert done.returncode == 0, done.stderr
+    assert any((copy / "repo" / "cache" / MEMO_DIR_NAME).iterdir())
+    return copy
+
+
 @pytest.mark.system
 @pytest.mark.slow
 def test_kill_provider_rotate_key_at_every_rename_then_rerun_succeeds(
@@ -468,3 +503,17 @@ def test_kill_provider_rotate_key_at_every_rename_then_rerun_succeeds(
     points = _run_kill_loop(tmp_path, base, scenario, root)
 
     assert points >= 2, f"provider-rotate-key: killed at only {points} point(s)"
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_kill_publish_while_it_updates_the_verify_memo_then_rerun_succeeds(
+    tmp_path: Path, pristine: tuple[Path, bytes, dict[str, str]], stale_memo: Path
+) -> None:
+    require_system("strace")
+    _, root, _ = pristine
+    scenario = Scenario("publish-memo", lambda b: ["publish"], _memo_consistent)
+
+    points = _run_kill_loop(tmp_path, stale_memo, scenario, root)
+
+    assert points >= 2, f"killed at only {points} point(s); the loop tested nothing"

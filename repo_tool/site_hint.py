@@ -185,13 +185,19 @@ def build_published_site(
         UnavailableError: the site folder cannot be read or written.
         SiteBuildError: two images would share one page.
     """
+    from repo_tool.cpl_cache import cpl_without_entries
     from repo_tool.verify import folder_reader, verified_library
 
     # Read before the library: a publish landing in between makes the site newer than its
     # record, which only withholds the next hint (the tree never moves back).
     basis = tree_state(out)
     library = verified_library(
-        folder_reader(out), root_bytes, now=now, check_blobs=False, memo=memo
+        folder_reader(out),
+        root_bytes,
+        now=now,
+        check_blobs=False,
+        memo=memo,
+        cpl_loader=cpl_without_entries,  # the site lists no CPL entry
     )
     if memo is not None:
         pruned = memo.prune()  # the walk was clean and complete: keep only this tree's roles

@@ -24,11 +24,18 @@ from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.errors import RejectedInputError
 from repo_tool.bundle import Declaration, read_bundle
-from repo_tool.cpl_cache import CACHE_ENV, CplCache, default_cache_dir, select_entries
+from repo_tool.cpl_cache import (
+    CACHE_ENV,
+    CplCache,
+    cpl_without_entries,
+    default_cache_dir,
+    select_entries,
+)
 from repo_tool.repository import Repository
+from repo_tool.site import build_site
 from repo_tool.submit import build_submission
 from repo_tool.submit_scope import load_for_deposit
-from repo_tool.verify import Reader, folder_reader
+from repo_tool.verify import Reader, folder_reader, verified_library
 
 MFR = "121D"
 
@@ -392,3 +399,42 @@ def test_submit_uses_cfl_repo_cache_when_no_folder_is_given(
     cache = tmp_path / "from-env"
     lib.submit("a3.ota", "CPL-0003", "env.cflb", env={CACHE_ENV: str(cache)})
     assert len(list(cache.glob("cpl-*.json"))) == 1
+
+
+# --- the website step -------------------------------------------------------------------------------
+
+
+def test_the_website_step_checks_the_cpl_but_parses_none_of_its_entries() -> None:
+    sha, data, doc = _document()
+    shown = cpl_without_entries(sha, lambda: data)
+    assert shown is not None and shown.entries == ()
+    assert (shown.source_sha256, shown.imported) == (doc.source_sha256, doc.imported)
+    # A blob that failed its hash check (the walk has recorded why): nothing, as without it.
+    assert cpl_without_entries(sha, lambda: None) is None
+    # Bytes laid out otherwise are parsed whole, so a malformed CPL is reported as before.
+    with pytest.raises(ValueError, match="schema_version: found None"):
+        cpl_without_entries(sha, lambda: b'{"entries": "not a list"}')
+
+
+def test_a_published_site_is_the_same_whether_or_not_the_cpl_is_parsed(tmp_path: Path) -> None:
+    factory, _ = _library_with_one_more_entry(tmp_path)
+    root = factory.root_bytes
+    whole = verified_library(folder_reader(factory.out), root, now=factory.now, check_blobs=False)
+    light = verified_library(
+        folder_reader(factory.out),
+        root,
+        now=factory.now,
+        check_blobs=False,
+        cpl_loader=cpl_without_entries,
+    )
+    assert whole.cpl is not None and whole.cpl.entries and light.cpl is not None
+    assert replace(light, cpl=whole.cpl) == whole
+    sites = [
+        build_site(library, tmp_path / name, generated=factory.now)
+        for name, library in (("whole", whole), ("light", light))
+    ]
+    assert sites[0].files == sites[1].files
+    for relative in sites[0].files:
+        assert (tmp_path / "whole" / relative).read_bytes() == (
+            tmp_path / "light" / relative
+        ).read_bytes()

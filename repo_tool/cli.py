@@ -617,9 +617,9 @@ def site_build(
     (deleting that folder is always safe); see docs/site.md, "The verified-role memo".
     `cfl-repo verify` never uses it.
     """
-    from repo_tool.cpl_cache import cpl_without_entries
     from repo_tool.site import build_site
-    from repo_tool.verify import folder_reader, verified_library
+    from repo_tool.site_hint import verified_for_site
+    from repo_tool.verify import folder_reader
     from repo_tool.verify_memo import VerifyMemo
 
     memo = None
@@ -631,16 +631,7 @@ def site_build(
     else:
         root_bytes = root_file.read_bytes()
     now = _now()
-    library = verified_library(
-        folder_reader(published),
-        root_bytes,
-        now=now,
-        check_blobs=False,
-        memo=memo,
-        cpl_loader=cpl_without_entries,  # the site lists no CPL entry
-    )
-    if memo is not None:
-        memo.prune()  # a clean, complete walk: keep only this tree's roles
+    library = verified_for_site(folder_reader(published), root_bytes, now=now, memo=memo)
     target = out or published / "site"
     build_site(library, target, generated=now)
     _err(f"website written to {target}/index.html ({len(library.images)} images)")

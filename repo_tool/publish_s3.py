@@ -575,20 +575,10 @@ def publish_site_to_s3(
         VerificationError: what the bucket serves does not verify (nothing of the site is uploaded).
         ConfigurationError, UnavailableError: see ``translate_s3_error``.
     """
-    from repo_tool.cpl_cache import cpl_without_entries
     from repo_tool.site import build_site
-    from repo_tool.verify import verified_library
+    from repo_tool.site_hint import verified_for_site
 
-    library = verified_library(
-        bucket_reader(bucket),
-        trusted_root,
-        now=now,
-        check_blobs=False,
-        memo=memo,
-        cpl_loader=cpl_without_entries,  # the site lists no CPL entry
-    )
-    if memo is not None:
-        memo.prune()
+    library = verified_for_site(bucket_reader(bucket), trusted_root, now=now, memo=memo)
     result = build_site(library, site_dir, generated=now)
 
     def files() -> Iterator[tuple[str, bytes]]:

@@ -31,6 +31,7 @@ from repo_tool.published import PublishedImage, PublishedLibrary
 from repo_tool.publisher import targets_gained
 from repo_tool.repository import Repository
 from repo_tool.site import SiteBuildResult, build_site
+from repo_tool.verify import Reader
 from repo_tool.verify_memo import VerifyMemo
 
 __all__ = [
@@ -155,6 +156,35 @@ def site_basis(site_dir: Path) -> str | None:
         return None
 
 
+def verified_for_site(
+    read: Reader, root_bytes: bytes, *, now: datetime, memo: VerifyMemo | None
+) -> PublishedLibrary:
+    """The verified library a website is built from (`publish`, `site build`, `publish --to
+    s3://`): role files verified cleanly before are recalled from ``memo``, and the CPL's hash is
+    checked without parsing its entries, which the site does not show. After the clean walk the
+    memo keeps only this tree's roles.
+
+    Raises:
+        VerificationError: the tree does not verify (the memo is then left as it was).
+    """
+    from repo_tool.cpl_cache import cpl_without_entries
+    from repo_tool.verify import verified_library
+
+    library = verified_library(
+        read, root_bytes, now=now, check_blobs=False, memo=memo, cpl_loader=cpl_without_entries
+    )
+    if memo is not None:
+        pruned = memo.prune()  # the walk was clean and complete: keep only this tree's roles
+        logger.info(
+            "verify memo: %d role(s) recalled, %d verified (%d remembered), %d pruned",
+            memo.hits,
+            memo.misses,
+            memo.written,
+            pruned,
+        )
+    return library
+
+
 def build_published_site(
     out: Path,
     root_bytes: bytes,
@@ -185,29 +215,12 @@ def build_published_site(
         UnavailableError: the site folder cannot be read or written.
         SiteBuildError: two images would share one page.
     """
-    from repo_tool.cpl_cache import cpl_without_entries
-    from repo_tool.verify import folder_reader, verified_library
+    from repo_tool.verify import folder_reader
 
     # Read before the library: a publish landing in between makes the site newer than its
     # record, which only withholds the next hint (the tree never moves back).
     basis = tree_state(out)
-    library = verified_library(
-        folder_reader(out),
-        root_bytes,
-        now=now,
-        check_blobs=False,
-        memo=memo,
-        cpl_loader=cpl_without_entries,  # the site lists no CPL entry
-    )
-    if memo is not None:
-        pruned = memo.prune()  # the walk was clean and complete: keep only this tree's roles
-        logger.info(
-            "verify memo: %d role(s) recalled, %d verified (%d remembered), %d pruned",
-            memo.hits,
-            memo.misses,
-            memo.written,
-            pruned,
-        )
+    library = verified_for_site(folder_reader(out), root_bytes, now=now, memo=memo)
     site_dir = out / "site"
     added = None
     if hint is not None and site_basis(site_dir) == hint.since:

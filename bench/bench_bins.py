@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +45,7 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, TargetFile, Targets
 
 from bench import bench_publish
+from bench.bench_client_metadata import CountingFetcher
 from bench.bench_ingest import BENCH_DIR, cpl_entry, new_repository, ota
 from client.session import Session, SessionPaths
 from metadata_templates import naming
@@ -68,9 +67,6 @@ from repo_tool.submit_bins import build_split
 from repo_tool.submit_scope import load_for_deposit
 from repo_tool.verify import folder_reader, verified_library
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from factory import FolderFetcher
-
 MFR = "1D00"
 SMALL = 100
 LARGE = int(os.environ.get("CFL_BENCH_BINS_LARGE", "10000"))
@@ -79,19 +75,6 @@ DEPOSITS_LARGE = int(os.environ.get("CFL_BENCH_BINS_DEPOSITS", "10000"))
 BODY_OCTETS = 2_000
 ROUNDS = 5  # deposits measured per size: medians of times, means of refresh bytes
 TARGETS = {"warm refresh bytes": 1.5, "submit+ingest+publish": 1.5, "metadata bytes": 12.0}
-
-
-class CountingFetcher(FolderFetcher):
-    """A FolderFetcher that adds up the bytes it serves."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.bytes = 0
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        chunks = list(super()._fetch(url))
-        self.bytes += sum(len(c) for c in chunks)
-        return iter(chunks)
 
 
 def _images(count: int) -> list[tuple[bytes, CplEntry]]:

@@ -20,12 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from bench.bench_client_metadata import CountingFetcher
 from client.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry
 from metadata_templates.naming import PROVIDER_ROLE
@@ -33,19 +33,6 @@ from repo_tool.enrolment import build_enrolment
 from repo_tool.ops.enrol import enrol
 
 IMPORTS = 5
-
-
-class CountingFetcher(FolderFetcher):
-    """A FolderFetcher that adds up the bytes it serves."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.bytes = 0
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        chunks = list(super()._fetch(url))
-        self.bytes += sum(len(c) for c in chunks)
-        return iter(chunks)
 
 
 def build(tmp: Path, manufacturers: int, *, provider: bool) -> LibraryFactory:

@@ -69,9 +69,13 @@ def rows_shard_path(shard: int) -> str:
 
 def encode_ids(ids: Iterable[int]) -> list[int]:
     """Sorted, de-duplicated ids -> the run-length delta encoding described in the module doc."""
-    out: list[int] = []
-    previous = -1
-    for current in sorted(set(ids)):
+    return _extended([], -1, sorted(set(ids)))
+
+
+def _extended(out: list[int], previous: int, ascending: Iterable[int]) -> list[int]:
+    """``out``, the encoding of ids up to ``previous``, extended in place with ``ascending`` (ids
+    in increasing order, each above ``previous``)."""
+    for current in ascending:
         step = current - previous
         if step == 1 and out and out[-1] < 0:
             out[-1] -= 1
@@ -182,17 +186,7 @@ def append_ids(encoded: list[int], ids: Iterable[int]) -> list[int] | None:
     previous = _last_id(encoded)
     if fresh and fresh[0] <= previous:
         return None
-    out = list(encoded)
-    for current in fresh:
-        step = current - previous
-        if step == 1 and out and out[-1] < 0:
-            out[-1] -= 1
-        elif step == 1:
-            out.append(-1)
-        else:
-            out.append(step)
-        previous = current
-    return out
+    return _extended(list(encoded), previous, fresh)
 
 
 Postings = dict[str, set[int]]

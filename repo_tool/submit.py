@@ -116,7 +116,7 @@ def build_submission(
             raise RejectedInputError(
                 f"{path}: found it in the published library already, expected a new image"
             )
-        main, main_md, others = submit_bins.deposit_into_bins(
+        main, md, others = submit_bins.deposit_into_bins(
             manufacturer_id=manufacturer_id,
             mfr_role=split,
             library=library,
@@ -125,33 +125,23 @@ def build_submission(
             now=now,
             expiry=expiry,
         )
-        bundle = Bundle(
-            manufacturer_id=manufacturer_id,
-            target=path,
-            declaration=declaration,
-            image=image,
-            role_bytes=main_md.to_bytes(),
-            release_notes=None,
-            notes_jwe=None if notes is None else notes.envelope,
-            role=main,
-            bins=others,
-        )
-        return Submission(bundle=bundle, role_version=main_md.signed.version)
-    if current is not None:
-        signed = Metadata[Targets].from_bytes(current.to_bytes()).signed
-        if path in signed.targets:
-            raise RejectedInputError(
-                f"{path}: found it in the published role already, expected a new image"
-            )
-        signed.version += 1
     else:
-        signed = Targets(version=1)
-        signed.spec_version = SPEC_VERSION
-    signed.expires = now + expiry
-    signed.targets[path] = image_target
-    if notes is not None:
-        signed.targets[notes.ref.target] = notes.target_file
-    md = _signed(signed, signers, library, role_name)
+        main, others = "", ()  # the manufacturer role itself, no bins
+        if current is not None:
+            signed = Metadata[Targets].from_bytes(current.to_bytes()).signed
+            if path in signed.targets:
+                raise RejectedInputError(
+                    f"{path}: found it in the published role already, expected a new image"
+                )
+            signed.version += 1
+        else:
+            signed = Targets(version=1)
+            signed.spec_version = SPEC_VERSION
+        signed.expires = now + expiry
+        signed.targets[path] = image_target
+        if notes is not None:
+            signed.targets[notes.ref.target] = notes.target_file
+        md = _signed(signed, signers, library, role_name)
     bundle = Bundle(
         manufacturer_id=manufacturer_id,
         target=path,
@@ -160,8 +150,10 @@ def build_submission(
         role_bytes=md.to_bytes(),
         release_notes=None,
         notes_jwe=None if notes is None else notes.envelope,
+        role=main,
+        bins=others,
     )
-    return Submission(bundle=bundle, role_version=signed.version)
+    return Submission(bundle=bundle, role_version=md.signed.version)
 
 
 def _signed(

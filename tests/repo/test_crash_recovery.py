@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kill_points import KILLED, strace_killing_at
 
 from conftest import require_system
 from factory import make_entry, make_image, mi_sha, standard_library
@@ -72,14 +72,7 @@ def _killed_at(base: Path, args: list[str], point: int) -> bool:
     """Run the command with SIGKILL injected at its ``point``-th rename; True if it was killed."""
     done = subprocess.run(
         [
-            "strace",
-            "-f",
-            "-o",
-            os.devnull,
-            "-e",
-            "trace=rename,renameat,renameat2,fsync,fdatasync",
-            "-e",
-            f"inject=rename,renameat,renameat2,fsync,fdatasync:signal=KILL:when={point}",
+            *strace_killing_at(point),
             str(CFL_REPO),
             "--repo",
             str(base / "repo"),
@@ -91,8 +84,7 @@ def _killed_at(base: Path, args: list[str], point: int) -> bool:
         timeout=120,
         check=False,
     )
-    # strace reports the tracee's death by signal as its own exit status 128 + 9.
-    return done.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    return done.returncode in KILLED
 
 
 def _killed_after(base: Path, args: list[str], delay: float) -> None:

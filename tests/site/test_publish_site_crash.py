@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kill_points import KILLED, strace_killing_at
 from test_publish_site_hint import NEW_FIRMWARE, _entry, lodge, publish_with_site, tree
 
 from conftest import require_system
@@ -38,20 +38,7 @@ def _run(repo: Path, now: datetime, point: int | None) -> subprocess.CompletedPr
         "PYTHONPATH": os.pathsep.join([str(SCRIPT.parent), os.getcwd()]),
         "PYTHONDONTWRITEBYTECODE": "1",  # no .pyc renames among the points
     }
-    strace = (
-        [
-            "strace",
-            "-f",
-            "-o",
-            os.devnull,
-            "-e",
-            "trace=rename,renameat,renameat2,fsync,fdatasync",
-            "-e",
-            f"inject=rename,renameat,renameat2,fsync,fdatasync:signal=KILL:when={point}",
-        ]
-        if point is not None
-        else []
-    )
+    strace = strace_killing_at(point) if point is not None else []
     return subprocess.run(
         [*strace, sys.executable, str(SCRIPT), str(repo), now.isoformat()],
         capture_output=True,
@@ -101,7 +88,7 @@ def test_kill_at_every_write_of_publish_then_rerun_gives_the_full_build(
         killed = _run(work / "repo", now, point)
         if killed.returncode == 0:
             break  # ran to completion: every point has been tried
-        if killed.returncode not in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        if killed.returncode not in KILLED:
             pytest.fail(f"point {point}: failed instead of being killed: {killed.stderr[-2000:]}")
         points += 1
         if (point - 1) % STRIDE == 0:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from datetime import timedelta
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import site_crash_build
+from kill_points import KILLED, strace_killing_at
 from site_samples import GENERATED, many_library
 
 from conftest import require_system
@@ -48,14 +48,7 @@ def _killed_at(out: Path, args: list[str], point: int) -> bool:
     }
     done = subprocess.run(
         [
-            "strace",
-            "-f",
-            "-o",
-            os.devnull,
-            "-e",
-            "trace=rename,renameat,renameat2,fsync,fdatasync",
-            "-e",
-            f"inject=rename,renameat,renameat2,fsync,fdatasync:signal=KILL:when={point}",
+            *strace_killing_at(point),
             sys.executable,
             str(SCRIPT),
             str(out),
@@ -67,7 +60,7 @@ def _killed_at(out: Path, args: list[str], point: int) -> bool:
         timeout=300,
         check=False,
     )
-    if done.returncode not in (-signal.SIGKILL, 128 + signal.SIGKILL, 0):
+    if done.returncode not in (*KILLED, 0):
         pytest.fail(f"the build failed instead of being killed: {done.stderr[-2000:]}")
     return done.returncode != 0
 

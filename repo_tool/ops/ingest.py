@@ -95,7 +95,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         bundle.kind == KIND_RENEWAL and ingest_bins.is_split(repo, bundle.manufacturer_id)
     ):
         # Hash bins: a migration, or a renewal of a split manufacturer (repo_tool/ops/ingest_bins.py).
-        verdict = inbox.judge(bundle, gateway_context(repo, now))
+        verdict = inbox.judge(bundle, gateway_context(repo, now, bundle.declaration.cpl_entries))
         if not verdict.staged:
             return _reject(repo, bundle_path, verdict, now)
         ingest_bins.commit_restaged(repo, bundle_path, bundle, verdict.staged, now)
@@ -180,7 +180,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
 def _ingest_renewal(
     repo: Repository, bundle_path: Path, bundle: Bundle, now: datetime
 ) -> IngestResult:
-    verdict = inbox.judge(bundle, gateway_context(repo, now))
+    verdict = inbox.judge(bundle, gateway_context(repo, now, bundle.declaration.cpl_entries))
     role = verdict.renewal
     if role is None:
         return _reject(repo, bundle_path, verdict, now)

@@ -38,7 +38,7 @@ from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CflTargetInfo, CplEntryRef, format_timestamp
 from metadata_templates.naming import blob_name, image_target_path
 from metadata_templates.suppliers import Supplier, SupplierRegistry, certificate_sha256
-from repo_tool.audit import (
+from repo_tool.access.audit import (
     AuditLibrary,
     Auditor,
     LibraryImage,
@@ -46,8 +46,8 @@ from repo_tool.audit import (
     Totals,
     judged_lines,
 )
-from repo_tool.inventory import read_inventory
-from repo_tool.supplier_ops import certificate_sha1
+from repo_tool.access.inventory import read_inventory
+from repo_tool.ops.suppliers import certificate_sha1
 
 OUT = Path(__file__).resolve().parent / "out"
 LOG_LINES = 10_000_000

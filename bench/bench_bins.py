@@ -12,7 +12,7 @@ Three figures, each a ratio measured in one run:
 2. **Submit + ingest + publish of one image**, into ``LARGE`` beside into ``SMALL``: the
    manufacturer's submit as ``cfl-repo submit --from`` runs it (verifying the part of the published
    library it needs, ``submit_scope.load_for_deposit``, with the CPL read from its index,
-   ``repo_tool/cpl_cache.py``, then ``build_submission``), the real gateway (``ingest``), and
+   ``repo_tool/intake/cpl_cache.py``, then ``build_submission``), the real gateway (``ingest``), and
    ``publish``, each as a fresh process would run it (the repository opened anew, nothing parsed
    in an earlier round reused). The first submit after a CPL import, which reads and indexes the
    CPL whole, is timed on its own line; so is verifying the whole published library (what submit
@@ -47,25 +47,25 @@ from tuf.api.metadata import Metadata, MetaFile, Snapshot, TargetFile, Targets
 from bench import bench_publish
 from bench.bench_client_metadata import CountingFetcher
 from bench.bench_ingest import BENCH_DIR, cpl_entry, new_repository, ota
-from client.session import Session, SessionPaths
+from client.trust.session import Session, SessionPaths
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CUSTOM_KEY, format_timestamp
 from metadata_templates.policy import DEFAULT_POLICY
-from repo_tool import verify
-from repo_tool.bundle import Declaration, write_bundle
-from repo_tool.cpl_cache import CplCache
-from repo_tool.deposit import describe_image, digest_image, target_path_for
-from repo_tool.image import parse_image
+from repo_tool.intake.bundle import Declaration, write_bundle
+from repo_tool.intake.cpl_cache import CplCache
+from repo_tool.intake.describe import describe_image, digest_image, target_path_for
+from repo_tool.intake.image import parse_image
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.publisher import publish
-from repo_tool.repository import Repository
-from repo_tool.submit import build_submission, source_reader
-from repo_tool.submit_bins import build_split
-from repo_tool.submit_scope import load_for_deposit
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.publish.folder import publish
+from repo_tool.state.repository import Repository
+from repo_tool.submit.bins import build_split
+from repo_tool.submit.deposit import build_submission, source_reader
+from repo_tool.submit.scope import load_for_deposit
+from repo_tool.verify import walk as verify
+from repo_tool.verify.walk import folder_reader, verified_library
 
 MFR = "1D00"
 SMALL = 100
@@ -159,7 +159,7 @@ def measure(count: int) -> dict[str, float]:
         timings: dict[str, list[float]] = {"load": [], "submit": [], "ingest": [], "publish": []}
         source = str(lib.out)
         refreshes: list[int] = []
-        # The manufacturer's CPL index (repo_tool/cpl_cache.py), kept between submits as
+        # The manufacturer's CPL index (repo_tool/intake/cpl_cache.py), kept between submits as
         # `cfl-repo submit` keeps it in ~/.cache/cfl-repo. The first deposit against this CPL
         # indexes it (timed alone: "cold"); the measured rounds read their entries from it.
         cache = CplCache(base / "submit-cache")
@@ -179,7 +179,7 @@ def measure(count: int) -> dict[str, float]:
         cold_load_s = time.perf_counter() - began
         for n, (image, entry) in enumerate(spare):
             # As `cfl-repo submit --from OUT` runs it: the verified part of the published library
-            # the deposit needs (repo_tool/submit_scope.py), then the signed bundle; "submit"
+            # the deposit needs (repo_tool/submit/scope.py), then the signed bundle; "submit"
             # includes this load.
             # Each `cfl-repo submit` is a fresh process: nothing parsed by an earlier round may help.
             verify._parsed_cpl.cache_clear()

@@ -33,13 +33,13 @@ from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import format_timestamp
 from metadata_templates.naming import role_name
 from metadata_templates.policy import DEFAULT_POLICY
-from repo_tool.bundle import Declaration, write_bundle
+from repo_tool.intake.bundle import Declaration, write_bundle
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
-from repo_tool.published import PublishedLibrary
-from repo_tool.publisher import publish
-from repo_tool.submit import build_submission
-from repo_tool.submit_bins import build_split
+from repo_tool.publish.folder import publish
+from repo_tool.submit.bins import build_split
+from repo_tool.submit.deposit import build_submission
+from repo_tool.verify.published import PublishedLibrary
 
 DEPOSITS = 1_000
 SMALL = 1_000

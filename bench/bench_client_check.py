@@ -30,11 +30,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.catalogue import CatalogueImage
-from client.check import check_estate, plan_estate, write_estate_devices, write_estate_report
-from client.estate import EstateSummary, GroupKey, iter_estate_devices, open_estate
-from client.history import History
-from client.report import CheckReport, report_json
+from client.estate.check import check_estate, plan_estate, write_estate_devices, write_estate_report
+from client.estate.history import History
+from client.estate.reader import EstateSummary, GroupKey, iter_estate_devices, open_estate
+from client.estate.report import CheckReport, report_json
+from client.trust.catalogue import CatalogueImage
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CflTargetInfo, CplEntryRef
 from metadata_templates.naming import image_target_path

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from client.session import Session, SessionPaths
+from client.trust.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha
 
 MANUFACTURERS = [f"{0x1100 + n:04X}" for n in range(20)]

@@ -31,18 +31,18 @@ from securesystemslib.signer import CryptoSigner
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import format_timestamp
 from metadata_templates.policy import DEFAULT_POLICY
-from repo_tool.bundle import Bundle, Declaration, write_bundle
-from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
-from repo_tool.image import build_image
-from repo_tool.keys import SignerRef, write_keypair
+from repo_tool.intake.bundle import Bundle, Declaration, write_bundle
+from repo_tool.intake.image import build_image
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.init import initialise
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.publisher import publish
-from repo_tool.repository import Repository
-from repo_tool.submit import build_submission
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.publish.folder import publish
+from repo_tool.signing.keys import SignerRef, write_keypair
+from repo_tool.state.config import TOP_LEVEL_ROLES, RepoConfig
+from repo_tool.state.repository import Repository
+from repo_tool.submit.deposit import build_submission
+from repo_tool.verify.walk import folder_reader, verified_library
 
 BODY_OCTETS = 10_000_000
 RUNS = 5

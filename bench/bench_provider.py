@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench.bench_client_metadata import CountingFetcher
-from client.session import Session, SessionPaths
+from client.trust.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry
 from metadata_templates.naming import PROVIDER_ROLE
-from repo_tool.enrolment import build_enrolment
+from repo_tool.gateway.enrolment import build_enrolment
 from repo_tool.ops.enrol import enrol
 
 IMPORTS = 5

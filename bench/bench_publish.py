@@ -33,16 +33,16 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CUSTOM_KEY, format_timestamp
 from metadata_templates.naming import blob_name, role_name
-from repo_tool.bundle import Declaration, write_bundle
-from repo_tool.deposit import describe_image, digest_image, target_path_for
-from repo_tool.image import parse_image
+from repo_tool.intake.bundle import Declaration, write_bundle
+from repo_tool.intake.describe import describe_image, digest_image, target_path_for
+from repo_tool.intake.image import parse_image
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.published import PublishedLibrary
-from repo_tool.publisher import publish
-from repo_tool.repository import Repository
-from repo_tool.submit import build_submission
+from repo_tool.publish.folder import publish
+from repo_tool.state.repository import Repository
+from repo_tool.submit.deposit import build_submission
+from repo_tool.verify.published import PublishedLibrary
 
 SIZES = (100, 10_000)
 MANUFACTURERS = 20

@@ -46,16 +46,16 @@ from bench.bench_ingest import BENCH_DIR
 from metadata_templates.custom import CflTargetInfo, CplEntryRef, format_timestamp
 from metadata_templates.naming import image_target_path, role_name
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool import site_search
-from repo_tool.bundle import Declaration, write_bundle
+from repo_tool.intake.bundle import Declaration, write_bundle
 from repo_tool.ops.ingest import ingest as ingest_op
-from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
-from repo_tool.publisher import publish
-from repo_tool.site import build_site
-from repo_tool.site_hint import build_published_site, publish_hint, tree_state
-from repo_tool.submit import build_submission
-from repo_tool.verify import folder_reader, verified_library
-from repo_tool.verify_memo import RoleFacts, VerifyMemo
+from repo_tool.publish.folder import publish
+from repo_tool.publish.site_step import build_published_site, publish_hint, tree_state
+from repo_tool.site import search as site_search
+from repo_tool.site.build import build_site
+from repo_tool.submit.deposit import build_submission
+from repo_tool.verify.memo import RoleFacts, VerifyMemo
+from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
+from repo_tool.verify.walk import folder_reader, verified_library
 
 SIZES = tuple(
     int(size) for size in os.environ.get("CFL_BENCH_SITE_SIZES", "1000,10000,100000").split(",")

@@ -23,7 +23,7 @@ from metadata_templates.tlog import events
 from metadata_templates.tlog.merkle import verify_consistency
 from metadata_templates.tlog.proofs import TreeHashes
 from metadata_templates.tlog.tiles import TileId
-from repo_tool import tlog
+from repo_tool.tlog import provider_log as tlog
 
 SIZES = (1_000, 1_000_000)
 ROUNDS = 15

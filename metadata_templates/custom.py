@@ -208,7 +208,7 @@ class CflTargetInfo:
     @classmethod
     def from_validated_dict(cls, data: Any) -> CflTargetInfo:
         """Build from a ``custom.cfl`` value that ``from_dict`` accepted before, without running
-        the schema again (the provider's verified-role memo, repo_tool/verify_memo.py, keeps such
+        the schema again (the provider's verified-role memo, repo_tool/verify/memo.py, keeps such
         values; at 100,000 images the schema is most of a verification walk).
 
         Raises:

@@ -1,7 +1,7 @@
 """The stable ``--json`` document both command lines promise scripts (ARCHITECTURE "Stable outputs").
 
 Only the format lives in the contract; printing, error lines and exit codes are each CLI's own edge
-(``repo_tool/console.py``, ``client/output.py``).
+(``repo_tool/cli/console.py``, ``client/cli/output.py``).
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ def main() -> None:
             "--key",
             key.with_name("signing-key.pub.pem"),
         )
-    say("Provider: a notes-custodian key; manufacturers encrypt release notes to it and to suppliers")
+    say(
+        "Provider: a notes-custodian key; manufacturers encrypt release notes to it and to suppliers"
+    )
     custodian = OUT / "custodian" / "notes-custodian.pem"
     custodian.parent.mkdir()
     run(cfl_repo, "keygen", custodian, "--type", "ecdsa", "--no-encrypt")

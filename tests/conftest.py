@@ -29,6 +29,6 @@ def require_system(*commands: str) -> None:
 def _own_submit_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each test gets its own `cfl-repo submit` CPL index folder (repo_tool/cpl_cache.py), so no
+    """Each test gets its own `cfl-repo submit` CPL index folder (repo_tool/intake/cpl_cache.py), so no
     test reads an index another test, or the user running the suite, wrote."""
     monkeypatch.setenv("CFL_REPO_CACHE", str(tmp_path_factory.mktemp("cfl-repo-cache")))

@@ -21,20 +21,20 @@ from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import format_timestamp
 from metadata_templates.naming import PROVIDER_ROLE
 from metadata_templates.policy import DEFAULT_POLICY
-from repo_tool.bundle import Bundle, Declaration, write_bundle
-from repo_tool.config import TOP_LEVEL_ROLES, RepoConfig
-from repo_tool.image import build_image
-from repo_tool.keys import SignerRef, write_keypair
+from repo_tool.intake.bundle import Bundle, Declaration, write_bundle
+from repo_tool.intake.image import build_image
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import IngestResult
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.init import initialise
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.publisher import PublishReport, publish
-from repo_tool.repository import Repository
-from repo_tool.submit import build_submission
-from repo_tool.tlog import new_log_key
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.publish.folder import PublishReport, publish
+from repo_tool.signing.keys import SignerRef, write_keypair
+from repo_tool.state.config import TOP_LEVEL_ROLES, RepoConfig
+from repo_tool.state.repository import Repository
+from repo_tool.submit.deposit import build_submission
+from repo_tool.tlog.provider_log import new_log_key
+from repo_tool.verify.walk import folder_reader, verified_library
 
 # ngclient reads the real clock for expiry, so libraries a client will read start from the real now;
 # our own code takes `now` as a parameter, so a test can still build an expired (frozen) library.

@@ -19,13 +19,13 @@ from metadata_templates.naming import PROVIDER_ROLE
 from repo_tool.ceremony.proposal import Proposal, SignatureFile
 from repo_tool.ceremony.sign import sign_proposal
 from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
-from repo_tool.config import RepoConfig
-from repo_tool.keys import OFFLINE_URI, SignerRef, load_signer, write_keypair
-from repo_tool.manufacturer_keys import resume, retire_keys, rotate_key, suspend
+from repo_tool.ops.manufacturer_keys import resume, retire_keys, rotate_key, suspend
 from repo_tool.ops.provider import rotate_key as rotate_provider_key
 from repo_tool.ops.rotate_keys import rotate_keys as rotate_keys_op
-from repo_tool.submit import build_renewal
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.signing.keys import OFFLINE_URI, SignerRef, load_signer, write_keypair
+from repo_tool.state.config import RepoConfig
+from repo_tool.submit.deposit import build_renewal
+from repo_tool.verify.walk import folder_reader, verified_library
 
 HOLDERS = ("alice", "bob", "carol")
 
@@ -234,11 +234,11 @@ def offline_targets_routine(tmp: Path) -> LibraryFactory:
     from access.pki import issue, make_ca
 
     from factory import make_entry, make_image, mi_sha
-    from repo_tool.enrolment import build_enrolment
+    from repo_tool.gateway.enrolment import build_enrolment
     from repo_tool.ops.enrol import enrol
     from repo_tool.ops.refresh import refresh
+    from repo_tool.ops.suppliers import add_supplier
     from repo_tool.ops.withdraw import withdraw
-    from repo_tool.supplier_ops import add_supplier
 
     factory = LibraryFactory(tmp, provider=True)
     factory.publish()

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jwcrypto import jwk
 
-from client.session import Session, SessionPaths
+from client.trust.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.custom import format_timestamp
 from metadata_templates.notes import private_key_from_pem
@@ -27,7 +27,7 @@ from metadata_templates.suppliers import (
     SupplierRegistry,
     certificate_sha256,
 )
-from repo_tool.notes_grant import set_custodian
+from repo_tool.ops.notes_grant import set_custodian
 
 PLAINTEXT = (
     b"DEPLOYMENT: install between 02:00 and 04:00; SECRET-MARKER-7f3a91 do not reboot twice\n"

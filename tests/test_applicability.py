@@ -9,7 +9,7 @@ from factory import make_entry
 from metadata_templates.applicability import ApplicabilityIndex, upgrade_pathway
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CplEntryRef
-from repo_tool.inventory import DeviceKind
+from repo_tool.access.inventory import DeviceKind
 
 CPL = CplDocument.of(
     [make_entry("CPL-1", fw="00000001"), make_entry("CPL-2", fw="00000002")],

@@ -44,7 +44,7 @@ def test_wheel_contains_site_assets_and_schema(wheel: Path) -> None:
     assert any(n.startswith("repo_tool/_site/templates/") and n.endswith(".html") for n in names)
     assert any(n.startswith("repo_tool/_site/static/") and n.endswith(".css") for n in names)
     assert "client/templates/estate_report.html" in names  # cfl check --report
-    assert "repo_tool/host_templates/nginx.conf.j2" in names  # `cfl-repo host nginx`
+    assert "repo_tool/access/host_templates/nginx.conf.j2" in names  # `cfl-repo host nginx`
     assert not any(n.startswith("tests/") for n in names)
 
 
@@ -96,7 +96,7 @@ def test_installed_wheel_runs_both_commands_and_builds_a_site(wheel: Path, tmp_p
     assert (site / "index.html").is_file()
     assert any(p.suffix == ".css" for p in site.rglob("*"))
     located = subprocess.run(
-        [str(py), "-c", "import repo_tool.site, sys; print(repo_tool.site.__file__)"],
+        [str(py), "-c", "import repo_tool.site.build, sys; print(repo_tool.site.build.__file__)"],
         capture_output=True,
         text=True,
         timeout=60,

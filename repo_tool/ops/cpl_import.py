@@ -10,7 +10,7 @@ from tuf.api.metadata import TargetFile, Targets
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import format_timestamp
-from repo_tool.repository import Repository, provider_version
+from repo_tool.state.repository import Repository, provider_version
 
 
 def import_cpl(repo: Repository, doc: CplDocument, *, now: datetime) -> int:

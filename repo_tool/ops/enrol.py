@@ -1,4 +1,4 @@
-"""Enrol a registered manufacturer from its enrolment bundle (repo_tool/enrolment.py): add its
+"""Enrol a registered manufacturer from its enrolment bundle (repo_tool/gateway/enrolment.py): add its
 delegation and stage its signed empty role version 1 in one commit (targets key present), or write
 the targets ceremony proposal that carries both (targets key offline; `ceremony finish` stages them,
 `enrolments_after_targets`). Its first deposit is then role version 2 and needs only online keys.
@@ -15,9 +15,9 @@ from tuf.api.metadata import Metadata, Targets
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
-from repo_tool.enrolment import ENROLMENT_VERSION, check_enrolment
+from repo_tool.gateway.enrolment import ENROLMENT_VERSION, check_enrolment
 from repo_tool.ops.manufacturers import delegate
-from repo_tool.repository import Repository
+from repo_tool.state.repository import Repository
 
 
 @dataclass(frozen=True)

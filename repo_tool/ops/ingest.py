@@ -18,20 +18,20 @@ from tuf.api.metadata import Targets
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
-from repo_tool import inbox
-from repo_tool.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
-from repo_tool.gateway import (
+from repo_tool.gateway.check import (
     Code,
     Finding,
     GatewayContext,
     LibraryIndex,
     Verdict,
 )
-from repo_tool.notes_state import notes_audience_documents
+from repo_tool.intake import inbox
+from repo_tool.intake.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
+from repo_tool.notes.audience import notes_audience_documents
 from repo_tool.ops import ingest_bins
 from repo_tool.ops.manufacturers import delegate
-from repo_tool.repository import Repository
 from repo_tool.state import journal
+from repo_tool.state.repository import Repository
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def gateway_context(
 def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResult:
     """Run the gateway on one bundle and stage it if accepted; keep it with a report if not."""
     try:
-        # No links followed, size caps before any JSON work (repo_tool/inbox.py).
+        # No links followed, size caps before any JSON work (repo_tool/intake/inbox.py).
         bundle = inbox.read_bundle_file(bundle_path, role_size_cap=repo.config.role_size_cap)
     except BundleError as e:
         verdict = Verdict((Finding(Code.MALFORMED_BUNDLE, str(e)),), None, None)
@@ -141,7 +141,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
 
     target_path = accepted.target.path
     # Only what this deposit adds: the index store chains it onto the current index, so a deposit
-    # costs the same in a library of 100,000 images as in one of 100 (repo_tool/library_index.py).
+    # costs the same in a library of 100,000 images as in one of 100 (repo_tool/state/library_index.py).
     added_index = LibraryIndex(
         {accepted.digests.file_sha256: target_path},
         {accepted.digests.manufacturer_image_sha256: target_path},
@@ -233,7 +233,7 @@ def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime
         messages=[f"{f.code.value}: {f.message}" for f in verdict.findings],
         kept_at=str(keep.relative_to(repo.path)),
     )
-    # A private, bounded copy that never follows a link (repo_tool/inbox.py). A bundle refused for
+    # A private, bounded copy that never follows a link (repo_tool/intake/inbox.py). A bundle refused for
     # plaintext notes is not copied at all: the provider keeps no plaintext note.
     inbox.make_private_dir(repo.path / "rejected")
     inbox.make_private_dir(keep)
@@ -282,7 +282,7 @@ def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime
 
 def bundles_in(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
     """The bundles named: files as given, and the *.cflb entries of inbox folders, sorted. Listing
-    never follows a link; a link or special file is listed, then rejected (repo_tool/inbox.py)."""
+    never follows a link; a link or special file is listed, then rejected (repo_tool/intake/inbox.py)."""
     return inbox.list_inbox(paths)
 
 

@@ -1,4 +1,4 @@
-"""Staging what the gateway admitted for hash bins (repo_tool/gateway_bins.py): the bins a deposit
+"""Staging what the gateway admitted for hash bins (repo_tool/gateway/bins.py): the bins a deposit
 re-signs, and the roles a renewal or a ``split-bins`` bundle re-signs, in one commit.
 
 A ``split-bins`` bundle is the one time a manufacturer role "drops" its targets (they move into the
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
-from repo_tool.bundle import KIND_SPLIT_BINS, Bundle
-from repo_tool.gateway import Accepted, StagedRole
-from repo_tool.gateway_bins import split_bit_length
-from repo_tool.repository import Repository
+from repo_tool.gateway.bins import split_bit_length
+from repo_tool.gateway.check import Accepted, StagedRole
+from repo_tool.intake.bundle import KIND_SPLIT_BINS, Bundle
+from repo_tool.state.repository import Repository
 
 
 def is_split(repo: Repository, manufacturer_id: str) -> bool:

@@ -11,9 +11,9 @@ from tuf.api.metadata import Delegations, Targets
 
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
-from repo_tool.gateway import manufacturer_delegation
-from repo_tool.repository import Repository
+from repo_tool.gateway.check import manufacturer_delegation
 from repo_tool.state.head import ManufacturerRecord
+from repo_tool.state.repository import Repository
 
 
 def add_manufacturer(
@@ -97,7 +97,7 @@ def delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
         targets.delegations = Delegations(keys={}, roles={})
     assert targets.delegations.roles is not None
     # Retiring keys stay delegated until the manufacturer has re-signed with its new keys
-    # (repo_tool/manufacturer_keys.py), so no lodged image becomes unverifiable mid-rotation.
+    # (repo_tool/ops/manufacturer_keys.py), so no lodged image becomes unverifiable mid-rotation.
     keys = manufacturer.keys | manufacturer.retiring
     role = manufacturer_delegation(manufacturer.id, list(keys), manufacturer.threshold)
     for keyid, key in keys.items():
@@ -109,7 +109,7 @@ def delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
 
 def redelegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
     """A changed delegation (key rotation), without keys that no role lists any more."""
-    from repo_tool.manufacturer_keys import mark_retiring, prune_unused_keys
+    from repo_tool.ops.manufacturer_keys import mark_retiring, prune_unused_keys
 
     delegate(targets, manufacturer)
     mark_retiring(targets, manufacturer)

@@ -20,15 +20,15 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
-from repo_tool.config import RepoConfig
-from repo_tool.keys import OFFLINE_URI, SignerRef, removed_by_last_commit, rotation_done
-from repo_tool.provider_role import (
+from repo_tool.signing.keys import OFFLINE_URI, SignerRef, removed_by_last_commit, rotation_done
+from repo_tool.signing.provider_role import (
     delegate_provider,
     first_provider_role,
     provider_keys,
     take_provider_targets,
 )
-from repo_tool.repository import SPEC_VERSION, Repository
+from repo_tool.state.config import RepoConfig
+from repo_tool.state.repository import SPEC_VERSION, Repository
 
 PROVIDER = naming.PROVIDER_ROLE
 
@@ -307,8 +307,8 @@ def provider_after_targets(
     }
     if repo.head.suspended:
         # A suspension the gateway enforces but an offline targets key could not publish yet.
-        from repo_tool.manufacturer_keys import suspensions_document
-        from repo_tool.repository import SUSPENSIONS_TARGET_PATH
+        from repo_tool.ops.manufacturer_keys import suspensions_document
+        from repo_tool.state.repository import SUSPENSIONS_TARGET_PATH
 
         document = suspensions_document(repo.head.suspended)
         sha = repo.blobs.put(document)

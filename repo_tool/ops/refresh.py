@@ -10,7 +10,7 @@ from tuf.api.metadata import Snapshot, Targets, Timestamp
 
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
-from repo_tool.repository import Repository
+from repo_tool.state.repository import Repository
 
 logger = logging.getLogger(__name__)
 

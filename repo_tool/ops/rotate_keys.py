@@ -10,9 +10,9 @@ from tuf.api.metadata import Metadata, Root, Targets
 
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
-from repo_tool.config import TOP_LEVEL_ROLES
-from repo_tool.keys import SignerRef, removed_by_last_commit, rotation_done, sign_or_explain
-from repo_tool.repository import Repository
+from repo_tool.signing.keys import SignerRef, removed_by_last_commit, rotation_done, sign_or_explain
+from repo_tool.state.config import TOP_LEVEL_ROLES
+from repo_tool.state.repository import Repository
 
 
 def rotate_keys(

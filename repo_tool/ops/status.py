@@ -9,9 +9,9 @@ from typing import Any
 from tuf.api.metadata import Snapshot, Timestamp
 
 from metadata_templates import naming
-from repo_tool.bins_state import bins_summary
-from repo_tool.key_inventory import key_inventory
-from repo_tool.repository import Repository
+from repo_tool.ops.key_inventory import key_inventory
+from repo_tool.state.bins import bins_summary
+from repo_tool.state.repository import Repository
 
 EXPIRY_WARNING = timedelta(days=30)
 

@@ -12,8 +12,8 @@ from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool.bins_state import image_role
-from repo_tool.repository import Repository
+from repo_tool.state.bins import image_role
+from repo_tool.state.repository import Repository
 
 
 def withdraw(repo: Repository, target: str, reason: str, *, now: datetime) -> Withdrawal:
@@ -30,7 +30,7 @@ def withdraw(repo: Repository, target: str, reason: str, *, now: datetime) -> Wi
         raise ConfigurationError(
             "--reason: found an empty reason, expected why the image is withdrawn"
         )
-    # The manufacturer role, or the hash bin the image's path goes to (repo_tool/bins_state.py).
+    # The manufacturer role, or the hash bin the image's path goes to (repo_tool/state/bins.py).
     role_name = image_role(repo, target) if naming.is_image_target_path(target) else None
     if role_name is None or target not in repo.role(role_name).signed.targets:
         raise RejectedInputError(

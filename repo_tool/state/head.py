@@ -15,7 +15,7 @@ from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
 
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.tlog.merkle import EMPTY_ROOT
-from repo_tool.gateway import RegisteredManufacturer
+from repo_tool.gateway.check import RegisteredManufacturer
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Head:
     # Suspended manufacturers (ID -> {"reason", "at"}): their deposits are rejected.
     suspended: dict[str, dict[str, str]] = field(
         default_factory=dict
-    )  # the supplier registry blob (repo_tool/supplier_ops.py)
+    )  # the supplier registry blob (repo_tool/ops/suppliers.py)
     index_sha256: str | None = None
     snapshot_version: int = 0
     timestamp_version: int = 0
@@ -64,7 +64,7 @@ class Head:
     # appended when the repository is next locked) nor log a change that never happened.
     event_seq: int = 0
     last_events: list[dict[str, Any]] = field(default_factory=list)
-    # Transparency log (repo_tool/tlog.py): committed size and root, appended in every commit.
+    # Transparency log (repo_tool/tlog/provider_log.py): committed size and root, appended in every commit.
     log_size: int = 0
     log_root: str = EMPTY_ROOT.hex()
 

@@ -24,8 +24,8 @@ from access.pki import Issued, issue, make_ca
 from conftest import require_system
 from factory import T0, LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.naming import blob_name
-from repo_tool.host_nginx import NginxSettings, render_nginx_config
-from repo_tool.supplier_ops import add_supplier, revoke_supplier
+from repo_tool.access.host_nginx import NginxSettings, render_nginx_config
+from repo_tool.ops.suppliers import add_supplier, revoke_supplier
 
 START_TIMEOUT = 10.0
 

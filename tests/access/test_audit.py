@@ -14,8 +14,8 @@ import pytest
 
 from access.conftest import Served
 from access.test_host_nginx import get
-from repo_tool.audit import MalformedLineError, parse_line
-from repo_tool.inventory import read_inventory
+from repo_tool.access.audit import MalformedLineError, parse_line
+from repo_tool.access.inventory import read_inventory
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 HEADER = (

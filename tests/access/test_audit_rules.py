@@ -13,9 +13,9 @@ from access.pki import issue, make_ca
 from factory import T0, LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.naming import blob_name
 from metadata_templates.suppliers import SupplierRegistry
-from repo_tool.audit import AccessRecord, AuditLibrary, Auditor, parse_line
-from repo_tool.inventory import read_inventory
-from repo_tool.supplier_ops import check_certificate, registered, revoked
+from repo_tool.access.audit import AccessRecord, AuditLibrary, Auditor, parse_line
+from repo_tool.access.inventory import read_inventory
+from repo_tool.ops.suppliers import check_certificate, registered, revoked
 
 CA = make_ca()
 IS_CERT, GS_CERT, LATE_CERT = (

@@ -15,7 +15,7 @@ from conftest import require_system
 from factory import T0
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.suppliers import SupplierRegistry
-from repo_tool.host_nginx import NginxSettings, check_settings, render_nginx_config
+from repo_tool.access.host_nginx import NginxSettings, check_settings, render_nginx_config
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 GOOD = NginxSettings(

@@ -24,7 +24,7 @@ from metadata_templates.errors import (
 )
 from metadata_templates.naming import blob_name
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
-from repo_tool.supplier_ops import (
+from repo_tool.ops.suppliers import (
     add_supplier,
     check_certificate,
     registered,

@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from client.catalogue import CatalogueImage
+from client.trust.catalogue import CatalogueImage
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.custom import CflTargetInfo, CplEntryRef

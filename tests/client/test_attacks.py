@@ -35,16 +35,16 @@ from tuf.api.metadata import (
 )
 from tuf.ngclient import UpdaterConfig
 
-from client.catalogue import VerifiedTarget, build_catalogue
-from client.home import ClientHome
-from client.session import Session, SessionPaths
+from client.trust.catalogue import VerifiedTarget, build_catalogue
+from client.trust.home import ClientHome
+from client.trust.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError, VerificationError
 from metadata_templates.withdrawals import WithdrawalList
-from repo_tool.keys import load_signer
 from repo_tool.ops.snapshot import stage_snapshot as stage_snapshot_op
+from repo_tool.signing.keys import load_signer
 
 S = TypeVar("S", Timestamp, Snapshot, Targets)
 

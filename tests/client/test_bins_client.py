@@ -1,5 +1,5 @@
 """The supplier's client on a library whose manufacturers are split into hash bins (TAP 15): every
-image of a split manufacturer is listed (each bin loaded through client/session.py, which pins the
+image of a split manufacturer is listed (each bin loaded through client/trust/session.py, which pins the
 private ngclient call), a warm refresh after one deposit fetches one bin, and a forged bin cuts off
 only its own manufacturer."""
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 from tuf.api.metadata import Metadata, Targets
 
-from client.library import load_catalogue
-from client.session import Session, SessionPaths
+from client.trust.library import load_catalogue
+from client.trust.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
-from repo_tool.submit_bins import build_split
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.submit.bins import build_split
+from repo_tool.verify.walk import folder_reader, verified_library
 
 BITS = 2
 

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 from client_factories import device_id, write_estate
 
-from client.home import ClientHome
+from client.trust.home import ClientHome
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
-from repo_tool.demo_data import DemoDataset, DemoImage, make_demo_dataset, render_estate_csv
+from repo_tool.dev.demo_data import DemoDataset, DemoImage, make_demo_dataset, render_estate_csv
 from repo_tool.ops.withdraw import withdraw as withdraw_op
 
 CFL = Path(sys.executable).with_name("cfl")
@@ -47,7 +47,7 @@ DEVICES_CSV_HEADER = [
     "Phase",
 ]
 # The stable check shape (ARCHITECTURE.md "Stable outputs"), and the top-level extras that
-# client/report.py documents (bad-row reporting), and the manufacturer roles that did not verify.
+# client/estate/report.py documents (bad-row reporting), and the manufacturer roles that did not verify.
 CHECK_KEYS = {"schema_version", "devices", "groups"}
 CHECK_EXTRA_KEYS = {"skipped_rows", "problem_count", "problems", "unverified"}
 GROUP_KEYS = {

@@ -14,9 +14,8 @@ from client_factories import cpl_entry, device_id, image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client import download
-from client.catalogue import CatalogueImage
-from client.download import (
+from client.fetch import download
+from client.fetch.download import (
     HAN_FRAGMENT_SIZE,
     MANIFEST_NAME,
     PARTIAL_PREFIX,
@@ -24,6 +23,7 @@ from client.download import (
     fragment_name,
     output_name,
 )
+from client.trust.catalogue import CatalogueImage
 from metadata_templates.errors import RejectedInputError, VerificationError
 
 

@@ -13,7 +13,7 @@ from client_factories import ESTATE_HEADER, device_id, write_estate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.estate import (
+from client.estate.reader import (
     _BLOCK_CHARS,
     DEVICE_ID,
     DEVICE_TYPE,

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from client_factories import cpl, cpl_entry, device_id, image, write_estate
 
-from client.catalogue import CatalogueImage
-from client.check import check_estate, write_estate_report
-from client.estate_report import (
+from client.estate.check import check_estate, write_estate_report
+from client.estate.html_report import (
     MAX_PATH_ROWS,
     STATE_BEHIND,
     STATE_NO_IMAGE,
@@ -23,7 +22,8 @@ from client.estate_report import (
     product_lines_with_images,
     render_report,
 )
-from client.report import CheckReport
+from client.estate.report import CheckReport
+from client.trust.catalogue import CatalogueImage
 
 V1 = cpl_entry("CPL-1", fw="00000001")
 V2 = cpl_entry("CPL-2", fw="00000002")

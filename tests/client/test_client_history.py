@@ -11,7 +11,7 @@ from client_factories import device_id
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.history import SAMPLE_SIZE, History, _to_id, _to_int
+from client.estate.history import SAMPLE_SIZE, History, _to_id, _to_int
 from metadata_templates.errors import UnavailableError
 
 T1 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import TOP_LEVEL_ROLE_NAMES, Metadata, Root, Targets
 
-from client.home import ClientConfig, ClientHome, check_root, normalise_repository_url
-from client.transport import TransportSettings
+from client.trust.home import ClientConfig, ClientHome, check_root, normalise_repository_url
+from client.trust.transport import TransportSettings
 from metadata_templates.errors import ConfigurationError, RejectedInputError, UnavailableError
 
 
@@ -209,7 +209,7 @@ def test_a_second_cfl_process_is_refused_with_the_lock_path(tmp_path: Path) -> N
         f"""
         import sys, time
         from pathlib import Path
-        from client.home import ClientHome
+        from client.trust.home import ClientHome
         with ClientHome(Path({str(tmp_path)!r})).lock():
             print("held", flush=True)
             sys.stdin.read()

@@ -9,9 +9,9 @@ from client_factories import cpl, cpl_entry, image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.catalogue import CatalogueImage, VerifiedTarget, build_catalogue
-from client.estate import GroupKey
-from client.matching import Matcher, match_estate
+from client.estate.matching import Matcher, match_estate
+from client.estate.reader import GroupKey
+from client.trust.catalogue import CatalogueImage, VerifiedTarget, build_catalogue
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.withdrawals import Withdrawal, WithdrawalList
 

@@ -1,5 +1,5 @@
 """The supplier's release notes, end to end: a library built and published by repo_tool's own code,
-read through ngclient by client/notes.py and by the real `cfl` and `cfl-repo` console scripts.
+read through ngclient by client/notes/release_notes.py and by the real `cfl` and `cfl-repo` console scripts.
 
 Expected plaintext is the bytes the test gave the manufacturer, never the client's own output.
 """
@@ -18,13 +18,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from notes_factory import PLAINTEXT, NotesLibrary, Org, notes_library, p256_pem, publish_registry
 
-from client.catalogue import build_catalogue
-from client.notes import VIA_GRANT, VIA_RECIPIENT, read_notes
+from client.notes.release_notes import VIA_GRANT, VIA_RECIPIENT, read_notes
+from client.trust.catalogue import build_catalogue
 from factory import FolderFetcher
 from metadata_templates.errors import RejectedInputError, VerificationError
 from metadata_templates.naming import blob_name
 from metadata_templates.notes import NotRecipientError, notes_target_path
-from repo_tool.notes_grant import grant_notes
+from repo_tool.ops.notes_grant import grant_notes
 
 CFL = Path(sys.executable).with_name("cfl")
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")

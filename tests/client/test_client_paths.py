@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_client_matching import literal_rule
 
-from client.catalogue import CatalogueImage
-from client.estate import GroupKey
-from client.paths import (
+from client.estate.paths import (
     BLOCKED_NO_PATHWAY,
     BLOCKED_NOT_ON_CPL,
     BLOCKED_ONLY_VIA_WITHDRAWN,
     PathFinder,
 )
+from client.estate.reader import GroupKey
+from client.trust.catalogue import CatalogueImage
 from metadata_templates.cpl_document import CplDocument, CplEntry
 
 # firmware 1 -> 2 (N/A) -> 3 (Upgrade From CPL-2 only) -> 4 (Upgrade From CPL-3 only)

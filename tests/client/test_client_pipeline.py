@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from client_factories import device_id, write_estate
 
-from client.catalogue import build_catalogue
-from client.check import check_estate
-from client.download import OutputFolder
-from client.home import ClientConfig, ClientHome
-from client.report import report_json
-from client.session import Session, SessionPaths
-from client.transport import CflFetcher, TransportSettings
+from client.estate.check import check_estate
+from client.estate.report import report_json
+from client.fetch.download import OutputFolder
+from client.trust.catalogue import build_catalogue
+from client.trust.home import ClientConfig, ClientHome
+from client.trust.session import Session, SessionPaths
+from client.trust.transport import CflFetcher, TransportSettings
 from factory import standard_library
 
 TOKEN = "pipeline-token"

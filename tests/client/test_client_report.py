@@ -12,11 +12,11 @@ import pytest
 from client_factories import cpl, cpl_entry, device_id, image, write_estate
 from rich.console import Console
 
-from client.check import check_estate, write_estate_devices
-from client.estate import EstateProblem, GroupKey
-from client.matching import match_estate
-from client.report import CheckReport, render_summary, report_json
-from client.rollout import ROLLOUT_CSV_COLUMNS
+from client.estate.check import check_estate, write_estate_devices
+from client.estate.matching import match_estate
+from client.estate.reader import EstateProblem, GroupKey
+from client.estate.report import CheckReport, render_summary, report_json
+from client.estate.rollout import ROLLOUT_CSV_COLUMNS
 from metadata_templates.errors import RejectedInputError
 
 V1 = cpl_entry("CPL-1", fw="00000001")

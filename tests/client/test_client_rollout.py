@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from client_factories import cpl, cpl_entry, device_id, image, write_estate
 
-from client.check import check_estate, write_estate_devices
-from client.rollout import Phases, parse_phases, plan_rollout
+from client.estate.check import check_estate, write_estate_devices
+from client.estate.rollout import Phases, parse_phases, plan_rollout
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 
 V1 = cpl_entry("CPL-1", fw="00000001")

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tuf.api import exceptions as tuf_exceptions
 
-from client.transport import (
+from client.trust.transport import (
     CflFetcher,
     TransportError,
     TransportHTTPError,

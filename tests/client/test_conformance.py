@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from client.conformance import ANCHOR_NAME, run
+from client.cli.conformance import ANCHOR_NAME, run
 from factory import LibraryFactory, standard_library
 
 
@@ -137,7 +137,13 @@ def test_the_module_runs_as_a_program(
     factory, _ = library
     metadata_url, _ = urls(factory)
     (tmp_path / "root.json").write_bytes(factory.root_bytes)
-    program = [sys.executable, "-m", "client.conformance", "--metadata-dir", str(tmp_path / "md")]
+    program = [
+        sys.executable,
+        "-m",
+        "client.cli.conformance",
+        "--metadata-dir",
+        str(tmp_path / "md"),
+    ]
     assert (
         subprocess.run([*program, "init", str(tmp_path / "root.json")], check=False).returncode == 0
     )

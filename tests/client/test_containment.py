@@ -20,7 +20,7 @@ import pytest
 from client_factories import device_id, write_estate
 from tuf.api.metadata import Timestamp
 
-from client.session import Session, SessionPaths
+from client.trust.session import Session, SessionPaths
 from factory import T0, FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.ops.refresh import refresh as refresh_op

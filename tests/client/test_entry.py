@@ -3,7 +3,7 @@
 `cfl check` must beat one csv.DictReader pass end to end (bench/bench_client_check.py), so its
 start-up is part of the target. These tests pin the modules the real process loads, so a new
 top-level import of a heavy library fails here instead of slowing every supplier's check silently.
-Each runs a fresh interpreter: the block in client/entry.py must never touch the test process.
+Each runs a fresh interpreter: the block in client/cli/entry.py must never touch the test process.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ NOT_ON_THE_CHECK_PATH = (
     "jwcrypto",
     "cryptography.x509",
     "jinja2",
-    "client.retrieval",
-    "client.tlog",
+    "client.fetch.retrieval",
+    "client.log.transparency",
     "metadata_templates.tlog",
 )
 
@@ -47,7 +47,7 @@ def _record():
         json.dump(loaded, out)
 atexit.register(_record)
 sys.argv = ["cfl", *sys.argv[1:]]
-from client.entry import main
+from client.cli.entry import main
 main()
 """
 

@@ -1,4 +1,4 @@
-"""Pins the ngclient behaviour client/session.py relies on, against a library built by repo_tool."""
+"""Pins the ngclient behaviour client/trust/session.py relies on, against a library built by repo_tool."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from client.session import Session, SessionPaths, target_cache_name
+from client.trust.session import Session, SessionPaths, target_cache_name
 from factory import FolderFetcher, standard_library
 from metadata_templates.errors import VerificationError
 

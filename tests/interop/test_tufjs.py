@@ -21,8 +21,8 @@ import pytest
 from conftest import require_system
 from factory import LibraryFactory, standard_library
 from metadata_templates import naming
-from repo_tool.published import PublishedImage
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.verify.published import PublishedImage
+from repo_tool.verify.walk import folder_reader, load_verified_library
 
 from .conftest import NginxServer
 
@@ -163,7 +163,7 @@ def test_tufjs_verifies_a_tree_with_encrypted_notes_registry_and_grants(
     require_system("node", str(TUF_JS))
     from notes_factory import PLAINTEXT, notes_library, publish_registry
 
-    from repo_tool.notes_grant import grant_notes
+    from repo_tool.ops.notes_grant import grant_notes
 
     lib = notes_library(tmp_path / "lib")
     factory = lib.factory

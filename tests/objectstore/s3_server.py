@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import boto3
 
-from repo_tool.publish_s3 import S3Bucket, S3Location, make_s3_client
+from repo_tool.publish.s3 import S3Bucket, S3Location, make_s3_client
 
 ACCESS_KEY = "cfl-test-access-key"
 SECRET_KEY = "cfl-test-secret-key"

@@ -32,8 +32,8 @@ from factory import (
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.naming import blob_name
 from repo_tool.ops.snapshot import stage_snapshot as stage_snapshot_op
-from repo_tool.publish_plan import PUBLISH_STEPS
-from repo_tool.publish_s3 import (
+from repo_tool.publish.plan import PUBLISH_STEPS
+from repo_tool.publish.s3 import (
     IMMUTABLE_CACHE_CONTROL,
     NO_CACHE,
     S3Bucket,
@@ -44,8 +44,8 @@ from repo_tool.publish_s3 import (
     publish_to_s3,
     translate_s3_error,
 )
-from repo_tool.verify import load_verified_library, url_reader
-from repo_tool.verify_memo import VerifyMemo
+from repo_tool.verify.memo import VerifyMemo
+from repo_tool.verify.walk import load_verified_library, url_reader
 
 from .s3_server import S3Server, credentials_env, free_port
 

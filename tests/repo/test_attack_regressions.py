@@ -21,14 +21,14 @@ from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_lib
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY, RolePolicy
-from repo_tool.cpl_cache import CplCache
+from repo_tool.intake.cpl_cache import CplCache
 from repo_tool.ops.init import refuse_initialised
 from repo_tool.ops.manufacturers import add_manufacturer
-from repo_tool.published import RoleSummary
-from repo_tool.repository import Repository
-from repo_tool.site import _bins_grouped
-from repo_tool.submit_scope import load_for_deposit
-from repo_tool.verify import folder_reader
+from repo_tool.site.build import _bins_grouped
+from repo_tool.state.repository import Repository
+from repo_tool.submit.scope import load_for_deposit
+from repo_tool.verify.published import RoleSummary
+from repo_tool.verify.walk import folder_reader
 
 BIN = Path(sys.executable).parent
 
@@ -150,7 +150,7 @@ def test_verify_reports_a_published_root_that_is_not_the_trusted_one(
 ) -> None:
     from datetime import UTC, datetime
 
-    from repo_tool.verify import folder_reader, load_verified_library
+    from repo_tool.verify.walk import folder_reader, load_verified_library
 
     factory, _ = standard_library(tmp_path)
     published = factory.out / "metadata" / "1.root.json"
@@ -172,7 +172,7 @@ def test_a_replayed_role_with_an_edited_manifest_is_judged_not_already_accepted(
     from dataclasses import replace
 
     from factory import make_entry, make_image, mi_sha
-    from repo_tool.bundle import read_bundle, write_bundle
+    from repo_tool.intake.bundle import read_bundle, write_bundle
 
     factory = LibraryFactory(tmp_path)
     image = make_image("121D", 2)
@@ -230,8 +230,8 @@ def test_a_cfl_provider_key_cannot_be_a_key_of_another_role(tmp_path: Path, othe
     # Attack: `provider rotate-key --add` took the offline targets key (putting it online) or a
     # manufacturer's key (letting that manufacturer sign the CPL and withdrawals) as a cfl-provider
     # key, and committed.
-    from repo_tool.keys import SignerRef, write_keypair
     from repo_tool.ops.provider import rotate_key
+    from repo_tool.signing.keys import SignerRef, write_keypair
 
     factory = LibraryFactory(tmp_path, provider=True)
     if other == "a-manufacturer":
@@ -247,7 +247,7 @@ def test_a_cfl_provider_key_cannot_be_a_key_of_another_role(tmp_path: Path, othe
     assert factory.repo.head == head
 
 
-# --- the CPL index (repo_tool/cpl_cache.py): whoever writes a cache folder forges no CPL entry ------
+# --- the CPL index (repo_tool/intake/cpl_cache.py): whoever writes a cache folder forges no CPL entry ------
 
 
 def _forged_cpl(genuine: bytes, entry_id: str, **fields: str) -> tuple[CplDocument, bytes]:
@@ -341,7 +341,7 @@ def test_a_forged_submit_cache_signs_the_deposit_a_clean_one_signs(tmp_path: Pat
     assert deposit(image) == mi_sha(image)  # no RecursionError: a miss
 
 
-# --- key rotation re-runs (repo_tool/keys.py rotation_done): a typo never reads as "done" ---------
+# --- key rotation re-runs (repo_tool/signing/keys.py rotation_done): a typo never reads as "done" ---------
 
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -379,7 +379,7 @@ def test_a_mistyped_remove_beside_a_key_present_from_before_is_refused_not_done(
     assert (repo / "state" / "head.json").read_bytes() == before
 
 
-# --- the trust page's bin row (repo_tool/site.py _bins_grouped) ------------------------------------
+# --- the trust page's bin row (repo_tool/site/build.py _bins_grouped) ------------------------------------
 
 
 def _summary(name: str, version: int, day: int, keyids: tuple[str, ...] = ("k1",)) -> RoleSummary:

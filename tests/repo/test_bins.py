@@ -18,12 +18,12 @@ from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_lib
 from metadata_templates import naming
 from metadata_templates.errors import RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY, RolePolicy
-from repo_tool.bundle import Bundle, read_bundle
+from repo_tool.intake.bundle import Bundle, read_bundle
 from repo_tool.ops.status import status_report
-from repo_tool.published import PublishedLibrary
-from repo_tool.submit import build_renewal
-from repo_tool.submit_bins import build_split
-from repo_tool.verify import folder_reader, load_verified_library, verified_library
+from repo_tool.submit.bins import build_split
+from repo_tool.submit.deposit import build_renewal
+from repo_tool.verify.published import PublishedLibrary
+from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
 
 # ------------------------------------------------------------------------------------- contract
 
@@ -607,7 +607,7 @@ def test_a_deposit_with_notes_signs_the_notes_bin_too(tmp_path: Path) -> None:
 def test_after_a_key_rotation_a_split_lists_the_new_keys_and_the_old_one_retires(
     tmp_path: Path,
 ) -> None:
-    from repo_tool.manufacturer_keys import retire_keys, rotate_key
+    from repo_tool.ops.manufacturer_keys import retire_keys, rotate_key
 
     factory, _ = standard_library(tmp_path)
     _split(factory, 1)
@@ -657,8 +657,8 @@ def test_a_replayed_split_or_bin_deposit_is_already_accepted(tmp_path: Path) -> 
 
 def test_publish_plans_the_bins_as_delegated_roles_before_snapshot(tmp_path: Path) -> None:
     from repo_tool.ops.snapshot import stage_snapshot
-    from repo_tool.publish_plan import PUBLISH_STEPS
-    from repo_tool.publisher import repository_plan
+    from repo_tool.publish.folder import repository_plan
+    from repo_tool.publish.plan import PUBLISH_STEPS
 
     factory, _ = standard_library(tmp_path)
     assert factory.ingest(_split_bundle(factory, 2), "split").status == "accepted"

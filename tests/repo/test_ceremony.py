@@ -23,11 +23,11 @@ from repo_tool.ceremony.diff import root_changes, targets_changes
 from repo_tool.ceremony.proposal import Proposal, SignatureFile
 from repo_tool.ceremony.sign import sign_proposal, summary
 from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
-from repo_tool.keys import OFFLINE_URI, load_signer, write_keypair
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.refresh import refresh as refresh_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.signing.keys import OFFLINE_URI, load_signer, write_keypair
+from repo_tool.verify.walk import folder_reader, load_verified_library
 
 
 @pytest.fixture
@@ -454,9 +454,9 @@ def _hand_targets_to_holders(factory: LibraryFactory, holders: Holders) -> None:
 def test_manufacturer_rotation_through_a_targets_ceremony(
     library: tuple[LibraryFactory, Holders, Path],
 ) -> None:
-    from repo_tool.manufacturer_keys import rotate_key
-    from repo_tool.submit import build_renewal
-    from repo_tool.verify import verified_library
+    from repo_tool.ops.manufacturer_keys import rotate_key
+    from repo_tool.submit.deposit import build_renewal
+    from repo_tool.verify.walk import verified_library
 
     factory, holders, client = library
     _hand_targets_to_holders(factory, holders)
@@ -503,8 +503,8 @@ def test_manufacturer_rotation_through_a_targets_ceremony(
 def test_a_suspension_made_while_targets_is_offline_is_published_by_the_next_targets_ceremony(
     library: tuple[LibraryFactory, Holders, Path],
 ) -> None:
-    from repo_tool.manufacturer_keys import pending_targets_change, suspend
-    from repo_tool.repository import SUSPENSIONS_TARGET_PATH
+    from repo_tool.ops.manufacturer_keys import pending_targets_change, suspend
+    from repo_tool.state.repository import SUSPENSIONS_TARGET_PATH
 
     factory, holders, client = library
     _hand_targets_to_holders(factory, holders)
@@ -627,7 +627,7 @@ def test_cpl_import_and_withdrawal_with_offline_targets_go_through_a_targets_cer
     assert library_after is not None
     assert [w.target for w in library_after.withdrawals] == [victim]
     # The ceremony records and logs them as the routine commands do: an auditor finds both.
-    from client.log_audit import audit
+    from client.log.audit import audit
     from tests.tlog.test_log_end_to_end import Host
 
     report = audit(Host(factory.out), vkey=None)

@@ -284,7 +284,7 @@ def test_an_unforeseen_os_error_is_one_error_line_naming_the_file(
 ) -> None:
     import click
 
-    from repo_tool.console import run
+    from repo_tool.cli.console import run
 
     @click.command()
     def command() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from metadata_templates.cpl_document import CplEntry
 from metadata_templates.errors import ConfigurationError, RejectedInputError
-from repo_tool.cpl import (
+from repo_tool.intake.cpl import (
     CPL_COLUMNS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,

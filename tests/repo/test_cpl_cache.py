@@ -1,4 +1,4 @@
-"""Finding the CPL entries a deposit declares without parsing the whole CPL (repo_tool/cpl_cache.py),
+"""Finding the CPL entries a deposit declares without parsing the whole CPL (repo_tool/intake/cpl_cache.py),
 in `cfl-repo submit` (from its kept copy of the CPL) and in the gateway (from the CPL's blob).
 
 Every entry comes from bytes whose hash is the signed one: whatever else is wrong (a torn, edited,
@@ -23,19 +23,19 @@ from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_lib
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.errors import RejectedInputError
-from repo_tool.bundle import Declaration, read_bundle
-from repo_tool.cpl_cache import (
+from repo_tool.intake.bundle import Declaration, read_bundle
+from repo_tool.intake.cpl_cache import (
     CACHE_ENV,
     CplCache,
     cpl_without_entries,
     default_cache_dir,
     select_entries,
 )
-from repo_tool.repository import Repository
-from repo_tool.site import build_site
-from repo_tool.submit import build_submission
-from repo_tool.submit_scope import load_for_deposit
-from repo_tool.verify import Reader, folder_reader, verified_library
+from repo_tool.site.build import build_site
+from repo_tool.state.repository import Repository
+from repo_tool.submit.deposit import build_submission
+from repo_tool.submit.scope import load_for_deposit
+from repo_tool.verify.walk import Reader, folder_reader, verified_library
 
 MFR = "121D"
 

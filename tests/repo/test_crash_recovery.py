@@ -31,12 +31,12 @@ from kill_points import KILLED, strace_killing_at
 from conftest import require_system
 from factory import make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
-from repo_tool.demo_data import render_cpl_csv
-from repo_tool.enrolment import build_enrolment
-from repo_tool.keys import write_keypair
-from repo_tool.submit_bins import build_split
-from repo_tool.verify import folder_reader, load_verified_library, verified_library
-from repo_tool.verify_memo import MEMO_DIR_NAME, VerifyMemo, decode_entry
+from repo_tool.dev.demo_data import render_cpl_csv
+from repo_tool.gateway.enrolment import build_enrolment
+from repo_tool.signing.keys import write_keypair
+from repo_tool.submit.bins import build_split
+from repo_tool.verify.memo import MEMO_DIR_NAME, VerifyMemo, decode_entry
+from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
@@ -171,7 +171,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, dic
         # A manufacturer's first deposit also adds its delegation to targets.
         "first": factory.write(factory.submit(FIRST_IMAGE, ["CPL-0201"], mfr="2AB0"), "first"),
     }
-    # Hash bins: the migration of 121D into 4 bins (repo_tool/gateway_bins.py), one commit.
+    # Hash bins: the migration of 121D into 4 bins (repo_tool/gateway/bins.py), one commit.
     split, _ = build_split(
         manufacturer_id="121D",
         bit_length=2,
@@ -291,7 +291,7 @@ def _split_into(manufacturer_id: str, bits: int) -> Callable[[Path], None]:
 
 def _keys_of(manufacturer: str, public_pem: str) -> Callable[[Path], None]:
     def check(base: Path) -> None:
-        from repo_tool.keys import public_key_from_pem
+        from repo_tool.signing.keys import public_key_from_pem
 
         key = public_key_from_pem(Path(public_pem).read_bytes(), source=public_pem)
         head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
@@ -302,7 +302,7 @@ def _keys_of(manufacturer: str, public_pem: str) -> Callable[[Path], None]:
 
 def _timestamp_key(public_pem: str) -> Callable[[Path], None]:
     def check(base: Path) -> None:
-        from repo_tool.keys import public_key_from_pem
+        from repo_tool.signing.keys import public_key_from_pem
 
         key = public_key_from_pem(Path(public_pem).read_bytes(), source=public_pem)
         config = json.loads((base / "repo" / "cfl-repo.json").read_bytes())

@@ -13,8 +13,7 @@ import pytest
 
 from metadata_templates import identifiers
 from metadata_templates.cpl_document import CplEntry
-from repo_tool.cpl import parse_cpl
-from repo_tool.demo_data import (
+from repo_tool.dev.demo_data import (
     ESTATE_COLUMNS,
     MARKUP_MODEL_NAME,
     DemoDataset,
@@ -26,7 +25,8 @@ from repo_tool.demo_data import (
     render_estate_csv,
     write_demo_dataset,
 )
-from repo_tool.image import manufacturer_image_sha256, parse_image
+from repo_tool.intake.cpl import parse_cpl
+from repo_tool.intake.image import manufacturer_image_sha256, parse_image
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, T
 from factory import LibraryFactory, make_entry, make_image, mi_sha, updater_for
 from metadata_templates import naming
 from metadata_templates.errors import ConfigurationError, RejectedInputError
-from repo_tool.enrolment import build_enrolment, check_enrolment
+from repo_tool.gateway.enrolment import build_enrolment, check_enrolment
 from repo_tool.ops.enrol import enrol
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.verify.walk import folder_reader, load_verified_library
 
 DAY = timedelta(days=1)
 
@@ -220,7 +220,7 @@ def test_with_targets_offline_from_the_start_routine_work_needs_only_online_keys
         assert updater.get_targetinfo(path) is not None, path
     # `cfl log verify`: every image, the CPL and the withdrawal have their event; the registry
     # and suspensions cfl-provider signs are not taken for images.
-    from client.log_audit import audit
+    from client.log.audit import audit
 
     report = audit(lambda relative: (factory.out / relative).read_bytes(), vkey=None)
     assert report.problems == []

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metadata_templates.errors import RejectedInputError
-from repo_tool.image import (
+from repo_tool.intake.image import (
     ImageFormatError,
     OtaHeader,
     build_image,

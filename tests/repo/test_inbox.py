@@ -21,13 +21,13 @@ import pytest
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha
-from repo_tool import inbox
-from repo_tool.bundle import DEFAULT_ROLE_SIZE_CAP, Bundle, Declaration
-from repo_tool.gateway import Code
+from repo_tool.gateway.check import Code
+from repo_tool.intake import inbox
+from repo_tool.intake.bundle import DEFAULT_ROLE_SIZE_CAP, Bundle, Declaration
 from repo_tool.ops.ingest import IngestResult, gateway_context
 from repo_tool.ops.ingest import ingest as ingest_op
-from repo_tool.submit import build_renewal
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.submit.deposit import build_renewal
+from repo_tool.verify.walk import folder_reader, verified_library
 
 MFR = "121D"
 SECRET = b"-----BEGIN PRIVATE KEY-----\nprovider root key, never to be copied\n"

@@ -11,7 +11,7 @@ from key_drills import DRILLS
 from tuf.api.metadata import Metadata, Root, Targets
 
 from factory import updater_for
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.verify.walk import folder_reader, load_verified_library
 
 
 @pytest.mark.parametrize("drill", sorted(DRILLS))
@@ -50,7 +50,7 @@ def test_manufacturer_drill_publishes_only_the_new_key(tmp_path: Path) -> None:
 def test_rotation_in_progress_marks_the_retiring_key_in_the_signed_delegation(
     tmp_path: Path,
 ) -> None:
-    from repo_tool.manufacturer_keys import RETIRING_FIELD
+    from repo_tool.ops.manufacturer_keys import RETIRING_FIELD
 
     factory = DRILLS["manufacturer-rotation-in-progress"](tmp_path)
     targets = Metadata[Targets].from_bytes(

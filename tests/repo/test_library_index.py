@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from metadata_templates.errors import UnavailableError
-from repo_tool import library_index
-from repo_tool.gateway import LibraryIndex
-from repo_tool.library_index import IndexStore
+from repo_tool.gateway.check import LibraryIndex
+from repo_tool.state import library_index
+from repo_tool.state.library_index import IndexStore
 
 
 def one(n: int) -> LibraryIndex:

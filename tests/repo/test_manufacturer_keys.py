@@ -15,16 +15,16 @@ from tuf.api.metadata import Metadata, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
 from metadata_templates.errors import CflError, ConfigurationError, RejectedInputError
-from repo_tool.manufacturer_keys import (
+from repo_tool.ops.manufacturer_keys import (
     resume,
     retire_keys,
     rotate_key,
     rotated_record,
     suspend,
 )
-from repo_tool.repository import SUSPENSIONS_TARGET_PATH
-from repo_tool.submit import build_renewal
-from repo_tool.verify import folder_reader, load_verified_library, verified_library
+from repo_tool.state.repository import SUSPENSIONS_TARGET_PATH
+from repo_tool.submit.deposit import build_renewal
+from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
 
 MFR = "121D"
 

@@ -25,9 +25,9 @@ from metadata_templates.notes import (
     notes_target_path,
     parse_envelope,
 )
-from repo_tool.bundle import Bundle
-from repo_tool.notes_grant import grant_notes
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.intake.bundle import Bundle
+from repo_tool.ops.notes_grant import grant_notes
+from repo_tool.verify.walk import folder_reader, verified_library
 
 ESME_ENTRY = ["CPL-0002"]
 
@@ -387,7 +387,7 @@ def test_notes_under_another_manufacturers_prefix_are_outside_the_delegation(
 
 
 def test_the_built_website_names_readers_and_holds_no_plaintext(lib: NotesLibrary) -> None:
-    from repo_tool.site import build_site
+    from repo_tool.site.build import build_site
 
     target = lib.factory.deposit(lib.images["esme"], ESME_ENTRY, release_notes=PLAINTEXT).target
     library = verified_library(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from factory import make_entry, make_image, mi_sha
-from repo_tool.demo_data import render_cpl_csv
+from repo_tool.dev.demo_data import render_cpl_csv
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 

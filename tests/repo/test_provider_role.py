@@ -17,13 +17,13 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from factory import LibraryFactory, make_image, standard_library, updater_for
 from metadata_templates import naming
 from metadata_templates.errors import ConfigurationError
-from repo_tool.keys import SignerRef, write_keypair
-from repo_tool.manufacturer_keys import suspend
+from repo_tool.ops.manufacturer_keys import suspend
 from repo_tool.ops.provider import adopt, rotate_key
 from repo_tool.ops.refresh import refresh
 from repo_tool.ops.withdraw import withdraw
-from repo_tool.repository import Repository
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.signing.keys import SignerRef, write_keypair
+from repo_tool.state.repository import Repository
+from repo_tool.verify.walk import folder_reader, load_verified_library
 
 PROVIDER = naming.PROVIDER_ROLE
 
@@ -219,7 +219,7 @@ def test_status_counts_images_not_provider_documents(tmp_path: Path) -> None:
 def test_the_client_reads_provider_documents_through_the_delegation_and_lists_only_images(
     tmp_path: Path,
 ) -> None:
-    from client.session import Session, SessionPaths
+    from client.trust.session import Session, SessionPaths
     from factory import FolderFetcher
 
     factory, _ = standard_library(tmp_path, provider=True)
@@ -238,7 +238,7 @@ def test_the_client_reads_provider_documents_through_the_delegation_and_lists_on
 def test_the_site_lists_cfl_provider_among_the_signed_roles_and_no_document_as_an_image(
     tmp_path: Path,
 ) -> None:
-    from repo_tool.site import build_site
+    from repo_tool.site.build import build_site
 
     factory, _ = standard_library(tmp_path, provider=True)
     library, problems = load_verified_library(
@@ -258,7 +258,7 @@ def test_release_note_grants_three_segments_down_are_signed_by_cfl_provider_and_
     from notes_factory import notes_library, publish_registry
 
     from metadata_templates.notes import grant_target_path
-    from repo_tool.notes_grant import grant_notes
+    from repo_tool.ops.notes_grant import grant_notes
 
     lib = notes_library(tmp_path, provider=True)
     esme = lib.factory.deposit(lib.images["esme"], ["CPL-0002"], release_notes=b"notes").target
@@ -307,7 +307,7 @@ def test_refresh_keeps_snapshot_and_timestamp_fresh_when_cfl_provider_keys_are_o
 ) -> None:
     from dataclasses import replace
 
-    from repo_tool.keys import OFFLINE_URI
+    from repo_tool.signing.keys import OFFLINE_URI
 
     factory, _ = standard_library(tmp_path, provider=True)
     repo = factory.repo
@@ -324,7 +324,7 @@ def test_refresh_keeps_snapshot_and_timestamp_fresh_when_cfl_provider_keys_are_o
 def test_a_suspension_pending_while_targets_was_offline_is_published_by_the_adoption(
     tmp_path: Path,
 ) -> None:
-    from repo_tool.manufacturer_keys import pending_targets_change
+    from repo_tool.ops.manufacturer_keys import pending_targets_change
 
     factory, holders = offline_root_library(tmp_path)
     hand_targets_to_holders(factory, holders)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from factory import make_entry, make_image, mi_sha, standard_library
-from repo_tool.publisher import publish
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.publish.folder import publish
+from repo_tool.verify.walk import folder_reader, load_verified_library
 
 
 def test_added_targets_are_recorded_per_role_version(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metadata_templates.errors import UnavailableError
-from repo_tool.publish_plan import (
+from repo_tool.publish.plan import (
     PUBLISH_STEPS,
     TIMESTAMP_PATH,
     Kind,

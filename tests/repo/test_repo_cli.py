@@ -21,7 +21,7 @@ import pytest
 from factory import make_entry, make_image, mi_sha
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.naming import blob_name
-from repo_tool.demo_data import render_cpl_csv
+from repo_tool.dev.demo_data import render_cpl_csv
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 PASSPHRASE = "correct horse battery staple"

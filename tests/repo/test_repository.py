@@ -30,8 +30,8 @@ from repo_tool.ops.init import initialise
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.ops.refresh import refresh as refresh_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
-from repo_tool.repository import Repository
-from repo_tool.verify import folder_reader, load_verified_library
+from repo_tool.state.repository import Repository
+from repo_tool.verify.walk import folder_reader, load_verified_library
 
 
 def events(factory: LibraryFactory) -> list[dict[str, object]]:
@@ -400,7 +400,7 @@ LOCK_PROBE = textwrap.dedent(
     import sys
     from pathlib import Path
     from metadata_templates.errors import UnavailableError
-    from repo_tool.repository import Repository
+    from repo_tool.state.repository import Repository
 
     repo = Repository.open(Path(sys.argv[1]))
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_provider_cli import run
 
-from repo_tool.keys import removed_by_last_commit, rotation_done
+from repo_tool.signing.keys import removed_by_last_commit, rotation_done
 
 CURRENT = {"aa11": "file:a", "bb22": "file:b"}
 

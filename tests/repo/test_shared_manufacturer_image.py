@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from factory import LibraryFactory, make_entry, mi_sha
-from repo_tool.gateway import Code
-from repo_tool.image import build_image
+from repo_tool.gateway.check import Code
+from repo_tool.intake.image import build_image
 
 MFR = "121D"
 PAYLOAD = b"one Manufacturer Image shared by two device types\n" * 20

@@ -1,4 +1,4 @@
-"""`cfl-repo submit` verifies only what it signs on top of (repo_tool/submit_scope.py).
+"""`cfl-repo submit` verifies only what it signs on top of (repo_tool/submit/scope.py).
 
 The root chain, timestamp, snapshot, targets and the provider's documents are always verified; of
 the manufacturers, only the submitter's own role and, once split, the bin(s) a deposit goes to
@@ -17,12 +17,12 @@ from tuf.api.metadata import Metadata, Targets
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
 from metadata_templates.errors import RejectedInputError, VerificationError
-from repo_tool.bundle import Bundle, Declaration, read_bundle
-from repo_tool.published import PublishedLibrary
-from repo_tool.submit import build_renewal, build_submission, load_source_library
-from repo_tool.submit_bins import build_split
-from repo_tool.submit_scope import load_for_deposit, manufacturer_roles
-from repo_tool.verify import Reader, folder_reader, load_verified_library, verified_library
+from repo_tool.intake.bundle import Bundle, Declaration, read_bundle
+from repo_tool.submit.bins import build_split
+from repo_tool.submit.deposit import build_renewal, build_submission, load_source_library
+from repo_tool.submit.scope import load_for_deposit, manufacturer_roles
+from repo_tool.verify.published import PublishedLibrary
+from repo_tool.verify.walk import Reader, folder_reader, load_verified_library, verified_library
 
 BITS = 3
 MFR = "121D"

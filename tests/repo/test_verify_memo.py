@@ -1,4 +1,4 @@
-"""The verified-role memo (repo_tool/verify_memo.py): the website step's walk recalls role files it
+"""The verified-role memo (repo_tool/verify/memo.py): the website step's walk recalls role files it
 verified cleanly before instead of verifying them again, and gives the very library a memo-free walk
 gives. Every way the memo could be made to vouch for something it should not is attacked here."""
 
@@ -29,12 +29,10 @@ from tuf.api.metadata import (
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates.custom import CUSTOM_KEY
-from repo_tool.manufacturer_keys import rotate_key
+from repo_tool.ops.manufacturer_keys import rotate_key
 from repo_tool.ops.withdraw import withdraw
-from repo_tool.published import PublishedLibrary
-from repo_tool.submit_bins import build_split
-from repo_tool.verify import folder_reader, load_verified_library, verified_library
-from repo_tool.verify_memo import (
+from repo_tool.submit.bins import build_split
+from repo_tool.verify.memo import (
     FORMAT_VERSION,
     MAGIC,
     MEMO_DIR_NAME,
@@ -44,6 +42,8 @@ from repo_tool.verify_memo import (
     encode_entry,
     memo_key,
 )
+from repo_tool.verify.published import PublishedLibrary
+from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 MFR_ROLES = ("mfr-121D", "mfr-3F01")

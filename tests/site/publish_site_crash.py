@@ -10,9 +10,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from repo_tool.publisher import publish
-from repo_tool.repository import Repository
-from repo_tool.site_hint import build_published_site, publish_hint, tree_state
+from repo_tool.publish.folder import publish
+from repo_tool.publish.site_step import build_published_site, publish_hint, tree_state
+from repo_tool.state.repository import Repository
 
 if __name__ == "__main__":
     repo = Repository.open(Path(sys.argv[1]))

@@ -14,8 +14,8 @@ from pathlib import Path
 from site_samples import GENERATED, many_library
 
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool.published import PublishedLibrary
-from repo_tool.site import build_site
+from repo_tool.site.build import build_site
+from repo_tool.verify.published import PublishedLibrary
 
 
 def library(count: int, withdraw: bool) -> PublishedLibrary:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from metadata_templates.custom import CflTargetInfo, CplEntryRef
 from metadata_templates.naming import image_target_path, role_name
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool.published import PublishedImage, PublishedLibrary, RoleSummary
+from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
 
 GENERATED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 HOSTILE_MODEL = "<script>alert(1)</script>"

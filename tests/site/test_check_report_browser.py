@@ -17,8 +17,8 @@ from test_site_browser import browser  # noqa: F401  (the shared module-scoped C
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 from client_factories import cpl, cpl_entry, device_id, image, write_estate
 
-from client.check import check_estate, write_estate_report
-from client.estate_report import STATES
+from client.estate.check import check_estate, write_estate_report
+from client.estate.html_report import STATES
 
 pytestmark = pytest.mark.system
 

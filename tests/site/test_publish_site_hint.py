@@ -15,11 +15,8 @@ from pathlib import Path
 import pytest
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
-from repo_tool import site_append
 from repo_tool.ops.ingest import IngestResult
-from repo_tool.published import PublishedLibrary
-from repo_tool.site import build_site
-from repo_tool.site_hint import (
+from repo_tool.publish.site_step import (
     BASIS_NAME,
     PublishedSite,
     PublishHint,
@@ -27,8 +24,11 @@ from repo_tool.site_hint import (
     publish_hint,
     tree_state,
 )
-from repo_tool.submit_bins import build_split
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.site import append as site_append
+from repo_tool.site.build import build_site
+from repo_tool.submit.bins import build_split
+from repo_tool.verify.published import PublishedLibrary
+from repo_tool.verify.walk import folder_reader, verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 

@@ -22,9 +22,10 @@ from site_samples import (
 )
 
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool import site, site_append
-from repo_tool.published import PublishedImage, PublishedLibrary
-from repo_tool.site import build_site, render_site
+from repo_tool.site import append as site_append
+from repo_tool.site import build as site
+from repo_tool.site.build import build_site, render_site
+from repo_tool.verify.published import PublishedImage, PublishedLibrary
 
 BASE = 2 * site.PAGE_SIZE + 30
 LATER = GENERATED + timedelta(minutes=5)

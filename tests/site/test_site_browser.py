@@ -27,7 +27,7 @@ from site_samples import (
 )
 
 from conftest import require_system
-from repo_tool.site import CONTENT_SECURITY_POLICY, PAGE_SIZE, build_site
+from repo_tool.site.build import CONTENT_SECURITY_POLICY, PAGE_SIZE, build_site
 
 pytestmark = pytest.mark.system
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from site_samples import GENERATED, small_library
 
-from repo_tool.site import build_site
+from repo_tool.site.build import build_site
 
 GOLDEN = Path(__file__).parent / "golden"
 

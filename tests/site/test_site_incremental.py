@@ -11,9 +11,10 @@ import pytest
 from site_samples import GENERATED, many_library, small_library
 
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool import site, site_search
-from repo_tool.published import PublishedLibrary
-from repo_tool.site import build_site, render_site
+from repo_tool.site import build as site
+from repo_tool.site import search as site_search
+from repo_tool.site.build import build_site, render_site
+from repo_tool.verify.published import PublishedLibrary
 
 
 def tree(out: Path) -> dict[str, bytes]:

@@ -29,9 +29,8 @@ from site_samples import (
 from metadata_templates.custom import NotesReader, ReleaseNotesRef
 from metadata_templates.errors import UnavailableError
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool import site
-from repo_tool.published import PublishedLibrary
-from repo_tool.site import (
+from repo_tool.site import build as site
+from repo_tool.site.build import (
     CONTENT_SECURITY_POLICY,
     MANIFEST_NAME,
     PAGE_SIZE,
@@ -39,12 +38,13 @@ from repo_tool.site import (
     build_site,
     render_site,
 )
-from repo_tool.site_search import (
+from repo_tool.site.search import (
     PREFIX_LENGTH,
     decode_shard_name,
     parse_word_shard,
     word_shard_path,
 )
+from repo_tool.verify.published import PublishedLibrary
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

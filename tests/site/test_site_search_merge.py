@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repo_tool import site_search
+from repo_tool.site import search as site_search
 
 id_sets = st.sets(st.integers(min_value=0, max_value=400), max_size=60)
 

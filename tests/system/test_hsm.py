@@ -23,11 +23,11 @@ from tuf.api.metadata import Metadata, Targets
 from conftest import require_system
 from factory import LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates import naming
-from repo_tool.bundle import Declaration
-from repo_tool.keys import SignerRef, load_signer
+from repo_tool.intake.bundle import Declaration
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.submit import Submission, build_submission
-from repo_tool.verify import folder_reader, verified_library
+from repo_tool.signing.keys import SignerRef, load_signer
+from repo_tool.submit.deposit import Submission, build_submission
+from repo_tool.verify.walk import folder_reader, verified_library
 
 pytestmark = pytest.mark.system
 

@@ -197,7 +197,7 @@ def test_cfl_provider_on_the_hsm_signs_routine_documents_and_cron_refreshes_it(
     """Issue 13: the online cfl-provider key on the token; a CPL import and an unattended refresh
     sign it with the PIN from the environment; the import does not touch targets."""
     from factory import make_entry, make_image, mi_sha
-    from repo_tool.demo_data import render_cpl_csv
+    from repo_tool.dev.demo_data import render_cpl_csv
 
     ok(
         "--repo", repo, "provider", "adopt",

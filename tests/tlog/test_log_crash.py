@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from client.log_audit import audit
+from client.log.audit import audit
 from metadata_templates.tlog.append import append_entries
 from metadata_templates.tlog.tiles import ENTRIES_LEVEL, decode_bundle, tiles_for_size
 from tests.factory import LibraryFactory
@@ -25,7 +25,7 @@ import itertools, sys
 from datetime import UTC, datetime
 from pathlib import Path
 from securesystemslib.signer import CryptoSigner
-from repo_tool.repository import Repository
+from repo_tool.state.repository import Repository
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 
 repo = Repository.open(Path(sys.argv[1]))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from client.log_audit import audit
-from client.tlog import HomeLog, WitnessPolicy, read_bound, verify_image_logged
-from client.witness import Witness
+from client.log.audit import audit
+from client.log.transparency import HomeLog, WitnessPolicy, read_bound, verify_image_logged
+from client.log.witness import Witness
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import (
     ConfigurationError,
@@ -25,10 +25,10 @@ from metadata_templates.tlog import events
 from metadata_templates.tlog.checkpoint import Checkpoint
 from metadata_templates.tlog.note import NoteSigner, parse_note, parse_vkey, sign_note
 from metadata_templates.tlog.tiles import ENTRIES_LEVEL, decode_bundle, tiles_for_size
-from repo_tool import tlog
 from repo_tool.ops.snapshot import stage_snapshot as stage_snapshot_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
-from repo_tool.publisher import publish
+from repo_tool.publish.folder import publish
+from repo_tool.tlog import provider_log as tlog
 from tests.factory import (
     LibraryFactory,
     make_entry,

@@ -1,0 +1,70 @@
+"""Human tables that fit the terminal: short target names unless ``--wide``.
+
+Target names are what ``cfl download`` needs, so they are never cut: narrow tables show the short
+unique names of client/trust/short_names.py whole and let the descriptive columns (models, reasons)
+wrap instead. ``--wide`` shows full names and lets lines be as long as they
+need; ``--json`` always carries full names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from client.trust.catalogue import CatalogueImage
+
+# Wide enough for any table, so --wide never wraps a line.
+WIDE_CONSOLE_WIDTH = 10_000
+
+
+def wide_console(console: Console) -> Console:
+    """A console like ``console`` that never wraps (for ``--wide``)."""
+    return Console(
+        file=console.file,
+        width=max(console.width, WIDE_CONSOLE_WIDTH),
+        highlight=False,
+        markup=False,
+        color_system=console.color_system,  # type: ignore[arg-type]
+    )
+
+
+def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, wide: bool) -> Table:
+    """The ``cfl list`` table.
+
+    Args:
+        images: the images to show.
+        names: target path -> the name to show (short names, or the identity with ``--wide``).
+        wide: full names and full hashes; nothing is cut.
+    """
+    # No vertical rules: seven columns must fit 80, and only models and reasons may wrap.
+    table = Table(title=f"{len(images)} verified image(s)", box=box.SIMPLE_HEAD)
+    longest = max((len(names.get(i.target_path, i.target_path)) for i in images), default=6)
+    table.add_column("Target", no_wrap=True, min_width=longest)
+    table.add_column("Type", no_wrap=True)
+    table.add_column("Models", overflow="fold")
+    table.add_column("Firmware", no_wrap=True)
+    table.add_column("HW range", no_wrap=True)
+    table.add_column("Reason", overflow="fold", min_width=len("compliance"))
+    table.add_column("MI SHA-256", no_wrap=True)
+    for image in images:
+        cfl = image.cfl
+        reason = cfl.reason + (" " + " ".join(cfl.advisories) if cfl.advisories else "")
+        if image.withdrawn:
+            reason = "WITHDRAWN; " + reason
+        models = ", ".join(sorted({f"{e.model_id} {e.model_name}" for e in cfl.cpl_entries}))
+        sha = cfl.manufacturer_image_sha256
+        # Markup is off for cells: model names and paths are data, never rich markup.
+        table.add_row(
+            Text(names.get(image.target_path, image.target_path)),
+            Text(cfl.device_type),
+            Text(models),
+            Text(cfl.firmware_version),
+            Text(f"{cfl.hardware_version_min}..{cfl.hardware_version_max}"),
+            Text(reason),
+            Text(sha if wide else sha[:8] + "…"),
+        )
+    return table

@@ -1,0 +1,83 @@
+"""The library as one command sees it: a verified session on the home, and the catalogue built from it.
+
+Every command opens the home the same way (online through the transport, or ``--offline`` from what
+the last refresh verified) and asks for the catalogue of some manufacturers. A manufacturer whose
+role does not verify is reported in ``Catalogue.unverified`` and left out; the rest is usable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from client.trust.catalogue import CatalogueImage, CatalogueProblem, build_catalogue
+from client.trust.home import ClientHome
+from client.trust.session import LocalFetcher, Session, SessionPaths, UnverifiedRole
+from client.trust.transport import CflFetcher
+from metadata_templates.withdrawals import WithdrawalList
+
+# A URL that never resolves: offline sessions are served by LocalFetcher, which strips it again.
+OFFLINE_URL = "https://offline.invalid/"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The verified images of the manufacturers asked for.
+
+    Attributes:
+        images: every verified image, withdrawn ones marked.
+        withdrawals: the provider's verified withdrawal list.
+        ignored: verified targets left out because their CFL metadata is unusable.
+        unverified: manufacturer roles that did not verify; their images are absent.
+    """
+
+    images: tuple[CatalogueImage, ...]
+    withdrawals: WithdrawalList
+    ignored: tuple[CatalogueProblem, ...]
+    unverified: tuple[UnverifiedRole, ...]
+
+    def unverified_among(self, manufacturers: Iterable[str]) -> tuple[UnverifiedRole, ...]:
+        """The unverified roles of the given manufacturers (what the user asked for)."""
+        asked = set(manufacturers)
+        return tuple(u for u in self.unverified if u.manufacturer_id in asked)
+
+
+def open_session(home: ClientHome, *, offline: bool) -> Session:
+    """A session on the home's trusted metadata: online through the transport, or offline.
+
+    Must be called under ``home.lock()``.
+
+    Raises:
+        ConfigurationError: the home is not initialised or its configuration is unusable.
+        VerificationError: the home's trusted root is not valid root metadata.
+    """
+    config = home.load_config()
+    paths = SessionPaths(home.metadata_dir, home.targets_dir)
+    if offline:
+        return Session(
+            paths,
+            OFFLINE_URL,
+            LocalFetcher(home.metadata_dir, home.targets_dir, OFFLINE_URL),
+            bootstrap_root=home.bootstrap_root(),
+        )
+    return Session(
+        paths,
+        config.repository_url,
+        CflFetcher(config.transport_settings()),
+        bootstrap_root=home.bootstrap_root(),
+    )
+
+
+def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Catalogue:
+    """Refresh, then verify the roles of ``manufacturers`` (all when None) and build the catalogue.
+
+    Raises:
+        VerificationError: the top-level metadata or a provider document failed verification.
+        UnavailableError: the top-level metadata could not be fetched.
+        ConfigurationError: the host refused this home's credentials.
+    """
+    session.refresh()
+    withdrawals = session.withdrawals()
+    loaded = session.load_manufacturers(manufacturers)
+    images, ignored = build_catalogue(loaded.targets, withdrawals)
+    return Catalogue(images, withdrawals, ignored, loaded.unverified)

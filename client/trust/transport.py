@@ -1,0 +1,523 @@
+"""How the client reaches a library: an ngclient ``FetcherInterface`` on urllib3, or a local folder.
+
+DCC Users commonly sit behind mutual TLS and bearer tokens, so the fetcher takes an optional client
+certificate and key, a custom CA bundle and a token file, with connect and read timeouts and a hard
+cap on response size (a safety net under ngclient's own per-file length limits).
+
+Errors are raised as python-tuf's download exceptions, because ngclient relies on them (a 403 or 404
+while probing for the next root version means "no newer root"); each carries a message that names
+the URL and says what to check. ``to_cfl_error`` is the one mapping from them (and so from HTTP
+statuses) to ``CflError``; client/trust/session.py applies it where ngclient's errors leave ngclient.
+The bearer token is read once, sent only as a header, never logged and never put in a message.
+
+Every request has an overall deadline (``TransportSettings.deadline``) on top of the per-read
+timeout: a host that sends one byte just inside each read timeout is cut off when the deadline
+passes, not minutes later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import queue
+import ssl
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from tuf.api import exceptions as tuf_exceptions
+from tuf.ngclient import FetcherInterface
+
+from client import __version__
+from metadata_templates.errors import (
+    CflError,
+    ConfigurationError,
+    UnavailableError,
+    VerificationError,
+)
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 64 * 1024
+# DUIS caps an image at 10,240,000 octets and a manufacturer role grows ~1.5 kB per image; nothing
+# legitimate comes near this, so anything larger is an endless-data attack or a misconfigured host.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# A 10 MB image over a slow 1 Mbit/s link takes ~80 s; two minutes bounds any one request.
+DEFAULT_DEADLINE_SECONDS = 120.0
+# How much of an error response to read for its reason (nginx's `return 403 "text"` bodies are short).
+_ERROR_BODY_READ_BYTES = 4096
+_ERROR_REASON_MAX_CHARS = 200
+# Statuses whose body carries the server's reason the supplier needs: credentials refused, or (nginx)
+# a client certificate it could not accept.
+_STATUSES_WITH_REASON = frozenset({400, 401, 403})
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """How to reach the library.
+
+    Attributes:
+        client_cert: PEM client certificate for mutual TLS (``client_key`` may be in it).
+        client_key: PEM private key of the client certificate, unencrypted.
+        ca_bundle: PEM CA certificates to trust instead of the system store.
+        token_file: file whose content (stripped) is sent as ``Authorization: Bearer ...``.
+        connect_timeout: seconds to wait for a connection.
+        read_timeout: seconds to wait between bytes.
+        deadline: seconds any one request may take in all, from the first byte sent to the last
+            byte received (a trickling host cannot hold a refresh beyond it).
+        max_response_bytes: hard cap on any one response body.
+        retries: retries for failed connections (never for HTTP error statuses).
+    """
+
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_bundle: Path | None = None
+    token_file: Path | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    deadline: float = DEFAULT_DEADLINE_SECONDS
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    retries: int = 2
+
+
+class TransportHTTPError(tuf_exceptions.DownloadHTTPError):
+    """The server answered with an HTTP error status.
+
+    Attributes:
+        url: the URL asked for.
+    """
+
+    def __init__(self, message: str, status_code: int, url: str) -> None:
+        super().__init__(message, status_code)
+        self.url = url
+
+
+class TransportError(tuf_exceptions.DownloadError):
+    """The request did not get an answer: TLS failure, unreachable host, broken connection.
+
+    Attributes:
+        url: the URL asked for.
+        kind: ``tls``, ``unreachable``, ``connection`` or ``refused`` (we would not send it).
+    """
+
+    def __init__(self, message: str, url: str, kind: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.kind = kind
+
+
+class TransportTimeoutError(tuf_exceptions.SlowRetrievalError):
+    """The server stopped sending within the read timeout, or the request overran its deadline."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class TransportTooLargeError(tuf_exceptions.DownloadLengthMismatchError):
+    """The response exceeded the transport's size cap."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+_STATUS_ADVICE = {
+    400: "the server could not accept the request: check the client certificate (--client-cert)",
+    401: "the server wants credentials: check the token file (--token-file) or client certificate",
+    403: "the server refused these credentials: is this supplier allowed to read the library?",
+    404: "no such file on the server: check the repository URL",
+}
+
+
+def server_reason(body: bytes) -> str:
+    """The server's short text reason from an error body, safe to print on one line.
+
+    Non-printable characters (including ANSI escapes a hostile host might send) are dropped, runs
+    of whitespace become one space, and the text is cut to ~200 characters. An HTML error page
+    (nginx's default) says nothing the status line does not, so it yields "".
+    """
+    text = body.decode("utf-8", errors="replace")
+    if text.lstrip()[:1] == "<":
+        return ""
+    printable = "".join(c if c.isprintable() else " " for c in text.replace("\ufffd", " "))
+    reason = " ".join(printable.split())
+    if len(reason) > _ERROR_REASON_MAX_CHARS:
+        reason = reason[: _ERROR_REASON_MAX_CHARS - 3].rstrip() + "..."
+    return reason
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigurationError(f"token file {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigurationError(f"token file {path}: not UTF-8 text") from e
+    if not token or any(c in token for c in "\r\n"):
+        raise ConfigurationError(
+            f"token file {path}: found {'nothing' if not token else 'several lines'}, "
+            "expected one line holding the bearer token"
+        )
+    return token
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class CflFetcher(FetcherInterface):
+    """ngclient's fetcher for ``https://``, ``http://`` and ``file://`` URLs."""
+
+    def __init__(
+        self,
+        settings: TransportSettings | None = None,
+        *,
+        pool: urllib3.PoolManager | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Prepare the connection pool; reads the token file and checks the TLS files now, so
+        configuration mistakes surface before any network traffic.
+
+        Args:
+            settings: how to reach the library (defaults: system CAs, no credentials).
+            pool: a prepared urllib3 pool (tests); built from ``settings`` when None.
+            clock: monotonic seconds, for the per-request deadline.
+
+        Raises:
+            ConfigurationError: a certificate, key, CA bundle or token file is unusable.
+        """
+        self._clock = clock
+        self.settings = settings or TransportSettings()
+        self._token = (
+            None if self.settings.token_file is None else _read_token(self.settings.token_file)
+        )
+        self._pool = pool or self._make_pool()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._pool.clear()
+
+    def __repr__(self) -> str:  # never show the token
+        return f"CflFetcher(token={'set' if self._token else 'none'}, settings={self.settings!r})"
+
+    def _make_pool(self) -> urllib3.PoolManager:
+        s = self.settings
+        for label, path in (
+            ("client certificate", s.client_cert),
+            ("client key", s.client_key),
+            ("CA bundle", s.ca_bundle),
+        ):
+            if path is not None and not path.is_file():
+                raise ConfigurationError(f"{label} {path}: found no such file, expected a PEM file")
+        if s.client_key is not None and s.client_cert is None:
+            raise ConfigurationError("client key given without a client certificate")
+        try:
+            context = ssl.create_default_context(
+                cafile=None if s.ca_bundle is None else str(s.ca_bundle)
+            )
+        except (ssl.SSLError, OSError, UnicodeDecodeError) as e:
+            raise ConfigurationError(
+                f"CA bundle {s.ca_bundle}: found no usable certificate ({e}), "
+                "expected PEM CA certificates",
+                hint="give the server's CA certificate(s) in PEM form, or omit --ca-bundle",
+            ) from e
+        try:
+            if s.client_cert is not None:
+                context.load_cert_chain(
+                    str(s.client_cert), None if s.client_key is None else str(s.client_key)
+                )
+        except (ssl.SSLError, OSError) as e:
+            raise ConfigurationError(
+                f"client certificate {s.client_cert} / key {s.client_key}: cannot be loaded ({e})",
+                hint="both must be PEM; the key must be unencrypted and match the certificate",
+            ) from e
+        return urllib3.PoolManager(
+            ssl_context=context,
+            timeout=urllib3.Timeout(connect=s.connect_timeout, read=s.read_timeout),
+            # Only connection attempts are retried: a read may have delivered part of a body, and an
+            # HTTP status is the server's answer. None for total lets each count apply on its own.
+            retries=urllib3.Retry(
+                total=None,
+                connect=s.retries,
+                read=0,
+                status=0,
+                other=0,
+                redirect=3,
+                raise_on_redirect=True,
+                raise_on_status=False,
+            ),
+        )
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        """Start the download now (so errors reach ``fetch()``) and stream the body lazily.
+
+        Raises:
+            TransportHTTPError: HTTP error status (or a missing local file, as 404).
+            TransportError: TLS failure, unreachable host, refused to send credentials.
+            TransportTimeoutError: the server went quiet.
+            TransportTooLargeError: the response is over the size cap.
+        """
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme == "file":
+            return self._fetch_file(url)
+        if scheme in ("http", "https"):
+            return self._fetch_http(url)
+        raise TransportError(
+            f"{url}: URL scheme {scheme!r} not supported, expected https, http or file",
+            url,
+            "refused",
+        )
+
+    # ------------------------------------------------------------------------------ local folder
+
+    def _fetch_file(self, url: str) -> Iterator[bytes]:
+        parts = urllib.parse.urlsplit(url)
+        path = Path(urllib.request.url2pathname(parts.path))
+        try:
+            handle = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            # As a web server would answer: ngclient reads 404 as "not published".
+            raise TransportHTTPError(f"{url}: 404 not found ({path})", 404, url) from e
+        except OSError as e:
+            raise TransportError(
+                f"{url}: cannot read {path}: {e.strerror or e}", url, "connection"
+            ) from e
+        return self._stream_file(url, handle)
+
+    def _stream_file(self, url: str, handle: Any) -> Iterator[bytes]:
+        received = 0
+        with handle:
+            while chunk := handle.read(CHUNK_SIZE):
+                received += len(chunk)
+                self._check_size(url, received)
+                yield chunk
+
+    # --------------------------------------------------------------------------------- HTTP(S)
+
+    def _fetch_http(self, url: str) -> Iterator[bytes]:
+        parts = urllib.parse.urlsplit(url)
+        # Per-request headers replace the pool's, so every request carries the full set.
+        headers = {"User-Agent": f"cfl-client/{__version__}"}
+        if self._token is not None:
+            if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+                raise TransportError(
+                    f"{url}: refusing to send the bearer token over plain http, expected https",
+                    url,
+                    "refused",
+                )
+            headers["Authorization"] = f"Bearer {self._token}"
+        logger.debug("GET %s", url)
+        deadline_at = self._clock() + self.settings.deadline
+        response = self._request_within_deadline(url, headers, deadline_at)
+        if response.status != 200:
+            raise self._status_error(url, response)
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit():
+            try:
+                self._check_size(url, int(declared))
+            except TransportTooLargeError:
+                response.close()
+                response.release_conn()
+                raise
+        return self._stream_http(url, response, deadline_at)
+
+    def _request_within_deadline(
+        self, url: str, headers: dict[str, str], deadline_at: float
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the request and read the status line and headers, within the deadline.
+
+        urllib3 bounds each wait, not the whole header phase, and hands over no socket before the
+        headers are complete; so the request runs on a daemon thread and is abandoned (its
+        response closed whenever it does arrive) if the deadline passes first.
+
+        Raises:
+            TransportTimeoutError: no complete headers before the deadline.
+            TransportError: TLS failure, unreachable host, broken connection.
+        """
+        # No single wait may outlast the deadline either (a silent host before the headers).
+        read_timeout = max(0.001, min(self.settings.read_timeout, self.settings.deadline))
+        outcome: queue.SimpleQueue[urllib3.BaseHTTPResponse | BaseException] = queue.SimpleQueue()
+        abandoned = threading.Event()
+
+        def send() -> None:
+            try:
+                response = self._pool.request(
+                    "GET",
+                    url,
+                    headers=headers,
+                    preload_content=False,
+                    timeout=urllib3.Timeout(
+                        connect=self.settings.connect_timeout, read=read_timeout
+                    ),
+                )
+            except BaseException as e:  # handed to the caller's thread, which re-raises it
+                outcome.put(e)
+                return
+            if abandoned.is_set():
+                response.close()  # the caller gave up on it: free the socket now
+                return
+            outcome.put(response)
+
+        threading.Thread(target=send, name="cfl-request", daemon=True).start()
+        try:
+            result = outcome.get(timeout=max(0.0, deadline_at - self._clock()))
+        except queue.Empty:
+            abandoned.set()
+            with contextlib.suppress(queue.Empty):  # it arrived just now: close it all the same
+                late = outcome.get_nowait()
+                if not isinstance(late, BaseException):
+                    late.close()
+            raise TransportTimeoutError(
+                f"{url}: no response within the {self.settings.deadline:g} s deadline", url
+            ) from None
+        if isinstance(result, urllib3.exceptions.HTTPError):
+            raise self._failure(url, result) from result
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _status_error(self, url: str, response: urllib3.BaseHTTPResponse) -> TransportHTTPError:
+        """An HTTP error status as one message naming the URL, the status and the server's reason."""
+        reason = ""
+        try:
+            if response.status in _STATUSES_WITH_REASON:
+                reason = server_reason(response.read(_ERROR_BODY_READ_BYTES))
+        except urllib3.exceptions.HTTPError:
+            pass  # the status alone still says what happened
+        finally:
+            # Never drain an error body of unknown length: drop the connection instead.
+            response.close()
+            response.release_conn()
+        advice = _STATUS_ADVICE.get(response.status, "the server could not serve it")
+        status = f"HTTP {response.status} {response.reason or ''}".rstrip()
+        said = f' (server says "{reason}")' if reason else ""
+        return TransportHTTPError(f"{url}: {status}{said}: {advice}", response.status, url)
+
+    def _stream_http(
+        self, url: str, response: urllib3.BaseHTTPResponse, deadline_at: float
+    ) -> Iterator[bytes]:
+        received = 0
+        complete = False
+        overran = threading.Event()
+
+        def cut_off() -> None:
+            # From the timer thread: unblock a read that is still waiting when the deadline passes.
+            overran.set()
+            response.shutdown()
+
+        timer = threading.Timer(max(0.0, deadline_at - self._clock()), cut_off)
+        timer.daemon = True
+        timer.start()
+        try:
+            while True:
+                if self._clock() >= deadline_at:
+                    overran.set()
+                # read1 returns what has arrived rather than waiting for a full chunk, so the
+                # deadline is checked between trickled bytes too.
+                chunk = b"" if overran.is_set() else response.read1(CHUNK_SIZE)
+                if overran.is_set():
+                    raise TransportTimeoutError(
+                        f"{url}: not complete within the {self.settings.deadline:g} s deadline "
+                        f"({received} bytes received)",
+                        url,
+                    )
+                if not chunk:
+                    break
+                received += len(chunk)
+                self._check_size(url, received)
+                yield chunk
+            complete = True
+        except urllib3.exceptions.HTTPError as e:
+            if overran.is_set():
+                raise TransportTimeoutError(
+                    f"{url}: not complete within the {self.settings.deadline:g} s deadline", url
+                ) from e
+            raise self._failure(url, e) from e
+        finally:
+            timer.cancel()
+            if not complete:
+                # Unread data is still on the wire (perhaps endlessly): drop the connection
+                # rather than drain it or hand it back for reuse.
+                response.close()
+            response.release_conn()
+
+    def _check_size(self, url: str, received: int) -> None:
+        cap = self.settings.max_response_bytes
+        if received > cap:
+            raise TransportTooLargeError(
+                f"{url}: response over {cap} bytes, the transport's cap; refusing the rest", url
+            )
+
+    @staticmethod
+    def _failure(url: str, error: urllib3.exceptions.HTTPError) -> tuf_exceptions.DownloadError:
+        """Name what went wrong in words an operator can act on."""
+        reason: BaseException = error
+        if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+            reason = error.reason
+        if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+            return TransportTimeoutError(f"{url}: no data within the read timeout", url)
+        if isinstance(reason, urllib3.exceptions.SSLError):
+            return TransportError(
+                f"{url}: TLS failure: {reason}",
+                url,
+                "tls",
+            )
+        if isinstance(
+            reason,
+            urllib3.exceptions.NewConnectionError
+            | urllib3.exceptions.ConnectTimeoutError
+            | urllib3.exceptions.NameResolutionError,
+        ):
+            return TransportError(f"{url}: host unreachable: {reason}", url, "unreachable")
+        text = str(reason)
+        if "SSL" in text or "TLS" in text or "certificate" in text:
+            return TransportError(f"{url}: TLS failure: {text}", url, "tls")
+        return TransportError(f"{url}: connection failed: {text}", url, "connection")
+
+
+_HINTS = {
+    "tls": "check --ca-bundle (the server's CA) and --client-cert/--client-key (yours)",
+    "unreachable": "check the repository URL, your network, proxy and firewall",
+    "connection": "the server closed the connection; try again, then ask the library's operator",
+    "refused": "use an https:// repository URL",
+}
+
+
+def to_cfl_error(error: tuf_exceptions.DownloadError) -> CflError:
+    """Map a download error to the ``CflError`` the CLI reports, keeping its message.
+
+    The one mapping of HTTP statuses: 400, 401 and 403 are configuration (the credentials this
+    home was given are refused; the message carries the server's reason); a too-large response is
+    a verification failure (the host is misbehaving); everything else is the library being
+    unavailable.
+    """
+    if isinstance(error, tuf_exceptions.DownloadHTTPError):
+        if error.status_code in _STATUSES_WITH_REASON:
+            return ConfigurationError(str(error))
+        return UnavailableError(str(error))
+    if isinstance(error, TransportTooLargeError):
+        return VerificationError(str(error), hint="the server sent more than it may")
+    if isinstance(error, tuf_exceptions.DownloadLengthMismatchError):
+        # ngclient's own limit: the signed metadata said how long the file is.
+        return VerificationError(
+            f"the server sent more data than the signed metadata allows ({error})"
+        )
+    if isinstance(error, tuf_exceptions.SlowRetrievalError):
+        return UnavailableError(str(error), hint="raise the read timeout or try again later")
+    if isinstance(error, TransportError):
+        return UnavailableError(str(error), hint=_HINTS.get(error.kind))
+    return UnavailableError(str(error))

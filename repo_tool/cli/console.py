@@ -1,0 +1,145 @@
+"""The `cfl-repo` command line's edge: one top-level error handler, the clock, the secrets prompt.
+
+Commands raise; only `run` turns errors into ``error:``/``hint:`` lines and the named exit codes
+(ARCHITECTURE "Stable outputs"), so no command can forget to, and a traceback appears only with -v.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from metadata_templates.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    CflError,
+    ConfigurationError,
+    RejectedInputError,
+)
+from metadata_templates.output import json_document
+from repo_tool.signing.keys import PASSPHRASE_ENV
+
+if TYPE_CHECKING:
+    from repo_tool.state.repository import Repository
+
+EXIT_INTERRUPTED = 130
+HSM_PIN_ENV = "CFL_HSM_PIN"
+
+logger = logging.getLogger("repo_tool")
+
+
+def utc_now() -> datetime:
+    """The real clock, read only here at the edge and passed inward as ``now``."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def err(message: str) -> None:
+    """A line for people: stderr, so stdout stays one JSON document for scripts."""
+    click.echo(message, err=True)
+
+
+def emit_json(doc: dict[str, Any]) -> None:
+    """The one JSON document a ``--json`` command prints on stdout."""
+    click.echo(json_document(doc))
+
+
+def prompt_secret(name: str) -> str:
+    """The secrets handler signers call: an environment variable for unattended runs (cron), else a
+    hidden prompt on a terminal.
+
+    Raises:
+        ConfigurationError: a secret is needed, none is in the environment and stdin is no terminal.
+    """
+    env = HSM_PIN_ENV if name.lower() == "pin" else PASSPHRASE_ENV
+    if env in os.environ:
+        return os.environ[env]
+    if not sys.stdin.isatty():
+        raise ConfigurationError(f"a {name} is needed but stdin is not a terminal; set {env}")
+    return str(click.prompt(f"Enter {name}", hide_input=True, err=True))
+
+
+def repo_path(ctx: click.Context) -> Path:
+    """The ``--repo`` of this command line.
+
+    Raises:
+        ConfigurationError: none was given.
+    """
+    path: Path | None = ctx.find_root().obj.get("repo")
+    if path is None:
+        raise ConfigurationError("this command needs --repo R (the repository working directory)")
+    return path
+
+
+def open_repo(ctx: click.Context) -> Repository:
+    """The repository ``--repo`` names, with the secrets policy of every command."""
+    from repo_tool.state.repository import Repository
+
+    return Repository.open(repo_path(ctx), secrets_handler=prompt_secret)
+
+
+def read_input(path: Path, what: str, *, limit: int | None = None) -> bytes:
+    """An input file's bytes, or one error line naming the option and the path.
+
+    Args:
+        path: the file.
+        what: the option or argument that named it, for the message.
+        limit: the most bytes accepted; more is refused after reading one byte past it, so an
+            endless or huge file (/dev/zero, a sparse file) never fills memory.
+
+    Raises:
+        ConfigurationError: the file cannot be read.
+        RejectedInputError: the file is larger than ``limit``.
+    """
+    try:
+        if limit is None:
+            return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as e:
+        raise ConfigurationError(f"{what} {path}: cannot read ({e.strerror})") from e
+    if len(data) > limit:
+        raise RejectedInputError(
+            f"{what} {path}: size: found more than {limit} bytes, expected at most {limit}"
+        )
+    return data
+
+
+def run(group: click.Command, *, interrupted: str, args: list[str] | None = None) -> None:
+    """Run the command line (``args``, default ``sys.argv``) and exit with the code its outcome
+    maps to."""
+    try:
+        group.main(args=args, standalone_mode=False)
+    except CflError as e:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.exception("details")
+        err(f"error: {e}")
+        if e.hint:
+            err(f"hint: {e.hint}")
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except RecursionError as e:
+        # json refuses input nested deeper than the interpreter's stack; every file we read is
+        # shallow, so this is hostile or corrupt input (a proposal, a configuration file).
+        err(f"error: an input file is nested too deeply to be one of ours ({e})")
+        sys.exit(EXIT_FAILURE)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err(f"error: interrupted; {interrupted}")
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as e:
+        # A file-system failure no command anticipated: still one line naming the path.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.exception("details")
+        where = f"{e.filename}: " if e.filename else ""
+        err(f"error: {where}{e.strerror or e}")
+        sys.exit(EXIT_FAILURE)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,107 @@
+"""The body of `cfl-repo publish --to s3://BUCKET/PREFIX`: usage checks, progress, the report.
+
+``repo_tool/cli/main.py`` only declares the options and calls ``run_publish_to_s3``; the work is
+``repo_tool.publish_s3``'s. Humans read stderr; ``--json`` prints one document on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+from metadata_templates.errors import ConfigurationError, field_error
+from metadata_templates.output import json_document
+from repo_tool.publish.s3 import (
+    Progress,
+    S3Bucket,
+    make_s3_client,
+    parse_s3_url,
+    publish_site_to_s3,
+    publish_to_s3,
+    site_cache_dir,
+)
+from repo_tool.state.repository import Repository
+from repo_tool.verify.memo import VerifyMemo
+
+
+@contextlib.contextmanager
+def _progress(label: str, *, enabled: bool) -> Iterator[Progress | None]:
+    """A rich spinner counting uploads, on a terminal only (never in --json mode or in a pipe)."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+    from rich.progress import SpinnerColumn, TextColumn
+
+    with RichProgress(
+        SpinnerColumn(),
+        TextColumn("{task.description}: {task.completed} uploaded, last {task.fields[last]}"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None, last="")
+
+        def advance(path: str) -> None:
+            bar.update(task, advance=1, last=path)
+
+        yield advance
+
+
+def run_publish_to_s3(
+    open_repo: Callable[[], Repository],
+    *,
+    to_url: str | None,
+    endpoint_url: str | None,
+    out: Path | None,
+    no_site: bool,
+    as_json: bool,
+    now: datetime,
+) -> None:
+    """Publish to object storage and report.
+
+    Raises:
+        ConfigurationError: --endpoint-url without --to, --to with --out, a bad URL, no
+            credentials, no bucket, access denied.
+        UnavailableError: the endpoint is unreachable or an immutable object differs.
+        VerificationError: the bucket's metadata does not verify when the site is rendered.
+    """
+    if to_url is None:
+        raise ConfigurationError(
+            field_error("--to", None, "s3://BUCKET/PREFIX whenever --endpoint-url is given")
+        )
+    if out is not None:
+        raise ConfigurationError(
+            field_error("--out", str(out), "no --out with --to (one destination per publish)")
+        )
+    location = parse_s3_url(to_url)
+    bucket = S3Bucket(make_s3_client(endpoint_url), location)
+    repo = open_repo()
+    with _progress("metadata and images", enabled=not as_json) as advance:
+        report, listing = publish_to_s3(repo, bucket, now=now, on_upload=advance)
+    print(
+        f"published to {location.url}: snapshot {report.snapshot_version}, timestamp "
+        f"{report.timestamp_version}; uploaded {sum(report.uploaded.values())} object(s), "
+        f"{report.already_there} already there",
+        file=sys.stderr,
+    )
+    if not no_site:
+        with _progress("website", enabled=not as_json) as advance:
+            report.site_uploaded = publish_site_to_s3(
+                bucket,
+                listing,
+                trusted_root=repo.metadata_bytes("root", 1),
+                site_dir=site_cache_dir(repo.path, location),
+                now=now,
+                on_upload=advance,
+                memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
+            )
+        print(
+            f"website: {location.url}site/index.html ({report.site_uploaded} file(s) uploaded)",
+            file=sys.stderr,
+        )
+    if as_json:
+        print(json_document(report.to_dict()))

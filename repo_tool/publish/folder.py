@@ -1,0 +1,195 @@
+"""Write the static tree a host serves, in an order that keeps it valid for clients at every instant.
+
+The order and the list of files come from ``repo_tool.publish_plan`` (shared with the S3 writer in
+``repo_tool.publish_s3``): blobs, delegated roles, targets, snapshot, the transparency log (tiles,
+then ``log/checkpoint``), roots, ``timestamp.json`` last. Everything but ``timestamp.json`` and
+``log/checkpoint`` is immutable and named by version, hash or size, so files written
+before a crash are invisible to clients until the timestamp that references them lands, and the
+previous timestamp keeps pointing at a complete previous state. Each file is written atomically.
+
+Only what the out directory lacks is written: publishing one image into a large library writes that
+image, its manufacturer's role, targets (if changed), snapshot and timestamp, and reads nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.errors import UnavailableError
+from metadata_templates.locking import exclusive_lock
+from repo_tool.ops.snapshot import stage_snapshot
+from repo_tool.output_paths import make_dir
+from repo_tool.publish.plan import (
+    PUBLISH_STEPS,
+    Kind,
+    PlannedFile,
+    SnapshotReader,
+    StagedVersions,
+    plan_publish,
+    published_versions,
+)
+from repo_tool.state.repository import Repository
+from repo_tool.tlog.provider_log import publish_log
+
+__all__ = ["LOCK_NAME", "PUBLISH_STEPS", "PublishReport", "StepHook", "publish", "repository_plan"]
+
+LOCK_NAME = ".cfl-publish.lock"
+
+StepHook = Callable[[str], None]
+
+
+@dataclass
+class PublishReport:
+    """What one publish wrote."""
+
+    out: Path
+    snapshot_version: int = 0
+    timestamp_version: int = 0
+    signed_new_snapshot: bool = False
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PUBLISH_STEPS, 0))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "out": str(self.out),
+            "snapshot_version": self.snapshot_version,
+            "timestamp_version": self.timestamp_version,
+            "signed_new_snapshot": self.signed_new_snapshot,
+            "written": dict(self.written),
+        }
+
+
+def _write_once(path: Path, data: bytes) -> bool:
+    """Write an immutable file; refuse to replace different bytes. Returns whether it was written.
+
+    Raises:
+        UnavailableError: the file exists with other content (another library's tree?).
+    """
+    if path.exists():
+        if path.stat().st_size != len(data) or path.read_bytes() != data:
+            raise UnavailableError(
+                f"{path}: exists with different content; published files are immutable",
+                hint="publish into an empty directory or the one this repository published before",
+            )
+        return False
+    atomic_write_bytes(path, data)
+    return True
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def repository_plan(
+    repo: Repository, timestamp_bytes: bytes | None, read_snapshot: SnapshotReader
+) -> list[PlannedFile]:
+    """The plan that brings a destination holding ``timestamp_bytes`` up to the repository's head.
+
+    Reads only the repository: the CPL and withdrawals (targets), and for each role the
+    destination lacks, what was added since the version it has (recorded at ingest), so a large
+    role is not parsed for one image.
+
+    Raises:
+        UnavailableError: a target path escapes the targets directory.
+    """
+    head = repo.head
+    staged = StagedVersions(
+        root=head.root_version,
+        targets=head.targets_version,
+        snapshot=head.snapshot_version,
+        timestamp=head.timestamp_version,
+        roles=dict(head.roles),
+    )
+    done = published_versions(timestamp_bytes, read_snapshot)
+    blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]
+    blobs.extend(targets_gained(repo, done))
+    return plan_publish(staged, done, blobs)
+
+
+def targets_gained(repo: Repository, published: dict[str, int]) -> list[tuple[str, str]]:
+    """(path, sha256) of every target the head's delegated roles hold beyond the ``published``
+    role versions: what was added since (recorded at ingest), so a large role is not parsed for one
+    image; the whole role when it is new to the destination or its ingest record is missing."""
+    gained: list[tuple[str, str]] = []
+    for name, version in sorted(repo.head.roles.items()):
+        if published.get(name) == version:
+            continue
+        added = repo.added_since(name, published[name], version) if name in published else None
+        if added is None:
+            added = [(t.path, t.hashes["sha256"]) for t in repo.role(name).signed.targets.values()]
+        gained.extend(added)
+    return gained
+
+
+def planned_bytes(repo: Repository, planned: PlannedFile) -> bytes:
+    """The content of one planned file, from the repository.
+
+    Raises:
+        UnavailableError: a blob is missing or corrupt in the store.
+    """
+    if planned.sha256 is not None:
+        return repo.blobs.get(planned.sha256)
+    assert planned.role is not None and planned.version is not None
+    return repo.metadata_bytes(planned.role, planned.version)
+
+
+def _write_planned(repo: Repository, path: Path, planned: PlannedFile) -> bool:
+    """Write one planned file if the folder needs it; returns whether it was written."""
+    if planned.kind is Kind.MUTABLE:
+        data = planned_bytes(repo, planned)
+        if _read_or_none(path) == data:
+            return False
+        atomic_write_bytes(path, data)
+        return True
+    if planned.step == "blobs":
+        # A blob is named by its hash and may be 10 MB: its presence is enough.
+        if path.exists():
+            return False
+        atomic_write_bytes(path, planned_bytes(repo, planned))
+        return True
+    return _write_once(path, planned_bytes(repo, planned))
+
+
+def publish(
+    repo: Repository, out: Path, *, now: datetime, between_steps: StepHook | None = None
+) -> PublishReport:
+    """Sign a new snapshot/timestamp if anything changed, then bring ``out`` up to date.
+
+    ``between_steps`` is called with the name of each step before it runs (tests inject crashes).
+
+    Raises:
+        UnavailableError: a lock is held, a blob is corrupt, or an immutable file conflicts.
+        ConfigurationError: ``out`` is, or is under, a regular file.
+    """
+    hook = between_steps or (lambda step: None)
+    report = PublishReport(out=out)
+    make_dir(out, field="--out")
+    with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
+        report.signed_new_snapshot = stage_snapshot(repo, now=now)
+        head = repo.head
+        metadata_dir = out / "metadata"
+        plan = repository_plan(
+            repo,
+            _read_or_none(metadata_dir / "timestamp.json"),
+            lambda version: _read_or_none(metadata_dir / f"{version}.snapshot.json"),
+        )
+        by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
+        for planned in plan:
+            by_step[planned.step].append(planned)
+        for step in PUBLISH_STEPS:
+            hook(step)
+            if step == "log" and repo.config.log is not None:
+                # Tiles, then the checkpoint the new timestamp binds (repo_tool/tlog/provider_log.py).
+                report.written["log"] += publish_log(repo.log_dir, out / "log", repo.log_state())
+            for planned in by_step[step]:
+                if _write_planned(repo, out / planned.path, planned):
+                    report.written[step] += 1
+        report.snapshot_version = head.snapshot_version
+        report.timestamp_version = head.timestamp_version
+    return report

@@ -1,0 +1,250 @@
+"""The website step of `cfl-repo publish`: tell the site which images the publish added.
+
+``repo_tool.site.build_site`` renders one new image into a built site of 100,000 without looking at
+the other 99,999, but only when it is told which images are new; otherwise it first loops over the
+whole library to find them. A publish knows: the roles it brings the tree up to, from the versions
+the tree's snapshot listed before, and what each version added, recorded at ingest
+(``Repository.added_since``, the same record ``repo_tool.publisher.repository_plan`` uses).
+
+The hint is relative to the tree the publish started from, so it is passed on only when the site
+folder's ``BASIS_NAME`` record says its last complete build showed exactly that tree's roles (not
+after a `refresh` or `publish --no-site` that published images, or a migration to hash bins,
+without a site build). ``repo_tool.site_append`` then checks it again against the site's own
+state (the count must add up, every told image must be newer than every listed one) and, when it
+does not fit, finds the new images itself or renders everything (a killed build leaves a marker
+that forces the full build), so a wrong hint costs time, never bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.errors import UnavailableError
+from repo_tool.publish.folder import targets_gained
+from repo_tool.publish.plan import published_versions
+from repo_tool.site.build import SiteBuildResult, build_site
+from repo_tool.state.repository import Repository
+from repo_tool.verify.memo import VerifyMemo
+from repo_tool.verify.published import PublishedImage, PublishedLibrary
+from repo_tool.verify.walk import Reader
+
+__all__ = [
+    "BASIS_NAME",
+    "MemoUse",
+    "PublishHint",
+    "PublishedSite",
+    "TreeState",
+    "build_published_site",
+    "images_named",
+    "publish_hint",
+    "tree_state",
+]
+
+logger = logging.getLogger(__name__)
+
+# In the site folder: the digest of the role versions of the tree the site was last completely
+# built from. A hint is relative to the tree a publish started from, so it is used only when the
+# site shows exactly that tree's roles (not after a `refresh` or `publish --no-site` that published
+# images, or a bins migration, without a site build). A `refresh` that only re-signs snapshot and
+# timestamp leaves the roles, so it leaves the hint usable.
+BASIS_NAME = ".cfl-site-basis"
+
+
+@dataclass(frozen=True)
+class TreeState:
+    """The role versions (targets and every delegated role) a published tree's snapshot lists."""
+
+    roles: dict[str, int]
+
+    @property
+    def digest(self) -> str:
+        """A short, stable name for exactly these versions."""
+        lines = "".join(f"{name} {version}\n" for name, version in sorted(self.roles.items()))
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PublishHint:
+    """The target paths one publish added to the tree whose ``TreeState.digest`` is ``since``."""
+
+    since: str
+    targets: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PublishedSite:
+    """What the website step of a publish did."""
+
+    site_dir: Path
+    result: SiteBuildResult
+    hinted: int | None  # how many images the site was told were new; None: no hint used
+    memo: MemoUse | None = None  # what the verified-role memo saved; None: no memo used
+
+
+@dataclass(frozen=True)
+class MemoUse:
+    """How the website step's verification used the verified-role memo."""
+
+    recalled: int  # roles recalled, not verified again
+    verified: int  # roles verified in full (new, changed or re-keyed since the last walk)
+    remembered: int  # of those, written to the memo (verified with no problem)
+
+    def to_dict(self) -> dict[str, int]:
+        """For ``--json``."""
+        return {"recalled": self.recalled, "verified": self.verified, "remembered": self.remembered}
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def tree_state(out: Path) -> TreeState | None:
+    """What the published tree at ``out`` serves now; None when it has no readable timestamp or
+    snapshot (a first publish). Read before a publish, it is what the publish adds to."""
+    metadata = out / "metadata"
+    roles = published_versions(
+        _read(metadata / "timestamp.json"),
+        lambda version: _read(metadata / f"{version}.snapshot.json"),
+    )
+    return TreeState(roles) if roles else None
+
+
+def publish_hint(repo: Repository, before: TreeState | None) -> PublishHint | None:
+    """The target paths the repository's roles gained since the tree state ``before``.
+
+    A role ``before`` did not list contributes all its targets (a new manufacturer, or the bins a
+    migration created); a version without its ingest record, the whole role, as
+    ``repo_tool.publisher.repository_plan`` does.
+
+    Args:
+        repo: the repository, at the head just published.
+        before: ``tree_state`` of the destination, read before the publish.
+
+    Returns:
+        The hint; None when nothing was published before (no site to append to either).
+    """
+    if before is None:
+        return None
+    gained = targets_gained(repo, before.roles)
+    return PublishHint(before.digest, frozenset(path for path, _sha256 in gained))
+
+
+def images_named(library: PublishedLibrary, targets: Iterable[str]) -> tuple[PublishedImage, ...]:
+    """The verified images whose target path is in ``targets`` (targets that are not images, such
+    as the CPL or the provider's documents, name none)."""
+    wanted = frozenset(targets)
+    if not wanted:
+        return ()
+    return tuple(image for image in library.images if image.target_path in wanted)
+
+
+def site_basis(site_dir: Path) -> str | None:
+    """The ``TreeState.digest`` the site at ``site_dir`` was last completely built from, or None."""
+    data = _read(site_dir / BASIS_NAME)
+    try:
+        return data.decode("ascii").strip() if data is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
+def verified_for_site(
+    read: Reader, root_bytes: bytes, *, now: datetime, memo: VerifyMemo | None
+) -> PublishedLibrary:
+    """The verified library a website is built from (`publish`, `site build`, `publish --to
+    s3://`): role files verified cleanly before are recalled from ``memo``, and the CPL's hash is
+    checked without parsing its entries, which the site does not show. After the clean walk the
+    memo keeps only this tree's roles.
+
+    Raises:
+        VerificationError: the tree does not verify (the memo is then left as it was).
+    """
+    from repo_tool.intake.cpl_cache import cpl_without_entries
+    from repo_tool.verify.walk import verified_library
+
+    library = verified_library(
+        read, root_bytes, now=now, check_blobs=False, memo=memo, cpl_loader=cpl_without_entries
+    )
+    if memo is not None:
+        pruned = memo.prune()  # the walk was clean and complete: keep only this tree's roles
+        logger.info(
+            "verify memo: %d role(s) recalled, %d verified (%d remembered), %d pruned",
+            memo.hits,
+            memo.misses,
+            memo.written,
+            pruned,
+        )
+    return library
+
+
+def build_published_site(
+    out: Path,
+    root_bytes: bytes,
+    *,
+    now: datetime,
+    hint: PublishHint | None,
+    memo: VerifyMemo | None = None,
+) -> PublishedSite:
+    """Verify the published tree at ``out`` and render its website into ``out/site``.
+
+    The hint is passed on only when the site was last built from the tree the hint starts from;
+    ``repo_tool.site_append`` checks it again against the site's own record.
+
+    Args:
+        out: the published tree.
+        root_bytes: the trusted root the tree is verified from.
+        now: the build time (the site's only timestamp, and the verification time).
+        hint: ``publish_hint`` of the publish that just ran; None when unknown.
+        memo: the repository's verified-role memo (repo_tool/verify/memo.py): roles verified
+            cleanly before are not verified again; pruned to this tree's roles after a clean walk.
+            None verifies everything.
+
+    Returns:
+        Where the site is, what the build did, and the size of the hint used.
+
+    Raises:
+        VerificationError: the published tree does not verify.
+        UnavailableError: the site folder cannot be read or written.
+        SiteBuildError: two images would share one page.
+    """
+    from repo_tool.verify.walk import folder_reader
+
+    # Read before the library: a publish landing in between makes the site newer than its
+    # record, which only withholds the next hint (the tree never moves back).
+    basis = tree_state(out)
+    library = verified_for_site(folder_reader(out), root_bytes, now=now, memo=memo)
+    site_dir = out / "site"
+    added = None
+    if hint is not None and site_basis(site_dir) == hint.since:
+        added = images_named(library, hint.targets)
+    try:
+        # The record claims a complete build: withdraw it until this one completes.
+        (site_dir / BASIS_NAME).unlink(missing_ok=True)
+    except OSError as e:
+        raise UnavailableError(f"site {site_dir / BASIS_NAME}: cannot remove: {e}") from e
+    result = build_site(library, site_dir, generated=now, added=added)
+    if basis is not None:
+        try:
+            atomic_write_bytes(site_dir / BASIS_NAME, f"{basis.digest}\n".encode("ascii"))
+        except OSError as e:
+            raise UnavailableError(f"site {site_dir / BASIS_NAME}: cannot write: {e}") from e
+    logger.info(
+        "site: told %s new image(s); %s",
+        "no" if added is None else len(added),
+        "appended" if result.appended else "keyed build",
+    )
+    return PublishedSite(site_dir, result, None if added is None else len(added), _memo_use(memo))
+
+
+def _memo_use(memo: VerifyMemo | None) -> MemoUse | None:
+    if memo is None:
+        return None
+    return MemoUse(recalled=memo.hits, verified=memo.misses, remembered=memo.written)

@@ -83,7 +83,7 @@ def test_the_console_script_is_the_entry_point() -> None:
     script = Path(sys.executable).with_name("cfl")
     if not script.is_file():
         pytest.fail(f"the cfl console script is not installed next to {sys.executable}")
-    assert "from client.entry import main" in script.read_text()
+    assert "from client.cli.entry import main" in script.read_text()
 
 
 def test_cfl_check_verifies_without_loading_what_it_never_uses(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_the_blocked_packages_are_ones_securesystemslib_treats_as_optional() -> 
     # The block makes the process look like an install without boto3 and python-pkcs11:
     # securesystemslib records each as missing (instead of failing) and still verifies signatures.
     done = _python(
-        "from client.entry import block_unused_imports\n"
+        "from client.cli.entry import block_unused_imports\n"
         "blocked = block_unused_imports()\n"
         "from securesystemslib.signer import _aws_signer, _hsm_signer, CryptoSigner\n"
         "signer = CryptoSigner.generate_ed25519()\n"
@@ -133,7 +133,7 @@ def test_no_client_module_needs_a_blocked_package() -> None:
     # with the block in place, so no `cfl` command can need boto3 or python-pkcs11.
     done = _python(
         "import importlib, pkgutil\n"
-        "from client.entry import block_unused_imports\n"
+        "from client.cli.entry import block_unused_imports\n"
         "block_unused_imports()\n"
         "import client\n"
         "names = [m.name for m in pkgutil.walk_packages(client.__path__, 'client.')]\n"
@@ -148,7 +148,7 @@ def test_no_client_module_needs_a_blocked_package() -> None:
 def test_the_block_leaves_imported_packages_alone() -> None:
     done = _python(
         "import json\n"
-        "from client.entry import block_unused_imports\n"
+        "from client.cli.entry import block_unused_imports\n"
         "print(block_unused_imports(['json', 'not_a_package_cfl_knows']))\n"
         "import json\n"
         "print(json.dumps([1]))\n"

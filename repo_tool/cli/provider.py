@@ -14,7 +14,7 @@ from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import utc_now
-from repo_tool.cli.keys import _proposal_or_done, _public_keys, proposal_option
+from repo_tool.cli.options import _proposal_or_done, _public_keys, proposal_option
 from repo_tool.ops.provider import ProviderChange
 from repo_tool.signing.keys import DEV_KEY_WARNING, SignerRef, write_keypair
 
@@ -251,7 +251,7 @@ def enrol_bundle(
     from datetime import timedelta
 
     from metadata_templates import identifiers
-    from repo_tool.cli.keys import _write_new, manufacturer_signers
+    from repo_tool.cli.options import _write_new, manufacturer_signers
     from repo_tool.gateway.enrolment import build_enrolment
 
     try:

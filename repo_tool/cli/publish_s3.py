@@ -1,6 +1,6 @@
 """The body of `cfl-repo publish --to s3://BUCKET/PREFIX`: usage checks, progress, the report.
 
-``repo_tool/cli/main.py`` only declares the options and calls ``run_publish_to_s3``; the work is
+``repo_tool/cli/publish.py`` only declares the options and calls ``run_publish_to_s3``; the work is
 ``repo_tool.publish_s3``'s. Humans read stderr; ``--json`` prints one document on stdout.
 """
 

@@ -1,5 +1,8 @@
-"""`cfl-repo ceremony ...` and the manufacturer key commands (rotate-key, retire-keys, suspend,
-resume). Registered on the main `cfl-repo` group by repo_tool/cli/main.py; parse, call the library, render.
+"""`cfl-repo ceremony ...`: changing root or targets with offline keys held by separate people.
+
+`start` writes a proposal, each key holder `sign`s it on their own machine, `finish` checks the
+signatures and commits. Registered on the root group by repo_tool/cli/main.py (``CEREMONY_GROUP``);
+parse, call the library, render.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from securesystemslib.signer import CryptoSigner, Key, Signer
+from securesystemslib.signer import CryptoSigner, Signer
 
-from metadata_templates import identifiers
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import (
     CflError,
@@ -26,6 +28,7 @@ from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import prompt_secret as _prompt_secret
 from repo_tool.cli.console import read_input, utc_now
+from repo_tool.cli.options import _proposal_doc, _public_keys, _render_changes, _write_new
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
 from repo_tool.signing.keys import (
@@ -41,31 +44,10 @@ logger = logging.getLogger("repo_tool")
 _now = utc_now
 
 
-def _public_keys(paths: tuple[Path, ...], option: str) -> list[Key]:
-    return [public_key_from_pem(read_input(p, option), source=f"{option} {p}") for p in paths]
-
-
-def _write_new(path: Path, data: bytes, what: str) -> None:
-    if path.exists():
-        raise ConfigurationError(f"{what} {path}: exists already; choose another name")
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as e:
-        raise ConfigurationError(f"{what} {path}: cannot write ({e.strerror})") from e
-
-
 def _read_proposal(path: Path) -> Any:
     from repo_tool.ceremony.proposal import Proposal
 
     return Proposal.from_bytes(read_input(path, "PROPOSAL"), source=str(path))
-
-
-def _render_changes(lines: list[str]) -> None:
-    for line in lines:
-        _err(f"  {line}")
-
-
-# -------------------------------------------------------------------------------------- ceremony
 
 
 @click.group()
@@ -240,52 +222,6 @@ def ceremony_start(
         _err(f"next: each key holder runs `cfl-repo ceremony sign {out_file} --signer URI`")
 
 
-def _proposal_doc(path: Path, proposal: Any, changes: list[str]) -> dict[str, Any]:
-    from repo_tool.ceremony.sign import eligible_keys
-
-    return {
-        "proposal": str(path),
-        "role": proposal.role,
-        "version": proposal.version,
-        "signed_sha256": proposal.signed_sha256,
-        "changes": changes,
-        "eligible_keyids": sorted(eligible_keys(proposal)),
-    }
-
-
-def manufacturer_signers(
-    key_files: tuple[Path, ...], signer_uris: tuple[str, ...], signer_pubkeys: tuple[Path, ...]
-) -> list[Signer]:
-    """The manufacturer's signers for `submit` and `enrol`: private key files (a passphrase asked
-    for when encrypted) and signer URIs, each with its public PEM.
-
-    Raises:
-        ConfigurationError: no key given, a --signer without its --signer-pubkey, or an
-            unreadable or unusable key file.
-    """
-    if not key_files and not signer_uris:
-        raise ConfigurationError("give --key PRIV.pem or --signer URI --signer-pubkey PUB.pem")
-    if len(signer_uris) != len(signer_pubkeys):
-        raise ConfigurationError(
-            f"--signer: found {len(signer_uris)}, --signer-pubkey: found {len(signer_pubkeys)}; "
-            "expected one public key per signer URI"
-        )
-    signers: list[Signer] = [
-        signer_from_private_pem(
-            read_input(p, "--key"),
-            source=str(p),
-            passphrase_prompt=lambda: _prompt_secret("passphrase"),
-        )
-        for p in key_files
-    ]
-    for uri, pub in zip(signer_uris, signer_pubkeys, strict=True):
-        ref = SignerRef(
-            public_key_from_pem(read_input(pub, "--signer-pubkey"), source=str(pub)), uri
-        )
-        signers.append(load_signer(ref, base=Path.cwd(), secrets_handler=_prompt_secret))
-    return signers
-
-
 def _holder_signer(uri: str, public_key_file: Path | None) -> Signer:
     """The key holder's signer: any securesystemslib URI with its public key; for a key file the
     public key can be derived from the private one."""
@@ -448,172 +384,4 @@ def ceremony_finish(
         _err(f"warning: {note}")
 
 
-# ---------------------------------------------------------------------------------- manufacturer
-
-
-def _manufacturer_id(value: str) -> str:
-    try:
-        return identifiers.manufacturer_id(value, "ID")
-    except ValueError as e:
-        raise ConfigurationError(str(e)) from e
-
-
-# Every command that changes targets can run through a targets ceremony when its key is offline.
-proposal_option = click.option(
-    "--proposal",
-    "proposal_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The targets key is offline: write a targets ceremony proposal instead of committing.",
-)
-
-
-def _proposal_or_done(proposal: Any, out: Path | None, as_json: bool, done: str) -> None:
-    if proposal is not None and out is not None:
-        from repo_tool.ceremony.sign import summary
-
-        _write_new(out, proposal.to_bytes(), "--proposal")
-        changes = summary(proposal)
-        if as_json:
-            _emit_json(_proposal_doc(out, proposal, changes))
-        _err(f"wrote {out}: targets v{proposal.version}, changes:")
-        _render_changes(changes)
-        _err("next: targets key holders sign it; then `cfl-repo ceremony finish` and `publish`")
-        return
-    if as_json:
-        _emit_json({"done": done})
-    _err(f"{done}; run `cfl-repo publish`")
-
-
-@click.command("rotate-key")
-@click.argument("manufacturer_id")
-@click.option(
-    "--add",
-    "added",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="PUB.pem",
-    help="The manufacturer's new public key (repeat).",
-)
-@click.option(
-    "--remove", "removed", multiple=True, metavar="KEYID", help="A key ID (or prefix) to retire."
-)
-@click.option("--threshold", type=click.IntRange(1), help="The new threshold (default: unchanged).")
-@proposal_option
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.pass_context
-def rotate_key(
-    ctx: click.Context,
-    manufacturer_id: str,
-    added: tuple[Path, ...],
-    removed: tuple[str, ...],
-    threshold: int | None,
-    proposal_out: Path | None,
-    as_json: bool,
-) -> None:
-    """Add or retire a manufacturer's keys (lost, expired or compromised).
-
-    From now on the gateway accepts only the new key set. The published delegation keeps a retired
-    key until the manufacturer re-signs its role (`cfl-repo submit --renew --key NEW.pem`), so its
-    lodged images stay verifiable; then `cfl-repo manufacturer retire-keys ID` drops it.
-
-    \b
-      cfl-repo --repo R manufacturer rotate-key 121D --add new.pub.pem --remove 3f2a9c1d
-      cfl-repo --repo R manufacturer rotate-key 121D --add new.pub.pem --remove 3f2a9c1d \\
-          --proposal targets-v9.json          # targets key offline: a targets ceremony
-    """
-    from repo_tool.ops.manufacturer_keys import ALREADY
-    from repo_tool.ops.manufacturer_keys import rotate_key as do_rotate
-
-    mfr = _manufacturer_id(manufacturer_id)
-    keys = _public_keys(added, "--add")
-    repo = _open_repo(ctx)
-    with repo.locked():
-        proposal = do_rotate(
-            repo,
-            mfr,
-            add=keys,
-            remove=removed,
-            threshold=threshold,
-            now=_now(),
-            ceremony=proposal_out is not None,
-        )
-    if proposal == ALREADY:
-        # Name the keys: the operator checks that the one meant to go is not among them.
-        record = repo.head.manufacturers[mfr]
-        if as_json:
-            _emit_json(
-                {"done": "already", "keyids": sorted(record.keys), "threshold": record.threshold}
-            )
-        _err(
-            f"{mfr} has these keys already ({sorted(k[:8] for k in record.keys)}, threshold "
-            f"{record.threshold}); nothing to do"
-        )
-        return
-    _proposal_or_done(proposal, proposal_out, as_json, f"rotated the keys of {mfr}")
-
-
-@click.command("retire-keys")
-@click.argument("manufacturer_id")
-@proposal_option
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.pass_context
-def retire_keys(
-    ctx: click.Context, manufacturer_id: str, proposal_out: Path | None, as_json: bool
-) -> None:
-    """Drop retired keys from the published delegation, once the manufacturer's role is re-signed
-    with its new keys (refused before, so no lodged image becomes unverifiable)."""
-    from repo_tool.ops.manufacturer_keys import retire_keys as do_retire
-
-    mfr = _manufacturer_id(manufacturer_id)
-    repo = _open_repo(ctx)
-    with repo.locked():
-        proposal = do_retire(repo, mfr, now=_now(), ceremony=proposal_out is not None)
-    _proposal_or_done(proposal, proposal_out, as_json, f"retired the old keys of {mfr}")
-
-
-@click.command("suspend")
-@click.argument("manufacturer_id")
-@click.option("--reason", required=True, help="Why (recorded and published).")
-@click.pass_context
-def suspend(ctx: click.Context, manufacturer_id: str, reason: str) -> None:
-    """Suspend a manufacturer: its new deposits are rejected (`manufacturer-suspended`).
-
-    Its delegation and lodged images stay: removing them would silently hide what was lodged. A
-    renewal (same images, re-signed) is still accepted, so a key rotation can complete. The list of
-    suspensions is published as `cfl/suspensions.json`, signed online by cfl-provider (in a
-    repository without it: by targets when its key is online, otherwise at the next targets
-    ceremony).
-    """
-    from repo_tool.ops.manufacturer_keys import suspend as do_suspend
-
-    mfr = _manufacturer_id(manufacturer_id)
-    repo = _open_repo(ctx)
-    with repo.locked():
-        published = do_suspend(repo, mfr, reason, now=_now())
-    from repo_tool.state.repository import provider_signing_role
-
-    where = (
-        f"published in {provider_signing_role(repo.head)}"
-        if published
-        else "targets key offline: publish via a targets ceremony"
-    )
-    _err(f"suspended {mfr} ({where}); run `cfl-repo publish`")
-
-
-@click.command("resume")
-@click.argument("manufacturer_id")
-@click.option("--reason", required=True, help="Why the suspension ends (recorded).")
-@click.pass_context
-def resume(ctx: click.Context, manufacturer_id: str, reason: str) -> None:
-    """Lift a manufacturer's suspension (a recorded event)."""
-    from repo_tool.ops.manufacturer_keys import resume as do_resume
-
-    mfr = _manufacturer_id(manufacturer_id)
-    repo = _open_repo(ctx)
-    with repo.locked():
-        do_resume(repo, mfr, reason, now=_now())
-    _err(f"resumed {mfr}; run `cfl-repo publish`")
-
-
-MANUFACTURER_COMMANDS: tuple[click.Command, ...] = (rotate_key, retire_keys, suspend, resume)
 CEREMONY_GROUP: click.Group = ceremony

@@ -1,0 +1,142 @@
+"""`cfl-repo publish` and `cfl-repo refresh`: writing the static tree (and the website).
+
+`publish` writes the staged state to a folder, or to object storage through
+repo_tool/cli/publish_s3.py; `refresh` re-signs what is near expiry and publishes. Registered on
+the root group by repo_tool/cli/main.py; parse, call the library, render.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from repo_tool.cli.console import emit_json as _emit_json
+from repo_tool.cli.console import err as _err
+from repo_tool.cli.console import open_repo as _open_repo
+from repo_tool.cli.console import utc_now
+
+_now = utc_now
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Published tree (default R/public).",
+)
+@click.option("--no-site", is_flag=True, help="Do not refresh the website under OUT/site.")
+@click.option(
+    "--to",
+    "to_url",
+    metavar="s3://BUCKET/PREFIX",
+    help="Publish to S3-compatible object storage instead of a folder (credentials: boto3's "
+    "standard chain, e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE).",
+)
+@click.option(
+    "--endpoint-url",
+    metavar="URL",
+    help="With --to: an S3-compatible server (MinIO, Ceph, ...) instead of AWS.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
+@click.pass_context
+def publish(
+    ctx: click.Context,
+    out: Path | None,
+    no_site: bool,
+    to_url: str | None,
+    endpoint_url: str | None,
+    as_json: bool,
+) -> None:
+    """Write the static tree: blobs, manufacturer roles, targets, snapshot, timestamp.json last.
+
+    Safe to re-run and safe to interrupt: clients see the previous library until timestamp.json lands.
+
+    \b
+    Then the website under OUT/site is rebuilt, told which images this publish added, so one new
+    image re-renders a few dozen pages whatever the library's size (--json: "site_build"). See
+    docs/site.md, "What `cfl-repo publish` tells the site". Its verification of the tree
+    recalls role files verified cleanly before from R/cache/verify-memo instead of verifying
+    them again (--json: "site_build.verify_memo"); deleting that folder is always safe.
+
+    \b
+    With --to s3://BUCKET/PREFIX, upload to object storage in the same order: only what the
+    bucket lacks, never overwriting or deleting an immutable object, then the website.
+    See docs/hosting.md, "Publishing to object storage".
+    """
+    from repo_tool.publish.folder import publish as do_publish
+
+    # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
+    if to_url is not None or endpoint_url is not None:
+        from repo_tool.cli.publish_s3 import run_publish_to_s3
+
+        run_publish_to_s3(
+            lambda: _open_repo(ctx),
+            to_url=to_url,
+            endpoint_url=endpoint_url,
+            out=out,
+            no_site=no_site,
+            as_json=as_json,
+            now=_now(),
+        )
+        return
+    # --- end of the S3 publishing hook
+
+    repo = _open_repo(ctx)
+    target = out or repo.default_out
+    now = _now()
+    # --- site hint (issue 14): what the tree served before, so the site is told what is new
+    from repo_tool.publish import site_step as site_hint
+    from repo_tool.verify.memo import VerifyMemo
+
+    before = None if no_site else site_hint.tree_state(target)
+    # --- end of the site hint
+    report = do_publish(repo, target, now=now)
+    _err(
+        f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
+        f"wrote {sum(report.written.values())} file(s)"
+    )
+    doc = report.to_dict()
+    if not no_site:
+        site = site_hint.build_published_site(
+            target,
+            repo.metadata_bytes("root", 1),
+            now=now,
+            hint=site_hint.publish_hint(repo, before),
+            memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
+        )
+        site_dir = site.site_dir
+        _err(f"website: {site_dir}/index.html")
+        doc["site"] = str(site_dir)
+        doc["site_build"] = {
+            "appended": site.result.appended,
+            "told_new_images": site.hinted,
+            "changed_files": len(site.result.changed),
+            "verify_memo": site.memo.to_dict() if site.memo else None,
+        }
+    if as_json:
+        _emit_json(doc)
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Published tree (default R/public).",
+)
+@click.option("--force", is_flag=True, help="Re-sign even if nothing is close to expiry.")
+@click.pass_context
+def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
+    """Re-sign roles the provider holds that are past half their validity, then publish. Run from cron
+    (e.g. hourly): timestamp lives 1 day, snapshot 7, targets 90 by default."""
+    from repo_tool.ops.refresh import refresh as do_refresh
+    from repo_tool.publish.folder import publish as do_publish
+
+    repo = _open_repo(ctx)
+    now = _now()
+    with repo.locked():
+        resigned = do_refresh(repo, now=now, force=force)
+    report = do_publish(repo, out or repo.default_out, now=now)
+    _err(
+        f"re-signed: {', '.join(resigned) or 'nothing was due'}; timestamp {report.timestamp_version}"
+    )

@@ -1,0 +1,70 @@
+"""`cfl-repo site ...`: the public website rendered from the verified published metadata.
+
+Registered on the root group by repo_tool/cli/main.py; parse, call the library, render.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from repo_tool.cli.console import err as _err
+from repo_tool.cli.console import open_repo as _open_repo
+from repo_tool.cli.console import utc_now
+
+_now = utc_now
+
+
+@click.group()
+def site() -> None:
+    """The public website: what firmware exists (no images, no release notes)."""
+
+
+@site.command("build")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the site (default PUBLISHED/site).",
+)
+@click.option(
+    "--published",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Published tree (default R/public).",
+)
+@click.option(
+    "--root",
+    "root_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trusted root (default the repository's 1.root.json).",
+)
+@click.pass_context
+def site_build(
+    ctx: click.Context, out: Path | None, published: Path | None, root_file: Path | None
+) -> None:
+    """Render the website from the verified published metadata.
+
+    \b
+    When it reads the repository (unless both --published and --root are given), role files
+    verified cleanly before are recalled from R/cache/verify-memo instead of verified again
+    (deleting that folder is always safe); see docs/site.md, "The verified-role memo".
+    `cfl-repo verify` never uses it.
+    """
+    from repo_tool.publish.site_step import verified_for_site
+    from repo_tool.site.build import build_site
+    from repo_tool.verify.memo import VerifyMemo
+    from repo_tool.verify.walk import folder_reader
+
+    memo = None
+    if published is None or root_file is None:
+        repo = _open_repo(ctx)
+        published = published or repo.default_out
+        root_bytes = root_file.read_bytes() if root_file else repo.metadata_bytes("root", 1)
+        memo = VerifyMemo.of_repository(repo.path)
+    else:
+        root_bytes = root_file.read_bytes()
+    now = _now()
+    library = verified_for_site(folder_reader(published), root_bytes, now=now, memo=memo)
+    target = out or published / "site"
+    build_site(library, target, generated=now)
+    _err(f"website written to {target}/index.html ({len(library.images)} images)")

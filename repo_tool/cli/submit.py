@@ -1,0 +1,261 @@
+"""`cfl-repo keygen` and `cfl-repo submit`: the manufacturer's side, with no repository.
+
+`keygen` makes a key pair; `submit` signs a deposit, a renewal or a bin split into a bundle for the
+provider's `ingest`. Registered on the root group by repo_tool/cli/main.py; parse, call the
+library, render.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from metadata_templates import identifiers
+from metadata_templates.errors import ConfigurationError
+from repo_tool.cli.console import emit_json as _emit_json
+from repo_tool.cli.console import err as _err
+from repo_tool.cli.console import utc_now
+from repo_tool.signing.keys import KEY_TYPES, PASSPHRASE_ENV, write_keypair
+
+_now = utc_now
+
+
+@click.command()
+@click.argument("private_key", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--type", "key_type", type=click.Choice(KEY_TYPES), default="ed25519", show_default=True
+)
+@click.option(
+    "--encrypt/--no-encrypt",
+    default=True,
+    show_default=True,
+    help=f"Encrypt the private key with a passphrase (prompt, or {PASSPHRASE_ENV}).",
+)
+def keygen(private_key: Path, key_type: str, encrypt: bool) -> None:
+    """Generate a key pair: PRIVATE_KEY (0600) and PRIVATE_KEY's .pub.pem beside it. Give the public
+    PEM to the provider (manufacturer add / init --key); keep the private one offline."""
+    passphrase = None
+    if encrypt:
+        passphrase = os.environ.get(PASSPHRASE_ENV) or _confirm_passphrase()
+    _key, uri = write_keypair(private_key, key_type, passphrase=passphrase)
+    _err(
+        f"wrote {private_key} and {private_key.with_name(private_key.stem + '.pub.pem')}; signer URI: {uri}"
+    )
+
+
+def _confirm_passphrase() -> str:
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            f"--encrypt needs a passphrase: set {PASSPHRASE_ENV} or run on a terminal"
+        )
+    return str(click.prompt("New passphrase", hide_input=True, confirmation_prompt=True, err=True))
+
+
+@click.command()
+@click.argument(
+    "image_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--manufacturer", "manufacturer_id", required=True, help="Your manufacturer ID (4 hex digits)."
+)
+@click.option(
+    "--renew",
+    is_flag=True,
+    help="No image: re-sign your published role with a later expiry (run yearly; roles live 365 days).",
+)
+@click.option(
+    "--split-bins",
+    "split_bits",
+    type=click.IntRange(1, 16),
+    metavar="BITS",
+    help="No image: split your role into 2**BITS hash bins (TAP 15), or grow to more bins. Each "
+    "deposit then re-signs one bin. The policy keeps bins at about 64 images on average: the "
+    "provider's `cfl-repo status --json` gives your suggested_bit_length, and when to grow.",
+)
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key PEM (repeat for a threshold).",
+)
+@click.option(
+    "--signer",
+    "signer_uris",
+    multiple=True,
+    help="Signer URI (hsm:, gcpkms:, ...) with --signer-pubkey; repeat for a threshold.",
+)
+@click.option(
+    "--signer-pubkey",
+    "signer_pubkeys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public PEM for each --signer, in order.",
+)
+@click.option(
+    "--cpl-entry",
+    "cpl_entries",
+    multiple=True,
+    help="CPL Entry ID the image is for (repeat; required with IMAGE_FILE).",
+)
+@click.option(
+    "--reason",
+    type=click.Choice(["compliance", "security"]),
+    help="Why the image exists (required with IMAGE_FILE).",
+)
+@click.option(
+    "--advisory", "advisories", multiple=True, help="Advisory ID (required for security; repeat)."
+)
+@click.option(
+    "--release-notes",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Release notes (text) to encrypt here to the suppliers entitled to the image's device type and "
+    "the provider's notes custodian; the plaintext never leaves this machine.",
+)
+@click.option(
+    "--from", "source", required=True, help="The published library: a folder or an http(s):// URL."
+)
+@click.option(
+    "--root",
+    "root_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The library's root you trust (default: trust the source's 1.root.json on first use).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bundle file to write (*.cflb).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to keep a copy of the published CPL (checked against its signed hash on every "
+    "use), so the next deposit against the same CPL does not download it and parses only the "
+    "entries it declares (default: $CFL_REPO_CACHE, else ~/.cache/cfl-repo). Safe to delete at "
+    "any time.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what the bundle holds on stdout.")
+def submit(
+    image_file: Path | None,
+    manufacturer_id: str,
+    renew: bool,
+    split_bits: int | None,
+    key_files: tuple[Path, ...],
+    signer_uris: tuple[str, ...],
+    signer_pubkeys: tuple[Path, ...],
+    cpl_entries: tuple[str, ...],
+    reason: str | None,
+    advisories: tuple[str, ...],
+    release_notes: Path | None,
+    source: str,
+    root_file: Path | None,
+    out_file: Path,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Sign a deposit: add IMAGE_FILE to your role (one version above the published one) and write a
+    bundle for the provider's `ingest`. With --renew and no IMAGE_FILE: re-sign the role with a later
+    expiry and the same images.
+
+    \b
+    Hash bins: once your role is split (--split-bins BITS, no IMAGE_FILE), a deposit re-signs only
+    the bin its image goes to, and --renew re-signs the bins and role that are near expiry.
+    See docs/manufacturer.md, "Hash bins"."""
+    from repo_tool.cli.options import manufacturer_signers
+    from repo_tool.intake.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
+    from repo_tool.submit.deposit import (
+        build_renewal,
+        build_submission,
+        load_source_library,
+        read_source_root,
+        source_reader,
+    )
+
+    if (renew or split_bits is not None) == (image_file is not None) or (
+        renew and split_bits is not None
+    ):
+        raise ConfigurationError(
+            "give IMAGE_FILE for a deposit, or --renew or --split-bins BITS without one"
+        )
+    if image_file is not None and (not cpl_entries or reason is None):
+        raise ConfigurationError("a deposit needs --cpl-entry (at least one) and --reason")
+
+    try:
+        mfr = identifiers.manufacturer_id(manufacturer_id, "--manufacturer")
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    if out_file.suffix != BUNDLE_SUFFIX:
+        raise ConfigurationError(
+            f"--out: found {out_file.name!r}, expected a name ending in {BUNDLE_SUFFIX}"
+        )
+    signers = manufacturer_signers(key_files, signer_uris, signer_pubkeys)
+    read = source_reader(source)  # errors name --from and the source
+    if root_file is not None:
+        root_bytes = root_file.read_bytes()
+    else:
+        root_bytes = read_source_root(source, read)
+        _err("warning: no --root given; trusting the source's 1.root.json on first use")
+    now = _now()
+    # Verify only what this submit signs on top of (repo_tool/submit/scope.py).
+    from repo_tool.intake.cpl_cache import CplCache, default_cache_dir
+    from repo_tool.submit.scope import load_for_deposit, manufacturer_roles
+
+    image = image_file.read_bytes() if image_file is not None else None
+    if image is None:
+        library = load_source_library(
+            source, read, root_bytes, now=now, wanted=manufacturer_roles(mfr)
+        )
+    else:
+        library = load_for_deposit(
+            source,
+            read,
+            root_bytes,
+            now=now,
+            manufacturer_id=mfr,
+            image=image,
+            cpl_entry_ids=cpl_entries,
+            with_notes=release_notes is not None,
+            cpl_cache=CplCache(cache_dir or default_cache_dir(os.environ)),
+        )
+    if split_bits is not None:
+        from repo_tool.submit.bins import build_split
+        from repo_tool.submit.deposit import Submission
+
+        bundle, version = build_split(
+            manufacturer_id=mfr, bit_length=split_bits, signers=signers, library=library, now=now
+        )
+        submission = Submission(bundle=bundle, role_version=version)
+    elif image is None:
+        submission = build_renewal(manufacturer_id=mfr, signers=signers, library=library, now=now)
+    else:
+        submission = build_submission(
+            image=image,
+            manufacturer_id=mfr,
+            signers=signers,
+            declaration=Declaration(tuple(cpl_entries), reason or "", tuple(advisories)),
+            release_notes=release_notes.read_bytes() if release_notes else None,
+            library=library,
+            now=now,
+        )
+    write_bundle(out_file, submission.bundle)
+    written = submission.bundle
+    if as_json:
+        _emit_json(
+            {
+                "bundle": str(out_file),
+                "kind": written.kind,
+                "manufacturer_id": mfr,
+                "target": written.target or None,
+                "role": written.role_name,
+                "role_version": submission.role_version,
+                "bins": [name for name, _ in written.bins],
+            }
+        )
+    what = written.target or written.kind
+    bins = f" and {len(written.bins)} bin(s)" if written.bins else ""
+    _err(f"wrote {out_file}: {what} in {written.role_name} version {submission.role_version}{bins}")

@@ -59,7 +59,7 @@ from repo_tool.intake.image import parse_image
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.publish.folder import publish
+from repo_tool.ops.publish import publish
 from repo_tool.state.repository import Repository
 from repo_tool.submit.bins import build_split
 from repo_tool.submit.deposit import build_submission, source_reader

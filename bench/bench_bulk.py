@@ -36,7 +36,7 @@ from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.intake.bundle import Declaration, write_bundle
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
-from repo_tool.publish.folder import publish
+from repo_tool.ops.publish import publish
 from repo_tool.submit.bins import build_split
 from repo_tool.submit.deposit import build_submission
 from repo_tool.verify.published import PublishedLibrary

@@ -37,7 +37,7 @@ from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.init import initialise
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.publish.folder import publish
+from repo_tool.ops.publish import publish
 from repo_tool.signing.keys import SignerRef, write_keypair
 from repo_tool.state.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.state.repository import Repository

@@ -48,7 +48,7 @@ from metadata_templates.naming import image_target_path, role_name
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool.intake.bundle import Declaration, write_bundle
 from repo_tool.ops.ingest import ingest as ingest_op
-from repo_tool.publish.folder import publish
+from repo_tool.ops.publish import publish
 from repo_tool.publish.site_step import build_published_site, publish_hint, tree_state
 from repo_tool.site import search as site_search
 from repo_tool.site.build import build_site

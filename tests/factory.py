@@ -28,7 +28,8 @@ from repo_tool.ops.ingest import IngestResult
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.init import initialise
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
-from repo_tool.publish.folder import PublishReport, publish
+from repo_tool.ops.publish import publish
+from repo_tool.publish.folder import PublishReport
 from repo_tool.signing.keys import SignerRef, write_keypair
 from repo_tool.state.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.state.repository import Repository

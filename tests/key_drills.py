@@ -19,6 +19,7 @@ from metadata_templates.naming import PROVIDER_ROLE
 from repo_tool.ceremony.proposal import Proposal, SignatureFile
 from repo_tool.ceremony.sign import sign_proposal
 from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
+from repo_tool.ops.ceremony import finish_ceremony
 from repo_tool.ops.manufacturer_keys import resume, retire_keys, rotate_key, suspend
 from repo_tool.ops.provider import rotate_key as rotate_provider_key
 from repo_tool.ops.rotate_keys import rotate_keys as rotate_keys_op
@@ -96,8 +97,8 @@ def _root_ceremony(
         expires_in=factory.repo.config.policy.expiry("root"),
     )
     with factory.repo.locked():
-        outcome = factory.repo.finish_ceremony(
-            proposal, holders.sign(proposal, *signers), now=factory.tick()
+        outcome = finish_ceremony(
+            factory.repo, proposal, holders.sign(proposal, *signers), now=factory.tick()
         )
     assert outcome.notes == [], outcome.notes
 
@@ -187,8 +188,8 @@ def hand_targets_to_holders(
         expires_in=factory.repo.config.policy.expiry("root"),
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
         )
     resign = propose_targets(
         factory.repo.root(),
@@ -197,8 +198,8 @@ def hand_targets_to_holders(
         expires_in=expires_in or factory.repo.config.policy.expiry("targets"),
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            resign, holders.sign(resign, "tom", "tess"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, resign, holders.sign(resign, "tom", "tess"), now=factory.tick()
         )
     factory.publish()
     assert factory.repo.held_offline("targets")
@@ -218,8 +219,8 @@ def provider_key_compromise(tmp: Path) -> LibraryFactory:
             repo, [SignerRef(key, uri)], [stolen.keyid], None, now=factory.tick(), ceremony=True
         )
         assert change.proposal is not None
-        repo.finish_ceremony(
-            change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
+        finish_ceremony(
+            repo, change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
         )
     factory.publish()
     return factory
@@ -270,8 +271,11 @@ def offline_targets_routine(tmp: Path) -> LibraryFactory:
     with repo.locked():
         outcome = enrol(repo, "121D", bundle, now=factory.tick(), ceremony=True)
         assert outcome.proposal is not None
-        repo.finish_ceremony(
-            outcome.proposal, holders.sign(outcome.proposal, "tara", "tom"), now=factory.tick()
+        finish_ceremony(
+            repo,
+            outcome.proposal,
+            holders.sign(outcome.proposal, "tara", "tom"),
+            now=factory.tick(),
         )
     assert repo.head.roles["mfr-121D"] == 1
     factory.publish()

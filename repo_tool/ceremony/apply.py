@@ -18,6 +18,7 @@ from metadata_templates import naming
 from repo_tool.ceremony.proposal import OnlineSigner
 from repo_tool.signing.keys import OFFLINE_URI, SignerRef
 from repo_tool.state.config import TOP_LEVEL_ROLES, RepoConfig
+from repo_tool.state.retirement import retiring_keyids
 
 if TYPE_CHECKING:
     from repo_tool.state.head import Head, ManufacturerRecord
@@ -57,8 +58,6 @@ def manufacturers_after_targets(
     Keys the delegation marks as retiring stay out of the gateway's set: a retired key never again
     admits a deposit.
     """
-    from repo_tool.ops.manufacturer_keys import retiring_keyids
-
     delegations = targets.delegations
     roles = dict(delegations.roles or {}) if delegations else {}
     updated = dict(manufacturers)

@@ -189,6 +189,7 @@ def ceremony_start(
         )
         proposal = propose_root(repo.root(), change, now=now, expires_in=days)
     else:
+        from repo_tool.ops.ceremony import capture_targets_change
         from repo_tool.ops.manufacturer_keys import pending_targets_change
 
         edits = [pending_targets_change(repo)]
@@ -198,11 +199,13 @@ def ceremony_start(
                 from repo_tool.intake.cpl import read_cpl
 
                 doc = read_cpl(cpl_file, imported=format_timestamp(now))
-                edits.append(repo.capture_targets_change(lambda: import_cpl_op(repo, doc, now=now)))
+                edits.append(
+                    capture_targets_change(repo, lambda: import_cpl_op(repo, doc, now=now))
+                )
             if withdraw_target is not None and reason is not None:
                 target, why = withdraw_target, reason
                 edits.append(
-                    repo.capture_targets_change(lambda: withdraw_op(repo, target, why, now=now))
+                    capture_targets_change(repo, lambda: withdraw_op(repo, target, why, now=now))
                 )
 
         def apply_edits(targets: Any) -> None:
@@ -357,6 +360,7 @@ def ceremony_finish(
     again: after a crash, or when already finished, it completes the same change.
     """
     from repo_tool.ceremony.proposal import SignatureFile
+    from repo_tool.ops.ceremony import finish_ceremony
 
     proposal = _read_proposal(proposal_file)
     files = list(signature_files) or sorted(
@@ -367,7 +371,7 @@ def ceremony_finish(
     ]
     repo = _open_repo(ctx)
     with repo.locked():
-        outcome = repo.finish_ceremony(proposal, signatures, now=_now())
+        outcome = finish_ceremony(repo, proposal, signatures, now=_now())
     if as_json:
         _emit_json(
             {

@@ -64,7 +64,7 @@ def publish(
     bucket lacks, never overwriting or deleting an immutable object, then the website.
     See docs/hosting.md, "Publishing to object storage".
     """
-    from repo_tool.publish.folder import publish as do_publish
+    from repo_tool.ops.publish import publish as do_publish
 
     # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
     if to_url is not None or endpoint_url is not None:
@@ -129,8 +129,8 @@ def publish(
 def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
     """Re-sign roles the provider holds that are past half their validity, then publish. Run from cron
     (e.g. hourly): timestamp lives 1 day, snapshot 7, targets 90 by default."""
+    from repo_tool.ops.publish import publish as do_publish
     from repo_tool.ops.refresh import refresh as do_refresh
-    from repo_tool.publish.folder import publish as do_publish
 
     repo = _open_repo(ctx)
     now = _now()

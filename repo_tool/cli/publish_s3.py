@@ -1,7 +1,8 @@
 """The body of `cfl-repo publish --to s3://BUCKET/PREFIX`: usage checks, progress, the report.
 
 ``repo_tool/cli/publish.py`` only declares the options and calls ``run_publish_to_s3``; the work is
-``repo_tool.publish_s3``'s. Humans read stderr; ``--json`` prints one document on stdout.
+``repo_tool.ops.publish_s3``'s and ``repo_tool.publish.s3``'s. Humans read stderr; ``--json`` prints
+one document on stdout.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 
 from metadata_templates.errors import ConfigurationError, field_error
 from metadata_templates.output import json_document
+from repo_tool.ops.publish_s3 import publish_to_s3
 from repo_tool.publish.s3 import (
     Progress,
     S3Bucket,
     make_s3_client,
     parse_s3_url,
     publish_site_to_s3,
-    publish_to_s3,
     site_cache_dir,
 )
 from repo_tool.state.repository import Repository

@@ -21,16 +21,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import DelegatedRole, Delegations, TargetFile, Targets
+from tuf.api.metadata import Delegations, TargetFile, Targets
 
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway.check import manufacturer_delegation
+from repo_tool.ops.manufacturers import key_owners, propose_manufacturer, update_manufacturer
 from repo_tool.signing.keys import removed_by_last_commit, rotation_done
 
 # What ``rotate_key`` returns when the rotation asked for is in place already.
 ALREADY = "already"
+# The provider-signed list of suspended manufacturers (`suspensions_document`).
+SUSPENSIONS_TARGET_PATH = "cfl/suspensions.json"
 
 if TYPE_CHECKING:
     from repo_tool.state.head import ManufacturerRecord
@@ -149,8 +152,6 @@ def rotate_key(
         ConfigurationError: direct rotation but the targets key is offline.
     """
     record = _record(repo, manufacturer_id)
-    from repo_tool.ops.manufacturers import key_owners
-
     shared = key_owners(repo, {k.keyid for k in add}, besides=manufacturer_id)
     if shared:
         # One key for two manufacturers would let either sign images into the other's prefix.
@@ -179,8 +180,9 @@ def rotate_key(
                 f"--proposal: {manufacturer_id} has no delegation yet (no deposit), expected a "
                 "delegated manufacturer; rotate without --proposal, it changes no signed metadata"
             )
-        return repo.propose_manufacturer(new, now=now)
-    repo.update_manufacturer(
+        return propose_manufacturer(repo, new, now=now)
+    update_manufacturer(
+        repo,
         new,
         now=now,
         event={
@@ -219,8 +221,9 @@ def retire_keys(repo: Repository, manufacturer_id: str, *, now: datetime, ceremo
         )
     new = replace(record, retiring={})
     if ceremony:
-        return repo.propose_manufacturer(new, now=now)
-    repo.update_manufacturer(
+        return propose_manufacturer(repo, new, now=now)
+    update_manufacturer(
+        repo,
         new,
         now=now,
         event={
@@ -231,6 +234,34 @@ def retire_keys(repo: Repository, manufacturer_id: str, *, now: datetime, ceremo
         },
     )
     return None
+
+
+def set_suspended(
+    repo: Repository,
+    suspended: dict[str, dict[str, str]],
+    document: bytes,
+    *,
+    now: datetime,
+    event: dict[str, Any],
+) -> bool:
+    """Record the suspended manufacturers; publish the list as ``cfl/suspensions.json`` when
+    the targets key is online. Returns whether the list was published in targets."""
+    sha = repo.blobs.put(document)
+
+    def change(targets: Targets) -> None:
+        targets.targets[SUSPENSIONS_TARGET_PATH] = TargetFile(
+            len(document), {"sha256": sha}, SUSPENSIONS_TARGET_PATH
+        )
+
+    head = repo.head
+    # Offline targets key and no cfl-provider: the gateway enforces it now, the next targets
+    # ceremony signs it.
+    signing_role = naming.PROVIDER_ROLE if repo.provider_delegated else Targets.type
+    published = not repo.held_offline(signing_role)
+    if published:
+        head = repo.stage_provider_change(change, now)
+    repo.commit(replace(head, suspended=suspended), event=event)
+    return published
 
 
 def suspend(repo: Repository, manufacturer_id: str, reason: str, *, now: datetime) -> bool:
@@ -256,7 +287,8 @@ def suspend(repo: Repository, manufacturer_id: str, reason: str, *, now: datetim
     at = format_timestamp(now)
     suspended = dict(repo.head.suspended) | {manufacturer_id: {"reason": reason.strip(), "at": at}}
     return bool(
-        repo.set_suspended(
+        set_suspended(
+            repo,
             suspended,
             suspensions_document(suspended),
             now=now,
@@ -287,7 +319,8 @@ def resume(repo: Repository, manufacturer_id: str, reason: str, *, now: datetime
         )
     suspended = {k: v for k, v in repo.head.suspended.items() if k != manufacturer_id}
     return bool(
-        repo.set_suspended(
+        set_suspended(
+            repo,
             suspended,
             suspensions_document(suspended),
             now=now,
@@ -301,43 +334,12 @@ def resume(repo: Repository, manufacturer_id: str, reason: str, *, now: datetime
     )
 
 
-RETIRING_FIELD = "x-cfl-retiring-keyids"
-
-
-def mark_retiring(targets: Targets, record: ManufacturerRecord) -> None:
-    """Name the delegation's retiring keys inside the signed delegation itself, so the targets key
-    holders see and sign which keys the gateway no longer accepts, and a finished ceremony restores
-    the gateway's key set from signed data alone. Clients ignore the field."""
-    assert targets.delegations is not None and targets.delegations.roles is not None
-    role = targets.delegations.roles[naming.role_name(record.id)]
-    if record.retiring:
-        role.unrecognized_fields[RETIRING_FIELD] = sorted(record.retiring)
-    else:
-        role.unrecognized_fields.pop(RETIRING_FIELD, None)
-
-
-def retiring_keyids(role: DelegatedRole) -> set[str]:
-    """The keyids a delegation marks as retiring (see `mark_retiring`)."""
-    value = role.unrecognized_fields.get(RETIRING_FIELD, [])
-    return {str(k) for k in value} if isinstance(value, list) else set()
-
-
-def prune_unused_keys(targets: Targets) -> None:
-    """Drop delegation keys no delegated role lists any more (a retired key leaves the metadata)."""
-    if targets.delegations is None or targets.delegations.roles is None:
-        return
-    used = {k for role in targets.delegations.roles.values() for k in role.keyids}
-    targets.delegations.keys = {k: v for k, v in targets.delegations.keys.items() if k in used}
-
-
 def pending_targets_change(repo: Repository) -> Callable[[Targets], None]:
     """What a targets ceremony must carry besides a new expiry: a suspension list the gateway
     enforces already but that could not be signed into targets while its key was offline.
 
     Returns a change to apply to the proposed targets (a no-op when nothing is pending).
     """
-    from repo_tool.state.repository import SUSPENSIONS_TARGET_PATH
-
     suspended = repo.head.suspended
     current = repo.targets().signed.targets.get(SUSPENSIONS_TARGET_PATH)
     if (not suspended and current is None) or repo.provider_delegated:

@@ -1,19 +1,25 @@
-"""Register a manufacturer, and the delegation its first accepted deposit adds to targets."""
+"""Register a manufacturer, and the delegation its first accepted deposit adds to targets; change a
+registered manufacturer's record and delegation, directly or as a targets ceremony proposal (key
+rotation and retirement, repo_tool/ops/manufacturer_keys.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Targets
 
+from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
+from repo_tool.ceremony.start import propose_targets
 from repo_tool.gateway.check import manufacturer_delegation
 from repo_tool.state.head import ManufacturerRecord
 from repo_tool.state.repository import Repository
+from repo_tool.state.retirement import mark_retiring, prune_unused_keys
 
 
 def add_manufacturer(
@@ -109,8 +115,43 @@ def delegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
 
 def redelegate(targets: Targets, manufacturer: ManufacturerRecord) -> None:
     """A changed delegation (key rotation), without keys that no role lists any more."""
-    from repo_tool.ops.manufacturer_keys import mark_retiring, prune_unused_keys
-
     delegate(targets, manufacturer)
     mark_retiring(targets, manufacturer)
     prune_unused_keys(targets)
+
+
+def update_manufacturer(
+    repo: Repository,
+    record: ManufacturerRecord,
+    *,
+    now: datetime,
+    event: dict[str, Any],
+) -> bool:
+    """Replace a manufacturer's record; when it is delegated already, re-sign targets with the
+    delegation that follows it (needs the targets key online). Returns whether targets changed.
+
+    Raises:
+        ConfigurationError: the targets key is offline (use a targets ceremony instead).
+    """
+    head = repo.head
+    manufacturers = dict(head.manufacturers) | {record.id: record}
+    targets_version = head.targets_version
+    delegated = naming.role_name(record.id) in head.roles
+    if delegated:
+        targets_version = repo.stage_targets(lambda t: redelegate(t, record), now)
+    repo.commit(
+        replace(head, manufacturers=manufacturers, targets_version=targets_version),
+        event=event,
+    )
+    return delegated
+
+
+def propose_manufacturer(repo: Repository, record: ManufacturerRecord, *, now: datetime) -> Any:
+    """A targets ceremony proposal that changes one manufacturer's delegation to ``record``."""
+    return propose_targets(
+        repo.root(),
+        repo.targets(),
+        now=now,
+        expires_in=repo.config.policy.expiry(Targets.type),
+        change=lambda t: redelegate(t, record),
+    )

@@ -2,7 +2,7 @@
 keys. Each change is a new targets delegation, so it is direct when the targets key is at hand and a
 targets ceremony proposal when it is offline; either way the one commit that makes the new targets
 current also stages the ``cfl-provider`` version signed by the delegated keys (`provider_after_targets`,
-which `Repository.finish_ceremony` calls too), so a client never meets a delegation whose role is
+which `repo_tool.ops.ceremony.finish_ceremony` calls too), so a client never meets a delegation whose role is
 missing or signed by keys it no longer names.
 """
 
@@ -307,8 +307,7 @@ def provider_after_targets(
     }
     if repo.head.suspended:
         # A suspension the gateway enforces but an offline targets key could not publish yet.
-        from repo_tool.ops.manufacturer_keys import suspensions_document
-        from repo_tool.state.repository import SUSPENSIONS_TARGET_PATH
+        from repo_tool.ops.manufacturer_keys import SUSPENSIONS_TARGET_PATH, suspensions_document
 
         document = suspensions_document(repo.head.suspended)
         sha = repo.blobs.put(document)

@@ -15,14 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
-from metadata_templates.locking import exclusive_lock
-from repo_tool.ops.snapshot import stage_snapshot
-from repo_tool.output_paths import make_dir
 from repo_tool.publish.plan import (
     PUBLISH_STEPS,
     Kind,
@@ -35,7 +31,14 @@ from repo_tool.publish.plan import (
 from repo_tool.state.repository import Repository
 from repo_tool.tlog.provider_log import publish_log
 
-__all__ = ["LOCK_NAME", "PUBLISH_STEPS", "PublishReport", "StepHook", "publish", "repository_plan"]
+__all__ = [
+    "LOCK_NAME",
+    "PUBLISH_STEPS",
+    "PublishReport",
+    "StepHook",
+    "repository_plan",
+    "write_tree",
+]
 
 LOCK_NAME = ".cfl-publish.lock"
 
@@ -156,40 +159,32 @@ def _write_planned(repo: Repository, path: Path, planned: PlannedFile) -> bool:
     return _write_once(path, planned_bytes(repo, planned))
 
 
-def publish(
-    repo: Repository, out: Path, *, now: datetime, between_steps: StepHook | None = None
-) -> PublishReport:
-    """Sign a new snapshot/timestamp if anything changed, then bring ``out`` up to date.
-
-    ``between_steps`` is called with the name of each step before it runs (tests inject crashes).
+def write_tree(repo: Repository, out: Path, report: PublishReport, hook: StepHook) -> None:
+    """Bring ``out`` up to date with the snapshot and timestamp ``repo`` has staged already
+    (repo_tool/ops/publish.py signs them first), step by step in `PUBLISH_STEPS` order, and record
+    in ``report`` what was written. The caller holds the repository lock and ``out``'s
+    (`LOCK_NAME`); ``hook`` is called with the name of each step before it runs.
 
     Raises:
-        UnavailableError: a lock is held, a blob is corrupt, or an immutable file conflicts.
-        ConfigurationError: ``out`` is, or is under, a regular file.
+        UnavailableError: a blob is corrupt, or an immutable file conflicts.
     """
-    hook = between_steps or (lambda step: None)
-    report = PublishReport(out=out)
-    make_dir(out, field="--out")
-    with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
-        report.signed_new_snapshot = stage_snapshot(repo, now=now)
-        head = repo.head
-        metadata_dir = out / "metadata"
-        plan = repository_plan(
-            repo,
-            _read_or_none(metadata_dir / "timestamp.json"),
-            lambda version: _read_or_none(metadata_dir / f"{version}.snapshot.json"),
-        )
-        by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
-        for planned in plan:
-            by_step[planned.step].append(planned)
-        for step in PUBLISH_STEPS:
-            hook(step)
-            if step == "log" and repo.config.log is not None:
-                # Tiles, then the checkpoint the new timestamp binds (repo_tool/tlog/provider_log.py).
-                report.written["log"] += publish_log(repo.log_dir, out / "log", repo.log_state())
-            for planned in by_step[step]:
-                if _write_planned(repo, out / planned.path, planned):
-                    report.written[step] += 1
-        report.snapshot_version = head.snapshot_version
-        report.timestamp_version = head.timestamp_version
-    return report
+    head = repo.head
+    metadata_dir = out / "metadata"
+    plan = repository_plan(
+        repo,
+        _read_or_none(metadata_dir / "timestamp.json"),
+        lambda version: _read_or_none(metadata_dir / f"{version}.snapshot.json"),
+    )
+    by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
+    for planned in plan:
+        by_step[planned.step].append(planned)
+    for step in PUBLISH_STEPS:
+        hook(step)
+        if step == "log" and repo.config.log is not None:
+            # Tiles, then the checkpoint the new timestamp binds (repo_tool/tlog/provider_log.py).
+            report.written["log"] += publish_log(repo.log_dir, out / "log", repo.log_state())
+        for planned in by_step[step]:
+            if _write_planned(repo, out / planned.path, planned):
+                report.written[step] += 1
+    report.snapshot_version = head.snapshot_version
+    report.timestamp_version = head.timestamp_version

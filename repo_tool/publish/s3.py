@@ -1,8 +1,8 @@
 """Publish the library to S3-compatible object storage: the same plan as a folder, over boto3.
 
-``publish_to_s3`` lists the bucket prefix once, then uploads in the order ``repo_tool.publish_plan``
-gives (blobs, delegated roles, targets, snapshot, roots, ``timestamp.json`` last) only what the
-bucket lacks. It never deletes and never overwrites an immutable object:
+``publish_to_s3`` (repo_tool/ops/publish_s3.py) lists the bucket prefix once, then `upload_staged`
+uploads in the order ``repo_tool.publish_plan`` gives (blobs, delegated roles, targets, snapshot,
+roots, ``timestamp.json`` last) only what the bucket lacks. It never deletes and never overwrites an immutable object:
 
 - a new object is put with ``If-None-Match: *``, so a concurrent writer cannot be overwritten; on a
   server that does not implement conditional writes (HTTP 501) it falls back to a plain put after
@@ -41,7 +41,6 @@ from metadata_templates.errors import (
     UnavailableError,
     field_error,
 )
-from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.publish.folder import StepHook, planned_bytes, repository_plan
 from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH, Kind, PlannedFile
 from repo_tool.state.repository import Repository
@@ -385,61 +384,48 @@ def _conflict(bucket: S3Bucket, relative: str) -> UnavailableError:
     )
 
 
-def publish_to_s3(
+def upload_staged(
     repo: Repository,
     bucket: S3Bucket,
-    *,
-    now: datetime,
-    between_steps: StepHook | None = None,
-    on_upload: Progress | None = None,
-) -> tuple[S3PublishReport, dict[str, ListedObject]]:
-    """Sign a new snapshot/timestamp if anything changed, then bring the bucket prefix up to date.
-
-    Args:
-        repo: the repository.
-        bucket: where to publish.
-        now: the time (signing, expiry).
-        between_steps: called with each step's name before it runs (tests inject crashes).
-        on_upload: called with each relative path uploaded (progress display).
-
-    Returns:
-        The report, and the listing taken at the start (for ``upload_site``).
+    listing: dict[str, ListedObject],
+    report: S3PublishReport,
+    hook: StepHook,
+    on_upload: Progress | None,
+) -> None:
+    """Bring the bucket prefix up to date with the snapshot and timestamp ``repo`` has staged
+    already (repo_tool/ops/publish_s3.py signs them first), step by step in `PUBLISH_STEPS` order,
+    and record in ``report`` what was uploaded. ``listing`` is the bucket's, taken under the
+    repository lock the caller holds; ``hook`` is called with each step's name before it runs,
+    ``on_upload`` with each relative path uploaded.
 
     Raises:
-        ConfigurationError: no credentials, no bucket, access denied.
-        UnavailableError: unreachable endpoint, a lock held, a corrupt blob, or an immutable object
-            that exists with other bytes (then ``timestamp.json`` is left as it was).
+        ConfigurationError, UnavailableError: see ``translate_s3_error``; an immutable object that
+            exists with other bytes (then ``timestamp.json`` is left as it was).
     """
-    hook = between_steps or (lambda step: None)
-    report = S3PublishReport(url=bucket.location.url)
-    with repo.locked():
-        listing = bucket.list()
-        report.signed_new_snapshot = stage_snapshot(repo, now=now)
-        head = repo.head
-        timestamp_now = bucket.get(TIMESTAMP_PATH) if TIMESTAMP_PATH in listing else None
+    head = repo.head
+    timestamp_now = bucket.get(TIMESTAMP_PATH) if TIMESTAMP_PATH in listing else None
 
-        def read_snapshot(version: int) -> bytes | None:
-            relative = f"metadata/{version}.snapshot.json"
-            return bucket.get(relative) if relative in listing else None
+    def read_snapshot(version: int) -> bytes | None:
+        relative = f"metadata/{version}.snapshot.json"
+        return bucket.get(relative) if relative in listing else None
 
-        plan = repository_plan(repo, timestamp_now, read_snapshot)
-        by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
-        for planned in plan:
-            by_step[planned.step].append(planned)
-        for step in PUBLISH_STEPS:
-            hook(step)
-            if step == "log" and repo.config.log is not None:
-                report.uploaded["log"] += _upload_log(repo, bucket, listing, on_upload)
-            for planned in by_step[step]:
-                if _upload_planned(repo, bucket, planned, listing.get(planned.path), timestamp_now):
-                    report.uploaded[step] += 1
-                    if on_upload is not None:
-                        on_upload(planned.path)
-                else:
-                    report.already_there += 1
-        report.snapshot_version = head.snapshot_version
-        report.timestamp_version = head.timestamp_version
-    return report, listing
+    plan = repository_plan(repo, timestamp_now, read_snapshot)
+    by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
+    for planned in plan:
+        by_step[planned.step].append(planned)
+    for step in PUBLISH_STEPS:
+        hook(step)
+        if step == "log" and repo.config.log is not None:
+            report.uploaded["log"] += _upload_log(repo, bucket, listing, on_upload)
+        for planned in by_step[step]:
+            if _upload_planned(repo, bucket, planned, listing.get(planned.path), timestamp_now):
+                report.uploaded[step] += 1
+                if on_upload is not None:
+                    on_upload(planned.path)
+            else:
+                report.already_there += 1
+    report.snapshot_version = head.snapshot_version
+    report.timestamp_version = head.timestamp_version
 
 
 def _upload_log(

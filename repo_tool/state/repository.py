@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,6 @@ from tuf.api.metadata import (
 from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument
-from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
@@ -57,7 +56,7 @@ from repo_tool.intake.cpl_cache import select_entries
 from repo_tool.signing.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.state import journal
 from repo_tool.state.config import RepoConfig
-from repo_tool.state.head import Head, ManufacturerRecord
+from repo_tool.state.head import Head
 from repo_tool.state.library_index import IndexStore
 from repo_tool.state.store import BlobStore
 from repo_tool.tlog import provider_log as tlog
@@ -78,7 +77,8 @@ class Repository:
         self.blobs = BlobStore(path / "blobs")
         self._head: Head | None = None
         self._signer_cache: dict[tuple[str, str], Signer] = {}
-        self._capturing = False  # see capture_targets_change
+        # True while repo_tool/ops/ceremony.py `capture_targets_change` runs an operation
+        self.capturing = False
 
     # ----------------------------------------------------------------------------------- paths
 
@@ -131,6 +131,10 @@ class Repository:
             except (OSError, ValueError, TypeError, KeyError) as e:
                 raise ConfigurationError(f"{path}: unreadable ({e!r})") from e
         return self._head
+
+    def forget_head(self) -> None:
+        """Drop the cached head: the next read of `head` re-reads the committed one."""
+        self._head = None
 
     def commit(self, head: Head, *, event: dict[str, Any], **more: dict[str, Any]) -> None:
         """The single atomic step that makes a change real.
@@ -391,8 +395,8 @@ class Repository:
         ``root`` and ``config`` default to the committed ones; a key rotation passes the new ones
         so that root and the targets it re-keys land in one commit.
         """
-        if self._capturing:  # the change goes into a targets ceremony instead (ceremony/)
-            raise _CapturedChange(change)
+        if self.capturing:  # the change goes into a targets ceremony instead (ceremony/)
+            raise CapturedChange(change)
         md = self.targets()
         change(md.signed)
         self.bump(md.signed, Targets.type, now)
@@ -554,250 +558,11 @@ class Repository:
         )
         return replace(head, snapshot_version=snapshot.version, timestamp_version=timestamp.version)
 
-    # ------------------------------------------- keys branch hooks: logic in repo_tool/ceremony/,
-    # repo_tool/ops/manufacturer_keys.py; these methods only read state, write, and commit.
-
-    def finish_ceremony(
-        self, proposal: Any, signatures: list[Any], *, now: datetime
-    ) -> CeremonyOutcome:
-        """Commit a signed ceremony proposal: verify, write the new root or targets, follow it in
-        the configuration (root) or the registered manufacturers (targets), stage snapshot and
-        timestamp. Running it again after a crash, or after it finished, completes the same change.
-
-        Raises:
-            RejectedInputError: a stale proposal or a signature file that does not belong to it.
-            VerificationError: the signatures do not meet the threshold(s).
-        """
-        from repo_tool.ceremony.apply import (
-            config_after_root,
-            manufacturers_after_targets,
-            provider_documents_after_targets,
-        )
-        from repo_tool.ceremony.finish import check_applies, signed_metadata
-        from repo_tool.ceremony.proposal import sha256_hex
-
-        is_root = proposal.role == Root.type
-        current: Metadata[Any] = self.root() if is_root else self.targets()
-        done = sha256_hex(current.signed_bytes) == proposal.signed_sha256
-        if not done:
-            check_applies(proposal, self.root(), current)
-            md = signed_metadata(proposal, signatures, now=now)
-            # Version head+1 is not committed yet, so a file there is an orphan of a killed run.
-            atomic_write_bytes(self.metadata_path(proposal.role, md.signed.version), md.to_bytes())
-            event = {
-                "event": f"ceremony-{proposal.role}",
-                "at": format_timestamp(now),
-                "version": md.signed.version,
-                "signed_by": sorted(md.signatures),
-            }
-            if is_root:
-                self.commit(replace(self.head, root_version=md.signed.version), event=event)
-            else:
-                from repo_tool.ops.provider import provider_after_targets
-
-                manufacturers = manufacturers_after_targets(self.head.manufacturers, md.signed)
-                documents = provider_documents_after_targets(self.head, md.signed)
-                # A new or re-keyed cfl-provider delegation (adoption, rotation) commits with the
-                # role version its keys signed, and the configuration that names them (issue 13).
-                roles = dict(self.head.roles)
-                online = {
-                    s.keyid: s.uri
-                    for s in proposal.online_signers
-                    if s.role == naming.PROVIDER_ROLE
-                }
-                followed = provider_after_targets(self, md.signed, online, now=now)
-                if followed is not None:
-                    new_config, roles[naming.PROVIDER_ROLE] = followed
-                    event["provider_version"] = roles[naming.PROVIDER_ROLE]
-                    event["config"] = json.loads(new_config.to_bytes())
-                from repo_tool.ops.enrol import enrolments_after_targets
-
-                # Enrolment roles land with the delegations that point at them (issue 13).
-                enrolled, enrol_events = enrolments_after_targets(
-                    self, proposal.enrolments, md.signed, now=now
-                )
-                roles |= enrolled
-                self.commit(
-                    replace(
-                        self.head,
-                        targets_version=md.signed.version,
-                        roles=roles,
-                        manufacturers=manufacturers,
-                        cpl_sha256=documents["cpl_sha256"],
-                        withdrawals_sha256=documents["withdrawals_sha256"],
-                        suppliers_sha256=documents["suppliers_sha256"],
-                    ),
-                    event=event,
-                    **self._document_events(documents, now=now),
-                    **enrol_events,
-                )
-        notes: list[str] = []
-        if is_root:
-            root = self.root().signed
-            new_config = config_after_root(self.config, root, proposal.online_signers)
-            if new_config != self.config:
-                new_config.save(self.path)
-                self.config = new_config
-            targets_md = self.targets()
-            if not root.get_verification_result(
-                Targets.type, targets_md.signed_bytes, targets_md.signatures
-            ).verified:
-                try:
-                    version = self.stage_targets(lambda t: None, now)
-                    self.commit(
-                        replace(self.head, targets_version=version),
-                        event={"event": "resign-targets", "at": format_timestamp(now)},
-                    )
-                except ConfigurationError:
-                    notes.append(
-                        "targets is signed by keys this root no longer trusts and its new keys are "
-                        "offline: run `cfl-repo ceremony start targets` before publishing"
-                    )
-        from repo_tool.ops.snapshot import stage_snapshot
-
-        try:
-            stage_snapshot(self, now=now, force=True)
-        except ConfigurationError as e:
-            notes.append(f"snapshot/timestamp not staged: {e}")
-        return CeremonyOutcome(
-            proposal.role,
-            self.head.root_version if is_root else self.head.targets_version,
-            done,
-            notes,
-        )
-
-    def _document_events(
-        self, documents: dict[str, str | None], *, now: datetime
-    ) -> dict[str, dict[str, Any]]:
-        """The lodged events a targets ceremony carries (a CPL import, withdrawals), recorded and
-        logged exactly as the routine commands record them, so an auditor finds each one."""
-        events: dict[str, dict[str, Any]] = {}
-        at = format_timestamp(now)
-        cpl = documents["cpl_sha256"]
-        if cpl and cpl != self.head.cpl_sha256:
-            doc = CplDocument.from_bytes(self.blobs.get(cpl))
-            events["cpl"] = {
-                "event": "cpl-import",
-                "at": at,
-                "cpl_sha256": cpl,
-                "source_sha256": doc.source_sha256,
-                "entries": len(doc.entries),
-                "via": "ceremony-targets",
-            }
-        new_list = documents["withdrawals_sha256"]
-        if new_list and new_list != self.head.withdrawals_sha256:
-            before = self.withdrawals().by_target()
-            after = WithdrawalList.from_bytes(self.blobs.get(new_list))
-            for n, withdrawal in enumerate(after.withdrawals):
-                if withdrawal.target not in before:
-                    events[f"withdraw-{n}"] = {
-                        "event": "withdraw",
-                        "at": withdrawal.withdrawn,
-                        **withdrawal.to_dict(),
-                        "via": "ceremony-targets",
-                    }
-        return events
-
-    def capture_targets_change(self, operation: Callable[[], object]) -> Callable[[Targets], None]:
-        """Run a routine operation (``import_cpl``, ``withdraw`` ...) up to the point where it would
-        re-sign targets, and return its change to targets instead, for a targets ceremony. Nothing
-        is committed; only content-addressed blobs may have been stored.
-
-        Raises:
-            RejectedInputError: whatever the operation rejects.
-            ConfigurationError: the operation does not change targets.
-        """
-        if self.provider_delegated:
-            raise ConfigurationError(
-                "cfl/* documents are signed by the online cfl-provider role in this repository, "
-                "not by targets; expected no --cpl/--withdraw in a targets ceremony",
-                hint="run the routine command (`cfl-repo cpl import`, `cfl-repo withdraw`) instead",
-            )
-        self._capturing = True
-        try:
-            operation()
-        except _CapturedChange as captured:
-            return captured.change
-        finally:
-            self._capturing = False
-            self._head = None  # whatever the operation read, re-read the committed head
-        raise ConfigurationError("the operation changed nothing in targets; no ceremony needed")
-
     def held_offline(self, role: str) -> bool:
         """Whether the keys this repository can use for ``role`` fall short of its threshold
         (the rest are key holders' ``offline:`` keys): then only a ceremony can sign it."""
         usable = [ref for ref in self.signers(role) if not is_offline(ref.uri)]
         return len(usable) < self.config.thresholds[role]
-
-    def update_manufacturer(
-        self,
-        record: ManufacturerRecord,
-        *,
-        now: datetime,
-        event: dict[str, Any],
-    ) -> bool:
-        """Replace a manufacturer's record; when it is delegated already, re-sign targets with the
-        delegation that follows it (needs the targets key online). Returns whether targets changed.
-
-        Raises:
-            ConfigurationError: the targets key is offline (use a targets ceremony instead).
-        """
-        from repo_tool.ops.manufacturers import redelegate
-
-        head = self.head
-        manufacturers = dict(head.manufacturers) | {record.id: record}
-        targets_version = head.targets_version
-        delegated = naming.role_name(record.id) in head.roles
-        if delegated:
-            targets_version = self.stage_targets(lambda t: redelegate(t, record), now)
-        self.commit(
-            replace(head, manufacturers=manufacturers, targets_version=targets_version),
-            event=event,
-        )
-        return delegated
-
-    def propose_manufacturer(self, record: ManufacturerRecord, *, now: datetime) -> Any:
-        """A targets ceremony proposal that changes one manufacturer's delegation to ``record``."""
-        from repo_tool.ceremony.start import propose_targets
-        from repo_tool.ops.manufacturers import redelegate
-
-        return propose_targets(
-            self.root(),
-            self.targets(),
-            now=now,
-            expires_in=self.config.policy.expiry(Targets.type),
-            change=lambda t: redelegate(t, record),
-        )
-
-    def set_suspended(
-        self,
-        suspended: dict[str, dict[str, str]],
-        document: bytes,
-        *,
-        now: datetime,
-        event: dict[str, Any],
-    ) -> bool:
-        """Record the suspended manufacturers; publish the list as ``cfl/suspensions.json`` when
-        the targets key is online. Returns whether the list was published in targets."""
-        sha = self.blobs.put(document)
-
-        def change(targets: Targets) -> None:
-            targets.targets[SUSPENSIONS_TARGET_PATH] = TargetFile(
-                len(document), {"sha256": sha}, SUSPENSIONS_TARGET_PATH
-            )
-
-        head = self.head
-        # Offline targets key and no cfl-provider: the gateway enforces it now, the next targets
-        # ceremony signs it.
-        signing_role = naming.PROVIDER_ROLE if self.provider_delegated else Targets.type
-        published = not self.held_offline(signing_role)
-        if published:
-            head = self.stage_provider_change(change, now)
-        self.commit(replace(head, suspended=suspended), event=event)
-        return published
-
-
-SUSPENSIONS_TARGET_PATH = "cfl/suspensions.json"
 
 
 def provider_signing_role(head: Head) -> str:
@@ -810,24 +575,14 @@ def provider_version(head: Head) -> int:
     return head.committed_version(provider_signing_role(head))
 
 
-class _CapturedChange(BaseException):
-    """Carries a targets change out of an operation run by `capture_targets_change`. A
-    BaseException so that no ``except Exception`` inside an operation swallows it."""
+class CapturedChange(BaseException):
+    """Carries a targets change out of an operation run by `capture_targets_change`
+    (repo_tool/ops/ceremony.py), raised by `Repository.stage_targets`. A BaseException so that
+    no ``except Exception`` inside an operation swallows it."""
 
     def __init__(self, change: Callable[[Targets], None]) -> None:
         super().__init__("targets change captured for a ceremony")
         self.change = change
-
-
-@dataclass(frozen=True)
-class CeremonyOutcome:
-    """What `finish_ceremony` did: the role and its committed version, whether it had been
-    committed by an earlier run, and anything the operator must still do."""
-
-    role: str
-    version: int
-    already_finished: bool
-    notes: list[str]
 
 
 def _log_state_of(head: Head) -> tlog.LogState:

@@ -21,7 +21,7 @@ from metadata_templates.errors import RejectedInputError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.gateway.bins import bin_delegation, split_bit_length, succinct_of
 from repo_tool.intake.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, Declaration
-from repo_tool.ops.manufacturer_keys import retiring_keyids
+from repo_tool.state.retirement import retiring_keyids
 from repo_tool.verify.published import PublishedLibrary
 
 SPEC_VERSION = "1.0.31"

@@ -799,7 +799,14 @@ class Run:
 
 def _cfl(home: Path, *args: str) -> Run:
     done = subprocess.run(
-        [sys.executable, "-c", "from client.cli.main import main; main()", "--home", str(home), *args],
+        [
+            sys.executable,
+            "-c",
+            "from client.cli.main import main; main()",
+            "--home",
+            str(home),
+            *args,
+        ],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

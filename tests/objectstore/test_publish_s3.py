@@ -31,6 +31,7 @@ from factory import (
 )
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.naming import blob_name
+from repo_tool.ops.publish_s3 import publish_to_s3
 from repo_tool.ops.snapshot import stage_snapshot as stage_snapshot_op
 from repo_tool.publish.plan import PUBLISH_STEPS
 from repo_tool.publish.s3 import (
@@ -41,7 +42,6 @@ from repo_tool.publish.s3 import (
     object_headers,
     parse_s3_url,
     publish_site_to_s3,
-    publish_to_s3,
     translate_s3_error,
 )
 from repo_tool.verify.memo import VerifyMemo

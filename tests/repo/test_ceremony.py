@@ -23,6 +23,7 @@ from repo_tool.ceremony.diff import root_changes, targets_changes
 from repo_tool.ceremony.proposal import Proposal, SignatureFile
 from repo_tool.ceremony.sign import sign_proposal, summary
 from repo_tool.ceremony.start import KeyChange, propose_root, propose_targets
+from repo_tool.ops.ceremony import capture_targets_change, finish_ceremony
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.refresh import refresh as refresh_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
@@ -69,7 +70,7 @@ def test_two_of_three_holders_add_a_holder_and_clients_follow(
         proposal, "alice", "bob"
     )  # 2 of the old {a,b,c} and of the new {a,b,d}
     with factory.repo.locked():
-        outcome = factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
+        outcome = finish_ceremony(factory.repo, proposal, signatures, now=factory.tick())
     assert (outcome.role, outcome.version, outcome.notes) == ("root", 3, [])
     factory.publish()
 
@@ -95,7 +96,7 @@ def test_one_signature_does_not_meet_two_of_three_and_nothing_changes(
         factory.repo.locked(),
         pytest.raises(VerificationError, match=r"found 1 valid .* expected at least 2"),
     ):
-        factory.repo.finish_ceremony(proposal, holders.sign(proposal, "alice"), now=factory.tick())
+        finish_ceremony(factory.repo, proposal, holders.sign(proposal, "alice"), now=factory.tick())
     assert factory.repo.head == head
 
 
@@ -116,12 +117,12 @@ def test_a_new_root_must_meet_the_new_threshold_as_well_as_the_old(
     )
     old_only = holders.sign(proposal, "alice", "bob")
     with factory.repo.locked(), pytest.raises(VerificationError, match="new root's keys"):
-        factory.repo.finish_ceremony(proposal, old_only, now=factory.tick())
+        finish_ceremony(factory.repo, proposal, old_only, now=factory.tick())
     new_only = holders.sign(proposal, "dave", "erin")
     with factory.repo.locked(), pytest.raises(VerificationError, match="current root's keys"):
-        factory.repo.finish_ceremony(proposal, new_only, now=factory.tick())
+        finish_ceremony(factory.repo, proposal, new_only, now=factory.tick())
     with factory.repo.locked():
-        factory.repo.finish_ceremony(proposal, old_only + new_only, now=factory.tick())
+        finish_ceremony(factory.repo, proposal, old_only + new_only, now=factory.tick())
     factory.publish()
     assert _verified(factory, client) == 3
 
@@ -139,8 +140,8 @@ def test_lost_root_key_drill_threshold_still_met_then_key_replaced(
         expires_in=factory.repo.config.policy.expiry("root"),
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            proposal, holders.sign(proposal, "alice", "bob"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, proposal, holders.sign(proposal, "alice", "bob"), now=factory.tick()
         )
     factory.publish()
     assert _verified(factory, client) == 3
@@ -155,7 +156,9 @@ def test_a_stale_proposal_is_refused(library: tuple[LibraryFactory, Holders, Pat
         factory.repo.root(), KeyChange(threshold=1), now=factory.tick(), expires_in=expiry
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(first, holders.sign(first, "alice", "bob"), now=factory.tick())
+        finish_ceremony(
+            factory.repo, first, holders.sign(first, "alice", "bob"), now=factory.tick()
+        )
     head = factory.repo.head
     with (
         factory.repo.locked(),
@@ -163,8 +166,8 @@ def test_a_stale_proposal_is_refused(library: tuple[LibraryFactory, Holders, Pat
             RejectedInputError, match=r"proposal base: found root v2, expected the current root v3"
         ),
     ):
-        factory.repo.finish_ceremony(
-            second, holders.sign(second, "alice", "bob", "carol"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, second, holders.sign(second, "alice", "bob", "carol"), now=factory.tick()
         )
     assert factory.repo.head == head
 
@@ -179,8 +182,8 @@ def test_finish_again_completes_nothing_more(library: tuple[LibraryFactory, Hold
     )
     signatures = holders.sign(proposal, "alice", "bob")
     with factory.repo.locked():
-        factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
-        again = factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
+        finish_ceremony(factory.repo, proposal, signatures, now=factory.tick())
+        again = finish_ceremony(factory.repo, proposal, signatures, now=factory.tick())
     assert again.already_finished and factory.repo.head.root_version == 3
 
 
@@ -197,8 +200,8 @@ def test_a_crash_before_the_commit_leaves_an_orphan_the_rerun_replaces(
     orphan = factory.repo.metadata_path("root", 3)
     orphan.write_bytes(b"half-written by a killed run")
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            proposal, holders.sign(proposal, "alice", "bob"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, proposal, holders.sign(proposal, "alice", "bob"), now=factory.tick()
         )
     factory.publish()
     assert _verified(factory, client) == 3
@@ -262,7 +265,7 @@ def test_bad_signature_files_are_refused(
     signatures, error, message = _attack_cases(factory, holders, proposal)[case]
     head = factory.repo.head
     with factory.repo.locked(), pytest.raises(error, match=message):
-        factory.repo.finish_ceremony(proposal, signatures, now=factory.tick())
+        finish_ceremony(factory.repo, proposal, signatures, now=factory.tick())
     assert factory.repo.head == head
 
 
@@ -314,8 +317,8 @@ def test_online_key_compromise_drill_rotates_timestamp_through_a_root_ceremony(
     )
     assert f"timestamp: add key {key.keyid[:8]} (ed25519)" in summary(proposal)
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            proposal, holders.sign(proposal, "alice", "carol"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, proposal, holders.sign(proposal, "alice", "carol"), now=factory.tick()
         )
     factory.publish()
     assert _verified(factory, client) == 3
@@ -353,8 +356,8 @@ def test_offline_targets_key_refresh_through_a_targets_ceremony(
         expires_in=factory.repo.config.policy.expiry("root"),
     )
     with factory.repo.locked():
-        handed = factory.repo.finish_ceremony(
-            handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
+        handed = finish_ceremony(
+            factory.repo, handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
         )
     # targets is still signed by the revoked key, and only the holders can re-sign it.
     assert len(handed.notes) == 1 and "ceremony start targets" in handed.notes[0]
@@ -373,8 +376,8 @@ def test_offline_targets_key_refresh_through_a_targets_ceremony(
     )
     assert summary(proposal)[0] == f"targets version: {before.version} -> {before.version + 1}"
     with factory.repo.locked():
-        outcome = factory.repo.finish_ceremony(
-            proposal, holders.sign(proposal, "tara", "tess"), now=factory.tick()
+        outcome = finish_ceremony(
+            factory.repo, proposal, holders.sign(proposal, "tara", "tess"), now=factory.tick()
         )
     assert outcome.version == before.version + 1
     factory.publish()
@@ -435,8 +438,8 @@ def _hand_targets_to_holders(factory: LibraryFactory, holders: Holders) -> None:
         expires_in=factory.repo.config.policy.expiry("root"),
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, handover, holders.sign(handover, "alice", "bob"), now=factory.tick()
         )
     resign = propose_targets(
         factory.repo.root(),
@@ -445,8 +448,8 @@ def _hand_targets_to_holders(factory: LibraryFactory, holders: Holders) -> None:
         expires_in=factory.repo.config.policy.expiry("targets"),
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            resign, holders.sign(resign, "tom", "tess"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, resign, holders.sign(resign, "tom", "tess"), now=factory.tick()
         )
     factory.publish()
 
@@ -476,8 +479,8 @@ def test_manufacturer_rotation_through_a_targets_ceremony(
     assert factory.repo.head == head  # nothing committed until the holders have signed
     assert f"delegation mfr-121D: add key {new.public_key.keyid[:8]} (ed25519)" in summary(proposal)
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            proposal, holders.sign(proposal, "tara", "tom"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, proposal, holders.sign(proposal, "tara", "tom"), now=factory.tick()
         )
     record = factory.repo.head.manufacturers["121D"]
     assert set(record.keys) == {new.public_key.keyid}
@@ -503,8 +506,11 @@ def test_manufacturer_rotation_through_a_targets_ceremony(
 def test_a_suspension_made_while_targets_is_offline_is_published_by_the_next_targets_ceremony(
     library: tuple[LibraryFactory, Holders, Path],
 ) -> None:
-    from repo_tool.ops.manufacturer_keys import pending_targets_change, suspend
-    from repo_tool.state.repository import SUSPENSIONS_TARGET_PATH
+    from repo_tool.ops.manufacturer_keys import (
+        SUSPENSIONS_TARGET_PATH,
+        pending_targets_change,
+        suspend,
+    )
 
     factory, holders, client = library
     _hand_targets_to_holders(factory, holders)
@@ -523,8 +529,8 @@ def test_a_suspension_made_while_targets_is_offline_is_published_by_the_next_tar
         line.startswith(f"target {SUSPENSIONS_TARGET_PATH}: added") for line in summary(proposal)
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(
-            proposal, holders.sign(proposal, "tara", "tom"), now=factory.tick()
+        finish_ceremony(
+            factory.repo, proposal, holders.sign(proposal, "tara", "tom"), now=factory.tick()
         )
     factory.publish()
     assert SUSPENSIONS_TARGET_PATH in factory.repo.targets().signed.targets
@@ -594,9 +600,9 @@ def test_cpl_import_and_withdrawal_with_offline_targets_go_through_a_targets_cer
     now = factory.tick()
     with repo.locked():
         edits = [
-            repo.capture_targets_change(lambda: import_cpl_op(repo, doc, now=now)),
-            repo.capture_targets_change(
-                lambda: withdraw_op(repo, victim, "bricks hw 1112", now=now)
+            capture_targets_change(repo, lambda: import_cpl_op(repo, doc, now=now)),
+            capture_targets_change(
+                repo, lambda: withdraw_op(repo, victim, "bricks hw 1112", now=now)
             ),
         ]
     assert repo.head == head  # captured, not committed
@@ -615,7 +621,7 @@ def test_cpl_import_and_withdrawal_with_offline_targets_go_through_a_targets_cer
     changed = [line.split(":")[0] for line in summary(proposal)[1:] if line.startswith("target ")]
     assert changed == [f"target {CPL_TARGET_PATH}", f"target {WITHDRAWALS_TARGET_PATH}"]
     with repo.locked():
-        repo.finish_ceremony(proposal, holders.sign(proposal, "tess", "tom"), now=factory.tick())
+        finish_ceremony(repo, proposal, holders.sign(proposal, "tess", "tom"), now=factory.tick())
     cpl = repo.cpl()
     assert cpl is not None and "CPL-0009" in cpl.by_id()
     assert [w.target for w in repo.withdrawals().withdrawals] == [victim]
@@ -645,10 +651,10 @@ def test_capturing_an_operation_that_changes_nothing_in_targets_is_refused(
 ) -> None:
     factory, _, _ = library
     with pytest.raises(ConfigurationError, match="changed nothing in targets"):
-        factory.repo.capture_targets_change(lambda: None)
+        capture_targets_change(factory.repo, lambda: None)
     with pytest.raises(RejectedInputError, match="TARGET: found"):
-        factory.repo.capture_targets_change(
-            lambda: withdraw_op(factory.repo, "121D/nope", "x", now=factory.now)
+        capture_targets_change(
+            factory.repo, lambda: withdraw_op(factory.repo, "121D/nope", "x", now=factory.now)
         )
 
 
@@ -699,7 +705,7 @@ def test_status_says_an_expiring_offline_role_is_renewed_by_a_ceremony(
         expires_in=factory.repo.config.policy.expiry("targets") / 9,  # 10 days: inside the warning
     )
     with factory.repo.locked():
-        factory.repo.finish_ceremony(short, holders.sign(short, "tara", "tom"), now=factory.tick())
+        finish_ceremony(factory.repo, short, holders.sign(short, "tara", "tom"), now=factory.tick())
     done = subprocess.run(
         [
             str(Path(sys.executable).with_name("cfl-repo")),

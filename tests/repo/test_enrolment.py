@@ -17,6 +17,7 @@ from factory import LibraryFactory, make_entry, make_image, mi_sha, updater_for
 from metadata_templates import naming
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway.enrolment import build_enrolment, check_enrolment
+from repo_tool.ops.ceremony import finish_ceremony
 from repo_tool.ops.enrol import enrol
 from repo_tool.verify.walk import folder_reader, load_verified_library
 
@@ -179,10 +180,10 @@ def test_a_ceremony_refuses_an_enrolment_swapped_after_the_holders_signed(
     swapped = replace(outcome.proposal, enrolments=(("mfr-121D", forged.decode()),))
     head = repo.head
     with repo.locked(), pytest.raises(RejectedInputError, match="delegation does not verify"):
-        repo.finish_ceremony(swapped, signatures, now=factory.tick())
+        finish_ceremony(repo, swapped, signatures, now=factory.tick())
     assert repo.head == head
     with repo.locked():
-        repo.finish_ceremony(outcome.proposal, signatures, now=factory.tick())
+        finish_ceremony(repo, outcome.proposal, signatures, now=factory.tick())
     assert repo.head.roles["mfr-121D"] == 1
 
 

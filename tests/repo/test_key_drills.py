@@ -50,7 +50,7 @@ def test_manufacturer_drill_publishes_only_the_new_key(tmp_path: Path) -> None:
 def test_rotation_in_progress_marks_the_retiring_key_in_the_signed_delegation(
     tmp_path: Path,
 ) -> None:
-    from repo_tool.ops.manufacturer_keys import RETIRING_FIELD
+    from repo_tool.state.retirement import RETIRING_FIELD
 
     factory = DRILLS["manufacturer-rotation-in-progress"](tmp_path)
     targets = Metadata[Targets].from_bytes(

@@ -16,13 +16,13 @@ from tuf.api.metadata import Metadata, Targets
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
 from metadata_templates.errors import CflError, ConfigurationError, RejectedInputError
 from repo_tool.ops.manufacturer_keys import (
+    SUSPENSIONS_TARGET_PATH,
     resume,
     retire_keys,
     rotate_key,
     rotated_record,
     suspend,
 )
-from repo_tool.state.repository import SUSPENSIONS_TARGET_PATH
 from repo_tool.submit.deposit import build_renewal
 from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
 

@@ -17,6 +17,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from factory import LibraryFactory, make_image, standard_library, updater_for
 from metadata_templates import naming
 from metadata_templates.errors import ConfigurationError
+from repo_tool.ops.ceremony import capture_targets_change, finish_ceremony
 from repo_tool.ops.manufacturer_keys import suspend
 from repo_tool.ops.provider import adopt, rotate_key
 from repo_tool.ops.refresh import refresh
@@ -116,8 +117,8 @@ def test_with_the_targets_key_offline_routine_work_needs_only_online_keys(
         change = adopt(repo, [key], 1, now=factory.tick(), ceremony=True)
     assert change.proposal is not None and PROVIDER not in repo.head.roles
     with repo.locked():
-        repo.finish_ceremony(
-            change.proposal, holders.sign(change.proposal, "tara", "tess"), now=factory.tick()
+        finish_ceremony(
+            repo, change.proposal, holders.sign(change.proposal, "tara", "tess"), now=factory.tick()
         )
     assert repo.head.roles[PROVIDER] == 1
     assert repo.config.signers[PROVIDER][0].uri == key.uri  # followed from the proposal
@@ -130,7 +131,7 @@ def test_with_the_targets_key_offline_routine_work_needs_only_online_keys(
         assert suspend(repo, "3F01", "audit", now=factory.tick())
     # A targets ceremony no longer carries cfl/* changes once cfl-provider signs them.
     with repo.locked(), pytest.raises(ConfigurationError, match="cfl-provider"):
-        repo.capture_targets_change(lambda: None)
+        capture_targets_change(repo, lambda: None)
     # Past the cfl-provider's own 30 days: refresh re-signs it with snapshot and timestamp.
     factory.now += timedelta(days=20)
     with repo.locked():
@@ -162,8 +163,8 @@ def test_a_stolen_provider_key_is_rotated_through_targets_and_clients_follow(
         change = rotate_key(
             repo, [new], [stolen.keyid[:8]], None, now=factory.tick(), ceremony=True
         )
-        repo.finish_ceremony(
-            change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
+        finish_ceremony(
+            repo, change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
         )
     assert repo.head.root_version == root_version  # no root change
     assert [r.keyid for r in repo.config.signers[PROVIDER]] == [new.keyid]
@@ -332,8 +333,8 @@ def test_a_suspension_pending_while_targets_was_offline_is_published_by_the_adop
     with repo.locked():
         assert not suspend(repo, "3F01", "audit", now=factory.tick())  # not published: offline
         change = adopt(repo, [_provider_key(factory)], 1, now=factory.tick(), ceremony=True)
-        repo.finish_ceremony(
-            change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
+        finish_ceremony(
+            repo, change.proposal, holders.sign(change.proposal, "tom", "tess"), now=factory.tick()
         )
     assert "3F01" in (repo.provider_document("cfl/suspensions.json") or b"").decode()
     # From now on a targets ceremony never carries cfl/* documents: cfl-provider signs them.

@@ -26,7 +26,8 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import exclusive_lock
 from metadata_templates.naming import blob_name
-from repo_tool.publish.folder import LOCK_NAME, PUBLISH_STEPS, publish
+from repo_tool.ops.publish import publish
+from repo_tool.publish.folder import LOCK_NAME, PUBLISH_STEPS
 from repo_tool.verify.walk import folder_reader, load_verified_library
 
 NEW_MFR = "5E5E"
@@ -298,7 +299,7 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from metadata_templates.custom import parse_timestamp
-    from repo_tool.publish.folder import publish
+    from repo_tool.ops.publish import publish
     from repo_tool.state.repository import Repository
 
     repo_path, out, now, step = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]

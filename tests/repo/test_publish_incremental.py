@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from factory import make_entry, make_image, mi_sha, standard_library
-from repo_tool.publish.folder import publish
+from repo_tool.ops.publish import publish
 from repo_tool.verify.walk import folder_reader, load_verified_library
 
 

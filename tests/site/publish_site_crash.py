@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from repo_tool.publish.folder import publish
+from repo_tool.ops.publish import publish
 from repo_tool.publish.site_step import build_published_site, publish_hint, tree_state
 from repo_tool.state.repository import Repository
 

@@ -25,9 +25,9 @@ from metadata_templates.tlog import events
 from metadata_templates.tlog.checkpoint import Checkpoint
 from metadata_templates.tlog.note import NoteSigner, parse_note, parse_vkey, sign_note
 from metadata_templates.tlog.tiles import ENTRIES_LEVEL, decode_bundle, tiles_for_size
+from repo_tool.ops.publish import publish
 from repo_tool.ops.snapshot import stage_snapshot as stage_snapshot_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
-from repo_tool.publish.folder import publish
 from repo_tool.tlog import provider_log as tlog
 from tests.factory import (
     LibraryFactory,

@@ -27,6 +27,7 @@ node: system
 lint: setup
 	$(BIN)/ruff check repo_tool client metadata_templates tests bench
 	$(BIN)/ruff format --check repo_tool client metadata_templates tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy

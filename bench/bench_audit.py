@@ -46,8 +46,8 @@ from repo_tool.access.audit import (
     Totals,
     judged_lines,
 )
+from repo_tool.access.certificates import certificate_sha1
 from repo_tool.access.inventory import read_inventory
-from repo_tool.ops.suppliers import certificate_sha1
 
 OUT = Path(__file__).resolve().parent / "out"
 LOG_LINES = 10_000_000

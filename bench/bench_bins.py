@@ -65,7 +65,8 @@ from repo_tool.submit.bins import build_split
 from repo_tool.submit.deposit import build_submission, source_reader
 from repo_tool.submit.scope import load_for_deposit
 from repo_tool.verify import walk as verify
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 MFR = "1D00"
 SMALL = 100

@@ -2,7 +2,7 @@
 
 Each deposit goes through the real gateway (`Repository.ingest`: bundle parse, image checks, CPL and
 duplicate checks, the manufacturer's signatures, durable blob and metadata writes, one head commit)
-and the run ends with one `repo_tool.publisher.publish` (what `cfl-repo publish --no-site` runs;
+and the run ends with one `repo_tool.ops.publish.publish` (what `cfl-repo publish --no-site` runs;
 the website is measured by bench_site). Deposits per second are printed beside RSTUF's published
 figure: 500,000 artifacts in about 40 minutes, about 200 per second, with no content checks.
 

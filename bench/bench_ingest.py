@@ -42,7 +42,8 @@ from repo_tool.signing.keys import SignerRef, write_keypair
 from repo_tool.state.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.state.repository import Repository
 from repo_tool.submit.deposit import build_submission
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 BODY_OCTETS = 10_000_000
 RUNS = 5

@@ -9,7 +9,7 @@ code wherever it matters: each manufacturer's first deposit goes through the gat
 role version signed with its own key, staged directly, and the out directory is seeded with the
 blobs (hard links to the store) before one full `publish` writes the metadata. Each round then
 signs one more image, ingests it through the gateway (not timed), and times
-`repo_tool.publisher.publish` alone (what `cfl-repo publish --no-site` runs).
+`repo_tool.ops.publish.publish` alone (what `cfl-repo publish --no-site` runs).
 
 Run: ``python -m bench`` (all benchmarks) or ``python -m bench.bench_publish``.
 """

@@ -11,10 +11,10 @@ search transfers, at 1,000, 10,000 and 100,000 images.
   manufacturers; ``CFL_BENCH_SITE_BINS=1`` splits each into hash bins first) whose site is built.
   Timed in parts: the ingest, the publish of the metadata, and the website step, which verifies the
   whole published tree (``verified_library``, timed alone too) before the build. Two rounds: told
-  the new image (``repo_tool.site_hint``, what `cfl-repo publish` does now) and not told (what it
+  the new image (``repo_tool.publish.site_step``, what `cfl-repo publish` does now) and not told (what it
   did before: the site finds the image in a pass over the library), both verifying the whole tree
   with no memo, and a third round told the new image whose verification uses the repository's
-  verified-role memo (``repo_tool.verify_memo``, what `cfl-repo publish` does now; the memo warm
+  verified-role memo (``repo_tool.verify.memo``, what `cfl-repo publish` does now; the memo warm
   from the previous publish, so only the role the new image changed is verified again). The
   memo-free walk and the memo walk of the same tree are also timed alone, side by side.
   ``CFL_BENCH_SITE_PUBLISH=0`` skips it (building the 100,000-image repository takes minutes);
@@ -55,7 +55,8 @@ from repo_tool.site.build import build_site
 from repo_tool.submit.deposit import build_submission
 from repo_tool.verify.memo import RoleFacts, VerifyMemo
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 SIZES = tuple(
     int(size) for size in os.environ.get("CFL_BENCH_SITE_SIZES", "1000,10000,100000").split(",")

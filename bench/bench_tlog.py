@@ -1,7 +1,7 @@
 """Benchmark of the transparency log (issue 12, Performance).
 
 1. Appending one event to a log of 1,000,000 entries vs one of 1,000 (target: about the same; the
-   ratio is printed from one run). The real `repo_tool.tlog.append` is timed, writing its tiles
+   ratio is printed from one run). The real `repo_tool.tlog.provider_log.append` is timed, writing its tiles
    atomically with fsync on the project disk, as a commit does.
 2. A client's consistency check after 1,000 new events: the tiles the proof needs are counted and
    their bytes reported (target: at most a few tiles), and the proof is verified.

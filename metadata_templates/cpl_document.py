@@ -1,6 +1,6 @@
 """The published CPL: the JSON document the provider signs as target ``cfl/cpl.json``.
 
-The repository tool produces it from SECAS's CSV/XLSX (``repo_tool.cpl``); the client reads it to find
+The repository tool produces it from SECAS's CSV/XLSX (``repo_tool.intake.cpl``); the client reads it to find
 the CPL entry of a device's current firmware, which the upgrade-pathway rule needs.
 """
 

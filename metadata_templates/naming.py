@@ -12,6 +12,8 @@ import re
 
 from tuf.api.metadata import SuccinctRoles
 
+# The TUF specification version every role of the library declares (python-tuf writes this one).
+SPEC_VERSION = "1.0.31"
 MANUFACTURER_ROLE_PREFIX = "mfr-"
 CPL_TARGET_PATH = "cfl/cpl.json"
 WITHDRAWALS_TARGET_PATH = "cfl/withdrawals.json"

@@ -8,7 +8,8 @@ from factory import LibraryFactory
 from metadata_templates import naming
 from repo_tool.intake.bundle import Bundle
 from repo_tool.submit.bins import build_split
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 
 def notes_split_library(tmp_path: Path) -> tuple[LibraryFactory, Bundle]:

@@ -35,7 +35,8 @@ from repo_tool.state.config import TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.state.repository import Repository
 from repo_tool.submit.deposit import build_submission
 from repo_tool.tlog.provider_log import new_log_key
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 # ngclient reads the real clock for expiry, so libraries a client will read start from the real now;
 # our own code takes `now` as a parameter, so a test can still build an expired (frozen) library.

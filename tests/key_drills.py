@@ -26,7 +26,8 @@ from repo_tool.ops.rotate_keys import rotate_keys as rotate_keys_op
 from repo_tool.signing.keys import OFFLINE_URI, SignerRef, load_signer, write_keypair
 from repo_tool.state.config import RepoConfig
 from repo_tool.submit.deposit import build_renewal
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 HOLDERS = ("alice", "bob", "carol")
 

@@ -18,7 +18,8 @@ import click
 from rich.console import Console
 
 from client import __version__
-from client.cli.output import CflGroup, emit_json, say, utc_now
+from client.cli.log import log_group, witness_group
+from client.cli.output import CflGroup, emit_json, home_of, say, stderr, utc_now
 from client.cli.tables import image_table, wide_console
 from client.estate.check import run_check
 from client.estate.report import render_summary, report_json
@@ -31,10 +32,9 @@ from client.trust.refresh import refresh_library
 from client.trust.session import UnverifiedRole
 from client.trust.short_names import short_names
 from metadata_templates import identifiers
-from metadata_templates.errors import EXIT_FAILURE, ConfigurationError, VerificationError
+from metadata_templates.errors import EXIT_FAILURE, ConfigurationError
 
 logger = logging.getLogger("client")
-stderr = Console(stderr=True, highlight=False)
 
 
 _now = utc_now
@@ -90,11 +90,6 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx.ensure_object(dict)
     ctx.obj["home"] = ClientHome(home)
-
-
-def _home(ctx: click.Context) -> ClientHome:
-    home: ClientHome = ctx.obj["home"]
-    return home
 
 
 wide_option = click.option(
@@ -181,7 +176,7 @@ def init(
         raise ConfigurationError(
             "--client-cert and --client-key go together (mutual TLS needs both)"
         )
-    home = _home(ctx)
+    home = home_of(ctx)
     config = ClientConfig(
         repository_url=normalise_repository_url(url),
         client_cert=str(Path(client_cert).resolve()) if client_cert else None,
@@ -211,7 +206,7 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
     """
     from client.log.transparency import check_home_log
 
-    home = _home(ctx)
+    home = home_of(ctx)
     result = refresh_library(home)
     with home.lock():
         # The transparency log: consistency from the checkpoint this home trusted to the new one.
@@ -271,7 +266,7 @@ def list_images(
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
     listing = list_library_images(
-        _home(ctx), manufacturers=mfrs, device_types=types, offline=offline
+        home_of(ctx), manufacturers=mfrs, device_types=types, offline=offline
     )
     for problem in listing.catalogue.ignored:
         say(f"warning: ignored {problem.target}: {problem.message}")
@@ -354,7 +349,7 @@ def check(
         raise ConfigurationError("--phases: found without --devices-out, expected both together")
     rollout_phases = None if phases is None else parse_phases(phases)
     run = run_check(
-        _home(ctx),
+        home_of(ctx),
         estate,
         now=_now(),
         strict=strict,
@@ -440,7 +435,7 @@ def download(
     # Before anything is fetched: a missing or unreadable key must not cost a download.
     notes_key = _notes_key(ctx) if with_notes else None
     result = download_images(
-        _home(ctx),
+        home_of(ctx),
         out_dir=out_dir,
         targets=targets,
         estate=estate,
@@ -450,6 +445,8 @@ def download(
         notes_key=notes_key,
         now=_now(),
     )
+    for reason in result.notes_skipped:
+        say(f"warning: {reason}")
     _warn_unverified(result.unverified)
     if as_json:
         emit_json(
@@ -481,7 +478,7 @@ def _notes_key(ctx: click.Context) -> Any:
     """The organisation's notes key from the home's configuration (asks for a passphrase if needed)."""
     from client.notes.release_notes import load_notes_key, notes_key_path
 
-    config = _home(ctx).load_config()
+    config = home_of(ctx).load_config()
     path = notes_key_path(config.client_key, config.notes_key)
     return load_notes_key(
         path, lambda: str(click.prompt(f"Passphrase for {path}", hide_input=True, err=True))
@@ -518,7 +515,7 @@ def notes_command(
     from client.notes.release_notes import notes_file_name, read_notes, write_notes
     from client.trust.library import open_session
 
-    home = _home(ctx)
+    home = home_of(ctx)
     key = _notes_key(ctx)
     home.load_config()
     with home.lock():
@@ -537,198 +534,8 @@ def notes_command(
 # ------------------------------------------------------------------------- transparency log
 
 
-def _plain_fetch(url: str) -> Any:
-    from client.log.transparency import CountingFetch
-    from client.trust.transport import CflFetcher, TransportSettings
-
-    return CountingFetch(CflFetcher(TransportSettings()), normalise_repository_url(url))
-
-
-def _vkeys(values: tuple[str, ...], option: str) -> tuple[Any, ...]:
-    from metadata_templates.tlog.note import parse_vkey
-
-    try:
-        return tuple(parse_vkey(v) for v in values)
-    except ValueError as e:
-        raise ConfigurationError(f"{option}: {e}") from e
-
-
-@cli.group("log")
-def log_group() -> None:
-    """Audit the library's transparency log, or set which witnesses this home requires.
-
-    See docs/transparency.md.
-    """
-
-
-@log_group.command("verify")
-@click.argument("url")
-@click.option(
-    "--vkey", help="The log's vkey (`cfl-repo log key`); default: the one the timestamp binds."
-)
-@click.option(
-    "--previous",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A checkpoint you kept earlier: prove the log still contains it unchanged.",
-)
-@click.option(
-    "--witness",
-    "witnesses",
-    multiple=True,
-    metavar="VKEY",
-    help="Report cosignatures by these witnesses.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the audit report on stdout.")
-def log_verify(
-    url: str, vkey: str | None, previous: Path | None, witnesses: tuple[str, ...], as_json: bool
-) -> None:
-    """Audit the log at URL with no keys and no home: fetch every entry and tile, recompute the tree,
-    check the checkpoint's signature, and check every image, withdrawal and CPL in the current TUF
-    metadata has its event in the log. Exit 1 when anything is missing or inconsistent.
-
-    \b
-    cfl log verify https://cfl.example/ --vkey "$(cat log.vkey)"
-    cfl log verify https://cfl.example/ --previous checkpoint-kept-last-month.txt --json
-    """
-    from client.log.audit import audit
-
-    fetch = _plain_fetch(url)
-    verifier = _vkeys((vkey,), "--vkey")[0] if vkey else None
-    progress = None
-    if sys.stderr.isatty() and not as_json:
-        from rich.progress import Progress
-
-        bar = Progress(console=stderr, transient=True)
-        task = bar.add_task("log", total=None)
-        bar.start()
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-    try:
-        report = audit(
-            fetch,
-            vkey=verifier,
-            previous=previous.read_bytes() if previous else None,
-            witnesses=_vkeys(witnesses, "--witness"),
-            progress=progress,
-        )
-    finally:
-        if progress is not None:
-            bar.stop()
-    if as_json:
-        emit_json(report.to_dict())
-    for problem in report.problems:
-        stderr.print(f"problem: {problem}")
-    summary = (
-        f"log {report.origin}: {report.size} entries, root {report.root_hash[:16]}...; "
-        f"{report.images_checked} image(s), {report.withdrawals_checked} withdrawal(s) and "
-        f"{report.index_files_checked} cfl-index file(s) checked; "
-        f"{fetch.received} bytes fetched"
-    )
-    if report.problems:
-        raise VerificationError(f"{summary}; {len(report.problems)} problem(s) found")
-    click.echo(f"verified: {summary}", err=True)
-
-
-@log_group.command("witnesses")
-@click.option(
-    "--witness",
-    "witnesses",
-    multiple=True,
-    metavar="VKEY",
-    help="A witness's cosignature vkey. Repeat.",
-)
-@click.option(
-    "--threshold", type=click.IntRange(0), required=True, help="How many of them must cosign."
-)
-@click.pass_context
-def log_witnesses(ctx: click.Context, witnesses: tuple[str, ...], threshold: int) -> None:
-    """Require THRESHOLD cosignatures from the named witnesses on every checkpoint this home trusts
-    (0 turns the requirement off). Takes effect at the next refresh.
-
-    \b
-    cfl --home H log witnesses --witness "$(cat w1.vkey)" --witness "$(cat w2.vkey)" --threshold 1
-    """
-    from client.log.transparency import HomeLog, WitnessPolicy
-
-    home = _home(ctx)
-    with home.lock():
-        HomeLog(home.path).set_policy(WitnessPolicy(_vkeys(witnesses, "--witness"), threshold))
-    stderr.print(
-        f"every refresh now requires {threshold} of {len(witnesses)} witness cosignature(s)"
-    )
-
-
-@cli.group("witness")
-def witness_group() -> None:
-    """Witness a library's transparency log: verify consistency, then cosign (C2SP cosignature/v1)."""
-
-
-@witness_group.command("init")
-@click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="The witness's state folder.",
-)
-@click.option("--name", required=True, help="The witness's key name, e.g. witness.example.org/cfl.")
-@click.option("--log-vkey", required=True, help="The log's vkey (`cfl-repo log key`).")
-def witness_init(state: Path, name: str, log_vkey: str) -> None:
-    """Create a witness key and print its cosignature vkey on stdout (give it to suppliers)."""
-    from client.log.witness import Witness
-
-    verifier = Witness(state).init(name, log_vkey)
-    click.echo(verifier.vkey)
-    stderr.print(f"witness {name} created in {state}")
-
-
-@witness_group.command("cosign")
-@click.argument("url")
-@click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="The witness's state folder.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the cosigned checkpoint here (default stdout).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def witness_cosign(url: str, state: Path, out: Path | None, as_json: bool) -> None:
-    """Verify the log at URL is consistent with the last checkpoint this witness cosigned, then
-    cosign the new one. The provider adds it with `cfl-repo log add-cosignatures`.
-
-    \b
-    cfl witness cosign https://cfl.example/ --state W --out cosigned.txt
-    """
-    from client.log.witness import Witness
-
-    fetch = _plain_fetch(url)
-    result = Witness(state).cosign(fetch, now=_now())
-    if out is not None:
-        from metadata_templates.atomic import atomic_write_bytes
-
-        atomic_write_bytes(out, result.cosigned)
-    if as_json:
-        emit_json(
-            {
-                "origin": result.checkpoint.origin,
-                "size": result.checkpoint.size,
-                "previous_size": result.previous_size,
-                "out": str(out) if out else None,
-                "bytes_fetched": fetch.received,
-            }
-        )
-    elif out is None:
-        click.echo(result.cosigned.decode(), nl=False)
-    stderr.print(
-        f"cosigned {result.checkpoint.origin} at size {result.checkpoint.size} "
-        f"(consistent with {result.previous_size if result.previous_size is not None else 'nothing yet'}; "
-        f"{fetch.received} bytes fetched)"
-    )
+cli.add_command(log_group)
+cli.add_command(witness_group)
 
 
 def main() -> None:

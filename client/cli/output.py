@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.console import Console
 
+from client.trust.home import ClientHome
 from metadata_templates.errors import EXIT_FAILURE, CflError
 from metadata_templates.output import json_document
 
@@ -77,3 +79,13 @@ class CflGroup(click.Group):
     def _debug() -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("details")
+
+
+# People read stderr; rich renders the tables and summaries there.
+stderr = Console(stderr=True, highlight=False)
+
+
+def home_of(ctx: click.Context) -> ClientHome:
+    """The supplier's home the top-level ``--home`` option chose."""
+    home: ClientHome = ctx.obj["home"]
+    return home

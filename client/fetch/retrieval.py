@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from client.cli.output import say
 from client.estate.check import check_with_session
 from client.fetch.download import OutputFolder, PlacedFile
 from client.fetch.selection import Wanted, manufacturers_of_targets, select_paths, select_targets
@@ -37,6 +36,9 @@ class DownloadResult:
         placed: every file placed (fetched now or already present).
         unverified: roles of manufacturers asked for that did not verify; nothing of theirs was
             downloaded.
+        notes: the release notes decrypted beside their images.
+        notes_skipped: why an image's notes were not written (not addressed to this organisation);
+            the command line shows each as a warning.
     """
 
     out_dir: Path
@@ -44,6 +46,7 @@ class DownloadResult:
     placed: tuple[PlacedFile, ...]
     unverified: tuple[UnverifiedRole, ...]
     notes: tuple[dict[str, Any], ...] = ()
+    notes_skipped: tuple[str, ...] = ()
 
     @property
     def fetched(self) -> int:
@@ -130,31 +133,34 @@ def download_images(
             )
             placed.append(folder.place(item.image, source, device_count=item.device_count))
         manifest = folder.write_manifest(placed)
-        notes = (
+        notes, skipped = (
             _download_notes(session, [item.image for item in wanted], out_dir, notes_key)
             if notes_key is not None
-            else []
+            else ([], [])
         )
-    return DownloadResult(out_dir, manifest, tuple(placed), unverified, tuple(notes))
+    return DownloadResult(
+        out_dir, manifest, tuple(placed), unverified, tuple(notes), tuple(skipped)
+    )
 
 
 def _download_notes(
     session: Session, images: list[CatalogueImage], out_dir: Path, key: Any
-) -> list[dict[str, Any]]:
-    """Each image's notes beside it; notes not addressed to this organisation are a warning."""
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each image's notes beside it, and why any were skipped (not addressed to this organisation)."""
     from client.notes.release_notes import notes_file_name, read_notes, write_notes
     from metadata_templates.notes import NotRecipientError
 
     written: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for image in images:
         if image.cfl.release_notes is None:
             continue
         try:
             notes = read_notes(session, image.target_path, key)
         except NotRecipientError as e:
-            say(f"warning: {e}")
+            skipped.append(str(e))
             continue
         path = out_dir / notes_file_name(image.target_path)
         write_notes(path, notes)
         written.append(notes.to_json(path))
-    return written
+    return written, skipped

@@ -48,8 +48,8 @@ from metadata_templates.suppliers import (
     certificate_sha256,
     roles_for,
 )
+from repo_tool.access.certificates import certificate_sha1
 from repo_tool.access.inventory import DeviceKind, InventoryIndex
-from repo_tool.ops.suppliers import certificate_sha1
 
 LOG_FORMAT = "cfl-access-1"
 UNREGISTERED = "unregistered-certificate"

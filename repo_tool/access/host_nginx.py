@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, field_error
 from metadata_templates.suppliers import DEFAULT_ACCESS_POLICY, SupplierRegistry
-from repo_tool.ops.suppliers import certificate_sha1, load_one_certificate
-from repo_tool.site.build import CONTENT_SECURITY_POLICY
+from repo_tool.access.certificates import certificate_sha1, load_one_certificate
+from repo_tool.site.render import CONTENT_SECURITY_POLICY
 
 TEMPLATE = "nginx.conf.j2"
 

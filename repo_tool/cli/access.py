@@ -1,8 +1,8 @@
 """`cfl-repo supplier ...`, `cfl-repo host nginx` and `cfl-repo audit`: suppliers and access (issue 10).
 
 Registered on the main group by `repo_tool.cli` (one ``add_command`` per group). Each command parses,
-calls one library function and renders; the work is in `repo_tool.supplier_ops`,
-`repo_tool.host_nginx` and `repo_tool.audit`.
+calls one library function and renders; the work is in `repo_tool.ops.suppliers`,
+`repo_tool.access.host_nginx` and `repo_tool.access.audit`.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def supplier_add(
       cfl-repo --repo R supplier add 90B3D51F30010000 --name "Acme Energy" \\
           --role IS --role GS --cert acme.crt.pem --supplier-ca supplier-ca.pem
     """
-    from repo_tool.ops.suppliers import add_supplier, read_ca
+    from repo_tool.access.certificates import read_ca
+    from repo_tool.ops.suppliers import add_supplier
 
     certificate = read_input(cert_file, "--cert")
     ca_pem = read_ca(read_input(ca_file, "--supplier-ca")) if ca_file else None
@@ -249,8 +250,8 @@ def host_nginx(
       nginx -t -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf && nginx -s reload -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf
     """
     from metadata_templates.atomic import atomic_write_bytes
+    from repo_tool.access.certificates import read_ca
     from repo_tool.access.host_nginx import NginxSettings, render_nginx_config
-    from repo_tool.ops.suppliers import read_ca
 
     repo = _open_repo(ctx)
     ca = _existing_file(supplier_ca, "--supplier-ca")

@@ -53,7 +53,7 @@ def site_build(
     from repo_tool.publish.site_step import verified_for_site
     from repo_tool.site.build import build_site
     from repo_tool.verify.memo import VerifyMemo
-    from repo_tool.verify.walk import folder_reader
+    from repo_tool.verify.sources import folder_reader
 
     memo = None
     if published is None or root_file is None:

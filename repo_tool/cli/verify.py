@@ -34,7 +34,8 @@ def verify(published_dir: Path, root_file: Path, as_json: bool) -> None:
 
     Always the full walk: it never reads the verified-role memo the website step of `publish`
     keeps (docs/site.md, "The verified-role memo")."""
-    from repo_tool.verify.walk import folder_reader, load_verified_library
+    from repo_tool.verify.sources import folder_reader
+    from repo_tool.verify.walk import load_verified_library
 
     library, problems = load_verified_library(
         folder_reader(published_dir), root_file.read_bytes(), now=_now()

@@ -25,7 +25,7 @@ from tuf.api.metadata import Metadata, SuccinctRoles, TargetFile, Targets
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplEntry
-from repo_tool.gateway.check import (
+from repo_tool.gateway.model import (
     Accepted,
     Code,
     Findings,
@@ -33,13 +33,15 @@ from repo_tool.gateway.check import (
     RegisteredManufacturer,
     StagedRole,
     Verdict,
-    check_added_targets,
+)
+from repo_tool.gateway.roles import (
     check_signatures,
     check_succession,
     check_validity,
     parse_role,
     registered_delegator,
 )
+from repo_tool.gateway.targets import check_added_targets
 from repo_tool.intake.bundle import BINS_DIR, Bundle
 from repo_tool.intake.describe import ImageDigests
 from repo_tool.intake.image import OtaHeader

@@ -22,8 +22,9 @@ from tuf.api.metadata import Delegations, Metadata, Targets
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import RejectedInputError
-from repo_tool.gateway.check import RegisteredManufacturer, manufacturer_delegation
-from repo_tool.state.repository import SPEC_VERSION
+from metadata_templates.naming import SPEC_VERSION
+from repo_tool.gateway.model import RegisteredManufacturer
+from repo_tool.gateway.roles import manufacturer_delegation
 
 ENROLMENT_VERSION = 1
 

@@ -28,7 +28,6 @@ from tuf.api.metadata import Metadata, Targets
 
 from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
-from repo_tool.gateway.check import Code, Finding, GatewayContext, Verdict, check_bundle
 from repo_tool.intake.bundle import (
     BUNDLE_SUFFIX,
     KIND_DEPOSIT,
@@ -291,28 +290,3 @@ def _bins_as_stored(
         if succinct is None or len(bundle.bins) != succinct.number_of_bins:
             return False
     return True
-
-
-def judge(bundle: Bundle, context: GatewayContext) -> Verdict:
-    """The gateway's verdict, and a rejection (never a crash of the whole run) should it fail.
-
-    The fuzzer (tests/repo/test_bundle_fuzz.py) finds no input that makes ``check_bundle`` raise;
-    this is the last line for one it has not found: that bundle is rejected and kept, and the next
-    bundle in the inbox is still checked.
-    """
-    try:
-        return check_bundle(bundle, context)
-    except Exception as e:
-        # The traceback only with -v: the operator sees the rejection, a developer the details.
-        logger.debug("gateway failed on %s", bundle.target or bundle.manufacturer_id, exc_info=True)
-        return Verdict(
-            (
-                Finding(
-                    Code.MALFORMED_BUNDLE,
-                    f"bundle: found content the gateway could not judge ({type(e).__name__}), "
-                    "expected a bundle made by `cfl-repo submit`; kept for the provider to investigate",
-                ),
-            ),
-            None,
-            None,
-        )

@@ -18,13 +18,8 @@ from tuf.api.metadata import Targets
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
-from repo_tool.gateway.check import (
-    Code,
-    Finding,
-    GatewayContext,
-    LibraryIndex,
-    Verdict,
-)
+from repo_tool.gateway.check import judge
+from repo_tool.gateway.model import Code, Finding, GatewayContext, LibraryIndex, Verdict
 from repo_tool.intake import inbox
 from repo_tool.intake.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
 from repo_tool.notes.audience import notes_audience_documents
@@ -95,7 +90,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         bundle.kind == KIND_RENEWAL and ingest_bins.is_split(repo, bundle.manufacturer_id)
     ):
         # Hash bins: a migration, or a renewal of a split manufacturer (repo_tool/ops/ingest_bins.py).
-        verdict = inbox.judge(bundle, gateway_context(repo, now, bundle.declaration.cpl_entries))
+        verdict = judge(bundle, gateway_context(repo, now, bundle.declaration.cpl_entries))
         if not verdict.staged:
             return _reject(repo, bundle_path, verdict, now)
         ingest_bins.commit_restaged(repo, bundle_path, bundle, verdict.staged, now)
@@ -108,7 +103,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
     try:
         context = gateway_context(repo, now, bundle.declaration.cpl_entries)
-        verdict = inbox.judge(bundle, context)  # a gateway defect rejects one bundle, not the run
+        verdict = judge(bundle, context)  # a gateway defect rejects one bundle, not the run
     except BaseException:
         staged.discard()
         raise
@@ -180,7 +175,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
 def _ingest_renewal(
     repo: Repository, bundle_path: Path, bundle: Bundle, now: datetime
 ) -> IngestResult:
-    verdict = inbox.judge(bundle, gateway_context(repo, now, bundle.declaration.cpl_entries))
+    verdict = judge(bundle, gateway_context(repo, now, bundle.declaration.cpl_entries))
     role = verdict.renewal
     if role is None:
         return _reject(repo, bundle_path, verdict, now)

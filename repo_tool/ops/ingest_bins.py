@@ -16,7 +16,7 @@ from pathlib import Path
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from repo_tool.gateway.bins import split_bit_length
-from repo_tool.gateway.check import Accepted, StagedRole
+from repo_tool.gateway.model import Accepted, StagedRole
 from repo_tool.intake.bundle import KIND_SPLIT_BINS, Bundle
 from repo_tool.state.repository import Repository
 

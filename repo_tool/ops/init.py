@@ -11,14 +11,14 @@ from tuf.api.metadata import Metadata, Root, Targets
 
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError
-from metadata_templates.naming import PROVIDER_ROLE
+from metadata_templates.naming import PROVIDER_ROLE, SPEC_VERSION
 from metadata_templates.policy import DEFAULT_POLICY, PROVIDER_TARGETS_EXPIRY_DAYS
 from repo_tool.output_paths import make_dir
 from repo_tool.signing.keys import DEV_KEY_WARNING, SignerRef, write_keypair
 from repo_tool.signing.provider_role import delegate_provider, first_provider_role
 from repo_tool.state.config import SIGNED_ROLES, TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.state.head import Head
-from repo_tool.state.repository import SPEC_VERSION, Repository
+from repo_tool.state.repository import Repository
 from repo_tool.tlog.provider_log import LogKeyConfig, existing_log_key, new_log_key
 
 

@@ -26,7 +26,7 @@ from tuf.api.metadata import Delegations, TargetFile, Targets
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
-from repo_tool.gateway.check import manufacturer_delegation
+from repo_tool.gateway.roles import manufacturer_delegation
 from repo_tool.ops.manufacturers import key_owners, propose_manufacturer, update_manufacturer
 from repo_tool.signing.keys import removed_by_last_commit, rotation_done
 

@@ -16,7 +16,7 @@ from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.ceremony.start import propose_targets
-from repo_tool.gateway.check import manufacturer_delegation
+from repo_tool.gateway.roles import manufacturer_delegation
 from repo_tool.state.head import ManufacturerRecord
 from repo_tool.state.repository import Repository
 from repo_tool.state.retirement import mark_retiring, prune_unused_keys

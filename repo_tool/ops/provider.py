@@ -20,6 +20,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError
+from metadata_templates.naming import SPEC_VERSION
 from repo_tool.signing.keys import OFFLINE_URI, SignerRef, removed_by_last_commit, rotation_done
 from repo_tool.signing.provider_role import (
     delegate_provider,
@@ -28,7 +29,7 @@ from repo_tool.signing.provider_role import (
     take_provider_targets,
 )
 from repo_tool.state.config import RepoConfig
-from repo_tool.state.repository import SPEC_VERSION, Repository
+from repo_tool.state.repository import Repository
 
 PROVIDER = naming.PROVIDER_ROLE
 

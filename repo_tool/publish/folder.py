@@ -1,7 +1,7 @@
 """Write the static tree a host serves, in an order that keeps it valid for clients at every instant.
 
-The order and the list of files come from ``repo_tool.publish_plan`` (shared with the S3 writer in
-``repo_tool.publish_s3``): blobs, delegated roles, targets, snapshot, the transparency log (tiles,
+The order and the list of files come from ``repo_tool.publish.plan`` (shared with the S3 writer in
+``repo_tool.publish.s3``): blobs, delegated roles, targets, snapshot, the transparency log (tiles,
 then ``log/checkpoint``), roots, ``timestamp.json`` last. Everything but ``timestamp.json`` and
 ``log/checkpoint`` is immutable and named by version, hash or size, so files written
 before a crash are invisible to clients until the timestamp that references them lands, and the

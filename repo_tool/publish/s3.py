@@ -1,7 +1,7 @@
 """Publish the library to S3-compatible object storage: the same plan as a folder, over boto3.
 
 ``publish_to_s3`` (repo_tool/ops/publish_s3.py) lists the bucket prefix once, then `upload_staged`
-uploads in the order ``repo_tool.publish_plan`` gives (blobs, delegated roles, targets, snapshot,
+uploads in the order ``repo_tool.publish.plan`` gives (blobs, delegated roles, targets, snapshot,
 roots, ``timestamp.json`` last) only what the bucket lacks. It never deletes and never overwrites an immutable object:
 
 - a new object is put with ``If-None-Match: *``, so a concurrent writer cannot be overwritten; on a
@@ -521,7 +521,7 @@ def upload_site(
 
 def bucket_reader(bucket: S3Bucket) -> Callable[[str], bytes]:
     """A ``repo_tool.verify`` reader over the bucket, to render the site from what clients see."""
-    from repo_tool.verify.walk import NotFound
+    from repo_tool.verify.sources import NotFound
 
     def read(relative: str) -> bytes:
         data = bucket.get(relative)

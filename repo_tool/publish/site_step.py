@@ -1,15 +1,15 @@
 """The website step of `cfl-repo publish`: tell the site which images the publish added.
 
-``repo_tool.site.build_site`` renders one new image into a built site of 100,000 without looking at
+``repo_tool.site.build.build_site`` renders one new image into a built site of 100,000 without looking at
 the other 99,999, but only when it is told which images are new; otherwise it first loops over the
 whole library to find them. A publish knows: the roles it brings the tree up to, from the versions
 the tree's snapshot listed before, and what each version added, recorded at ingest
-(``Repository.added_since``, the same record ``repo_tool.publisher.repository_plan`` uses).
+(``Repository.added_since``, the same record ``repo_tool.publish.folder.repository_plan`` uses).
 
 The hint is relative to the tree the publish started from, so it is passed on only when the site
 folder's ``BASIS_NAME`` record says its last complete build showed exactly that tree's roles (not
 after a `refresh` or `publish --no-site` that published images, or a migration to hash bins,
-without a site build). ``repo_tool.site_append`` then checks it again against the site's own
+without a site build). ``repo_tool.site.append`` then checks it again against the site's own
 state (the count must add up, every told image must be newer than every listed one) and, when it
 does not fit, finds the new images itself or renders everything (a killed build leaves a marker
 that forces the full build), so a wrong hint costs time, never bytes.
@@ -32,7 +32,7 @@ from repo_tool.site.build import SiteBuildResult, build_site
 from repo_tool.state.repository import Repository
 from repo_tool.verify.memo import VerifyMemo
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
-from repo_tool.verify.walk import Reader
+from repo_tool.verify.sources import Reader
 
 __all__ = [
     "BASIS_NAME",
@@ -123,7 +123,7 @@ def publish_hint(repo: Repository, before: TreeState | None) -> PublishHint | No
 
     A role ``before`` did not list contributes all its targets (a new manufacturer, or the bins a
     migration created); a version without its ingest record, the whole role, as
-    ``repo_tool.publisher.repository_plan`` does.
+    ``repo_tool.publish.folder.repository_plan`` does.
 
     Args:
         repo: the repository, at the head just published.
@@ -196,7 +196,7 @@ def build_published_site(
     """Verify the published tree at ``out`` and render its website into ``out/site``.
 
     The hint is passed on only when the site was last built from the tree the hint starts from;
-    ``repo_tool.site_append`` checks it again against the site's own record.
+    ``repo_tool.site.append`` checks it again against the site's own record.
 
     Args:
         out: the published tree.
@@ -215,7 +215,7 @@ def build_published_site(
         UnavailableError: the site folder cannot be read or written.
         SiteBuildError: two images would share one page.
     """
-    from repo_tool.verify.walk import folder_reader
+    from repo_tool.verify.sources import folder_reader
 
     # Read before the library: a publish landing in between makes the site newer than its
     # record, which only withholds the next hint (the tree never moves back).

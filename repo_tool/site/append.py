@@ -17,7 +17,7 @@ module renders exactly those, from:
 
 Nothing here reads or writes anything per image of the library. Whenever any check fails (no
 state, another version or template set, a withdrawal, a renamed manufacturer, an image older than
-the newest, a damaged page) ``prepare_append`` answers None and ``repo_tool.site.build_site`` does
+the newest, a damaged page) ``prepare_append`` answers None and ``repo_tool.site.build.build_site`` does
 its keyed full build, which then writes a fresh state.
 
 Crash safety: ``.cfl-site-dirty`` is written before the first file changes and removed after the
@@ -27,32 +27,68 @@ gives the bytes a full build gives).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from markupsafe import Markup
 
 from metadata_templates.atomic import atomic_write_bytes
 from repo_tool.site import search as site_search
+from repo_tool.site.append_state import (
+    DIRTY_NAME,
+    STATE_NAME,
+    _attached_digest,
+    _is_newer,
+    _is_security,
+    _order_key,
+    _state_bytes,
+    _withdrawals_digest,
+    read_state,
+)
+from repo_tool.site.files import (
+    _INPUTS_NAME,
+    MANIFEST_NAME,
+    _read_or_none,
+    _write_if_changed,
+)
+from repo_tool.site.pages import (
+    _WORD_SHARD,
+    IMAGES_PER_PART,
+    _archive_name,
+    _Builder,
+    _chunks,
+    index_json_bytes,
+    listing_context,
+)
+from repo_tool.site.render import (
+    _FEED_NAMESPACE,
+    CONTENT_SECURITY_POLICY,
+    FEED_LIMIT,
+    PAGE_SIZE,
+    SITE_SCHEMA_VERSION,
+    _feed_entries,
+    _image_json,
+    _json_bytes,
+    _newest_first,
+    _page_name,
+    _render,
+    _safe_name,
+    _search_row,
+    _search_words,
+    _static_files,
+)
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
-
-if TYPE_CHECKING:
-    from repo_tool.site.build import _Builder
 
 logger = logging.getLogger(__name__)
 
-STATE_NAME = ".cfl-site-state.json"
-DIRTY_NAME = ".cfl-site-dirty"
-_STATE_MAGIC = "cfl-site-state 1"
 # How a listing row begins in listing.html's table body (row.html); escaping keeps it out of cells.
 _ROW_START = '\n<tr data-target="'
 _TBODY = ("<tbody>\n", "</tbody>")
@@ -69,165 +105,7 @@ class AppendPlan:
 # --- digests of what an append must leave alone ---------------------------------------------------
 
 
-def _digest(items: Iterable[object]) -> str:
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(json.dumps(item, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-    return digest.hexdigest()
-
-
-def _withdrawals_digest(library: PublishedLibrary) -> str:
-    return _digest(sorted((w.target, w.sha256, w.withdrawn, w.reason) for w in library.withdrawals))
-
-
-def _attached_digest(images: Iterable[PublishedImage]) -> str:
-    return _digest(
-        sorted(
-            (i.target_path, i.sha256, i.withdrawal.withdrawn, i.withdrawal.reason)
-            for i in images
-            if i.withdrawal is not None
-        )
-    )
-
-
-def _order_key(image: PublishedImage) -> tuple[str, str]:
-    return (image.cfl.published, image.target_path)
-
-
-def _is_newer(image: PublishedImage, newest: Sequence[str] | None) -> bool:
-    """Whether ``image`` lists before ``newest`` (published, target): later, or as late with a
-    smaller target path (``repo_tool.site._newest_first``)."""
-    if newest is None:
-        return True
-    published, target = newest
-    return image.cfl.published > published or (
-        image.cfl.published == published and image.target_path < target
-    )
-
-
 # --- the state ------------------------------------------------------------------------------------
-
-
-def read_state(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The previous build's state, or None when missing, damaged, from another version, or left by
-    a build that did not finish (``DIRTY_NAME``)."""
-    from repo_tool.site import build as site
-
-    # A marker of an unfinished build (this path's or the keyed build's word shards).
-    if (out_dir / DIRTY_NAME).exists() or (out_dir / site._SEARCH_DIRTY).exists():
-        return None
-    try:
-        state = json.loads((out_dir / STATE_NAME).read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(state, dict) or state.get("magic") != _STATE_MAGIC:
-        return None
-    if state.get("fingerprint") != fingerprint:
-        return None
-    return state if _well_formed(state) else None
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_str_list(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _is_counts(value: object) -> bool:
-    return isinstance(value, dict) and all(_is_count(n) for n in value.values())
-
-
-def _well_formed(state: Mapping[str, Any]) -> bool:
-    """Whether every field has the JSON shape ``state_from_builder`` writes: a damaged state must
-    step aside for the full build, not crash every later build (and so every publish)."""
-    newest = state.get("newest")
-    names = state.get("names")
-    manufacturers = state.get("manufacturers")
-    recent = state.get("feed_recent")
-    withdrawn = state.get("feed_withdrawn")
-    return (
-        all(isinstance(state.get(k), str) for k in ("generated", "withdrawals", "attached"))
-        and _is_count(state.get("count"))
-        and (newest is None or (_is_str_list(newest) and len(newest) == 2))
-        and isinstance(names, dict)
-        and all(isinstance(n, str) for n in names.values())
-        and _is_counts(state.get("roles"))
-        and _is_counts(state.get("listings"))
-        and isinstance(manufacturers, list)
-        and all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in manufacturers)
-        and isinstance(recent, list)
-        and all(r is None or isinstance(r, dict) for r in recent)
-        and isinstance(withdrawn, list)
-        and all(isinstance(w, dict) for w in withdrawn)
-        and _is_str_list(state.get("shards"))
-    )
-
-
-def state_from_builder(builder: _Builder, fingerprint: str, shards: Iterable[str]) -> bytes:
-    """The state a full build leaves for the next append (one pass over the library)."""
-    from repo_tool.site import build as site
-
-    ordered = builder.ordered
-    library = builder.library
-    by_manufacturer: dict[str, list[int]] = {}
-    for position, image in enumerate(ordered):
-        by_manufacturer.setdefault(image.cfl.manufacturer_id, []).append(position)
-    manufacturers = []
-    listings: dict[str, int] = {"index": len(ordered)}
-    for mfr_id in sorted(set(by_manufacturer) | set(library.manufacturers)):
-        positions = by_manufacturer.get(mfr_id, [])
-        name = library.manufacturers.get(mfr_id) or (
-            builder.names[positions[0]] if positions else ""
-        )
-        stem = f"manufacturer-{site._safe_name(mfr_id)}"
-        listings[stem] = len(positions)
-        manufacturers.append(
-            {
-                "id": mfr_id,
-                "name": name,
-                "href": site._page_name(stem, 1),
-                "images": len(positions),
-                "current": sum(1 for i in positions if builder.withdrawal[i] is None),
-                "latest": ordered[positions[0]].cfl.published[:10] if positions else None,
-            }
-        )
-    listings["security"] = sum(1 for image in ordered if _is_security(image))
-    recent: list[dict[str, Any] | None] = []
-    for position in range(min(site.FEED_LIMIT, len(ordered))):
-        recent.append(
-            None
-            if builder.withdrawal[position] is not None
-            else site._feed_entries([builder.view(position)])[0]
-        )
-    withdrawn_views = [builder.view(p) for p, w in enumerate(builder.withdrawal) if w is not None]
-    state = {
-        "magic": _STATE_MAGIC,
-        "fingerprint": fingerprint,
-        "generated": builder.stamp,
-        "count": len(ordered),
-        "newest": list(_order_key(ordered[0])) if ordered else None,
-        "names": dict(library.manufacturers),
-        "withdrawals": _withdrawals_digest(library),
-        "attached": _attached_digest(ordered),
-        "roles": dict(Counter(image.role for image in ordered)),
-        "listings": listings,
-        "manufacturers": manufacturers,
-        "feed_recent": recent,
-        # The withdrawn images' entries that can make the feed: a withdrawal adds two.
-        "feed_withdrawn": site._feed_entries(withdrawn_views),
-        "shards": sorted(shards),
-    }
-    return _state_bytes(state)
-
-
-def _state_bytes(state: Mapping[str, Any]) -> bytes:
-    return (json.dumps(state, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def _is_security(image: PublishedImage) -> bool:
-    return image.cfl.reason == "security" or bool(image.cfl.advisories)
 
 
 # --- deciding whether the append path applies -----------------------------------------------------
@@ -290,12 +168,6 @@ def _told(
     return found
 
 
-def _newest_first(images: Sequence[PublishedImage]) -> list[PublishedImage]:
-    from repo_tool.site import build as site
-
-    return site._newest_first(images)
-
-
 def prepare_append(
     library: PublishedLibrary,
     out_dir: Path,
@@ -307,13 +179,11 @@ def prepare_append(
     if state is None:
         return None
     try:
-        from repo_tool.site import build as site
-
         for mfr, name in state["names"].items():
             if library.manufacturers.get(mfr) != name:
                 return None  # renamed or unregistered: rows and titles change
         for mfr in library.manufacturers:
-            stem = f"manufacturer-{site._safe_name(mfr)}"
+            stem = f"manufacturer-{_safe_name(mfr)}"
             if mfr not in state["names"] and state["listings"].get(stem, 0):
                 return None  # newly registered with images already listed under another name
         if _withdrawals_digest(library) != state["withdrawals"]:
@@ -395,22 +265,21 @@ def run_append(
         OSError: a file cannot be read or written (``build_site`` reports it).
         ValueError: a search shard is unreadable (``build_site`` reports it).
     """
-    from repo_tool.site import build as site
 
     state = plan.state
     added = plan.added  # newest first
     k = len(added)
     n0 = int(state["count"])
     n = n0 + k
-    builder = site._Builder(replace(library, images=added), generated, client_init_url)
+    builder = _Builder(replace(library, images=added), generated, client_init_url)
     stamp = builder.stamp
-    size = site.PAGE_SIZE
+    size = PAGE_SIZE
     outputs: dict[str, bytes] = {}
     new_files: list[str] = []
 
     def common(stamp_: str, count: int) -> dict[str, Any]:
         return {
-            "csp": site.CONTENT_SECURITY_POLICY,
+            "csp": CONTENT_SECURITY_POLICY,
             "generated": stamp_,
             "generated_date": stamp_[:10],
             "image_count": count,
@@ -429,16 +298,16 @@ def run_append(
     ) -> tuple[str, bytes]:
         first = 1 if chunk == 0 else (chunk - 1) * size + 1
         last = len(rows) if chunk == 0 else first + size - 1
-        page, context = site.listing_context(
+        page, context = listing_context(
             stem, title, kind, kind == "index", chunk, archives, count, first, last
         )
-        data = site._render("listing.html", **common(stamp_, total), **context, rows=list(rows))
+        data = _render("listing.html", **common(stamp_, total), **context, rows=list(rows))
         return page, data
 
     def read_back(
         stem: str, title: str, kind: str, chunk: int, archives: int, count: int
     ) -> list[Markup]:
-        page = site._page_name(stem, 1) if chunk == 0 else site._archive_name(stem, chunk)
+        page = _page_name(stem, 1) if chunk == 0 else _archive_name(stem, chunk)
         try:
             old = (out_dir / page).read_bytes()
         except FileNotFoundError as e:
@@ -461,11 +330,11 @@ def run_append(
         manufacturers = {m["id"]: dict(m) for m in state["manufacturers"]}
         for mfr_id in library.manufacturers:
             if mfr_id not in manufacturers:
-                stem = f"manufacturer-{site._safe_name(mfr_id)}"
+                stem = f"manufacturer-{_safe_name(mfr_id)}"
                 manufacturers[mfr_id] = {
                     "id": mfr_id,
                     "name": library.manufacturers[mfr_id],
-                    "href": site._page_name(stem, 1),
+                    "href": _page_name(stem, 1),
                     "images": 0,
                     "current": 0,
                     "latest": None,
@@ -477,13 +346,13 @@ def run_append(
             set(by_mfr) | (set(manufacturers) - {m["id"] for m in state["manufacturers"]})
         ):
             positions = by_mfr.get(mfr_id, [])
-            stem = f"manufacturer-{site._safe_name(mfr_id)}"
+            stem = f"manufacturer-{_safe_name(mfr_id)}"
             entry = manufacturers.get(mfr_id)
             if entry is None:
                 entry = {
                     "id": mfr_id,
                     "name": "",
-                    "href": site._page_name(stem, 1),
+                    "href": _page_name(stem, 1),
                     "images": 0,
                     "current": 0,
                     "latest": None,
@@ -506,7 +375,7 @@ def run_append(
             c0 = int(counts.get(stem, 0))
             c = c0 + len(positions)
             counts[stem] = c
-            a0, a = site._chunks(c0), site._chunks(c)
+            a0, a = _chunks(c0), _chunks(c)
             if kind == "index":
                 index_pages = 1 + a
             if not positions and kind != "index" and stem in state["listings"]:
@@ -533,7 +402,7 @@ def run_append(
                     outputs[page] = data
 
         table = [manufacturers[m] for m in sorted(manufacturers)]
-        outputs["manufacturers.html"] = site._render(
+        outputs["manufacturers.html"] = _render(
             "manufacturers.html",
             **common(stamp, n),
             root="",
@@ -543,27 +412,27 @@ def run_append(
         outputs["trust.html"] = builder._trust_page()
 
         # --- the feed: the newest FEED_LIMIT publications and the withdrawn images' entries
-        limit = site.FEED_LIMIT
+        limit = FEED_LIMIT
         fresh: list[dict[str, Any] | None] = [
-            site._feed_entries([builder.view(p)])[0] for p in range(min(k, limit))
+            _feed_entries([builder.view(p)])[0] for p in range(min(k, limit))
         ]
         recent = (fresh + list(state["feed_recent"]))[:limit]
         entries = [e for e in recent if e is not None] + list(state["feed_withdrawn"])
         entries.sort(key=lambda e: e["id"])
         entries.sort(key=lambda e: e["updated"], reverse=True)
-        feed_id = uuid.uuid5(site._FEED_NAMESPACE, f"feed\n{client_init_url or ''}").urn
-        outputs["feed.xml"] = site._render(
+        feed_id = uuid.uuid5(_FEED_NAMESPACE, f"feed\n{client_init_url or ''}").urn
+        outputs["feed.xml"] = _render(
             "feed.xml", generated=stamp, feed_id=feed_id, entries=entries[:limit]
         )
 
         # --- for machines and for search
-        outputs["index.json"] = site.index_json_bytes(n, stamp)
+        outputs["index.json"] = index_json_bytes(n, stamp)
 
         def ids_of(first_id: int, end_id: int) -> list[int]:
             # mini-library positions of the new ids first_id..end_id-1 (new ids are n0..n-1)
             return [n - 1 - i for i in range(first_id, end_id)]
 
-        per_part = site.IMAGES_PER_PART
+        per_part = IMAGES_PER_PART
         for part in range(n0 // per_part, -(-n // per_part)):
             lo, hi = part * per_part, min(n, (part + 1) * per_part)
             relative = f"data/images-{part}.json"
@@ -571,16 +440,14 @@ def run_append(
             if lo < n0:
                 old = (out_dir / relative).read_bytes()
                 doc = json.loads(old)
-                if site._json_bytes(doc) != old or len(doc["images"]) != n0 - lo:
+                if _json_bytes(doc) != old or len(doc["images"]) != n0 - lo:
                     raise _Stale(relative)
                 old_images = doc["images"]
             else:
                 new_files.append(relative)
-            fresh_images = [
-                site._image_json(builder.view(p)) for p in ids_of(max(lo, n0), hi)[::-1]
-            ]
-            outputs[relative] = site._json_bytes(
-                {"schema_version": site.SITE_SCHEMA_VERSION, "images": fresh_images + old_images}
+            fresh_images = [_image_json(builder.view(p)) for p in ids_of(max(lo, n0), hi)[::-1]]
+            outputs[relative] = _json_bytes(
+                {"schema_version": SITE_SCHEMA_VERSION, "images": fresh_images + old_images}
             )
 
         per_shard = site_search.ROWS_PER_SHARD
@@ -596,7 +463,7 @@ def run_append(
             else:
                 new_files.append(relative)
             outputs[relative] = site_search.rows_shard_bytes(
-                old_rows + [site._search_row(builder.view(p)) for p in ids_of(max(lo, n0), hi)]
+                old_rows + [_search_row(builder.view(p)) for p in ids_of(max(lo, n0), hi)]
             )
     except _Stale as e:
         logger.info("site: %s is not what the last build left; rendering everything", e)
@@ -612,20 +479,20 @@ def run_append(
 
     def write(relative: str, data: bytes) -> None:
         target = out_dir / relative
-        pending.append((relative, pool.submit(site._write_if_changed, target, data)))
+        pending.append((relative, pool.submit(_write_if_changed, target, data)))
 
     for position, page in enumerate(builder.pages):
         write(page, builder.image_page(position))
         new_files.append(page)
     for relative, data in outputs.items():
         write(relative, data)
-    for relative, static in site._static_files():
+    for relative, static in _static_files():
         write(relative, static)
     shards = set(state["shards"])
     merged = site_search.merge_shards(
         shards,
-        lambda prefix: site._read_or_none(out_dir / site_search.word_shard_path(prefix)),
-        [(n - 1 - p, site._search_words(builder.view(p))) for p in range(k)],
+        lambda prefix: _read_or_none(out_dir / site_search.word_shard_path(prefix)),
+        [(n - 1 - p, _search_words(builder.view(p))) for p in range(k)],
     )
     for prefix, data in sorted(merged.items()):
         relative = site_search.word_shard_path(prefix)
@@ -641,14 +508,14 @@ def run_append(
     # The keyed full build's records: new files join the manifest (for pruning), and the inputs
     # file learns the new ids and that the rewritten pages' keys are unknown ("-").
     if new_files:
-        with (out_dir / site.MANIFEST_NAME).open("a", encoding="utf-8") as manifest:
+        with (out_dir / MANIFEST_NAME).open("a", encoding="utf-8") as manifest:
             manifest.write("".join(f"{f}\n" for f in new_files))
-        changed.append(site.MANIFEST_NAME)
+        changed.append(MANIFEST_NAME)
     lines = [f"+ {key}" for key in reversed(builder.keys)]
     lines += [f"{key} {page}" for page, key in zip(builder.pages, builder.keys, strict=True)]
     lines += [f"- {relative}" for relative in outputs if relative in changed]
-    lines += [f"{site._WORD_SHARD} {site_search.word_shard_path(p)}" for p in sorted(merged)]
-    with (out_dir / site._INPUTS_NAME).open("a", encoding="utf-8") as inputs:
+    lines += [f"{_WORD_SHARD} {site_search.word_shard_path(p)}" for p in sorted(merged)]
+    with (out_dir / _INPUTS_NAME).open("a", encoding="utf-8") as inputs:
         inputs.write("".join(f"{line}\n" for line in lines))
 
     state = dict(state)
@@ -680,7 +547,5 @@ __all__ = [
     "AppendResult",
     "added_images",
     "prepare_append",
-    "read_state",
     "run_append",
-    "state_from_builder",
 ]

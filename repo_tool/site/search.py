@@ -126,7 +126,7 @@ def meta_bytes(count: int, generated: str, shards: Iterable[str]) -> bytes:
 
 
 def rows_shard_bytes(rows: Sequence[Sequence[Any]]) -> bytes:
-    """One rows shard; ``rows`` in id order (see ``repo_tool.site._search_row`` for the fields)."""
+    """One rows shard; ``rows`` in id order (see ``repo_tool.site.render._search_row`` for the fields)."""
     body = ",\n".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in rows)
     return f'{{"schema_version":{SEARCH_SCHEMA_VERSION},"rows":[\n{body}\n]}}\n'.encode()
 

@@ -2,5 +2,5 @@
 and the event log that records every commit.
 
 Operations (``repo_tool.ops``) build new immutable files and then commit a new head through
-``repo_tool.repository.Repository.commit``; nothing here knows what an operation means.
+``repo_tool.state.repository.Repository.commit``; nothing here knows what an operation means.
 """

@@ -14,7 +14,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.naming import PROVIDER_ROLE
 from metadata_templates.policy import RolePolicy
-from repo_tool.gateway.check import DEFAULT_IMAGE_SIZE_CAP
+from repo_tool.gateway.model import DEFAULT_IMAGE_SIZE_CAP
 from repo_tool.intake.bundle import DEFAULT_ROLE_SIZE_CAP
 from repo_tool.signing.keys import SignerRef
 from repo_tool.tlog.provider_log import LogKeyConfig

@@ -15,7 +15,7 @@ from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
 
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.tlog.merkle import EMPTY_ROOT
-from repo_tool.gateway.check import RegisteredManufacturer
+from repo_tool.gateway.model import RegisteredManufacturer
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
-from repo_tool.gateway.check import LibraryIndex
+from repo_tool.gateway.model import LibraryIndex
 
 MAX_DEPTH = 64
 _FIELDS = ("file_sha256", "manufacturer_image_sha256", "cpl_entries")

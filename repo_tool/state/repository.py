@@ -49,9 +49,10 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.locking import exclusive_lock
+from metadata_templates.naming import SPEC_VERSION
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
-from repo_tool.gateway.check import LibraryIndex
+from repo_tool.gateway.model import LibraryIndex
 from repo_tool.intake.cpl_cache import select_entries
 from repo_tool.signing.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.state import journal
@@ -61,7 +62,6 @@ from repo_tool.state.library_index import IndexStore
 from repo_tool.state.store import BlobStore
 from repo_tool.tlog import provider_log as tlog
 
-SPEC_VERSION = "1.0.31"
 logger = logging.getLogger(__name__)
 
 

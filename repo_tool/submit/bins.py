@@ -18,13 +18,13 @@ from tuf.api.metadata import Delegations, Metadata, TargetFile, Targets
 
 from metadata_templates import naming
 from metadata_templates.errors import RejectedInputError
+from metadata_templates.naming import SPEC_VERSION
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.gateway.bins import bin_delegation, split_bit_length, succinct_of
 from repo_tool.intake.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, Declaration
 from repo_tool.state.retirement import retiring_keyids
 from repo_tool.verify.published import PublishedLibrary
 
-SPEC_VERSION = "1.0.31"
 DEFAULT_EXPIRY = DEFAULT_POLICY.expiry("mfr")
 
 

@@ -24,6 +24,7 @@ from metadata_templates.errors import (
     RejectedInputError,
     VerificationError,
 )
+from metadata_templates.naming import SPEC_VERSION
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.intake.bundle import KIND_RENEWAL, Bundle, Declaration
 from repo_tool.intake.describe import (
@@ -36,10 +37,10 @@ from repo_tool.intake.image import parse_image
 from repo_tool.notes.encrypt import encrypt_for_library
 from repo_tool.submit import bins as submit_bins
 from repo_tool.verify.published import PublishedLibrary
-from repo_tool.verify.walk import CplLoader, NotFound, Reader, url_reader, verified_library
+from repo_tool.verify.sources import NotFound, Reader, url_reader
+from repo_tool.verify.walk import CplLoader, verified_library
 
 logger = logging.getLogger(__name__)
-SPEC_VERSION = "1.0.31"
 DEFAULT_EXPIRY = DEFAULT_POLICY.expiry("mfr")
 
 

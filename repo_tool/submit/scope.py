@@ -34,7 +34,8 @@ from repo_tool.intake.describe import digest_image, target_path_for
 from repo_tool.intake.image import parse_image
 from repo_tool.submit.deposit import load_source_library
 from repo_tool.verify.published import PublishedLibrary
-from repo_tool.verify.walk import CplLoader, NotFound, Reader
+from repo_tool.verify.sources import NotFound, Reader
+from repo_tool.verify.walk import CplLoader
 
 RoleFilter = Callable[[str], bool]
 

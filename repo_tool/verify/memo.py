@@ -2,7 +2,7 @@
 the next walk of the same file under the same delegation does not verify it again.
 
 Every `cfl-repo publish` re-verifies the whole published tree before it builds the website
-(``repo_tool.site_hint.build_published_site``), and at 100,000 images that walk is seconds, most of
+(``repo_tool.publish.site_step.build_published_site``), and at 100,000 images that walk is seconds, most of
 it the JSON Schema of every target's ``custom.cfl`` and the rest python-tuf's parsing and signature
 checks of roles that have not changed since the last publish. The memo remembers, for each delegated
 role the walk verified with no problem, what the walk takes from it (``RoleFacts``: version, expiry,

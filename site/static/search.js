@@ -22,7 +22,7 @@
   var pageCaption = caption ? caption.textContent : "";
   var pageRows = Array.prototype.slice.call(tbody.rows);
   var pageText = pageRows.map(rowText);
-  // The sharded index (repo_tool/site_search.py): meta.json, then w-<prefix>.json per query word and
+  // The sharded index (repo_tool/site/search.py): meta.json, then w-<prefix>.json per query word and
   // rows-<k>.json per shown row, each fetched once, on demand.
   var metaUrl = input.getAttribute("data-index");
   var folder = metaUrl.slice(0, metaUrl.lastIndexOf("/") + 1);
@@ -67,7 +67,7 @@
       });
   }
 
-  // The file-name spelling of a word prefix: shard_name in repo_tool/site_search.py.
+  // The file-name spelling of a word prefix: shard_name in repo_tool/site/search.py.
   function shardName(prefix) {
     var out = "";
     for (var i = 0; i < prefix.length; i++) {

@@ -14,8 +14,9 @@ from factory import T0, LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.naming import blob_name
 from metadata_templates.suppliers import SupplierRegistry
 from repo_tool.access.audit import AccessRecord, AuditLibrary, Auditor, parse_line
+from repo_tool.access.certificates import check_certificate
 from repo_tool.access.inventory import read_inventory
-from repo_tool.ops.suppliers import check_certificate, registered, revoked
+from repo_tool.ops.suppliers import registered, revoked
 
 CA = make_ca()
 IS_CERT, GS_CERT, LATE_CERT = (

@@ -24,13 +24,8 @@ from metadata_templates.errors import (
 )
 from metadata_templates.naming import blob_name
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
-from repo_tool.ops.suppliers import (
-    add_supplier,
-    check_certificate,
-    registered,
-    revoke_supplier,
-    revoked,
-)
+from repo_tool.access.certificates import check_certificate
+from repo_tool.ops.suppliers import add_supplier, registered, revoke_supplier, revoked
 
 CA = make_ca()
 OTHER_CA = make_ca("Somebody else's CA")

@@ -15,7 +15,8 @@ from client.trust.session import Session, SessionPaths
 from factory import FolderFetcher, LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from metadata_templates import naming
 from repo_tool.submit.bins import build_split
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 BITS = 2
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_system
-from repo_tool.site.build import CONTENT_SECURITY_POLICY
+from repo_tool.site.render import CONTENT_SECURITY_POLICY
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0

@@ -17,8 +17,9 @@ from tuf.ngclient import Updater
 
 from factory import standard_library
 from metadata_templates import naming
-from repo_tool.site.build import CONTENT_SECURITY_POLICY
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.site.render import CONTENT_SECURITY_POLICY
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 from .conftest import IMMUTABLE, NO_CACHE, NO_STORE, NginxServer
 

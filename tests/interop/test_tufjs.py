@@ -22,7 +22,8 @@ from conftest import require_system
 from factory import LibraryFactory, standard_library
 from metadata_templates import naming
 from repo_tool.verify.published import PublishedImage
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 from .conftest import NginxServer
 

@@ -9,7 +9,8 @@ import pytest
 from key_drills import DRILLS
 
 from conftest import require_system
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 from .conftest import NginxServer
 from .test_tufjs import TUF_JS, Served, run_tufjs

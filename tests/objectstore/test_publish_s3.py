@@ -45,7 +45,8 @@ from repo_tool.publish.s3 import (
     translate_s3_error,
 )
 from repo_tool.verify.memo import VerifyMemo
-from repo_tool.verify.walk import load_verified_library, url_reader
+from repo_tool.verify.sources import url_reader
+from repo_tool.verify.walk import load_verified_library
 
 from .s3_server import S3Server, credentials_env, free_port
 

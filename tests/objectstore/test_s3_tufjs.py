@@ -11,7 +11,8 @@ from interop.test_tufjs import TUF_JS, Served, run_tufjs
 from conftest import require_system
 from factory import standard_library
 from repo_tool.ops.publish_s3 import publish_to_s3
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 from .s3_server import S3Server
 

@@ -24,11 +24,11 @@ from metadata_templates.policy import DEFAULT_POLICY, RolePolicy
 from repo_tool.intake.cpl_cache import CplCache
 from repo_tool.ops.init import refuse_initialised
 from repo_tool.ops.manufacturers import add_manufacturer
-from repo_tool.site.build import _bins_grouped
+from repo_tool.site.render import _bins_grouped
 from repo_tool.state.repository import Repository
 from repo_tool.submit.scope import load_for_deposit
 from repo_tool.verify.published import RoleSummary
-from repo_tool.verify.walk import folder_reader
+from repo_tool.verify.sources import folder_reader
 
 BIN = Path(sys.executable).parent
 
@@ -150,7 +150,8 @@ def test_verify_reports_a_published_root_that_is_not_the_trusted_one(
 ) -> None:
     from datetime import UTC, datetime
 
-    from repo_tool.verify.walk import folder_reader, load_verified_library
+    from repo_tool.verify.sources import folder_reader
+    from repo_tool.verify.walk import load_verified_library
 
     factory, _ = standard_library(tmp_path)
     published = factory.out / "metadata" / "1.root.json"

@@ -23,7 +23,8 @@ from repo_tool.ops.status import status_report
 from repo_tool.submit.bins import build_split
 from repo_tool.submit.deposit import build_renewal
 from repo_tool.verify.published import PublishedLibrary
-from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library, verified_library
 
 # ------------------------------------------------------------------------------------- contract
 

@@ -27,7 +27,8 @@ from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import CryptoSigner, Signature
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha
-from repo_tool.gateway.check import GatewayContext, check_bundle
+from repo_tool.gateway.check import check_bundle
+from repo_tool.gateway.model import GatewayContext
 from repo_tool.intake.bundle import IMAGE, MANIFEST, RELEASE_NOTES, ROLE, BundleError, parse_bundle
 from repo_tool.ops.ingest import gateway_context
 

@@ -28,7 +28,8 @@ from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.refresh import refresh as refresh_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
 from repo_tool.signing.keys import OFFLINE_URI, load_signer, write_keypair
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ from repo_tool.intake.cpl import (
     CPL_COLUMNS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
-    CplImportError,
-    CplLimits,
     entry_to_row,
     parse_cpl,
     read_cpl,
 )
+from repo_tool.intake.cpl_tables import CplImportError, CplLimits
 
 IMPORTED = "2026-01-02T03:04:05Z"
 HASH_A = "ab" * 32

@@ -35,7 +35,8 @@ from repo_tool.site.build import build_site
 from repo_tool.state.repository import Repository
 from repo_tool.submit.deposit import build_submission
 from repo_tool.submit.scope import load_for_deposit
-from repo_tool.verify.walk import Reader, folder_reader, verified_library
+from repo_tool.verify.sources import Reader, folder_reader
+from repo_tool.verify.walk import verified_library
 
 MFR = "121D"
 

@@ -15,7 +15,8 @@ import pytest
 
 from factory import make_entry
 from repo_tool.dev.demo_data import render_cpl_csv
-from repo_tool.intake.cpl import CplImportError, CplLimits, read_cpl
+from repo_tool.intake.cpl import read_cpl
+from repo_tool.intake.cpl_tables import CplImportError, CplLimits
 
 IMPORTED = "2026-01-01T00:00:00Z"
 PEAK_PER_FILE_OCTET = 8  # measured 6.9 at 20,000 rows

@@ -36,7 +36,8 @@ from repo_tool.gateway.enrolment import build_enrolment
 from repo_tool.signing.keys import write_keypair
 from repo_tool.submit.bins import build_split
 from repo_tool.verify.memo import MEMO_DIR_NAME, VerifyMemo, decode_entry
-from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library, verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))

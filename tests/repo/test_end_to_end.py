@@ -6,7 +6,8 @@ import hashlib
 from pathlib import Path
 
 from factory import standard_library, updater_for
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 
 def test_published_tree_verifies_and_lists_every_image(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway.enrolment import build_enrolment, check_enrolment
 from repo_tool.ops.ceremony import finish_ceremony
 from repo_tool.ops.enrol import enrol
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 DAY = timedelta(days=1)
 

@@ -15,7 +15,8 @@ import pytest
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha
 from repo_tool.ops.refresh import refresh as refresh_op
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 A2, A3, B5, B6 = (
     make_image("121D", 2),

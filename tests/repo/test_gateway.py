@@ -28,10 +28,11 @@ from tuf.api.metadata import Metadata, Targets
 from factory import LibraryFactory, make_entry, make_image, mi_sha, updater_for
 from metadata_templates.cpl_document import CplEntry
 from metadata_templates.naming import image_target_path
-from repo_tool.gateway.check import DEFAULT_IMAGE_SIZE_CAP, Code
+from repo_tool.gateway.model import DEFAULT_IMAGE_SIZE_CAP, Code
 from repo_tool.intake.bundle import IMAGE, MANIFEST, ROLE, Bundle, Declaration, write_bundle
 from repo_tool.ops.ingest import IngestResult
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 MFR = "121D"
 THRESHOLD_MFR = "2B2B"  # registered with two keys and threshold 2

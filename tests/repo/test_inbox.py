@@ -21,13 +21,15 @@ import pytest
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha
-from repo_tool.gateway.check import Code
+from repo_tool.gateway.check import judge
+from repo_tool.gateway.model import Code
 from repo_tool.intake import inbox
 from repo_tool.intake.bundle import DEFAULT_ROLE_SIZE_CAP, Bundle, Declaration
 from repo_tool.ops.ingest import IngestResult, gateway_context
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.submit.deposit import build_renewal
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 MFR = "121D"
 SECRET = b"-----BEGIN PRIVATE KEY-----\nprovider root key, never to be copied\n"
@@ -311,7 +313,7 @@ def test_a_gateway_failure_rejects_that_bundle_only(factory: LibraryFactory) -> 
     def broken(name: str) -> Metadata[Targets] | None:
         raise RuntimeError("simulated defect")
 
-    verdict = inbox.judge(bundle, replace(context, current_role=broken))
+    verdict = judge(bundle, replace(context, current_role=broken))
 
     assert not verdict.ok
     assert verdict.codes == [Code.MALFORMED_BUNDLE.value]

@@ -11,7 +11,8 @@ from key_drills import DRILLS
 from tuf.api.metadata import Metadata, Root, Targets
 
 from factory import updater_for
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 
 @pytest.mark.parametrize("drill", sorted(DRILLS))

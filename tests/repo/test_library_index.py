@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metadata_templates.errors import UnavailableError
-from repo_tool.gateway.check import LibraryIndex
+from repo_tool.gateway.model import LibraryIndex
 from repo_tool.state import library_index
 from repo_tool.state.library_index import IndexStore
 

@@ -24,7 +24,8 @@ from repo_tool.ops.manufacturer_keys import (
     suspend,
 )
 from repo_tool.submit.deposit import build_renewal
-from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library, verified_library
 
 MFR = "121D"
 

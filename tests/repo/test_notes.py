@@ -27,7 +27,8 @@ from metadata_templates.notes import (
 )
 from repo_tool.intake.bundle import Bundle
 from repo_tool.ops.notes_grant import grant_notes
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 ESME_ENTRY = ["CPL-0002"]
 

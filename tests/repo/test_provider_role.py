@@ -24,7 +24,8 @@ from repo_tool.ops.refresh import refresh
 from repo_tool.ops.withdraw import withdraw
 from repo_tool.signing.keys import SignerRef, write_keypair
 from repo_tool.state.repository import Repository
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 PROVIDER = naming.PROVIDER_ROLE
 

@@ -28,7 +28,8 @@ from metadata_templates.locking import exclusive_lock
 from metadata_templates.naming import blob_name
 from repo_tool.ops.publish import publish
 from repo_tool.publish.folder import LOCK_NAME, PUBLISH_STEPS
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 NEW_MFR = "5E5E"
 

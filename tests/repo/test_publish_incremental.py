@@ -8,7 +8,8 @@ from pathlib import Path
 
 from factory import make_entry, make_image, mi_sha, standard_library
 from repo_tool.ops.publish import publish
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 
 def test_added_targets_are_recorded_per_role_version(tmp_path: Path) -> None:

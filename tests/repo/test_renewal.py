@@ -14,7 +14,8 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from factory import LibraryFactory, make_image, standard_library, updater_for
 from repo_tool.intake.bundle import Bundle, read_bundle, write_bundle
 from repo_tool.submit.deposit import build_renewal
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 
 def _renewal(factory: LibraryFactory, mfr: str = "121D", **kwargs: object) -> Bundle:

@@ -31,7 +31,8 @@ from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.ops.refresh import refresh as refresh_op
 from repo_tool.ops.withdraw import withdraw as withdraw_op
 from repo_tool.state.repository import Repository
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 
 def events(factory: LibraryFactory) -> list[dict[str, object]]:

@@ -12,7 +12,8 @@ from factory import FolderFetcher, LibraryFactory, standard_library, updater_for
 from metadata_templates.errors import CflError, ConfigurationError, RejectedInputError
 from repo_tool.ops.rotate_keys import rotate_keys as rotate_keys_op
 from repo_tool.signing.keys import SignerRef, load_signer, write_keypair
-from repo_tool.verify.walk import folder_reader, load_verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 
 def _new_key(factory: LibraryFactory, name: str) -> SignerRef:

@@ -1,5 +1,5 @@
 """Every key rotation command run again after it committed succeeds and changes nothing
-(``repo_tool.keys.rotation_done``): a crash between the commit and the command's last line, or an
+(``repo_tool.signing.keys.rotation_done``): a crash between the commit and the command's last line, or an
 operator unsure it ran, must not meet a refusal of the --remove of a key that is gone. A rotation
 that differs in any way (another URI, another threshold, a key still to remove) is not "done" and
 gets the usual checks."""

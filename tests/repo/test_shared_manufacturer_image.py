@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from factory import LibraryFactory, make_entry, mi_sha
-from repo_tool.gateway.check import Code
+from repo_tool.gateway.model import Code
 from repo_tool.intake.image import build_image
 
 MFR = "121D"

@@ -22,7 +22,8 @@ from repo_tool.submit.bins import build_split
 from repo_tool.submit.deposit import build_renewal, build_submission, load_source_library
 from repo_tool.submit.scope import load_for_deposit, manufacturer_roles
 from repo_tool.verify.published import PublishedLibrary
-from repo_tool.verify.walk import Reader, folder_reader, load_verified_library, verified_library
+from repo_tool.verify.sources import Reader, folder_reader
+from repo_tool.verify.walk import load_verified_library, verified_library
 
 BITS = 3
 MFR = "121D"

@@ -43,7 +43,8 @@ from repo_tool.verify.memo import (
     memo_key,
 )
 from repo_tool.verify.published import PublishedLibrary
-from repo_tool.verify.walk import folder_reader, load_verified_library, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library, verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 MFR_ROLES = ("mfr-121D", "mfr-3F01")

@@ -25,7 +25,8 @@ from test_publish_site_hint import NEW_FIRMWARE, _entry, lodge, publish_with_sit
 from conftest import require_system
 from factory import make_entry, make_image, mi_sha, standard_library
 from repo_tool.site.build import build_site
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
 MAX_POINTS = 400

@@ -1,4 +1,4 @@
-"""`cfl-repo publish` tells the website which images it added (repo_tool.site_hint).
+"""`cfl-repo publish` tells the website which images it added (repo_tool.publish.site_step).
 
 Whatever the hint says, the site must hold the bytes a full build of the same library renders: the
 hint only decides how much work that takes.
@@ -28,7 +28,8 @@ from repo_tool.site import append as site_append
 from repo_tool.site.build import build_site
 from repo_tool.submit.bins import build_split
 from repo_tool.verify.published import PublishedLibrary
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 

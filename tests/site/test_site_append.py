@@ -1,4 +1,4 @@
-"""The append path (``repo_tool.site_append``): after new images it renders only what they change,
+"""The append path (``repo_tool.site.append``): after new images it renders only what they change,
 and the folder then holds exactly what a full build of the grown library holds; whenever it cannot
 vouch for that it steps aside and the keyed full build runs, with the same bytes."""
 
@@ -23,11 +23,12 @@ from site_samples import (
 
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool.site import append as site_append
-from repo_tool.site import build as site
-from repo_tool.site.build import build_site, render_site
+from repo_tool.site import render as site_render
+from repo_tool.site.build import build_site
+from repo_tool.site.pages import render_site
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
 
-BASE = 2 * site.PAGE_SIZE + 30
+BASE = 2 * site_render.PAGE_SIZE + 30
 LATER = GENERATED + timedelta(minutes=5)
 
 
@@ -86,7 +87,7 @@ APPENDS: dict[str, Callable[[PublishedLibrary], PublishedLibrary]] = {
     "one-image": grown_by(1),
     "a-few-images": grown_by(7),
     # 500 more fills archive pages of the index, every manufacturer and the security page
-    "archive-pages-fill": grown_by(site.PAGE_SIZE),
+    "archive-pages-fill": grown_by(site_render.PAGE_SIZE),
     "a-security-fix": lambda lib: with_images(
         lib, newer(1, reason="security", advisories=("CFL-ADV-1",))
     ),

@@ -27,7 +27,8 @@ from site_samples import (
 )
 
 from conftest import require_system
-from repo_tool.site.build import CONTENT_SECURITY_POLICY, PAGE_SIZE, build_site
+from repo_tool.site.build import build_site
+from repo_tool.site.render import CONTENT_SECURITY_POLICY, PAGE_SIZE
 
 pytestmark = pytest.mark.system
 

@@ -24,7 +24,8 @@ from site_samples import GENERATED, many_library
 
 from conftest import require_system
 from repo_tool.site import append as site_append
-from repo_tool.site.build import build_site, render_site
+from repo_tool.site.build import build_site
+from repo_tool.site.pages import render_site
 
 STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
 MAX_POINTS = 400

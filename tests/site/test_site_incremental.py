@@ -11,9 +11,10 @@ import pytest
 from site_samples import GENERATED, many_library, small_library
 
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool.site import build as site
+from repo_tool.site import render as site_render
 from repo_tool.site import search as site_search
-from repo_tool.site.build import build_site, render_site
+from repo_tool.site.build import build_site
+from repo_tool.site.pages import render_site
 from repo_tool.verify.published import PublishedLibrary
 
 
@@ -38,7 +39,7 @@ def grow(library: PublishedLibrary, extra: int) -> PublishedLibrary:
 
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Path, PublishedLibrary]:
-    library = many_library(2 * site.PAGE_SIZE + 30)
+    library = many_library(2 * site_render.PAGE_SIZE + 30)
     out = tmp_path / "site"
     build_site(library, out, generated=GENERATED)
     return out, library

@@ -29,15 +29,12 @@ from site_samples import (
 from metadata_templates.custom import NotesReader, ReleaseNotesRef
 from metadata_templates.errors import UnavailableError
 from metadata_templates.withdrawals import Withdrawal
-from repo_tool.site import build as site
-from repo_tool.site.build import (
-    CONTENT_SECURITY_POLICY,
-    MANIFEST_NAME,
-    PAGE_SIZE,
-    SiteBuildError,
-    build_site,
-    render_site,
-)
+from repo_tool.site import pages as site_pages
+from repo_tool.site import render as site_render
+from repo_tool.site.build import build_site
+from repo_tool.site.files import MANIFEST_NAME
+from repo_tool.site.pages import render_site
+from repo_tool.site.render import CONTENT_SECURITY_POLICY, PAGE_SIZE, SiteBuildError
 from repo_tool.site.search import (
     PREFIX_LENGTH,
     decode_shard_name,
@@ -343,8 +340,8 @@ def test_feed_is_valid_atom_newest_first(files: dict[str, bytes]) -> None:
 
 
 def test_feed_keeps_only_the_newest_entries() -> None:
-    feed = ET.fromstring(rendered(many_library(site.FEED_LIMIT + 20))["feed.xml"])
-    assert len(feed.findall(f"{ATOM}entry")) == site.FEED_LIMIT
+    feed = ET.fromstring(rendered(many_library(site_render.FEED_LIMIT + 20))["feed.xml"])
+    assert len(feed.findall(f"{ATOM}entry")) == site_render.FEED_LIMIT
 
 
 def test_index_json_for_machines(files: dict[str, bytes]) -> None:
@@ -373,12 +370,12 @@ def test_index_json_for_machines(files: dict[str, bytes]) -> None:
 
 
 def test_index_json_parts_are_anchored_at_the_oldest_image() -> None:
-    count = site.IMAGES_PER_PART + 10
+    count = site_pages.IMAGES_PER_PART + 10
     out = rendered(many_library(count))
     doc = json.loads(out["index.json"])
     assert doc["parts"] == [
         {"href": "data/images-1.json", "images": 10},
-        {"href": "data/images-0.json", "images": site.IMAGES_PER_PART},
+        {"href": "data/images-0.json", "images": site_pages.IMAGES_PER_PART},
     ]
     newest = json.loads(out["data/images-1.json"])["images"]
     oldest = json.loads(out["data/images-0.json"])["images"]
@@ -447,7 +444,7 @@ def test_two_images_on_one_target_are_refused() -> None:
 def test_two_pages_on_one_file_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Archive page 1 of manufacturer 121D and the front page of a (malformed) manufacturer "121D-1"
     # share a name.
-    monkeypatch.setattr(site, "PAGE_SIZE", 1)
+    monkeypatch.setattr(site_pages, "PAGE_SIZE", 1)
     images = tuple(
         make_image("121D", "Acme", "ESME", version, [("CPL-1", "0001", "M")])
         for version in ("00000001", "00000002")
@@ -588,7 +585,7 @@ def test_unwritable_output_is_reported(tmp_path: Path) -> None:
 
 
 def test_site_resources_found_in_a_source_checkout() -> None:
-    root = site.site_resources()
+    root = site_render.site_resources()
     assert root.joinpath("templates").joinpath("base.html").is_file()
     assert root.joinpath("static").joinpath("search.js").is_file()
 

@@ -27,7 +27,8 @@ from repo_tool.intake.bundle import Declaration
 from repo_tool.ops.manufacturers import add_manufacturer as add_manufacturer_op
 from repo_tool.signing.keys import SignerRef, load_signer
 from repo_tool.submit.deposit import Submission, build_submission
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 pytestmark = pytest.mark.system
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from repo_tool.site.build import render_site
-from repo_tool.verify.walk import folder_reader, verified_library
+from repo_tool.site.pages import render_site
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 from tests.factory import LibraryFactory, standard_library
 from tests.repo.test_repo_cli import run
 from tests.tlog.test_log_end_to_end import _grow, _republish_without

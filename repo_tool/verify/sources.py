@@ -1,0 +1,96 @@
+"""Where the independent check reads a published tree from (a folder or an HTTP(S) base URL, each
+refusing to leave its root and capping what it reads), and the record of problems one walk keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import urllib3
+
+from metadata_templates.errors import UnavailableError
+
+Reader = Callable[[str], bytes]
+
+
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+
+
+class NotFound(Exception):
+    """The source has no file at that path."""
+
+
+def folder_reader(root: Path) -> Reader:
+    """Read relative paths below ``root``, refusing to leave it."""
+    base = root.resolve()
+
+    def read(relative: str) -> bytes:
+        path = (base / relative).resolve()
+        if base not in path.parents:
+            raise NotFound(relative)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as e:
+            raise NotFound(relative) from e
+        except OSError as e:
+            raise UnavailableError(f"{path}: unreadable ({e.strerror})") from e
+
+    return read
+
+
+def url_reader(base_url: str, *, timeout: float = 30.0) -> Reader:
+    """Read relative paths below an HTTP(S) base URL (or a file:// URL)."""
+    if base_url.startswith("file://"):
+        return folder_reader(Path(base_url.removeprefix("file://")))
+    base = base_url.rstrip("/") + "/"
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False
+    )
+
+    def read(relative: str) -> bytes:
+        url = base + relative
+        try:
+            response = http.request("GET", url, preload_content=False)
+        except urllib3.exceptions.HTTPError as e:
+            raise UnavailableError(f"{url}: unreachable ({e})") from e
+        try:
+            if response.status == 404:
+                raise NotFound(relative)
+            if response.status != 200:
+                raise UnavailableError(f"{url}: HTTP {response.status}, expected 200")
+            data = response.read(MAX_METADATA_BYTES + 1)
+            if len(data) > MAX_METADATA_BYTES:
+                raise UnavailableError(f"{url}: larger than {MAX_METADATA_BYTES} bytes")
+            return bytes(data)
+        finally:
+            response.release_conn()
+
+    return read
+
+
+@dataclass
+class _Walk:
+    read: Reader
+    now: datetime
+    problems: list[str] = field(default_factory=list)
+    # Manufacturer roles past their expiry: contained, not fatal (see `load_verified_library`).
+    expired_roles: dict[str, datetime] = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        self.problems.append(message)
+
+    def get(self, relative: str) -> bytes | None:
+        try:
+            return self.read(relative)
+        except NotFound:
+            self.fail(f"{relative}: missing")
+            return None
+
+    def expiry(self, name: str, expires: datetime) -> None:
+        if expires <= self.now:
+            self.fail(
+                f"{name}: expired at {expires.isoformat()}, expected a time after {self.now.isoformat()}"
+            )

@@ -20,9 +20,9 @@ from rich.console import Console
 from client import __version__
 from client.cli.log import log_group, witness_group
 from client.cli.output import CflGroup, emit_json, home_of, say, stderr, utc_now
-from client.cli.tables import image_table, wide_console
+from client.cli.tables import image_table, render_summary, wide_console
 from client.estate.check import run_check
-from client.estate.report import render_summary, report_json
+from client.estate.report import report_json
 from client.estate.rollout import parse_phases
 from client.fetch.selection import Wanted
 from client.trust.catalogue import CatalogueImage

@@ -583,3 +583,60 @@ def test_kill_publish_while_it_updates_the_verify_memo_then_rerun_succeeds(
     points = _run_kill_loop(tmp_path, stale_memo, scenario, root)
 
     assert points >= 2, f"killed at only {points} point(s); the loop tested nothing"
+
+
+# --- issue 25: a root ceremony's finish --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ceremony_ready(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A library whose root is held offline by alice, bob and carol (2 of 3), with a proposal for
+    root v3 and two holders' signature files beside it: what `ceremony finish` is given."""
+    from key_drills import offline_root_library
+
+    from repo_tool.ceremony.start import KeyChange, propose_root
+
+    base = tmp_path_factory.mktemp("ceremony")
+    factory, holders = offline_root_library(base)
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(),
+        now=datetime.now(UTC),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    folder = base / "ceremony"
+    folder.mkdir()
+    (folder / "root-3.proposal.json").write_bytes(proposal.to_bytes())
+    for name, signature in holders.sign(proposal, "alice", "bob"):
+        (folder / name).write_bytes(signature.to_bytes())
+    return base, factory.root_bytes
+
+
+def _root_version(version: int) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+        assert head["root_version"] == version
+
+    return check
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_kill_ceremony_finish_at_every_rename_then_rerun_succeeds(
+    tmp_path: Path, ceremony_ready: tuple[Path, bytes]
+) -> None:
+    require_system("strace")
+    base, root = ceremony_ready
+    scenario = Scenario(
+        "ceremony-finish",
+        lambda b: [
+            "ceremony",
+            "finish",
+            str(b / "ceremony" / "root-3.proposal.json"),
+            str(b / "ceremony" / "alice.sig.json"),
+            str(b / "ceremony" / "bob.sig.json"),
+        ],
+        _root_version(3),
+    )
+    points = _run_kill_loop(tmp_path, base, scenario, root)
+    assert points >= 2, f"ceremony finish: killed at only {points} point(s)"

@@ -18,6 +18,7 @@ from tuf.api.metadata import Targets
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
+from metadata_templates.steps import step
 from repo_tool.gateway.check import judge
 from repo_tool.gateway.model import Code, Finding, GatewayContext, LibraryIndex, Verdict
 from repo_tool.intake import inbox
@@ -118,12 +119,13 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         return _reject(repo, bundle_path, Verdict((not_enrolled,), verdict.target, None), now)
 
     head = repo.head
-    staged.commit(accepted.digests.file_sha256)
-    added = [accepted.target]
-    if accepted.notes_target is not None and bundle.notes_jwe is not None:
-        # Ciphertext only: the gateway refused any plaintext, and nothing here can decrypt.
-        repo.blobs.put(bundle.notes_jwe)
-        added.append(accepted.notes_target)
+    with step(f"storing the image of {bundle_path.name}"):
+        staged.commit(accepted.digests.file_sha256)
+        added = [accepted.target]
+        if accepted.notes_target is not None and bundle.notes_jwe is not None:
+            # Ciphertext only: the gateway refused any plaintext, and nothing here can decrypt.
+            repo.blobs.put(bundle.notes_jwe)
+            added.append(accepted.notes_target)
     # Keep exactly the bytes the manufacturer signed.
     staged_roles = ingest_bins.staged_roles(accepted, bundle.role_bytes)
     for role in staged_roles:

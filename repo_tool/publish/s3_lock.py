@@ -163,6 +163,14 @@ def _list_versions(bucket: S3Bucket) -> dict[str, _Listed]:
     return found
 
 
+def _version(version_id: str) -> dict[str, str]:
+    """The VersionId argument for one version. A bucket that never had versioning lists its
+    objects as version "null", which some servers (moto) refuse as an argument; there is only one
+    such version per key and it is the current one (a bucket with Object Lock can never suspend
+    versioning, so no older "null" version hides behind newer ones), so it is addressed without."""
+    return {} if version_id == "null" else {"VersionId": version_id}
+
+
 def _head(bucket: S3Bucket, relative: str, version_id: str) -> dict[str, Any]:
     key = bucket.location.key(relative)
     return dict(
@@ -171,7 +179,7 @@ def _head(bucket: S3Bucket, relative: str, version_id: str) -> dict[str, Any]:
             f"read the lock of {key} version {version_id} in",
             "s3:GetObjectVersion and s3:GetObjectRetention",
             lambda: bucket.client.head_object(
-                Bucket=bucket.location.bucket, Key=key, VersionId=version_id
+                Bucket=bucket.location.bucket, Key=key, **_version(version_id)
             ),
         )
         or {}
@@ -183,7 +191,7 @@ def _sha256_of(bucket: S3Bucket, relative: str, version_id: str) -> str:
 
     def read() -> bytes:
         response = bucket.client.get_object(
-            Bucket=bucket.location.bucket, Key=key, VersionId=version_id
+            Bucket=bucket.location.bucket, Key=key, **_version(version_id)
         )
         return bytes(response["Body"].read())
 

@@ -14,6 +14,8 @@ roots, ``timestamp.json`` last) only what the bucket lacks. It never deletes and
 
 Only ``metadata/timestamp.json`` and the website are replaced in place; they are sent with
 ``Cache-Control: no-cache``, everything else with ``public, max-age=31536000, immutable``.
+With ``--object-lock-days`` the bucket is a ``LockingS3Bucket`` (repo_tool/publish/s3_lock.py):
+``put_args`` adds compliance retention to the puts of immutable objects.
 
 Credentials come from boto3's standard chain (environment, shared config and profile, instance
 role); every boto3 error becomes one ``CflError`` line naming the bucket, the key and what was

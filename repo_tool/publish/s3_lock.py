@@ -39,8 +39,9 @@ from repo_tool.publish.s3 import S3Bucket, S3Location, translate_s3_error
 
 _MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
 LOCK_HINT = (
-    "Object Lock can only be turned on for a bucket S3 creates with it (aws s3api create-bucket "
-    "--object-lock-enabled-for-bucket ...); see docs/hosting.md, 'Immutable storage (S3 Object Lock)'"
+    "create the bucket with --object-lock-enabled-for-bucket, or enable versioning and then "
+    "Object Lock on it (aws s3api put-object-lock-configuration); see docs/hosting.md, "
+    "'Immutable storage (S3 Object Lock)'"
 )
 # HEAD requests in flight at once: the latency of one request, not the bandwidth, bounds a check.
 HEAD_WORKERS = 8
@@ -123,8 +124,8 @@ def locking_bucket(bucket: S3Bucket, policy: LockPolicy) -> LockingS3Bucket:
     """
     if not lock_enabled(bucket):
         raise ConfigurationError(
-            f"{bucket.location.url}: Object Lock: found not enabled, expected a bucket created "
-            "with Object Lock enabled (--object-lock-days needs it)",
+            f"{bucket.location.url}: Object Lock: found not enabled, expected a bucket with "
+            "Object Lock enabled (--object-lock-days needs it)",
             hint=LOCK_HINT,
         )
     return LockingS3Bucket(bucket, policy)

@@ -147,10 +147,10 @@ def test_publish_with_a_lock_to_a_bucket_without_object_lock_changes_nothing(
     assert result.returncode == EXIT_USAGE, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0] == (
-        f"error: {url}/: Object Lock: found not enabled, expected a bucket created with Object "
-        "Lock enabled (--object-lock-days needs it)"
+        f"error: {url}/: Object Lock: found not enabled, expected a bucket with Object Lock "
+        "enabled (--object-lock-days needs it)"
     )
-    assert lines[1].startswith("hint: Object Lock can only be turned on for a bucket")
+    assert lines[1].startswith("hint: create the bucket with --object-lock-enabled-for-bucket")
     assert len(lines) == 2 and result.stdout == ""
     assert bucket.list() == {}
     assert head_of(factory) == head

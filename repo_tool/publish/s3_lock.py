@@ -164,11 +164,11 @@ def _list_versions(bucket: S3Bucket) -> dict[str, _Listed]:
     return found
 
 
-def _version(version_id: str) -> dict[str, str]:
+def _version(version_id: str) -> dict[str, Any]:
     """The VersionId argument for one version. A bucket that never had versioning lists its
-    objects as version "null", which some servers (moto) refuse as an argument; there is only one
-    such version per key and it is the current one (a bucket with Object Lock can never suspend
-    versioning, so no older "null" version hides behind newer ones), so it is addressed without."""
+    objects as version "null", which some servers (moto) refuse as an argument, so it is addressed
+    as the current version: on a bucket with Object Lock (versioning can never be suspended there)
+    a "null" version can only be that; elsewhere every object is not-locked either way."""
     return {} if version_id == "null" else {"VersionId": version_id}
 
 

@@ -18,7 +18,7 @@ import botocore.exceptions
 import pytest
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
-from metadata_templates.errors import ConfigurationError
+from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.naming import blob_name
 from repo_tool.ops.publish_s3 import publish_to_s3
 from repo_tool.publish.bucket_check import (
@@ -345,3 +345,27 @@ def test_a_lockable_bucket_published_without_a_lock_has_every_immutable_object_u
     immutable = sorted(k for k in bucket.list() if kind_of(k).locked)
     assert codes(report) == [(NOT_LOCKED, k) for k in immutable]
     assert report.to_dict()["problems"] == len(immutable)
+
+
+def test_a_locked_squatter_with_other_bytes_stops_a_locked_publish_before_the_timestamp(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    factory, _ = standard_library(tmp_path)
+    bucket = s3_server.new_bucket(object_lock=True)
+    locked_publish(factory, bucket)
+    timestamp = bucket.get("metadata/timestamp.json")
+    blob, image = add_image(factory, 4)
+    squat = b"y" * len(image)
+    _put(
+        bucket,
+        blob,
+        squat,
+        ObjectLockMode=COMPLIANCE,
+        ObjectLockRetainUntilDate=factory.now + timedelta(days=DAYS),
+    )
+
+    with pytest.raises(UnavailableError, match=f"{blob}: exists with different content"):
+        locked_publish(factory, bucket)
+
+    assert bucket.get(blob) == squat
+    assert bucket.get("metadata/timestamp.json") == timestamp

@@ -33,6 +33,7 @@ from repo_tool.cli.site import site
 from repo_tool.cli.status import status
 from repo_tool.cli.submit import keygen, submit
 from repo_tool.cli.verify import verify
+from repo_tool.cli.verify_bucket import verify_bucket
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -80,6 +81,7 @@ for _command in (
     status,
     site,
     verify,
+    verify_bucket,
     serve,
     keygen,
     submit,

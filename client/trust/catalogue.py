@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metadata_templates import naming
+from metadata_templates.advisory import is_advisory_target_path, parse_advisory_target_path
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import field_error
 from metadata_templates.notes_paths import is_notes_target_path
@@ -74,6 +75,17 @@ class CatalogueProblem:
     message: str
 
 
+def advisory_targets(targets: Iterable[VerifiedTarget]) -> tuple[VerifiedTarget, ...]:
+    """The verified advisory targets, each signed through its own manufacturer's role or bins
+    (the path names the manufacturer; TUF proved who signed it), sorted by path."""
+    found = []
+    for target in targets:
+        parsed = parse_advisory_target_path(target.path)
+        if parsed is not None and naming.owner_of_role(target.role) == parsed[0]:
+            found.append(target)
+    return tuple(sorted(found, key=lambda t: t.path))
+
+
 def build_catalogue(
     targets: Iterable[VerifiedTarget], withdrawals: WithdrawalList
 ) -> tuple[tuple[CatalogueImage, ...], tuple[CatalogueProblem, ...]]:
@@ -89,8 +101,12 @@ def build_catalogue(
     images: list[CatalogueImage] = []
     problems: list[CatalogueProblem] = []
     for target in targets:
-        if naming.is_provider_target(target.path) or is_notes_target_path(target.path):
-            continue  # provider documents and encrypted release notes are not images
+        if (
+            naming.is_provider_target(target.path)
+            or is_notes_target_path(target.path)
+            or is_advisory_target_path(target.path)
+        ):
+            continue  # provider documents, encrypted release notes and advisories are not images
         owner = naming.manufacturer_of_target(target.path)
         if owner is None:
             problems.append(

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from client.estate.advisories import GroupAdvisory
 from client.estate.matching import GroupResult
 from client.estate.paths import UpgradePlan
 from client.estate.reader import EstateProblem, GroupKey
@@ -45,6 +46,9 @@ class CheckReport:
     problems: tuple[EstateProblem, ...] = ()
     problem_count: int = 0
     plans: tuple[UpgradePlan, ...] = ()
+    # The advisories each group runs into, in the order of ``groups``; None when the library
+    # publishes no advisory for the estate's manufacturers (the JSON then has no such key).
+    advisories: tuple[tuple[GroupAdvisory, ...], ...] | None = None
 
     def plan_of(self, index: int) -> UpgradePlan:
         """The plan of ``groups[index]``."""
@@ -92,6 +96,11 @@ def report_json(report: CheckReport) -> dict[str, Any]:
                 "applicable": [_image_json(image) for image in group.applicable],
                 "recommended": None if group.recommended is None else group.recommended.target_path,
                 **_plan_json(report.plan_of(index)),
+                **(
+                    {}
+                    if report.advisories is None
+                    else {"advisories": [a.to_json() for a in report.advisories[index]]}
+                ),
             }
             for index, group in enumerate(report.groups)
         ],
@@ -141,6 +150,21 @@ def render_summary(
             sent = (*group.applicable, *plan.path)
             advisories = sorted({a for image in sent for a in image.cfl.advisories})
             cell.append("\nSECURITY " + " ".join(advisories), style="bold red")
+        for alert in () if report.advisories is None else report.advisories[index]:
+            fix = (
+                "fixed by the path"
+                if alert.plan_fixes
+                else "fix: "
+                + (
+                    " → ".join(names.get(i.target_path, i.target_path) for i in alert.fix_path)
+                    or "none yet"
+                )
+            )
+            cell.append(
+                f"\nADVISORY {alert.advisory.id} {alert.advisory.severity} "
+                f"{alert.advisory.score} ({fix})",
+                style="bold red" if alert.advisory.severity_rank >= 3 else "red",
+            )
         if len(group.applicable) > 1:
             cell.append(f"\n{len(group.applicable)} applicable", style="dim")
         if plan.blocked is not None:

@@ -29,6 +29,7 @@ class CatalogueImage:
         sha256: the file's SHA-256 TUF verified (of the whole OTA file, not the SR 11.3 hash).
         cfl: the manufacturer's signed ``custom.cfl``.
         withdrawn: the provider has withdrawn it; it is listed but never recommended or applicable.
+        fixes: IDs of the published advisories that name it in ``fixed_by`` (client/advisories/).
     """
 
     target_path: str
@@ -36,6 +37,7 @@ class CatalogueImage:
     sha256: str
     cfl: CflTargetInfo
     withdrawn: bool = False
+    fixes: tuple[str, ...] = ()
 
     @property
     def firmware_number(self) -> int:
@@ -44,8 +46,9 @@ class CatalogueImage:
 
     @property
     def is_security_fix(self) -> bool:
-        """True when the manufacturer declared it fixes a vulnerability."""
-        return self.cfl.reason == "security"
+        """True when the manufacturer declared it fixes a vulnerability, in the image or in an
+        advisory: upgrade paths prefer such images (client/estate/paths.py)."""
+        return self.cfl.reason == "security" or bool(self.fixes)
 
 
 @dataclass(frozen=True)

@@ -135,8 +135,9 @@ def _export(
 def _table(advisories: list[dict[str, object]], with_estate: bool) -> None:
     title = "Advisories affecting the estate" if with_estate else "Published advisories"
     table = Table(title=f"{title}: {len(advisories)}", box=box.SIMPLE_HEAD)
-    for heading in ("ID", "Severity", "Status", "Title"):
-        table.add_column(heading, overflow="fold")
+    for heading in ("ID", "Severity", "Status"):
+        table.add_column(heading, no_wrap=True)
+    table.add_column("Title", overflow="fold")
     if with_estate:
         table.add_column("Devices", justify="right")
         table.add_column("Fix path", overflow="fold")

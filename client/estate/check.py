@@ -87,8 +87,10 @@ def check_estate(
     *,
     strict: bool = False,
     max_problems: int = 100,
+    advisories: AdvisoryIndex | None = None,
 ) -> CheckReport:
-    """Read the estate once, match every group of devices and plan its path.
+    """Read the estate once, match every group of devices and plan its path (and, with
+    ``advisories``, join each group to the advisories it runs into).
 
     Raises:
         UnavailableError: the estate file cannot be opened.
@@ -98,7 +100,7 @@ def check_estate(
         summary = read_estate_groups(
             source, strict=strict, max_problems=max_problems, where=str(estate)
         )
-    return plan_estate(summary, images, cpl)
+    return plan_estate(summary, images, cpl, advisories)
 
 
 def write_estate_devices(

@@ -111,6 +111,21 @@ def render_summary(
             sent = (*group.applicable, *plan.path)
             advisories = sorted({a for image in sent for a in image.cfl.advisories})
             cell.append("\nSECURITY " + " ".join(advisories), style="bold red")
+        for alert in () if report.advisories is None else report.advisories[index]:
+            fix = (
+                "fixed by the path"
+                if alert.plan_fixes
+                else "fix: "
+                + (
+                    " → ".join(names.get(i.target_path, i.target_path) for i in alert.fix_path)
+                    or "none yet"
+                )
+            )
+            cell.append(
+                f"\nADVISORY {alert.advisory.id} {alert.advisory.severity} "
+                f"{alert.advisory.score} ({fix})",
+                style="bold red" if alert.advisory.severity_rank >= 3 else "red",
+            )
         if len(group.applicable) > 1:
             cell.append(f"\n{len(group.applicable)} applicable", style="dim")
         if plan.blocked is not None:

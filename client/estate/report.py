@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from client.estate.advisories import GroupAdvisory
 from client.estate.matching import GroupResult
 from client.estate.paths import UpgradePlan
 from client.estate.reader import EstateProblem, GroupKey
@@ -39,6 +40,9 @@ class CheckReport:
     problems: tuple[EstateProblem, ...] = ()
     problem_count: int = 0
     plans: tuple[UpgradePlan, ...] = ()
+    # The advisories each group runs into, in the order of ``groups``; None when the library
+    # publishes no advisory for the estate's manufacturers (the JSON then has no such key).
+    advisories: tuple[tuple[GroupAdvisory, ...], ...] | None = None
 
     def plan_of(self, index: int) -> UpgradePlan:
         """The plan of ``groups[index]``."""
@@ -86,6 +90,11 @@ def report_json(report: CheckReport) -> dict[str, Any]:
                 "applicable": [_image_json(image) for image in group.applicable],
                 "recommended": None if group.recommended is None else group.recommended.target_path,
                 **_plan_json(report.plan_of(index)),
+                **(
+                    {}
+                    if report.advisories is None
+                    else {"advisories": [a.to_json() for a in report.advisories[index]]}
+                ),
             }
             for index, group in enumerate(report.groups)
         ],

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from repo_tool import __version__
+from repo_tool.cli.advisory import advisory_group
 from repo_tool.cli.ceremony import CEREMONY_GROUP
 from repo_tool.cli.console import run
 from repo_tool.cli.cpl import cpl
@@ -54,7 +55,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
                    status, site build, verify, serve
     Release notes: notes custodian, notes grant
     Access:        supplier add|revoke|list, host nginx, audit
-    Manufacturer:  keygen, submit
+    Manufacturer:  keygen, submit, advisory submit
     Demo:          demo-data
 
     Every command exits 0 on success, 1 when something was rejected or failed verification,
@@ -85,6 +86,7 @@ for _command in (
     serve,
     keygen,
     submit,
+    advisory_group,
     notes,
     log_group,
     demo_data,

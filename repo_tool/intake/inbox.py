@@ -30,6 +30,7 @@ from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes, errors_name
 from repo_tool.intake.bundle import (
     BUNDLE_SUFFIX,
+    KIND_ADVISORY,
     KIND_DEPOSIT,
     KIND_SPLIT_BINS,
     MANIFEST,
@@ -257,6 +258,13 @@ def already_accepted(
             not naming.is_image_target_path(bundle.target)
             or lodged is None
             or lodged.hashes.get("sha256") != hashlib.sha256(bundle.image).hexdigest()
+        ):
+            return None
+    if bundle.kind == KIND_ADVISORY:
+        lodged = Metadata[Targets].from_bytes(stored).signed.targets.get(bundle.target)
+        if (
+            lodged is None
+            or lodged.hashes.get("sha256") != hashlib.sha256(bundle.advisory or b"").hexdigest()
         ):
             return None
     if not _bins_as_stored(bundle, stored, roles, stored_role):

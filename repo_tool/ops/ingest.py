@@ -22,9 +22,16 @@ from metadata_templates.steps import step
 from repo_tool.gateway.check import judge
 from repo_tool.gateway.model import Code, Finding, GatewayContext, LibraryIndex, Verdict
 from repo_tool.intake import inbox
-from repo_tool.intake.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
+from repo_tool.intake.bundle import (
+    KIND_ADVISORY,
+    KIND_RENEWAL,
+    KIND_SPLIT_BINS,
+    Bundle,
+    BundleError,
+)
 from repo_tool.notes.audience import notes_audience_documents
 from repo_tool.ops import ingest_bins
+from repo_tool.ops.ingest_advisory import commit_advisory
 from repo_tool.ops.manufacturers import delegate
 from repo_tool.state import journal
 from repo_tool.state.repository import Repository
@@ -101,6 +108,21 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         return IngestResult(bundle_path.name, "accepted", None, [], [f"{what}: {names}{more}"])
     if bundle.kind == KIND_RENEWAL:
         return _ingest_renewal(repo, bundle_path, bundle, now)
+    if bundle.kind == KIND_ADVISORY:
+        # The whole CPL: a fix may reach an affected entry through intermediate images, whose
+        # entries the bundle does not name (advisories are rare; a deposit stays narrow).
+        verdict = judge(bundle, gateway_context(repo, now))
+        if verdict.advisory is None or bundle.advisory is None:
+            return _reject(repo, bundle_path, verdict, now)
+        commit_advisory(repo, bundle_path, bundle.advisory, verdict.advisory, now)
+        advisory = verdict.advisory.advisory
+        return IngestResult(
+            bundle_path.name,
+            "accepted",
+            verdict.advisory.target.path,
+            [],
+            [f"advisory {advisory.id} revision {advisory.revision} ({advisory.severity})"],
+        )
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
     try:
         context = gateway_context(repo, now, bundle.declaration.cpl_entries)

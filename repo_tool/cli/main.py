@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from repo_tool import __version__
+from repo_tool.cli.backup import backup, restore
 from repo_tool.cli.ceremony import CEREMONY_GROUP
 from repo_tool.cli.console import run
 from repo_tool.cli.cpl import cpl
@@ -51,6 +52,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     \b
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
+    Recovery:      backup, restore
     Release notes: notes custodian, notes grant
     Access:        supplier add|revoke|list, host nginx, audit
     Manufacturer:  keygen, submit
@@ -86,6 +88,8 @@ for _command in (
     notes,
     log_group,
     demo_data,
+    backup,
+    restore,
 ):
     cli.add_command(_command)
 

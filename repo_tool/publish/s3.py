@@ -93,8 +93,8 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
-def parse_s3_url(url: str) -> S3Location:
-    """``s3://BUCKET/PREFIX`` -> ``S3Location``.
+def parse_s3_url(url: str, *, option: str = "--to") -> S3Location:
+    """``s3://BUCKET/PREFIX`` -> ``S3Location``; ``option`` names the option in errors.
 
     Raises:
         ConfigurationError: not an ``s3://`` URL, a bucket name S3 would refuse, or a prefix with
@@ -102,18 +102,18 @@ def parse_s3_url(url: str) -> S3Location:
     """
     expected = "s3://BUCKET or s3://BUCKET/PREFIX (BUCKET 3-63 of a-z 0-9 . -)"
     if not url.startswith("s3://"):
-        raise ConfigurationError(field_error("--to", url, expected))
+        raise ConfigurationError(field_error(option, url, expected))
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ConfigurationError(field_error("--to bucket", bucket, expected))
+        raise ConfigurationError(field_error(f"{option} bucket", bucket, expected))
     segments = prefix.strip("/").split("/") if prefix.strip("/") else []
     for segment in segments:
         if segment in (".", "..") or not _PREFIX_SEGMENT.fullmatch(segment):
             raise ConfigurationError(
-                field_error("--to prefix segment", segment, "one of A-Za-z0-9._~- and not . or ..")
+                field_error(f"{option} prefix segment", segment, "one of A-Za-z0-9._~- and not . or ..")
             )
     if prefix.startswith("/") or "//" in prefix:
-        raise ConfigurationError(field_error("--to prefix", prefix, "no empty path segments"))
+        raise ConfigurationError(field_error(f"{option} prefix", prefix, "no empty path segments"))
     return S3Location(bucket, "".join(f"{s}/" for s in segments))
 
 

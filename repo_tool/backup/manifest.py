@@ -144,6 +144,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _expect(condition: bool, source: str, where: str, found: object, expected: str) -> None:
     if not condition:
+        shown = repr(found)
+        if len(shown) > 80:  # one line, even for a hostile manifest's megabyte value
+            found = f"a {type(found).__name__} of {len(shown)} characters"
         raise RejectedInputError(f"{source}: {field_error(where, found, expected)}")
 
 

@@ -110,7 +110,9 @@ def parse_s3_url(url: str, *, option: str = "--to") -> S3Location:
     for segment in segments:
         if segment in (".", "..") or not _PREFIX_SEGMENT.fullmatch(segment):
             raise ConfigurationError(
-                field_error(f"{option} prefix segment", segment, "one of A-Za-z0-9._~- and not . or ..")
+                field_error(
+                    f"{option} prefix segment", segment, "one of A-Za-z0-9._~- and not . or .."
+                )
             )
     if prefix.startswith("/") or "//" in prefix:
         raise ConfigurationError(field_error(f"{option} prefix", prefix, "no empty path segments"))

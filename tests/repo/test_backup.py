@@ -522,3 +522,17 @@ def test_a_manifest_round_trips_and_names_sort_by_time() -> None:
         with pytest.raises(ConfigurationError, match="--manifest"):
             check_manifest_name(bad)
     assert object_key(SHA) == f"objects/aa/{SHA}"
+
+
+def test_a_repository_restored_from_before_the_last_publish_cannot_roll_the_host_back(
+    library: tuple[LibraryFactory, dict[str, bytes]], tmp_path: Path
+) -> None:
+    factory, _ = library
+    back_up(factory, tmp_path / "backup")
+    factory.publish()  # after the backup: the host serves a timestamp the backup lacks
+    served = tree(factory.out)
+    restored = restore_from(tmp_path / "backup", tmp_path / "restored")
+    return_keys(factory.repo.path, restored.path)
+    with pytest.raises(UnavailableError, match="behind what clients have seen"):
+        publish(restored, factory.out, now=factory.tick())
+    assert tree(factory.out) == served

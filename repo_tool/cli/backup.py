@@ -65,6 +65,7 @@ def backup(ctx: click.Context, to: str, endpoint_url: str | None, as_json: bool)
         f"{report.files_copied} copied ({report.bytes_copied} bytes), {report.files_reused} "
         f"already there; recovery point: event {report.event_seq}"
     )
+    _err(f"manifest sha256 {report.manifest_sha256} (pin it: restore --expect-sha256)")
     if as_json:
         _emit_json(report.to_dict())
 

@@ -95,7 +95,9 @@ def backup(ctx: click.Context, to: str, endpoint_url: str | None, as_json: bool)
     metavar="HEX",
     help="Refuse unless the manifest hashes to this (the manifest_sha256 backup --json printed).",
 )
-@click.option("--endpoint-url", metavar="URL", help="With --from s3://...: an S3-compatible server.")
+@click.option(
+    "--endpoint-url", metavar="URL", help="With --from s3://...: an S3-compatible server."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was restored on stdout.")
 @click.pass_context
 def restore(

@@ -17,6 +17,7 @@ import click
 
 from repo_tool import __version__
 from repo_tool.cli.advisory import advisory_group
+from repo_tool.cli.backup import backup, restore
 from repo_tool.cli.ceremony import CEREMONY_GROUP
 from repo_tool.cli.console import run
 from repo_tool.cli.cpl import cpl
@@ -53,6 +54,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     \b
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
+    Recovery:      backup, restore, verify-bucket (S3 Object Lock)
     Release notes: notes custodian, notes grant
     Access:        supplier add|revoke|list, host nginx, audit
     Manufacturer:  keygen, submit, advisory submit
@@ -90,6 +92,8 @@ for _command in (
     notes,
     log_group,
     demo_data,
+    backup,
+    restore,
 ):
     cli.add_command(_command)
 

@@ -4,7 +4,8 @@ The same code signs with a file today and an HSM tomorrow: a role's configuratio
 and a private-key URI, and ``Signer.from_priv_key_uri`` picks the implementation (``file2:`` plain PEM
 for development, ``hsm:`` PKCS#11, ``gcpkms:``/``awskms:``/``azurekms:`` ...). securesystemslib's
 ``file2`` signer cannot read an encrypted PEM, so we register one more scheme, ``encfile:``, through
-securesystemslib's own registry: the passphrase comes from ``CFL_KEY_PASSPHRASE`` or a prompt.
+securesystemslib's own registry: the passphrase comes from ``CFL_KEY_PASSPHRASE``, the systemd
+credential ``cfl-key-passphrase`` (secrets.py) or a prompt.
 """
 
 from __future__ import annotations

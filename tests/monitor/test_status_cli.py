@@ -14,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kill_points import KILLED, strace_killing_at
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import require_system
 from factory import LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.errors import EXIT_FAILURE, EXIT_USAGE
 
@@ -174,3 +176,46 @@ def test_bad_options_give_one_error_line_and_change_nothing(
     assert done.stdout == ""
     assert textfile.read_text() == "cfl_log_entries 7.0\n"  # the last good file stays
     assert tree_digest(repo) == before
+
+
+def test_a_kill_at_any_write_leaves_the_old_or_the_new_textfile_and_a_rerun_succeeds(
+    library: LibraryFactory, tmp_path: Path
+) -> None:
+    require_system("strace")
+    target = tmp_path / "cfl.prom"
+    target.write_text("cfl_log_entries 7.0\n")
+    command = [
+        CFL_REPO,
+        "--repo",
+        str(library.repo.path),
+        "status",
+        "--prometheus-file",
+        str(target),
+    ]
+    for point in range(1, 20):
+        done = subprocess.run(
+            [*strace_killing_at(point), *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        text = target.read_text()
+        # What a scrape would read at this instant: the previous file or the whole new one.
+        assert text == "cfl_log_entries 7.0\n" or "cfl_status_timestamp_seconds" in text
+        list(text_string_to_metric_families(text))
+        if done.returncode not in KILLED:
+            assert done.returncode == 0, done.stderr
+            assert point > 2  # killed at the temporary file's fsync and at its rename, at least
+            break
+        rerun = cfl_repo(
+            "--repo", library.repo.path, "status", "--prometheus-file", target, cwd=tmp_path
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        assert "cfl_status_timestamp_seconds" in target.read_text()
+        target.write_text("cfl_log_entries 7.0\n")
+    else:
+        pytest.fail("status was still killed at its 19th rename or fsync")
+    # A killed run may leave its temporary file; the collector reads only *.prom.
+    assert [p.name for p in tmp_path.glob("*.prom")] == ["cfl.prom"]

@@ -110,7 +110,7 @@ def download_images(
     with home.lock():
         session = open_session(home, offline=offline)
         if estate is not None:
-            report, catalogue = check_with_session(session, estate, strict=False)
+            report, catalogue, _advisories = check_with_session(session, estate, strict=False)
             wanted = select_paths(report)
             unverified = catalogue.unverified
         else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +24,12 @@ from metadata_templates.errors import (
 )
 from metadata_templates.output import json_document
 from metadata_templates.steps import failed_step
-from repo_tool.signing.keys import PASSPHRASE_ENV
+from repo_tool.signing.secrets import HSM_PIN_ENV, PASSPHRASE_ENV, environment_secret
 
 if TYPE_CHECKING:
     from repo_tool.state.repository import Repository
 
 EXIT_INTERRUPTED = 130
-HSM_PIN_ENV = "CFL_HSM_PIN"
 
 logger = logging.getLogger("repo_tool")
 
@@ -52,15 +50,17 @@ def emit_json(doc: dict[str, Any]) -> None:
 
 
 def prompt_secret(name: str) -> str:
-    """The secrets handler signers call: an environment variable for unattended runs (cron), else a
-    hidden prompt on a terminal.
+    """The secrets handler signers call: an environment variable or a systemd credential for
+    unattended runs (cron, deploy/*.service; repo_tool/signing/secrets.py), else a hidden prompt
+    on a terminal.
 
     Raises:
         ConfigurationError: a secret is needed, none is in the environment and stdin is no terminal.
     """
     env = HSM_PIN_ENV if name.lower() == "pin" else PASSPHRASE_ENV
-    if env in os.environ:
-        return os.environ[env]
+    secret = environment_secret(env)
+    if secret is not None:
+        return secret
     if not sys.stdin.isatty():
         raise ConfigurationError(f"a {name} is needed but stdin is not a terminal; set {env}")
     return str(click.prompt(f"Enter {name}", hide_input=True, err=True))

@@ -19,6 +19,7 @@ from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import utc_now
 from repo_tool.signing.keys import KEY_TYPES, PASSPHRASE_ENV, write_keypair
+from repo_tool.signing.secrets import environment_secret
 
 _now = utc_now
 
@@ -39,7 +40,8 @@ def keygen(private_key: Path, key_type: str, encrypt: bool) -> None:
     PEM to the provider (manufacturer add / init --key); keep the private one offline."""
     passphrase = None
     if encrypt:
-        passphrase = os.environ.get(PASSPHRASE_ENV) or _confirm_passphrase()
+        # The variable, or the credential a unit or a setup shell names (repo_tool/signing/secrets.py).
+        passphrase = environment_secret(PASSPHRASE_ENV) or _confirm_passphrase()
     _key, uri = write_keypair(private_key, key_type, passphrase=passphrase)
     _err(
         f"wrote {private_key} and {private_key.with_name(private_key.stem + '.pub.pem')}; signer URI: {uri}"

@@ -12,15 +12,23 @@ models, tens of suppliers), never with the 20 million devices, whose IDs are che
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
 import operator
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import NamedTuple
+from pathlib import Path
+from typing import IO, Any, NamedTuple
 
-from metadata_templates.errors import RejectedInputError, field_error
+from metadata_templates.errors import (
+    ConfigurationError,
+    RejectedInputError,
+    UnavailableError,
+    field_error,
+)
 
 INVENTORY_COLUMNS = (
     "Device ID",
@@ -61,23 +69,35 @@ class InventoryIndex:
         devices: well-formed rows read.
         bad_rows: rows left out.
         problems: the first problems, as ``row N: message`` lines.
+        located: the same problems as (line number, message), for callers that word them.
+        per_supplier: well-formed rows per responsible supplier.
+        latest: the latest ``Since`` read (an extract is at least as recent as its newest row).
     """
 
     since: dict[str, dict[DeviceKind, date]] = field(default_factory=dict)
     devices: int = 0
     bad_rows: int = 0
     problems: list[str] = field(default_factory=list)
+    located: list[tuple[int, str]] = field(default_factory=list)
+    per_supplier: dict[str, int] = field(default_factory=dict)
+    latest: date | None = None
 
     def add(self, supplier: str, kind: DeviceKind, day: date) -> None:
-        kinds = self.since.setdefault(supplier, {})
+        kinds = self.since.get(supplier)
+        if kinds is None:
+            kinds = self.since[supplier] = {}
         known = kinds.get(kind)
         if known is None or day < known:
             kinds[kind] = day
+        self.per_supplier[supplier] = self.per_supplier.get(supplier, 0) + 1
+        if self.latest is None or day > self.latest:
+            self.latest = day
 
     def problem(self, row: int, message: str) -> None:
         self.bad_rows += 1
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
             self.problems.append(f"row {row}: {message}")
+            self.located.append((row, message))
 
 
 def _token(text: str) -> str:
@@ -207,3 +227,54 @@ def read_inventory(lines: Iterable[str]) -> InventoryIndex:
 def inventory_lines(data: io.TextIOBase) -> Iterator[str]:
     """Lines of an opened inventory file (kept separate so tests can pass strings)."""
     yield from data
+
+
+class _Hashing(io.RawIOBase):
+    """A raw file that hashes every byte read from it (the record names the extract it came from)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.hash.update(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def read_inventory_file(path: Path, what: str = "INVENTORY") -> tuple[InventoryIndex, str]:
+    """Index an inventory file (CSV, optionally gzipped) and return it with the file's SHA-256.
+
+    Raises:
+        ConfigurationError: the file does not exist or cannot be opened.
+        UnavailableError: it cannot be read to the end (a truncated gzip, an I/O error).
+        RejectedInputError: empty, or the header lacks a column (see `read_inventory`).
+    """
+    try:
+        raw = path.open("rb")
+    except OSError as e:
+        raise ConfigurationError(f"{what}: cannot read {path} ({e.strerror})") from e
+    hashing = _Hashing(raw)
+    try:
+        buffered = io.BufferedReader(hashing, buffer_size=1 << 20)
+        binary: IO[bytes] = buffered
+        if buffered.peek(2)[:2] == b"\x1f\x8b":
+            binary = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+        index = read_inventory(text)
+        # Whatever follows the last row still belongs to the file the hash names.
+        while buffered.read(1 << 20):
+            pass
+    except (OSError, EOFError) as e:
+        raise UnavailableError(f"{what} {path}: unreadable ({e.__class__.__name__}: {e})") from e
+    finally:
+        hashing.close()
+    return index, hashing.hash.hexdigest()

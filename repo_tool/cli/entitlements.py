@@ -20,13 +20,18 @@ from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 
 if TYPE_CHECKING:
+    from repo_tool.access.host_estate import EstateMaps
     from repo_tool.entitle.record import EntitlementRecord
     from repo_tool.ops.entitlements import ImportResult
+    from repo_tool.state.repository import Repository
 
-MAX_LISTED = 20  # changes listed per supplier in the readable import summary
 
+def parse_day(value: str | None, option: str) -> date | None:
+    """An option's ``YYYY-MM-DD`` (None when not given).
 
-def _day(value: str | None, option: str) -> date | None:
+    Raises:
+        ConfigurationError: not a date.
+    """
     if value is None:
         return None
     try:
@@ -82,7 +87,7 @@ def entitlements_import(
     """
     from repo_tool.ops.entitlements import import_entitlements, read_estate
 
-    day = _day(inventory_date, "--inventory-date")
+    day = parse_day(inventory_date, "--inventory-date")
     repo = _open_repo(ctx)
     if not inventory.is_file():
         raise ConfigurationError(field_error("INVENTORY", str(inventory), "an existing file"))
@@ -183,7 +188,7 @@ def entitlements_show(
     """
     from repo_tool.state.entitlements import EntitlementStore
 
-    day = _day(on_day, "--on") or utc_now().date()
+    day = parse_day(on_day, "--on") or utc_now().date()
     try:
         eid = _entity_id(entity, "ENTITY")
     except ValueError as e:
@@ -266,5 +271,77 @@ def _show_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(
             f"history: {item['imported']} inventory of {item['inventory_date']}: "
             f"{item['devices']} device(s), {item['images']} image(s), {item['grace']} in grace"
+        )
+    return lines
+
+
+# ------------------------------------------------------------------ host nginx --access estate
+
+
+def estate_for_host(repo: Repository, day: date) -> EstateMaps:
+    """The estate maps of the record in force, for `host nginx --access estate` on ``day``.
+
+    Raises:
+        ConfigurationError: nothing imported yet.
+        UnavailableError: the stored record cannot be read.
+    """
+    from metadata_templates.naming import is_image_target_path
+    from repo_tool.access.host_estate import estate_maps
+    from repo_tool.state.entitlements import EntitlementStore
+
+    store = EntitlementStore(repo.state_dir)
+    current = store.history(repo.head).current
+    if current is None:
+        raise ConfigurationError(
+            "--access estate: found no entitlements imported, expected at least one import",
+            hint="run `cfl-repo entitlements import INVENTORY.csv` first",
+        )
+    library = [
+        path
+        for name in sorted(repo.head.roles)
+        for path in repo.role(name).signed.targets
+        if is_image_target_path(path)
+    ]
+    return estate_maps(
+        store.record(current.record),
+        current.record,
+        repo.suppliers(),
+        day=day,
+        library=library,
+        policy=repo.config.entitlements,
+    )
+
+
+def estate_doc(maps: EstateMaps, config_bytes: int) -> dict[str, Any]:
+    """The ``estate`` part of `host nginx --json`."""
+    return {
+        "record": maps.record,
+        "on": maps.day.isoformat(),
+        "rights": maps.rights,
+        "images_held": len(maps.holders),
+        "images_unheld": maps.unheld,
+        "map_entries": maps.map_entries,
+        "config_bytes": config_bytes,
+        "device_types": list(maps.device_types) if maps.device_types is not None else None,
+        "next_change": maps.next_change.isoformat() if maps.next_change else None,
+    }
+
+
+def estate_lines(maps: EstateMaps) -> list[str]:
+    """What the operator is told about the estate maps (stderr)."""
+    lines = [
+        f"access by estate: record {maps.record[:16]} on {maps.day.isoformat()}: {maps.rights} "
+        f"right(s) to {len(maps.holders)} image(s)"
+    ]
+    if maps.unheld:
+        lines.append(
+            f"warning: {maps.unheld} image(s) in the library no supplier may fetch: no registered "
+            "supplier's device is on their upgrade path, or they were published after the import "
+            "in force (import a current inventory)"
+        )
+    if maps.next_change is not None:
+        lines.append(
+            f"regenerate on {maps.next_change.isoformat()}: a right begins or a grace period "
+            "ends that day (or simply regenerate daily)"
         )
     return lines

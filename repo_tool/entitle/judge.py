@@ -38,12 +38,18 @@ class EntitlementJudge:
     Args:
         history: every import.
         load: reads one record by its SHA-256 (the repository's store).
+        covers: whether a device type's images are restricted to the estate (policy
+            ``estate_device_types``); others are judged by User Role only, as the host does.
     """
 
     def __init__(
-        self, history: EntitlementHistory, load: Callable[[str], EntitlementRecord]
+        self,
+        history: EntitlementHistory,
+        load: Callable[[str], EntitlementRecord],
+        covers: Callable[[str], bool] = lambda _device_type: True,
     ) -> None:
         self.history = history
+        self.covers = covers
         self._load = load
         self._records: OrderedDict[str, EntitlementRecord] = OrderedDict()
         self.used: dict[str, HistoryEntry] = {}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import urllib3
+from access.pki import Issued, issue, make_ca
 from interop.conftest import free_port, nginx_binary
 
-from access.pki import Issued, issue, make_ca
 from conftest import require_system
 from entitle.conftest import World
 from factory import T0

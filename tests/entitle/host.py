@@ -101,11 +101,27 @@ class Host:
         log = (self.state / "cfl-error.log").read_text(errors="replace")
         pytest.fail(f"nginx did not start: {log}")
 
-    def reload(self) -> None:
-        """``nginx -s reload`` (the master re-reads the file) after checking the new file."""
-        self.check()
+    def workers(self) -> set[int]:
         assert self.process is not None
-        self.process.send_signal(signal.SIGHUP)  # what `nginx -s reload` sends the master
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return {int(pid) for pid in children.read_text().split()}
+
+    def reload(self) -> float:
+        """``nginx -t``, then ``nginx -s reload``; returns once every worker of the old
+        configuration has exited (new connections then reach only the new one), and the seconds
+        that took."""
+        self.check()
+        old = self.workers()
+        started = time.monotonic()
+        result = self._nginx("-s", "reload")
+        assert result.returncode == 0, result.stderr
+        deadline = started + START_TIMEOUT
+        while time.monotonic() < deadline:
+            current = self.workers()
+            if current and not current & old:
+                return time.monotonic() - started
+            time.sleep(0.01)
+        pytest.fail(f"old nginx workers {old & self.workers()} still running after the reload")
 
     def stop(self) -> None:
         for pool in self.pools.values():

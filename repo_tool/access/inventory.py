@@ -121,39 +121,47 @@ def _layout(header: list[str]) -> tuple[int, ...]:
     return tuple(found[name] for name in INVENTORY_COLUMNS)
 
 
-_CACHE_LIMIT = 200_000  # distinct (kind, supplier) and Since values remembered, to bound memory
+_CACHE_LIMIT = 200_000  # distinct kinds, suppliers and Since values remembered, to bound memory
 
 
 class _RowReader:
     """Checks rows; remembers the verdict for repeated values, which in an estate are the rule (a
-    model and its firmware repeat across millions of devices), so most rows cost one regex."""
+    model and its firmware repeat across millions of devices), so most rows cost one regex.
+
+    Device kinds and suppliers are remembered apart: tens of suppliers times thousands of kinds
+    would overflow one cache of their pairs (and a full cache checks every row again)."""
 
     def __init__(self, layout: tuple[int, ...]) -> None:
         self.layout = layout
         self.needed = max(layout) + 1
         # C-speed extraction of the columns, in canonical order; values are stripped only when
-        # first seen (the cache is keyed by the raw text).
+        # first seen (the caches are keyed by the raw text).
         self.device_id = operator.itemgetter(layout[0])
-        self.kind_fields = operator.itemgetter(*layout[1:7])
+        self.kind_fields = operator.itemgetter(*layout[1:6])
+        self.supplier_field = operator.itemgetter(layout[6])
         self.since_field = operator.itemgetter(layout[7])
-        self.kinds: dict[tuple[str, ...], tuple[str, DeviceKind] | str] = {}
+        self.kinds: dict[tuple[str, ...], DeviceKind | str] = {}
+        self.suppliers: dict[str, str] = {}  # raw text -> Entity ID, or "" when malformed
         self.days: dict[str, date | str] = {}
 
-    def _kind(self, raw: tuple[str, ...]) -> tuple[str, DeviceKind] | str:
-        device_type, mfr, model, hw, fw, supplier = (value.strip() for value in raw)
+    def _kind(self, raw: tuple[str, ...]) -> DeviceKind | str:
+        device_type, mfr, model, hw, fw = (value.strip().upper() for value in raw)
         checks = (
-            ("Device Type", device_type.upper(), _TYPE, "a device type such as ESME"),
-            ("Manufacturer Identifier", mfr.upper(), _HEX4, "4 hex digits"),
-            ("Model Identifier", model.upper(), _MODEL, "4 or 8 hex digits"),
-            ("Hardware Version", hw.upper(), _HEX4, "4 hex digits"),
-            ("Firmware Version", fw.upper(), _HEX8, "8 hex digits"),
-            ("Responsible Supplier", supplier.replace("-", "").upper(), _ENTITY, "16 hex digits"),
+            ("Device Type", device_type, _TYPE, "a device type such as ESME"),
+            ("Manufacturer Identifier", mfr, _HEX4, "4 hex digits"),
+            ("Model Identifier", model, _MODEL, "4 or 8 hex digits"),
+            ("Hardware Version", hw, _HEX4, "4 hex digits"),
+            ("Firmware Version", fw, _HEX8, "8 hex digits"),
         )
         for column, value, pattern, expected in checks:
             if not pattern.fullmatch(value):
                 return field_error(column, value, expected)
-        kind = DeviceKind(device_type.upper(), mfr.upper(), model.upper(), hw.upper(), fw.upper())
-        return supplier.replace("-", "").upper(), kind
+        return DeviceKind(device_type, mfr, model, hw, fw)
+
+    @staticmethod
+    def _supplier(raw: str) -> str:
+        supplier = raw.strip().replace("-", "").upper()
+        return supplier if _ENTITY.fullmatch(supplier) else ""
 
     def _day(self, since: str) -> date | str:
         since = since.strip()
@@ -179,6 +187,15 @@ class _RowReader:
                 self.kinds[kind_key] = kind
         if isinstance(kind, str):
             return kind
+        raw_supplier = self.supplier_field(fields)
+        supplier = self.suppliers.get(raw_supplier)
+        if supplier is None:
+            supplier = self._supplier(raw_supplier)
+            if len(self.suppliers) < _CACHE_LIMIT:
+                self.suppliers[raw_supplier] = supplier
+        if not supplier:
+            value = raw_supplier.strip().replace("-", "").upper()
+            return field_error("Responsible Supplier", value, "16 hex digits")
         since = self.since_field(fields)
         day = self.days.get(since)
         if day is None:
@@ -187,7 +204,7 @@ class _RowReader:
                 self.days[since] = day
         if isinstance(day, str):
             return day
-        return kind[0], kind[1], day
+        return supplier, kind, day
 
 
 def read_inventory(lines: Iterable[str]) -> InventoryIndex:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -196,3 +196,37 @@ def cfl(home: Path, *args: object) -> subprocess.CompletedProcess[str]:
         [str(CFL), "--home", str(home), *map(str, args)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(
+    ("caller", "rewrite", "expected"),
+    [
+        # Percent-encoding the stored name: nginx decodes $uri before the maps see it.
+        (S1, lambda p: p.replace(".GSME-", ".%47SME-"), 403),
+        (S1, lambda p: p.replace("/targets/", "/targets/./"), 403),
+        (S1, lambda p: p.replace("/targets/3F01/", "/targets/121D/../3F01/"), 403),
+        # A query string changes nothing either way.
+        (S1, lambda p: p + "?entity=00000000000000C2", 403),
+        (S2, lambda p: p + "?x=1", 200),
+        # Release notes follow the image: refused to S1, and for S2 simply not there.
+        (S1, lambda p: p + ".notes.jwe", 403),
+        (S2, lambda p: p + ".notes.jwe", 404),
+    ],
+    ids=[
+        "percent-encoded",
+        "dot-segment",
+        "dot-dot",
+        "query-s1",
+        "query-s2",
+        "notes-s1",
+        "notes-s2",
+    ],
+)
+def test_a_rewritten_path_does_not_get_past_the_estate(
+    host: Host, caller: str, rewrite: Callable[[str], str], expected: int
+) -> None:
+    response = host.pool(caller).request("GET", rewrite(host.path("b5")), redirect=False)
+    assert response.status == expected, response.data[:200]
+    if expected == 403:
+        assert response.data.decode().strip() == ESTATE_REFUSAL

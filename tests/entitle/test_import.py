@@ -322,3 +322,28 @@ def test_a_tampered_record_is_refused_when_read(repo_copy: Repository, tmp_path:
 
     with pytest.raises(UnavailableError, match="hashing to"):
         store.record(result.record_sha256)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("00000000000000D9,ESME,121D\x00,010A030B,1111,00000001,{S1},2025-01-01", "Manufacturer"),
+        (
+            '00000000000000D9,"' + "E" * 200_000 + '",121D,0001,1111,00000001,{S1},2025-01-01',
+            "not CSV",
+        ),
+        ('00000000000000D9,"ES\nME",121D,0001,1111,00000001,{S1},2025-01-01', "Device Type"),
+        ('=HYPERLINK("x"),ESME,121D,0001,1111,00000001,{S1},2025-01-01', "Device ID"),
+    ],
+    ids=["nul-byte", "huge-field", "newline-in-field", "formula"],
+)
+def test_hostile_csv_is_a_located_refusal(
+    repo_copy: Repository, tmp_path: Path, row: str, message: str
+) -> None:
+    path = tmp_path / "inv.csv"
+    good = write_inventory(tmp_path / "g.csv", [(D1, S1, LONG_AGO)]).read_text()
+    path.write_text(good + row.replace("{S1}", S1) + "\n")
+    before = state_files(repo_copy)
+    with pytest.raises(RejectedInputError, match=f"line [34]: {message}"):
+        run_import(repo_copy, path)
+    assert state_files(repo_copy) == before

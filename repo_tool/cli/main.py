@@ -56,7 +56,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
                    status, site build, verify, serve
     Recovery:      backup, restore, verify-bucket (S3 Object Lock)
     Release notes: notes custodian, notes grant
-    Access:        supplier add|revoke|list, host nginx, audit
+    Access:        supplier add|revoke|list, host nginx, audit, entitlements import|show
     Manufacturer:  keygen, submit, advisory submit
     Demo:          demo-data
 
@@ -108,6 +108,17 @@ def _add_access_commands() -> None:
 
 _add_access_commands()
 # ---- end of suppliers and access hook ----
+
+
+# ---- entitlement by estate hook (issue 22): the commands live in repo_tool/cli/entitlements.py ----
+def _add_entitlement_commands() -> None:
+    from repo_tool.cli.entitlements import entitlements
+
+    cli.add_command(entitlements)
+
+
+_add_entitlement_commands()
+# ---- end of entitlement by estate hook ----
 
 
 def main() -> None:

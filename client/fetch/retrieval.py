@@ -109,7 +109,7 @@ def download_images(
         )
     home.load_config()
     with home.lock():
-        session, guard = open_guarded_session(home, offline=offline)
+        session, guard = open_guarded_session(home, offline=offline, deferred=True)
         if estate is not None:
             report, catalogue = check_with_session(session, estate, strict=False)
             wanted = select_paths(report)
@@ -121,10 +121,8 @@ def download_images(
             lost = {u.manufacturer_id for u in unverified}
             reachable = [t for t in targets if manufacturers_of_targets([t]).isdisjoint(lost)]
             wanted = select_targets(reachable, catalogue.images)
-        # The folder is made only once there is something verified to put in it; under the lock,
-        # any partial file already there is from a crashed earlier run.
         if not offline and now is not None:
-            # ...and every withdrawal logged since the home last searched the log must be in the
+            # Every withdrawal logged since the home last searched the log must be in the
             # withdrawal list the selection above used (client/log/withdrawal_events.py).
             verify_images_logged(
                 home,
@@ -132,6 +130,9 @@ def download_images(
                 now=now,
                 also=lambda checkpoint, fetch: cross_check(guard, checkpoint, fetch),
             )
+        guard.commit()
+        # The folder is made only once there is something verified to put in it; under the lock,
+        # any partial file already there is from a crashed earlier run.
         folder = OutputFolder(out_dir, fragment_size=fragment_size)
         folder.remove_partials()
         placed: list[PlacedFile] = []

@@ -58,16 +58,18 @@ def open_session(home: ClientHome, *, offline: bool) -> Session:
     return open_guarded_session(home, offline=offline)[0]
 
 
-def open_guarded_session(home: ClientHome, *, offline: bool) -> tuple[Session, WithdrawalGuard]:
+def open_guarded_session(
+    home: ClientHome, *, offline: bool, deferred: bool = False
+) -> tuple[Session, WithdrawalGuard]:
     """``open_session``, and the guard that checks its withdrawal lists (for the commands that
-    also cross-check them against the transparency log).
+    also cross-check them against the transparency log: ``deferred``, then ``guard.commit()``).
 
     Raises:
         ConfigurationError: the home is not initialised or its configuration is unusable.
         VerificationError: the home's trusted root is not valid root metadata.
     """
     config = home.load_config()
-    guard = WithdrawalGuard(home)  # before ngclient moves anything
+    guard = WithdrawalGuard(home, deferred=deferred)  # before ngclient moves anything
     paths = SessionPaths(home.metadata_dir, home.targets_dir)
     if offline:
         url: str = OFFLINE_URL

@@ -52,7 +52,7 @@ def refresh_library(
     """
     home.load_config()  # before the lock, which creates the folder: a mistyped --home leaves none
     with home.lock():
-        session, guard = open_guarded_session(home, offline=False)
+        session, guard = open_guarded_session(home, offline=False, deferred=True)
         logged: LoggedWithdrawals | None = None
         try:
             session.refresh()
@@ -64,6 +64,7 @@ def refresh_library(
         except VerificationError:
             guard.refuse()  # nothing a refused refresh verified stays trusted
             raise
+        guard.commit()
         loaded = session.load_manufacturers(None)
         for path in naming.PROVIDER_TARGET_PATHS:
             session.provider_document(path)

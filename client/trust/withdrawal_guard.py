@@ -4,7 +4,7 @@ trusted state the command had already moved.
 
 ngclient persists each top-level role as soon as it verifies it, so by the time the withdrawal list
 (a provider target) is read, the new timestamp, snapshot, targets and ``cfl-provider`` are on disk,
-and so is the transparency log checkpoint the timestamp binds. A refusal restores those files from
+with the list's own cached copy and the transparency log checkpoint the timestamp binds. A refusal restores those files from
 the copy taken when the session opened, so the home keeps trusting the state it trusted before the
 forged list arrived (a later genuine version is still accepted: nothing was raised above it). The
 history file itself is written only after a check passes, atomically, under the home's lock: a
@@ -21,10 +21,11 @@ from urllib import parse
 from tuf.api.metadata import Snapshot, Targets, Timestamp
 
 from client.trust.home import ClientHome
+from client.trust.session import target_cache_name
 from client.trust.withdrawal_history import LoggedWithdrawals
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError, VerificationError
-from metadata_templates.naming import PROVIDER_ROLE
+from metadata_templates.naming import PROVIDER_ROLE, PROVIDER_TARGET_PATHS
 from metadata_templates.withdrawals import WithdrawalList
 
 # The roles ngclient may have moved before a withdrawal list is read. Root is left alone: a new root
@@ -49,6 +50,9 @@ class TrustedState:
     @classmethod
     def capture(cls, home: ClientHome) -> TrustedState:
         paths = [persisted_role_file(home.metadata_dir, role) for role in _ROLES]
+        # The provider documents' cached copies too: ngclient names them by path, so the thief's
+        # list replaces the trusted one there, and --offline reads the cache.
+        paths += [home.targets_dir / target_cache_name(p) for p in PROVIDER_TARGET_PATHS]
         paths += [home.log_dir / name for name in _LOG_FILES]
         return cls(tuple((path, _read(path)) for path in paths))
 
@@ -73,21 +77,25 @@ class TrustedState:
 class WithdrawalGuard:
     """One command's check of the withdrawal lists it verifies, against the home's history.
 
-    Create it under the home's lock, before the session that will move the trusted state.
+    Create it under the home's lock, before the session that will move the trusted state. With
+    ``deferred``, what passes is remembered only at ``commit``: a command that checks the list
+    against the log after reading it (refresh, download) remembers nothing from a list the log
+    then refuses.
     """
 
-    def __init__(self, home: ClientHome) -> None:
+    def __init__(self, home: ClientHome, *, deferred: bool = False) -> None:
+        """Raises:
+        ConfigurationError: the home's history file is malformed."""
         self.home = home
         self.before = TrustedState.capture(home)
         self.document: WithdrawalList | None = None
+        self._deferred = deferred
+        self._saved = home.withdrawal_history()
+        self._pending = self._saved
 
     def log_size(self) -> int:
-        """How far the home has searched the transparency log for withdrawals.
-
-        Raises:
-            ConfigurationError: the history file is malformed.
-        """
-        return self.home.withdrawal_history().log_size
+        """How far the home has searched the transparency log for withdrawals."""
+        return self._pending.log_size
 
     def accept(self, document: WithdrawalList, logged: LoggedWithdrawals | None = None) -> None:
         """Refuse ``document`` if it loses a withdrawal the home saw or the log holds; otherwise
@@ -95,18 +103,26 @@ class WithdrawalGuard:
 
         Raises:
             VerificationError: refused; the trusted state captured at the start is restored.
-            ConfigurationError: the history file is malformed.
             UnavailableError: the home cannot be written.
         """
-        history = self.home.withdrawal_history()
         try:
-            remembered = history.check(document, logged)
+            self._pending = self._pending.check(document, logged)
         except VerificationError:
             self.before.restore()
             raise
         self.document = document
-        if remembered != history:
-            self.home.save_withdrawal_history(remembered)
+        if not self._deferred:
+            self.commit()
+
+    def commit(self) -> None:
+        """Remember what passed (atomically; the caller holds the home's lock).
+
+        Raises:
+            UnavailableError: the home cannot be written.
+        """
+        if self._pending != self._saved:
+            self.home.save_withdrawal_history(self._pending)
+            self._saved = self._pending
 
     def refuse(self) -> None:
         """Restore the trusted state after some other verification failed (e.g. the log).

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from kill_points import KILLED, strace_killing_at
 
 from client.log.withdrawal_events import home_log_withdrawals
 from client.trust.home import ClientConfig, ClientHome
@@ -30,6 +31,7 @@ from client.trust.withdrawal_history import (
     LoggedWithdrawals,
     WithdrawalHistory,
 )
+from conftest import require_system
 from factory import LibraryFactory, standard_library
 from metadata_templates import naming
 from metadata_templates.errors import ConfigurationError, VerificationError
@@ -402,3 +404,67 @@ def test_init_force_starts_again_without_the_history(
         config = home.load_config()
         home.initialise(config, factory.root_bytes, force=True)
     assert not home.withdrawal_history_path.exists()
+
+
+# --------------------------------------------------------------------------------- kill -9
+
+
+def _killed_at(point: int, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CFL_HOME"}
+    return subprocess.run(
+        [*strace_killing_at(point), str(CFL), "--home", str(home), "refresh"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def test_a_refresh_killed_at_any_write_is_completed_by_the_next(
+    library: tuple[LibraryFactory, dict[str, str]], tmp_path: Path
+) -> None:
+    """Kill -9 the first refresh at each rename and fsync in turn: the re-run succeeds and the home
+    remembers both withdrawals and the whole log searched."""
+    require_system("strace")
+    factory, targets = library
+    point = 1
+    while True:
+        home = _home(factory, tmp_path / f"home-{point}")
+        killed = _killed_at(point, home.path)
+        if killed.returncode == 0:
+            break  # past the last write: the command finished
+        assert killed.returncode in KILLED, killed.stderr
+        rerun = cfl("refresh", home=home.path)
+        assert rerun.returncode == 0, (point, rerun.stderr)
+        history = home.withdrawal_history()
+        assert set(history.withdrawn) == {targets["a2"], targets["b5"]}, point
+        assert history.log_size == factory.repo.log_state().size, point
+        point += 1
+    assert point > 5  # the loop really killed it at several writes
+
+
+def test_a_refused_refresh_killed_while_restoring_is_refused_again(
+    library: tuple[LibraryFactory, dict[str, str]], tmp_path: Path
+) -> None:
+    """Wherever a kill -9 lands in a refused refresh (ngclient's writes, the restore), the forged
+    list is refused again by the next run, and the remembered withdrawals are intact."""
+    require_system("strace")
+    factory, targets = library
+    trusted = _home(factory, tmp_path / "trusted")
+    _refresh(trusted)
+    thief_publishes(factory, tmp_path, _withdrawals_without(factory, targets["a2"]))
+    point = 1
+    while True:
+        home = tmp_path / f"home-{point}"
+        shutil.copytree(trusted.path, home)
+        killed = _killed_at(point, home)
+        if killed.returncode == 1:
+            assert targets["a2"] in killed.stderr
+            break  # ran to its refusal
+        assert killed.returncode in KILLED, killed.stderr
+        rerun = cfl("refresh", home=home)
+        assert rerun.returncode == 1 and targets["a2"] in _errors(rerun)[0], (point, rerun.stderr)
+        assert ClientHome(home).withdrawal_history() == trusted.withdrawal_history(), point
+        point += 1
+    assert point > 3

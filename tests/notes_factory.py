@@ -103,7 +103,9 @@ def publish_registry(
     at = format_timestamp(registered or factory.now - ESTABLISHED)
     registry = SupplierRegistry(tuple(o.supplier(at) for o in orgs))
     for entity in revoked:
-        registry = registry.revoke(entity, at=format_timestamp(factory.now), reason="left the market")
+        registry = registry.revoke(
+            entity, at=format_timestamp(factory.now), reason="left the market"
+        )
     with factory.repo.locked():
         factory.repo.put_provider_targets(
             {SUPPLIERS_TARGET_PATH: registry.to_bytes()},

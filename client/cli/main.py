@@ -18,11 +18,12 @@ import click
 from rich.console import Console
 
 from client import __version__
+from client.cli.advisories import advisories_command, fail_on_advisory, fail_on_option
 from client.cli.log import log_group, witness_group
 from client.cli.output import CflGroup, emit_json, home_of, say, stderr, utc_now
-from client.cli.tables import image_table, wide_console
+from client.cli.tables import image_table, render_summary, wide_console
 from client.estate.check import run_check
-from client.estate.report import render_summary, report_json
+from client.estate.report import report_json
 from client.estate.rollout import parse_phases
 from client.fetch.selection import Wanted
 from client.trust.catalogue import CatalogueImage
@@ -76,6 +77,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     cfl check ESTATE.csv              which images apply to your devices, and which to install
     cfl download --estate ESTATE.csv --out DIR    fetch the images on the upgrade paths, verified
     cfl notes TARGET                  decrypt an image's release notes (entitled suppliers only)
+    cfl advisories --estate E.csv     security advisories affecting your devices, and the fix
     cfl log verify URL                audit the transparency log (no keys, no home)
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
@@ -313,6 +315,7 @@ def list_images(
     help="Also report devices gained since the last --changes check, and images published since the last check that apply.",
 )
 @wide_option
+@fail_on_option
 @click.option(
     "--estate-name",
     default="default",
@@ -331,6 +334,7 @@ def check(
     report_out: Path | None,
     changes: bool,
     wide: bool,
+    fail_on: str | None,
     estate_name: str,
     offline: bool,
 ) -> None:
@@ -342,7 +346,9 @@ def check(
     says N/A, the image's firmware version is higher). Each group gets the shortest path of
     images from its firmware to the best image it can reach (MP231 pathways, never through a
     withdrawn image, security fixes preferred); the recommended image is its last hop. Only the
-    roles of manufacturers in the estate are fetched. See docs/supplier.md.
+    roles of manufacturers in the estate are fetched. Groups on firmware a security advisory
+    lists are marked, with the path that fixes it (--fail-on-advisory SEVERITY for cron). See
+    docs/supplier.md.
     """
     if phases is not None and devices_out is None:
         raise ConfigurationError("--phases: found without --devices-out, expected both together")
@@ -382,8 +388,11 @@ def check(
             stderr.print(f"per-device batches written to {devices_out}")
         if report_out is not None:
             stderr.print(f"report written to {report_out}")
+    for problem in run.advisories.problems:
+        say(f"warning: ignored {problem.target}: {problem.message}")
     # Only the estate's manufacturers were loaded, so every unverified role was asked for.
     _exit_if_incomplete(ctx, run.catalogue.unverified)
+    fail_on_advisory(ctx, run.report, fail_on)
 
 
 @cli.command()
@@ -535,6 +544,7 @@ def notes_command(
 
 cli.add_command(log_group)
 cli.add_command(witness_group)
+cli.add_command(advisories_command)
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def download_images(
     with home.lock():
         session, guard = open_guarded_session(home, offline=offline, deferred=True)
         if estate is not None:
-            report, catalogue = check_with_session(session, estate, strict=False)
+            report, catalogue, _advisories = check_with_session(session, estate, strict=False)
             wanted = select_paths(report)
             unverified = catalogue.unverified
         else:

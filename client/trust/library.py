@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from tuf.ngclient import FetcherInterface
 
-from client.trust.catalogue import CatalogueImage, CatalogueProblem, build_catalogue
+from client.trust.catalogue import (
+    CatalogueImage,
+    CatalogueProblem,
+    VerifiedTarget,
+    advisory_targets,
+    build_catalogue,
+)
 from client.trust.home import ClientHome
 from client.trust.session import LocalFetcher, Session, SessionPaths, UnverifiedRole
 from client.trust.transport import CflFetcher
@@ -38,6 +44,8 @@ class Catalogue:
     withdrawals: WithdrawalList
     ignored: tuple[CatalogueProblem, ...]
     unverified: tuple[UnverifiedRole, ...]
+    # Every revision of the security advisories those manufacturers signed (client/advisories/).
+    advisories: tuple[VerifiedTarget, ...] = ()
 
     def unverified_among(self, manufacturers: Iterable[str]) -> tuple[UnverifiedRole, ...]:
         """The unverified roles of the given manufacturers (what the user asked for)."""
@@ -98,4 +106,6 @@ def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Cat
     withdrawals = session.withdrawals()
     loaded = session.load_manufacturers(manufacturers)
     images, ignored = build_catalogue(loaded.targets, withdrawals)
-    return Catalogue(images, withdrawals, ignored, loaded.unverified)
+    return Catalogue(
+        images, withdrawals, ignored, loaded.unverified, advisory_targets(loaded.targets)
+    )

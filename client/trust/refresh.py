@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from client.trust.catalogue import advisory_targets
 from client.trust.home import ClientHome
 from client.trust.library import open_guarded_session
 from client.trust.session import UnverifiedRole
 from client.trust.withdrawal_history import LoggedWithdrawals, LogWithdrawalsReader
 from metadata_templates import naming
+from metadata_templates.advisory import latest_revisions
 from metadata_templates.errors import VerificationError
 
 
@@ -68,6 +70,11 @@ def refresh_library(
         loaded = session.load_manufacturers(None)
         for path in naming.PROVIDER_TARGET_PATHS:
             session.provider_document(path)
+        # The newest revision of each advisory, so `cfl advisories --offline` and `cfl check
+        # --offline` see what this refresh verified.
+        newest = latest_revisions([t.path for t in advisory_targets(loaded.targets)])
+        for _revision, path in newest.values():
+            session.download(path)
         return RefreshResult(
             versions=session.versions(),
             manufacturers=session.delegated_manufacturers(),

@@ -17,6 +17,8 @@ DEPOSIT = "ingest-accepted"
 RENEWAL = "ingest-renewal"
 WITHDRAWAL = "withdraw"
 CPL_IMPORT = "cpl-import"
+# A security advisory revision (repo_tool/ops/ingest_advisory.py): target, sha256, advisory, revision.
+ADVISORY = "advisory"
 
 # Re-signing for expiry changes nothing that was lodged; logging it would only grow the log.
 NOT_LOGGED = frozenset({"snapshot", "refresh", "refresh-targets", "resign-targets"})

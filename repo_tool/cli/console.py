@@ -6,6 +6,7 @@ Commands raise; only `run` turns errors into ``error:``/``hint:`` lines and the 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from metadata_templates.errors import (
     RejectedInputError,
 )
 from metadata_templates.output import json_document
+from metadata_templates.steps import failed_step
 from repo_tool.signing.keys import PASSPHRASE_ENV
 
 if TYPE_CHECKING:
@@ -110,6 +112,29 @@ def read_input(path: Path, what: str, *, limit: int | None = None) -> bytes:
     return data
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_HINT = (
+    "the file system is full: free space on it, then run the same command again "
+    "(nothing half-written was left under a final name)"
+)
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether a full disk (or quota) is what ``error`` comes down to, through its causes."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def os_error_line(e: OSError) -> str:
+    """``STEP: PATH: reason`` for a file-system failure, with whichever of step and path it has."""
+    parts = [failed_step(e), e.filename and str(e.filename), e.strerror or str(e)]
+    return ": ".join(p for p in parts if p)
+
+
 def run(group: click.Command, *, interrupted: str, args: list[str] | None = None) -> None:
     """Run the command line (``args``, default ``sys.argv``) and exit with the code its outcome
     maps to."""
@@ -119,8 +144,9 @@ def run(group: click.Command, *, interrupted: str, args: list[str] | None = None
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("details")
         err(f"error: {e}")
-        if e.hint:
-            err(f"hint: {e.hint}")
+        hint = e.hint or (DISK_FULL_HINT if _disk_full(e) else None)
+        if hint:
+            err(f"hint: {hint}")
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -136,10 +162,11 @@ def run(group: click.Command, *, interrupted: str, args: list[str] | None = None
         err(f"error: interrupted; {interrupted}")
         sys.exit(EXIT_INTERRUPTED)
     except OSError as e:
-        # A file-system failure no command anticipated: still one line naming the path.
+        # A file-system failure no command anticipated: still one line naming the step and path.
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("details")
-        where = f"{e.filename}: " if e.filename else ""
-        err(f"error: {where}{e.strerror or e}")
+        err(f"error: {os_error_line(e)}")
+        if _disk_full(e):
+            err(f"hint: {DISK_FULL_HINT}")
         sys.exit(EXIT_FAILURE)
     sys.exit(EXIT_OK)

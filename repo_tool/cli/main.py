@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from repo_tool import __version__
+from repo_tool.cli.advisory import advisory_group
 from repo_tool.cli.ceremony import CEREMONY_GROUP
 from repo_tool.cli.console import run
 from repo_tool.cli.cpl import cpl
@@ -33,6 +34,7 @@ from repo_tool.cli.site import site
 from repo_tool.cli.status import status
 from repo_tool.cli.submit import keygen, submit
 from repo_tool.cli.verify import verify
+from repo_tool.cli.verify_bucket import verify_bucket
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -53,7 +55,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
                    status, site build, verify, serve
     Release notes: notes custodian, notes grant
     Access:        supplier add|revoke|list, host nginx, audit
-    Manufacturer:  keygen, submit
+    Manufacturer:  keygen, submit, advisory submit
     Demo:          demo-data
 
     Every command exits 0 on success, 1 when something was rejected or failed verification,
@@ -80,9 +82,11 @@ for _command in (
     status,
     site,
     verify,
+    verify_bucket,
     serve,
     keygen,
     submit,
+    advisory_group,
     notes,
     log_group,
     demo_data,

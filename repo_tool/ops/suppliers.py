@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, field_error
 from metadata_templates.suppliers import (
@@ -19,9 +21,10 @@ from metadata_templates.suppliers import (
     USER_ROLES,
     Supplier,
     SupplierRegistry,
+    certificate_sha256,
     entity_id,
 )
-from repo_tool.access.certificates import check_certificate
+from repo_tool.access.certificates import check_certificate, load_one_certificate
 
 if TYPE_CHECKING:
     from repo_tool.state.repository import Repository
@@ -132,6 +135,28 @@ def revoked(
     return new, new.by_entity_id()[eid]
 
 
+def _same_registration(
+    registry: SupplierRegistry,
+    entity: str,
+    name: str,
+    roles: Sequence[str],
+    certificate: bytes,
+) -> Supplier | None:
+    """The registered entry if this request is exactly it already, else None (let the checks run)."""
+    existing = registry.by_entity_id().get(entity.strip().upper())
+    if existing is None or existing.status != STATUS_ACTIVE:
+        return None
+    try:
+        der = load_one_certificate(certificate, "--cert").public_bytes(Encoding.DER)
+        same_cert = certificate_sha256(der) == existing.certificate_sha256
+    except RejectedInputError:
+        return None
+    wanted_roles = tuple(r for r in USER_ROLES if r in {x.strip().upper() for x in roles})
+    if same_cert and existing.name == name.strip() and existing.roles == wanted_roles:
+        return existing
+    return None
+
+
 def add_supplier(
     repo: Repository,
     *,
@@ -144,9 +169,15 @@ def add_supplier(
 ) -> Supplier:
     """Register an organisation and stage the signed registry (the caller holds the lock).
 
+    The same registration again (the same Entity ID, certificate, name and roles: a re-run after a
+    crash, a retried script) is done already and changes nothing; any other repeat is refused.
+
     Raises:
         RejectedInputError: see `registered`.
     """
+    repeat = _same_registration(repo.suppliers(), entity, name, roles, certificate)
+    if repeat is not None:
+        return repeat
     registry, supplier = registered(
         repo.suppliers(),
         entity=entity,
@@ -174,9 +205,19 @@ def add_supplier(
 def revoke_supplier(repo: Repository, *, entity: str, reason: str, now: datetime) -> Supplier:
     """Revoke an organisation and stage the signed registry (the caller holds the lock).
 
+    The same revocation again (same Entity ID and reason: a re-run after a crash) is done already
+    and changes nothing; a revocation is recorded once and never edited.
+
     Raises:
         RejectedInputError: see `revoked`.
     """
+    current = repo.suppliers().by_entity_id().get(entity.strip().upper())
+    if (
+        current is not None
+        and current.status != STATUS_ACTIVE
+        and current.revocation_reason == reason.strip()
+    ):
+        return current
     registry, supplier = revoked(repo.suppliers(), entity=entity, reason=reason, now=now)
     repo.commit_suppliers(
         registry,

@@ -31,6 +31,7 @@ from tuf.api.metadata import (
 )
 
 from metadata_templates import naming
+from metadata_templates.advisory import is_advisory_target_path
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import VerificationError
@@ -482,8 +483,9 @@ def _role_facts(
             )
             continue
         sha = target.hashes.get("sha256", "")
-        if is_notes_target_path(path):
-            # Encrypted release notes: a ciphertext blob named by its image's custom.cfl.
+        if is_notes_target_path(path) or is_advisory_target_path(path):
+            # Encrypted release notes (a ciphertext blob named by its image's custom.cfl) and
+            # security advisories (documents without custom.cfl) are not images.
             targets.append((path, target.length, sha))
             continue
         try:

@@ -205,6 +205,10 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
     A manufacturer whose role is expired or fails verification is reported (a warning, and
     "unverified" in --json) and the rest of the library is refreshed; the exit code stays 0 because
     no image was asked for.
+
+    A withdrawal is never undone: a withdrawal list that drops or changes one this home saw, or
+    lacks one the transparency log records, is refused (exit 1) and the home keeps the state it
+    trusted before. See docs/supplier.md, "A withdrawal is never undone".
     """
     from client.log.withdrawal_events import home_log_withdrawals
 

@@ -205,14 +205,17 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
     A manufacturer whose role is expired or fails verification is reported (a warning, and
     "unverified" in --json) and the rest of the library is refreshed; the exit code stays 0 because
     no image was asked for.
+
+    A withdrawal is never undone: a withdrawal list that drops or changes one this home saw, or
+    lacks one the transparency log records, is refused (exit 1) and the home keeps the state it
+    trusted before. See docs/supplier.md, "A withdrawal is never undone".
     """
-    from client.log.transparency import check_home_log
+    from client.log.withdrawal_events import home_log_withdrawals
 
     home = home_of(ctx)
-    result = refresh_library(home)
-    with home.lock():
-        # The transparency log: consistency from the checkpoint this home trusted to the new one.
-        checkpoint, _ = check_home_log(home, now=_now())
+    # The transparency log: consistency from the checkpoint this home trusted to the new one, and
+    # every withdrawal logged since the last search must be in the withdrawal list.
+    result = refresh_library(home, read_log=home_log_withdrawals(home, now=_now()))
     _warn_unverified(result.unverified)
     if as_json:
         emit_json(
@@ -223,8 +226,8 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
             }
         )
         return
-    if checkpoint is not None:
-        say(f"transparency log: consistent, {checkpoint.size} entries")
+    if result.log_size is not None:
+        say(f"transparency log: consistent, {result.log_size} entries")
     say(
         "verified: "
         + ", ".join(f"{role} v{v}" for role, v in result.versions.items())

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metadata_templates.advisory import Advisory
+from metadata_templates.custom import CplEntryRef
 from repo_tool.site.render import _FEED_NAMESPACE, _safe_name, image_page
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
 
@@ -131,7 +132,7 @@ def page_contexts(
     entry (the gateway gives an entry at most one image) and the fixes named by ``fixed_by``.
     """
     index = AdvisoryIndex.of(library)
-    carriers: dict[str, tuple[PublishedImage, Any]] = {}
+    carriers: dict[str, tuple[PublishedImage, CplEntryRef]] = {}
     targets: dict[str, PublishedImage] = {}
     for image in ordered:
         if image.target_path in index.by_target:
@@ -144,31 +145,8 @@ def page_contexts(
     pages: list[dict[str, Any]] = []
     for a in sorted(library.advisories, key=lambda a: (a.updated, a.id), reverse=True):
         page = advisory_page(a.id)
-        affected = []
-        for entry_id in a.affected_cpl_entries:
-            found = carriers.get(entry_id)
-            image, entry = found if found is not None else (None, None)
-            affected.append(
-                {
-                    "id": entry_id,
-                    "model_id": entry.model_id if entry is not None else None,
-                    "model_name": entry.model_name if entry is not None else None,
-                    "hardware_version": entry.hardware_version if entry is not None else None,
-                    "firmware_version": image.cfl.firmware_version if image is not None else None,
-                    "device_type": image.cfl.device_type if image is not None else None,
-                    "page": image_page(image.target_path) if image is not None else None,
-                }
-            )
-        fixes = []
-        for target in a.fixed_by:
-            image = targets.get(target)
-            fixes.append(
-                {
-                    "target": target,
-                    "firmware_version": image.cfl.firmware_version if image else None,
-                    "page": image_page(target) if image is not None else None,
-                }
-            )
+        affected = [_entry_row(e, carriers.get(e)) for e in a.affected_cpl_entries]
+        fixes = [_fix_row(target, targets.get(target)) for target in a.fixed_by]
         models = sorted({(r["model_id"], r["model_name"]) for r in affected if r["model_id"]})
         row = {
             "advisory": a,
@@ -189,6 +167,32 @@ def page_contexts(
             }
         )
     return rows, pages
+
+
+def _entry_row(entry_id: str, found: tuple[PublishedImage, CplEntryRef] | None) -> dict[str, Any]:
+    """An affected CPL entry as the advisory page shows it: with its image's facts if any."""
+    if found is None:
+        return {"id": entry_id, "model_id": None, "model_name": None, "page": None}
+    image, entry = found
+    return {
+        "id": entry_id,
+        "model_id": entry.model_id,
+        "model_name": entry.model_name,
+        "hardware_version": entry.hardware_version,
+        "firmware_version": image.cfl.firmware_version,
+        "device_type": image.cfl.device_type,
+        "page": image_page(image.target_path),
+    }
+
+
+def _fix_row(target: str, image: PublishedImage | None) -> dict[str, Any]:
+    if image is None:
+        return {"target": target, "firmware_version": None, "page": None}
+    return {
+        "target": target,
+        "firmware_version": image.cfl.firmware_version,
+        "page": image_page(target),
+    }
 
 
 def feed_context(library: PublishedLibrary, client_init_url: str | None) -> dict[str, Any]:

@@ -43,8 +43,8 @@ from metadata_templates.notes import (
 )
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
-from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
 from repo_tool.verify.advisories import verified_advisories
+from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
 from repo_tool.verify.sources import NotFound, Reader, _Walk
 

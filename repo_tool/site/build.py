@@ -165,7 +165,7 @@ def build_site(
     """
 
     _check_aware(generated, "generated")
-    fingerprint = _fingerprint(client_init_url)
+    fingerprint = _fingerprint(client_init_url, bool(library.advisories))
     # --- append path hook (issue 14): everything else lives in repo_tool/site/append.py
     try:
         plan = site_append.prepare_append(library, out_dir, fingerprint, added)

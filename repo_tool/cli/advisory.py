@@ -14,6 +14,7 @@ from metadata_templates import identifiers
 from metadata_templates.advisory import MAX_ADVISORY_BYTES
 from metadata_templates.errors import ConfigurationError
 from repo_tool.cli.console import emit_json, err, read_input, utc_now
+from repo_tool.cli.options import manufacturer_signer_options
 
 _now = utc_now
 
@@ -31,26 +32,7 @@ def advisory_group() -> None:
 @click.option(
     "--manufacturer", "manufacturer_id", required=True, help="Your manufacturer ID (4 hex digits)."
 )
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Private key PEM (repeat for a threshold).",
-)
-@click.option(
-    "--signer",
-    "signer_uris",
-    multiple=True,
-    help="Signer URI (hsm:, gcpkms:, ...) with --signer-pubkey; repeat for a threshold.",
-)
-@click.option(
-    "--signer-pubkey",
-    "signer_pubkeys",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Public PEM for each --signer, in order.",
-)
+@manufacturer_signer_options()
 @click.option(
     "--from", "source", required=True, help="The published library: a folder or an http(s):// URL."
 )

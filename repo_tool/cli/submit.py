@@ -24,6 +24,7 @@ from repo_tool.cli.console import utc_now
 
 if TYPE_CHECKING:
     from repo_tool.notes.recipient_age import RecentRecipient, RecipientAgeRule
+from repo_tool.cli.options import manufacturer_signer_options
 from repo_tool.signing.keys import KEY_TYPES, PASSPHRASE_ENV, write_keypair
 from repo_tool.signing.secrets import environment_secret
 
@@ -83,26 +84,7 @@ def _confirm_passphrase() -> str:
     "deposit then re-signs one bin. The policy keeps bins at about 64 images on average: the "
     "provider's `cfl-repo status --json` gives your suggested_bit_length, and when to grow.",
 )
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Private key PEM (repeat for a threshold).",
-)
-@click.option(
-    "--signer",
-    "signer_uris",
-    multiple=True,
-    help="Signer URI (hsm:, gcpkms:, ...) with --signer-pubkey; repeat for a threshold.",
-)
-@click.option(
-    "--signer-pubkey",
-    "signer_pubkeys",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Public PEM for each --signer, in order.",
-)
+@manufacturer_signer_options()
 @click.option(
     "--cpl-entry",
     "cpl_entries",

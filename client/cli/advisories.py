@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from client.cli.output import emit_json, home_of, say, stderr, utc_now
+from client.cli.output import emit_json, home_of, offline_option, say, stderr, utc_now
 from client.estate.advisories import GroupAdvisory, advisories_json, at_or_above
 from client.estate.advisory_check import AdvisoriesRun, run_advisories
 from client.estate.reader import GroupKey
@@ -69,11 +69,7 @@ def fail_on_advisory(ctx: click.Context, report: CheckReport, threshold: str | N
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write one OpenVEX document: per image, affected, fixed or not affected.",
 )
-@click.option(
-    "--offline",
-    is_flag=True,
-    help="Use only the trusted metadata and cache in the home (no network).",
-)
+@offline_option
 @click.pass_context
 def advisories_command(
     ctx: click.Context,

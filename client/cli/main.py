@@ -20,7 +20,7 @@ from rich.console import Console
 from client import __version__
 from client.cli.advisories import advisories_command, fail_on_advisory, fail_on_option
 from client.cli.log import log_group, witness_group
-from client.cli.output import CflGroup, emit_json, home_of, say, stderr, utc_now
+from client.cli.output import CflGroup, emit_json, home_of, offline_option, say, stderr, utc_now
 from client.cli.tables import image_table, render_summary, wide_console
 from client.estate.check import run_check
 from client.estate.report import report_json
@@ -104,13 +104,6 @@ wide_option = click.option(
 def _target_names(images: Iterable[CatalogueImage], wide: bool) -> dict[str, str]:
     targets = [image.target_path for image in images]
     return {t: t for t in targets} if wide else short_names(targets)
-
-
-offline_option = click.option(
-    "--offline",
-    is_flag=True,
-    help="Use only the trusted metadata and cache in the home (no network); expired metadata is still refused.",
-)
 
 
 @cli.command()

@@ -143,17 +143,34 @@ def _same_registration(
     certificate: bytes,
 ) -> Supplier | None:
     """The registered entry if this request is exactly it already, else None (let the checks run)."""
-    existing = registry.by_entity_id().get(entity.strip().upper())
+    try:
+        # The same normalisation as `registered`; a request it would refuse is never "done".
+        eid = entity_id(entity, "ENTITY_ID")
+        wanted = (_printable(name, "--name", MAX_NAME_LENGTH), _roles(roles))
+        der = load_one_certificate(certificate, "--cert").public_bytes(Encoding.DER)
+    except (ValueError, ConfigurationError, RejectedInputError):
+        return None  # let `registered` report it
+    existing = registry.by_entity_id().get(eid)
     if existing is None or existing.status != STATUS_ACTIVE:
         return None
+    same = certificate_sha256(der) == existing.certificate_sha256
+    return existing if same and (existing.name, existing.roles) == wanted else None
+
+
+def _same_revocation(registry: SupplierRegistry, entity: str, reason: str) -> Supplier | None:
+    """The revoked entry if this request is exactly its revocation already, else None."""
     try:
-        der = load_one_certificate(certificate, "--cert").public_bytes(Encoding.DER)
-        same_cert = certificate_sha256(der) == existing.certificate_sha256
-    except RejectedInputError:
-        return None
-    wanted_roles = tuple(r for r in USER_ROLES if r in {x.strip().upper() for x in roles})
-    if same_cert and existing.name == name.strip() and existing.roles == wanted_roles:
-        return existing
+        eid = entity_id(entity, "ENTITY_ID")
+        text = _printable(reason, "--reason", MAX_REASON_LENGTH)
+    except (ValueError, ConfigurationError):
+        return None  # let `revoked` report it
+    current = registry.by_entity_id().get(eid)
+    if (
+        current is not None
+        and current.status != STATUS_ACTIVE
+        and current.revocation_reason == text
+    ):
+        return current
     return None
 
 
@@ -211,12 +228,8 @@ def revoke_supplier(repo: Repository, *, entity: str, reason: str, now: datetime
     Raises:
         RejectedInputError: see `revoked`.
     """
-    current = repo.suppliers().by_entity_id().get(entity.strip().upper())
-    if (
-        current is not None
-        and current.status != STATUS_ACTIVE
-        and current.revocation_reason == reason.strip()
-    ):
+    current = _same_revocation(repo.suppliers(), entity, reason)
+    if current is not None:
         return current
     registry, supplier = revoked(repo.suppliers(), entity=entity, reason=reason, now=now)
     repo.commit_suppliers(

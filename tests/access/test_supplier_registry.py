@@ -295,6 +295,9 @@ def test_the_same_registration_or_revocation_again_is_done_and_anything_else_ref
     for name, roles in (("Acme Ltd", ["IS"]), ("Acme", ["IS", "GS"])):
         with pytest.raises(RejectedInputError, match="ENTITY_ID"):
             add(name, roles)
+    # A repeat the checks would refuse as malformed (a role twice) is refused, never taken as done.
+    with pytest.raises(RejectedInputError, match="ENTITY_ID"):
+        add("Acme", ["IS", "IS"])
     for reason in ("left the market", " left the market "):
         with repo.locked():
             revoke_supplier(repo, entity=ENTITY, reason=reason, now=factory.tick())

@@ -21,6 +21,7 @@ value found and the value expected.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,9 @@ STATUSES = ("investigating", "affected", "fixed")
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 CVSS_VERSIONS = ("3.1", "4.0")
 ADVISORY_SUFFIX = ".advisory.json"
+# The ciphertext of a revision's confidential detail: ``<advisory target>.detail.jwe``, one more
+# target of the same role, one path segment below the prefix like the advisory itself.
+DETAIL_SUFFIX = ".detail.jwe"
 # Size caps: an advisory is a few kilobytes; these keep a hostile one from costing the gateway,
 # the site or a supplier's client anything that matters.
 MAX_ADVISORY_BYTES = 256 * 1024
@@ -88,6 +92,22 @@ def parse_advisory_target_path(path: str) -> tuple[str, str, int] | None:
 def is_advisory_target_path(path: str) -> bool:
     """True for a manufacturer's advisory target (``<MFR>/CFL-<MFR>-...r<N>.advisory.json``)."""
     return parse_advisory_target_path(path) is not None
+
+
+def detail_target_path(advisory_id: str, revision: int) -> str:
+    """The ciphertext target of a revision's detail: ``121D/CFL-121D-2026-0001.r1.advisory.json.detail.jwe``."""
+    return advisory_target_path(advisory_id, revision) + DETAIL_SUFFIX
+
+
+def is_advisory_detail_target_path(path: str) -> bool:
+    """True for the encrypted detail of an advisory revision (``<advisory target>.detail.jwe``)."""
+    return path.endswith(DETAIL_SUFFIX) and is_advisory_target_path(path[: -len(DETAIL_SUFFIX)])
+
+
+def detail_sha256(text: str) -> str:
+    """What ``detail_sha256`` commits to: the SHA-256 of the detail's UTF-8 bytes, which are the
+    plaintext the encrypted detail holds (``advisory submit --detail FILE`` reads them as is)."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def latest_revisions(paths: Sequence[str]) -> dict[str, tuple[int, str]]:
@@ -192,6 +212,8 @@ class Advisory:
     ``detail`` is the technical detail when it is public; ``detail_sha256`` commits to the
     plaintext of detail encrypted to the entitled suppliers (``detail_target`` names the
     ciphertext target), and ``disclosure`` is the date after which the detail is to be public.
+    A revision that discloses encrypted detail carries ``detail`` and keeps ``detail_sha256``,
+    which must then be the hash of ``detail``: once recorded, the detail cannot change.
     """
 
     id: str
@@ -228,6 +250,13 @@ class Advisory:
     @property
     def severity_rank(self) -> int:
         return SEVERITIES.index(self.severity)
+
+    @property
+    def detail_state(self) -> str | None:
+        """``encrypted`` (for the entitled suppliers until disclosure), ``public``, or None."""
+        if self.detail_target is not None:
+            return "encrypted"
+        return "public" if self.detail is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -431,32 +460,38 @@ def _checked(doc: Mapping[str, Any], where: str, *, revision_required: bool) -> 
     )
     detail_target = doc.get("detail_target")
     detail_sha = doc.get("detail_sha256")
-    if (detail_target is None) != (detail_sha is None):
+    if detail_sha is not None and (
+        not isinstance(detail_sha, str) or re.fullmatch(r"[0-9a-f]{64}", detail_sha) is None
+    ):
         raise AdvisoryError(
-            field_error(
-                f"{where}: detail_target/detail_sha256",
-                [detail_target, detail_sha],
-                "both or neither",
-            )
+            field_error(f"{where}: detail_sha256", _short(detail_sha), "64 lower-case hex digits")
         )
     if detail_target is not None:
-        expected = f"{advisory_target_path(advisory_id, revision or 1)}.detail.jwe"
+        expected = detail_target_path(advisory_id, revision or 1)
         if not isinstance(detail_target, str) or (revision and detail_target != expected):
             raise AdvisoryError(
                 field_error(f"{where}: detail_target", _short(detail_target), repr(expected))
             )
-        if not isinstance(detail_sha, str) or re.fullmatch(r"[0-9a-f]{64}", detail_sha) is None:
+        if detail_sha is None or detail is not None:
             raise AdvisoryError(
                 field_error(
-                    f"{where}: detail_sha256", _short(detail_sha), "64 lower-case hex digits"
+                    f"{where}: detail/detail_sha256",
+                    "plaintext beside encrypted detail" if detail is not None else "no hash",
+                    "encrypted detail with the SHA-256 of its plaintext",
                 )
             )
-        if detail is not None:
-            raise AdvisoryError(
-                field_error(
-                    f"{where}: detail", "plaintext beside encrypted detail", "one of the two"
-                )
+    elif detail_sha is not None and (detail is None or detail_sha256(detail) != detail_sha):
+        # A disclosed revision keeps the hash its encrypted revisions recorded; it must be the
+        # hash of the detail it now shows.
+        raise AdvisoryError(
+            field_error(
+                f"{where}: detail_sha256",
+                detail_sha,
+                "the SHA-256 of detail"
+                + ("" if detail is None else f" ({detail_sha256(detail)})")
+                + " or, with detail_target, of the encrypted detail",
             )
+        )
     return Advisory(
         id=advisory_id,
         revision=revision,

@@ -16,6 +16,10 @@ Paths: the note of image ``121D/ESME-....ota`` is the manufacturer's target ``12
 (the same single path segment under the delegation); a grant to an organisation registered later is
 the provider's target ``cfl/grants/<Entity ID>/121D-ESME-....ota.notes.jwe``; the custodian's public key
 is the provider's target ``cfl/notes-custodian.json``.
+
+The same envelope carries a security advisory's confidential detail (issue 23): encrypted to the
+organisations entitled to the device types of the advisory's affected CPL entries plus the custodian,
+and bound (``cfl_target``) to the advisory revision's own target path instead of an image's.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 
 from metadata_templates import SCHEMA_VERSION
+from metadata_templates.advisory import is_advisory_target_path
 from metadata_templates.errors import RejectedInputError, field_error
 from metadata_templates.notes_paths import GRANTS_PREFIX as GRANTS_PREFIX
 from metadata_templates.notes_paths import IMAGE_PATH as _IMAGE_PATH
@@ -182,7 +187,27 @@ def audience(
     Raises:
         NotesError: a registered certificate or the custodian key is not ECDSA P-256.
     """
-    return (*(supplier_key(s) for s in registry.entitled(device_type)), custodian.key())
+    return audience_for(registry, custodian, (device_type,))
+
+
+def audience_for(
+    registry: SupplierRegistry, custodian: CustodianDocument, device_types: Sequence[str]
+) -> tuple[RecipientKey, ...]:
+    """Every active organisation entitled to any of ``device_types`` (an advisory's affected
+    entries may span several), in registration order, then the custodian.
+
+    Raises:
+        NotesError: a registered certificate or the custodian key is not ECDSA P-256.
+    """
+    return (*(supplier_key(s) for s in entitled_to_any(registry, device_types)), custodian.key())
+
+
+def entitled_to_any(
+    registry: SupplierRegistry, device_types: Sequence[str]
+) -> tuple[Supplier, ...]:
+    """The active organisations entitled to at least one of ``device_types``, in registration order."""
+    entitled = {s.entity_id for t in device_types for s in registry.entitled(t)}
+    return tuple(s for s in registry.suppliers if s.entity_id in entitled)
 
 
 # ------------------------------------------------------------------------------------- envelope
@@ -287,9 +312,13 @@ def parse_envelope(data: bytes | memoryview) -> Envelope:
             field_error("notes.protected.enc", protected.get("enc"), CONTENT_ENCRYPTION)
         )
     target = protected.get(HEADER_TARGET)
-    if not isinstance(target, str) or _IMAGE_PATH.fullmatch(target) is None:
+    if not isinstance(target, str) or (
+        _IMAGE_PATH.fullmatch(target) is None and not is_advisory_target_path(target)
+    ):
         raise NotesError(
-            field_error(f"notes.protected.{HEADER_TARGET}", target, "an image target path")
+            field_error(
+                f"notes.protected.{HEADER_TARGET}", target, "an image or advisory target path"
+            )
         )
     digest = protected.get(HEADER_PLAINTEXT_SHA256)
     if not isinstance(digest, str) or _SHA256.fullmatch(digest) is None:
@@ -345,12 +374,14 @@ def parse_envelope(data: bytes | memoryview) -> Envelope:
 
 
 def decrypt_notes(data: bytes, key: jwk.JWK, kid: str, *, image_target: str) -> bytes:
-    """Decrypt a note (or a grant) as recipient ``kid`` and check what it is bound to.
+    """Decrypt a note (or a grant, or an advisory's detail: ``image_target`` is then the advisory
+    revision's target) as recipient ``kid`` and check what it is bound to.
 
     Raises:
         NotRecipientError: ``kid`` is not a recipient, or the key is not the one the note lists.
         NotesError: malformed, bound to another image, tampered with, or the plaintext hash differs.
     """
+    what = _what(image_target)
     envelope = parse_envelope(data)
     if envelope.target != image_target:
         raise NotesError(
@@ -358,13 +389,11 @@ def decrypt_notes(data: bytes, key: jwk.JWK, kid: str, *, image_target: str) -> 
         )
     listed = {r.kid: r.thumbprint for r in envelope.recipients}
     if kid not in listed:
-        raise NotRecipientError(
-            f"release notes of {image_target}: {kid} is not a recipient (recipients: {sorted(listed)})"
-        )
+        raise NotRecipientError(f"{what}: {kid} is not a recipient (recipients: {sorted(listed)})")
     if listed[kid] != key.thumbprint():
         raise NotRecipientError(
             field_error(
-                f"release notes of {image_target}: key thumbprint for {kid}",
+                f"{what}: key thumbprint for {kid}",
                 key.thumbprint(),
                 f"{listed[kid]} (the key the note was encrypted to)",
             )
@@ -374,7 +403,7 @@ def decrypt_notes(data: bytes, key: jwk.JWK, kid: str, *, image_target: str) -> 
         token.deserialize(bytes(data).decode(), key)
     except (JWException, ValueError) as e:
         raise NotesError(
-            f"release notes of {image_target}: decryption failed ({type(e).__name__}); the ciphertext "
+            f"{what}: decryption failed ({type(e).__name__}); the ciphertext "
             "or its header was altered"
         ) from e
     plaintext = token.plaintext or b""
@@ -382,12 +411,19 @@ def decrypt_notes(data: bytes, key: jwk.JWK, kid: str, *, image_target: str) -> 
     if actual != envelope.plaintext_sha256:
         raise NotesError(
             field_error(
-                f"release notes of {image_target}: plaintext SHA-256",
+                f"{what}: plaintext SHA-256",
                 actual,
                 envelope.plaintext_sha256,
             )
         )
     return plaintext
+
+
+def _what(target: str) -> str:
+    """How messages name what is being decrypted."""
+    if is_advisory_target_path(target):
+        return f"advisory detail of {target}"
+    return f"release notes of {target}"
 
 
 def private_key_from_pem(pem: bytes, password: bytes | None, where: str) -> jwk.JWK:

@@ -49,6 +49,12 @@ class RolePolicy:
     # custodian grants it older notes anyway. The manufacturer's `submit` uses the contract's
     # default: a value the provider published would be one the thief could change.
     min_recipient_age_days: int = 14
+    # An advisory's detail encrypted to the entitled suppliers must name a disclosure date at most
+    # this many days after the gateway admits it, and a later encrypted revision may not move the
+    # date later (issue 23). Ninety days is the common coordinated-disclosure window: long enough
+    # for suppliers to roll a fix across their estates over the air, short enough that an embargo
+    # cannot quietly become permanent secrecy about firmware in the field.
+    advisory_max_embargo_days: int = 90
 
     def expiry(self, role: str) -> timedelta:
         """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``,

@@ -19,7 +19,7 @@ from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 
 from client.log.transparency import INDEX_DIR, Fetch
 from metadata_templates import naming
-from metadata_templates.advisory import is_advisory_target_path
+from metadata_templates.advisory import is_advisory_detail_target_path, is_advisory_target_path
 from metadata_templates.errors import ConfigurationError, UnavailableError, VerificationError
 from metadata_templates.notes import is_notes_target_path
 from metadata_templates.tlog import events
@@ -181,6 +181,11 @@ def _check_library(
     cpls = {e.get("cpl_sha256") for e in logged if e["event"] == events.CPL_IMPORT}
     advisories = {
         (e.get("target"), e.get("sha256")) for e in logged if e["event"] == events.ADVISORY
+    } | {
+        # An advisory revision's encrypted detail is lodged in the same event.
+        (e.get("detail_target"), e.get("detail_target_sha256"))
+        for e in logged
+        if e["event"] == events.ADVISORY and "detail_target" in e
     }
     version = timestamp.snapshot_meta.version
     snapshot = Metadata[Snapshot].from_bytes(_metadata(fetch, f"{version}.snapshot.json"))
@@ -205,8 +210,9 @@ def _check_library(
                     # Encrypted release notes are lodged with their image, in the same role version
                     # and the same deposit event; they are not images of their own.
                     continue
-                if is_advisory_target_path(path):
-                    # Every revision of a security advisory has its own advisory event.
+                if is_advisory_target_path(path) or is_advisory_detail_target_path(path):
+                    # Every revision of a security advisory (and its encrypted detail) has its
+                    # own advisory event.
                     report.advisories_checked += 1
                     if (path, sha) not in advisories:
                         report.problems.append(

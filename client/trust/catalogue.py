@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from metadata_templates import naming
-from metadata_templates.advisory import is_advisory_target_path, parse_advisory_target_path
+from metadata_templates.advisory import (
+    is_advisory_detail_target_path,
+    is_advisory_target_path,
+    parse_advisory_target_path,
+)
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import field_error
 from metadata_templates.notes_paths import is_notes_target_path
@@ -108,8 +112,11 @@ def build_catalogue(
             naming.is_provider_target(target.path)
             or is_notes_target_path(target.path)
             or is_advisory_target_path(target.path)
+            or is_advisory_detail_target_path(target.path)
         ):
-            continue  # provider documents, encrypted release notes and advisories are not images
+            # Provider documents, encrypted release notes, advisories and their encrypted detail
+            # are not images.
+            continue
         owner = naming.manufacturer_of_target(target.path)
         if owner is None:
             problems.append(

@@ -10,7 +10,7 @@ from client.trust.library import open_guarded_session
 from client.trust.session import UnverifiedRole
 from client.trust.withdrawal_history import LoggedWithdrawals, LogWithdrawalsReader
 from metadata_templates import naming
-from metadata_templates.advisory import latest_revisions
+from metadata_templates.advisory import DETAIL_SUFFIX, latest_revisions
 from metadata_templates.errors import VerificationError
 
 
@@ -73,8 +73,12 @@ def refresh_library(
         # The newest revision of each advisory, so `cfl advisories --offline` and `cfl check
         # --offline` see what this refresh verified.
         newest = latest_revisions([t.path for t in advisory_targets(loaded.targets)])
+        signed = {t.path for t in loaded.targets}
         for _revision, path in newest.values():
             session.download(path)
+            if path + DETAIL_SUFFIX in signed:
+                # Its encrypted detail too, for `cfl advisories --detail ID --offline`.
+                session.download(path + DETAIL_SUFFIX)
         return RefreshResult(
             versions=session.versions(),
             manufacturers=session.delegated_manufacturers(),

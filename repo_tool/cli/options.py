@@ -8,15 +8,19 @@ command line's modules, so every command module can import it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from securesystemslib.signer import Key, Signer
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import ConfigurationError
+from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import prompt_secret as _prompt_secret
@@ -27,6 +31,9 @@ from repo_tool.signing.keys import (
     public_key_from_pem,
     signer_from_private_pem,
 )
+
+if TYPE_CHECKING:
+    from repo_tool.notes.recipient_age import RecentRecipient, RecipientAgeRule
 
 
 def _public_keys(paths: tuple[Path, ...], option: str) -> list[Key]:
@@ -152,3 +159,75 @@ def _proposal_or_done(proposal: Any, out: Path | None, as_json: bool, done: str)
     if as_json:
         _emit_json({"done": done})
     _err(f"{done}; run `cfl-repo publish`")
+
+
+# ----------------------------------------------- young recipients (`submit`, `advisory submit`)
+
+
+@dataclass(frozen=True)
+class Encrypting:
+    """How the recipient-age words name what is being encrypted."""
+
+    recipient: str = "release-note recipient"
+    content: str = "release notes"
+    question: str = "Encrypt your notes to it anyway?"
+
+
+RELEASE_NOTES = Encrypting()
+ADVISORY_DETAIL = Encrypting(
+    "advisory-detail recipient", "advisory detail", "Encrypt the advisory detail to it anyway?"
+)
+
+
+def allowed_recent(allow_recent: tuple[str, ...]) -> frozenset[str]:
+    """The Entity IDs named with --allow-recent.
+
+    Raises:
+        ConfigurationError: one is not an Entity ID.
+    """
+    from metadata_templates.suppliers import entity_id
+
+    try:
+        return frozenset(entity_id(e, "--allow-recent") for e in allow_recent)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+
+
+def recipient_rule(
+    allowed: frozenset[str], now: datetime, what: Encrypting = RELEASE_NOTES
+) -> RecipientAgeRule:
+    """The policy's minimum recipient age, the organisations named with --allow-recent, and a
+    question on a terminal (a script, with no terminal to ask, is refused instead)."""
+    from repo_tool.notes.recipient_age import RecipientAgeRule
+
+    def confirm(recent: RecentRecipient) -> bool:
+        _err(
+            f"warning: {what.recipient} {recent.describe(now)}: registered less than "
+            f"{DEFAULT_POLICY.min_recipient_age_days} days ago; a new registration is what a "
+            "stolen provider key would add"
+        )
+        return bool(click.confirm(what.question, default=False, err=True))
+
+    return RecipientAgeRule(
+        min_age=timedelta(days=DEFAULT_POLICY.min_recipient_age_days),
+        allowed=allowed,
+        confirm=confirm if sys.stdin.isatty() and sys.stderr.isatty() else None,
+    )
+
+
+def report_recent(
+    accepted: tuple[RecentRecipient, ...],
+    rule: RecipientAgeRule,
+    now: datetime,
+    what: Encrypting = RELEASE_NOTES,
+) -> None:
+    """Say which recent recipients the content went to, and which --allow-recent named nobody."""
+    for recent in accepted:
+        how = "--allow-recent" if recent.supplier.entity_id in rule.allowed else "you at the prompt"
+        _err(f"warning: {what.content} encrypted to {recent.describe(now)}: accepted by {how}")
+    named = {r.supplier.entity_id for r in accepted}
+    for entity in sorted(rule.allowed - named):
+        _err(
+            f"warning: --allow-recent {entity}: not a recipient registered within "
+            f"{DEFAULT_POLICY.min_recipient_age_days} days; nothing to allow"
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -279,44 +279,20 @@ def submit(
 
 
 def _allowed_recent(allow_recent: tuple[str, ...]) -> frozenset[str]:
-    from metadata_templates.suppliers import entity_id
+    from repo_tool.cli.options import allowed_recent
 
-    try:
-        return frozenset(entity_id(e, "--allow-recent") for e in allow_recent)
-    except ValueError as e:
-        raise ConfigurationError(str(e)) from e
+    return allowed_recent(allow_recent)
 
 
 def _recipient_rule(allowed: frozenset[str], now: datetime) -> RecipientAgeRule:
-    """The policy's minimum recipient age, the organisations named with --allow-recent, and a
-    question on a terminal (a script, with no terminal to ask, is refused instead)."""
-    from repo_tool.notes.recipient_age import RecipientAgeRule
+    from repo_tool.cli.options import recipient_rule
 
-    def confirm(recent: RecentRecipient) -> bool:
-        _err(
-            f"warning: release-note recipient {recent.describe(now)}: registered less than "
-            f"{DEFAULT_POLICY.min_recipient_age_days} days ago; a new registration is what a "
-            "stolen provider key would add"
-        )
-        return bool(click.confirm("Encrypt your notes to it anyway?", default=False, err=True))
-
-    return RecipientAgeRule(
-        min_age=timedelta(days=DEFAULT_POLICY.min_recipient_age_days),
-        allowed=allowed,
-        confirm=confirm if sys.stdin.isatty() and sys.stderr.isatty() else None,
-    )
+    return recipient_rule(allowed, now)
 
 
 def _report_recent(
     accepted: tuple[RecentRecipient, ...], rule: RecipientAgeRule, now: datetime
 ) -> None:
-    """Say which recent recipients the notes went to, and which --allow-recent named nobody."""
-    for recent in accepted:
-        how = "--allow-recent" if recent.supplier.entity_id in rule.allowed else "you at the prompt"
-        _err(f"warning: release notes encrypted to {recent.describe(now)}: accepted by {how}")
-    named = {r.supplier.entity_id for r in accepted}
-    for entity in sorted(rule.allowed - named):
-        _err(
-            f"warning: --allow-recent {entity}: not a recipient registered within "
-            f"{DEFAULT_POLICY.min_recipient_age_days} days; nothing to allow"
-        )
+    from repo_tool.cli.options import report_recent
+
+    report_recent(accepted, rule, now)

@@ -12,7 +12,8 @@ version up, nothing lodged before altered or dropped. On top of that the advisor
   and reaches at least one affected entry's devices through the applicability rule, directly or
   through intermediate images (MP231 pathways: ``advisory-fix-not-applicable``);
 - its revision is exactly one above the library's latest revision of the same ID (the first is 1:
-  ``advisory-stale-revision``); earlier revisions stay, as every lodged target does.
+  ``advisory-stale-revision``); earlier revisions stay, as every lodged target does;
+- its confidential detail, encrypted or disclosed, holds to repo_tool/gateway/advisory_detail.py.
 
 ``advisory_findings`` is shared with the manufacturer's ``advisory submit``, which refuses there,
 with the same words, what the provider would refuse.
@@ -29,6 +30,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from metadata_templates import naming
 from metadata_templates.advisory import (
+    DETAIL_SUFFIX,
     MAX_ADVISORY_BYTES,
     Advisory,
     AdvisoryError,
@@ -37,6 +39,7 @@ from metadata_templates.advisory import (
 from metadata_templates.applicability import ApplicabilityIndex
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
+from repo_tool.gateway import advisory_detail
 from repo_tool.gateway import bins as gateway_bins
 from repo_tool.gateway.model import (
     AcceptedAdvisory,
@@ -223,18 +226,17 @@ def check_advisory_bundle(
             f"({ctx.suspended[manufacturer.id]}); expected a manufacturer in good standing",
         )
     advisory = _document(bundle, found)
-    if bundle.advisory_detail is not None:
-        found.add(
-            Code.TARGET_METADATA_MISMATCH,
-            "advisory-detail.jwe: found encrypted detail, expected none (this gateway does not "
-            "admit encrypted advisory detail yet; publish the detail in a later revision)",
-        )
     roles = _signed_roles(bundle, ctx, manufacturer, current_mfr, found)
     if manufacturer is None or roles is None:
         return Verdict(tuple(found.items), bundle.target or None, None)
     before_all = manufacturer_targets(manufacturer.id, ctx.current_role)
+    detail: TargetFile | None = None
+    added_details = {
+        p: t for p, t in roles.after.items() if p not in roles.before and _is_detail(p)
+    }
     if advisory is not None:
         advisory_findings(advisory, manufacturer.id, ctx.cpl, before_all, found)
+        detail = _detail_findings(bundle, advisory, ctx, before_all, added_details, found)
     target = _added_target(bundle, advisory, roles, found)
     if found.items or advisory is None or target is None:
         return Verdict(tuple(found.items), bundle.target or None, None)
@@ -242,7 +244,51 @@ def check_advisory_bundle(
         (),
         target.path,
         None,
-        advisory=AcceptedAdvisory(advisory=advisory, target=target, staged=roles.staged),
+        advisory=AcceptedAdvisory(
+            advisory=advisory, target=target, staged=roles.staged, detail=detail
+        ),
+    )
+
+
+def _is_detail(path: str) -> bool:
+    """A detail-shaped path (any manufacturer's: ``_added_target`` judges the prefix)."""
+    return path.endswith(DETAIL_SUFFIX)
+
+
+def _detail_findings(
+    bundle: Bundle,
+    advisory: Advisory,
+    ctx: GatewayContext,
+    before: Mapping[str, TargetFile],
+    added: Mapping[str, TargetFile],
+    found: Findings,
+) -> TargetFile | None:
+    """The revision's detail against the revision before it and the bundled envelope."""
+    previous, problem = advisory_detail.previous_revision(
+        advisory, before, ctx.read_blob, latest_revision(advisory.id, before)
+    )
+    if problem is not None:
+        # The provider's own store cannot say what was recorded: refuse rather than guess.
+        found.add(
+            Code.ADVISORY_DETAIL_SWAPPED,
+            f"advisory {advisory.id} previous revision: {problem} (the detail it recorded)",
+        )
+    advisory_detail.swap_findings(advisory, previous, found)
+    advisory_detail.embargo_findings(
+        advisory,
+        previous,
+        today=ctx.now.date(),
+        max_embargo=ctx.max_embargo,
+        found=found,
+    )
+    return advisory_detail.envelope_findings(
+        advisory,
+        bundle.advisory_detail,
+        added,
+        registry=ctx.suppliers,
+        custodian=ctx.notes_custodian,
+        cpl=ctx.cpl,
+        found=found,
     )
 
 
@@ -324,16 +370,19 @@ def _added_target(
     bundle: Bundle, advisory: Advisory | None, roles: _Roles, found: Findings
 ) -> TargetFile | None:
     """Exactly one new target, the advisory, described by the bundled bytes, inside the prefix."""
-    added = sorted(set(roles.after) - set(roles.before))
+    new = set(roles.after) - set(roles.before)
     prefix = naming.delegation_pattern(bundle.manufacturer_id)
-    for path in added:
-        parsed = parse_advisory_target_path(path)
+    for path in sorted(new):
+        parsed = parse_advisory_target_path(path.removesuffix(DETAIL_SUFFIX))
         if parsed is None or parsed[0] != bundle.manufacturer_id:
             found.add(
                 Code.OUTSIDE_DELEGATION,
                 f"{bundle.role_name} target path: found {path!r}, expected an advisory path matching "
-                f"{prefix!r} (<MFR>/CFL-<MFR>-<YYYY>-<NNNN>.r<N>.advisory.json)",
+                f"{prefix!r} (<MFR>/CFL-<MFR>-<YYYY>-<NNNN>.r<N>.advisory.json, and its "
+                f"{DETAIL_SUFFIX})",
             )
+    # The encrypted detail is the second new target at most (repo_tool/gateway/advisory_detail.py).
+    added = sorted(p for p in new if not _is_detail(p))
     if len(added) != 1:
         found.add(
             Code.TARGET_METADATA_MISMATCH,
@@ -360,11 +409,14 @@ def _added_target(
             f"{extra}, expected {len(data)} / {{'sha256': '{sha}'}} / [] (the "
             "bundled advisory.json; no custom)",
         )
-    if roles.staged and len(roles.staged) > 1:
+    # Each bin re-signed must take a new target (the advisory's, or its detail's when that path
+    # hashes to another bin), and the bundle's own role holds the advisory.
+    idle = [r.name for r in roles.staged if not set(r.role.signed.targets) & new]
+    if idle:
         found.add(
             Code.WRONG_BIN,
-            f"bundle bins: found {[r.name for r in roles.staged]}, expected only the bin the "
-            "advisory's path goes to",
+            f"bundle bins: found {[r.name for r in roles.staged]}, expected only the bins the "
+            f"advisory's path (and its detail's) go to, not {idle}",
         )
     elif roles.staged and target.path not in roles.staged[0].role.signed.targets:
         found.add(

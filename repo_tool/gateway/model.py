@@ -78,6 +78,13 @@ class Code(StrEnum):
     ADVISORY_FIX_MISSING = "advisory-fix-missing"
     ADVISORY_FIX_NOT_APPLICABLE = "advisory-fix-not-applicable"
     ADVISORY_STALE_REVISION = "advisory-stale-revision"
+    # An advisory's confidential detail (repo_tool/gateway/advisory_detail.py, issue 23).
+    ADVISORY_DETAIL_NOT_ENCRYPTED = "advisory-detail-not-encrypted"
+    ADVISORY_DETAIL_RECIPIENTS_MISMATCH = "advisory-detail-recipients-mismatch"
+    ADVISORY_DETAIL_MISMATCH = "advisory-detail-mismatch"
+    ADVISORY_DETAIL_SWAPPED = "advisory-detail-swapped"
+    ADVISORY_DISCLOSURE_NOT_FUTURE = "advisory-disclosure-not-future"
+    ADVISORY_DISCLOSURE_TOO_FAR = "advisory-disclosure-too-far"
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,10 @@ class LibraryIndex:
     cpl_entries: Mapping[str, str] = field(default_factory=dict)  # CPL Entry ID -> target
 
 
+def _no_blobs(sha256: str) -> bytes | None:
+    return None
+
+
 @dataclass(frozen=True)
 class GatewayContext:
     """Everything the gateway compares a bundle against."""
@@ -125,6 +136,11 @@ class GatewayContext:
     suppliers: SupplierRegistry | None = None
     notes_custodian: CustodianDocument | None = None
     suspended: Mapping[str, str] = field(default_factory=dict)  # manufacturer ID -> reason
+    # Lodged blobs by SHA-256 (None: absent): an advisory revision is judged against the revision
+    # before it (the detail hash it recorded, its disclosure date), which only its bytes say.
+    read_blob: Callable[[str], bytes | None] = _no_blobs
+    # How far ahead an advisory's encrypted detail may set its disclosure date (the policy's).
+    max_embargo: timedelta = timedelta(days=DEFAULT_POLICY.advisory_max_embargo_days)
 
 
 @dataclass(frozen=True)
@@ -157,6 +173,7 @@ class AcceptedAdvisory:
     advisory: Advisory
     target: TargetFile
     staged: tuple[StagedRole, ...]
+    detail: TargetFile | None = None  # the revision's encrypted detail, when it carries one
 
 
 @dataclass(frozen=True)

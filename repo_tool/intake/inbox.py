@@ -27,6 +27,7 @@ from pathlib import Path
 from tuf.api.metadata import Metadata, Targets
 
 from metadata_templates import naming
+from metadata_templates.advisory import DETAIL_SUFFIX
 from metadata_templates.atomic import atomic_write_bytes, errors_name
 from repo_tool.intake.bundle import (
     BUNDLE_SUFFIX,
@@ -267,8 +268,21 @@ def already_accepted(
             or lodged.hashes.get("sha256") != hashlib.sha256(bundle.advisory or b"").hexdigest()
         ):
             return None
+
     if not _bins_as_stored(bundle, stored, roles, stored_role):
         return None
+    if bundle.kind == KIND_ADVISORY and bundle.advisory_detail is not None:
+        # The encrypted detail too (in the role, or in the other bin its path hashes to, whose
+        # bytes are the stored ones by now): a replayed role with another ciphertext is judged.
+        path, digest = bundle.target + DETAIL_SUFFIX, hashlib.sha256(bundle.advisory_detail)
+        lodged_detail = [
+            Metadata[Targets].from_bytes(data).signed.targets.get(path)
+            for data in (stored, *(data for _name, data in bundle.bins))
+        ]
+        if not any(
+            t is not None and t.hashes.get("sha256") == digest.hexdigest() for t in lodged_detail
+        ):
+            return None
     what = f"deposit of {bundle.target}" if bundle.kind == KIND_DEPOSIT else bundle.kind
     return (
         f"already accepted: this {what} is {role_name} version {version} in the repository; "

@@ -1,4 +1,5 @@
-"""The manufacturer's side of release notes: encrypt on its own machine to the entitled audience.
+"""The manufacturer's side of release notes (and of an advisory's confidential detail, which travels
+in the same envelope): encrypt on its own machine to the entitled audience.
 
 The audience is read from the published tree ``submit`` already verified through TUF (``--from``):
 every active organisation in the provider-signed registry whose User Roles are entitled to the
@@ -11,18 +12,22 @@ fail with ``notes-recipients-mismatch`` and the manufacturer simply submits agai
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from tuf.api.metadata import TargetFile
 
+from metadata_templates.advisory import DETAIL_SUFFIX
 from metadata_templates.custom import NotesReader, ReleaseNotesRef
 from metadata_templates.errors import RejectedInputError
 from metadata_templates.notes import (
     CUSTODIAN_KID,
     CUSTODIAN_TARGET_PATH,
     audience,
+    audience_for,
     encrypt_notes,
+    entitled_to_any,
     notes_target_path,
 )
 from metadata_templates.suppliers import SupplierRegistry
@@ -86,5 +91,62 @@ def encrypt_for_library(
                 if r.recipient.kid != CUSTODIAN_KID
             ),
         ),
+        recent=recent,
+    )
+
+
+@dataclass(frozen=True)
+class EncryptedDetail:
+    """An advisory revision's confidential detail: the ciphertext, the role target that carries it,
+    the SHA-256 of the plaintext the signed advisory records, and the recently registered
+    recipients the manufacturer accepted."""
+
+    envelope: bytes
+    target_file: TargetFile
+    plaintext_sha256: str
+    recent: tuple[RecentRecipient, ...] = ()
+
+
+def encrypt_detail_for_library(
+    plaintext: bytes,
+    advisory_target: str,
+    device_types: Sequence[str],
+    library: PublishedLibrary,
+    *,
+    now: datetime,
+    rule: RecipientAgeRule,
+) -> EncryptedDetail:
+    """Encrypt an advisory's detail, bound to the revision ``advisory_target``, to the release-note
+    audience of the affected entries' ``device_types`` in ``library``: the same envelope, the same
+    custodian and the same recipient-age rule as release notes (``encrypt_for_library``).
+
+    Raises:
+        RejectedInputError: no notes-custodian key is published, a recipient is too recently
+            registered (and not accepted), or a registered key is not P-256.
+    """
+    if library.notes_custodian is None:
+        raise RejectedInputError(
+            f"published library: found no notes-custodian key ({CUSTODIAN_TARGET_PATH}), expected one "
+            "to encrypt the advisory detail to",
+            hint="ask the CFL provider to run `cfl-repo notes custodian`, or submit the advisory "
+            "without --detail",
+        )
+    registry = library.suppliers or SupplierRegistry()
+    recent = check_recipient_ages(
+        entitled_to_any(registry, device_types),
+        rule,
+        now=now,
+        option="--detail",
+        what="your advisory detail",
+    )
+    recipients = audience_for(registry, library.notes_custodian, device_types)
+    envelope = encrypt_notes(plaintext, advisory_target, recipients)
+    path = advisory_target + DETAIL_SUFFIX
+    return EncryptedDetail(
+        envelope=envelope,
+        target_file=TargetFile(
+            len(envelope), {"sha256": hashlib.sha256(envelope).hexdigest()}, path
+        ),
+        plaintext_sha256=hashlib.sha256(plaintext).hexdigest(),
         recent=recent,
     )

@@ -74,10 +74,16 @@ def recent_recipients(
 
 
 def check_recipient_ages(
-    suppliers: Iterable[Supplier], rule: RecipientAgeRule, *, now: datetime
+    suppliers: Iterable[Supplier],
+    rule: RecipientAgeRule,
+    *,
+    now: datetime,
+    option: str = "--release-notes",
+    what: str = "your notes",
 ) -> tuple[RecentRecipient, ...]:
     """Refuse to encrypt to a recent recipient the manufacturer did not accept; return the recent
-    ones it did accept (so the caller can say so).
+    ones it did accept (so the caller can say so). ``option`` and ``what`` name what is encrypted
+    in the message (release notes, or an advisory's ``--detail``).
 
     Raises:
         RejectedInputError: one or more recent recipients were not accepted; the message names each
@@ -101,10 +107,10 @@ def check_recipient_ages(
             else ""
         )
         raise RejectedInputError(
-            f"--release-notes recipient(s): found {names}, expected registrations at least "
+            f"{option} recipient(s): found {names}, expected registrations at least "
             f"{days:g} days old (policy.min_recipient_age_days; registered before "
             f"{format_timestamp(now - rule.min_age)}): a new registration is what a stolen provider "
-            "key would add to read your notes",
+            f"key would add to read {what}",
             hint=f"confirm the organisation with the CFL provider by another channel, then add "
             f"--allow-recent {first} (once per organisation){wait}. If the provider registered "
             "no such organisation, tell it: its online key may be in a thief's hands",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ def gateway_context(
         image_size_cap=repo.config.image_size_cap,
         role_validity=repo.config.policy.manufacturer_validity(),
         suspended={k: v["reason"] for k, v in head.suspended.items()},
+        read_blob=lambda sha: repo.blobs.get(sha) if repo.blobs.has(sha) else None,
+        max_embargo=timedelta(days=repo.config.policy.advisory_max_embargo_days),
         **notes_audience_documents(repo),
     )
 
@@ -114,7 +116,9 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         verdict = judge(bundle, gateway_context(repo, now))
         if verdict.advisory is None or bundle.advisory is None:
             return _reject(repo, bundle_path, verdict, now)
-        commit_advisory(repo, bundle_path, bundle.advisory, verdict.advisory, now)
+        commit_advisory(
+            repo, bundle_path, bundle.advisory, verdict.advisory, now, bundle.advisory_detail
+        )
         advisory = verdict.advisory.advisory
         return IngestResult(
             bundle_path.name,

@@ -19,17 +19,27 @@ from repo_tool.state.repository import Repository
 
 
 def commit_advisory(
-    repo: Repository, bundle_path: Path, data: bytes, accepted: AcceptedAdvisory, now: datetime
+    repo: Repository,
+    bundle_path: Path,
+    data: bytes,
+    accepted: AcceptedAdvisory,
+    now: datetime,
+    detail: bytes | None = None,
 ) -> None:
-    """Write the blob and the signed role versions (new immutable files first), then commit."""
+    """Write the blobs and the signed role versions (new immutable files first), then commit.
+
+    ``detail`` is the bundled ``advisory-detail.jwe``: ciphertext only, which nothing here can
+    decrypt (the gateway never does either)."""
     sha = repo.blobs.put(data)
+    added = [accepted.target]
+    if accepted.detail is not None and detail is not None:
+        repo.blobs.put(detail)
+        added.append(accepted.detail)
     for role in accepted.staged:
         version = role.role.signed.version
         repo.write_staged(role.name, version, role.data)
         repo.write_added(
-            role.name,
-            version,
-            [accepted.target] if accepted.target.path in role.role.signed.targets else [],
+            role.name, version, [t for t in added if t.path in role.role.signed.targets]
         )
     head = repo.head
     roles = dict(head.roles)
@@ -53,5 +63,23 @@ def commit_advisory(
             "fixed_by": list(advisory.fixed_by),
             "role": accepted.staged[0].name,
             "role_version": accepted.staged[0].role.signed.version,
+            **_detail_fields(accepted),
         },
     )
+
+
+def _detail_fields(accepted: AcceptedAdvisory) -> dict[str, str]:
+    """What the event says of the revision's detail (nothing when it has none, so the events of
+    advisories without detail keep their shape): the ciphertext target and its SHA-256, which
+    `cfl log verify` finds the target by, and the plaintext hash and disclosure date it commits to."""
+    advisory, fields = accepted.advisory, {}
+    if accepted.detail is not None:
+        fields["detail_target"] = accepted.detail.path
+        fields["detail_target_sha256"] = accepted.detail.hashes["sha256"]
+    if advisory.detail_sha256 is not None:
+        fields["detail_sha256"] = advisory.detail_sha256
+    if advisory.detail_state is not None:
+        fields["detail_state"] = advisory.detail_state
+    if advisory.disclosure is not None:
+        fields["disclosure"] = advisory.disclosure
+    return fields

@@ -31,7 +31,7 @@ from tuf.api.metadata import (
 )
 
 from metadata_templates import naming
-from metadata_templates.advisory import is_advisory_target_path
+from metadata_templates.advisory import is_advisory_detail_target_path, is_advisory_target_path
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import VerificationError
@@ -432,6 +432,16 @@ def load_verified_library(
             advisory_refs, functools.partial(_check_blob, walk), walk.fail
         ),
     )
+    for advisory in library.advisories:
+        # Encrypted detail a client cannot fetch would be detail nobody can read: the advisory
+        # must name a target its own manufacturer signed.
+        owner = naming.role_name(advisory.manufacturer_id)
+        detail = advisory.detail_target
+        if detail is not None and owner not in skipped and detail not in owned.get(owner, set()):
+            walk.fail(
+                f"{advisory.target_path}: detail_target: found {detail!r}, "
+                f"expected a target of {owner} (or of its bins)"
+            )
     return library, walk.problems
 
 
@@ -489,9 +499,14 @@ def _role_facts(
             )
             continue
         sha = target.hashes.get("sha256", "")
-        if is_notes_target_path(path) or is_advisory_target_path(path):
-            # Encrypted release notes (a ciphertext blob named by its image's custom.cfl) and
-            # security advisories (documents without custom.cfl) are not images.
+        if (
+            is_notes_target_path(path)
+            or is_advisory_target_path(path)
+            or is_advisory_detail_target_path(path)
+        ):
+            # Encrypted release notes (a ciphertext blob named by its image's custom.cfl),
+            # security advisories (documents without custom.cfl) and their encrypted detail
+            # (named by the advisory's detail_target) are not images.
             targets.append((path, target.length, sha))
             continue
         try:

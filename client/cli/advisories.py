@@ -11,13 +11,13 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from client.cli.output import emit_json, home_of, offline_option, say, stderr, utc_now
+from client.cli.output import emit_json, home_of, notes_key, offline_option, say, stderr, utc_now
 from client.estate.advisories import GroupAdvisory, advisories_json, at_or_above
 from client.estate.advisory_check import AdvisoriesRun, run_advisories
 from client.estate.reader import GroupKey
 from client.estate.report import CheckReport
 from metadata_templates.advisory import SEVERITIES, Advisory
-from metadata_templates.errors import EXIT_FAILURE, UnavailableError
+from metadata_templates.errors import EXIT_FAILURE, ConfigurationError, UnavailableError
 
 FAIL_ON_CHOICES = SEVERITIES[1:]  # low, medium, high, critical
 
@@ -69,6 +69,20 @@ def fail_on_advisory(ctx: click.Context, report: CheckReport, threshold: str | N
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write one OpenVEX document: per image, affected, fixed or not affected.",
 )
+@click.option(
+    "--detail",
+    "detail_id",
+    metavar="ID",
+    help="Print the technical detail of advisory ID instead of the list: before its disclosure "
+    "date decrypted with your organisation's key (as `cfl notes`) if you are entitled to it, "
+    "after it as published; checked against the SHA-256 the manufacturer signed.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --detail: write the detail to this file (readable by you only) instead of stdout.",
+)
 @offline_option
 @click.pass_context
 def advisories_command(
@@ -77,6 +91,8 @@ def advisories_command(
     as_json: bool,
     csaf_dir: Path | None,
     openvex_file: Path | None,
+    detail_id: str | None,
+    out_file: Path | None,
     offline: bool,
 ) -> None:
     """The security advisories manufacturers signed, verified like images: which firmware is
@@ -86,12 +102,24 @@ def advisories_command(
     the upgrade path that fixes it (the same pathways as cfl check). See docs/supplier.md,
     "Security advisories".
 
+    With --detail ID, the advisory's technical detail: encrypted until the manufacturer
+    discloses it, to the suppliers entitled to the affected models and the provider's custodian;
+    your organisation's key (`cfl init --notes-key KEY.pem`, else --client-key) opens it. Exit 1
+    with one line when you are not a recipient, the key is not the one it was encrypted to, or the
+    plaintext is not what the manufacturer signed.
+
     \b
     Examples:
       cfl advisories --estate estate.csv
       cfl advisories --estate estate.csv --json | jq '.advisories[].affected_devices'
       cfl advisories --csaf csaf/ --openvex vex.json
+      cfl advisories --detail CFL-121D-2026-0001 --out detail.txt
     """
+    if detail_id is not None:
+        _detail(ctx, detail_id, out_file, as_json, offline, estate, csaf_dir, openvex_file)
+        return
+    if out_file is not None:
+        raise ConfigurationError("--out: found without --detail, expected --detail ID too")
     run = run_advisories(home_of(ctx), estate, offline=offline)
     for problem in run.advisories.problems:
         say(f"warning: ignored {problem.target}: {problem.message}")
@@ -108,6 +136,38 @@ def advisories_command(
         _table(doc["advisories"], estate is not None)
     if run.catalogue.unverified:
         ctx.exit(EXIT_FAILURE)
+
+
+def _detail(
+    ctx: click.Context,
+    detail_id: str,
+    out_file: Path | None,
+    as_json: bool,
+    offline: bool,
+    *others: Path | None,
+) -> None:
+    """`--detail ID`: one advisory's detail on stdout (or --out), or its JSON document."""
+    from client.advisories.detail import advisory_detail
+    from metadata_templates.atomic import atomic_write_bytes
+
+    if any(o is not None for o in others):
+        raise ConfigurationError(
+            "--detail: found with --estate/--csaf/--openvex, expected it alone (one advisory's "
+            "detail, not the list)"
+        )
+    detail = advisory_detail(home_of(ctx), detail_id, lambda: notes_key(ctx), offline=offline)
+    if out_file is not None:
+        atomic_write_bytes(out_file, detail.text.encode(), mode=0o600)
+    if as_json:
+        emit_json(detail.to_json() | {"out": None if out_file is None else str(out_file)})
+    elif out_file is None:
+        click.echo(detail.text, nl=not detail.text.endswith("\n"))
+    a = detail.advisory
+    how = "public" if detail.entity_id is None else f"decrypted as {detail.entity_id}"
+    say(
+        f"detail of {a.id} revision {a.revision} ({len(detail.text.encode())} bytes, {how}, "
+        f"SHA-256 {detail.sha256} as signed)" + (f" written to {out_file}" if out_file else "")
+    )
 
 
 def _export(

@@ -20,7 +20,16 @@ from rich.console import Console
 from client import __version__
 from client.cli.advisories import advisories_command, fail_on_advisory, fail_on_option
 from client.cli.log import log_group, witness_group
-from client.cli.output import CflGroup, emit_json, home_of, offline_option, say, stderr, utc_now
+from client.cli.output import (
+    CflGroup,
+    emit_json,
+    home_of,
+    notes_key,
+    offline_option,
+    say,
+    stderr,
+    utc_now,
+)
 from client.cli.tables import image_table, render_summary, wide_console
 from client.estate.check import run_check
 from client.estate.report import report_json
@@ -481,13 +490,7 @@ def _progress(items: Sequence[Wanted]) -> Iterable[Wanted]:
 
 def _notes_key(ctx: click.Context) -> Any:
     """The organisation's notes key from the home's configuration (asks for a passphrase if needed)."""
-    from client.notes.release_notes import load_notes_key, notes_key_path
-
-    config = home_of(ctx).load_config()
-    path = notes_key_path(config.client_key, config.notes_key)
-    return load_notes_key(
-        path, lambda: str(click.prompt(f"Passphrase for {path}", hide_input=True, err=True))
-    )
+    return notes_key(ctx)
 
 
 @cli.command("notes")

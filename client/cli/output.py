@@ -97,3 +97,15 @@ offline_option = click.option(
     is_flag=True,
     help="Use only the trusted metadata and cache in the home (no network); expired metadata is still refused.",
 )
+
+
+def notes_key(ctx: click.Context) -> Any:
+    """The organisation's key from the home's configuration (`cfl init --notes-key`, else the
+    --client-key) for release notes and advisory detail; asks for a passphrase if it needs one."""
+    from client.notes.release_notes import load_notes_key, notes_key_path
+
+    config = home_of(ctx).load_config()
+    path = notes_key_path(config.client_key, config.notes_key)
+    return load_notes_key(
+        path, lambda: str(click.prompt(f"Passphrase for {path}", hide_input=True, err=True))
+    )

@@ -99,9 +99,7 @@ def read_notes(source: NotesSource, image_target: str, key: jwk.JWK) -> Notes:
             field_error(f"{image_target} custom.cfl.release_notes", None, "encrypted release notes")
             + " (this image was deposited without notes)"
         )
-    registry_bytes = source.provider_document(SUPPLIERS_TARGET_PATH)
-    registry = SupplierRegistry() if registry_bytes is None else _registry(registry_bytes)
-    me = supplier_for_key(registry, key)
+    me = supplier_for_key(published_registry(source), key)
     if me is None:
         raise NotRecipientError(
             f"release notes of {image_target}: not a recipient: your notes key (thumbprint "
@@ -142,6 +140,16 @@ def read_notes(source: NotesSource, image_target: str, key: jwk.JWK) -> Notes:
             )
         )
     return Notes(image_target, ref.target, me.entity_id, via, plaintext)
+
+
+def published_registry(source: NotesSource) -> SupplierRegistry:
+    """The verified supplier registry (empty when the provider publishes none): whose key is whose.
+
+    Raises:
+        VerificationError: the registry does not read.
+    """
+    data = source.provider_document(SUPPLIERS_TARGET_PATH)
+    return SupplierRegistry() if data is None else _registry(data)
 
 
 def _registry(data: bytes) -> SupplierRegistry:

@@ -94,7 +94,10 @@ def test_each_image_page_lists_what_it_fixes_and_what_affects_it() -> None:
 def test_an_advisory_page_shows_the_public_part_and_never_the_encrypted_detail() -> None:
     files = files_of(advisory_library())
     quiet = files["advisory/CFL-2AB0-2026-0001.html"].decode()
-    assert "Encrypted to the entitled suppliers" in quiet
+    assert (
+        'Detail disclosed on <time datetime="2026-02-20">2026-02-20</time> to entitled suppliers'
+        in quiet
+    )
     assert '<time datetime="2026-06-01">2026-06-01</time>' in quiet
     assert "no image of this entry in the library" in quiet  # CPL-999999
     assert "No fix published yet." in quiet

@@ -125,3 +125,52 @@ def forged(
 
 def published(data: bytes) -> Advisory:
     return Advisory.from_bytes(data)
+
+
+# ------------------------------------------------- confidential detail before disclosure (issue 23)
+
+DETAIL = (
+    b"Frame length field 0x40 is trusted by the HAN parser: SECRET-DETAIL-5c2e overwrites the "
+    b"return address.\n\nProof of concept attached to the CPA report.\n"
+)
+
+
+def detail_library(tmp: Any) -> tuple[LibraryFactory, dict[str, Any], Any]:
+    """The standard library with a registry (Volt IS, Gasco GS, a revoked IS) and a notes
+    custodian: (factory, organisations, the custodian's private key)."""
+    from notes_factory import make_org, publish_custodian, publish_registry
+
+    from factory import standard_library
+
+    factory, _images = standard_library(tmp)
+    orgs = {
+        "is": make_org("0011223344556677", "Volt Energy", "IS"),
+        "gs": make_org("8899AABBCCDDEEFF", "Gasco", "GS"),
+        "revoked": make_org("1111222233334444", "Gone Power", "IS"),
+    }
+    publish_registry(
+        factory, [orgs["is"], orgs["gs"], orgs["revoked"]], revoked=("1111222233334444",)
+    )
+    return factory, orgs, publish_custodian(factory)
+
+
+def submit_sealed(
+    factory: LibraryFactory,
+    doc: dict[str, Any],
+    detail: bytes = DETAIL,
+    **kwargs: Any,
+) -> Bundle:
+    """The manufacturer's `advisory submit --detail`, from the published library."""
+    library = verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick(), check_blobs=False
+    )
+    submission, _advisory = build_advisory_submission(
+        document=json.dumps(doc).encode(),
+        manufacturer_id="121D",
+        signers=[factory.mfr_signers["121D"]],
+        library=library,
+        now=factory.now,
+        detail=detail,
+        **kwargs,
+    )
+    return submission.bundle

@@ -142,9 +142,10 @@ def submit_advisory(
     then needs --detail with the same file (re-encrypted to that day's suppliers).
 
     \b
-    Examples:
+    Example:
       cfl-repo advisory submit CFL-121D-2026-0001.json --manufacturer 121D \\
           --key acme.pem --from https://cfl.example/ --root root.json --out adv.cflb
+    With the detail encrypted until a disclosure date:
       cfl-repo advisory submit CFL-121D-2026-0002.json --manufacturer 121D \\
           --key acme.pem --from https://cfl.example/ --root root.json --out adv.cflb \\
           --detail exploit-detail.txt --disclose-at 2026-05-01

@@ -21,7 +21,7 @@ from client.advisories.matching import AdvisoryIndex, Line
 from client.estate.paths import PathFinder, _path_order
 from client.estate.reader import GroupKey
 from client.trust.catalogue import CatalogueImage
-from metadata_templates.advisory import Advisory, severity_rank
+from metadata_templates.advisory import Advisory, detail_sha256, severity_rank
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,24 @@ def advisory_json(advisory: Advisory) -> dict[str, Any]:
         "published": advisory.published,
         "updated": advisory.updated,
         "target": advisory.target_path,
+        **_detail_json(advisory),
+    }
+
+
+def _detail_json(advisory: Advisory) -> dict[str, Any]:
+    """The technical detail's state (issue 23), for advisories that have one; the others keep the
+    shape they had. ``cfl advisories --detail ID`` reads the detail itself."""
+    if advisory.detail_state is None:
+        return {}
+    digest = advisory.detail_sha256
+    if digest is None and advisory.detail is not None:
+        digest = detail_sha256(advisory.detail)
+    return {
+        "detail": {
+            "state": advisory.detail_state,
+            "disclosure": advisory.disclosure,
+            "sha256": digest,
+        }
     }
 
 

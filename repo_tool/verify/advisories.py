@@ -10,8 +10,9 @@ or revision than its path, is a problem of the tree: the gateway should never ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
+from metadata_templates import naming
 from metadata_templates.advisory import Advisory, AdvisoryError, latest_revisions
 
 # (target path, length, sha256) -> the bytes, or None after reporting a mismatch.
@@ -45,3 +46,22 @@ def verified_advisories(
             continue
         found.append(advisory)
     return tuple(found)
+
+
+def check_detail_targets(
+    advisories: Iterable[Advisory],
+    owned: Mapping[str, Collection[str]],
+    skipped: Collection[str],
+    fail: Callable[[str], None],
+) -> None:
+    """Each advisory's encrypted detail is a target its own manufacturer signed (``owned``: the
+    target paths of each manufacturer role with its bins; ``skipped``: roles not walked): detail a
+    client cannot fetch would be detail nobody can read."""
+    for advisory in advisories:
+        owner = naming.role_name(advisory.manufacturer_id)
+        detail = advisory.detail_target
+        if detail is not None and owner not in skipped and detail not in owned.get(owner, ()):
+            fail(
+                f"{advisory.target_path}: detail_target: found {detail!r}, "
+                f"expected a target of {owner} (or of its bins)"
+            )

@@ -31,7 +31,7 @@ from tuf.api.metadata import (
 )
 
 from metadata_templates import naming
-from metadata_templates.advisory import is_advisory_detail_target_path, is_advisory_target_path
+from metadata_templates.advisory import DETAIL_SUFFIX, is_advisory_target_path
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import VerificationError
@@ -43,7 +43,7 @@ from metadata_templates.notes import (
 )
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
-from repo_tool.verify.advisories import verified_advisories
+from repo_tool.verify.advisories import check_detail_targets, verified_advisories
 from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
 from repo_tool.verify.sources import NotFound, Reader, _Walk
@@ -432,16 +432,7 @@ def load_verified_library(
             advisory_refs, functools.partial(_check_blob, walk), walk.fail
         ),
     )
-    for advisory in library.advisories:
-        # Encrypted detail a client cannot fetch would be detail nobody can read: the advisory
-        # must name a target its own manufacturer signed.
-        owner = naming.role_name(advisory.manufacturer_id)
-        detail = advisory.detail_target
-        if detail is not None and owner not in skipped and detail not in owned.get(owner, set()):
-            walk.fail(
-                f"{advisory.target_path}: detail_target: found {detail!r}, "
-                f"expected a target of {owner} (or of its bins)"
-            )
+    check_detail_targets(library.advisories, owned, skipped, walk.fail)
     return library, walk.problems
 
 
@@ -499,11 +490,7 @@ def _role_facts(
             )
             continue
         sha = target.hashes.get("sha256", "")
-        if (
-            is_notes_target_path(path)
-            or is_advisory_target_path(path)
-            or is_advisory_detail_target_path(path)
-        ):
+        if is_notes_target_path(path) or is_advisory_target_path(path.removesuffix(DETAIL_SUFFIX)):
             # Encrypted release notes (a ciphertext blob named by its image's custom.cfl),
             # security advisories (documents without custom.cfl) and their encrypted detail
             # (named by the advisory's detail_target) are not images.

@@ -198,9 +198,7 @@ def test_the_round_trip_before_and_after_disclosure(world: dict[str, Any]) -> No
         "--out", disclosed,
     )  # fmt: skip
     assert swapped.returncode == 1 and not disclosed.exists()
-    assert [line for line in swapped.stderr.splitlines() if line.startswith("error:")][
-        0
-    ].startswith("error: advisory-detail-swapped: --detail SHA-256: found ")
+    assert errors(swapped)[0].startswith("error: advisory-detail-swapped: --detail SHA-256: found ")
     # The same file, 30 days early: allowed.
     done = json.loads(
         repo_ok(

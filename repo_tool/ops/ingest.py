@@ -125,7 +125,14 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
             "accepted",
             verdict.advisory.target.path,
             [],
-            [f"advisory {advisory.id} revision {advisory.revision} ({advisory.severity})"],
+            [
+                f"advisory {advisory.id} revision {advisory.revision} ({advisory.severity})"
+                + (
+                    f"; detail encrypted until {advisory.disclosure}"
+                    if advisory.detail_state == "encrypted"
+                    else ""
+                )
+            ],
         )
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
     try:

@@ -771,6 +771,18 @@ CASES_ELSEWHERE = {
             Code.ADVISORY_STALE_REVISION,
         )
     },
+    # an advisory's confidential detail: one test named for each code
+    **{
+        code: f"tests/repo/test_advisory_detail.py::test_{code.value.replace('-', '_')}"
+        for code in (
+            Code.ADVISORY_DETAIL_NOT_ENCRYPTED,
+            Code.ADVISORY_DETAIL_RECIPIENTS_MISMATCH,
+            Code.ADVISORY_DETAIL_MISMATCH,
+            Code.ADVISORY_DETAIL_SWAPPED,
+            Code.ADVISORY_DISCLOSURE_NOT_FUTURE,
+            Code.ADVISORY_DISCLOSURE_TOO_FAR,
+        )
+    },
 }
 
 

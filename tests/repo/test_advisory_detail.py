@@ -462,3 +462,24 @@ def test_the_detail_target_outside_the_prefix_is_outside_delegation(lib: Lib) ->
         "outside-delegation",
         repr(foreign),
     )
+
+
+def test_release_notes_bound_to_an_advisory_are_not_an_images_notes(lib: Lib) -> None:
+    """The envelope now reads an advisory path as its binding: the release-notes check still
+    wants the image's own."""
+    from repo_tool.gateway.notes import NOTES_TARGET_MISMATCH, check_deposited_notes
+
+    library = lib.library()
+    image = next(i.target_path for i in library.images if i.cfl.device_type == "ESME")
+    verdict = check_deposited_notes(
+        plaintext=None,
+        envelope_bytes=envelope(lib),
+        image_target=image,
+        added_notes={},
+        device_type="ESME",
+        registry=library.suppliers,
+        custodian=library.notes_custodian,
+    )
+    assert (NOTES_TARGET_MISMATCH, f"release-notes.jwe protected cfl_target: found {R1!r}") in [
+        (code, message.split(", expected")[0]) for code, message in verdict.findings
+    ]

@@ -103,7 +103,8 @@ def _detail_option(help_text: str, required: bool) -> Callable[..., Any]:
     metavar="YYYY-MM-DD",
     help="With --detail: the day the detail becomes public, after today and at most "
     f"{DEFAULT_POLICY.advisory_max_embargo_days} days ahead (policy.advisory_max_embargo_days); "
-    "default: that last day, or an earlier revision's date. You may disclose sooner.",
+    "default: the file's disclosure field, an earlier revision's date, or that last day. "
+    "You may disclose sooner.",
 )
 @click.option(
     "--allow-recent",

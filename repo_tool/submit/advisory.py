@@ -66,7 +66,8 @@ def build_advisory_submission(
 ) -> tuple[Submission, Advisory]:
     """Sign the next revision of the advisory in ``document`` (its detail encrypted when given).
 
-    ``disclose_at`` defaults to the end of the longest embargo the policy allows.
+    ``disclose_at`` defaults to the document's ``disclosure``, else the date an earlier encrypted
+    revision announced, else the end of the longest embargo the policy allows.
 
     Raises:
         RejectedInputError: the document is not of the advisory format, names another manufacturer,
@@ -111,6 +112,15 @@ def build_advisory_submission(
             advisory = replace(
                 advisory, detail=previous.detail, detail_sha256=previous.detail_sha256
             )
+    if (
+        previous is not None
+        and previous.detail_sha256 is not None
+        and advisory.detail is not None
+        and hashlib.sha256(advisory.detail.encode()).hexdigest() == previous.detail_sha256
+    ):
+        # The file's own public detail discloses it: keep the recorded hash beside it (another
+        # detail is refused below, with the gateway's words).
+        advisory = replace(advisory, detail_sha256=previous.detail_sha256)
     if detail is None:
         return sign_revision(
             advisory,
@@ -125,7 +135,9 @@ def build_advisory_submission(
     # By default the embargo ends as late as allowed: the policy's bound, or the date an earlier
     # encrypted revision set (an embargo may end sooner, never later).
     when = disclose_at or (
-        date.fromisoformat(previous.disclosure)
+        date.fromisoformat(authored.disclosure)
+        if authored.disclosure is not None
+        else date.fromisoformat(previous.disclosure)
         if sealed and previous is not None and previous.disclosure
         else (now + MAX_EMBARGO).date()
     )

@@ -55,6 +55,8 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
         reason = cfl.reason + (" " + " ".join(cfl.advisories) if cfl.advisories else "")
         if image.withdrawn:
             reason = "WITHDRAWN; " + reason
+        if image.pilot is not None:
+            reason = f"{pilot_mark(image)}; " + reason
         models = ", ".join(sorted({f"{e.model_id} {e.model_name}" for e in cfl.cpl_entries}))
         sha = cfl.manufacturer_image_sha256
         # Markup is off for cells: model names and paths are data, never rich markup.
@@ -68,3 +70,11 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
             Text(sha if wide else sha[:8] + "…"),
         )
     return table
+
+
+def pilot_mark(image: CatalogueImage) -> str:
+    """``PILOT until 2026-09-01`` (or ``PILOT, held``): an image still in this supplier's pilot."""
+    assert image.pilot is not None and image.pilot.terms is not None
+    if image.pilot.phase == "held":
+        return "PILOT, held by the provider"
+    return f"PILOT until {image.pilot.terms.release_at}"

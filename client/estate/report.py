@@ -59,13 +59,16 @@ class CheckReport:
 
 
 def _image_json(image: CatalogueImage) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "target": image.target_path,
         "firmware_version": image.cfl.firmware_version,
         "reason": image.cfl.reason,
         "advisories": list(image.cfl.advisories),
         "manufacturer_image_sha256": image.cfl.manufacturer_image_sha256,
     }
+    if image.pilot is not None:
+        doc["pilot"] = image.pilot.to_json()  # issue 22: only while it is in this supplier's pilot
+    return doc
 
 
 def _plan_json(plan: UpgradePlan) -> dict[str, Any]:
@@ -145,6 +148,9 @@ def render_summary(
             cell.append(f"\n{len(group.applicable)} applicable", style="dim")
         if plan.blocked is not None:
             cell.append(f"\nnewest out of reach: {plan.blocked.code}", style="yellow")
+        pilots = sorted({h.pilot.terms.release_at for h in plan.path if h.pilot and h.pilot.terms})
+        if pilots:
+            cell.append(f"\nPILOT image (until {', '.join(pilots)})", style="bold yellow")
         # Markup is off for cells: model names and paths are data, never rich markup.
         table.add_row(
             Text(group.key.device_type),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
-from client.trust.catalogue import CatalogueImage, CatalogueProblem, build_catalogue
+from client.trust.catalogue import CatalogueImage, CatalogueProblem, Viewer, build_catalogue
 from client.trust.home import ClientHome
 from client.trust.session import LocalFetcher, Session, SessionPaths, UnverifiedRole
 from client.trust.transport import CflFetcher
@@ -68,8 +69,16 @@ def open_session(home: ClientHome, *, offline: bool) -> Session:
     )
 
 
-def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Catalogue:
-    """Refresh, then verify the roles of ``manufacturers`` (all when None) and build the catalogue.
+def viewer_of(home: ClientHome, now: datetime | None) -> Viewer:
+    """The home's organisation (``cfl init --entity``) at ``now``: who sees which pilot images."""
+    return Viewer(home.load_config().entity_id, now)
+
+
+def load_catalogue(
+    session: Session, manufacturers: Iterable[str] | None, *, viewer: Viewer | None = None
+) -> Catalogue:
+    """Refresh, then verify the roles of ``manufacturers`` (all when None) and build the catalogue
+    as ``viewer`` may see it (None: an organisation in no pilot, with no clock).
 
     Raises:
         VerificationError: the top-level metadata or a provider document failed verification.
@@ -78,6 +87,7 @@ def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Cat
     """
     session.refresh()
     withdrawals = session.withdrawals()
+    releases = session.releases()
     loaded = session.load_manufacturers(manufacturers)
-    images, ignored = build_catalogue(loaded.targets, withdrawals)
+    images, ignored = build_catalogue(loaded.targets, withdrawals, releases=releases, viewer=viewer)
     return Catalogue(images, withdrawals, ignored, loaded.unverified)

@@ -17,6 +17,9 @@ DEPOSIT = "ingest-accepted"
 RENEWAL = "ingest-renewal"
 WITHDRAWAL = "withdraw"
 CPL_IMPORT = "cpl-import"
+# issue 22: the provider releases a pilot image (early, or on its date at `refresh`) or holds it.
+RELEASE = "release"
+HOLD = "hold"
 
 # Re-signing for expiry changes nothing that was lodged; logging it would only grow the log.
 NOT_LOGGED = frozenset({"snapshot", "refresh", "refresh-targets", "resign-targets"})

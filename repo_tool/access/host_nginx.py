@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -23,6 +23,7 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, field_error
 from metadata_templates.suppliers import DEFAULT_ACCESS_POLICY, SupplierRegistry
 from repo_tool.access.certificates import certificate_sha1, load_one_certificate
+from repo_tool.access.host_pilots import PILOT_REFUSAL_VARIABLE, Embargo, render_pilot_rules
 from repo_tool.site.render import CONTENT_SECURITY_POLICY
 
 TEMPLATE = "nginx.conf.j2"
@@ -165,8 +166,10 @@ def render_nginx_config(
     registry_sha256: str,
     now: datetime,
     policy: Mapping[str, tuple[str, ...]] = DEFAULT_ACCESS_POLICY,
+    embargoes: Sequence[Embargo] = (),
 ) -> str:
-    """The configuration text for ``settings`` and ``registry`` (pure).
+    """The configuration text for ``settings`` and ``registry`` (pure); ``embargoes``, the images
+    still in a pilot, go only to their pilot suppliers (repo_tool/access/host_pilots.py).
 
     Raises:
         ConfigurationError: see `check_settings`.
@@ -178,5 +181,7 @@ def render_nginx_config(
         registry_sha256=registry_sha256 or "(empty)",
         suppliers=_entries(registry, policy),
         content_security_policy=CONTENT_SECURITY_POLICY,
+        pilot_rules=render_pilot_rules(embargoes),
+        refusal=PILOT_REFUSAL_VARIABLE if embargoes else "$cfl_refusal",
         **{k: getattr(settings, k) for k in settings.__dataclass_fields__},
     )

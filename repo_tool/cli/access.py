@@ -11,8 +11,9 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +23,10 @@ from metadata_templates.suppliers import USER_ROLES, Supplier
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import read_input, utc_now
+
+if TYPE_CHECKING:
+    from repo_tool.access.host_pilots import Embargo
+    from repo_tool.state.repository import Repository
 
 logger = logging.getLogger("repo_tool")
 
@@ -242,7 +247,10 @@ def host_nginx(
     \b
     Metadata, the provider's documents and the website are public; an image goes only to an
     active registered organisation whose User Roles cover its device type, everyone else gets 403
-    with a one-line reason. Regenerate and reload after every registry change:
+    with a one-line reason; an image still in a pilot (issue 22) goes only to its pilot
+    suppliers (403 "this image is in a pilot and not yet released" for the others). Regenerate
+    and reload after every registry change, and after a pilot's ingest (before publishing it),
+    `release`, `hold` and a `refresh` that released one:
       cfl-repo --repo R host nginx --server-name firmware.example.org --listen 0.0.0.0:443 \\
           --tls-cert /etc/cfl/tls/server.crt.pem --tls-key /etc/cfl/tls/server.key.pem \\
           --supplier-ca /etc/cfl/tls/supplier-ca.pem --public-root /srv/cfl/public \\
@@ -275,20 +283,44 @@ def host_nginx(
         user=user,
     )
     registry = repo.suppliers()
+    now = utc_now()
+    embargoes = _embargoes(repo, now)
     text = render_nginx_config(
-        settings, registry, registry_sha256=repo.head.suppliers_sha256 or "", now=utc_now()
+        settings,
+        registry,
+        registry_sha256=repo.head.suppliers_sha256 or "",
+        now=now,
+        embargoes=embargoes,
     )
     atomic_write_bytes(out, text.encode("utf-8"))
     active = sum(1 for s in registry.suppliers if s.active)
+    pilots = {"pilots": [e.target for e in embargoes]} if embargoes else {}
     if as_json:
         click.echo(
-            json_document({"out": str(out), "suppliers": len(registry.suppliers), "active": active})
+            json_document(
+                {"out": str(out), "suppliers": len(registry.suppliers), "active": active, **pilots}
+            )
         )
+    held_back = (
+        f"; {len(embargoes)} pilot image(s) for their pilot suppliers only" if embargoes else ""
+    )
     _err(
-        f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s); "
+        f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s)"
+        f"{held_back}; "
         f"check with `nginx -t -p PREFIX -c {out.resolve()}` (relative paths in it are under PREFIX), "
         "then start or `nginx -s reload` with the same -p and -c"
     )
+
+
+def _embargoes(repo: Repository, now: datetime) -> list[Embargo]:
+    """The images still in a pilot at ``now`` (issue 22), as the host configuration needs them."""
+    from repo_tool.access.host_pilots import embargo_of
+    from repo_tool.state.pilots import embargoed
+
+    return [
+        embargo_of(i.target, i.sha256, i.terms.suppliers, i.terms.release_at, i.notes)
+        for i in embargoed(repo, now)
+    ]
 
 
 # ----------------------------------------------------------------------------------------- audit
@@ -343,7 +375,8 @@ def audit(
     \b
     ACCESS_LOG: logs written by the `host nginx` configuration, plain or gzipped (rotated files
     too), read in the order given. Findings: unregistered-certificate, revoked-certificate,
-    outside-role and, with --inventory, no-applicable-device (the organisation was responsible
+    outside-role, pilot-not-released (an image still in a pilot that did not name the
+    organisation) and, with --inventory, no-applicable-device (the organisation was responsible
     for no device the image applies to on that day; Change of Supplier counts from `Since`).
     Malformed lines are counted and listed with their line numbers, never fatal.
       cfl-repo --repo R audit /var/log/cfl/access.log.2.gz /var/log/cfl/access.log.1 \\
@@ -369,7 +402,9 @@ def audit(
             raise ConfigurationError(f"ACCESS_LOG: found {str(path)!r}, expected an existing file")
     registry = repo.suppliers()
     roles = [repo.role(name).signed for name in sorted(repo.head.roles)]
-    library = AuditLibrary.of(roles, repo.cpl())
+    from repo_tool.state.pilots import releases
+
+    library = AuditLibrary.of(roles, repo.cpl(), releases(repo))
     index = None
     if inventory is not None:
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from metadata_templates import identifiers
+from metadata_templates.custom import CustomMetadataError, PilotTerms, parse_date
 from metadata_templates.errors import ConfigurationError
 from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
@@ -116,6 +117,20 @@ def _confirm_passphrase() -> str:
     "the provider's notes custodian; the plaintext never leaves this machine.",
 )
 @click.option(
+    "--pilot",
+    "pilots",
+    multiple=True,
+    metavar="ENTITY_ID",
+    help="A pilot supplier's Entity ID (repeat; needs --release-at): until the release date only "
+    "these registered suppliers may fetch the image, and no one else's client offers it.",
+)
+@click.option(
+    "--release-at",
+    metavar="YYYY-MM-DD",
+    help="With --pilot: the UTC date the image is released to every entitled supplier (after "
+    "today, at most 365 days ahead). The provider may release it earlier or hold it longer.",
+)
+@click.option(
     "--from", "source", required=True, help="The published library: a folder or an http(s):// URL."
 )
 @click.option(
@@ -152,6 +167,8 @@ def submit(
     reason: str | None,
     advisories: tuple[str, ...],
     release_notes: Path | None,
+    pilots: tuple[str, ...],
+    release_at: str | None,
     source: str,
     root_file: Path | None,
     out_file: Path,
@@ -165,7 +182,15 @@ def submit(
     \b
     Hash bins: once your role is split (--split-bins BITS, no IMAGE_FILE), a deposit re-signs only
     the bin its image goes to, and --renew re-signs the bins and role that are near expiry.
-    See docs/manufacturer.md, "Hash bins"."""
+    See docs/manufacturer.md, "Hash bins".
+
+    \b
+    Pilots: --pilot ENTITY_ID (repeat) --release-at YYYY-MM-DD deposits the image for those
+    suppliers only until that date (signed in custom.cfl.pilot), e.g.
+      cfl-repo submit fw.ota --manufacturer 121D --key acme.pem --cpl-entry CPL-000123 \\
+          --reason compliance --pilot 00000000000000A1 --release-at 2026-09-01 \\
+          --from https://cfl.example.org --root root.json --out fw.cflb
+    See docs/manufacturer.md, "Pilots"."""
     from repo_tool.cli.options import manufacturer_signers
     from repo_tool.intake.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
     from repo_tool.submit.deposit import (
@@ -184,6 +209,7 @@ def submit(
         )
     if image_file is not None and (not cpl_entries or reason is None):
         raise ConfigurationError("a deposit needs --cpl-entry (at least one) and --reason")
+    pilot = _pilot_terms(pilots, release_at, deposit=image_file is not None)
 
     try:
         mfr = identifiers.manufacturer_id(manufacturer_id, "--manufacturer")
@@ -241,6 +267,7 @@ def submit(
             release_notes=release_notes.read_bytes() if release_notes else None,
             library=library,
             now=now,
+            pilot=pilot,
         )
     write_bundle(out_file, submission.bundle)
     written = submission.bundle
@@ -259,3 +286,29 @@ def submit(
     what = written.target or written.kind
     bins = f" and {len(written.bins)} bin(s)" if written.bins else ""
     _err(f"wrote {out_file}: {what} in {written.role_name} version {submission.role_version}{bins}")
+
+
+def _pilot_terms(
+    pilots: tuple[str, ...], release_at: str | None, *, deposit: bool
+) -> PilotTerms | None:
+    """The pilot terms of --pilot and --release-at (None without them); usage errors exit 2."""
+    from metadata_templates.suppliers import entity_id
+
+    if not pilots and release_at is None:
+        return None
+    if not deposit:
+        raise ConfigurationError(
+            "--pilot/--release-at: found with no IMAGE_FILE, expected a deposit"
+        )
+    if not pilots or release_at is None:
+        given = "--pilot" if pilots else "--release-at"
+        missing = "--release-at YYYY-MM-DD" if pilots else "--pilot ENTITY_ID"
+        raise ConfigurationError(f"{given}: found without {missing}, expected both together")
+    try:
+        ids = [entity_id(p, "--pilot") for p in pilots]
+        parse_date(release_at, "--release-at")
+    except (ValueError, CustomMetadataError) as e:
+        raise ConfigurationError(str(e)) from e
+    if len(set(ids)) != len(ids):
+        raise ConfigurationError(f"--pilot: found {ids}, expected each Entity ID once")
+    return PilotTerms(tuple(ids), release_at)

@@ -15,6 +15,7 @@ from tuf.api.metadata import Metadata, Targets
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo
 from metadata_templates.notes import CustodianDocument
+from metadata_templates.releases import ReleaseList
 from metadata_templates.suppliers import SupplierRegistry
 from metadata_templates.withdrawals import Withdrawal
 
@@ -63,3 +64,4 @@ class PublishedLibrary:
     notes_custodian: CustodianDocument | None = None
     log_vkey: str | None = None  # the transparency log's vkey the signed timestamp binds (tlog)
     log_size: int = 0
+    releases: ReleaseList = field(default_factory=ReleaseList)  # issue 22: pilot releases, holds

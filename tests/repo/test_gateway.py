@@ -759,6 +759,9 @@ CASES_ELSEWHERE = {
     # the targets key offline and a registered manufacturer never enrolled
     Code.NOT_ENROLLED: "tests/repo/test_enrolment.py::"
     "test_a_first_deposit_without_enrolment_is_rejected_alone_when_targets_is_offline",
+    # issue 22: the pilot terms need registered suppliers (one named case per refusal there)
+    Code.PILOT_SUPPLIER_UNKNOWN: "tests/pilots/test_pilot_gateway.py::test_gateway_refuses_bad_pilot_terms",
+    Code.RELEASE_DATE_INVALID: "tests/pilots/test_pilot_gateway.py::test_gateway_refuses_bad_pilot_terms",
 }
 
 

@@ -282,3 +282,44 @@ def test_help_teaches_with_an_example(library: PilotLibrary, command: str) -> No
     assert done.returncode == 0
     assert f"cfl-repo --repo R {command}" in done.stdout
     assert "pilot" in done.stdout.lower()
+
+
+def test_a_pilot_in_a_manufacturer_split_into_hash_bins(tmp_path: Path) -> None:
+    """The terms live in the bin the image goes to; release and hold find it there."""
+    from pilots.pilot_library import IMAGES, OTHER, day_after, pilot_bundle
+    from repo_tool.submit.bins import build_split
+
+    library = build_pilot_library(tmp_path, deposit_pilot=False)
+    factory = library.factory
+    published = verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick(), check_blobs=False
+    )
+    split, _ = build_split(
+        manufacturer_id="121D",
+        bit_length=2,
+        signers=[factory.mfr_signers["121D"]],
+        library=published,
+        now=factory.now,
+    )
+    assert factory.ingest(split, "split").status == "accepted"
+    factory.publish()
+    result = factory.ingest(
+        pilot_bundle(
+            factory,
+            IMAGES["pilot"],
+            ["CPL-E3"],
+            suppliers=(OTHER,),
+            release_at=day_after(factory.now, 4),
+        )
+    )
+    assert result.status == "accepted", result.messages
+    assert result.target is not None
+    factory.publish()
+    library.pilot_target, library.release_at = result.target, day_after(factory.now, 4)
+    assert _state(library) == PILOT
+    with factory.repo.locked():
+        hold(factory.repo, result.target, "wait", now=factory.tick())
+        release(factory.repo, result.target, "go", now=factory.tick())
+    factory.publish()
+    assert _state(library) == RELEASED
+    assert _logged(library)["release"] == 1

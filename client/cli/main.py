@@ -276,7 +276,8 @@ def list_images(
     wide: bool,
     offline: bool,
 ) -> None:
-    """Every verified image with its CFL metadata (withdrawn ones marked).
+    """Every verified image with its CFL metadata (withdrawn ones marked; pilot images deposited
+    for your organisation, `init --entity`, marked PILOT; other suppliers' pilots left out).
 
     The table shows each target by a short unique name (manufacturer/first hash digits, e.g.
     121D/3f2a) that `cfl download` accepts; --wide and --json show full target paths.

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from client.trust.catalogue import CatalogueImage
+from metadata_templates.releases import HELD
 
 # Wide enough for any table, so --wide never wraps a line.
 WIDE_CONSOLE_WIDTH = 10_000
@@ -75,6 +76,6 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
 def pilot_mark(image: CatalogueImage) -> str:
     """``PILOT until 2026-09-01`` (or ``PILOT, held``): an image still in this supplier's pilot."""
     assert image.pilot is not None and image.pilot.terms is not None
-    if image.pilot.phase == "held":
+    if image.pilot.phase == HELD:
         return "PILOT, held by the provider"
     return f"PILOT until {image.pilot.terms.release_at}"

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from metadata_templates.atomic import errors_name
 from metadata_templates.errors import UnavailableError
 
 
@@ -29,8 +30,9 @@ def exclusive_lock(path: Path, *, what: str) -> Iterator[None]:
                 f"another process holds the lock on {path}",
                 hint=f"wait for the other {what} to finish; the lock is released when it exits",
             ) from e
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with errors_name(path):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)  # closing releases the flock

@@ -89,3 +89,11 @@ def home_of(ctx: click.Context) -> ClientHome:
     """The supplier's home the top-level ``--home`` option chose."""
     home: ClientHome = ctx.obj["home"]
     return home
+
+
+# Every command that reads the library may work from the home alone.
+offline_option = click.option(
+    "--offline",
+    is_flag=True,
+    help="Use only the trusted metadata and cache in the home (no network); expired metadata is still refused.",
+)

@@ -20,9 +20,15 @@ CPL_IMPORT = "cpl-import"
 # issue 22: the provider releases a pilot image (early, or on its date at `refresh`) or holds it.
 RELEASE = "release"
 HOLD = "hold"
+# A security advisory revision (repo_tool/ops/ingest_advisory.py): target, sha256, advisory, revision.
+ADVISORY = "advisory"
 
 # Re-signing for expiry changes nothing that was lodged; logging it would only grow the log.
-NOT_LOGGED = frozenset({"snapshot", "refresh", "refresh-targets", "resign-targets"})
+# An entitlement import is not lodged either, and it derives from the confidential inventory: the
+# public log must not even show how often, or how large, suppliers' estates are imported.
+NOT_LOGGED = frozenset(
+    {"snapshot", "refresh", "refresh-targets", "resign-targets", "entitlements-import"}
+)
 
 
 def is_logged(event: Mapping[str, Any]) -> bool:

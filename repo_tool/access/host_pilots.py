@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from metadata_templates import naming
 
 REFUSAL = "this image is in a pilot and not yet released"
-PILOT_REFUSAL_VARIABLE = "$cfl_pilot_refusal"
+# The nginx variable (without its "$") that holds the decision once the embargo is applied.
+PILOT_REFUSAL_VARIABLE = "cfl_pilot_refusal"
 _SAFE_BLOB = re.compile(r"[0-9A-F]{4}/[0-9a-f]{64}\.[A-Za-z0-9._-]+")
 _ENTITY = re.compile(r"[0-9A-F]{16}")
+_VARIABLE = re.compile(r"[a-z_]+")
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,14 @@ def embargo_of(
     return Embargo(target, tuple(blobs), tuple(suppliers), release_at)
 
 
-def render_pilot_rules(embargoes: Iterable[Embargo]) -> str:
-    """The nginx ``map`` blocks of the embargo ("" for none), to go after ``$cfl_refusal``'s map.
+def render_pilot_rules(embargoes: Iterable[Embargo], *, after: str = "cfl_refusal") -> str:
+    """The nginx ``map`` blocks of the embargo ("" for none), to go after the map of ``$<after>``.
+
+    Args:
+        embargoes: the images still in a pilot.
+        after: the variable holding the decision the embargo narrows: the registry's
+            (``cfl_refusal``), or the estate's (``cfl_estate_refusal``, repo_tool/access/host_estate.py)
+            so that a pilot supplier still needs its entitlement.
 
     Raises:
         ValueError: a value that is not what the library generates (it would not be quoted safely).
@@ -65,6 +73,8 @@ def render_pilot_rules(embargoes: Iterable[Embargo]) -> str:
     items = sorted(embargoes, key=lambda e: e.target)
     if not items:
         return ""
+    if not _VARIABLE.fullmatch(after):
+        raise ValueError(f"decision variable: {after!r}")
     lines = [
         "    # Issue 22: images still in a pilot, only for their pilot suppliers (docs/hosting.md,",
         '    # "Pilots"). Regenerate after a pilot\'s ingest (before publish), release, hold, refresh.',
@@ -83,12 +93,12 @@ def render_pilot_rules(embargoes: Iterable[Embargo]) -> str:
             lines.append(f'        "~{pattern}" "{allowed}";')
     lines += [
         "    }",
-        "    # The registry's refusal first; then a pilot image only for a supplier its pilot names.",
-        '    map "$cfl_refusal|$cfl_pilot_suppliers|$cfl_entity" $cfl_pilot_refusal {',
+        "    # The earlier refusal first; then a pilot image only for a supplier its pilot names.",
+        f'    map "${after}|$cfl_pilot_suppliers|$cfl_entity" ${PILOT_REFUSAL_VARIABLE} {{',
         '        "~^\\|\\|" "";',
         '        "~^\\|[^|]*:([0-9A-F]{16}):[^|]*\\|\\1$" "";',
         f'        "~^\\|" "{REFUSAL}";',
-        "        default $cfl_refusal;",
+        f"        default ${after};",
         "    }",
     ]
     return "\n".join(lines)

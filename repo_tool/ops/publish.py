@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from metadata_templates.locking import exclusive_lock
+from metadata_templates.steps import step
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.output_paths import make_dir
 from repo_tool.publish.folder import LOCK_NAME, PublishReport, StepHook, write_tree
@@ -31,6 +32,8 @@ def publish(
     report = PublishReport(out=out)
     make_dir(out, field="--out")
     with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
-        report.signed_new_snapshot = stage_snapshot(repo, now=now)
-        write_tree(repo, out, report, hook)
+        with step("signing the snapshot"):
+            report.signed_new_snapshot = stage_snapshot(repo, now=now)
+        with step(f"writing the published tree {out}"):
+            write_tree(repo, out, report, hook)
     return report

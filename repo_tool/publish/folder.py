@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuf.api.metadata import Timestamp
+
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from repo_tool.publish.plan import (
@@ -27,6 +29,7 @@ from repo_tool.publish.plan import (
     StagedVersions,
     plan_publish,
     published_versions,
+    refuse_rollback,
 )
 from repo_tool.state.repository import Repository
 from repo_tool.tlog.provider_log import publish_log
@@ -99,7 +102,8 @@ def repository_plan(
     role is not parsed for one image.
 
     Raises:
-        UnavailableError: a target path escapes the targets directory.
+        UnavailableError: a target path escapes the targets directory, or the destination
+            already serves a newer timestamp (`refuse_rollback`).
     """
     head = repo.head
     staged = StagedVersions(
@@ -108,6 +112,11 @@ def repository_plan(
         snapshot=head.snapshot_version,
         timestamp=head.timestamp_version,
         roles=dict(head.roles),
+    )
+    refuse_rollback(
+        timestamp_bytes,
+        repo.metadata_bytes(Timestamp.type, head.timestamp_version),
+        head.timestamp_version,
     )
     done = published_versions(timestamp_bytes, read_snapshot)
     blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]

@@ -163,3 +163,30 @@ def published_versions(
     except (RepositoryError, ValueError, KeyError, TypeError):
         return {}
     return {name.removesuffix(".json"): m.version for name, m in snapshot.signed.meta.items()}
+
+
+def refuse_rollback(published: bytes | None, staged: bytes, staged_version: int) -> None:
+    """Refuse to replace a destination's ``timestamp.json`` with an older one, or with other bytes
+    of the same version.
+
+    A repository restored from a backup taken before its last publish (docs/operator.md, "Backup
+    and restore") is behind what clients have seen; publishing its timestamp would roll the host
+    back, which clients refuse and new clients would believe. Nothing is written then.
+
+    Raises:
+        UnavailableError: the destination's timestamp is at or above ``staged_version`` and differs.
+    """
+    if published is None or published == staged:
+        return
+    try:
+        version = Metadata[Timestamp].from_bytes(published).signed.version
+    except (RepositoryError, ValueError, KeyError, TypeError):
+        return  # not metadata: replaced as before
+    if version >= staged_version:
+        raise UnavailableError(
+            f"{TIMESTAMP_PATH}: found version {version} published, expected below "
+            f"{staged_version} (this repository's); the repository is behind what clients have "
+            "seen (restored from a backup older than the last publish?)",
+            hint="publish into a new folder or prefix, or restore a backup taken after that "
+            "publish (docs/operator.md, 'Backup and restore')",
+        )

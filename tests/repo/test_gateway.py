@@ -762,6 +762,18 @@ CASES_ELSEWHERE = {
     # issue 22: the pilot terms need registered suppliers (one named case per refusal there)
     Code.PILOT_SUPPLIER_UNKNOWN: "tests/pilots/test_pilot_gateway.py::test_gateway_refuses_bad_pilot_terms",
     Code.RELEASE_DATE_INVALID: "tests/pilots/test_pilot_gateway.py::test_gateway_refuses_bad_pilot_terms",
+    # advisory bundles: one named case per code in their own table
+    **{
+        code: "tests/repo/test_advisory_gateway.py::test_each_bad_advisory_is_refused_with_its_code"
+        for code in (
+            Code.ADVISORY_MALFORMED,
+            Code.ADVISORY_TOO_LARGE,
+            Code.ADVISORY_UNKNOWN_ENTRY,
+            Code.ADVISORY_FIX_MISSING,
+            Code.ADVISORY_FIX_NOT_APPLICABLE,
+            Code.ADVISORY_STALE_REVISION,
+        )
+    },
 }
 
 

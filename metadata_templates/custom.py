@@ -3,6 +3,12 @@
 The typed model and the JSON Schema say the same thing twice on purpose: the schema is the published
 contract (other implementations can validate with it), the dataclasses are what our code handles.
 Both sides validate on the way in and on the way out.
+
+Readers ignore fields they do not know (the schema allows additional properties at every level), so
+an optional field added later does not make an older client or verifier drop the image; required
+fields and the types of known ones are still checked, and a change every reader must understand
+raises ``schema_version``. The writer's side stays strict: the provider's gateway refuses a field
+it does not know (``unknown_fields``), so what it publishes is what its own version understands.
 """
 
 from __future__ import annotations
@@ -311,3 +317,31 @@ class CflTargetInfo:
         if CUSTOM_KEY not in custom:
             raise CustomMetadataError(f"custom: found keys {sorted(custom)}, expected a 'cfl' key")
         return cls.from_dict(custom[CUSTOM_KEY])
+
+
+def unknown_fields(data: Any, info: CflTargetInfo) -> tuple[str, ...]:
+    """The fields of the ``custom.cfl`` value ``data`` (which ``from_dict`` read as ``info``) that
+    this version does not know, as paths (``custom.cfl.x``, ``custom.cfl.cpl_entries[0].y``).
+
+    A reader may ignore them; the gateway, which must not publish what it cannot check, refuses
+    them. Anything the model does not keep is unknown: it is what ``info.to_dict()`` leaves out.
+    """
+    return tuple(_unknown(data, info.to_dict(validate_schema=False), "custom.cfl"))
+
+
+def _unknown(value: Any, kept: Any, where: str) -> list[str]:
+    if isinstance(value, dict) and isinstance(kept, dict):
+        found: list[str] = []
+        for key in sorted(value, key=str):
+            if key not in kept:
+                found.append(f"{where}.{key}")
+            else:
+                found += _unknown(value[key], kept[key], f"{where}.{key}")
+        return found
+    if isinstance(value, list) and isinstance(kept, list):
+        return [
+            path
+            for index, (item, kept_item) in enumerate(zip(value, kept, strict=False))
+            for path in _unknown(item, kept_item, f"{where}[{index}]")
+        ]
+    return []

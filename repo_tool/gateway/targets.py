@@ -7,13 +7,14 @@ from datetime import datetime
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
-from metadata_templates import naming
+from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.cpl_document import CplEntry
 from metadata_templates.custom import (
     CUSTOM_KEY,
     CflTargetInfo,
     CustomMetadataError,
     parse_timestamp,
+    unknown_fields,
 )
 from metadata_templates.notes import is_notes_target_path
 from metadata_templates.suppliers import SupplierRegistry
@@ -145,6 +146,15 @@ def _check_custom(
     except CustomMetadataError as e:
         found.add(_code_for(e.field), f"{target.path} {e}")
         return None
+    unknown = unknown_fields(target.custom[CUSTOM_KEY], signed_info)
+    if unknown:
+        # Readers ignore fields they do not know (metadata_templates/custom.py); the gateway is
+        # where a field is first admitted, so it admits only those it can check.
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"{target.path} {', '.join(unknown)}: found field(s) this gateway does not know, "
+            f"expected only the fields of custom.cfl schema version {SCHEMA_VERSION}",
+        )
     if signed_info.pilot is not None:
         check_pilot(signed_info.pilot, entries[0].device_type, registry, now, found)
     extra = sorted(set(target.custom) - {CUSTOM_KEY})

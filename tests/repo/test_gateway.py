@@ -457,6 +457,26 @@ def mismatch_custom_firmware_version(s: Scenario) -> Built:
     )
 
 
+def mismatch_unknown_field(s: Scenario) -> Built:
+    """A field this gateway does not know: readers would ignore it, the gateway admits none."""
+    good = s.good()
+
+    def edit(signed: Targets) -> None:
+        cfl = signed.targets[good.target].custom["cfl"]
+        cfl["rollout_wave"] = 2
+        cfl["cpl_entries"][0]["region"] = "north"
+
+    bundle = resign(good, [s.key], edit)
+    return Built(
+        s.write(bundle),
+        (
+            "custom.cfl.cpl_entries[0].region, custom.cfl.rollout_wave",
+            "found field(s) this gateway does not know",
+            "expected only the fields of custom.cfl schema version 1",
+        ),
+    )
+
+
 def mismatch_length(s: Scenario) -> Built:
     good = s.good()
 
@@ -667,6 +687,11 @@ CASES = [
         "target-metadata-mismatch/custom-firmware-version",
         Code.TARGET_METADATA_MISMATCH,
         mismatch_custom_firmware_version,
+    ),
+    Case(
+        "target-metadata-mismatch/unknown-field",
+        Code.TARGET_METADATA_MISMATCH,
+        mismatch_unknown_field,
     ),
     Case("target-metadata-mismatch/length", Code.TARGET_METADATA_MISMATCH, mismatch_length),
     Case("target-metadata-mismatch/hash", Code.TARGET_METADATA_MISMATCH, mismatch_hash),

@@ -92,7 +92,7 @@ def advisories_command(
       cfl advisories --estate estate.csv --json | jq '.advisories[].affected_devices'
       cfl advisories --csaf csaf/ --openvex vex.json
     """
-    run = run_advisories(home_of(ctx), estate, offline=offline)
+    run = run_advisories(home_of(ctx), estate, offline=offline, now=utc_now())
     for problem in run.advisories.problems:
         say(f"warning: ignored {problem.target}: {problem.message}")
     for role in run.catalogue.unverified:

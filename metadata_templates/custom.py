@@ -3,13 +3,20 @@
 The typed model and the JSON Schema say the same thing twice on purpose: the schema is the published
 contract (other implementations can validate with it), the dataclasses are what our code handles.
 Both sides validate on the way in and on the way out.
+
+Readers ignore fields they do not know (the schema allows additional properties at every level), so
+an optional field added later does not make an older client or verifier drop the image; required
+fields and the types of known ones are still checked, and a change every reader must understand
+raises ``schema_version``. The writer's side stays strict: the provider's gateway refuses a field
+it does not know (``unknown_fields``), so what it publishes is what its own version understands.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -21,6 +28,7 @@ from metadata_templates import SCHEMA_VERSION
 CUSTOM_KEY = "cfl"
 REASONS = ("compliance", "security")
 CPL_STATUSES = ("Active", "Cancelled", "Expired", "Withdrawn")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @cache
@@ -40,7 +48,15 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 class CustomMetadataError(ValueError):
-    """``custom.cfl`` does not match the schema."""
+    """``custom.cfl`` does not match the schema.
+
+    Attributes:
+        field: where, e.g. ``custom.cfl.pilot.release_at`` (the gateway picks its code by it).
+    """
+
+    def __init__(self, message: str, *, field: str = "custom.cfl") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def validate(data: Any) -> None:
@@ -54,7 +70,7 @@ def validate(data: Any) -> None:
         where = "custom.cfl" + "".join(
             f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
         )
-        raise CustomMetadataError(f"{where}: {error.message}")
+        raise CustomMetadataError(f"{where}: {error.message}", field=where)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -133,6 +149,47 @@ class ReleaseNotesRef:
         )
 
 
+def parse_date(text: str, field: str) -> date:
+    """A ``YYYY-MM-DD`` date (the pilot's release date).
+
+    Raises:
+        CustomMetadataError: not that form, or not a real date (2026-02-30).
+    """
+    try:
+        # fromisoformat alone would take 20260301 and 2026-W10-1 too
+        if not isinstance(text, str) or not _DATE.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except (ValueError, TypeError) as e:
+        raise CustomMetadataError(
+            f"{field}: found {text!r}, expected a real date YYYY-MM-DD", field=field
+        ) from e
+
+
+@dataclass(frozen=True)
+class PilotTerms:
+    """Issue 22: the image is for these pilot suppliers until its release date.
+
+    The manufacturer signs the terms inside ``custom.cfl``; what happens later (an early release, a
+    hold) is the provider's ``cfl/releases.json``, and metadata_templates/releases.py combines the
+    two into the image's release state.
+    """
+
+    suppliers: tuple[str, ...]  # Entity IDs, 16 upper-case hex digits
+    release_at: str  # YYYY-MM-DD, a UTC date: released from its first instant
+
+    @property
+    def release_date(self) -> date:
+        return parse_date(self.release_at, "custom.cfl.pilot.release_at")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suppliers": list(self.suppliers), "release_at": self.release_at}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PilotTerms:
+        return cls(suppliers=tuple(data["suppliers"]), release_at=data["release_at"])
+
+
 @dataclass(frozen=True)
 class CflTargetInfo:
     """Everything the CFL says about one image beyond TUF's length and hashes."""
@@ -154,6 +211,7 @@ class CflTargetInfo:
     published: str
     release_notes_sha256: str | None = None
     release_notes: ReleaseNotesRef | None = None  # encrypted notes (absent on older images)
+    pilot: PilotTerms | None = None  # issue 22: a pilot image (absent on every other image)
 
     def to_dict(self, *, validate_schema: bool = True) -> dict[str, Any]:
         """The ``custom.cfl`` value, validated against the schema (unless the caller has just
@@ -183,6 +241,8 @@ class CflTargetInfo:
         }
         if self.release_notes is not None:
             data["release_notes"] = self.release_notes.to_dict()
+        if self.pilot is not None:
+            data["pilot"] = self.pilot.to_dict()
         if validate_schema:
             validate(data)
         return data
@@ -201,8 +261,11 @@ class CflTargetInfo:
         except ValueError as e:
             raise CustomMetadataError(
                 f"custom.cfl.published: found {data['published']!r}, expected a real UTC time "
-                "YYYY-MM-DDTHH:MM:SSZ"
+                "YYYY-MM-DDTHH:MM:SSZ",
+                field="custom.cfl.published",
             ) from e
+        if "pilot" in data:
+            parse_date(data["pilot"]["release_at"], "custom.cfl.pilot.release_at")
         return cls.from_validated_dict(data)
 
     @classmethod
@@ -237,6 +300,7 @@ class CflTargetInfo:
                 if "release_notes" in data
                 else None
             ),
+            pilot=PilotTerms.from_dict(data["pilot"]) if "pilot" in data else None,
         )
 
     @classmethod
@@ -253,3 +317,31 @@ class CflTargetInfo:
         if CUSTOM_KEY not in custom:
             raise CustomMetadataError(f"custom: found keys {sorted(custom)}, expected a 'cfl' key")
         return cls.from_dict(custom[CUSTOM_KEY])
+
+
+def unknown_fields(data: Any, info: CflTargetInfo) -> tuple[str, ...]:
+    """The fields of the ``custom.cfl`` value ``data`` (which ``from_dict`` read as ``info``) that
+    this version does not know, as paths (``custom.cfl.x``, ``custom.cfl.cpl_entries[0].y``).
+
+    A reader may ignore them; the gateway, which must not publish what it cannot check, refuses
+    them. Anything the model does not keep is unknown: it is what ``info.to_dict()`` leaves out.
+    """
+    return tuple(_unknown(data, info.to_dict(validate_schema=False), "custom.cfl"))
+
+
+def _unknown(value: Any, kept: Any, where: str) -> list[str]:
+    if isinstance(value, dict) and isinstance(kept, dict):
+        found: list[str] = []
+        for key in sorted(value, key=str):
+            if key not in kept:
+                found.append(f"{where}.{key}")
+            else:
+                found += _unknown(value[key], kept[key], f"{where}.{key}")
+        return found
+    if isinstance(value, list) and isinstance(kept, list):
+        return [
+            path
+            for index, (item, kept_item) in enumerate(zip(value, kept, strict=False))
+            for path in _unknown(item, kept_item, f"{where}[{index}]")
+        ]
+    return []

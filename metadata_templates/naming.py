@@ -18,7 +18,14 @@ MANUFACTURER_ROLE_PREFIX = "mfr-"
 CPL_TARGET_PATH = "cfl/cpl.json"
 WITHDRAWALS_TARGET_PATH = "cfl/withdrawals.json"
 SUPPLIERS_TARGET_PATH = "cfl/suppliers.json"  # the registry (metadata_templates/suppliers.py)
-PROVIDER_TARGET_PATHS = (CPL_TARGET_PATH, WITHDRAWALS_TARGET_PATH, SUPPLIERS_TARGET_PATH)
+# issue 22: releases and holds of pilot images (metadata_templates/releases.py)
+RELEASES_TARGET_PATH = "cfl/releases.json"
+PROVIDER_TARGET_PATHS = (
+    CPL_TARGET_PATH,
+    WITHDRAWALS_TARGET_PATH,
+    SUPPLIERS_TARGET_PATH,
+    RELEASES_TARGET_PATH,
+)
 # issue 13: the provider's online delegated role. It signs every ``cfl/...`` document (CPL,
 # withdrawals, registry, suspensions, notes custodian and grants) so routine work needs no offline
 # targets key; targets delegates it terminating, for these patterns only (one segment per ``*``:

@@ -120,7 +120,7 @@ def advisories_command(
         return
     if out_file is not None:
         raise ConfigurationError("--out: found without --detail, expected --detail ID too")
-    run = run_advisories(home_of(ctx), estate, offline=offline)
+    run = run_advisories(home_of(ctx), estate, offline=offline, now=utc_now())
     for problem in run.advisories.problems:
         say(f"warning: ignored {problem.target}: {problem.message}")
     for role in run.catalogue.unverified:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,14 @@ def _warn_unverified(unverified: Iterable[UnverifiedRole]) -> None:
     """One warning line per manufacturer role that did not verify (its images are left out)."""
     for role in unverified:
         say(f"warning: {role.manufacturer_id}: images left out, {role.message}")
+
+
+def _checked(check: Callable[[str, str], str], value: str, option: str) -> str:
+    """``check(value, option)``; its ValueError becomes a usage error (exit 2)."""
+    try:
+        return check(value, option)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
 
 
 def _exit_if_incomplete(ctx: click.Context, asked_unverified: Sequence[UnverifiedRole]) -> None:
@@ -157,6 +165,13 @@ def _target_names(images: Iterable[CatalogueImage], wide: bool) -> dict[str, str
     help="Seconds any one request may take in all; a host trickling bytes is cut off then.",
 )
 @click.option(
+    "--entity",
+    "entity_id",
+    metavar="ENTITY_ID",
+    help="Your organisation's Entity ID (16 hex digits): list, check and download then include "
+    "the pilot images deposited for you (default: none; other suppliers' pilots are never offered).",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Re-initialise: discard trusted metadata and cache (history is kept).",
@@ -172,10 +187,18 @@ def init(
     token_file: str | None,
     notes_key: str | None,
     deadline: float,
+    entity_id: str | None,
     force: bool,
 ) -> None:
     """Trust the library at URL (http(s):// or file://), starting from ROOT.json. Without a root file
-    there is no trust: cfl never fetches a root it has not been given."""
+    there is no trust: cfl never fetches a root it has not been given.
+
+    \b
+    A supplier in a manufacturer's pilot names itself, so its pilot images are offered to it:
+      cfl init https://cfl.example.org --root root.json --client-cert org.pem \\
+          --client-key org.key.pem --entity 00000000000000A1"""
+    from metadata_templates.suppliers import entity_id as checked_entity
+
     if bool(client_cert) != bool(client_key):
         raise ConfigurationError(
             "--client-cert and --client-key go together (mutual TLS needs both)"
@@ -189,6 +212,7 @@ def init(
         token_file=str(Path(token_file).resolve()) if token_file else None,
         notes_key=str(Path(notes_key).resolve()) if notes_key else None,
         deadline=deadline,
+        entity_id=None if entity_id is None else _checked(checked_entity, entity_id, "--entity"),
     )
     with home.lock():
         home.initialise(config, root_file.read_bytes(), force=force)
@@ -259,7 +283,8 @@ def list_images(
     wide: bool,
     offline: bool,
 ) -> None:
-    """Every verified image with its CFL metadata (withdrawn ones marked).
+    """Every verified image with its CFL metadata (withdrawn ones marked; pilot images deposited
+    for your organisation, `init --entity`, marked PILOT; other suppliers' pilots left out).
 
     The table shows each target by a short unique name (manufacturer/first hash digits, e.g.
     121D/3f2a) that `cfl download` accepts; --wide and --json show full target paths.
@@ -273,7 +298,7 @@ def list_images(
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
     listing = list_library_images(
-        home_of(ctx), manufacturers=mfrs, device_types=types, offline=offline
+        home_of(ctx), manufacturers=mfrs, device_types=types, offline=offline, now=_now()
     )
     for problem in listing.catalogue.ignored:
         say(f"warning: ignored {problem.target}: {problem.message}")

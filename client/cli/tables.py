@@ -17,6 +17,7 @@ from rich.text import Text
 
 from client.estate.report import CheckReport
 from client.trust.catalogue import CatalogueImage
+from metadata_templates.releases import HELD
 
 # Wide enough for any table, so --wide never wraps a line.
 WIDE_CONSOLE_WIDTH = 10_000
@@ -56,6 +57,8 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
         reason = cfl.reason + (" " + " ".join(cfl.advisories) if cfl.advisories else "")
         if image.withdrawn:
             reason = "WITHDRAWN; " + reason
+        if image.pilot is not None:
+            reason = f"{pilot_mark(image)}; " + reason
         models = ", ".join(sorted({f"{e.model_id} {e.model_name}" for e in cfl.cpl_entries}))
         sha = cfl.manufacturer_image_sha256
         # Markup is off for cells: model names and paths are data, never rich markup.
@@ -69,6 +72,14 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
             Text(sha if wide else sha[:8] + "…"),
         )
     return table
+
+
+def pilot_mark(image: CatalogueImage) -> str:
+    """``PILOT until 2026-09-01`` (or ``PILOT, held``): an image still in this supplier's pilot."""
+    assert image.pilot is not None and image.pilot.terms is not None
+    if image.pilot.phase == HELD:
+        return "PILOT, held by the provider"
+    return f"PILOT until {image.pilot.terms.release_at}"
 
 
 def render_summary(
@@ -130,6 +141,9 @@ def render_summary(
             cell.append(f"\n{len(group.applicable)} applicable", style="dim")
         if plan.blocked is not None:
             cell.append(f"\nnewest out of reach: {plan.blocked.code}", style="yellow")
+        pilots = sorted({h.pilot.terms.release_at for h in plan.path if h.pilot and h.pilot.terms})
+        if pilots:
+            cell.append(f"\nPILOT image (until {', '.join(pilots)})", style="bold yellow")
         # Markup is off for cells: model names and paths are data, never rich markup.
         table.add_row(
             Text(group.key.device_type),

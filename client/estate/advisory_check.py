@@ -8,6 +8,7 @@ advisory comes with the groups and devices it affects and the path out (client/e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from client.advisories.documents import AdvisorySet, load_advisories
@@ -16,7 +17,7 @@ from client.estate.check import check_with_session
 from client.estate.reader import GroupKey
 from client.estate.report import CheckReport
 from client.trust.home import ClientHome
-from client.trust.library import Catalogue, load_catalogue, open_session
+from client.trust.library import Catalogue, load_catalogue, open_session, viewer_of
 from metadata_templates.cpl_document import CplDocument
 
 
@@ -48,8 +49,12 @@ class AdvisoriesRun:
         ]
 
 
-def run_advisories(home: ClientHome, estate: Path | None, *, offline: bool) -> AdvisoriesRun:
-    """Load the verified advisories, and match them against ``estate`` when given.
+def run_advisories(
+    home: ClientHome, estate: Path | None, *, offline: bool, now: datetime | None = None
+) -> AdvisoriesRun:
+    """Load the verified advisories, and match them against ``estate`` when given; the images
+    (fix paths, exports) are those this home's organisation may see at ``now``, as `cfl check`
+    sees them (a pilot of its own included, issue 22).
 
     Raises:
         ConfigurationError: the home is not initialised or the host refused its credentials.
@@ -60,9 +65,10 @@ def run_advisories(home: ClientHome, estate: Path | None, *, offline: bool) -> A
     url = home.load_config().repository_url
     with home.lock():
         session = open_session(home, offline=offline)
+        viewer = viewer_of(home, now)
         if estate is None:
-            catalogue = load_catalogue(session, None)
+            catalogue = load_catalogue(session, None, viewer=viewer)
             found = load_advisories(session, catalogue.advisories)
             return AdvisoriesRun(found, catalogue, session.cpl(), namespace=url)
-        report, catalogue, found = check_with_session(session, estate, strict=False)
+        report, catalogue, found = check_with_session(session, estate, strict=False, viewer=viewer)
         return AdvisoriesRun(found, catalogue, session.cpl(), report, namespace=url)

@@ -32,9 +32,9 @@ from client.estate.rollout import (
     plan_rollout,
     write_rollout_csv,
 )
-from client.trust.catalogue import CatalogueImage
+from client.trust.catalogue import CatalogueImage, Viewer
 from client.trust.home import ClientHome
-from client.trust.library import Catalogue, load_catalogue, open_session
+from client.trust.library import Catalogue, load_catalogue, open_session, viewer_of
 from client.trust.session import Session
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import format_timestamp
@@ -217,7 +217,7 @@ def _device_ids(estate: Path) -> Iterator[str]:
 
 
 def check_with_session(
-    session: Session, estate: Path, strict: bool
+    session: Session, estate: Path, strict: bool, *, viewer: Viewer | None = None
 ) -> tuple[CheckReport, Catalogue, AdvisorySet]:
     """Read the estate once, load only its manufacturers' roles and advisories, and match every
     group.
@@ -229,7 +229,9 @@ def check_with_session(
     """
     with open_estate(estate) as source:
         summary = read_estate_groups(source, strict=strict, max_problems=100, where=str(estate))
-    catalogue = load_catalogue(session, {key.manufacturer_id for key in summary.groups})
+    catalogue = load_catalogue(
+        session, {key.manufacturer_id for key in summary.groups}, viewer=viewer
+    )
     advisories = load_advisories(session, catalogue.advisories)
     index = AdvisoryIndex(advisories.advisories, catalogue.images) if catalogue.advisories else None
     report = plan_estate(summary, catalogue.images, session.cpl(), index)
@@ -268,7 +270,9 @@ def run_check(
     home.load_config()
     with home.lock():
         session = open_session(home, offline=offline)
-        report, catalogue, advisories = check_with_session(session, estate, strict)
+        report, catalogue, advisories = check_with_session(
+            session, estate, strict, viewer=viewer_of(home, now)
+        )
         if devices_out is not None:
             try:
                 write_estate_devices(estate, report, devices_out, phases=phases)

@@ -57,13 +57,16 @@ class CheckReport:
 
 
 def _image_json(image: CatalogueImage) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "target": image.target_path,
         "firmware_version": image.cfl.firmware_version,
         "reason": image.cfl.reason,
         "advisories": list(image.cfl.advisories),
         "manufacturer_image_sha256": image.cfl.manufacturer_image_sha256,
     }
+    if image.pilot is not None:
+        doc["pilot"] = image.pilot.to_json()  # issue 22: only while it is in this supplier's pilot
+    return doc
 
 
 def _plan_json(plan: UpgradePlan) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from client.log.transparency import verify_images_logged
 from client.log.withdrawal_events import cross_check
 from client.trust.catalogue import CatalogueImage
 from client.trust.home import ClientHome
-from client.trust.library import load_catalogue, open_guarded_session
+from client.trust.library import load_catalogue, open_guarded_session, viewer_of
 from client.trust.session import Session, UnverifiedRole
 from metadata_templates.errors import ConfigurationError, field_error
 
@@ -111,12 +111,14 @@ def download_images(
     with home.lock():
         session, guard = open_guarded_session(home, offline=offline, deferred=True)
         if estate is not None:
-            report, catalogue, _advisories = check_with_session(session, estate, strict=False)
+            report, catalogue, _advisories = check_with_session(
+                session, estate, strict=False, viewer=viewer_of(home, now)
+            )
             wanted = select_paths(report)
             unverified = catalogue.unverified
         else:
             asked = manufacturers_of_targets(targets)
-            catalogue = load_catalogue(session, asked)
+            catalogue = load_catalogue(session, asked, viewer=viewer_of(home, now))
             unverified = catalogue.unverified_among(asked)
             lost = {u.manufacturer_id for u in unverified}
             reachable = [t for t in targets if manufacturers_of_targets([t]).isdisjoint(lost)]

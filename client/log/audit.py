@@ -22,6 +22,7 @@ from metadata_templates import naming
 from metadata_templates.advisory import is_advisory_detail_target_path, is_advisory_target_path
 from metadata_templates.errors import ConfigurationError, UnavailableError, VerificationError
 from metadata_templates.notes import is_notes_target_path
+from metadata_templates.releases import ReleaseList
 from metadata_templates.tlog import events
 from metadata_templates.tlog.append import append_entries
 from metadata_templates.tlog.binding import read_binding
@@ -179,6 +180,11 @@ def _check_library(
         (e.get("target"), e.get("sha256")) for e in logged if e["event"] == events.WITHDRAWAL
     }
     cpls = {e.get("cpl_sha256") for e in logged if e["event"] == events.CPL_IMPORT}
+    decided = {  # issue 22: releases and holds of pilot images
+        (e.get("event"), e.get("target"), e.get("sha256"), e.get("at"))
+        for e in logged
+        if e["event"] in (events.RELEASE, events.HOLD)
+    }
     advisories = {
         (e.get("target"), e.get("sha256")) for e in logged if e["event"] == events.ADVISORY
     } | {
@@ -203,6 +209,15 @@ def _check_library(
                     if (withdrawal.target, withdrawal.sha256) not in withdrawn:
                         report.problems.append(
                             f"withdrawal of {withdrawal.target}: no withdraw event in the log"
+                        )
+            elif path == naming.RELEASES_TARGET_PATH:
+                data = fetch(f"targets/{naming.blob_name(path, str(sha))}")
+                for decision in ReleaseList.from_bytes(data).events:
+                    key = (decision.action, decision.target, decision.sha256, decision.at)
+                    if key not in decided:
+                        report.problems.append(
+                            f"{decision.action} of {decision.target} at {decision.at}: no "
+                            f"{decision.action} event in the log"
                         )
             elif name != f"{Targets.type}.json" and not naming.is_provider_target(path):
                 # cfl-provider (issue 13) holds the registry, suspensions and grants: not images.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from metadata_templates import naming
@@ -20,7 +21,11 @@ from metadata_templates.advisory import (
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import field_error
 from metadata_templates.notes_paths import is_notes_target_path
+from metadata_templates.releases import ReleaseList, ReleaseState, release_state
 from metadata_templates.withdrawals import WithdrawalList
+
+# A viewer without a clock: only the provider's recorded releases count, no date ever passes.
+_NO_CLOCK = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class CatalogueImage:
         sha256: the file's SHA-256 TUF verified (of the whole OTA file, not the SR 11.3 hash).
         cfl: the manufacturer's signed ``custom.cfl``.
         withdrawn: the provider has withdrawn it; it is listed but never recommended or applicable.
+        pilot: issue 22: the image is still in a pilot that names this organisation (its release
+            state); None for every other image this client sees.
         fixes: IDs of the published advisories that name it in ``fixed_by`` (client/advisories/).
     """
 
@@ -41,6 +48,7 @@ class CatalogueImage:
     sha256: str
     cfl: CflTargetInfo
     withdrawn: bool = False
+    pilot: ReleaseState | None = None
     fixes: tuple[str, ...] = ()
 
     @property
@@ -75,6 +83,20 @@ class VerifiedTarget:
 
 
 @dataclass(frozen=True)
+class Viewer:
+    """Who looks at the catalogue, and when: what decides which pilot images it may see.
+
+    Attributes:
+        entity_id: the organisation's Entity ID from the home's configuration (None: unknown, so
+            a member of no pilot).
+        now: the time of the command (None: no clock, only the provider's recorded releases).
+    """
+
+    entity_id: str | None = None
+    now: datetime | None = None
+
+
+@dataclass(frozen=True)
 class CatalogueProblem:
     """A verified target the client will not use, and why."""
 
@@ -94,9 +116,17 @@ def advisory_targets(targets: Iterable[VerifiedTarget]) -> tuple[VerifiedTarget,
 
 
 def build_catalogue(
-    targets: Iterable[VerifiedTarget], withdrawals: WithdrawalList
+    targets: Iterable[VerifiedTarget],
+    withdrawals: WithdrawalList,
+    *,
+    releases: ReleaseList | None = None,
+    viewer: Viewer | None = None,
 ) -> tuple[tuple[CatalogueImage, ...], tuple[CatalogueProblem, ...]]:
     """Interpret verified targets as images, sorted by target path.
+
+    An image still in a pilot (issue 22, metadata_templates/releases.py) is in the catalogue only
+    when the pilot names the viewer, marked with its state; for anyone else it does not exist
+    until its release (neither listed, nor applicable, nor downloadable), as the host refuses it.
 
     A target is left out (with a problem) when its path is not an image path, its ``custom.cfl`` is
     missing or invalid, or it names a manufacturer other than the one whose role and path prefix
@@ -105,6 +135,8 @@ def build_catalogue(
     stop a supplier's check.
     """
     withdrawn = withdrawals.by_target()
+    document = releases if releases is not None else ReleaseList()
+    who = viewer if viewer is not None else Viewer()
     images: list[CatalogueImage] = []
     problems: list[CatalogueProblem] = []
     for target in targets:
@@ -152,6 +184,9 @@ def build_catalogue(
                 )
             )
             continue
+        state = release_state(cfl.pilot, document, target.path, who.now or _NO_CLOCK)
+        if not state.may_fetch(who.entity_id):
+            continue  # another organisation's pilot: not offered, like the host's 403
         images.append(
             CatalogueImage(
                 target_path=target.path,
@@ -159,6 +194,7 @@ def build_catalogue(
                 sha256=target.sha256,
                 cfl=cfl,
                 withdrawn=target.path in withdrawn,
+                pilot=None if state.released else state,
             )
         )
     images.sort(key=lambda image: image.target_path)

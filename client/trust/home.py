@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import urllib.parse
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from metadata_templates.errors import (
 )
 from metadata_templates.locking import exclusive_lock
 
+_ENTITY_ID = re.compile(r"[0-9A-F]{16}")
 APP_NAME = "cfl"
 CONFIG_NAME = "config.json"
 BOOTSTRAP_ROOT_NAME = "bootstrap-root.json"
@@ -68,6 +70,9 @@ class ClientConfig:
         notes_key: the organisation's P-256 private key for release notes, absolute path (default:
             ``client_key``, the key of the registered certificate).
         deadline: seconds any one request may take in all.
+        entity_id: the organisation's Entity ID (``cfl init --entity``), so the client shows its
+            own pilot images (issue 22) and offers nobody else's; None: a client that belongs to
+            no pilot.
     """
 
     repository_url: str
@@ -79,6 +84,7 @@ class ClientConfig:
     read_timeout: float = 30.0
     notes_key: str | None = None
     deadline: float = DEFAULT_DEADLINE_SECONDS
+    entity_id: str | None = None
 
     def transport_settings(self) -> TransportSettings:
         """The fetcher settings this configuration describes."""
@@ -97,8 +103,12 @@ class ClientConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy with the schema version."""
-        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+        """A JSON-ready copy with the schema version (no ``entity_id`` key when there is none, so
+        a home without one is written as before)."""
+        doc = {"schema_version": SCHEMA_VERSION, **asdict(self)}
+        if self.entity_id is None:
+            del doc["entity_id"]
+        return doc
 
     @classmethod
     def from_dict(cls, data: Any, where: str = CONFIG_NAME) -> ClientConfig:
@@ -139,6 +149,11 @@ class ClientConfig:
                 raise ConfigurationError(
                     field_error(f"{where}: {name}", value, "an absolute path or null")
                 )
+        entity = values.get("entity_id")
+        if not (entity is None or (isinstance(entity, str) and _ENTITY_ID.fullmatch(entity))):
+            raise ConfigurationError(
+                field_error(f"{where}: entity_id", entity, "16 upper-case hex digits or null")
+            )
         for name in ("connect_timeout", "read_timeout", "deadline"):
             value = values.get(name, 1.0)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from tuf.ngclient import FetcherInterface
 
@@ -16,6 +17,7 @@ from client.trust.catalogue import (
     CatalogueImage,
     CatalogueProblem,
     VerifiedTarget,
+    Viewer,
     advisory_targets,
     build_catalogue,
 )
@@ -94,8 +96,16 @@ def open_guarded_session(
     return session, guard
 
 
-def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Catalogue:
-    """Refresh, then verify the roles of ``manufacturers`` (all when None) and build the catalogue.
+def viewer_of(home: ClientHome, now: datetime | None) -> Viewer:
+    """The home's organisation (``cfl init --entity``) at ``now``: who sees which pilot images."""
+    return Viewer(home.load_config().entity_id, now)
+
+
+def load_catalogue(
+    session: Session, manufacturers: Iterable[str] | None, *, viewer: Viewer | None = None
+) -> Catalogue:
+    """Refresh, then verify the roles of ``manufacturers`` (all when None) and build the catalogue
+    as ``viewer`` may see it (None: an organisation in no pilot, with no clock).
 
     Raises:
         VerificationError: the top-level metadata or a provider document failed verification.
@@ -104,8 +114,9 @@ def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Cat
     """
     session.refresh()
     withdrawals = session.withdrawals()
+    releases = session.releases()
     loaded = session.load_manufacturers(manufacturers)
-    images, ignored = build_catalogue(loaded.targets, withdrawals)
+    images, ignored = build_catalogue(loaded.targets, withdrawals, releases=releases, viewer=viewer)
     return Catalogue(
         images, withdrawals, ignored, loaded.unverified, advisory_targets(loaded.targets)
     )

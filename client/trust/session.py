@@ -39,6 +39,7 @@ from metadata_templates.errors import (
     UnavailableError,
     VerificationError,
 )
+from metadata_templates.releases import ReleaseList
 from metadata_templates.withdrawals import WithdrawalList
 
 # A manufacturer role grows by ~1.5 kB per image; allow large ones (ngclient's default is 5 MB).
@@ -391,6 +392,20 @@ class Session:
             # An absent list is checked too: dropping the whole document drops every entry.
             self._check_withdrawals(document)
         return document
+
+    def releases(self) -> ReleaseList:
+        """The verified releases and holds of pilot images (empty if none published; issue 22).
+
+        Raises:
+            VerificationError: the document is malformed.
+        """
+        data = self.provider_document(naming.RELEASES_TARGET_PATH)
+        if data is None:
+            return ReleaseList()
+        try:
+            return ReleaseList.from_bytes(data)
+        except ValueError as e:
+            raise VerificationError(f"{naming.RELEASES_TARGET_PATH}: {e}") from e
 
 
 class LocalFetcher(FetcherInterface):

@@ -17,6 +17,9 @@ DEPOSIT = "ingest-accepted"
 RENEWAL = "ingest-renewal"
 WITHDRAWAL = "withdraw"
 CPL_IMPORT = "cpl-import"
+# issue 22: the provider releases a pilot image (early, or on its date at `refresh`) or holds it.
+RELEASE = "release"
+HOLD = "hold"
 # A security advisory revision (repo_tool/ops/ingest_advisory.py): target, sha256, advisory, revision.
 ADVISORY = "advisory"
 

@@ -18,6 +18,10 @@ Findings (stable codes, ARCHITECTURE.md "Stable outputs"):
                                 the image applies to on that day. A device that already runs the
                                 image's firmware counts as one it applies to: the extract shows
                                 devices after the upgrade the download was for.
+  ``pilot-not-released``        (issue 22) the image was still in a pilot that did not name the
+                                organisation at the time of the request (the host's 403 "this image
+                                is in a pilot and not yet released"; a 200 here is a host that was
+                                not regenerated after the pilot's ingest).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from metadata_templates.applicability import ApplicabilityIndex
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, format_timestamp, parse_timestamp
 from metadata_templates.errors import UnavailableError
+from metadata_templates.releases import ReleaseList, release_state
 from metadata_templates.suppliers import (
     DEFAULT_ACCESS_POLICY,
     Supplier,
@@ -57,6 +62,7 @@ UNREGISTERED = "unregistered-certificate"
 REVOKED = "revoked-certificate"
 OUTSIDE_ROLE = "outside-role"
 NO_APPLICABLE_DEVICE = "no-applicable-device"
+PILOT_NOT_RELEASED = "pilot-not-released"
 MAX_REPORTED_MALFORMED = 20
 
 _RECORD_START = b'{"format":"' + LOG_FORMAT.encode() + b'"'
@@ -81,10 +87,17 @@ class AuditLibrary:
 
     images: Mapping[str, LibraryImage]  # target path -> image
     cpl: CplDocument | None
+    releases: ReleaseList = field(default_factory=ReleaseList)  # issue 22
 
     @classmethod
-    def of(cls, roles: Iterable[Targets], cpl: CplDocument | None) -> AuditLibrary:
-        """Every image target of ``roles`` whose ``custom.cfl`` reads (others are left out)."""
+    def of(
+        cls,
+        roles: Iterable[Targets],
+        cpl: CplDocument | None,
+        releases: ReleaseList | None = None,
+    ) -> AuditLibrary:
+        """Every image target of ``roles`` whose ``custom.cfl`` reads (others are left out), and the
+        release document that says until when a pilot image was its pilot suppliers' only."""
         images: dict[str, LibraryImage] = {}
         for role in roles:
             for path, target in role.targets.items():
@@ -95,7 +108,7 @@ class AuditLibrary:
                 except (ValueError, TypeError, KeyError):
                     continue
                 images[path] = LibraryImage(path, target.hashes["sha256"], info)
-        return cls(images, cpl)
+        return cls(images, cpl, releases if releases is not None else ReleaseList())
 
 
 def entitlement_days(
@@ -293,6 +306,16 @@ class Auditor:
                 findings.append(REVOKED)
             if not set(supplier.roles) & set(roles_for(record.device_type, self.policy)):
                 findings.append(OUTSIDE_ROLE)
+            if image is not None and image.info.pilot is not None:
+                # The rule the host enforced, as the document stood at the time of the request.
+                state = release_state(
+                    image.info.pilot,
+                    self.library.releases.as_of(record.time),
+                    image.target,
+                    record.time,
+                )
+                if not state.may_fetch(supplier.entity_id):
+                    findings.append(PILOT_NOT_RELEASED)
         entitled: bool | None = None
         basis = None
         if self.days is not None:

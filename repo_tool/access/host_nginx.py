@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -24,6 +24,7 @@ from metadata_templates.errors import ConfigurationError, field_error
 from metadata_templates.suppliers import DEFAULT_ACCESS_POLICY, SupplierRegistry
 from repo_tool.access.certificates import certificate_sha1, load_one_certificate
 from repo_tool.access.host_estate import EstateMaps, template_values
+from repo_tool.access.host_pilots import PILOT_REFUSAL_VARIABLE, Embargo, render_pilot_rules
 from repo_tool.site.render import CONTENT_SECURITY_POLICY
 
 TEMPLATE = "nginx.conf.j2"
@@ -167,10 +168,13 @@ def render_nginx_config(
     now: datetime,
     policy: Mapping[str, tuple[str, ...]] = DEFAULT_ACCESS_POLICY,
     estate: EstateMaps | None = None,
+    embargoes: Sequence[Embargo] = (),
 ) -> str:
     """The configuration text for ``settings`` and ``registry`` (pure); with ``estate``
     (repo_tool/access/host_estate.py) images go only to the suppliers whose estate gives them a
-    right, and without it the text is the role-only configuration, byte for byte.
+    right, and without it the text is the role-only configuration, byte for byte; ``embargoes``,
+    the images still in a pilot, go only to their pilot suppliers (repo_tool/access/host_pilots.py),
+    and to those only when the role (and the estate) allow it.
 
     Raises:
         ConfigurationError: see `check_settings`.
@@ -182,6 +186,18 @@ def render_nginx_config(
         registry_sha256=registry_sha256 or "(empty)",
         suppliers=_entries(registry, policy),
         content_security_policy=CONTENT_SECURITY_POLICY,
-        **template_values(estate),
+        **_decision_values(estate, embargoes),
         **{k: getattr(settings, k) for k in settings.__dataclass_fields__},
     )
+
+
+def _decision_values(estate: EstateMaps | None, embargoes: Sequence[Embargo]) -> dict[str, object]:
+    """The template's decision chain: the registry's refusal, then the estate's (``--access
+    estate``), then the embargo's; each map only narrows the one before it, so a pilot supplier
+    still needs its User Roles and its entitlement, and ``refusal`` names the last of them."""
+    values = dict(template_values(estate))
+    before = str(values["refusal"])
+    values["pilot_rules"] = render_pilot_rules(embargoes, after=before)
+    if embargoes:
+        values["refusal"] = PILOT_REFUSAL_VARIABLE
+    return values

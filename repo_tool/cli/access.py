@@ -11,8 +11,9 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +23,10 @@ from metadata_templates.suppliers import USER_ROLES, Supplier
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import read_input, utc_now
+
+if TYPE_CHECKING:
+    from repo_tool.access.host_pilots import Embargo
+    from repo_tool.state.repository import Repository
 
 logger = logging.getLogger("repo_tool")
 
@@ -258,7 +263,10 @@ def host_nginx(
     \b
     Metadata, the provider's documents and the website are public; an image goes only to an
     active registered organisation whose User Roles cover its device type, everyone else gets 403
-    with a one-line reason. Regenerate and reload after every registry change:
+    with a one-line reason; an image still in a pilot (issue 22) goes only to its pilot
+    suppliers (403 "this image is in a pilot and not yet released" for the others). Regenerate
+    and reload after every registry change, and after a pilot's ingest (before publishing it),
+    `release`, `hold` and a `refresh` that released one:
       cfl-repo --repo R host nginx --server-name firmware.example.org --listen 0.0.0.0:443 \\
           --tls-cert /etc/cfl/tls/server.crt.pem --tls-key /etc/cfl/tls/server.key.pem \\
           --supplier-ca /etc/cfl/tls/supplier-ca.pem --public-root /srv/cfl/public \\
@@ -269,7 +277,8 @@ def host_nginx(
     --access estate: a supplier fetching an image no device in its estate has on its upgrade path
     gets 403 "no device in your estate that this image applies to". Regenerate and reload after
     every `cfl-repo entitlements import`, and daily (Change of Supplier rights begin on their
-    Since, grace periods end); add --access estate to the command above.
+    Since, grace periods end); add --access estate to the command above. A pilot image then
+    goes to a pilot supplier only if its estate gives it that right too.
     """
     from metadata_templates.atomic import atomic_write_bytes
     from repo_tool.access.certificates import read_ca
@@ -298,6 +307,7 @@ def host_nginx(
     )
     registry = repo.suppliers()
     now = utc_now()
+    embargoes = _embargoes(repo, now)
     estate = None
     if access == "estate":
         from repo_tool.cli.entitlements import estate_for_host, parse_day
@@ -311,14 +321,17 @@ def host_nginx(
         registry_sha256=repo.head.suppliers_sha256 or "",
         now=now,
         estate=estate,
+        embargoes=embargoes,
     )
     atomic_write_bytes(out, text.encode("utf-8"))
     active = sum(1 for s in registry.suppliers if s.active)
+    pilots = {"pilots": [e.target for e in embargoes]} if embargoes else {}
     if as_json:
         doc: dict[str, Any] = {
             "out": str(out),
             "suppliers": len(registry.suppliers),
             "active": active,
+            **pilots,
         }
         if estate is not None:
             from repo_tool.cli.entitlements import estate_doc
@@ -330,11 +343,26 @@ def host_nginx(
 
         for line in estate_lines(estate):
             _err(line)
+    held_back = (
+        f"; {len(embargoes)} pilot image(s) for their pilot suppliers only" if embargoes else ""
+    )
     _err(
-        f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s); "
+        f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s)"
+        f"{held_back}; "
         f"check with `nginx -t -p PREFIX -c {out.resolve()}` (relative paths in it are under PREFIX), "
         "then start or `nginx -s reload` with the same -p and -c"
     )
+
+
+def _embargoes(repo: Repository, now: datetime) -> list[Embargo]:
+    """The images still in a pilot at ``now`` (issue 22), as the host configuration needs them."""
+    from repo_tool.access.host_pilots import embargo_of
+    from repo_tool.state.pilots import embargoed
+
+    return [
+        embargo_of(i.target, i.sha256, i.terms.suppliers, i.terms.release_at, i.notes)
+        for i in embargoed(repo, now)
+    ]
 
 
 # ----------------------------------------------------------------------------------------- audit
@@ -401,7 +429,8 @@ def audit(
     \b
     ACCESS_LOG: logs written by the `host nginx` configuration, plain or gzipped (rotated files
     too), read in the order given. Findings: unregistered-certificate, revoked-certificate,
-    outside-role and, with --inventory, no-applicable-device (the organisation was responsible
+    outside-role, pilot-not-released (an image still in a pilot that did not name the
+    organisation) and, with --inventory, no-applicable-device (the organisation was responsible
     for no device the image applies to on that day; Change of Supplier counts from `Since`).
     Malformed lines are counted and listed with their line numbers, never fatal.
       cfl-repo --repo R audit /var/log/cfl/access.log.2.gz /var/log/cfl/access.log.1 \\
@@ -434,7 +463,9 @@ def audit(
             raise ConfigurationError(f"ACCESS_LOG: found {str(path)!r}, expected an existing file")
     registry = repo.suppliers()
     roles = [repo.role(name).signed for name in sorted(repo.head.roles)]
-    library = AuditLibrary.of(roles, repo.cpl())
+    from repo_tool.state.pilots import releases
+
+    library = AuditLibrary.of(roles, repo.cpl(), releases(repo))
     index = None
     if inventory is not None:
         try:

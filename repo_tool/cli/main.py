@@ -27,6 +27,7 @@ from repo_tool.cli.init import init, rotate_keys
 from repo_tool.cli.log import log_group
 from repo_tool.cli.manufacturer import MANUFACTURER_COMMANDS, manufacturer
 from repo_tool.cli.notes import notes
+from repo_tool.cli.pilots import hold, release
 from repo_tool.cli.provider import enrol_bundle, enrol_manufacturer
 from repo_tool.cli.provider import provider as _provider_group
 from repo_tool.cli.publish import publish, refresh
@@ -54,6 +55,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     \b
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
+    Pilots:        release, hold (submit --pilot --release-at at the manufacturer)
     Recovery:      backup, restore, verify-bucket (S3 Object Lock)
     Release notes: notes custodian, notes grant
     Access:        supplier add|revoke|list, host nginx, audit, entitlements import|show
@@ -81,6 +83,8 @@ for _command in (
     refresh,
     rotate_keys,
     withdraw,
+    release,
+    hold,
     status,
     site,
     verify,

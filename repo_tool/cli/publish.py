@@ -144,15 +144,47 @@ def publish(
 @click.pass_context
 def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
     """Re-sign roles the provider holds that are past half their validity, then publish. Run from cron
-    (e.g. hourly): timestamp lives 1 day, snapshot 7, targets 90 by default."""
+    (e.g. hourly): timestamp lives 1 day, snapshot 7, targets 90 by default.
+
+    \b
+    Pilot images whose release date has come (and that are not held) are released in the same run:
+    recorded in cfl/releases.json and the transparency log, and the website rebuilt. Then
+    regenerate the host configuration so the host serves them to everyone:
+      cfl-repo --repo R refresh && cfl-repo --repo R host nginx ... --out /etc/cfl/nginx.conf \\
+          && nginx -s reload -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf"""
     from repo_tool.ops.publish import publish as do_publish
     from repo_tool.ops.refresh import refresh as do_refresh
+    from repo_tool.state.pilots import releases
 
     repo = _open_repo(ctx)
     now = _now()
     with repo.locked():
+        recorded = len(releases(repo).events)
         resigned = do_refresh(repo, now=now, force=force)
-    report = do_publish(repo, out or repo.default_out, now=now)
+        released = releases(repo).events[recorded:]  # pilots whose release date came (issue 22)
+    target = out or repo.default_out
+    report = do_publish(repo, target, now=now)
     _err(
         f"re-signed: {', '.join(resigned) or 'nothing was due'}; timestamp {report.timestamp_version}"
     )
+    for event in released:
+        _err(f"released {event.target}: {event.reason}")
+    from repo_tool.publish import site_step
+
+    document = repo.head.releases_sha256
+    if document is not None and site_step.site_behind_releases(target / "site", document):
+        # The site lists released images only: rebuild it as `publish` would (and again on the
+        # next run should this one be killed before the mark is written).
+        from repo_tool.verify.memo import VerifyMemo
+
+        site_step.build_published_site(
+            target,
+            repo.metadata_bytes("root", 1),
+            now=now,
+            hint=None,
+            memo=VerifyMemo.of_repository(repo.path),
+        )
+        site_step.mark_site_releases(target / "site", document)
+        _err(f"website: {target / 'site'}/index.html")
+    if released:
+        _err("regenerate the host configuration (`cfl-repo host nginx ...`) and `nginx -s reload`")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from metadata_templates import identifiers
+from metadata_templates.custom import CustomMetadataError, PilotTerms, parse_date
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.cli.console import emit_json as _emit_json
@@ -106,6 +107,20 @@ def _confirm_passphrase() -> str:
     "the provider's notes custodian; the plaintext never leaves this machine.",
 )
 @click.option(
+    "--pilot",
+    "pilots",
+    multiple=True,
+    metavar="ENTITY_ID",
+    help="A pilot supplier's Entity ID (repeat; needs --release-at): until the release date only "
+    "these registered suppliers may fetch the image, and no one else's client offers it.",
+)
+@click.option(
+    "--release-at",
+    metavar="YYYY-MM-DD",
+    help="With --pilot: the UTC date the image is released to every entitled supplier (after "
+    "today, at most 365 days ahead). The provider may release it earlier or hold it longer.",
+)
+@click.option(
     "--allow-recent",
     "allow_recent",
     multiple=True,
@@ -152,6 +167,8 @@ def submit(
     reason: str | None,
     advisories: tuple[str, ...],
     release_notes: Path | None,
+    pilots: tuple[str, ...],
+    release_at: str | None,
     allow_recent: tuple[str, ...],
     source: str,
     root_file: Path | None,
@@ -167,6 +184,14 @@ def submit(
     Hash bins: once your role is split (--split-bins BITS, no IMAGE_FILE), a deposit re-signs only
     the bin its image goes to, and --renew re-signs the bins and role that are near expiry.
     See docs/manufacturer.md, "Hash bins".
+
+    \b
+    Pilots: --pilot ENTITY_ID (repeat) --release-at YYYY-MM-DD deposits the image for those
+    suppliers only until that date (signed in custom.cfl.pilot), e.g.
+      cfl-repo submit fw.ota --manufacturer 121D --key acme.pem --cpl-entry CPL-000123 \\
+          --reason compliance --pilot 00000000000000A1 --release-at 2026-09-01 \\
+          --from https://cfl.example.org --root root.json --out fw.cflb
+    See docs/manufacturer.md, "Pilots".
 
     \b
     Release notes are encrypted only to organisations registered at least 14 days ago
@@ -193,6 +218,7 @@ def submit(
         )
     if image_file is not None and (not cpl_entries or reason is None):
         raise ConfigurationError("a deposit needs --cpl-entry (at least one) and --reason")
+    pilot = _pilot_terms(pilots, release_at, deposit=image_file is not None)
     if allow_recent and release_notes is None:
         raise ConfigurationError(
             "--allow-recent: found without --release-notes, expected both together"
@@ -256,6 +282,7 @@ def submit(
             release_notes=release_notes.read_bytes() if release_notes else None,
             library=library,
             now=now,
+            pilot=pilot,
             recipient_rule=rule,
         )
         _report_recent(submission.recent_recipients, rule, now)
@@ -276,6 +303,32 @@ def submit(
     what = written.target or written.kind
     bins = f" and {len(written.bins)} bin(s)" if written.bins else ""
     _err(f"wrote {out_file}: {what} in {written.role_name} version {submission.role_version}{bins}")
+
+
+def _pilot_terms(
+    pilots: tuple[str, ...], release_at: str | None, *, deposit: bool
+) -> PilotTerms | None:
+    """The pilot terms of --pilot and --release-at (None without them); usage errors exit 2."""
+    from metadata_templates.suppliers import entity_id
+
+    if not pilots and release_at is None:
+        return None
+    if not deposit:
+        raise ConfigurationError(
+            "--pilot/--release-at: found with no IMAGE_FILE, expected a deposit"
+        )
+    if not pilots or release_at is None:
+        given = "--pilot" if pilots else "--release-at"
+        missing = "--release-at YYYY-MM-DD" if pilots else "--pilot ENTITY_ID"
+        raise ConfigurationError(f"{given}: found without {missing}, expected both together")
+    try:
+        ids = [entity_id(p, "--pilot") for p in pilots]
+        parse_date(release_at, "--release-at")
+    except (ValueError, CustomMetadataError) as e:
+        raise ConfigurationError(str(e)) from e
+    if len(set(ids)) != len(ids):
+        raise ConfigurationError(f"--pilot: found {ids}, expected each Entity ID once")
+    return PilotTerms(tuple(ids), release_at)
 
 
 def _allowed_recent(allow_recent: tuple[str, ...]) -> frozenset[str]:

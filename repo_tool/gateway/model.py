@@ -71,6 +71,11 @@ class Code(StrEnum):
     # Issue 13: a first deposit while the targets key is offline; the delegation comes with the
     # manufacturer's enrolment (`cfl-repo manufacturer enrol`), never with a deposit.
     NOT_ENROLLED = "manufacturer-not-enrolled"
+    # Issue 22: a pilot image (custom.cfl.pilot) names an organisation that is not a registered,
+    # active supplier entitled to the image's device type, or a release date that is not a real
+    # date after today and within MAX_EMBARGO_DAYS (repo_tool/gateway/pilots.py).
+    PILOT_SUPPLIER_UNKNOWN = "pilot-supplier-unknown"
+    RELEASE_DATE_INVALID = "release-date-invalid"
     # Security advisories (repo_tool/gateway/advisory.py).
     ADVISORY_MALFORMED = "advisory-malformed"
     ADVISORY_TOO_LARGE = "advisory-too-large"

@@ -7,15 +7,17 @@ from datetime import datetime
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
-from metadata_templates import naming
+from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.cpl_document import CplEntry
 from metadata_templates.custom import (
     CUSTOM_KEY,
     CflTargetInfo,
     CustomMetadataError,
     parse_timestamp,
+    unknown_fields,
 )
 from metadata_templates.notes import is_notes_target_path
+from metadata_templates.suppliers import SupplierRegistry
 from repo_tool.gateway.model import (
     CLOCK_SKEW,
     Accepted,
@@ -28,6 +30,7 @@ from repo_tool.gateway.notes import (
     NotesVerdict,
     check_deposited_notes,
 )
+from repo_tool.gateway.pilots import check_pilot
 from repo_tool.intake.bundle import Bundle
 from repo_tool.intake.describe import (
     ImageDigests,
@@ -107,7 +110,7 @@ def check_added_targets(
     for code, message in notes.findings:
         found.add(Code(code), message)
     info = _check_custom(
-        bundle, manufacturer, target, header, digests, entries, ctx.now, found, notes
+        bundle, manufacturer, target, header, digests, entries, ctx.now, found, notes, ctx.suppliers
     )
     if info is None or notes.findings:
         return None
@@ -136,12 +139,24 @@ def _check_custom(
     now: datetime,
     found: Findings,
     notes: NotesVerdict | None = None,
+    registry: SupplierRegistry | None = None,
 ) -> CflTargetInfo | None:
     try:
         signed_info = CflTargetInfo.from_target_custom(target.custom)
     except CustomMetadataError as e:
-        found.add(Code.TARGET_METADATA_MISMATCH, f"{target.path} {e}")
+        found.add(_code_for(e.field), f"{target.path} {e}")
         return None
+    unknown = unknown_fields(target.custom[CUSTOM_KEY], signed_info)
+    if unknown:
+        # Readers ignore fields they do not know (metadata_templates/custom.py); the gateway is
+        # where a field is first admitted, so it admits only those it can check.
+        found.add(
+            Code.TARGET_METADATA_MISMATCH,
+            f"{target.path} {', '.join(unknown)}: found field(s) this gateway does not know, "
+            f"expected only the fields of custom.cfl schema version {SCHEMA_VERSION}",
+        )
+    if signed_info.pilot is not None:
+        check_pilot(signed_info.pilot, entries[0].device_type, registry, now, found)
     extra = sorted(set(target.custom) - {CUSTOM_KEY})
     if extra:
         found.add(
@@ -165,6 +180,7 @@ def _check_custom(
             # sees the plaintext (a plaintext member is refused as notes-not-encrypted).
             release_notes_sha256=None if notes is None else notes.plaintext_sha256,
             release_notes=None if notes is None else notes.ref,
+            pilot=signed_info.pilot,  # the manufacturer's terms, checked above (check_pilot)
         )
     except CustomMetadataError as e:
         found.add(Code.MISSING_DECLARATION, f"declaration: {e}")
@@ -191,3 +207,12 @@ def _check_custom(
                 f"custom.cfl.{key}: found {got.get(key)!r}, expected {want.get(key)!r} (from the image, CPL and declaration)",
             )
     return signed_info
+
+
+def _code_for(field: str) -> Code:
+    """A signed ``custom.cfl`` the schema refuses: pilot terms get the pilot codes (issue 22)."""
+    if field == "custom.cfl.pilot.release_at":
+        return Code.RELEASE_DATE_INVALID
+    if field.startswith("custom.cfl.pilot.suppliers"):
+        return Code.PILOT_SUPPLIER_UNKNOWN
+    return Code.TARGET_METADATA_MISMATCH

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplEntry
-from metadata_templates.custom import CflTargetInfo, CplEntryRef, ReleaseNotesRef
+from metadata_templates.custom import CflTargetInfo, CplEntryRef, PilotTerms, ReleaseNotesRef
 from repo_tool.intake.bundle import Declaration
 from repo_tool.intake.image import OtaHeader
 
@@ -81,6 +81,7 @@ def describe_image(
     published: str,
     release_notes_sha256: str | None,
     release_notes: ReleaseNotesRef | None = None,
+    pilot: PilotTerms | None = None,
 ) -> CflTargetInfo:
     """The ``custom.cfl`` of an image, from its header, its declared CPL entries and the declaration.
 
@@ -117,6 +118,7 @@ def describe_image(
         published=published,
         release_notes_sha256=release_notes_sha256,
         release_notes=release_notes,
+        pilot=pilot,
     )
     info.to_dict()  # validates against the schema
     return info

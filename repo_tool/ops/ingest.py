@@ -182,6 +182,9 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
     for role in staged_roles:
         roles[role.name] = role.role.signed.version
     targets_version = head.targets_version
+    pilot = accepted.info.pilot
+    # Issue 22: a pilot image waits for its release date (refresh) or the provider's release.
+    pilots = head.pilots if pilot is None else {**head.pilots, target_path: pilot.release_at}
     if first_deposit:
         manufacturer = head.manufacturers[bundle.manufacturer_id]
         targets_version = repo.stage_targets(lambda t: delegate(t, manufacturer), now)
@@ -191,6 +194,7 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
             roles=roles,
             targets_version=targets_version,
             index_sha256=repo.index_store().add(head.index_sha256 or None, added_index),
+            pilots=pilots,
         ),
         event={
             "event": "ingest-accepted",
@@ -202,9 +206,16 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
             "role_version": accepted.role.signed.version,
             "manufacturer_image_sha256": accepted.digests.manufacturer_image_sha256,
             "cpl_entries": list(bundle.declaration.cpl_entries),
+            **({} if pilot is None else {"pilot": pilot.to_dict()}),
         },
     )
-    return IngestResult(bundle_path.name, "accepted", target_path, [], list(verdict.notes))
+    notes = list(verdict.notes)
+    if pilot is not None:
+        notes.append(
+            f"pilot for {', '.join(pilot.suppliers)} until {pilot.release_at}: regenerate the "
+            "host configuration (`cfl-repo host nginx`) and reload nginx before `cfl-repo publish`"
+        )
+    return IngestResult(bundle_path.name, "accepted", target_path, [], notes)
 
 
 def _ingest_renewal(

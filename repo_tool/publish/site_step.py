@@ -36,13 +36,16 @@ from repo_tool.verify.sources import Reader
 
 __all__ = [
     "BASIS_NAME",
+    "RELEASES_MARK",
     "MemoUse",
     "PublishHint",
     "PublishedSite",
     "TreeState",
     "build_published_site",
     "images_named",
+    "mark_site_releases",
     "publish_hint",
+    "site_behind_releases",
     "tree_state",
 ]
 
@@ -248,3 +251,27 @@ def _memo_use(memo: VerifyMemo | None) -> MemoUse | None:
     if memo is None:
         return None
     return MemoUse(recalled=memo.hits, verified=memo.misses, remembered=memo.written)
+
+
+# Issue 22: the release document the website was last rebuilt for by `refresh`. `refresh` records a
+# pilot's release and then rebuilds the site; should it be killed in between, the next `refresh`
+# finds this mark behind the head's document and rebuilds then.
+RELEASES_MARK = ".cfl-site-releases"
+
+
+def site_behind_releases(site_dir: Path, releases_sha256: str | None) -> bool:
+    """Whether the site in ``site_dir`` exists and was not rebuilt for ``releases_sha256`` yet."""
+    if releases_sha256 is None or not site_dir.is_dir():
+        return False
+    try:
+        return (site_dir / RELEASES_MARK).read_text("ascii").strip() != releases_sha256
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
+def mark_site_releases(site_dir: Path, releases_sha256: str) -> None:
+    """Record that the site in ``site_dir`` was rebuilt for ``releases_sha256``."""
+    try:
+        atomic_write_bytes(site_dir / RELEASES_MARK, f"{releases_sha256}\n".encode("ascii"))
+    except OSError as e:
+        raise UnavailableError(f"site {site_dir / RELEASES_MARK}: cannot write: {e}") from e

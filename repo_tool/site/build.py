@@ -54,6 +54,7 @@ from metadata_templates.errors import UnavailableError
 from repo_tool.site import append as site_append
 from repo_tool.site import append_state
 from repo_tool.site import search as site_search
+from repo_tool.site.embargo import public_images, public_library
 from repo_tool.site.files import (
     _INPUTS_NAME,
     _SEARCH_DIRTY,
@@ -165,6 +166,9 @@ def build_site(
     """
 
     _check_aware(generated, "generated")
+    # Issue 22: an image still in its pilot is not listed; after its release it is, like a new one.
+    added = public_images(added, library, generated)
+    library = public_library(library, generated)
     fingerprint = _fingerprint(client_init_url, bool(library.advisories))
     # --- append path hook (issue 14): everything else lives in repo_tool/site/append.py
     try:

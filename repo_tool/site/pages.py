@@ -20,6 +20,7 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool.site import advisories as site_advisories
 from repo_tool.site import search as site_search
+from repo_tool.site.embargo import public_library
 from repo_tool.site.render import (
     _FEED_NAMESPACE,
     CONTENT_SECURITY_POLICY,
@@ -571,7 +572,8 @@ def render_site(
         SiteBuildError: two images would share one page.
         ConfigurationError: the templates are missing (a broken installation).
     """
-    builder = _Builder(library, generated, client_init_url)
+    # Issue 22: an image still in its pilot is not listed (as build_site).
+    builder = _Builder(public_library(library, generated), generated, client_init_url)
     for output in builder.outputs():
         yield output.path, output.render()
     for position, page in enumerate(builder.pages):

@@ -57,6 +57,10 @@ class Head:
         default_factory=dict
     )  # the supplier registry blob (repo_tool/ops/suppliers.py)
     index_sha256: str | None = None
+    # Issue 22: the release document (cfl/releases.json) and the pilot images not released yet,
+    # target -> release date, so `refresh` finds what is due without reading every role.
+    releases_sha256: str | None = None
+    pilots: dict[str, str] = field(default_factory=dict)
     snapshot_version: int = 0
     timestamp_version: int = 0
     # The journal: the events of the last commit travel inside the commit itself, numbered, so a

@@ -17,7 +17,7 @@ from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from metadata_templates import naming
-from metadata_templates.custom import CUSTOM_KEY, format_timestamp
+from metadata_templates.custom import CUSTOM_KEY, PilotTerms, format_timestamp
 from metadata_templates.errors import (
     CflError,
     ConfigurationError,
@@ -26,6 +26,8 @@ from metadata_templates.errors import (
 )
 from metadata_templates.naming import SPEC_VERSION
 from metadata_templates.policy import DEFAULT_POLICY
+from repo_tool.gateway.model import Findings
+from repo_tool.gateway.pilots import check_pilot
 from repo_tool.intake.bundle import KIND_RENEWAL, Bundle, Declaration
 from repo_tool.intake.describe import (
     describe_image,
@@ -66,15 +68,18 @@ def build_submission(
     library: PublishedLibrary,
     now: datetime,
     expiry: timedelta = DEFAULT_EXPIRY,
+    pilot: PilotTerms | None = None,
     recipient_rule: RecipientAgeRule = DEFAULT_RECIPIENT_RULE,
 ) -> Submission:
-    """Build the next role version around ``image`` and sign it. Release notes are encrypted only
-    to organisations registered long enough before ``now`` (``recipient_rule``).
+    """Build the next role version around ``image`` and sign it; with ``pilot``, for those pilot
+    suppliers until the release date (issue 22: signed in ``custom.cfl.pilot``). Release notes are
+    encrypted only to organisations registered long enough before ``now`` (``recipient_rule``).
 
     Raises:
         RejectedInputError: a malformed image, an incomplete declaration, CPL entries not on the
-            published CPL, a release-note recipient registered too recently, or keys that do not
-            meet the published delegation's threshold.
+            published CPL, pilot suppliers the published registry cannot serve the image to, a
+            release date the gateway would refuse, a release-note recipient registered too
+            recently, or keys that do not meet the published delegation's threshold.
     """
     problems = declaration.problems()
     if problems:
@@ -94,6 +99,12 @@ def build_submission(
     if missing:
         raise RejectedInputError(f"--cpl-entry: found {missing}, expected IDs on the published CPL")
     entries = [by_id[entry_id] for entry_id in declaration.cpl_entries]
+    if pilot is not None:
+        # The gateway's own check, against the registry this library published: refused here
+        # with the same message rather than after the trip to the provider.
+        pilot_problems = check_pilot_terms(pilot, entries[0].device_type, library, now)
+        if pilot_problems:
+            raise RejectedInputError("; ".join(pilot_problems))
     digests = digest_image(image, header)
     path = target_path_for(header, entries[0].device_type, digests.file_sha256)
     # Encrypted here, on the manufacturer's machine: the plaintext never goes into the bundle.
@@ -117,6 +128,7 @@ def build_submission(
         published=format_timestamp(now),
         release_notes_sha256=release_notes_digest(release_notes),
         release_notes=None if notes is None else notes.ref,
+        pilot=pilot,
     )
     role_name = naming.role_name(manufacturer_id)
     current = library.role_metadata.get(role_name)
@@ -178,6 +190,15 @@ def build_submission(
         role_version=md.signed.version,
         recent_recipients=() if notes is None else notes.recent,
     )
+
+
+def check_pilot_terms(
+    pilot: PilotTerms, device_type: str, library: PublishedLibrary, now: datetime
+) -> list[str]:
+    """What the gateway would refuse in ``pilot`` (messages; empty when nothing)."""
+    found = Findings()
+    check_pilot(pilot, device_type, library.suppliers, now, found)
+    return [f"{f.code.value}: {f.message}" for f in found.items]
 
 
 def _signed(

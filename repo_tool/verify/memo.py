@@ -257,6 +257,11 @@ def _cfl_shape_ok(cfl: object) -> bool:
         for name in _ENTRY_TEXT:
             if type(entry.get(name)) is not str:
                 return False
+    pilot = cfl.get("pilot", {"suppliers": [], "release_at": ""})  # issue 22
+    if type(pilot) is not dict or not _texts(pilot.get("suppliers")):
+        return False
+    if type(pilot.get("release_at")) is not str:
+        return False
     if "release_notes" not in cfl:
         return True
     notes = cfl["release_notes"]

@@ -16,6 +16,7 @@ from metadata_templates.advisory import Advisory
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo
 from metadata_templates.notes import CustodianDocument
+from metadata_templates.releases import ReleaseList
 from metadata_templates.suppliers import SupplierRegistry
 from metadata_templates.withdrawals import Withdrawal
 
@@ -64,6 +65,7 @@ class PublishedLibrary:
     notes_custodian: CustodianDocument | None = None
     log_vkey: str | None = None  # the transparency log's vkey the signed timestamp binds (tlog)
     log_size: int = 0
+    releases: ReleaseList = field(default_factory=ReleaseList)  # issue 22: pilot releases, holds
     # The newest revision of each security advisory of the walked roles, by ID, each read and
     # checked like the role's other targets (repo_tool/verify/advisories.py).
     advisories: tuple[Advisory, ...] = ()

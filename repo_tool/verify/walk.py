@@ -41,6 +41,7 @@ from metadata_templates.notes import (
     NotesError,
     is_notes_target_path,
 )
+from metadata_templates.releases import RELEASES_TARGET_PATH, ReleaseList
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.verify.advisories import check_detail_targets, verified_advisories
@@ -384,6 +385,7 @@ def load_verified_library(
     withdrawals = WithdrawalList()
     suppliers: SupplierRegistry | None = None
     custodian: CustodianDocument | None = None
+    releases = ReleaseList()
     for path, target in sorted(documents.items()):
         sha256 = target.hashes.get("sha256", "")
         if path == naming.CPL_TARGET_PATH and cpl_loader is not None:
@@ -406,6 +408,8 @@ def load_verified_library(
                 suppliers = SupplierRegistry.from_bytes(data)
             elif path == CUSTODIAN_TARGET_PATH:
                 custodian = CustodianDocument.from_bytes(data)
+            elif path == RELEASES_TARGET_PATH:
+                releases = ReleaseList.from_bytes(data)
         except (ValueError, NotesError) as e:
             walk.fail(f"{path}: {e}")
     withdrawn = withdrawals.by_target()
@@ -427,6 +431,7 @@ def load_verified_library(
         expired_roles=dict(walk.expired_roles),
         suppliers=suppliers,
         notes_custodian=custodian,
+        releases=releases,
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
         advisories=verified_advisories(
             advisory_refs, functools.partial(_check_blob, walk), walk.fail

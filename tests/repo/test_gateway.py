@@ -457,6 +457,26 @@ def mismatch_custom_firmware_version(s: Scenario) -> Built:
     )
 
 
+def mismatch_unknown_field(s: Scenario) -> Built:
+    """A field this gateway does not know: readers would ignore it, the gateway admits none."""
+    good = s.good()
+
+    def edit(signed: Targets) -> None:
+        cfl = signed.targets[good.target].custom["cfl"]
+        cfl["rollout_wave"] = 2
+        cfl["cpl_entries"][0]["region"] = "north"
+
+    bundle = resign(good, [s.key], edit)
+    return Built(
+        s.write(bundle),
+        (
+            "custom.cfl.cpl_entries[0].region, custom.cfl.rollout_wave",
+            "found field(s) this gateway does not know",
+            "expected only the fields of custom.cfl schema version 1",
+        ),
+    )
+
+
 def mismatch_length(s: Scenario) -> Built:
     good = s.good()
 
@@ -668,6 +688,11 @@ CASES = [
         Code.TARGET_METADATA_MISMATCH,
         mismatch_custom_firmware_version,
     ),
+    Case(
+        "target-metadata-mismatch/unknown-field",
+        Code.TARGET_METADATA_MISMATCH,
+        mismatch_unknown_field,
+    ),
     Case("target-metadata-mismatch/length", Code.TARGET_METADATA_MISMATCH, mismatch_length),
     Case("target-metadata-mismatch/hash", Code.TARGET_METADATA_MISMATCH, mismatch_hash),
     Case("role-content-altered/dropped", Code.ROLE_CONTENT_ALTERED, altered_dropped),
@@ -759,6 +784,9 @@ CASES_ELSEWHERE = {
     # the targets key offline and a registered manufacturer never enrolled
     Code.NOT_ENROLLED: "tests/repo/test_enrolment.py::"
     "test_a_first_deposit_without_enrolment_is_rejected_alone_when_targets_is_offline",
+    # issue 22: the pilot terms need registered suppliers (one named case per refusal there)
+    Code.PILOT_SUPPLIER_UNKNOWN: "tests/pilots/test_pilot_gateway.py::test_gateway_refuses_bad_pilot_terms",
+    Code.RELEASE_DATE_INVALID: "tests/pilots/test_pilot_gateway.py::test_gateway_refuses_bad_pilot_terms",
     # advisory bundles: one named case per code in their own table
     **{
         code: "tests/repo/test_advisory_gateway.py::test_each_bad_advisory_is_refused_with_its_code"

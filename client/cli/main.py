@@ -19,7 +19,16 @@ from rich.console import Console
 
 from client import __version__
 from client.cli.log import log_group, witness_group
-from client.cli.output import CflGroup, emit_json, home_of, say, stderr, utc_now
+from client.cli.output import (
+    CflGroup,
+    emit_json,
+    home_of,
+    lock_policy,
+    say,
+    stderr,
+    utc_now,
+    wait_option,
+)
 from client.cli.tables import image_table, wide_console
 from client.estate.check import run_check
 from client.estate.report import render_summary, report_json
@@ -65,8 +74,9 @@ def _exit_if_incomplete(ctx: click.Context, asked_unverified: Sequence[Unverifie
     help="Client home: configuration, trusted metadata, cache, history (env CFL_HOME; default a per-user data dir).",
 )
 @click.option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks on errors.")
+@wait_option
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, home: Path | None, verbose: int, wait: float) -> None:
     """Centralised Firmware Library: the supplier's verifying client.
 
     \b
@@ -89,7 +99,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
         # urllib3 logs each retry as a WARNING; the `error:` line already names the URL and cause.
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx.ensure_object(dict)
-    ctx.obj["home"] = ClientHome(home)
+    ctx.obj["home"] = ClientHome(home, lock=lock_policy(ctx, "cfl", wait))
 
 
 wide_option = click.option(
@@ -207,8 +217,9 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
     from client.log.transparency import check_home_log
 
     home = home_of(ctx)
-    result = refresh_library(home)
-    with home.lock():
+    home.load_config()  # before the lock, which creates the folder: a mistyped --home leaves none
+    with home.lock():  # one hold: no other cfl lands between the refresh and the log check
+        result = refresh_library(home)
         # The transparency log: consistency from the checkpoint this home trusted to the new one.
         checkpoint, _ = check_home_log(home, now=_now())
     _warn_unverified(result.unverified)
@@ -540,4 +551,4 @@ cli.add_command(witness_group)
 
 def main() -> None:
     """Console-script entry point."""
-    cli(standalone_mode=True)
+    cli(standalone_mode=True, obj={"argv": sys.argv[1:]})  # the lock record names the command

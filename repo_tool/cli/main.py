@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from metadata_templates.locking import WAIT_ENV
 from repo_tool import __version__
 from repo_tool.cli.ceremony import CEREMONY_GROUP
 from repo_tool.cli.console import run
@@ -44,8 +45,18 @@ from repo_tool.cli.verify import verify
     help="Repository working directory (env CFL_REPO).",
 )
 @click.option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks on errors.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    envvar=WAIT_ENV,
+    metavar="SECONDS",
+    help=f"Wait up to SECONDS for the repository lock while another command holds it (env "
+    f"{WAIT_ENV}; default 0: fail at once, naming it). Cron jobs pass it, e.g. "
+    "cfl-repo --wait 900 --repo R ingest inbox/. See docs/operator.md, 'Two jobs at once'.",
+)
 @click.pass_context
-def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, repo: Path | None, verbose: int, wait: float) -> None:
     """Centralised Firmware Library: the provider's and manufacturers' repository tool.
 
     \b
@@ -65,6 +76,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     )
     ctx.ensure_object(dict)
     ctx.obj["repo"] = repo
+    ctx.obj["wait"] = wait
 
 
 # `cfl-repo --help` lists commands alphabetically (click's default), whatever the order here.

@@ -8,6 +8,7 @@ the root group by repo_tool/cli/main.py; parse, call the library, render.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,9 @@ from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import utc_now
+
+if TYPE_CHECKING:
+    from repo_tool.publish.folder import PublishReport
 
 _now = utc_now
 
@@ -65,6 +69,7 @@ def publish(
     See docs/hosting.md, "Publishing to object storage".
     """
     from repo_tool.ops.publish import publish as do_publish
+    from repo_tool.ops.publish import publish_with_site
 
     # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
     if to_url is not None or endpoint_url is not None:
@@ -85,29 +90,24 @@ def publish(
     repo = _open_repo(ctx)
     target = out or repo.default_out
     now = _now()
-    # --- site hint (issue 14): what the tree served before, so the site is told what is new
-    from repo_tool.publish import site_step as site_hint
-    from repo_tool.verify.memo import VerifyMemo
 
-    before = None if no_site else site_hint.tree_state(target)
-    # --- end of the site hint
-    report = do_publish(repo, target, now=now)
-    _err(
-        f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
-        f"wrote {sum(report.written.values())} file(s)"
-    )
-    doc = report.to_dict()
-    if not no_site:
-        site = site_hint.build_published_site(
-            target,
-            repo.metadata_bytes("root", 1),
-            now=now,
-            hint=site_hint.publish_hint(repo, before),
-            memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
+    def published(report: PublishReport) -> None:
+        _err(
+            f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
+            f"wrote {sum(report.written.values())} file(s)"
         )
-        site_dir = site.site_dir
-        _err(f"website: {site_dir}/index.html")
-        doc["site"] = str(site_dir)
+
+    if no_site:
+        report = do_publish(repo, target, now=now)
+        published(report)
+        doc = report.to_dict()
+    else:
+        # The site is built under the same locks as the tree (issue 25; the hint: issue 14).
+        done = publish_with_site(repo, target, now=now, on_published=published)
+        doc = done.report.to_dict()
+        site = done.site
+        _err(f"website: {site.site_dir}/index.html")
+        doc["site"] = str(site.site_dir)
         doc["site_build"] = {
             "appended": site.result.appended,
             "told_new_images": site.hinted,
@@ -134,9 +134,9 @@ def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
 
     repo = _open_repo(ctx)
     now = _now()
-    with repo.locked():
+    with repo.locked():  # one hold: nothing lands between the re-signing and its publish
         resigned = do_refresh(repo, now=now, force=force)
-    report = do_publish(repo, out or repo.default_out, now=now)
+        report = do_publish(repo, out or repo.default_out, now=now)
     _err(
         f"re-signed: {', '.join(resigned) or 'nothing was due'}; timestamp {report.timestamp_version}"
     )

@@ -16,14 +16,8 @@ from pathlib import Path
 from metadata_templates.errors import ConfigurationError, field_error
 from metadata_templates.output import json_document
 from repo_tool.ops.publish_s3 import publish_to_s3
-from repo_tool.publish.s3 import (
-    Progress,
-    S3Bucket,
-    make_s3_client,
-    parse_s3_url,
-    publish_site_to_s3,
-    site_cache_dir,
-)
+from repo_tool.publish.s3 import Progress, S3Bucket, make_s3_client, parse_s3_url, site_cache_dir
+from repo_tool.publish.s3_site import publish_site_to_s3
 from repo_tool.state.repository import Repository
 from repo_tool.verify.memo import VerifyMemo
 

@@ -13,12 +13,14 @@ image, its manufacturer's role, targets (if changed), snapshot and timestamp, an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
+from metadata_templates.locking import LockPolicy, exclusive_lock
 from repo_tool.publish.plan import (
     PUBLISH_STEPS,
     Kind,
@@ -37,10 +39,25 @@ __all__ = [
     "PublishReport",
     "StepHook",
     "repository_plan",
+    "tree_lock",
     "write_tree",
 ]
 
 LOCK_NAME = ".cfl-publish.lock"
+
+
+@contextlib.contextmanager
+def tree_lock(out: Path, policy: LockPolicy) -> Iterator[None]:
+    """Hold a published tree's own lock, ``OUT/.cfl-publish.lock``: every publish into ``out``
+    (from any repository) and every site build of it take it, so none of them interleave. It
+    records its holder and waits as the repository lock does (metadata_templates/locking.py).
+
+    Raises:
+        BusyError: another process holds it.
+    """
+    with exclusive_lock(out / LOCK_NAME, subject=f"the published tree {out}", policy=policy):
+        yield
+
 
 StepHook = Callable[[str], None]
 

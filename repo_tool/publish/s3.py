@@ -122,6 +122,8 @@ class ObjectHeaders:
 
 
 LOG_CHECKPOINT_PATH = "log/checkpoint"
+# The publishers' lease on the prefix (repo_tool/publish/s3_lock.py): bookkeeping, not published.
+LEASE_PATH = ".cfl-publish.lock"
 
 
 def object_headers(relative: str) -> ObjectHeaders:
@@ -130,7 +132,9 @@ def object_headers(relative: str) -> ObjectHeaders:
     ``metadata/timestamp.json`` and everything under ``site/`` change in place: ``no-cache`` (a
     cache must revalidate). Every other file is named by version or hash: cacheable forever.
     """
-    mutable = relative in (TIMESTAMP_PATH, LOG_CHECKPOINT_PATH) or relative.startswith(SITE_PREFIX)
+    mutable = relative in (TIMESTAMP_PATH, LOG_CHECKPOINT_PATH, LEASE_PATH) or relative.startswith(
+        SITE_PREFIX
+    )
     suffix = PurePosixPath(relative).suffix.lower()
     content_type = _CONTENT_TYPES.get(suffix) or (
         "application/octet-stream"
@@ -264,6 +268,8 @@ class S3Bucket:
             for page in pages():
                 for item in page.get("Contents", []):
                     relative = str(item["Key"]).removeprefix(self.location.prefix)
+                    if relative == LEASE_PATH:
+                        continue  # the publishers' lease is not part of the published tree
                     found[relative] = ListedObject(int(item["Size"]), str(item.get("ETag", "")))
 
         self._call(self.location.prefix, "list", collect)

@@ -29,6 +29,7 @@ from repo_tool.publish.plan import (
     StagedVersions,
     plan_publish,
     published_versions,
+    refuse_rollback,
 )
 from repo_tool.state.repository import Repository
 from repo_tool.tlog.provider_log import publish_log
@@ -107,18 +108,24 @@ def _read_or_none(path: Path) -> bytes | None:
 
 
 def repository_plan(
-    repo: Repository, timestamp_bytes: bytes | None, read_snapshot: SnapshotReader
+    repo: Repository,
+    timestamp_bytes: bytes | None,
+    read_snapshot: SnapshotReader,
+    where: str = "the destination",
 ) -> list[PlannedFile]:
-    """The plan that brings a destination holding ``timestamp_bytes`` up to the repository's head.
+    """The plan that brings a destination holding ``timestamp_bytes`` up to the repository's head
+    (``where`` names it in errors).
 
     Reads only the repository: the CPL and withdrawals (targets), and for each role the
     destination lacks, what was added since the version it has (recorded at ingest), so a large
     role is not parsed for one image.
 
     Raises:
-        UnavailableError: a target path escapes the targets directory.
+        UnavailableError: a target path escapes the targets directory, or the destination serves a
+            newer timestamp than the repository's (another repository publishes there).
     """
     head = repo.head
+    refuse_rollback(timestamp_bytes, head.timestamp_version, where)
     staged = StagedVersions(
         root=head.root_version,
         targets=head.targets_version,
@@ -191,6 +198,7 @@ def write_tree(repo: Repository, out: Path, report: PublishReport, hook: StepHoo
         repo,
         _read_or_none(metadata_dir / "timestamp.json"),
         lambda version: _read_or_none(metadata_dir / f"{version}.snapshot.json"),
+        str(metadata_dir / "timestamp.json"),
     )
     by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
     for planned in plan:

@@ -163,3 +163,27 @@ def published_versions(
     except (RepositoryError, ValueError, KeyError, TypeError):
         return {}
     return {name.removesuffix(".json"): m.version for name, m in snapshot.signed.meta.items()}
+
+
+def refuse_rollback(timestamp_bytes: bytes | None, staged_version: int, where: str) -> None:
+    """Refuse to replace a destination's ``timestamp.json`` with an older version.
+
+    Only another repository publishing to the same destination (a standby, a restored backup)
+    can have put a newer one there; replacing it would roll every client back, and each would
+    refuse the rollback and stop updating. A timestamp that does not parse is left to the writer.
+
+    Raises:
+        UnavailableError: the destination serves a newer timestamp than ``staged_version``.
+    """
+    if timestamp_bytes is None:
+        return
+    try:
+        version = Metadata[Timestamp].from_bytes(timestamp_bytes).signed.version
+    except (RepositoryError, ValueError, KeyError, TypeError):
+        return
+    if version > staged_version:
+        raise UnavailableError(
+            f"{where}: timestamp version: found {version}, expected at most {staged_version} "
+            "(this repository's): another repository publishes here; not rolled back",
+            hint="publish each destination from one repository (docs/operator.md, 'Two jobs at once')",
+        )

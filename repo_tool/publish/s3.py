@@ -438,7 +438,7 @@ def upload_staged(
         relative = f"metadata/{version}.snapshot.json"
         return bucket.get(relative) if relative in listing else None
 
-    plan = repository_plan(repo, timestamp_now, read_snapshot)
+    plan = repository_plan(repo, timestamp_now, read_snapshot, bucket.location.url + TIMESTAMP_PATH)
     by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
     for planned in plan:
         by_step[planned.step].append(planned)

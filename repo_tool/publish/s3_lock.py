@@ -134,7 +134,10 @@ class BucketLease:
         if record.released:
             return True
         expires = _parse(record.expires)
-        if expires is None or expires <= self.policy.utc_now():
+        now = self.policy.utc_now()
+        # A lease claiming to outlast two of ours is no publisher's: a broken or hostile writer
+        # of the bucket must not block publishing for a year.
+        if expires is None or expires <= now or expires > now + 2 * self.lease:
             return True
         return record.holder.host == self.policy.host and not self.alive(record.holder.pid)
 

@@ -69,6 +69,11 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int, wait: float) -> Non
 
     Every command exits 0 on success, 1 when something was rejected or failed verification,
     2 on usage or configuration errors. See docs/operator.md and docs/manufacturer.md.
+
+    \b
+    Two jobs at once: a command that changes the repository while another does exits 1 at once,
+    naming it (command, PID, host, since); with --wait SECONDS it waits for it instead:
+      cfl-repo --wait 900 --repo /srv/cfl/repo ingest /srv/cfl/inbox     # from cron
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,

@@ -67,6 +67,13 @@ def publish(
     With --to s3://BUCKET/PREFIX, upload to object storage in the same order: only what the
     bucket lacks, never overwriting or deleting an immutable object, then the website.
     See docs/hosting.md, "Publishing to object storage".
+
+    \b
+    It holds the repository lock and OUT/.cfl-publish.lock (with --to: the prefix's lease
+    object, which keeps publishers on two machines apart) from the first read to the website,
+    and never replaces the destination's timestamp.json with an older one. From cron:
+      cfl-repo --wait 900 --repo R publish --to s3://cfl-lib/prod
+    See docs/operator.md, "Two jobs at once".
     """
     from repo_tool.ops.publish import publish as do_publish
     from repo_tool.ops.publish import publish_with_site

@@ -51,6 +51,9 @@ def site_build(
     verified cleanly before are recalled from R/cache/verify-memo instead of verified again
     (deleting that folder is always safe); see docs/site.md, "The verified-role memo".
     `cfl-repo verify` never uses it.
+
+    It holds the repository lock (when it reads the repository) and, when the site is the
+    published tree's, the tree's own lock, which every publish into it takes too.
     """
     from repo_tool.publish.folder import tree_lock
     from repo_tool.publish.site_step import verified_for_site

@@ -15,12 +15,14 @@ sides, which may not import each other.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
 import shlex
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -211,6 +213,29 @@ def _acquire(fd: int, path: Path, subject: str, policy: LockPolicy) -> None:
         pause = min(pause * 2, policy.poll)
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file, opened for the record; never through a link or onto a special file, whose
+    target the record would otherwise overwrite.
+
+    Raises:
+        UnavailableError: ``path`` is a symbolic link or not a regular file.
+    """
+    refused = UnavailableError(
+        f"{path}: found a symbolic link or special file, expected a regular lock file",
+        hint="remove it; the next command creates it again",
+    )
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise refused from e
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refused
+    return fd
+
+
 @contextlib.contextmanager
 def exclusive_lock(
     path: Path, *, subject: str, policy: LockPolicy | None = None
@@ -227,11 +252,12 @@ def exclusive_lock(
 
     Raises:
         BusyError: another process held the lock for longer than ``policy.wait``.
+        UnavailableError: the lock file is a symbolic link or a special file.
         OSError: the lock file cannot be created or opened.
     """
     policy = policy or LockPolicy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(path)
     try:
         _acquire(fd, path, subject, policy)
         record = policy.record()

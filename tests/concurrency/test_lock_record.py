@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import (
     MASK,
     BusyError,
@@ -251,3 +252,24 @@ def test_the_command_in_the_record_never_carries_a_secret(
         assert len(described) == 400 and described.endswith("...")
     else:
         assert described == expected
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_lock_file_that_is_a_link_or_special_file_is_refused_and_its_target_untouched(
+    tmp_path: Path, kind: str
+) -> None:
+    """Whoever can write the folder must not make the holder's record overwrite another file."""
+    lock = tmp_path / ".lock"
+    victim = tmp_path / "precious.txt"
+    victim.write_bytes(b"keep me")
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    else:
+        os.mkfifo(lock)
+    with (
+        pytest.raises(UnavailableError, match="found a symbolic link or special file") as caught,
+        exclusive_lock(lock, subject="the repository", policy=policy(FakeClock())),
+    ):
+        pass
+    assert not isinstance(caught.value, BusyError)
+    assert victim.read_bytes() == b"keep me"

@@ -25,13 +25,28 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
+def errors_name(path: Path) -> Iterator[None]:
+    """Give an ``OSError`` raised in the block the path it concerns, when it has none.
+
+    ``write``, ``flush`` and ``fsync`` failures (a full disk, an I/O error) carry no file name, so
+    the one error line a command prints would not say where; every writer of ours names it here.
+    """
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+@contextlib.contextmanager
 def atomic_writer(path: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block ends without error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with errors_name(path), os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from metadata_templates.atomic import errors_name
 from metadata_templates.errors import UnavailableError
 
 WAIT_ENV = "CFL_LOCK_WAIT"
@@ -263,8 +264,10 @@ def exclusive_lock(
         record = policy.record()
         line = record.to_line()
         # The new line first, then the cut: a reader sees the old record or the new one's line.
-        os.pwrite(fd, line, 0)
-        os.ftruncate(fd, len(line))
+        # A full disk fails here with no file name; errors_name gives it the lock's path.
+        with errors_name(path):
+            os.pwrite(fd, line, 0)
+            os.ftruncate(fd, len(line))
         try:
             yield record
         finally:

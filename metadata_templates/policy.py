@@ -41,6 +41,14 @@ class RolePolicy:
     # similar fill keep that cost flat as a manufacturer grows: 64 targets is ~100 kB of bin.
     manufacturer_bin_bit_length: int = 1
     manufacturer_bin_max_targets: int = 64
+    # `submit --release-notes` refuses to encrypt to an organisation registered fewer days ago than
+    # this (issue 25), unless it is named with --allow-recent. A new registration is the one thing
+    # a thief of the online cfl-provider key can add to the audience of future notes; two weeks
+    # gives the provider, witnesses and auditors time to see a registration nobody asked for (each
+    # is a logged event) and rotate the key, and a genuine newcomer loses little: the notes
+    # custodian grants it older notes anyway. The manufacturer's `submit` uses the contract's
+    # default: a value the provider published would be one the thief could change.
+    min_recipient_age_days: int = 14
 
     def expiry(self, role: str) -> timedelta:
         """The validity period of a role (``root``, ``targets``, ``snapshot``, ``timestamp``,

@@ -43,6 +43,10 @@ DEFAULT_ACCESS_POLICY: Mapping[str, tuple[str, ...]] = {
 }
 """Device type -> User Roles entitled to download its images (DOMAIN.md, "Suppliers and access")."""
 
+ESTATE_REFUSAL = "no device in your estate that this image applies to"
+"""The host's 403 reason when the estate gives the caller no right to an image (issue 22): the
+provider's host sends it, the supplier's client recognises it and explains it in one line."""
+
 STATUS_ACTIVE = "active"
 STATUS_REVOKED = "revoked"
 

@@ -2,7 +2,9 @@
 # Debian packages the real-component tests use: nginx (interop tests serve the published tree with it),
 # chromium (site tests), softhsm2 + opensc (a real PKCS#11 token for HSM signing), and Node.js/npm
 # (the tuf-js interop client) only when no `node` is on PATH; strace (the crash tests inject kill -9
-# at every rename a command makes).
+# at every rename a command makes); systemd (`systemd-analyze verify` judges deploy/'s units),
+# prometheus-node-exporter (reads the metrics textfile as Prometheus would) and prometheus (its
+# `promtool` tests deploy/cfl-alerts.yml).
 #
 # Idempotent and quick when everything is present (one `command -v` per component, no apt call).
 # As root with apt-get: installs what is missing. Otherwise: says what to install and exits 0; the
@@ -16,6 +18,9 @@ declare -A PACKAGE_FOR=(
   [softhsm2-util]=softhsm2
   [pkcs11-tool]=opensc
   [strace]=strace
+  [systemd-analyze]=systemd
+  [prometheus-node-exporter]=prometheus-node-exporter
+  [promtool]=prometheus
 )
 # Node.js: any `node` will do (a nodesource or nvm one included); only fall back to Debian's.
 NODE_PACKAGES=(nodejs npm)
@@ -39,7 +44,7 @@ if has softhsm2-util && [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]] &&
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "setup-system: nginx, chromium, softhsm2, opensc, strace and node are installed"
+  echo "setup-system: nginx, chromium, softhsm2, opensc, strace, systemd, node exporter, promtool and node are installed"
   exit 0
 fi
 

@@ -85,14 +85,27 @@ def make_org(entity_id: str, name: str, *roles: str) -> Org:
     return Org(entity_id, name, roles, pem, cert.public_bytes(serialization.Encoding.PEM))
 
 
+# How long before the test's clock the organisations registered by default: longer than the
+# policy's min_recipient_age_days, as real recipients are, so `submit --release-notes` encrypts to
+# them (the age rule itself: tests/repo/test_recipient_age.py).
+ESTABLISHED = datetime.timedelta(days=30)
+
+
 def publish_registry(
-    factory: LibraryFactory, orgs: list[Org], *, revoked: tuple[str, ...] = ()
+    factory: LibraryFactory,
+    orgs: list[Org],
+    *,
+    revoked: tuple[str, ...] = (),
+    registered: datetime.datetime | None = None,
 ) -> SupplierRegistry:
-    """Stage and publish a registry of ``orgs`` (those in ``revoked`` revoked)."""
-    at = format_timestamp(factory.now)
+    """Stage and publish a registry of ``orgs`` (those in ``revoked`` revoked), registered at
+    ``registered`` (default: ``ESTABLISHED`` before the factory's clock)."""
+    at = format_timestamp(registered or factory.now - ESTABLISHED)
     registry = SupplierRegistry(tuple(o.supplier(at) for o in orgs))
     for entity in revoked:
-        registry = registry.revoke(entity, at=at, reason="left the market")
+        registry = registry.revoke(
+            entity, at=format_timestamp(factory.now), reason="left the market"
+        )
     with factory.repo.locked():
         factory.repo.put_provider_targets(
             {SUPPLIERS_TARGET_PATH: registry.to_bytes()},

@@ -18,20 +18,22 @@ import click
 from rich.console import Console
 
 from client import __version__
+from client.cli.advisories import advisories_command, fail_on_advisory, fail_on_option
 from client.cli.log import log_group, witness_group
 from client.cli.output import (
     CflGroup,
     emit_json,
     home_of,
     lock_policy,
+    offline_option,
     say,
     stderr,
     utc_now,
     wait_option,
 )
-from client.cli.tables import image_table, wide_console
+from client.cli.tables import image_table, render_summary, wide_console
 from client.estate.check import run_check
-from client.estate.report import render_summary, report_json
+from client.estate.report import report_json
 from client.estate.rollout import parse_phases
 from client.fetch.selection import Wanted
 from client.trust.catalogue import CatalogueImage
@@ -86,6 +88,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int, wait: float) -> Non
     cfl check ESTATE.csv              which images apply to your devices, and which to install
     cfl download --estate ESTATE.csv --out DIR    fetch the images on the upgrade paths, verified
     cfl notes TARGET                  decrypt an image's release notes (entitled suppliers only)
+    cfl advisories --estate E.csv     security advisories affecting your devices, and the fix
     cfl log verify URL                audit the transparency log (no keys, no home)
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
@@ -112,13 +115,6 @@ wide_option = click.option(
 def _target_names(images: Iterable[CatalogueImage], wide: bool) -> dict[str, str]:
     targets = [image.target_path for image in images]
     return {t: t for t in targets} if wide else short_names(targets)
-
-
-offline_option = click.option(
-    "--offline",
-    is_flag=True,
-    help="Use only the trusted metadata and cache in the home (no network); expired metadata is still refused.",
-)
 
 
 @cli.command()
@@ -213,15 +209,18 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
     A manufacturer whose role is expired or fails verification is reported (a warning, and
     "unverified" in --json) and the rest of the library is refreshed; the exit code stays 0 because
     no image was asked for.
+
+    A withdrawal is never undone: a withdrawal list that drops or changes one this home saw, or
+    lacks one the transparency log records, is refused (exit 1) and the home keeps the state it
+    trusted before. See docs/supplier.md, "A withdrawal is never undone".
     """
-    from client.log.transparency import check_home_log
+    from client.log.withdrawal_events import home_log_withdrawals
 
     home = home_of(ctx)
-    home.load_config()  # before the lock, which creates the folder: a mistyped --home leaves none
-    with home.lock():  # one hold: no other cfl lands between the refresh and the log check
-        result = refresh_library(home)
-        # The transparency log: consistency from the checkpoint this home trusted to the new one.
-        checkpoint, _ = check_home_log(home, now=_now())
+    # The transparency log: consistency from the checkpoint this home trusted to the new one, and
+    # every withdrawal logged since the last search must be in the withdrawal list. Both run under
+    # the one hold of the home's lock that refresh_library takes: no other cfl lands in between.
+    result = refresh_library(home, read_log=home_log_withdrawals(home, now=_now()))
     _warn_unverified(result.unverified)
     if as_json:
         emit_json(
@@ -232,8 +231,8 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
             }
         )
         return
-    if checkpoint is not None:
-        say(f"transparency log: consistent, {checkpoint.size} entries")
+    if result.log_size is not None:
+        say(f"transparency log: consistent, {result.log_size} entries")
     say(
         "verified: "
         + ", ".join(f"{role} v{v}" for role, v in result.versions.items())
@@ -325,6 +324,7 @@ def list_images(
     help="Also report devices gained since the last --changes check, and images published since the last check that apply.",
 )
 @wide_option
+@fail_on_option
 @click.option(
     "--estate-name",
     default="default",
@@ -343,6 +343,7 @@ def check(
     report_out: Path | None,
     changes: bool,
     wide: bool,
+    fail_on: str | None,
     estate_name: str,
     offline: bool,
 ) -> None:
@@ -354,7 +355,9 @@ def check(
     says N/A, the image's firmware version is higher). Each group gets the shortest path of
     images from its firmware to the best image it can reach (MP231 pathways, never through a
     withdrawn image, security fixes preferred); the recommended image is its last hop. Only the
-    roles of manufacturers in the estate are fetched. See docs/supplier.md.
+    roles of manufacturers in the estate are fetched. Groups on firmware a security advisory
+    lists are marked, with the path that fixes it (--fail-on-advisory SEVERITY for cron). See
+    docs/supplier.md.
     """
     if phases is not None and devices_out is None:
         raise ConfigurationError("--phases: found without --devices-out, expected both together")
@@ -394,8 +397,11 @@ def check(
             stderr.print(f"per-device batches written to {devices_out}")
         if report_out is not None:
             stderr.print(f"report written to {report_out}")
+    for problem in run.advisories.problems:
+        say(f"warning: ignored {problem.target}: {problem.message}")
     # Only the estate's manufacturers were loaded, so every unverified role was asked for.
     _exit_if_incomplete(ctx, run.catalogue.unverified)
+    fail_on_advisory(ctx, run.report, fail_on)
 
 
 @cli.command()
@@ -547,6 +553,7 @@ def notes_command(
 
 cli.add_command(log_group)
 cli.add_command(witness_group)
+cli.add_command(advisories_command)
 
 
 def main() -> None:

@@ -115,3 +115,11 @@ def lock_policy(ctx: click.Context, program: str, wait: float) -> LockPolicy:
         else f"{program} {ctx.invoked_subcommand or ''}".strip()
     )
     return LockPolicy(command=command, wait=wait, on_wait=say)
+
+
+# Every command that reads the library may work from the home alone.
+offline_option = click.option(
+    "--offline",
+    is_flag=True,
+    help="Use only the trusted metadata and cache in the home (no network); expired metadata is still refused.",
+)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from client.estate.report import CheckReport
 from client.trust.catalogue import CatalogueImage
 
 # Wide enough for any table, so --wide never wraps a line.
@@ -68,3 +69,86 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
             Text(sha if wide else sha[:8] + "…"),
         )
     return table
+
+
+def render_summary(
+    report: CheckReport, console: Console, names: Mapping[str, str] | None = None
+) -> None:
+    """A table for people: one line per group, security fixes flagged, then the bad rows.
+
+    Args:
+        report: the check.
+        console: where to print.
+        names: target path -> the name to show (client/trust/short_names.py); full paths without it.
+            Names are never cut; the path wraps between hops and the notes wrap.
+    """
+    names = names or {}
+    # No vertical rules: six identity columns and the path must fit 80 columns.
+    table = Table(
+        title=f"Estate check: {report.devices:,} devices in {len(report.groups)} groups",
+        box=box.SIMPLE_HEAD,
+    )
+    longest = max((len(n) for n in names.values()), default=0)
+    for heading in ("Type", "Mfr", "Model", "HW", "Firmware", "Devices"):
+        table.add_column(heading, justify="right" if heading == "Devices" else "left", no_wrap=True)
+    # One hop per line ("FIRMWARE NAME", then "→ FIRMWARE NAME") and the notes below them, in the
+    # one column that takes what the identity columns leave: 80 columns are enough.
+    table.add_column("Path, notes", min_width=max(longest + 11, 17), overflow="fold")
+    for index, group in enumerate(report.groups):
+        plan = report.plan_of(index)
+        cell = (
+            Text("up to date / none", style="dim")
+            if not plan.path
+            else Text(
+                "\n→ ".join(
+                    f"{hop.cfl.firmware_version} {names.get(hop.target_path, hop.target_path)}"
+                    for hop in plan.path
+                ),
+                style="green",
+            )
+        )
+        if group.has_security_fix or plan.has_security_fix:
+            sent = (*group.applicable, *plan.path)
+            advisories = sorted({a for image in sent for a in image.cfl.advisories})
+            cell.append("\nSECURITY " + " ".join(advisories), style="bold red")
+        for alert in () if report.advisories is None else report.advisories[index]:
+            fix = (
+                "fixed by the path"
+                if alert.plan_fixes
+                else "fix: "
+                + (
+                    " → ".join(names.get(i.target_path, i.target_path) for i in alert.fix_path)
+                    or "none yet"
+                )
+            )
+            cell.append(
+                f"\nADVISORY {alert.advisory.id} {alert.advisory.severity} "
+                f"{alert.advisory.score} ({fix})",
+                style="bold red" if alert.advisory.severity_rank >= 3 else "red",
+            )
+        if len(group.applicable) > 1:
+            cell.append(f"\n{len(group.applicable)} applicable", style="dim")
+        if plan.blocked is not None:
+            cell.append(f"\nnewest out of reach: {plan.blocked.code}", style="yellow")
+        # Markup is off for cells: model names and paths are data, never rich markup.
+        table.add_row(
+            Text(group.key.device_type),
+            Text(group.key.manufacturer_id),
+            Text(group.key.model_id),
+            Text(group.key.hardware_version),
+            Text(group.key.firmware_version),
+            f"{group.device_count:,}",
+            cell,
+        )
+    console.print(table)
+    if report.skipped_rows:
+        console.print(
+            Text(
+                f"{report.skipped_rows:,} bad row(s) skipped ({report.problem_count:,} problem(s))",
+                style="yellow",
+            )
+        )
+        for problem in report.problems:
+            console.print(Text(f"  {problem.message()}"))
+        if report.problem_count > len(report.problems):
+            console.print(Text(f"  ... and {report.problem_count - len(report.problems):,} more"))

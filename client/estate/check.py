@@ -14,6 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from client.advisories.documents import AdvisorySet, load_advisories
+from client.advisories.matching import AdvisoryIndex
+from client.estate.advisories import group_advisories, mark_fixes
 from client.estate.history import Changes, History
 from client.estate.matching import match_estate
 from client.estate.paths import PathFinder
@@ -39,17 +42,30 @@ from metadata_templates.errors import ConfigurationError, UnavailableError, fiel
 
 
 def plan_estate(
-    summary: EstateSummary, images: Iterable[CatalogueImage], cpl: CplDocument
+    summary: EstateSummary,
+    images: Iterable[CatalogueImage],
+    cpl: CplDocument,
+    advisories: AdvisoryIndex | None = None,
 ) -> CheckReport:
     """Match every group against the catalogue and plan its upgrade path.
 
     A group's ``recommended`` image becomes the last hop of its path (the best image it can
-    reach, possibly through intermediate images), as ARCHITECTURE.md's stable output says.
+    reach, possibly through intermediate images), as ARCHITECTURE.md's stable output says. With
+    ``advisories``, images that fix one are preferred on paths, and each group gets the
+    advisories it runs into with the path out of each (client/estate/advisories.py).
     """
-    images = tuple(images)
+    images = tuple(images) if not advisories else mark_fixes(images, advisories)
     finder = PathFinder(images, cpl)
     groups = match_estate(summary.groups, images, cpl)
     plans = tuple(finder.plan(group.key) for group in groups)
+    alerts = (
+        None
+        if not advisories
+        else tuple(
+            group_advisories(g.key, g.current_cpl_entries, p.path, advisories, finder)
+            for g, p in zip(groups, plans, strict=True)
+        )
+    )
     return CheckReport(
         devices=summary.devices,
         groups=tuple(
@@ -60,6 +76,7 @@ def plan_estate(
         problems=summary.problems,
         problem_count=summary.problem_count,
         plans=plans,
+        advisories=alerts,
     )
 
 
@@ -70,8 +87,10 @@ def check_estate(
     *,
     strict: bool = False,
     max_problems: int = 100,
+    advisories: AdvisoryIndex | None = None,
 ) -> CheckReport:
-    """Read the estate once, match every group of devices and plan its path.
+    """Read the estate once, match every group of devices and plan its path (and, with
+    ``advisories``, join each group to the advisories it runs into).
 
     Raises:
         UnavailableError: the estate file cannot be opened.
@@ -81,7 +100,7 @@ def check_estate(
         summary = read_estate_groups(
             source, strict=strict, max_problems=max_problems, where=str(estate)
         )
-    return plan_estate(summary, images, cpl)
+    return plan_estate(summary, images, cpl, advisories)
 
 
 def write_estate_devices(
@@ -170,6 +189,7 @@ class CheckRun:
     report: CheckReport
     catalogue: Catalogue
     changes: Changes | None
+    advisories: AdvisorySet = dataclasses.field(default_factory=AdvisorySet)
 
 
 def check_output_file(path: Path, option: str) -> None:
@@ -198,8 +218,9 @@ def _device_ids(estate: Path) -> Iterator[str]:
 
 def check_with_session(
     session: Session, estate: Path, strict: bool
-) -> tuple[CheckReport, Catalogue]:
-    """Read the estate once, load only its manufacturers' roles, and match every group.
+) -> tuple[CheckReport, Catalogue, AdvisorySet]:
+    """Read the estate once, load only its manufacturers' roles and advisories, and match every
+    group.
 
     Raises:
         EstateError: the estate is unusable.
@@ -209,7 +230,10 @@ def check_with_session(
     with open_estate(estate) as source:
         summary = read_estate_groups(source, strict=strict, max_problems=100, where=str(estate))
     catalogue = load_catalogue(session, {key.manufacturer_id for key in summary.groups})
-    return plan_estate(summary, catalogue.images, session.cpl()), catalogue
+    advisories = load_advisories(session, catalogue.advisories)
+    index = AdvisoryIndex(advisories.advisories, catalogue.images) if catalogue.advisories else None
+    report = plan_estate(summary, catalogue.images, session.cpl(), index)
+    return report, catalogue, advisories
 
 
 def run_check(
@@ -243,7 +267,8 @@ def run_check(
         check_output_file(report_out, "--report")
     home.load_config()
     with home.lock():
-        report, catalogue = check_with_session(open_session(home, offline=offline), estate, strict)
+        session = open_session(home, offline=offline)
+        report, catalogue, advisories = check_with_session(session, estate, strict)
         if devices_out is not None:
             try:
                 write_estate_devices(estate, report, devices_out, phases=phases)
@@ -255,7 +280,7 @@ def run_check(
             # The catalogue lacks those manufacturers' images: recording it would make them look
             # "new" at the next complete check. The history keeps the last complete check instead.
             _write_report(report_out, report, catalogue, None, changes=changes, now=now)
-            return CheckRun(report, catalogue, None)
+            return CheckRun(report, catalogue, None, advisories)
         with History(home.history_path) as history:
             recorded = history.record(
                 now=now,
@@ -268,7 +293,7 @@ def run_check(
                 estate=estate_name,
             )
         _write_report(report_out, report, catalogue, recorded, changes=changes, now=now)
-    return CheckRun(report, catalogue, recorded if changes else None)
+    return CheckRun(report, catalogue, recorded if changes else None, advisories)
 
 
 def _write_report(

@@ -85,6 +85,21 @@ class PathRow:
 
 
 @dataclass(frozen=True)
+class AdvisoryRow:
+    """One advisory affecting the estate: its groups, devices and the path out of each."""
+
+    id: str
+    title: str
+    severity: str
+    score: float
+    status: str
+    cve: tuple[str, ...]
+    devices: int
+    # (group, devices, fix path targets, the planned path fixes it)
+    groups: tuple[tuple[GroupKey, int, tuple[str, ...], bool], ...]
+
+
+@dataclass(frozen=True)
 class ReportModel:
     """Everything the template draws: plain values, so it can be tested without a browser."""
 
@@ -100,6 +115,8 @@ class ReportModel:
     devices_compared: bool
     paths_left_out: int = 0
     devices_left_out: int = 0
+    # None: the library publishes no advisory for the estate (the page then has no such section).
+    advisories: tuple[AdvisoryRow, ...] | None = None
 
 
 def build_report_model(
@@ -174,7 +191,38 @@ def build_report_model(
         devices_left_out=sum(p.devices for p in left_out),
         changes=changes,
         devices_compared=devices_compared,
+        advisories=_advisory_rows(report),
     )
+
+
+def _advisory_rows(report: CheckReport) -> tuple[AdvisoryRow, ...] | None:
+    """The advisories section, worst advisory first (None without advisories)."""
+    if report.advisories is None:
+        return None
+    found: dict[str, list[tuple[GroupKey, int, tuple[str, ...], bool]]] = {}
+    by_id = {}
+    for group, alerts in zip(report.groups, report.advisories, strict=True):
+        for alert in alerts:
+            by_id[alert.advisory.id] = alert.advisory
+            fix = tuple(image.target_path for image in alert.fix_path)
+            found.setdefault(alert.advisory.id, []).append(
+                (group.key, group.device_count, fix, alert.plan_fixes)
+            )
+    rows = [
+        AdvisoryRow(
+            id=a.id,
+            title=a.title,
+            severity=a.severity,
+            score=a.score,
+            status=a.status,
+            cve=a.cve,
+            devices=sum(devices for _key, devices, _fix, _plan in found[a.id]),
+            groups=tuple(sorted(found[a.id], key=lambda g: (-g[1], g[0]))),
+        )
+        for a in by_id.values()
+    ]
+    rank = {s: i for i, s in enumerate(("none", "low", "medium", "high", "critical"))}
+    return tuple(sorted(rows, key=lambda r: (-rank[r.severity], -r.score, r.id)))
 
 
 def bar_segments(figures: LineFigures, scale: int) -> list[dict[str, Any]]:

@@ -178,6 +178,10 @@ class PathFinder:
                 if image not in self._by_line[line]:
                     self._by_line[line].append(image)
 
+    def reachable(self, key: GroupKey) -> dict[str, tuple[CatalogueImage, ...]]:
+        """Every image the group can reach, each with its preferred shortest path."""
+        return shortest_paths(key, self._applicable)
+
     def newest(self, key: GroupKey) -> CatalogueImage | None:
         """The product line's newest image above the group's firmware, or None."""
         current = int(key.firmware_version, 16)

@@ -1,4 +1,4 @@
-"""The check report: its stable JSON, a summary table for people, and the per-device CSV.
+"""The check report and its stable JSON (the summary table for people is client/cli/tables.py).
 
 The JSON shape is an interface scripts rely on (ARCHITECTURE.md, "Stable outputs"); keys beyond it
 appear at the top level (``skipped_rows``, ``problem_count``, ``problems``) and, per group, the
@@ -7,15 +7,10 @@ stage 2 upgrade plan (``path``, ``newest``, ``newest_unreachable``: docs/supplie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
+from client.estate.advisories import GroupAdvisory
 from client.estate.matching import GroupResult
 from client.estate.paths import UpgradePlan
 from client.estate.reader import EstateProblem, GroupKey
@@ -45,6 +40,9 @@ class CheckReport:
     problems: tuple[EstateProblem, ...] = ()
     problem_count: int = 0
     plans: tuple[UpgradePlan, ...] = ()
+    # The advisories each group runs into, in the order of ``groups``; None when the library
+    # publishes no advisory for the estate's manufacturers (the JSON then has no such key).
+    advisories: tuple[tuple[GroupAdvisory, ...], ...] | None = None
 
     def plan_of(self, index: int) -> UpgradePlan:
         """The plan of ``groups[index]``."""
@@ -92,6 +90,11 @@ def report_json(report: CheckReport) -> dict[str, Any]:
                 "applicable": [_image_json(image) for image in group.applicable],
                 "recommended": None if group.recommended is None else group.recommended.target_path,
                 **_plan_json(report.plan_of(index)),
+                **(
+                    {}
+                    if report.advisories is None
+                    else {"advisories": [a.to_json() for a in report.advisories[index]]}
+                ),
             }
             for index, group in enumerate(report.groups)
         ],
@@ -99,71 +102,3 @@ def report_json(report: CheckReport) -> dict[str, Any]:
         "problem_count": report.problem_count,
         "problems": [problem.to_dict() for problem in report.problems],
     }
-
-
-def render_summary(
-    report: CheckReport, console: Console, names: Mapping[str, str] | None = None
-) -> None:
-    """A table for people: one line per group, security fixes flagged, then the bad rows.
-
-    Args:
-        report: the check.
-        console: where to print.
-        names: target path -> the name to show (client/trust/short_names.py); full paths without it.
-            Names are never cut; the path wraps between hops and the notes wrap.
-    """
-    names = names or {}
-    # No vertical rules: six identity columns and the path must fit 80 columns.
-    table = Table(
-        title=f"Estate check: {report.devices:,} devices in {len(report.groups)} groups",
-        box=box.SIMPLE_HEAD,
-    )
-    longest = max((len(n) for n in names.values()), default=0)
-    for heading in ("Type", "Mfr", "Model", "HW", "Firmware", "Devices"):
-        table.add_column(heading, justify="right" if heading == "Devices" else "left", no_wrap=True)
-    # One hop per line ("FIRMWARE NAME", then "→ FIRMWARE NAME") and the notes below them, in the
-    # one column that takes what the identity columns leave: 80 columns are enough.
-    table.add_column("Path, notes", min_width=max(longest + 11, 17), overflow="fold")
-    for index, group in enumerate(report.groups):
-        plan = report.plan_of(index)
-        cell = (
-            Text("up to date / none", style="dim")
-            if not plan.path
-            else Text(
-                "\n→ ".join(
-                    f"{hop.cfl.firmware_version} {names.get(hop.target_path, hop.target_path)}"
-                    for hop in plan.path
-                ),
-                style="green",
-            )
-        )
-        if group.has_security_fix or plan.has_security_fix:
-            sent = (*group.applicable, *plan.path)
-            advisories = sorted({a for image in sent for a in image.cfl.advisories})
-            cell.append("\nSECURITY " + " ".join(advisories), style="bold red")
-        if len(group.applicable) > 1:
-            cell.append(f"\n{len(group.applicable)} applicable", style="dim")
-        if plan.blocked is not None:
-            cell.append(f"\nnewest out of reach: {plan.blocked.code}", style="yellow")
-        # Markup is off for cells: model names and paths are data, never rich markup.
-        table.add_row(
-            Text(group.key.device_type),
-            Text(group.key.manufacturer_id),
-            Text(group.key.model_id),
-            Text(group.key.hardware_version),
-            Text(group.key.firmware_version),
-            f"{group.device_count:,}",
-            cell,
-        )
-    console.print(table)
-    if report.skipped_rows:
-        console.print(
-            Text(
-                f"{report.skipped_rows:,} bad row(s) skipped ({report.problem_count:,} problem(s))",
-                style="yellow",
-            )
-        )
-        for problem in report.problems:
-            console.print(Text(f"  {problem.message()}"))
-        if report.problem_count > len(report.problems):
-            console.print(Text(f"  ... and {report.problem_count - len(report.problems):,} more"))

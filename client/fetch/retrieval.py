@@ -17,9 +17,10 @@ from client.estate.check import check_with_session
 from client.fetch.download import OutputFolder, PlacedFile
 from client.fetch.selection import Wanted, manufacturers_of_targets, select_paths, select_targets
 from client.log.transparency import verify_images_logged
+from client.log.withdrawal_events import cross_check
 from client.trust.catalogue import CatalogueImage
 from client.trust.home import ClientHome
-from client.trust.library import load_catalogue, open_session
+from client.trust.library import load_catalogue, open_guarded_session
 from client.trust.session import Session, UnverifiedRole
 from metadata_templates.errors import ConfigurationError, field_error
 
@@ -108,9 +109,9 @@ def download_images(
         )
     home.load_config()
     with home.lock():
-        session = open_session(home, offline=offline)
+        session, guard = open_guarded_session(home, offline=offline, deferred=True)
         if estate is not None:
-            report, catalogue = check_with_session(session, estate, strict=False)
+            report, catalogue, _advisories = check_with_session(session, estate, strict=False)
             wanted = select_paths(report)
             unverified = catalogue.unverified
         else:
@@ -120,10 +121,18 @@ def download_images(
             lost = {u.manufacturer_id for u in unverified}
             reachable = [t for t in targets if manufacturers_of_targets([t]).isdisjoint(lost)]
             wanted = select_targets(reachable, catalogue.images)
+        if not offline and now is not None:
+            # Every withdrawal logged since the home last searched the log must be in the
+            # withdrawal list the selection above used (client/log/withdrawal_events.py).
+            verify_images_logged(
+                home,
+                [item.image for item in wanted],
+                now=now,
+                also=lambda checkpoint, fetch: cross_check(guard, checkpoint, fetch),
+            )
+        guard.commit()
         # The folder is made only once there is something verified to put in it; under the lock,
         # any partial file already there is from a crashed earlier run.
-        if not offline and now is not None:
-            verify_images_logged(home, [item.image for item in wanted], now=now)
         folder = OutputFolder(out_dir, fragment_size=fragment_size)
         folder.remove_partials()
         placed: list[PlacedFile] = []

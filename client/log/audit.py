@@ -19,6 +19,7 @@ from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 
 from client.log.transparency import INDEX_DIR, Fetch
 from metadata_templates import naming
+from metadata_templates.advisory import is_advisory_target_path
 from metadata_templates.errors import ConfigurationError, UnavailableError, VerificationError
 from metadata_templates.notes import is_notes_target_path
 from metadata_templates.tlog import events
@@ -44,6 +45,7 @@ class AuditReport:
     events: dict[str, int] = field(default_factory=dict)
     images_checked: int = 0
     withdrawals_checked: int = 0
+    advisories_checked: int = 0  # reported only when the library holds advisories
     index_files_checked: int = 0
     cosigned_by: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -57,6 +59,7 @@ class AuditReport:
             "images_checked": self.images_checked,
             "withdrawals_checked": self.withdrawals_checked,
             "index_files_checked": self.index_files_checked,
+            **({"advisories_checked": self.advisories_checked} if self.advisories_checked else {}),
             "cosigned_by": self.cosigned_by,
             "ok": not self.problems,
             "problems": self.problems,
@@ -176,6 +179,9 @@ def _check_library(
         (e.get("target"), e.get("sha256")) for e in logged if e["event"] == events.WITHDRAWAL
     }
     cpls = {e.get("cpl_sha256") for e in logged if e["event"] == events.CPL_IMPORT}
+    advisories = {
+        (e.get("target"), e.get("sha256")) for e in logged if e["event"] == events.ADVISORY
+    }
     version = timestamp.snapshot_meta.version
     snapshot = Metadata[Snapshot].from_bytes(_metadata(fetch, f"{version}.snapshot.json"))
     for name, meta in sorted(snapshot.signed.meta.items()):
@@ -198,6 +204,14 @@ def _check_library(
                 if is_notes_target_path(path):
                     # Encrypted release notes are lodged with their image, in the same role version
                     # and the same deposit event; they are not images of their own.
+                    continue
+                if is_advisory_target_path(path):
+                    # Every revision of a security advisory has its own advisory event.
+                    report.advisories_checked += 1
+                    if (path, sha) not in advisories:
+                        report.problems.append(
+                            f"advisory {path} (sha256 {sha}): no advisory event in the log"
+                        )
                     continue
                 report.images_checked += 1
                 if (path, sha) not in deposits:

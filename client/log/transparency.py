@@ -370,16 +370,25 @@ def check_home_log(home: ClientHome, *, now: datetime) -> tuple[Checkpoint | Non
     return checkpoint, fetch
 
 
-def verify_images_logged(home: ClientHome, images: list[Any], *, now: datetime) -> None:
-    """Every image about to be downloaded has its deposit event in the consistent log.
+def verify_images_logged(
+    home: ClientHome,
+    images: list[Any],
+    *,
+    now: datetime,
+    also: Callable[[Checkpoint, Fetch], None] | None = None,
+) -> None:
+    """Every image about to be downloaded has its deposit event in the consistent log; ``also``
+    checks more against the same checkpoint first (the withdrawals logged, for ``cfl download``).
 
     Raises:
-        VerificationError: an image's deposit is not in the log.
+        VerificationError: an image's deposit is not in the log, or ``also`` refused.
     """
     if not images:
         return
     checkpoint, fetch = check_home_log(home, now=now)
     if checkpoint is None:
         return  # a library that has never had a log
+    if also is not None:
+        also(checkpoint, fetch)
     for image in images:
         verify_image_logged(checkpoint, image.target_path, image.sha256, fetch)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metadata_templates import naming
+from metadata_templates.advisory import is_advisory_target_path, parse_advisory_target_path
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import field_error
 from metadata_templates.notes_paths import is_notes_target_path
@@ -28,6 +29,7 @@ class CatalogueImage:
         sha256: the file's SHA-256 TUF verified (of the whole OTA file, not the SR 11.3 hash).
         cfl: the manufacturer's signed ``custom.cfl``.
         withdrawn: the provider has withdrawn it; it is listed but never recommended or applicable.
+        fixes: IDs of the published advisories that name it in ``fixed_by`` (client/advisories/).
     """
 
     target_path: str
@@ -35,6 +37,7 @@ class CatalogueImage:
     sha256: str
     cfl: CflTargetInfo
     withdrawn: bool = False
+    fixes: tuple[str, ...] = ()
 
     @property
     def firmware_number(self) -> int:
@@ -43,8 +46,9 @@ class CatalogueImage:
 
     @property
     def is_security_fix(self) -> bool:
-        """True when the manufacturer declared it fixes a vulnerability."""
-        return self.cfl.reason == "security"
+        """True when the manufacturer declared it fixes a vulnerability, in the image or in an
+        advisory: upgrade paths prefer such images (client/estate/paths.py)."""
+        return self.cfl.reason == "security" or bool(self.fixes)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,17 @@ class CatalogueProblem:
     message: str
 
 
+def advisory_targets(targets: Iterable[VerifiedTarget]) -> tuple[VerifiedTarget, ...]:
+    """The verified advisory targets, each signed through its own manufacturer's role or bins
+    (the path names the manufacturer; TUF proved who signed it), sorted by path."""
+    found = []
+    for target in targets:
+        parsed = parse_advisory_target_path(target.path)
+        if parsed is not None and naming.owner_of_role(target.role) == parsed[0]:
+            found.append(target)
+    return tuple(sorted(found, key=lambda t: t.path))
+
+
 def build_catalogue(
     targets: Iterable[VerifiedTarget], withdrawals: WithdrawalList
 ) -> tuple[tuple[CatalogueImage, ...], tuple[CatalogueProblem, ...]]:
@@ -89,8 +104,12 @@ def build_catalogue(
     images: list[CatalogueImage] = []
     problems: list[CatalogueProblem] = []
     for target in targets:
-        if naming.is_provider_target(target.path) or is_notes_target_path(target.path):
-            continue  # provider documents and encrypted release notes are not images
+        if (
+            naming.is_provider_target(target.path)
+            or is_notes_target_path(target.path)
+            or is_advisory_target_path(target.path)
+        ):
+            continue  # provider documents, encrypted release notes and advisories are not images
         owner = naming.manufacturer_of_target(target.path)
         if owner is None:
             problems.append(

@@ -7,6 +7,8 @@ Layout::
     metadata/            ngclient's trusted metadata (it maintains this folder itself)
     targets/             ngclient's verified download cache
     history.sqlite       what was checked (Change of Supplier)
+    withdrawals-seen.json  every withdrawal this home verified (client/trust/withdrawal_history.py)
+    log/                 the transparency log state (client/log/transparency.py)
     lock                 held by the running cfl process
 
 Nothing is trusted without a root file: ``initialise`` refuses to create a home without one. Two cfl
@@ -30,6 +32,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
 
 from client.trust.transport import DEFAULT_DEADLINE_SECONDS, CflFetcher, TransportSettings
+from client.trust.withdrawal_history import WithdrawalHistory
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import (
@@ -43,6 +46,7 @@ from metadata_templates.locking import LockPolicy, exclusive_lock
 APP_NAME = "cfl"
 CONFIG_NAME = "config.json"
 BOOTSTRAP_ROOT_NAME = "bootstrap-root.json"
+WITHDRAWAL_HISTORY_NAME = "withdrawals-seen.json"
 
 
 def default_home() -> Path:
@@ -220,6 +224,14 @@ class ClientHome:
     def lock_path(self) -> Path:
         return self.path / "lock"
 
+    @property
+    def withdrawal_history_path(self) -> Path:
+        return self.path / WITHDRAWAL_HISTORY_NAME
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / "log"
+
     def is_initialised(self) -> bool:
         """True once ``initialise`` has completed here."""
         return self.config_path.is_file() and self.bootstrap_root_path.is_file()
@@ -296,6 +308,9 @@ class ClientHome:
             for folder in (self.metadata_dir, self.targets_dir):
                 if folder.exists():
                     shutil.rmtree(folder)
+            # The withdrawals seen belong to the trust being discarded: a home re-initialised for
+            # another library must not refuse that library's list for lacking this one's entries.
+            self.withdrawal_history_path.unlink(missing_ok=True)
             self.metadata_dir.mkdir(parents=True, exist_ok=True)
             self.targets_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.bootstrap_root_path, root)
@@ -340,4 +355,32 @@ class ClientHome:
             raise ConfigurationError(
                 f"no trusted root in {self.path} ({e.strerror or e})",
                 hint="run: cfl --home HOME init URL --root ROOT.json",
+            ) from e
+
+    def withdrawal_history(self) -> WithdrawalHistory:
+        """The withdrawals this home has verified (empty before the first refresh).
+
+        Raises:
+            ConfigurationError: the file is unreadable or malformed.
+        """
+        path = self.withdrawal_history_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return WithdrawalHistory.empty()
+        except OSError as e:
+            raise ConfigurationError(f"{path}: unreadable ({e.strerror or e})") from e
+        return WithdrawalHistory.from_bytes(data, str(path))
+
+    def save_withdrawal_history(self, history: WithdrawalHistory) -> None:
+        """Remember ``history`` (atomically; the caller holds the lock).
+
+        Raises:
+            UnavailableError: the home cannot be written.
+        """
+        try:
+            atomic_write_bytes(self.withdrawal_history_path, history.to_bytes())
+        except OSError as e:
+            raise UnavailableError(
+                f"{self.withdrawal_history_path}: cannot write ({e.strerror or e})"
             ) from e

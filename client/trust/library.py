@@ -10,10 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from client.trust.catalogue import CatalogueImage, CatalogueProblem, build_catalogue
+from tuf.ngclient import FetcherInterface
+
+from client.trust.catalogue import (
+    CatalogueImage,
+    CatalogueProblem,
+    VerifiedTarget,
+    advisory_targets,
+    build_catalogue,
+)
 from client.trust.home import ClientHome
 from client.trust.session import LocalFetcher, Session, SessionPaths, UnverifiedRole
 from client.trust.transport import CflFetcher
+from client.trust.withdrawal_guard import WithdrawalGuard
 from metadata_templates.withdrawals import WithdrawalList
 
 # A URL that never resolves: offline sessions are served by LocalFetcher, which strips it again.
@@ -35,6 +44,8 @@ class Catalogue:
     withdrawals: WithdrawalList
     ignored: tuple[CatalogueProblem, ...]
     unverified: tuple[UnverifiedRole, ...]
+    # Every revision of the security advisories those manufacturers signed (client/advisories/).
+    advisories: tuple[VerifiedTarget, ...] = ()
 
     def unverified_among(self, manufacturers: Iterable[str]) -> tuple[UnverifiedRole, ...]:
         """The unverified roles of the given manufacturers (what the user asked for)."""
@@ -43,7 +54,8 @@ class Catalogue:
 
 
 def open_session(home: ClientHome, *, offline: bool) -> Session:
-    """A session on the home's trusted metadata: online through the transport, or offline.
+    """A session on the home's trusted metadata: online through the transport, or offline. Every
+    withdrawal list it verifies is checked against the withdrawals the home saw before.
 
     Must be called under ``home.lock()``.
 
@@ -51,21 +63,35 @@ def open_session(home: ClientHome, *, offline: bool) -> Session:
         ConfigurationError: the home is not initialised or its configuration is unusable.
         VerificationError: the home's trusted root is not valid root metadata.
     """
+    return open_guarded_session(home, offline=offline)[0]
+
+
+def open_guarded_session(
+    home: ClientHome, *, offline: bool, deferred: bool = False
+) -> tuple[Session, WithdrawalGuard]:
+    """``open_session``, and the guard that checks its withdrawal lists (for the commands that
+    also cross-check them against the transparency log: ``deferred``, then ``guard.commit()``).
+
+    Raises:
+        ConfigurationError: the home is not initialised or its configuration is unusable.
+        VerificationError: the home's trusted root is not valid root metadata.
+    """
     config = home.load_config()
+    guard = WithdrawalGuard(home, deferred=deferred)  # before ngclient moves anything
     paths = SessionPaths(home.metadata_dir, home.targets_dir)
     if offline:
-        return Session(
-            paths,
-            OFFLINE_URL,
-            LocalFetcher(home.metadata_dir, home.targets_dir, OFFLINE_URL),
-            bootstrap_root=home.bootstrap_root(),
-        )
-    return Session(
+        url: str = OFFLINE_URL
+        fetcher: FetcherInterface = LocalFetcher(home.metadata_dir, home.targets_dir, OFFLINE_URL)
+    else:
+        url, fetcher = config.repository_url, CflFetcher(config.transport_settings())
+    session = Session(
         paths,
-        config.repository_url,
-        CflFetcher(config.transport_settings()),
+        url,
+        fetcher,
         bootstrap_root=home.bootstrap_root(),
+        check_withdrawals=guard.accept,
     )
+    return session, guard
 
 
 def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Catalogue:
@@ -80,4 +106,6 @@ def load_catalogue(session: Session, manufacturers: Iterable[str] | None) -> Cat
     withdrawals = session.withdrawals()
     loaded = session.load_manufacturers(manufacturers)
     images, ignored = build_catalogue(loaded.targets, withdrawals)
-    return Catalogue(images, withdrawals, ignored, loaded.unverified)
+    return Catalogue(
+        images, withdrawals, ignored, loaded.unverified, advisory_targets(loaded.targets)
+    )

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,7 @@ class Session:
         bootstrap_root: bytes,
         metadata_url: str | None = None,
         targets_url: str | None = None,
+        check_withdrawals: Callable[[WithdrawalList], None] | None = None,
     ) -> None:
         """Open ngclient on the home's trusted metadata.
 
@@ -138,6 +139,8 @@ class Session:
             bootstrap_root: the root the user was given at init: ngclient's trust anchor.
             metadata_url: a metadata base URL not under ``repository_url`` (conformance runs).
             targets_url: a targets base URL not under ``repository_url`` (conformance runs).
+            check_withdrawals: called with every verified withdrawal list before it is returned;
+                raises to refuse it (the home's history, client/trust/withdrawal_guard.py).
 
         Raises:
             VerificationError: the bootstrap root is not valid root metadata.
@@ -162,6 +165,7 @@ class Session:
             raise _wrap(e, "trusted root") from e
         self.paths = paths
         self._refreshed = False
+        self._check_withdrawals = check_withdrawals
 
     def refresh(self) -> None:
         """Verify the top-level roles (root chain, timestamp, snapshot, targets).
@@ -376,15 +380,17 @@ class Session:
         """The verified withdrawal list (empty if none published).
 
         Raises:
-            VerificationError: the list is malformed.
+            VerificationError: the list is malformed, or ``check_withdrawals`` refused it.
         """
         data = self.provider_document(naming.WITHDRAWALS_TARGET_PATH)
-        if data is None:
-            return WithdrawalList()
         try:
-            return WithdrawalList.from_bytes(data)
+            document = WithdrawalList() if data is None else WithdrawalList.from_bytes(data)
         except ValueError as e:
             raise VerificationError(f"{naming.WITHDRAWALS_TARGET_PATH}: {e}") from e
+        if self._check_withdrawals is not None:
+            # An absent list is checked too: dropping the whole document drops every entry.
+            self._check_withdrawals(document)
+        return document
 
 
 class LocalFetcher(FetcherInterface):

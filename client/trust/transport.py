@@ -39,9 +39,11 @@ from client import __version__
 from metadata_templates.errors import (
     CflError,
     ConfigurationError,
+    RejectedInputError,
     UnavailableError,
     VerificationError,
 )
+from metadata_templates.suppliers import ESTATE_REFUSAL
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +97,14 @@ class TransportHTTPError(tuf_exceptions.DownloadHTTPError):
         url: the URL asked for.
     """
 
-    def __init__(self, message: str, status_code: int, url: str) -> None:
+    def __init__(
+        self, message: str, status_code: int, url: str, *, refused_by_library: bool = False
+    ) -> None:
         super().__init__(message, status_code)
         self.url = url
+        # The library's own refusal of this request (the host's estate rule), not of the
+        # credentials: the request was understood and is not allowed.
+        self.refused_by_library = refused_by_library
 
 
 class TransportError(tuf_exceptions.DownloadError):
@@ -402,6 +409,13 @@ class CflFetcher(FetcherInterface):
             # Never drain an error body of unknown length: drop the connection instead.
             response.close()
             response.release_conn()
+        if response.status == 403 and reason == ESTATE_REFUSAL:
+            return TransportHTTPError(
+                f"{url} (HTTP 403): the library refused: {reason}",
+                response.status,
+                url,
+                refused_by_library=True,
+            )
         advice = _STATUS_ADVICE.get(response.status, "the server could not serve it")
         status = f"HTTP {response.status} {response.reason or ''}".rstrip()
         said = f' (server says "{reason}")' if reason else ""
@@ -501,10 +515,15 @@ def to_cfl_error(error: tuf_exceptions.DownloadError) -> CflError:
     """Map a download error to the ``CflError`` the CLI reports, keeping its message.
 
     The one mapping of HTTP statuses: 400, 401 and 403 are configuration (the credentials this
-    home was given are refused; the message carries the server's reason); a too-large response is
+    home was given are refused; the message carries the server's reason), except the library's
+    estate refusal (``metadata_templates.suppliers.ESTATE_REFUSAL``), a rejection explained in one
+    line; a too-large response is
     a verification failure (the host is misbehaving); everything else is the library being
     unavailable.
     """
+    if isinstance(error, TransportHTTPError) and error.refused_by_library:
+        # Exit 1, no hint: the credentials are fine, this image is not the supplier's to fetch.
+        return RejectedInputError(str(error))
     if isinstance(error, tuf_exceptions.DownloadHTTPError):
         if error.status_code in _STATUSES_WITH_REASON:
             return ConfigurationError(str(error))

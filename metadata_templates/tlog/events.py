@@ -17,9 +17,15 @@ DEPOSIT = "ingest-accepted"
 RENEWAL = "ingest-renewal"
 WITHDRAWAL = "withdraw"
 CPL_IMPORT = "cpl-import"
+# A security advisory revision (repo_tool/ops/ingest_advisory.py): target, sha256, advisory, revision.
+ADVISORY = "advisory"
 
 # Re-signing for expiry changes nothing that was lodged; logging it would only grow the log.
-NOT_LOGGED = frozenset({"snapshot", "refresh", "refresh-targets", "resign-targets"})
+# An entitlement import is not lodged either, and it derives from the confidential inventory: the
+# public log must not even show how often, or how large, suppliers' estates are imported.
+NOT_LOGGED = frozenset(
+    {"snapshot", "refresh", "refresh-targets", "resign-targets", "entitlements-import"}
+)
 
 
 def is_logged(event: Mapping[str, Any]) -> bool:

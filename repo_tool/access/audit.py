@@ -50,6 +50,7 @@ from metadata_templates.suppliers import (
 )
 from repo_tool.access.certificates import certificate_sha1
 from repo_tool.access.inventory import DeviceKind, InventoryIndex
+from repo_tool.entitle.judge import EntitlementJudge
 
 LOG_FORMAT = "cfl-access-1"
 UNREGISTERED = "unregistered-certificate"
@@ -223,10 +224,16 @@ class Judged:
     target: str | None
     entitled: bool | None
     findings: tuple[str, ...]
+    # With the entitlement history: the basis of the right (estate, grace or None) and that the
+    # history judged it, which adds the ``entitlement`` field to the entry.
+    basis: str | None = None
+    by_history: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         r = self.record
+        extra = {"entitlement": self.basis} if self.by_history else {}
         return {
+            **extra,
             "time": format_timestamp(r.time),
             "entity_id": self.supplier.entity_id if self.supplier else None,
             "certificate_sha256": self.supplier.certificate_sha256
@@ -242,7 +249,8 @@ class Judged:
 
 
 class Auditor:
-    """Judges records against the registry, the policy, the library and (optionally) an inventory."""
+    """Judges records against the registry, the policy, the library and (optionally) an inventory
+    or the entitlement history (an inventory given wins: it is what the auditor asked for)."""
 
     def __init__(
         self,
@@ -250,6 +258,7 @@ class Auditor:
         library: AuditLibrary,
         inventory: InventoryIndex | None = None,
         policy: Mapping[str, tuple[str, ...]] = DEFAULT_ACCESS_POLICY,
+        entitlements: EntitlementJudge | None = None,
     ) -> None:
         self.policy = policy
         self.library = library
@@ -263,6 +272,7 @@ class Auditor:
             s.entity_id: parse_timestamp(s.revoked) for s in registry.suppliers if s.revoked
         }
         self.days = entitlement_days(library, inventory) if inventory is not None else None
+        self.entitlements = entitlements if inventory is None else None
 
     def supplier_of(self, record: AccessRecord) -> Supplier | None:
         if record.certificate_sha256 and record.certificate_sha256 in self.by_sha256:
@@ -284,18 +294,33 @@ class Auditor:
             if not set(supplier.roles) & set(roles_for(record.device_type, self.policy)):
                 findings.append(OUTSIDE_ROLE)
         entitled: bool | None = None
+        basis = None
         if self.days is not None:
             if supplier is not None:
                 day = self.days.get((supplier.entity_id, record.target))
                 if day is None or record.time.date() < day:
                     findings.append(NO_APPLICABLE_DEVICE)
             entitled = not findings
+        elif self.entitlements is not None:
+            entity = supplier.entity_id if supplier is not None else None
+            verdict = self.entitlements.judge(entity, record.target, record.time)
+            if verdict.record is not None:  # before the first import nothing was in force
+                basis = verdict.basis
+                if (
+                    entity is not None
+                    and basis is None
+                    and self.entitlements.covers(record.device_type)
+                ):
+                    findings.append(NO_APPLICABLE_DEVICE)
+                entitled = not findings
         return Judged(
             record=record,
             supplier=supplier,
             target=image.target if image else record.target,
             entitled=entitled,
             findings=tuple(findings),
+            basis=basis,
+            by_history=self.entitlements is not None,
         )
 
 

@@ -23,6 +23,7 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, field_error
 from metadata_templates.suppliers import DEFAULT_ACCESS_POLICY, SupplierRegistry
 from repo_tool.access.certificates import certificate_sha1, load_one_certificate
+from repo_tool.access.host_estate import EstateMaps, template_values
 from repo_tool.site.render import CONTENT_SECURITY_POLICY
 
 TEMPLATE = "nginx.conf.j2"
@@ -165,8 +166,11 @@ def render_nginx_config(
     registry_sha256: str,
     now: datetime,
     policy: Mapping[str, tuple[str, ...]] = DEFAULT_ACCESS_POLICY,
+    estate: EstateMaps | None = None,
 ) -> str:
-    """The configuration text for ``settings`` and ``registry`` (pure).
+    """The configuration text for ``settings`` and ``registry`` (pure); with ``estate``
+    (repo_tool/access/host_estate.py) images go only to the suppliers whose estate gives them a
+    right, and without it the text is the role-only configuration, byte for byte.
 
     Raises:
         ConfigurationError: see `check_settings`.
@@ -178,5 +182,6 @@ def render_nginx_config(
         registry_sha256=registry_sha256 or "(empty)",
         suppliers=_entries(registry, policy),
         content_security_policy=CONTENT_SECURITY_POLICY,
+        **template_values(estate),
         **{k: getattr(settings, k) for k in settings.__dataclass_fields__},
     )

@@ -12,15 +12,23 @@ models, tens of suppliers), never with the 20 million devices, whose IDs are che
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
 import operator
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import NamedTuple
+from pathlib import Path
+from typing import IO, Any, NamedTuple
 
-from metadata_templates.errors import RejectedInputError, field_error
+from metadata_templates.errors import (
+    ConfigurationError,
+    RejectedInputError,
+    UnavailableError,
+    field_error,
+)
 
 INVENTORY_COLUMNS = (
     "Device ID",
@@ -61,23 +69,35 @@ class InventoryIndex:
         devices: well-formed rows read.
         bad_rows: rows left out.
         problems: the first problems, as ``row N: message`` lines.
+        located: the same problems as (line number, message), for callers that word them.
+        per_supplier: well-formed rows per responsible supplier.
+        latest: the latest ``Since`` read (an extract is at least as recent as its newest row).
     """
 
     since: dict[str, dict[DeviceKind, date]] = field(default_factory=dict)
     devices: int = 0
     bad_rows: int = 0
     problems: list[str] = field(default_factory=list)
+    located: list[tuple[int, str]] = field(default_factory=list)
+    per_supplier: dict[str, int] = field(default_factory=dict)
+    latest: date | None = None
 
     def add(self, supplier: str, kind: DeviceKind, day: date) -> None:
-        kinds = self.since.setdefault(supplier, {})
+        kinds = self.since.get(supplier)
+        if kinds is None:
+            kinds = self.since[supplier] = {}
         known = kinds.get(kind)
         if known is None or day < known:
             kinds[kind] = day
+        self.per_supplier[supplier] = self.per_supplier.get(supplier, 0) + 1
+        if self.latest is None or day > self.latest:
+            self.latest = day
 
     def problem(self, row: int, message: str) -> None:
         self.bad_rows += 1
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
             self.problems.append(f"row {row}: {message}")
+            self.located.append((row, message))
 
 
 def _token(text: str) -> str:
@@ -101,39 +121,47 @@ def _layout(header: list[str]) -> tuple[int, ...]:
     return tuple(found[name] for name in INVENTORY_COLUMNS)
 
 
-_CACHE_LIMIT = 200_000  # distinct (kind, supplier) and Since values remembered, to bound memory
+_CACHE_LIMIT = 200_000  # distinct kinds, suppliers and Since values remembered, to bound memory
 
 
 class _RowReader:
     """Checks rows; remembers the verdict for repeated values, which in an estate are the rule (a
-    model and its firmware repeat across millions of devices), so most rows cost one regex."""
+    model and its firmware repeat across millions of devices), so most rows cost one regex.
+
+    Device kinds and suppliers are remembered apart: tens of suppliers times thousands of kinds
+    would overflow one cache of their pairs (and a full cache checks every row again)."""
 
     def __init__(self, layout: tuple[int, ...]) -> None:
         self.layout = layout
         self.needed = max(layout) + 1
         # C-speed extraction of the columns, in canonical order; values are stripped only when
-        # first seen (the cache is keyed by the raw text).
+        # first seen (the caches are keyed by the raw text).
         self.device_id = operator.itemgetter(layout[0])
-        self.kind_fields = operator.itemgetter(*layout[1:7])
+        self.kind_fields = operator.itemgetter(*layout[1:6])
+        self.supplier_field = operator.itemgetter(layout[6])
         self.since_field = operator.itemgetter(layout[7])
-        self.kinds: dict[tuple[str, ...], tuple[str, DeviceKind] | str] = {}
+        self.kinds: dict[tuple[str, ...], DeviceKind | str] = {}
+        self.suppliers: dict[str, str] = {}  # raw text -> Entity ID, or "" when malformed
         self.days: dict[str, date | str] = {}
 
-    def _kind(self, raw: tuple[str, ...]) -> tuple[str, DeviceKind] | str:
-        device_type, mfr, model, hw, fw, supplier = (value.strip() for value in raw)
+    def _kind(self, raw: tuple[str, ...]) -> DeviceKind | str:
+        device_type, mfr, model, hw, fw = (value.strip().upper() for value in raw)
         checks = (
-            ("Device Type", device_type.upper(), _TYPE, "a device type such as ESME"),
-            ("Manufacturer Identifier", mfr.upper(), _HEX4, "4 hex digits"),
-            ("Model Identifier", model.upper(), _MODEL, "4 or 8 hex digits"),
-            ("Hardware Version", hw.upper(), _HEX4, "4 hex digits"),
-            ("Firmware Version", fw.upper(), _HEX8, "8 hex digits"),
-            ("Responsible Supplier", supplier.replace("-", "").upper(), _ENTITY, "16 hex digits"),
+            ("Device Type", device_type, _TYPE, "a device type such as ESME"),
+            ("Manufacturer Identifier", mfr, _HEX4, "4 hex digits"),
+            ("Model Identifier", model, _MODEL, "4 or 8 hex digits"),
+            ("Hardware Version", hw, _HEX4, "4 hex digits"),
+            ("Firmware Version", fw, _HEX8, "8 hex digits"),
         )
         for column, value, pattern, expected in checks:
             if not pattern.fullmatch(value):
                 return field_error(column, value, expected)
-        kind = DeviceKind(device_type.upper(), mfr.upper(), model.upper(), hw.upper(), fw.upper())
-        return supplier.replace("-", "").upper(), kind
+        return DeviceKind(device_type, mfr, model, hw, fw)
+
+    @staticmethod
+    def _supplier(raw: str) -> str:
+        supplier = raw.strip().replace("-", "").upper()
+        return supplier if _ENTITY.fullmatch(supplier) else ""
 
     def _day(self, since: str) -> date | str:
         since = since.strip()
@@ -159,6 +187,15 @@ class _RowReader:
                 self.kinds[kind_key] = kind
         if isinstance(kind, str):
             return kind
+        raw_supplier = self.supplier_field(fields)
+        supplier = self.suppliers.get(raw_supplier)
+        if supplier is None:
+            supplier = self._supplier(raw_supplier)
+            if len(self.suppliers) < _CACHE_LIMIT:
+                self.suppliers[raw_supplier] = supplier
+        if not supplier:
+            value = raw_supplier.strip().replace("-", "").upper()
+            return field_error("Responsible Supplier", value, "16 hex digits")
         since = self.since_field(fields)
         day = self.days.get(since)
         if day is None:
@@ -167,7 +204,7 @@ class _RowReader:
                 self.days[since] = day
         if isinstance(day, str):
             return day
-        return kind[0], kind[1], day
+        return supplier, kind, day
 
 
 def read_inventory(lines: Iterable[str]) -> InventoryIndex:
@@ -207,3 +244,54 @@ def read_inventory(lines: Iterable[str]) -> InventoryIndex:
 def inventory_lines(data: io.TextIOBase) -> Iterator[str]:
     """Lines of an opened inventory file (kept separate so tests can pass strings)."""
     yield from data
+
+
+class _Hashing(io.RawIOBase):
+    """A raw file that hashes every byte read from it (the record names the extract it came from)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.hash.update(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def read_inventory_file(path: Path, what: str = "INVENTORY") -> tuple[InventoryIndex, str]:
+    """Index an inventory file (CSV, optionally gzipped) and return it with the file's SHA-256.
+
+    Raises:
+        ConfigurationError: the file does not exist or cannot be opened.
+        UnavailableError: it cannot be read to the end (a truncated gzip, an I/O error).
+        RejectedInputError: empty, or the header lacks a column (see `read_inventory`).
+    """
+    try:
+        raw = path.open("rb")
+    except OSError as e:
+        raise ConfigurationError(f"{what}: cannot read {path} ({e.strerror})") from e
+    hashing = _Hashing(raw)
+    try:
+        buffered = io.BufferedReader(hashing, buffer_size=1 << 20)
+        binary: IO[bytes] = buffered
+        if buffered.peek(2)[:2] == b"\x1f\x8b":
+            binary = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+        index = read_inventory(text)
+        # Whatever follows the last row still belongs to the file the hash names.
+        while buffered.read(1 << 20):
+            pass
+    except (OSError, EOFError) as e:
+        raise UnavailableError(f"{what} {path}: unreadable ({e.__class__.__name__}: {e})") from e
+    finally:
+        hashing.close()
+    return index, hashing.hash.hexdigest()

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from metadata_templates.errors import ConfigurationError, UnavailableError
+from metadata_templates.errors import ConfigurationError, UnavailableError, field_error
 from metadata_templates.output import json_document
 from metadata_templates.suppliers import USER_ROLES, Supplier
 from repo_tool.cli.console import err as _err
@@ -219,6 +219,20 @@ def _existing_file(path: Path, option: str) -> str:
 @click.option(
     "--user", help="Workers' 'USER [GROUP]' when nginx starts as root (default: nginx's)."
 )
+@click.option(
+    "--access",
+    type=click.Choice(["role", "estate"]),
+    default="role",
+    show_default=True,
+    help="role: images by User Role; estate: also only images the supplier's estate gives it a "
+    "right to (`cfl-repo entitlements import`).",
+)
+@click.option(
+    "--on",
+    "on_day",
+    metavar="YYYY-MM-DD",
+    help="With --access estate: the day the rights are for [default: today].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
 @click.pass_context
 def host_nginx(
@@ -235,6 +249,8 @@ def host_nginx(
     pid_file: str,
     temp_dir: str,
     user: str | None,
+    access: str,
+    on_day: str | None,
     as_json: bool,
 ) -> None:
     """Write a complete nginx configuration: caching, mutual TLS and access from the registry.
@@ -248,6 +264,12 @@ def host_nginx(
           --supplier-ca /etc/cfl/tls/supplier-ca.pem --public-root /srv/cfl/public \\
           --access-log /var/log/cfl/access.log --out /etc/cfl/nginx.conf
       nginx -t -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf && nginx -s reload -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf
+
+    \b
+    --access estate: a supplier fetching an image no device in its estate has on its upgrade path
+    gets 403 "no device in your estate that this image applies to". Regenerate and reload after
+    every `cfl-repo entitlements import`, and daily (Change of Supplier rights begin on their
+    Since, grace periods end); add --access estate to the command above.
     """
     from metadata_templates.atomic import atomic_write_bytes
     from repo_tool.access.certificates import read_ca
@@ -275,15 +297,39 @@ def host_nginx(
         user=user,
     )
     registry = repo.suppliers()
+    now = utc_now()
+    estate = None
+    if access == "estate":
+        from repo_tool.cli.entitlements import estate_for_host, parse_day
+
+        estate = estate_for_host(repo, parse_day(on_day, "--on") or now.date())
+    elif on_day is not None:
+        raise ConfigurationError(field_error("--on", on_day, "no --on without --access estate"))
     text = render_nginx_config(
-        settings, registry, registry_sha256=repo.head.suppliers_sha256 or "", now=utc_now()
+        settings,
+        registry,
+        registry_sha256=repo.head.suppliers_sha256 or "",
+        now=now,
+        estate=estate,
     )
     atomic_write_bytes(out, text.encode("utf-8"))
     active = sum(1 for s in registry.suppliers if s.active)
     if as_json:
-        click.echo(
-            json_document({"out": str(out), "suppliers": len(registry.suppliers), "active": active})
-        )
+        doc: dict[str, Any] = {
+            "out": str(out),
+            "suppliers": len(registry.suppliers),
+            "active": active,
+        }
+        if estate is not None:
+            from repo_tool.cli.entitlements import estate_doc
+
+            doc["estate"] = estate_doc(estate, len(text.encode("utf-8")))
+        click.echo(json_document(doc))
+    if estate is not None:
+        from repo_tool.cli.entitlements import estate_lines
+
+        for line in estate_lines(estate):
+            _err(line)
     _err(
         f"wrote {out}: {active} active of {len(registry.suppliers)} registered organisation(s); "
         f"check with `nginx -t -p PREFIX -c {out.resolve()}` (relative paths in it are under PREFIX), "
@@ -323,6 +369,18 @@ def _open_inventory(path: Path) -> Any:
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
 
 
+def _entitlement_judge(repo: Any) -> Any:
+    """The judge of the repository's entitlement history, or None before the first import."""
+    from repo_tool.entitle.judge import EntitlementJudge
+    from repo_tool.state.entitlements import EntitlementStore
+
+    store = EntitlementStore(repo.state_dir)
+    history = store.history(repo.head)
+    if not history.entries:
+        return None
+    return EntitlementJudge(history, store.record, repo.config.entitlements.covers)
+
+
 @click.command()
 @click.argument(
     "access_logs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
@@ -348,6 +406,12 @@ def audit(
     Malformed lines are counted and listed with their line numbers, never fatal.
       cfl-repo --repo R audit /var/log/cfl/access.log.2.gz /var/log/cfl/access.log.1 \\
           /var/log/cfl/access.log --inventory sm-inventory.csv --json > audit.json
+
+    \b
+    After `cfl-repo entitlements import` (and without --inventory), each request is judged
+    against the entitlement record in force at its time, grace periods included, and the report
+    adds the requests refused at the host and any disagreement between host and record:
+      cfl-repo --repo R audit /var/log/cfl/access.log --json > audit.json
     """
     import shutil
     import sys
@@ -361,6 +425,7 @@ def audit(
         judged_lines,
         render_text,
     )
+    from repo_tool.access.audit_host import HostCheck
     from repo_tool.access.inventory import read_inventory
 
     repo = _open_repo(ctx)
@@ -383,9 +448,11 @@ def audit(
         _err(f"inventory: {index.devices} device(s), {index.bad_rows} bad row(s) left out")
         for problem in index.problems:
             _err(f"  {inventory}: {problem}")
-    auditor = Auditor(registry, library, index)
+    judge = None if index is not None else _entitlement_judge(repo)
+    auditor = Auditor(registry, library, index, entitlements=judge)
     totals = Totals()
     summary = Summary()
+    host_check = HostCheck()
     # Entries go to a scratch file first, so a log that turns out unreadable half-way (a corrupt
     # gzip) leaves stdout empty instead of half a JSON document; memory stays flat either way.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as scratch:
@@ -393,6 +460,8 @@ def audit(
         with _line_counter(enabled=not as_json) as show:
             for judged in judged_lines(access_logs, auditor, totals):
                 summary.add(judged)
+                if judge is not None:
+                    host_check.add(judged)
                 if totals.requests % 100_000 == 0:
                     show(totals.lines)
                 if not as_json:
@@ -402,7 +471,11 @@ def audit(
                     + json.dumps(judged.to_dict(), sort_keys=True)
                 )
                 first = False
-        report = render_text(summary, registry, totals, inventory=index is not None)
+        report = render_text(
+            summary, registry, totals, inventory=index is not None or judge is not None
+        )
+        if judge is not None:
+            report += "\n" + "\n".join(host_check.lines(judge.used))
         if not as_json:
             click.echo(report)
             return
@@ -411,5 +484,10 @@ def audit(
         out.write('{\n  "schema_version": 1,\n  "downloads": [')
         shutil.copyfileobj(scratch, out)
         suppliers = json.dumps(summary.suppliers(registry), sort_keys=True)
-        out.write(f'\n  ],\n  "suppliers": {suppliers}\n}}\n')
+        more = ""
+        if judge is not None:
+            more = (
+                f',\n  "entitlements": {json.dumps(host_check.to_dict(judge.used), sort_keys=True)}'
+            )
+        out.write(f'\n  ],\n  "suppliers": {suppliers}{more}\n}}\n')
     _err(report)

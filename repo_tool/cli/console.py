@@ -6,8 +6,8 @@ Commands raise; only `run` turns errors into ``error:``/``hint:`` lines and the 
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,13 +24,13 @@ from metadata_templates.errors import (
 )
 from metadata_templates.locking import LockPolicy, describe_command
 from metadata_templates.output import json_document
-from repo_tool.signing.keys import PASSPHRASE_ENV
+from metadata_templates.steps import failed_step
+from repo_tool.signing.secrets import HSM_PIN_ENV, PASSPHRASE_ENV, environment_secret
 
 if TYPE_CHECKING:
     from repo_tool.state.repository import Repository
 
 EXIT_INTERRUPTED = 130
-HSM_PIN_ENV = "CFL_HSM_PIN"
 
 logger = logging.getLogger("repo_tool")
 
@@ -51,15 +51,17 @@ def emit_json(doc: dict[str, Any]) -> None:
 
 
 def prompt_secret(name: str) -> str:
-    """The secrets handler signers call: an environment variable for unattended runs (cron), else a
-    hidden prompt on a terminal.
+    """The secrets handler signers call: an environment variable or a systemd credential for
+    unattended runs (cron, deploy/*.service; repo_tool/signing/secrets.py), else a hidden prompt
+    on a terminal.
 
     Raises:
         ConfigurationError: a secret is needed, none is in the environment and stdin is no terminal.
     """
     env = HSM_PIN_ENV if name.lower() == "pin" else PASSPHRASE_ENV
-    if env in os.environ:
-        return os.environ[env]
+    secret = environment_secret(env)
+    if secret is not None:
+        return secret
     if not sys.stdin.isatty():
         raise ConfigurationError(f"a {name} is needed but stdin is not a terminal; set {env}")
     return str(click.prompt(f"Enter {name}", hide_input=True, err=True))
@@ -121,6 +123,29 @@ def read_input(path: Path, what: str, *, limit: int | None = None) -> bytes:
     return data
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_HINT = (
+    "the file system is full: free space on it, then run the same command again "
+    "(nothing half-written was left under a final name)"
+)
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether a full disk (or quota) is what ``error`` comes down to, through its causes."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def os_error_line(e: OSError) -> str:
+    """``STEP: PATH: reason`` for a file-system failure, with whichever of step and path it has."""
+    parts = [failed_step(e), e.filename and str(e.filename), e.strerror or str(e)]
+    return ": ".join(p for p in parts if p)
+
+
 def run(group: click.Command, *, interrupted: str, args: list[str] | None = None) -> None:
     """Run the command line (``args``, default ``sys.argv``) and exit with the code its outcome
     maps to."""
@@ -131,8 +156,9 @@ def run(group: click.Command, *, interrupted: str, args: list[str] | None = None
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("details")
         err(f"error: {e}")
-        if e.hint:
-            err(f"hint: {e.hint}")
+        hint = e.hint or (DISK_FULL_HINT if _disk_full(e) else None)
+        if hint:
+            err(f"hint: {hint}")
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -148,10 +174,11 @@ def run(group: click.Command, *, interrupted: str, args: list[str] | None = None
         err(f"error: interrupted; {interrupted}")
         sys.exit(EXIT_INTERRUPTED)
     except OSError as e:
-        # A file-system failure no command anticipated: still one line naming the path.
+        # A file-system failure no command anticipated: still one line naming the step and path.
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("details")
-        where = f"{e.filename}: " if e.filename else ""
-        err(f"error: {where}{e.strerror or e}")
+        err(f"error: {os_error_line(e)}")
+        if _disk_full(e):
+            err(f"hint: {DISK_FULL_HINT}")
         sys.exit(EXIT_FAILURE)
     sys.exit(EXIT_OK)

@@ -17,6 +17,8 @@ import click
 
 from metadata_templates.locking import WAIT_ENV
 from repo_tool import __version__
+from repo_tool.cli.advisory import advisory_group
+from repo_tool.cli.backup import backup, restore
 from repo_tool.cli.ceremony import CEREMONY_GROUP
 from repo_tool.cli.console import run
 from repo_tool.cli.cpl import cpl
@@ -34,6 +36,7 @@ from repo_tool.cli.site import site
 from repo_tool.cli.status import status
 from repo_tool.cli.submit import keygen, submit
 from repo_tool.cli.verify import verify
+from repo_tool.cli.verify_bucket import verify_bucket
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -62,9 +65,10 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int, wait: float) -> Non
     \b
     Provider:      init, cpl import, manufacturer add, ingest, publish, refresh, withdraw, rotate-keys,
                    status, site build, verify, serve
+    Recovery:      backup, restore, verify-bucket (S3 Object Lock)
     Release notes: notes custodian, notes grant
-    Access:        supplier add|revoke|list, host nginx, audit
-    Manufacturer:  keygen, submit
+    Access:        supplier add|revoke|list, host nginx, audit, entitlements import|show
+    Manufacturer:  keygen, submit, advisory submit
     Demo:          demo-data
 
     Every command exits 0 on success, 1 when something was rejected or failed verification,
@@ -97,12 +101,16 @@ for _command in (
     status,
     site,
     verify,
+    verify_bucket,
     serve,
     keygen,
     submit,
+    advisory_group,
     notes,
     log_group,
     demo_data,
+    backup,
+    restore,
 ):
     cli.add_command(_command)
 
@@ -117,6 +125,17 @@ def _add_access_commands() -> None:
 
 _add_access_commands()
 # ---- end of suppliers and access hook ----
+
+
+# ---- entitlement by estate hook (issue 22): the commands live in repo_tool/cli/entitlements.py ----
+def _add_entitlement_commands() -> None:
+    from repo_tool.cli.entitlements import entitlements
+
+    cli.add_command(entitlements)
+
+
+_add_entitlement_commands()
+# ---- end of entitlement by estate hook ----
 
 
 def main() -> None:

@@ -2,12 +2,13 @@
 
 The ``--proposal`` option and what a command does with it (write a targets ceremony proposal, or
 report the change done), the proposal summary, reading public keys, writing a new file, and the
-manufacturer's signers (`submit`, `enrol`). Imports only repo_tool/cli/console.py among the
+manufacturer's signers and their options (`submit`, `enrol`, `advisory submit`). Imports only repo_tool/cli/console.py among the
 command line's modules, so every command module can import it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,41 @@ def _proposal_doc(path: Path, proposal: Any, changes: list[str]) -> dict[str, An
         "changes": changes,
         "eligible_keyids": sorted(eligible_keys(proposal)),
     }
+
+
+def manufacturer_signer_options(
+    key_help: str = "Private key PEM (repeat for a threshold).",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--key``, ``--signer`` and ``--signer-pubkey``: what ``manufacturer_signers`` reads."""
+    options = [
+        click.option(
+            "--key",
+            "key_files",
+            multiple=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help=key_help,
+        ),
+        click.option(
+            "--signer",
+            "signer_uris",
+            multiple=True,
+            help="Signer URI (hsm:, gcpkms:, ...) with --signer-pubkey; repeat for a threshold.",
+        ),
+        click.option(
+            "--signer-pubkey",
+            "signer_pubkeys",
+            multiple=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Public PEM for each --signer, in order.",
+        ),
+    ]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):  # decorators apply bottom-up; keep the listed order
+            command = option(command)
+        return command
+
+    return apply
 
 
 def manufacturer_signers(

@@ -14,7 +14,12 @@ from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import utc_now
-from repo_tool.cli.options import _proposal_or_done, _public_keys, proposal_option
+from repo_tool.cli.options import (
+    _proposal_or_done,
+    _public_keys,
+    manufacturer_signer_options,
+    proposal_option,
+)
 from repo_tool.ops.provider import ProviderChange
 from repo_tool.signing.keys import DEV_KEY_WARNING, SignerRef, write_keypair
 
@@ -194,25 +199,8 @@ def rotate_key(
 
 @click.command("enrol")
 @click.option("--manufacturer", "manufacturer_id", required=True, help="Your manufacturer ID.")
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Private key PEM (repeat for a threshold): the keys you registered with the provider.",
-)
-@click.option(
-    "--signer",
-    "signer_uris",
-    multiple=True,
-    help="Signer URI (hsm:, gcpkms:, ...) with --signer-pubkey; repeat for a threshold.",
-)
-@click.option(
-    "--signer-pubkey",
-    "signer_pubkeys",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Public PEM for each --signer, in order.",
+@manufacturer_signer_options(
+    key_help="Private key PEM (repeat for a threshold): the keys you registered with the provider.",
 )
 @click.option(
     "--expires-in",

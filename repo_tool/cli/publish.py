@@ -42,6 +42,13 @@ _now = utc_now
     metavar="URL",
     help="With --to: an S3-compatible server (MinIO, Ceph, ...) instead of AWS.",
 )
+@click.option(
+    "--object-lock-days",
+    type=click.IntRange(1, 36500),
+    metavar="N",
+    help="With --to: put blobs, versioned metadata and full log tiles with S3 Object Lock in "
+    "compliance mode for N days (the bucket must have Object Lock enabled).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
 @click.pass_context
 def publish(
@@ -50,6 +57,7 @@ def publish(
     no_site: bool,
     to_url: str | None,
     endpoint_url: str | None,
+    object_lock_days: int | None,
     as_json: bool,
 ) -> None:
     """Write the static tree: blobs, manufacturer roles, targets, snapshot, timestamp.json last.
@@ -69,6 +77,13 @@ def publish(
     See docs/hosting.md, "Publishing to object storage".
 
     \b
+    With --object-lock-days N as well, every immutable object is locked (compliance mode, N days
+    from now) so that nobody, the provider included, can delete it; check it with
+    `cfl-repo verify-bucket`. Example:
+      cfl-repo --repo R publish --to s3://cfl-firmware/library --object-lock-days 3650
+    See docs/hosting.md, "Immutable storage (S3 Object Lock)".
+
+    \b
     It holds the repository lock and OUT/.cfl-publish.lock (with --to: the prefix's lease
     object, which keeps publishers on two machines apart) from the first read to the website,
     and never replaces the destination's timestamp.json with an older one. From cron:
@@ -79,13 +94,14 @@ def publish(
     from repo_tool.ops.publish import publish_with_site
 
     # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
-    if to_url is not None or endpoint_url is not None:
+    if to_url is not None or endpoint_url is not None or object_lock_days is not None:
         from repo_tool.cli.publish_s3 import run_publish_to_s3
 
         run_publish_to_s3(
             lambda: _open_repo(ctx),
             to_url=to_url,
             endpoint_url=endpoint_url,
+            object_lock_days=object_lock_days,
             out=out,
             no_site=no_site,
             as_json=as_json,

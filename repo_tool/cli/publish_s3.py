@@ -16,6 +16,7 @@ from pathlib import Path
 from metadata_templates.errors import ConfigurationError, field_error
 from metadata_templates.output import json_document
 from repo_tool.ops.publish_s3 import publish_to_s3
+from repo_tool.publish.retention import COMPLIANCE, LockPolicy
 from repo_tool.publish.s3 import (
     ListedObject,
     Progress,
@@ -25,9 +26,25 @@ from repo_tool.publish.s3 import (
     parse_s3_url,
     site_cache_dir,
 )
+from repo_tool.publish.s3_lock import LockingS3Bucket, locking_bucket
 from repo_tool.publish.s3_site import publish_site_to_s3
 from repo_tool.state.repository import Repository
 from repo_tool.verify.memo import VerifyMemo
+
+
+def doc_lock(locking: LockingS3Bucket | None) -> dict[str, object]:
+    """The ``object_lock`` member of ``--json`` (absent without --object-lock-days, so the
+    document of a publish without a lock stays as it was)."""
+    if locking is None:
+        return {}
+    return {
+        "object_lock": {
+            "mode": COMPLIANCE,
+            "days": locking.policy.days,
+            "retain_until": locking.policy.retain_until.isoformat(),
+            "locked": locking.locked,
+        }
+    }
 
 
 @contextlib.contextmanager
@@ -60,6 +77,7 @@ def run_publish_to_s3(
     to_url: str | None,
     endpoint_url: str | None,
     out: Path | None,
+    object_lock_days: int | None = None,
     no_site: bool,
     as_json: bool,
     now: datetime,
@@ -67,13 +85,22 @@ def run_publish_to_s3(
     """Publish to object storage and report.
 
     Raises:
-        ConfigurationError: --endpoint-url without --to, --to with --out, a bad URL, no
-            credentials, no bucket, access denied.
+        ConfigurationError: --endpoint-url or --object-lock-days without --to, --to with
+            --out, a bad URL, no credentials, no bucket, access denied, --object-lock-days on a
+            bucket without Object Lock (checked before anything is signed or uploaded).
         BusyError: the repository lock or the prefix's lease is held by another process.
         UnavailableError: the endpoint is unreachable, an immutable object differs, or the
             timestamp changed since it was read.
         VerificationError: the bucket's metadata does not verify when the site is rendered.
     """
+    if to_url is None and object_lock_days is not None:
+        raise ConfigurationError(
+            field_error(
+                "--object-lock-days",
+                object_lock_days,
+                "only with --to s3://BUCKET/PREFIX (a folder cannot be locked)",
+            )
+        )
     if to_url is None:
         raise ConfigurationError(
             field_error("--to", None, "s3://BUCKET/PREFIX whenever --endpoint-url is given")
@@ -84,6 +111,11 @@ def run_publish_to_s3(
         )
     location = parse_s3_url(to_url)
     bucket = S3Bucket(make_s3_client(endpoint_url), location)
+    locking: LockingS3Bucket | None = None
+    if object_lock_days is not None:
+        # Before the repository is opened: a bucket that cannot lock changes nothing anywhere.
+        locking = locking_bucket(bucket, LockPolicy(object_lock_days, now))
+        bucket = locking
     repo = open_repo()
     bars = contextlib.ExitStack()
 
@@ -99,6 +131,13 @@ def run_publish_to_s3(
             f"{report.already_there} already there",
             file=sys.stderr,
         )
+        if locking is not None:
+            retain_until = locking.policy.retain_until.isoformat()
+            print(
+                f"object lock: {locking.locked} object(s) locked in {COMPLIANCE} mode until "
+                f"{retain_until}; objects already there keep their retention",
+                file=sys.stderr,
+            )
         if no_site:
             return
         with _progress("website", enabled=not as_json) as advance:
@@ -125,5 +164,6 @@ def run_publish_to_s3(
     with bars:
         advance = bars.enter_context(_progress("metadata and images", enabled=not as_json))
         report, _listing = publish_to_s3(repo, bucket, now=now, on_upload=advance, then=site)
+    doc = report.to_dict() | doc_lock(locking)
     if as_json:
-        print(json_document(report.to_dict()))
+        print(json_document(doc))

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from metadata_templates import identifiers
 from metadata_templates.errors import ConfigurationError
+from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import utc_now
+
+if TYPE_CHECKING:
+    from repo_tool.notes.recipient_age import RecentRecipient, RecipientAgeRule
+from repo_tool.cli.options import manufacturer_signer_options
 from repo_tool.signing.keys import KEY_TYPES, PASSPHRASE_ENV, write_keypair
+from repo_tool.signing.secrets import environment_secret
 
 _now = utc_now
 
@@ -39,7 +47,8 @@ def keygen(private_key: Path, key_type: str, encrypt: bool) -> None:
     PEM to the provider (manufacturer add / init --key); keep the private one offline."""
     passphrase = None
     if encrypt:
-        passphrase = os.environ.get(PASSPHRASE_ENV) or _confirm_passphrase()
+        # The variable, or the credential a unit or a setup shell names (repo_tool/signing/secrets.py).
+        passphrase = environment_secret(PASSPHRASE_ENV) or _confirm_passphrase()
     _key, uri = write_keypair(private_key, key_type, passphrase=passphrase)
     _err(
         f"wrote {private_key} and {private_key.with_name(private_key.stem + '.pub.pem')}; signer URI: {uri}"
@@ -75,26 +84,7 @@ def _confirm_passphrase() -> str:
     "deposit then re-signs one bin. The policy keeps bins at about 64 images on average: the "
     "provider's `cfl-repo status --json` gives your suggested_bit_length, and when to grow.",
 )
-@click.option(
-    "--key",
-    "key_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Private key PEM (repeat for a threshold).",
-)
-@click.option(
-    "--signer",
-    "signer_uris",
-    multiple=True,
-    help="Signer URI (hsm:, gcpkms:, ...) with --signer-pubkey; repeat for a threshold.",
-)
-@click.option(
-    "--signer-pubkey",
-    "signer_pubkeys",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Public PEM for each --signer, in order.",
-)
+@manufacturer_signer_options()
 @click.option(
     "--cpl-entry",
     "cpl_entries",
@@ -114,6 +104,16 @@ def _confirm_passphrase() -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Release notes (text) to encrypt here to the suppliers entitled to the image's device type and "
     "the provider's notes custodian; the plaintext never leaves this machine.",
+)
+@click.option(
+    "--allow-recent",
+    "allow_recent",
+    multiple=True,
+    metavar="ENTITY_ID",
+    help="Encrypt the release notes to this organisation although it registered less than "
+    f"{DEFAULT_POLICY.min_recipient_age_days} days ago (repeat for several). Confirm it with the "
+    "provider by another channel first: a new registration is what a stolen provider key adds. "
+    "Without it, a terminal asks; a script is refused (exit 1).",
 )
 @click.option(
     "--from", "source", required=True, help="The published library: a folder or an http(s):// URL."
@@ -152,6 +152,7 @@ def submit(
     reason: str | None,
     advisories: tuple[str, ...],
     release_notes: Path | None,
+    allow_recent: tuple[str, ...],
     source: str,
     root_file: Path | None,
     out_file: Path,
@@ -165,7 +166,15 @@ def submit(
     \b
     Hash bins: once your role is split (--split-bins BITS, no IMAGE_FILE), a deposit re-signs only
     the bin its image goes to, and --renew re-signs the bins and role that are near expiry.
-    See docs/manufacturer.md, "Hash bins"."""
+    See docs/manufacturer.md, "Hash bins".
+
+    \b
+    Release notes are encrypted only to organisations registered at least 14 days ago
+    (policy.min_recipient_age_days); a newer one is named and refused (exit 1) unless you accept it:
+      cfl-repo submit fw.ota --manufacturer 121D --key k.pem --cpl-entry CPL-000105 \\
+        --reason compliance --release-notes notes.txt --allow-recent 5555666677778888 \\
+        --from https://cfl.example/ --root root.json --out 121D.cflb
+    See docs/manufacturer.md, "Release notes"."""
     from repo_tool.cli.options import manufacturer_signers
     from repo_tool.intake.bundle import BUNDLE_SUFFIX, Declaration, write_bundle
     from repo_tool.submit.deposit import (
@@ -184,6 +193,11 @@ def submit(
         )
     if image_file is not None and (not cpl_entries or reason is None):
         raise ConfigurationError("a deposit needs --cpl-entry (at least one) and --reason")
+    if allow_recent and release_notes is None:
+        raise ConfigurationError(
+            "--allow-recent: found without --release-notes, expected both together"
+        )
+    allowed = _allowed_recent(allow_recent)
 
     try:
         mfr = identifiers.manufacturer_id(manufacturer_id, "--manufacturer")
@@ -201,6 +215,7 @@ def submit(
         root_bytes = read_source_root(source, read)
         _err("warning: no --root given; trusting the source's 1.root.json on first use")
     now = _now()
+    rule = _recipient_rule(allowed, now)
     # Verify only what this submit signs on top of (repo_tool/submit/scope.py).
     from repo_tool.intake.cpl_cache import CplCache, default_cache_dir
     from repo_tool.submit.scope import load_for_deposit, manufacturer_roles
@@ -241,7 +256,9 @@ def submit(
             release_notes=release_notes.read_bytes() if release_notes else None,
             library=library,
             now=now,
+            recipient_rule=rule,
         )
+        _report_recent(submission.recent_recipients, rule, now)
     write_bundle(out_file, submission.bundle)
     written = submission.bundle
     if as_json:
@@ -259,3 +276,47 @@ def submit(
     what = written.target or written.kind
     bins = f" and {len(written.bins)} bin(s)" if written.bins else ""
     _err(f"wrote {out_file}: {what} in {written.role_name} version {submission.role_version}{bins}")
+
+
+def _allowed_recent(allow_recent: tuple[str, ...]) -> frozenset[str]:
+    from metadata_templates.suppliers import entity_id
+
+    try:
+        return frozenset(entity_id(e, "--allow-recent") for e in allow_recent)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+
+
+def _recipient_rule(allowed: frozenset[str], now: datetime) -> RecipientAgeRule:
+    """The policy's minimum recipient age, the organisations named with --allow-recent, and a
+    question on a terminal (a script, with no terminal to ask, is refused instead)."""
+    from repo_tool.notes.recipient_age import RecipientAgeRule
+
+    def confirm(recent: RecentRecipient) -> bool:
+        _err(
+            f"warning: release-note recipient {recent.describe(now)}: registered less than "
+            f"{DEFAULT_POLICY.min_recipient_age_days} days ago; a new registration is what a "
+            "stolen provider key would add"
+        )
+        return bool(click.confirm("Encrypt your notes to it anyway?", default=False, err=True))
+
+    return RecipientAgeRule(
+        min_age=timedelta(days=DEFAULT_POLICY.min_recipient_age_days),
+        allowed=allowed,
+        confirm=confirm if sys.stdin.isatty() and sys.stderr.isatty() else None,
+    )
+
+
+def _report_recent(
+    accepted: tuple[RecentRecipient, ...], rule: RecipientAgeRule, now: datetime
+) -> None:
+    """Say which recent recipients the notes went to, and which --allow-recent named nobody."""
+    for recent in accepted:
+        how = "--allow-recent" if recent.supplier.entity_id in rule.allowed else "you at the prompt"
+        _err(f"warning: release notes encrypted to {recent.describe(now)}: accepted by {how}")
+    named = {r.supplier.entity_id for r in accepted}
+    for entity in sorted(rule.allowed - named):
+        _err(
+            f"warning: --allow-recent {entity}: not a recipient registered within "
+            f"{DEFAULT_POLICY.min_recipient_age_days} days; nothing to allow"
+        )

@@ -17,6 +17,7 @@ from tuf.api.metadata import Metadata, Targets
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplEntry
 from repo_tool.gateway import bins as gateway_bins
+from repo_tool.gateway.advisory import check_advisory_bundle
 from repo_tool.gateway.model import (
     Accepted,
     Code,
@@ -28,7 +29,7 @@ from repo_tool.gateway.model import (
 )
 from repo_tool.gateway.roles import _check_role_signatures, check_succession, check_validity
 from repo_tool.gateway.targets import check_added_targets
-from repo_tool.intake.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle
+from repo_tool.intake.bundle import KIND_ADVISORY, KIND_RENEWAL, KIND_SPLIT_BINS, Bundle
 from repo_tool.intake.describe import (
     ImageDigests,
     start_digest_image,
@@ -53,6 +54,8 @@ def check_bundle(bundle: Bundle, ctx: GatewayContext) -> Verdict:
     )
     if bundle.kind == KIND_SPLIT_BINS:
         return gateway_bins.check_split_bins(bundle, ctx, manufacturer, current_mfr, found)
+    if bundle.kind == KIND_ADVISORY:
+        return check_advisory_bundle(bundle, ctx, manufacturer, current_mfr, found)
     split = gateway_bins.split_bit_length(current_mfr) is not None
     if bundle.kind == KIND_RENEWAL and split and manufacturer is not None:
         return gateway_bins.check_bin_renewal(bundle, ctx, manufacturer, current_mfr, found)

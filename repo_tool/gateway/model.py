@@ -10,6 +10,7 @@ from enum import StrEnum
 from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
+from metadata_templates.advisory import Advisory
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import (
     CflTargetInfo,
@@ -70,6 +71,13 @@ class Code(StrEnum):
     # Issue 13: a first deposit while the targets key is offline; the delegation comes with the
     # manufacturer's enrolment (`cfl-repo manufacturer enrol`), never with a deposit.
     NOT_ENROLLED = "manufacturer-not-enrolled"
+    # Security advisories (repo_tool/gateway/advisory.py).
+    ADVISORY_MALFORMED = "advisory-malformed"
+    ADVISORY_TOO_LARGE = "advisory-too-large"
+    ADVISORY_UNKNOWN_ENTRY = "advisory-unknown-entry"
+    ADVISORY_FIX_MISSING = "advisory-fix-missing"
+    ADVISORY_FIX_NOT_APPLICABLE = "advisory-fix-not-applicable"
+    ADVISORY_STALE_REVISION = "advisory-stale-revision"
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,15 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class AcceptedAdvisory:
+    """What an accepted advisory bundle adds: one revision, in the role (or bin) it re-signs."""
+
+    advisory: Advisory
+    target: TargetFile
+    staged: tuple[StagedRole, ...]
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The gateway's answer for one bundle."""
 
@@ -155,10 +172,16 @@ class Verdict:
     # Hash bins: an accepted renewal of a split manufacturer or a `split-bins` bundle stages these
     # (the manufacturer role first when it is re-signed).
     staged: tuple[StagedRole, ...] = ()
+    advisory: AcceptedAdvisory | None = None  # an accepted advisory revision
 
     @property
     def ok(self) -> bool:
-        return self.accepted is not None or self.renewal is not None or bool(self.staged)
+        return (
+            self.accepted is not None
+            or self.renewal is not None
+            or bool(self.staged)
+            or self.advisory is not None
+        )
 
     @property
     def codes(self) -> list[str]:

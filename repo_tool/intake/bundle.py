@@ -16,6 +16,10 @@ hash-bound) with exactly these members:
   here when the image's notes target hashes to another bin. A ``split-bins`` bundle carries the
   manufacturer role's next version (succinct delegation, no targets) in ``role.json`` and every bin
   here, version 1 (or one above, when the bin count grows).
+- ``advisory.json``: an ``advisory`` bundle (``cfl-repo advisory submit``) carries one revision of a
+  security advisory (metadata_templates/advisory.py), exactly as the role's new advisory target,
+  and ``role.json`` (or, for a split manufacturer, the bin the advisory's path goes to); no image.
+  ``advisory-detail.jwe``, optional: its technical detail encrypted like release notes.
 
 Reading is strict because a bundle is attacker-controlled: unknown or duplicate members, paths, size
 limits, a compressed member that inflates past its limit, and malformed JSON are all rejected.
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from metadata_templates import SCHEMA_VERSION, naming
+from metadata_templates.advisory import MAX_ADVISORY_BYTES
 from metadata_templates.atomic import atomic_writer
 from metadata_templates.custom import REASONS
 from metadata_templates.errors import RejectedInputError
@@ -44,6 +49,8 @@ IMAGE = "image.ota"
 ROLE = "role.json"
 RELEASE_NOTES = "release-notes.txt"
 RELEASE_NOTES_JWE = "release-notes.jwe"
+ADVISORY = "advisory.json"
+ADVISORY_DETAIL = "advisory-detail.jwe"
 BUNDLE_SUFFIX = ".cflb"
 
 # Generous ceilings so a hostile archive cannot exhaust memory; the gateway applies the real image cap.
@@ -53,6 +60,8 @@ MEMBER_LIMITS = {
     ROLE: 64 * 1024 * 1024,
     RELEASE_NOTES: 5_000_000,
     RELEASE_NOTES_JWE: MAX_ENVELOPE_BYTES,
+    ADVISORY: 4 * MAX_ADVISORY_BYTES,  # the gateway applies the real cap (advisory-too-large)
+    ADVISORY_DETAIL: MAX_ENVELOPE_BYTES,
 }
 # The role is parsed as JSON and canonicalised for its signatures, which costs far more than its
 # size (a 64 MiB role took 29 s and 3.3 GB): it is refused above this cap before any JSON work.
@@ -84,11 +93,15 @@ KIND_RENEWAL = "renewal"
 # Hash bins: the manufacturer role re-signed with a succinct delegation and every bin (migration, or
 # a larger bin count); recorded by the provider as a `manufacturer-bins` event.
 KIND_SPLIT_BINS = "split-bins"
+# A security advisory revision signed under the manufacturer's delegation (no image).
+KIND_ADVISORY = "advisory"
 REQUIRED_FOR_KIND = {
     KIND_DEPOSIT: REQUIRED,
     KIND_RENEWAL: (MANIFEST, ROLE),
     KIND_SPLIT_BINS: (MANIFEST, ROLE),
+    KIND_ADVISORY: (MANIFEST, ROLE, ADVISORY),
 }
+OPTIONAL_FOR_KIND = {KIND_ADVISORY: (ADVISORY_DETAIL,)}
 
 
 class BundleError(RejectedInputError):
@@ -150,6 +163,9 @@ class Bundle:
     # bins, name -> bytes exactly as signed (``bins/<name>.json`` members).
     role: str = ""
     bins: tuple[tuple[str, bytes], ...] = ()
+    # An advisory bundle: the advisory revision and its encrypted detail, exactly as signed targets.
+    advisory: bytes | None = None
+    advisory_detail: bytes | None = None
 
     @property
     def role_name(self) -> str:
@@ -284,11 +300,21 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
         missing = [name for name in required if name not in names]
         if missing:
             raise BundleError(f"{source}: members: missing {missing}, expected {list(required)}")
-        allowed = set(required) | (set(bin_names) if kind != KIND_DEPOSIT else set())
+        allowed = (
+            set(required)
+            | set(OPTIONAL_FOR_KIND.get(kind, ()))
+            | (set(bin_names) if kind != KIND_DEPOSIT else set())
+        )
         if kind != KIND_DEPOSIT and set(names) - allowed:
             raise BundleError(
                 f"{source}: members: found {sorted(set(names) - allowed)} in a {kind}, expected only "
-                f"{list(required)} and bins/<bin role>.json"
+                f"{sorted(set(required) | set(OPTIONAL_FOR_KIND.get(kind, ())))} and "
+                "bins/<bin role>.json"
+            )
+        if kind == KIND_DEPOSIT and {ADVISORY, ADVISORY_DETAIL} & set(names):
+            raise BundleError(
+                f"{source}: members: found {sorted({ADVISORY, ADVISORY_DETAIL} & set(names))} in a "
+                "deposit, expected advisories in their own bundle (`cfl-repo advisory submit`)"
             )
         members: dict[str, bytes | memoryview] = {}
         for info in infos:
@@ -322,6 +348,22 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
         (name.removeprefix(BINS_DIR).removesuffix(".json"), bytes(members[name]))
         for name in sorted(bin_names)
     )
+    if kind == KIND_ADVISORY:
+        return Bundle(
+            manufacturer_id=manufacturer_id,
+            target=_string(manifest.get("target"), "target", source),
+            declaration=Declaration((), "", ()),
+            image=b"",
+            role_bytes=bytes(members[ROLE]),
+            release_notes=None,
+            kind=kind,
+            role=role,
+            bins=bins,
+            advisory=bytes(members[ADVISORY]),
+            advisory_detail=(
+                bytes(members[ADVISORY_DETAIL]) if ADVISORY_DETAIL in members else None
+            ),
+        )
     if kind != KIND_DEPOSIT:
         return Bundle(
             manufacturer_id=manufacturer_id,
@@ -460,6 +502,8 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
     }
     if bundle.kind == KIND_DEPOSIT:
         manifest |= {"target": bundle.target, "declaration": bundle.declaration.to_dict()}
+    if bundle.kind == KIND_ADVISORY:
+        manifest["target"] = bundle.target
     if bundle.role:
         manifest["role"] = bundle.role
     with (
@@ -474,5 +518,9 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
             archive.writestr(RELEASE_NOTES, bundle.release_notes)
         if bundle.notes_jwe is not None:
             archive.writestr(RELEASE_NOTES_JWE, bundle.notes_jwe)
+        if bundle.advisory is not None:
+            archive.writestr(ADVISORY, bundle.advisory)
+        if bundle.advisory_detail is not None:
+            archive.writestr(ADVISORY_DETAIL, bundle.advisory_detail)
         for name, data in bundle.bins:
             archive.writestr(f"{BINS_DIR}{name}.json", data)

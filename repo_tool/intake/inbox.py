@@ -27,9 +27,10 @@ from pathlib import Path
 from tuf.api.metadata import Metadata, Targets
 
 from metadata_templates import naming
-from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.atomic import atomic_write_bytes, errors_name
 from repo_tool.intake.bundle import (
     BUNDLE_SUFFIX,
+    KIND_ADVISORY,
     KIND_DEPOSIT,
     KIND_SPLIT_BINS,
     MANIFEST,
@@ -182,7 +183,7 @@ def keep_rejected_copy(source: Path, destination: Path, *, cap: int) -> KeptCopy
     digest = hashlib.sha256()
     kept = 0
     out = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE)
-    with os.fdopen(fd, "rb") as handle, os.fdopen(out, "wb") as copy:
+    with errors_name(destination), os.fdopen(fd, "rb") as handle, os.fdopen(out, "wb") as copy:
         length = os.fstat(handle.fileno()).st_size
         while kept < cap and (chunk := handle.read(min(_CHUNK, cap - kept))):
             digest.update(chunk)
@@ -257,6 +258,13 @@ def already_accepted(
             not naming.is_image_target_path(bundle.target)
             or lodged is None
             or lodged.hashes.get("sha256") != hashlib.sha256(bundle.image).hexdigest()
+        ):
+            return None
+    if bundle.kind == KIND_ADVISORY:
+        lodged = Metadata[Targets].from_bytes(stored).signed.targets.get(bundle.target)
+        if (
+            lodged is None
+            or lodged.hashes.get("sha256") != hashlib.sha256(bundle.advisory or b"").hexdigest()
         ):
             return None
     if not _bins_as_stored(bundle, stored, roles, stored_role):

@@ -18,12 +18,20 @@ from tuf.api.metadata import Targets
 from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import format_timestamp
+from metadata_templates.steps import step
 from repo_tool.gateway.check import judge
 from repo_tool.gateway.model import Code, Finding, GatewayContext, LibraryIndex, Verdict
 from repo_tool.intake import inbox
-from repo_tool.intake.bundle import KIND_RENEWAL, KIND_SPLIT_BINS, Bundle, BundleError
+from repo_tool.intake.bundle import (
+    KIND_ADVISORY,
+    KIND_RENEWAL,
+    KIND_SPLIT_BINS,
+    Bundle,
+    BundleError,
+)
 from repo_tool.notes.audience import notes_audience_documents
 from repo_tool.ops import ingest_bins
+from repo_tool.ops.ingest_advisory import commit_advisory
 from repo_tool.ops.manufacturers import delegate
 from repo_tool.state import journal
 from repo_tool.state.repository import Repository
@@ -100,6 +108,21 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         return IngestResult(bundle_path.name, "accepted", None, [], [f"{what}: {names}{more}"])
     if bundle.kind == KIND_RENEWAL:
         return _ingest_renewal(repo, bundle_path, bundle, now)
+    if bundle.kind == KIND_ADVISORY:
+        # The whole CPL: a fix may reach an affected entry through intermediate images, whose
+        # entries the bundle does not name (advisories are rare; a deposit stays narrow).
+        verdict = judge(bundle, gateway_context(repo, now))
+        if verdict.advisory is None or bundle.advisory is None:
+            return _reject(repo, bundle_path, verdict, now)
+        commit_advisory(repo, bundle_path, bundle.advisory, verdict.advisory, now)
+        advisory = verdict.advisory.advisory
+        return IngestResult(
+            bundle_path.name,
+            "accepted",
+            verdict.advisory.target.path,
+            [],
+            [f"advisory {advisory.id} revision {advisory.revision} ({advisory.severity})"],
+        )
     staged = repo.blobs.stage(bundle.image)  # written while the gateway hashes
     try:
         context = gateway_context(repo, now, bundle.declaration.cpl_entries)
@@ -118,12 +141,13 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
         return _reject(repo, bundle_path, Verdict((not_enrolled,), verdict.target, None), now)
 
     head = repo.head
-    staged.commit(accepted.digests.file_sha256)
-    added = [accepted.target]
-    if accepted.notes_target is not None and bundle.notes_jwe is not None:
-        # Ciphertext only: the gateway refused any plaintext, and nothing here can decrypt.
-        repo.blobs.put(bundle.notes_jwe)
-        added.append(accepted.notes_target)
+    with step(f"storing the image of {bundle_path.name}"):
+        staged.commit(accepted.digests.file_sha256)
+        added = [accepted.target]
+        if accepted.notes_target is not None and bundle.notes_jwe is not None:
+            # Ciphertext only: the gateway refused any plaintext, and nothing here can decrypt.
+            repo.blobs.put(bundle.notes_jwe)
+            added.append(accepted.notes_target)
     # Keep exactly the bytes the manufacturer signed.
     staged_roles = ingest_bins.staged_roles(accepted, bundle.role_bytes)
     for role in staged_roles:

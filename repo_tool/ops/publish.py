@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metadata_templates.steps import step
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.output_paths import make_dir
 from repo_tool.publish.folder import PublishReport, StepHook, tree_lock, write_tree
@@ -36,14 +37,17 @@ def publish(
     """
     make_dir(out, field="--out")
     with repo.locked(), tree_lock(out, repo.lock.policy):
-        return _write(repo, out, now, between_steps or (lambda step: None))
+        return _write(repo, out, now, between_steps or (lambda _name: None))
 
 
 def _write(repo: Repository, out: Path, now: datetime, hook: StepHook) -> PublishReport:
-    """Sign and write; the caller holds both locks."""
+    """Sign and write; the caller holds both locks. Each half is a ``step``, so a full disk's
+    error line says which one it stopped (metadata_templates/steps.py)."""
     report = PublishReport(out=out)
-    report.signed_new_snapshot = stage_snapshot(repo, now=now)
-    write_tree(repo, out, report, hook)
+    with step("signing the snapshot"):
+        report.signed_new_snapshot = stage_snapshot(repo, now=now)
+    with step(f"writing the published tree {out}"):
+        write_tree(repo, out, report, hook)
     return report
 
 
@@ -79,7 +83,7 @@ def publish_with_site(
     make_dir(out, field="--out")
     with repo.locked(), tree_lock(out, repo.lock.policy):
         before = tree_state(out)  # what the tree served before, so the site is told what is new
-        report = _write(repo, out, now, lambda step: None)
+        report = _write(repo, out, now, lambda _name: None)
         if on_published is not None:
             on_published(report)
         site = build_published_site(

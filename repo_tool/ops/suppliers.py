@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, RejectedInputError, field_error
 from metadata_templates.suppliers import (
@@ -19,9 +21,10 @@ from metadata_templates.suppliers import (
     USER_ROLES,
     Supplier,
     SupplierRegistry,
+    certificate_sha256,
     entity_id,
 )
-from repo_tool.access.certificates import check_certificate
+from repo_tool.access.certificates import check_certificate, load_one_certificate
 
 if TYPE_CHECKING:
     from repo_tool.state.repository import Repository
@@ -132,6 +135,45 @@ def revoked(
     return new, new.by_entity_id()[eid]
 
 
+def _same_registration(
+    registry: SupplierRegistry,
+    entity: str,
+    name: str,
+    roles: Sequence[str],
+    certificate: bytes,
+) -> Supplier | None:
+    """The registered entry if this request is exactly it already, else None (let the checks run)."""
+    try:
+        # The same normalisation as `registered`; a request it would refuse is never "done".
+        eid = entity_id(entity, "ENTITY_ID")
+        wanted = (_printable(name, "--name", MAX_NAME_LENGTH), _roles(roles))
+        der = load_one_certificate(certificate, "--cert").public_bytes(Encoding.DER)
+    except (ValueError, ConfigurationError, RejectedInputError):
+        return None  # let `registered` report it
+    existing = registry.by_entity_id().get(eid)
+    if existing is None or existing.status != STATUS_ACTIVE:
+        return None
+    same = certificate_sha256(der) == existing.certificate_sha256
+    return existing if same and (existing.name, existing.roles) == wanted else None
+
+
+def _same_revocation(registry: SupplierRegistry, entity: str, reason: str) -> Supplier | None:
+    """The revoked entry if this request is exactly its revocation already, else None."""
+    try:
+        eid = entity_id(entity, "ENTITY_ID")
+        text = _printable(reason, "--reason", MAX_REASON_LENGTH)
+    except (ValueError, ConfigurationError):
+        return None  # let `revoked` report it
+    current = registry.by_entity_id().get(eid)
+    if (
+        current is not None
+        and current.status != STATUS_ACTIVE
+        and current.revocation_reason == text
+    ):
+        return current
+    return None
+
+
 def add_supplier(
     repo: Repository,
     *,
@@ -144,9 +186,15 @@ def add_supplier(
 ) -> Supplier:
     """Register an organisation and stage the signed registry (the caller holds the lock).
 
+    The same registration again (the same Entity ID, certificate, name and roles: a re-run after a
+    crash, a retried script) is done already and changes nothing; any other repeat is refused.
+
     Raises:
         RejectedInputError: see `registered`.
     """
+    repeat = _same_registration(repo.suppliers(), entity, name, roles, certificate)
+    if repeat is not None:
+        return repeat
     registry, supplier = registered(
         repo.suppliers(),
         entity=entity,
@@ -174,9 +222,15 @@ def add_supplier(
 def revoke_supplier(repo: Repository, *, entity: str, reason: str, now: datetime) -> Supplier:
     """Revoke an organisation and stage the signed registry (the caller holds the lock).
 
+    The same revocation again (same Entity ID and reason: a re-run after a crash) is done already
+    and changes nothing; a revocation is recorded once and never edited.
+
     Raises:
         RejectedInputError: see `revoked`.
     """
+    current = _same_revocation(repo.suppliers(), entity, reason)
+    if current is not None:
+        return current
     registry, supplier = revoked(repo.suppliers(), entity=entity, reason=reason, now=now)
     repo.commit_suppliers(
         registry,

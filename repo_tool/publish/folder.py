@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuf.api.metadata import Timestamp
+
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
 from metadata_templates.locking import LockPolicy, exclusive_lock
 from repo_tool.publish.plan import (
     PUBLISH_STEPS,
+    TIMESTAMP_PATH,
     Kind,
     PlannedFile,
     SnapshotReader,
@@ -111,7 +114,7 @@ def repository_plan(
     repo: Repository,
     timestamp_bytes: bytes | None,
     read_snapshot: SnapshotReader,
-    where: str = "the destination",
+    where: str = TIMESTAMP_PATH,
 ) -> list[PlannedFile]:
     """The plan that brings a destination holding ``timestamp_bytes`` up to the repository's head
     (``where`` names it in errors).
@@ -121,17 +124,24 @@ def repository_plan(
     role is not parsed for one image.
 
     Raises:
-        UnavailableError: a target path escapes the targets directory, or the destination serves a
-            newer timestamp than the repository's (another repository publishes there).
+        UnavailableError: a target path escapes the targets directory, or the destination
+            already serves a newer timestamp, or other bytes of the same version (another
+            repository publishes there, or this one was restored from an older backup:
+            `refuse_rollback`).
     """
     head = repo.head
-    refuse_rollback(timestamp_bytes, head.timestamp_version, where)
     staged = StagedVersions(
         root=head.root_version,
         targets=head.targets_version,
         snapshot=head.snapshot_version,
         timestamp=head.timestamp_version,
         roles=dict(head.roles),
+    )
+    refuse_rollback(
+        timestamp_bytes,
+        repo.metadata_bytes(Timestamp.type, head.timestamp_version),
+        head.timestamp_version,
+        where,
     )
     done = published_versions(timestamp_bytes, read_snapshot)
     blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]

@@ -165,25 +165,35 @@ def published_versions(
     return {name.removesuffix(".json"): m.version for name, m in snapshot.signed.meta.items()}
 
 
-def refuse_rollback(timestamp_bytes: bytes | None, staged_version: int, where: str) -> None:
-    """Refuse to replace a destination's ``timestamp.json`` with an older version.
+def refuse_rollback(
+    published: bytes | None, staged: bytes, staged_version: int, where: str = TIMESTAMP_PATH
+) -> None:
+    """Refuse to replace a destination's ``timestamp.json`` with an older one, or with other bytes
+    of the same version (``where`` names it in the error).
 
-    Only another repository publishing to the same destination (a standby, a restored backup)
-    can have put a newer one there; replacing it would roll every client back, and each would
-    refuse the rollback and stop updating. A timestamp that does not parse is left to the writer.
+    Two ways lead there. Another repository publishes to the same destination (a standby, a
+    migration) and put a newer one there; or this repository was restored from a backup taken
+    before its last publish (docs/operator.md, "Backup and restore") and is behind what clients
+    have seen. Either way, replacing it would roll the host back, which clients refuse (and stop
+    updating) and new clients would believe. Nothing is written then. A timestamp that does not
+    parse is left to the writer.
 
     Raises:
-        UnavailableError: the destination serves a newer timestamp than ``staged_version``.
+        UnavailableError: the destination's timestamp is at or above ``staged_version`` and differs.
     """
-    if timestamp_bytes is None:
+    if published is None or published == staged:
         return
     try:
-        version = Metadata[Timestamp].from_bytes(timestamp_bytes).signed.version
+        version = Metadata[Timestamp].from_bytes(published).signed.version
     except (RepositoryError, ValueError, KeyError, TypeError):
-        return
-    if version > staged_version:
+        return  # not metadata: replaced as before
+    if version >= staged_version:
         raise UnavailableError(
-            f"{where}: timestamp version: found {version}, expected at most {staged_version} "
-            "(this repository's): another repository publishes here; not rolled back",
-            hint="publish each destination from one repository (docs/operator.md, 'Two jobs at once')",
+            f"{where}: timestamp version: found {version} published, expected below "
+            f"{staged_version} (this repository's): another repository publishes here, or this "
+            "one is behind what clients have seen (restored from a backup older than the last "
+            "publish?); not rolled back",
+            hint="publish each destination from one repository, into a new folder or prefix, or "
+            "restore a backup taken after that publish (docs/operator.md, 'Two jobs at once' and "
+            "'Backup and restore')",
         )

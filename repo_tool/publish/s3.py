@@ -14,6 +14,8 @@ roots, ``timestamp.json`` last) only what the bucket lacks. It never deletes and
 
 Only ``metadata/timestamp.json`` and the website are replaced in place; they are sent with
 ``Cache-Control: no-cache``, everything else with ``public, max-age=31536000, immutable``.
+With ``--object-lock-days`` the bucket is a ``LockingS3Bucket`` (repo_tool/publish/s3_lock.py):
+``put_args`` adds compliance retention to the puts of immutable objects.
 
 Credentials come from boto3's standard chain (environment, shared config and profile, instance
 role); every boto3 error becomes one ``CflError`` line naming the bucket, the key and what was
@@ -91,8 +93,8 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
-def parse_s3_url(url: str) -> S3Location:
-    """``s3://BUCKET/PREFIX`` -> ``S3Location``.
+def parse_s3_url(url: str, *, field: str = "--to") -> S3Location:
+    """``s3://BUCKET/PREFIX`` -> ``S3Location`` (``field``: the option or argument, for messages).
 
     Raises:
         ConfigurationError: not an ``s3://`` URL, a bucket name S3 would refuse, or a prefix with
@@ -100,18 +102,20 @@ def parse_s3_url(url: str) -> S3Location:
     """
     expected = "s3://BUCKET or s3://BUCKET/PREFIX (BUCKET 3-63 of a-z 0-9 . -)"
     if not url.startswith("s3://"):
-        raise ConfigurationError(field_error("--to", url, expected))
+        raise ConfigurationError(field_error(field, url, expected))
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ConfigurationError(field_error("--to bucket", bucket, expected))
+        raise ConfigurationError(field_error(f"{field} bucket", bucket, expected))
     segments = prefix.strip("/").split("/") if prefix.strip("/") else []
     for segment in segments:
         if segment in (".", "..") or not _PREFIX_SEGMENT.fullmatch(segment):
             raise ConfigurationError(
-                field_error("--to prefix segment", segment, "one of A-Za-z0-9._~- and not . or ..")
+                field_error(
+                    f"{field} prefix segment", segment, "one of A-Za-z0-9._~- and not . or .."
+                )
             )
     if prefix.startswith("/") or "//" in prefix:
-        raise ConfigurationError(field_error("--to prefix", prefix, "no empty path segments"))
+        raise ConfigurationError(field_error(f"{field} prefix", prefix, "no empty path segments"))
     return S3Location(bucket, "".join(f"{s}/" for s in segments))
 
 
@@ -122,7 +126,7 @@ class ObjectHeaders:
 
 
 LOG_CHECKPOINT_PATH = "log/checkpoint"
-# The publishers' lease on the prefix (repo_tool/publish/s3_lock.py): bookkeeping, not published.
+# The publishers' lease on the prefix (repo_tool/publish/s3_lease.py): bookkeeping, not published.
 LEASE_PATH = ".cfl-publish.lock"
 
 
@@ -244,6 +248,11 @@ class S3Bucket:
         # Learned from the server: None until the first conditional put says yes or no.
         self.conditional_puts: bool | None = None
 
+    def put_args(self, relative: str, data: bytes) -> dict[str, Any]:
+        """More PutObject arguments for one object (none here; repo_tool/publish/s3_lock.py adds
+        the Object Lock retention)."""
+        return {}
+
     def _call(self, key: str, action: str, call: Callable[[], Any]) -> Any:
         try:
             return call()
@@ -330,6 +339,7 @@ class S3Bucket:
             "Body": data,
             "CacheControl": headers.cache_control,
             "ContentType": headers.content_type,
+            **self.put_args(relative, data),
         }
         condition: dict[str, Any] = {"IfMatch": if_match} if replace and if_match else {}
         if not replace:

@@ -1,249 +1,322 @@
-"""A lease on a bucket prefix, so two `cfl-repo publish --to s3://` from two machines never upload
-at once.
+"""S3 Object Lock at the boto3 edge: publishing with compliance retention, and reading what a bucket
+holds for `cfl-repo verify-bucket`.
 
-Publishes from one repository are kept apart by the flock on ``R/.lock``. Two machines share no
-flock (two repositories publishing one prefix: a standby restored from a backup, a migration), so
-the lease is an object, ``PREFIX.cfl-publish.lock``, handed on by conditional writes only:
+Publishing: ``locking_bucket`` refuses a bucket without Object Lock before anything is signed or
+uploaded; the ``LockingS3Bucket`` it returns is an ``S3Bucket`` whose puts of immutable objects
+(``repo_tool.publish.retention.kind_of``) carry ``ObjectLockMode=COMPLIANCE`` and a retain-until date
+of the publish's ``now`` plus N days. Everything else about a publish is unchanged: an object that
+is already there with the same bytes is skipped (so re-publishing onto locked objects never fails,
+and keeps their first retention), one with other bytes stops the publish before the timestamp.
 
-- **take**: put with ``If-None-Match: *`` when there is none, or with ``If-Match`` on the ETag just
-  read over a lease that is released, expired, or held by a process of this host that is gone (a
-  ``kill -9``). Of two takers exactly one put succeeds; the other reads the winner's record and waits
-  (``--wait``) or is refused, naming it: command, PID, host and since when.
-- **renew**: ``If-Match`` its own ETag with a new expiry, at each publish step and while uploading,
-  once a third of the lease has passed. A lease lost meanwhile (it expired and another took it)
-  stops the publish before ``timestamp.json``.
-- **release**: a ``released`` record, ``If-Match`` its own ETag. The lease is never deleted, so the
-  publishing identity still needs no ``s3:DeleteObject``.
-
-The lease is advice over the real guarantee: ``timestamp.json`` is replaced with ``If-Match`` on the
-ETag this publish read (repo_tool/publish/s3.py), so even a publisher that lost its lease never
-replaces a timestamp it did not read. A holder on another host is trusted until its lease expires
-(``DEFAULT_LEASE_SECONDS``); its clock is compared with ours, so hosts keep NTP time. On a server
-without conditional writes (HTTP 501) the lease degrades to read-then-put, as every put there does.
+Verifying: ``read_histories`` lists every version and delete marker under the prefix and asks each
+version of an immutable key for its lock with ``head_object`` (``ObjectLockMode``,
+``ObjectLockRetainUntilDate``), which every Object Lock implementation answers;
+``GetObjectRetention`` is not used because some (moto) do not implement it. The verdict is
+``repo_tool.publish.bucket_check``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import os
+import hashlib
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from metadata_templates.errors import CflError, UnavailableError
-from metadata_templates.locking import (
-    BusyError,
-    Holder,
-    LockPolicy,
-    format_since,
+import botocore.exceptions
+
+from metadata_templates.errors import ConfigurationError
+from repo_tool.publish.bucket_check import (
+    Finding,
+    KeyHistory,
+    ObjectVersion,
+    check_bucket,
 )
-from repo_tool.publish.s3 import LEASE_PATH, S3Bucket
+from repo_tool.publish.retention import LockPolicy, kind_of, lock_put_args
+from repo_tool.publish.s3 import S3Bucket, S3Location, translate_s3_error
 
-logger = logging.getLogger(__name__)
+_MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
+LOCK_HINT = (
+    "create the bucket with --object-lock-enabled-for-bucket, or enable versioning and then "
+    "Object Lock on it (aws s3api put-object-lock-configuration); see docs/hosting.md, "
+    "'Immutable storage (S3 Object Lock)'"
+)
+# HEAD requests in flight at once: the latency of one request, not the bandwidth, bounds a check.
+HEAD_WORKERS = 8
 
-DEFAULT_LEASE_SECONDS = 900.0
-RECORD_LIMIT = 4096
 
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host (and PID namespace) with this PID runs (a zombie does not)."""
+def _lock_call(
+    location: S3Location,
+    action: str,
+    permission: str,
+    call: Callable[[], Any],
+    *,
+    none_on: str | None = None,
+) -> Any:
+    """Run one request, naming the permission it needs when access is denied; None when S3
+    answers with the error code ``none_on``."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return call()
+    except botocore.exceptions.ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        if none_on is not None and code == none_on:
+            return None
+        if code in {"AccessDenied", "Forbidden"}:
+            raise ConfigurationError(
+                f"{location.url}: access denied to {action} ({code}), expected credentials "
+                f"allowed {permission}",
+                hint="check the credentials' policy (and AWS_PROFILE)",
+            ) from e
+        raise translate_s3_error(e, location, location.prefix, action) from e
+    except botocore.exceptions.BotoCoreError as e:
+        raise translate_s3_error(e, location, location.prefix, action) from e
+
+
+def lock_enabled(bucket: S3Bucket) -> bool:
+    """Whether the bucket has Object Lock enabled.
+
+    Raises:
+        ConfigurationError: no credentials, no such bucket, or access denied
+            (s3:GetBucketObjectLockConfiguration).
+        UnavailableError: the endpoint cannot be reached or answered with an error.
+    """
+    location = bucket.location
+    answer = _lock_call(
+        location,
+        "read the Object Lock configuration of",
+        "s3:GetBucketObjectLockConfiguration",
+        lambda: bucket.client.get_object_lock_configuration(Bucket=location.bucket),
+        none_on="ObjectLockConfigurationNotFoundError",
+    )
+    if answer is None:
         return False
-    except PermissionError:
-        return True  # someone else's process
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    return bool(answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled")
+
+
+class LockingS3Bucket(S3Bucket):
+    """An ``S3Bucket`` that puts every immutable object with compliance retention."""
+
+    def __init__(self, bucket: S3Bucket, policy: LockPolicy) -> None:
+        super().__init__(bucket.client, bucket.location)
+        self.policy = policy
+        # Objects this publish uploaded with a lock (the report's "object_lock.locked").
+        self.locked = 0
+
+    def put_args(self, relative: str, data: bytes) -> dict[str, Any]:
+        return lock_put_args(relative, data, self.policy)
+
+    def put(
+        self, relative: str, data: bytes, *, replace: bool, if_match: str | None = None
+    ) -> bool:
+        written = super().put(relative, data, replace=replace, if_match=if_match)
+        if written and kind_of(relative).locked:
+            self.locked += 1
+        return written
+
+
+def locking_bucket(bucket: S3Bucket, policy: LockPolicy) -> LockingS3Bucket:
+    """The bucket, wrapped to lock what it uploads, after checking it can.
+
+    Raises:
+        ConfigurationError: the bucket has no Object Lock (then nothing was signed or uploaded),
+            or see ``lock_enabled``.
+        UnavailableError: see ``lock_enabled``.
+    """
+    if not lock_enabled(bucket):
+        raise ConfigurationError(
+            f"{bucket.location.url}: Object Lock: found not enabled, expected a bucket with "
+            "Object Lock enabled (--object-lock-days needs it)",
+            hint=LOCK_HINT,
+        )
+    return LockingS3Bucket(bucket, policy)
+
+
+# ----------------------------------------------------------------------------- verify-bucket
+
+
+@dataclass
+class _Listed:
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    latest_marker: str | None = None
+
+
+def _list_versions(bucket: S3Bucket) -> dict[str, _Listed]:
+    location = bucket.location
+
+    def pages() -> Iterator[dict[str, Any]]:
+        paginator = bucket.client.get_paginator("list_object_versions")
+        yield from paginator.paginate(Bucket=location.bucket, Prefix=location.prefix)  # type: ignore[misc]
+
+    found: dict[str, _Listed] = {}
+
+    def collect() -> None:
+        for page in pages():
+            for item in page.get("Versions", []):
+                relative = str(item["Key"]).removeprefix(location.prefix)
+                found.setdefault(relative, _Listed()).versions.append(item)
+            for item in page.get("DeleteMarkers", []):
+                relative = str(item["Key"]).removeprefix(location.prefix)
+                listed = found.setdefault(relative, _Listed())
+                if item.get("IsLatest"):
+                    listed.latest_marker = str(item.get("VersionId", "null"))
+
+    _lock_call(location, "list the object versions of", "s3:ListBucketVersions", collect)
+    return found
+
+
+def _version(version_id: str) -> dict[str, Any]:
+    """The VersionId argument for one version. A bucket that never had versioning lists its
+    objects as version "null", which some servers (moto) refuse as an argument, so it is addressed
+    as the current version: on a bucket with Object Lock (versioning can never be suspended there)
+    a "null" version can only be that; elsewhere every object is not-locked either way."""
+    return {} if version_id == "null" else {"VersionId": version_id}
+
+
+def _head(bucket: S3Bucket, relative: str, version_id: str) -> dict[str, Any]:
+    key = bucket.location.key(relative)
+    return dict(
+        _lock_call(
+            bucket.location,
+            f"read the lock of {key} version {version_id} in",
+            "s3:GetObjectVersion and s3:GetObjectRetention",
+            lambda: bucket.client.head_object(
+                Bucket=bucket.location.bucket, Key=key, **_version(version_id)
+            ),
+        )
+        or {}
+    )
+
+
+def _sha256_of(bucket: S3Bucket, relative: str, version_id: str) -> str:
+    key = bucket.location.key(relative)
+
+    def read() -> bytes:
+        response = bucket.client.get_object(
+            Bucket=bucket.location.bucket, Key=key, **_version(version_id)
+        )
+        return bytes(response["Body"].read())
+
+    data = _lock_call(
+        bucket.location, f"read {key} version {version_id} in", "s3:GetObjectVersion", read
+    )
+    return "sha256:" + hashlib.sha256(data or b"").hexdigest()
+
+
+def _contents(bucket: S3Bucket, relative: str, versions: list[dict[str, Any]]) -> list[str]:
+    """What identifies each version's bytes: the MD5 a plain ETag is, unless two versions of the
+    same size have an ETag that is not one (multipart, SSE-KMS): then the SHA-256 of the bytes."""
+    md5s = [_MD5_ETAG.fullmatch(str(v.get("ETag", ""))) for v in versions]
+    if len(versions) > 1 and not all(md5s) and len({int(v["Size"]) for v in versions}) == 1:
+        return [_sha256_of(bucket, relative, str(v["VersionId"])) for v in versions]
+    return [
+        f"md5:{m.group(1)}" if m else f"etag:{v.get('ETag', '')}"
+        for m, v in zip(md5s, versions, strict=True)
+    ]
+
+
+def _history(bucket: S3Bucket, relative: str, listed: _Listed) -> KeyHistory:
+    versions = listed.versions  # S3 lists a key's versions newest first
+    contents = _contents(bucket, relative, versions)
+    out: list[ObjectVersion] = []
+    for item, content in zip(versions, contents, strict=True):
+        version_id = str(item.get("VersionId", "null"))
+        head = _head(bucket, relative, version_id)
+        mode = head.get("ObjectLockMode")
+        until = head.get("ObjectLockRetainUntilDate")
+        out.append(
+            ObjectVersion(
+                version_id,
+                int(item["Size"]),
+                content,
+                lock_mode=str(mode) if mode else None,
+                retain_until=until if isinstance(until, datetime) else None,
+            )
+        )
+    return KeyHistory(relative, tuple(out), hidden_by=listed.latest_marker)
+
+
+def read_histories(
+    bucket: S3Bucket, *, workers: int = HEAD_WORKERS
+) -> tuple[list[KeyHistory], int]:
+    """The version history of every immutable key under the prefix, with each version's lock.
+
+    Returns:
+        The histories, and how many other keys (mutable kinds, not checked) the prefix holds.
+
+    Raises:
+        ConfigurationError: no credentials, no such bucket, or access denied (the message names
+            the permission).
+        UnavailableError: the endpoint cannot be reached or answered with an error.
+    """
+    listed = _list_versions(bucket)
+    immutable = sorted(k for k in listed if kind_of(k).locked)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        histories = list(pool.map(lambda k: _history(bucket, k, listed[k]), immutable))
+    return histories, len(listed) - len(immutable)
 
 
 @dataclass(frozen=True)
-class LeaseRecord:
-    """What the lease object says."""
+class BucketReport:
+    """What `cfl-repo verify-bucket` found."""
 
-    holder: Holder
-    expires: str
-    released: bool
-
-    def to_bytes(self) -> bytes:
-        doc = {
-            "schema_version": 1,
-            "state": "released" if self.released else "held",
-            **self.holder.to_dict(),
-            "expires": self.expires,
-        }
-        return json.dumps(doc, ensure_ascii=False).encode() + b"\n"
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> LeaseRecord | None:
-        """The record; None when the bytes are not one (then it may be taken over)."""
-        try:
-            doc: Any = json.loads(data[:RECORD_LIMIT])
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return None
-        holder = Holder.from_dict(doc)
-        if holder is None or doc.get("state") not in ("held", "released"):
-            return None
-        expires = doc.get("expires")
-        if not isinstance(expires, str) or _parse(expires) is None:
-            return None
-        return cls(holder, expires, doc["state"] == "released")
-
-
-def _parse(text: str) -> datetime | None:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-class BucketLease:
-    """This publish's lease on one bucket prefix."""
-
-    def __init__(
-        self,
-        bucket: S3Bucket,
-        policy: LockPolicy,
-        *,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        alive: Callable[[int], bool] = pid_alive,
-    ) -> None:
-        self.bucket = bucket
-        self.policy = policy
-        self.lease = timedelta(seconds=lease_seconds)
-        self.alive = alive
-        self.etag: str | None = None  # of our own record, while we hold it
-        self._written_at = 0.0  # policy.monotonic() of our last write
+    url: str
+    lock_enabled: bool
+    checked: int
+    versions: int
+    skipped: int
+    min_days: int
+    findings: tuple[Finding, ...]
 
     @property
-    def where(self) -> str:
-        return self.bucket.location.url + LEASE_PATH
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "problem"]
 
-    def _record(self, holder: Holder, *, released: bool = False) -> LeaseRecord:
-        return LeaseRecord(holder, format_since(self.policy.utc_now() + self.lease), released)
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
 
-    def _free(self, record: LeaseRecord) -> bool:
-        """Whether a lease found may be taken over."""
-        if record.released:
-            return True
-        expires = _parse(record.expires)
-        now = self.policy.utc_now()
-        # A lease claiming to outlast two of ours is no publisher's: a broken or hostile writer
-        # of the bucket must not block publishing for a year.
-        if expires is None or expires <= now or expires > now + 2 * self.lease:
-            return True
-        return record.holder.host == self.policy.host and not self.alive(record.holder.pid)
-
-    def _write(self, record: LeaseRecord, over: str | None) -> str | None:
-        """Put ``record`` over the ETag ``over`` (None: where there is none); its new ETag, or
-        None when the object is no longer what we read."""
-        data = record.to_bytes()
-        put = self.bucket.put(LEASE_PATH, data, replace=over is not None, if_match=over)
-        if not put:
-            return None
-        found = self.bucket.get_object(LEASE_PATH)
-        if found is None or found[0] != data:
-            return None  # another taker's put landed after ours (servers without conditions)
-        self._written_at = self.policy.monotonic()
-        return found[1]
-
-    def take(self) -> None:
-        """Take the lease, waiting up to ``policy.wait`` seconds for its holder.
-
-        Raises:
-            BusyError: another publisher held it for longer than ``policy.wait``.
-            ConfigurationError, UnavailableError: the bucket cannot be read or written.
-        """
-        start = self.policy.monotonic()
-        next_report = 0.0
-        pause = 0.05
-        mine = self.policy.record()
-        while True:
-            found = self.bucket.get_object(LEASE_PATH)
-            record = None if found is None else LeaseRecord.from_bytes(found[0])
-            if found is None or record is None or self._free(record):
-                if record is not None and not record.released:
-                    logger.warning("taking over the stale lease of %s", record.holder.describe())
-                etag = self._write(self._record(mine), None if found is None else found[1])
-                if etag is not None:
-                    self.etag = etag
-                    return
-                continue  # another taker won the race: read what it wrote
-            waited = self.policy.monotonic() - start
-            if waited >= self.policy.wait:
-                raise BusyError(
-                    f"{self.bucket.location.url} is busy: another publish, "
-                    f"{record.holder.describe()}, holds {LEASE_PATH} until {record.expires}"
-                    + (f"; waited {self.policy.wait:g}s" if self.policy.wait else ""),
-                    hint="run again when it has finished, or give --wait SECONDS; a lease whose "
-                    "holder was killed on another host is taken over once it expires",
-                    holder=record.holder,
-                )
-            if self.policy.on_wait is not None and waited >= next_report:
-                self.policy.on_wait(
-                    f"waiting for {self.bucket.location.url}: {record.holder.describe()} holds "
-                    f"its lease ({waited:.0f}s of {self.policy.wait:g}s)"
-                )
-                next_report = waited + self.policy.progress_every
-            self.policy.sleep(min(pause, max(self.policy.wait - waited, 0.0)))
-            pause = min(pause * 2, max(self.policy.poll, 1.0))
-
-    def keep_alive(self) -> None:
-        """Renew the lease once a third of it has passed since our last write.
-
-        Raises:
-            UnavailableError: the lease was lost (it expired and another publisher took it).
-        """
-        if self.etag is None:
-            return
-        if self.policy.monotonic() - self._written_at < self.lease.total_seconds() / 3:
-            return
-        etag = self._write(self._record(self.policy.record()), self.etag)
-        if etag is None:
-            self.etag = None
-            raise UnavailableError(
-                f"{self.where}: the lease was lost (it expired and another publisher took it); "
-                "stopped before timestamp.json",
-                hint="run the publish again",
-            )
-        self.etag = etag
-
-    def release(self) -> None:
-        """Mark the lease released (never raises: an unreleased lease expires)."""
-        if self.etag is None:
-            return
-        try:
-            self._write(self._record(self.policy.record(), released=True), self.etag)
-        except CflError as e:  # the publish's own outcome is what the operator must see
-            logger.warning(
-                "%s: could not release the lease (%s); it expires by itself", self.where, e
-            )
-        self.etag = None
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "bucket": self.url,
+            "ok": not self.problems,
+            "object_lock_enabled": self.lock_enabled,
+            "checked_objects": self.checked,
+            "checked_versions": self.versions,
+            "skipped_mutable": self.skipped,
+            "min_days": self.min_days,
+            "problems": len(self.problems),
+            "warnings": len(self.warnings),
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
-@contextlib.contextmanager
-def bucket_lease(
-    bucket: S3Bucket,
-    policy: LockPolicy,
-    *,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    alive: Callable[[int], bool] = pid_alive,
-) -> Iterator[BucketLease]:
-    """Hold the prefix's lease for the block (see the module docstring).
+def verify_bucket(
+    bucket: S3Bucket, *, now: datetime, min_days: int, workers: int = HEAD_WORKERS
+) -> BucketReport:
+    """Check that every object under the prefix that must be immutable is locked.
+
+    Args:
+        bucket: the bucket prefix a repository publishes to.
+        now: the clock.
+        min_days: a retention ending sooner than this many days from ``now`` is a warning.
+        workers: HEAD requests in flight at once.
 
     Raises:
-        BusyError: another publisher holds it (for longer than ``policy.wait``).
+        ConfigurationError, UnavailableError: see ``read_histories``.
     """
-    lease = BucketLease(bucket, policy, lease_seconds=lease_seconds, alive=alive)
-    lease.take()
-    try:
-        yield lease
-    finally:
-        lease.release()
+    enabled = lock_enabled(bucket)
+    histories, skipped = read_histories(bucket, workers=workers)
+    findings = check_bucket(
+        histories, lock_enabled=enabled, url=bucket.location.url, now=now, min_days=min_days
+    )
+    return BucketReport(
+        url=bucket.location.url,
+        lock_enabled=enabled,
+        checked=len(histories),
+        versions=sum(len(h.versions) for h in histories),
+        skipped=skipped,
+        min_days=min_days,
+        findings=tuple(findings),
+    )

@@ -4,7 +4,8 @@ The same code signs with a file today and an HSM tomorrow: a role's configuratio
 and a private-key URI, and ``Signer.from_priv_key_uri`` picks the implementation (``file2:`` plain PEM
 for development, ``hsm:`` PKCS#11, ``gcpkms:``/``awskms:``/``azurekms:`` ...). securesystemslib's
 ``file2`` signer cannot read an encrypted PEM, so we register one more scheme, ``encfile:``, through
-securesystemslib's own registry: the passphrase comes from ``CFL_KEY_PASSPHRASE`` or a prompt.
+securesystemslib's own registry: the passphrase comes from ``CFL_KEY_PASSPHRASE``, the systemd
+credential ``cfl-key-passphrase`` (secrets.py) or a prompt.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from metadata_templates.errors import (
     UnavailableError,
 )
 from repo_tool.output_paths import prepare_file
+from repo_tool.signing.secrets import HSM_PIN_ENV as HSM_PIN_ENV
+from repo_tool.signing.secrets import PASSPHRASE_ENV as PASSPHRASE_ENV
+from repo_tool.signing.secrets import environment_secret
 
-PASSPHRASE_ENV = "CFL_KEY_PASSPHRASE"  # noqa: S105  (the variable's name, not a secret)
-HSM_PIN_ENV = "CFL_HSM_PIN"
 KEY_TYPES = ("ed25519", "ecdsa")
 # A key whose private half the repository never holds: a key holder's, used only in ceremonies.
 OFFLINE_URI = "offline:"
@@ -66,7 +68,7 @@ class EncryptedFileSigner(CryptoSigner):
             raise ValueError(f"EncryptedFileSigner does not support {priv_key_uri}")
         if not isinstance(public_key, SSlibKey):
             raise ValueError(f"expected an SSlibKey for {priv_key_uri}")
-        passphrase = os.environ.get(PASSPHRASE_ENV)
+        passphrase = environment_secret(PASSPHRASE_ENV)
         if passphrase is None:
             if secrets_handler is None:
                 raise ValueError(
@@ -358,7 +360,7 @@ def signer_from_private_pem(
     """
     password: bytes | None = None
     if b"ENCRYPTED" in pem:
-        passphrase = os.environ.get(PASSPHRASE_ENV)
+        passphrase = environment_secret(PASSPHRASE_ENV)
         if passphrase is None and passphrase_prompt is not None:
             passphrase = passphrase_prompt()
         if passphrase is None:

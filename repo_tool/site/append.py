@@ -41,6 +41,7 @@ from typing import Any
 from markupsafe import Markup
 
 from metadata_templates.atomic import atomic_write_bytes
+from repo_tool.site import advisories as site_advisories
 from repo_tool.site import search as site_search
 from repo_tool.site.append_state import (
     DIRTY_NAME,
@@ -200,6 +201,15 @@ def prepare_append(
         withdrawn = {(w.target, w.sha256) for w in library.withdrawals}
         if any((i.target_path, i.sha256) in withdrawn for i in found):
             return None
+        # Advisories: a new or revised one changes image pages all over the library, and a new
+        # image that an advisory shows (a fix, an affected entry's image) changes its page: both
+        # rare, so the keyed full build takes them (repo_tool/site/advisories.py).
+        if site_advisories.digest(library) != state["advisories"]:
+            return None
+        if library.advisories:
+            index = site_advisories.AdvisoryIndex.of(library)
+            if any(index.touches(image) for image in found):
+                return None
         known = {m["id"]: m for m in state["manufacturers"]}
         for image in found:
             mfr = image.cfl.manufacturer_id
@@ -283,6 +293,7 @@ def run_append(
             "generated": stamp_,
             "generated_date": stamp_[:10],
             "image_count": count,
+            "advisories_nav": bool(library.advisories),
         }
 
     def listing_page(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from repo_tool.site import advisories as site_advisories
 from repo_tool.site.files import (
     _SEARCH_DIRTY,
 )
@@ -110,7 +111,10 @@ def _well_formed(state: Mapping[str, Any]) -> bool:
     recent = state.get("feed_recent")
     withdrawn = state.get("feed_withdrawn")
     return (
-        all(isinstance(state.get(k), str) for k in ("generated", "withdrawals", "attached"))
+        all(
+            isinstance(state.get(k), str)
+            for k in ("generated", "withdrawals", "attached", "advisories")
+        )
         and _is_count(state.get("count"))
         and (newest is None or (_is_str_list(newest) and len(newest) == 2))
         and isinstance(names, dict)
@@ -179,6 +183,8 @@ def state_from_builder(builder: _Builder, fingerprint: str, shards: Iterable[str
         # The withdrawn images' entries that can make the feed: a withdrawal adds two.
         "feed_withdrawn": _feed_entries(withdrawn_views),
         "shards": sorted(shards),
+        # What the advisory files show; an append runs only while it holds.
+        "advisories": site_advisories.digest(library),
     }
     return _state_bytes(state)
 

@@ -165,7 +165,7 @@ def build_site(
     """
 
     _check_aware(generated, "generated")
-    fingerprint = _fingerprint(client_init_url)
+    fingerprint = _fingerprint(client_init_url, bool(library.advisories))
     # --- append path hook (issue 14): everything else lives in repo_tool/site/append.py
     try:
         plan = site_append.prepare_append(library, out_dir, fingerprint, added)
@@ -194,7 +194,7 @@ def build_site(
     except ValueError as e:
         raise UnavailableError(f"site {out_dir}: a search shard is unreadable: {e}") from e
     except OSError as e:
-        raise UnavailableError(f"site {out_dir}: cannot write: {e}") from e
+        raise UnavailableError(f"building the website: {_os_reason(e, out_dir)}") from e
     # A build that did not finish leaves the marker: nothing the folder records can be trusted.
     unfinished = (out_dir / append_state.DIRTY_NAME).exists()
     # --- end of the append path hook
@@ -338,7 +338,7 @@ def build_site(
     except ValueError as e:
         raise UnavailableError(f"site {out_dir}: a search shard is unreadable: {e}") from e
     except OSError as e:
-        raise UnavailableError(f"site {out_dir}: cannot write: {e}") from e
+        raise UnavailableError(f"building the website: {_os_reason(e, out_dir)}") from e
     logger.info("site: %d files, %d changed, %d removed", len(files), len(changed), len(removed))
     return SiteBuildResult(
         out_dir=out_dir,
@@ -378,3 +378,9 @@ class SiteBuildResult:
         if self.listed is not None:
             return self.listed
         return tuple(sorted(set(_previous_files(self.out_dir))))
+
+
+def _os_reason(e: OSError, out_dir: Path) -> str:
+    """``cannot write PATH: reason`` for a failed write, naming the file when the error knows it."""
+    where = e.filename if e.filename is not None else out_dir
+    return f"cannot write {where}: {e.strerror or e}"

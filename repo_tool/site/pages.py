@@ -10,7 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from metadata_templates.custom import format_timestamp
 from metadata_templates.withdrawals import Withdrawal
+from repo_tool.site import advisories as site_advisories
 from repo_tool.site import search as site_search
 from repo_tool.site.render import (
     _FEED_NAMESPACE,
@@ -78,7 +79,9 @@ class _Plan:
     tokens: Callable[[range], list[tuple[int, list[str]]]]  # (id, words) for ids
 
 
-def _fingerprint(client_init_url: str | None) -> str:
+def _fingerprint(client_init_url: str | None, advisories: bool = False) -> str:
+    # ``advisories``: whether the library has any, which adds a link to every page's navigation;
+    # the first advisory therefore renders everything once (as a template change does).
     digest = hashlib.sha256()
     for part in (
         _RENDER_VERSION,
@@ -87,6 +90,7 @@ def _fingerprint(client_init_url: str | None) -> str:
         str(site_search.ROWS_PER_SHARD),
         CONTENT_SECURITY_POLICY,
         client_init_url or "",
+        *(("advisories",) if advisories else ()),
     ):
         digest.update(part.encode() + b"\0")
     templates = site_resources().joinpath("templates")
@@ -237,6 +241,15 @@ class _Builder:
             _image_key(i, n, w)
             for i, n, w in zip(self.ordered, self.names, self.withdrawal, strict=True)
         ]
+        # --- advisories (repo_tool/site/advisories.py): each image page's advisory section
+        self.advisory_index = site_advisories.AdvisoryIndex.of(library)
+        self.relations: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        if self.advisory_index.links:
+            self.relations = [self.advisory_index.relations(i) for i in self.ordered]
+            for position, (fixes, affected) in enumerate(self.relations):
+                shown = site_advisories.relation_key(fixes, affected, self.advisory_index)
+                if shown:
+                    self.keys[position] = _key(self.keys[position], shown)
         self._views: dict[int, _ImageView] = {}
         self._rows: dict[int, Markup] = {}
         self.common: dict[str, Any] = {
@@ -244,6 +257,7 @@ class _Builder:
             "generated": self.stamp,
             "generated_date": self.stamp[:10],
             "image_count": len(self.ordered),
+            "advisories_nav": bool(library.advisories),
         }
         pages: dict[str, str] = {}
         self.pages = [image_page(image.target_path) for image in self.ordered]
@@ -265,6 +279,13 @@ class _Builder:
         found = self._views.get(position)
         if found is None:
             found = _view(self.ordered[position], self.library, self.withdrawal[position])
+            if self.relations and any(self.relations[position]):
+                fixes, affected = self.relations[position]
+                found = replace(
+                    found,
+                    advisory_fixes=self.advisory_index.link_list(fixes),
+                    advisory_affected=self.advisory_index.link_list(affected),
+                )
             self._views[position] = found
         return found
 
@@ -388,6 +409,8 @@ class _Builder:
         yield _Output("withdrawn.html", None, self._withdrawn_page)
         yield _Output("trust.html", None, self._trust_page)
         yield _Output("feed.xml", None, self._feed)
+        if self.library.advisories:
+            yield from self._advisory_outputs()
 
         # For machines: index.json names the parts; part k holds ids k*1000.. (newest first inside)
         parts = -(-n // IMAGES_PER_PART)
@@ -410,6 +433,39 @@ class _Builder:
             )
         for relative, data in _static_files():
             yield _Output(relative, None, functools.partial(lambda d: d, data))
+
+    def _advisory_outputs(self) -> Iterator[_Output]:
+        # A few hundred small pages at most, rendered every full build (unchanged bytes are not
+        # rewritten); the append path leaves them alone (see repo_tool/site/advisories.py).
+        rows, pages = site_advisories.page_contexts(self.library, self.ordered)
+        yield _Output(
+            site_advisories.ADVISORIES_PAGE,
+            None,
+            lambda: _render(
+                "advisories.html",
+                **self.common,
+                root="",
+                page=site_advisories.ADVISORIES_PAGE,
+                advisories=rows,
+            ),
+        )
+        for context in pages:
+            yield _Output(
+                context["page"],
+                None,
+                functools.partial(
+                    _render,
+                    "advisory.html",
+                    **self.common,
+                    root="../",
+                    page=context["page"],
+                    a=context,
+                ),
+            )
+        feed = site_advisories.feed_context(self.library, self.client_init_url)
+        yield _Output(
+            site_advisories.ADVISORIES_FEED, None, lambda: _render("advisories.xml", **feed)
+        )
 
     def image_page(self, position: int) -> bytes:
         """The page of the image at ``position``; ``self.pages`` and ``self.keys`` name and key

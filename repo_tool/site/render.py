@@ -87,6 +87,10 @@ class _ImageView:
     sha256: str
     manufacturer_image_sha256: str
     withdrawal: Withdrawal | None
+    # Published advisories this image fixes and that affect it (repo_tool.site.advisories
+    # AdvisoryLink), set by the builder; empty in a library without advisories.
+    advisory_fixes: tuple[Any, ...] = ()
+    advisory_affected: tuple[Any, ...] = ()
 
     @property
     def withdrawn_date(self) -> str | None:

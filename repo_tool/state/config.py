@@ -14,6 +14,7 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.naming import PROVIDER_ROLE
 from metadata_templates.policy import RolePolicy
+from repo_tool.entitle.policy import EntitlementPolicy
 from repo_tool.gateway.model import DEFAULT_IMAGE_SIZE_CAP
 from repo_tool.intake.bundle import DEFAULT_ROLE_SIZE_CAP
 from repo_tool.signing.keys import SignerRef
@@ -39,6 +40,9 @@ class RepoConfig:
     role_size_cap: int = DEFAULT_ROLE_SIZE_CAP
     extra: dict[str, Any] = field(default_factory=dict)
     log: LogKeyConfig | None = None  # transparency log key (repo_tool/tlog/provider_log.py)
+    # Entitlement by estate (repo_tool/entitle/policy.py); written only when not the default, so
+    # the file of a repository that never changed it stays as it was.
+    entitlements: EntitlementPolicy = field(default_factory=EntitlementPolicy)
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -54,6 +58,8 @@ class RepoConfig:
         }
         if self.log is not None:
             doc["log"] = self.log.to_dict()
+        if self.entitlements != EntitlementPolicy():
+            doc["entitlements"] = self.entitlements.to_dict()
         return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -115,6 +121,7 @@ class RepoConfig:
                 role_size_cap=role_cap,
                 dev_keys=bool(doc.get("dev_keys", False)),
                 log=LogKeyConfig.from_dict(doc["log"], str(path)) if "log" in doc else None,
+                entitlements=_entitlement_policy(doc, path),
             )
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ConfigurationError):
@@ -135,3 +142,12 @@ class RepoConfig:
 
     def save(self, repo: Path) -> None:
         atomic_write_bytes(repo / CONFIG_FILE, self.to_bytes())
+
+
+def _entitlement_policy(doc: dict[str, Any], path: str) -> EntitlementPolicy:
+    if "entitlements" not in doc:
+        return EntitlementPolicy()
+    try:
+        return EntitlementPolicy.from_dict(doc["entitlements"])
+    except ValueError as e:
+        raise ConfigurationError(f"{path}: {e}") from e

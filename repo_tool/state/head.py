@@ -65,6 +65,9 @@ class Head:
     # appended when the repository is next locked) nor log a change that never happened.
     event_seq: int = 0
     last_events: list[dict[str, Any]] = field(default_factory=list)
+    # Entitlement by estate (repo_tool/state/entitlements.py): the SHA-256 of the current history
+    # document under state/entitlements/, whose last entry is the record in force.
+    entitlements_sha256: str | None = None
     # Transparency log (repo_tool/tlog/provider_log.py): committed size and root, appended in every commit.
     log_size: int = 0
     log_root: str = EMPTY_ROOT.hex()

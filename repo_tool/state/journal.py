@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from metadata_templates.atomic import fsync_dir
+from metadata_templates.atomic import errors_name, fsync_dir
 
 _TAIL = 1 << 16  # enough for the last line of any event this tool writes
 
@@ -66,7 +66,7 @@ def append(path: Path, events: Iterable[dict[str, Any]]) -> None:
     if not data:
         return
     created = not path.exists()
-    with path.open("ab") as handle:
+    with errors_name(path), path.open("ab") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

@@ -50,6 +50,7 @@ from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import ConfigurationError, UnavailableError
 from metadata_templates.locking import LockPolicy
 from metadata_templates.naming import SPEC_VERSION
+from metadata_templates.steps import step
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.gateway.model import LibraryIndex
@@ -164,8 +165,11 @@ class Repository:
         ``event`` (and any further events given by keyword, in order) are numbered and committed
         inside the new head, then appended to ``events.jsonl``; see `_after_commit`.
         """
+        with step("committing the new state"):
+            self._commit(head, [event, *more.values()])
+
+    def _commit(self, head: Head, events: list[dict[str, Any]]) -> None:
         base = self.head.event_seq if (self.state_dir / "head.json").exists() else 0
-        events = [event, *more.values()]
         for logged in events:
             # The transparency log's entry commits with the change: its tiles are written now and
             # made current by this head (tlog.py); a key change's configuration is not logged.
@@ -427,8 +431,6 @@ class Repository:
             Targets.type, self.sign(md, Targets.type, delegator=delegator, config=config)
         )
         return md.signed.version
-
-    # ---------------------------------------------------------------------------- operations
 
     # --------------------------------------------------------------------- provider documents
 

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from metadata_templates.atomic import atomic_write_bytes, fsync_dir
+from metadata_templates.atomic import atomic_write_bytes, errors_name, fsync_dir
 from metadata_templates.errors import UnavailableError
 
 
@@ -114,7 +114,7 @@ class StagedBlob:
 
     def _write(self, fd: int, data: bytes | memoryview) -> None:
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with errors_name(self._path), os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -133,8 +133,9 @@ class StagedBlob:
         if self._error is not None:
             self._path.unlink(missing_ok=True)
             raise UnavailableError(
-                f"blob store {self._store.root}: cannot write {sha256[:12]} ({self._error})"
-            )
+                f"blob store {self._store.root}: cannot write {sha256[:12]} "
+                f"({self._error.strerror or self._error})"
+            ) from self._error
         final = self._store.path(sha256)
         if final.exists():
             self._path.unlink(missing_ok=True)

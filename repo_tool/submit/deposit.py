@@ -35,6 +35,7 @@ from repo_tool.intake.describe import (
 )
 from repo_tool.intake.image import parse_image
 from repo_tool.notes.encrypt import encrypt_for_library
+from repo_tool.notes.recipient_age import RecentRecipient, RecipientAgeRule
 from repo_tool.submit import bins as submit_bins
 from repo_tool.verify.published import PublishedLibrary
 from repo_tool.verify.sources import NotFound, Reader, url_reader
@@ -42,14 +43,17 @@ from repo_tool.verify.walk import CplLoader, verified_library
 
 logger = logging.getLogger(__name__)
 DEFAULT_EXPIRY = DEFAULT_POLICY.expiry("mfr")
+DEFAULT_RECIPIENT_RULE = RecipientAgeRule()  # the policy's minimum age, nobody accepted early
 
 
 @dataclass(frozen=True)
 class Submission:
-    """A signed deposit, ready to be written as a bundle."""
+    """A signed deposit, ready to be written as a bundle (``recent_recipients``: organisations
+    registered within the policy's minimum age that the manufacturer accepted for its notes)."""
 
     bundle: Bundle
     role_version: int
+    recent_recipients: tuple[RecentRecipient, ...] = ()
 
 
 def build_submission(
@@ -62,12 +66,15 @@ def build_submission(
     library: PublishedLibrary,
     now: datetime,
     expiry: timedelta = DEFAULT_EXPIRY,
+    recipient_rule: RecipientAgeRule = DEFAULT_RECIPIENT_RULE,
 ) -> Submission:
-    """Build the next role version around ``image`` and sign it.
+    """Build the next role version around ``image`` and sign it. Release notes are encrypted only
+    to organisations registered long enough before ``now`` (``recipient_rule``).
 
     Raises:
         RejectedInputError: a malformed image, an incomplete declaration, CPL entries not on the
-            published CPL, or keys that do not meet the published delegation's threshold.
+            published CPL, a release-note recipient registered too recently, or keys that do not
+            meet the published delegation's threshold.
     """
     problems = declaration.problems()
     if problems:
@@ -93,7 +100,14 @@ def build_submission(
     notes = (
         None
         if release_notes is None
-        else encrypt_for_library(release_notes, path, entries[0].device_type, library)
+        else encrypt_for_library(
+            release_notes,
+            path,
+            entries[0].device_type,
+            library,
+            now=now,
+            rule=recipient_rule,
+        )
     )
     info = describe_image(
         header=header,
@@ -159,7 +173,11 @@ def build_submission(
         role=main,
         bins=others,
     )
-    return Submission(bundle=bundle, role_version=md.signed.version)
+    return Submission(
+        bundle=bundle,
+        role_version=md.signed.version,
+        recent_recipients=() if notes is None else notes.recent,
+    )
 
 
 def _signed(

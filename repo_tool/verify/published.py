@@ -12,6 +12,7 @@ from datetime import datetime
 
 from tuf.api.metadata import Metadata, Targets
 
+from metadata_templates.advisory import Advisory
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo
 from metadata_templates.notes import CustodianDocument
@@ -63,3 +64,6 @@ class PublishedLibrary:
     notes_custodian: CustodianDocument | None = None
     log_vkey: str | None = None  # the transparency log's vkey the signed timestamp binds (tlog)
     log_size: int = 0
+    # The newest revision of each security advisory of the walked roles, by ID, each read and
+    # checked like the role's other targets (repo_tool/verify/advisories.py).
+    advisories: tuple[Advisory, ...] = ()

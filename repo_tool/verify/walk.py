@@ -31,6 +31,7 @@ from tuf.api.metadata import (
 )
 
 from metadata_templates import naming
+from metadata_templates.advisory import is_advisory_target_path
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import VerificationError
@@ -42,6 +43,7 @@ from metadata_templates.notes import (
 )
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
+from repo_tool.verify.advisories import verified_advisories
 from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
 from repo_tool.verify.sources import NotFound, Reader, _Walk
@@ -280,6 +282,7 @@ def load_verified_library(
     ]
     notes_refs: list[tuple[str, str, str, str]] = []  # (role, image, notes target, owner role)
     skipped: set[str] = set()  # roles `wanted` left out: their owners' notes are not cross-checked
+    advisory_refs: list[tuple[str, int, str]] = []  # (path, length, sha256) of advisory targets
     while queue:
         name, role, delegator, prefix = queue.pop(0)
         if wanted is not None and not wanted(name):
@@ -353,6 +356,7 @@ def load_verified_library(
         if check_blobs:
             for path, length, sha in facts.targets:
                 _check_blob(walk, path, length, sha)
+        advisory_refs.extend(t for t in facts.targets if is_advisory_target_path(t[0]))
         for path, notes_target in facts.notes_refs:
             # Checked once every role is walked: with bins the notes may sit in another bin.
             notes_refs.append((name, path, notes_target, _owner(name)))
@@ -424,6 +428,9 @@ def load_verified_library(
         suppliers=suppliers,
         notes_custodian=custodian,
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
+        advisories=verified_advisories(
+            advisory_refs, functools.partial(_check_blob, walk), walk.fail
+        ),
     )
     return library, walk.problems
 
@@ -482,8 +489,9 @@ def _role_facts(
             )
             continue
         sha = target.hashes.get("sha256", "")
-        if is_notes_target_path(path):
-            # Encrypted release notes: a ciphertext blob named by its image's custom.cfl.
+        if is_notes_target_path(path) or is_advisory_target_path(path):
+            # Encrypted release notes (a ciphertext blob named by its image's custom.cfl) and
+            # security advisories (documents without custom.cfl) are not images.
             targets.append((path, target.length, sha))
             continue
         try:

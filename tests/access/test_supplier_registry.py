@@ -267,3 +267,40 @@ def test_cli_bad_input_is_one_error_line(
     assert field in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error")]
     assert len(errors) == 1, result.stderr
+
+
+def test_the_same_registration_or_revocation_again_is_done_and_anything_else_refused(
+    tmp_path: Path,
+) -> None:
+    # A re-run after kill -9 (or a retried script) must succeed without a second event; a request
+    # that differs in any detail is still a conflict.
+    factory = LibraryFactory(tmp_path)
+    repo = factory.repo
+
+    def add(name: str, roles: list[str]) -> None:
+        with repo.locked():
+            add_supplier(
+                repo, entity=ENTITY, name=name, roles=roles, certificate=GOOD.cert_pem,
+                now=factory.tick(),
+            )  # fmt: skip
+
+    def events() -> list[str]:
+        lines = (repo.path / "events.jsonl").read_text().splitlines()
+        return [e["event"] for e in map(json.loads, lines) if e["event"].startswith("supplier")]
+
+    add("Acme", ["IS"])
+    head = (repo.state_dir / "head.json").read_bytes()
+    add("Acme", ["is"])
+    assert (repo.state_dir / "head.json").read_bytes() == head
+    for name, roles in (("Acme Ltd", ["IS"]), ("Acme", ["IS", "GS"])):
+        with pytest.raises(RejectedInputError, match="ENTITY_ID"):
+            add(name, roles)
+    # A repeat the checks would refuse as malformed (a role twice) is refused, never taken as done.
+    with pytest.raises(RejectedInputError, match="ENTITY_ID"):
+        add("Acme", ["IS", "IS"])
+    for reason in ("left the market", " left the market "):
+        with repo.locked():
+            revoke_supplier(repo, entity=ENTITY, reason=reason, now=factory.tick())
+    with repo.locked(), pytest.raises(RejectedInputError, match="active registration"):
+        revoke_supplier(repo, entity=ENTITY, reason="another reason", now=factory.tick())
+    assert events() == ["supplier-add", "supplier-revoke"]

@@ -12,10 +12,11 @@ import pytest
 from client_factories import cpl, cpl_entry, device_id, image, write_estate
 from rich.console import Console
 
+from client.cli.tables import render_summary
 from client.estate.check import check_estate, write_estate_devices
 from client.estate.matching import match_estate
 from client.estate.reader import EstateProblem, GroupKey
-from client.estate.report import CheckReport, render_summary, report_json
+from client.estate.report import CheckReport, report_json
 from client.estate.rollout import ROLLOUT_CSV_COLUMNS
 from metadata_templates.errors import RejectedInputError
 

@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from client.cli.tables import image_table
+from client.cli.tables import image_table, render_summary
 from client.estate.check import check_estate
-from client.estate.report import render_summary
 from client.trust.short_names import MIN_DIGITS, resolve_target, short_names
 from metadata_templates.errors import ConfigurationError
 

@@ -51,11 +51,15 @@ class S3Server:
     def client(self):  # type: ignore[no-untyped-def]
         return make_s3_client(self.endpoint, session=test_session())
 
-    def new_bucket(self, prefix: str = "lib/v1/") -> S3Bucket:
-        """A fresh, publicly readable bucket; the returned S3Bucket addresses ``prefix`` in it."""
+    def new_bucket(self, prefix: str = "lib/v1/", *, object_lock: bool = False) -> S3Bucket:
+        """A fresh, publicly readable bucket; the returned S3Bucket addresses ``prefix`` in it.
+        ``object_lock``: created with S3 Object Lock enabled (which turns versioning on)."""
         name = f"cfl-test-{next(_names)}"
         client = self.client()
-        client.create_bucket(Bucket=name)
+        if object_lock:
+            client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+        else:
+            client.create_bucket(Bucket=name)
         policy = {
             "Version": "2012-10-17",
             "Statement": [

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from access.pki import issue, make_ca
 from kill_points import KILLED, strace_killing_at
 
 from conftest import require_system
@@ -205,7 +206,49 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, dic
     _key, names["ts_new_uri"] = write_keypair(base / "keys-2" / "timestamp-2.pem")
     names["ts_new_pub"] = str(base / "keys-2" / "timestamp-2.pub.pem")
     (names["ts_old_keyid"],) = [ref.keyid for ref in factory.repo.config.signers["timestamp"]]
+    # Issue 25: the access and notes commands. A supplier to register (its certificate valid now:
+    # `cfl-repo` reads the real clock), one registered already to revoke, and a custodian key.
+    now = datetime.now(UTC)
+    ca = make_ca(now=now)
+    ca_pem = base / "pki" / "supplier-ca.pem"
+    ca.write(base / "pki", "ca")
+    ca_pem.write_bytes(ca.cert_pem)
+    issue(ca, "Acme Energy", now=now).write(base / "pki", "acme")
+    issue(ca, "Beta Gas", now=now).write(base / "pki", "beta")
+    registered = _cli(
+        base,
+        ["supplier", "add", REVOKED_SUPPLIER, "--name", "Beta Gas", "--role", "gs",
+         "--cert", str(base / "pki" / "beta.crt.pem"), "--supplier-ca", str(ca_pem)],
+    )  # fmt: skip
+    assert registered.returncode == 0, registered.stderr
+    write_keypair(base / "custodian" / "custodian.pem", key_type="ecdsa")
+    names["custodian_pub"] = str(base / "custodian" / "custodian.pub.pem")
     return base, factory.root_bytes, names
+
+
+ADDED_SUPPLIER = "90B3D51F30010000"
+REVOKED_SUPPLIER = "90B3D51F30020000"
+
+
+def _supplier_status(entity: str, status: str) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        listed = _cli(base, ["supplier", "list", "--json"])
+        assert listed.returncode == 0, listed.stderr
+        doc = json.loads(listed.stdout)
+        rows = doc["suppliers"] if isinstance(doc, dict) else doc
+        (row,) = [r for r in rows if r["entity_id"] == entity]
+        assert row["status"] == status
+
+    return check
+
+
+def _custodian_published(base: Path) -> None:
+    head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+    version = head["targets_version"]
+    targets = json.loads(
+        (base / "repo" / "state" / "metadata" / "targets" / f"{version}.json").read_bytes()
+    )
+    assert "cfl/notes-custodian.json" in targets["signed"]["targets"]
 
 
 def _role_has(role: str, target_prefix: str) -> Callable[[Path], None]:
@@ -331,6 +374,9 @@ SCENARIO_NAMES = [
     "manufacturer-enrol",
     "manufacturer-rotate-key",
     "rotate-keys",
+    "supplier-add",
+    "supplier-revoke",
+    "notes-custodian",
 ]
 
 
@@ -403,6 +449,33 @@ def test_kill_at_every_rename_then_rerun_succeeds(
                 names["ts_old_keyid"][:16],
             ],
             _timestamp_key(names["ts_new_pub"]),
+        ),
+        "supplier-add": Scenario(
+            "supplier-add",
+            lambda b: [
+                "supplier",
+                "add",
+                ADDED_SUPPLIER,
+                "--name",
+                "Acme Energy",
+                "--role",
+                "is",
+                "--cert",
+                str(b / "pki" / "acme.crt.pem"),
+                "--supplier-ca",
+                str(b / "pki" / "supplier-ca.pem"),
+            ],
+            _supplier_status(ADDED_SUPPLIER, "active"),
+        ),
+        "supplier-revoke": Scenario(
+            "supplier-revoke",
+            lambda b: ["supplier", "revoke", REVOKED_SUPPLIER, "--reason", "left the market"],
+            _supplier_status(REVOKED_SUPPLIER, "revoked"),
+        ),
+        "notes-custodian": Scenario(
+            "notes-custodian",
+            lambda b: ["notes", "custodian", "--public-key", names["custodian_pub"], "--yes"],
+            _custodian_published,
         ),
     }[name]
 
@@ -510,3 +583,60 @@ def test_kill_publish_while_it_updates_the_verify_memo_then_rerun_succeeds(
     points = _run_kill_loop(tmp_path, stale_memo, scenario, root)
 
     assert points >= 2, f"killed at only {points} point(s); the loop tested nothing"
+
+
+# --- issue 25: a root ceremony's finish --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ceremony_ready(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A library whose root is held offline by alice, bob and carol (2 of 3), with a proposal for
+    root v3 and two holders' signature files beside it: what `ceremony finish` is given."""
+    from key_drills import offline_root_library
+
+    from repo_tool.ceremony.start import KeyChange, propose_root
+
+    base = tmp_path_factory.mktemp("ceremony")
+    factory, holders = offline_root_library(base)
+    proposal = propose_root(
+        factory.repo.root(),
+        KeyChange(),
+        now=datetime.now(UTC),
+        expires_in=factory.repo.config.policy.expiry("root"),
+    )
+    folder = base / "ceremony"
+    folder.mkdir()
+    (folder / "root-3.proposal.json").write_bytes(proposal.to_bytes())
+    for name, signature in holders.sign(proposal, "alice", "bob"):
+        (folder / name).write_bytes(signature.to_bytes())
+    return base, factory.root_bytes
+
+
+def _root_version(version: int) -> Callable[[Path], None]:
+    def check(base: Path) -> None:
+        head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
+        assert head["root_version"] == version
+
+    return check
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_kill_ceremony_finish_at_every_rename_then_rerun_succeeds(
+    tmp_path: Path, ceremony_ready: tuple[Path, bytes]
+) -> None:
+    require_system("strace")
+    base, root = ceremony_ready
+    scenario = Scenario(
+        "ceremony-finish",
+        lambda b: [
+            "ceremony",
+            "finish",
+            str(b / "ceremony" / "root-3.proposal.json"),
+            str(b / "ceremony" / "alice.sig.json"),
+            str(b / "ceremony" / "bob.sig.json"),
+        ],
+        _root_version(3),
+    )
+    points = _run_kill_loop(tmp_path, base, scenario, root)
+    assert points >= 2, f"ceremony finish: killed at only {points} point(s)"

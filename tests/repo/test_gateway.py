@@ -759,6 +759,18 @@ CASES_ELSEWHERE = {
     # the targets key offline and a registered manufacturer never enrolled
     Code.NOT_ENROLLED: "tests/repo/test_enrolment.py::"
     "test_a_first_deposit_without_enrolment_is_rejected_alone_when_targets_is_offline",
+    # advisory bundles: one named case per code in their own table
+    **{
+        code: "tests/repo/test_advisory_gateway.py::test_each_bad_advisory_is_refused_with_its_code"
+        for code in (
+            Code.ADVISORY_MALFORMED,
+            Code.ADVISORY_TOO_LARGE,
+            Code.ADVISORY_UNKNOWN_ENTRY,
+            Code.ADVISORY_FIX_MISSING,
+            Code.ADVISORY_FIX_NOT_APPLICABLE,
+            Code.ADVISORY_STALE_REVISION,
+        )
+    },
 }
 
 

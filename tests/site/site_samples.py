@@ -6,9 +6,12 @@ pytest imports helpers by their bare module name.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from datetime import UTC, datetime
 
+from metadata_templates.advisory import Advisory, parse_authored, with_revision
 from metadata_templates.custom import CflTargetInfo, CplEntryRef
 from metadata_templates.naming import image_target_path, role_name
 from metadata_templates.withdrawals import Withdrawal
@@ -202,3 +205,61 @@ def many_library(count: int) -> PublishedLibrary:
     return PublishedLibrary(
         root_version=1, roles=roles(), images=tuple(images), manufacturers=names
     )
+
+
+# --- advisories (repo_tool/site/advisories.py) ----------------------------------------------------
+
+HOSTILE_TITLE = "</title><script>alert(1)</script> ]]> \x01 & <b>"
+CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+MEDIUM = "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:L/I:L/A:L"
+
+
+def make_advisory(advisory_id: str, revision: int = 1, **fields: object) -> Advisory:
+    """A published advisory, checked by the contract's own reader (scores computed)."""
+    doc: dict[str, object] = {
+        "id": advisory_id,
+        "title": "Buffer overflow in the HAN stack",
+        "summary": "A crafted frame overflows a buffer.",
+        "cvss": CRITICAL,
+        "affected_cpl_entries": ["CPL-000123"],
+        "status": "affected",
+        "published": "2026-02-01",
+        **fields,
+    }
+    # Encrypted detail is attached by `advisory submit`, not authored.
+    sealed = {k: doc.pop(k) for k in ("detail_target", "detail_sha256") if k in doc}
+    mfr = advisory_id[4:8]
+    authored = parse_authored(json.dumps(doc).encode(), manufacturer_id=mfr, today="2026-02-20")
+    advisory = dataclasses.replace(with_revision(authored, revision), **sealed)  # type: ignore[arg-type]
+    return Advisory.from_bytes(advisory.to_bytes())
+
+
+def sample_advisories() -> tuple[Advisory, ...]:
+    """One hostile, fixed advisory of 121D (affects ACDCACDC, fixed by ACDCACDD) and one of 2AB0
+    still under investigation, its detail encrypted until a disclosure date."""
+    fix = next(i for i in small_library().images if i.cfl.firmware_version == "ACDCACDD")
+    hostile = make_advisory(
+        "CFL-121D-2026-0001",
+        2,
+        title=HOSTILE_TITLE,
+        summary=("<script>alert(2)</script> ]]> \x0b line\n\n" * 800)[:20_000],
+        workaround="Disable HAN joining <img src=x onerror=alert(3)>.",
+        status="fixed",
+        fixed_by=[fix.target_path],
+        cve=["CVE-2026-10001"],
+    )
+    quiet = make_advisory(
+        "CFL-2AB0-2026-0001",
+        cvss=MEDIUM,
+        affected_cpl_entries=["CPL-000300", "CPL-999999"],
+        status="investigating",
+        disclosure="2026-06-01",
+        detail_target="2AB0/CFL-2AB0-2026-0001.r1.advisory.json.detail.jwe",
+        detail_sha256=digest("detail"),
+        published="2026-02-10",
+    )
+    return (hostile, quiet)
+
+
+def advisory_library() -> PublishedLibrary:
+    return dataclasses.replace(small_library(), advisories=sample_advisories())

@@ -22,6 +22,8 @@ from site_samples import (
     HOSTILE_HEADER,
     HOSTILE_MANUFACTURER,
     HOSTILE_MODEL,
+    HOSTILE_TITLE,
+    advisory_library,
     many_library,
     small_library,
 )
@@ -335,3 +337,31 @@ def test_opened_from_a_file(page: Any, small_site: Path) -> None:
     page.click("header nav >> text=Trust")
     page.wait_for_load_state("load")
     assert "cfl init https://cfl.example/lib/ --root ROOT.json" in page.inner_text("main")
+
+
+@pytest.fixture(scope="module")
+def advisory_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("advisories")
+    build_site(advisory_library(), root / "public" / "site", generated=GENERATED)
+    yield from _serve(root)
+
+
+def test_hostile_advisory_strings_are_text_on_every_advisory_page(
+    page: Any, advisory_url: str
+) -> None:
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text))
+    page.goto(advisory_url + "index.html")
+    page.click("header nav >> text=Advisories")
+    page.wait_for_load_state("load")
+    assert HOSTILE_TITLE.replace("\x01", "\ufffd") in page.inner_text("#main")
+    page.click("a[href='advisory/CFL-121D-2026-0001.html']")
+    page.wait_for_load_state("load")
+    assert page.title().startswith("CFL-121D-2026-0001: </title><script>alert(1)</script>")
+    assert "<script>alert(2)</script> ]]>" in page.inner_text("#main")
+    assert page.evaluate("document.querySelectorAll('main script, main img, main b').length") == 0
+    page.click("main >> text=firmware ACDCACDD")  # the fix's page links back
+    page.wait_for_load_state("load")
+    assert "This image fixes:" in page.inner_text("#main")
+    assert page.dialogs == [] and page.errors == []
+    assert [v for v in violations if "Content Security Policy" in v] == []

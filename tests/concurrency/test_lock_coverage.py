@@ -108,6 +108,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     )  # parsed under the lock
     (base / "enrol.json").write_bytes(b"{}")  # checked under the lock
     (base / "cosigned.txt").write_bytes(b"")
+    (base / "inventory.csv").write_text(  # parsed before the lock, imported under it
+        "Device ID,Device Type,Manufacturer Identifier,Model Identifier,Hardware Version,"
+        "Firmware Version,Responsible Supplier,Since\n"
+        "00000000000000D1,ESME,121D,010A030B,1111,00000001,90B3D51F30010000,2026-01-01\n"
+    )
     ok("--repo", factory.repo.path, "ceremony", "start", "targets", "--out", base / "proposal.json")
     return World(factory, base)
 
@@ -117,7 +122,10 @@ Args = Callable[[World], list[str | Path]]
 STATE_CHANGING: dict[str, Args] = {
     "ceremony finish": lambda w: [w.file("proposal.json")],
     "ceremony start": lambda w: ["root", "--out", w.file("never-written.json")],
+    # backup commits nothing, but surveys R under the lock (one head): refused like the rest.
+    "backup": lambda w: ["--to", w.file("backup")],
     "cpl import": lambda w: [w.file("cpl.csv")],
+    "entitlements import": lambda w: [w.file("inventory.csv")],
     "ingest": lambda w: [w.factory.tmp / "inbox"],
     "log add-cosignatures": lambda w: [
         w.file("cosigned.txt"),
@@ -163,20 +171,24 @@ STATE_CHANGING: dict[str, Args] = {
     "init": lambda w: [],
 }
 # Commands that change nothing under R (they read it, or work elsewhere: a manufacturer's bundle,
-# a key holder's signature, a host configuration, a demo folder).
+# a key holder's signature, a host configuration, a demo folder, a new repository folder, a bucket).
 READ_ONLY = {
+    "advisory submit",
     "audit",
     "ceremony sign",
     "demo-data",
     "enrol",
+    "entitlements show",
     "host nginx",
     "keygen",
     "log key",
+    "restore",
     "serve",
     "status",
     "submit",
     "supplier list",
     "verify",
+    "verify-bucket",
 }
 
 

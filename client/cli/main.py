@@ -24,11 +24,13 @@ from client.cli.output import (
     CflGroup,
     emit_json,
     home_of,
+    lock_policy,
     notes_key,
     offline_option,
     say,
     stderr,
     utc_now,
+    wait_option,
 )
 from client.cli.tables import image_table, render_summary, wide_console
 from client.estate.check import run_check
@@ -83,8 +85,9 @@ def _exit_if_incomplete(ctx: click.Context, asked_unverified: Sequence[Unverifie
     help="Client home: configuration, trusted metadata, cache, history (env CFL_HOME; default a per-user data dir).",
 )
 @click.option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks on errors.")
+@wait_option
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, home: Path | None, verbose: int, wait: float) -> None:
     """Centralised Firmware Library: the supplier's verifying client.
 
     \b
@@ -108,7 +111,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
         # urllib3 logs each retry as a WARNING; the `error:` line already names the URL and cause.
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx.ensure_object(dict)
-    ctx.obj["home"] = ClientHome(home)
+    ctx.obj["home"] = ClientHome(home, lock=lock_policy(ctx, "cfl", wait))
 
 
 wide_option = click.option(
@@ -240,7 +243,8 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
 
     home = home_of(ctx)
     # The transparency log: consistency from the checkpoint this home trusted to the new one, and
-    # every withdrawal logged since the last search must be in the withdrawal list.
+    # every withdrawal logged since the last search must be in the withdrawal list. Both run under
+    # the one hold of the home's lock that refresh_library takes: no other cfl lands in between.
     result = refresh_library(home, read_log=home_log_withdrawals(home, now=_now()))
     _warn_unverified(result.unverified)
     if as_json:
@@ -574,4 +578,4 @@ cli.add_command(advisories_command)
 
 def main() -> None:
     """Console-script entry point."""
-    cli(standalone_mode=True)
+    cli(standalone_mode=True, obj={"argv": sys.argv[1:]})  # the lock record names the command

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from client.trust.home import ClientHome
 from metadata_templates.errors import EXIT_FAILURE, CflError
+from metadata_templates.locking import WAIT_ENV, LockPolicy, describe_command
 from metadata_templates.output import json_document
 
 logger = logging.getLogger("client")
@@ -89,6 +90,31 @@ def home_of(ctx: click.Context) -> ClientHome:
     """The supplier's home the top-level ``--home`` option chose."""
     home: ClientHome = ctx.obj["home"]
     return home
+
+
+# The global --wait of `cfl` (and, with its own help, of `cfl-repo`): how long to wait for a lock
+# another process holds. Interactive use fails at once and names the holder; cron passes --wait.
+wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    envvar=WAIT_ENV,
+    metavar="SECONDS",
+    help=f"Wait up to SECONDS for the home's lock when another cfl holds it (env {WAIT_ENV}; "
+    "default 0: fail at once, naming the other process). E.g. cron: cfl --wait 600 refresh.",
+)
+
+
+def lock_policy(ctx: click.Context, program: str, wait: float) -> LockPolicy:
+    """How this run records itself in a lock file and waits: its command line (from the console
+    script's argv, else the command's name), and progress lines on stderr while it waits."""
+    argv = (ctx.obj or {}).get("argv")
+    command = (
+        describe_command(program, argv)
+        if argv is not None
+        else f"{program} {ctx.invoked_subcommand or ''}".strip()
+    )
+    return LockPolicy(command=command, wait=wait, on_wait=say)
 
 
 # Every command that reads the library may work from the home alone.

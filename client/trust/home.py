@@ -12,7 +12,8 @@ Layout::
     lock                 held by the running cfl process
 
 Nothing is trusted without a root file: ``initialise`` refuses to create a home without one. Two cfl
-processes never work on one home at once: ``lock`` fails at once, naming the lock file.
+processes never work on one home at once: ``lock`` fails at once (or waits, ``cfl --wait``), naming
+the other process from its record in the lock file (metadata_templates/locking.py).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from metadata_templates.errors import (
     UnavailableError,
     field_error,
 )
-from metadata_templates.locking import exclusive_lock
+from metadata_templates.locking import LockPolicy, exclusive_lock
 
 _ENTITY_ID = re.compile(r"[0-9A-F]{16}")
 APP_NAME = "cfl"
@@ -208,8 +209,11 @@ def check_root(data: bytes, where: str) -> Root:
 class ClientHome:
     """One supplier's client home folder."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, lock: LockPolicy | None = None) -> None:
         self.path = (path or default_home()).expanduser()
+        # What this process records in the lock file and how long it waits (cfl --wait).
+        self.lock_policy = lock or LockPolicy(command="cfl")
+        self._lock_depth = 0
 
     @property
     def config_path(self) -> Path:
@@ -249,26 +253,40 @@ class ClientHome:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the home's exclusive lock for the block.
+        """Hold the home's exclusive lock for the block (nested holds by one object are one hold,
+        so `cfl refresh` checks the log under the same hold as its refresh).
 
         Raises:
-            UnavailableError: another cfl process holds it.
+            BusyError: another cfl process holds it (for longer than ``--wait``); the message
+                names it: command, PID, host and since when.
             ConfigurationError: the home cannot be created (e.g. it lies under a regular file).
         """
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(exclusive_lock(self.lock_path, what="cfl process"))
-            except UnavailableError as e:
-                raise UnavailableError(
-                    f"another cfl process holds the lock on {self.lock_path}",
-                    hint="wait for it to finish; the lock is released when it exits",
-                ) from e
+                stack.enter_context(
+                    exclusive_lock(
+                        self.lock_path,
+                        subject=f"the client home {self.path}",
+                        policy=self.lock_policy,
+                    )
+                )
             except OSError as e:
                 raise ConfigurationError(
                     field_error("--home", str(self.path), "a folder cfl can create and write")
                     + f" ({e.strerror or e})"
                 ) from e
-            yield
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
 
     def initialise(self, config: ClientConfig, root: bytes, *, force: bool = False) -> None:
         """Create the home: check the root, check the files the config names, write both.

@@ -178,22 +178,24 @@ def ceremony_start(
     keys = _public_keys(add_keys, "--add-key")
     repo = _open_repo(ctx)
     now = _now()
-    days = timedelta(days=expires_in) if expires_in else repo.config.policy.expiry(role)
-    if role == "root":
-        change = KeyChange(
-            keys_of=keys_of or "root",
-            add=tuple(keys),
-            remove=remove_keys,
-            threshold=threshold,
-            uris={k.keyid: u for k, u in zip(keys, uris, strict=True)} if uris else {},
-        )
-        proposal = propose_root(repo.root(), change, now=now, expires_in=days)
-    else:
-        from repo_tool.ops.ceremony import capture_targets_change
-        from repo_tool.ops.manufacturer_keys import pending_targets_change
+    # One consistent state for the whole proposal: no commit lands while it is read (the
+    # routine operations a targets proposal runs commit nothing here).
+    with repo.locked():
+        days = timedelta(days=expires_in) if expires_in else repo.config.policy.expiry(role)
+        if role == "root":
+            change = KeyChange(
+                keys_of=keys_of or "root",
+                add=tuple(keys),
+                remove=remove_keys,
+                threshold=threshold,
+                uris={k.keyid: u for k, u in zip(keys, uris, strict=True)} if uris else {},
+            )
+            proposal = propose_root(repo.root(), change, now=now, expires_in=days)
+        else:
+            from repo_tool.ops.ceremony import capture_targets_change
+            from repo_tool.ops.manufacturer_keys import pending_targets_change
 
-        edits = [pending_targets_change(repo)]
-        with repo.locked():  # routine operations read state; they commit nothing here
+            edits = [pending_targets_change(repo)]
             if cpl_file is not None:
                 from metadata_templates.custom import format_timestamp
                 from repo_tool.intake.cpl import read_cpl
@@ -208,13 +210,13 @@ def ceremony_start(
                     capture_targets_change(repo, lambda: withdraw_op(repo, target, why, now=now))
                 )
 
-        def apply_edits(targets: Any) -> None:
-            for edit in edits:
-                edit(targets)
+            def apply_edits(targets: Any) -> None:
+                for edit in edits:
+                    edit(targets)
 
-        proposal = propose_targets(
-            repo.root(), repo.targets(), now=now, expires_in=days, change=apply_edits
-        )
+            proposal = propose_targets(
+                repo.root(), repo.targets(), now=now, expires_in=days, change=apply_edits
+            )
     _write_new(out_file, proposal.to_bytes(), "--out")
     changes = summary(proposal)
     if as_json:

@@ -22,6 +22,7 @@ from metadata_templates.errors import (
     ConfigurationError,
     RejectedInputError,
 )
+from metadata_templates.locking import LockPolicy, describe_command
 from metadata_templates.output import json_document
 from metadata_templates.steps import failed_step
 from repo_tool.signing.secrets import HSM_PIN_ENV, PASSPHRASE_ENV, environment_secret
@@ -78,11 +79,21 @@ def repo_path(ctx: click.Context) -> Path:
     return path
 
 
+def lock_policy(ctx: click.Context) -> LockPolicy:
+    """How this command records itself in a lock file (its command line: the console script's
+    argv, else the command's name) and how long it waits for one (``--wait``), with a progress
+    line on stderr while it does."""
+    root = ctx.find_root().obj or {}
+    argv = root.get("argv")
+    command = describe_command("cfl-repo", argv) if argv is not None else ctx.command_path
+    return LockPolicy(command=command, wait=float(root.get("wait") or 0), on_wait=err)
+
+
 def open_repo(ctx: click.Context) -> Repository:
-    """The repository ``--repo`` names, with the secrets policy of every command."""
+    """The repository ``--repo`` names, with the secrets and lock policies of every command."""
     from repo_tool.state.repository import Repository
 
-    return Repository.open(repo_path(ctx), secrets_handler=prompt_secret)
+    return Repository.open(repo_path(ctx), secrets_handler=prompt_secret, lock=lock_policy(ctx))
 
 
 def read_input(path: Path, what: str, *, limit: int | None = None) -> bytes:
@@ -138,8 +149,9 @@ def os_error_line(e: OSError) -> str:
 def run(group: click.Command, *, interrupted: str, args: list[str] | None = None) -> None:
     """Run the command line (``args``, default ``sys.argv``) and exit with the code its outcome
     maps to."""
+    argv = list(sys.argv[1:] if args is None else args)
     try:
-        group.main(args=args, standalone_mode=False)
+        group.main(args=argv, standalone_mode=False, obj={"argv": argv})
     except CflError as e:
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("details")

@@ -31,7 +31,7 @@ def cpl_import(ctx: click.Context, cpl_file: Path, as_json: bool) -> None:
     from metadata_templates.custom import format_timestamp
     from repo_tool.intake.cpl import read_cpl
     from repo_tool.ops.cpl_import import import_cpl
-    from repo_tool.state.repository import provider_signing_role
+    from repo_tool.state.head import provider_signing_role
 
     repo = _open_repo(ctx)
     now = _now()

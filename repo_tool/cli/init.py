@@ -15,12 +15,13 @@ import click
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.policy import DEFAULT_POLICY
 from repo_tool.cli.console import err as _err
+from repo_tool.cli.console import lock_policy as _lock_policy
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import prompt_secret as _prompt_secret
 from repo_tool.cli.console import repo_path as _repo_path
 from repo_tool.cli.console import utc_now
 from repo_tool.signing.keys import SignerRef, public_key_from_pem
-from repo_tool.state.config import SIGNED_ROLES, TOP_LEVEL_ROLES
+from repo_tool.state.config import SIGNED_ROLES, TOP_LEVEL_ROLES, RepoConfig
 
 _now = utc_now
 
@@ -105,41 +106,59 @@ def init(
     refuse_initialised(path)
     if dev_keys == bool(keys):
         raise ConfigurationError("choose exactly one of --dev-keys or --key ROLE PUB.pem URI")
-    if dev_keys:
-        if root_threshold > root_keys:
-            raise ConfigurationError(
-                f"--root-threshold: found {root_threshold}, expected at most --root-keys ({root_keys})"
-            )
-        signers = development_signers(path, root_keys)
-        _err(
-            f"warning: DEVELOPMENT KEYS written unencrypted to {path / 'keys'} - never use them for a "
-            "real library"
+    if dev_keys and root_threshold > root_keys:
+        raise ConfigurationError(
+            f"--root-threshold: found {root_threshold}, expected at most --root-keys ({root_keys})"
         )
-    else:
-        signers = {role: [] for role in SIGNED_ROLES}
-        for role, pem, uri in keys:
-            if role not in SIGNED_ROLES:
-                raise ConfigurationError(
-                    f"--key ROLE: found {role!r}, expected one of {', '.join(SIGNED_ROLES)}"
-                )
-            try:
-                data = Path(pem).read_bytes()
-            except OSError as e:
-                raise ConfigurationError(f"--key {role} {pem}: cannot read ({e.strerror})") from e
-            signers[role].append(SignerRef(public_key_from_pem(data, source=pem), uri))
-    config = configuration(
-        signers, root_threshold=root_threshold, image_size_cap=image_size_cap, dev_keys=dev_keys
+
+    def build() -> RepoConfig:
+        # Run by `initialise` under the repository lock, so two inits at once never write each
+        # other's keys: the second waits (or is refused) and then finds a repository.
+        if dev_keys:
+            signers = development_signers(path, root_keys)
+            _err(
+                f"warning: DEVELOPMENT KEYS written unencrypted to {path / 'keys'} - never use them for a "
+                "real library"
+            )
+        else:
+            signers = _production_signers(keys)
+        config = configuration(
+            signers, root_threshold=root_threshold, image_size_cap=image_size_cap, dev_keys=dev_keys
+        )
+        # The transparency log's note key (repo_tool/tlog/provider_log.py): generated, or the PEM given.
+        return replace(
+            config,
+            log=log_key_config(
+                path,
+                dev_keys=dev_keys,
+                origin=log_origin,
+                pem=log_key,
+                secrets_handler=_prompt_secret,
+            ),
+        )
+
+    repo = initialise(
+        path, build, now=_now(), secrets_handler=_prompt_secret, lock=_lock_policy(ctx)
     )
-    # The transparency log's note key (repo_tool/tlog/provider_log.py): generated, or the PEM given.
-    config = replace(
-        config,
-        log=log_key_config(
-            path, dev_keys=dev_keys, origin=log_origin, pem=log_key, secrets_handler=_prompt_secret
-        ),
+    _err(
+        f"initialised repository {path} (root {root_threshold} of {len(repo.config.signers['root'])} keys)"
     )
-    initialise(path, config, now=_now(), secrets_handler=_prompt_secret)
-    _err(f"initialised repository {path} (root {root_threshold} of {len(signers['root'])} keys)")
     _err(f"next: cfl-repo --repo {path} cpl import CPL.csv")
+
+
+def _production_signers(keys: tuple[tuple[str, str, str], ...]) -> dict[str, list[SignerRef]]:
+    signers: dict[str, list[SignerRef]] = {role: [] for role in SIGNED_ROLES}
+    for role, pem, uri in keys:
+        if role not in SIGNED_ROLES:
+            raise ConfigurationError(
+                f"--key ROLE: found {role!r}, expected one of {', '.join(SIGNED_ROLES)}"
+            )
+        try:
+            data = Path(pem).read_bytes()
+        except OSError as e:
+            raise ConfigurationError(f"--key {role} {pem}: cannot read ({e.strerror})") from e
+        signers[role].append(SignerRef(public_key_from_pem(data, source=pem), uri))
+    return signers
 
 
 @click.command("rotate-keys")

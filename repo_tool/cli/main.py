@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from metadata_templates.locking import WAIT_ENV
 from repo_tool import __version__
 from repo_tool.cli.advisory import advisory_group
 from repo_tool.cli.backup import backup, restore
@@ -48,8 +49,18 @@ from repo_tool.cli.verify_bucket import verify_bucket
     help="Repository working directory (env CFL_REPO).",
 )
 @click.option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks on errors.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    envvar=WAIT_ENV,
+    metavar="SECONDS",
+    help=f"Wait up to SECONDS for the repository lock while another command holds it (env "
+    f"{WAIT_ENV}; default 0: fail at once, naming it). Cron jobs pass it, e.g. "
+    "cfl-repo --wait 900 --repo R ingest inbox/. See docs/operator.md, 'Two jobs at once'.",
+)
 @click.pass_context
-def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, repo: Path | None, verbose: int, wait: float) -> None:
     """Centralised Firmware Library: the provider's and manufacturers' repository tool.
 
     \b
@@ -64,6 +75,11 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
 
     Every command exits 0 on success, 1 when something was rejected or failed verification,
     2 on usage or configuration errors. See docs/operator.md and docs/manufacturer.md.
+
+    \b
+    Two jobs at once: a command that changes the repository while another does exits 1 at once,
+    naming it (command, PID, host, since); with --wait SECONDS it waits for it instead:
+      cfl-repo --wait 900 --repo /srv/cfl/repo ingest /srv/cfl/inbox     # from cron
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -71,6 +87,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int) -> None:
     )
     ctx.ensure_object(dict)
     ctx.obj["repo"] = repo
+    ctx.obj["wait"] = wait
 
 
 # `cfl-repo --help` lists commands alphabetically (click's default), whatever the order here.

@@ -180,7 +180,7 @@ def suspend(ctx: click.Context, manufacturer_id: str, reason: str) -> None:
     repo = _open_repo(ctx)
     with repo.locked():
         published = do_suspend(repo, mfr, reason, now=_now())
-    from repo_tool.state.repository import provider_signing_role
+    from repo_tool.state.head import provider_signing_role
 
     where = (
         f"published in {provider_signing_role(repo.head)}"

@@ -137,7 +137,7 @@ def notes_grant(ctx: click.Context, entity_id: str, custodian_key: Path, as_json
     """
     from metadata_templates.notes import pem_is_encrypted
     from repo_tool.ops.notes_grant import grant_notes, load_custodian_key
-    from repo_tool.state.repository import provider_signing_role
+    from repo_tool.state.head import provider_signing_role
 
     pem = custodian_key.read_bytes()
     password = _prompt_secret("passphrase").encode() if pem_is_encrypted(pem) else None

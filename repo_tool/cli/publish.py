@@ -8,6 +8,7 @@ the root group by repo_tool/cli/main.py; parse, call the library, render.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,12 @@ from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
 from repo_tool.cli.console import utc_now
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from repo_tool.publish.folder import PublishReport
+    from repo_tool.state.repository import Repository
 
 _now = utc_now
 
@@ -78,8 +85,16 @@ def publish(
     `cfl-repo verify-bucket`. Example:
       cfl-repo --repo R publish --to s3://cfl-firmware/library --object-lock-days 3650
     See docs/hosting.md, "Immutable storage (S3 Object Lock)".
+
+    \b
+    It holds the repository lock and OUT/.cfl-publish.lock (with --to: the prefix's lease
+    object, which keeps publishers on two machines apart) from the first read to the website,
+    and never replaces the destination's timestamp.json with an older one. From cron:
+      cfl-repo --wait 900 --repo R publish --to s3://cfl-lib/prod
+    See docs/operator.md, "Two jobs at once".
     """
     from repo_tool.ops.publish import publish as do_publish
+    from repo_tool.ops.publish import publish_with_site
 
     # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
     if to_url is not None or endpoint_url is not None or object_lock_days is not None:
@@ -101,29 +116,24 @@ def publish(
     repo = _open_repo(ctx)
     target = out or repo.default_out
     now = _now()
-    # --- site hint (issue 14): what the tree served before, so the site is told what is new
-    from repo_tool.publish import site_step as site_hint
-    from repo_tool.verify.memo import VerifyMemo
 
-    before = None if no_site else site_hint.tree_state(target)
-    # --- end of the site hint
-    report = do_publish(repo, target, now=now)
-    _err(
-        f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
-        f"wrote {sum(report.written.values())} file(s)"
-    )
-    doc = report.to_dict()
-    if not no_site:
-        site = site_hint.build_published_site(
-            target,
-            repo.metadata_bytes("root", 1),
-            now=now,
-            hint=site_hint.publish_hint(repo, before),
-            memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
+    def published(report: PublishReport) -> None:
+        _err(
+            f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
+            f"wrote {sum(report.written.values())} file(s)"
         )
-        site_dir = site.site_dir
-        _err(f"website: {site_dir}/index.html")
-        doc["site"] = str(site_dir)
+
+    if no_site:
+        report = do_publish(repo, target, now=now)
+        published(report)
+        doc = report.to_dict()
+    else:
+        # The site is built under the same locks as the tree (issue 25; the hint: issue 14).
+        done = publish_with_site(repo, target, now=now, on_published=published)
+        doc = done.report.to_dict()
+        site = done.site
+        _err(f"website: {site.site_dir}/index.html")
+        doc["site"] = str(site.site_dir)
         doc["site_build"] = {
             "appended": site.result.appended,
             "told_new_images": site.hinted,
@@ -158,33 +168,40 @@ def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
 
     repo = _open_repo(ctx)
     now = _now()
-    with repo.locked():
+    target = out or repo.default_out
+    with repo.locked():  # one hold: nothing lands between the re-signing, its publish and its site
         recorded = len(releases(repo).events)
         resigned = do_refresh(repo, now=now, force=force)
         released = releases(repo).events[recorded:]  # pilots whose release date came (issue 22)
-    target = out or repo.default_out
-    report = do_publish(repo, target, now=now)
+        report = do_publish(repo, target, now=now)
+        site_rebuilt = _rebuild_site_for_releases(repo, target, now)
     _err(
         f"re-signed: {', '.join(resigned) or 'nothing was due'}; timestamp {report.timestamp_version}"
     )
     for event in released:
         _err(f"released {event.target}: {event.reason}")
-    from repo_tool.publish import site_step
-
-    document = repo.head.releases_sha256
-    if document is not None and site_step.site_behind_releases(target / "site", document):
-        # The site lists released images only: rebuild it as `publish` would (and again on the
-        # next run should this one be killed before the mark is written).
-        from repo_tool.verify.memo import VerifyMemo
-
-        site_step.build_published_site(
-            target,
-            repo.metadata_bytes("root", 1),
-            now=now,
-            hint=None,
-            memo=VerifyMemo.of_repository(repo.path),
-        )
-        site_step.mark_site_releases(target / "site", document)
+    if site_rebuilt:
         _err(f"website: {target / 'site'}/index.html")
     if released:
         _err("regenerate the host configuration (`cfl-repo host nginx ...`) and `nginx -s reload`")
+
+
+def _rebuild_site_for_releases(repo: Repository, target: Path, now: datetime) -> bool:
+    """The site lists released images only: rebuild it as `publish` would when a release was
+    recorded (and again on the next run should this one be killed before the mark is written)."""
+    from repo_tool.publish import site_step
+
+    document = repo.head.releases_sha256
+    if document is None or not site_step.site_behind_releases(target / "site", document):
+        return False
+    from repo_tool.verify.memo import VerifyMemo
+
+    site_step.build_published_site(
+        target,
+        repo.metadata_bytes("root", 1),
+        now=now,
+        hint=None,
+        memo=VerifyMemo.of_repository(repo.path),
+    )
+    site_step.mark_site_releases(target / "site", document)
+    return True

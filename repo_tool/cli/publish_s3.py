@@ -18,14 +18,16 @@ from metadata_templates.output import json_document
 from repo_tool.ops.publish_s3 import publish_to_s3
 from repo_tool.publish.retention import COMPLIANCE, LockPolicy
 from repo_tool.publish.s3 import (
+    ListedObject,
     Progress,
     S3Bucket,
+    S3PublishReport,
     make_s3_client,
     parse_s3_url,
-    publish_site_to_s3,
     site_cache_dir,
 )
 from repo_tool.publish.s3_lock import LockingS3Bucket, locking_bucket
+from repo_tool.publish.s3_site import publish_site_to_s3
 from repo_tool.state.repository import Repository
 from repo_tool.verify.memo import VerifyMemo
 
@@ -86,7 +88,9 @@ def run_publish_to_s3(
         ConfigurationError: --endpoint-url or --object-lock-days without --to, --to with
             --out, a bad URL, no credentials, no bucket, access denied, --object-lock-days on a
             bucket without Object Lock (checked before anything is signed or uploaded).
-        UnavailableError: the endpoint is unreachable or an immutable object differs.
+        BusyError: the repository lock or the prefix's lease is held by another process.
+        UnavailableError: the endpoint is unreachable, an immutable object differs, or the
+            timestamp changed since it was read.
         VerificationError: the bucket's metadata does not verify when the site is rendered.
     """
     if to_url is None and object_lock_days is not None:
@@ -113,36 +117,53 @@ def run_publish_to_s3(
         locking = locking_bucket(bucket, LockPolicy(object_lock_days, now))
         bucket = locking
     repo = open_repo()
-    with _progress("metadata and images", enabled=not as_json) as advance:
-        report, listing = publish_to_s3(repo, bucket, now=now, on_upload=advance)
-    print(
-        f"published to {location.url}: snapshot {report.snapshot_version}, timestamp "
-        f"{report.timestamp_version}; uploaded {sum(report.uploaded.values())} object(s), "
-        f"{report.already_there} already there",
-        file=sys.stderr,
-    )
-    if locking is not None:
-        retain_until = locking.policy.retain_until.isoformat()
+    bars = contextlib.ExitStack()
+
+    def site(
+        report: S3PublishReport, listing: dict[str, ListedObject], keep_alive: Callable[[], None]
+    ) -> None:
+        # Under the repository lock and the prefix's lease still: two publishes never upload
+        # two websites at once, nor build them in one R/site-cache folder.
+        bars.close()  # the metadata bar ends first (one live display at a time)
         print(
-            f"object lock: {locking.locked} object(s) locked in {COMPLIANCE} mode until "
-            f"{retain_until}; objects already there keep their retention",
+            f"published to {location.url}: snapshot {report.snapshot_version}, timestamp "
+            f"{report.timestamp_version}; uploaded {sum(report.uploaded.values())} object(s), "
+            f"{report.already_there} already there",
             file=sys.stderr,
         )
-    if not no_site:
+        if locking is not None:
+            retain_until = locking.policy.retain_until.isoformat()
+            print(
+                f"object lock: {locking.locked} object(s) locked in {COMPLIANCE} mode until "
+                f"{retain_until}; objects already there keep their retention",
+                file=sys.stderr,
+            )
+        if no_site:
+            return
         with _progress("website", enabled=not as_json) as advance:
+
+            def uploaded(path: str) -> None:
+                keep_alive()
+                if advance is not None:
+                    advance(path)
+
             report.site_uploaded = publish_site_to_s3(
                 bucket,
                 listing,
                 trusted_root=repo.metadata_bytes("root", 1),
                 site_dir=site_cache_dir(repo.path, location),
                 now=now,
-                on_upload=advance,
+                on_upload=uploaded,
                 memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
             )
         print(
             f"website: {location.url}site/index.html ({report.site_uploaded} file(s) uploaded)",
             file=sys.stderr,
         )
+
+    with bars:
+        advance = bars.enter_context(_progress("metadata and images", enabled=not as_json))
+        report, _listing = publish_to_s3(repo, bucket, now=now, on_upload=advance, then=site)
     doc = report.to_dict() | doc_lock(locking)
     if as_json:
         print(json_document(doc))

@@ -35,7 +35,8 @@ from metadata_templates.errors import ConfigurationError, RejectedInputError
 from repo_tool.gateway.model import Code
 from repo_tool.intake.inbox import list_inbox
 from repo_tool.publish.plan import TIMESTAMP_PATH
-from repo_tool.state.repository import Repository, snapshot_wanted
+from repo_tool.state.head import snapshot_wanted
+from repo_tool.state.repository import Repository
 
 EVENTS_FILE = "events.jsonl"
 REJECTED_EVENT = "ingest-rejected"

@@ -10,7 +10,8 @@ from tuf.api.metadata import TargetFile, Targets
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import format_timestamp
-from repo_tool.state.repository import Repository, provider_version
+from repo_tool.state.head import provider_version
+from repo_tool.state.repository import Repository
 
 
 def import_cpl(repo: Repository, doc: CplDocument, *, now: datetime) -> int:

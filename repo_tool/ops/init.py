@@ -3,6 +3,7 @@ version 1 of root and targets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError
+from metadata_templates.locking import LockPolicy
 from metadata_templates.naming import PROVIDER_ROLE, SPEC_VERSION
 from metadata_templates.policy import DEFAULT_POLICY, PROVIDER_TARGETS_EXPIRY_DAYS
 from repo_tool.output_paths import make_dir
@@ -18,6 +20,7 @@ from repo_tool.signing.keys import DEV_KEY_WARNING, SignerRef, write_keypair
 from repo_tool.signing.provider_role import delegate_provider, first_provider_role
 from repo_tool.state.config import SIGNED_ROLES, TOP_LEVEL_ROLES, RepoConfig
 from repo_tool.state.head import Head
+from repo_tool.state.lock import RepositoryLock
 from repo_tool.state.repository import Repository
 from repo_tool.tlog.provider_log import LogKeyConfig, existing_log_key, new_log_key
 
@@ -127,52 +130,64 @@ def configuration(
 
 def initialise(
     path: Path,
-    config: RepoConfig,
+    config: RepoConfig | Callable[[], RepoConfig],
     *,
     now: datetime,
     secrets_handler: SecretsHandler | None = None,
+    lock: LockPolicy | None = None,
 ) -> Repository:
     """Create version 1 of root and targets in a new working directory, in one commit; with
     ``cfl-provider`` keys configured, targets delegates ``cfl/...`` to that online role from the
     start and its (empty) version 1 lands in the same commit.
 
+    ``config`` may be a function that makes it (writing development or log keys): it runs under
+    the repository lock, after the check that ``path`` is no repository yet, so a second init
+    started at the same time waits or is refused and then finds the first one's repository.
+
     Raises:
         ConfigurationError: the directory is a repository already, or a key cannot sign.
+        BusyError: another process holds the repository lock.
     """
     refuse_initialised(path)
-    repo = Repository(path, config, secrets_handler=secrets_handler)
-    with repo.locked():
-        root = Root(
-            version=1, expires=now + config.policy.expiry(Root.type), consistent_snapshot=True
-        )
-        root.spec_version = SPEC_VERSION
-        for role in TOP_LEVEL_ROLES:
-            for ref in config.signers[role]:
-                root.add_key(ref.public_key, role)
-            root.roles[role].threshold = config.thresholds[role]
-        root_md = repo.sign(Metadata(root), Root.type, delegator=None)
-        targets = Targets(version=1, expires=now + config.policy.expiry(Targets.type))
-        targets.spec_version = SPEC_VERSION
-        roles: dict[str, int] = {}
-        if config.has_provider_keys:
-            keys = [ref.public_key for ref in config.signers[PROVIDER_ROLE]]
-            delegate_provider(targets, keys, config.thresholds[PROVIDER_ROLE])
-            provider = first_provider_role(
-                {},
-                now=now,
-                expires_in=config.policy.expiry(PROVIDER_ROLE),
-                spec_version=SPEC_VERSION,
-            )
-            repo.write_metadata(
-                PROVIDER_ROLE, repo.sign(Metadata(provider), PROVIDER_ROLE, delegator=targets)
-            )
-            roles[PROVIDER_ROLE] = 1
-        targets_md = repo.sign(Metadata(targets), Targets.type, delegator=root)
-        repo.write_metadata(Root.type, root_md)
-        repo.write_metadata(Targets.type, targets_md)
-        config.save(path)
-        repo.commit(
-            Head(roles=roles),
-            event={"event": "init", "at": format_timestamp(now), "dev_keys": config.dev_keys},
-        )
+    held = RepositoryLock(path, lock)
+    with held.hold(lambda: None):
+        refuse_initialised(path)  # again, now that no other init can be running
+        built = config() if callable(config) else config
+        repo = Repository(path, built, secrets_handler=secrets_handler, lock=lock)
+        repo.lock = held  # the hold taken above, so any `locked` inside nests in it
+        _create(repo, built, now)
     return repo
+
+
+def _create(repo: Repository, config: RepoConfig, now: datetime) -> None:
+    root = Root(version=1, expires=now + config.policy.expiry(Root.type), consistent_snapshot=True)
+    root.spec_version = SPEC_VERSION
+    for role in TOP_LEVEL_ROLES:
+        for ref in config.signers[role]:
+            root.add_key(ref.public_key, role)
+        root.roles[role].threshold = config.thresholds[role]
+    root_md = repo.sign(Metadata(root), Root.type, delegator=None)
+    targets = Targets(version=1, expires=now + config.policy.expiry(Targets.type))
+    targets.spec_version = SPEC_VERSION
+    roles: dict[str, int] = {}
+    if config.has_provider_keys:
+        keys = [ref.public_key for ref in config.signers[PROVIDER_ROLE]]
+        delegate_provider(targets, keys, config.thresholds[PROVIDER_ROLE])
+        provider = first_provider_role(
+            {},
+            now=now,
+            expires_in=config.policy.expiry(PROVIDER_ROLE),
+            spec_version=SPEC_VERSION,
+        )
+        repo.write_metadata(
+            PROVIDER_ROLE, repo.sign(Metadata(provider), PROVIDER_ROLE, delegator=targets)
+        )
+        roles[PROVIDER_ROLE] = 1
+    targets_md = repo.sign(Metadata(targets), Targets.type, delegator=root)
+    repo.write_metadata(Root.type, root_md)
+    repo.write_metadata(Targets.type, targets_md)
+    config.save(repo.path)
+    repo.commit(
+        Head(roles=roles),
+        event={"event": "init", "at": format_timestamp(now), "dev_keys": config.dev_keys},
+    )

@@ -1,20 +1,26 @@
 """Publish to a folder: the one operation that signs a new snapshot and timestamp for whatever the
 staged roles changed (repo_tool/ops/snapshot.py) and then has the folder writer
-(repo_tool/publish/folder.py) bring the published tree up to date, both under the repository lock
-and the folder's, so no other command or publish runs in between.
+(repo_tool/publish/folder.py) bring the published tree up to date, and, for `cfl-repo publish`,
+rebuilds the website from it, all under the repository lock and the folder's, so no other command,
+publish or site build runs in between (docs/operator.md, "Two jobs at once").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from metadata_templates.locking import exclusive_lock
 from metadata_templates.steps import step
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.output_paths import make_dir
-from repo_tool.publish.folder import LOCK_NAME, PublishReport, StepHook, write_tree
+from repo_tool.publish.folder import PublishReport, StepHook, tree_lock, write_tree
 from repo_tool.state.repository import Repository
+
+if TYPE_CHECKING:
+    from repo_tool.publish.site_step import PublishedSite
 
 
 def publish(
@@ -25,15 +31,66 @@ def publish(
     ``between_steps`` is called with the name of each step before it runs (tests inject crashes).
 
     Raises:
-        UnavailableError: a lock is held, a blob is corrupt, or an immutable file conflicts.
+        BusyError: a lock is held by another process.
+        UnavailableError: a blob is corrupt, or an immutable file conflicts.
         ConfigurationError: ``out`` is, or is under, a regular file.
     """
-    hook = between_steps or (lambda step: None)
-    report = PublishReport(out=out)
     make_dir(out, field="--out")
-    with repo.locked(), exclusive_lock(out / LOCK_NAME, what="publish into this directory"):
-        with step("signing the snapshot"):
-            report.signed_new_snapshot = stage_snapshot(repo, now=now)
-        with step(f"writing the published tree {out}"):
-            write_tree(repo, out, report, hook)
+    with repo.locked(), tree_lock(out, repo.lock.policy):
+        return _write(repo, out, now, between_steps or (lambda _name: None))
+
+
+def _write(repo: Repository, out: Path, now: datetime, hook: StepHook) -> PublishReport:
+    """Sign and write; the caller holds both locks. Each half is a ``step``, so a full disk's
+    error line says which one it stopped (metadata_templates/steps.py)."""
+    report = PublishReport(out=out)
+    with step("signing the snapshot"):
+        report.signed_new_snapshot = stage_snapshot(repo, now=now)
+    with step(f"writing the published tree {out}"):
+        write_tree(repo, out, report, hook)
     return report
+
+
+@dataclass(frozen=True)
+class PublishedWithSite:
+    """What `publish_with_site` did: the tree, then its website."""
+
+    report: PublishReport
+    site: PublishedSite
+
+
+def publish_with_site(
+    repo: Repository,
+    out: Path,
+    *,
+    now: datetime,
+    on_published: Callable[[PublishReport], None] | None = None,
+) -> PublishedWithSite:
+    """`publish`, then rebuild ``out/site`` told which images this publish added, under the same
+    locks: two publishes never build one site at once, nor does a publish land between the tree
+    state read for the hint and the build. The site's verification recalls role files from the
+    repository's verified-role memo (repo_tool/verify/memo.py). ``on_published`` is told the
+    tree's report before the site is built.
+
+    Raises:
+        BusyError, UnavailableError, ConfigurationError: as `publish`.
+        VerificationError: the tree just written does not verify (the site is left as it was).
+    """
+    # Imported here: `refresh` and the tests' publishes never render a site (Jinja2).
+    from repo_tool.publish.site_step import build_published_site, publish_hint, tree_state
+    from repo_tool.verify.memo import VerifyMemo
+
+    make_dir(out, field="--out")
+    with repo.locked(), tree_lock(out, repo.lock.policy):
+        before = tree_state(out)  # what the tree served before, so the site is told what is new
+        report = _write(repo, out, now, lambda _name: None)
+        if on_published is not None:
+            on_published(report)
+        site = build_published_site(
+            out,
+            repo.metadata_bytes("root", 1),
+            now=now,
+            hint=publish_hint(repo, before),
+            memo=VerifyMemo.of_repository(repo.path),
+        )
+    return PublishedWithSite(report, site)

@@ -1,17 +1,25 @@
 """Publish to S3-compatible object storage: the operation that lists the bucket prefix, signs a new
-snapshot and timestamp for whatever the staged roles changed (repo_tool/ops/snapshot.py), and then
-has the S3 writer (repo_tool/publish/s3.py) upload what the bucket lacks, all under the repository
-lock. Apart from repo_tool/ops/publish.py so that publishing to a folder never loads boto3.
+snapshot and timestamp for whatever the staged roles changed (repo_tool/ops/snapshot.py), has the
+S3 writer (repo_tool/publish/s3.py) upload what the bucket lacks, and then runs the website step,
+all under the repository lock and the prefix's lease (repo_tool/publish/s3_lease.py), so neither
+another command of this repository nor a publish from another machine runs in between. Apart from
+repo_tool/ops/publish.py so that publishing to a folder never loads boto3.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.publish.folder import StepHook
 from repo_tool.publish.s3 import ListedObject, Progress, S3Bucket, S3PublishReport, upload_staged
+from repo_tool.publish.s3_lease import DEFAULT_LEASE_SECONDS, bucket_lease
 from repo_tool.state.repository import Repository
+
+# Run after timestamp.json, still under both locks: (the report, the listing taken at the start,
+# a keep-alive to call now and then so a long site upload keeps the lease).
+AfterPublish = Callable[[S3PublishReport, dict[str, ListedObject], Callable[[], None]], None]
 
 
 def publish_to_s3(
@@ -21,28 +29,49 @@ def publish_to_s3(
     now: datetime,
     between_steps: StepHook | None = None,
     on_upload: Progress | None = None,
+    then: AfterPublish | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> tuple[S3PublishReport, dict[str, ListedObject]]:
     """Sign a new snapshot/timestamp if anything changed, then bring the bucket prefix up to date.
 
     Args:
-        repo: the repository.
+        repo: the repository (its lock policy also governs the lease: --wait, the record).
         bucket: where to publish.
         now: the time (signing, expiry).
         between_steps: called with each step's name before it runs (tests inject crashes).
         on_upload: called with each relative path uploaded (progress display).
+        then: the website step (see ``AfterPublish``).
+        lease_seconds: how long the prefix's lease lasts unrenewed.
 
     Returns:
         The report, and the listing taken at the start (for ``upload_site``).
 
     Raises:
         ConfigurationError: no credentials, no bucket, access denied.
-        UnavailableError: unreachable endpoint, a lock held, a corrupt blob, or an immutable object
-            that exists with other bytes (then ``timestamp.json`` is left as it was).
+        BusyError: this repository's lock, or the prefix's lease, is held by another process.
+        UnavailableError: unreachable endpoint, a corrupt blob, an immutable object that exists
+            with other bytes, a ``timestamp.json`` another publisher replaced since it was read,
+            or a lease lost meanwhile (then ``timestamp.json`` is left as it was).
     """
-    hook = between_steps or (lambda step: None)
     report = S3PublishReport(url=bucket.location.url)
-    with repo.locked():
+    with (
+        repo.locked(),
+        bucket_lease(bucket, repo.lock.policy, lease_seconds=lease_seconds) as lease,
+    ):
+
+        def hook(step: str) -> None:
+            lease.keep_alive()
+            if between_steps is not None:
+                between_steps(step)
+
+        def uploaded(path: str) -> None:
+            lease.keep_alive()
+            if on_upload is not None:
+                on_upload(path)
+
         listing = bucket.list()
         report.signed_new_snapshot = stage_snapshot(repo, now=now)
-        upload_staged(repo, bucket, listing, report, hook, on_upload)
+        upload_staged(repo, bucket, listing, report, hook, uploaded)
+        if then is not None:
+            then(report, listing, lease.keep_alive)
     return report, listing

@@ -15,8 +15,8 @@ from metadata_templates.custom import format_timestamp
 from metadata_templates.releases import ACTION_RELEASE, ReleaseEvent, release_event
 from metadata_templates.tlog import events
 from repo_tool.state import pilots
-from repo_tool.state.head import Head
-from repo_tool.state.repository import Repository, provider_signing_role
+from repo_tool.state.head import Head, provider_signing_role
+from repo_tool.state.repository import Repository
 
 logger = logging.getLogger(__name__)
 

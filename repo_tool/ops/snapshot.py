@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from metadata_templates.custom import format_timestamp
-from repo_tool.state.repository import Repository, snapshot_wanted
+from repo_tool.state.head import snapshot_wanted
+from repo_tool.state.repository import Repository
 
 
 def stage_snapshot(repo: Repository, *, now: datetime, force: bool = False) -> bool:

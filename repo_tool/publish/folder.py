@@ -13,7 +13,8 @@ image, its manufacturer's role, targets (if changed), snapshot and timestamp, an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from tuf.api.metadata import Timestamp
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import UnavailableError
+from metadata_templates.locking import LockPolicy, exclusive_lock
 from repo_tool.publish.plan import (
     PUBLISH_STEPS,
+    TIMESTAMP_PATH,
     Kind,
     PlannedFile,
     SnapshotReader,
@@ -40,10 +43,25 @@ __all__ = [
     "PublishReport",
     "StepHook",
     "repository_plan",
+    "tree_lock",
     "write_tree",
 ]
 
 LOCK_NAME = ".cfl-publish.lock"
+
+
+@contextlib.contextmanager
+def tree_lock(out: Path, policy: LockPolicy) -> Iterator[None]:
+    """Hold a published tree's own lock, ``OUT/.cfl-publish.lock``: every publish into ``out``
+    (from any repository) and every site build of it take it, so none of them interleave. It
+    records its holder and waits as the repository lock does (metadata_templates/locking.py).
+
+    Raises:
+        BusyError: another process holds it.
+    """
+    with exclusive_lock(out / LOCK_NAME, subject=f"the published tree {out}", policy=policy):
+        yield
+
 
 StepHook = Callable[[str], None]
 
@@ -93,9 +111,13 @@ def _read_or_none(path: Path) -> bytes | None:
 
 
 def repository_plan(
-    repo: Repository, timestamp_bytes: bytes | None, read_snapshot: SnapshotReader
+    repo: Repository,
+    timestamp_bytes: bytes | None,
+    read_snapshot: SnapshotReader,
+    where: str = TIMESTAMP_PATH,
 ) -> list[PlannedFile]:
-    """The plan that brings a destination holding ``timestamp_bytes`` up to the repository's head.
+    """The plan that brings a destination holding ``timestamp_bytes`` up to the repository's head
+    (``where`` names it in errors).
 
     Reads only the repository: the CPL and withdrawals (targets), and for each role the
     destination lacks, what was added since the version it has (recorded at ingest), so a large
@@ -103,7 +125,9 @@ def repository_plan(
 
     Raises:
         UnavailableError: a target path escapes the targets directory, or the destination
-            already serves a newer timestamp (`refuse_rollback`).
+            already serves a newer timestamp, or other bytes of the same version (another
+            repository publishes there, or this one was restored from an older backup:
+            `refuse_rollback`).
     """
     head = repo.head
     staged = StagedVersions(
@@ -117,6 +141,7 @@ def repository_plan(
         timestamp_bytes,
         repo.metadata_bytes(Timestamp.type, head.timestamp_version),
         head.timestamp_version,
+        where,
     )
     done = published_versions(timestamp_bytes, read_snapshot)
     blobs = [(t.path, t.hashes["sha256"]) for t in repo.targets().signed.targets.values()]
@@ -183,6 +208,7 @@ def write_tree(repo: Repository, out: Path, report: PublishReport, hook: StepHoo
         repo,
         _read_or_none(metadata_dir / "timestamp.json"),
         lambda version: _read_or_none(metadata_dir / f"{version}.snapshot.json"),
+        str(metadata_dir / "timestamp.json"),
     )
     by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
     for planned in plan:

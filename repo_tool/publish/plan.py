@@ -165,13 +165,18 @@ def published_versions(
     return {name.removesuffix(".json"): m.version for name, m in snapshot.signed.meta.items()}
 
 
-def refuse_rollback(published: bytes | None, staged: bytes, staged_version: int) -> None:
+def refuse_rollback(
+    published: bytes | None, staged: bytes, staged_version: int, where: str = TIMESTAMP_PATH
+) -> None:
     """Refuse to replace a destination's ``timestamp.json`` with an older one, or with other bytes
-    of the same version.
+    of the same version (``where`` names it in the error).
 
-    A repository restored from a backup taken before its last publish (docs/operator.md, "Backup
-    and restore") is behind what clients have seen; publishing its timestamp would roll the host
-    back, which clients refuse and new clients would believe. Nothing is written then.
+    Two ways lead there. Another repository publishes to the same destination (a standby, a
+    migration) and put a newer one there; or this repository was restored from a backup taken
+    before its last publish (docs/operator.md, "Backup and restore") and is behind what clients
+    have seen. Either way, replacing it would roll the host back, which clients refuse (and stop
+    updating) and new clients would believe. Nothing is written then. A timestamp that does not
+    parse is left to the writer.
 
     Raises:
         UnavailableError: the destination's timestamp is at or above ``staged_version`` and differs.
@@ -184,9 +189,11 @@ def refuse_rollback(published: bytes | None, staged: bytes, staged_version: int)
         return  # not metadata: replaced as before
     if version >= staged_version:
         raise UnavailableError(
-            f"{TIMESTAMP_PATH}: found version {version} published, expected below "
-            f"{staged_version} (this repository's); the repository is behind what clients have "
-            "seen (restored from a backup older than the last publish?)",
-            hint="publish into a new folder or prefix, or restore a backup taken after that "
-            "publish (docs/operator.md, 'Backup and restore')",
+            f"{where}: timestamp version: found {version} published, expected below "
+            f"{staged_version} (this repository's): another repository publishes here, or this "
+            "one is behind what clients have seen (restored from a backup older than the last "
+            "publish?); not rolled back",
+            hint="publish each destination from one repository, into a new folder or prefix, or "
+            "restore a backup taken after that publish (docs/operator.md, 'Two jobs at once' and "
+            "'Backup and restore')",
         )

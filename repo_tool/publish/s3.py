@@ -28,9 +28,8 @@ import hashlib
 import logging
 import mimetypes
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,6 @@ from repo_tool.publish.folder import StepHook, planned_bytes, repository_plan
 from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH, Kind, PlannedFile
 from repo_tool.state.repository import Repository
 from repo_tool.tlog.provider_log import publish_log
-from repo_tool.verify.memo import VerifyMemo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -128,6 +126,8 @@ class ObjectHeaders:
 
 
 LOG_CHECKPOINT_PATH = "log/checkpoint"
+# The publishers' lease on the prefix (repo_tool/publish/s3_lease.py): bookkeeping, not published.
+LEASE_PATH = ".cfl-publish.lock"
 
 
 def object_headers(relative: str) -> ObjectHeaders:
@@ -136,7 +136,9 @@ def object_headers(relative: str) -> ObjectHeaders:
     ``metadata/timestamp.json`` and everything under ``site/`` change in place: ``no-cache`` (a
     cache must revalidate). Every other file is named by version or hash: cacheable forever.
     """
-    mutable = relative in (TIMESTAMP_PATH, LOG_CHECKPOINT_PATH) or relative.startswith(SITE_PREFIX)
+    mutable = relative in (TIMESTAMP_PATH, LOG_CHECKPOINT_PATH, LEASE_PATH) or relative.startswith(
+        SITE_PREFIX
+    )
     suffix = PurePosixPath(relative).suffix.lower()
     content_type = _CONTENT_TYPES.get(suffix) or (
         "application/octet-stream"
@@ -152,7 +154,7 @@ class ListedObject:
     etag: str
 
 
-def _md5_etag_matches(etag: str, data: bytes) -> bool:
+def md5_etag_matches(etag: str, data: bytes) -> bool:
     found = _MD5_ETAG.fullmatch(etag)
     return (
         found is not None and found.group(1) == hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -275,6 +277,8 @@ class S3Bucket:
             for page in pages():
                 for item in page.get("Contents", []):
                     relative = str(item["Key"]).removeprefix(self.location.prefix)
+                    if relative == LEASE_PATH:
+                        continue  # the publishers' lease is not part of the published tree
                     found[relative] = ListedObject(int(item["Size"]), str(item.get("ETag", "")))
 
         self._call(self.location.prefix, "list", collect)
@@ -287,10 +291,19 @@ class S3Bucket:
             ConfigurationError: access denied or no such bucket.
             UnavailableError: anything else went wrong.
         """
+        found = self.get_object(relative)
+        return None if found is None else found[0]
+
+    def get_object(self, relative: str) -> tuple[bytes, str] | None:
+        """An object's bytes and ETag (what a later ``put(if_match=...)`` names), or None.
+
+        Raises:
+            ConfigurationError, UnavailableError: as `get`.
+        """
         key = self.location.key(relative)
         try:
             response = self.client.get_object(Bucket=self.location.bucket, Key=key)
-            return bytes(response["Body"].read())
+            return bytes(response["Body"].read()), str(response.get("ETag", ""))
         except botocore.exceptions.ClientError as e:
             if e.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
                 return None
@@ -298,17 +311,22 @@ class S3Bucket:
         except botocore.exceptions.BotoCoreError as e:
             raise translate_s3_error(e, self.location, key, "read") from e
 
-    def put(self, relative: str, data: bytes, *, replace: bool) -> bool:
+    def put(
+        self, relative: str, data: bytes, *, replace: bool, if_match: str | None = None
+    ) -> bool:
         """Upload one object with its cache headers.
 
         Args:
             relative: the path in the published tree.
             data: the bytes.
             replace: True for the mutable files; False puts only if the key is free.
+            if_match: with ``replace``, put only over the object with this ETag (``If-Match``):
+                a compare-and-swap, so a writer never replaces what it did not read.
 
         Returns:
             True when it was written; False when ``replace`` is False and an object appeared under
-            the key since the listing (the caller then compares it).
+            the key since the listing (the caller then compares it), or when the object under the
+            key no longer has the ETag ``if_match`` names.
 
         Raises:
             ConfigurationError, UnavailableError: see ``translate_s3_error``.
@@ -323,9 +341,12 @@ class S3Bucket:
             "ContentType": headers.content_type,
             **self.put_args(relative, data),
         }
-        if not replace and self.conditional_puts is not False:
+        condition: dict[str, Any] = {"IfMatch": if_match} if replace and if_match else {}
+        if not replace:
+            condition = {"IfNoneMatch": "*"}
+        if condition and self.conditional_puts is not False:
             try:
-                self.client.put_object(**args, IfNoneMatch="*")
+                self.client.put_object(**args, **condition)
                 self.conditional_puts = True
                 return True
             except botocore.exceptions.ClientError as e:
@@ -345,8 +366,13 @@ class S3Bucket:
                     raise translate_s3_error(e, self.location, key, "upload") from e
             except botocore.exceptions.BotoCoreError as e:
                 raise translate_s3_error(e, self.location, key, "upload") from e
-        if not replace and self.get(relative) is not None:
-            return False
+        if condition:
+            # No conditional writes: compare just before the put instead (a narrow window).
+            found = self.get_object(relative)
+            if (not replace and found is not None) or (
+                replace and (found is None or found[1] != if_match)
+            ):
+                return False
         self._call(key, "upload", lambda: self.client.put_object(**args))
         return True
 
@@ -380,7 +406,7 @@ def _same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObj
     if listed is not None:
         if listed.size != len(data):
             return False
-        if _md5_etag_matches(listed.etag, data):
+        if md5_etag_matches(listed.etag, data):
             return True
     found = bucket.get(relative)
     return found is not None and hashlib.sha256(found).digest() == hashlib.sha256(data).digest()
@@ -413,13 +439,16 @@ def upload_staged(
             exists with other bytes (then ``timestamp.json`` is left as it was).
     """
     head = repo.head
-    timestamp_now = bucket.get(TIMESTAMP_PATH) if TIMESTAMP_PATH in listing else None
+    # Read with its ETag: the new timestamp replaces exactly this one (If-Match), so a publish
+    # from another repository that landed meanwhile is never rolled back (docs/hosting.md).
+    current = bucket.get_object(TIMESTAMP_PATH) if TIMESTAMP_PATH in listing else None
+    timestamp_now, timestamp_etag = current if current is not None else (None, None)
 
     def read_snapshot(version: int) -> bytes | None:
         relative = f"metadata/{version}.snapshot.json"
         return bucket.get(relative) if relative in listing else None
 
-    plan = repository_plan(repo, timestamp_now, read_snapshot)
+    plan = repository_plan(repo, timestamp_now, read_snapshot, bucket.location.url + TIMESTAMP_PATH)
     by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
     for planned in plan:
         by_step[planned.step].append(planned)
@@ -428,7 +457,9 @@ def upload_staged(
         if step == "log" and repo.config.log is not None:
             report.uploaded["log"] += _upload_log(repo, bucket, listing, on_upload)
         for planned in by_step[step]:
-            if _upload_planned(repo, bucket, planned, listing.get(planned.path), timestamp_now):
+            if _upload_planned(
+                repo, bucket, planned, listing.get(planned.path), timestamp_now, timestamp_etag
+            ):
                 report.uploaded[step] += 1
                 if on_upload is not None:
                     on_upload(planned.path)
@@ -482,12 +513,22 @@ def _upload_planned(
     planned: PlannedFile,
     listed: ListedObject | None,
     timestamp_now: bytes | None,
+    timestamp_etag: str | None,
 ) -> bool:
     data = planned_bytes(repo, planned)
     if planned.kind is Kind.MUTABLE:
         if timestamp_now == data:
             return False
-        return bucket.put(planned.path, data, replace=True)
+        if not bucket.put(
+            planned.path, data, replace=timestamp_etag is not None, if_match=timestamp_etag
+        ):
+            raise UnavailableError(
+                f"s3://{bucket.location.bucket}/{bucket.location.key(planned.path)}: changed since "
+                "this publish read it, expected the version it read (another publisher wrote it "
+                "meanwhile); it was not replaced",
+                hint="run the publish again: it starts from what the bucket serves now",
+            )
+        return True
     if listed is not None or not bucket.put(planned.path, data, replace=False):
         if not _same_object(bucket, planned.path, data, listed):
             raise _conflict(bucket, planned.path)
@@ -495,93 +536,8 @@ def _upload_planned(
     return True
 
 
-def upload_site(
-    bucket: S3Bucket,
-    files: Iterable[tuple[str, bytes]],
-    listing: dict[str, ListedObject],
-    *,
-    on_upload: Progress | None = None,
-) -> int:
-    """Upload the website's files whose bytes the bucket does not already hold, after the timestamp.
-
-    Args:
-        bucket: where to publish.
-        files: (path relative to the site folder, bytes).
-        listing: the bucket's listing from ``publish_to_s3``.
-        on_upload: called with each relative path uploaded.
-
-    Returns:
-        How many files were uploaded.
-
-    Raises:
-        ConfigurationError, UnavailableError: see ``translate_s3_error``.
-    """
-    uploaded = 0
-    for relative, data in files:
-        path = SITE_PREFIX + relative
-        listed = listing.get(path)
-        if listed is not None and listed.size == len(data) and _md5_etag_matches(listed.etag, data):
-            continue
-        bucket.put(path, data, replace=True)
-        uploaded += 1
-        if on_upload is not None:
-            on_upload(path)
-    return uploaded
-
-
-def bucket_reader(bucket: S3Bucket) -> Callable[[str], bytes]:
-    """A ``repo_tool.verify`` reader over the bucket, to render the site from what clients see."""
-    from repo_tool.verify.sources import NotFound
-
-    def read(relative: str) -> bytes:
-        data = bucket.get(relative)
-        if data is None:
-            raise NotFound(relative)
-        return data
-
-    return read
-
-
 def site_cache_dir(repo_path: Path, location: S3Location) -> Path:
     """Where the website for one bucket prefix is built before upload (kept between publishes so
     an unchanged page is neither rewritten nor uploaded)."""
     digest = hashlib.sha256(location.url.encode()).hexdigest()[:16]
     return repo_path / "site-cache" / f"s3-{digest}"
-
-
-def publish_site_to_s3(
-    bucket: S3Bucket,
-    listing: dict[str, ListedObject],
-    *,
-    trusted_root: bytes,
-    site_dir: Path,
-    now: datetime,
-    on_upload: Progress | None = None,
-    memo: VerifyMemo | None = None,
-) -> int:
-    """Render the website from the metadata the bucket now serves (verified), then upload it.
-
-    ``memo`` (the repository's verified-role memo, repo_tool/verify/memo.py) lets the walk recall
-    role files it verified cleanly before; it is pruned to the bucket's roles after a clean walk.
-
-    Returns:
-        How many site files were uploaded.
-
-    Raises:
-        VerificationError: what the bucket serves does not verify (nothing of the site is uploaded).
-        ConfigurationError, UnavailableError: see ``translate_s3_error``.
-    """
-    from repo_tool.publish.site_step import verified_for_site
-    from repo_tool.site.build import build_site
-
-    library = verified_for_site(bucket_reader(bucket), trusted_root, now=now, memo=memo)
-    result = build_site(library, site_dir, generated=now)
-
-    def files() -> Iterator[tuple[str, bytes]]:
-        for relative in result.files:
-            yield relative, (site_dir / relative).read_bytes()
-
-    try:
-        return upload_site(bucket, files(), listing, on_upload=on_upload)
-    except OSError as e:
-        raise UnavailableError(f"site {site_dir}: cannot read: {e}") from e

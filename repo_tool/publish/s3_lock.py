@@ -35,7 +35,7 @@ from repo_tool.publish.bucket_check import (
     check_bucket,
 )
 from repo_tool.publish.retention import LockPolicy, kind_of, lock_put_args
-from repo_tool.publish.s3 import S3Bucket, S3Location, translate_s3_error
+from repo_tool.publish.s3 import LEASE_PATH, S3Bucket, S3Location, translate_s3_error
 
 _MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
 LOCK_HINT = (
@@ -107,8 +107,10 @@ class LockingS3Bucket(S3Bucket):
     def put_args(self, relative: str, data: bytes) -> dict[str, Any]:
         return lock_put_args(relative, data, self.policy)
 
-    def put(self, relative: str, data: bytes, *, replace: bool) -> bool:
-        written = super().put(relative, data, replace=replace)
+    def put(
+        self, relative: str, data: bytes, *, replace: bool, if_match: str | None = None
+    ) -> bool:
+        written = super().put(relative, data, replace=replace, if_match=if_match)
         if written and kind_of(relative).locked:
             self.locked += 1
         return written
@@ -249,6 +251,7 @@ def read_histories(
         UnavailableError: the endpoint cannot be reached or answered with an error.
     """
     listed = _list_versions(bucket)
+    listed.pop(LEASE_PATH, None)  # the publishers' lease (s3_lease.py) is not part of the tree
     immutable = sorted(k for k in listed if kind_of(k).locked)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         histories = list(pool.map(lambda k: _history(bucket, k, listed[k]), immutable))

@@ -13,9 +13,10 @@ from typing import Any
 from securesystemslib.signer import Key
 from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
 
-from metadata_templates import SCHEMA_VERSION
+from metadata_templates import SCHEMA_VERSION, naming
 from metadata_templates.tlog.merkle import EMPTY_ROOT
 from repo_tool.gateway.model import RegisteredManufacturer
+from repo_tool.tlog.provider_log import LogState
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,25 @@ class Head:
         doc.pop("schema_version", None)
         doc["manufacturers"] = {k: ManufacturerRecord(**v) for k, v in doc["manufacturers"].items()}
         return cls(**doc)
+
+
+def provider_signing_role(head: Head) -> str:
+    """The role that signs provider documents in ``head``: ``cfl-provider``, or targets before it."""
+    return naming.PROVIDER_ROLE if naming.PROVIDER_ROLE in head.roles else Targets.type
+
+
+def provider_version(head: Head) -> int:
+    """The version of the role that signs provider documents in ``head``."""
+    return head.committed_version(provider_signing_role(head))
+
+
+def snapshot_wanted(head: Head) -> dict[str, int]:
+    """The role versions a snapshot of ``head`` lists."""
+    return {f"{Targets.type}.json": head.targets_version} | {
+        f"{name}.json": version for name, version in sorted(head.roles.items())
+    }
+
+
+def log_state_of(head: Head) -> LogState:
+    """The transparency log's committed size and root, as ``head`` records them."""
+    return LogState(head.log_size, bytes.fromhex(head.log_root))

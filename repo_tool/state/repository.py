@@ -48,7 +48,7 @@ from metadata_templates import naming
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.errors import ConfigurationError, UnavailableError
-from metadata_templates.locking import exclusive_lock
+from metadata_templates.locking import LockPolicy
 from metadata_templates.naming import SPEC_VERSION
 from metadata_templates.steps import step
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
@@ -57,9 +57,10 @@ from repo_tool.gateway.model import LibraryIndex
 from repo_tool.intake.cpl_cache import select_entries
 from repo_tool.signing.keys import SignerRef, is_offline, load_signer, sign_or_explain
 from repo_tool.state import journal
-from repo_tool.state.config import RepoConfig
-from repo_tool.state.head import Head
+from repo_tool.state.config import CONFIG_FILE, RepoConfig
+from repo_tool.state.head import Head, log_state_of, provider_version, snapshot_wanted
 from repo_tool.state.library_index import IndexStore
+from repo_tool.state.lock import RepositoryLock, read_or_none
 from repo_tool.state.store import BlobStore
 from repo_tool.tlog import provider_log as tlog
 
@@ -70,11 +71,17 @@ class Repository:
     """A repository working directory. Construct with `create` or `open`."""
 
     def __init__(
-        self, path: Path, config: RepoConfig, *, secrets_handler: SecretsHandler | None = None
+        self,
+        path: Path,
+        config: RepoConfig,
+        *,
+        secrets_handler: SecretsHandler | None = None,
+        lock: LockPolicy | None = None,
     ) -> None:
         self.path = path
         self.config = config
         self.secrets_handler = secrets_handler
+        self.lock = RepositoryLock(path, lock)  # R/.lock (state/lock.py)
         self.blobs = BlobStore(path / "blobs")
         self._head: Head | None = None
         self._signer_cache: dict[tuple[str, str], Signer] = {}
@@ -97,28 +104,43 @@ class Repository:
     # ------------------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, path: Path, *, secrets_handler: SecretsHandler | None = None) -> Repository:
-        """Open an existing working directory.
+    def open(
+        cls,
+        path: Path,
+        *,
+        secrets_handler: SecretsHandler | None = None,
+        lock: LockPolicy | None = None,
+    ) -> Repository:
+        """Open an existing working directory (``lock``: how `locked` records itself and waits).
 
         Raises:
             ConfigurationError: not a repository, or its configuration or head is unreadable.
         """
-        repo = cls(path, RepoConfig.load(path), secrets_handler=secrets_handler)
+        seen = read_or_none(path / CONFIG_FILE)  # before parsing: a change in between is seen
+        repo = cls(path, RepoConfig.load(path), secrets_handler=secrets_handler, lock=lock)
+        repo.lock.config_bytes = seen
         repo.head  # noqa: B018  (fail early on an unreadable head)
         return repo
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the repository lock (every mutating command does).
+        """Hold the repository lock across a whole read, check and commit (every mutating command
+        does): the head, and a configuration another process changed, are read again once held, and
+        what a killed command committed but did not record (its events, a key change's
+        cfl-repo.json) is completed. Nested holds by one object are one hold (state/lock.py).
 
-        Taking the lock also finishes what a killed command committed but did not get to record:
-        the events of the last commit reach ``events.jsonl`` and a committed configuration change
-        reaches ``cfl-repo.json``.
+        Raises:
+            BusyError: another process holds it (for longer than ``--wait``).
         """
-        with exclusive_lock(self.path / ".lock", what="cfl-repo command"):
-            self._head = None  # re-read under the lock
+
+        def taken() -> None:
+            self._head = None
             if (self.state_dir / "head.json").exists():
+                if self.lock.config_changed():
+                    self.config = RepoConfig.load(self.path)
                 self.after_commit(self.head)
+
+        with self.lock.hold(taken):
             yield
 
     @property
@@ -183,11 +205,11 @@ class Repository:
         return self.path / tlog.LOG_DIR
 
     def log_state(self) -> tlog.LogState:
-        return _log_state_of(self.head)
+        return log_state_of(self.head)
 
     def _logged(self, head: Head, event: dict[str, Any]) -> Head:
         """``head`` with ``event`` appended to the log (tiles written now, committed by the head)."""
-        before = _log_state_of(head)
+        before = log_state_of(head)
         after = tlog.append_event(self.log_dir, before, event)
         return replace(head, log_size=after.size, log_root=after.root_hash.hex())
 
@@ -204,7 +226,7 @@ class Repository:
         if self.config.log is None:
             return {}
         signer = tlog.load_log_signer(self.path, self.config.log, self.secrets_handler)
-        state = _log_state_of(head)
+        state = log_state_of(head)
         return tlog.timestamp_binding(self.log_dir, state, signer)
 
     # ----------------------------------------------------------------------- metadata access
@@ -567,16 +589,6 @@ class Repository:
         return len(usable) < self.config.thresholds[role]
 
 
-def provider_signing_role(head: Head) -> str:
-    """The role that signs provider documents in ``head``: ``cfl-provider``, or targets before it."""
-    return naming.PROVIDER_ROLE if naming.PROVIDER_ROLE in head.roles else Targets.type
-
-
-def provider_version(head: Head) -> int:
-    """The version of the role that signs provider documents in ``head``."""
-    return head.committed_version(provider_signing_role(head))
-
-
 class CapturedChange(BaseException):
     """Carries a targets change out of an operation run by `capture_targets_change`
     (repo_tool/ops/ceremony.py), raised by `Repository.stage_targets`. A BaseException so that
@@ -585,15 +597,3 @@ class CapturedChange(BaseException):
     def __init__(self, change: Callable[[Targets], None]) -> None:
         super().__init__("targets change captured for a ceremony")
         self.change = change
-
-
-def _log_state_of(head: Head) -> tlog.LogState:
-    """The transparency log's committed size and root, as ``head`` records them."""
-    return tlog.LogState(head.log_size, bytes.fromhex(head.log_root))
-
-
-def snapshot_wanted(head: Head) -> dict[str, int]:
-    """The role versions a snapshot of ``head`` lists."""
-    return {f"{Targets.type}.json": head.targets_version} | {
-        f"{name}.json": version for name, version in sorted(head.roles.items())
-    }

@@ -1138,7 +1138,8 @@ def test_a_second_cfl_fails_fast_while_the_home_is_locked(home: Path) -> None:
         # the lock is held for the whole run: a cfl that waited for it would time out here
         result = cfl("refresh", home=home, timeout=30)
     assert result.returncode == 1
-    assert errors(result) == [f"error: another cfl process holds the lock on {home / 'lock'}"]
-    assert "hint: wait for it to finish" in result.stderr
+    [line] = errors(result)
+    assert line.startswith(f"error: the client home {home} is busy: cfl (PID {os.getpid()} on ")
+    assert f"hint: the lock ({home / 'lock'}) is released when that process exits" in result.stderr
     assert not (home / "metadata" / "timestamp.json").exists()
     ok(cfl("refresh", home=home))  # released: the next run proceeds

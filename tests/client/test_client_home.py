@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -203,7 +204,7 @@ def test_bad_repository_urls(text: str) -> None:
         normalise_repository_url(text)
 
 
-def test_a_second_cfl_process_is_refused_with_the_lock_path(tmp_path: Path) -> None:
+def test_a_second_cfl_process_is_refused_naming_the_holder(tmp_path: Path) -> None:
     home = ClientHome(tmp_path)
     holder = textwrap.dedent(
         f"""
@@ -226,7 +227,13 @@ def test_a_second_cfl_process_is_refused_with_the_lock_path(tmp_path: Path) -> N
         assert process.stdout is not None and process.stdout.readline().strip() == "held"
         with pytest.raises(UnavailableError) as caught, home.lock():
             pass
-        assert str(caught.value) == f"another cfl process holds the lock on {home.lock_path}"
+        # The refusal names the holder from its record: the command, its PID, host and since.
+        assert re.fullmatch(
+            rf"the client home {re.escape(str(home.path))} is busy: cfl \(PID {process.pid} on "
+            r"\S+, since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)",
+            str(caught.value),
+        ), str(caught.value)
+        assert caught.value.hint is not None and str(home.lock_path) in caught.value.hint
     finally:
         assert process.stdin is not None
         process.stdin.close()

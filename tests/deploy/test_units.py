@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 CFL_REPO = str(BIN / "cfl-repo")
 PASSPHRASE = "the online keys' passphrase"
 SIGNERS = ("cfl-publish", "cfl-refresh")
+WRITERS = ("cfl-ingest", *SIGNERS)  # the units that take the repository lock
 
 
 def test_systemd_analyze_verify_accepts_every_unit(tmp_path: Path) -> None:
@@ -117,15 +118,24 @@ def test_only_the_services_that_sign_get_the_passphrase() -> None:
         assert found == ([expected] if name in SIGNERS else []), name
 
 
+def _exec_start(name: str) -> tuple[list[str], list[str]]:
+    """A unit's ExecStart as (cfl-repo's global options, the command and its arguments)."""
+    (start,) = service(name)["ExecStart"]
+    words = command_words(start, read_env_file())
+    assert words[0] == INSTALLED_CFL_REPO
+    rest = words[1:]
+    options: list[str] = []
+    while rest[:1] == ["--wait"]:
+        options, rest = [*options, *rest[:2]], rest[2:]
+    return options, rest
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_exec_start_is_a_cfl_repo_command_line(name: str, tmp_path: Path) -> None:
-    env = read_env_file()
-    (start,) = service(name)["ExecStart"]
-    words = command_words(start, env)
-    assert words[0] == INSTALLED_CFL_REPO
+    options, command = _exec_start(name)
     # --help is handled once the whole line has parsed: an unknown command or option fails.
     done = subprocess.run(
-        [CFL_REPO, *words[1:], "--help"],
+        [CFL_REPO, *options, *command, "--help"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -133,7 +143,17 @@ def test_every_exec_start_is_a_cfl_repo_command_line(name: str, tmp_path: Path) 
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert f"Usage: cfl-repo {words[1]} " in done.stdout
+    assert f"Usage: cfl-repo {command[0]} " in done.stdout
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_every_writer_waits_for_the_repository_lock_rather_than_failing(name: str) -> None:
+    # Overlapping timers (a publish still running at the next ingest, a person's withdraw) would
+    # otherwise fail the unit, and a refresh that fails lets the timestamp run out.
+    options, _command = _exec_start(name)
+    assert options[:1] == ["--wait"], options
+    # At least one period of the most frequent writer's timer (15 minutes).
+    assert float(options[1]) >= 900
 
 
 # ---------------------------------------------------------------- the unattended provider, for real
@@ -280,6 +300,55 @@ def test_the_unattended_provider_ingests_publishes_refreshes_and_reports(host: H
     assert found[("cfl_unpublished_roles", ())] == 0
     assert 0 < found[("cfl_published_expiry_seconds", (("role", "timestamp"),))] <= 86400
     assert found[("cfl_rejected_bundles_total", ())] == 0
+
+
+@pytest.mark.slow
+def test_a_unit_started_while_the_lock_is_held_waits_for_it_and_succeeds(host: Host) -> None:
+    # A real process holds R/.lock (a person's command, say) when the timer fires: the refresh
+    # says on stderr (the journal) for whom it waits, and runs once the holder lets go.
+    env = host.unit_env("cfl-refresh")
+    (start,) = service("cfl-refresh")["ExecStart"]
+    words = command_words(start, env)
+    holding = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path\n"
+        "from metadata_templates.locking import LockPolicy, exclusive_lock\n"
+        "with exclusive_lock(Path(sys.argv[1]), subject='the repository',"
+        " policy=LockPolicy(command='cfl-repo withdraw (a person)')):\n"
+        "    print('held', flush=True); sys.stdin.read()\n",
+        str(Path(host.env_file["CFL_REPO"]) / ".lock"),
+    ]
+    with subprocess.Popen(
+        holding, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=host.base
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        with subprocess.Popen(
+            [CFL_REPO, *words[1:]],
+            cwd=host.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as refresh:
+            try:
+                assert refresh.stderr is not None
+                seen = [refresh.stderr.readline()]
+                while seen[-1] and not seen[-1].startswith("waiting for "):
+                    seen.append(refresh.stderr.readline())
+                assert seen[-1].startswith(
+                    "waiting for the repository: cfl-repo withdraw (a person) (PID "
+                ), seen
+                assert refresh.poll() is None  # still waiting, not failed
+            except BaseException:
+                refresh.kill()  # not 900 seconds of waiting for a holder that never lets go
+                raise
+            holder.stdin.close()  # the person's command ends
+            assert holder.wait(timeout=60) == 0
+            _out, rest = refresh.communicate(timeout=300)
+    assert refresh.returncode == 0, "".join(seen) + rest
 
 
 @pytest.mark.slow

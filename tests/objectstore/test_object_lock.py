@@ -32,8 +32,9 @@ from repo_tool.publish.bucket_check import (
 )
 from repo_tool.publish.plan import PUBLISH_STEPS
 from repo_tool.publish.retention import COMPLIANCE, GOVERNANCE, LockPolicy, kind_of
-from repo_tool.publish.s3 import S3Bucket, publish_site_to_s3, site_cache_dir
+from repo_tool.publish.s3 import LEASE_PATH, S3Bucket, site_cache_dir
 from repo_tool.publish.s3_lock import BucketReport, LockingS3Bucket, locking_bucket, verify_bucket
+from repo_tool.publish.s3_site import publish_site_to_s3
 
 from .s3_server import S3Server
 
@@ -113,6 +114,8 @@ def test_a_locked_publish_locks_every_immutable_object_until_now_plus_days_and_n
 
     report = check(bucket, factory)
     assert report.findings == ()
+    # The publishers' lease is in the bucket, but neither locked nor counted as the tree's.
+    assert bucket.get(LEASE_PATH) is not None and lock_of(bucket, LEASE_PATH) == (None, None)
     assert (report.checked, report.versions, report.skipped) == (
         len(immutable),
         len(immutable),

@@ -41,9 +41,9 @@ from repo_tool.publish.s3 import (
     S3Location,
     object_headers,
     parse_s3_url,
-    publish_site_to_s3,
     translate_s3_error,
 )
+from repo_tool.publish.s3_site import publish_site_to_s3
 from repo_tool.verify.memo import VerifyMemo
 from repo_tool.verify.sources import url_reader
 from repo_tool.verify.walk import load_verified_library

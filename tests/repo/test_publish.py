@@ -232,8 +232,8 @@ def test_a_second_publisher_into_the_same_directory_fails_fast(tmp_path: Path) -
 
     # Another publisher (of another repository, say) holds this out directory.
     with (
-        exclusive_lock(factory.out / LOCK_NAME, what="test"),
-        pytest.raises(UnavailableError, match="another process holds the lock"),
+        exclusive_lock(factory.out / LOCK_NAME, subject="test"),
+        pytest.raises(UnavailableError, match=f"the published tree {factory.out} is busy: "),
     ):
         factory.publish()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from factory import make_entry, make_image, mi_sha
-from metadata_templates.locking import exclusive_lock
+from metadata_templates.locking import LockPolicy, exclusive_lock
 from metadata_templates.naming import blob_name
 from repo_tool.dev.demo_data import render_cpl_csv
 
@@ -377,11 +377,16 @@ def test_bad_cpl_row_is_rejected_naming_row_column_value_and_expected(lib: Lib) 
 
 
 def test_a_command_fails_fast_while_another_holds_the_repository(lib: Lib) -> None:
-    with exclusive_lock(lib.repo / ".lock", what="test"):
+    holder = LockPolicy(command="cfl-repo --repo R ingest inbox/")
+    with exclusive_lock(lib.repo / ".lock", subject="the repository", policy=holder):
         done = lib.cli("publish", "--no-site")
     assert done.returncode == 1
-    assert "another process holds the lock" in done.stderr
-    assert "hint: wait for the other cfl-repo command to finish" in done.stderr
+    assert done.stderr.startswith(
+        f"error: the repository is busy: cfl-repo --repo R ingest inbox/ (PID {os.getpid()} on "
+    )
+    assert (
+        f"hint: the lock ({lib.repo / '.lock'}) is released when that process exits" in done.stderr
+    )
 
 
 def test_submit_with_a_wrong_key_is_refused_before_a_bundle_is_written(lib: Lib) -> None:

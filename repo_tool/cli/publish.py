@@ -8,13 +8,14 @@ the root group by repo_tool/cli/main.py; parse, call the library, render.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
-from repo_tool.cli.console import utc_now
+from repo_tool.cli.console import repo_path, utc_now
 
 _now = utc_now
 
@@ -79,8 +80,6 @@ def publish(
       cfl-repo --repo R publish --to s3://cfl-firmware/library --object-lock-days 3650
     See docs/hosting.md, "Immutable storage (S3 Object Lock)".
     """
-    from repo_tool.ops.publish import publish as do_publish
-
     # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
     if to_url is not None or endpoint_url is not None or object_lock_days is not None:
         from repo_tool.cli.publish_s3 import run_publish_to_s3
@@ -98,9 +97,20 @@ def publish(
         return
     # --- end of the S3 publishing hook
 
+    # --- nothing new (issue 26): replay the last outcome when nothing it read has changed
+    from repo_tool.publish import unchanged
+
+    repo_dir = repo_path(ctx)
+    now = _now()
+    replayed = unchanged.replay(repo_dir, out or repo_dir / "public", site=not no_site, now=now)
+    if replayed is not None:
+        _replay(replayed, as_json)
+        return
+    # --- end of nothing new
+    from repo_tool.ops.publish import publish as do_publish
+
     repo = _open_repo(ctx)
     target = out or repo.default_out
-    now = _now()
     # --- site hint (issue 14): what the tree served before, so the site is told what is new
     from repo_tool.publish import site_step as site_hint
     from repo_tool.verify.memo import VerifyMemo
@@ -108,11 +118,8 @@ def publish(
     before = None if no_site else site_hint.tree_state(target)
     # --- end of the site hint
     report = do_publish(repo, target, now=now)
-    _err(
-        f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
-        f"wrote {sum(report.written.values())} file(s)"
-    )
     doc = report.to_dict()
+    _err(_published_line(doc))
     if not no_site:
         site = site_hint.build_published_site(
             target,
@@ -121,15 +128,37 @@ def publish(
             hint=site_hint.publish_hint(repo, before),
             memo=VerifyMemo.of_repository(repo.path),  # verified-role memo (issue 14)
         )
-        site_dir = site.site_dir
-        _err(f"website: {site_dir}/index.html")
-        doc["site"] = str(site_dir)
+        doc["site"] = str(site.site_dir)
+        _err(f"website: {doc['site']}/index.html")
         doc["site_build"] = {
             "appended": site.result.appended,
             "told_new_images": site.hinted,
             "changed_files": len(site.result.changed),
             "verify_memo": site.memo.to_dict() if site.memo else None,
         }
+    # A pilot awaiting its date changes the site with time alone: nothing may be replayed then.
+    valid_until = None if repo.head.pilots else unchanged.served_until(target)
+    unchanged.record(
+        repo_dir, out or repo_dir / "public", site=not no_site, outcome=doc, valid_until=valid_until
+    )
+    if as_json:
+        _emit_json(doc)
+
+
+def _published_line(doc: dict[str, Any]) -> str:
+    written = doc["written"]
+    assert isinstance(written, dict)
+    return (
+        f"published to {doc['out']}: snapshot {doc['snapshot_version']}, "
+        f"timestamp {doc['timestamp_version']}; wrote {sum(written.values())} file(s)"
+    )
+
+
+def _replay(doc: dict[str, Any], as_json: bool) -> None:
+    """What a publish that finds nothing to do prints: the lines a full one would."""
+    _err(_published_line(doc))
+    if "site" in doc:
+        _err(f"website: {doc['site']}/index.html")
     if as_json:
         _emit_json(doc)
 

@@ -23,6 +23,7 @@ Only the standard library is imported here, so that the fast path stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -131,17 +132,24 @@ def record(
     """After a full publish succeeded: store the fingerprint and ``outcome`` (its JSON document),
     or remove the stamp when ``valid_until`` is None (nothing may be replayed)."""
     path = repo_dir / STAMP
-    if valid_until is None:
-        path.unlink(missing_ok=True)
-        return
-    stamp = {
-        "stamp_version": STAMP_VERSION,
-        "fingerprint": fingerprint(repo_dir, out, site=site),
-        "valid_until": valid_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "outcome": outcome,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(stamp, sort_keys=True).encode())
+    try:
+        if valid_until is None:
+            path.unlink(missing_ok=True)
+            return
+        stamp = {
+            "stamp_version": STAMP_VERSION,
+            "fingerprint": fingerprint(repo_dir, out, site=site),
+            "valid_until": valid_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "outcome": outcome,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(stamp, sort_keys=True).encode())
+    except OSError:
+        # The publish itself succeeded (a full disk, say): without a stamp the next one takes the
+        # full path. A stamp that cannot even be removed fingerprints a state a full publish
+        # left, so it is replayed only if the library and tree are back to exactly that state.
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def replay(repo_dir: Path, out: Path, *, site: bool, now: datetime) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ A full publish opens the repository (tuf, securesystemslib's signers and with th
 and re-verifies the served tree for the website: about a second before any work, to find there is
 none. After a full publish to a folder succeeds, `record` stores a fingerprint of everything a
 re-run would read: the repository's head and configuration and its event log's size, and the
-served tree as the publish left it (the content of every metadata and log file, the name and size
+served tree as the publish left it (the content of every metadata and log file, the name
 of every blob, the name, size and modification time of every site file). The next publish asks
 `replay`: when the fingerprint is the same, nothing a publish reads has changed, so it would write
 nothing, and the stored outcome is reported instead.
@@ -48,49 +48,53 @@ def _sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _files(top: Path) -> list[tuple[str, os.stat_result]]:
-    """Every regular file under ``top`` (relative name, stat), sorted; [] when ``top`` is absent."""
-    found: list[tuple[str, os.stat_result]] = []
-    pending = [top]
+def _files(top: Path) -> list[tuple[str, os.DirEntry[str]]]:
+    """Every file under ``top`` (name relative to it, its entry), sorted by name; [] when
+    ``top`` is absent. Names are built by concatenation: os.path.relpath on 20,000 site files
+    and blobs cost more than the rest of the fingerprint."""
+    found: list[tuple[str, os.DirEntry[str]]] = []
+    pending = [("", str(top))]
     while pending:
-        folder = pending.pop()
+        prefix, folder = pending.pop()
         try:
             entries = list(os.scandir(folder))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
+            name = prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
-                pending.append(Path(entry.path))
+                pending.append((name + "/", entry.path))
             elif entry.name not in _SKIPPED:
-                found.append((os.path.relpath(entry.path, top), entry.stat(follow_symlinks=False)))
-    return sorted(found, key=lambda item: item[0])
+                found.append((name, entry))
+    found.sort(key=lambda item: item[0])
+    return found
 
 
 def fingerprint(repo_dir: Path, out: Path, *, site: bool) -> str:
     """A digest of everything a publish of ``repo_dir`` into ``out`` reads (see the module text)."""
-    digest = hashlib.sha256()
-
-    def add(*parts: object) -> None:
-        digest.update(repr(parts).encode() + b"\n")
-
-    add("out", str(out.resolve()), "site", site)
+    lines = [f"out\0{out.resolve()}\0site\0{site}"]
     for name in ("state/head.json", "cfl-repo.json"):
         path = repo_dir / name
-        add(name, _sha256_file(path) if path.is_file() else None)
+        lines.append(f"{name}\0{_sha256_file(path) if path.is_file() else None}")
     try:
         events = (repo_dir / "events.jsonl").stat()
-        add("events", events.st_size, events.st_mtime_ns)
+        lines.append(f"events\0{events.st_size}\0{events.st_mtime_ns}")
     except FileNotFoundError:
-        add("events", None)
-    for name, stat in _files(out):
-        part = name.split(os.sep, 1)[0] if os.sep in name else ""
+        lines.append("events\0None")
+    for name, entry in _files(out):
+        part = name.split("/", 1)[0] if "/" in name else ""
         if part in ("metadata", "log"):
-            add(name, _sha256_file(out / name))
+            lines.append(f"{name}\0{_sha256_file(out / name)}")
         elif part == "targets":
-            add(name, stat.st_size)  # a publish checks a blob's presence only, as here
+            # A publish checks a blob's presence only (publish/folder.py), so its name is enough:
+            # no stat of 10,000 blobs.
+            lines.append(f"{name}\0blob")
         elif part != "site" or site:
-            add(name, stat.st_size, stat.st_mtime_ns)
-    return digest.hexdigest()
+            stat = entry.stat(follow_symlinks=False)
+            lines.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    # A file name cannot hold NUL and no field is empty, so a double NUL ends each record
+    # unambiguously (a newline can be part of a file name).
+    return hashlib.sha256("\0\0".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _expiry(data: bytes) -> datetime | None:

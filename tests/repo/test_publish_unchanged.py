@@ -154,7 +154,6 @@ TAMPERS: dict[str, Callable[[LibraryFactory], object]] = {
     "metadata-file-added": lambda f: (f.out / "metadata" / "9.root.json").write_bytes(b"{}"),
     "metadata-file-removed": lambda f: sorted((f.out / "metadata").glob("*.root.json"))[0].unlink(),
     "blob-removed": lambda f: _one_blob(f).unlink(),
-    "blob-truncated": lambda f: _one_blob(f).write_bytes(b"x"),
     "stray-file-at-top": lambda f: (f.out / "timestamp.json").write_bytes(b"{}"),
     "head-committed": _commit_a_cpl,
     "config-edited": lambda f: (f.repo.path / "cfl-repo.json").write_bytes(

@@ -172,8 +172,11 @@ def replay(repo_dir: Path, out: Path, *, site: bool, now: datetime) -> dict[str,
         return None
     if not isinstance(outcome, dict) or now >= valid_until.replace(tzinfo=UTC):
         return None
-    if stamp["fingerprint"] != fingerprint(repo_dir, out, site=site):
-        return None
+    try:
+        if stamp["fingerprint"] != fingerprint(repo_dir, out, site=site):
+            return None
+    except OSError:
+        return None  # an --out under a regular file, say: the full path names the mistake
     return nothing_written(outcome)
 
 

@@ -197,6 +197,17 @@ def test_a_site_page_touched_takes_the_full_path_only_with_the_site(
     assert unchanged.replay(library.repo.path, library.out, site=True, now=library.now) is None
 
 
+def test_an_out_under_a_regular_file_is_left_to_the_full_path(
+    library: LibraryFactory, tmp_path: Path
+) -> None:
+    _recorded(library)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    assert (
+        unchanged.replay(library.repo.path, a_file / "public", site=True, now=library.now) is None
+    )
+
+
 def test_an_unreadable_served_tree_records_nothing(library: LibraryFactory) -> None:
     _recorded(library)
     (library.out / "metadata" / "timestamp.json").unlink()

@@ -3,13 +3,20 @@
 Exit codes: 0 success, 1 something was rejected or failed verification, 2 usage or configuration.
 With ``--json`` one JSON document (``"schema_version": 1``) goes to stdout; people read stderr.
 
-This module owns the root group (its global options), the registration of every command and
-group (each defined in its own module under repo_tool/cli/, none of which imports this one) and
+This module owns the root group (its global options), the table of every command and group
+(each defined in its own module under repo_tool/cli/, none of which imports this one) and
 ``main``, the console-script entry point (pyproject.toml: ``repo_tool.cli.main:main``).
+
+Commands are imported when they run, not when the tool starts (issue 26): most command modules pull
+in tuf, securesystemslib's signers (and with them boto3), jsonschema or Jinja2, which cost more
+than a second on a loaded machine and which `cfl-repo --help` or `cfl-repo status` never needs.
+``COMMANDS`` names where each command lives and keeps its short help, so the root's `--help`
+lists them without importing any; tests/test_cli_lazy.py holds the table to the real commands.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -17,30 +24,191 @@ import click
 
 from metadata_templates.locking import WAIT_ENV
 from repo_tool import __version__
-from repo_tool.cli.advisory import advisory_group
-from repo_tool.cli.backup import backup, restore
-from repo_tool.cli.ceremony import CEREMONY_GROUP
 from repo_tool.cli.console import run
-from repo_tool.cli.cpl import cpl
-from repo_tool.cli.demo import demo_data
-from repo_tool.cli.ingest import ingest, withdraw
-from repo_tool.cli.init import init, rotate_keys
-from repo_tool.cli.log import log_group
-from repo_tool.cli.manufacturer import MANUFACTURER_COMMANDS, manufacturer
-from repo_tool.cli.notes import notes
-from repo_tool.cli.pilots import hold, release
-from repo_tool.cli.provider import enrol_bundle, enrol_manufacturer
-from repo_tool.cli.provider import provider as _provider_group
-from repo_tool.cli.publish import publish, refresh
-from repo_tool.cli.serve import serve
-from repo_tool.cli.site import site
-from repo_tool.cli.status import status
-from repo_tool.cli.submit import keygen, submit
-from repo_tool.cli.verify import verify
-from repo_tool.cli.verify_bucket import verify_bucket
+
+# name -> ("module:attribute" of the click command, its short help exactly as click derives it
+# from the command's docstring). `cfl-repo --help` lists commands alphabetically (click's default).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "advisory": (
+        "repo_tool.cli.advisory:advisory_group",
+        "Security advisories: a manufacturer's signed notice that firmware in the field is vulnerable, which images fix it, and how bad it is (CVSS v3.1 or v4.0); its technical detail optionally encrypted to the entitled suppliers until a disclosure date.",
+    ),
+    "audit": (
+        "repo_tool.cli.access:audit",
+        "Report who downloaded which image from the host's ACCESS_LOG files, and flag downloads that were not entitled.",
+    ),
+    "backup": (
+        "repo_tool.cli.backup:backup",
+        "Back up the repository: configuration, state, blobs, event log, rejected bundles.",
+    ),
+    "ceremony": (
+        "repo_tool.cli.ceremony:ceremony",
+        "Change root or targets with offline keys held by separate people.",
+    ),
+    "cpl": (
+        "repo_tool.cli.cpl:cpl",
+        "The Central Products List: import it, and it is published as target cfl/cpl.json.",
+    ),
+    "demo-data": (
+        "repo_tool.cli.demo:demo_data",
+        "Write a coherent sample dataset: CPL (CSV and XLSX), GBCS images for three manufacturers, their declarations and a supplier estate.",
+    ),
+    "enrol": (
+        "repo_tool.cli.provider:enrol_bundle",
+        "Manufacturer: sign your empty role version 1, the enrolment bundle.",
+    ),
+    "entitlements": (
+        "repo_tool.cli.entitlements:entitlements",
+        "Entitlement by estate: the images each supplier's devices give it the right to.",
+    ),
+    "hold": (
+        "repo_tool.cli.pilots:hold",
+        "Hold the pilot image TARGET: it stays with its pilot suppliers past its release date, until `cfl-repo release TARGET`.",
+    ),
+    "host": (
+        "repo_tool.cli.access:host",
+        "Host configuration generated from the repository (today: nginx).",
+    ),
+    "ingest": (
+        "repo_tool.cli.ingest:ingest",
+        "Run the gateway on bundles (files, or inbox folders of *.cflb).",
+    ),
+    "init": (
+        "repo_tool.cli.init:init",
+        "Create a repository: configuration, top-level keys, version-1 root and targets.",
+    ),
+    "keygen": (
+        "repo_tool.cli.submit:keygen",
+        "Generate a key pair: PRIVATE_KEY (0600) and PRIVATE_KEY's .pub.pem beside it.",
+    ),
+    "log": (
+        "repo_tool.cli.log:log_group",
+        "The transparency log of every lodged event (docs/transparency.md).",
+    ),
+    "manufacturer": (
+        "repo_tool.cli.manufacturer:manufacturer",
+        "Register manufacturers: each signs its own images under its own delegated role mfr-<ID>.",
+    ),
+    "notes": (
+        "repo_tool.cli.notes:notes",
+        "Encrypted release notes: the custodian key, and grants to organisations registered later.",
+    ),
+    "provider": (
+        "repo_tool.cli.provider:provider",
+        "The online cfl-provider role: it signs every cfl/* document (CPL, withdrawals, supplier registry, suspensions, release-note grants), so routine work never needs the offline targets key.",
+    ),
+    "publish": (
+        "repo_tool.cli.publish:publish",
+        "Write the static tree: blobs, manufacturer roles, targets, snapshot, timestamp.json last.",
+    ),
+    "refresh": (
+        "repo_tool.cli.publish:refresh",
+        "Re-sign roles the provider holds that are past half their validity, then publish.",
+    ),
+    "release": (
+        "repo_tool.cli.pilots:release",
+        "Release the pilot image TARGET to every entitled supplier now: before its release date, or after a hold.",
+    ),
+    "restore": (
+        "repo_tool.cli.backup:restore",
+        "Restore a backup into a new repository folder, checking every file's SHA-256.",
+    ),
+    "rotate-keys": (
+        "repo_tool.cli.init:rotate_keys",
+        "Add or revoke keys of a top-level ROLE (or change its threshold) through a new root version, signed by the current root keys so every client follows it.",
+    ),
+    "serve": (
+        "repo_tool.cli.serve:serve",
+        "Serve a published tree over HTTP for trying it out (use nginx or object storage in production).",
+    ),
+    "site": (
+        "repo_tool.cli.site:site",
+        "The public website: what firmware exists (no images, no release notes).",
+    ),
+    "status": (
+        "repo_tool.cli.status:status",
+        "What is staged: versions, expiry dates, manufacturers, images, and what publish would change.",
+    ),
+    "submit": (
+        "repo_tool.cli.submit:submit",
+        "Sign a deposit: add IMAGE_FILE to your role (one version above the published one) and write a bundle for the provider's `ingest`.",
+    ),
+    "supplier": (
+        "repo_tool.cli.access:supplier",
+        "The supplier registry: DCC User organisations allowed to download images (BR05).",
+    ),
+    "verify": (
+        "repo_tool.cli.verify:verify",
+        "Independently check a published tree: every signature, delegation, version, blob length and hash, and that snapshot and timestamp agree.",
+    ),
+    "verify-bucket": (
+        "repo_tool.cli.verify_bucket:verify_bucket",
+        "Check that every object under s3://BUCKET/PREFIX that must be immutable (blobs, versioned metadata, full log tiles and index files) is held by S3 Object Lock in compliance mode, in every version, not hidden by a delete marker and never written over. timestamp.json, the site, the log checkpoint and partial tiles change by design and are not checked.",
+    ),
+    "withdraw": (
+        "repo_tool.cli.ingest:withdraw",
+        "Withdraw an image: an explicit, recorded event.",
+    ),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _assemble_manufacturer(group: click.Command) -> None:
+    """The key commands of `manufacturer` live beside it, and `enrol` with the provider's commands."""
+    from repo_tool.cli.manufacturer import MANUFACTURER_COMMANDS
+    from repo_tool.cli.provider import enrol_manufacturer
+
+    assert isinstance(group, click.Group)
+    for command in (*MANUFACTURER_COMMANDS, enrol_manufacturer):
+        group.add_command(command)
+
+
+# Groups whose subcommands are defined in more than one module, completed when first loaded.
+_ASSEMBLE = {"manufacturer": _assemble_manufacturer}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is looked up.
+
+    The root `--help` renders the short help from ``COMMANDS`` through a stand-in command, so the
+    text (and its truncation to the terminal's width) is click's own, byte for byte.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = self.commands.get(cmd_name)
+        if command is not None or cmd_name not in COMMANDS:
+            return command
+        module_name, _, attribute = COMMANDS[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        if cmd_name in _ASSEMBLE:
+            _ASSEMBLE[cmd_name](command)
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        # The same width rule as click.Group.format_commands: three times the default spacing.
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            shown = loaded if loaded is not None else click.Command(name, help=COMMANDS[name][1])
+            if not shown.hidden:
+                rows.append((name, shown.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="cfl-repo")
 @click.option(
     "--repo",
@@ -90,70 +258,6 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int, wait: float) -> Non
     ctx.obj["wait"] = wait
 
 
-# `cfl-repo --help` lists commands alphabetically (click's default), whatever the order here.
-for _command in (
-    init,
-    cpl,
-    manufacturer,
-    ingest,
-    publish,
-    refresh,
-    rotate_keys,
-    withdraw,
-    release,
-    hold,
-    status,
-    site,
-    verify,
-    verify_bucket,
-    serve,
-    keygen,
-    submit,
-    advisory_group,
-    notes,
-    log_group,
-    demo_data,
-    backup,
-    restore,
-):
-    cli.add_command(_command)
-
-
-# ---- suppliers and access hook: the commands live in repo_tool/cli/access.py ----
-def _add_access_commands() -> None:
-    from repo_tool.cli.access import audit, host, supplier
-
-    for command in (supplier, host, audit):
-        cli.add_command(command)
-
-
-_add_access_commands()
-# ---- end of suppliers and access hook ----
-
-
-# ---- entitlement by estate hook (issue 22): the commands live in repo_tool/cli/entitlements.py ----
-def _add_entitlement_commands() -> None:
-    from repo_tool.cli.entitlements import entitlements
-
-    cli.add_command(entitlements)
-
-
-_add_entitlement_commands()
-# ---- end of entitlement by estate hook ----
-
-
 def main() -> None:
     """Console-script entry point: the one place errors become exit codes (repo_tool/cli/console.py)."""
     run(cli, interrupted="nothing was committed by the interrupted step")
-
-
-# Ceremonies live in repo_tool/cli/ceremony.py, the manufacturer key commands in
-# repo_tool/cli/manufacturer.py.
-cli.add_command(CEREMONY_GROUP)
-for _command in MANUFACTURER_COMMANDS:
-    manufacturer.add_command(_command)
-
-# The online cfl-provider delegation (issue 13) lives in repo_tool/cli/provider.py.
-cli.add_command(_provider_group)
-cli.add_command(enrol_bundle)
-manufacturer.add_command(enrol_manufacturer)

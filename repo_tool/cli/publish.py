@@ -8,16 +8,17 @@ the root group by repo_tool/cli/main.py; parse, call the library, render.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
-from repo_tool.cli.console import utc_now
+from repo_tool.cli.console import repo_path, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from repo_tool.publish.folder import PublishReport
@@ -93,9 +94,6 @@ def publish(
       cfl-repo --wait 900 --repo R publish --to s3://cfl-lib/prod
     See docs/operator.md, "Two jobs at once".
     """
-    from repo_tool.ops.publish import publish as do_publish
-    from repo_tool.ops.publish import publish_with_site
-
     # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
     if to_url is not None or endpoint_url is not None or object_lock_days is not None:
         from repo_tool.cli.publish_s3 import run_publish_to_s3
@@ -113,15 +111,40 @@ def publish(
         return
     # --- end of the S3 publishing hook
 
+    # --- nothing new (issue 26): replay the last outcome when nothing it read has changed
+    from repo_tool.publish import unchanged
+
+    repo_dir = repo_path(ctx)
+    now = _now()
+    replayed = unchanged.replay(repo_dir, out or repo_dir / "public", site=not no_site, now=now)
+    if replayed is not None:
+        _replay(replayed, as_json)
+        return
+    # --- end of nothing new
     repo = _open_repo(ctx)
     target = out or repo.default_out
-    now = _now()
 
     def published(report: PublishReport) -> None:
-        _err(
-            f"published to {target}: snapshot {report.snapshot_version}, timestamp {report.timestamp_version}; "
-            f"wrote {sum(report.written.values())} file(s)"
-        )
+        _err(_published_line(report.to_dict()))
+
+    with repo.locked():  # the record below describes this publish's tree, not a later one's
+        doc = _publish_and_record(repo, target, repo_dir, out, no_site, now, published)
+    if as_json:
+        _emit_json(doc)
+
+
+def _publish_and_record(
+    repo: Repository,
+    target: Path,
+    repo_dir: Path,
+    out: Path | None,
+    no_site: bool,
+    now: datetime,
+    published: Callable[[PublishReport], None],
+) -> dict[str, Any]:
+    from repo_tool.ops.publish import publish as do_publish
+    from repo_tool.ops.publish import publish_with_site
+    from repo_tool.publish import unchanged
 
     if no_site:
         report = do_publish(repo, target, now=now)
@@ -140,6 +163,28 @@ def publish(
             "changed_files": len(site.result.changed),
             "verify_memo": site.memo.to_dict() if site.memo else None,
         }
+    # A pilot awaiting its date changes the site with time alone: nothing may be replayed then.
+    valid_until = None if repo.head.pilots else unchanged.served_until(target)
+    unchanged.record(
+        repo_dir, out or repo_dir / "public", site=not no_site, outcome=doc, valid_until=valid_until
+    )
+    return doc
+
+
+def _published_line(doc: dict[str, Any]) -> str:
+    written = doc["written"]
+    assert isinstance(written, dict)
+    return (
+        f"published to {doc['out']}: snapshot {doc['snapshot_version']}, "
+        f"timestamp {doc['timestamp_version']}; wrote {sum(written.values())} file(s)"
+    )
+
+
+def _replay(doc: dict[str, Any], as_json: bool) -> None:
+    """What a publish that finds nothing to do prints: the lines a full one would."""
+    _err(_published_line(doc))
+    if "site" in doc:
+        _err(f"website: {doc['site']}/index.html")
     if as_json:
         _emit_json(doc)
 

@@ -634,6 +634,10 @@ def test_cfl_repo_publish_and_site_build_use_the_memo_and_verify_does_not(
         "verified": 2,
         "remembered": 2,
     }
+    # With nothing new, publish replays its last outcome (repo_tool/publish/unchanged.py) and
+    # verifies nothing; without that stamp, the full path runs and recalls the memo.
+    assert json.loads(cfl_repo("publish", "--json").stdout)["unchanged"] is True
+    (library.repo.path / "cache" / "publish-unchanged.json").unlink()
     again = cfl_repo("publish", "--json")
     assert json.loads(again.stdout)["site_build"]["verify_memo"] == {
         "recalled": 2,

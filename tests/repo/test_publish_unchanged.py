@@ -1,0 +1,216 @@
+"""`cfl-repo publish` with nothing new replays its last outcome (repo_tool/publish/unchanged.py),
+and anything a publish reads that changed, or a served tree past its expiry, takes the full path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
+from repo_tool.publish import unchanged
+
+ROOT = Path(__file__).resolve().parents[2]
+# Runs `cfl-repo` and reports on stderr's last line whether tuf was imported.
+PROBE = (
+    "import sys\n"
+    "from repo_tool.cli.main import main\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    print('tuf loaded:', 'tuf' in sys.modules, file=sys.stderr)\n"
+)
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> LibraryFactory:
+    factory, _ = standard_library(tmp_path / "lib")
+    return factory
+
+
+def cfl_repo(factory: LibraryFactory, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, "--repo", str(factory.repo.path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return done.stderr.strip().splitlines()
+
+
+def test_nothing_new_replays_the_same_lines_without_loading_tuf(library: LibraryFactory) -> None:
+    first = cfl_repo(library, "publish", "--json")
+    assert lines(cfl_repo(library, "publish"))[-1] == "tuf loaded: False"  # replayed at once
+    (library.repo.path / unchanged.STAMP).unlink()
+    full = cfl_repo(library, "publish", "--json")  # nothing new, proved the full way
+    again = cfl_repo(library, "publish", "--json")
+    for done in (first, full, again):
+        assert done.returncode == 0, done.stderr
+    assert lines(full)[-1] == "tuf loaded: True" and "unchanged" not in json.loads(full.stdout)
+    assert lines(again)[-1] == "tuf loaded: False"
+    assert lines(again)[:-1] == lines(full)[:-1]  # the human lines, byte for byte
+    replayed, proved = json.loads(again.stdout), json.loads(full.stdout)
+    assert replayed.pop("unchanged") is True
+    assert replayed.pop("site_build") == {
+        "appended": True,
+        "changed_files": 0,
+        "told_new_images": 0,
+        "verify_memo": None,
+    }
+    proved.pop("site_build")
+    assert replayed == proved
+
+
+def test_no_site_is_its_own_stamp(library: LibraryFactory) -> None:
+    assert cfl_repo(library, "publish").returncode == 0
+    bare = cfl_repo(library, "publish", "--no-site")  # recorded with the site: not replayed
+    assert bare.returncode == 0, bare.stderr
+    assert lines(bare)[-1] == "tuf loaded: True"
+    again = cfl_repo(library, "publish", "--no-site", "--json")
+    assert lines(again)[-1] == "tuf loaded: False"
+    assert "site" not in json.loads(again.stdout)
+    assert lines(again)[:-1] == lines(bare)[:-1]
+
+
+def test_a_tampered_served_role_still_fails_publish(library: LibraryFactory) -> None:
+    assert cfl_repo(library, "publish").returncode == 0
+    assert cfl_repo(library, "publish").returncode == 0  # the stamp is recorded
+    role = sorted((library.out / "metadata").glob("*.mfr-121D.json"))[-1]
+    role.write_bytes(role.read_bytes().replace(b'"version":', b'"version": ', 1))
+    tampered = cfl_repo(library, "publish")
+    assert tampered.returncode == 1, tampered.stderr
+    assert "error: published tree failed verification" in tampered.stderr
+    assert role.name in tampered.stderr and "Traceback" not in tampered.stderr
+    assert lines(tampered)[-1] == "tuf loaded: True"
+    assert cfl_repo(library, "publish").returncode == 1  # and it keeps failing
+
+
+# ------------------------------------------------------- the fingerprint, with time injected
+
+
+def _recorded(factory: LibraryFactory) -> dict[str, object]:
+    doc: dict[str, object] = {"out": str(factory.out), "written": {"blobs": 3}}
+    until = unchanged.served_until(factory.out)
+    assert until is not None and until > factory.now
+    unchanged.record(factory.repo.path, factory.out, site=False, outcome=doc, valid_until=until)
+    return doc
+
+
+def test_an_unchanged_library_replays_until_the_first_served_expiry(
+    library: LibraryFactory,
+) -> None:
+    _recorded(library)
+    until = unchanged.served_until(library.out)
+    assert until is not None
+    replayed = unchanged.replay(library.repo.path, library.out, site=False, now=library.now)
+    assert replayed == {
+        "out": str(library.out),
+        "written": {"blobs": 0},
+        "signed_new_snapshot": False,
+        "unchanged": True,
+    }
+    just_before = until - timedelta(seconds=1)
+    assert unchanged.replay(library.repo.path, library.out, site=False, now=just_before)
+    assert unchanged.replay(library.repo.path, library.out, site=False, now=until) is None
+    assert unchanged.replay(library.repo.path, library.out, site=True, now=library.now) is None
+
+
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as handle:
+        handle.write(data)
+
+
+def _one_blob(factory: LibraryFactory) -> Path:
+    return next(p for p in (factory.out / "targets").rglob("*") if p.is_file())
+
+
+def _commit_a_cpl(factory: LibraryFactory) -> None:
+    image = make_image("3F01", 6)
+    factory.import_cpl(
+        [
+            *factory.entries,
+            make_entry("CPL-0009", mfr="3F01", fw="00000006", image_sha=mi_sha(image)),
+        ]
+    )
+
+
+TAMPERS: dict[str, Callable[[LibraryFactory], object]] = {
+    "timestamp-rewritten": lambda f: (f.out / "metadata" / "timestamp.json").write_bytes(b"{}"),
+    "metadata-byte-changed": lambda f: (
+        p := sorted((f.out / "metadata").glob("*.snapshot.json"))[-1]
+    ).write_bytes(p.read_bytes().replace(b'"version":', b'"version": ', 1)),
+    "metadata-file-added": lambda f: (f.out / "metadata" / "9.root.json").write_bytes(b"{}"),
+    "metadata-file-removed": lambda f: sorted((f.out / "metadata").glob("*.root.json"))[0].unlink(),
+    "blob-removed": lambda f: _one_blob(f).unlink(),
+    "stray-file-at-top": lambda f: (f.out / "timestamp.json").write_bytes(b"{}"),
+    "head-committed": _commit_a_cpl,
+    "config-edited": lambda f: (f.repo.path / "cfl-repo.json").write_bytes(
+        (f.repo.path / "cfl-repo.json").read_bytes() + b"\n"
+    ),
+    "events-appended": lambda f: _append(f.repo.path / "events.jsonl", b"\n"),
+    "stamp-garbage": lambda f: (f.repo.path / unchanged.STAMP).write_bytes(b"\x00not json"),
+    "stamp-other-version": lambda f: (f.repo.path / unchanged.STAMP).write_text(
+        json.dumps({**json.loads((f.repo.path / unchanged.STAMP).read_text()), "stamp_version": 9})
+    ),
+    "stamp-outcome-not-a-document": lambda f: (f.repo.path / unchanged.STAMP).write_text(
+        json.dumps({**json.loads((f.repo.path / unchanged.STAMP).read_text()), "outcome": [1]})
+    ),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERS), ids=sorted(TAMPERS))
+def test_any_change_a_publish_reads_takes_the_full_path(
+    library: LibraryFactory, tamper: str
+) -> None:
+    _recorded(library)
+    assert unchanged.replay(library.repo.path, library.out, site=False, now=library.now)
+    TAMPERS[tamper](library)
+    assert unchanged.replay(library.repo.path, library.out, site=False, now=library.now) is None
+
+
+def test_a_site_page_touched_takes_the_full_path_only_with_the_site(
+    library: LibraryFactory,
+) -> None:
+    page = library.out / "site" / "index.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("<html>")
+    until = unchanged.served_until(library.out)
+    unchanged.record(library.repo.path, library.out, site=True, outcome={}, valid_until=until)
+    assert unchanged.replay(library.repo.path, library.out, site=True, now=library.now) == {
+        "signed_new_snapshot": False,
+        "written": {},
+        "unchanged": True,
+    }
+    page.write_text("<html>defaced")
+    assert unchanged.replay(library.repo.path, library.out, site=True, now=library.now) is None
+
+
+def test_an_out_under_a_regular_file_is_left_to_the_full_path(
+    library: LibraryFactory, tmp_path: Path
+) -> None:
+    _recorded(library)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    assert (
+        unchanged.replay(library.repo.path, a_file / "public", site=True, now=library.now) is None
+    )
+
+
+def test_an_unreadable_served_tree_records_nothing(library: LibraryFactory) -> None:
+    _recorded(library)
+    (library.out / "metadata" / "timestamp.json").unlink()
+    assert unchanged.served_until(library.out) is None
+    unchanged.record(library.repo.path, library.out, site=False, outcome={}, valid_until=None)
+    assert not (library.repo.path / unchanged.STAMP).exists()

@@ -431,6 +431,9 @@ def load_verified_library(
         advisories=verified_advisories(
             advisory_refs, functools.partial(_check_blob, walk), walk.fail
         ),
+        role_lengths={
+            name.removesuffix(".json"): m.length for name, m in meta.items() if m.length is not None
+        },
     )
     return library, walk.problems
 

@@ -1,0 +1,333 @@
+"""Automatic hash bins: `cfl-repo submit` splits a role past the contract's sizes and doubles its
+bins by itself (metadata_templates/bin_rule.py, repo_tool/submit/auto_bins.py), with the very
+`split-bins` bundle the gateway checks; the provider's commands and a supplier's client follow.
+
+The library is built through the commands (click's runner in this process for the many seeding
+deposits, the console scripts for the steps each test asserts), so what is tested is what a
+manufacturer who never heard of bins gets.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from securesystemslib.signer import CryptoSigner, Signer
+from tuf.api.metadata import Metadata, Targets
+
+from factory import make_entry, make_image, mi_sha
+from metadata_templates import naming
+from metadata_templates.bin_rule import AUTO_BINS, SNAPSHOT_ENTRY_BYTES, BinRule
+from repo_tool.cli.main import cli
+from repo_tool.dev.demo_data import render_cpl_csv
+from repo_tool.intake.bundle import read_bundle, write_bundle
+from repo_tool.signing.keys import signer_from_private_pem
+
+CFL_REPO = Path(sys.executable).with_name("cfl-repo")
+CFL = Path(sys.executable).with_name("cfl")
+IMAGES = 40  # enough for the split past 8 and the doubling of 2 bins
+
+
+# ------------------------------------------------------------------------------------ the rule
+
+
+@pytest.mark.parametrize(("targets", "due"), [(1, False), (8, False), (9, True), (500, True)])
+def test_a_role_splits_once_a_deposit_would_take_it_past_8_targets(
+    targets: int, due: bool
+) -> None:
+    bits = AUTO_BINS.split_due(targets, role_bytes=targets * 821)
+    assert (bits is not None) == due
+    if bits is not None:
+        assert bits >= AUTO_BINS.min_bit_length
+
+
+def test_the_first_split_sizes_its_bins_by_the_growth_rule() -> None:
+    assert AUTO_BINS.split_due(9, 9 * 821) == 1
+    # 10,000 images of 821 bytes: bins average at most max(12,000, 282 B) bytes -> 256 bins
+    assert AUTO_BINS.split_due(10_000, 10_000 * 821) == 8
+    assert AUTO_BINS.bit_length_for(10**12) == naming.MAX_BIN_BIT_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("bits", "average", "grows"),
+    [
+        (1, 12_000, False),
+        (1, 12_001, True),
+        (6, 2 * SNAPSHOT_ENTRY_BYTES * 64, False),
+        (6, 2 * SNAPSHOT_ENTRY_BYTES * 64 + 1, True),
+    ],
+)
+def test_bins_double_when_their_average_passes_the_growth_size(
+    bits: int, average: int, grows: bool
+) -> None:
+    lengths = {name: average for name in naming.bin_roles("121D", bits)}
+    assert AUTO_BINS.growth_due(bits, lengths) == (bits + 1 if grows else None)
+
+
+def test_growth_is_one_doubling_per_deposit_and_stops_at_the_most_bins() -> None:
+    huge = {name: 10**9 for name in naming.bin_roles("121D", 2)}
+    assert AUTO_BINS.growth_due(2, huge) == 3
+    assert AUTO_BINS.growth_due(naming.MAX_BIN_BIT_LENGTH, {"x": 10**12}) is None
+    assert AUTO_BINS.growth_due(3, {}) is None
+    assert BinRule(split_above_targets=0).split_due(1, 100) == 1
+
+
+# ------------------------------------------------------------------------------ the commands
+
+
+def _images() -> list[bytes]:
+    return [make_image("121D", n, body=f"firmware {n} ".encode() * 60) for n in range(1, IMAGES + 1)]
+
+
+@dataclass(frozen=True)
+class Lib:
+    base: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.base / "R"
+
+    @property
+    def out(self) -> Path:
+        return self.repo / "public"
+
+    @property
+    def root(self) -> Path:
+        return self.out / "metadata" / "1.root.json"
+
+    @property
+    def key(self) -> Path:
+        return self.base / "mfr.pem"
+
+    def inproc(self, *args: str | Path) -> str:
+        """One command in this process (click's runner): seeding only."""
+        done = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        assert done.exit_code == 0, (args, done.output)
+        return done.output
+
+    def submit_args(self, n: int, out: Path) -> list[str | Path]:
+        return [
+            "submit",
+            self.base / "images" / f"{n}.ota",
+            "--manufacturer",
+            "121D",
+            "--key",
+            self.key,
+            "--cpl-entry",
+            f"CPL-{n:04d}",
+            "--reason",
+            "compliance",
+            "--from",
+            self.out,
+            "--root",
+            self.root,
+            "--out",
+            out,
+        ]
+
+    def deposit(self, n: int) -> Path:
+        """Submit image ``n`` into an outbox of its own, ingest the outbox, publish (in process)."""
+        outbox = self.base / "outbox" / str(n)
+        self.inproc(*self.submit_args(n, outbox / f"121D-{n}.cflb"))
+        self.inproc("--repo", self.repo, "ingest", outbox)
+        self.inproc("--repo", self.repo, "publish", "--no-site")
+        return outbox
+
+    def head(self) -> dict[str, object]:
+        doc: dict[str, object] = json.loads((self.repo / "state" / "head.json").read_bytes())
+        return doc
+
+    def bins(self) -> list[str]:
+        roles = self.head()["roles"]
+        assert isinstance(roles, dict)
+        return sorted(r for r in roles if naming.manufacturer_of_bin(r) == "121D")
+
+
+def run(*args: str | Path, exe: Path = CFL_REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(exe), *map(str, args)], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def ok(*args: str | Path, exe: Path = CFL_REPO) -> subprocess.CompletedProcess[str]:
+    done = run(*args, exe=exe)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+@pytest.fixture(scope="module")
+def eight(tmp_path_factory: pytest.TempPathFactory) -> Lib:
+    """A library whose manufacturer 121D has deposited 8 images through the commands, unsplit."""
+    lib = Lib(tmp_path_factory.mktemp("auto-bins"))
+    images = _images()
+    (lib.base / "images").mkdir()
+    entries = []
+    for n, image in enumerate(images, start=1):
+        (lib.base / "images" / f"{n}.ota").write_bytes(image)
+        entries.append(make_entry(f"CPL-{n:04d}", fw=f"{n:08X}", image_sha=mi_sha(image)))
+    (lib.base / "cpl.csv").write_bytes(render_cpl_csv(entries))
+    lib.inproc("--repo", lib.repo, "init", "--dev-keys")
+    lib.inproc("keygen", lib.key, "--no-encrypt")
+    lib.inproc("--repo", lib.repo, "cpl", "import", lib.base / "cpl.csv")
+    pub = lib.base / "mfr.pub.pem"
+    lib.inproc("--repo", lib.repo, "manufacturer", "add", "121D", "--name", "M", "--key", pub)
+    lib.inproc("--repo", lib.repo, "publish", "--no-site")
+    for n in range(1, 9):
+        lib.deposit(n)
+    assert lib.bins() == []
+    return lib
+
+
+@pytest.fixture
+def lib(eight: Lib, tmp_path: Path) -> Lib:
+    shutil.copytree(eight.base, tmp_path / "lib", symlinks=True)
+    return Lib(tmp_path / "lib")
+
+
+def _supplier(lib: Lib) -> Path:
+    home = lib.base / "supplier"
+    ok("--home", home, "init", lib.out.as_uri(), "--root", lib.root, exe=CFL)
+    return home
+
+
+def _listed(home: Path) -> set[str]:
+    ok("--home", home, "refresh", exe=CFL)
+    done = ok("--home", home, "list", "--json", exe=CFL)
+    return {image["target"] for image in json.loads(done.stdout)["images"]}
+
+
+def test_the_ninth_deposit_splits_the_role_first_and_the_provider_takes_both(lib: Lib) -> None:
+    home = _supplier(lib)
+    before = _listed(home)
+    assert len(before) == 8
+    outbox = lib.base / "outbox" / "9"
+    done = ok(*lib.submit_args(9, outbox / "121D-9.cflb"), "--json")
+    doc = json.loads(done.stdout)
+    split = doc["split"]
+    assert split["kind"] == "split-bins" and split["bit_length"] == 1
+    assert split["bundle"] == str(outbox / "121D-9-split.cflb")
+    assert split["bins"] == naming.bin_roles("121D", 1)
+    assert doc["role"] in split["bins"] and doc["kind"] == "deposit"
+    assert "automatic" in done.stderr and "ingested first" in done.stderr
+    assert sorted(p.name for p in outbox.iterdir()) == ["121D-9-split.cflb", "121D-9.cflb"]
+    ingested = ok("--repo", lib.repo, "ingest", outbox, "--json")
+    results = json.loads(ingested.stdout)["results"]
+    assert [r["bundle"] for r in results] == ["121D-9-split.cflb", "121D-9.cflb"]
+    assert [r["status"] for r in results] == ["accepted", "accepted"]
+    ok("--repo", lib.repo, "publish")
+    assert lib.bins() == naming.bin_roles("121D", 1)
+    ok("verify", lib.out, "--root", lib.root)
+    # A supplier that refreshed before the split keeps every image, and sees the new one.
+    after = _listed(home)
+    assert before < after and len(after) == 9
+    events = [json.loads(line) for line in (lib.repo / "events.jsonl").read_bytes().splitlines()]
+    names = [e["event"] for e in events if e["event"] in ("manufacturer-bins", "ingest-accepted")]
+    assert names[-2:] == ["manufacturer-bins", "ingest-accepted"]
+
+
+def test_no_auto_bins_writes_the_deposit_alone(lib: Lib) -> None:
+    outbox = lib.base / "outbox" / "9"
+    done = ok(*lib.submit_args(9, outbox / "121D-9.cflb"), "--no-auto-bins", "--json")
+    assert "split" not in json.loads(done.stdout)
+    assert [p.name for p in outbox.iterdir()] == ["121D-9.cflb"]
+    ok("--repo", lib.repo, "ingest", outbox)
+    assert lib.bins() == []
+
+
+def test_below_the_threshold_the_json_is_as_before(lib: Lib) -> None:
+    # The eighth image is deposited; a fresh library of 7 would not split: the output has no
+    # "split" key (scripts reading it see the shape they always saw).
+    keys = {"bundle", "kind", "manufacturer_id", "target", "role", "role_version", "bins"}
+    outbox = lib.base / "outbox" / "again"
+    done = run(*lib.submit_args(9, outbox / "x.cflb"), "--no-auto-bins", "--json")
+    assert set(json.loads(done.stdout)) == keys
+
+
+def test_a_deposit_ingested_without_its_split_is_refused_and_changes_nothing(lib: Lib) -> None:
+    outbox = lib.base / "outbox" / "9"
+    ok(*lib.submit_args(9, outbox / "121D-9.cflb"))
+    head = (lib.repo / "state" / "head.json").read_bytes()
+    done = run("--repo", lib.repo, "ingest", outbox / "121D-9.cflb", "--json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["results"][0]["reasons"] == ["wrong-bin"]
+    assert (lib.repo / "state" / "head.json").read_bytes() == head
+    # ...and once its split is in, the very same deposit is accepted.
+    ok("--repo", lib.repo, "ingest", outbox / "121D-9-split.cflb", outbox / "121D-9.cflb")
+
+
+def _tampered(path: Path, how: str, signer: Signer) -> None:
+    bundle = read_bundle(path)
+    bins = dict(bundle.bins)
+    first, second = sorted(bins)[:2]
+    one = Metadata[Targets].from_bytes(bins[first])
+    if how == "drop-image":
+        one.signed.targets.pop(sorted(one.signed.targets)[0])
+        one.sign(signer)
+        bins[first] = one.to_bytes()
+    elif how == "swap-bins":
+        bins[first], bins[second] = bins[second], bins[first]
+    elif how == "foreign-key":
+        one.signatures.clear()
+        one.sign(CryptoSigner.generate_ed25519())
+        bins[first] = one.to_bytes()
+    from dataclasses import replace
+
+    write_bundle(path, replace(bundle, bins=tuple(sorted(bins.items()))))
+
+
+@pytest.mark.parametrize(
+    ("how", "code"),
+    [
+        ("drop-image", "role-content-altered"),
+        ("swap-bins", "wrong-bin"),
+        ("foreign-key", "bad-signature"),
+    ],
+)
+def test_a_tampered_auto_split_is_refused_with_its_deposit(lib: Lib, how: str, code: str) -> None:
+    outbox = lib.base / "outbox" / "9"
+    ok(*lib.submit_args(9, outbox / "121D-9.cflb"))
+    signer = signer_from_private_pem(lib.key.read_bytes(), source="key", passphrase_prompt=None)
+    _tampered(outbox / "121D-9-split.cflb", how, signer)
+    head = (lib.repo / "state" / "head.json").read_bytes()
+    done = run("--repo", lib.repo, "ingest", outbox, "--json")
+    assert done.returncode == 1
+    split, deposit = json.loads(done.stdout)["results"]
+    assert split["status"] == "rejected" and code in split["reasons"], split
+    assert deposit["status"] == "rejected"
+    assert (lib.repo / "state" / "head.json").read_bytes() == head
+
+
+def _published_bin_bytes(lib: Lib) -> int:
+    """The bins' total signed size as the published snapshot lists it (what submit weighs)."""
+    timestamp = json.loads((lib.out / "metadata" / "timestamp.json").read_bytes())
+    version = timestamp["signed"]["meta"]["snapshot.json"]["version"]
+    snapshot = json.loads((lib.out / "metadata" / f"{version}.snapshot.json").read_bytes())
+    meta = snapshot["signed"]["meta"]
+    return sum(m["length"] for name, m in meta.items() if naming.manufacturer_of_bin(name[:-5]))
+
+
+def test_bins_double_at_the_growth_size_and_a_supplier_keeps_every_image(lib: Lib) -> None:
+    home = _supplier(lib)
+    _listed(home)
+    lib.deposit(9)  # the split into 2 bins
+    assert lib.bins() == naming.bin_roles("121D", 1)
+    grow_above = AUTO_BINS.grow_above(2) * 2
+    for n in range(10, IMAGES + 1):
+        weighed = _published_bin_bytes(lib)
+        outbox = lib.deposit(n)
+        grew = (outbox / f"121D-{n}-split.cflb").exists()
+        # Doubled exactly when the bins it read had passed the growth size, and not before.
+        assert grew == (weighed > grow_above), (n, weighed)
+        if grew:
+            break
+    else:
+        pytest.fail("no doubling within the test's images")
+    assert lib.bins() == naming.bin_roles("121D", 2)
+    assert len(_listed(home)) == n
+    ok("verify", lib.out, "--root", lib.root)

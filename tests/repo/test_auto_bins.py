@@ -240,13 +240,14 @@ def test_no_auto_bins_writes_the_deposit_alone(lib: Lib) -> None:
     assert lib.bins() == []
 
 
-def test_below_the_threshold_the_json_is_as_before(lib: Lib) -> None:
-    # The eighth image is deposited; a fresh library of 7 would not split: the output has no
-    # "split" key (scripts reading it see the shape they always saw).
-    keys = {"bundle", "kind", "manufacturer_id", "target", "role", "role_version", "bins"}
+def test_below_the_threshold_a_deposit_is_one_bundle_with_the_json_as_before(lib: Lib) -> None:
+    # The fixture's first 8 deposits wrote one bundle each.
+    for n in range(1, 9):
+        assert [p.name for p in (lib.base / "outbox" / str(n)).iterdir()] == [f"121D-{n}.cflb"]
+    keys = {"schema_version", "bundle", "kind", "manufacturer_id", "target", "role"}
     outbox = lib.base / "outbox" / "again"
-    done = run(*lib.submit_args(9, outbox / "x.cflb"), "--no-auto-bins", "--json")
-    assert set(json.loads(done.stdout)) == keys
+    done = ok(*lib.submit_args(9, outbox / "x.cflb"), "--no-auto-bins", "--json")
+    assert set(json.loads(done.stdout)) == keys | {"role_version", "bins"}
 
 
 def test_a_deposit_ingested_without_its_split_is_refused_and_changes_nothing(lib: Lib) -> None:
@@ -272,6 +273,9 @@ def _tampered(path: Path, how: str, signer: Signer) -> None:
         bins[first] = one.to_bytes()
     elif how == "swap-bins":
         bins[first], bins[second] = bins[second], bins[first]
+    elif how == "unsigned-edit":
+        one.signed.expires = one.signed.expires.replace(year=one.signed.expires.year - 1)
+        bins[first] = one.to_bytes()
     elif how == "foreign-key":
         one.signatures.clear()
         one.sign(CryptoSigner.generate_ed25519())
@@ -286,7 +290,8 @@ def _tampered(path: Path, how: str, signer: Signer) -> None:
     [
         ("drop-image", "role-content-altered"),
         ("swap-bins", "wrong-bin"),
-        ("foreign-key", "bad-signature"),
+        ("foreign-key", "threshold-not-met"),
+        ("unsigned-edit", "bad-signature"),
     ],
 )
 def test_a_tampered_auto_split_is_refused_with_its_deposit(lib: Lib, how: str, code: str) -> None:

@@ -38,9 +38,7 @@ IMAGES = 40  # enough for the split past 8 and the doubling of 2 bins
 
 
 @pytest.mark.parametrize(("targets", "due"), [(1, False), (8, False), (9, True), (500, True)])
-def test_a_role_splits_once_a_deposit_would_take_it_past_8_targets(
-    targets: int, due: bool
-) -> None:
+def test_a_role_splits_once_a_deposit_would_take_it_past_8_targets(targets: int, due: bool) -> None:
     bits = AUTO_BINS.split_due(targets, role_bytes=targets * 821)
     assert (bits is not None) == due
     if bits is not None:
@@ -82,7 +80,9 @@ def test_growth_is_one_doubling_per_deposit_and_stops_at_the_most_bins() -> None
 
 
 def _images() -> list[bytes]:
-    return [make_image("121D", n, body=f"firmware {n} ".encode() * 60) for n in range(1, IMAGES + 1)]
+    return [
+        make_image("121D", n, body=f"firmware {n} ".encode() * 60) for n in range(1, IMAGES + 1)
+    ]
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ version, length and the SHA-256 pin) and the one bin that changed (about 821 byt
 host keeps that bin and that snapshot for ever. With ``B`` bins holding ``S`` bytes in all, a refresh
 costs about ``141 B + S / B``. Doubling to ``2B`` pays when the half bin it saves is larger than the
 ``B`` entries it adds to the snapshot: when the average bin exceeds ``2 x 141 x B`` bytes. Below
-``min_average_bin_bytes`` (about 15 images) the bins stay put, so a small manufacturer does not spread over many
-tiny bins that a supplier's first load fetches one request each. An unsplit role is re-signed whole
+``min_average_bin_bytes`` (about 5 images) bins stay put, so a small manufacturer does not spread
+over many near-empty bins that a supplier's first load fetches one request each. An unsplit role is re-signed whole
 by every deposit (its published versions grow with the square of its deposits), so it is split
 early, past 8 targets.
 """
@@ -36,7 +36,7 @@ class BinRule:
     """The sizes at which ``submit`` splits a role into bins and doubles the bins."""
 
     split_above_targets: int = 8
-    min_average_bin_bytes: int = 12_000
+    min_average_bin_bytes: int = 4_000
     min_bit_length: int = 1
 
     def grow_above(self, bins: int) -> int:

@@ -47,7 +47,7 @@ def test_a_role_splits_once_a_deposit_would_take_it_past_8_targets(targets: int,
 
 def test_the_first_split_sizes_its_bins_by_the_growth_rule() -> None:
     assert AUTO_BINS.split_due(9, 9 * 821) == 1
-    # 10,000 images of 821 bytes: bins average at most max(12,000, 282 B) bytes -> 256 bins
+    # 10,000 images of 821 bytes: bins average at most max(4,000, 282 B) bytes -> 256 bins
     assert AUTO_BINS.split_due(10_000, 10_000 * 821) == 8
     assert AUTO_BINS.bit_length_for(10**12) == naming.MAX_BIN_BIT_LENGTH
 
@@ -55,8 +55,8 @@ def test_the_first_split_sizes_its_bins_by_the_growth_rule() -> None:
 @pytest.mark.parametrize(
     ("bits", "average", "grows"),
     [
-        (1, 12_000, False),
-        (1, 12_001, True),
+        (1, 4_000, False),
+        (1, 4_001, True),
         (6, 2 * SNAPSHOT_ENTRY_BYTES * 64, False),
         (6, 2 * SNAPSHOT_ENTRY_BYTES * 64 + 1, True),
     ],

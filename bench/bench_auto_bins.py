@@ -244,7 +244,8 @@ def run(base: Path, *, auto: bool, milestones: list[int]) -> list[dict[str, floa
 
 def main() -> None:
     """Print both runs' figures and the ratios beside their targets."""
-    milestones = sorted({10, 100, LARGE})
+    # Every power of ten up to LARGE, and LARGE: the ratios are between neighbours.
+    milestones = sorted({10**k for k in range(1, 6) if 10**k <= LARGE} | {LARGE})
     load = os.getloadavg()
     print(
         f"automatic hash bins through the commands: milestones {milestones}, {ROUNDS} measured "

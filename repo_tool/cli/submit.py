@@ -184,6 +184,9 @@ def submit(
     bundle beside OUT (121D.cflb gets 121D-split.cflb); hand both to the provider, whose ingest of
     the folder takes the split first. Each deposit then re-signs only the bin its image goes to;
     --renew re-signs the bins and role near expiry. See docs/manufacturer.md, "Hash bins".
+      cfl-repo submit fw9.ota --manufacturer 121D --key k.pem --cpl-entry CPL-000109 \\
+        --reason compliance --from https://cfl.example/ --root root.json --out out/121D-9.cflb
+      # may also write out/121D-9-split.cflb; upload the folder out/
 
     \b
     Release notes are encrypted only to organisations registered at least 14 days ago

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner, Signer
-from tuf.api.metadata import Metadata, Targets
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from factory import make_entry, make_image, mi_sha
 from metadata_templates import naming
@@ -273,6 +273,18 @@ def _tampered(path: Path, how: str, signer: Signer) -> None:
         bins[first] = one.to_bytes()
     elif how == "swap-bins":
         bins[first], bins[second] = bins[second], bins[first]
+    elif how == "add-image":
+        # An image never deposited, smuggled into the bin the rule assigns it.
+        bits = len(bins).bit_length() - 1
+        for n in range(1000):
+            smuggled = f"121D/ESME-0001-000000FF-{n:064x}.ota"
+            if naming.bin_for_target("121D", smuggled, bits) == first:
+                break
+        template = next(iter(one.signed.targets.values()))
+        one.signed.targets[smuggled] = TargetFile(template.length, template.hashes, smuggled)
+        one.signatures.clear()
+        one.sign(signer)
+        bins[first] = one.to_bytes()
     elif how == "unsigned-edit":
         one.signed.expires = one.signed.expires.replace(year=one.signed.expires.year - 1)
         bins[first] = one.to_bytes()
@@ -290,6 +302,7 @@ def _tampered(path: Path, how: str, signer: Signer) -> None:
     [
         ("drop-image", "role-content-altered"),
         ("swap-bins", "wrong-bin"),
+        ("add-image", "target-metadata-mismatch"),
         ("foreign-key", "threshold-not-met"),
         ("unsigned-edit", "bad-signature"),
     ],

@@ -38,10 +38,11 @@ class BinRule:
     split_above_targets: int = 8
     min_average_bin_bytes: int = 4_000
     min_bit_length: int = 1
+    snapshot_entry_bytes: int = SNAPSHOT_ENTRY_BYTES
 
     def grow_above(self, bins: int) -> int:
         """The average bin size (bytes) past which ``bins`` bins should double."""
-        return max(self.min_average_bin_bytes, 2 * SNAPSHOT_ENTRY_BYTES * bins)
+        return max(self.min_average_bin_bytes, 2 * self.snapshot_entry_bytes * bins)
 
     def bit_length_for(self, total_bytes: int, at_least: int = 0) -> int:
         """The fewest bits (at least ``min_bit_length`` and ``at_least``) whose bins, sharing

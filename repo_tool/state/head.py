@@ -70,6 +70,10 @@ class Head:
     # Transparency log (repo_tool/tlog/provider_log.py): committed size and root, appended in every commit.
     log_size: int = 0
     log_root: str = EMPTY_ROOT.hex()
+    # Bins a doubling retired (name -> last version; repo_tool/ops/ingest_bins.py): no longer
+    # delegated, still listed by every snapshot, because a TUF client refuses a new snapshot that
+    # drops a role its trusted one lists (python-tuf: "New snapshot is missing info for ...").
+    retired_roles: dict[str, int] = field(default_factory=dict)
 
     def committed_version(self, role: str) -> int:
         """The version of ``role`` this head makes current (0 when it has none)."""
@@ -83,6 +87,8 @@ class Head:
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
+        if not doc["retired_roles"]:
+            del doc["retired_roles"]  # a head without retired bins keeps its bytes
         doc["schema_version"] = SCHEMA_VERSION
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 

@@ -593,7 +593,8 @@ def _log_state_of(head: Head) -> tlog.LogState:
 
 
 def snapshot_wanted(head: Head) -> dict[str, int]:
-    """The role versions a snapshot of ``head`` lists."""
+    """The role versions a snapshot of ``head`` lists (retired bins too: head.py says why)."""
     return {f"{Targets.type}.json": head.targets_version} | {
-        f"{name}.json": version for name, version in sorted(head.roles.items())
+        f"{name}.json": version
+        for name, version in sorted((head.retired_roles | head.roles).items())
     }

@@ -21,13 +21,18 @@ from click.testing import CliRunner
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
-from factory import make_entry, make_image, mi_sha
+from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library, updater_for
 from metadata_templates import naming
 from metadata_templates.bin_rule import AUTO_BINS, SNAPSHOT_ENTRY_BYTES, BinRule
 from repo_tool.cli.main import cli
 from repo_tool.dev.demo_data import render_cpl_csv
 from repo_tool.intake.bundle import read_bundle, write_bundle
+from repo_tool.ops.status import status_report
 from repo_tool.signing.keys import signer_from_private_pem
+from repo_tool.submit.auto_bins import split_first
+from repo_tool.submit.bins import build_split
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 CFL = Path(sys.executable).with_name("cfl")
@@ -349,3 +354,91 @@ def test_bins_double_at_the_growth_size_and_a_supplier_keeps_every_image(lib: Li
     assert lib.bins() == naming.bin_roles("121D", 2)
     assert len(_listed(home)) == n
     ok("verify", lib.out, "--root", lib.root)
+
+
+# ------------------------------------------------- a doubling that renames the bins (4 -> 5 bits)
+
+
+def test_a_client_refreshes_across_a_doubling_that_renames_every_bin(tmp_path: Path) -> None:
+    """At 5 bits the bin names grow a hex digit (mfr-121D-bin-a -> mfr-121D-bin-0a): the old bins
+    leave the delegation but stay listed in every snapshot, or every client that trusted the old
+    snapshot would refuse each new one ("New snapshot is missing info for ...") for ever."""
+    factory, _ = standard_library(tmp_path / "lib")
+    for bits in (1, 4):
+        split, _ = build_split(
+            manufacturer_id="121D",
+            bit_length=bits,
+            signers=[factory.mfr_signers["121D"]],
+            library=verified_library(
+                folder_reader(factory.out),
+                factory.root_bytes,
+                now=factory.tick(),
+                check_blobs=False,
+            ),
+            now=factory.now,
+        )
+        assert factory.ingest(split, f"split-{bits}").status == "accepted"
+        factory.publish()
+    before = {p: t for p, t in _staged_targets(factory).items()}
+    updater, _ = updater_for(factory, tmp_path / "client")
+    updater.refresh()
+    home = tmp_path / "supplier"
+    ok(
+        "--home",
+        home,
+        "init",
+        factory.out.as_uri(),
+        "--root",
+        factory.out / "metadata" / "1.root.json",
+        exe=CFL,
+    )
+    ok("--home", home, "refresh", exe=CFL)
+
+    library = verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.tick(), check_blobs=False
+    )
+    auto = split_first(
+        manufacturer_id="121D",
+        signers=[factory.mfr_signers["121D"]],
+        library=library,
+        load_every_bin=lambda: library,
+        new_targets=1,
+        now=factory.now,
+        rule=BinRule(min_average_bin_bytes=1, snapshot_entry_bytes=0),  # double at once
+    )
+    assert auto is not None and auto.bit_length == 5
+    assert factory.ingest(auto.bundle, "split-5").status == "accepted"
+    factory.publish()
+
+    head = factory.repo.head
+    assert sorted(n for n in head.roles if naming.manufacturer_of_bin(n) == "121D") == (
+        naming.bin_roles("121D", 5)
+    )
+    assert sorted(head.retired_roles) == naming.bin_roles("121D", 4)
+    snapshot = factory.repo.snapshot().signed.meta
+    assert all(f"{name}.json" in snapshot for name in naming.bin_roles("121D", 4))
+    assert _staged_targets(factory) == before
+    # ngclient, and the real `cfl`, refresh from the snapshot they trusted at 16 bins.
+    fresh, _ = updater_for(factory, tmp_path / "client")
+    fresh.refresh()
+    for path, target in before.items():
+        info = fresh.get_targetinfo(path)
+        assert info is not None and info.hashes == target["hashes"]
+    ok("--home", home, "refresh", exe=CFL)
+    listed = ok("--home", home, "list", "--json", exe=CFL)
+    assert {i["target"] for i in json.loads(listed.stdout)["images"]} >= {
+        p for p in before if naming.is_image_target_path(p)
+    }
+    ok("verify", factory.out, "--root", factory.out / "metadata" / "1.root.json")
+    report = status_report(factory.repo, now=factory.now)
+    assert report["images"] == 3 and not any(n in report["roles"] for n in head.retired_roles)
+
+
+def _staged_targets(factory: LibraryFactory) -> dict[str, dict[str, object]]:
+    found: dict[str, dict[str, object]] = {}
+    for name in factory.repo.head.roles:
+        if naming.owner_of_role(name) == "121D":
+            found.update(
+                {p: t.to_dict() for p, t in factory.repo.role(name).signed.targets.items()}
+            )
+    return found

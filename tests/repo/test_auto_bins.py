@@ -432,6 +432,13 @@ def test_a_client_refreshes_across_a_doubling_that_renames_every_bin(tmp_path: P
     ok("verify", factory.out, "--root", factory.out / "metadata" / "1.root.json")
     report = status_report(factory.repo, now=factory.now)
     assert report["images"] == 3 and not any(n in report["roles"] for n in head.retired_roles)
+    # A new destination gets the retired bins too: its snapshot lists them.
+    fresh = tmp_path / "fresh"
+    ok("--repo", factory.repo.path, "publish", "--no-site", "--out", fresh)
+    for name, version in head.retired_roles.items():
+        assert (fresh / "metadata" / f"{version}.{name}.json").is_file()
+    ok("verify", fresh, "--root", fresh / "metadata" / "1.root.json")
+    ok("log", "verify", fresh.as_uri(), exe=CFL)
 
 
 def _staged_targets(factory: LibraryFactory) -> dict[str, dict[str, object]]:

@@ -449,3 +449,22 @@ def _staged_targets(factory: LibraryFactory) -> dict[str, dict[str, object]]:
                 {p: t.to_dict() for p, t in factory.repo.role(name).signed.targets.items()}
             )
     return found
+
+
+def test_a_host_that_inflates_the_bins_sizes_cannot_make_submit_double_them(lib: Lib) -> None:
+    """submit weighs the bins by the lengths the snapshot lists: a host that edits them breaks the
+    snapshot's hash in the signed timestamp, and submit refuses to sign anything."""
+    lib.deposit(9)  # split into 2 bins
+    timestamp = json.loads((lib.out / "metadata" / "timestamp.json").read_bytes())
+    version = timestamp["signed"]["meta"]["snapshot.json"]["version"]
+    path = lib.out / "metadata" / f"{version}.snapshot.json"
+    snapshot = json.loads(path.read_bytes())
+    for name, meta in snapshot["signed"]["meta"].items():
+        if naming.manufacturer_of_bin(name.removesuffix(".json")):
+            meta["length"] = 10**9
+    path.write_bytes(json.dumps(snapshot).encode())
+    outbox = lib.base / "outbox" / "10"
+    done = run(*lib.submit_args(10, outbox / "121D-10.cflb"))
+    assert done.returncode == 1 and done.stderr.startswith("error:"), done.stderr
+    assert "Traceback" not in done.stderr and "snapshot" in done.stderr
+    assert not outbox.exists()

@@ -24,7 +24,14 @@ from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from securesystemslib.signer import Signer
+
     from repo_tool.notes.recipient_age import RecentRecipient, RecipientAgeRule
+    from repo_tool.submit.auto_bins import AutoSplit
+    from repo_tool.verify.published import PublishedLibrary
+    from repo_tool.verify.sources import Reader
 from repo_tool.cli.options import manufacturer_signer_options
 from repo_tool.signing.keys import KEY_TYPES, PASSPHRASE_ENV, write_keypair
 from repo_tool.signing.secrets import environment_secret
@@ -81,9 +88,16 @@ def _confirm_passphrase() -> str:
     "split_bits",
     type=click.IntRange(1, 16),
     metavar="BITS",
-    help="No image: split your role into 2**BITS hash bins (TAP 15), or grow to more bins. Each "
-    "deposit then re-signs one bin. The policy keeps bins at about 64 images on average: the "
-    "provider's `cfl-repo status --json` gives your suggested_bit_length, and when to grow.",
+    help="No image: split your role into 2**BITS hash bins (TAP 15), or grow to more bins, now. "
+    "Not needed: a deposit splits and grows your bins by itself (--auto-bins).",
+)
+@click.option(
+    "--auto-bins/--no-auto-bins",
+    default=True,
+    show_default=True,
+    help="With IMAGE_FILE: when your role passes the contract's sizes (more than 8 images "
+    "unsplit; bins whose average passes the growth size), also write OUT's -split.cflb "
+    "bundle, which the provider ingests first. --no-auto-bins: the deposit alone.",
 )
 @manufacturer_signer_options()
 @click.option(
@@ -160,6 +174,7 @@ def submit(
     manufacturer_id: str,
     renew: bool,
     split_bits: int | None,
+    auto_bins: bool,
     key_files: tuple[Path, ...],
     signer_uris: tuple[str, ...],
     signer_pubkeys: tuple[Path, ...],
@@ -181,9 +196,14 @@ def submit(
     expiry and the same images.
 
     \b
-    Hash bins: once your role is split (--split-bins BITS, no IMAGE_FILE), a deposit re-signs only
-    the bin its image goes to, and --renew re-signs the bins and role that are near expiry.
-    See docs/manufacturer.md, "Hash bins".
+    Hash bins, automatic: a deposit that would take your role past 8 images first splits it into
+    hash bins, and one into bins grown past their size first doubles them. Either writes a second
+    bundle beside OUT (121D.cflb gets 121D-split.cflb); hand both to the provider, whose ingest of
+    the folder takes the split first. Each deposit then re-signs only the bin its image goes to;
+    --renew re-signs the bins and role near expiry. See docs/manufacturer.md, "Hash bins".
+      cfl-repo submit fw9.ota --manufacturer 121D --key k.pem --cpl-entry CPL-000109 \\
+        --reason compliance --from https://cfl.example/ --root root.json --out out/121D-9.cflb
+      # may also write out/121D-9-split.cflb; upload the folder out/
 
     \b
     Pilots: --pilot ENTITY_ID (repeat) --release-at YYYY-MM-DD deposits the image for those
@@ -263,6 +283,12 @@ def submit(
             with_notes=release_notes is not None,
             cpl_cache=CplCache(cache_dir or default_cache_dir(os.environ)),
         )
+    auto = None
+    if image is not None and auto_bins:
+        deposit = (image, cpl_entries, release_notes is not None)
+        auto = _auto_split(mfr, signers, library, deposit, (source, read, root_bytes), now)
+        if auto is not None:
+            library = auto.library
     if split_bits is not None:
         from repo_tool.submit.bins import build_split
         from repo_tool.submit.deposit import Submission
@@ -286,23 +312,75 @@ def submit(
             recipient_rule=rule,
         )
         _report_recent(submission.recent_recipients, rule, now)
+    split_file = None
+    if auto is not None:
+        # Written first: a deposit bundle is never left on disk without the split it builds on.
+        from repo_tool.submit.auto_bins import split_path_for
+
+        split_file = out_file.with_name(split_path_for(out_file.name))
+        write_bundle(split_file, auto.bundle)
     write_bundle(out_file, submission.bundle)
     written = submission.bundle
     if as_json:
-        _emit_json(
-            {
-                "bundle": str(out_file),
-                "kind": written.kind,
-                "manufacturer_id": mfr,
-                "target": written.target or None,
-                "role": written.role_name,
-                "role_version": submission.role_version,
-                "bins": [name for name, _ in written.bins],
+        doc: dict[str, object] = {
+            "bundle": str(out_file),
+            "kind": written.kind,
+            "manufacturer_id": mfr,
+            "target": written.target or None,
+            "role": written.role_name,
+            "role_version": submission.role_version,
+            "bins": [name for name, _ in written.bins],
+        }
+        if auto is not None:
+            doc["split"] = {
+                "bundle": str(split_file),
+                "kind": auto.bundle.kind,
+                "role": auto.bundle.role_name,
+                "role_version": auto.role_version,
+                "bit_length": auto.bit_length,
+                "bins": [name for name, _ in auto.bundle.bins],
             }
+        _emit_json(doc)
+    if auto is not None:
+        _err(
+            f"wrote {split_file}: split-bins in {auto.bundle.role_name} version {auto.role_version} "
+            f"and {len(auto.bundle.bins)} bin(s) (automatic: the role passed the contract's "
+            "sizes); give it to the provider with the deposit, to be ingested first"
         )
     what = written.target or written.kind
     bins = f" and {len(written.bins)} bin(s)" if written.bins else ""
     _err(f"wrote {out_file}: {what} in {written.role_name} version {submission.role_version}{bins}")
+
+
+def _auto_split(
+    mfr: str,
+    signers: Sequence[Signer],
+    library: PublishedLibrary,
+    deposit: tuple[bytes, tuple[str, ...], bool],
+    source: tuple[str, Reader, bytes],
+    now: datetime,
+) -> AutoSplit | None:
+    """The split the contract's bin rule asks for before this deposit of (image, CPL entries,
+    with notes), read from (``--from``, its reader, the trusted root): repo_tool/submit/auto_bins.py."""
+    from repo_tool.submit.auto_bins import split_first
+    from repo_tool.submit.deposit import load_source_library
+    from repo_tool.submit.scope import deposit_target_paths, manufacturer_roles
+
+    image, cpl_entries, with_notes = deposit
+    where, read, root_bytes = source
+
+    def every_bin() -> PublishedLibrary:
+        return load_source_library(where, read, root_bytes, now=now, wanted=manufacturer_roles(mfr))
+
+    paths = deposit_target_paths(image, cpl_entries, with_notes, library)
+    return split_first(
+        manufacturer_id=mfr,
+        signers=signers,
+        library=library,
+        load_every_bin=every_bin,
+        new_targets=len(paths) or 1,
+        now=now,
+    )
 
 
 def _pilot_terms(

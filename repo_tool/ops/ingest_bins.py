@@ -3,8 +3,9 @@ re-signs, and the roles a renewal or a ``split-bins`` bundle re-signs, in one co
 
 A ``split-bins`` bundle is the one time a manufacturer role "drops" its targets (they move into the
 bins), so it is recorded as its own event, ``manufacturer-bins``, in the journal and the transparency
-log. Bins of an earlier, smaller bin count that the new delegation no longer lists leave the head (and
-so the next snapshot); their published versions stay on the host like every other version.
+log. Bins of an earlier, smaller bin count whose names the new delegation no longer lists (the
+names grow a hex digit at 5, 9 and 13 bits) leave the live roles for ``Head.retired_roles``: every
+snapshot still lists them at their last version, as TUF clients require, and nothing delegates them.
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ def commit_restaged(
         bits = split_bit_length(staged[0].role)
         assert bits is not None  # the gateway admitted a succinct delegation
         keep = set(naming.bin_roles(bundle.manufacturer_id, bits))
+        retired = {n: v for n, v in head.retired_roles.items() if n not in keep}
         for name in [n for n in roles if naming.manufacturer_of_bin(n) == bundle.manufacturer_id]:
             if name not in keep:
-                del roles[name]
+                retired[name] = roles.pop(name)
+        head = replace(head, retired_roles=retired)
         event = {
             "event": "manufacturer-bins",
             "at": format_timestamp(now),

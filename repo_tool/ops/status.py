@@ -57,7 +57,7 @@ def status_report(repo: Repository, *, now: datetime) -> dict[str, Any]:
                 "threshold": v.threshold,
                 "keys": len(v.keys),
                 "delegated": f"mfr-{k}" in head.roles,
-                # Hash bins: null when not split; "grow" says to add a bit (submit --split-bins).
+                # Hash bins: null when not split; "grow": the next deposit doubles them by itself.
                 "bins": None if (bins := bins_summary(repo, k)) is None else bins.to_dict(),
             }
             for k, v in sorted(head.manufacturers.items())

@@ -135,7 +135,8 @@ def repository_plan(
         targets=head.targets_version,
         snapshot=head.snapshot_version,
         timestamp=head.timestamp_version,
-        roles=dict(head.roles),
+        # Retired bins too: the snapshot lists them, so a new destination must serve them.
+        roles=head.retired_roles | head.roles,
     )
     refuse_rollback(
         timestamp_bytes,

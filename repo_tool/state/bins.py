@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from metadata_templates import naming
+from metadata_templates.bin_rule import AUTO_BINS
 from repo_tool.gateway.bins import split_bit_length
 
 if TYPE_CHECKING:
@@ -42,11 +43,13 @@ class BinsSummary:
     bins: int
     largest_bin: int
     first_expiry: datetime
-    suggested_bit_length: int  # the policy's count for its targets (RolePolicy.bin_bit_length_for)
+    # What the contract's bin rule (metadata_templates/bin_rule.py) gives for the bins' bytes: the
+    # count the manufacturer's next deposits grow them to by themselves.
+    suggested_bit_length: int
 
     @property
     def grow(self) -> bool:
-        """Its bins hold more than the policy's manufacturer_bin_max_targets on average."""
+        """Its bins have passed the rule's growth size: the next deposit doubles them."""
         return self.suggested_bit_length > self.bit_length
 
     def to_dict(self) -> dict[str, object]:
@@ -70,11 +73,13 @@ def bins_summary(repo: Repository, manufacturer_id: str) -> BinsSummary | None:
     if bits is None:
         return None
     sizes: list[int] = []
+    total_bytes = 0
     expiry = md.signed.expires
     for name in naming.bin_roles(manufacturer_id, bits):
         if name in repo.head.roles:
             bin_md = repo.role(name)
             sizes.append(len(bin_md.signed.targets))
+            total_bytes += len(repo.metadata_bytes(name, repo.head.roles[name]))
             expiry = min(expiry, bin_md.signed.expires)
-    suggested = repo.config.policy.bin_bit_length_for(sum(sizes))
-    return BinsSummary(bits, len(sizes), max(sizes, default=0), expiry, max(bits, suggested))
+    suggested = AUTO_BINS.bit_length_for(total_bytes, at_least=bits)
+    return BinsSummary(bits, len(sizes), max(sizes, default=0), expiry, suggested)

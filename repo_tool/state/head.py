@@ -75,6 +75,10 @@ class Head:
     # Transparency log (repo_tool/tlog/provider_log.py): committed size and root, appended in every commit.
     log_size: int = 0
     log_root: str = EMPTY_ROOT.hex()
+    # Bins a doubling retired (name -> last version; repo_tool/ops/ingest_bins.py): no longer
+    # delegated, still listed by every snapshot, because a TUF client refuses a new snapshot that
+    # drops a role its trusted one lists (python-tuf: "New snapshot is missing info for ...").
+    retired_roles: dict[str, int] = field(default_factory=dict)
 
     def committed_version(self, role: str) -> int:
         """The version of ``role`` this head makes current (0 when it has none)."""
@@ -88,6 +92,8 @@ class Head:
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
+        if not doc["retired_roles"]:
+            del doc["retired_roles"]  # a head without retired bins keeps its bytes
         doc["schema_version"] = SCHEMA_VERSION
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -110,9 +116,10 @@ def provider_version(head: Head) -> int:
 
 
 def snapshot_wanted(head: Head) -> dict[str, int]:
-    """The role versions a snapshot of ``head`` lists."""
+    """The role versions a snapshot of ``head`` lists (retired bins too: see ``retired_roles``)."""
     return {f"{Targets.type}.json": head.targets_version} | {
-        f"{name}.json": version for name, version in sorted(head.roles.items())
+        f"{name}.json": version
+        for name, version in sorted((head.retired_roles | head.roles).items())
     }
 
 

@@ -69,3 +69,6 @@ class PublishedLibrary:
     # The newest revision of each security advisory of the walked roles, by ID, each read and
     # checked like the role's other targets (repo_tool/verify/advisories.py).
     advisories: tuple[Advisory, ...] = ()
+    # Every role's signed size as the verified snapshot lists it (name -> bytes), walked or not:
+    # what `submit` weighs its bins by to grow them (metadata_templates/bin_rule.py).
+    role_lengths: Mapping[str, int] = field(default_factory=dict)

@@ -25,7 +25,6 @@ from tuf.api.metadata import (
     Root,
     Snapshot,
     SuccinctRoles,
-    TargetFile,
     Targets,
     Timestamp,
 )
@@ -46,6 +45,7 @@ from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.verify.advisories import check_detail_targets, verified_advisories
 from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
+from repo_tool.verify.provider_documents import check_provider_role
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
 from repo_tool.verify.sources import NotFound, Reader, _Walk
 
@@ -283,6 +283,7 @@ def load_verified_library(
     ]
     notes_refs: list[tuple[str, str, str, str]] = []  # (role, image, notes target, owner role)
     skipped: set[str] = set()  # roles `wanted` left out: their owners' notes are not cross-checked
+    split_owners: set[str | None] = set()  # manufacturers whose role delegates to bins
     advisory_refs: list[tuple[str, int, str]] = []  # (path, length, sha256) of advisory targets
     while queue:
         name, role, delegator, prefix = queue.pop(0)
@@ -338,7 +339,7 @@ def load_verified_library(
             # Documents, not images: not a manufacturer's role.
             if md.signed.delegations is not None:
                 walk.fail(f"{name}: delegates further, expected no delegations")
-            _check_provider_role(walk, role, md, documents)
+            check_provider_role(walk.fail, role, md, documents)
             continue
         if facts is None:
             assert md is not None
@@ -350,6 +351,7 @@ def load_verified_library(
         role_paths[name] = facts.paths if md is None else frozenset(md.signed.targets)
         if facts.delegations is not None and facts.delegations.succinct_roles is not None:
             succinct = facts.delegations.succinct_roles
+            split_owners.add(naming.owner_of_role(name))
             bins = list(succinct.get_roles())
             walked.update(bins)
             bins_delegator = md.signed if md is not None else facts.as_delegator()
@@ -368,6 +370,8 @@ def load_verified_library(
     for extra in sorted(listed - walked):
         if wanted is not None and not wanted(extra):
             continue  # may be a bin of a role not walked: not this caller's to judge
+        if naming.manufacturer_of_bin(extra) in split_owners:
+            continue  # a bin a doubling retired: listed for TUF clients, delegated by nobody
         walk.fail(f"snapshot: lists {extra}.json, which targets does not delegate")
     owned: dict[str, set[str]] = {}
     for role_name, paths in role_paths.items():
@@ -436,6 +440,9 @@ def load_verified_library(
         advisories=verified_advisories(
             advisory_refs, functools.partial(_check_blob, walk), walk.fail
         ),
+        role_lengths={
+            name.removesuffix(".json"): m.length for name, m in meta.items() if m.length is not None
+        },
     )
     check_detail_targets(library.advisories, owned, skipped, walk.fail)
     return library, walk.problems
@@ -534,25 +541,6 @@ def _owner(role: str) -> str:
     """The manufacturer role a role belongs to (itself, or the role whose bin it is)."""
     owner = naming.owner_of_role(role)
     return naming.role_name(owner) if owner is not None else role
-
-
-def _check_provider_role(
-    walk: _Walk, role: DelegatedRole, md: Metadata[Targets], documents: dict[str, TargetFile]
-) -> None:
-    """The ``cfl-provider`` role holds only provider documents, under a terminating delegation
-    to ``cfl/`` paths; its targets join the documents read below (they are not images)."""
-    if not role.terminating or tuple(role.paths or ()) != naming.PROVIDER_PATTERNS:
-        walk.fail(
-            f"targets: delegation {role.name}: found terminating={role.terminating} paths="
-            f"{role.paths}, expected terminating=True paths={list(naming.PROVIDER_PATTERNS)}"
-        )
-    for path, target in sorted(md.signed.targets.items()):
-        if not role.is_delegated_path(path):
-            walk.fail(f"{role.name}: target {path!r} is outside its delegation {role.paths}")
-        elif path in documents:
-            walk.fail(f"{role.name}: target {path!r} is signed by targets too, expected one signer")
-        else:
-            documents[path] = target
 
 
 def _log_fields(fields: dict[str, Any]) -> dict[str, Any]:

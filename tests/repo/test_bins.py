@@ -578,18 +578,31 @@ def test_status_reports_bins_and_says_when_to_grow(tmp_path: Path) -> None:
     assert bins["grow"] is False and bins["suggested_bit_length"] == 4
     assert status_report(factory.repo, now=factory.now)["manufacturers"]["3F01"]["bins"] is None
     assert status_report(factory.repo, now=factory.now)["images"] == 3
-    config = factory.repo.config
-    # At most one target per bin on average: 2 images in 16 bins is fine, 2 in 2 bins is not.
-    one = replace(config.policy, manufacturer_bin_max_targets=1, manufacturer_bin_bit_length=1)
-    factory.repo.config = replace(config, policy=one)
-    assert (
-        status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]["grow"]
-        is False
-    )
-    _split(factory, 5)
-    factory.repo.config = replace(config, policy=replace(one, manufacturer_bin_bit_length=6))
-    grown = status_report(factory.repo, now=factory.now)["manufacturers"]["121D"]["bins"]
-    assert grown["grow"] is True and grown["suggested_bit_length"] == 6
+    # The contract's bin rule (metadata_templates/bin_rule.py): 2 bins double once they hold more
+    # than 2 x 4,000 bytes, which the manufacturer's next deposit then does by itself.
+    factory2, _ = standard_library(tmp_path / "two")
+    _split(factory2, 1)
+    assert _bins_of_121d(factory2)["grow"] is False
+    images = [make_image("121D", fw) for fw in range(10, 30)]
+    factory2.entries += [
+        make_entry(f"CPL-{fw:04d}", fw=f"{fw:08X}", image_sha=mi_sha(image))
+        for fw, image in enumerate(images, start=10)
+    ]
+    factory2.import_cpl()
+    factory2.publish()
+    for fw, image in enumerate(images, start=10):
+        factory2.deposit(image, [f"CPL-{fw:04d}"])
+        if _bins_of_121d(factory2)["grow"]:
+            break
+    grown = _bins_of_121d(factory2)
+    assert grown["grow"] is True and grown["suggested_bit_length"] == 2 and grown["bit_length"] == 1
+
+
+def _bins_of_121d(factory: LibraryFactory) -> dict[str, object]:
+    bins: dict[str, object] = status_report(factory.repo, now=factory.now)["manufacturers"]["121D"][
+        "bins"
+    ]
+    return bins
 
 
 def test_a_deposit_with_notes_signs_the_notes_bin_too(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """What the mutation fuzzer (tests/fuzz, docs/testing.md "The long bundle fuzz run") found in
 ``parse_bundle``, one named case each: a clear one-line rejection naming the member or field.
 
-Before the fixes a corrupt LZMA member escaped as ``LZMAError`` (a traceback in ``ingest``), and
-hostile values were echoed whole into the rejection the manufacturer reads (32 KB for a ZIP name
+Before the fixes a corrupt LZMA member escaped as ``LZMAError`` (a traceback in ``ingest``), one
+whose stream claimed a 4 GiB dictionary had the decompressor allocate it (``MemoryError`` under the
+fuzzer's 1 GiB cap), and hostile values were echoed whole into the rejection the manufacturer reads (32 KB for a ZIP name
 length of 0x7FFF, 10 KB for a long ``kind``).
 """
 
@@ -30,6 +31,7 @@ from repo_tool.intake.bundle import (
 
 SOURCE = "finding.cflb"
 LONG = "x" * 10_000
+NOT_STORED = "compression: found method %d (%s), expected stored (0) or deflate (8)"
 
 
 def _manifest(**changes: Any) -> dict[str, Any]:
@@ -43,12 +45,16 @@ def _manifest(**changes: Any) -> dict[str, Any]:
     return manifest | changes
 
 
-def _zip(members: list[tuple[str, bytes]], lzma_member: str = "") -> bytes:
+def _members() -> list[tuple[str, bytes]]:
+    return [(MANIFEST, json.dumps(_manifest()).encode()), (IMAGE, b"i"), (ROLE, b"{}")]
+
+
+def _zip(members: list[tuple[str, bytes]], methods: dict[str, int] | None = None) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
         warnings.simplefilter("ignore")  # zipfile warns on a duplicate name: one case wants it
         for name, content in members:
-            method = zipfile.ZIP_LZMA if name == lzma_member else zipfile.ZIP_STORED
+            method = (methods or {}).get(name, zipfile.ZIP_STORED)
             archive.writestr(name, content, compress_type=method)
     return buffer.getvalue()
 
@@ -66,9 +72,7 @@ def _bundle(manifest: dict[str, Any] | None = None, *extra: tuple[str, bytes]) -
 
 def _corrupt_lzma_role() -> bytes:
     role = json.dumps({"signed": {"targets": {f"t{i}": i for i in range(200)}}}).encode()
-    data = bytearray(
-        _zip([(MANIFEST, json.dumps(_manifest()).encode()), (IMAGE, b"i"), (ROLE, role)], ROLE)
-    )
+    data = bytearray(_zip([*_members()[:2], (ROLE, role)], {ROLE: zipfile.ZIP_LZMA}))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
         info = archive.getinfo(ROLE)
     name_length, extra_length = struct.unpack_from("<HH", data, info.header_offset + 26)
@@ -81,6 +85,19 @@ def _corrupt_lzma_role() -> bytes:
     return bytes(data)
 
 
+def _lzma_dictionary(size: int) -> bytes:
+    """An LZMA role whose stream header (inside the member, not the ZIP headers) claims a
+    ``size``-byte dictionary: zipfile's decompressor allocates it before reading a byte."""
+    data = bytearray(_zip(_members(), {ROLE: zipfile.ZIP_LZMA}))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo(ROLE)
+    name_length, extra_length = struct.unpack_from("<HH", data, info.header_offset + 26)
+    start = info.header_offset + 30 + name_length + extra_length
+    # version (2 bytes), properties length (2), then lc/lp/pb (1) and the dictionary size (4)
+    struct.pack_into("<I", data, start + 5, size)
+    return bytes(data)
+
+
 def _manifest_name_length(value: int) -> bytes:
     """The manifest's local header claims a ``value``-byte name (zipfile quotes what it read)."""
     # a large member after it, so the header read takes in all those bytes as in the finding
@@ -90,9 +107,14 @@ def _manifest_name_length(value: int) -> bytes:
 
 
 CASES: dict[str, tuple[Callable[[], bytes], str]] = {
-    "lzma-member-corrupt": (
-        _corrupt_lzma_role,
-        f"{SOURCE}: {ROLE}: unreadable (Corrupt input data)",
+    "lzma-member-corrupt": (_corrupt_lzma_role, f"{SOURCE}: {ROLE}: {NOT_STORED % (14, 'lzma')}"),
+    "lzma-dictionary-4-gib": (
+        lambda: _lzma_dictionary(0xFFFF_FFFF),
+        f"{SOURCE}: {ROLE}: {NOT_STORED % (14, 'lzma')}",
+    ),
+    "bzip2-member": (
+        lambda: _zip(_members(), {IMAGE: zipfile.ZIP_BZIP2}),
+        f"{SOURCE}: {IMAGE}: {NOT_STORED % (12, 'bzip2')}",
     ),
     "kind-10000-characters": (
         lambda: _bundle(_manifest(kind=LONG)),

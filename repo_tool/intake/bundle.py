@@ -85,6 +85,17 @@ _READ_ERRORS = (
     IndexError,
 )
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# APPNOTE 4.4.5 names of the methods a refused member may use, for the rejection line.
+_METHOD_NAMES = {
+    1: "shrink",
+    6: "implode",
+    9: "deflate64",
+    12: "bzip2",
+    14: "lzma",
+    93: "zstd",
+    95: "xz",
+    98: "ppmd",
+}
 BINS_DIR = "bins/"
 # 2**16 bins at most (metadata_templates/naming.py MAX_BIN_BIT_LENGTH).
 MAX_BIN_MEMBERS = 1 << 16
@@ -307,7 +318,7 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
             # its own dictionary size, and a corrupt one had the decompressor ask for gigabytes
             # before a byte was read; a corrupt stream let LZMAError out (both found by tests/fuzz).
             if info.compress_type not in _METHODS:
-                method = zipfile.compressor_names.get(info.compress_type, "unknown")
+                method = _METHOD_NAMES.get(info.compress_type, "unknown")
                 raise BundleError(
                     f"{source}: {info.filename}: compression: found method {info.compress_type} "
                     f"({method}), expected stored (0) or deflate (8)"

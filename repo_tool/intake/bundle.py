@@ -22,7 +22,8 @@ hash-bound) with exactly these members:
   ``advisory-detail.jwe``, optional: its technical detail encrypted like release notes.
 
 Reading is strict because a bundle is attacker-controlled: unknown or duplicate members, paths, size
-limits, a compressed member that inflates past its limit, and malformed JSON are all rejected.
+limits, compression other than stored or deflate, a compressed member that inflates past its limit,
+and malformed JSON are all rejected.
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ _READ_ERRORS = (
     KeyError,
     IndexError,
 )
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# APPNOTE 4.4.5 names of the methods a refused member may use, for the rejection line.
+_METHOD_NAMES = {
+    1: "shrink",
+    6: "implode",
+    9: "deflate64",
+    12: "bzip2",
+    14: "lzma",
+    93: "zstd",
+    95: "xz",
+    98: "ppmd",
+}
 BINS_DIR = "bins/"
 # 2**16 bins at most (metadata_templates/naming.py MAX_BIN_BIT_LENGTH).
 MAX_BIN_MEMBERS = 1 << 16
@@ -130,7 +143,7 @@ class Declaration:
             found.append("declaration.cpl_entries: found none, expected at least one CPL Entry ID")
         if self.reason not in REASONS:
             found.append(
-                f"declaration.reason: found {self.reason!r}, expected one of {', '.join(REASONS)}"
+                f"declaration.reason: found {_short(self.reason)}, expected one of {', '.join(REASONS)}"
             )
         if self.reason == "security" and not self.advisories:
             found.append(
@@ -192,6 +205,17 @@ def _string(value: Any, field: str, source: str = "bundle") -> str:
 def _short(value: Any, limit: int = 80) -> str:
     """A value for a message, cut short: a hostile manifest must not make a megabyte report line."""
     text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _said(error: BaseException, limit: int = 200) -> str:
+    """An exception's text for a message, cut short: zipfile quotes whole headers in its errors
+    (a name length of 0x7FFF made a 32 KB line), and every line reaches the manufacturer."""
+    return _cut(str(error), limit)
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """A manifest string quoted as it is (no repr), cut short like `_short`."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
@@ -257,7 +281,7 @@ def parse_bundle(
         raise
     except _READ_ERRORS as e:
         raise BundleError(
-            f"{source}: unreadable ({type(e).__name__}: {e}); expected a ZIP archive made by "
+            f"{source}: unreadable ({type(e).__name__}: {_said(e)}); expected a ZIP archive made by "
             "`cfl-repo submit`"
         ) from e
 
@@ -268,7 +292,7 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
         archive = zipfile.ZipFile(io.BytesIO(data))  # BytesIO shares the bytes, no copy
     except _READ_ERRORS as e:
         raise BundleError(
-            f"{source}: not a bundle ({e}); expected a ZIP archive made by `cfl-repo submit`"
+            f"{source}: not a bundle ({_said(e)}); expected a ZIP archive made by `cfl-repo submit`"
         ) from e
     with archive:
         infos = archive.infolist()
@@ -282,13 +306,23 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
         unexpected = sorted(set(names) - set(limits))
         if unexpected:
             raise BundleError(
-                f"{source}: members: found unexpected {unexpected}, expected only {sorted(limits)}"
+                f"{source}: members: found unexpected {_short(unexpected, 400)}, expected only "
+                f"{_short(sorted(limits), 400)}"
             )
         if len(names) != len(set(names)):
             raise BundleError(
-                f"{source}: members: found duplicate names in {names}, expected each once"
+                f"{source}: members: found duplicate names in {_short(names, 400)}, expected each once"
             )
         for info in infos:
+            # Stored (what `cfl-repo submit` writes) or deflate, nothing else: an LZMA member sets
+            # its own dictionary size, and a corrupt one had the decompressor ask for gigabytes
+            # before a byte was read; a corrupt stream let LZMAError out (both found by tests/fuzz).
+            if info.compress_type not in _METHODS:
+                method = _METHOD_NAMES.get(info.compress_type, "unknown")
+                raise BundleError(
+                    f"{source}: {info.filename}: compression: found method {info.compress_type} "
+                    f"({method}), expected stored (0) or deflate (8)"
+                )
             if info.file_size > limits[info.filename]:
                 raise BundleError(
                     f"{source}: {info.filename}: found {info.file_size} bytes, expected at most "
@@ -307,7 +341,8 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
         )
         if kind != KIND_DEPOSIT and set(names) - allowed:
             raise BundleError(
-                f"{source}: members: found {sorted(set(names) - allowed)} in a {kind}, expected only "
+                f"{source}: members: found {_short(sorted(set(names) - allowed), 400)} in a {kind}, "
+                "expected only "
                 f"{sorted(set(required) | set(OPTIONAL_FOR_KIND.get(kind, ())))} and "
                 "bins/<bin role>.json"
             )
@@ -334,15 +369,15 @@ def _parse_bundle(data: bytes, source: str, limits: dict[str, int]) -> Bundle:
             members[info.filename] = content
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise BundleError(
-            f"{source}: {MANIFEST}: schema_version: found {manifest.get('schema_version')!r}, "
+            f"{source}: {MANIFEST}: schema_version: found {_short(manifest.get('schema_version'))}, "
             f"expected {SCHEMA_VERSION}"
         )
     manufacturer_id = _string(manifest.get("manufacturer_id"), "manufacturer_id", source).upper()
     role = _string(manifest.get("role", ""), "role", source)
     if role and naming.manufacturer_of_bin(role) != manufacturer_id:
         raise BundleError(
-            f"{source}: {MANIFEST}: role: found {_short(role)}, expected a bin role of {manufacturer_id} "
-            f"({naming.bin_name_prefix(manufacturer_id)}-<hex>) or none"
+            f"{source}: {MANIFEST}: role: found {_short(role)}, expected a bin role of "
+            f"{_cut(manufacturer_id)} ({_cut(naming.bin_name_prefix(manufacturer_id))}-<hex>) or none"
         )
     bins = tuple(
         (name.removeprefix(BINS_DIR).removesuffix(".json"), bytes(members[name]))
@@ -425,7 +460,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -
             # and a lying header fails its CRC check.
             return handle.read(info.file_size + 1)
     except _READ_ERRORS as e:
-        raise BundleError(f"{source}: {info.filename}: unreadable ({e})") from e
+        raise BundleError(f"{source}: {info.filename}: unreadable ({_said(e)})") from e
 
 
 def _read_manifest(archive: zipfile.ZipFile, source: str) -> dict[str, Any]:
@@ -442,7 +477,7 @@ def _read_manifest(archive: zipfile.ZipFile, source: str) -> dict[str, Any]:
     try:
         manifest = json.loads(content)
     except _READ_ERRORS as e:
-        raise BundleError(f"{source}: {MANIFEST}: not JSON ({e})") from e
+        raise BundleError(f"{source}: {MANIFEST}: not JSON ({_said(e)})") from e
     if not isinstance(manifest, dict):
         raise BundleError(
             f"{source}: {MANIFEST}: found {type(manifest).__name__}, expected an object"
@@ -454,7 +489,7 @@ def _kind(manifest: dict[str, Any], source: str) -> str:
     kind = manifest.get("kind", KIND_DEPOSIT)
     if not isinstance(kind, str) or kind not in REQUIRED_FOR_KIND:
         raise BundleError(
-            f"{source}: {MANIFEST}: kind: found {kind!r}, expected one of {sorted(REQUIRED_FOR_KIND)}"
+            f"{source}: {MANIFEST}: kind: found {_short(kind)}, expected one of {sorted(REQUIRED_FOR_KIND)}"
         )
     return kind
 

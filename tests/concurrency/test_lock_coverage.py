@@ -205,7 +205,12 @@ READ_ONLY = {
 
 
 def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[str]:
-    for name, command in sorted(group.commands.items()):
+    # list_commands/get_command, not `.commands`: the root group loads its commands lazily, so
+    # `.commands` holds only what this process happened to import already.
+    ctx = click.Context(group)
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             yield from leaf_commands(command, (*prefix, name))
         else:

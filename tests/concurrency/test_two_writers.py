@@ -39,6 +39,7 @@ from access.pki import issue, make_ca
 from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_library
 from repo_tool.intake.bundle import write_bundle
 from repo_tool.ops.status import status_report
+from repo_tool.publish.unchanged import STAMP as PUBLISH_UNCHANGED_STAMP
 from repo_tool.state.repository import Repository
 from repo_tool.verify.sources import folder_reader
 from repo_tool.verify.walk import load_verified_library
@@ -295,6 +296,9 @@ def lock_holder_pid(repo: Path) -> int | None:
 def paused_publish(lib: Library) -> Started:
     """A real `cfl-repo publish` paused (SIGSTOP) while it holds the repository lock."""
     for _attempt in range(5):
+        # Without its replay record a publish with nothing new does the whole walk (seconds, not
+        # the replay's tenth of one), so there is time to catch it holding the lock.
+        (lib.repo / PUBLISH_UNCHANGED_STAMP).unlink(missing_ok=True)
         [holder] = start(lib, [["publish"]], "0")
         deadline = time.monotonic() + 120
         while lock_holder_pid(lib.repo) != holder.process.pid and holder.process.poll() is None:

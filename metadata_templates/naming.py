@@ -20,11 +20,14 @@ WITHDRAWALS_TARGET_PATH = "cfl/withdrawals.json"
 SUPPLIERS_TARGET_PATH = "cfl/suppliers.json"  # the registry (metadata_templates/suppliers.py)
 # issue 22: releases and holds of pilot images (metadata_templates/releases.py)
 RELEASES_TARGET_PATH = "cfl/releases.json"
+# issue 24: combined delivery outcomes and the holds they caused (metadata_templates/outcomes.py)
+OUTCOMES_TARGET_PATH = "cfl/outcomes.json"
 PROVIDER_TARGET_PATHS = (
     CPL_TARGET_PATH,
     WITHDRAWALS_TARGET_PATH,
     SUPPLIERS_TARGET_PATH,
     RELEASES_TARGET_PATH,
+    OUTCOMES_TARGET_PATH,
 )
 # issue 13: the provider's online delegated role. It signs every ``cfl/...`` document (CPL,
 # withdrawals, registry, suspensions, notes custodian and grants) so routine work needs no offline

@@ -714,3 +714,21 @@ def _only(doc: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise ValueError(field_error(f"{where} field", unknown[0], f"one of {sorted(allowed)}"))
+
+
+# --- the hand-over through the host -------------------------------------------------------------
+# `cfl outcomes submit --upload` PUTs the envelope here (with the organisation's client certificate);
+# `cfl-repo host nginx --outcomes-dir DIR` accepts it only from that organisation, once per period,
+# and writes it to DIR/<file name>, which `cfl-repo outcomes ingest` reads.
+UPLOAD_PREFIX = "/outcomes/upload/"
+REPORT_FILE_SUFFIX = ".dsse.json"
+
+
+def report_file_name(entity: str, period: str) -> str:
+    """``<ENTITY>.<PERIOD>.dsse.json``: one file per supplier and period."""
+    return f"{entity}.{period}{REPORT_FILE_SUFFIX}"
+
+
+def upload_path(entity: str, period: str) -> str:
+    """The URL path (below the library's base URL) a supplier uploads its report to."""
+    return UPLOAD_PREFIX + report_file_name(entity, period)

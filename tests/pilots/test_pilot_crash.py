@@ -3,7 +3,8 @@ date (issue 22), then the same command again: it succeeds, the published tree ve
 decision is recorded exactly once (document, journal, log) and the journal holds every commit once.
 
 strace injects SIGKILL at the K-th rename or fsync (tests/kill_points.py), K = 1, 2, ... until the
-command completes; ``CFL_KILL_STRIDE=N`` re-checks every N-th point only.
+command completes; the recovery is checked at the points of the budget in tests/kill_points.py
+(``CFL_KILL_STRIDE=1`` checks every one).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, strace_killing_at
+from kill_points import KILLED, checks, strace_killing_at
 
 from client.log.audit import audit
 from conftest import require_system
@@ -29,7 +30,6 @@ from repo_tool.verify.sources import folder_reader
 from repo_tool.verify.walk import load_verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
-STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
 MAX_POINTS = 200
 
 
@@ -75,7 +75,7 @@ def _kill_loop(tmp: Path, pristine: Path, args: list[str], check: Callable[[Path
         if not killed:
             shutil.rmtree(base)
             return point - 1  # the points it was killed at
-        if (point - 1) % STRIDE == 0:
+        if checks(point):
             again = _cli(base, args)
             assert again.returncode == 0, (point, again.stderr)
             assert "Traceback" not in again.stderr

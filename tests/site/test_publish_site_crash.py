@@ -5,7 +5,7 @@ strace injects SIGKILL at the K-th rename or fsync (per thread) of a run of
 ``publish_site_crash.py`` (what `cfl-repo publish` runs), for K = 1, 2, ... until the run completes.
 The re-run finds the tree already published (so it has nothing new to tell the site) and, when
 the kill landed inside the site build, the site's unfinished-build marker; either way the result
-must be the full build's bytes. ``CFL_KILL_STRIDE=N`` checks every N-th point only.
+must be the full build's bytes. The budget of tests/kill_points.py picks the points checked.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, strace_killing_at
+from kill_points import KILLED, checks, strace_killing_at
 from test_publish_site_hint import NEW_FIRMWARE, _entry, lodge, publish_with_site, tree
 
 from conftest import require_system
@@ -28,7 +28,6 @@ from repo_tool.site.build import build_site
 from repo_tool.verify.sources import folder_reader
 from repo_tool.verify.walk import verified_library
 
-STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
 MAX_POINTS = 400
 SCRIPT = Path(__file__).with_name("publish_site_crash.py")
 
@@ -92,7 +91,7 @@ def test_kill_at_every_write_of_publish_then_rerun_gives_the_full_build(
         if killed.returncode not in KILLED:
             pytest.fail(f"point {point}: failed instead of being killed: {killed.stderr[-2000:]}")
         points += 1
-        if (point - 1) % STRIDE == 0:
+        if checks(point):
             later = now + timedelta(minutes=1)
             rerun = _run(work / "repo", later, None)
             assert rerun.returncode == 0, f"point {point}: {rerun.stderr[-2000:]}"

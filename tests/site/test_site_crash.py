@@ -5,7 +5,7 @@ strace injects SIGKILL at the K-th rename or fsync of the build (every file the 
 in one; the append path writes its ``.cfl-site-dirty`` marker first and removes it after its state),
 for K = 1, 2, ... until the build runs to completion. Scenarios: the append path (one new image
 into a built site) and the keyed full build (a withdrawal, which the append path leaves to it).
-``CFL_KILL_STRIDE=N`` tries every N-th point only, as in ``tests/repo/test_crash_recovery.py``.
+The budget of ``tests/kill_points.py`` picks the points checked, as in ``tests/repo/test_crash_recovery.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import site_crash_build
-from kill_points import KILLED, strace_killing_at
+from kill_points import KILLED, checks, strace_killing_at
 from site_samples import GENERATED, many_library
 
 from conftest import require_system
@@ -27,7 +27,6 @@ from repo_tool.site import append as site_append
 from repo_tool.site.build import build_site
 from repo_tool.site.pages import render_site
 
-STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
 MAX_POINTS = 400
 BASE = 1030  # two archive pages' worth: the append path reads rows back from pages
 SCRIPT = Path(__file__).with_name("site_crash_build.py")
@@ -100,7 +99,7 @@ def test_kill_at_every_write_then_rerun_gives_the_full_build(
         if not _killed_at(out, args, point):
             break  # ran to completion: every point has been tried
         points += 1
-        if (point - 1) % STRIDE == 0:
+        if checks(point):
             unfinished = (out / site_append.DIRTY_NAME).exists()
             result = build_site(library, out, generated=LATER)
             assert _tree(out) == expected, f"killed at point {point}"

@@ -20,6 +20,7 @@ from rich.console import Console
 from client import __version__
 from client.cli.advisories import advisories_command, fail_on_advisory, fail_on_option
 from client.cli.log import log_group, witness_group
+from client.cli.outcomes import outcomes_group
 from client.cli.output import (
     CflGroup,
     emit_json,
@@ -99,6 +100,8 @@ def cli(ctx: click.Context, home: Path | None, verbose: int, wait: float) -> Non
     cfl notes TARGET                  decrypt an image's release notes (entitled suppliers only)
     cfl advisories --estate E.csv     security advisories affecting your devices, and the fix
     cfl log verify URL                audit the transparency log (no keys, no home)
+    cfl outcomes record RESULTS.csv   record delivery outcomes (device IDs stay in the home)
+    cfl outcomes submit --key K --out R   sign the month's counts for the provider
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
     manufacturer's own role) before it is listed or written. See docs/supplier.md.
@@ -574,6 +577,7 @@ def notes_command(
 cli.add_command(log_group)
 cli.add_command(witness_group)
 cli.add_command(advisories_command)
+cli.add_command(outcomes_group)
 
 
 def main() -> None:

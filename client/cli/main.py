@@ -410,6 +410,14 @@ def check(
         say("warning: the check history was not updated: the catalogue is incomplete")
     doc = report_json(run.report)
     doc["unverified"] = [u.to_json() for u in run.catalogue.unverified]
+    gates = None
+    if rollout_phases is not None:
+        from client.outcomes.gate import run_gates
+
+        gates = run_gates(
+            home_of(ctx), estate, run.report.paths(), rollout_phases, run.catalogue.outcomes.policy
+        )
+        doc["phases"] = [g.to_json() for g in gates]
     if run.changes is not None:
         doc["changes"] = run.changes.to_json()
     if as_json:
@@ -424,6 +432,11 @@ def check(
             stderr.print(json.dumps(run.changes.to_json(), indent=2))
         if devices_out is not None:
             stderr.print(f"per-device batches written to {devices_out}")
+        for gate in gates or ():
+            say(
+                f"phase {gate.phase} ({gate.percent}%, {gate.devices} devices): {gate.state}: "
+                f"{gate.reason}"
+            )
         if report_out is not None:
             stderr.print(f"report written to {report_out}")
     for problem in run.advisories.problems:

@@ -20,7 +20,7 @@ from rich.console import Console
 from client import __version__
 from client.cli.advisories import advisories_command, fail_on_advisory, fail_on_option
 from client.cli.log import log_group, witness_group
-from client.cli.outcomes import outcomes_group
+from client.cli.outcomes import check_gates, outcomes_group, own_figures, say_gates
 from client.cli.output import (
     CflGroup,
     emit_json,
@@ -391,6 +391,7 @@ def check(
     if phases is not None and devices_out is None:
         raise ConfigurationError("--phases: found without --devices-out, expected both together")
     rollout_phases = None if phases is None else parse_phases(phases)
+    own = None if report_out is None else own_figures(home_of(ctx))  # for the report's chart
     run = run_check(
         home_of(ctx),
         estate,
@@ -402,6 +403,7 @@ def check(
         changes=changes,
         estate_name=estate_name,
         offline=offline,
+        own_outcomes=own,
     )
     for problem in run.catalogue.ignored:
         say(f"warning: ignored {problem.target}: {problem.message}")
@@ -410,13 +412,8 @@ def check(
         say("warning: the check history was not updated: the catalogue is incomplete")
     doc = report_json(run.report)
     doc["unverified"] = [u.to_json() for u in run.catalogue.unverified]
-    gates = None
-    if rollout_phases is not None:
-        from client.outcomes.gate import run_gates
-
-        gates = run_gates(
-            home_of(ctx), estate, run.report.paths(), rollout_phases, run.catalogue.outcomes.policy
-        )
+    gates = None if rollout_phases is None else check_gates(ctx, estate, run, rollout_phases)
+    if gates is not None:
         doc["phases"] = [g.to_json() for g in gates]
     if run.changes is not None:
         doc["changes"] = run.changes.to_json()
@@ -432,11 +429,7 @@ def check(
             stderr.print(json.dumps(run.changes.to_json(), indent=2))
         if devices_out is not None:
             stderr.print(f"per-device batches written to {devices_out}")
-        for gate in gates or ():
-            say(
-                f"phase {gate.phase} ({gate.percent}%, {gate.devices} devices): {gate.state}: "
-                f"{gate.reason}"
-            )
+        say_gates(gates or ())
         if report_out is not None:
             stderr.print(f"report written to {report_out}")
     for problem in run.advisories.problems:

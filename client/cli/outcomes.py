@@ -4,13 +4,22 @@ client/outcomes/, renders. Device IDs stay in the home; only counts leave it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from client.cli.output import emit_json, home_of, say, stderr, utc_now
+from client.trust.home import ClientHome
 from metadata_templates.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from client.estate.check import CheckRun
+    from client.estate.rollout import Phases
+    from client.outcomes.gate import PhaseGate
+    from metadata_templates.outcomes import Figures
 
 _now = utc_now  # tests replace it: time is injected at the edge only
 
@@ -142,3 +151,26 @@ def submit_command(
         f"{result.devices} device(s), {'uploaded to' if result.upload else 'written to'} "
         f"{result.destination}{again}"
     )
+
+
+def own_figures(home: ClientHome) -> Mapping[str, Figures]:
+    """The supplier's own recorded figures per image (for ``cfl check --report``)."""
+    from client.outcomes.ledger import load_ledger
+
+    return load_ledger(home.path).figures()
+
+
+def check_gates(ctx: click.Context, estate: Path, run: CheckRun, phases: Phases) -> list[PhaseGate]:
+    """The local rollout gate of each phase of ``cfl check --phases`` (client/outcomes/gate.py)."""
+    from client.outcomes.gate import run_gates
+
+    return run_gates(
+        home_of(ctx), estate, run.report.paths(), phases, run.catalogue.outcomes.policy
+    )
+
+
+def say_gates(gates: Iterable[PhaseGate]) -> None:
+    for gate in gates:
+        say(
+            f"phase {gate.phase} ({gate.percent}%, {gate.devices} devices): {gate.state}: {gate.reason}"
+        )

@@ -136,4 +136,6 @@ def run_gates(
     with home.lock():
         ledger = load_ledger(home.path)
     with open_estate(estate) as source:
-        return phase_gates(iter_estate_devices(source, where=str(estate)), paths, phases, ledger, policy)
+        return phase_gates(
+            iter_estate_devices(source, where=str(estate)), paths, phases, ledger, policy
+        )

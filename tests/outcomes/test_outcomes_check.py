@@ -116,3 +116,47 @@ def test_cfl_list_marks_held_images_and_check_json_keeps_its_shape(
     group = doc["groups"][0]
     assert set(group) >= {"applicable", "recommended", "path", "newest", "newest_unreachable"}
     assert group["held"][0]["target"] == fresh.targets[3]
+
+
+def test_the_campaign_report_charts_published_and_own_outcomes(
+    fresh: OutcomeLibrary, tmp_path: Path
+) -> None:
+    from metadata_templates.outcomes import Figures, ImageOutcomes
+
+    t3 = fresh.targets[3]
+    figures = Figures({"activated": 940, "activation-failed": 50, "timeout": 10})
+    document = _document(fresh, 3)
+    publish_outcomes(
+        fresh,
+        OutcomesDocument(
+            updated=document.updated,
+            images=(ImageOutcomes(t3, "0" * 64, figures, suppliers=2, reports=2),),
+            events=document.events,
+        ),
+    )
+    home = fresh.home(tmp_path / "home")
+    results = tmp_path / "r.csv"
+    results.write_text(
+        f"Device ID,Target,Outcome,Time\n00-0D-6F-00-00-00-00-01,{t3},activated,"
+        f"{(fresh.factory.now - timedelta(hours=3)).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+    )
+    runner = CliRunner()
+    assert (
+        runner.invoke(cli, ["--home", str(home.path), "outcomes", "record", str(results)]).exit_code
+        == 0
+    )
+    estate = tmp_path / "estate.csv"
+    estate.write_text(ESTATE)
+    page = tmp_path / "report.html"
+    done = runner.invoke(
+        cli, ["--home", str(home.path), "check", str(estate), "--offline", "--report", str(page)]
+    )
+    assert done.exit_code == 0, done.output
+    html = page.read_text()
+    section = html[html.index('id="outcomes"') : html.index('id="changes"')]
+    assert t3 in section and "ON HOLD" in section
+    assert "All suppliers (published) (2 suppliers)" in section
+    assert "Your own (recorded in this home)" in section
+    assert "1,000 attempted, 990 delivered, 50 failed (5.1%)" in section
+    assert section.count("<svg") == 2 and "<rect" in section
+    assert "<script" not in html

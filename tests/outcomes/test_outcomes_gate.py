@@ -61,17 +61,26 @@ def test_the_second_phase_is_gated_until_the_first_reports_under_the_threshold(
     doc = _check(home, estate, out)
     first, second = doc["phases"]
     assert first["gate"]["state"] == "open"
-    assert second["gate"]["state"] == "gated" and "waiting for the outcomes" in second["gate"]["reason"]
+    assert (
+        second["gate"]["state"] == "gated"
+        and "waiting for the outcomes" in second["gate"]["reason"]
+    )
     cohort = [row["Device ID"] for row in _first_phase(out)]
     assert 0 < len(cohort) == first["devices"] < 40
     # All but one in: still gated, naming how many are missing.
     _record(library, home, tmp_path, [(d, "activated") for d in cohort[1:]])
-    assert f"1 of the {len(cohort)} devices" in _check(home, estate, out)["phases"][1]["gate"]["reason"]
+    assert (
+        f"1 of the {len(cohort)} devices"
+        in _check(home, estate, out)["phases"][1]["gate"]["reason"]
+    )
     # The last one failed: over 2%, gated, with the figures.
     _record(library, home, tmp_path, [(cohort[0], "activation-failed")])
     gate = _check(home, estate, out)["phases"][1]["gate"]
     assert gate["state"] == "gated"
-    assert f"1 of {len(cohort)} delivered devices failed" in gate["reason"] and "2.0%" in gate["reason"]
+    assert (
+        f"1 of {len(cohort)} delivered devices failed" in gate["reason"]
+        and "2.0%" in gate["reason"]
+    )
 
 
 def test_the_gate_opens_when_the_first_phase_succeeded(

@@ -17,9 +17,9 @@ from client.cli.main import cli
 from client.outcomes.ledger import ledger_path, load_ledger
 from client.outcomes.record import run_record
 from client.outcomes.results import ResultsError
+from factory import mi_sha
 from metadata_templates.custom import format_timestamp
 from outcomes.outcome_library import IMAGES, OutcomeLibrary
-from factory import mi_sha
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 EARLIER = format_timestamp(NOW - timedelta(days=2))
@@ -62,7 +62,9 @@ def test_activated_with_another_firmware_read_back_counts_as_version_not_confirm
     library: OutcomeLibrary, tmp_path: Path
 ) -> None:
     home = library.home(tmp_path / "home")
-    results = write(tmp_path / "r.csv", [f"{dev(1)},{library.targets[2]},activated,{EARLIER},00000001"])
+    results = write(
+        tmp_path / "r.csv", [f"{dev(1)},{library.targets[2]},activated,{EARLIER},00000001"]
+    )
     summary = run_record(home, results, now=NOW)
     assert summary.version_not_confirmed == 1
     assert load_ledger(home.path).outcome(dev(1), library.targets[2]) == "version-not-confirmed"
@@ -203,7 +205,9 @@ def test_cli_record_json_and_a_bad_file_exits_1_with_one_error(
     monkeypatch.setattr(outcomes_cli, "_now", lambda: NOW)
     results = write(tmp_path / "r.csv", [f"{dev(1)},{library.targets[2]},activated,{EARLIER},"])
     runner = CliRunner()
-    ok = runner.invoke(cli, ["--home", str(home.path), "outcomes", "record", str(results), "--json"])
+    ok = runner.invoke(
+        cli, ["--home", str(home.path), "outcomes", "record", str(results), "--json"]
+    )
     assert ok.exit_code == 0, ok.output
     doc = json.loads(ok.stdout)
     assert doc["schema_version"] == 1 and doc["new"] == 1
@@ -215,6 +219,13 @@ def test_cli_record_json_and_a_bad_file_exits_1_with_one_error(
     assert refused.exit_code == 1
     assert "error: " in refused.stderr and "Traceback" not in refused.output
     missing = runner.invoke(
-        cli, ["--home", str(home.path), "outcomes", "record", str(write(tmp_path / "h.csv", [], "a,b\n"))]
+        cli,
+        [
+            "--home",
+            str(home.path),
+            "outcomes",
+            "record",
+            str(write(tmp_path / "h.csv", [], "a,b\n")),
+        ],
     )
     assert missing.exit_code == 1 and "missing: Device ID, Target, Outcome, Time" in missing.stderr

@@ -95,7 +95,9 @@ def test_a_period_is_final_but_the_same_out_again_writes_the_very_same_bytes(
         run_submit(home, key, now=NOW, period="2026-11", out=None, put=lambda u, b: (201, ""))
     # New results in the period change its counts: the report stays final.
     more = tmp_path / "more.csv"
-    more.write_text(f"Device ID,Target,Outcome,Time\n00-0D-6F-00-00-00-00-09,{library.targets[2]},activated,{IN_NOVEMBER}\n")
+    more.write_text(
+        f"Device ID,Target,Outcome,Time\n00-0D-6F-00-00-00-00-09,{library.targets[2]},activated,{IN_NOVEMBER}\n"
+    )
     assert run_record(home, more, now=NOW).in_submitted == 1
     with pytest.raises(RejectedInputError, match="counts have changed"):
         run_submit(home, key, now=NOW, period="2026-11", out=out)
@@ -178,7 +180,9 @@ def test_upload_puts_the_envelope_at_the_upload_path(
 ) -> None:
     home = _https_home(library, tmp_path)
     host = _Host(201)
-    result = run_submit(home, _key(library, tmp_path), now=NOW, period="2026-11", out=None, put=host)
+    result = run_submit(
+        home, _key(library, tmp_path), now=NOW, period="2026-11", out=None, put=host
+    )
     ((url, body),) = host.calls
     assert url == "https://cfl.example/library" + upload_path(SUPPLIER, "2026-11")
     assert result.upload and result.destination == url
@@ -209,7 +213,9 @@ def test_upload_answers_are_explained_and_nothing_is_recorded(
 def test_upload_from_a_file_url_home_is_refused(library: OutcomeLibrary, tmp_path: Path) -> None:
     home = _home(library, tmp_path, _rows(library))
     with pytest.raises(ConfigurationError, match="https"):
-        run_submit(home, _key(library, tmp_path), now=NOW, period="2026-11", out=None, put=_Host(201))
+        run_submit(
+            home, _key(library, tmp_path), now=NOW, period="2026-11", out=None, put=_Host(201)
+        )
 
 
 def test_cli_submit_json_and_usage_errors(

@@ -14,6 +14,7 @@ and refuses the file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,7 @@ from client.trust.library import load_catalogue, open_session, viewer_of
 from metadata_templates.custom import parse_timestamp
 from metadata_templates.outcomes import period_bounds
 
+_HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 VERSION_NOT_CONFIRMED = "version-not-confirmed"
 ACTIVATED = "activated"
 
@@ -111,7 +113,7 @@ def resolve_rows(
             problems.append(ResultProblem(row, column, found, expected))
 
     for row in rows:
-        key = row.target.lower() if len(row.target) == 64 else row.target
+        key = row.target.lower() if _HEX64.fullmatch(row.target) else row.target
         found = index.get(key, [])
         if not found:
             bad(

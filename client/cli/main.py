@@ -20,6 +20,7 @@ from rich.console import Console
 from client import __version__
 from client.cli.advisories import advisories_command, fail_on_advisory, fail_on_option
 from client.cli.log import log_group, witness_group
+from client.cli.outcomes import check_gates, outcomes_group, own_figures, say_gates
 from client.cli.output import (
     CflGroup,
     emit_json,
@@ -99,6 +100,8 @@ def cli(ctx: click.Context, home: Path | None, verbose: int, wait: float) -> Non
     cfl notes TARGET                  decrypt an image's release notes (entitled suppliers only)
     cfl advisories --estate E.csv     security advisories affecting your devices, and the fix
     cfl log verify URL                audit the transparency log (no keys, no home)
+    cfl outcomes record RESULTS.csv   record delivery outcomes (device IDs stay in the home)
+    cfl outcomes submit --key K --out R   sign the month's counts for the provider
 
     Every image is verified through the TUF delegation chain (provider root -> targets -> the
     manufacturer's own role) before it is listed or written. See docs/supplier.md.
@@ -388,6 +391,7 @@ def check(
     if phases is not None and devices_out is None:
         raise ConfigurationError("--phases: found without --devices-out, expected both together")
     rollout_phases = None if phases is None else parse_phases(phases)
+    own = None if report_out is None else own_figures(home_of(ctx))  # for the report's chart
     run = run_check(
         home_of(ctx),
         estate,
@@ -399,6 +403,7 @@ def check(
         changes=changes,
         estate_name=estate_name,
         offline=offline,
+        own_outcomes=own,
     )
     for problem in run.catalogue.ignored:
         say(f"warning: ignored {problem.target}: {problem.message}")
@@ -407,6 +412,9 @@ def check(
         say("warning: the check history was not updated: the catalogue is incomplete")
     doc = report_json(run.report)
     doc["unverified"] = [u.to_json() for u in run.catalogue.unverified]
+    gates = None if rollout_phases is None else check_gates(ctx, estate, run, rollout_phases)
+    if gates is not None:
+        doc["phases"] = [g.to_json() for g in gates]
     if run.changes is not None:
         doc["changes"] = run.changes.to_json()
     if as_json:
@@ -421,6 +429,7 @@ def check(
             stderr.print(json.dumps(run.changes.to_json(), indent=2))
         if devices_out is not None:
             stderr.print(f"per-device batches written to {devices_out}")
+        say_gates(gates or ())
         if report_out is not None:
             stderr.print(f"report written to {report_out}")
     for problem in run.advisories.problems:
@@ -574,6 +583,7 @@ def notes_command(
 cli.add_command(log_group)
 cli.add_command(witness_group)
 cli.add_command(advisories_command)
+cli.add_command(outcomes_group)
 
 
 def main() -> None:

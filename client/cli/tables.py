@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from client.estate.report import CheckReport
+from client.estate.report import CheckReport, held_images
 from client.trust.catalogue import CatalogueImage
 from metadata_templates.releases import HELD
 
@@ -59,6 +59,8 @@ def image_table(images: Sequence[CatalogueImage], names: Mapping[str, str], *, w
             reason = "WITHDRAWN; " + reason
         if image.pilot is not None:
             reason = f"{pilot_mark(image)}; " + reason
+        if image.hold is not None:
+            reason = f"HELD since {image.hold.at[:10]} ({image.hold.by}); " + reason
         models = ", ".join(sorted({f"{e.model_id} {e.model_name}" for e in cfl.cpl_entries}))
         sha = cfl.manufacturer_image_sha256
         # Markup is off for cells: model names and paths are data, never rich markup.
@@ -141,6 +143,8 @@ def render_summary(
             cell.append(f"\n{len(group.applicable)} applicable", style="dim")
         if plan.blocked is not None:
             cell.append(f"\nnewest out of reach: {plan.blocked.code}", style="yellow")
+        if any(i.hold is not None for i in held_images(group, plan)):
+            cell.append("\nHELD image skipped (see below)", style="bold yellow")
         pilots = sorted({h.pilot.terms.release_at for h in plan.path if h.pilot and h.pilot.terms})
         if pilots:
             cell.append(f"\nPILOT image (until {', '.join(pilots)})", style="bold yellow")
@@ -155,6 +159,20 @@ def render_summary(
             cell,
         )
     console.print(table)
+    held = {
+        i.target_path: i
+        for index, group in enumerate(report.groups)
+        for i in held_images(group, report.plan_of(index))
+    }
+    for target, image in sorted(held.items()):
+        assert image.hold is not None
+        console.print(
+            Text(
+                f"held: {names.get(target, target)} since {image.hold.at} (by the "
+                f"{image.hold.by}): {image.hold.reason}; never recommended, paths route around it",
+                style="yellow",
+            )
+        )
     if report.skipped_rows:
         console.print(
             Text(

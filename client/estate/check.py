@@ -39,6 +39,7 @@ from client.trust.session import Session
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, UnavailableError, field_error
+from metadata_templates.outcomes import Figures, OutcomesDocument
 
 
 def plan_estate(
@@ -151,8 +152,12 @@ def write_estate_report(
     *,
     devices_compared: bool,
     now: datetime,
+    published: OutcomesDocument | None = None,
+    own: Mapping[str, Figures] | None = None,
 ) -> None:
-    """Write ``--report``: the self-contained HTML page of this check.
+    """Write ``--report``: the self-contained HTML page of this check; with ``published`` (the
+    verified cfl/outcomes.json) and ``own`` (the home's recorded figures), a delivery-outcome chart
+    per image that applies to the estate.
 
     Raises:
         OSError: the page cannot be written.
@@ -163,6 +168,15 @@ def write_estate_report(
         render_report,
         write_report,
     )
+    from client.estate.outcome_chart import ImageOutcomeChart, outcome_charts
+
+    charts: tuple[ImageOutcomeChart, ...] = ()
+    if published is not None or own:
+        charts = outcome_charts(
+            (i.target_path for g in report.groups for i in g.applicable),
+            published or OutcomesDocument(updated="1970-01-01T00:00:00Z"),
+            own or {},
+        )
 
     model = build_report_model(
         report,
@@ -170,6 +184,7 @@ def write_estate_report(
         devices_compared=devices_compared,
         generated_at=format_timestamp(now),
         has_image_for_line=product_lines_with_images(tuple(images)),
+        outcomes=charts,
     )
     write_report(out, render_report(model))
 
@@ -250,6 +265,7 @@ def run_check(
     changes: bool = False,
     estate_name: str = "default",
     offline: bool = False,
+    own_outcomes: Mapping[str, Figures] | None = None,
 ) -> CheckRun:
     """``cfl check``: which verified images apply to the estate's devices, and which to install.
 
@@ -283,7 +299,9 @@ def run_check(
         if catalogue.unverified:
             # The catalogue lacks those manufacturers' images: recording it would make them look
             # "new" at the next complete check. The history keeps the last complete check instead.
-            _write_report(report_out, report, catalogue, None, changes=changes, now=now)
+            _write_report(
+                report_out, report, catalogue, None, changes=changes, now=now, own=own_outcomes
+            )
             return CheckRun(report, catalogue, None, advisories)
         with History(home.history_path) as history:
             recorded = history.record(
@@ -296,7 +314,9 @@ def run_check(
                 device_ids=_device_ids(estate) if changes else None,
                 estate=estate_name,
             )
-        _write_report(report_out, report, catalogue, recorded, changes=changes, now=now)
+        _write_report(
+            report_out, report, catalogue, recorded, changes=changes, now=now, own=own_outcomes
+        )
     return CheckRun(report, catalogue, recorded if changes else None, advisories)
 
 
@@ -308,6 +328,7 @@ def _write_report(
     *,
     changes: bool,
     now: datetime,
+    own: Mapping[str, Figures] | None = None,
 ) -> None:
     if out is None:
         return
@@ -319,6 +340,8 @@ def _write_report(
             recorded.to_json() if recorded is not None else None,
             devices_compared=changes and recorded is not None,
             now=now,
+            published=catalogue.outcomes,
+            own=own,
         )
     except OSError as e:
         raise UnavailableError(f"--report {out}: cannot be written ({e.strerror or e})") from e

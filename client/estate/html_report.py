@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client.estate.outcome_chart import BAR_WIDTH, KINDS, ImageOutcomeChart
 from client.estate.paths import UpgradePlan
 from client.estate.reader import GroupKey
 from client.estate.report import CheckReport
@@ -117,6 +118,8 @@ class ReportModel:
     devices_left_out: int = 0
     # None: the library publishes no advisory for the estate (the page then has no such section).
     advisories: tuple[AdvisoryRow, ...] | None = None
+    # Issue 24: delivery outcomes of the images on the estate's paths (client/estate/outcome_chart.py).
+    outcomes: tuple[ImageOutcomeChart, ...] = ()
 
 
 def build_report_model(
@@ -127,6 +130,7 @@ def build_report_model(
     generated_at: str,
     title: str = "Firmware campaign report",
     has_image_for_line: Mapping[tuple[str, str, str, str], bool] | None = None,
+    outcomes: tuple[ImageOutcomeChart, ...] = (),
 ) -> ReportModel:
     """Aggregate a check report into the figures the page shows.
 
@@ -140,6 +144,7 @@ def build_report_model(
         has_image_for_line: whether the library has any image for a product line (device type,
             manufacturer, model, hardware version); lines it does not list count as having none.
             Without it, a group with nothing to do counts as up to date.
+        outcomes: the delivery-outcome charts to show (issue 24).
     """
     with_images: Mapping[tuple[str, str, str, str], bool] = has_image_for_line or {}
     overall = LineFigures("Whole estate")
@@ -192,6 +197,7 @@ def build_report_model(
         changes=changes,
         devices_compared=devices_compared,
         advisories=_advisory_rows(report),
+        outcomes=outcomes,
     )
 
 
@@ -271,6 +277,8 @@ def render_report(model: ReportModel) -> str:
         bar_area=_BAR_AREA,
         overall_bar=bar_segments(model.overall, model.overall.total),
         line_bars=[(line, bar_segments(line, largest)) for line in model.lines],
+        outcome_kinds=KINDS,
+        outcome_bar_width=BAR_WIDTH,
     )
 
 

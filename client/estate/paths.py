@@ -5,7 +5,8 @@ need an intermediate image before the newest one applies. This module searches t
 graph whose nodes are firmware versions of one product line (device type, manufacturer, model,
 hardware version) and whose edges are the images the applicability rule allows from a node; it
 never decides applicability itself, it asks the rule (``client.matching.Matcher.applicable``),
-which already leaves withdrawn images out.
+which already leaves withdrawn images out. Images on hold (issue 24, ``CatalogueImage.hold``) are
+never a hop: the search routes around them, or the path stops before them.
 
 The plan for a group:
   * ``path``: the shortest ordered list of images from the current firmware to the best reachable
@@ -37,6 +38,8 @@ from metadata_templates.cpl_document import CplDocument
 BLOCKED_ONLY_VIA_WITHDRAWN = "only-via-withdrawn"
 BLOCKED_NOT_ON_CPL = "current-firmware-not-on-cpl"
 BLOCKED_NO_PATHWAY = "no-upgrade-pathway"
+# Issue 24: the newest image, or every way to it, is on hold for failing in the field.
+BLOCKED_HELD = "held"
 
 Applicable = Callable[[GroupKey], tuple[CatalogueImage, ...]]
 
@@ -158,7 +161,10 @@ class PathFinder:
         applicable: Applicable | None = None,
     ) -> None:
         images = tuple(images)
-        self._applicable = _cached(applicable or Matcher(images, cpl).applicable)
+        rule = applicable or Matcher(images, cpl).applicable
+        # With holds ignored: to say that a path stops because of a hold.
+        self._ignoring_holds = _cached(rule)
+        self._applicable = _cached(_without_held(rule))
         # The same rule with withdrawals ignored, built only when a path is blocked.
         self._images = images
         self._cpl = cpl
@@ -203,6 +209,17 @@ class PathFinder:
 
     def _why_blocked(self, key: GroupKey, newest: CatalogueImage) -> Blocked:
         group = f"{'/'.join(key)}"
+        if newest.hold is not None or newest.target_path in shortest_paths(
+            key, self._ignoring_holds
+        ):
+            held = newest if newest.hold is not None else None
+            why = (
+                f"{newest.target_path} is on hold ({held.hold.reason})"
+                if held is not None and held.hold is not None
+                else f"{newest.target_path} is reachable from firmware {key.firmware_version} of "
+                f"{group} only through an image on hold"
+            )
+            return Blocked(newest.target_path, BLOCKED_HELD, why)
         if self._ignoring_withdrawals is None:
             restored = [dataclasses.replace(i, withdrawn=False) for i in self._images]
             self._ignoring_withdrawals = _cached(Matcher(restored, self._cpl).applicable)
@@ -226,6 +243,15 @@ class PathFinder:
             f"no chain of Upgrade From pathways leads from firmware {key.firmware_version} of "
             f"{group} to {newest.target_path}",
         )
+
+
+def _without_held(rule: Applicable) -> Applicable:
+    """The rule with images on hold left out (they apply, but no path may use them)."""
+
+    def applicable(key: GroupKey) -> tuple[CatalogueImage, ...]:
+        return tuple(image for image in rule(key) if image.hold is None)
+
+    return applicable
 
 
 def _cached(rule: Applicable) -> Applicable:

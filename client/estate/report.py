@@ -77,6 +77,25 @@ def _plan_json(plan: UpgradePlan) -> dict[str, Any]:
     }
 
 
+def held_images(group: GroupResult, plan: UpgradePlan) -> tuple[CatalogueImage, ...]:
+    """The images on hold (issue 24) that apply to the group or are its product line's newest."""
+    found = [i for i in group.applicable if i.hold is not None]
+    if plan.newest is not None and plan.newest.hold is not None and plan.newest not in found:
+        found.append(plan.newest)
+    return tuple(found)
+
+
+def held_json(image: CatalogueImage) -> dict[str, str]:
+    """One entry of a group's ``held`` list in ``cfl check --json``."""
+    assert image.hold is not None
+    return {
+        "target": image.target_path,
+        "reason": image.hold.reason,
+        "since": image.hold.at,
+        "by": image.hold.by,
+    }
+
+
 def report_json(report: CheckReport) -> dict[str, Any]:
     """The ``cfl check --json`` document."""
     return {
@@ -93,6 +112,7 @@ def report_json(report: CheckReport) -> dict[str, Any]:
                 "applicable": [_image_json(image) for image in group.applicable],
                 "recommended": None if group.recommended is None else group.recommended.target_path,
                 **_plan_json(report.plan_of(index)),
+                "held": [held_json(i) for i in held_images(group, report.plan_of(index))],
                 **(
                     {}
                     if report.advisories is None

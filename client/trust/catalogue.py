@@ -21,6 +21,7 @@ from metadata_templates.advisory import (
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import field_error
 from metadata_templates.notes_paths import is_notes_target_path
+from metadata_templates.outcomes import HoldEvent
 from metadata_templates.releases import ReleaseList, ReleaseState, release_state
 from metadata_templates.withdrawals import WithdrawalList
 
@@ -41,6 +42,9 @@ class CatalogueImage:
         pilot: issue 22: the image is still in a pilot that names this organisation (its release
             state); None for every other image this client sees.
         fixes: IDs of the published advisories that name it in ``fixed_by`` (client/advisories/).
+        hold: issue 24: the hold in force on it in the verified ``cfl/outcomes.json`` (failing
+            in the field), or None. A held image is listed and applies, but no path goes
+            through it and it is never recommended (client/estate/paths.py).
     """
 
     target_path: str
@@ -50,6 +54,7 @@ class CatalogueImage:
     withdrawn: bool = False
     pilot: ReleaseState | None = None
     fixes: tuple[str, ...] = ()
+    hold: HoldEvent | None = None
 
     @property
     def firmware_number(self) -> int:
@@ -121,12 +126,14 @@ def build_catalogue(
     *,
     releases: ReleaseList | None = None,
     viewer: Viewer | None = None,
+    holds: Mapping[str, HoldEvent] | None = None,
 ) -> tuple[tuple[CatalogueImage, ...], tuple[CatalogueProblem, ...]]:
     """Interpret verified targets as images, sorted by target path.
 
     An image still in a pilot (issue 22, metadata_templates/releases.py) is in the catalogue only
     when the pilot names the viewer, marked with its state; for anyone else it does not exist
     until its release (neither listed, nor applicable, nor downloadable), as the host refuses it.
+    ``holds`` (target -> hold in force, from the verified outcomes document) marks held images.
 
     A target is left out (with a problem) when its path is not an image path, its ``custom.cfl`` is
     missing or invalid, or it names a manufacturer other than the one whose role and path prefix
@@ -135,6 +142,7 @@ def build_catalogue(
     stop a supplier's check.
     """
     withdrawn = withdrawals.by_target()
+    held = holds or {}
     document = releases if releases is not None else ReleaseList()
     who = viewer if viewer is not None else Viewer()
     images: list[CatalogueImage] = []
@@ -195,6 +203,7 @@ def build_catalogue(
                 cfl=cfl,
                 withdrawn=target.path in withdrawn,
                 pilot=None if state.released else state,
+                hold=held.get(target.path),
             )
         )
     images.sort(key=lambda image: image.target_path)

@@ -25,10 +25,13 @@ from client.trust.home import ClientHome
 from client.trust.session import LocalFetcher, Session, SessionPaths, UnverifiedRole
 from client.trust.transport import CflFetcher
 from client.trust.withdrawal_guard import WithdrawalGuard
+from metadata_templates.outcomes import OutcomesDocument
 from metadata_templates.withdrawals import WithdrawalList
 
 # A URL that never resolves: offline sessions are served by LocalFetcher, which strips it again.
 OFFLINE_URL = "https://offline.invalid/"
+# A library that publishes no cfl/outcomes.json holds nothing.
+NO_OUTCOMES = OutcomesDocument(updated="1970-01-01T00:00:00Z")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Catalogue:
     unverified: tuple[UnverifiedRole, ...]
     # Every revision of the security advisories those manufacturers signed (client/advisories/).
     advisories: tuple[VerifiedTarget, ...] = ()
+    # Issue 24: the verified delivery outcomes (combined figures, holds); empty when unpublished.
+    outcomes: OutcomesDocument = NO_OUTCOMES
 
     def unverified_among(self, manufacturers: Iterable[str]) -> tuple[UnverifiedRole, ...]:
         """The unverified roles of the given manufacturers (what the user asked for)."""
@@ -115,8 +120,11 @@ def load_catalogue(
     session.refresh()
     withdrawals = session.withdrawals()
     releases = session.releases()
+    outcomes = session.outcomes()
     loaded = session.load_manufacturers(manufacturers)
-    images, ignored = build_catalogue(loaded.targets, withdrawals, releases=releases, viewer=viewer)
+    images, ignored = build_catalogue(
+        loaded.targets, withdrawals, releases=releases, viewer=viewer, holds=outcomes.holds()
+    )
     return Catalogue(
-        images, withdrawals, ignored, loaded.unverified, advisory_targets(loaded.targets)
+        images, withdrawals, ignored, loaded.unverified, advisory_targets(loaded.targets), outcomes
     )

@@ -39,6 +39,12 @@ class Listing:
         }
         if image.pilot is not None:
             doc["pilot"] = image.pilot.to_json()  # issue 22: only while it is in its pilot
+        # Issue 24: the hold in force (failing in the field), or null.
+        doc["held"] = (
+            None
+            if image.hold is None
+            else {"reason": image.hold.reason, "since": image.hold.at, "by": image.hold.by}
+        )
         return doc
 
 

@@ -39,6 +39,7 @@ from metadata_templates.errors import (
     UnavailableError,
     VerificationError,
 )
+from metadata_templates.outcomes import OutcomesDocument
 from metadata_templates.releases import ReleaseList
 from metadata_templates.withdrawals import WithdrawalList
 
@@ -406,6 +407,21 @@ class Session:
             return ReleaseList.from_bytes(data)
         except ValueError as e:
             raise VerificationError(f"{naming.RELEASES_TARGET_PATH}: {e}") from e
+
+    def outcomes(self) -> OutcomesDocument:
+        """The verified delivery outcomes and holds (issue 24; an empty document if none is
+        published, so a library without outcomes holds nothing).
+
+        Raises:
+            VerificationError: the document is malformed.
+        """
+        data = self.provider_document(naming.OUTCOMES_TARGET_PATH)
+        if data is None:
+            return OutcomesDocument(updated="1970-01-01T00:00:00Z")
+        try:
+            return OutcomesDocument.from_bytes(data)
+        except ValueError as e:
+            raise VerificationError(f"{naming.OUTCOMES_TARGET_PATH}: {e}") from e
 
 
 class LocalFetcher(FetcherInterface):

@@ -315,7 +315,13 @@ class CflFetcher(FetcherInterface):
 
     # --------------------------------------------------------------------------------- HTTP(S)
 
-    def _fetch_http(self, url: str) -> Iterator[bytes]:
+    def _headers(self, url: str) -> dict[str, str]:
+        """The headers of every request: the user agent and, over https or loopback only, the
+        bearer token.
+
+        Raises:
+            TransportError: a token would travel over plain http.
+        """
         parts = urllib.parse.urlsplit(url)
         # Per-request headers replace the pool's, so every request carries the full set.
         headers = {"User-Agent": f"cfl-client/{__version__}"}
@@ -327,6 +333,53 @@ class CflFetcher(FetcherInterface):
                     "refused",
                 )
             headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def put(self, url: str, body: bytes, content_type: str) -> tuple[int, str]:
+        """Upload ``body`` with one HTTP PUT (issue 24: ``cfl outcomes submit --upload``), with the
+        same client certificate, token and CA bundle as every download.
+
+        Returns:
+            The HTTP status and the server's short reason (empty when it gave none).
+
+        Raises:
+            TransportError: not an http(s) URL, TLS failure, unreachable host, broken connection.
+        """
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise TransportError(
+                f"{url}: URL scheme {scheme!r} cannot take an upload, expected https",
+                url,
+                "refused",
+            )
+        headers = self._headers(url)
+        headers["Content-Type"] = content_type
+        logger.debug("PUT %s (%d bytes)", url, len(body))
+        try:
+            response = self._pool.request(
+                "PUT",
+                url,
+                body=body,
+                headers=headers,
+                preload_content=False,
+                redirect=False,
+                timeout=urllib3.Timeout(
+                    connect=self.settings.connect_timeout, read=self.settings.read_timeout
+                ),
+            )
+        except urllib3.exceptions.HTTPError as e:
+            raise self._failure(url, e) from e
+        try:
+            reason = server_reason(response.read(_ERROR_BODY_READ_BYTES))
+        except urllib3.exceptions.HTTPError:
+            reason = ""
+        finally:
+            response.close()
+            response.release_conn()
+        return response.status, reason
+
+    def _fetch_http(self, url: str) -> Iterator[bytes]:
+        headers = self._headers(url)
         logger.debug("GET %s", url)
         deadline_at = self._clock() + self.settings.deadline
         response = self._request_within_deadline(url, headers, deadline_at)

@@ -64,6 +64,8 @@ GROUP_KEYS = {
     "path",
     "newest",
     "newest_unreachable",
+    # issue 24: images on hold that apply to the group (empty unless cfl/outcomes.json holds one)
+    "held",
 }
 APPLICABLE_KEYS = {
     "target",

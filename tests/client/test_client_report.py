@@ -43,6 +43,7 @@ def test_json_has_exactly_the_documented_shape() -> None:
     group_keys = {
         "device_type", "manufacturer_id", "model_id", "hardware_version", "firmware_version",
         "device_count", "applicable", "recommended", "path", "newest", "newest_unreachable",
+        "held",  # issue 24: images on hold that apply (empty unless cfl/outcomes.json holds one)
     }  # fmt: skip
     assert all(set(g) == group_keys for g in doc["groups"])
     assert [g["firmware_version"] for g in doc["groups"]] == ["00000001", "00000002", "00000003"]

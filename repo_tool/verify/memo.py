@@ -54,6 +54,7 @@ import tuf
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, SuccinctRoles, Targets
 
 from metadata_templates import custom
+from metadata_templates.advisory import is_advisory_target_path
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import CflTargetInfo
 from repo_tool.verify.published import PublishedImage
@@ -68,12 +69,14 @@ __all__ = [
     "decode_entry",
     "encode_entry",
     "memo_key",
+    "read_header",
+    "summary_of",
 ]
 
 logger = logging.getLogger(__name__)
 
 MAGIC = "cfl-verify-memo"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header carries the role's summary (repo_tool/verify/lazy.py)
 MEMO_DIR_NAME = "verify-memo"  # under R/cache
 _SUFFIX = ".json"
 
@@ -187,10 +190,30 @@ def encode_entry(key: str, name: str, facts: RoleFacts) -> bytes:
             "key": key,
             "role": name,
             "body_sha256": hashlib.sha256(body).hexdigest(),
+            "summary": summary_of(facts),
         },
         separators=(",", ":"),
     ).encode()
     return header + b"\n" + body + b"\n"
+
+
+def summary_of(facts: RoleFacts) -> dict[str, Any]:
+    """What a flat walk (repo_tool/verify/lazy.py) takes from an entry without decoding its body:
+    the role's version, expiry and bin delegation, how many images it holds, whether any is in
+    a pilot, its manufacturers (ID -> name, last image wins, as the walk takes them) and its
+    advisory targets. JSON values, so a decoded entry's header can be compared with its body."""
+    manufacturers: dict[str, str] = {}
+    for image in facts.images:
+        manufacturers[image.cfl.manufacturer_id] = image.cfl.manufacturer_name
+    return {
+        "version": facts.version,
+        "expires": facts.expires.isoformat(),
+        "images": len(facts.images),
+        "pilots": any(image.cfl.pilot is not None for image in facts.images),
+        "manufacturers": manufacturers,
+        "advisories": [list(t) for t in facts.targets if is_advisory_target_path(t[0])],
+        "delegations": facts.delegations.to_dict() if facts.delegations else None,
+    }
 
 
 class _Unusable(ValueError):
@@ -327,7 +350,26 @@ def _decode(data: bytes, key: str, name: str) -> RoleFacts:
         delegations is None or (delegations.succinct_roles is not None and not delegations.roles),
         "delegations: a succinct delegation or none",
     )
-    return RoleFacts(version, expires, tuple(targets), tuple(images), tuple(notes), delegations)
+    facts = RoleFacts(version, expires, tuple(targets), tuple(images), tuple(notes), delegations)
+    # The header's summary stands for the body in a flat walk: it must say what the body says.
+    _expect(header.get("summary") == summary_of(facts), "summary matches the body")
+    return facts
+
+
+def read_header(data: bytes, key: str, name: str) -> dict[str, Any] | None:
+    """The summary in a memo file's header line for ``key`` and role ``name``, or None when the
+    line is not a well-formed header of this format for exactly that key (its body is not read)."""
+    try:
+        header = json.loads(data)
+        _expect(isinstance(header, dict), "header object")
+        _expect(header.get("magic") == MAGIC and header.get("format") == FORMAT_VERSION, "format")
+        _expect(header.get("key") == key and header.get("role") == name, "key and role")
+        summary = header["summary"]
+        _expect(isinstance(summary, dict), "summary object")
+        return dict(summary)
+    except Exception as e:  # whatever a damaged file raises, it is only a miss
+        logger.debug("verify memo %s: header unusable (%s)", key[:12], e)
+        return None
 
 
 # --------------------------------------------------------------------------------------- store
@@ -368,6 +410,30 @@ class VerifyMemo:
             self.hits += 1
             self._used.add(key)
         return facts
+
+    def load(self, key: str, name: str) -> RoleFacts | None:
+        """The facts of an entry whose header a flat walk recalled (not counted again)."""
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        return decode_entry(data, key, name)
+
+    def recall_header(self, key: str, name: str) -> dict[str, Any] | None:
+        """The summary in the header of the entry for ``key`` (role ``name``), reading only the
+        header line; None (a miss) when there is no well-formed one. See repo_tool/verify/lazy.py."""
+        try:
+            with self._path(key).open("rb") as f:
+                line = f.readline(1 << 20)
+        except OSError:
+            line = b""
+        summary = read_header(line, key, name) if line.endswith(b"\n") else None
+        if summary is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._used.add(key)
+        return summary
 
     def remember(self, key: str, name: str, facts: RoleFacts) -> None:
         """Keep ``facts`` of a role that verified with no problem (atomically; best effort)."""

@@ -355,7 +355,7 @@ DAMAGE = {
     "another format": lambda d: _header(d, format=FORMAT_VERSION + 1),
     "another key": lambda d: _header(d, key="0" * 64),
     "another role": lambda d: _header(d, role="mfr-3F01"),
-    "body edited, digest stale": lambda d: d.replace(b'"version":', b'"version": ', 1),
+    "body edited, digest stale": lambda d: d.replace(b'\n{"version":', b'\n{"version": ', 1),
     "version of the wrong type": lambda d: _rewrite_body(d, lambda b: b.update(version="2")),
     "expires not a time": lambda d: _rewrite_body(d, lambda b: b.update(expires="soon")),
     "targets not triples": lambda d: _rewrite_body(d, lambda b: b.update(targets=[["x"]])),

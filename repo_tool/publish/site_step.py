@@ -32,6 +32,7 @@ from repo_tool.site.build import SiteBuildResult, build_site
 from repo_tool.state.repository import Repository
 from repo_tool.verify.lazy import LazyImages, LazyRecallError
 from repo_tool.verify.memo import VerifyMemo
+from repo_tool.verify.stamps import STAMPS_NAME, FileStamps
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
 from repo_tool.verify.sources import Reader
 
@@ -165,7 +166,13 @@ def site_basis(site_dir: Path) -> str | None:
 
 
 def verified_for_site(
-    read: Reader, root_bytes: bytes, *, now: datetime, memo: VerifyMemo | None, lazy: bool = False
+    read: Reader,
+    root_bytes: bytes,
+    *,
+    now: datetime,
+    memo: VerifyMemo | None,
+    lazy: bool = False,
+    stamps: FileStamps | None = None,
 ) -> PublishedLibrary:
     """The verified library a website is built from (`publish`, `site build`, `publish --to
     s3://`): role files verified cleanly before are recalled from ``memo``, and the CPL's hash is
@@ -187,7 +194,10 @@ def verified_for_site(
         memo=memo,
         cpl_loader=cpl_without_entries,
         lazy=lazy and memo is not None,
+        stamps=stamps if lazy else None,
     )
+    if stamps is not None and lazy:
+        stamps.save()  # the walk was clean: these files matched their pins
     if memo is not None:
         pruned = memo.prune()  # the walk was clean and complete: keep only this tree's roles
         logger.info(
@@ -261,7 +271,13 @@ def _build(
     from repo_tool.verify.sources import folder_reader
 
     lazy = flat and hint is not None and memo is not None
-    library = verified_for_site(folder_reader(out), root_bytes, now=now, memo=memo, lazy=lazy)
+    stamps = None
+    if lazy and memo is not None:
+        stamps = FileStamps(out.resolve(), memo.directory.parent / STAMPS_NAME)
+        stamps.load()
+    library = verified_for_site(
+        folder_reader(out), root_bytes, now=now, memo=memo, lazy=lazy, stamps=stamps
+    )
     added = images_named(library, hint.targets) if hint is not None else None
     try:
         # The record claims a complete build: withdraw it until this one completes.

@@ -22,19 +22,66 @@ look for it (``OwnedPaths``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, overload
 
-from tuf.api.metadata import Delegations, Targets
+from tuf.api.metadata import Delegations, Metadata, MetaFile, Targets
 
 from metadata_templates.errors import VerificationError
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool.verify.memo import RoleFacts, VerifyMemo
 from repo_tool.verify.published import PublishedImage
+from repo_tool.verify.sources import _read_listed, _Walk
+from repo_tool.verify.stamps import FileStamps
 
-__all__ = ["LazyImages", "LazyRecallError", "LazyRole", "OwnedPaths", "lazy_role"]
+__all__ = [
+    "LazyImages",
+    "LazyRecallError",
+    "LazyRole",
+    "OwnedPaths",
+    "RoleSource",
+    "lazy_role",
+    "read_role",
+]
+
+# A verified role as the walk keeps it: parsed, its checked bytes (recalled from the memo), or a
+# function reading and checking them on first use (a stamped file, see ``read_role``).
+RoleSource = Metadata[Targets] | bytes | Callable[[], bytes]
+
+
+def read_role(
+    walk: _Walk, relative: str, meta: MetaFile, stamps: FileStamps | None
+) -> tuple[bytes | Callable[[], bytes], str] | None:
+    """A role file's bytes and SHA-256, checked against the snapshot's pin ``meta``; None when it
+    is missing or does not match (a problem recorded). With ``stamps`` (the flat walk), a file
+    stamped matching this very pin and untouched since is not read: its bytes come as a function
+    that reads and checks them again when something needs them (the site never does).
+
+    The SHA-256 is the pin's when the snapshot pins one (``_read_listed`` just checked it)."""
+    pinned = meta.hashes.get("sha256") if meta.hashes else None
+    if stamps is not None and pinned is not None and stamps.unchanged(relative, pinned):
+
+        def later() -> bytes:
+            data = walk.read(relative)
+            try:
+                meta.verify_length_and_hashes(data)
+            except Exception as e:
+                raise VerificationError(f"{relative}: changed while published ({e})") from e
+            return data
+
+        return later, pinned
+    before = stamps.stat(relative) if stamps is not None else None
+    data = _read_listed(walk, relative, meta)
+    if data is None:
+        return None
+    if pinned is None:
+        return data, hashlib.sha256(data).hexdigest()
+    if stamps is not None:
+        stamps.stamp(relative, pinned, before)
+    return data, pinned
 
 
 class LazyRecallError(VerificationError):

@@ -43,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -142,6 +142,19 @@ def memo_key(
     Returns:
         A hex SHA-256 naming exactly these inputs.
     """
+    delegation = _delegation_digest(role, delegator, prefix)
+    return hashlib.sha256(f"{delegation}\n{name}\n{role_sha256}".encode()).hexdigest()
+
+
+def _delegation_digest(
+    role: DelegatedRole | SuccinctRoles, delegator: Targets, prefix: DelegatedRole
+) -> str:
+    """The SHA-256 of everything a key depends on but the role's name and bytes: the verifier,
+    the delegation, the delegator's keys for it and the manufacturer's delegation. Kept for the
+    last delegation asked: every bin of a manufacturer shares one."""
+    cached = _last_delegation.get("value")
+    if cached is not None and cached[0] is role and cached[1] is delegator and cached[2] is prefix:
+        return cached[3]
     keys: dict[str, Any] = {}
     for keyid in sorted(role.keyids):
         try:
@@ -151,17 +164,21 @@ def memo_key(
     material = json.dumps(
         {
             "verifier": _verifier_digest(),
-            "role": name,
             "kind": type(role).__name__,
             "delegation": role.to_dict(),
             "keys": keys,
             "prefix": prefix.to_dict(),
-            "sha256": role_sha256,
         },
         sort_keys=True,
         separators=(",", ":"),
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    digest = hashlib.sha256(material.encode()).hexdigest()
+    # The objects themselves are kept (not their ids), so an id is never reused while cached.
+    _last_delegation["value"] = (role, delegator, prefix, digest)
+    return digest
+
+
+_last_delegation: dict[str, tuple[Any, Any, Any, str]] = {}
 
 
 # ------------------------------------------------------------------------------------ encoding
@@ -471,13 +488,16 @@ class VerifiedRoleMetadata(Mapping[str, Metadata[Targets]]):
     (hashed) bytes and parsed on first use: a website build never looks at them, a `submit`
     looks at one or two. Equal to the plain mapping a memo-free walk returns."""
 
-    def __init__(self, roles: dict[str, Metadata[Targets] | bytes]) -> None:
+    def __init__(
+        self, roles: Mapping[str, Metadata[Targets] | bytes | Callable[[], bytes]]
+    ) -> None:
         self._roles = dict(roles)
 
     def __getitem__(self, name: str) -> Metadata[Targets]:
         value = self._roles[name]
-        if isinstance(value, bytes):
-            value = Metadata[Targets].from_bytes(value)
+        if not isinstance(value, Metadata):
+            # bytes checked against the snapshot's pin, or a function reading and checking them
+            value = Metadata[Targets].from_bytes(value if isinstance(value, bytes) else value())
             self._roles[name] = value
         return value
 

@@ -44,11 +44,12 @@ from metadata_templates.releases import RELEASES_TARGET_PATH, ReleaseList
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.verify.advisories import check_detail_targets, verified_advisories
-from repo_tool.verify.lazy import LazyImages, LazyRole, OwnedPaths, lazy_role
+from repo_tool.verify.lazy import LazyImages, LazyRole, OwnedPaths, RoleSource, lazy_role, read_role
 from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
 from repo_tool.verify.provider_documents import check_provider_role
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
-from repo_tool.verify.sources import NotFound, Reader, _Walk
+from repo_tool.verify.sources import NotFound, Reader, _read_listed, _Walk
+from repo_tool.verify.stamps import FileStamps
 
 # How the walk turns the signed CPL into a document: given its signed SHA-256 and a function that
 # reads and checks the blob (None when it is missing or does not match, a problem already
@@ -114,20 +115,6 @@ def _load(
     return _load_bytes(walk, relative, data, role, delegator, kind, contain_expiry=contain_expiry)
 
 
-def _read_listed(walk: _Walk, relative: str, meta: MetaFile | None) -> bytes | None:
-    """The file's bytes, if present and matching the length and hashes ``meta`` records."""
-    data = walk.get(relative)
-    if data is None:
-        return None
-    if meta is not None and (meta.length is not None or meta.hashes):
-        try:
-            meta.verify_length_and_hashes(data)
-        except Exception as e:
-            walk.fail(f"{relative}: does not match the length/hash snapshot records ({e})")
-            return None
-    return data
-
-
 def _load_bytes(
     walk: _Walk,
     relative: str,
@@ -189,6 +176,7 @@ def load_verified_library(
     cpl_loader: CplLoader | None = None,
     memo: VerifyMemo | None = None,
     lazy: bool = False,
+    stamps: FileStamps | None = None,
 ) -> tuple[PublishedLibrary | None, list[str]]:
     """Walk and verify a published tree. Returns the library (None if the walk could not finish)
     and every problem found (empty when the tree is fully valid).
@@ -208,7 +196,8 @@ def load_verified_library(
     ``memo`` (repo_tool/verify/memo.py, the provider's website step only) skips verifying again
     a manufacturer role or bin whose exact bytes verified cleanly before under the same
     delegation; the library is the same as without it. Auditors' checks never pass one.
-    ``lazy``: a hit reads only the entry's header (repo_tool/verify/lazy.py)."""
+    ``lazy``: a hit reads only the entry's header, and ``stamps`` spare reading role files that
+    matched their pin before and are untouched since (repo_tool/verify/lazy.py, stamps.py)."""
     walk = _Walk(read, now)
     root_md = _verify_root_chain(walk, trusted_root)
     if root_md is None:
@@ -275,7 +264,7 @@ def load_verified_library(
     manufacturers: dict[str, str] = {}
     images: list[tuple[PublishedImage, ...] | LazyRole] = []  # by role, in walk order
     lazy_roles: dict[str, list[LazyRole]] = {}  # owner -> its roles recalled lazily
-    role_metadata: dict[str, Metadata[Targets] | bytes] = {}  # bytes: recalled from the memo
+    role_metadata: dict[str, RoleSource] = {}  # bytes, a reader: recalled from the memo
     role_paths: dict[str, Collection[str]] = {}  # every target path of each walked role
     # Provider documents: targets' own (older trees), then cfl-provider's (issue 13).
     documents = dict(targets.signed.targets)
@@ -311,21 +300,26 @@ def load_verified_library(
         if memo is not None and not naming.is_provider_role(name):
             # --- verified-role memo (repo_tool/verify/memo.py): a hit stands for the checks
             # this role's bytes passed under this very delegation; expiry is checked again.
-            data = _read_listed(walk, relative, role_meta)
-            if data is None:
+            got = read_role(walk, relative, role_meta, stamps if lazy else None)
+            if got is None:
                 continue
-            remembered_as = memo_key(
-                name, role, delegator, prefix, hashlib.sha256(data).hexdigest()
-            )
+            source, sha256 = got
+            remembered_as = memo_key(name, role, delegator, prefix, sha256)
             facts = (
                 lazy_role(memo, remembered_as, name) if lazy else memo.recall(remembered_as, name)
             )
             if facts is not None:
                 _expiry(walk, name, facts.expires, contain=contain)
-                role_metadata[name] = data
+                role_metadata[name] = source
             else:
+                # a stamped file not in the memo after all: read (and check) it now
+                raw = (
+                    source if isinstance(source, bytes) else _read_listed(walk, relative, role_meta)
+                )
+                if raw is None:
+                    continue
                 md = _load_bytes(
-                    walk, relative, data, name, delegator, Targets, contain_expiry=contain
+                    walk, relative, raw, name, delegator, Targets, contain_expiry=contain
                 )
             # --- end of the verified-role memo
         else:
@@ -539,13 +533,13 @@ def _role_facts(
 
 
 def _role_metadata(
-    roles: dict[str, Metadata[Targets] | bytes],
+    roles: dict[str, RoleSource],
 ) -> Mapping[str, Metadata[Targets]]:
     """The verified roles as the library holds them: a plain dict unless some were recalled from
     the memo (kept as bytes until used)."""
-    if any(isinstance(value, bytes) for value in roles.values()):
+    if any(not isinstance(value, Metadata) for value in roles.values()):
         return VerifiedRoleMetadata(roles)
-    return {name: value for name, value in roles.items() if not isinstance(value, bytes)}
+    return {name: value for name, value in roles.items() if isinstance(value, Metadata)}
 
 
 def _owner(role: str) -> str:
@@ -576,6 +570,7 @@ def verified_library(
     cpl_loader: CplLoader | None = None,
     memo: VerifyMemo | None = None,
     lazy: bool = False,
+    stamps: FileStamps | None = None,
 ) -> PublishedLibrary:
     """Like `load_verified_library`, but any problem is an error.
 
@@ -591,6 +586,7 @@ def verified_library(
         cpl_loader=cpl_loader,
         memo=memo,
         lazy=lazy,
+        stamps=stamps,
     )
     if problems or library is None:
         shown = "\n  ".join(problems[:20])

@@ -32,9 +32,9 @@ from repo_tool.site.build import SiteBuildResult, build_site
 from repo_tool.state.repository import Repository
 from repo_tool.verify.lazy import LazyImages, LazyRecallError
 from repo_tool.verify.memo import VerifyMemo
-from repo_tool.verify.stamps import STAMPS_NAME, FileStamps
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
 from repo_tool.verify.sources import Reader
+from repo_tool.verify.stamps import STAMPS_NAME, FileStamps
 
 __all__ = [
     "BASIS_NAME",

@@ -24,7 +24,9 @@ Only roles that verified with no problem are written; the provider's own role is
 
 Where it lives: ``R/cache/verify-memo/``, one file per key, with the provider's other derived data
 (``R/cache/``: private, never in the served tree). Each file is written atomically
-(metadata_templates/atomic.py) and is JSON lines: a header ``{"magic", "format", "key", "role", "body_sha256"}`` and the body. A file that is
+(metadata_templates/atomic.py) and is JSON lines: a header ``{"magic", "format", "key", "role",
+"body_sha256", "summary"}`` and the body; the summary (``summary_of``) is what a flat walk reads
+instead of the body (repo_tool/verify/lazy.py), and decoding checks it says what the body says. A file that is
 missing, torn, garbage, of another format or of the wrong shape is a miss (never an error, never
 trusted), and the walk rewrites it. After a clean complete walk, files that walk did not use are
 deleted, so the memo holds one entry per role of the current tree. Deleting the folder is always

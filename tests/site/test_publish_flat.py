@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -297,3 +298,32 @@ def library_of_targets(factory: LibraryFactory) -> Metadata[Targets]:
     version = _snapshot_meta(factory)["targets.json"]["version"]
     path = factory.out / "metadata" / f"{version}.targets.json"
     return Metadata[Targets].from_bytes(path.read_bytes())
+
+
+def test_stamps_without_a_memo_read_the_files_again(
+    built: LibraryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memo deleted, the stamps kept: a stamped file the memo no longer knows is read,
+    checked against its pin and verified in full."""
+    count = StampCount(monkeypatch)
+    shutil.rmtree(memo_of(built).directory)
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert count.skipped >= 4  # the stamps held ...
+    assert site.memo is not None and site.memo.recalled == 0  # ... but nothing was recalled
+    assert site.result.appended
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+def test_damaged_stamps_are_no_stamps(built: LibraryFactory, tmp_path: Path) -> None:
+    (built.repo.path / "cache" / STAMPS_NAME).write_bytes(b'{"magic": "cfl-verify-stamps", ')
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert site.result.appended
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+    record = json.loads((built.repo.path / "cache" / STAMPS_NAME).read_bytes())
+    assert record["files"]  # written afresh by the clean walk

@@ -73,6 +73,8 @@ BINS = os.environ.get("CFL_BENCH_SITE_BINS", "0") != "0"
 # CFL_BENCH_SITE_REBUILD=0: only the publish path (the synthetic site-only rebuild takes minutes at
 # 100,000 images).
 REBUILD = os.environ.get("CFL_BENCH_SITE_REBUILD", "1") != "0"
+# 0 skips the two memo-free rounds (told and not told): at 100,000 images each verifies for 30 s.
+MEMO_FREE = os.environ.get("CFL_BENCH_SITE_MEMO_FREE", "1") != "0"
 
 
 def _hex(label: str) -> str:
@@ -266,6 +268,7 @@ def _publish_round(
     *,
     told: bool,
     memo: VerifyMemo | None = None,
+    flat: bool = False,
 ) -> dict[str, float]:
     """One image ingested, then published with the website, as `cfl-repo publish` does it."""
     ingest_s, _target = _ingest_one(lib, round_, inbox)
@@ -278,7 +281,7 @@ def _publish_round(
     published = time.perf_counter()
     cpu_published = time.process_time()
     timed: dict[str, float] = {}
-    if memo is not None:
+    if memo is not None and not flat:
         # The walk inside the website step, alone, as it finds the memo (not timed with the step).
         began_verify = time.perf_counter()
         verified_library(
@@ -290,13 +293,15 @@ def _publish_round(
         )
         timed["verify_memo_s"] = time.perf_counter() - began_verify
     resumed, resumed_cpu = time.perf_counter(), time.process_time()
-    site = build_published_site(lib.out, root, now=now, hint=hint, memo=memo)
+    site = build_published_site(lib.out, root, now=now, hint=hint, memo=memo, flat=flat)
     done, done_cpu = time.perf_counter(), time.process_time()
     assert site.result.appended and site.hinted == (1 if told else None), site
-    # The memo-free verification of the same tree, alone (what the step did before the memo).
-    began_verify = time.perf_counter()
-    verified_library(folder_reader(lib.out), root, now=now, check_blobs=False)
-    verify_s = time.perf_counter() - began_verify
+    verify_s = float("nan")
+    if not flat:
+        # The memo-free verification of the same tree, alone (what the step did before the memo).
+        began_verify = time.perf_counter()
+        verified_library(folder_reader(lib.out), root, now=now, check_blobs=False)
+        verify_s = time.perf_counter() - began_verify
     site_step_s = done - resumed
     return {
         "ingest_s": ingest_s,
@@ -329,8 +334,10 @@ def measure_publish(count: int) -> dict[str, float]:
         assert site.result.image_count == count
         build_s = time.perf_counter() - began
         inbox = base / "inbox"
-        told = _publish_round(lib, 0, inbox, told=True)
-        untold = _publish_round(lib, 1, inbox, told=False)
+        nan = {k: float("nan") for k in ("ingest_s", "publish_s", "site_step_s", "verify_s")}
+        nan |= {"total_s": float("nan"), "total_cpu_s": float("nan")}
+        told = _publish_round(lib, 0, inbox, told=True) if MEMO_FREE else nan
+        untold = _publish_round(lib, 1, inbox, told=False) if MEMO_FREE else nan
         # The memo as the previous publish left it (that publish used it too): warm, pruned.
         memo = VerifyMemo.of_repository(lib.repo.path)
         verified_library(
@@ -342,12 +349,22 @@ def measure_publish(count: int) -> dict[str, float]:
         )
         memo.prune()
         with_memo = _publish_round(lib, 2, inbox, told=True, memo=VerifyMemo(memo.directory))
+        # Issue 26: the flat walk (the default now); the first round stamps the role files, the
+        # second is what every later publish costs. Then the memo walk again, and flat again,
+        # so a swing in the neighbours' load shows.
+        _publish_round(lib, 3, inbox, told=True, memo=VerifyMemo(memo.directory), flat=True)
+        flat = _publish_round(lib, 4, inbox, told=True, memo=VerifyMemo(memo.directory), flat=True)
+        again = _publish_round(lib, 5, inbox, told=True, memo=VerifyMemo(memo.directory))
+        flat2 = _publish_round(lib, 6, inbox, told=True, memo=VerifyMemo(memo.directory), flat=True)
         return {
             "images": count,
             "build_s": build_s,
             **{f"told:{k}": v for k, v in told.items()},
             **{f"untold:{k}": v for k, v in untold.items()},
             **{f"memo:{k}": v for k, v in with_memo.items()},
+            **{f"flat:{k}": v for k, v in flat.items()},
+            **{f"memo2:{k}": v for k, v in again.items()},
+            **{f"flat2:{k}": v for k, v in flat2.items()},
         }
 
 
@@ -358,7 +375,10 @@ def _print_publish(results: list[dict[str, float]], site_only: list[dict[str, fl
     )
     rows = [("images", "images", "{:,.0f}"), ("build, not timed (s)", "build_s", "{:.0f}")]
     for mode, label in (
-        ("memo", "told, verify memo (now)"),
+        ("flat", "told, flat walk (now)"),
+        ("flat2", "told, flat walk, again"),
+        ("memo", "told, verify memo (before)"),
+        ("memo2", "told, verify memo, again"),
         ("told", "told, no memo (before)"),
         ("untold", "not told, no memo"),
     ):
@@ -368,7 +388,11 @@ def _print_publish(results: list[dict[str, float]], site_only: list[dict[str, fl
             ("  publish, metadata (s)", f"{mode}:publish_s", "{:.2f}"),
             ("  website step (s)", f"{mode}:site_step_s", "{:.2f}"),
         ]
-        if mode == "memo":
+        if mode.startswith("flat"):
+            rows.append(("    roles verified in full", f"{mode}:memo_verified", "{:.0f}"))
+        elif mode == "memo2":
+            rows.append(("    of which verify, memo (s)", "memo2:verify_memo_s", "{:.3f}"))
+        elif mode == "memo":
             rows += [
                 ("    of which verify, memo (s)", "memo:verify_memo_s", "{:.3f}"),
                 ("    same tree, no memo (s)", "memo:verify_s", "{:.3f}"),
@@ -395,7 +419,7 @@ def _print_publish(results: list[dict[str, float]], site_only: list[dict[str, fl
             f"without {r['memo:verify_s']:.3f} s (same tree, same run), "
             f"{r['memo:verify_s'] / r['memo:verify_memo_s']:.1f}x less"
         )
-    for mode in ("memo", "told", "untold"):
+    for mode in ("flat", "flat2", "memo", "memo2", "told", "untold"):
         ratio = large[f"{mode}:total_s"] / small[f"{mode}:total_s"]
         print(
             f"  {mode}: ingest + publish + site at {large['images']:,.0f} vs {small['images']:,.0f}: "

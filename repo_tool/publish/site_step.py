@@ -30,9 +30,11 @@ from repo_tool.publish.folder import targets_gained
 from repo_tool.publish.plan import published_versions
 from repo_tool.site.build import SiteBuildResult, build_site
 from repo_tool.state.repository import Repository
+from repo_tool.verify.lazy import LazyImages, LazyRecallError
 from repo_tool.verify.memo import VerifyMemo
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
 from repo_tool.verify.sources import Reader
+from repo_tool.verify.stamps import STAMPS_NAME, FileStamps
 
 __all__ = [
     "BASIS_NAME",
@@ -147,7 +149,11 @@ def images_named(library: PublishedLibrary, targets: Iterable[str]) -> tuple[Pub
     wanted = frozenset(targets)
     if not wanted:
         return ()
-    return tuple(image for image in library.images if image.target_path in wanted)
+    images = library.images
+    # A flat walk: new images sit in changed roles, verified in full (a told image not found
+    # there makes the site's count check fail, and the site then looks for its new images).
+    pool = images.fresh if isinstance(images, LazyImages) else images
+    return tuple(image for image in pool if image.target_path in wanted)
 
 
 def site_basis(site_dir: Path) -> str | None:
@@ -160,12 +166,19 @@ def site_basis(site_dir: Path) -> str | None:
 
 
 def verified_for_site(
-    read: Reader, root_bytes: bytes, *, now: datetime, memo: VerifyMemo | None
+    read: Reader,
+    root_bytes: bytes,
+    *,
+    now: datetime,
+    memo: VerifyMemo | None,
+    lazy: bool = False,
+    stamps: FileStamps | None = None,
 ) -> PublishedLibrary:
     """The verified library a website is built from (`publish`, `site build`, `publish --to
     s3://`): role files verified cleanly before are recalled from ``memo``, and the CPL's hash is
     checked without parsing its entries, which the site does not show. After the clean walk the
-    memo keeps only this tree's roles.
+    memo keeps only this tree's roles. ``lazy``: the flat walk (repo_tool/verify/lazy.py), whose
+    recalled roles' images are decoded only if the build iterates them.
 
     Raises:
         VerificationError: the tree does not verify (the memo is then left as it was).
@@ -174,8 +187,17 @@ def verified_for_site(
     from repo_tool.verify.walk import verified_library
 
     library = verified_library(
-        read, root_bytes, now=now, check_blobs=False, memo=memo, cpl_loader=cpl_without_entries
+        read,
+        root_bytes,
+        now=now,
+        check_blobs=False,
+        memo=memo,
+        cpl_loader=cpl_without_entries,
+        lazy=lazy and memo is not None,
+        stamps=stamps if lazy else None,
     )
+    if stamps is not None and lazy:
+        stamps.save()  # the walk was clean: these files matched their pins
     if memo is not None:
         pruned = memo.prune()  # the walk was clean and complete: keep only this tree's roles
         logger.info(
@@ -195,6 +217,7 @@ def build_published_site(
     now: datetime,
     hint: PublishHint | None,
     memo: VerifyMemo | None = None,
+    flat: bool = True,
 ) -> PublishedSite:
     """Verify the published tree at ``out`` and render its website into ``out/site``.
 
@@ -209,6 +232,9 @@ def build_published_site(
         memo: the repository's verified-role memo (repo_tool/verify/memo.py): roles verified
             cleanly before are not verified again; pruned to this tree's roles after a clean walk.
             None verifies everything.
+        flat: with a memo and a hint the site can use, walk flat (docs/site.md "Flat publish"):
+            unchanged roles are recalled from their memo entries' headers and their images
+            decoded only if the build needs them. False walks as before (the benchmark baseline).
 
     Returns:
         Where the site is, what the build did, and the size of the hint used.
@@ -218,16 +244,41 @@ def build_published_site(
         UnavailableError: the site folder cannot be read or written.
         SiteBuildError: two images would share one page.
     """
-    from repo_tool.verify.sources import folder_reader
 
     # Read before the library: a publish landing in between makes the site newer than its
     # record, which only withholds the next hint (the tree never moves back).
     basis = tree_state(out)
-    library = verified_for_site(folder_reader(out), root_bytes, now=now, memo=memo)
     site_dir = out / "site"
-    added = None
-    if hint is not None and site_basis(site_dir) == hint.since:
-        added = images_named(library, hint.targets)
+    told = hint is not None and site_basis(site_dir) == hint.since
+    try:
+        return _build(out, site_dir, root_bytes, basis, now, hint if told else None, memo, flat)
+    except LazyRecallError as e:
+        # A memo entry damaged between its header and its body: walk and build again, in full.
+        logger.warning("%s; verifying the tree in full", e)
+        return _build(out, site_dir, root_bytes, basis, now, hint if told else None, memo, False)
+
+
+def _build(
+    out: Path,
+    site_dir: Path,
+    root_bytes: bytes,
+    basis: TreeState | None,
+    now: datetime,
+    hint: PublishHint | None,
+    memo: VerifyMemo | None,
+    flat: bool,
+) -> PublishedSite:
+    from repo_tool.verify.sources import folder_reader
+
+    lazy = flat and hint is not None and memo is not None
+    stamps = None
+    if lazy and memo is not None:
+        stamps = FileStamps(out.resolve(), memo.directory.parent / STAMPS_NAME)
+        stamps.load()
+    library = verified_for_site(
+        folder_reader(out), root_bytes, now=now, memo=memo, lazy=lazy, stamps=stamps
+    )
+    added = images_named(library, hint.targets) if hint is not None else None
     try:
         # The record claims a complete build: withdraw it until this one completes.
         (site_dir / BASIS_NAME).unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from metadata_templates.releases import release_state
+from repo_tool.verify.lazy import LazyImages
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
 
 
@@ -20,10 +21,15 @@ def _listed(image: PublishedImage, library: PublishedLibrary, now: datetime) -> 
     return release_state(image.cfl.pilot, library.releases, image.target_path, now).released
 
 
+def _any_pilot(images: Sequence[PublishedImage]) -> bool:
+    return any(image.cfl.pilot is not None for image in images)
+
+
 def public_library(library: PublishedLibrary, now: datetime) -> PublishedLibrary:
     """``library`` without the images only their pilot suppliers may see at ``now`` (and without
     a manufacturer none of whose images is left: its name would announce the pilot)."""
-    if all(image.cfl.pilot is None for image in library.images):
+    images = library.images
+    if not (images.any_pilot if isinstance(images, LazyImages) else _any_pilot(images)):
         return library  # no pilot ever: the library as verified, untouched
     images = tuple(image for image in library.images if _listed(image, library, now))
     makers = {image.cfl.manufacturer_id for image in images}

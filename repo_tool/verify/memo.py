@@ -24,7 +24,9 @@ Only roles that verified with no problem are written; the provider's own role is
 
 Where it lives: ``R/cache/verify-memo/``, one file per key, with the provider's other derived data
 (``R/cache/``: private, never in the served tree). Each file is written atomically
-(metadata_templates/atomic.py) and is JSON lines: a header ``{"magic", "format", "key", "role", "body_sha256"}`` and the body. A file that is
+(metadata_templates/atomic.py) and is JSON lines: a header ``{"magic", "format", "key", "role",
+"body_sha256", "summary"}`` and the body; the summary (``summary_of``) is what a flat walk reads
+instead of the body (repo_tool/verify/lazy.py), and decoding checks it says what the body says. A file that is
 missing, torn, garbage, of another format or of the wrong shape is a miss (never an error, never
 trusted), and the walk rewrites it. After a clean complete walk, files that walk did not use are
 deleted, so the memo holds one entry per role of the current tree. Deleting the folder is always
@@ -43,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -54,6 +56,7 @@ import tuf
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, SuccinctRoles, Targets
 
 from metadata_templates import custom
+from metadata_templates.advisory import is_advisory_target_path
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import CflTargetInfo
 from repo_tool.verify.published import PublishedImage
@@ -68,12 +71,14 @@ __all__ = [
     "decode_entry",
     "encode_entry",
     "memo_key",
+    "read_header",
+    "summary_of",
 ]
 
 logger = logging.getLogger(__name__)
 
 MAGIC = "cfl-verify-memo"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header carries the role's summary (repo_tool/verify/lazy.py)
 MEMO_DIR_NAME = "verify-memo"  # under R/cache
 _SUFFIX = ".json"
 
@@ -139,6 +144,19 @@ def memo_key(
     Returns:
         A hex SHA-256 naming exactly these inputs.
     """
+    delegation = _delegation_digest(role, delegator, prefix)
+    return hashlib.sha256(f"{delegation}\n{name}\n{role_sha256}".encode()).hexdigest()
+
+
+def _delegation_digest(
+    role: DelegatedRole | SuccinctRoles, delegator: Targets, prefix: DelegatedRole
+) -> str:
+    """The SHA-256 of everything a key depends on but the role's name and bytes: the verifier,
+    the delegation, the delegator's keys for it and the manufacturer's delegation. Kept for the
+    last delegation asked: every bin of a manufacturer shares one."""
+    cached = _last_delegation.get("value")
+    if cached is not None and cached[0] is role and cached[1] is delegator and cached[2] is prefix:
+        return cached[3]
     keys: dict[str, Any] = {}
     for keyid in sorted(role.keyids):
         try:
@@ -148,17 +166,21 @@ def memo_key(
     material = json.dumps(
         {
             "verifier": _verifier_digest(),
-            "role": name,
             "kind": type(role).__name__,
             "delegation": role.to_dict(),
             "keys": keys,
             "prefix": prefix.to_dict(),
-            "sha256": role_sha256,
         },
         sort_keys=True,
         separators=(",", ":"),
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    digest = hashlib.sha256(material.encode()).hexdigest()
+    # The objects themselves are kept (not their ids), so an id is never reused while cached.
+    _last_delegation["value"] = (role, delegator, prefix, digest)
+    return digest
+
+
+_last_delegation: dict[str, tuple[Any, Any, Any, str]] = {}
 
 
 # ------------------------------------------------------------------------------------ encoding
@@ -187,10 +209,30 @@ def encode_entry(key: str, name: str, facts: RoleFacts) -> bytes:
             "key": key,
             "role": name,
             "body_sha256": hashlib.sha256(body).hexdigest(),
+            "summary": summary_of(facts),
         },
         separators=(",", ":"),
     ).encode()
     return header + b"\n" + body + b"\n"
+
+
+def summary_of(facts: RoleFacts) -> dict[str, Any]:
+    """What a flat walk (repo_tool/verify/lazy.py) takes from an entry without decoding its body:
+    the role's version, expiry and bin delegation, how many images it holds, whether any is in
+    a pilot, its manufacturers (ID -> name, last image wins, as the walk takes them) and its
+    advisory targets. JSON values, so a decoded entry's header can be compared with its body."""
+    manufacturers: dict[str, str] = {}
+    for image in facts.images:
+        manufacturers[image.cfl.manufacturer_id] = image.cfl.manufacturer_name
+    return {
+        "version": facts.version,
+        "expires": facts.expires.isoformat(),
+        "images": len(facts.images),
+        "pilots": any(image.cfl.pilot is not None for image in facts.images),
+        "manufacturers": manufacturers,
+        "advisories": [list(t) for t in facts.targets if is_advisory_target_path(t[0])],
+        "delegations": facts.delegations.to_dict() if facts.delegations else None,
+    }
 
 
 class _Unusable(ValueError):
@@ -327,7 +369,26 @@ def _decode(data: bytes, key: str, name: str) -> RoleFacts:
         delegations is None or (delegations.succinct_roles is not None and not delegations.roles),
         "delegations: a succinct delegation or none",
     )
-    return RoleFacts(version, expires, tuple(targets), tuple(images), tuple(notes), delegations)
+    facts = RoleFacts(version, expires, tuple(targets), tuple(images), tuple(notes), delegations)
+    # The header's summary stands for the body in a flat walk: it must say what the body says.
+    _expect(header.get("summary") == summary_of(facts), "summary matches the body")
+    return facts
+
+
+def read_header(data: bytes, key: str, name: str) -> dict[str, Any] | None:
+    """The summary in a memo file's header line for ``key`` and role ``name``, or None when the
+    line is not a well-formed header of this format for exactly that key (its body is not read)."""
+    try:
+        header = json.loads(data)
+        _expect(isinstance(header, dict), "header object")
+        _expect(header.get("magic") == MAGIC and header.get("format") == FORMAT_VERSION, "format")
+        _expect(header.get("key") == key and header.get("role") == name, "key and role")
+        summary = header["summary"]
+        _expect(isinstance(summary, dict), "summary object")
+        return dict(summary)
+    except Exception as e:  # whatever a damaged file raises, it is only a miss
+        logger.debug("verify memo %s: header unusable (%s)", key[:12], e)
+        return None
 
 
 # --------------------------------------------------------------------------------------- store
@@ -369,6 +430,30 @@ class VerifyMemo:
             self._used.add(key)
         return facts
 
+    def load(self, key: str, name: str) -> RoleFacts | None:
+        """The facts of an entry whose header a flat walk recalled (not counted again)."""
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        return decode_entry(data, key, name)
+
+    def recall_header(self, key: str, name: str) -> dict[str, Any] | None:
+        """The summary in the header of the entry for ``key`` (role ``name``), reading only the
+        header line; None (a miss) when there is no well-formed one. See repo_tool/verify/lazy.py."""
+        try:
+            with self._path(key).open("rb") as f:
+                line = f.readline(1 << 20)
+        except OSError:
+            line = b""
+        summary = read_header(line, key, name) if line.endswith(b"\n") else None
+        if summary is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._used.add(key)
+        return summary
+
     def remember(self, key: str, name: str, facts: RoleFacts) -> None:
         """Keep ``facts`` of a role that verified with no problem (atomically; best effort)."""
         try:
@@ -405,13 +490,16 @@ class VerifiedRoleMetadata(Mapping[str, Metadata[Targets]]):
     (hashed) bytes and parsed on first use: a website build never looks at them, a `submit`
     looks at one or two. Equal to the plain mapping a memo-free walk returns."""
 
-    def __init__(self, roles: dict[str, Metadata[Targets] | bytes]) -> None:
+    def __init__(
+        self, roles: Mapping[str, Metadata[Targets] | bytes | Callable[[], bytes]]
+    ) -> None:
         self._roles = dict(roles)
 
     def __getitem__(self, name: str) -> Metadata[Targets]:
         value = self._roles[name]
-        if isinstance(value, bytes):
-            value = Metadata[Targets].from_bytes(value)
+        if not isinstance(value, Metadata):
+            # bytes checked against the snapshot's pin, or a function reading and checking them
+            value = Metadata[Targets].from_bytes(value if isinstance(value, bytes) else value())
             self._roles[name] = value
         return value
 

@@ -6,7 +6,7 @@ consumer of ``PublishedLibrary`` never sees unverified data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -50,7 +50,8 @@ class PublishedLibrary:
 
     root_version: int
     roles: tuple[RoleSummary, ...]
-    images: tuple[PublishedImage, ...]
+    # A tuple, or from a flat walk repo_tool.verify.lazy.LazyImages (decoded on first use).
+    images: Sequence[PublishedImage]
     manufacturers: dict[str, str] = field(default_factory=dict)  # ID -> name
     cpl: CplDocument | None = None
     withdrawals: tuple[Withdrawal, ...] = ()

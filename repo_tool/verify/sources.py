@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import urllib3
+from tuf.api.metadata import MetaFile
 
 from metadata_templates.errors import UnavailableError
 
@@ -94,3 +95,17 @@ class _Walk:
             self.fail(
                 f"{name}: expired at {expires.isoformat()}, expected a time after {self.now.isoformat()}"
             )
+
+
+def _read_listed(walk: _Walk, relative: str, meta: MetaFile | None) -> bytes | None:
+    """The file's bytes, if present and matching the length and hashes ``meta`` records."""
+    data = walk.get(relative)
+    if data is None:
+        return None
+    if meta is not None and (meta.length is not None or meta.hashes):
+        try:
+            meta.verify_length_and_hashes(data)
+        except Exception as e:
+            walk.fail(f"{relative}: does not match the length/hash snapshot records ({e})")
+            return None
+    return data

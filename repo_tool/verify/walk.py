@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -44,10 +44,12 @@ from metadata_templates.releases import RELEASES_TARGET_PATH, ReleaseList
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.verify.advisories import check_detail_targets, verified_advisories
+from repo_tool.verify.lazy import LazyImages, LazyRole, OwnedPaths, RoleSource, lazy_role, read_role
 from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
 from repo_tool.verify.provider_documents import check_provider_role
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
-from repo_tool.verify.sources import NotFound, Reader, _Walk
+from repo_tool.verify.sources import NotFound, Reader, _read_listed, _Walk
+from repo_tool.verify.stamps import FileStamps
 
 # How the walk turns the signed CPL into a document: given its signed SHA-256 and a function that
 # reads and checks the blob (None when it is missing or does not match, a problem already
@@ -113,20 +115,6 @@ def _load(
     return _load_bytes(walk, relative, data, role, delegator, kind, contain_expiry=contain_expiry)
 
 
-def _read_listed(walk: _Walk, relative: str, meta: MetaFile | None) -> bytes | None:
-    """The file's bytes, if present and matching the length and hashes ``meta`` records."""
-    data = walk.get(relative)
-    if data is None:
-        return None
-    if meta is not None and (meta.length is not None or meta.hashes):
-        try:
-            meta.verify_length_and_hashes(data)
-        except Exception as e:
-            walk.fail(f"{relative}: does not match the length/hash snapshot records ({e})")
-            return None
-    return data
-
-
 def _load_bytes(
     walk: _Walk,
     relative: str,
@@ -187,6 +175,8 @@ def load_verified_library(
     wanted: Callable[[str], bool] | None = None,
     cpl_loader: CplLoader | None = None,
     memo: VerifyMemo | None = None,
+    lazy: bool = False,
+    stamps: FileStamps | None = None,
 ) -> tuple[PublishedLibrary | None, list[str]]:
     """Walk and verify a published tree. Returns the library (None if the walk could not finish)
     and every problem found (empty when the tree is fully valid).
@@ -205,7 +195,9 @@ def load_verified_library(
 
     ``memo`` (repo_tool/verify/memo.py, the provider's website step only) skips verifying again
     a manufacturer role or bin whose exact bytes verified cleanly before under the same
-    delegation; the library is the same as without it. Auditors' checks never pass one."""
+    delegation; the library is the same as without it. Auditors' checks never pass one.
+    ``lazy``: a hit reads only the entry's header, and ``stamps`` spare reading role files that
+    matched their pin before and are untouched since (repo_tool/verify/lazy.py, stamps.py)."""
     walk = _Walk(read, now)
     root_md = _verify_root_chain(walk, trusted_root)
     if root_md is None:
@@ -270,9 +262,10 @@ def load_verified_library(
     delegated = dict(delegations.roles or {}) if delegations is not None else {}
     listed = {name.removesuffix(".json") for name in meta} - {Targets.type}
     manufacturers: dict[str, str] = {}
-    images: list[PublishedImage] = []
-    role_metadata: dict[str, Metadata[Targets] | bytes] = {}  # bytes: recalled from the memo
-    role_paths: dict[str, frozenset[str]] = {}  # every target path of each walked role
+    images: list[tuple[PublishedImage, ...] | LazyRole] = []  # by role, in walk order
+    lazy_roles: dict[str, list[LazyRole]] = {}  # owner -> its roles recalled lazily
+    role_metadata: dict[str, RoleSource] = {}  # bytes, a reader: recalled from the memo
+    role_paths: dict[str, Collection[str]] = {}  # every target path of each walked role
     # Provider documents: targets' own (older trees), then cfl-provider's (issue 13).
     documents = dict(targets.signed.targets)
     # Hash bins: a manufacturer role with a succinct delegation is followed by its bins, verified
@@ -302,24 +295,31 @@ def load_verified_library(
         # own online role is refreshed by cron: its lapse is a failure, as targets'.
         contain = not naming.is_provider_role(name)
         md: Metadata[Targets] | None = None
-        facts: RoleFacts | None = None
+        facts: RoleFacts | LazyRole | None = None
         remembered_as: str | None = None
         if memo is not None and not naming.is_provider_role(name):
             # --- verified-role memo (repo_tool/verify/memo.py): a hit stands for the checks
             # this role's bytes passed under this very delegation; expiry is checked again.
-            data = _read_listed(walk, relative, role_meta)
-            if data is None:
+            got = read_role(walk, relative, role_meta, stamps if lazy else None)
+            if got is None:
                 continue
-            remembered_as = memo_key(
-                name, role, delegator, prefix, hashlib.sha256(data).hexdigest()
+            source, sha256 = got
+            remembered_as = memo_key(name, role, delegator, prefix, sha256)
+            facts = (
+                lazy_role(memo, remembered_as, name) if lazy else memo.recall(remembered_as, name)
             )
-            facts = memo.recall(remembered_as, name)
             if facts is not None:
                 _expiry(walk, name, facts.expires, contain=contain)
-                role_metadata[name] = data
+                role_metadata[name] = source
             else:
+                # a stamped file not in the memo after all: read (and check) it now
+                raw = (
+                    source if isinstance(source, bytes) else _read_listed(walk, relative, role_meta)
+                )
+                if raw is None:
+                    continue
                 md = _load_bytes(
-                    walk, relative, data, name, delegator, Targets, contain_expiry=contain
+                    walk, relative, raw, name, delegator, Targets, contain_expiry=contain
                 )
             # --- end of the verified-role memo
         else:
@@ -348,7 +348,10 @@ def load_verified_library(
             facts = _role_facts(walk, name, role, md, prefix)
             if memo is not None and remembered_as is not None and len(walk.problems) == before:
                 memo.remember(remembered_as, name, facts)
-        role_paths[name] = facts.paths if md is None else frozenset(md.signed.targets)
+        if isinstance(facts, LazyRole):  # a flat walk: summary only (repo_tool/verify/lazy.py)
+            lazy_roles.setdefault(_owner(name), []).append(facts)
+        else:
+            role_paths[name] = facts.paths if md is None else frozenset(md.signed.targets)
         if facts.delegations is not None and facts.delegations.succinct_roles is not None:
             succinct = facts.delegations.succinct_roles
             split_owners.add(naming.owner_of_role(name))
@@ -357,15 +360,21 @@ def load_verified_library(
             bins_delegator = md.signed if md is not None else facts.as_delegator()
             queue.extend((b, succinct, bins_delegator, prefix) for b in bins)
         if check_blobs:
-            for path, length, sha in facts.targets:
+            whole = facts.facts() if isinstance(facts, LazyRole) else facts
+            for path, length, sha in whole.targets:
                 _check_blob(walk, path, length, sha)
+        if isinstance(facts, LazyRole):
+            advisory_refs.extend(facts.advisory_targets)
+            manufacturers.update(facts.manufacturers)
+            images.append(facts)
+            continue
         advisory_refs.extend(t for t in facts.targets if is_advisory_target_path(t[0]))
         for path, notes_target in facts.notes_refs:
             # Checked once every role is walked: with bins the notes may sit in another bin.
             notes_refs.append((name, path, notes_target, _owner(name)))
         for image in facts.images:
             manufacturers[image.cfl.manufacturer_id] = image.cfl.manufacturer_name
-            images.append(image)
+        images.append(facts.images)
 
     for extra in sorted(listed - walked):
         if wanted is not None and not wanted(extra):
@@ -373,9 +382,10 @@ def load_verified_library(
         if naming.manufacturer_of_bin(extra) in split_owners:
             continue  # a bin a doubling retired: listed for TUF clients, delegated by nobody
         walk.fail(f"snapshot: lists {extra}.json, which targets does not delegate")
-    owned: dict[str, set[str]] = {}
+    known: dict[str, set[str]] = {}
     for role_name, paths in role_paths.items():
-        owned.setdefault(_owner(role_name), set()).update(paths)
+        known.setdefault(_owner(role_name), set()).update(paths)
+    owned = OwnedPaths(known, lazy_roles)
     for role_name, path, notes_target, owner in notes_refs:
         if owner in skipped:
             continue  # the notes target may sit in a bin not walked
@@ -417,16 +427,11 @@ def load_verified_library(
         except (ValueError, NotesError) as e:
             walk.fail(f"{path}: {e}")
     withdrawn = withdrawals.by_target()
-    images = [
-        PublishedImage(
-            i.target_path, i.length, i.sha256, i.cfl, i.role, withdrawn.get(i.target_path)
-        )
-        for i in images
-    ]
+    library_images = LazyImages(images, withdrawn)
     library = PublishedLibrary(
         root_version=root.version,
         roles=tuple(summaries),
-        images=tuple(images),
+        images=library_images if lazy_roles else tuple(library_images),
         manufacturers=manufacturers,
         cpl=cpl,
         withdrawals=withdrawals.withdrawals,
@@ -528,13 +533,13 @@ def _role_facts(
 
 
 def _role_metadata(
-    roles: dict[str, Metadata[Targets] | bytes],
+    roles: dict[str, RoleSource],
 ) -> Mapping[str, Metadata[Targets]]:
     """The verified roles as the library holds them: a plain dict unless some were recalled from
     the memo (kept as bytes until used)."""
-    if any(isinstance(value, bytes) for value in roles.values()):
+    if any(not isinstance(value, Metadata) for value in roles.values()):
         return VerifiedRoleMetadata(roles)
-    return {name: value for name, value in roles.items() if not isinstance(value, bytes)}
+    return {name: value for name, value in roles.items() if isinstance(value, Metadata)}
 
 
 def _owner(role: str) -> str:
@@ -564,6 +569,8 @@ def verified_library(
     wanted: Callable[[str], bool] | None = None,
     cpl_loader: CplLoader | None = None,
     memo: VerifyMemo | None = None,
+    lazy: bool = False,
+    stamps: FileStamps | None = None,
 ) -> PublishedLibrary:
     """Like `load_verified_library`, but any problem is an error.
 
@@ -578,6 +585,8 @@ def verified_library(
         wanted=wanted,
         cpl_loader=cpl_loader,
         memo=memo,
+        lazy=lazy,
+        stamps=stamps,
     )
     if problems or library is None:
         shown = "\n  ".join(problems[:20])

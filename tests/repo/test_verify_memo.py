@@ -355,7 +355,7 @@ DAMAGE = {
     "another format": lambda d: _header(d, format=FORMAT_VERSION + 1),
     "another key": lambda d: _header(d, key="0" * 64),
     "another role": lambda d: _header(d, role="mfr-3F01"),
-    "body edited, digest stale": lambda d: d.replace(b'"version":', b'"version": ', 1),
+    "body edited, digest stale": lambda d: d.replace(b'\n{"version":', b'\n{"version": ', 1),
     "version of the wrong type": lambda d: _rewrite_body(d, lambda b: b.update(version="2")),
     "expires not a time": lambda d: _rewrite_body(d, lambda b: b.update(expires="soon")),
     "targets not triples": lambda d: _rewrite_body(d, lambda b: b.update(targets=[["x"]])),
@@ -396,7 +396,16 @@ DAMAGE = {
         ),
     ),
     "a list, not an object": lambda d: b"[]\n[]\n",
+    "header summary not the body's": lambda d: _rewrite_header_summary(d),
 }
+
+
+def _rewrite_header_summary(data: bytes) -> bytes:
+    """The header claims one image more than the body holds (issue 26: a flat walk reads it)."""
+    header_line, body = data.split(b"\n", 1)
+    header = json.loads(header_line)
+    header["summary"]["images"] += 1
+    return json.dumps(header).encode() + b"\n" + body
 
 
 @pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())

@@ -1,0 +1,124 @@
+"""File stamps: which role files of a published tree hashed right last time, and are untouched since.
+
+The flat walk of the website step (repo_tool/verify/lazy.py) still has to know that every role
+file holds the bytes the verified snapshot pins (length and SHA-256). At 100,000 images in hash
+bins that is about 2,600 files and 100 MB to read and hash on every publish, although one or two
+changed. A stamp records, for a file whose bytes were read and matched the pin, what the file
+system says about it: device, inode, size, modification and change time (nanoseconds). A later
+walk that finds the same pin and the same stamp does not read the file again; anything else
+(a new version, a rewrite, a same-length edit in place, a copy, a ``touch``) reads and hashes it.
+A file modified within ``RACY_NS`` of being stamped is not stamped (file times tick coarsely), so
+the files a publish writes are stamped by the next one.
+
+What it relies on: writing a file changes its ``ctime``, and user space cannot set ``ctime`` back
+(``touch -d`` and ``utime`` set only access and modification times). Defeating a stamp takes root
+on the serving machine (changing the clock or editing the file system), which can also rewrite
+the repository directory ``R`` the stamps live in (``R/cache/verify-stamps.json``, with the
+memo; as trusted as the memo, see repo_tool/verify/memo.py). The auditor's checks
+(`cfl-repo verify`, `cfl log verify`) and every full walk read and hash every file.
+
+The record is best effort: missing, unreadable or malformed means no stamps (every file is read),
+and a record that cannot be written is logged and skipped. ``save`` keeps only the files this walk
+stamped, so it holds one entry per role file of the current tree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metadata_templates.atomic import atomic_write_bytes
+
+__all__ = ["STAMPS_NAME", "FileStamps"]
+
+logger = logging.getLogger(__name__)
+
+STAMPS_NAME = "verify-stamps.json"  # under R/cache
+_MAGIC = "cfl-verify-stamps"
+_FORMAT = 1
+
+Stat = tuple[int, int, int, int, int]
+
+# A file modified less than this before it is stamped is not stamped yet: file times tick
+# coarsely (a few milliseconds), so an edit in the same tick as the stamp's read could leave the
+# stamp as it was (git's "racy clean" case). It is stamped by a later walk.
+RACY_NS = 1_000_000_000
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+def _stat(path: Path) -> Stat | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass
+class FileStamps:
+    """The stamps of one published tree (``tree``), kept in ``record``."""
+
+    tree: Path
+    record: Path
+    _old: dict[str, tuple[str, Stat]] = field(default_factory=dict, init=False, repr=False)
+    _new: dict[str, tuple[str, Stat]] = field(default_factory=dict, init=False, repr=False)
+    skipped: int = 0  # files not read again
+
+    def load(self) -> None:
+        """Read the stamps ``record`` keeps for ``tree`` (none when missing or damaged)."""
+        try:
+            doc = json.loads(self.record.read_bytes())
+            if doc["magic"] != _MAGIC or doc["format"] != _FORMAT or doc["tree"] != str(self.tree):
+                return
+            for relative, (sha256, stat) in doc["files"].items():
+                if type(sha256) is str and len(stat) == 5 and all(type(v) is int for v in stat):
+                    self._old[relative] = (sha256, (stat[0], stat[1], stat[2], stat[3], stat[4]))
+        except Exception as e:  # no record, or a damaged one: nothing is stamped
+            logger.debug("verify stamps: unusable (%s)", e)
+            self._old.clear()
+
+    def stat(self, relative: str) -> Stat | None:
+        """What the file system says about ``relative`` now (None: missing, or not a plain file)."""
+        return _stat(self.tree / relative)
+
+    def unchanged(self, relative: str, sha256: str) -> bool:
+        """Whether ``relative`` matched ``sha256`` when stamped and is untouched since."""
+        old = self._old.get(relative)
+        if old is None or old[0] != sha256:
+            return False
+        now = self.stat(relative)
+        if now is None or now != old[1]:
+            return False
+        self._new[relative] = old
+        self.skipped += 1
+        return True
+
+    def stamp(self, relative: str, sha256: str, before: Stat | None) -> None:
+        """Stamp ``relative``, just read and found to match ``sha256``, stat'ed as ``before``
+        just before the read: only when the file did not move while it was read."""
+        if before is None or max(before[3], before[4]) >= _now_ns() - RACY_NS:
+            return  # too recent to stamp safely: read again next time
+        if self.stat(relative) == before:
+            self._new[relative] = (sha256, before)
+
+    def save(self) -> None:
+        """Keep the stamps of this walk (call only after a clean walk)."""
+        doc = {
+            "magic": _MAGIC,
+            "format": _FORMAT,
+            "tree": str(self.tree),
+            "files": {k: [sha, list(stat)] for k, (sha, stat) in sorted(self._new.items())},
+        }
+        try:
+            atomic_write_bytes(self.record, json.dumps(doc, separators=(",", ":")).encode())
+        except OSError as e:
+            logger.warning("verify stamps: cannot write %s (%s)", self.record, e)

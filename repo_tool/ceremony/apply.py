@@ -92,6 +92,7 @@ def provider_documents_after_targets(head: Head, targets: Targets) -> dict[str, 
         "withdrawals_sha256": naming.WITHDRAWALS_TARGET_PATH,
         "suppliers_sha256": naming.SUPPLIERS_TARGET_PATH,
         "releases_sha256": naming.RELEASES_TARGET_PATH,
+        "outcomes_sha256": naming.OUTCOMES_TARGET_PATH,
     }
     updated: dict[str, str | None] = {}
     for field_name, path in fields.items():

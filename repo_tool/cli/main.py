@@ -97,6 +97,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "repo_tool.cli.provider:provider",
         "The online cfl-provider role: it signs every cfl/* document (CPL, withdrawals, supplier registry, suspensions, release-note grants), so routine work never needs the offline targets key.",
     ),
+    "outcomes": (
+        "repo_tool.cli.outcomes:outcomes",
+        "Delivery outcomes: suppliers' signed counts per image, combined and published as cfl/outcomes.json; failing firmware is held by itself.",
+    ),
     "publish": (
         "repo_tool.cli.publish:publish",
         "Write the static tree: blobs, manufacturer roles, targets, snapshot, timestamp.json last.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from metadata_templates.outcomes import ACTION_HOLD, ACTION_RELEASE
 from repo_tool.cli.console import emit_json as _emit_json
 from repo_tool.cli.console import err as _err
 from repo_tool.cli.console import open_repo as _open_repo
@@ -40,10 +41,21 @@ def release(ctx: click.Context, target: str, reason: str | None, as_json: bool) 
       cfl-repo --repo R host nginx ... --out /etc/cfl/nginx.conf && nginx -s reload ...
     On its release date `cfl-repo refresh` records the release by itself. See docs/operator.md,
     "Pilots: release and hold"."""
+    from repo_tool.ops import outcomes as outcome_ops
     from repo_tool.ops.release import release as do_release
 
     repo = _open_repo(ctx)
     with repo.locked():
+        if outcome_ops.is_held(repo, target):
+            # An outcome hold (issue 24): lifting it answers the evidence seen so far.
+            lifted, _ = outcome_ops.change_hold(repo, target, ACTION_RELEASE, reason, now=_now())
+            if as_json:
+                _emit_json({**lifted.to_dict(), "recorded": True})  # type: ignore[attr-defined]
+            _err(
+                f"lifted the outcome hold of {target}; only new failures bring it back on hold. "
+                "Run `cfl-repo publish`"
+            )
+            return
         event, recorded = do_release(repo, target, reason, now=_now())
     if as_json:
         _emit_json({**event.to_dict(), "recorded": recorded})
@@ -60,18 +72,41 @@ def release(ctx: click.Context, target: str, reason: str | None, as_json: bool) 
 @click.pass_context
 def hold(ctx: click.Context, target: str, reason: str, as_json: bool) -> None:
     """Hold the pilot image TARGET: it stays with its pilot suppliers past its release date, until
-    `cfl-repo release TARGET`. Only an image still in its pilot can be held (a released one can be
-    withdrawn). Recorded once in cfl/releases.json (signed by cfl-provider) and the transparency log.
+    `cfl-repo release TARGET`. Recorded once in cfl/releases.json (signed by cfl-provider) and the
+    transparency log. A released image is held from recommendation instead (cfl/outcomes.json, as
+    failing delivery outcomes would hold it; docs/outcomes.md), until `cfl-repo release TARGET
+    --reason TEXT`.
 
     \b
       cfl-repo --repo R hold 121D/ESME-0001-00000003-3f2a9c1d0b7e4a51.ota \\
           --reason "pilot found a metering fault; waiting for a fixed build"
       cfl-repo --repo R publish
     See docs/operator.md, "Pilots: release and hold"."""
+    from repo_tool.ops import outcomes as outcome_ops
     from repo_tool.ops.hold import hold as do_hold
+    from repo_tool.state import pilots
 
     repo = _open_repo(ctx)
     with repo.locked():
+        try:
+            pilot = pilots.pilot_image(repo, target, _now())
+        except KeyError:
+            pilot = None  # not an image: the pilot hold names the error
+            in_pilot = True
+        else:
+            in_pilot = pilot is not None and not pilot.state.released
+        if not in_pilot:
+            # A released image: held from recommendation, as failing outcomes would (issue 24).
+            held, recorded = outcome_ops.change_hold(repo, target, ACTION_HOLD, reason, now=_now())
+            if as_json:
+                _emit_json({**held.to_dict(), "recorded": recorded})  # type: ignore[attr-defined]
+            _err(
+                f"held {target}: no client recommends it until `cfl-repo release {target} "
+                "--reason TEXT`; run `cfl-repo publish`"
+                if recorded
+                else f"{target} is on hold already; nothing changed"
+            )
+            return
         event, recorded = do_hold(repo, target, reason, now=_now())
     if as_json:
         _emit_json({**event.to_dict(), "recorded": recorded})

@@ -13,6 +13,7 @@ from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import ConfigurationError
 from metadata_templates.naming import PROVIDER_ROLE
+from metadata_templates.outcomes import DEFAULT_OUTCOME_POLICY, OutcomePolicy
 from metadata_templates.policy import RolePolicy
 from repo_tool.entitle.policy import EntitlementPolicy
 from repo_tool.gateway.model import DEFAULT_IMAGE_SIZE_CAP
@@ -43,6 +44,9 @@ class RepoConfig:
     # Entitlement by estate (repo_tool/entitle/policy.py); written only when not the default, so
     # the file of a repository that never changed it stays as it was.
     entitlements: EntitlementPolicy = field(default_factory=EntitlementPolicy)
+    # When outcome reports put an image on hold (issue 24; metadata_templates/outcome_document.py),
+    # written only when not the default.
+    outcomes: OutcomePolicy = DEFAULT_OUTCOME_POLICY
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -60,6 +64,8 @@ class RepoConfig:
             doc["log"] = self.log.to_dict()
         if self.entitlements != EntitlementPolicy():
             doc["entitlements"] = self.entitlements.to_dict()
+        if self.outcomes != DEFAULT_OUTCOME_POLICY:
+            doc["outcomes"] = self.outcomes.to_dict()
         return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -122,6 +128,7 @@ class RepoConfig:
                 dev_keys=bool(doc.get("dev_keys", False)),
                 log=LogKeyConfig.from_dict(doc["log"], str(path)) if "log" in doc else None,
                 entitlements=_entitlement_policy(doc, path),
+                outcomes=_outcome_policy(doc, path),
             )
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ConfigurationError):
@@ -142,6 +149,15 @@ class RepoConfig:
 
     def save(self, repo: Path) -> None:
         atomic_write_bytes(repo / CONFIG_FILE, self.to_bytes())
+
+
+def _outcome_policy(doc: dict[str, Any], path: str) -> OutcomePolicy:
+    if "outcomes" not in doc:
+        return DEFAULT_OUTCOME_POLICY
+    try:
+        return OutcomePolicy.from_dict(doc["outcomes"], "outcomes")
+    except ValueError as e:
+        raise ConfigurationError(f"{path}: {e}") from e
 
 
 def _entitlement_policy(doc: dict[str, Any], path: str) -> EntitlementPolicy:

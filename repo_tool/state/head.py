@@ -79,6 +79,10 @@ class Head:
     # delegated, still listed by every snapshot, because a TUF client refuses a new snapshot that
     # drops a role its trusted one lists (python-tuf: "New snapshot is missing info for ...").
     retired_roles: dict[str, int] = field(default_factory=dict)
+    # Delivery outcomes (issue 24, repo_tool/ops/outcomes.py): the published cfl/outcomes.json and
+    # the provider's private ledger of every report received (blobs; never published).
+    outcomes_sha256: str | None = None
+    outcome_reports_sha256: str | None = None
 
     def committed_version(self, role: str) -> int:
         """The version of ``role`` this head makes current (0 when it has none)."""
@@ -94,6 +98,9 @@ class Head:
         doc = asdict(self)
         if not doc["retired_roles"]:
             del doc["retired_roles"]  # a head without retired bins keeps its bytes
+        for name in ("outcomes_sha256", "outcome_reports_sha256"):
+            if doc[name] is None:
+                del doc[name]  # likewise a head that never ingested an outcome report
         doc["schema_version"] = SCHEMA_VERSION
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 

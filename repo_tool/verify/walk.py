@@ -40,6 +40,7 @@ from metadata_templates.notes import (
     NotesError,
     is_notes_target_path,
 )
+from metadata_templates.outcomes import OutcomesDocument
 from metadata_templates.releases import RELEASES_TARGET_PATH, ReleaseList
 from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
 from metadata_templates.withdrawals import WithdrawalList
@@ -424,6 +425,8 @@ def load_verified_library(
                 custodian = CustodianDocument.from_bytes(data)
             elif path == RELEASES_TARGET_PATH:
                 releases = ReleaseList.from_bytes(data)
+            elif path == naming.OUTCOMES_TARGET_PATH:
+                OutcomesDocument.from_bytes(data)  # strict: a malformed document fails the tree
         except (ValueError, NotesError) as e:
             walk.fail(f"{path}: {e}")
     withdrawn = withdrawals.by_target()

@@ -126,6 +126,8 @@ STATE_CHANGING: dict[str, Args] = {
     "backup": lambda w: ["--to", w.file("backup")],
     "cpl import": lambda w: [w.file("cpl.csv")],
     "entitlements import": lambda w: [w.file("inventory.csv")],
+    # issue 24: an ingest takes the lock before it reads a report (a folder of none here).
+    "outcomes ingest": lambda w: ["--from", str(w.base)],
     "ingest": lambda w: [w.factory.tmp / "inbox"],
     "log add-cosignatures": lambda w: [
         w.file("cosigned.txt"),
@@ -194,6 +196,7 @@ READ_ONLY = {
     "host nginx",
     "keygen",
     "log key",
+    "outcomes show",
     "restore",
     "serve",
     "status",

@@ -179,3 +179,24 @@ def test_a_range_request_is_refused_too(served: Served) -> None:
     response.read()
     connection.close()
     assert response.status == 403
+
+
+ADVISORY = "targets/121D/" + "0" * 64 + ".CFL-121D-2026-0001.r1.advisory.json"
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("caller", CALLERS)
+def test_advisories_are_public_and_their_detail_goes_to_registered_organisations(
+    served: Served, caller: str
+) -> None:
+    # No advisory is published in this library: an allowed request finds nothing (404), a refused
+    # one is refused before the file is looked for (403 with its reason). Issue 23: the generated
+    # configuration used to refuse both with "not an image of a known device type".
+    status, _headers, body = get(served, caller, ADVISORY)
+    assert status == 404, body
+    status, headers, body = get(served, caller, ADVISORY + ".detail.jwe")
+    registered = caller in ENTITLED  # IS, GS, IS+GS, DCC: registered and active
+    assert status == (404 if registered else 403), body
+    if status == 403:
+        assert headers["content-type"].startswith("text/plain")
+        assert REASONS[caller].split(":")[0] in body.decode() or "advisory detail" in body.decode()

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from metadata_templates.custom import format_timestamp
 from metadata_templates.errors import ConfigurationError, field_error
+from metadata_templates.outcomes import MAX_REPORT_BYTES
 from metadata_templates.suppliers import DEFAULT_ACCESS_POLICY, SupplierRegistry
 from repo_tool.access.certificates import certificate_sha1, load_one_certificate
 from repo_tool.access.host_estate import EstateMaps, template_values
@@ -53,6 +54,7 @@ class NginxSettings:
         pid_file: the master's pid file.
         temp_dir: a directory nginx may create its temporary directories in.
         user: the workers' ``user [group]``, when the master runs as root.
+        outcomes_dir: where suppliers' outcome reports are uploaded (absolute), or None.
     """
 
     server_name: str
@@ -66,6 +68,8 @@ class NginxSettings:
     pid_file: str = "cfl-nginx.pid"
     temp_dir: str = "."
     user: str | None = None
+    # Issue 24: the folder suppliers' delivery-outcome reports are PUT into (None: no upload).
+    outcomes_dir: str | None = None
 
 
 def _listen(value: str) -> str:
@@ -108,6 +112,11 @@ def check_settings(settings: NginxSettings) -> NginxSettings:
         ("--error-log", settings.error_log),
         ("--pid-file", settings.pid_file),
         ("--temp-dir", settings.temp_dir),
+        *(
+            (("--outcomes-dir", settings.outcomes_dir),)
+            if settings.outcomes_dir is not None
+            else ()
+        ),
     ):
         if not value or _UNSAFE_IN_PATH.search(value):
             raise ConfigurationError(
@@ -186,6 +195,7 @@ def render_nginx_config(
         registry_sha256=registry_sha256 or "(empty)",
         suppliers=_entries(registry, policy),
         content_security_policy=CONTENT_SECURITY_POLICY,
+        outcomes_max_bytes=MAX_REPORT_BYTES,
         **_decision_values(estate, embargoes),
         **{k: getattr(settings, k) for k in settings.__dataclass_fields__},
     )

@@ -238,6 +238,13 @@ def _existing_file(path: Path, option: str) -> str:
     metavar="YYYY-MM-DD",
     help="With --access estate: the day the rights are for [default: today].",
 )
+@click.option(
+    "--outcomes-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Accept suppliers' delivery-outcome reports (`cfl outcomes submit --upload`) into this "
+    "folder: PUT only, own Entity ID only, once per period (docs/hosting.md). Ingest them with "
+    "`cfl-repo outcomes ingest --from DIR`.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
 @click.pass_context
 def host_nginx(
@@ -256,6 +263,7 @@ def host_nginx(
     user: str | None,
     access: str,
     on_day: str | None,
+    outcomes_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Write a complete nginx configuration: caching, mutual TLS and access from the registry.
@@ -304,6 +312,7 @@ def host_nginx(
         pid_file=pid_file,
         temp_dir=temp_dir,
         user=user,
+        outcomes_dir=None if outcomes_dir is None else str(outcomes_dir.resolve()),
     )
     registry = repo.suppliers()
     now = utc_now()

@@ -175,6 +175,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
     state = tmp / "nginx"
     state.mkdir()
+    (state / "outcomes-inbox").mkdir()  # issue 24's upload folder (test_host_outcome_uploads.py)
     conf = state / "cfl.conf"
     for _attempt in range(5):
         port = free_port()
@@ -186,6 +187,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             supplier_ca=str(supplier_ca_path),
             public_root=str(factory.out.resolve()),
             user="root root" if _is_root() else None,
+            outcomes_dir=str((state / "outcomes-inbox").resolve()),
         )
         conf.write_text(
             render_nginx_config(

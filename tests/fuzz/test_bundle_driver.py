@@ -213,7 +213,11 @@ def test_the_command_runs_seeded_and_writes_its_result(
     assert result["seed"] == 4 and result["executions_per_second"] > 0
     assert sorted(result["corpus"]) == sorted(corpus)
     assert len(result["commit"]) >= 40
-    assert log.read_text().count("executions ") == 3  # two progress lines and the last
+    # Progress comes "about every" 500 inputs: the parent polls the child, and a quick child can
+    # pass 500 and 1,000 between two polls. So one or two progress lines, then the last one.
+    lines = log.read_text().splitlines()
+    progress = [line for line in lines if "executions " in line]
+    assert 2 <= len(progress) <= 3 and progress[-1].startswith("done: "), lines
 
 
 def test_the_command_replays_one_input(corpus: dict[str, bytes], tmp_path: Path) -> None:

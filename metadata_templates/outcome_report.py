@@ -95,7 +95,6 @@ MAX_REPORT_BYTES = 1 << 20
 MAX_REPORT_IMAGES = 5000
 # More devices than Great Britain has meters is a typo or an attack on the figures.
 MAX_DEVICE_COUNT = 60_000_000
-MAX_REASON_LENGTH = 500
 
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")

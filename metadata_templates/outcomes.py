@@ -42,7 +42,6 @@ from metadata_templates.outcome_document import (
 from metadata_templates.outcome_report import (
     FAILURE,
     MAX_DEVICE_COUNT,
-    MAX_REASON_LENGTH,
     MAX_REPORT_BYTES,
     MAX_REPORT_IMAGES,
     OUTCOME_CODES,
@@ -76,7 +75,6 @@ __all__ = [
     "DEFAULT_OUTCOME_POLICY",
     "FAILURE",
     "MAX_DEVICE_COUNT",
-    "MAX_REASON_LENGTH",
     "MAX_REPORT_BYTES",
     "MAX_REPORT_IMAGES",
     "OUTCOMES_TARGET_PATH",

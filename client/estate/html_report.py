@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client.estate.bars import stacked_segments
 from client.estate.outcome_chart import BAR_WIDTH, KINDS, ImageOutcomeChart
 from client.estate.paths import UpgradePlan
 from client.estate.reader import GroupKey
@@ -233,24 +234,8 @@ def _advisory_rows(report: CheckReport) -> tuple[AdvisoryRow, ...] | None:
 
 def bar_segments(figures: LineFigures, scale: int) -> list[dict[str, Any]]:
     """The coloured pieces of one stacked bar, ``scale`` devices to the full bar width."""
-    segments = []
-    x = 0.0
-    for state, label, colour in STATES:
-        count = figures.counts[state]
-        if not count:
-            continue
-        width = _BAR_AREA * count / scale if scale else 0.0
-        segments.append(
-            {
-                "x": round(x, 2),
-                "width": round(width, 2),
-                "colour": colour,
-                "label": label,
-                "count": count,
-            }
-        )
-        x += width
-    return segments
+    parts = ((label, colour, figures.counts[state]) for state, label, colour in STATES)
+    return stacked_segments(parts, _BAR_AREA, scale)
 
 
 def render_report(model: ReportModel) -> str:

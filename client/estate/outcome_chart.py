@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from client.estate.bars import stacked_segments
 from metadata_templates.outcomes import (
     FAILURE,
     OUTCOME_CODES,
@@ -39,27 +40,16 @@ class OutcomeBar:
     suppliers: int | None  # reporting suppliers (published figures only)
 
     def segments(self) -> list[dict[str, Any]]:
-        total = self.figures.attempted
-        x = 0.0
-        pieces = []
-        for kind, label, colour in KINDS:
-            count = sum(
-                n for code, n in self.figures.outcomes.items() if OUTCOME_CODES[code].kind == kind
+        outcomes = self.figures.outcomes
+        parts = (
+            (
+                label,
+                colour,
+                sum(n for code, n in outcomes.items() if OUTCOME_CODES[code].kind == kind),
             )
-            if not count:
-                continue
-            width = BAR_WIDTH * count / total if total else 0.0
-            pieces.append(
-                {
-                    "x": round(x, 2),
-                    "width": round(width, 2),
-                    "colour": colour,
-                    "label": label,
-                    "count": count,
-                }
-            )
-            x += width
-        return pieces
+            for kind, label, colour in KINDS
+        )
+        return stacked_segments(parts, BAR_WIDTH, self.figures.attempted)
 
 
 @dataclass(frozen=True)

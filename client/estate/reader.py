@@ -466,14 +466,24 @@ def open_estate(path: Path) -> TextIO:
         UnavailableError: the file cannot be opened.
         EstateError: the path is a device or a folder, not a file.
     """
+    return open_csv_input(path, "estate", EstateError)
+
+
+def open_csv_input(path: Path, what: str, error: type[RejectedInputError]) -> TextIO:
+    """Open a supplier's CSV input (``what``: "estate", "results") as UTF-8 with or without a
+    byte-order mark, from a regular file or a pipe; a device or a folder raises ``error``.
+
+    Raises:
+        UnavailableError: the file cannot be opened.
+    """
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as e:
-        raise UnavailableError(f"cannot open estate file {path}: {e.strerror or e}") from e
+        raise UnavailableError(f"cannot open {what} file {path}: {e.strerror or e}") from e
     mode = os.fstat(handle.fileno()).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
         handle.close()
-        raise EstateError(field_error(f"estate {path}", "a device", "a regular file or a pipe"))
+        raise error(field_error(f"{what} {path}", "a device", "a regular file or a pipe"))
     return handle
 
 

@@ -10,19 +10,17 @@ target is resolved against the library by ``client.outcomes.record``.
 from __future__ import annotations
 
 import csv
-import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from client.estate.reader import normalise_device_id
+from client.estate.reader import normalise_device_id, open_csv_input
 from metadata_templates import identifiers
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import RejectedInputError, UnavailableError, field_error
+from metadata_templates.errors import RejectedInputError, field_error
 from metadata_templates.outcomes import OUTCOME_CODES
 
 DEVICE_ID = "Device ID"
@@ -94,15 +92,7 @@ def open_results(path: Path) -> TextIO:
         UnavailableError: the file cannot be opened.
         ResultsError: a device or a folder.
     """
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise UnavailableError(f"cannot open results file {path}: {e.strerror or e}") from e
-    mode = os.fstat(handle.fileno()).st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-        handle.close()
-        raise ResultsError(field_error(f"results {path}", "a device", "a regular file or a pipe"))
-    return handle
+    return open_csv_input(path, "results", ResultsError)
 
 
 def _token(text: str) -> str:

@@ -19,7 +19,7 @@ from tuf.api.metadata import TargetFile, Targets
 
 from metadata_templates import naming
 from metadata_templates.custom import format_timestamp
-from metadata_templates.errors import ConfigurationError, RejectedInputError, field_error
+from metadata_templates.errors import RejectedInputError, field_error
 from metadata_templates.outcomes import (
     ACTION_HOLD,
     ACTION_RELEASE,
@@ -31,7 +31,6 @@ from metadata_templates.outcomes import (
     hold_reason,
     new_event,
 )
-from metadata_templates.releases import MAX_REASON_LENGTH
 from repo_tool.outcomes.checks import (
     Received,
     Verdict,
@@ -39,6 +38,7 @@ from repo_tool.outcomes.checks import (
     ledger_from_bytes,
     ledger_to_bytes,
 )
+from repo_tool.state import pilots
 from repo_tool.state.bins import image_role
 from repo_tool.state.head import Head
 from repo_tool.state.repository import Repository
@@ -77,13 +77,21 @@ def ledger(repo: Repository) -> tuple[Received, ...]:
     return ledger_from_bytes(repo.blobs.get(sha)) if sha else ()
 
 
-def _image_sha256(repo: Repository, target: str) -> str | None:
+def _image_sha256(
+    repo: Repository, target: str, roles: dict[str, Targets] | None = None
+) -> str | None:
+    """The SHA-256 the library's signed role lists for the image ``target`` (None: no such
+    image). ``roles`` caches the roles read, so a report of thousands of images in one bin
+    parses that bin once."""
     if not naming.is_image_target_path(target):
         return None
     role = image_role(repo, target)
     if role is None:
         return None
-    listed = repo.role(role).signed.targets.get(target)
+    cache = {} if roles is None else roles
+    if role not in cache:
+        cache[role] = repo.role(role).signed
+    listed = cache[role].targets.get(target)
     return None if listed is None else str(listed.hashes["sha256"])
 
 
@@ -98,13 +106,14 @@ def ingest_reports(
     """
     registry = repo.suppliers()
     received = list(ledger(repo))
+    roles: dict[str, Targets] = {}
     verdicts = []
     for source, data in reports:
         verdict = judge_report(
             source,
             data,
             registry=registry,
-            image_sha256=lambda t: _image_sha256(repo, t),
+            image_sha256=lambda t: _image_sha256(repo, t, roles),
             received=received,
             now=now,
             expect_name=from_folder,
@@ -193,19 +202,6 @@ def is_held(repo: Repository, target: str) -> bool:
     return target in document(repo).holds()
 
 
-def _reason(reason: str | None, option: str = "--reason") -> str:
-    text = (reason or "").strip()
-    if not text or len(text) > MAX_REASON_LENGTH or not text.isprintable():
-        raise ConfigurationError(
-            field_error(
-                option,
-                (reason or "")[:80],
-                f"one line of 1 to {MAX_REASON_LENGTH} printable characters saying why",
-            )
-        )
-    return text
-
-
 def change_hold(
     repo: Repository, target: str, action: str, reason: str | None, *, now: datetime
 ) -> tuple[object, bool]:
@@ -217,7 +213,7 @@ def change_hold(
         RejectedInputError: not an image of the library; lifting an image that is not held.
         ConfigurationError: no reason, or not one line.
     """
-    text = _reason(reason)
+    text = pilots.checked_reason(reason or "")
     sha = _image_sha256(repo, target)
     if sha is None:
         raise RejectedInputError(field_error("TARGET", target, "an image target in the library"))

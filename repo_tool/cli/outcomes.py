@@ -5,6 +5,7 @@ Registered on the root group by repo_tool/cli/main.py; parse, call `repo_tool.op
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -93,7 +94,9 @@ def ingest(
     if not result.verdicts:
         _err("no reports found")
     if result.rejected:
-        ctx.exit(EXIT_FAILURE)
+        # sys.exit, not ctx.exit: cfl-repo runs click outside standalone mode, where click turns
+        # ctx.exit into a return value that nobody reads (repo_tool/cli/console.py).
+        sys.exit(EXIT_FAILURE)
 
 
 @outcomes.command()

@@ -223,6 +223,7 @@ def test_the_commands_ingest_show_and_refuse_in_one_line(
     cfl_repo = Path(sys.executable).with_name("cfl-repo")
     for args, code, said in (
         (["outcomes", "ingest", str(tmp_path / "nope.json")], 2, "cannot be read"),
+        (["outcomes", "ingest", str(inbox / report_file_name(SECOND, period))], 1, "rejected"),
         (["hold", lib.targets[2], "--reason", "field reports"], 0, "no client recommends it"),
         (["hold", lib.targets[2], "--reason", "field reports"], 0, "nothing changed"),
         (["release", lib.targets[2]], 2, "--reason"),  # lifting a hold needs a reason

@@ -42,6 +42,7 @@ from markupsafe import Markup
 
 from metadata_templates.atomic import atomic_write_bytes
 from repo_tool.site import advisories as site_advisories
+from repo_tool.site import outcomes as site_outcomes
 from repo_tool.site import search as site_search
 from repo_tool.site.append_state import (
     DIRTY_NAME,
@@ -210,6 +211,13 @@ def prepare_append(
             index = site_advisories.AdvisoryIndex.of(library)
             if any(index.touches(image) for image in found):
                 return None
+        # Delivery outcomes: new figures or holds change pages and rows all over the library, and
+        # a newly listed image with figures (a released pilot) needs its section: the keyed build.
+        if site_outcomes.digest(library) != state["outcomes"]:
+            return None
+        reported = site_outcomes.mentioned(library)
+        if any(image.target_path in reported for image in found):
+            return None
         known = {m["id"]: m for m in state["manufacturers"]}
         for image in found:
             mfr = image.cfl.manufacturer_id

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repo_tool.site import advisories as site_advisories
+from repo_tool.site import outcomes as site_outcomes
 from repo_tool.site.files import (
     _SEARCH_DIRTY,
 )
@@ -113,7 +114,7 @@ def _well_formed(state: Mapping[str, Any]) -> bool:
     return (
         all(
             isinstance(state.get(k), str)
-            for k in ("generated", "withdrawals", "attached", "advisories")
+            for k in ("generated", "withdrawals", "attached", "advisories", "outcomes")
         )
         and _is_count(state.get("count"))
         and (newest is None or (_is_str_list(newest) and len(newest) == 2))
@@ -185,6 +186,7 @@ def state_from_builder(builder: _Builder, fingerprint: str, shards: Iterable[str
         "shards": sorted(shards),
         # What the advisory files show; an append runs only while it holds.
         "advisories": site_advisories.digest(library),
+        "outcomes": site_outcomes.digest(library),  # likewise the delivery outcomes (issue 24)
     }
     return _state_bytes(state)
 

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from metadata_templates.custom import format_timestamp
 from metadata_templates.withdrawals import Withdrawal
 from repo_tool.site import advisories as site_advisories
+from repo_tool.site import outcomes as site_outcomes
 from repo_tool.site import search as site_search
 from repo_tool.site.embargo import public_library
 from repo_tool.site.render import (
@@ -251,6 +252,11 @@ class _Builder:
                 shown = site_advisories.relation_key(fixes, affected, self.advisory_index)
                 if shown:
                     self.keys[position] = _key(self.keys[position], shown)
+        # --- delivery outcomes (repo_tool/site/outcomes.py): figures and holds on image pages
+        self.outcomes = site_outcomes.outcome_views(library, self.ordered)
+        for position, image in enumerate(self.ordered) if self.outcomes else ():
+            if (shown_outcome := self.outcomes.get(image.target_path)) is not None:
+                self.keys[position] = _key(self.keys[position], shown_outcome.key)
         self._views: dict[int, _ImageView] = {}
         self._rows: dict[int, Markup] = {}
         self.common: dict[str, Any] = {
@@ -287,6 +293,8 @@ class _Builder:
                     advisory_fixes=self.advisory_index.link_list(fixes),
                     advisory_affected=self.advisory_index.link_list(affected),
                 )
+            if self.outcomes:
+                found = replace(found, outcome=self.outcomes.get(found.target))
             self._views[position] = found
         return found
 

@@ -91,6 +91,8 @@ class _ImageView:
     # AdvisoryLink), set by the builder; empty in a library without advisories.
     advisory_fixes: tuple[Any, ...] = ()
     advisory_affected: tuple[Any, ...] = ()
+    # Delivery outcomes (repo_tool.site.outcomes OutcomeView): figures and any hold, or None.
+    outcome: Any = None
 
     @property
     def withdrawn_date(self) -> str | None:

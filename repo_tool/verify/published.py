@@ -16,6 +16,7 @@ from metadata_templates.advisory import Advisory
 from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo
 from metadata_templates.notes import CustodianDocument
+from metadata_templates.outcomes import OutcomesDocument
 from metadata_templates.releases import ReleaseList
 from metadata_templates.suppliers import SupplierRegistry
 from metadata_templates.withdrawals import Withdrawal
@@ -73,3 +74,5 @@ class PublishedLibrary:
     # Every role's signed size as the verified snapshot lists it (name -> bytes), walked or not:
     # what `submit` weighs its bins by to grow them (metadata_templates/bin_rule.py).
     role_lengths: Mapping[str, int] = field(default_factory=dict)
+    # Issue 24: the provider's combined delivery outcomes and holds (cfl/outcomes.json), if any.
+    outcomes: OutcomesDocument | None = None

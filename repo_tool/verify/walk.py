@@ -401,6 +401,7 @@ def load_verified_library(
     suppliers: SupplierRegistry | None = None
     custodian: CustodianDocument | None = None
     releases = ReleaseList()
+    outcomes: OutcomesDocument | None = None
     for path, target in sorted(documents.items()):
         sha256 = target.hashes.get("sha256", "")
         if path == naming.CPL_TARGET_PATH and cpl_loader is not None:
@@ -426,7 +427,7 @@ def load_verified_library(
             elif path == RELEASES_TARGET_PATH:
                 releases = ReleaseList.from_bytes(data)
             elif path == naming.OUTCOMES_TARGET_PATH:
-                OutcomesDocument.from_bytes(data)  # strict: a malformed document fails the tree
+                outcomes = OutcomesDocument.from_bytes(data)  # strict: malformed fails the tree
         except (ValueError, NotesError) as e:
             walk.fail(f"{path}: {e}")
     withdrawn = withdrawals.by_target()
@@ -444,6 +445,7 @@ def load_verified_library(
         suppliers=suppliers,
         notes_custodian=custodian,
         releases=releases,
+        outcomes=outcomes,
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
         advisories=verified_advisories(
             advisory_refs, functools.partial(_check_blob, walk), walk.fail

@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from access.pki import Issued, issue, make_ca
+from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import TargetFile
 
 from client.trust.home import ClientConfig, ClientHome
@@ -25,8 +27,13 @@ from metadata_templates.outcomes import (
     ACTION_HOLD,
     BY_POLICY,
     HoldEvent,
+    OutcomeReport,
     OutcomesDocument,
+    ReportImage,
+    previous_month,
+    sign_report,
 )
+from repo_tool.ops import outcomes as ops
 from repo_tool.ops.suppliers import add_supplier, revoke_supplier
 
 SUPPLIER = "00000000000000B1"
@@ -122,3 +129,38 @@ def publish_outcomes(library: OutcomeLibrary, document: OutcomesDocument) -> Non
         head = repo.stage_provider_change(change, factory.tick())  # type: ignore[arg-type]
         repo.commit(head, event={"event": "test-outcomes", "sha256": sha})
     factory.publish()
+
+
+FAILING = {"activated": 300, "activation-failed": 20}  # 6.25% of 320 delivered
+
+
+def envelope(
+    lib: OutcomeLibrary,
+    entity: str,
+    counts: dict[str, int],
+    *,
+    fw: int = 2,
+    period: str | None = None,
+    signer_of: str | None = None,
+    sha256: str | None = None,
+) -> bytes:
+    target = lib.targets[fw]
+    role = lib.factory.repo.role("mfr-121D").signed
+    sha = sha256 or role.targets[target].hashes["sha256"]
+    report = OutcomeReport(
+        entity,
+        period or previous_month(lib.factory.now),
+        "2026-01-01T00:00:00Z",
+        (ReportImage(target, sha, counts),),
+    )
+    key = lib.certificates[signer_of or entity].key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return sign_report(report, CryptoSigner(key))
+
+
+def ingest(
+    lib: OutcomeLibrary, *reports: tuple[str, bytes], folder: bool = False
+) -> ops.IngestResult:
+    repo = lib.factory.repo
+    with repo.locked():
+        return ops.ingest_reports(repo, list(reports), now=lib.factory.tick(), from_folder=folder)

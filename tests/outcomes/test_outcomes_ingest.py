@@ -16,68 +16,32 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives.asymmetric import ec
-from securesystemslib.signer import CryptoSigner
 
 from client.estate.check import run_check
 from client.estate.report import report_json
 from metadata_templates.outcomes import (
-    OutcomeReport,
-    ReportImage,
     previous_month,
     report_file_name,
-    sign_report,
 )
 from outcomes.outcome_library import (
+    FAILING,
     REVOKED,
     SECOND,
     SUPPLIER,
     OutcomeLibrary,
     build_outcome_library,
+    envelope,
+    ingest,
 )
 from repo_tool.cli.main import cli as repo_cli
 from repo_tool.ops import outcomes as ops
 from repo_tool.verify.sources import folder_reader
 from repo_tool.verify.walk import load_verified_library
 
-FAILING = {"activated": 300, "activation-failed": 20}  # 6.25% of 320 delivered
-
 
 @pytest.fixture
 def lib(tmp_path: Path) -> OutcomeLibrary:
     return build_outcome_library(tmp_path / "lib")
-
-
-def envelope(
-    lib: OutcomeLibrary,
-    entity: str,
-    counts: dict[str, int],
-    *,
-    fw: int = 2,
-    period: str | None = None,
-    signer_of: str | None = None,
-    sha256: str | None = None,
-) -> bytes:
-    target = lib.targets[fw]
-    role = lib.factory.repo.role("mfr-121D").signed
-    sha = sha256 or role.targets[target].hashes["sha256"]
-    report = OutcomeReport(
-        entity,
-        period or previous_month(lib.factory.now),
-        "2026-01-01T00:00:00Z",
-        (ReportImage(target, sha, counts),),
-    )
-    key = lib.certificates[signer_of or entity].key
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return sign_report(report, CryptoSigner(key))
-
-
-def ingest(
-    lib: OutcomeLibrary, *reports: tuple[str, bytes], folder: bool = False
-) -> ops.IngestResult:
-    repo = lib.factory.repo
-    with repo.locked():
-        return ops.ingest_reports(repo, list(reports), now=lib.factory.tick(), from_folder=folder)
 
 
 def check_groups(lib: OutcomeLibrary, tmp: Path) -> list[dict[str, object]]:

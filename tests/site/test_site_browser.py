@@ -365,3 +365,55 @@ def test_hostile_advisory_strings_are_text_on_every_advisory_page(
     assert "This image fixes:" in page.inner_text("#main")
     assert page.dialogs == [] and page.errors == []
     assert [v for v in violations if "Content Security Policy" in v] == []
+
+
+@pytest.fixture(scope="module")
+def outcomes_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A library where two suppliers' reports put firmware 2 on hold (issue 24), published with
+    its site by the provider's own code."""
+    from outcomes.outcome_library import FAILING, SECOND, SUPPLIER, build_outcome_library
+    from outcomes.outcome_library import envelope as outcome_envelope
+    from outcomes.outcome_library import ingest as outcome_ingest
+
+    from repo_tool.ops.publish import publish_with_site
+
+    lib = build_outcome_library(tmp_path_factory.mktemp("outcomes") / "lib")
+    outcome_ingest(
+        lib,
+        ("b1", outcome_envelope(lib, SUPPLIER, {**FAILING, "timeout": 30})),
+        ("b2", outcome_envelope(lib, SECOND, FAILING)),
+    )
+    publish_with_site(lib.factory.repo, lib.factory.out, now=lib.factory.tick())
+    assert lib.factory.out.name == "public"  # served below /public/site/ as the others are
+    return lib.factory.out.parent, lib.targets[2]
+
+
+def test_outcome_chart_draws_without_javascript_under_the_csp(
+    browser: Any, outcomes_site: tuple[Path, str]
+) -> None:
+    from repo_tool.site.render import image_page
+
+    tmp, target = outcomes_site
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text))
+    for url in _serve(tmp):  # the published tree's site, served as a host would
+        page.goto(url + image_page(target))
+        bars = page.eval_on_selector_all(
+            "svg.outcome-bar rect.seg:not(.frame)",
+            "rs => rs.map(r => [r.classList[1], Math.round(r.getBoundingClientRect().width),"
+            " getComputedStyle(r).fill])",
+        )
+        # 600 activated, 40 failed, 30 not delivered of 670, drawn 300 wide in the page's colours.
+        assert bars == [
+            ["success", 269, "rgb(46, 125, 50)"],
+            ["failure", 18, "rgb(198, 40, 40)"],
+            ["undelivered", 13, "rgb(117, 117, 117)"],
+        ]
+        text = page.inner_text("main")
+        assert "On hold since" in text and "40 failed (6.2% of delivered)" in text
+        page.goto(url + "index.html")
+        assert page.inner_text(f"tr[data-target='{target}'] .status") == "On hold"
+    context.close()
+    assert [v for v in violations if "Content Security Policy" in v] == []

@@ -35,19 +35,12 @@ from metadata_templates.cpl_document import CplDocument
 from metadata_templates.custom import CflTargetInfo, CustomMetadataError
 from metadata_templates.errors import VerificationError
 from metadata_templates.notes import (
-    CUSTODIAN_TARGET_PATH,
-    CustodianDocument,
-    NotesError,
     is_notes_target_path,
 )
-from metadata_templates.outcomes import OutcomesDocument
-from metadata_templates.releases import RELEASES_TARGET_PATH, ReleaseList
-from metadata_templates.suppliers import SUPPLIERS_TARGET_PATH, SupplierRegistry
-from metadata_templates.withdrawals import WithdrawalList
 from repo_tool.verify.advisories import check_detail_targets, verified_advisories
 from repo_tool.verify.lazy import LazyImages, LazyRole, OwnedPaths, RoleSource, lazy_role, read_role
 from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, memo_key
-from repo_tool.verify.provider_documents import check_provider_role
+from repo_tool.verify.provider_documents import check_provider_role, read_provider_documents
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
 from repo_tool.verify.sources import NotFound, Reader, _read_listed, _Walk
 from repo_tool.verify.stamps import FileStamps
@@ -396,56 +389,29 @@ def load_verified_library(
                 "expected a notes target of the same role (or of a bin of the same manufacturer)"
             )
 
-    cpl: CplDocument | None = None
-    withdrawals = WithdrawalList()
-    suppliers: SupplierRegistry | None = None
-    custodian: CustodianDocument | None = None
-    releases = ReleaseList()
-    outcomes: OutcomesDocument | None = None
-    for path, target in sorted(documents.items()):
-        sha256 = target.hashes.get("sha256", "")
-        if path == naming.CPL_TARGET_PATH and cpl_loader is not None:
-            try:
-                cpl = cpl_loader(
-                    sha256, functools.partial(_check_blob, walk, path, target.length, sha256)
-                )
-            except ValueError as e:
-                walk.fail(f"{path}: {e}")
-            continue
-        data = _check_blob(walk, path, target.length, sha256)
-        if data is None:
-            continue
-        try:
-            if path == naming.CPL_TARGET_PATH:
-                cpl = _parsed_cpl(data)
-            elif path == naming.WITHDRAWALS_TARGET_PATH:
-                withdrawals = WithdrawalList.from_bytes(data)
-            elif path == SUPPLIERS_TARGET_PATH:
-                suppliers = SupplierRegistry.from_bytes(data)
-            elif path == CUSTODIAN_TARGET_PATH:
-                custodian = CustodianDocument.from_bytes(data)
-            elif path == RELEASES_TARGET_PATH:
-                releases = ReleaseList.from_bytes(data)
-            elif path == naming.OUTCOMES_TARGET_PATH:
-                outcomes = OutcomesDocument.from_bytes(data)  # strict: malformed fails the tree
-        except (ValueError, NotesError) as e:
-            walk.fail(f"{path}: {e}")
-    withdrawn = withdrawals.by_target()
+    docs = read_provider_documents(
+        documents,
+        functools.partial(_check_blob, walk),
+        walk.fail,
+        cpl_loader=cpl_loader,
+        parse_cpl=_parsed_cpl,
+    )
+    withdrawn = docs.withdrawals.by_target()
     library_images = LazyImages(images, withdrawn)
     library = PublishedLibrary(
         root_version=root.version,
         roles=tuple(summaries),
         images=library_images if lazy_roles else tuple(library_images),
         manufacturers=manufacturers,
-        cpl=cpl,
-        withdrawals=withdrawals.withdrawals,
+        cpl=docs.cpl,
+        withdrawals=docs.withdrawals.withdrawals,
         role_metadata=_role_metadata(role_metadata),
         targets_metadata=targets,
         expired_roles=dict(walk.expired_roles),
-        suppliers=suppliers,
-        notes_custodian=custodian,
-        releases=releases,
-        outcomes=outcomes,
+        suppliers=docs.suppliers,
+        notes_custodian=docs.custodian,
+        releases=docs.releases,
+        outcomes=docs.outcomes,
         **_log_fields(timestamp.signed.unrecognized_fields),  # tlog hook
         advisories=verified_advisories(
             advisory_refs, functools.partial(_check_blob, walk), walk.fail

@@ -25,8 +25,14 @@ _now = utc_now
 @click.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the stable ingest report on stdout.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Deposits per durable commit (default 200; 1 commits each on its own).",
+)
 @click.pass_context
-def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None:
+def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool, batch: int | None) -> None:
     """Run the gateway on bundles (files, or inbox folders of *.cflb). Accepted bundles are staged
     for the next publish; rejected ones change nothing and are kept under R/rejected with a report.
 
@@ -35,8 +41,13 @@ def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None
     "already accepted: ..." and changes nothing (exit 0); the inbox is only read.
     Links, pipes and other non-files in an inbox are rejected, never followed or read.
     Roles above role_size_cap (R/cfl-repo.json, default 1 MiB) are rejected before parsing.
-    See docs/operator.md, "The inbox is hostile input"."""
-    from repo_tool.ops.ingest import IngestResult, bundles_in, ingest
+    See docs/operator.md, "The inbox is hostile input".
+
+    \b
+    Deposits are committed in groups (--batch, default 200): one durable commit per group, and a
+    deposit is reported accepted only once its group is committed. Killed half-way, the same
+    command again redoes the unreported group and reports the rest "already accepted"."""
+    from repo_tool.ops.ingest import BATCH, IngestResult, bundles_in, ingest_batches
 
     repo = _open_repo(ctx)
     bundles = bundles_in(sources)
@@ -44,17 +55,11 @@ def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None
         raise ConfigurationError(f"found no bundles (*.cflb) in {[str(s) for s in sources]}")
     results: list[IngestResult] = []
     with repo.locked():
-        for path in _progress(bundles, "ingesting", enabled=not as_json):
-            result = ingest(repo, path, now=_now())
-            results.append(result)
-            if result.status == "accepted":
-                _err(f"accepted  {path.name} -> {result.target or 'role(s) re-signed'}")
-                for message in result.messages:  # e.g. "already accepted: ..." on a re-run
-                    _err(f"          {message}")
-            else:
-                _err(f"rejected  {path.name}: {', '.join(result.reasons)}")
-                for message in result.messages:
-                    _err(f"          {message}")
+        paths = _progress(bundles, "ingesting", enabled=not as_json)
+        for committed in ingest_batches(repo, paths, now=_now, batch=batch or BATCH):
+            results.extend(committed)
+            for result in committed:
+                _report(result)
     if as_json:
         _emit_json({"results": [r.to_dict() for r in results]})
     rejected = sum(r.status == "rejected" for r in results)
@@ -64,6 +69,15 @@ def ingest(ctx: click.Context, sources: tuple[Path, ...], as_json: bool) -> None
     )
     if rejected:
         sys.exit(EXIT_FAILURE)
+
+
+def _report(result: Any) -> None:
+    if result.status == "accepted":
+        _err(f"accepted  {result.bundle} -> {result.target or 'role(s) re-signed'}")
+    else:
+        _err(f"rejected  {result.bundle}: {', '.join(result.reasons)}")
+    for message in result.messages:  # e.g. "already accepted: ..." on a re-run
+        _err(f"          {message}")
 
 
 def _progress(items: list[Path], label: str, *, enabled: bool) -> Any:

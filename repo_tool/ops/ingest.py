@@ -7,7 +7,7 @@ the repository, and writes: the blob, the manufacturer's role exactly as signed,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from repo_tool.ops import ingest_bins
 from repo_tool.ops.ingest_advisory import commit_advisory
 from repo_tool.ops.manufacturers import delegate
 from repo_tool.state import journal
+from repo_tool.state.group_commit import group_commits
 from repo_tool.state.repository import Repository
 
 
@@ -216,6 +217,35 @@ def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResul
             "host configuration (`cfl-repo host nginx`) and reload nginx before `cfl-repo publish`"
         )
     return IngestResult(bundle_path.name, "accepted", target_path, [], notes)
+
+
+# Deposits per group commit (issue 26): about a second of an inbox's work between durable
+# commits, so a kill costs at most that to redo, and one sync and one head write serve them all.
+BATCH = 200
+
+
+def ingest_batches(
+    repo: Repository,
+    bundle_paths: Iterable[Path],
+    *,
+    now: Callable[[], datetime],
+    batch: int = BATCH,
+) -> Iterator[list[IngestResult]]:
+    """`ingest` over many bundles, ``batch`` of them per group commit (repo_tool/state/
+    group_commit.py): each bundle is judged against the library as every earlier one left it,
+    and a batch's results are yielded only once the batch is committed durably. ``batch`` 1
+    commits each bundle on its own. The caller holds the repository lock."""
+    with group_commits(repo) as group:
+        done: list[IngestResult] = []
+        for path in bundle_paths:
+            done.append(ingest(repo, path, now=now()))
+            if len(done) >= batch:
+                group.flush()
+                yield done
+                done = []
+        group.flush()
+        if done:
+            yield done
 
 
 def _ingest_renewal(

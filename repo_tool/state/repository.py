@@ -87,6 +87,9 @@ class Repository:
         self._signer_cache: dict[tuple[str, str], Signer] = {}
         # True while repo_tool/ops/ceremony.py `capture_targets_change` runs an operation
         self.capturing = False
+        self.group: Any = (
+            None  # a group commit collecting commits (repo_tool/state/group_commit.py)
+        )
 
     # ----------------------------------------------------------------------------------- paths
 
@@ -155,8 +158,7 @@ class Repository:
                 raise ConfigurationError(f"{path}: unreadable ({e!r})") from e
         return self._head
 
-    def forget_head(self) -> None:
-        """Drop the cached head: the next read of `head` re-reads the committed one."""
+    def forget_head(self) -> None:  # the next read of `head` re-reads the committed one
         self._head = None
 
     def commit(self, head: Head, *, event: dict[str, Any], **more: dict[str, Any]) -> None:
@@ -166,14 +168,16 @@ class Repository:
         inside the new head, then appended to ``events.jsonl``; see `_after_commit`.
         """
         with step("committing the new state"):
+            if self.group is not None:  # held back until the group's one durable commit
+                self.group.hold(head, [event, *more.values()])
+                return
             self._commit(head, [event, *more.values()])
 
     def _commit(self, head: Head, events: list[dict[str, Any]]) -> None:
         base = self.head.event_seq if (self.state_dir / "head.json").exists() else 0
-        for logged in events:
-            # The transparency log's entry commits with the change: its tiles are written now and
-            # made current by this head (tlog.py); a key change's configuration is not logged.
-            head = self._logged(head, {k: v for k, v in logged.items() if k != "config"})
+        # The transparency log's entries commit with the change: their tiles are written now and
+        # made current by this head (tlog.py); a key change's configuration is not logged.
+        head = self._logged(head, [{k: v for k, v in e.items() if k != "config"} for e in events])
         numbered = [{**e, "seq": base + i} for i, e in enumerate(events, start=1)]
         head = replace(head, event_seq=base + len(numbered), last_events=numbered)
         atomic_write_bytes(self.state_dir / "head.json", head.to_bytes())
@@ -207,10 +211,9 @@ class Repository:
     def log_state(self) -> tlog.LogState:
         return log_state_of(self.head)
 
-    def _logged(self, head: Head, event: dict[str, Any]) -> Head:
-        """``head`` with ``event`` appended to the log (tiles written now, committed by the head)."""
-        before = log_state_of(head)
-        after = tlog.append_event(self.log_dir, before, event)
+    def _logged(self, head: Head, events: list[dict[str, Any]]) -> Head:
+        """``head`` with ``events`` appended to the log (tiles written now, committed by the head)."""
+        after = tlog.append_events(self.log_dir, log_state_of(head), events)
         return replace(head, log_size=after.size, log_root=after.root_hash.hex())
 
     def log_binding_current(self, head: Head) -> bool:

@@ -13,7 +13,13 @@ import tempfile
 import threading
 from pathlib import Path
 
-from metadata_templates.atomic import atomic_write_bytes, errors_name, fsync_dir
+from metadata_templates.atomic import (
+    atomic_write_bytes,
+    deferring,
+    errors_name,
+    fsync_dir,
+    postpone_file,
+)
 from metadata_templates.errors import UnavailableError
 
 
@@ -109,6 +115,7 @@ class StagedBlob:
         fd, name = tempfile.mkstemp(prefix=_STAGING_PREFIX, dir=store.root)
         self._path = Path(name)
         self._error: OSError | None = None
+        self._deferred = deferring()  # read here: the writer thread does not share our context
         self._thread = threading.Thread(target=self._write, args=(fd, data), daemon=True)
         self._thread.start()
 
@@ -117,7 +124,8 @@ class StagedBlob:
             with errors_name(self._path), os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if not self._deferred:  # a group commit syncs it under its blob name (commit)
+                    os.fsync(handle.fileno())
         except OSError as e:
             self._error = e
 
@@ -144,6 +152,7 @@ class StagedBlob:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self._path, 0o444)
         os.replace(self._path, final)
+        postpone_file(final)  # inside a group commit: synced with the batch, before its commit
         fsync_dir(final.parent)
 
     def discard(self) -> None:

@@ -123,11 +123,13 @@ def append(log_dir: Path, current: LogState, entries: Sequence[bytes]) -> LogSta
     return LogState(result.size, result.root_hash)
 
 
-def append_event(log_dir: Path, current: LogState, event: Mapping[str, Any]) -> LogState:
-    """Append one repository event if it is a lodged one (re-signing is not)."""
-    if not events.is_logged(event):
-        return current
-    return append(log_dir, current, [events.encode_event(event)])
+def append_events(
+    log_dir: Path, current: LogState, lodged: Sequence[Mapping[str, Any]]
+) -> LogState:
+    """Append the lodged ones of ``lodged`` in order (re-signing is not lodged), writing each tile once (a group commit's
+    hundreds of events cost one pass over the tiles they touch)."""
+    entries = [events.encode_event(e) for e in lodged if events.is_logged(e)]
+    return append(log_dir, current, entries) if entries else current
 
 
 # ---------------------------------------------------------------------------------- the log key

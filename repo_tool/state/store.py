@@ -1,13 +1,16 @@
 """The blob store: every image and provider document, named by its SHA-256, written once.
 
 Blobs are never overwritten or deleted. Writing a blob that exists is a no-op after checking that
-the bytes on disk still hash to their name, so a corrupted store is noticed rather than published.
+the bytes on disk still hash to their name; one that does not (a write a power cut tore before its
+group commit) is written again from the writer's bytes, which do, and logged. Reading a corrupt blob
+fails, so a corrupted store is noticed rather than published (`verify`, `backup`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -21,6 +24,8 @@ from metadata_templates.atomic import (
     postpone_file,
 )
 from metadata_templates.errors import UnavailableError
+
+logger = logging.getLogger(__name__)
 
 
 class BlobStore:
@@ -44,8 +49,7 @@ class BlobStore:
         """
         digest = sha256 or hashlib.sha256(data).hexdigest()
         target = self.path(digest)
-        if target.exists():
-            self.verify(digest)
+        if target.exists() and self._intact(digest):
             return digest
         try:
             atomic_write_bytes(target, data, mode=0o444)
@@ -71,6 +75,17 @@ class BlobStore:
                 f"blob store: blob {sha256}: found content hashing to {actual}, expected {sha256}"
             )
         return data
+
+    def _intact(self, sha256: str) -> bool:
+        """Whether the stored blob still hashes to its name. A writer holding the right bytes
+        replaces one that does not: only a write cut short by a power loss before its group
+        commit (metadata_templates/atomic.py) leaves one, and no commit refers to it yet."""
+        try:
+            self.verify(sha256)
+        except UnavailableError as e:
+            logger.warning("%s; writing it again from bytes that hash to its name", e)
+            return False
+        return True
 
     def verify(self, sha256: str) -> None:
         """Check one stored blob still matches its name.
@@ -145,9 +160,8 @@ class StagedBlob:
                 f"({self._error.strerror or self._error})"
             ) from self._error
         final = self._store.path(sha256)
-        if final.exists():
+        if final.exists() and self._store._intact(sha256):
             self._path.unlink(missing_ok=True)
-            self._store.verify(sha256)
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self._path, 0o444)

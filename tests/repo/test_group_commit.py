@@ -169,7 +169,12 @@ def test_kill_a_grouped_ingest_at_every_commit_point_loses_nothing_reported(
 ) -> None:
     """Two groups of two: a kill inside the second group must keep the first, reported one."""
     require_system("strace")
-    args = ["ingest", "deposits/1-121D-fw2.cflb", "deposits/2-121D-fw3.cflb", "deposits/3-121D-fw4.cflb"]
+    args = [
+        "ingest",
+        "deposits/1-121D-fw2.cflb",
+        "deposits/2-121D-fw3.cflb",
+        "deposits/3-121D-fw4.cflb",
+    ]
     args += ["deposits/4-3A7F-first.cflb", "--batch", "2"]
     expected = [Path(a).name for a in args[1:5]]
     for point in range(1, MAX_POINTS + 1):
@@ -202,3 +207,22 @@ def test_kill_a_grouped_ingest_at_every_commit_point_loses_nothing_reported(
             assert problems == [], (point, problems)
         shutil.rmtree(base)
     pytest.fail(f"ingest: more than {MAX_POINTS} renames")
+
+
+def test_a_torn_unreferenced_blob_is_written_again_not_a_wedge(tmp_path: Path) -> None:
+    """What a power cut can leave after a group's files but before its commit: a blob file under
+    its name whose bytes are not the ones named. The next write of those bytes repairs it."""
+    from repo_tool.state.store import BlobStore
+
+    store = BlobStore(tmp_path / "blobs")
+    data = b"firmware image bytes"
+    sha = store.put(data)
+    torn = store.path(sha)
+    torn.chmod(0o644)
+    torn.write_bytes(data[:5])
+    assert store.put(data) == sha and store.get(sha) == data
+    torn.chmod(0o644)
+    torn.write_bytes(b"")
+    staged = store.stage(data)
+    staged.commit(sha)
+    assert store.get(sha) == data

@@ -37,6 +37,7 @@ from repo_tool.intake.bundle import Declaration, write_bundle
 from repo_tool.ops.cpl_import import import_cpl as import_cpl_op
 from repo_tool.ops.ingest import ingest as ingest_op
 from repo_tool.ops.publish import publish
+from repo_tool.submit.auto_bins import split_first
 from repo_tool.submit.bins import build_split
 from repo_tool.submit.deposit import build_submission
 from repo_tool.verify.published import PublishedLibrary
@@ -73,12 +74,21 @@ def _split_all(lib: bench_publish.Library, inbox: Path) -> None:
     publish(lib.repo, lib.out, now=lib.tick())
 
 
-def _inbox(lib: bench_publish.Library, first_fw: int, inbox: Path) -> None:
-    """Sign DEPOSITS new images round-robin over the manufacturers, each bundle built on the
-    previous one of its manufacturer, and import their CPL entries (not timed)."""
+def _inbox(
+    lib: bench_publish.Library,
+    first_fw: int,
+    inbox: Path,
+    count: int = DEPOSITS,
+    *,
+    auto_bins: bool = False,
+) -> None:
+    """Sign ``count`` new images round-robin over the manufacturers, each bundle built on the
+    previous one of its manufacturer, and import their CPL entries (not timed). ``auto_bins``:
+    as `cfl-repo submit` does, sign a split-bins bundle first (``-split.cflb``, ingested before
+    the deposit) whenever the bin rule says a manufacturer's bins should double."""
     entries: list[CplEntry] = []
     images: list[tuple[str, bytes, CplEntry]] = []
-    for n in range(DEPOSITS):
+    for n in range(count):
         mfr = bench_publish._manufacturer(n % bench_publish.MANUFACTURERS)
         fw = first_fw + n
         image = ota(mfr, fw, os.urandom(bench_publish.BODY_OCTETS))
@@ -103,8 +113,10 @@ def _inbox(lib: bench_publish.Library, first_fw: int, inbox: Path) -> None:
         if owner is not None:
             owned.setdefault(owner, []).append(name)
     inbox.mkdir(parents=True, exist_ok=True)
+    lengths = {name: len(md.to_bytes()) for name, md in roles.items()} if auto_bins else {}
     for n, (mfr, image, entry) in enumerate(images):
-        name = role_name(mfr)
+        if auto_bins:
+            _grow_bins(lib, mfr, roles, owned, lengths, inbox / f"{n:06d}-{mfr}-split.cflb")
         submission = build_submission(
             image=image,
             manufacturer_id=mfr,
@@ -124,9 +136,51 @@ def _inbox(lib: bench_publish.Library, first_fw: int, inbox: Path) -> None:
         bundle = submission.bundle
         # Chain the next bundle on this one: the role, or the bins it signed.
         roles[bundle.role_name] = Metadata[Targets].from_bytes(bundle.role_bytes)
+        lengths[bundle.role_name] = len(bundle.role_bytes)
         for bin_name, data in bundle.bins:
             roles[bin_name] = Metadata[Targets].from_bytes(data)
+            lengths[bin_name] = len(data)
         write_bundle(inbox / f"{n:06d}-{mfr}.cflb", submission.bundle)
+
+
+def _grow_bins(
+    lib: bench_publish.Library,
+    mfr: str,
+    roles: dict[str, Metadata[Targets]],
+    owned: dict[str, list[str]],
+    lengths: dict[str, int],
+    path: Path,
+) -> None:
+    """Sign and write the split `submit` would sign before ``mfr``'s next deposit, if any, and
+    chain on it (its role and its bins replace the old ones)."""
+    own = {r: roles[r] for r in owned[mfr]}
+    library = PublishedLibrary(
+        root_version=1,
+        roles=(),
+        images=(),
+        role_metadata=own,
+        targets_metadata=lib.repo.targets(),
+        role_lengths={r: lengths[r] for r in owned[mfr]},
+    )
+    split = split_first(
+        manufacturer_id=mfr,
+        signers=[lib.signers[mfr]],
+        library=library,
+        load_every_bin=lambda: library,
+        new_targets=1,
+        now=lib.tick(),
+    )
+    if split is None:
+        return
+    write_bundle(path, split.bundle)
+    for old in owned[mfr]:
+        roles.pop(old, None)
+    owned[mfr] = []
+    members = [(split.bundle.role_name, split.bundle.role_bytes), *split.bundle.bins]
+    for name, data in members:
+        roles[name] = Metadata[Targets].from_bytes(data)
+        lengths[name] = len(data)
+        owned[mfr].append(name)
 
 
 def measure(count: int) -> dict[str, float]:

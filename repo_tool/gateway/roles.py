@@ -133,6 +133,26 @@ def _check_role_signatures(
     return role
 
 
+class _LastCanonical:
+    """The canonical signed bytes ``parse_role`` computed for its check, kept for the signature
+    check that always follows: securesystemslib's canonical encoding of a role is most of a
+    deposit's gateway time, and computing it twice doubled that. One entry, held strongly and
+    matched by identity, so it can only ever answer for the very object it was computed for."""
+
+    def __init__(self) -> None:
+        self._role: Metadata[Targets] | None = None
+        self._bytes = b""
+
+    def remember(self, role: Metadata[Targets], data: bytes) -> None:
+        self._role, self._bytes = role, data
+
+    def signed_bytes(self, role: Metadata[Targets]) -> bytes:
+        return self._bytes if role is self._role else role.signed_bytes
+
+
+_canonical = _LastCanonical()
+
+
 def parse_role(data: bytes, member: str, found: Findings) -> Metadata[Targets] | None:
     """One bundle member as signed targets metadata, or None with a ``malformed-bundle`` finding."""
     try:
@@ -161,7 +181,7 @@ def parse_role(data: bytes, member: str, found: Findings) -> Metadata[Targets] |
     try:
         # Signatures cover the canonical JSON form, which has no floats and no duplicate keys: a
         # role that cannot be canonicalised cannot have been signed as it stands.
-        role.signed_bytes  # noqa: B018 (computed for its error; verification recomputes it)
+        _canonical.remember(role, role.signed_bytes)
     except SerializationError as e:
         found.add(
             Code.MALFORMED_BUNDLE,
@@ -183,7 +203,9 @@ def check_signatures(
 ) -> None:
     """python-tuf's verification of ``role`` as ``role_name`` delegated by ``delegator``, turned into
     ``bad-signature`` (a listed key's signature fails) or ``threshold-not-met`` findings."""
-    result = delegator.get_verification_result(role_name, role.signed_bytes, role.signatures)
+    result = delegator.get_verification_result(
+        role_name, _canonical.signed_bytes(role), role.signatures
+    )
     bad = sorted(k[:8] for k in role.signatures if k in keys and k not in result.signed)
     if bad:
         found.add(

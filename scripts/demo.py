@@ -5,7 +5,11 @@ with development keys and imports a sample CPL; three manufacturers make their o
 registered, and deposit signed GBCS images; one deliberately bad deposit is rejected with its code;
 the provider publishes, verifies and builds the website; a local static server serves the tree; and a
 supplier's client initialises from the root, refreshes, checks a sample estate and downloads what
-applies. Everything lands under demo-out/ (recreated on each run).
+applies. Then the delivery-outcomes loop (issue 24): two more suppliers (development-only
+organisations from demo-data) are registered, record last month's per-device results and submit
+signed counts; the provider ingests them, its policy holds the failing image, the website marks it,
+and the first supplier's `cfl check` routes around it. Everything lands under demo-out/ (recreated
+on each run).
 """
 
 from __future__ import annotations
@@ -61,9 +65,10 @@ def free_port() -> int:
 
 def delivery_outcomes(
     cfl_repo: Path, cfl: Path, repo: Path, public: Path, root: Path, data: Path, home: Path
-) -> Path:
+) -> tuple[str, Path]:
     """Issue 24's loop: two suppliers report per-device results, the provider's policy holds the
-    failing image, and the estate's supplier's check routes around it. Returns the image's site page."""
+    failing image, and the estate's supplier's check routes around it. Returns the held image
+    and its site page."""
     samples = json.loads((data / "suppliers" / "suppliers.json").read_text())
     suppliers = samples["suppliers"]
     say(
@@ -109,7 +114,9 @@ def delivery_outcomes(
         raise SystemExit(f"demo failed: {page} does not mark the image On hold")
     print(f"    published; {page.relative_to(OUT)} marks it On hold")
 
-    say("The estate's supplier refreshes: `cfl check` routes around the held image and says why")
+    say(
+        "The estate's supplier refreshes: `cfl check` no longer offers the held image, and says why"
+    )
     run(cfl, "--home", home, "refresh", quiet=True)
     checked = run(cfl, "--home", home, "check", data / "estate.csv", "--json", quiet=True)
     groups = json.loads(checked.stdout)["groups"]
@@ -125,7 +132,7 @@ def delivery_outcomes(
             f"    {g['manufacturer_id']}/{g['model_id']} hardware {g['hardware_version']} on "
             f"{g['firmware_version']}, {g['device_count']} devices: recommended now {now}"
         )
-    return page
+    return target, page
 
 
 def main() -> None:
@@ -292,7 +299,7 @@ def main() -> None:
             "--out",
             OUT / "firmware",
         )
-        held_page = delivery_outcomes(cfl_repo, cfl, repo, public, root, data, home)
+        held_target, held_page = delivery_outcomes(cfl_repo, cfl, repo, public, root, data, home)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -304,6 +311,10 @@ def main() -> None:
     print(f"  downloads      : {OUT / 'firmware'} (with manifest.json)")
     print(f"  rejected bundle: {repo / 'rejected'}")
     print(f"  held image page: {held_page}")
+    print(
+        f"  lift the hold  : cfl-repo --repo {repo.relative_to(ROOT)} release {held_target} "
+        "--reason TEXT, then publish"
+    )
     print(
         f"  browse it      : {cfl_repo.relative_to(ROOT) if cfl_repo.is_relative_to(ROOT) else cfl_repo} serve {public.relative_to(ROOT)} --port 8000"
         "  then open http://127.0.0.1:8000/site/index.html"

@@ -39,6 +39,7 @@ CA_CERT = f"{SUPPLIERS_DIR}/supplier-ca.pem"
 MANIFEST_SCHEMA_VERSION = 1
 LABEL = "CFL demo - DEVELOPMENT ONLY"
 DEVICES_PER_SUPPLIER = 300
+OUTCOME_MODEL = "3F000001"
 RESULTS_COLUMNS = ("Device ID", "Target", "Outcome", "Time", "Firmware Version")
 
 # Per supplier: (activation-failed, not-retrieved, timeout) of DEVICES_PER_SUPPLIER. 12 + 9 failed
@@ -81,9 +82,11 @@ class SupplierSamples:
 
 
 def outcome_image(dataset: DemoDataset) -> DemoImage:
-    """The image the sample results fail: the dataset's first security fix (a realistic worry:
-    the image everyone is urged to install is the one that fails to activate)."""
-    return next(image for image in dataset.images if image.advisories)
+    """The image the sample results fail: Brightwell's security fix. A security fix, because that
+    is the realistic worry (the image everyone is urged to install fails to activate); this one,
+    because the guides' worked examples, which run on the demo library, use the others, so their
+    output reads the same after the demo holds it."""
+    return next(image for image in dataset.images if image.model_id == OUTCOME_MODEL)
 
 
 def _name(common_name: str) -> x509.Name:

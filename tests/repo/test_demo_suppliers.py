@@ -73,6 +73,7 @@ def test_results_parse_with_the_clients_reader_and_fail_the_image_only_combined(
 ) -> None:
     manifest = _written(tmp_path)
     image = outcome_image(make_demo_dataset(0))
+    assert image.reason == "security" and image.advisories
     declared = json.loads((tmp_path / "declarations.json").read_text())["images"]
     sha = manifest["image"]["manufacturer_image_sha256"]
     assert sha == image.manufacturer_image_sha256

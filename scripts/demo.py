@@ -5,7 +5,11 @@ with development keys and imports a sample CPL; three manufacturers make their o
 registered, and deposit signed GBCS images; one deliberately bad deposit is rejected with its code;
 the provider publishes, verifies and builds the website; a local static server serves the tree; and a
 supplier's client initialises from the root, refreshes, checks a sample estate and downloads what
-applies. Everything lands under demo-out/ (recreated on each run).
+applies. Then the delivery-outcomes loop (issue 24): two more suppliers (development-only
+organisations from demo-data) are registered, record last month's per-device results and submit
+signed counts; the provider ingests them, its policy holds the failing image, the website marks it,
+and the first supplier's `cfl check` routes around it. Everything lands under demo-out/ (recreated
+on each run).
 """
 
 from __future__ import annotations
@@ -57,6 +61,78 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def delivery_outcomes(
+    cfl_repo: Path, cfl: Path, repo: Path, public: Path, root: Path, data: Path, home: Path
+) -> tuple[str, Path]:
+    """Issue 24's loop: two suppliers report per-device results, the provider's policy holds the
+    failing image, and the estate's supplier's check routes around it. Returns the held image
+    and its site page."""
+    samples = json.loads((data / "suppliers" / "suppliers.json").read_text())
+    suppliers = samples["suppliers"]
+    say(
+        "Provider: registers two supplier organisations (development-only certificates from demo-data)"
+    )
+    for s in suppliers:
+        args: list[str | Path] = [cfl_repo, "--repo", repo, "supplier", "add", s["entity_id"]]
+        args += ["--name", s["name"], "--cert", data / s["cert"]]
+        args += ["--supplier-ca", data / samples["supplier_ca"]]
+        for role in s["roles"]:
+            args += ["--role", role]
+        run(*args)
+    run(cfl_repo, "--repo", repo, "publish", "--no-site", quiet=True)
+
+    say(
+        f"Suppliers: record last month's ({samples['period']}) delivery results, submit signed counts"
+    )
+    reports = []
+    for s in suppliers:
+        # each supplier's own home, on the published folder (file://): no server needed
+        own = OUT / f"outcomes-{s['entity_id']}"
+        run(cfl, "--home", own, "init", public.as_uri(), "--root", root, quiet=True)
+        run(cfl, "--home", own, "refresh", quiet=True)
+        run(cfl, "--home", own, "outcomes", "record", data / s["results"])
+        report = OUT / "outcome-reports" / f"{s['entity_id']}.{samples['period']}.dsse.json"
+        report.parent.mkdir(exist_ok=True)
+        run(cfl, "--home", own, "outcomes", "submit", "--key", data / s["key"], "--out", report)
+        reports.append(report)
+
+    say("Provider: ingests both reports; the combined figures break the hold policy")
+    ingested = run(cfl_repo, "--repo", repo, "outcomes", "ingest", *reports, "--json", quiet=True)
+    held = json.loads(ingested.stdout)["held"]
+    for line in ingested.stderr.splitlines():
+        if line.startswith(("accepted", "held")):
+            print(f"    {line}")
+    if len(held) != 1:
+        raise SystemExit(f"demo failed: expected one image held, found {held}")
+    [target] = held
+    run(cfl_repo, "--repo", repo, "outcomes", "show", target)
+    run(cfl_repo, "--repo", repo, "publish", quiet=True)
+    page = public / "site" / "image" / f"{target}.html"
+    if "On hold" not in page.read_text():
+        raise SystemExit(f"demo failed: {page} does not mark the image On hold")
+    print(f"    published; {page.relative_to(OUT)} marks it On hold")
+
+    say(
+        "The estate's supplier refreshes: `cfl check` no longer offers the held image, and says why"
+    )
+    run(cfl, "--home", home, "refresh", quiet=True)
+    checked = run(cfl, "--home", home, "check", data / "estate.csv", "--json", quiet=True)
+    groups = json.loads(checked.stdout)["groups"]
+    holding = [g for g in groups if any(h["target"] == target for h in g["held"])]
+    if not holding or any(target in g["path"] for g in holding):
+        raise SystemExit(f"demo failed: check does not route around {target}")
+    reason = next(h["reason"] for h in holding[0]["held"] if h["target"] == target)
+    print(f"    held {target}: {reason}")
+    for g in holding:
+        # the held image still applies; it is only never a hop, so the path goes around or stops
+        now = Path(g["recommended"]).name if g["recommended"] else "nothing (stops before it)"
+        print(
+            f"    {g['manufacturer_id']}/{g['model_id']} hardware {g['hardware_version']} on "
+            f"{g['firmware_version']}, {g['device_count']} devices: recommended now {now}"
+        )
+    return target, page
 
 
 def main() -> None:
@@ -223,6 +299,7 @@ def main() -> None:
             "--out",
             OUT / "firmware",
         )
+        held_target, held_page = delivery_outcomes(cfl_repo, cfl, repo, public, root, data, home)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -233,6 +310,11 @@ def main() -> None:
     print(f"  website        : {public / 'site' / 'index.html'}")
     print(f"  downloads      : {OUT / 'firmware'} (with manifest.json)")
     print(f"  rejected bundle: {repo / 'rejected'}")
+    print(f"  held image page: {held_page}")
+    print(
+        f"  lift the hold  : cfl-repo --repo {repo.relative_to(ROOT)} release {held_target} "
+        "--reason TEXT, then publish"
+    )
     print(
         f"  browse it      : {cfl_repo.relative_to(ROOT) if cfl_repo.is_relative_to(ROOT) else cfl_repo} serve {public.relative_to(ROOT)} --port 8000"
         "  then open http://127.0.0.1:8000/site/index.html"

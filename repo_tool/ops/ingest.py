@@ -6,6 +6,7 @@ the repository, and writes: the blob, the manufacturer's role exactly as signed,
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from repo_tool.intake.bundle import (
     Bundle,
     BundleError,
 )
-from repo_tool.notes.audience import notes_audience_documents
+from repo_tool.notes.audience import NotesAudienceDocuments, notes_audience_documents
 from repo_tool.ops import ingest_bins
 from repo_tool.ops.ingest_advisory import commit_advisory
 from repo_tool.ops.manufacturers import delegate
@@ -81,8 +82,18 @@ def gateway_context(
         suspended={k: v["reason"] for k, v in head.suspended.items()},
         read_blob=lambda sha: repo.blobs.get(sha) if repo.blobs.has(sha) else None,
         max_embargo=timedelta(days=repo.config.policy.advisory_max_embargo_days),
-        **notes_audience_documents(repo),
+        **_notes_audience(repo, head.targets_version, head.roles.get(naming.PROVIDER_ROLE)),
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _notes_audience(
+    repo: Repository, targets_version: int, provider_version: int | None
+) -> NotesAudienceDocuments:
+    """The registry and custodian key of the provider documents as these role versions stage
+    them: read once per versions, not once per deposit of an inbox (a staged version's bytes
+    never change once written). The registry and custodian documents are frozen."""
+    return notes_audience_documents(repo)
 
 
 def ingest(repo: Repository, bundle_path: Path, *, now: datetime) -> IngestResult:

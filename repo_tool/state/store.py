@@ -33,6 +33,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._swept = False  # stale staging files of a crashed run removed (see `stage`)
 
     def path(self, sha256: str) -> Path:
         # Two-level fan-out keeps directories small in a library that grows for decades.
@@ -113,9 +114,11 @@ class BlobStore:
         a blob name until ``commit``; ``discard`` leaves the store as it was. Callers hold the
         repository lock, so any staging file found here is from a crashed run and is removed.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(f"{_STAGING_PREFIX}*"):
-            stale.unlink(missing_ok=True)
+        if not self._swept:  # once per store object: an inbox's deposits need not list it each
+            self.root.mkdir(parents=True, exist_ok=True)
+            for stale in self.root.glob(f"{_STAGING_PREFIX}*"):
+                stale.unlink(missing_ok=True)
+            self._swept = True
         return StagedBlob(self, data)
 
 

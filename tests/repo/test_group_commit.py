@@ -24,6 +24,7 @@ import pytest
 from kill_points import KILLED, checks, strace_killing_at
 from tuf.api.metadata import Metadata, Targets
 
+from client.log.audit import audit
 from conftest import require_system
 from factory import LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.naming import role_name
@@ -160,6 +161,9 @@ def test_a_grouped_ingest_ends_as_one_commit_per_deposit_does(
         now=datetime.now(UTC),
     )
     assert problems == [] and library is not None and len(library.images) == 5
+    # The group's four events went into the transparency log in one append, each its own entry.
+    report = audit(lambda path: (public / path).read_bytes(), vkey=None)
+    assert report.problems == [] and report.events["ingest-accepted"] == 5
 
 
 @pytest.mark.system

@@ -21,7 +21,7 @@ logger = logging.getLogger("repo_tool")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo_data(out_dir: Path, seed: int) -> None:
     """Write a coherent sample dataset: CPL (CSV and XLSX), GBCS images for three manufacturers,
-    their declarations and a supplier estate; under suppliers/, DEVELOPMENT-ONLY supplier
+    their declarations and a supplier estate. Under suppliers/: DEVELOPMENT-ONLY supplier
     organisations (a throwaway CA, keys, certificates) and their delivery results for last month."""
     from repo_tool.dev.demo_data import make_demo_dataset, write_demo_dataset
     from repo_tool.dev.demo_suppliers import make_supplier_samples, write_supplier_samples

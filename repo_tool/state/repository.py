@@ -87,9 +87,7 @@ class Repository:
         self._signer_cache: dict[tuple[str, str], Signer] = {}
         # True while repo_tool/ops/ceremony.py `capture_targets_change` runs an operation
         self.capturing = False
-        self.group: Any = (
-            None  # a group commit collecting commits (repo_tool/state/group_commit.py)
-        )
+        self.group: Any = None  # a group commit holding commits (state/group_commit.py)
 
     # ----------------------------------------------------------------------------------- paths
 

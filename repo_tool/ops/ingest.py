@@ -17,7 +17,7 @@ from typing import Any
 from tuf.api.metadata import Targets
 
 from metadata_templates import SCHEMA_VERSION, naming
-from metadata_templates.atomic import atomic_write_bytes
+from metadata_templates.atomic import atomic_write_bytes, undeferred
 from metadata_templates.custom import format_timestamp
 from metadata_templates.steps import step
 from repo_tool.gateway.check import judge
@@ -341,11 +341,12 @@ def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime
         **result.to_dict(),
         "file": copy_info,
     }
-    atomic_write_bytes(
-        keep / "report.json",
-        json.dumps(report, indent=2, sort_keys=True).encode(),
-        mode=inbox.PRIVATE_FILE,
-    )
+    with undeferred():  # durable before the log line that points at it, inside a group too
+        atomic_write_bytes(
+            keep / "report.json",
+            json.dumps(report, indent=2, sort_keys=True).encode(),
+            mode=inbox.PRIVATE_FILE,
+        )
     journal.append(
         repo.path / "events.jsonl",
         [

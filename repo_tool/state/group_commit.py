@@ -50,7 +50,7 @@ class GroupCommit:
     def flush(self) -> None:
         """Commit everything held so far, durably (see the module doc); a no-op when nothing is."""
         if self._head is None:
-            self._pending.flush()  # rejection reports only: durable as a lone rejection's are
+            self._pending.flush()  # nothing held: whatever else the block wrote, made durable
             return
         head, events = self._head, self.events
         self._pending.flush()

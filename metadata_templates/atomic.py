@@ -17,7 +17,7 @@ import ctypes
 import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,9 +26,11 @@ from typing import Any, BinaryIO
 class DeferredSync:
     """The files and directories whose fsync a group commit postponed (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, syncfs: Callable[[Path], bool] | None = None) -> None:
         self.files: list[Path] = []
         self.directories: set[Path] = set()
+        # syncfs(2) of the file system holding a directory; False where there is none
+        self._syncfs = syncfs or _syncfs
 
     def flush(self) -> None:
         """Make every postponed write durable; afterwards nothing is pending.
@@ -38,10 +40,15 @@ class DeferredSync:
         """
         files, directories = self.files, self.directories
         self.files, self.directories = [], set()
-        anchor = next(iter(files), None) or next(iter(directories), None)
-        if anchor is None:
-            return
-        if _syncfs(anchor if anchor.is_dir() else anchor.parent):
+        # One syncfs per file system the writes landed on: a blob store on a disk of its own
+        # (a link or a mount under R/) is synced as well as the state beside it.
+        devices: dict[int, Path] = {}
+        for directory in {*directories, *(path.parent for path in files)}:
+            try:
+                devices.setdefault(os.stat(directory).st_dev, directory)
+            except FileNotFoundError:
+                continue  # removed since (a replaced staging folder): nothing of it to sync
+        if devices and all(self._syncfs(directory) for directory in devices.values()):
             return
         for path in files:
             _fsync_path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -133,21 +134,22 @@ def _check_role_signatures(
     return role
 
 
-class _LastCanonical:
+class _LastCanonical(threading.local):
     """The canonical signed bytes ``parse_role`` computed for its check, kept for the signature
     check that always follows: securesystemslib's canonical encoding of a role is most of a
-    deposit's gateway time, and computing it twice doubled that. One entry, held strongly and
-    matched by identity, so it can only ever answer for the very object it was computed for."""
+    deposit's gateway time, and computing it twice doubled that. One entry per thread, the role
+    and its bytes held together and matched by identity, so it can only ever answer for the very
+    object it was computed for (and callers change nothing between the two calls)."""
 
     def __init__(self) -> None:
-        self._role: Metadata[Targets] | None = None
-        self._bytes = b""
+        self.entry: tuple[Metadata[Targets], bytes] | None = None
 
     def remember(self, role: Metadata[Targets], data: bytes) -> None:
-        self._role, self._bytes = role, data
+        self.entry = (role, data)
 
     def signed_bytes(self, role: Metadata[Targets]) -> bytes:
-        return self._bytes if role is self._role else role.signed_bytes
+        entry = self.entry
+        return entry[1] if entry is not None and entry[0] is role else role.signed_bytes
 
 
 _canonical = _LastCanonical()

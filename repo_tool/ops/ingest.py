@@ -347,19 +347,18 @@ def _reject(repo: Repository, bundle_path: Path, verdict: Verdict, now: datetime
             json.dumps(report, indent=2, sort_keys=True).encode(),
             mode=inbox.PRIVATE_FILE,
         )
-    journal.append(
-        repo.path / "events.jsonl",
-        [
-            {
-                "event": "ingest-rejected",
-                "at": format_timestamp(now),
-                "bundle": bundle_path.name,
-                "reasons": result.reasons,
-                # Not a commit: it records which commit it followed (see journal.py).
-                "after_seq": repo.head.event_seq,
-            }
-        ],
-    )
+    line = {
+        "event": "ingest-rejected",
+        "at": format_timestamp(now),
+        "bundle": bundle_path.name,
+        "reasons": result.reasons,
+        # Not a commit: it records which commit it followed (see journal.py).
+        "after_seq": repo.head.event_seq,
+    }
+    if repo.group is not None:
+        repo.group.log_after_commit(line)  # after the commit of the deposits judged before it
+    else:
+        journal.append(repo.path / "events.jsonl", [line])
     return result
 
 

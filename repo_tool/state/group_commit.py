@@ -10,7 +10,8 @@ versions, index documents, rejection reports) skip their own fsyncs (metadata_te
 1. one ``syncfs`` (or an fsync of each file written) makes every held operation's files durable;
 2. the held events go into the transparency log in one append, and one ``state/head.json`` replace
    (fsynced) commits the last held head with all of them, numbered in order;
-3. the events are appended to ``events.jsonl`` (one fsync).
+3. the events are appended to ``events.jsonl`` (one fsync), then the lines of the group's
+   rejections, each naming the commit it follows (``after_seq``).
 
 Step 2's rename is the only commit point, as for a single commit. A kill -9 (or a power cut) before
 it leaves the committed head as it was: every file the group wrote is unreferenced, and running the
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from metadata_templates.atomic import DeferredSync, deferred_sync, undeferred
+from repo_tool.state import journal
 from repo_tool.state.head import Head
 from repo_tool.state.repository import Repository
 
@@ -39,6 +41,13 @@ class GroupCommit:
         self._pending = pending
         self._head: Head | None = None
         self.events: list[dict[str, Any]] = []
+        self._lines: list[dict[str, Any]] = []  # log lines that record no commit (rejections)
+
+    def log_after_commit(self, line: dict[str, Any]) -> None:
+        """A line that records no commit (a rejection), appended to ``events.jsonl`` after the
+        group's commit with ``after_seq`` naming it: the rejection was judged after the held
+        deposits before it, so it follows their commit in the log, as one commit each would."""
+        self._lines.append(line)
 
     def hold(self, head: Head, events: list[dict[str, Any]]) -> None:
         """What ``Repository.commit`` does inside the group: the head is current from now on (in
@@ -51,12 +60,17 @@ class GroupCommit:
         """Commit everything held so far, durably (see the module doc); a no-op when nothing is."""
         if self._head is None:
             self._pending.flush()  # nothing held: whatever else the block wrote, made durable
-            return
-        head, events = self._head, self.events
-        self._pending.flush()
-        with undeferred():
-            self._repo._commit(head, events)
-        self._head, self.events = None, []
+        else:
+            head, events = self._head, self.events
+            self._pending.flush()
+            with undeferred():
+                self._repo._commit(head, events)
+            self._head, self.events = None, []
+        if self._lines:
+            seq = self._repo.head.event_seq
+            lines = [{**line, "after_seq": seq} for line in self._lines]
+            journal.append(self._repo.path / "events.jsonl", lines)
+            self._lines = []
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +149,13 @@ def test_a_grouped_ingest_ends_as_one_commit_per_deposit_does(
             "4-3A7F-first.cflb",
         ]
     )
+    # The log reads the same: the rejection follows the commit of the deposits judged before it.
+    logged = {b: [(e["event"], e.get("bundle")) for e in _events(b)] for b in ran}
+    assert logged[grouped] == logged[single]
+    for base in ran:
+        events = _events(base)
+        at = next(i for i, e in enumerate(events) if e["event"] == "ingest-rejected")
+        assert events[at]["after_seq"] == max(int(e["seq"]) for e in events[:at] if "seq" in e)
     heads = {b: json.loads((b / "repo" / "state" / "head.json").read_bytes()) for b in ran}
     for field in ("roles", "targets_version", "index_sha256", "event_seq", "log_size"):
         assert heads[grouped][field] == heads[single][field], field
@@ -230,3 +238,31 @@ def test_a_torn_unreferenced_blob_is_written_again_not_a_wedge(tmp_path: Path) -
     staged = store.stage(data)
     staged.commit(sha)
     assert store.get(sha) == data
+
+
+def test_a_group_syncs_every_file_system_its_writes_landed_on(tmp_path: Path) -> None:
+    """A blob store on a disk of its own (here tmpfs, linked under R/) is synced too, not only
+    the file system of the first file written."""
+    from metadata_templates.atomic import DeferredSync
+
+    other = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev
+        synced: list[Path] = []
+        pending = DeferredSync(syncfs=lambda d: bool(synced.append(d)) or True)
+        (tmp_path / "state").mkdir()
+        pending.files += [tmp_path / "state" / "1.json", other / "blob", tmp_path / "state" / "2"]
+        pending.directories.add(other)
+        pending.flush()
+        assert sorted(os.stat(d).st_dev for d in synced) == sorted(
+            {os.stat(tmp_path).st_dev, os.stat(other).st_dev}
+        )
+        assert pending.files == [] and pending.directories == set()
+        # Without syncfs, every file and folder is fsynced one by one instead (no error).
+        fallback = DeferredSync(syncfs=lambda d: False)
+        (tmp_path / "state" / "1.json").write_bytes(b"{}")
+        fallback.files.append(tmp_path / "state" / "1.json")
+        fallback.directories.add(tmp_path / "state")
+        fallback.flush()
+    finally:
+        shutil.rmtree(other)

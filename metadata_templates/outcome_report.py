@@ -187,17 +187,18 @@ class Figures:
     def attempted(self) -> int:
         return sum(self.outcomes.values())
 
-    def _of(self, kind: str) -> int:
+    def of_kind(self, kind: str) -> int:
+        """Devices whose outcome is of ``kind`` (SUCCESS, FAILURE or UNDELIVERED)."""
         return sum(n for code, n in self.outcomes.items() if OUTCOME_CODES[code].kind == kind)
 
     @property
     def failures(self) -> int:
-        return self._of(FAILURE)
+        return self.of_kind(FAILURE)
 
     @property
     def delivered(self) -> int:
         """Devices the image reached: every outcome but the undelivered ones."""
-        return self.attempted - self._of(UNDELIVERED)
+        return self.attempted - self.of_kind(UNDELIVERED)
 
     @property
     def failure_rate(self) -> float:

@@ -13,7 +13,6 @@ from typing import Any
 from client.estate.bars import stacked_segments
 from metadata_templates.outcomes import (
     FAILURE,
-    OUTCOME_CODES,
     SUCCESS,
     UNDELIVERED,
     Figures,
@@ -40,15 +39,7 @@ class OutcomeBar:
     suppliers: int | None  # reporting suppliers (published figures only)
 
     def segments(self) -> list[dict[str, Any]]:
-        outcomes = self.figures.outcomes
-        parts = (
-            (
-                label,
-                colour,
-                sum(n for code, n in outcomes.items() if OUTCOME_CODES[code].kind == kind),
-            )
-            for kind, label, colour in KINDS
-        )
+        parts = ((label, colour, self.figures.of_kind(kind)) for kind, label, colour in KINDS)
         return stacked_segments(parts, BAR_WIDTH, self.figures.attempted)
 
 

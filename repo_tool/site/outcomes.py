@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from metadata_templates.outcomes import (
-    ACTION_HOLD,
     BY_POLICY,
+    BY_PROVIDER,
     FAILURE,
     OUTCOME_CODES,
     SUCCESS,
@@ -104,7 +104,7 @@ def _segments(image: ImageOutcomes) -> tuple[Segment, ...]:
     segments = []
     x = 0.0
     for kind, label in KINDS:
-        count = sum(n for code, n in f.outcomes.items() if OUTCOME_CODES[code].kind == kind)
+        count = f.of_kind(kind)
         if not count:
             continue
         width = BAR_WIDTH * count / total
@@ -124,35 +124,32 @@ def _codes(image: ImageOutcomes) -> tuple[CodeRow, ...]:
     )
 
 
+# Who put a hold on, as the notice says it.
+_HELD_BY = {BY_POLICY: "the library's outcome policy", BY_PROVIDER: "the CFL provider"}
+
+
 def _view(
     target: str,
     image: ImageOutcomes | None,
     document: OutcomesDocument,
     hold: HoldEvent | None,
+    released: HoldEvent | None,
 ) -> OutcomeView:
-    released = document.last_release(target)
     shown = {
         "figures": None if image is None else image.to_dict(),
         "hold": None if hold is None else hold.to_dict(),
         "released": None if released is None else released.to_dict(),
         "policy": document.policy.to_dict(),
     }
-    f = None if image is None else image.figures
     return OutcomeView(
         target=target,
         figures=image,
         segments=() if image is None else _segments(image),
         codes=() if image is None else _codes(image),
-        failure_rate="0.0%" if f is None else _percent(f.failures, f.delivered),
+        failure_rate="0.0%" if image is None else f"{image.figures.failure_rate:.1%}",
         policy=document.policy.describe(),
         hold=hold,
-        hold_by=(
-            ""
-            if hold is None
-            else "the library's outcome policy"
-            if hold.by == BY_POLICY
-            else "the CFL provider"
-        ),
+        hold_by="" if hold is None else _HELD_BY[hold.by],
         released=released,
         key=hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:32],
     )
@@ -189,14 +186,11 @@ def outcome_views(
         hold = holds.get(image.target_path)
         if hold is not None and hold.sha256 != image.sha256:
             hold = None
-        if found is None and hold is None and document.last_release(image.target_path) is None:
+        released = document.last_release(image.target_path)
+        if found is None and hold is None and released is None:
             continue
-        views[image.target_path] = _view(image.target_path, found, document, hold)
+        views[image.target_path] = _view(image.target_path, found, document, hold, released)
     return views
-
-
-def is_held(view: OutcomeView | None) -> bool:
-    return view is not None and view.hold is not None and view.hold.action == ACTION_HOLD
 
 
 def digest(library: PublishedLibrary) -> str:

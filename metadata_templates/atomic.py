@@ -51,7 +51,8 @@ class DeferredSync:
         if devices and all(self._syncfs(directory) for directory in devices.values()):
             return
         for path in files:
-            _fsync_path(path)
+            with contextlib.suppress(FileNotFoundError):  # replaced since: its successor is here
+                _fsync_path(path)
         for directory in sorted(directories):
             fsync_dir(directory)
 
@@ -104,12 +105,12 @@ def sync_handle(handle: BinaryIO, path: Path) -> None:
 
 
 def _fsync_path(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):  # replaced since: its successor was collected
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """fsync a file or directory by name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @functools.cache
@@ -149,11 +150,7 @@ def fsync_dir(directory: Path) -> None:
         return
     # Make the rename itself durable; some file systems refuse to open a directory for this.
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(directory)
 
 
 @contextlib.contextmanager

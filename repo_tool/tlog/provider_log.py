@@ -126,8 +126,8 @@ def append(log_dir: Path, current: LogState, entries: Sequence[bytes]) -> LogSta
 def append_events(
     log_dir: Path, current: LogState, lodged: Sequence[Mapping[str, Any]]
 ) -> LogState:
-    """Append the lodged ones of ``lodged`` in order (re-signing is not lodged), writing each tile once (a group commit's
-    hundreds of events cost one pass over the tiles they touch)."""
+    """Append the lodged ones of ``lodged`` in order (re-signing is not lodged), writing each
+    tile once: a group commit's hundreds of events cost one pass over the tiles they touch."""
     entries = [events.encode_event(e) for e in lodged if events.is_logged(e)]
     return append(log_dir, current, entries) if entries else current
 

@@ -47,7 +47,7 @@ def check_provider_role(
 
 
 @dataclass(frozen=True)
-class ProviderDocuments:
+class VerifiedDocuments:
     """The provider's documents of a walked tree, each parsed strictly (absent: the default)."""
 
     cpl: CplDocument | None = None
@@ -58,7 +58,7 @@ class ProviderDocuments:
     outcomes: OutcomesDocument | None = None
 
 
-# Path -> (field of ProviderDocuments, parser); the CPL is the caller's (it may come from a cache).
+# Path -> (field of VerifiedDocuments, parser); the CPL is the caller's (it may come from a cache).
 _PARSERS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
     naming.WITHDRAWALS_TARGET_PATH: ("withdrawals", WithdrawalList.from_bytes),
     SUPPLIERS_TARGET_PATH: ("suppliers", SupplierRegistry.from_bytes),
@@ -75,7 +75,7 @@ def read_provider_documents(
     *,
     cpl_loader: Callable[[str, Callable[[], bytes | None]], CplDocument | None] | None,
     parse_cpl: Callable[[bytes], CplDocument],
-) -> ProviderDocuments:
+) -> VerifiedDocuments:
     """Each known document of ``documents`` read through ``check_blob`` (None: missing or not the
     signed bytes, already reported) and parsed strictly: a malformed one is reported through
     ``fail`` and fails the tree. ``cpl_loader`` (a deposit's local CPL index) replaces reading the
@@ -100,4 +100,4 @@ def read_provider_documents(
             found[name] = parse(data)
         except (ValueError, NotesError) as e:
             fail(f"{path}: {e}")
-    return ProviderDocuments(**found)
+    return VerifiedDocuments(**found)

@@ -8,8 +8,14 @@ what follows it. strace reports the tracee's death by signal as its own exit sta
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+
+import pytest
 
 KILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 
@@ -43,3 +49,36 @@ OFFSET = SEED % STRIDE
 def checks(point: int) -> bool:
     """Whether the loop checks the recovery after a kill at ``point`` (1-based)."""
     return point == 1 or (point - 1) % STRIDE == OFFSET
+
+
+def kill_loop(
+    tmp: Path,
+    pristine: Path,
+    run: Callable[[Path, list[str]], subprocess.CompletedProcess[str]],
+    recover: Callable[[Path, int], None],
+    *,
+    after_kill: Callable[[Path, subprocess.CompletedProcess[str]], None] | None = None,
+    max_points: int = 200,
+) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Kill a command at its 1st, 2nd, ... commit point, each time on a fresh copy of
+    ``pristine`` under ``tmp/point-K``, until it completes; returns how many points it was killed
+    at and the completed run.
+
+    ``run(base, prefix)`` runs the command on the copy ``base`` with ``prefix`` before it (the
+    strace killing it, or nothing); ``after_kill(base, killed)`` checks every killed copy;
+    ``recover(base, point)`` checks the recovery (the same command again, and what must hold
+    after it) at the points of the budget (``checks``).
+    """
+    for point in range(1, max_points + 1):
+        base = tmp / f"point-{point}"
+        shutil.copytree(pristine, base, symlinks=True)
+        done = run(base, strace_killing_at(point))
+        if done.returncode not in KILLED:
+            shutil.rmtree(base)
+            return point - 1, done
+        if after_kill is not None:
+            after_kill(base, done)
+        if checks(point):
+            recover(base, point)
+        shutil.rmtree(base)
+    pytest.fail(f"more than {max_points} commit points: the command never completed")

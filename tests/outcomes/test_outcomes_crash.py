@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, checks, strace_killing_at
+from kill_points import kill_loop
 
 from client.log.audit import audit
 from conftest import require_system
@@ -77,23 +76,24 @@ def test_kill_outcomes_ingest_at_every_rename_then_rerun(tmp_path: Path) -> None
     (pristine / "b2.json").write_bytes(envelope(library, SECOND, FAILING))
     args = ["outcomes", "ingest", "b1.json", "b2.json"]
     target = library.targets[2]
-    for point in range(1, MAX_POINTS + 1):
-        base = tmp_path / f"point-{point}"
-        shutil.copytree(pristine, base, symlinks=True)
-        if _cli(base, args, strace_killing_at(point)).returncode not in KILLED:
-            shutil.rmtree(base)
-            assert point - 1 >= 2, f"killed at only {point - 1} point(s)"
-            return
-        if checks(point):
-            again = _cli(base, args)
-            assert again.returncode == 0, (point, again.stderr)
-            assert "Traceback" not in again.stderr
-            published = _cli(base, ["publish", "--no-site"])
-            assert published.returncode == 0, published.stderr
-            public = base / "lib" / "repo" / "public"
-            root = (public / "metadata" / "1.root.json").read_bytes()
-            _, problems = load_verified_library(folder_reader(public), root, now=datetime.now(UTC))
-            assert problems == [], (point, problems)
-            _counted_once(base, target)
-        shutil.rmtree(base)
-    pytest.fail(f"outcomes ingest: more than {MAX_POINTS} renames")
+
+    def recover(base: Path, point: int) -> None:
+        again = _cli(base, args)
+        assert again.returncode == 0, (point, again.stderr)
+        assert "Traceback" not in again.stderr
+        published = _cli(base, ["publish", "--no-site"])
+        assert published.returncode == 0, published.stderr
+        public = base / "lib" / "repo" / "public"
+        root = (public / "metadata" / "1.root.json").read_bytes()
+        _, problems = load_verified_library(folder_reader(public), root, now=datetime.now(UTC))
+        assert problems == [], (point, problems)
+        _counted_once(base, target)
+
+    points, _ = kill_loop(
+        tmp_path,
+        pristine,
+        lambda base, prefix: _cli(base, args, prefix),
+        recover,
+        max_points=MAX_POINTS,
+    )
+    assert points >= 2, f"killed at only {points} point(s)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, checks, strace_killing_at
+from kill_points import kill_loop
 
 from client.log.audit import audit
 from conftest import require_system
@@ -68,27 +67,23 @@ def _recorded_once(base: Path, target: str, action: str) -> None:
 
 
 def _kill_loop(tmp: Path, pristine: Path, args: list[str], check: Callable[[Path], None]) -> int:
-    for point in range(1, MAX_POINTS + 1):
-        base = tmp / f"point-{point}"
-        shutil.copytree(pristine, base, symlinks=True)
-        killed = _cli(base, args, strace_killing_at(point)).returncode in KILLED
-        if not killed:
-            shutil.rmtree(base)
-            return point - 1  # the points it was killed at
-        if checks(point):
-            again = _cli(base, args)
-            assert again.returncode == 0, (point, again.stderr)
-            assert "Traceback" not in again.stderr
-            published = _cli(base, ["publish", "--no-site"])
-            assert published.returncode == 0, published.stderr
-            root = (base / "repo" / "public" / "metadata" / "1.root.json").read_bytes()
-            _, problems = load_verified_library(
-                folder_reader(base / "repo" / "public"), root, now=datetime.now(UTC)
-            )
-            assert problems == [], (point, problems)
-            check(base)
-        shutil.rmtree(base)
-    pytest.fail(f"{args[0]}: more than {MAX_POINTS} renames")
+    def recover(base: Path, point: int) -> None:
+        again = _cli(base, args)
+        assert again.returncode == 0, (point, again.stderr)
+        assert "Traceback" not in again.stderr
+        published = _cli(base, ["publish", "--no-site"])
+        assert published.returncode == 0, published.stderr
+        root = (base / "repo" / "public" / "metadata" / "1.root.json").read_bytes()
+        _, problems = load_verified_library(
+            folder_reader(base / "repo" / "public"), root, now=datetime.now(UTC)
+        )
+        assert problems == [], (point, problems)
+        check(base)
+
+    points, _ = kill_loop(
+        tmp, pristine, lambda base, prefix: _cli(base, args, prefix), recover, max_points=MAX_POINTS
+    )
+    return points
 
 
 @pytest.mark.system

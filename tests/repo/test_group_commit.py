@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, checks, strace_killing_at
+from kill_points import kill_loop
 from tuf.api.metadata import Metadata, Targets
 
 from client.log.audit import audit
@@ -189,36 +189,37 @@ def test_kill_a_grouped_ingest_at_every_commit_point_loses_nothing_reported(
     ]
     args += ["deposits/4-3A7F-first.cflb", "--batch", "2"]
     expected = [Path(a).name for a in args[1:5]]
-    for point in range(1, MAX_POINTS + 1):
-        base = tmp_path / f"point-{point}"
-        shutil.copytree(pristine, base, symlinks=True)
+
+    def run(base: Path, prefix: list[str]) -> subprocess.CompletedProcess[str]:
         run_args = [a if not a.startswith("deposits/") else str(base / a) for a in args]
-        killed = _cli(base, run_args, strace_killing_at(point))
-        if killed.returncode not in KILLED:
-            assert killed.returncode == 0, killed.stderr
-            shutil.rmtree(base)
-            assert point - 1 >= 6, f"killed at only {point - 1} point(s)"
-            return
+        return _cli(base, run_args, prefix)
+
+    def after_kill(base: Path, killed: subprocess.CompletedProcess[str]) -> None:
         # Nothing reported accepted is lost: each such bundle is in a committed head already.
         reported = ACCEPTED_LINE.findall(killed.stderr)
         head = json.loads((base / "repo" / "state" / "head.json").read_bytes())
         committed = set(_accepted_bundles(base)) | {
             str(e.get("bundle")) for e in head["last_events"]
         }
-        assert set(reported) <= committed, (point, reported, committed)
-        if checks(point):
-            again = _cli(base, run_args)
-            assert again.returncode == 0, (point, again.stderr)
-            assert "Traceback" not in again.stderr
-            assert _accepted_bundles(base) == expected, point  # each exactly once, in order
-            published = _cli(base, ["publish", "--no-site"])
-            assert published.returncode == 0, published.stderr
-            public = base / "repo" / "public"
-            root = (public / "metadata" / "1.root.json").read_bytes()
-            _, problems = load_verified_library(folder_reader(public), root, now=datetime.now(UTC))
-            assert problems == [], (point, problems)
-        shutil.rmtree(base)
-    pytest.fail(f"ingest: more than {MAX_POINTS} renames")
+        assert set(reported) <= committed, (base.name, reported, committed)
+
+    def recover(base: Path, point: int) -> None:
+        again = run(base, [])
+        assert again.returncode == 0, (point, again.stderr)
+        assert "Traceback" not in again.stderr
+        assert _accepted_bundles(base) == expected, point  # each exactly once, in order
+        published = _cli(base, ["publish", "--no-site"])
+        assert published.returncode == 0, published.stderr
+        public = base / "repo" / "public"
+        root = (public / "metadata" / "1.root.json").read_bytes()
+        _, problems = load_verified_library(folder_reader(public), root, now=datetime.now(UTC))
+        assert problems == [], (point, problems)
+
+    points, completed = kill_loop(
+        tmp_path, pristine, run, recover, after_kill=after_kill, max_points=MAX_POINTS
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert points >= 6, f"killed at only {points} point(s)"
 
 
 def test_a_torn_unreferenced_blob_is_written_again_not_a_wedge(tmp_path: Path) -> None:

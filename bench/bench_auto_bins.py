@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -44,6 +45,7 @@ from typing import Any
 
 from bench.bench_ingest import BENCH_DIR, cpl_entry, ota
 from metadata_templates import naming
+from repo_tool.dev import static_nginx
 from repo_tool.dev.demo_data import render_cpl_csv
 
 MFR = "1D00"
@@ -56,7 +58,12 @@ BIN = Path(sys.executable).parent
 
 
 class CountingHost:
-    """The published tree over HTTP on 127.0.0.1, adding up the bytes of every response body."""
+    """The published tree over HTTP on 127.0.0.1, adding up the bytes of every response body.
+
+    Python's server answers every request whole (it ignores Range): the fallback where nginx is
+    not installed, and what a host without Range support costs a client."""
+
+    name = "Python http.server (no Range support)"
 
     def __init__(self, root: Path) -> None:
         host = self
@@ -64,9 +71,7 @@ class CountingHost:
         class Handler(SimpleHTTPRequestHandler):
             def copyfile(self, source: Any, outputfile: Any) -> None:
                 data = source.read()
-                host.bytes += len(data)
-                folder = self.path.lstrip("/").split("/", 1)[0]
-                host.by_folder[folder] = host.by_folder.get(folder, 0) + len(data)
+                host.add(self.path, len(data))
                 outputfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -78,6 +83,17 @@ class CountingHost:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def add(self, path: str, octets: int) -> None:
+        self.bytes += octets
+        folder = path.lstrip("/").split("/", 1)[0]
+        self.by_folder[folder] = self.by_folder.get(folder, 0) + octets
+
+    def reset(self) -> None:
+        self.bytes, self.by_folder = 0, {}
+
+    def settle(self) -> None:
+        return None
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/"
@@ -85,6 +101,55 @@ class CountingHost:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+_COMBINED = re.compile(rb'"[A-Z]+ (\S+) [^"]*" (\d{3}) (\d+) ')
+
+
+class NginxHost(CountingHost):
+    """The published tree behind a real nginx (docs/hosting.md's policy, repo_tool/dev/
+    static_nginx.py), counting ``body_bytes_sent`` from its access log: Range requests are
+    answered as a supplier's host answers them."""
+
+    name = "nginx (Range requests answered with 206)"
+
+    def __init__(self, root: Path, binary: str, state: Path) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        self.running, self._url = static_nginx.start(binary, root.resolve(), state)
+        self.log = state / "access.log"
+        self.bytes = 0
+        self.by_folder = {}
+        self._read_to = 0
+
+    def settle(self) -> None:
+        """Add what the access log gained since the last call."""
+        with self.log.open("rb") as handle:
+            handle.seek(self._read_to)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._read_to += len(complete)
+        for line in complete.splitlines():
+            found = _COMBINED.search(line)
+            if found is not None:
+                self.add(found.group(1).decode(), int(found.group(3)))
+
+    def reset(self) -> None:
+        self.settle()
+        super().reset()
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def close(self) -> None:
+        static_nginx.stop(self.running)
+
+
+def _host(root: Path, state: Path) -> CountingHost:
+    binary = static_nginx.nginx_binary()
+    if shutil.which(binary) is None:
+        return CountingHost(root)
+    return NginxHost(root, binary, state)
 
 
 @contextlib.contextmanager
@@ -205,8 +270,9 @@ def grow(
         parts: dict[str, list[int]] = {"metadata": [], "log": []}
         for _ in range(ROUNDS):
             lib.deposit(process=True)
-            host.bytes, host.by_folder = 0, {}
+            host.reset()
             _cfl(home, "refresh")
+            host.settle()
             refreshes.append(host.bytes)
             for folder, got in parts.items():
                 got.append(host.by_folder.get(folder, 0))
@@ -233,7 +299,8 @@ def grow(
 
 def run(base: Path, *, auto: bool, milestones: list[int]) -> list[dict[str, float]]:
     lib = Library(base / ("auto" if auto else "one-role"), milestones[-1], auto=auto)
-    host = CountingHost(lib.out)
+    host = _host(lib.out, lib.base / "nginx")
+    print(f"  {'baseline' if not auto else 'automatic bins'}: served by {host.name}")
     try:
         home = lib.base / "supplier"
         _cfl(home, "init", host.url, "--root", str(lib.out / "metadata" / "1.root.json"))

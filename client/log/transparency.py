@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Timestamp
 from tuf.ngclient import FetcherInterface
 
+from client.log.tile_cache import TileCache
 from client.trust.home import ClientHome
 from client.trust.transport import CflFetcher
 from metadata_templates.atomic import atomic_write_bytes
@@ -58,23 +59,33 @@ Fetch = Callable[[str], bytes]
 
 MAX_LOG_FILE = 1 << 20  # a checkpoint, tile or entry bundle is far smaller
 INDEX_DIR = "log/cfl-index"
+T = TypeVar("T")
 REPORT_TO = "the CFL provider and SECAS (the SMKI and Repository Service) with the evidence folder"
 
 
 @dataclass
 class CountingFetch:
-    """A :data:`Fetch` over an ngclient fetcher that counts requests and bytes (bench, tests)."""
+    """A :data:`Fetch` over an ngclient fetcher that counts requests and bytes (bench, tests).
+
+    With ``tiles`` (a home's :class:`TileCache`) and a :class:`CflFetcher`, a partial tile whose
+    narrower version the home kept is read from the byte after it (client/log/tile_cache.py).
+    """
 
     fetcher: FetcherInterface
     base_url: str
     requests: int = 0
     received: int = 0
     paths: list[str] = field(default_factory=list)
+    tiles: TileCache | None = None
+    tiles_used: bool = False
+    whole: bool = False
+
+    def _url(self, relative: str) -> str:
+        return self.base_url.rstrip("/") + "/" + relative
 
     def __call__(self, relative: str) -> bytes:
-        url = self.base_url.rstrip("/") + "/" + relative
         try:
-            data = self.fetcher.download_bytes(url, MAX_LOG_FILE)
+            data = self.fetcher.download_bytes(self._url(relative), MAX_LOG_FILE)
         except tuf_exceptions.DownloadError as e:
             raise UnavailableError(f"log: {relative}: cannot fetch ({e})") from e
         self.requests += 1
@@ -82,9 +93,60 @@ class CountingFetch:
         self.paths.append(relative)
         return data
 
+    def read_tile(self, tile: TileId) -> bytes:
+        """A tile or entry bundle: its kept prefix joined to the bytes after it, or whole."""
+        relative = "log/" + tile.path
+        width, prefix = 0, b""
+        if self.tiles is not None and not self.whole and isinstance(self.fetcher, CflFetcher):
+            width, prefix = self.tiles.prefix(tile)
+        if width == tile.width:
+            self.tiles_used = True
+            return prefix
+        if not prefix:
+            data = self(relative)
+        else:
+            assert isinstance(self.fetcher, CflFetcher)
+            try:
+                begins, body = self.fetcher.fetch_from(
+                    self._url(relative), len(prefix), MAX_LOG_FILE
+                )
+            except tuf_exceptions.DownloadError as e:
+                raise UnavailableError(f"log: {relative}: cannot fetch ({e})") from e
+            self.requests += 1
+            self.received += len(body)
+            self.paths.append(f"{relative} (from byte {begins})")
+            self.tiles_used = self.tiles_used or begins > 0
+            data = prefix + body if begins else body
+        if self.tiles is not None:
+            self.tiles.keep(tile, data)
+        return data
+
+    def afresh_on_failure(self, check: Callable[[], T]) -> T:
+        """Run ``check``; if it fails having read a tile through the home's kept copies, drop
+        them and run it once more reading every tile whole, so a damaged copy is never reported
+        as a fault of the log."""
+        self.tiles_used = False
+        try:
+            return check()
+        except VerificationError:
+            if self.tiles is None or not self.tiles_used:
+                raise
+        self.tiles.forget()
+        self.whole = True  # from now on every tile whole (and kept again for the next refresh)
+        return check()
+
 
 def tile_reader(fetch: Fetch) -> Callable[[TileId], bytes]:
+    if isinstance(fetch, CountingFetch):
+        return fetch.read_tile
     return lambda tile: fetch("log/" + tile.path)
+
+
+def afresh_on_failure(fetch: Fetch, check: Callable[[], T]) -> T:
+    """:meth:`CountingFetch.afresh_on_failure`, or just ``check`` for any other fetch."""
+    if isinstance(fetch, CountingFetch):
+        return fetch.afresh_on_failure(check)
+    return check()
 
 
 def consistency(old: Checkpoint, new: Checkpoint, fetch: Fetch) -> None:
@@ -103,8 +165,12 @@ def consistency(old: Checkpoint, new: Checkpoint, fetch: Fetch) -> None:
             f"log size: found {new.size}, expected at least {old.size} (the size trusted before); "
             "a log never shrinks"
         )
-    proof = TreeHashes(new.size, tile_reader(fetch)).consistency_proof(old.size)
-    verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
+
+    def proved() -> None:
+        proof = TreeHashes(new.size, tile_reader(fetch)).consistency_proof(old.size)
+        verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
+
+    afresh_on_failure(fetch, proved)
 
 
 def inclusion(checkpoint: Checkpoint, index: int, fetch: Fetch) -> dict[str, Any]:
@@ -120,13 +186,16 @@ def inclusion(checkpoint: Checkpoint, index: int, fetch: Fetch) -> dict[str, Any
         )
     n, offset = divmod(index, TILE_WIDTH)
     bundle = TileId(ENTRIES_LEVEL, n, tile_width(0, n, checkpoint.size))
-    entries = decode_bundle(fetch("log/" + bundle.path), expected=bundle.width, where=bundle.path)
-    entry = entries[offset]
-    tree = TreeHashes(checkpoint.size, tile_reader(fetch))
-    verify_inclusion(
-        leaf_hash(entry), index, checkpoint.size, tree.inclusion_proof(index), checkpoint.root_hash
-    )
-    return events.decode_event(entry, index=index)
+
+    def proved() -> bytes:
+        read = tile_reader(fetch)
+        entry = decode_bundle(read(bundle), expected=bundle.width, where=bundle.path)[offset]
+        tree = TreeHashes(checkpoint.size, read)
+        proof = tree.inclusion_proof(index)
+        verify_inclusion(leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash)
+        return entry
+
+    return events.decode_event(afresh_on_failure(fetch, proved), index=index)
 
 
 def read_bound(metadata_dir: Path) -> LogBinding | None:
@@ -213,6 +282,10 @@ class HomeLog:
     @property
     def witnesses_path(self) -> Path:
         return self.dir / "witnesses.json"
+
+    @property
+    def tiles(self) -> TileCache:
+        return TileCache(self.dir / "tiles")
 
     def trusted(self) -> Checkpoint | None:
         """The last checkpoint this home trusted.
@@ -365,8 +438,11 @@ def check_home_log(home: ClientHome, *, now: datetime) -> tuple[Checkpoint | Non
             evidence is kept in the home).
     """
     config = home.load_config()
-    fetch = CountingFetch(CflFetcher(config.transport_settings()), config.repository_url)
-    checkpoint = HomeLog(home.path).update(read_bound(home.metadata_dir), fetch, now=now)
+    log = HomeLog(home.path)
+    fetch = CountingFetch(
+        CflFetcher(config.transport_settings()), config.repository_url, tiles=log.tiles
+    )
+    checkpoint = log.update(read_bound(home.metadata_dir), fetch, now=now)
     return checkpoint, fetch
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from client.log.transparency import Fetch, check_home_log, tile_reader
+from client.log.transparency import Fetch, afresh_on_failure, check_home_log, tile_reader
 from client.trust.home import ClientHome
 from client.trust.withdrawal_guard import WithdrawalGuard
 from client.trust.withdrawal_history import (
@@ -63,11 +63,17 @@ def logged_withdrawals(checkpoint: Checkpoint, start: int, fetch: Fetch) -> Logg
         )
     if start == size:
         return LoggedWithdrawals(start, size)  # nothing appended: a warm refresh fetches nothing
+    return afresh_on_failure(fetch, lambda: _search(checkpoint, start, fetch))
+
+
+def _search(checkpoint: Checkpoint, start: int, fetch: Fetch) -> LoggedWithdrawals:
+    size = checkpoint.size
+    read = tile_reader(fetch)
     found: list[LoggedWithdrawal] = []
     leaves: list[bytes] = []
     for bundle in range(start // TILE_WIDTH, -(-size // TILE_WIDTH)):
         tile = TileId(ENTRIES_LEVEL, bundle, tile_width(0, bundle, size))
-        entries = decode_bundle(fetch("log/" + tile.path), expected=tile.width, where=tile.path)
+        entries = decode_bundle(read(tile), expected=tile.width, where=tile.path)
         for offset, entry in enumerate(entries):
             index = bundle * TILE_WIDTH + offset
             if index < start:
@@ -76,7 +82,7 @@ def logged_withdrawals(checkpoint: Checkpoint, start: int, fetch: Fetch) -> Logg
             event = events.decode_event(entry, index=index)
             if event["event"] == events.WITHDRAWAL:
                 found.append(_withdrawal(event, index))
-    if _root(size, start, leaves, TreeHashes(size, tile_reader(fetch))) != (checkpoint.root_hash):
+    if _root(size, start, leaves, TreeHashes(size, read)) != (checkpoint.root_hash):
         raise VerificationError(
             f"log entries {start}..{size - 1}: found a tree root other than the checkpoint's "
             f"{checkpoint.root_hash.hex()[:16]}..., expected the logged entries (an entry bundle "

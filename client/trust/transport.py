@@ -4,10 +4,8 @@ DCC Users commonly sit behind mutual TLS and bearer tokens, so the fetcher takes
 certificate and key, a custom CA bundle and a token file, with connect and read timeouts and a hard
 cap on response size (a safety net under ngclient's own per-file length limits).
 
-Errors are raised as python-tuf's download exceptions, because ngclient relies on them (a 403 or 404
-while probing for the next root version means "no newer root"); each carries a message that names
-the URL and says what to check. ``to_cfl_error`` is the one mapping from them (and so from HTTP
-statuses) to ``CflError``; client/trust/session.py applies it where ngclient's errors leave ngclient.
+Errors are python-tuf's download exceptions (client/trust/transport_errors.py, re-exported here);
+client/trust/session.py maps them with ``to_cfl_error`` where ngclient's errors leave ngclient.
 The bearer token is read once, sent only as a header, never logged and never put in a message.
 
 Every request has an overall deadline (``TransportSettings.deadline``) on top of the per-read
@@ -32,18 +30,33 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient import FetcherInterface
 
 from client import __version__
-from metadata_templates.errors import (
-    CflError,
-    ConfigurationError,
-    RejectedInputError,
-    UnavailableError,
-    VerificationError,
+from client.trust.transport_errors import (
+    STATUS_ADVICE,
+    STATUSES_WITH_REASON,
+    TransportError,
+    TransportHTTPError,
+    TransportTimeoutError,
+    TransportTooLargeError,
+    failure,
+    server_reason,
+    to_cfl_error,
 )
+from metadata_templates.errors import ConfigurationError
 from metadata_templates.suppliers import ESTATE_REFUSAL
+
+__all__ = [
+    "DEFAULT_DEADLINE_SECONDS",
+    "CflFetcher",
+    "TransportError",
+    "TransportHTTPError",
+    "TransportSettings",
+    "TransportTimeoutError",
+    "TransportTooLargeError",
+    "to_cfl_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +68,6 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_DEADLINE_SECONDS = 120.0
 # How much of an error response to read for its reason (nginx's `return 403 "text"` bodies are short).
 _ERROR_BODY_READ_BYTES = 4096
-_ERROR_REASON_MAX_CHARS = 200
-# Statuses whose body carries the server's reason the supplier needs: credentials refused, or (nginx)
-# a client certificate it could not accept.
-_STATUSES_WITH_REASON = frozenset({400, 401, 403})
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -88,78 +97,6 @@ class TransportSettings:
     deadline: float = DEFAULT_DEADLINE_SECONDS
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     retries: int = 2
-
-
-class TransportHTTPError(tuf_exceptions.DownloadHTTPError):
-    """The server answered with an HTTP error status.
-
-    Attributes:
-        url: the URL asked for.
-    """
-
-    def __init__(
-        self, message: str, status_code: int, url: str, *, refused_by_library: bool = False
-    ) -> None:
-        super().__init__(message, status_code)
-        self.url = url
-        # The library's own refusal of this request (the host's estate rule), not of the
-        # credentials: the request was understood and is not allowed.
-        self.refused_by_library = refused_by_library
-
-
-class TransportError(tuf_exceptions.DownloadError):
-    """The request did not get an answer: TLS failure, unreachable host, broken connection.
-
-    Attributes:
-        url: the URL asked for.
-        kind: ``tls``, ``unreachable``, ``connection`` or ``refused`` (we would not send it).
-    """
-
-    def __init__(self, message: str, url: str, kind: str) -> None:
-        super().__init__(message)
-        self.url = url
-        self.kind = kind
-
-
-class TransportTimeoutError(tuf_exceptions.SlowRetrievalError):
-    """The server stopped sending within the read timeout, or the request overran its deadline."""
-
-    def __init__(self, message: str, url: str) -> None:
-        super().__init__(message)
-        self.url = url
-
-
-class TransportTooLargeError(tuf_exceptions.DownloadLengthMismatchError):
-    """The response exceeded the transport's size cap."""
-
-    def __init__(self, message: str, url: str) -> None:
-        super().__init__(message)
-        self.url = url
-
-
-_STATUS_ADVICE = {
-    400: "the server could not accept the request: check the client certificate (--client-cert)",
-    401: "the server wants credentials: check the token file (--token-file) or client certificate",
-    403: "the server refused these credentials: is this supplier allowed to read the library?",
-    404: "no such file on the server: check the repository URL",
-}
-
-
-def server_reason(body: bytes) -> str:
-    """The server's short text reason from an error body, safe to print on one line.
-
-    Non-printable characters (including ANSI escapes a hostile host might send) are dropped, runs
-    of whitespace become one space, and the text is cut to ~200 characters. An HTML error page
-    (nginx's default) says nothing the status line does not, so it yields "".
-    """
-    text = body.decode("utf-8", errors="replace")
-    if text.lstrip()[:1] == "<":
-        return ""
-    printable = "".join(c if c.isprintable() else " " for c in text.replace("\ufffd", " "))
-    reason = " ".join(printable.split())
-    if len(reason) > _ERROR_REASON_MAX_CHARS:
-        reason = reason[: _ERROR_REASON_MAX_CHARS - 3].rstrip() + "..."
-    return reason
 
 
 def _read_token(path: Path) -> str:
@@ -289,9 +226,36 @@ class CflFetcher(FetcherInterface):
             "refused",
         )
 
+    def fetch_from(self, url: str, start: int, max_length: int) -> tuple[int, bytes]:
+        """The bytes of ``url`` from offset ``start`` on, for a file that only ever grows at its
+        end (a partial log tile): one HTTP Range request, or a seek in a local folder.
+
+        Returns:
+            (the offset the bytes begin at, the bytes): ``start`` when the host honoured the range,
+            0 when it sent the whole file (a host without Range support, or a file shorter than
+            ``start``). The caller checks what it joins: nothing here is verified.
+
+        Raises:
+            TransportTooLargeError: more than ``max_length`` bytes.
+            TransportHTTPError, TransportError, TransportTimeoutError: as for any download.
+        """
+        if urllib.parse.urlsplit(url).scheme in ("http", "https"):
+            begins, chunks = self._fetch_http_from(url, start)
+        else:
+            begins, chunks = start, self._fetch_file(url, start)
+        body = bytearray()
+        for chunk in chunks:
+            body += chunk
+            if len(body) > max_length:
+                raise TransportTooLargeError(
+                    f"{url}: more than {max_length} bytes from byte {begins}, expected a log tile",
+                    url,
+                )
+        return begins, bytes(body)
+
     # ------------------------------------------------------------------------------ local folder
 
-    def _fetch_file(self, url: str) -> Iterator[bytes]:
+    def _fetch_file(self, url: str, start: int = 0) -> Iterator[bytes]:
         parts = urllib.parse.urlsplit(url)
         path = Path(urllib.request.url2pathname(parts.path))
         try:
@@ -303,6 +267,7 @@ class CflFetcher(FetcherInterface):
             raise TransportError(
                 f"{url}: cannot read {path}: {e.strerror or e}", url, "connection"
             ) from e
+        handle.seek(start)
         return self._stream_file(url, handle)
 
     def _stream_file(self, url: str, handle: Any) -> Iterator[bytes]:
@@ -368,7 +333,7 @@ class CflFetcher(FetcherInterface):
                 ),
             )
         except urllib3.exceptions.HTTPError as e:
-            raise self._failure(url, e) from e
+            raise failure(url, e) from e
         try:
             reason = server_reason(response.read(_ERROR_BODY_READ_BYTES))
         except urllib3.exceptions.HTTPError:
@@ -378,12 +343,33 @@ class CflFetcher(FetcherInterface):
             response.release_conn()
         return response.status, reason
 
-    def _fetch_http(self, url: str) -> Iterator[bytes]:
+    def _fetch_http(self, url: str, start: int = 0) -> Iterator[bytes]:
+        return self._fetch_http_from(url, start)[1]
+
+    def _fetch_http_from(self, url: str, start: int) -> tuple[int, Iterator[bytes]]:
+        """GET ``url``, with ``Range: bytes=START-`` when ``start`` is above 0. Returns the offset
+        the body begins at (``start`` for a 206, 0 for a host that sent the whole file) and the
+        body."""
         headers = self._headers(url)
-        logger.debug("GET %s", url)
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        logger.debug("GET %s%s", url, f" from byte {start}" if start else "")
         deadline_at = self._clock() + self.settings.deadline
         response = self._request_within_deadline(url, headers, deadline_at)
-        if response.status != 200:
+        begins = 0
+        if start and response.status == 206:
+            try:
+                begins = _range_start(url, response.headers.get("Content-Range"), start)
+            except TransportError:
+                response.close()
+                response.release_conn()
+                raise
+        elif start and response.status == 416:
+            # Nothing at or after ``start``: the caller's copy is not a prefix of this file.
+            response.close()
+            response.release_conn()
+            return self._fetch_http_from(url, 0)
+        elif response.status != 200:
             raise self._status_error(url, response)
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit():
@@ -393,7 +379,7 @@ class CflFetcher(FetcherInterface):
                 response.close()
                 response.release_conn()
                 raise
-        return self._stream_http(url, response, deadline_at)
+        return begins, self._stream_http(url, response, deadline_at)
 
     def _request_within_deadline(
         self, url: str, headers: dict[str, str], deadline_at: float
@@ -445,7 +431,7 @@ class CflFetcher(FetcherInterface):
                 f"{url}: no response within the {self.settings.deadline:g} s deadline", url
             ) from None
         if isinstance(result, urllib3.exceptions.HTTPError):
-            raise self._failure(url, result) from result
+            raise failure(url, result) from result
         if isinstance(result, BaseException):
             raise result
         return result
@@ -454,7 +440,7 @@ class CflFetcher(FetcherInterface):
         """An HTTP error status as one message naming the URL, the status and the server's reason."""
         reason = ""
         try:
-            if response.status in _STATUSES_WITH_REASON:
+            if response.status in STATUSES_WITH_REASON:
                 reason = server_reason(response.read(_ERROR_BODY_READ_BYTES))
         except urllib3.exceptions.HTTPError:
             pass  # the status alone still says what happened
@@ -469,7 +455,7 @@ class CflFetcher(FetcherInterface):
                 url,
                 refused_by_library=True,
             )
-        advice = _STATUS_ADVICE.get(response.status, "the server could not serve it")
+        advice = STATUS_ADVICE.get(response.status, "the server could not serve it")
         status = f"HTTP {response.status} {response.reason or ''}".rstrip()
         said = f' (server says "{reason}")' if reason else ""
         return TransportHTTPError(f"{url}: {status}{said}: {advice}", response.status, url)
@@ -513,7 +499,7 @@ class CflFetcher(FetcherInterface):
                 raise TransportTimeoutError(
                     f"{url}: not complete within the {self.settings.deadline:g} s deadline", url
                 ) from e
-            raise self._failure(url, e) from e
+            raise failure(url, e) from e
         finally:
             timer.cancel()
             if not complete:
@@ -529,67 +515,19 @@ class CflFetcher(FetcherInterface):
                 f"{url}: response over {cap} bytes, the transport's cap; refusing the rest", url
             )
 
-    @staticmethod
-    def _failure(url: str, error: urllib3.exceptions.HTTPError) -> tuf_exceptions.DownloadError:
-        """Name what went wrong in words an operator can act on."""
-        reason: BaseException = error
-        if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
-            reason = error.reason
-        if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
-            return TransportTimeoutError(f"{url}: no data within the read timeout", url)
-        if isinstance(reason, urllib3.exceptions.SSLError):
-            return TransportError(
-                f"{url}: TLS failure: {reason}",
-                url,
-                "tls",
-            )
-        if isinstance(
-            reason,
-            urllib3.exceptions.NewConnectionError
-            | urllib3.exceptions.ConnectTimeoutError
-            | urllib3.exceptions.NameResolutionError,
-        ):
-            return TransportError(f"{url}: host unreachable: {reason}", url, "unreachable")
-        text = str(reason)
-        if "SSL" in text or "TLS" in text or "certificate" in text:
-            return TransportError(f"{url}: TLS failure: {text}", url, "tls")
-        return TransportError(f"{url}: connection failed: {text}", url, "connection")
 
+def _range_start(url: str, content_range: str | None, asked: int) -> int:
+    """The first byte of a 206 response, which must be the one asked for (``bytes S-E/T``).
 
-_HINTS = {
-    "tls": "check --ca-bundle (the server's CA) and --client-cert/--client-key (yours)",
-    "unreachable": "check the repository URL, your network, proxy and firewall",
-    "connection": "the server closed the connection; try again, then ask the library's operator",
-    "refused": "use an https:// repository URL",
-}
-
-
-def to_cfl_error(error: tuf_exceptions.DownloadError) -> CflError:
-    """Map a download error to the ``CflError`` the CLI reports, keeping its message.
-
-    The one mapping of HTTP statuses: 400, 401 and 403 are configuration (the credentials this
-    home was given are refused; the message carries the server's reason), except the library's
-    estate refusal (``metadata_templates.suppliers.ESTATE_REFUSAL``), a rejection explained in one
-    line; a too-large response is
-    a verification failure (the host is misbehaving); everything else is the library being
-    unavailable.
+    Raises:
+        TransportError: no Content-Range, or a range other than the one asked for.
     """
-    if isinstance(error, TransportHTTPError) and error.refused_by_library:
-        # Exit 1, no hint: the credentials are fine, this image is not the supplier's to fetch.
-        return RejectedInputError(str(error))
-    if isinstance(error, tuf_exceptions.DownloadHTTPError):
-        if error.status_code in _STATUSES_WITH_REASON:
-            return ConfigurationError(str(error))
-        return UnavailableError(str(error))
-    if isinstance(error, TransportTooLargeError):
-        return VerificationError(str(error), hint="the server sent more than it may")
-    if isinstance(error, tuf_exceptions.DownloadLengthMismatchError):
-        # ngclient's own limit: the signed metadata said how long the file is.
-        return VerificationError(
-            f"the server sent more data than the signed metadata allows ({error})"
+    unit, _, spec = (content_range or "").partition(" ")
+    first = spec.split("-", 1)[0]
+    if unit != "bytes" or not first.isdigit() or int(first) != asked:
+        raise TransportError(
+            f"{url}: HTTP 206 with Content-Range {content_range!r}, expected bytes {asked}-",
+            url,
+            "connection",
         )
-    if isinstance(error, tuf_exceptions.SlowRetrievalError):
-        return UnavailableError(str(error), hint="raise the read timeout or try again later")
-    if isinstance(error, TransportError):
-        return UnavailableError(str(error), hint=_HINTS.get(error.kind))
-    return UnavailableError(str(error))
+    return asked

@@ -49,6 +49,7 @@ class Route:
     body: bytes = b""
     delay: float = 0.0
     lie_about_length: bool = False
+    content_range: str | None = None
 
 
 @dataclass
@@ -64,6 +65,8 @@ def _handler(server_state: Server) -> type[BaseHTTPRequestHandler]:
             server_state.seen_headers.append(dict(self.headers.items()))
             route = server_state.routes.get(self.path, Route(404, b"nope"))
             self.send_response(route.status)
+            if route.content_range is not None:
+                self.send_header("Content-Range", route.content_range)
             if not route.lie_about_length:
                 self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
@@ -514,3 +517,42 @@ def test_the_deadline_is_measured_on_the_injected_clock(serve) -> None:  # type:
         fetch_all(fetcher, server.base + "/t")
     patient = CflFetcher(TransportSettings(deadline=25))
     assert fetch_all(patient, server.base + "/t") == b"z" * 200_000
+
+
+# --- ranged reads of a growing file (a partial log tile, client/log/tile_cache.py) --------------
+
+
+def test_fetch_from_asks_for_the_bytes_after_an_offset_and_takes_a_206(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve({"/log/t": Route(206, b"tail", content_range="bytes 10-13/14")})
+    assert CflFetcher().fetch_from(server.base + "/log/t", 10, 100) == (10, b"tail")
+    assert server.seen_headers[0]["Range"] == "bytes=10-"
+
+
+def test_fetch_from_a_host_that_ignores_range_gets_the_whole_file_from_byte_0(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve({"/log/t": Route(200, b"0123456789tail")})
+    assert CflFetcher().fetch_from(server.base + "/log/t", 10, 100) == (0, b"0123456789tail")
+
+
+def test_fetch_from_refuses_a_206_for_another_range(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve({"/log/t": Route(206, b"xxtail", content_range="bytes 8-13/14")})
+    with pytest.raises(TransportError, match=r"Content-Range 'bytes 8-13/14', expected bytes 10-"):
+        CflFetcher().fetch_from(server.base + "/log/t", 10, 100)
+    server = serve({"/log/t": Route(206, b"tail")})
+    with pytest.raises(TransportError, match="Content-Range None, expected bytes 10-"):
+        CflFetcher().fetch_from(server.base + "/log/t", 10, 100)
+
+
+def test_fetch_from_beyond_the_end_reads_the_file_whole(serve) -> None:  # type: ignore[no-untyped-def]
+    """416: the host's file is no longer than the caller's copy, which is then no prefix of it."""
+    server = serve({"/log/t": Route(416, b"")})
+    with pytest.raises(TransportHTTPError, match="HTTP 416"):
+        CflFetcher().fetch_from(server.base + "/log/t", 10, 100)  # and the whole GET got 416 too
+    assert [h.get("Range") for h in server.seen_headers] == ["bytes=10-", None]
+
+
+def test_fetch_from_caps_the_bytes_and_reads_local_folders_by_seek(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = serve({"/log/t": Route(206, b"y" * 101, content_range="bytes 10-110/111")})
+    with pytest.raises(TransportTooLargeError, match="more than 100 bytes from byte 10"):
+        CflFetcher().fetch_from(server.base + "/log/t", 10, 100)
+    (tmp_path / "t").write_bytes(b"0123456789tail")
+    assert CflFetcher().fetch_from((tmp_path / "t").as_uri(), 10, 100) == (10, b"tail")

@@ -98,6 +98,9 @@ def test_nginx_serves_the_caching_policy_and_hides_dotfiles(
     # clients probe the next root on every refresh: its 404 must not be cached
     assert _get(base_url + "metadata/2.root.json") == (404, NO_STORE)
     assert _get(base_url + "site/index.html") == (200, NO_CACHE)
+    # The log the timestamp binds: a host without these two locations breaks every refresh.
+    assert _get(base_url + "log/checkpoint") == (200, NO_CACHE)
+    assert _get(base_url + "log/tile/entries/000.p/1")[0] in (200, 404)
     csp = _header(base_url + "site/index.html", "Content-Security-Policy")
     assert csp == (200, CONTENT_SECURITY_POLICY)
     assert _get(base_url + ".cfl-publish.lock")[0] == 404

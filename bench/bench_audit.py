@@ -216,7 +216,7 @@ def audit_pass(inventory: Path, log: Path) -> Totals:
     with tempfile.TemporaryFile("w") as scratch:
         for judged in judged_lines([log], auditor, totals):
             summary.add(judged)
-            scratch.write(json.dumps(judged.to_dict(), sort_keys=True))
+            scratch.write(judged.to_json())
             scratch.write(",\n")
     return totals
 

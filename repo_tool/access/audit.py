@@ -34,8 +34,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
+import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from tuf.api.metadata import Targets
@@ -138,9 +139,8 @@ def entitlement_days(
     return days
 
 
-@dataclass(frozen=True)
-class AccessRecord:
-    """One request for an image, as the host logged it."""
+class AccessRecord(NamedTuple):
+    """One request for an image, as the host logged it (a tuple: millions are made per audit)."""
 
     time: datetime
     certificate_sha256: str | None
@@ -167,6 +167,38 @@ def _unregistered_sha256(escaped_pem: str) -> str | None:
     return certificate_sha256(cert.public_bytes(Encoding.DER))
 
 
+def _decoded(stripped: bytes) -> Any:
+    """The line's JSON value, by orjson, or by the stdlib where the two would differ.
+
+    Raises:
+        MalformedLineError: not JSON.
+    """
+    try:
+        doc = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        return _stdlib_decoded(stripped)
+    if type(doc) is dict and (type(doc.get("status")) is float or type(doc.get("bytes")) is float):
+        return _stdlib_decoded(stripped)  # orjson reads an integer beyond 64 bits as a float
+    return doc
+
+
+def _stdlib_decoded(stripped: bytes) -> Any:
+    """What orjson refuses but JSON allows (a lone surrogate escape, an integer beyond 64 bits) or
+    nginx writes (``escape=json`` passes bytes >= 0x80 through, so a hostile path may not be
+    UTF-8): read as the stdlib reads it, so both decoders judge a line alike.
+
+    Raises:
+        MalformedLineError: not JSON.
+    """
+    try:
+        try:
+            return json.loads(stripped)
+        except UnicodeDecodeError:
+            return json.loads(stripped.decode("utf-8", errors="replace"))
+    except ValueError as e:
+        raise MalformedLineError(f"not JSON ({e.args[0][:60]})") from e
+
+
 def parse_line(line: bytes) -> AccessRecord | None:
     """The image request on one log line, or None for any other request (metadata, site, ...).
 
@@ -178,14 +210,7 @@ def parse_line(line: bytes) -> AccessRecord | None:
         raise MalformedLineError(f"found {stripped[:40]!r}, expected a {LOG_FORMAT} JSON record")
     if _TARGETS_PATH not in stripped:
         return None  # fast path: metadata and site requests are most of a log
-    try:
-        try:
-            doc = json.loads(stripped)
-        except UnicodeDecodeError:
-            # escape=json passes bytes >= 0x80 through: a hostile path may not be UTF-8.
-            doc = json.loads(stripped.decode("utf-8", errors="replace"))
-    except ValueError as e:
-        raise MalformedLineError(f"not JSON ({e.args[0][:60]})") from e
+    doc = _decoded(stripped)
     if not isinstance(doc, dict):
         raise MalformedLineError(f"found {type(doc).__name__}, expected an object")
     try:
@@ -228,8 +253,7 @@ def parse_line(line: bytes) -> AccessRecord | None:
     )
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):
     """One download entry of the report (the stable ``downloads[]`` shape)."""
 
     record: AccessRecord
@@ -243,11 +267,20 @@ class Judged:
     by_history: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        return self._entry(format_timestamp(self.record.time))
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as one line of JSON, keys sorted (``cfl-repo audit --json``'s
+        ``downloads[]``). The time goes to orjson as the UTC datetime it is, which writes it as
+        ``format_timestamp`` does (seconds, ``Z``) without a strftime per entry."""
+        return orjson.dumps(self._entry(self.record.time), option=_ENTRY_JSON).decode()
+
+    def _entry(self, time: str | datetime) -> dict[str, Any]:
         r = self.record
         extra = {"entitlement": self.basis} if self.by_history else {}
         return {
             **extra,
-            "time": format_timestamp(r.time),
+            "time": time,
             "entity_id": self.supplier.entity_id if self.supplier else None,
             "certificate_sha256": self.supplier.certificate_sha256
             if self.supplier
@@ -259,6 +292,9 @@ class Judged:
             "entitled": self.entitled,
             "findings": list(self.findings),
         }
+
+
+_ENTRY_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
 
 
 class Auditor:
@@ -286,6 +322,16 @@ class Auditor:
         }
         self.days = entitlement_days(library, inventory) if inventory is not None else None
         self.entitlements = entitlements if inventory is None else None
+        self._roles_cover: dict[tuple[str, str], bool] = {}
+
+    def _within_roles(self, supplier: Supplier, device_type: str) -> bool:
+        """Whether the supplier's User Roles cover the device type (remembered per pair)."""
+        key = (supplier.entity_id, device_type)
+        within = self._roles_cover.get(key)
+        if within is None:
+            within = bool(set(supplier.roles) & set(roles_for(device_type, self.policy)))
+            self._roles_cover[key] = within
+        return within
 
     def supplier_of(self, record: AccessRecord) -> Supplier | None:
         if record.certificate_sha256 and record.certificate_sha256 in self.by_sha256:
@@ -304,7 +350,7 @@ class Auditor:
             revoked = self.revoked.get(supplier.entity_id)
             if revoked is not None and record.time >= revoked:
                 findings.append(REVOKED)
-            if not set(supplier.roles) & set(roles_for(record.device_type, self.policy)):
+            if not self._within_roles(supplier, record.device_type):
                 findings.append(OUTSIDE_ROLE)
             if image is not None and image.info.pilot is not None:
                 # The rule the host enforced, as the document stood at the time of the request.

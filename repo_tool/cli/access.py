@@ -508,7 +508,7 @@ def audit(
                     continue
                 scratch.write(
                     ("\n    " if first else ",\n    ")
-                    + json.dumps(judged.to_dict(), sort_keys=True)
+                    + judged.to_json()
                 )
                 first = False
         report = render_text(

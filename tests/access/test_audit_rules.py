@@ -179,3 +179,49 @@ def test_corrupt_gzip_leaves_stdout_empty(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert "access.log.2.gz" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "oddity",
+    [
+        b'"path":"/targets/121D/\\ud800.ota"',  # a lone surrogate escape: JSON, refused by orjson
+        b'"path":"/targets/121D/\xff\xfe.ota"',  # bytes nginx's escape=json passes through
+    ],
+)
+def test_lines_orjson_refuses_are_read_as_the_stdlib_reads_them(oddity: bytes) -> None:
+    """The audit decodes with orjson for speed; where it refuses what JSON allows (or what nginx
+    writes), the line must get the stdlib's verdict, not become malformed."""
+    line = (
+        b'{"format":"cfl-access-1","time":"2026-01-01T00:00:00+00:00","entity_id":"",'
+        b'"certificate_sha256":"","certificate_sha1":"","verify":"NONE","certificate":"",'
+        b'"remote_addr":"::1","method":"GET","status":200,"bytes":1,' + oddity + b"}"
+    )
+    assert parse_line(line) is None  # valid records for a path that names no image blob
+
+
+def test_a_byte_count_beyond_64_bits_stays_an_integer(
+    world: tuple[AuditLibrary, SupplierRegistry, str],
+) -> None:
+    """orjson would read it as a float (and the line as malformed); JSON and the stdlib keep it."""
+    _, _, path = world
+    line = json.dumps(
+        {
+            "format": "cfl-access-1", "time": "2026-01-01T00:00:00+00:00", "entity_id": "",
+            "certificate_sha256": "", "certificate_sha1": "", "verify": "NONE", "certificate": "",
+            "remote_addr": "::1", "method": "GET", "path": path, "status": 200, "bytes": 10**30,
+        },
+        separators=(",", ":"),
+    )  # fmt: skip
+    parsed = parse_line(line.encode())
+    assert parsed is not None and parsed.bytes == 10**30
+
+
+def test_an_entry_as_json_is_its_dict_with_the_time_as_format_timestamp_writes_it(
+    world: tuple[AuditLibrary, SupplierRegistry, str],
+) -> None:
+    library, registry, path = world
+    judged = Auditor(registry, library).judge(record(path, IS_CERT.cert_pem, T0 + DAY / 3))
+    text = judged.to_json()
+    assert json.loads(text) == judged.to_dict()
+    assert list(json.loads(text)) == sorted(judged.to_dict())  # keys sorted, as before orjson
+    assert '"time":"' + judged.to_dict()["time"] + '"' in text

@@ -91,6 +91,16 @@ class TileCache:
             if (index, width) < (tile.index, tile.width):
                 with contextlib.suppress(OSError):
                     path.unlink()
+        self._sweep_torn()
+
+    def _sweep_torn(self) -> None:
+        """Remove what a write killed half-way left (``.<name>.<random>.tmp``); the home's lock
+        means no other ``cfl`` is writing here."""
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.folder):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        (self.folder / name).unlink()
 
     def forget(self) -> None:
         """Drop every kept tile (after a check failed with them)."""

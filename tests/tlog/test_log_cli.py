@@ -100,6 +100,27 @@ def test_log_verify_reports_a_republished_log_without_an_event(
     assert list((home / "log" / "evidence").iterdir())
 
 
+def test_a_home_with_kept_tiles_still_refuses_a_rewritten_log(
+    published: tuple[LibraryFactory, str], tmp_path: Path
+) -> None:
+    """After two refreshes the home keeps the log's partial tiles and reads only appended bytes;
+    a log rewritten under it must still be INCONSISTENT (not hidden by, nor blamed on, the copies)."""
+    factory, url = published
+    home = tmp_path / "home"
+    ok(cfl("init", url, "--root", _root_file(factory, tmp_path), home=home))
+    ok(cfl("refresh", home=home))
+    _grow(factory)
+    factory.publish()
+    ok(cfl("refresh", home=home))  # a consistency proof: the hash tiles are kept now
+    kept = sorted(p.name for p in (home / "log" / "tiles").iterdir())
+    assert kept and all(name.split("-")[0] in ("entries", "0") for name in kept), kept
+    _republish_without(factory, drop=5)
+    refresh = cfl("refresh", home=home)
+    assert refresh.returncode == 1, refresh.stderr
+    assert "INCONSISTENT" in errors(refresh)[0] and "Traceback" not in refresh.stderr
+    assert list((home / "log" / "evidence").iterdir())
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

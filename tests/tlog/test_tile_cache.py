@@ -227,7 +227,25 @@ def test_a_host_without_range_support_sends_the_whole_tile_and_that_is_used(
     cp = log.append([_event(50, withdraw=True)])
     fetch = _fetch(plain_http, tmp_path / "home")
     assert [w.index for w in logged_withdrawals(cp, 50, fetch).events] == [50]
-    assert fetch.received == _encoded([_event(i) for i in range(50)] + [_event(50, withdraw=True)]) + (
-        51 * HASH_SIZE
-    )
+    assert fetch.received == _encoded(
+        [_event(i) for i in range(50)] + [_event(50, withdraw=True)]
+    ) + (51 * HASH_SIZE)
     assert fetch.paths == [f"log/{entries_path(0, 51)} (from byte 0)", f"log/{tile_path(0, 0, 51)}"]
+
+
+def test_a_write_killed_half_way_leaves_nothing_that_is_read_or_kept(
+    log: Log, tmp_path: Path
+) -> None:
+    base = log.folder.as_uri()
+    tiles = tmp_path / "home" / "log" / "tiles"
+    log.append([_event(i) for i in range(10)])
+    logged_withdrawals(log.checkpoint, 0, _fetch(base, tmp_path / "home"))
+    (tiles / ".entries-0-11.abc123.tmp").write_bytes(b"\x00\x05torn")  # as a kill -9 leaves it
+    cp = log.append([_event(10)])
+    fetch = _fetch(base, tmp_path / "home")
+    logged_withdrawals(cp, 10, fetch)
+    assert (
+        fetch.paths[0]
+        == f"log/{entries_path(0, 11)} (from byte {_encoded([_event(i) for i in range(10)])})"
+    )
+    assert sorted(p.name for p in tiles.iterdir()) == ["0-0-11", "entries-0-11"]

@@ -506,10 +506,7 @@ def audit(
                     show(totals.lines)
                 if not as_json:
                     continue
-                scratch.write(
-                    ("\n    " if first else ",\n    ")
-                    + judged.to_json()
-                )
+                scratch.write(("\n    " if first else ",\n    ") + judged.to_json())
                 first = False
         report = render_text(
             summary, registry, totals, inventory=index is not None or judge is not None

@@ -20,6 +20,7 @@ file per level; full tiles are not kept (they never change, and a proof rarely r
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import VerificationError
 from metadata_templates.tlog.merkle import HASH_SIZE
 from metadata_templates.tlog.tiles import ENTRIES_LEVEL, TILE_WIDTH, TileId, decode_bundle
+
+logger = logging.getLogger(__name__)
 
 
 def _level_name(level: int) -> str:
@@ -50,7 +53,7 @@ class TileCache:
             parts = name.split("-")
             if len(parts) == 3 and parts[0] == _level_name(level):
                 index, width = parts[1], parts[2]
-                if index.isdigit() and width.isdigit():
+                if _decimal(index) and _decimal(width):
                     found.append((int(index), int(width), self.folder / name))
         return found
 
@@ -80,7 +83,15 @@ class TileCache:
         return width, data
 
     def keep(self, tile: TileId, data: bytes) -> None:
-        """Remember ``data`` as ``tile`` if it is partial, and forget the copies it supersedes."""
+        """Remember ``data`` as ``tile`` if it is partial, and forget the copies it supersedes.
+        Best effort: a copy that cannot be written (a full disk, ``tiles`` not a folder) only
+        means the next refresh reads that tile whole."""
+        try:
+            self._keep(tile, data)
+        except OSError as e:
+            logger.warning("log tiles: cannot keep %s in %s (%s)", tile.path, self.folder, e)
+
+    def _keep(self, tile: TileId, data: bytes) -> None:
         kept = self._kept(tile.level)
         if any((index, width) >= (tile.index, tile.width) for index, width, _ in kept):
             return  # as wide or further on already: an older tile read for a proof
@@ -111,6 +122,11 @@ class TileCache:
         for name in names:
             with contextlib.suppress(OSError):
                 (self.folder / name).unlink()
+
+
+def _decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes ``'²'``, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _well_formed(level: int, width: int, data: bytes) -> bool:

@@ -524,7 +524,7 @@ def _range_start(url: str, content_range: str | None, asked: int) -> int:
     """
     unit, _, spec = (content_range or "").partition(" ")
     first = spec.split("-", 1)[0]
-    if unit != "bytes" or not first.isdigit() or int(first) != asked:
+    if unit != "bytes" or not (first.isascii() and first.isdigit()) or int(first) != asked:
         raise TransportError(
             f"{url}: HTTP 206 with Content-Range {content_range!r}, expected bytes {asked}-",
             url,

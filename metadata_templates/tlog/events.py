@@ -53,6 +53,8 @@ def decode_event(entry: bytes, *, index: int) -> dict[str, Any]:
         doc = json.loads(entry)
     except ValueError as e:
         raise VerificationError(f"log entry {index}: not JSON ({e})") from e
+    except RecursionError as e:  # nested beyond what the decoder follows: no event of ours
+        raise VerificationError(f"log entry {index}: nested too deeply to be an event") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
         raise VerificationError(f"log entry {index}: found no 'event' field, expected an event")
     return doc

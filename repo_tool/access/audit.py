@@ -177,9 +177,14 @@ def _decoded(stripped: bytes) -> Any:
         doc = orjson.loads(stripped)
     except orjson.JSONDecodeError:
         return _stdlib_decoded(stripped)
-    if type(doc) is dict and (type(doc.get("status")) is float or type(doc.get("bytes")) is float):
-        return _stdlib_decoded(stripped)  # orjson reads an integer beyond 64 bits as a float
+    if type(doc) is dict and not all(type(v) in _PLAIN for v in doc.values()):
+        # orjson reads an integer beyond 64 bits as a float; no field of a record is a float, a
+        # list or an object, so such a line is refused either way, in the stdlib's words.
+        return _stdlib_decoded(stripped)
     return doc
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _stdlib_decoded(stripped: bytes) -> Any:
@@ -197,6 +202,8 @@ def _stdlib_decoded(stripped: bytes) -> Any:
             return json.loads(stripped.decode("utf-8", errors="replace"))
     except ValueError as e:
         raise MalformedLineError(f"not JSON ({e.args[0][:60]})") from e
+    except RecursionError as e:  # one hostile line must not end the audit
+        raise MalformedLineError("not JSON (nested too deeply)") from e
 
 
 def parse_line(line: bytes) -> AccessRecord | None:
@@ -273,7 +280,12 @@ class Judged(NamedTuple):
         """:meth:`to_dict` as one line of JSON, keys sorted (``cfl-repo audit --json``'s
         ``downloads[]``). The time goes to orjson as the UTC datetime it is, which writes it as
         ``format_timestamp`` does (seconds, ``Z``) without a strftime per entry."""
-        return orjson.dumps(self._entry(self.record.time), option=_ENTRY_JSON).decode()
+        try:
+            return orjson.dumps(self._entry(self.record.time), option=_ENTRY_JSON).decode()
+        except orjson.JSONEncodeError:
+            # What JSON allows and orjson does not write: an integer beyond 64 bits, a lone
+            # surrogate from a hostile line. The stdlib writes it (escaped), as it always did.
+            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def _entry(self, time: str | datetime) -> dict[str, Any]:
         r = self.record

@@ -13,7 +13,13 @@ from access.pki import issue, make_ca
 from factory import T0, LibraryFactory, make_entry, make_image, mi_sha
 from metadata_templates.naming import blob_name
 from metadata_templates.suppliers import SupplierRegistry
-from repo_tool.access.audit import AccessRecord, AuditLibrary, Auditor, parse_line
+from repo_tool.access.audit import (
+    AccessRecord,
+    AuditLibrary,
+    Auditor,
+    MalformedLineError,
+    parse_line,
+)
 from repo_tool.access.certificates import check_certificate
 from repo_tool.access.inventory import read_inventory
 from repo_tool.ops.suppliers import registered, revoked
@@ -225,3 +231,50 @@ def test_an_entry_as_json_is_its_dict_with_the_time_as_format_timestamp_writes_i
     assert json.loads(text) == judged.to_dict()
     assert list(json.loads(text)) == sorted(judged.to_dict())  # keys sorted, as before orjson
     assert '"time":"' + judged.to_dict()["time"] + '"' in text
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        ("status", "18446744073709551616"),  # beyond 64 bits: orjson cannot write it
+        ("bytes", "-9223372036854775809"),
+        ("certificate_sha256", '"\\ud800"'),  # a lone surrogate: JSON, but not UTF-8
+    ],
+)
+def test_an_entry_orjson_cannot_write_is_written_as_the_stdlib_writes_it(
+    world: tuple[AuditLibrary, SupplierRegistry, str], field: str, raw: str
+) -> None:
+    library, registry, path = world
+    values = {
+        "format": '"cfl-access-1"', "time": '"2026-01-01T00:00:00+00:00"', "entity_id": '""',
+        "certificate_sha256": '""', "certificate_sha1": '""', "verify": '"NONE"',
+        "certificate": '""', "remote_addr": '"::1"', "method": '"GET"', "path": json.dumps(path),
+        "status": "200", "bytes": "1",
+    } | {field: raw}  # fmt: skip
+    line = "{" + ",".join(f'"{k}":{v}' for k, v in values.items()) + "}"
+    record = parse_line(line.encode())
+    assert record is not None
+    judged = Auditor(registry, library).judge(record)
+    assert json.loads(judged.to_json()) == json.loads(json.dumps(judged.to_dict()))
+
+
+@pytest.mark.parametrize("depth", [100, 995, 1030, 5000])
+def test_a_line_nested_deeply_is_one_malformed_line_not_the_end_of_the_audit(depth: int) -> None:
+    line = (
+        b'{"format":"cfl-access-1","path":"/targets/x","deep":' + b"[" * depth + b"]" * depth + b"}"
+    )
+    try:
+        parse_line(line)
+    except MalformedLineError as e:
+        assert "not JSON" in str(e) or "missing" in str(e)
+    # no RecursionError escapes: the line is either read or refused as one malformed line
+
+
+def test_a_big_number_in_a_text_field_is_refused_in_the_stdlib_words() -> None:
+    line = (
+        b'{"format":"cfl-access-1","time":123456789012345678901,"entity_id":"",'
+        b'"certificate_sha256":"","certificate_sha1":"","certificate":"","path":"/targets/x",'
+        b'"status":200,"bytes":1}'
+    )
+    with pytest.raises(MalformedLineError, match="123456789012345678901,"):
+        parse_line(line)

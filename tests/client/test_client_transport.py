@@ -540,6 +540,9 @@ def test_fetch_from_refuses_a_206_for_another_range(serve) -> None:  # type: ign
     server = serve({"/log/t": Route(206, b"tail")})
     with pytest.raises(TransportError, match="Content-Range None, expected bytes 10-"):
         CflFetcher().fetch_from(server.base + "/log/t", 10, 100)
+    server = serve({"/log/t": Route(206, b"tail", content_range="bytes ²-13/14")})
+    with pytest.raises(TransportError, match="Content-Range 'bytes ²-13/14', expected bytes 10-"):
+        CflFetcher().fetch_from(server.base + "/log/t", 10, 100)
 
 
 def test_fetch_from_beyond_the_end_reads_the_file_whole(serve) -> None:  # type: ignore[no-untyped-def]

@@ -249,3 +249,47 @@ def test_a_write_killed_half_way_leaves_nothing_that_is_read_or_kept(
         == f"log/{entries_path(0, 11)} (from byte {_encoded([_event(i) for i in range(10)])})"
     )
     assert sorted(p.name for p in tiles.iterdir()) == ["0-0-11", "entries-0-11"]
+
+
+@pytest.mark.parametrize("name", ["entries-²-1", "0-0-١٢", "entries-0-", "--", "entries-x-1"])
+def test_a_kept_file_with_an_odd_name_is_ignored(log: Log, tmp_path: Path, name: str) -> None:
+    """``str.isdigit`` takes '²' and Arabic-Indic digits, ``int`` does not: never a traceback."""
+    base = log.folder.as_uri()
+    tiles = tmp_path / "home" / "log" / "tiles"
+    tiles.mkdir(parents=True)
+    (tiles / name).write_bytes(b"x")
+    cp = log.append([_event(0, withdraw=True)])
+    assert [w.index for w in logged_withdrawals(cp, 0, _fetch(base, tmp_path / "home")).events] == [
+        0
+    ]
+
+
+def test_a_tiles_path_that_is_not_a_folder_costs_whole_reads_not_a_refresh(
+    log: Log, tmp_path: Path
+) -> None:
+    base = log.folder.as_uri()
+    (tmp_path / "home" / "log").mkdir(parents=True)
+    (tmp_path / "home" / "log" / "tiles").write_bytes(b"not a folder")
+    cp = log.append([_event(0), _event(1, withdraw=True)])
+    for _ in range(2):
+        found = logged_withdrawals(cp, 0, _fetch(base, tmp_path / "home"))
+        assert [w.index for w in found.events] == [1]
+
+
+def test_a_planted_copy_too_deeply_nested_to_decode_is_dropped_and_read_whole(
+    log: Log, tmp_path: Path
+) -> None:
+    """A kept bundle as wide as the tile is used as it is; if its entries do not decode (JSON
+    nested beyond the decoder's reach), the search runs again from the host, once."""
+    base = log.folder.as_uri()
+    log.append([_event(i) for i in range(5)])
+    logged_withdrawals(log.checkpoint, 0, _fetch(base, tmp_path / "home"))
+    cp = log.append([_event(5, withdraw=True)])
+    tiles = tmp_path / "home" / "log" / "tiles"
+    kept = (tiles / "entries-0-5").read_bytes()
+    deep = b"[" * 3000
+    (tiles / "entries-0-6").write_bytes(kept + len(deep).to_bytes(2, "big") + deep)
+    (tiles / "entries-0-5").unlink()
+    for _ in range(2):
+        found = logged_withdrawals(cp, 5, _fetch(base, tmp_path / "home"))
+        assert [w.index for w in found.events] == [5]

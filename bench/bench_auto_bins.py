@@ -4,8 +4,11 @@ a supplier run, with nobody ever passing ``--split-bins``.
 One manufacturer deposits image after image: ``cfl-repo submit IMAGE ... --out OUTBOX/N/X.cflb``
 (which writes the split bundle beside it when the bin rule says so,
 metadata_templates/bin_rule.py), ``cfl-repo ingest OUTBOX/N`` and ``cfl-repo publish --no-site``.
-A supplier serves itself from the published tree over HTTP (a local server that counts every
-byte it sends) with ``cfl init`` and ``cfl refresh``, the real client. At each milestone of the
+A supplier serves itself from the published tree over HTTP with ``cfl init`` and ``cfl
+refresh``, the real client: behind a real nginx when one is installed (repo_tool/dev/static_nginx.py,
+docs/hosting.md's policy; the bytes are the access log's ``body_bytes_sent``, so the log's tiles are
+read by Range as a supplier's host serves them), else behind Python's http.server, which answers
+every request whole (what a host without Range support costs). At each milestone of the
 library (10, 100, ``LARGE`` images) the last ``ROUNDS`` deposits and refreshes run as real
 processes (the console scripts), and the figures are:
 

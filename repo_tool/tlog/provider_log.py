@@ -52,6 +52,7 @@ from metadata_templates.tlog.tiles import (
     decode_bundle,
     tiles_added,
 )
+from repo_tool.tlog.partial_tiles import prune_after_publish
 
 LOG_DIR = Path("state") / "log"
 INDEX_DIR = "cfl-index"
@@ -306,6 +307,12 @@ def publish_log(log_dir: Path, out_log: Path, state: LogState) -> int:
         if not current.exists() or current.read_bytes() != checkpoint:
             atomic_write_bytes(current, checkpoint)
             written += 1
+    if start < state.size:
+        # Superseded partial tiles (repo_tool/tlog/partial_tiles.py): the state's at once, the
+        # host's with one publish of grace (a client may hold the previous checkpoint). Only a
+        # publish that grows the log counts: one with nothing new changes nothing.
+        prune_after_publish(log_dir, since=start, size=state.size, keep_from=state.size)
+        prune_after_publish(out_log, since=start, size=state.size, keep_from=start)
     return written
 
 

@@ -166,8 +166,13 @@ def test_publishing_one_more_image_writes_only_what_is_missing(tmp_path: Path) -
         f"metadata/{head.roles['mfr-121D']}.mfr-121D.json",
         f"metadata/{head.snapshot_version}.snapshot.json",
     }
-    changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"metadata/timestamp.json", "log/checkpoint"}  # the two mutable files
+    # What the previous publish served of the log's partial tiles stayed for one publish of
+    # grace; now superseded, it is deleted (repo_tool/tlog/partial_tiles.py).
+    removed = set(before) - set(after)
+    assert removed and all(n.startswith("log/tile/") and ".p/" in n for n in removed), removed
+    changed = {name for name in before if name in after and before[name] != after[name]}
+    # the two mutable files, and the pruner's mark (a dotfile: never served)
+    assert changed == {"metadata/timestamp.json", "log/checkpoint", "log/.cfl-partials-pruned"}
 
 
 def test_a_second_publish_writes_nothing(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ import contextlib
 import os
 from pathlib import Path
 
-from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.tlog.tiles import ENTRIES_LEVEL, TILE_HEIGHT, TileId, tile_width
 
 
@@ -92,6 +91,7 @@ def prune_after_publish(log_root: Path, *, since: int, size: int, keep_from: int
         kept = 0
     deleted = prune_partial_tiles(log_root, since=min(since, kept), size=size, keep_from=keep_from)
     if size and log_root.is_dir():
+        # Not synced: a mark lost or torn by a crash only means one look at every tile.
         with contextlib.suppress(OSError):
-            atomic_write_bytes(mark, f"{keep_from}\n".encode("ascii"))
+            mark.write_bytes(f"{keep_from}\n".encode("ascii"))
     return deleted

@@ -86,7 +86,7 @@ def prune_after_publish(log_root: Path, *, since: int, size: int, keep_from: int
     mark = log_root / SWEPT_MARK
     try:
         text = mark.read_text("ascii").strip()
-        kept = int(text) if text.isdigit() else 0
+        kept = int(text) if text.isascii() and text.isdigit() and len(text) < 20 else 0
     except (OSError, UnicodeDecodeError):
         kept = 0
     deleted = prune_partial_tiles(log_root, since=min(since, kept), size=size, keep_from=keep_from)

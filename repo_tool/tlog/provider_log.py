@@ -18,6 +18,7 @@ beyond the current size.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +313,8 @@ def publish_log(log_dir: Path, out_log: Path, state: LogState) -> int:
         # host's with one publish of grace (a client may hold the previous checkpoint). Only a
         # publish that grows the log counts: one with nothing new changes nothing.
         prune_after_publish(log_dir, since=start, size=state.size, keep_from=state.size)
-        prune_after_publish(out_log, since=start, size=state.size, keep_from=start)
+        served = _served_size(out_log.parent / "metadata" / "timestamp.json")
+        prune_after_publish(out_log, since=start, size=state.size, keep_from=min(start, served))
     return written
 
 
@@ -334,6 +336,17 @@ def _publish_index(read: Callable[[TileId], bytes], out_log: Path, start: int, s
                 atomic_write_bytes(out_log / INDEX_DIR / sha, f"{index}\n".encode())
                 written += 1
     return written
+
+
+def _served_size(timestamp: Path) -> int:
+    """The log size the timestamp a host serves binds (0 when unreadable: then nothing of the
+    host's log is deleted). Clients follow the timestamp, and a publish killed after its log step
+    leaves a checkpoint ahead of it: the grace counts from what they can be reading."""
+    try:
+        signed = json.loads(timestamp.read_bytes())["signed"]
+        return bound_size(signed) or 0
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return 0
 
 
 def _published_size(out_log: Path) -> int | None:

@@ -8,6 +8,7 @@ The log is grown and published with the provider's own code (append, sign the ch
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,11 @@ class Provider:
 
     def publish(self) -> None:
         provider_log.publish_log(self.state_dir, self.out, self.state)
+        # Then the timestamp that binds the new checkpoint, as publish writes it (last).
+        binding = provider_log.timestamp_binding(self.state_dir, self.state, SIGNER)
+        timestamp = self.out.parent / "metadata" / "timestamp.json"
+        timestamp.parent.mkdir(parents=True, exist_ok=True)
+        timestamp.write_text(json.dumps({"signed": binding}))
         self.sizes.append(self.state.size)
 
 
@@ -130,3 +136,28 @@ def test_the_first_prune_of_a_folder_clears_what_older_versions_left(tmp_path: P
 
 def test_nothing_that_cannot_be_listed_or_deleted_fails_a_publish(tmp_path: Path) -> None:
     assert prune_partial_tiles(tmp_path / "absent", since=0, size=1000, keep_from=1000) == 0
+
+
+def test_a_publish_killed_before_its_timestamp_keeps_the_served_timestamp_s_tiles(
+    tmp_path: Path,
+) -> None:
+    """Clients follow the timestamp: two publishes killed after their log step (checkpoint ahead
+    of the timestamp) must not delete the tiles of the size the served timestamp binds."""
+    provider = Provider(tmp_path)
+    provider.commit(8)
+    provider.publish()
+    for _ in range(2):
+        provider.commit(1)
+        provider_log.publish_log(provider.state_dir, provider.out, provider.state)  # then killed
+    for path in _partials_of(8) | _full_of(8):
+        assert (provider.out / path).is_file(), path
+
+
+def test_a_mark_of_thousands_of_digits_does_not_fail_a_publish(tmp_path: Path) -> None:
+    provider = Provider(tmp_path)
+    provider.commit(3)
+    provider.publish()
+    (provider.state_dir / SWEPT_MARK).write_text("9" * 5000)
+    provider.commit(1)
+    provider.publish()
+    assert _partials(provider.state_dir) == _partials_of(4)

@@ -2,10 +2,12 @@
 
 For the interop tests (tests/interop/conftest.py) and the benchmarks that count what a client
 downloads (bench/bench_auto_bins.py): a real host, so Range requests, URL joining and the cache
-headers are what a supplier meets. The configuration is docs/hosting.md's open host, minus TLS:
-no-cache for ``metadata/timestamp.json``, ``log/checkpoint`` and the site, immutable for the other
-metadata, the log's tiles and the blobs, never a cacheable 404, the CSP on the site, no dotfiles.
-Its access log is nginx's ``combined`` format (``body_bytes_sent`` is the 10th field).
+headers are what a supplier meets. The configuration is docs/hosting.md's open host, minus TLS,
+with that block's maps and locations word for word: no-cache for ``metadata/timestamp.json``,
+``log/checkpoint`` and the site, immutable for the other metadata, the log's tiles and the blobs,
+no-store on every answer but a success (a 404 for an unknown path or a dotfile included), the CSP
+on the site, no dotfiles. Its access log is nginx's ``combined`` format (``body_bytes_sent`` is the
+10th field).
 """
 
 from __future__ import annotations
@@ -31,6 +33,91 @@ PORT_ATTEMPTS = 5
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
 NO_STORE = "no-store"
+
+# docs/hosting.md's nginx block, word for word: its maps, and its server's locations (from the
+# add_header note to the last location). tests/interop/test_nginx_config.py holds them equal; only
+# the server's own lines (listen, TLS, root, types) differ here.
+POLICY_MAPS = """\
+# Cache-Control by status: only a success is cacheable. Every other answer (a 404 for the
+# metadata/<N+1>.root.json clients probe on every refresh, a 403, a 416) is no-store.
+map $status $cfl_immutable {
+    200     "public, max-age=31536000, immutable";
+    206     "public, max-age=31536000, immutable";
+    304     "public, max-age=31536000, immutable";
+    default "no-store";
+}
+map $status $cfl_revalidate {
+    200     "no-cache";
+    206     "no-cache";
+    304     "no-cache";
+    default "no-store";
+}
+"""
+POLICY_LOCATIONS = """\
+    # add_header in a location replaces, never extends, the headers of the levels above it, so each
+    # location below states all of its own headers.
+
+    # Dotfiles: the publisher's .cfl-publish.lock, editor and VCS droppings. Regex locations win over
+    # the prefix locations below, so this covers /metadata/.x and /targets/.x too.
+    location ~ /\\. {
+        add_header Cache-Control "no-store" always;
+        return 404;
+    }
+
+    # The one mutable file of the TUF tree: clients revalidate it on every refresh.
+    location = /metadata/timestamp.json {
+        add_header Cache-Control $cfl_revalidate always;
+        add_header X-Content-Type-Options "nosniff" always;
+    }
+
+    # Versioned metadata: N.root.json, N.targets.json, N.mfr-<ID>.json, N.snapshot.json.
+    location /metadata/ {
+        add_header Cache-Control $cfl_immutable always;
+        add_header X-Content-Type-Options "nosniff" always;
+    }
+
+    # Blobs, named <sha256>.<name>: images and the signed CPL.
+    location /targets/ {
+        add_header Cache-Control $cfl_immutable always;
+        add_header X-Content-Type-Options "nosniff" always;
+    }
+
+    # The transparency log (docs/transparency.md), which the signed timestamp binds: clients fetch
+    # the checkpoint on every refresh that finds a new one, and the tiles' appended bytes by Range.
+    # Tiles never change under their name (a wider partial tile is a new file, .p/<W>) and the
+    # superseded partial ones are deleted, whose 404 is then no-store.
+    location = /log/checkpoint {
+        default_type text/plain;
+        add_header Cache-Control $cfl_revalidate always;
+        add_header X-Content-Type-Options "nosniff" always;
+    }
+    location /log/ {
+        default_type application/octet-stream;
+        add_header Cache-Control $cfl_immutable always;
+        add_header X-Content-Type-Options "nosniff" always;
+    }
+
+    # The public website. Its pages carry the same policy in a <meta> tag; the header also covers
+    # search-index.json and feed.xml and cannot be lost by a proxy that rewrites markup.
+    location /site/ {
+        index index.html;
+        add_header Cache-Control $cfl_revalidate always;
+        add_header Content-Security-Policy "{csp}" always;
+        add_header X-Content-Type-Options "nosniff" always;
+        add_header Referrer-Policy "no-referrer" always;
+        add_header X-Frame-Options "DENY" always;
+    }
+
+    location = / {
+        return 302 /site/;
+    }
+
+    # Nothing else is part of the library.
+    location / {
+        add_header Cache-Control "no-store" always;
+        return 404;
+    }
+""".replace("{csp}", CONTENT_SECURITY_POLICY)
 
 
 def nginx_binary() -> str:
@@ -79,47 +166,14 @@ http {{
     default_type application/octet-stream;
     server_tokens off;
 
-    # A 404 must never be cached as immutable: clients probe metadata/<N+1>.root.json on every
-    # refresh, and a cached 404 would hide a root rotation.
-    map $status $cfl_immutable {{
-        200 "{IMMUTABLE}";
-        206 "{IMMUTABLE}";
-        304 "{IMMUTABLE}";
-        default "{NO_STORE}";
-    }}
-
+{POLICY_MAPS}
     server {{
         listen 127.0.0.1:{port};
         server_name localhost;
         root {root};
         autoindex off;
 
-        location ~ /\\. {{
-            return 404;
-        }}
-        location = /metadata/timestamp.json {{
-            add_header Cache-Control "{NO_CACHE}" always;
-        }}
-        location /metadata/ {{
-            add_header Cache-Control $cfl_immutable always;
-        }}
-        location /targets/ {{
-            add_header Cache-Control $cfl_immutable always;
-        }}
-        location = /log/checkpoint {{
-            add_header Cache-Control "{NO_CACHE}" always;
-        }}
-        location /log/ {{
-            add_header Cache-Control $cfl_immutable always;
-        }}
-        location /site/ {{
-            add_header Cache-Control "{NO_CACHE}" always;
-            add_header Content-Security-Policy "{CONTENT_SECURITY_POLICY}" always;
-        }}
-        location / {{
-            return 404;
-        }}
-    }}
+{POLICY_LOCATIONS}    }}
 }}
 """
 

@@ -8,6 +8,8 @@ outcome.
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +28,20 @@ from repo_tool.dev.static_nginx import (  # noqa: F401  (re-exported for the tes
 )
 
 NginxServer = Callable[[Path], str]
+
+
+def header(url: str, name: str) -> tuple[int, str | None]:
+    """Status and one response header of a GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers.get(name)
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get(name)
+
+
+def cache_control(url: str) -> tuple[int, str | None]:
+    """Status and Cache-Control of a GET."""
+    return header(url, "Cache-Control")
 
 
 @pytest.fixture

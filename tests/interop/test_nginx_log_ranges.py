@@ -19,7 +19,7 @@ from metadata_templates.tlog.append import append_entries
 from metadata_templates.tlog.merkle import HASH_SIZE
 from metadata_templates.tlog.tiles import TileId, entries_path, tile_path
 
-from .conftest import NginxServer
+from .conftest import IMMUTABLE, NO_CACHE, NO_STORE, NginxServer, cache_control
 
 pytestmark = pytest.mark.system
 
@@ -68,6 +68,28 @@ def test_nginx_serves_the_appended_bytes_of_a_partial_tile(
     begins, tail = CflFetcher().fetch_from(base + "log/" + tile_path(0, 0, 127), 100, 1 << 20)
     whole = (host / "log" / tile_path(0, 0, 127)).read_bytes()
     assert (begins, tail) == (100, whole[100:])
+
+
+def test_nginx_serves_the_logs_cache_headers(tmp_path: Path, nginx_server: NginxServer) -> None:
+    """docs/hosting.md's table for log/: the checkpoint revalidated, every tile immutable (a tile
+    grown wider is a new file), and a superseded partial tile, once pruned, a 404 never stored."""
+    host = tmp_path / "host"
+    base = nginx_server(_prepared(host))
+    _append(host, 0, 300)  # a full tile at each of the two lowest levels, partial ones beside
+    (host / "log" / "checkpoint").write_text("o\n300\nroot\n\n— o sig\n")
+    (host / "log" / "cfl-index").mkdir()
+    (host / "log" / "cfl-index" / ("ab" * 32)).write_text("3\n")
+
+    assert cache_control(base + "log/checkpoint") == (200, NO_CACHE)
+    assert cache_control(base + "log/" + tile_path(0, 0)) == (200, IMMUTABLE)
+    assert cache_control(base + "log/" + entries_path(0)) == (200, IMMUTABLE)
+    assert cache_control(base + "log/" + tile_path(0, 1, 44)) == (200, IMMUTABLE)
+    assert cache_control(base + "log/" + entries_path(1, 44)) == (200, IMMUTABLE)
+    assert cache_control(base + "log/cfl-index/" + "ab" * 32) == (200, IMMUTABLE)
+    # a width a later publish pruned, or one never written
+    assert cache_control(base + "log/" + tile_path(0, 1, 43)) == (404, NO_STORE)
+    (host / "log" / "checkpoint").unlink()  # before the first publish that logs anything
+    assert cache_control(base + "log/checkpoint") == (404, NO_STORE)
 
 
 def _prepared(host: Path) -> Path:

@@ -8,8 +8,6 @@ the cache headers are what a supplier will meet.
 from __future__ import annotations
 
 import hashlib
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,23 +19,9 @@ from repo_tool.site.render import CONTENT_SECURITY_POLICY
 from repo_tool.verify.sources import folder_reader
 from repo_tool.verify.walk import load_verified_library
 
-from .conftest import IMMUTABLE, NO_CACHE, NO_STORE, NginxServer
+from .conftest import IMMUTABLE, NO_CACHE, NO_STORE, NginxServer, cache_control, header
 
 pytestmark = pytest.mark.system
-
-
-def _header(url: str, name: str) -> tuple[int, str | None]:
-    """Status and one response header of a GET."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers.get(name)
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get(name)
-
-
-def _get(url: str) -> tuple[int, str | None]:
-    """Status and Cache-Control of a GET."""
-    return _header(url, "Cache-Control")
 
 
 def test_ngclient_refreshes_and_downloads_every_image_over_nginx(
@@ -91,17 +75,22 @@ def test_nginx_serves_the_caching_policy_and_hides_dotfiles(
     (factory.out / "metadata" / ".hidden").write_text("not for clients")
     base_url = nginx_server(factory.out)
 
-    assert _get(base_url + "metadata/timestamp.json") == (200, NO_CACHE)
-    assert _get(base_url + "metadata/1.root.json") == (200, IMMUTABLE)
+    assert cache_control(base_url + "metadata/timestamp.json") == (200, NO_CACHE)
+    assert cache_control(base_url + "metadata/1.root.json") == (200, IMMUTABLE)
     blob = naming.blob_name(image.target_path, image.sha256)
-    assert _get(base_url + "targets/" + blob) == (200, IMMUTABLE)
+    assert cache_control(base_url + "targets/" + blob) == (200, IMMUTABLE)
     # clients probe the next root on every refresh: its 404 must not be cached
-    assert _get(base_url + "metadata/2.root.json") == (404, NO_STORE)
-    assert _get(base_url + "site/index.html") == (200, NO_CACHE)
+    assert cache_control(base_url + "metadata/2.root.json") == (404, NO_STORE)
+    assert cache_control(base_url + "site/index.html") == (200, NO_CACHE)
     # The log the timestamp binds: a host without these two locations breaks every refresh.
-    assert _get(base_url + "log/checkpoint") == (200, NO_CACHE)
-    assert _get(base_url + "log/tile/entries/000.p/1")[0] in (200, 404)
-    csp = _header(base_url + "site/index.html", "Content-Security-Policy")
+    assert cache_control(base_url + "log/checkpoint") == (200, NO_CACHE)
+    assert cache_control(base_url + "log/tile/entries/000.p/1")[0] in (200, 404)
+    csp = header(base_url + "site/index.html", "Content-Security-Policy")
     assert csp == (200, CONTENT_SECURITY_POLICY)
-    assert _get(base_url + ".cfl-publish.lock")[0] == 404
-    assert _get(base_url + "metadata/.hidden")[0] == 404
+    # Every 404 is no-store, whichever location answers it (docs/hosting.md's table).
+    assert cache_control(base_url + ".cfl-publish.lock") == (404, NO_STORE)
+    assert cache_control(base_url + "metadata/.hidden") == (404, NO_STORE)
+    assert cache_control(base_url + "log/.cfl-partials-pruned") == (404, NO_STORE)
+    assert cache_control(base_url + "not-the-library/index.php") == (404, NO_STORE)
+    assert cache_control(base_url + "site/no-such-page.html") == (404, NO_STORE)
+    assert cache_control(base_url + "targets/" + blob + ".missing") == (404, NO_STORE)

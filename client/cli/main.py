@@ -440,7 +440,7 @@ def check(
 
 
 @cli.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, metavar="[TARGET]...")
 @click.option(
     "--estate",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

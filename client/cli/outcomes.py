@@ -97,6 +97,7 @@ def record_command(ctx: click.Context, results: Path, as_json: bool) -> None:
 @click.option(
     "--out",
     "out_file",
+    metavar="REPORT",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the signed report to this file (hand it to the provider yourself).",
 )

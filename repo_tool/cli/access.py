@@ -420,7 +420,11 @@ def _entitlement_judge(repo: Any) -> Any:
 
 @click.command()
 @click.argument(
-    "access_logs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+    "access_logs",
+    nargs=-1,
+    required=True,
+    metavar="ACCESS_LOG...",
+    type=click.Path(dir_okay=False, path_type=Path),
 )
 @click.option(
     "--inventory",

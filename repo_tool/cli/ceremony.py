@@ -67,11 +67,12 @@ def ceremony() -> None:
 
 
 @ceremony.command("start")
-@click.argument("role", type=click.Choice(["root", "targets"]))
+@click.argument("role", metavar="ROLE", type=click.Choice(["root", "targets"]))
 @click.option(
     "--out",
     "out_file",
     required=True,
+    metavar="PROPOSAL",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Proposal file to write (hand it to the key holders).",
 )
@@ -252,7 +253,9 @@ def _holder_signer(uri: str, public_key_file: Path | None) -> Signer:
 
 
 @ceremony.command("sign")
-@click.argument("proposal_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "proposal_file", metavar="PROPOSAL", type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option("--signer", "uri", required=True, help="Your key: file2:PATH, encfile:PATH, hsm:...")
 @click.option(
     "--public-key",
@@ -349,8 +352,15 @@ def ceremony_sign(
 
 
 @ceremony.command("finish")
-@click.argument("proposal_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("signature_files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "proposal_file", metavar="PROPOSAL", type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.argument(
+    "signature_files",
+    nargs=-1,
+    metavar="[SIGNATURE]...",
+    type=click.Path(dir_okay=False, path_type=Path),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
 def ceremony_finish(

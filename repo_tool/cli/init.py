@@ -162,7 +162,7 @@ def _production_signers(keys: tuple[tuple[str, str, str], ...]) -> dict[str, lis
 
 
 @click.command("rotate-keys")
-@click.argument("role", type=click.Choice(list(TOP_LEVEL_ROLES)))
+@click.argument("role", metavar="ROLE", type=click.Choice(list(TOP_LEVEL_ROLES)))
 @click.option(
     "--add",
     "added",
@@ -191,6 +191,8 @@ def rotate_keys(
 ) -> None:
     """Add or revoke keys of a top-level ROLE (or change its threshold) through a new root version,
     signed by the current root keys so every client follows it. Then run `publish`.
+
+    ROLE is root, targets, snapshot or timestamp.
 
     \b
     Replace a compromised timestamp key:

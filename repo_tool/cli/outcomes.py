@@ -42,7 +42,9 @@ def _read(path: Path) -> bytes:
 
 
 @outcomes.command()
-@click.argument("reports", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "reports", nargs=-1, metavar="[REPORT]...", type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option(
     "--from",
     "folder",

@@ -238,6 +238,13 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
     "unverified" in --json) and the rest of the library is refreshed; the exit code stays 0 because
     no image was asked for.
 
+    The transparency log: the checkpoint the new timestamp binds is checked against the log key
+    this home pinned and the witnesses it requires (`cfl log witnesses`), and proved consistent
+    with the checkpoint this home trusted last (an inconsistent log is refused, exit 1, with the
+    evidence kept in the home); the entries appended since are searched for withdrawals, the search
+    proved complete against the checkpoint's root. Each image's inclusion in the log is proved when
+    `cfl download` fetches it. See docs/transparency.md.
+
     A withdrawal is never undone: a withdrawal list that drops or changes one this home saw, or
     lacks one the transparency log records, is refused (exit 1) and the home keeps the state it
     trusted before. See docs/supplier.md, "A withdrawal is never undone".

@@ -69,6 +69,13 @@ def publish(
     Safe to re-run and safe to interrupt: clients see the previous library until timestamp.json lands.
 
     \b
+    The transparency log goes out before timestamp.json: the tiles and log/cfl-index files of the
+    events committed since the last publish, then the log/checkpoint the new timestamp binds.
+    Superseded partial tiles (log/tile/.../<N>.p/<W>) are deleted, in R/state/log at once and in
+    OUT one publish later, for a supplier who read the previous checkpoint a moment before (with
+    --to, only the local mirror is pruned). See docs/transparency.md.
+
+    \b
     Then the website under OUT/site is rebuilt, told which images this publish added, so one new
     image re-renders a few dozen pages whatever the library's size (--json: "site_build"). See
     docs/site.md, "What `cfl-repo publish` tells the site". Its verification of the tree

@@ -12,10 +12,13 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+
+from repo_tool.verify.sources import folder_reader
+from repo_tool.verify.walk import load_verified_library
 
 KILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 
@@ -82,3 +85,23 @@ def kill_loop(
             recover(base, point)
         shutil.rmtree(base)
     pytest.fail(f"more than {max_points} commit points: the command never completed")
+
+
+def assert_recovered(
+    cli: Callable[[list[str]], subprocess.CompletedProcess[str]],
+    args: list[str],
+    public: Path,
+    point: int,
+) -> None:
+    """The recovery ``kill_loop``'s ``recover`` checks first, after a kill at ``point``: the same
+    command (``cli(args)``) again succeeds without a traceback, then ``publish --no-site`` succeeds
+    and the tree it wrote to ``public`` verifies with python-tuf from its ``1.root.json``. What the
+    command itself must have left (recorded once, counted once) the caller checks after it."""
+    again = cli(args)
+    assert again.returncode == 0, (point, again.stderr)
+    assert "Traceback" not in again.stderr
+    published = cli(["publish", "--no-site"])
+    assert published.returncode == 0, published.stderr
+    root = (public / "metadata" / "1.root.json").read_bytes()
+    _, problems = load_verified_library(folder_reader(public), root, now=datetime.now(UTC))
+    assert problems == [], (point, problems)

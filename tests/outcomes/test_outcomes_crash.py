@@ -14,17 +14,14 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kill_points import kill_loop
+from kill_points import assert_recovered, kill_loop
 
 from client.log.audit import audit
 from conftest import require_system
 from outcomes.outcome_library import FAILING, SECOND, SUPPLIER, build_outcome_library, envelope
-from repo_tool.verify.sources import folder_reader
-from repo_tool.verify.walk import load_verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 MAX_POINTS = 200
@@ -78,15 +75,7 @@ def test_kill_outcomes_ingest_at_every_rename_then_rerun(tmp_path: Path) -> None
     target = library.targets[2]
 
     def recover(base: Path, point: int) -> None:
-        again = _cli(base, args)
-        assert again.returncode == 0, (point, again.stderr)
-        assert "Traceback" not in again.stderr
-        published = _cli(base, ["publish", "--no-site"])
-        assert published.returncode == 0, published.stderr
-        public = base / "lib" / "repo" / "public"
-        root = (public / "metadata" / "1.root.json").read_bytes()
-        _, problems = load_verified_library(folder_reader(public), root, now=datetime.now(UTC))
-        assert problems == [], (point, problems)
+        assert_recovered(lambda a: _cli(base, a), args, base / "lib" / "repo" / "public", point)
         _counted_once(base, target)
 
     points, _ = kill_loop(

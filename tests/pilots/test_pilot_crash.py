@@ -14,19 +14,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from kill_points import kill_loop
+from kill_points import assert_recovered, kill_loop
 
 from client.log.audit import audit
 from conftest import require_system
 from factory import T0
 from metadata_templates.releases import ReleaseList
 from pilots.pilot_library import build_pilot_library
-from repo_tool.verify.sources import folder_reader
-from repo_tool.verify.walk import load_verified_library
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
 MAX_POINTS = 200
@@ -68,16 +66,7 @@ def _recorded_once(base: Path, target: str, action: str) -> None:
 
 def _kill_loop(tmp: Path, pristine: Path, args: list[str], check: Callable[[Path], None]) -> int:
     def recover(base: Path, point: int) -> None:
-        again = _cli(base, args)
-        assert again.returncode == 0, (point, again.stderr)
-        assert "Traceback" not in again.stderr
-        published = _cli(base, ["publish", "--no-site"])
-        assert published.returncode == 0, published.stderr
-        root = (base / "repo" / "public" / "metadata" / "1.root.json").read_bytes()
-        _, problems = load_verified_library(
-            folder_reader(base / "repo" / "public"), root, now=datetime.now(UTC)
-        )
-        assert problems == [], (point, problems)
+        assert_recovered(lambda a: _cli(base, a), args, base / "repo" / "public", point)
         check(base)
 
     points, _ = kill_loop(

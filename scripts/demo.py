@@ -57,9 +57,18 @@ def run(
     return result
 
 
+# The supplier's home stays bound to the URL it was initialised with, so after the demo a
+# `cfl --home demo-out/supplier-home refresh` needs the tree served there again: on 8000 when it is
+# free (the port the docs serve on), and the summary prints the command either way.
+PREFERRED_PORT = 8000
+
+
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", PREFERRED_PORT))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
@@ -315,9 +324,14 @@ def main() -> None:
         f"  lift the hold  : cfl-repo --repo {repo.relative_to(ROOT)} release {held_target} "
         "--reason TEXT, then publish"
     )
+    shown_bin = cfl_repo.parent.relative_to(ROOT) if cfl_repo.is_relative_to(ROOT) else BIN
     print(
-        f"  browse it      : {cfl_repo.relative_to(ROOT) if cfl_repo.is_relative_to(ROOT) else cfl_repo} serve {public.relative_to(ROOT)} --port 8000"
-        "  then open http://127.0.0.1:8000/site/index.html"
+        f"  serve it again : {shown_bin / 'cfl-repo'} serve {public.relative_to(ROOT)} --port {port}"
+        f"  then open {url}/site/index.html"
+    )
+    print(
+        f"  supplier home  : {home.relative_to(ROOT)} reads {url}: with the tree served again, "
+        f"{shown_bin / 'cfl'} --home {home.relative_to(ROOT)} refresh"
     )
     if env_passphrase:
         print("  (CFL_KEY_PASSPHRASE was set in your environment; the demo's keys are unencrypted)")

@@ -3,9 +3,10 @@
 A full publish opens the repository (tuf, securesystemslib's signers and with them boto3), plans,
 and re-verifies the served tree for the website: about a second before any work, to find there is
 none. After a full publish to a folder succeeds, `record` stores a fingerprint of everything a
-re-run would read: the repository's head and configuration and its event log's size, and the
-served tree as the publish left it (the content of every metadata and log file, the name
-of every blob, the name, size and modification time of every site file). The next publish asks
+re-run would read: the repository's head and configuration, the committed log's signed checkpoint
+(with any witness cosignatures), its event log's size, and the served tree as the publish left it
+(the content of every metadata and log file, the name of every blob, the name, size and
+modification time of every site file). The next publish asks
 `replay`: when the fingerprint is the same, nothing a publish reads has changed, so it would write
 nothing, and the stored outcome is reported instead.
 
@@ -70,10 +71,21 @@ def _files(top: Path) -> list[tuple[str, os.DirEntry[str]]]:
     return found
 
 
+def _checkpoint_name(repo_dir: Path) -> str:
+    """The signed checkpoint of the committed log, which a publish copies to ``log/checkpoint``.
+    `cfl-repo log add-cosignatures` adds witnesses' lines to it and commits nothing else: without
+    it here, the publish the docs say to run next replayed and never served them."""
+    try:
+        size = json.loads((repo_dir / "state" / "head.json").read_bytes()).get("log_size", 0)
+    except (OSError, ValueError, AttributeError):
+        size = None  # head.json's own line already differs, or the full path reports it
+    return f"state/log/checkpoints/{size if isinstance(size, int) else None}"
+
+
 def fingerprint(repo_dir: Path, out: Path, *, site: bool) -> str:
     """A digest of everything a publish of ``repo_dir`` into ``out`` reads (see the module text)."""
     lines = [f"out\0{out.resolve()}\0site\0{site}"]
-    for name in ("state/head.json", "cfl-repo.json"):
+    for name in ("state/head.json", "cfl-repo.json", _checkpoint_name(repo_dir)):
         path = repo_dir / name
         lines.append(f"{name}\0{_sha256_file(path) if path.is_file() else None}")
     try:

@@ -160,6 +160,10 @@ TAMPERS: dict[str, Callable[[LibraryFactory], object]] = {
         (f.repo.path / "cfl-repo.json").read_bytes() + b"\n"
     ),
     "events-appended": lambda f: _append(f.repo.path / "events.jsonl", b"\n"),
+    # what `cfl-repo log add-cosignatures` changes, and nothing else
+    "checkpoint-cosigned": lambda f: _append(
+        f.repo.log_dir / "checkpoints" / str(f.repo.head.log_size), b"-- w.test/1 AAAA\n"
+    ),
     "stamp-garbage": lambda f: (f.repo.path / unchanged.STAMP).write_bytes(b"\x00not json"),
     "stamp-other-version": lambda f: (f.repo.path / unchanged.STAMP).write_text(
         json.dumps({**json.loads((f.repo.path / unchanged.STAMP).read_text()), "stamp_version": 9})

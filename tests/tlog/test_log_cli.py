@@ -78,6 +78,29 @@ def test_log_key_verify_witness_and_cosignatures_round_trip(
     assert doc["cosigned_by"] == ["w.test/1"]
 
 
+def test_cosignatures_added_are_served_by_the_next_publish(
+    published: tuple[LibraryFactory, str], tmp_path: Path
+) -> None:
+    """docs/transparency.md's steps: publish, a witness cosigns, add-cosignatures, publish. The
+    second publish changed no commit, and used to replay the first's outcome (repo_tool/publish/
+    unchanged.py) without serving the cosignature: every home requiring the witness refused."""
+    factory, url = published
+    repo = factory.repo.path
+    assert run("--repo", repo, "publish", "--no-site").returncode == 0  # records its outcome
+    vkey = run("--repo", repo, "log", "key").stdout.strip()
+    witness_dir = tmp_path / "witness"
+    witness = ok(
+        cfl("witness", "init", "--state", witness_dir, "--name", "w.test/1", "--log-vkey", vkey)
+    ).stdout.strip()
+    cosigned = tmp_path / "cosigned.txt"
+    ok(cfl("witness", "cosign", url, "--state", witness_dir, "--out", cosigned))
+    ok(run("--repo", repo, "log", "add-cosignatures", cosigned, "--witness", witness))
+    ok(run("--repo", repo, "publish", "--no-site"))
+    assert b"w.test/1" in (factory.out / "log" / "checkpoint").read_bytes()
+    doc = as_json(cfl("log", "verify", url, "--witness", witness, "--json"))
+    assert doc["cosigned_by"] == ["w.test/1"]
+
+
 def test_log_verify_reports_a_republished_log_without_an_event(
     published: tuple[LibraryFactory, str], tmp_path: Path
 ) -> None:

@@ -71,6 +71,12 @@ def test_access_matrix(served: Served, caller: str, resource: str) -> None:
         ("metadata/1.root.json", "public, max-age=31536000, immutable"),
         ("metadata/999.root.json", "no-store"),
         ("site/index.html", "no-cache"),
+        ("log/checkpoint", "no-cache"),
+        # Every 404 is no-store, whichever location answers it (docs/hosting.md).
+        ("site/no-such-page.html", "no-store"),
+        ("log/tile/0/999.p/3", "no-store"),
+        ("metadata/.cfl-publish.lock", "no-store"),
+        ("state/head.json", "no-store"),
     ],
 )
 def test_caching_rules(served: Served, path: str, cache_control: str) -> None:

@@ -57,7 +57,8 @@ def test_role_mode_is_byte_for_byte_what_it_was() -> None:
     text = render_nginx_config(
         settings, SupplierRegistry(), registry_sha256="", now=datetime(2026, 1, 1, tzinfo=UTC)
     )
-    # Rendered by main before issue 22; since then only the advisory locations (issue 23) added.
+    # Rendered by main before issue 22; since then only the advisory locations (issue 23) added,
+    # and no-store on every 404 (docs/hosting.md).
     assert text == GOLDEN.read_text()
 
 

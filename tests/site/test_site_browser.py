@@ -229,11 +229,17 @@ def test_search_covers_every_page_and_draws_rows_like_the_server(page: Any, big_
 
 
 def test_search_reports_and_caps_large_results(page: Any, big_url: str) -> None:
+    from playwright.sync_api import expect
+
+    status = page.locator("#search-status")
     page.goto(big_url + "index.html")
     _search(page, "alpha")
-    assert "350 images match" in page.inner_text("#search-status")
+    # Until the search index has loaded, the status reports this page's matches only ("183 on
+    # this page match. Loading..."); the whole library's count follows, so wait for it (a loaded
+    # machine once caught the interim line).
+    expect(status).to_contain_text("350 images match", timeout=15_000)
     _search(page, "model")
-    assert "1050 images match" in page.inner_text("#search-status")
+    expect(status).to_contain_text("1050 images match", timeout=15_000)
     assert len(_targets(page)) == SEARCH_ROWS
     assert f"Showing the first {SEARCH_ROWS}" in page.inner_text("#search-status")
 

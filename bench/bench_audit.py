@@ -44,10 +44,10 @@ from repo_tool.access.audit import (
     LibraryImage,
     Summary,
     Totals,
-    judged_lines,
 )
+from repo_tool.access.audit_columnar import audit_logs
 from repo_tool.access.certificates import certificate_sha1
-from repo_tool.access.inventory import read_inventory
+from repo_tool.access.inventory_columnar import read_inventory_binary
 
 OUT = Path(__file__).resolve().parent / "out"
 LOG_LINES = 10_000_000
@@ -209,15 +209,12 @@ def audit_pass(inventory: Path, log: Path) -> Totals:
     """What `cfl-repo audit --inventory --json` does, writing the entries to a scratch file."""
     registry, _ids = synthetic_registry_cached()
     library, _ = synthetic_library()
-    with inventory.open(encoding="utf-8-sig", newline="") as handle:
-        index = read_inventory(handle)
+    with inventory.open("rb") as handle:
+        index = read_inventory_binary(handle)
     auditor = Auditor(registry, library, index)
     totals, summary = Totals(), Summary()
     with tempfile.TemporaryFile("w") as scratch:
-        for judged in judged_lines([log], auditor, totals):
-            summary.add(judged)
-            scratch.write(judged.to_json())
-            scratch.write(",\n")
+        audit_logs([log], auditor, totals, summary, scratch.write)
     return totals
 
 

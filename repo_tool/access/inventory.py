@@ -124,7 +124,7 @@ def _layout(header: list[str]) -> tuple[int, ...]:
 _CACHE_LIMIT = 200_000  # distinct kinds, suppliers and Since values remembered, to bound memory
 
 
-class _RowReader:
+class RowReader:
     """Checks rows; remembers the verdict for repeated values, which in an estate are the rule (a
     model and its firmware repeat across millions of devices), so most rows cost one regex.
 
@@ -170,6 +170,33 @@ class _RowReader:
         except ValueError:
             return field_error("Since", since, "an ISO date (YYYY-MM-DD)")
 
+    def kind(self, raw: tuple[str, ...]) -> DeviceKind | str:
+        """The device kind of the raw Device Type .. Firmware Version texts, or what is wrong."""
+        kind = self.kinds.get(raw)
+        if kind is None:
+            kind = self._kind(raw)
+            if len(self.kinds) < _CACHE_LIMIT:
+                self.kinds[raw] = kind
+        return kind
+
+    def supplier(self, raw: str) -> str:
+        """The Entity ID of the raw Responsible Supplier text, or "" when malformed."""
+        supplier = self.suppliers.get(raw)
+        if supplier is None:
+            supplier = self._supplier(raw)
+            if len(self.suppliers) < _CACHE_LIMIT:
+                self.suppliers[raw] = supplier
+        return supplier
+
+    def day(self, since: str) -> date | str:
+        """The day of the raw Since text, or what is wrong."""
+        day = self.days.get(since)
+        if day is None:
+            day = self._day(since)
+            if len(self.days) < _CACHE_LIMIT:
+                self.days[since] = day
+        return day
+
     def read(self, fields: list[str]) -> tuple[str, DeviceKind, date] | str:
         """The row's supplier, device kind and day, or the message naming what is wrong."""
         if len(fields) < self.needed:
@@ -179,29 +206,15 @@ class _RowReader:
             device_id.strip().replace("-", "")
         ):
             return field_error("Device ID", device_id.strip(), "16 hex digits")
-        kind_key = self.kind_fields(fields)
-        kind = self.kinds.get(kind_key)
-        if kind is None:
-            kind = self._kind(kind_key)
-            if len(self.kinds) < _CACHE_LIMIT:
-                self.kinds[kind_key] = kind
+        kind = self.kind(self.kind_fields(fields))
         if isinstance(kind, str):
             return kind
         raw_supplier = self.supplier_field(fields)
-        supplier = self.suppliers.get(raw_supplier)
-        if supplier is None:
-            supplier = self._supplier(raw_supplier)
-            if len(self.suppliers) < _CACHE_LIMIT:
-                self.suppliers[raw_supplier] = supplier
+        supplier = self.supplier(raw_supplier)
         if not supplier:
             value = raw_supplier.strip().replace("-", "").upper()
             return field_error("Responsible Supplier", value, "16 hex digits")
-        since = self.since_field(fields)
-        day = self.days.get(since)
-        if day is None:
-            day = self._day(since)
-            if len(self.days) < _CACHE_LIMIT:
-                self.days[since] = day
+        day = self.day(self.since_field(fields))
         if isinstance(day, str):
             return day
         return supplier, kind, day
@@ -214,31 +227,46 @@ def read_inventory(lines: Iterable[str]) -> InventoryIndex:
         RejectedInputError: empty, or the header lacks a column. Bad rows are counted instead.
     """
     reader = csv.reader(iter(lines))
+    rows = row_reader(reader)
+    index = InventoryIndex()
+    read_rows(reader, rows, index)
+    return index
+
+
+def row_reader(reader: Any) -> RowReader:
+    """The row checker for the header ``reader`` reads next.
+
+    Raises:
+        RejectedInputError: empty, or the header lacks a column.
+    """
     try:
         header = next(reader)
     except StopIteration:
         raise RejectedInputError("inventory: found an empty file, expected a CSV header") from None
     except csv.Error as e:
         raise RejectedInputError(f"inventory header: not CSV ({e})") from e
-    rows = _RowReader(_layout(header))
-    index = InventoryIndex()
+    return RowReader(_layout(header))
+
+
+def read_rows(reader: Any, rows: RowReader, index: InventoryIndex, offset: int = 0) -> None:
+    """Add every row ``reader`` yields to ``index``; problems are named by line number, counted
+    from ``offset`` (the lines before the ones ``reader`` reads)."""
     while True:
         try:
             fields = next(reader)
         except StopIteration:
             break
         except csv.Error as e:
-            index.problem(reader.line_num, f"not CSV ({e})")
+            index.problem(offset + reader.line_num, f"not CSV ({e})")
             continue
         if not fields:
             continue
         parsed = rows.read(fields)
         if isinstance(parsed, str):
-            index.problem(reader.line_num, parsed)
+            index.problem(offset + reader.line_num, parsed)
             continue
         index.devices += 1
         index.add(*parsed)
-    return index
 
 
 def inventory_lines(data: io.TextIOBase) -> Iterator[str]:

@@ -394,7 +394,6 @@ def _line_counter(*, enabled: bool) -> Iterator[Callable[[int], None]]:
 
 def _open_inventory(path: Path) -> Any:
     import gzip
-    import io
 
     try:
         raw = path.open("rb")
@@ -402,8 +401,7 @@ def _open_inventory(path: Path) -> Any:
         raw.seek(0)
     except OSError as e:
         raise ConfigurationError(f"--inventory: cannot read {path} ({e.strerror})") from e
-    binary: Any = gzip.GzipFile(fileobj=raw) if gzipped else raw
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+    return gzip.GzipFile(fileobj=raw) if gzipped else raw
 
 
 def _entitlement_judge(repo: Any) -> Any:
@@ -467,8 +465,9 @@ def audit(
         judged_lines,
         render_text,
     )
+    from repo_tool.access.audit_columnar import audit_logs
     from repo_tool.access.audit_host import HostCheck
-    from repo_tool.access.inventory import read_inventory
+    from repo_tool.access.inventory_columnar import read_inventory_binary
 
     repo = _open_repo(ctx)
     for path in access_logs:
@@ -482,8 +481,8 @@ def audit(
     index = None
     if inventory is not None:
         try:
-            with _open_inventory(inventory) as lines:
-                index = read_inventory(lines)
+            with _open_inventory(inventory) as binary:
+                index = read_inventory_binary(binary)
         except (OSError, EOFError, UnicodeDecodeError) as e:
             # A truncated gzip ends in EOFError, which click would otherwise take for Ctrl-D.
             raise UnavailableError(
@@ -500,18 +499,19 @@ def audit(
     # Entries go to a scratch file first, so a log that turns out unreadable half-way (a corrupt
     # gzip) leaves stdout empty instead of half a JSON document; memory stays flat either way.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as scratch:
-        first = True
+        # Each entry goes after ",\n    "; the first loses its comma on the way to stdout.
         with _line_counter(enabled=not as_json) as show:
-            for judged in judged_lines(access_logs, auditor, totals):
-                summary.add(judged)
-                if judge is not None:
+            if judge is None:  # judged in columns where the lines allow (audit_columnar.py)
+                write = scratch.write if as_json else None
+                audit_logs(access_logs, auditor, totals, summary, write, progress=show)
+            else:  # the entitlement history judges request by request
+                for judged in judged_lines(access_logs, auditor, totals):
+                    summary.add(judged)
                     host_check.add(judged)
-                if totals.requests % 100_000 == 0:
-                    show(totals.lines)
-                if not as_json:
-                    continue
-                scratch.write(("\n    " if first else ",\n    ") + judged.to_json())
-                first = False
+                    if totals.requests % 100_000 == 0:
+                        show(totals.lines)
+                    if as_json:
+                        scratch.write(",\n    " + judged.to_json())
         report = render_text(
             summary, registry, totals, inventory=index is not None or judge is not None
         )
@@ -521,6 +521,8 @@ def audit(
             click.echo(report)
             return
         scratch.seek(0)
+        if scratch.read(1) != ",":
+            scratch.seek(0)
         out = sys.stdout
         out.write('{\n  "schema_version": 1,\n  "downloads": [')
         shutil.copyfileobj(scratch, out)

@@ -1,0 +1,221 @@
+"""The inventory extract read in columns (pyarrow), with the per-row reader as the fallback.
+
+`read_inventory_binary` gives the same `InventoryIndex` as `inventory.read_inventory` over the
+same file decoded as ``utf-8-sig`` with ``errors="replace"`` (the same counts, problems, days and
+even the same order of the index's dicts), several times faster on a well-formed extract:
+
+- the file is read in blocks of whole lines; a block that is plain ASCII without a quote, a
+  carriage return or a NUL is parsed by ``pyarrow.csv`` (no quoting: such a block has one meaning
+  for the ``csv`` module and for Arrow), and its rows are checked in columns: the Device ID by one
+  regular expression, every other column once per distinct value by the per-row reader's own
+  checks (an estate repeats a few thousand values across millions of devices), then the rows are
+  grouped by (supplier, device kind) with the earliest ``Since``;
+- a block Arrow refuses (a row with another number of fields) or with any row the checks flag
+  is read by the per-row reader, so every problem is worded and numbered as it always was;
+- from the first block that is not plain (a quote, which may open a field spanning lines, a
+  carriage return, a byte beyond ASCII, a NUL) to the end of the file, as is the header if it
+  is not plain: the per-row reader does it all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from repo_tool.access.inventory import (
+    DeviceKind,
+    InventoryIndex,
+    RowReader,
+    read_inventory,
+    read_rows,
+    row_reader,
+)
+
+BLOCK = 1 << 23  # bytes read at a time: memory is a few blocks, whatever the size of the file
+_BOM = b"\xef\xbb\xbf"
+_DEVICE_ID = "^[0-9A-Fa-f]{16}$"  # the per-row reader's first test, before any stripping
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read, then the rest of the file: what the per-row reader takes over."""
+
+    def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
+        self.prefix = memoryview(prefix)
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.prefix:
+            n = min(len(buffer), len(self.prefix))
+            buffer[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        data = self.rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _text(prefix: bytes, rest: IO[bytes], encoding: str) -> io.TextIOWrapper:
+    return io.TextIOWrapper(
+        io.BufferedReader(_Prefixed(prefix, rest), buffer_size=1 << 20),
+        encoding=encoding,
+        errors="replace",
+        newline="",
+    )
+
+
+def _plain(block: bytes) -> bool:
+    return block.isascii() and b'"' not in block and b"\r" not in block and b"\x00" not in block
+
+
+def read_inventory_binary(binary: IO[bytes]) -> InventoryIndex:
+    """Index an inventory CSV read from ``binary`` (see the module's docstring).
+
+    Raises:
+        RejectedInputError: empty, or the header lacks a column. Bad rows are counted instead.
+    """
+    data = binary.read(BLOCK)
+    while data and b"\n" not in data:
+        more = binary.read(BLOCK)
+        if not more:
+            break
+        data += more
+    body = data[len(_BOM) :] if data.startswith(_BOM) else data
+    end = body.find(b"\n")
+    if end < 0 or not _plain(body[: end + 1]):
+        return read_inventory(_text(data, binary, "utf-8-sig"))
+    reader = csv.reader(io.StringIO(body[: end + 1].decode("ascii"), newline=""))
+    rows = row_reader(reader)
+    index = InventoryIndex()
+    columns = _Columns(rows, body[: end + 1].count(b",") + 1)
+    line = 1
+    pending = body[end + 1 :]
+    eof = False
+    while True:
+        more = b"" if eof else binary.read(BLOCK)
+        eof = not more
+        pending += more
+        cut = len(pending) if eof else pending.rfind(b"\n") + 1
+        block, pending = pending[:cut], pending[cut:]
+        if not _plain(block):
+            tail = csv.reader(_text(block + pending, binary, "utf-8"))
+            read_rows(tail, rows, index, offset=line)
+            return index
+        if not columns.add(block, index):
+            read_rows(csv.reader(io.StringIO(block.decode("ascii"), newline="")), rows, index, line)
+        line += block.count(b"\n")
+        if eof:
+            return index
+
+
+class _Columns:
+    """Plain blocks of rows, checked and grouped in columns."""
+
+    def __init__(self, rows: RowReader, width: int) -> None:
+        self.rows = rows
+        names = [f"f{i}" for i in range(width)]
+        self.names = [names[i] for i in rows.layout]
+        self.read_options = pacsv.ReadOptions(column_names=names, use_threads=False)
+        self.parse_options = pacsv.ParseOptions(
+            quote_char=False, escape_char=False, newlines_in_values=False, ignore_empty_lines=True
+        )
+        self.convert_options = pacsv.ConvertOptions(
+            column_types=dict.fromkeys(self.names, pa.string()),
+            include_columns=sorted(set(self.names)),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            null_values=[],
+            true_values=[],
+            false_values=[],
+        )
+        self.arange = pa.array([], pa.int64())
+
+    def add(self, block: bytes, index: InventoryIndex) -> bool:
+        """Add the block's rows to ``index``; False (and ``index`` untouched) when any row needs
+        the per-row reader: a row Arrow refuses, or one the checks flag."""
+        if not block.strip(b"\n"):
+            return True  # empty lines only: the csv module skips them too
+        self.read_options.block_size = len(block) + 1
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(block),
+                read_options=self.read_options,
+                parse_options=self.parse_options,
+                convert_options=self.convert_options,
+            ).combine_chunks()
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        if not table.num_rows:
+            return True
+        column = [table.column(name).chunk(0) for name in self.names]
+        if not pc.all(pc.match_substring_regex(column[0], _DEVICE_ID)).as_py():
+            return False
+        since = column[7].dictionary_encode()
+        ordinals = []
+        for text in since.dictionary.to_pylist():
+            day = self.rows.day(text)
+            if isinstance(day, str):
+                return False
+            ordinals.append(day.toordinal())
+        days = pc.take(pa.array(ordinals, pa.int32()), since.indices)
+        # Each (device kind, supplier) column by its distinct values; a row's group is one integer.
+        encoded = [values.dictionary_encode() for values in column[1:7]]
+        key = pc.cast(encoded[0].indices, pa.int64())
+        width = 1
+        for values in encoded[1:]:
+            width *= len(values.dictionary)
+            if width > 1 << 40:
+                return False  # too varied to number as one integer: read row by row
+            key = pc.add(pc.multiply(key, len(values.dictionary)), values.indices)
+        if len(self.arange) < table.num_rows:
+            self.arange = pa.array(range(2 * table.num_rows), pa.int64())
+        columns = {f"k{i}": values.indices for i, values in enumerate(encoded)}
+        # The groups in the order of their first row: the order the per-row reader fills dicts.
+        groups = (
+            pa.table(columns | {"key": key, "day": days, "row": self.arange[: table.num_rows]})
+            .group_by("key", use_threads=False)
+            .aggregate(
+                [(name, "min") for name in columns]
+                + [("day", "min"), ("day", "count"), ("row", "min")]
+            )
+            .sort_by("row_min")
+        )
+        texts = [values.dictionary.to_pylist() for values in encoded]
+        suppliers = [self.rows.supplier(text) for text in texts[5]]
+        judged: list[tuple[str, DeviceKind, int, int]] = []
+        kind_of = self.rows.kind
+        types, mfrs, models, hws, fws = texts[:5]
+        for t, m, mo, h, f, s, first, count in zip(
+            *(
+                groups.column(name).to_pylist()
+                for name in (*(f"{n}_min" for n in columns), "day_min", "day_count")
+            ),
+            strict=True,
+        ):
+            kind = kind_of((types[t], mfrs[m], models[mo], hws[h], fws[f]))
+            supplier = suppliers[s]
+            if isinstance(kind, str) or not supplier:
+                return False
+            judged.append((supplier, kind, first, count))
+        for supplier, kind, first, count in judged:
+            day = date.fromordinal(first)
+            kinds = index.since.get(supplier)
+            if kinds is None:
+                kinds = index.since[supplier] = {}
+            known = kinds.get(kind)
+            if known is None or day < known:
+                kinds[kind] = day
+            index.per_supplier[supplier] = index.per_supplier.get(supplier, 0) + count
+        latest = date.fromordinal(pc.max(days).as_py())
+        if index.latest is None or latest > index.latest:
+            index.latest = latest
+        index.devices += table.num_rows
+        return True

@@ -420,8 +420,9 @@ def open_log(path: Path) -> IO[bytes]:
         handle.seek(0)
     except OSError as e:
         raise UnavailableError(f"{path}: cannot read ({e.strerror})") from e
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    if magic == b"\x1f\x8b":  # a GzipFile never closes the file it is handed: let it own one
+        handle.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return handle
 
 

@@ -228,7 +228,7 @@ class _Blocks:
         if any(p is False for p in found):
             return False
         picked = pc.indices_nonzero(
-            pc.take(pa.array([isinstance(p, tuple) for p in found]), paths.indices)
+            pc.take(pa.array([isinstance(p, tuple) for p in found], pa.bool_()), paths.indices)
         )
         rows = pc.take(rows, picked)
         r = {name: pc.take(values, picked) for name, values in r.items()}
@@ -368,7 +368,7 @@ class _Blocks:
         def per_caller(i: int, type_: pa.DataType) -> pa.Array:
             return pc.take(pa.array([c[i] for c in caller], type_), callers.indices)
 
-        known = pc.take(pa.array([c[0] is not None for c in caller]), callers.indices)
+        known = pc.take(pa.array([c[0] is not None for c in caller], pa.bool_()), callers.indices)
         unregistered = pc.or_(pc.invert(known), pc.less(seconds, per_caller(2, pa.int64())))
         registered = pc.invert(unregistered)
         bits = [

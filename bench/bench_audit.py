@@ -213,7 +213,7 @@ def audit_pass(inventory: Path, log: Path) -> Totals:
         index = read_inventory_binary(handle)
     auditor = Auditor(registry, library, index)
     totals, summary = Totals(), Summary()
-    with tempfile.TemporaryFile("w") as scratch:
+    with tempfile.TemporaryFile("w+b") as scratch:
         audit_logs([log], auditor, totals, summary, scratch.write)
     return totals
 

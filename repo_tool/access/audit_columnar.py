@@ -91,13 +91,13 @@ def audit_logs(
     auditor: Auditor,
     totals: Totals,
     summary: Summary,
-    write: Callable[[str], Any] | None = None,
+    write: Callable[[bytes | memoryview], Any] | None = None,
     separator: str = ",\n    ",
     progress: Callable[[int], Any] | None = None,
 ) -> None:
     """Judge every image request in ``paths``, in the order given, into ``totals`` and
-    ``summary``; with ``write``, hand it each entry's JSON (`Judged.to_json`), each after
-    ``separator``, a block at a time.
+    ``summary``; with ``write``, hand it each entry's JSON (`Judged.to_json`, UTF-8), each after
+    ``separator``, a block at a time (bytes or a memoryview, valid as long as it is kept).
 
     Raises:
         UnavailableError: a file cannot be read, or a gzip file is corrupt.
@@ -143,7 +143,7 @@ class _Blocks:
         auditor: Auditor,
         totals: Totals,
         summary: Summary,
-        write: Callable[[str], Any] | None,
+        write: Callable[[bytes | memoryview], Any] | None,
         separator: str,
     ) -> None:
         self.auditor, self.totals, self.summary = auditor, totals, summary
@@ -156,6 +156,19 @@ class _Blocks:
         self.findings = pa.array([orjson.dumps(codes).decode() for codes in _FINDINGS])
         self.entitled = pa.array(["true" if not mask else "false" for mask in range(16)])
         self.downloads = _Downloads(summary)
+        # Suppliers and library targets by number; the entitlement days keyed by both numbers.
+        self.supplier_number = {entity: n for n, entity in enumerate(auditor.registered)}
+        self.target_number = {target: n for n, target in enumerate(auditor.library.images)}
+        self.width = len(self.target_number) + 1  # the last number: a target not in the library
+        keys, days = [], []
+        for (entity, target), day in (auditor.days or {}).items():
+            number = self.supplier_number.get(entity)
+            if number is not None:
+                keys.append(number * self.width + self.target_number[target])
+                days.append(_seconds(datetime(day.year, day.month, day.day, tzinfo=UTC)))
+        self.day_keys, self.days = pa.array(keys, pa.int64()), pa.array(days, pa.int64())
+        self.outside: dict[int, bool] = {}  # supplier number * 2**20 + device type number
+        self.device_types: dict[str, int] = {}
 
     def judge(self, path: Path, number: int, block: bytes) -> int:
         """Judge the lines of ``block`` (which follow line ``number``); the last line's number."""
@@ -192,7 +205,7 @@ class _Blocks:
             if self.write is not None:
                 out.append(self.separator + judged.to_json())
         if out and self.write is not None:
-            self.write("".join(out))
+            self.write("".join(out).encode())
 
     def _columns(self, block: bytes, lines: int) -> bool:
         """Judge ``block`` in columns; False, with nothing counted, when it must go line by line."""
@@ -232,12 +245,12 @@ class _Blocks:
         )
         rows = pc.take(rows, picked)
         r = {name: pc.take(values, picked) for name, values in r.items()}
-        seconds = self._seconds(r)
-        if seconds is None:
+        times = self._seconds(r)
+        if times is None:
             return False
         self.totals.lines += lines
         if len(rows):
-            self._requests(block, rows, r, seconds)
+            self._requests(block, rows, r, *times)
         return True
 
     def _path(self, where: str) -> tuple[Any, ...] | bool | None:
@@ -255,7 +268,16 @@ class _Blocks:
                 found = False
             else:
                 target = image.target if image else target
-                found = (target, match.group(4), orjson.dumps(target).decode())
+                device_type = match.group(4)
+                number = self.device_types.setdefault(device_type, len(self.device_types))
+                found = (
+                    target,
+                    device_type,
+                    orjson.dumps(target).decode(),
+                    self.target_number.get(target, self.width - 1),
+                    self.downloads.target_id(target),
+                    number,
+                )
         if len(self.paths) < _CACHE_LIMIT:
             self.paths[where] = found
         return found
@@ -284,6 +306,8 @@ class _Blocks:
                 *times,
                 orjson.dumps(entry["entity_id"]).decode(),
                 orjson.dumps(entry["certificate_sha256"]).decode(),
+                -1 if supplier is None else self.supplier_number[supplier.entity_id],
+                self.downloads.caller_id(Summary.caller(judged)),
             )
             if len(self.callers) < _CACHE_LIMIT:
                 self.callers[key] = found
@@ -296,9 +320,10 @@ class _Blocks:
             seconds = self.offsets[text] = offset // timedelta(seconds=1) if offset else 0
         return seconds
 
-    def _seconds(self, r: dict[str, pa.Array]) -> pa.Array | None:
-        """Each request's time in seconds since the epoch (UTC); None when one is not in the
-        plain form, or has a certificate without its fingerprint."""
+    def _seconds(self, r: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array | None] | None:
+        """Each request's time in seconds since the epoch (UTC), and as ``YYYY-MM-DDTHH:MM:SS``
+        when it was logged in UTC; None when one is not in the plain form, or has a certificate
+        without its fingerprint."""
         time = r["time"]
         if not pc.all(pc.match_substring_regex(time, _TIME)).as_py():
             return None
@@ -314,20 +339,24 @@ class _Blocks:
                 return None
         offsets = pc.utf8_slice_codeunits(time, 19).dictionary_encode()
         shift = pa.array([self._offset(t) for t in offsets.dictionary.to_pylist()], pa.int64())
-        local = pc.strptime(
-            pc.utf8_slice_codeunits(time, 0, 19), format="%Y-%m-%dT%H:%M:%S", unit="s"
-        )
-        return pc.subtract(pc.cast(local, pa.int64()), pc.take(shift, offsets.indices))
+        text = pc.utf8_slice_codeunits(time, 0, 19)
+        local = pc.cast(pc.strptime(text, format="%Y-%m-%dT%H:%M:%S", unit="s"), pa.int64())
+        if not any(shift.to_pylist()):
+            return local, text  # logged in UTC: the entry's time is the logged one
+        return pc.subtract(local, pc.take(shift, offsets.indices)), None
 
     def _requests(
-        self, block: bytes, rows: pa.Array, r: dict[str, pa.Array], seconds: pa.Array
+        self,
+        block: bytes,
+        rows: pa.Array,
+        r: dict[str, pa.Array],
+        seconds: pa.Array,
+        stamps: pa.Array | None,
     ) -> None:
         """Judge, count, summarise and write the block's requests (lines ``rows``)."""
-        # Callers by their fingerprints; paths; then each distinct (caller, path) pair.
-        sha256, sha1 = (
-            r["certificate_sha256"].dictionary_encode(),
-            r["certificate_sha1"].dictionary_encode(),
-        )
+        # Callers by their fingerprints, and paths: each distinct one worked out once.
+        sha256 = r["certificate_sha256"].dictionary_encode()
+        sha1 = r["certificate_sha1"].dictionary_encode()
         caller_key = pc.add(
             pc.multiply(pc.cast(sha256.indices, pa.int64()), len(sha1.dictionary)),
             pc.cast(sha1.indices, pa.int64()),
@@ -342,44 +371,43 @@ class _Blocks:
         paths = r["path"].dictionary_encode()
         # Only paths of requests are left: each names an image blob.
         path = [cast(tuple[Any, ...], self._path(text)) for text in paths.dictionary.to_pylist()]
-        pair_key = pc.add(
-            pc.multiply(pc.cast(callers.indices, pa.int64()), len(path)),
-            pc.cast(paths.indices, pa.int64()),
-        )
-        pairs = pair_key.dictionary_encode()
-        outside, day, names = [], [], []
-        days = self.auditor.days
-        for k in pairs.dictionary.to_pylist():
-            c, p = caller[k // len(path)], path[k % len(path)]
-            supplier = c[0]
-            names.append((c[1], p[0]))
-            if supplier is None:
-                outside.append(False)
-                day.append(_NEVER)
-                continue
-            outside.append(not self.auditor._within_roles(supplier, p[1]))
-            first = days.get((supplier.entity_id, p[0])) if days is not None else None
-            day.append(
-                _NEVER
-                if first is None
-                else _seconds(datetime(first.year, first.month, first.day, tzinfo=UTC))
-            )
 
         def per_caller(i: int, type_: pa.DataType) -> pa.Array:
             return pc.take(pa.array([c[i] for c in caller], type_), callers.indices)
 
-        known = pc.take(pa.array([c[0] is not None for c in caller], pa.bool_()), callers.indices)
+        def per_path(i: int, type_: pa.DataType) -> pa.Array:
+            return pc.take(pa.array([p[i] for p in path], type_), paths.indices)
+
+        supplier = per_caller(6, pa.int64())
+        known = pc.greater_equal(supplier, 0)
+        # The roles: one verdict per (supplier, device type) ever seen.
+        role_key = pc.add(pc.multiply(supplier, 1 << 20), per_path(5, pa.int64()))
+        pairs = pc.unique(role_key)
+        verdicts = []
+        for k in pairs.to_pylist():
+            verdict = self.outside.get(k)
+            if verdict is None:
+                number, device_type = divmod(k, 1 << 20)
+                found = next(c[0] for c in caller if c[6] == number) if number >= 0 else None
+                name = next(p[1] for p in path if p[5] == device_type)
+                verdict = found is not None and not self.auditor._within_roles(found, name)
+                self.outside[k] = verdict
+            verdicts.append(verdict)
+        outside = pc.take(pa.array(verdicts, pa.bool_()), pc.index_in(role_key, value_set=pairs))
+        day = None
+        if self.inventory:
+            day_key = pc.add(pc.multiply(supplier, self.width), per_path(3, pa.int64()))
+            at = pc.index_in(day_key, value_set=self.day_keys)
+            day = pc.fill_null(pc.take(self.days, at), _NEVER)
         unregistered = pc.or_(pc.invert(known), pc.less(seconds, per_caller(2, pa.int64())))
         registered = pc.invert(unregistered)
         bits = [
             unregistered,
             pc.and_(registered, pc.greater_equal(seconds, per_caller(3, pa.int64()))),
-            pc.and_(registered, pc.take(pa.array(outside, pa.bool_()), pairs.indices)),
+            pc.and_(registered, outside),
         ]
-        if self.inventory:
-            bits.append(
-                pc.and_(known, pc.less(seconds, pc.take(pa.array(day, pa.int64()), pairs.indices)))
-            )
+        if day is not None:
+            bits.append(pc.and_(known, pc.less(seconds, day)))
         mask = pc.cast(bits[0], pa.int8())
         for bit, values in enumerate(bits[1:], start=1):
             mask = pc.add(mask, pc.multiply(pc.cast(values, pa.int8()), 1 << bit))
@@ -391,7 +419,8 @@ class _Blocks:
         by_caller = self.summary.by_caller
         for c in caller:
             by_caller.setdefault(c[1], SupplierSummary())
-        self.downloads.add(names, pairs.indices, seconds, r["status"])
+        pair = pc.add(pc.multiply(per_caller(7, pa.int64()), 1 << 31), per_path(4, pa.int64()))
+        self.downloads.add(pair, seconds, r["status"])
         counts = pc.value_counts(pc.filter(callers.indices, flagged))
         wanting = []
         for item in counts.to_pylist():
@@ -403,9 +432,10 @@ class _Blocks:
             self._examples(block, rows, callers.indices, flagged, caller, wanting)
         if self.write is None:
             return
-        stamps = pc.strftime(
-            pc.cast(seconds, pa.timestamp("s", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ"
-        )
+        if stamps is None:
+            stamps = pc.binary_replace_slice(
+                pc.cast(pc.cast(seconds, pa.timestamp("s")), pa.string()), 10, 11, "T"
+            )
         entitled = pc.take(self.entitled, mask) if self.inventory else "null"
         entries = pc.binary_join_element_wise(
             self.separator + '{"bytes":', pc.cast(r["bytes"], pa.string()),
@@ -416,10 +446,13 @@ class _Blocks:
             ',"path":"', r["path"],
             '","status":', pc.cast(r["status"], pa.string()),
             ',"target":', pc.take(pa.array([p[2] for p in path], pa.string()), paths.indices),
-            ',"time":"', stamps, '"}', "",
+            ',"time":"', stamps, 'Z"}', "",
         )  # fmt: skip
-        joined = pa.ListArray.from_arrays(pa.array([0, count], pa.int32()), entries)
-        self.write(pc.binary_join(joined, "")[0].as_py())
+        # The entries' text, one after the other, is the array's data (no copy).
+        _, offsets, data = entries.buffers()
+        positions = memoryview(offsets).cast("i")
+        start, end = positions[entries.offset], positions[entries.offset + len(entries)]
+        self.write(memoryview(data)[start:end])
 
     def _examples(
         self,
@@ -453,22 +486,20 @@ class _Downloads:
 
     def __init__(self, summary: Summary) -> None:
         self.summary = summary
-        self.ids: dict[tuple[str, str], int] = {}
-        self.names: list[tuple[str, str]] = []
+        self.callers: dict[str, int] = {}
+        self.targets: dict[str, int] = {}
         self.tables: list[pa.Table] = []
 
-    def add(
-        self, names: list[tuple[str, str]], pairs: pa.Array, seconds: pa.Array, status: pa.Array
-    ) -> None:
-        ids = []
-        for name in names:
-            known = self.ids.get(name)
-            if known is None:
-                known = self.ids[name] = len(self.names)
-                self.names.append(name)
-            ids.append(known)
+    def caller_id(self, name: str) -> int:
+        return self.callers.setdefault(name, len(self.callers))
+
+    def target_id(self, target: str) -> int:
+        return self.targets.setdefault(target, len(self.targets))
+
+    def add(self, pair: pa.Array, seconds: pa.Array, status: pa.Array) -> None:
+        """Count the 2xx requests of ``pair`` (caller id * 2**31 + target id) at ``seconds``."""
         ok = pc.and_(pc.greater_equal(status, 200), pc.less(status, 300))
-        table = pa.table({"g": pc.take(pa.array(ids, pa.int64()), pairs), "s": seconds}).filter(ok)
+        table = pa.table({"g": pair, "s": seconds}).filter(ok)
         self.tables.append(
             table.group_by("g", use_threads=False)
             .aggregate([("s", "count"), ("s", "min"), ("s", "max")])
@@ -492,10 +523,11 @@ class _Downloads:
         (table,) = self.tables
         self.tables = []
         by_caller = self.summary.by_caller
+        callers, targets = list(self.callers), list(self.targets)
         for g, n, first, last in zip(
             *(table.column(c).to_pylist() for c in ("g", "n", "lo", "hi")), strict=True
         ):
-            caller, target = self.names[g]
+            caller, target = callers[g >> 31], targets[g & ((1 << 31) - 1)]
             entry = by_caller[caller]
             entry.downloads += n
             low, high = _EPOCH + timedelta(seconds=first), _EPOCH + timedelta(seconds=last)

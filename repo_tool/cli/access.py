@@ -453,6 +453,7 @@ def audit(
     adds the requests refused at the host and any disagreement between host and record:
       cfl-repo --repo R audit /var/log/cfl/access.log --json > audit.json
     """
+    import io
     import shutil
     import sys
     import tempfile
@@ -498,7 +499,7 @@ def audit(
     host_check = HostCheck()
     # Entries go to a scratch file first, so a log that turns out unreadable half-way (a corrupt
     # gzip) leaves stdout empty instead of half a JSON document; memory stays flat either way.
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as scratch:
+    with tempfile.TemporaryFile("w+b") as scratch:
         # Each entry goes after ",\n    "; the first loses its comma on the way to stdout.
         with _line_counter(enabled=not as_json) as show:
             if judge is None:  # judged in columns where the lines allow (audit_columnar.py)
@@ -511,7 +512,7 @@ def audit(
                     if totals.requests % 100_000 == 0:
                         show(totals.lines)
                     if as_json:
-                        scratch.write(",\n    " + judged.to_json())
+                        scratch.write((",\n    " + judged.to_json()).encode())
         report = render_text(
             summary, registry, totals, inventory=index is not None or judge is not None
         )
@@ -521,11 +522,13 @@ def audit(
             click.echo(report)
             return
         scratch.seek(0)
-        if scratch.read(1) != ",":
+        if scratch.read(1) != b",":
             scratch.seek(0)
         out = sys.stdout
         out.write('{\n  "schema_version": 1,\n  "downloads": [')
-        shutil.copyfileobj(scratch, out)
+        entries = io.TextIOWrapper(scratch, encoding="utf-8")
+        shutil.copyfileobj(entries, out)
+        entries.detach()
         suppliers = json.dumps(summary.suppliers(registry), sort_keys=True)
         more = ""
         if judge is not None:

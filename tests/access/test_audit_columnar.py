@@ -256,7 +256,7 @@ def _old(paths: list[Path], auditor: Auditor) -> tuple[Totals, Summary, str]:
 def _new(paths: list[Path], auditor: Auditor) -> tuple[Totals, Summary, str]:
     totals, summary, out = Totals(), Summary(), []
     audit_logs(paths, auditor, totals, summary, out.append)
-    return totals, summary, "".join(out)
+    return totals, summary, b"".join(out).decode()
 
 
 def _same_audit(world: dict[str, Any], paths: list[Path], inventory: bool) -> None:

@@ -69,6 +69,8 @@ _TEXTS = ("time", "entity_id", "certificate_sha256", "certificate_sha1", "certif
 _SCHEMA = pa.schema(
     [(name, pa.string()) for name in _TEXTS] + [("status", pa.int64()), ("bytes", pa.int64())]
 )
+_UNMARKED = bytes(byte for byte in range(256) if byte not in b"\n{[\\")
+_USED = ("time", "certificate_sha256", "certificate_sha1", "certificate", "path", "status", "bytes")
 _PARSE = pajson.ParseOptions(
     explicit_schema=_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
 )
@@ -153,8 +155,7 @@ class _Blocks:
         self.callers: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.paths: dict[str, tuple[Any, ...] | bool | None] = {}
         self.offsets: dict[str, int] = {}
-        self.findings = pa.array([orjson.dumps(codes).decode() for codes in _FINDINGS])
-        self.entitled = pa.array(["true" if not mask else "false" for mask in range(16)])
+        self.findings = [orjson.dumps(codes).decode() for codes in _FINDINGS]
         self.downloads = _Downloads(summary)
         # Suppliers and library targets by number; the entitlement days keyed by both numbers.
         self.supplier_number = {entity: n for n, entity in enumerate(auditor.registered)}
@@ -172,8 +173,13 @@ class _Blocks:
 
     def judge(self, path: Path, number: int, block: bytes) -> int:
         """Judge the lines of ``block`` (which follow line ``number``); the last line's number."""
-        lines = block.count(b"\n") + (not block.endswith(b"\n"))
-        if not (self.columnar and self._columns(block, lines)):
+        # One pass keeps only the newlines, braces, brackets and backslashes: a block of flat
+        # objects without escapes, one a line, leaves "{\n" for every line.
+        marks = block.translate(None, _UNMARKED)
+        ended = block.endswith(b"\n")
+        lines = marks.count(b"\n") + (not ended)
+        flat = marks == b"{\n" * (lines - (not ended)) + (b"" if ended else b"{")
+        if not (self.columnar and flat and self._columns(block, lines)):
             self._lines(path, number, block)
         return number + lines
 
@@ -209,13 +215,7 @@ class _Blocks:
 
     def _columns(self, block: bytes, lines: int) -> bool:
         """Judge ``block`` in columns; False, with nothing counted, when it must go line by line."""
-        if (
-            b"\\" in block
-            or b"[" in block
-            or not block.startswith(_RECORD_START)
-            or block.count(b"{") != lines
-            or block.count(b"\n" + _RECORD_START) != lines - 1
-        ):
+        if not block.startswith(_RECORD_START) or block.count(b"\n" + _RECORD_START) != lines - 1:
             return False
         try:
             table = pajson.read_json(
@@ -231,20 +231,17 @@ class _Blocks:
         targets = pc.fill_null(pc.starts_with(columns["path"], "/targets/"), False)
         if (pc.sum(pc.cast(targets, pa.int64())).as_py() or 0) != block.count(_TARGETS_PATH):
             return False
-        rows = pc.indices_nonzero(targets)
-        r = {name: pc.take(values, rows) for name, values in columns.items()}
-        if any(values.null_count for values in r.values()):
-            return False
+        for values in columns.values():  # a field missing (or null) where the line reader reads it
+            if values.null_count and pc.any(pc.and_(targets, pc.is_null(values))).as_py():
+                return False
         # Each distinct path: the image it names, if any (else the line is no request).
-        paths = r["path"].dictionary_encode()
+        paths = columns["path"].dictionary_encode()
         found = [self._path(text) for text in paths.dictionary.to_pylist()]
         if any(p is False for p in found):
             return False
-        picked = pc.indices_nonzero(
-            pc.take(pa.array([isinstance(p, tuple) for p in found], pa.bool_()), paths.indices)
-        )
-        rows = pc.take(rows, picked)
-        r = {name: pc.take(values, picked) for name, values in r.items()}
+        requests = pa.array([isinstance(p, tuple) for p in found], pa.bool_())
+        rows = pc.indices_nonzero(pc.fill_null(pc.take(requests, paths.indices), False))
+        r = {name: pc.take(columns[name], rows) for name in _USED}
         times = self._seconds(r)
         if times is None:
             return False
@@ -436,17 +433,26 @@ class _Blocks:
             stamps = pc.binary_replace_slice(
                 pc.cast(pc.cast(seconds, pa.timestamp("s")), pa.string()), 10, 11, "T"
             )
-        entitled = pc.take(self.entitled, mask) if self.inventory else "null"
+        # The fields between bytes and path turn on the caller and the findings only: one piece
+        # per distinct (caller, findings); the target's piece per distinct path.
+        mixed = pc.add(
+            pc.multiply(pc.cast(callers.indices, pa.int64()), 16), pc.cast(mask, pa.int64())
+        )
+        distinct = pc.unique(mixed)
+        pieces = []
+        for k in distinct.to_pylist():
+            c, m = caller[k >> 4], k & 15
+            entitled = ("false" if m else "true") if self.inventory else "null"
+            pieces.append(
+                f',"certificate_sha256":{c[5]},"entitled":{entitled},"entity_id":{c[4]},'
+                f'"findings":{self.findings[m]},"path":"'
+            )
+        middle = pc.take(pa.array(pieces, pa.string()), pc.index_in(mixed, value_set=distinct))
         entries = pc.binary_join_element_wise(
-            self.separator + '{"bytes":', pc.cast(r["bytes"], pa.string()),
-            ',"certificate_sha256":', per_caller(5, pa.string()),
-            ',"entitled":', entitled,
-            ',"entity_id":', per_caller(4, pa.string()),
-            ',"findings":', pc.take(self.findings, mask),
-            ',"path":"', r["path"],
+            self.separator + '{"bytes":', pc.cast(r["bytes"], pa.string()), middle, r["path"],
             '","status":', pc.cast(r["status"], pa.string()),
-            ',"target":', pc.take(pa.array([p[2] for p in path], pa.string()), paths.indices),
-            ',"time":"', stamps, 'Z"}', "",
+            pc.take(pa.array([f',"target":{p[2]},"time":"' for p in path], pa.string()), paths.indices),
+            stamps, 'Z"}', "",
         )  # fmt: skip
         # The entries' text, one after the other, is the array's data (no copy).
         _, offsets, data = entries.buffers()

@@ -128,7 +128,9 @@ class _Columns:
             quote_char=False, escape_char=False, newlines_in_values=False, ignore_empty_lines=True
         )
         self.convert_options = pacsv.ConvertOptions(
-            column_types=dict.fromkeys(self.names, pa.string()),
+            # The Device ID as text; the others, which repeat, each by its distinct values.
+            column_types=dict.fromkeys(self.names[1:], pa.dictionary(pa.int32(), pa.string()))
+            | {self.names[0]: pa.string()},
             include_columns=sorted(set(self.names)),
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
@@ -141,7 +143,7 @@ class _Columns:
     def add(self, block: bytes, index: InventoryIndex) -> bool:
         """Add the block's rows to ``index``; False (and ``index`` untouched) when any row needs
         the per-row reader: a row Arrow refuses, or one the checks flag."""
-        if not block.strip(b"\n"):
+        if not block or (block.startswith(b"\n") and not block.strip(b"\n")):
             return True  # empty lines only: the csv module skips them too
         self.read_options.block_size = len(block) + 1
         try:
@@ -158,7 +160,7 @@ class _Columns:
         column = [table.column(name).chunk(0) for name in self.names]
         if not pc.all(pc.match_substring_regex(column[0], _DEVICE_ID)).as_py():
             return False
-        since = column[7].dictionary_encode()
+        since = column[7]
         ordinals = []
         for text in since.dictionary.to_pylist():
             day = self.rows.day(text)
@@ -167,7 +169,7 @@ class _Columns:
             ordinals.append(day.toordinal())
         days = pc.take(pa.array(ordinals, pa.int32()), since.indices)
         # Each (device kind, supplier) column by its distinct values; a row's group is one integer.
-        encoded = [values.dictionary_encode() for values in column[1:7]]
+        encoded = column[1:7]
         key = pc.cast(encoded[0].indices, pa.int64())
         width = 1
         for values in encoded[1:]:

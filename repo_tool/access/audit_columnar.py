@@ -5,13 +5,16 @@
 times faster on the logs nginx writes. The logs are read in blocks of whole lines; a block goes
 through the columns only when its text vouches for one meaning under both readers:
 
-- every line is a flat object that starts as a ``cfl-access-1`` record and ends with ``}`` (one
-  ``{`` and one ``}`` per line, no ``[``, no backslash escape, no blank line), and ``pyarrow.json``
-  reads every line with the record's fields of the record's types (a string that is not a string,
-  a number beyond 64 bits, a key twice, invalid UTF-8: Arrow refuses, and the block falls back);
+- every line starts as a ``cfl-access-1`` record and is a flat object: one ``{`` a line, no
+  ``[``, no backslash escape, no blank line (one ``bytes.translate`` pass keeps only those
+  characters), so no nesting depth or escape can be read two ways; and ``pyarrow.json`` reads every
+  line with the record's fields of the record's types (a string that is not a string, a number
+  beyond 64 bits or not an integer, a key twice, invalid UTF-8, trailing text: Arrow refuses, and
+  the block falls back);
 - a line names an image request exactly when it holds ``"path":"/targets/`` (what the line-by-line
-  reader tests); in such a flat line that can only be the ``path`` field, so the block's count of
-  it must equal the count of paths Arrow read that start so;
+  reader tests); in such a flat line that can only be the ``path`` field, and without a blank it is
+  exactly the lines whose path Arrow read as ``/targets/...``; with a blank in the block, the count
+  of the text must equal the count of those paths;
 - every request's fields are there (no null), its time is ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or a
   ``±HH:MM`` offset in 1900..2099 (each distinct date checked by ``date.fromisoformat``), it has a
   certificate fingerprint whenever it has a certificate (else the fallback reads the PEM), and its
@@ -58,7 +61,7 @@ from repo_tool.access.audit import (
 )
 
 _CACHE_LIMIT = 100_000  # distinct callers and paths remembered
-BLOCK = 1 << 23  # bytes of whole lines judged at a time: memory is a few blocks, whatever the logs
+BLOCK = 1 << 22  # bytes of whole lines judged at a time: memory is a few blocks, whatever the logs
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = 1 << 62  # a time after every request (no revocation, no entitlement day)
 _TIME = (

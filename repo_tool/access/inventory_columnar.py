@@ -37,7 +37,7 @@ from repo_tool.access.inventory import (
     row_reader,
 )
 
-BLOCK = 1 << 23  # bytes read at a time: memory is a few blocks, whatever the size of the file
+BLOCK = 1 << 22  # bytes read at a time: memory is a few blocks, whatever the size of the file
 _BOM = b"\xef\xbb\xbf"
 _DEVICE_ID = "^[0-9A-Fa-f]{16}$"  # the per-row reader's first test, before any stripping
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from metadata_templates.cpl_document import CplDocument, CplEntry
-from metadata_templates.custom import CflTargetInfo, CplEntryRef, format_timestamp
+from metadata_templates.custom import CflTargetInfo, CplEntryRef, PilotTerms, format_timestamp
 from metadata_templates.errors import RejectedInputError
 from metadata_templates.naming import blob_name, image_target_path
 from metadata_templates.suppliers import Supplier, SupplierRegistry, certificate_sha256
@@ -92,7 +92,7 @@ def world() -> dict[str, Any]:
     stranger = _certificate("Stranger")
     pem = urllib.parse.quote(stranger.public_bytes(Encoding.PEM).decode())
     images: dict[str, LibraryImage] = {}
-    entries, blobs = [], []
+    entries, blobs, pilots = [], [], []
     for m in range(3):
         mfr = f"{0x1000 + m:04X}"
         for model_number in range(2):
@@ -110,6 +110,11 @@ def world() -> dict[str, Any]:
                     continue
                 sha = _sha(f"image {entry_id}")
                 target = image_target_path(mfr, device_type, "0001", f"{fw:08X}", sha)
+                pilot = None
+                if (m, model_number, fw) == (0, 0, 3):  # for supplier 0 until the third day
+                    pilot = PilotTerms(
+                        (callers[0][0],), (START + timedelta(days=2)).date().isoformat()
+                    )
                 info = CflTargetInfo(
                     device_type=device_type, manufacturer_id=mfr, manufacturer_name="Maker",
                     image_type="0001", firmware_version=f"{fw:08X}", stack_version="0002",
@@ -117,9 +122,10 @@ def world() -> dict[str, Any]:
                     manufacturer_image_sha256=_sha(entry_id), manufacturer_image_length=1000,
                     cpl_entries=(CplEntryRef(entry_id, model, "Model", "0100", "Active", ()),),
                     reason="compliance", advisories=(), published=format_timestamp(START),
+                    pilot=pilot,
                 )  # fmt: skip
                 images[target] = LibraryImage(target, sha, info)
-                blobs.append(f"/targets/{blob_name(target, sha)}")
+                (pilots if pilot else blobs).append(f"/targets/{blob_name(target, sha)}")
     cpl = CplDocument.of(entries, "0" * 64, format_timestamp(START))
     unknown = "/targets/1001/" + "c" * 64 + ".GSME-0001-00000009-" + "d" * 16 + ".ota"
     return {
@@ -128,6 +134,7 @@ def world() -> dict[str, Any]:
         "callers": callers,
         "pem": pem,
         "paths": [*blobs, unknown],
+        "pilots": pilots,  # judged request by request: lines naming them fall back
     }
 
 
@@ -163,7 +170,9 @@ def _line(world: dict[str, Any], rng: random.Random, hostile: bool = True) -> by
     elif roll < 0.11 and hostile:
         entity, sha256, sha1, cert = "", "", "", world["pem"]  # by its PEM only
     path = rng.choice(
-        world["paths"] * 3 + ["/metadata/timestamp.json", "/targets/junk", "/metadata/1.root.json"]
+        world["paths"] * 3
+        + (world["pilots"] if hostile else [])
+        + ["/metadata/timestamp.json", "/targets/junk", "/metadata/1.root.json"]
     )
     status = rng.choice([200, 200, 200, 206, 304, 403, 404, 500, 199, 299, 300])
     text = (
@@ -259,7 +268,7 @@ def _new(paths: list[Path], auditor: Auditor) -> tuple[Totals, Summary, str]:
     return totals, summary, b"".join(out).decode()
 
 
-def _same_audit(world: dict[str, Any], paths: list[Path], inventory: bool) -> None:
+def _same_audit(world: dict[str, Any], paths: list[Path], inventory: bool) -> str:
     index = _inventory_index(world) if inventory else None
     registry, library = world["registry"], world["library"]
     old = _old(paths, Auditor(registry, library, index))
@@ -276,6 +285,7 @@ def _same_audit(world: dict[str, Any], paths: list[Path], inventory: bool) -> No
         assert (other.downloads, other.flagged) == (entry.downloads, entry.flagged)
         assert sorted(other.targets.items()) == sorted(entry.targets.items())
         assert other.flagged_examples == entry.flagged_examples
+    return old[2]
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -296,7 +306,9 @@ def test_the_columns_judge_as_the_lines_do(
     first.write_bytes(_log(world, seed, 400))
     second.write_bytes(_log(world, seed + 100, 300))
     for inventory in (False, True):
-        _same_audit(world, [first, second], inventory)
+        entries = _same_audit(world, [first, second], inventory)
+        assert "no-applicable-device" in entries or not inventory
+    assert "pilot-not-released" in entries and "revoked-certificate" in entries
     if block < 1000:  # (a bigger block holds a hostile line: it all falls back)
         assert any(columnar)  # some blocks went through the columns...
         assert not all(columnar)  # ...and some fell back

@@ -48,6 +48,7 @@ _MODEL = re.compile(r"[0-9A-F]{4}(?:[0-9A-F]{4})?")
 _HEX8 = re.compile(r"[0-9A-F]{8}")
 _ENTITY = re.compile(r"[0-9A-F]{16}")
 _TYPE = re.compile(r"[A-Z0-9]{1,16}")
+_KIND_PATTERNS = (_TYPE, _HEX4, _MODEL, _HEX4, _HEX8)  # the order of `RowReader._kind`'s checks
 
 
 class DeviceKind(NamedTuple):
@@ -169,6 +170,11 @@ class RowReader:
             return date.fromisoformat(since[:10])
         except ValueError:
             return field_error("Since", since, "an ISO date (YYYY-MM-DD)")
+
+    def valid(self, column: int, raw: str) -> bool:
+        """Whether the raw text of one kind column (0 Device Type .. 4 Firmware Version) passes
+        its check in `kind` (a kind is valid when each of its columns is)."""
+        return _KIND_PATTERNS[column].fullmatch(raw.strip().upper()) is not None
 
     def kind(self, raw: tuple[str, ...]) -> DeviceKind | str:
         """The device kind of the raw Device Type .. Firmware Version texts, or what is wrong."""

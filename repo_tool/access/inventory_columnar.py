@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -106,13 +106,16 @@ def read_inventory_binary(binary: IO[bytes]) -> InventoryIndex:
         cut = len(pending) if eof else pending.rfind(b"\n") + 1
         block, pending = pending[:cut], pending[cut:]
         if not _plain(block):
+            columns.flush(index)
             tail = csv.reader(_text(block + pending, binary, "utf-8"))
             read_rows(tail, rows, index, offset=line)
             return index
         if not columns.add(block, index):
+            columns.flush(index)
             read_rows(csv.reader(io.StringIO(block.decode("ascii"), newline="")), rows, index, line)
         line += block.count(b"\n")
         if eof:
+            columns.flush(index)
             return index
 
 
@@ -139,6 +142,10 @@ class _Columns:
             false_values=[],
         )
         self.arange = pa.array([], pa.int64())
+        self.numbers: list[dict[str, int]] = [{} for _ in range(6)]  # raw text -> number, -1 if bad
+        self.texts: list[list[str]] = [[] for _ in range(6)]
+        self.groups: list[pa.Table] = []  # (numbers..., earliest day, rows, first row) so far
+        self.row = 0
 
     def add(self, block: bytes, index: InventoryIndex) -> bool:
         """Add the block's rows to ``index``; False (and ``index`` untouched) when any row needs
@@ -168,46 +175,71 @@ class _Columns:
                 return False
             ordinals.append(day.toordinal())
         days = pc.take(pa.array(ordinals, pa.int32()), since.indices)
-        # Each (device kind, supplier) column by its distinct values; a row's group is one integer.
-        encoded = column[1:7]
-        key = pc.cast(encoded[0].indices, pa.int64())
-        width = 1
-        for values in encoded[1:]:
-            width *= len(values.dictionary)
-            if width > 1 << 40:
-                return False  # too varied to number as one integer: read row by row
-            key = pc.add(pc.multiply(key, len(values.dictionary)), values.indices)
+        # Each (device kind, supplier) column by its distinct values, numbered across blocks; a
+        # value checked once, by the per-row reader's own test.
+        numbers = []
+        for c, values in enumerate(column[1:7]):
+            known, texts = self.numbers[c], self.texts[c]
+            mapped = []
+            for text in values.dictionary.to_pylist():
+                number = known.get(text)
+                if number is None:
+                    ok = self.rows.valid(c, text) if c < 5 else bool(self.rows.supplier(text))
+                    number = known[text] = len(texts) if ok else -1
+                    if ok:
+                        texts.append(text)
+                if number < 0:
+                    return False
+                mapped.append(number)
+            numbers.append(pc.take(pa.array(mapped, pa.int32()), values.indices))
         if len(self.arange) < table.num_rows:
             self.arange = pa.array(range(2 * table.num_rows), pa.int64())
-        columns = {f"k{i}": values.indices for i, values in enumerate(encoded)}
-        # The groups in the order of their first row: the order the per-row reader fills dicts.
-        groups = (
-            pa.table(columns | {"key": key, "day": days, "row": self.arange[: table.num_rows]})
-            .group_by("key", use_threads=False)
-            .aggregate(
-                [(name, "min") for name in columns]
-                + [("day", "min"), ("day", "count"), ("row", "min")]
-            )
-            .sort_by("row_min")
+        rows = pc.add(self.arange[: table.num_rows], self.row)
+        self.row += table.num_rows
+        keys = {f"k{i}": values for i, values in enumerate(numbers)}
+        self.groups.append(
+            pa.table(keys | {"day": days, "row": rows})
+            .group_by(list(keys), use_threads=False)
+            .aggregate([("day", "min"), ("day", "count"), ("row", "min")])
+            .rename_columns([*keys, "day", "count", "row"])
         )
-        texts = [values.dictionary.to_pylist() for values in encoded]
-        suppliers = [self.rows.supplier(text) for text in texts[5]]
-        judged: list[tuple[str, DeviceKind, int, int]] = []
-        kind_of = self.rows.kind
-        types, mfrs, models, hws, fws = texts[:5]
+        if len(self.groups) >= 16:
+            self._fold()
+        latest = date.fromordinal(pc.max(days).as_py())
+        if index.latest is None or latest > index.latest:
+            index.latest = latest
+        index.devices += table.num_rows
+        return True
+
+    def _fold(self) -> None:
+        keys = [f"k{i}" for i in range(6)]
+        self.groups = [
+            pa.concat_tables(self.groups)
+            .group_by(keys, use_threads=False)
+            .aggregate([("day", "min"), ("count", "sum"), ("row", "min")])
+            .rename_columns([*keys, "day", "count", "row"])
+        ]
+
+    def flush(self, index: InventoryIndex) -> None:
+        """Add the groups counted so far to ``index``, in the order of their first row (the order
+        the per-row reader fills its dicts): before any row read row by row, and at the end."""
+        if not self.groups:
+            return
+        self._fold()
+        (groups,) = self.groups
+        self.groups = []
+        groups = groups.sort_by("row")
+        types, mfrs, models, hws, fws, suppliers = self.texts
+        kind_of, supplier_of = self.rows.kind, self.rows.supplier
         for t, m, mo, h, f, s, first, count in zip(
             *(
                 groups.column(name).to_pylist()
-                for name in (*(f"{n}_min" for n in columns), "day_min", "day_count")
+                for name in (*(f"k{i}" for i in range(6)), "day", "count")
             ),
             strict=True,
         ):
-            kind = kind_of((types[t], mfrs[m], models[mo], hws[h], fws[f]))
-            supplier = suppliers[s]
-            if isinstance(kind, str) or not supplier:
-                return False
-            judged.append((supplier, kind, first, count))
-        for supplier, kind, first, count in judged:
+            kind = cast(DeviceKind, kind_of((types[t], mfrs[m], models[mo], hws[h], fws[f])))
+            supplier = supplier_of(suppliers[s])
             day = date.fromordinal(first)
             kinds = index.since.get(supplier)
             if kinds is None:
@@ -216,8 +248,3 @@ class _Columns:
             if known is None or day < known:
                 kinds[kind] = day
             index.per_supplier[supplier] = index.per_supplier.get(supplier, 0) + count
-        latest = date.fromordinal(pc.max(days).as_py())
-        if index.latest is None or latest > index.latest:
-            index.latest = latest
-        index.devices += table.num_rows
-        return True

@@ -26,13 +26,21 @@ import logging
 import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 from metadata_templates import SCHEMA_VERSION
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.cpl_document import CplDocument, CplEntry
 from metadata_templates.errors import CflError
 
-__all__ = ["CACHE_ENV", "CplCache", "cpl_without_entries", "default_cache_dir", "select_entries"]
+__all__ = [
+    "CACHE_ENV",
+    "CplCache",
+    "cpl_of_tail",
+    "cpl_without_entries",
+    "default_cache_dir",
+    "select_entries",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +107,8 @@ def select_entries(data: bytes, entry_ids: Collection[str]) -> CplDocument | Non
         tail = text.rfind(_TAIL)
         if not text.startswith(_HEAD) or tail < 0:
             return None
-        envelope = json.loads("{" + text[tail + 2 :])
-        if set(envelope) != {"imported", "schema_version", "source_sha256"} or (
-            envelope["schema_version"] != SCHEMA_VERSION
-        ):
+        envelope = _envelope(text[tail:])
+        if envelope is None:
             return None
         found: list[CplEntry] = []
         for entry_id in wanted:
@@ -114,6 +120,41 @@ def select_entries(data: bytes, entry_ids: Collection[str]) -> CplDocument | Non
         return CplDocument.of(found, str(envelope["source_sha256"]), str(envelope["imported"]))
     except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError):
         return None  # not this layout: the caller parses the CPL whole and reports what is wrong
+
+
+def _envelope(tail: str) -> dict[str, Any] | None:
+    """The fields after the entries, from ``tail`` beginning at the last ``_TAIL``; None when
+    they are not exactly the envelope ``CplDocument.to_bytes`` writes.
+
+    Raises:
+        ValueError: not JSON.
+    """
+    envelope = json.loads("{" + tail[2:])
+    if not isinstance(envelope, dict) or set(envelope) != {
+        "imported",
+        "schema_version",
+        "source_sha256",
+    }:
+        return None
+    return envelope if envelope["schema_version"] == SCHEMA_VERSION else None
+
+
+def cpl_of_tail(tail: bytes) -> CplDocument | None:
+    """The CPL, with no entries, from the last bytes of a whole ``CplDocument.to_bytes`` that
+    ``select_entries`` has already accepted (hash-checked, laid out as written): the envelope
+    holds the import's source and date, which is all the website shows. None when ``tail`` does
+    not reach back to the envelope's start. Pure."""
+    text = tail.decode("utf-8", errors="replace")  # the cut may split a character; never kept
+    at = text.rfind(_TAIL)
+    if at < 0:
+        return None
+    try:
+        envelope = _envelope(text[at:])
+    except (ValueError, RecursionError):
+        return None
+    if envelope is None:
+        return None
+    return CplDocument.of([], str(envelope["source_sha256"]), str(envelope["imported"]))
 
 
 def _entry_around(text: str, at: int) -> CplEntry | None:

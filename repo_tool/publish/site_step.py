@@ -184,15 +184,20 @@ def verified_for_site(
         VerificationError: the tree does not verify (the memo is then left as it was).
     """
     from repo_tool.intake.cpl_cache import cpl_without_entries
-    from repo_tool.verify.walk import verified_library
+    from repo_tool.verify.stamped_cpl import stamped_cpl_loader
+    from repo_tool.verify.walk import CplLoader, verified_library
 
+    cpl_loader: CplLoader = cpl_without_entries
+    if lazy and memo is not None and stamps is not None:
+        # the flat walk's CPL: stamped like its role files, so an unchanged CPL is not read again
+        cpl_loader = stamped_cpl_loader(stamps)
     library = verified_library(
         read,
         root_bytes,
         now=now,
         check_blobs=False,
         memo=memo,
-        cpl_loader=cpl_without_entries,
+        cpl_loader=cpl_loader,
         lazy=lazy and memo is not None,
         stamps=stamps if lazy else None,
     )

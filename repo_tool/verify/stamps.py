@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat as stat_mode
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +54,14 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
-def _stat(path: Path) -> Stat | None:
+def _stat(path: str) -> Stat | None:
+    # One lstat on a string path: a flat walk stats every role file (2,600 at 100,000 images),
+    # and pathlib's joins and the two extra calls of isfile/islink cost four times the lstat.
     try:
         st = os.lstat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return None
-    if not os.path.isfile(path) or os.path.islink(path):
+    if not stat_mode.S_ISREG(st.st_mode):  # lstat: a symlink is S_IFLNK, never a regular file
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -88,7 +91,7 @@ class FileStamps:
 
     def stat(self, relative: str) -> Stat | None:
         """What the file system says about ``relative`` now (None: missing, or not a plain file)."""
-        return _stat(self.tree / relative)
+        return _stat(f"{self.tree}{os.sep}{relative}")
 
     def unchanged(self, relative: str, sha256: str) -> bool:
         """Whether ``relative`` matched ``sha256`` when stamped and is untouched since."""
@@ -101,6 +104,31 @@ class FileStamps:
         self._new[relative] = old
         self.skipped += 1
         return True
+
+    def tail_if_unchanged(self, relative: str, sha256: str, octets: int) -> bytes | None:
+        """The last ``octets`` bytes of ``relative`` when it is stamped matching ``sha256`` and
+        untouched since; None otherwise (read it whole). The stamp is compared with the open
+        file's own ``fstat``, so a file swapped after a check is not the file read."""
+        old = self._old.get(relative)
+        if old is None or old[0] != sha256:
+            return None
+        try:
+            fd = os.open(f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW)
+        except (OSError, ValueError):
+            return None
+        try:
+            st = os.fstat(fd)
+            now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if not stat_mode.S_ISREG(st.st_mode) or now != old[1]:
+                return None
+            tail = os.pread(fd, octets, max(0, st.st_size - octets))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        self._new[relative] = old
+        self.skipped += 1
+        return tail
 
     def stamp(self, relative: str, sha256: str, before: Stat | None) -> None:
         """Stamp ``relative``, just read and found to match ``sha256``, stat'ed as ``before``

@@ -327,3 +327,110 @@ def test_damaged_stamps_are_no_stamps(built: LibraryFactory, tmp_path: Path) -> 
     assert_full_build_bytes(built, site.site_dir, tmp_path)
     record = json.loads((built.repo.path / "cache" / STAMPS_NAME).read_bytes())
     assert record["files"]  # written afresh by the clean walk
+
+
+# --- the CPL, stamped like the role files (repo_tool/verify/stamped_cpl.py) ---------------------
+
+
+def _cpl_file(factory: LibraryFactory) -> Path:
+    """The CPL the published tree signs now (earlier imports' files stay beside it)."""
+    signed = b"".join(
+        _role_file(factory, name.removesuffix(".json")).read_bytes()
+        for name in _snapshot_meta(factory)
+    )
+    (path,) = (
+        path
+        for path in (factory.out / "targets" / "cfl").glob("*.cpl.json")
+        if path.name.split(".")[0].encode() in signed
+    )
+    return path
+
+
+class CplReads:
+    """How many times the website step read the published CPL whole."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from repo_tool.verify import stamped_cpl
+
+        self.whole = 0
+        original = stamped_cpl.select_entries
+
+        def counting(data: bytes, entry_ids: object) -> object:
+            self.whole += 1
+            return original(data, entry_ids)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(stamped_cpl, "select_entries", counting)
+
+
+def test_an_unchanged_cpl_is_not_read_again(
+    built: LibraryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixture's publishes stamped the CPL: the next one reads only its tail, and the site
+    is still the full build's (it shows the CPL's source and import time)."""
+    reads = CplReads(monkeypatch)
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert reads.whole == 0
+    record = json.loads((built.repo.path / "cache" / STAMPS_NAME).read_bytes())
+    assert f"targets/cfl/{_cpl_file(built).name}" in record["files"]
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+def test_a_cpl_tampered_in_place_fails_the_publish(
+    built: LibraryFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One byte of an entry changed, the length and the envelope kept: the stamp no longer holds
+    (the change time moved), so the CPL is read whole, and its signed hash refuses it."""
+    reads = CplReads(monkeypatch)
+    lodge(built, 8)
+    before = tree_state(built.out)
+    built.publish()
+    cpl = _cpl_file(built)
+    data = cpl.read_bytes()
+    at = data.index(b'"CPL-') + 5
+    with cpl.open("r+b") as f:
+        f.seek(at)
+        f.write(b"X" if data[at : at + 1] != b"X" else b"Y")
+
+    with pytest.raises(VerificationError, match=f"{cpl.name}: found {len(data)} bytes hashing"):
+        build_published_site(
+            built.out,
+            built.root_bytes,
+            now=built.now,
+            hint=publish_hint(built.repo, before),
+            memo=memo_of(built),
+        )
+    assert reads.whole == 0  # refused by the hash check, before any parse
+
+
+def test_a_cpl_swapped_for_a_link_is_not_vouched_for_by_its_stamp(
+    built: LibraryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bytes behind a symbolic link: not the stamped file, so the walk reads it as
+    without stamps, and the tree reader refuses links (a link could point anywhere)."""
+    lodge(built, 8)  # a deposit reads the published tree too: swap after it
+    cpl = _cpl_file(built)
+    elsewhere = tmp_path / "elsewhere.json"
+    shutil.copyfile(cpl, elsewhere)
+    cpl.unlink()
+    cpl.symlink_to(elsewhere)
+
+    with pytest.raises(VerificationError, match=f"targets/cfl/{cpl.name}: missing"):
+        publish_with_site(built)
+
+
+def test_a_stamped_cpl_whose_tail_holds_no_envelope_is_read_whole(
+    built: LibraryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repo_tool.verify import stamped_cpl
+
+    reads = CplReads(monkeypatch)
+    monkeypatch.setattr(stamped_cpl, "TAIL_OCTETS", 8)  # ends inside the envelope
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert reads.whole == 1
+    assert_full_build_bytes(built, site.site_dir, tmp_path)

@@ -29,7 +29,9 @@ Where it lives: ``R/cache/verify-memo/``, one file per key, with the provider's 
 instead of the body (repo_tool/verify/lazy.py), and decoding checks it says what the body says. A file that is
 missing, torn, garbage, of another format or of the wrong shape is a miss (never an error, never
 trusted), and the walk rewrites it. After a clean complete walk, files that walk did not use are
-deleted, so the memo holds one entry per role of the current tree. Deleting the folder is always
+deleted, so the memo holds one entry per role of the current tree, and the kept entries' summaries
+are written into one index file beside the folder (repo_tool/verify/memo_index.py), which a flat
+walk reads instead of 2,600 header lines while each entry file is the one indexed. Deleting the folder is always
 safe: the next publish verifies everything and rebuilds it.
 
 Trust assumption: the memo is as trusted as the rest of the repository directory ``R``.
@@ -45,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +62,7 @@ from metadata_templates import custom
 from metadata_templates.advisory import is_advisory_target_path
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.custom import CflTargetInfo
+from repo_tool.verify.memo_index import ENTRY_SUFFIX, HeaderIndex
 from repo_tool.verify.published import PublishedImage
 
 __all__ = [
@@ -80,7 +84,7 @@ logger = logging.getLogger(__name__)
 MAGIC = "cfl-verify-memo"
 FORMAT_VERSION = 2  # 2: the header carries the role's summary (repo_tool/verify/lazy.py)
 MEMO_DIR_NAME = "verify-memo"  # under R/cache
-_SUFFIX = ".json"
+_SUFFIX = ENTRY_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,10 @@ def summary_of(facts: RoleFacts) -> dict[str, Any]:
         "advisories": [list(t) for t in facts.targets if is_advisory_target_path(t[0])],
         "delegations": facts.delegations.to_dict() if facts.delegations else None,
     }
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class _Unusable(ValueError):
@@ -407,6 +415,10 @@ class VerifyMemo:
     misses: int = 0
     written: int = 0
     _used: set[str] = field(default_factory=set, init=False, repr=False)
+    # key -> (role, summary as JSON text) of every entry this walk used: what the header index
+    # keeps (text, not the dict handed out, which python-tuf's from_dict empties)
+    _summaries: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
+    _index: HeaderIndex | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def of_repository(cls, repo_path: Path) -> VerifyMemo:
@@ -428,6 +440,7 @@ class VerifyMemo:
         else:
             self.hits += 1
             self._used.add(key)
+            self._summaries[key] = (name, _json_text(summary_of(facts)))
         return facts
 
     def load(self, key: str, name: str) -> RoleFacts | None:
@@ -440,18 +453,26 @@ class VerifyMemo:
 
     def recall_header(self, key: str, name: str) -> dict[str, Any] | None:
         """The summary in the header of the entry for ``key`` (role ``name``), reading only the
-        header line; None (a miss) when there is no well-formed one. See repo_tool/verify/lazy.py."""
-        try:
-            with self._path(key).open("rb") as f:
-                line = f.readline(1 << 20)
-        except OSError:
-            line = b""
-        summary = read_header(line, key, name) if line.endswith(b"\n") else None
+        header line (or only the header index, repo_tool/verify/memo_index.py, while the entry's
+        file is the one indexed); None (a miss) when there is no well-formed one. See
+        repo_tool/verify/lazy.py."""
+        if self._index is None:
+            self._index = HeaderIndex(self.directory)
+        indexed = self._index.summary(key, name, f"{self.directory}{os.sep}{key}{_SUFFIX}")
+        summary, text = indexed if indexed is not None else (None, None)
+        if summary is None:
+            try:
+                with self._path(key).open("rb") as f:
+                    line = f.readline(1 << 20)
+            except OSError:
+                line = b""
+            summary = read_header(line, key, name) if line.endswith(b"\n") else None
         if summary is None:
             self.misses += 1
         else:
             self.hits += 1
             self._used.add(key)
+            self._summaries[key] = (name, text if text is not None else _json_text(summary))
         return summary
 
     def remember(self, key: str, name: str, facts: RoleFacts) -> None:
@@ -465,6 +486,7 @@ class VerifyMemo:
             return
         self.written += 1
         self._used.add(key)
+        self._summaries[key] = (name, _json_text(summary_of(facts)))
 
     def prune(self) -> int:
         """Delete every file the walk did not use (old versions, old keys, a killed write's
@@ -482,6 +504,9 @@ class VerifyMemo:
                 removed += 1
             except OSError as e:
                 logger.debug("verify memo: cannot remove %s (%s)", path.name, e)
+        HeaderIndex.save_in(
+            self.directory, {k: self._summaries[k] for k in self._used if k in self._summaries}
+        )
         return removed
 
 

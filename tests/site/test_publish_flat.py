@@ -434,3 +434,73 @@ def test_a_stamped_cpl_whose_tail_holds_no_envelope_is_read_whole(
 
     assert reads.whole == 1
     assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+# --- the memo's header index (repo_tool/verify/memo_index.py) -----------------------------------
+
+
+class HeaderReads:
+    """Which memo entries' header lines the walks read from their files."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from repo_tool.verify import memo as memo_module
+
+        self.roles: list[str] = []
+        original = memo_module.read_header
+
+        def counting(data: bytes, key: str, name: str) -> object:
+            self.roles.append(name)
+            return original(data, key, name)
+
+        monkeypatch.setattr(memo_module, "read_header", counting)
+
+
+def test_a_flat_walk_takes_the_headers_from_the_index(
+    built: LibraryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = HeaderReads(monkeypatch)
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert site.memo is not None and site.memo.recalled >= 4
+    assert reads.roles == []  # every recalled role's summary came from the one index file
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+def test_an_entry_changed_since_it_was_indexed_is_read_from_its_file(
+    built: LibraryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One entry's header edited to claim an image more: the index no longer vouches for that
+    file, so its own (lying) header is read, the site's count check refuses the hint, and the
+    step walks again in full: the bytes are still the full build's."""
+    memo = memo_of(built)
+    path = next(p for p in sorted(memo.directory.glob("*.json")))
+    header_line, body = path.read_bytes().split(b"\n", 1)
+    header = json.loads(header_line)
+    header["summary"]["images"] += 1
+    path.write_bytes(json.dumps(header, separators=(",", ":")).encode() + b"\n" + body)
+    reads = HeaderReads(monkeypatch)
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert header["role"] in reads.roles
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+def test_a_damaged_index_is_no_index(
+    built: LibraryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repo_tool.verify.memo_index import INDEX_NAME
+
+    index = memo_of(built).directory.parent / INDEX_NAME
+    index.write_bytes(b'{"magic":"cfl-verify-memo-headers","format":1,"entries":{"x":[1,')
+    reads = HeaderReads(monkeypatch)
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert len(reads.roles) >= 4  # the headers were read from their files
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+    assert json.loads(index.read_bytes())["entries"]  # written afresh by the clean walk

@@ -449,6 +449,28 @@ class Totals:
     malformed: Malformed = field(default_factory=Malformed)
 
 
+def judge_line(
+    line: bytes, path: Path, number: int, auditor: Auditor, totals: Totals
+) -> Judged | None:
+    """One log line counted into ``totals`` and judged; None for a blank, malformed (recorded
+    by its ``path:number``) or non-download line."""
+    totals.lines += 1
+    if not line.strip():
+        return None
+    try:
+        record = parse_line(line)
+    except MalformedLineError as e:
+        totals.malformed.add(f"{path}:{number}", str(e))
+        return None
+    if record is None:
+        return None
+    judged = auditor.judge(record)
+    totals.requests += 1
+    if judged.findings:
+        totals.flagged += 1
+    return judged
+
+
 def judged_lines(paths: Iterable[Path], auditor: Auditor, totals: Totals) -> Iterator[Judged]:
     """Judge every image request in ``paths``, in the order given, line by line.
 
@@ -460,21 +482,9 @@ def judged_lines(paths: Iterable[Path], auditor: Auditor, totals: Totals) -> Ite
             number = 0
             try:
                 for number, line in enumerate(handle, start=1):
-                    totals.lines += 1
-                    if not line.strip():
-                        continue
-                    try:
-                        record = parse_line(line)
-                    except MalformedLineError as e:
-                        totals.malformed.add(f"{path}:{number}", str(e))
-                        continue
-                    if record is None:
-                        continue
-                    judged = auditor.judge(record)
-                    totals.requests += 1
-                    if judged.findings:
-                        totals.flagged += 1
-                    yield judged
+                    judged = judge_line(line, path, number, auditor, totals)
+                    if judged is not None:
+                        yield judged
             except (OSError, EOFError) as e:
                 raise UnavailableError(f"{path}: unreadable after line {number} ({e})") from e
 

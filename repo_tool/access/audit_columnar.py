@@ -52,10 +52,10 @@ from repo_tool.access.audit import (
     AccessRecord,
     Auditor,
     Judged,
-    MalformedLineError,
     Summary,
     SupplierSummary,
     Totals,
+    judge_line,
     open_log,
     parse_line,
 )
@@ -201,20 +201,9 @@ class _Blocks:
         if block.endswith(b"\n"):
             texts.pop()
         for number, line in enumerate(texts, start=number + 1):  # noqa: B020
-            totals.lines += 1
-            if not line.strip():
+            judged = judge_line(line, path, number, self.auditor, totals)
+            if judged is None:
                 continue
-            try:
-                record = parse_line(line)
-            except MalformedLineError as e:
-                totals.malformed.add(f"{path}:{number}", str(e))
-                continue
-            if record is None:
-                continue
-            judged = self.auditor.judge(record)
-            totals.requests += 1
-            if judged.findings:
-                totals.flagged += 1
             self.summary.add(judged)
             if self.write is not None:
                 out.append(self.separator + judged.to_json())

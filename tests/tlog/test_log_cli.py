@@ -47,6 +47,18 @@ def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
 
 
+def _witness_cosigns(url: str, vkey: str, tmp_path: Path) -> tuple[str, Path]:
+    """A witness w.test/1 made for the log ``vkey`` cosigns the checkpoint served at ``url``:
+    its vkey and the cosigned checkpoint file."""
+    witness_dir = tmp_path / "witness"
+    witness = ok(
+        cfl("witness", "init", "--state", witness_dir, "--name", "w.test/1", "--log-vkey", vkey)
+    ).stdout.strip()
+    cosigned = tmp_path / "cosigned.txt"
+    ok(cfl("witness", "cosign", url, "--state", witness_dir, "--out", cosigned))
+    return witness, cosigned
+
+
 @pytest.fixture
 def published(tmp_path: Path) -> tuple[LibraryFactory, str]:
     factory, _ = standard_library(tmp_path)
@@ -64,12 +76,7 @@ def test_log_key_verify_witness_and_cosignatures_round_trip(
     doc = as_json(cfl("log", "verify", url, "--vkey", vkey, "--json"))
     assert doc["ok"] is True and doc["size"] == 7 and doc["images_checked"] == 3
 
-    witness_dir = tmp_path / "witness"
-    witness = ok(
-        cfl("witness", "init", "--state", witness_dir, "--name", "w.test/1", "--log-vkey", vkey)
-    ).stdout.strip()
-    cosigned = tmp_path / "cosigned.txt"
-    ok(cfl("witness", "cosign", url, "--state", witness_dir, "--out", cosigned))
+    witness, cosigned = _witness_cosigns(url, vkey, tmp_path)
     added = run("--repo", repo, "log", "add-cosignatures", cosigned, "--witness", witness)
     assert added.returncode == 0, added.stderr
     assert run("--repo", repo, "refresh", "--force").returncode == 0
@@ -88,12 +95,7 @@ def test_cosignatures_added_are_served_by_the_next_publish(
     repo = factory.repo.path
     assert run("--repo", repo, "publish", "--no-site").returncode == 0  # records its outcome
     vkey = run("--repo", repo, "log", "key").stdout.strip()
-    witness_dir = tmp_path / "witness"
-    witness = ok(
-        cfl("witness", "init", "--state", witness_dir, "--name", "w.test/1", "--log-vkey", vkey)
-    ).stdout.strip()
-    cosigned = tmp_path / "cosigned.txt"
-    ok(cfl("witness", "cosign", url, "--state", witness_dir, "--out", cosigned))
+    witness, cosigned = _witness_cosigns(url, vkey, tmp_path)
     ok(run("--repo", repo, "log", "add-cosignatures", cosigned, "--witness", witness))
     ok(run("--repo", repo, "publish", "--no-site"))
     assert b"w.test/1" in (factory.out / "log" / "checkpoint").read_bytes()

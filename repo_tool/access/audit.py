@@ -405,9 +405,6 @@ class Auditor:
         )
 
 
-# ------------------------------------------------------------------------------------- reading
-
-
 def open_log(path: Path) -> IO[bytes]:
     """A log file as bytes, gunzipped when it is gzip (by content, not by name).
 
@@ -452,13 +449,10 @@ class Totals:
 def judge_line(
     line: bytes, path: Path, number: int, auditor: Auditor, totals: Totals
 ) -> Judged | None:
-    """One log line counted into ``totals`` and judged; None for a blank, malformed (recorded
-    by its ``path:number``) or non-download line."""
+    """One log line counted into ``totals`` and judged; None: blank, malformed, not a download."""
     totals.lines += 1
-    if not line.strip():
-        return None
     try:
-        record = parse_line(line)
+        record = parse_line(line) if line.strip() else None
     except MalformedLineError as e:
         totals.malformed.add(f"{path}:{number}", str(e))
         return None
@@ -487,9 +481,6 @@ def judged_lines(paths: Iterable[Path], auditor: Auditor, totals: Totals) -> Ite
                         yield judged
             except (OSError, EOFError) as e:
                 raise UnavailableError(f"{path}: unreadable after line {number} ({e})") from e
-
-
-# ------------------------------------------------------------------------------------ summary
 
 
 @dataclass

@@ -83,14 +83,15 @@ class InventoryIndex:
     per_supplier: dict[str, int] = field(default_factory=dict)
     latest: date | None = None
 
-    def add(self, supplier: str, kind: DeviceKind, day: date) -> None:
+    def add(self, supplier: str, kind: DeviceKind, day: date, count: int = 1) -> None:
+        """``count`` rows of ``supplier``'s ``kind``, the earliest responsible since ``day``."""
         kinds = self.since.get(supplier)
         if kinds is None:
             kinds = self.since[supplier] = {}
         known = kinds.get(kind)
         if known is None or day < known:
             kinds[kind] = day
-        self.per_supplier[supplier] = self.per_supplier.get(supplier, 0) + 1
+        self.per_supplier[supplier] = self.per_supplier.get(supplier, 0) + count
         if self.latest is None or day > self.latest:
             self.latest = day
 

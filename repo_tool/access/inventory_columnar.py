@@ -239,12 +239,5 @@ class _Columns:
             strict=True,
         ):
             kind = cast(DeviceKind, kind_of((types[t], mfrs[m], models[mo], hws[h], fws[f])))
-            supplier = supplier_of(suppliers[s])
-            day = date.fromordinal(first)
-            kinds = index.since.get(supplier)
-            if kinds is None:
-                kinds = index.since[supplier] = {}
-            known = kinds.get(kind)
-            if known is None or day < known:
-                kinds[kind] = day
-            index.per_supplier[supplier] = index.per_supplier.get(supplier, 0) + count
+            # ``latest`` was taken from each block's newest row, which ``add`` never exceeds
+            index.add(supplier_of(suppliers[s]), kind, date.fromordinal(first), count)

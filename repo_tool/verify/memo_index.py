@@ -4,7 +4,7 @@ A flat walk (repo_tool/verify/lazy.py) needs, of each unchanged role, only the s
 memo entry's header line; at 100,000 images in hash bins that was 2,600 files opened and read
 on every publish, a sixth of the website step. After each clean walk the memo writes the
 summaries of the entries it kept into ``R/cache/verify-memo-headers.index``, beside its folder,
-with what the file system said about each entry file then (inode, size, modification and change
+with what the file system said about each entry file then (device, inode, size, modification and change
 time). A later walk takes an entry's summary from the index only while its file's ``lstat``
 still says exactly that, so an entry rewritten, edited, replaced or deleted since is read from
 its own header again (or is a miss): deleting the memo folder still makes every role verified
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat as stat_mode
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from metadata_templates.atomic import atomic_write_bytes
+from repo_tool.verify.stamps import Stat, file_stat
 
 __all__ = ["INDEX_NAME", "HeaderIndex"]
 
@@ -34,20 +34,7 @@ logger = logging.getLogger(__name__)
 INDEX_NAME = "verify-memo-headers.index"  # beside the memo folder, under R/cache
 ENTRY_SUFFIX = ".json"  # an entry is <key>.json (repo_tool/verify/memo.py)
 _MAGIC = "cfl-verify-memo-headers"
-_FORMAT = 1
-
-Stamp = tuple[int, int, int, int]  # inode, size, modification and change time (ns)
-
-
-def stamp_of(path: str) -> Stamp | None:
-    """What ``lstat`` says about a plain file at ``path``; None: missing or not a plain file."""
-    try:
-        st = os.lstat(path)
-    except (OSError, ValueError):
-        return None
-    if not stat_mode.S_ISREG(st.st_mode):
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+_FORMAT = 2  # 2: the stamps are stamps.file_stat's (with the device)
 
 
 class HeaderIndex:
@@ -57,7 +44,7 @@ class HeaderIndex:
         self.directory = directory  # the memo folder
         # key -> role, the summary as JSON text (decoded afresh for each use: python-tuf's
         # ``Delegations.from_dict`` empties the dicts it is given), the entry file's stamp
-        self._entries: dict[str, tuple[str, str, Stamp]] = {}
+        self._entries: dict[str, tuple[str, str, Stat]] = {}
         self._load()
 
     def _load(self) -> None:
@@ -69,10 +56,14 @@ class HeaderIndex:
                 if (
                     type(role) is str
                     and type(summary) is str
-                    and len(stamp) == 4
+                    and len(stamp) == 5
                     and all(type(v) is int for v in stamp)
                 ):
-                    self._entries[key] = (role, summary, (stamp[0], stamp[1], stamp[2], stamp[3]))
+                    self._entries[key] = (
+                        role,
+                        summary,
+                        (stamp[0], stamp[1], stamp[2], stamp[3], stamp[4]),
+                    )
         except Exception as e:  # no index, or a damaged one: every header is read from its file
             logger.debug("verify memo index: unusable (%s)", e)
             self._entries.clear()
@@ -81,7 +72,7 @@ class HeaderIndex:
         """The summary indexed for ``key`` (role ``role``), decoded and as its JSON text, while
         its entry file at ``entry_path`` is the very file indexed; None: read its header."""
         known = self._entries.get(key)
-        if known is None or known[0] != role or stamp_of(entry_path) != known[2]:
+        if known is None or known[0] != role or file_stat(entry_path) != known[2]:
             return None
         try:
             summary = orjson.loads(known[1])
@@ -96,7 +87,7 @@ class HeaderIndex:
         out)."""
         entries: dict[str, list[Any]] = {}
         for key, (role, summary) in summaries.items():
-            stamp = stamp_of(f"{directory}{os.sep}{key}{ENTRY_SUFFIX}")
+            stamp = file_stat(f"{directory}{os.sep}{key}{ENTRY_SUFFIX}")
             if stamp is not None:
                 entries[key] = [role, summary, list(stamp)]
         doc = {"magic": _MAGIC, "format": _FORMAT, "entries": entries}

@@ -2,17 +2,28 @@
 
 A full publish opens the repository (tuf, securesystemslib's signers and with them boto3), plans,
 and re-verifies the served tree for the website: about a second before any work, to find there is
-none. After a full publish to a folder succeeds, `record` stores a fingerprint of everything a
-re-run would read: the repository's head and configuration, the committed log's signed checkpoint
-(with any witness cosignatures), its event log's size, and the served tree as the publish left it
-(the content of every metadata and log file, the name of every blob, the name, size and
-modification time of every site file). The next publish asks
-`replay`: when the fingerprint is the same, nothing a publish reads has changed, so it would write
-nothing, and the stored outcome is reported instead.
+none. After a full publish to a folder succeeds, `record` stores two fingerprints of what a re-run
+would read:
+- the library's: the repository's head and configuration, the committed log's signed checkpoint
+  (with any witness cosignatures) and its event log's size;
+- the served tree's (`tree_fingerprint`): the content of ``timestamp.json``, of the snapshot it
+  names and of ``log/checkpoint``; the ``lstat`` (size, times, inode) of every role file that
+  snapshot lists, of every root version, of the provider's own blobs and of every top-level entry
+  of the site; and the ``lstat`` of the folders files are added to or removed from (the tree,
+  ``metadata/``, ``targets/`` and each folder below it, where a manufacturer's images live).
+The next publish asks `replay`: the library's fingerprint first, which a new commit changes (a
+publish with something new then pays nothing here), then the tree's. When both are the same,
+nothing a publish reads has changed, so it would write nothing, and the stored outcome is reported.
+
+Neither walks the library: an image blob added, removed or renamed changes its folder's times, and
+the rest of the tree's history (old role versions, full log tiles, the site's pages below its top
+level) is not read by a publish that has nothing to write either, so it is not fingerprinted.
+`cfl-repo verify` checks all of it.
 
 What keeps this safe:
 - Any difference, a tampered or deleted metadata file or blob, a new commit, a crash-repaired
-  event log, takes the full path, which repairs or fails exactly as it always has.
+  event log, takes the full path, which repairs or fails exactly as it always has. A file
+  rewritten in place changes its ``ctime``, which nobody can set back.
 - The stamp is valid only until the earliest expiry of the metadata the tree serves: after it, the
   full path's verification must be the one to refuse the tree.
 - No stamp is written while a pilot image awaits its release date (the site changes with time).
@@ -29,6 +40,7 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,12 +48,17 @@ from typing import Any
 from metadata_templates.atomic import atomic_write_bytes
 
 STAMP = Path("cache") / "publish-unchanged.json"
-STAMP_VERSION = 1
-# The publish lock lives in the tree and is touched by every publish (publish/folder.py LOCK_NAME).
-_SKIPPED = frozenset({".cfl-publish.lock"})
+STAMP_VERSION = 2  # 2: the library's and the tree's fingerprints apart, the tree's from lstat
 # TUF's serialisation sorts keys: the first "expires" of a metadata file is its signed expiry
 # ("signatures" and "delegations" come before it and hold none).
 _EXPIRES = re.compile(rb'"expires"\s*:\s*"([0-9T:\-]+Z)"')
+# A role's expiry follows its signatures and (for a delegating role) its delegations: a bin's is
+# within its first few hundred bytes, so 2,600 bins cost 2,600 short reads, not 80 MB.
+_EXPIRY_WITHIN = 4096
+
+
+class _Unreadable(Exception):
+    """The served tree is not one a publish left (missing or malformed timestamp or snapshot)."""
 
 
 def _sha256_file(path: Path) -> str:
@@ -49,26 +66,14 @@ def _sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _files(top: Path) -> list[tuple[str, os.DirEntry[str]]]:
-    """Every file under ``top`` (name relative to it, its entry), sorted by name; [] when
-    ``top`` is absent. Names are built by concatenation: os.path.relpath on 20,000 site files
-    and blobs cost more than the rest of the fingerprint."""
-    found: list[tuple[str, os.DirEntry[str]]] = []
-    pending = [("", str(top))]
-    while pending:
-        prefix, folder = pending.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            name = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                pending.append((name + "/", entry.path))
-            elif entry.name not in _SKIPPED:
-                found.append((name, entry))
-    found.sort(key=lambda item: item[0])
-    return found
+def _stat_line(path: Path) -> str:
+    """What the files' metadata says of ``path``: rewriting it in place changes ``ctime``, adding or
+    removing an entry of a folder changes the folder's ``mtime``; "None" when it is absent."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return f"{path}\0None"
+    return f"{path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
 
 
 def _checkpoint_name(repo_dir: Path) -> str:
@@ -82,8 +87,9 @@ def _checkpoint_name(repo_dir: Path) -> str:
     return f"state/log/checkpoints/{size if isinstance(size, int) else None}"
 
 
-def fingerprint(repo_dir: Path, out: Path, *, site: bool) -> str:
-    """A digest of everything a publish of ``repo_dir`` into ``out`` reads (see the module text)."""
+def library_fingerprint(repo_dir: Path, out: Path, *, site: bool) -> str:
+    """A digest of what a publish reads from the repository (and of where it publishes): a new
+    commit always changes it, so a publish with something new is told at once."""
     lines = [f"out\0{out.resolve()}\0site\0{site}"]
     for name in ("state/head.json", "cfl-repo.json", _checkpoint_name(repo_dir)):
         path = repo_dir / name
@@ -93,20 +99,100 @@ def fingerprint(repo_dir: Path, out: Path, *, site: bool) -> str:
         lines.append(f"events\0{events.st_size}\0{events.st_mtime_ns}")
     except FileNotFoundError:
         lines.append("events\0None")
-    for name, entry in _files(out):
-        part = name.split("/", 1)[0] if "/" in name else ""
-        if part in ("metadata", "log"):
-            lines.append(f"{name}\0{_sha256_file(out / name)}")
-        elif part == "targets":
-            # A publish checks a blob's presence only (publish/folder.py), so its name is enough:
-            # no stat of 10,000 blobs.
-            lines.append(f"{name}\0blob")
-        elif part != "site" or site:
-            stat = entry.stat(follow_symlinks=False)
-            lines.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    return _digest(lines)
+
+
+def _digest(lines: list[str]) -> str:
     # A file name cannot hold NUL and no field is empty, so a double NUL ends each record
     # unambiguously (a newline can be part of a file name).
     return hashlib.sha256("\0\0".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _signed(data: bytes) -> dict[str, Any]:
+    try:
+        signed = json.loads(data)["signed"]
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise _Unreadable from e
+    if not isinstance(signed, dict):
+        raise _Unreadable
+    return signed
+
+
+@dataclass(frozen=True)
+class ServedFiles:
+    """What a publish with nothing to write reads of a served tree."""
+
+    whole: tuple[Path, ...]  # read whole: timestamp.json, the snapshot it names, log/checkpoint
+    roles: tuple[Path, ...]  # every role version that snapshot lists (targets.json included)
+    roots: tuple[Path, ...]  # every root version served, and the next one clients probe for
+    blobs: tuple[Path, ...]  # the provider's own targets: the CPL, withdrawals, registry, ...
+    folders: tuple[Path, ...]  # where files are added or removed: the tree, metadata/, targets/...
+
+
+def served_files(out: Path) -> ServedFiles:
+    """What a publish with nothing to write reads of the tree at ``out``.
+
+    Raises:
+        OSError: the timestamp, the snapshot it names or the targets role cannot be read.
+        _Unreadable: one of them is not a signed TUF document of the expected shape.
+    """
+    metadata = out / "metadata"
+    timestamp = metadata / "timestamp.json"
+    try:
+        version = int(_signed(timestamp.read_bytes())["meta"]["snapshot.json"]["version"])
+        snapshot = metadata / f"{version}.snapshot.json"
+        listed = _signed(snapshot.read_bytes())["meta"]
+        roles = tuple(
+            metadata / f"{int(m['version'])}.{name}" for name, m in sorted(listed.items())
+        )
+        targets = _signed(
+            (metadata / f"{int(listed['targets.json']['version'])}.targets.json").read_bytes()
+        )
+        blobs = tuple(
+            out / "targets" / _blob_name(path, info["hashes"]["sha256"])
+            for path, info in sorted(targets["targets"].items())
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise _Unreadable from e
+    newest = 1
+    while (metadata / f"{newest + 1}.root.json").exists():
+        newest += 1
+    roots = tuple(metadata / f"{n}.root.json" for n in range(1, newest + 2))
+    folders = [out, metadata, out / "targets", out / "log"]
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        # Images live exactly one folder below targets/ (naming.py: one segment per manufacturer).
+        folders.extend(
+            Path(e.path) for e in os.scandir(out / "targets") if e.is_dir(follow_symlinks=False)
+        )
+    whole = (timestamp, snapshot, out / "log" / "checkpoint")
+    return ServedFiles(whole, roles, roots, blobs, tuple(sorted(folders)))
+
+
+def _blob_name(target_path: str, sha256: str) -> str:
+    # metadata_templates.naming.blob_name, without importing tuf on the fast path
+    directory, _, base = target_path.rpartition("/")
+    return f"{directory + '/' if directory else ''}{sha256}.{base}"
+
+
+def tree_fingerprint(out: Path, *, site: bool) -> str | None:
+    """A digest of what a publish reads of the served tree at ``out`` (see the module text);
+    None when it has no readable timestamp and snapshot (a publish must run)."""
+    try:
+        served = served_files(out)
+    except (OSError, _Unreadable):
+        return None
+    lines = [f"{path}\0{_sha256_file(path) if path.is_file() else None}" for path in served.whole]
+    for path in (*served.roles, *served.roots, *served.blobs, *served.folders):
+        lines.append(_stat_line(path))
+    if site:
+        site_dir = out / "site"
+        lines.append(_stat_line(site_dir))
+        try:
+            entries = sorted(os.scandir(site_dir), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        lines.extend(_stat_line(Path(entry.path)) for entry in entries)
+    return _digest(lines)
 
 
 def _expiry(data: bytes) -> datetime | None:
@@ -116,22 +202,22 @@ def _expiry(data: bytes) -> datetime | None:
     return datetime.strptime(found.group(1).decode(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+def _expiry_of(path: Path) -> datetime | None:
+    with path.open("rb") as handle:
+        found = _expiry(handle.read(_EXPIRY_WITHIN))
+        return found if found is not None else _expiry(path.read_bytes())
+
+
 def served_until(out: Path) -> datetime | None:
     """The earliest expiry of the root, timestamp, snapshot and every role that snapshot lists in
     ``out``; None when any of them cannot be read (then nothing is recorded)."""
-    metadata = out / "metadata"
     try:
-        timestamp = (metadata / "timestamp.json").read_bytes()
-        snapshot_version = json.loads(timestamp)["signed"]["meta"]["snapshot.json"]["version"]
-        snapshot = (metadata / f"{snapshot_version}.snapshot.json").read_bytes()
+        served = served_files(out)
         # The newest root: clients walk to it, and it is the one whose expiry they check.
-        roots = [int(p.name.split(".", 1)[0]) for p in metadata.glob("*.root.json")]
-        files = [timestamp, snapshot, (metadata / f"{max(roots)}.root.json").read_bytes()]
-        for name, meta in json.loads(snapshot)["signed"]["meta"].items():
-            files.append((metadata / f"{meta['version']}.{name}").read_bytes())
-    except (OSError, ValueError, KeyError, TypeError):
+        files = [*served.whole[:2], *served.roles, served.roots[-2]]
+        expiries = [_expiry_of(path) for path in files]
+    except (OSError, _Unreadable):
         return None
-    expiries = [_expiry(data) for data in files]
     if any(expiry is None for expiry in expiries):
         return None
     return min(expiry for expiry in expiries if expiry is not None)
@@ -152,9 +238,14 @@ def record(
         if valid_until is None:
             path.unlink(missing_ok=True)
             return
+        tree = tree_fingerprint(out, site=site)
+        if tree is None:
+            path.unlink(missing_ok=True)
+            return
         stamp = {
             "stamp_version": STAMP_VERSION,
-            "fingerprint": fingerprint(repo_dir, out, site=site),
+            "library": library_fingerprint(repo_dir, out, site=site),
+            "tree": tree,
             "valid_until": valid_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "outcome": outcome,
         }
@@ -185,9 +276,12 @@ def replay(repo_dir: Path, out: Path, *, site: bool, now: datetime) -> dict[str,
     if not isinstance(outcome, dict) or now >= valid_until.replace(tzinfo=UTC):
         return None
     try:
-        if stamp["fingerprint"] != fingerprint(repo_dir, out, site=site):
+        # The library's first: a publish with something new is told without reading the tree.
+        if stamp["library"] != library_fingerprint(repo_dir, out, site=site):
             return None
-    except OSError:
+        if stamp["tree"] != tree_fingerprint(out, site=site):
+            return None
+    except (OSError, KeyError):
         return None  # an --out under a regular file, say: the full path names the mistake
     return nothing_written(outcome)
 

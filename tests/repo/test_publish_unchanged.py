@@ -218,3 +218,63 @@ def test_an_unreadable_served_tree_records_nothing(library: LibraryFactory) -> N
     assert unchanged.served_until(library.out) is None
     unchanged.record(library.repo.path, library.out, site=False, outcome={}, valid_until=None)
     assert not (library.repo.path / unchanged.STAMP).exists()
+
+
+def _rewrite_keeping_times(path: Path) -> None:
+    """The same length, one byte changed, and the modification time put back: only ``ctime``
+    (which nobody can set back) still shows it."""
+    before = path.stat()
+    data = path.read_bytes()
+    at = data.index(b'"version":')
+    path.write_bytes(data[:at] + b'"Version":' + data[at + 10 :])
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_served_role_rewritten_with_its_times_put_back_takes_the_full_path(
+    library: LibraryFactory,
+) -> None:
+    _recorded(library)
+    role = sorted((library.out / "metadata").glob("*.mfr-121D.json"))[-1]
+    _rewrite_keeping_times(role)
+    assert unchanged.replay(library.repo.path, library.out, site=False, now=library.now) is None
+
+
+def test_the_tree_fingerprint_reads_no_image_and_no_old_version(library: LibraryFactory) -> None:
+    """What a nothing-new publish checks does not grow with the library: the current role
+    versions, the provider's own blobs and the folders, never each image or each old version."""
+    served = unchanged.served_files(library.out)
+    images = [p for p in (library.out / "targets").rglob("*.ota")]
+    assert images and not set(images) & set(served.blobs)
+    assert {p.parent.name for p in served.blobs} == {"cfl"}
+    assert {p.parent for p in images} <= set(served.folders)  # a removed image shows by its folder
+    snapshot = json.loads(served.whole[1].read_bytes())["signed"]["meta"]
+    assert sorted(p.name for p in served.roles) == sorted(
+        f"{m['version']}.{name}" for name, m in snapshot.items()
+    )
+    old = {p.name for p in (library.out / "metadata").glob("[0-9]*.json")} - {
+        p.name for p in (*served.roles, *served.roots, served.whole[1])
+    }
+    assert old  # the library has superseded versions, and they are not read
+    assert served.roots[-1].name not in {p.name for p in (library.out / "metadata").iterdir()}
+
+
+def test_served_until_is_the_earliest_signed_expiry_of_what_the_tree_serves(
+    library: LibraryFactory,
+) -> None:
+    """Read from the head of each role file; a role whose expiry lies further in (a delegating
+    role's keys come first, 20 manufacturers' take more than 4 kB) is read whole."""
+    from tuf.api.metadata import Metadata
+
+    served = unchanged.served_files(library.out)
+    files = [*served.whole[:2], *served.roles, served.roots[-2]]
+    expected = min(Metadata.from_bytes(p.read_bytes()).signed.expires for p in files)
+    assert unchanged.served_until(library.out) == expected
+    # The earliest expiry pushed past the first 4 kB of its file (a long signature list first).
+    earliest = next(
+        p for p in files if Metadata.from_bytes(p.read_bytes()).signed.expires == expected
+    )
+    doc = json.loads(earliest.read_bytes())
+    doc["signatures"].append({"keyid": "0" * 5000, "sig": ""})
+    earliest.write_text(json.dumps(doc, sort_keys=True))
+    assert earliest.read_bytes().index(b'"expires"') > 4096
+    assert unchanged.served_until(library.out) == expected

@@ -8,7 +8,10 @@ the site built and the verified-role memo warm), keeps it under ``bench/out`` wi
 manufacturers' keys, then runs rounds in new processes, alternating the sizes: each round signs one
 more image as its manufacturer would and ingests it (not timed), then times the metadata publish
 and the website step twice in that process (the first is what one command pays; the second is
-what ``bench_site`` sees). Target (issue 26): at most 1.5x the 1,000-image case.
+what ``bench_site`` sees). Then, as an operator runs them, the console scripts themselves: one
+bundle signed beforehand (not timed), ``cfl-repo ingest BUNDLE`` and ``cfl-repo publish --json``,
+each timed as a whole process (interpreter start-up and imports included). Target (issue 26): at
+most 1.5x the 1,000-image case.
 
 Knobs: ``CFL_BENCH_FLAT_SIZES`` (default ``1000,10000``; ``1000,100000`` for the issue's figure,
 whose build takes 5 to 15 minutes), ``CFL_BENCH_FLAT_ROUNDS`` (default 3). Delete
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,8 @@ def _library(base: Path) -> Any:
     from repo_tool.state.repository import Repository
 
     state = pickle.loads((base / "library.pickle").read_bytes())
+    # The console scripts publish at the real time: never sign behind what they published.
+    state["now"] = max(state["now"], datetime.now(UTC).replace(microsecond=0))
     repo = Repository.open(base / "repo")
     signers = {m: CryptoSigner(s.load_pem_private_key(k, None)) for m, k in state["keys"].items()}
     lib = bench_publish.Library(repo, repo.default_out, signers, state["spare"], state["now"])
@@ -116,6 +122,66 @@ def _child(base: Path) -> None:
     print(json.dumps(timed))
 
 
+def _sign_child(base: Path) -> None:
+    """Sign one more image's bundle into a new inbox folder (the manufacturer's side); print it."""
+    from bench.bench_site import sign_one
+
+    lib, state = _library(base)
+    state["round"] += 1
+    path = sign_one(lib, state["round"], base / f"command-inbox-{state['round']}")
+    state["spare"], state["now"] = lib.spare, lib.now
+    (base / "library.pickle").write_bytes(pickle.dumps(state))
+    print(path)
+
+
+def _timed(*argv: str) -> tuple[float, str]:
+    began = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - began
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr.strip()}")
+    return took, done.stdout
+
+
+def _command_round(base: Path) -> dict[str, Any]:
+    """One deposit through the console scripts: ingest, then publish with its website."""
+    here = Path(__file__).resolve().parent.parent
+    signed = subprocess.run(
+        [sys.executable, "-m", "bench.bench_flat_cli", "--sign", str(base)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=here,
+    )
+    bundle = signed.stdout.splitlines()[-1]
+    script = str(Path(sys.executable).with_name("cfl-repo"))
+    repo = str(base / "repo")
+    ingest_s, _ = _timed(script, "--repo", repo, "ingest", bundle)
+    publish_s, out = _timed(script, "--repo", repo, "publish", "--json")
+    site = json.loads(out).get("site_build") or {}
+    return {"ingest_s": ingest_s, "publish_s": publish_s, "appended": site.get("appended")}
+
+
+def _report_commands(results: dict[int, list[dict[str, Any]]]) -> None:
+    print("  the console scripts, each a whole process (start-up and imports included):")
+    for count, runs in results.items():
+        print(
+            f"  {count:>9,} images: cfl-repo publish "
+            + ", ".join(f"{r['publish_s']:.3f}" for r in runs)
+            + " s (site appended: "
+            + ", ".join(str(r["appended"]) for r in runs)
+            + "); cfl-repo ingest "
+            + ", ".join(f"{r['ingest_s']:.3f}" for r in runs)
+            + " s"
+        )
+    small, large = SIZES[0], SIZES[-1]
+    for key, label in (("publish_s", "cfl-repo publish"), ("ingest_s", "cfl-repo ingest")):
+        ratio = statistics.median(r[key] for r in results[large]) / statistics.median(
+            r[key] for r in results[small]
+        )
+        print(f"  {label}, {large:,} vs {small:,} images (medians): {ratio:.2f}x")
+
+
 def main() -> None:
     """Build (or reuse) each library, then time publishes in new processes, sizes alternating."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -160,10 +226,17 @@ def main() -> None:
             f"  {label} publish, {large:,} vs {small:,} images (medians): {ratio:.2f}x "
             f"(target <= {TARGET_RATIO}x: {'met' if ratio <= TARGET_RATIO else 'not met'})"
         )
+    commands: dict[int, list[dict[str, Any]]] = {n: [] for n in SIZES}
+    for _ in range(ROUNDS):
+        for count, base in bases.items():
+            commands[count].append(_command_round(base))
+    _report_commands(commands)
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         _child(Path(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--sign":
+        _sign_child(Path(sys.argv[2]))
     else:
         main()

@@ -233,6 +233,18 @@ def measure(count: int) -> dict[str, float]:
 def _ingest_one(lib: bench_publish.Library, round_: int, inbox: Path) -> tuple[float, str]:
     """Sign the next spare image of a manufacturer (not timed: the manufacturer's side) and ingest
     it (timed). Returns the seconds and the new target path."""
+    path = sign_one(lib, round_, inbox)
+    began = time.perf_counter()
+    with lib.repo.locked():
+        result = ingest_op(lib.repo, path, now=lib.tick())
+    took = time.perf_counter() - began
+    assert result.status == "accepted" and result.target is not None, result.messages
+    return took, result.target
+
+
+def sign_one(lib: bench_publish.Library, round_: int, inbox: Path) -> Path:
+    """The bundle of the next spare image of a manufacturer, signed as the manufacturer would
+    (`cfl-repo submit`'s work) and written into ``inbox``; returns its path."""
     mfr = bench_publish._manufacturer(round_ % bench_publish.MANUFACTURERS)
     image, entry = lib.spare[mfr].pop(0)
     submission = build_submission(
@@ -246,12 +258,7 @@ def _ingest_one(lib: bench_publish.Library, round_: int, inbox: Path) -> tuple[f
     )
     path = inbox / f"round-{round_}.cflb"
     write_bundle(path, submission.bundle)
-    began = time.perf_counter()
-    with lib.repo.locked():
-        result = ingest_op(lib.repo, path, now=lib.tick())
-    took = time.perf_counter() - began
-    assert result.status == "accepted" and result.target is not None, result.messages
-    return took, result.target
+    return path
 
 
 class _ReadOnlyMemo(VerifyMemo):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from metadata_templates.errors import UnavailableError
@@ -11,6 +13,7 @@ from repo_tool.publish.plan import (
     Kind,
     StagedVersions,
     plan_publish,
+    published_versions,
 )
 
 SHA = "ab" * 32
@@ -45,3 +48,43 @@ def test_roles_the_destination_lists_already_are_not_planned_and_blobs_once() ->
 def test_a_target_path_cannot_steer_a_write_outside_the_tree(path: str) -> None:
     with pytest.raises(UnavailableError, match="escapes the targets directory"):
         plan_publish(STAGED, {}, [(path, SHA)])
+
+
+def _doc(meta: object) -> bytes:
+    return json.dumps({"signatures": [], "signed": {"_type": "x", "meta": meta}}).encode()
+
+
+TIMESTAMP = _doc({"snapshot.json": {"version": 9}})
+SNAPSHOT = _doc({"targets.json": {"version": 5}, "mfr-121D.json": {"version": 3}})
+
+
+def test_published_versions_are_what_the_served_snapshot_lists() -> None:
+    read = {9: SNAPSHOT}.get
+    assert published_versions(TIMESTAMP, read) == {"targets": 5, "mfr-121D": 3}
+    assert published_versions(None, read) == {}
+    assert published_versions(TIMESTAMP, {}.get) == {}  # the snapshot it names is missing
+
+
+@pytest.mark.parametrize(
+    "timestamp, snapshot",
+    [
+        (b"\x00not json", SNAPSHOT),
+        (b"[" * 100_000, SNAPSHOT),
+        (_doc([]), SNAPSHOT),
+        (_doc({"snapshot.json": {"version": "9"}}), SNAPSHOT),
+        (_doc({"snapshot.json": {"version": True}}), SNAPSHOT),
+        (_doc({"snapshot.json": 9}), SNAPSHOT),
+        (json.dumps({"signed": None}).encode(), SNAPSHOT),
+        (TIMESTAMP, _doc({"targets.json": {"version": 0}})),
+        (TIMESTAMP, _doc({"targets.json": {"version": -5}})),
+        (TIMESTAMP, _doc({"targets.json": {"version": 1.5}})),
+        (TIMESTAMP, _doc({"targets.json": {}})),
+        (TIMESTAMP, _doc("meta")),
+        (TIMESTAMP, b'{"signed": {"meta": {"a": {"version": 1}}'),  # cut short
+    ],
+)
+def test_a_served_timestamp_or_snapshot_of_another_shape_lists_nothing(
+    timestamp: bytes, snapshot: bytes
+) -> None:
+    """Then every role is planned and the writer compares what it finds, as before."""
+    assert published_versions(timestamp, {9: snapshot}.get) == {}

@@ -51,7 +51,10 @@ STAMP = Path("cache") / "publish-unchanged.json"
 STAMP_VERSION = 2  # 2: the library's and the tree's fingerprints apart, the tree's from lstat
 # TUF's serialisation sorts keys: the first "expires" of a metadata file is its signed expiry
 # ("signatures" and "delegations" come before it and hold none).
-_EXPIRES = re.compile(rb'"expires"\s*:\s*"([0-9T:\-]+Z)"')
+# One fixed-width form (the TUF specification's), so the earliest is the least as text.
+_EXPIRES = re.compile(
+    rb'"expires"\s*:\s*"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"'
+)
 # A role's expiry follows its signatures and (for a delegating role) its delegations: a bin's is
 # within its first few hundred bytes, so 2,600 bins cost 2,600 short reads, not 80 MB.
 _EXPIRY_WITHIN = 4096
@@ -195,17 +198,19 @@ def tree_fingerprint(out: Path, *, site: bool) -> str | None:
     return _digest(lines)
 
 
-def _expiry(data: bytes) -> datetime | None:
+def _expiry(data: bytes) -> bytes | None:
     found = _EXPIRES.search(data)
-    if found is None:
-        return None
-    return datetime.strptime(found.group(1).decode(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return found.group(1) if found is not None else None
 
 
-def _expiry_of(path: Path) -> datetime | None:
-    with path.open("rb") as handle:
-        found = _expiry(handle.read(_EXPIRY_WITHIN))
-        return found if found is not None else _expiry(path.read_bytes())
+def _expiry_of(path: Path) -> bytes | None:
+    # os.open and one pread: a Python file object costs more than the read, 2,600 times over
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        found = _expiry(os.pread(fd, _EXPIRY_WITHIN, 0))
+    finally:
+        os.close(fd)
+    return found if found is not None else _expiry(path.read_bytes())
 
 
 def served_until(out: Path) -> datetime | None:
@@ -220,7 +225,11 @@ def served_until(out: Path) -> datetime | None:
         return None
     if any(expiry is None for expiry in expiries):
         return None
-    return min(expiry for expiry in expiries if expiry is not None)
+    earliest = min(expiry for expiry in expiries if expiry is not None).decode("ascii")
+    try:
+        return datetime.strptime(earliest, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:  # "2026-13-45T...": no date, so no stamp (the full path names it)
+        return None
 
 
 def record(

@@ -278,3 +278,16 @@ def test_served_until_is_the_earliest_signed_expiry_of_what_the_tree_serves(
     earliest.write_text(json.dumps(doc, sort_keys=True))
     assert earliest.read_bytes().index(b'"expires"') > 4096
     assert unchanged.served_until(library.out) == expected
+
+
+@pytest.mark.parametrize("expires", ["2000-13-45T99:00:00Z", "2026-01-01T00:00:00.5Z", "soon"])
+def test_a_served_expiry_that_is_no_date_records_nothing(
+    library: LibraryFactory, expires: str
+) -> None:
+    """No traceback after a publish that succeeded: the earliest expiry must be a date (only the
+    earliest is read as one; a record is only ever made of a tree the full path just verified)."""
+    timestamp = library.out / "metadata" / "timestamp.json"
+    doc = json.loads(timestamp.read_bytes())
+    doc["signed"]["expires"] = expires
+    timestamp.write_text(json.dumps(doc, sort_keys=True))
+    assert unchanged.served_until(library.out) is None

@@ -7,6 +7,8 @@ changed. A stamp records, for a file whose bytes were read and matched the pin, 
 system says about it: device, inode, size, modification and change time (nanoseconds). A later
 walk that finds the same pin and the same stamp does not read the file again; anything else
 (a new version, a rewrite, a same-length edit in place, a copy, a ``touch``) reads and hashes it.
+The stamped file is hashed through one open descriptor, its ``fstat`` taken around the read, so
+the stamp vouches for the very file hashed (not the one a path named while another was read).
 A file modified within ``RACY_NS`` of being stamped is not stamped (file times tick coarsely), so
 the files a publish writes are stamped by the next one.
 
@@ -24,6 +26,7 @@ stamped, so it holds one entry per role file of the current tree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -65,6 +68,11 @@ def file_stat(path: str) -> Stat | None:
         return None
     if not stat_mode.S_ISREG(st.st_mode):  # lstat: a symlink is S_IFLNK, never a regular file
         return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _fd_stat(fd: int) -> Stat:
+    st = os.fstat(fd)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -134,11 +142,37 @@ class FileStamps:
 
     def stamp(self, relative: str, sha256: str, before: Stat | None) -> None:
         """Stamp ``relative``, just read and found to match ``sha256``, stat'ed as ``before``
-        just before the read: only when the file did not move while it was read."""
+        just before the read: only when the file stat'ed is itself the file of ``sha256``.
+
+        The bytes the caller hashed came through a path, and a path can name another file while
+        it is read (a folder swapped and put back: the file stat'ed keeps its times), so the
+        stamped file is hashed again through one open descriptor, ``fstat``'ed around the read.
+        That costs one more read of each file once per version (a stamp then spares every
+        later one)."""
         if before is None or max(before[3], before[4]) >= _now_ns() - RACY_NS:
             return  # too recent to stamp safely: read again next time
-        if self.stat(relative) == before:
+        if self._sha256_of(relative, before) == sha256:
             self._new[relative] = (sha256, before)
+
+    def _sha256_of(self, relative: str, expected: Stat) -> str | None:
+        """The SHA-256 of the file at ``relative`` when the open file is the one stat'ed as
+        ``expected`` before and after reading it; None otherwise."""
+        try:
+            fd = os.open(f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW)
+        except (OSError, ValueError):
+            return None
+        try:
+            if not stat_mode.S_ISREG(os.fstat(fd).st_mode) or _fd_stat(fd) != expected:
+                return None
+            digest = hashlib.sha256()
+            with os.fdopen(os.dup(fd), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest() if _fd_stat(fd) == expected else None
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def save(self) -> None:
         """Keep the stamps of this walk (call only after a clean walk)."""

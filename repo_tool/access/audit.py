@@ -55,7 +55,7 @@ from metadata_templates.suppliers import (
     roles_for,
 )
 from repo_tool.access.certificates import certificate_sha1
-from repo_tool.access.inventory import DeviceKind, InventoryIndex
+from repo_tool.access.inventory import UNREADABLE, DeviceKind, InventoryIndex
 from repo_tool.entitle.judge import EntitlementJudge
 
 LOG_FORMAT = "cfl-access-1"
@@ -479,7 +479,7 @@ def judged_lines(paths: Iterable[Path], auditor: Auditor, totals: Totals) -> Ite
                     judged = judge_line(line, path, number, auditor, totals)
                     if judged is not None:
                         yield judged
-            except (OSError, EOFError) as e:
+            except UNREADABLE as e:
                 raise UnavailableError(f"{path}: unreadable after line {number} ({e})") from e
 
 

@@ -59,6 +59,7 @@ from repo_tool.access.audit import (
     open_log,
     parse_line,
 )
+from repo_tool.access.inventory import UNREADABLE
 
 _CACHE_LIMIT = 100_000  # distinct callers and paths remembered
 BLOCK = 1 << 22  # bytes of whole lines judged at a time: memory is a few blocks, whatever the logs
@@ -129,7 +130,7 @@ def audit_logs(
                             progress(totals.lines)
                     if not more:
                         break
-            except (OSError, EOFError) as e:
+            except UNREADABLE as e:
                 raise _unreadable(path, number, e) from e
     blocks.finish()
 
@@ -140,7 +141,7 @@ def _unreadable(path: Path, number: int, error: Exception) -> UnavailableError:
         with open_log(path) as handle:
             for number, _line in enumerate(handle, start=1):  # noqa: B007
                 pass
-    except (OSError, EOFError) as e:
+    except UNREADABLE as e:
         error = e
     return UnavailableError(f"{path}: unreadable after line {number} ({error})")
 

@@ -17,6 +17,7 @@ import hashlib
 import io
 import operator
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -41,6 +42,9 @@ INVENTORY_COLUMNS = (
     "Since",
 )
 MAX_REPORTED_PROBLEMS = 20
+# What reading a file may raise that means it cannot be read: an I/O error, a truncated gzip
+# (EOFError) and a corrupt deflate stream (zlib.error, which is neither).
+UNREADABLE = (OSError, EOFError, zlib.error)
 
 _DEVICE_ID = re.compile(r"[0-9A-Fa-f]{16}")
 _HEX4 = re.compile(r"[0-9A-F]{4}")
@@ -325,7 +329,7 @@ def read_inventory_file(path: Path, what: str = "INVENTORY") -> tuple[InventoryI
         # Whatever follows the last row still belongs to the file the hash names.
         while buffered.read(1 << 20):
             pass
-    except (OSError, EOFError) as e:
+    except UNREADABLE as e:
         raise UnavailableError(f"{what} {path}: unreadable ({e.__class__.__name__}: {e})") from e
     finally:
         hashing.close()

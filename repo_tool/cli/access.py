@@ -468,6 +468,7 @@ def audit(
     )
     from repo_tool.access.audit_columnar import audit_logs
     from repo_tool.access.audit_host import HostCheck
+    from repo_tool.access.inventory import UNREADABLE
     from repo_tool.access.inventory_columnar import read_inventory_binary
 
     repo = _open_repo(ctx)
@@ -484,7 +485,7 @@ def audit(
         try:
             with _open_inventory(inventory) as binary:
                 index = read_inventory_binary(binary)
-        except (OSError, EOFError, UnicodeDecodeError) as e:
+        except (*UNREADABLE, UnicodeDecodeError) as e:
             # A truncated gzip ends in EOFError, which click would otherwise take for Ctrl-D.
             raise UnavailableError(
                 f"--inventory {inventory}: unreadable ({e.__class__.__name__}: {e})"

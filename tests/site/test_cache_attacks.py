@@ -5,19 +5,25 @@ the signed bytes must keep failing the website step of `publish`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from test_publish_flat import (  # the flat publish's library and helpers
+    CFL_REPO,
+    HeaderReads,
     _cpl_file,
     _flip_in_place,
     _role_file,
+    assert_full_build_bytes,
     built,  # noqa: F401 (a fixture)
     lodge,
     memo_of,
+    publish_with_site,
 )
 
 from factory import LibraryFactory
@@ -134,3 +140,90 @@ def test_a_role_file_edited_with_its_times_put_back_is_read_again(built: Library
 
     with pytest.raises(VerificationError, match=f"{role.name}: does not match the length/hash"):
         _site_step(built, before)
+
+
+def test_forged_stamps_are_the_trust_boundary_and_verify_reads_every_file(
+    built: LibraryFactory,  # noqa: F811
+) -> None:
+    """The stamps are as trusted as the memo (R/cache): someone who can write there and edit the
+    tree can stamp a tampered role file as the pinned one, and the website step then takes it
+    for unchanged (documented, repo_tool/verify/stamps.py). The auditor's check reads and hashes
+    every file, whatever R/cache says."""
+    lodge(built, 8)
+    before = tree_state(built.out)
+    built.publish()
+    role = _role_file(built, "mfr-3F01")
+    _flip_in_place(role)
+    record = built.repo.path / "cache" / STAMPS_NAME
+    doc = json.loads(record.read_bytes())
+    relative = f"metadata/{role.name}"
+    st = role.stat()
+    doc["files"][relative][1] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    record.write_text(json.dumps(doc))
+
+    _site_step(built, before)  # trusted, as documented
+
+    root = built.tmp / "1.root.json"
+    root.write_bytes(built.root_bytes)
+    audit = subprocess.run(
+        [str(CFL_REPO), "verify", str(built.out), "--root", str(root)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert audit.returncode == 1, audit.stderr
+    assert f"{relative}: does not match the length/hash snapshot records" in audit.stderr
+    assert "Traceback" not in audit.stderr
+
+
+def _entry_of(factory: LibraryFactory, role: str) -> Path:
+    return next(
+        path
+        for path in sorted(memo_of(factory).directory.glob("*.json"))
+        if json.loads(path.read_bytes().split(b"\n", 1)[0])["role"] == role
+    )
+
+
+def test_an_entry_edited_with_its_size_and_times_put_back_is_not_vouched_for_by_the_index(
+    built: LibraryFactory,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """mfr-3F01's entry told one image more, the same length, written in place, its modification
+    time put back: the index's stamp of the file no longer holds (the change time moved), so the
+    lying header is read, the site's count check refuses the hint, and the step walks in full."""
+    path = _entry_of(built, "mfr-3F01")
+    data = path.read_bytes()
+    at = data.index(b'"images":') + len(b'"images":')
+    count = data[at : at + 1]
+    assert count.isdigit() and data[at + 1 : at + 2] == b","  # one digit: the length is kept
+    times = path.stat()
+    with path.open("r+b") as f:
+        f.seek(at)
+        f.write(str((int(count) + 1) % 10).encode())
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert path.stat().st_size == times.st_size
+    reads = HeaderReads(monkeypatch)
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert "mfr-3F01" in reads.roles
+    assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+def test_two_entry_files_swapped_are_misses(
+    built: LibraryFactory,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Two entries' files exchanged (each is then under the other's key): the index vouches for
+    neither file, their headers name other keys, and both roles are verified in full."""
+    first, second = _entry_of(built, "mfr-3F01"), _entry_of(built, "mfr-121D")
+    aside = first.with_name("aside")
+    first.rename(aside)
+    second.rename(first)
+    aside.rename(second)
+    lodge(built, 8)
+
+    site = publish_with_site(built)
+
+    assert site.memo is not None and site.memo.verified >= 3  # both, and the changed bin
+    assert_full_build_bytes(built, site.site_dir, tmp_path)

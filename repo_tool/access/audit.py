@@ -56,6 +56,7 @@ from metadata_templates.suppliers import (
 )
 from repo_tool.access.certificates import certificate_sha1
 from repo_tool.access.inventory import UNREADABLE, DeviceKind, InventoryIndex
+from repo_tool.access.log_lines import log_lines
 from repo_tool.entitle.judge import EntitlementJudge
 
 LOG_FORMAT = "cfl-access-1"
@@ -475,7 +476,7 @@ def judged_lines(paths: Iterable[Path], auditor: Auditor, totals: Totals) -> Ite
         with open_log(path) as handle:
             number = 0
             try:
-                for number, line in enumerate(handle, start=1):
+                for number, line in enumerate(log_lines(handle), start=1):
                     judged = judge_line(line, path, number, auditor, totals)
                     if judged is not None:
                         yield judged

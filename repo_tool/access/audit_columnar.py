@@ -60,6 +60,7 @@ from repo_tool.access.audit import (
     parse_line,
 )
 from repo_tool.access.inventory import UNREADABLE
+from repo_tool.access.log_lines import line_blocks, log_lines
 
 _CACHE_LIMIT = 100_000  # distinct callers and paths remembered
 BLOCK = 1 << 22  # bytes of whole lines judged at a time: memory is a few blocks, whatever the logs
@@ -113,23 +114,10 @@ def audit_logs(
         number = 0
         with open_log(path) as handle:
             try:
-                pending = b""
-                while True:
-                    more = handle.read(BLOCK)
-                    cut = more.rfind(b"\n") + 1
-                    if not more:
-                        block, pending = pending, b""
-                    elif not cut:  # a line longer than a block
-                        pending += more
-                        continue
-                    else:  # one copy: the end of the last read, and this read up to its last line
-                        block, pending = pending + memoryview(more)[:cut], more[cut:]
-                    if block:
-                        number = blocks.judge(path, number, block)
-                        if progress is not None:
-                            progress(totals.lines)
-                    if not more:
-                        break
+                for block in line_blocks(handle, BLOCK):
+                    number = blocks.judge(path, number, block)
+                    if progress is not None:
+                        progress(totals.lines)
             except UNREADABLE as e:
                 raise _unreadable(path, number, e) from e
     blocks.finish()
@@ -139,7 +127,7 @@ def _unreadable(path: Path, number: int, error: Exception) -> UnavailableError:
     """The line-by-line reader's words: the last line it would have read before the error."""
     try:
         with open_log(path) as handle:
-            for number, _line in enumerate(handle, start=1):  # noqa: B007
+            for number, _line in enumerate(log_lines(handle), start=1):  # noqa: B007
                 pass
     except UNREADABLE as e:
         error = e

@@ -4,13 +4,19 @@ per-line ones must both turn into one error line, never a traceback."""
 from __future__ import annotations
 
 import gzip
+import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from access import test_audit_columnar as columnar_test
+from access.test_audit_columnar import world  # noqa: F401 (the differential test's world, a fixture)
 from metadata_templates.errors import UnavailableError
+from repo_tool.access import audit_columnar, log_lines
+from repo_tool.access.audit import Auditor, Summary, Totals, judged_lines
 from repo_tool.access.inventory import read_inventory_file
 
 CFL_REPO = Path(sys.executable).with_name("cfl-repo")
@@ -82,3 +88,75 @@ def test_the_entitlement_import_names_a_corrupt_deflate_stream(tmp_path: Path) -
     inventory.write_bytes(corrupt_deflate(HEADER + ROW * 100))
     with pytest.raises(UnavailableError, match=f"INVENTORY {inventory}: unreadable"):
         read_inventory_file(inventory)
+
+
+# --- lines longer than any record (repo_tool/access/log_lines.py) -------------------------------
+
+SHORT = 3000  # MAX_LINE in these tests
+
+
+def _long_lines_log(lib: dict[str, Any], seed: int) -> bytes:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(60):
+        if rng.random() < 0.2:
+            length = rng.choice([SHORT - 1, SHORT, SHORT + 1, SHORT + 2, 5 * SHORT, 40 * SHORT])
+            start = rng.choice([b"", b'{"format":"cfl-access-1",'])
+            lines.append((start + b"x" * length)[:length])
+        else:
+            lines.append(columnar_test._line(lib, rng))
+    return b"\n".join(lines) + (b"\n" if seed % 2 else b"")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("block", [700, 4096, 65536])
+def test_a_line_longer_than_any_record_is_one_malformed_line_in_both_readers(
+    world: dict[str, Any],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    block: int,
+) -> None:
+    monkeypatch.setattr(log_lines, "MAX_LINE", SHORT)
+    monkeypatch.setattr(audit_columnar, "BLOCK", block)
+    log = tmp_path / "access.log"
+    log.write_bytes(_long_lines_log(world, seed))
+    for inventory in (False, True):
+        columnar_test._same_audit(world, [log], inventory)
+    totals = Totals()
+    list(judged_lines([log], Auditor(world["registry"], world["library"]), totals))
+    long = [e for e in totals.malformed.examples if log_lines.LONG_LINE.decode() in e]
+    assert long  # each seed has some
+
+
+@pytest.mark.parametrize("columnar", [False, True])
+def test_a_gzip_bomb_of_one_line_is_never_held(
+    world: dict[str, Any],  # noqa: F811
+    tmp_path: Path,
+    columnar: bool,
+) -> None:
+    """32 MiB of one byte, 32 kB gzipped, with a limit of 1 MiB: read in bounded memory, one
+    malformed line."""
+    import tracemalloc
+
+    bomb = tmp_path / "access.log.1.gz"
+    bomb.write_bytes(gzip.compress(b"A" * (32 << 20) + b"\n" + LINE))
+    auditor = Auditor(world["registry"], world["library"])
+    totals = Totals()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(log_lines, "MAX_LINE", 1 << 20)
+        patch.setattr(audit_columnar, "BLOCK", 1 << 18)
+        tracemalloc.start()
+        try:
+            if columnar:
+                audit_columnar.audit_logs([bomb], auditor, totals, Summary())
+            else:
+                list(judged_lines([bomb], auditor, totals))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 8 << 20, peak
+    assert totals.lines == 2 and totals.malformed.count == 1
+    assert totals.malformed.examples == [
+        f"{bomb}:1: found {log_lines.LONG_LINE!r}, expected a cfl-access-1 JSON record"
+    ]

@@ -56,7 +56,7 @@ from metadata_templates.suppliers import (
 )
 from repo_tool.access.certificates import certificate_sha1
 from repo_tool.access.inventory import UNREADABLE, DeviceKind, InventoryIndex
-from repo_tool.access.log_lines import log_lines
+from repo_tool.access.long_lines import log_lines
 from repo_tool.entitle.judge import EntitlementJudge
 
 LOG_FORMAT = "cfl-access-1"

@@ -60,7 +60,7 @@ from repo_tool.access.audit import (
     parse_line,
 )
 from repo_tool.access.inventory import UNREADABLE
-from repo_tool.access.log_lines import line_blocks, log_lines
+from repo_tool.access.long_lines import line_blocks, log_lines
 
 _CACHE_LIMIT = 100_000  # distinct callers and paths remembered
 BLOCK = 1 << 22  # bytes of whole lines judged at a time: memory is a few blocks, whatever the logs

@@ -30,6 +30,7 @@ from metadata_templates.errors import (
     UnavailableError,
     field_error,
 )
+from repo_tool.access.long_lines import LONG_LINE, MAX_LINE, bounded
 
 INVENTORY_COLUMNS = (
     "Device ID",
@@ -45,6 +46,8 @@ MAX_REPORTED_PROBLEMS = 20
 # What reading a file may raise that means it cannot be read: an I/O error, a truncated gzip
 # (EOFError) and a corrupt deflate stream (zlib.error, which is neither).
 UNREADABLE = (OSError, EOFError, zlib.error)
+LONG_ROW = LONG_LINE.decode("ascii")  # a longer line, as long_lines.bounded gives it
+_SHORT_ROW = f"a line of at most {MAX_LINE} bytes"
 
 _DEVICE_ID = re.compile(r"[0-9A-Fa-f]{16}")
 _HEX4 = re.compile(r"[0-9A-F]{4}")
@@ -272,6 +275,9 @@ def read_rows(reader: Any, rows: RowReader, index: InventoryIndex, offset: int =
             continue
         if not fields:
             continue
+        if fields == [LONG_ROW]:  # repo_tool/access/long_lines.py
+            index.problem(offset + reader.line_num, field_error("row", LONG_ROW, _SHORT_ROW))
+            continue
         parsed = rows.read(fields)
         if isinstance(parsed, str):
             index.problem(offset + reader.line_num, parsed)
@@ -324,7 +330,7 @@ def read_inventory_file(path: Path, what: str = "INVENTORY") -> tuple[InventoryI
         binary: IO[bytes] = buffered
         if buffered.peek(2)[:2] == b"\x1f\x8b":
             binary = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
-        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+        text = io.TextIOWrapper(bounded(binary), encoding="utf-8-sig", errors="replace", newline="")
         index = read_inventory(text)
         # Whatever follows the last row still belongs to the file the hash names.
         while buffered.read(1 << 20):

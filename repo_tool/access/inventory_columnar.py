@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from repo_tool.access import long_lines
 from repo_tool.access.inventory import (
     DeviceKind,
     InventoryIndex,
@@ -36,6 +37,7 @@ from repo_tool.access.inventory import (
     read_rows,
     row_reader,
 )
+from repo_tool.access.long_lines import bounded
 
 BLOCK = 1 << 22  # bytes read at a time: memory is a few blocks, whatever the size of the file
 _BOM = b"\xef\xbb\xbf"
@@ -82,8 +84,10 @@ def read_inventory_binary(binary: IO[bytes]) -> InventoryIndex:
     Raises:
         RejectedInputError: empty, or the header lacks a column. Bad rows are counted instead.
     """
+    # No line longer than long_lines.MAX_LINE: the per-row reader reads these very bytes.
+    binary = bounded(binary)
     data = binary.read(BLOCK)
-    while data and b"\n" not in data:
+    while data and b"\n" not in data and len(data) <= long_lines.MAX_LINE:
         more = binary.read(BLOCK)
         if not more:
             break
@@ -105,7 +109,8 @@ def read_inventory_binary(binary: IO[bytes]) -> InventoryIndex:
         pending += more
         cut = len(pending) if eof else pending.rfind(b"\n") + 1
         block, pending = pending[:cut], pending[cut:]
-        if not _plain(block):
+        # pending longer than a line: its lines end in \r only, which the csv module reads
+        if not _plain(block) or len(pending) > long_lines.MAX_LINE:
             columns.flush(index)
             tail = csv.reader(_text(block + pending, binary, "utf-8"))
             read_rows(tail, rows, index, offset=line)

@@ -4,6 +4,8 @@ refusing to leave its root and capping what it reads), and the record of problem
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +26,21 @@ class NotFound(Exception):
     """The source has no file at that path."""
 
 
+class NotAFile(NotFound):
+    """The source has something else than a plain file at that path (a FIFO, a directory...)."""
+
+    def __init__(self, relative: str, found: str) -> None:
+        super().__init__(relative)
+        self.reason = f"found {found}, expected a plain file"
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "a device")
+
+
 def folder_reader(root: Path) -> Reader:
     """Read relative paths below ``root``, refusing to leave it."""
     base = root.resolve()
@@ -33,11 +50,20 @@ def folder_reader(root: Path) -> Reader:
         if base not in path.parents:
             raise NotFound(relative)
         try:
-            return path.read_bytes()
+            # Non-blocking: opening a FIFO for reading would wait for a writer (for ever).
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError as e:
             raise NotFound(relative) from e
         except OSError as e:
             raise UnavailableError(f"{path}: unreadable ({e.strerror})") from e
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotAFile(relative, _kind(mode))
+            try:
+                return f.read()
+            except OSError as e:
+                raise UnavailableError(f"{path}: unreadable ({e.strerror})") from e
 
     return read
 
@@ -86,8 +112,8 @@ class _Walk:
     def get(self, relative: str) -> bytes | None:
         try:
             return self.read(relative)
-        except NotFound:
-            self.fail(f"{relative}: missing")
+        except NotFound as e:
+            self.fail(f"{relative}: {e.reason if isinstance(e, NotAFile) else 'missing'}")
             return None
 
     def expiry(self, name: str, expires: datetime) -> None:

@@ -123,7 +123,9 @@ class FileStamps:
         if old is None or old[0] != sha256:
             return None
         try:
-            fd = os.open(f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(
+                f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+            )
         except (OSError, ValueError):
             return None
         try:
@@ -158,7 +160,9 @@ class FileStamps:
         """The SHA-256 of the file at ``relative`` when the open file is the one stat'ed as
         ``expected`` before and after reading it; None otherwise."""
         try:
-            fd = os.open(f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(
+                f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+            )
         except (OSError, ValueError):
             return None
         try:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -227,3 +228,48 @@ def test_two_entry_files_swapped_are_misses(
 
     assert site.memo is not None and site.memo.verified >= 3  # both, and the changed bin
     assert_full_build_bytes(built, site.site_dir, tmp_path)
+
+
+def _fails_without_hanging(step: Callable[[], object], fifo: Path) -> BaseException:
+    """What ``step`` raises, run in a thread; a step blocked on opening ``fifo`` (a FIFO open for
+    reading waits for a writer) is let go by opening it for writing, and is a failure."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            step()
+            outcome.append(None)
+        except BaseException as e:  # handed to the test
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader is waiting: let it go
+        thread.join(20)
+        pytest.fail(f"the step hung opening the FIFO {fifo.name}")
+    (raised,) = outcome
+    assert raised is not None, "the step passed"
+    return raised
+
+
+@pytest.mark.parametrize("which", ["cpl", "role"])
+def test_a_stamped_file_swapped_for_a_fifo_fails_the_publish_instead_of_hanging_it(
+    built: LibraryFactory,  # noqa: F811
+    which: str,
+) -> None:
+    """A FIFO in place of the stamped CPL (or a role file): opening it for reading would wait for
+    a writer forever, so a publish (and `cfl-repo verify`) hung. The tree reader and the stamps
+    open with O_NONBLOCK and take only plain files."""
+    lodge(built, 8)
+    before = tree_state(built.out)
+    built.publish()
+    path = _cpl_file(built) if which == "cpl" else _role_file(built, "mfr-3F01")
+    path.unlink()
+    os.mkfifo(path)
+
+    raised = _fails_without_hanging(lambda: _site_step(built, before), path)
+
+    assert isinstance(raised, VerificationError), raised
+    assert f"{path.name}: found a FIFO, expected a plain file" in str(raised)

@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,9 +65,36 @@ class _Unreadable(Exception):
     """The served tree is not one a publish left (missing or malformed timestamp or snapshot)."""
 
 
-def _sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def _open_plain(path: Path, *, follow: bool = False) -> int:
+    """A descriptor of the plain file at ``path``, never blocking: a FIFO planted in the served
+    tree (or the repository) would otherwise hang `cfl-repo publish` before it does anything.
+    ``follow``: a link is followed (the repository's own files: an operator may link its
+    configuration); in the served tree, which a publish never fills with links, it is refused.
+
+    Raises:
+        OSError: absent, a link (unless ``follow``), or not a plain file.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a plain file")
+    return fd
+
+
+def _read(path: Path, limit: int = -1, *, follow: bool = False) -> bytes:
+    """The bytes of the plain file at ``path`` (its first ``limit`` bytes when >= 0)."""
+    with os.fdopen(_open_plain(path, follow=follow), "rb") as handle:
+        return handle.read(limit)
+
+
+def _sha256_file(path: Path, *, follow: bool = False) -> str | None:
+    """The SHA-256 of the plain file at ``path``; None when there is none."""
+    try:
+        with os.fdopen(_open_plain(path, follow=follow), "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _stat_line(path: Path) -> str:
@@ -84,7 +112,7 @@ def _checkpoint_name(repo_dir: Path) -> str:
     `cfl-repo log add-cosignatures` adds witnesses' lines to it and commits nothing else: without
     it here, the publish the docs say to run next replayed and never served them."""
     try:
-        size = json.loads((repo_dir / "state" / "head.json").read_bytes()).get("log_size", 0)
+        size = json.loads(_read(repo_dir / "state" / "head.json", follow=True)).get("log_size", 0)
     except (OSError, ValueError, AttributeError):
         size = None  # head.json's own line already differs, or the full path reports it
     return f"state/log/checkpoints/{size if isinstance(size, int) else None}"
@@ -96,7 +124,7 @@ def library_fingerprint(repo_dir: Path, out: Path, *, site: bool) -> str:
     lines = [f"out\0{out.resolve()}\0site\0{site}"]
     for name in ("state/head.json", "cfl-repo.json", _checkpoint_name(repo_dir)):
         path = repo_dir / name
-        lines.append(f"{name}\0{_sha256_file(path) if path.is_file() else None}")
+        lines.append(f"{name}\0{_sha256_file(path, follow=True)}")
     try:
         events = (repo_dir / "events.jsonl").stat()
         lines.append(f"events\0{events.st_size}\0{events.st_mtime_ns}")
@@ -142,14 +170,14 @@ def served_files(out: Path) -> ServedFiles:
     metadata = out / "metadata"
     timestamp = metadata / "timestamp.json"
     try:
-        version = int(_signed(timestamp.read_bytes())["meta"]["snapshot.json"]["version"])
+        version = int(_signed(_read(timestamp))["meta"]["snapshot.json"]["version"])
         snapshot = metadata / f"{version}.snapshot.json"
-        listed = _signed(snapshot.read_bytes())["meta"]
+        listed = _signed(_read(snapshot))["meta"]
         roles = tuple(
             metadata / f"{int(m['version'])}.{name}" for name, m in sorted(listed.items())
         )
         targets = _signed(
-            (metadata / f"{int(listed['targets.json']['version'])}.targets.json").read_bytes()
+            _read(metadata / f"{int(listed['targets.json']['version'])}.targets.json")
         )
         blobs = tuple(
             out / "targets" / _blob_name(path, info["hashes"]["sha256"])
@@ -184,7 +212,7 @@ def tree_fingerprint(out: Path, *, site: bool) -> str | None:
         served = served_files(out)
     except (OSError, _Unreadable):
         return None
-    lines = [f"{path}\0{_sha256_file(path) if path.is_file() else None}" for path in served.whole]
+    lines = [f"{path}\0{_sha256_file(path)}" for path in served.whole]
     for path in (*served.roles, *served.roots, *served.blobs, *served.folders):
         lines.append(_stat_line(path))
     if site:
@@ -204,13 +232,8 @@ def _expiry(data: bytes) -> bytes | None:
 
 
 def _expiry_of(path: Path) -> bytes | None:
-    # os.open and one pread: a Python file object costs more than the read, 2,600 times over
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        found = _expiry(os.pread(fd, _EXPIRY_WITHIN, 0))
-    finally:
-        os.close(fd)
-    return found if found is not None else _expiry(path.read_bytes())
+    found = _expiry(_read(path, _EXPIRY_WITHIN))
+    return found if found is not None else _expiry(_read(path))
 
 
 def served_until(out: Path) -> datetime | None:
@@ -275,7 +298,7 @@ def replay(repo_dir: Path, out: Path, *, site: bool, now: datetime) -> dict[str,
     then runs and writes a new one).
     """
     try:
-        stamp = json.loads((repo_dir / STAMP).read_bytes())
+        stamp = json.loads(_read(repo_dir / STAMP, follow=True))
         if stamp["stamp_version"] != STAMP_VERSION:
             return None
         valid_until = datetime.strptime(stamp["valid_until"], "%Y-%m-%dT%H:%M:%SZ")

@@ -291,3 +291,30 @@ def test_a_served_expiry_that_is_no_date_records_nothing(
     doc["signed"]["expires"] = expires
     timestamp.write_text(json.dumps(doc, sort_keys=True))
     assert unchanged.served_until(library.out) is None
+
+
+@pytest.mark.parametrize("where", ["metadata/timestamp.json", "log/checkpoint", "snapshot"])
+def test_a_fifo_in_the_served_tree_is_never_opened_to_wait(
+    library: LibraryFactory, where: str
+) -> None:
+    """A FIFO planted where a served file was: a blocking open would wait for a writer for ever."""
+    _recorded(library)
+    if where == "snapshot":
+        path = unchanged.served_files(library.out).whole[1]
+    else:
+        path = library.out / where
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    assert unchanged.replay(library.repo.path, library.out, site=False, now=library.now) is None
+    if where != "log/checkpoint":  # the checkpoint carries no expiry
+        assert unchanged.served_until(library.out) is None
+
+
+def test_a_linked_configuration_still_replays(library: LibraryFactory, tmp_path: Path) -> None:
+    config = library.repo.path / "cfl-repo.json"
+    kept = tmp_path / "cfl-repo.json"
+    kept.write_bytes(config.read_bytes())
+    config.unlink()
+    config.symlink_to(kept)
+    _recorded(library)
+    assert unchanged.replay(library.repo.path, library.out, site=False, now=library.now)

@@ -122,18 +122,14 @@ class FileStamps:
         old = self._old.get(relative)
         if old is None or old[0] != sha256:
             return None
-        try:
-            fd = os.open(
-                f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-            )
-        except (OSError, ValueError):
+        fd = self._open_plain(relative)
+        if fd is None:
             return None
         try:
-            st = os.fstat(fd)
-            now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            if not stat_mode.S_ISREG(st.st_mode) or now != old[1]:
+            now = _fd_stat(fd)
+            if now != old[1]:
                 return None
-            tail = os.pread(fd, octets, max(0, st.st_size - octets))
+            tail = os.pread(fd, octets, max(0, now[2] - octets))
         except OSError:
             return None
         finally:
@@ -159,14 +155,11 @@ class FileStamps:
     def _sha256_of(self, relative: str, expected: Stat) -> str | None:
         """The SHA-256 of the file at ``relative`` when the open file is the one stat'ed as
         ``expected`` before and after reading it; None otherwise."""
-        try:
-            fd = os.open(
-                f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-            )
-        except (OSError, ValueError):
+        fd = self._open_plain(relative)
+        if fd is None:
             return None
         try:
-            if not stat_mode.S_ISREG(os.fstat(fd).st_mode) or _fd_stat(fd) != expected:
+            if _fd_stat(fd) != expected:
                 return None
             digest = hashlib.sha256()
             with os.fdopen(os.dup(fd), "rb") as f:
@@ -177,6 +170,23 @@ class FileStamps:
             return None
         finally:
             os.close(fd)
+
+    def _open_plain(self, relative: str) -> int | None:
+        """A descriptor of the plain file ``relative``, opened without following a link or
+        waiting on a FIFO; None when it is absent or anything but a plain file."""
+        try:
+            fd = os.open(
+                f"{self.tree}{os.sep}{relative}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+            )
+        except (OSError, ValueError):
+            return None
+        try:
+            if stat_mode.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
 
     def save(self) -> None:
         """Keep the stamps of this walk (call only after a clean walk)."""

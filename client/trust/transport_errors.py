@@ -116,6 +116,14 @@ def failure(url: str, error: urllib3.exceptions.HTTPError) -> tuf_exceptions.Dow
         | urllib3.exceptions.NameResolutionError,
     ):
         return TransportError(f"{url}: host unreachable: {reason}", url, "unreachable")
+    if isinstance(reason, urllib3.exceptions.DecodeError):
+        # The client asks for gzip (transport.py); what came back does not inflate.
+        return TransportError(
+            f"{url}: found a compressed answer that does not inflate ({reason.__context__ or reason}), "
+            "expected gzip as the Content-Encoding header declares",
+            url,
+            "connection",
+        )
     text = str(reason)
     if "SSL" in text or "TLS" in text or "certificate" in text:
         return TransportError(f"{url}: TLS failure: {text}", url, "tls")

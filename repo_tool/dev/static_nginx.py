@@ -57,6 +57,15 @@ POLICY_LOCATIONS = """\
     # add_header in a location replaces, never extends, the headers of the levels above it, so each
     # location below states all of its own headers.
 
+    # Compress JSON (every TUF role), the feed and the site's css/js/svg for clients that ask (cfl
+    # does, and tuf-js): at 100,000 images a snapshot is 359 kB raw and 120 kB gzipped, a bin 52 kB
+    # and 8 kB. cfl reads a partial log tile from an offset (Range) without asking for gzip, which
+    # would make nginx send the whole file.
+    gzip on;
+    gzip_vary on;
+    gzip_min_length 256;
+    gzip_types application/json text/css application/javascript image/svg+xml application/atom+xml;
+
     # Dotfiles: the publisher's .cfl-publish.lock, editor and VCS droppings. Regex locations win over
     # the prefix locations below, so this covers /metadata/.x and /targets/.x too.
     location ~ /\\. {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gzip
 import ipaddress
 import logging
 import socket
@@ -14,6 +15,7 @@ import socketserver
 import ssl
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +52,7 @@ class Route:
     delay: float = 0.0
     lie_about_length: bool = False
     content_range: str | None = None
+    content_encoding: str | None = None
 
 
 @dataclass
@@ -67,6 +70,8 @@ def _handler(server_state: Server) -> type[BaseHTTPRequestHandler]:
             self.send_response(route.status)
             if route.content_range is not None:
                 self.send_header("Content-Range", route.content_range)
+            if route.content_encoding is not None:
+                self.send_header("Content-Encoding", route.content_encoding)
             if not route.lie_about_length:
                 self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
@@ -517,6 +522,53 @@ def test_the_deadline_is_measured_on_the_injected_clock(serve) -> None:  # type:
         fetch_all(fetcher, server.base + "/t")
     patient = CflFetcher(TransportSettings(deadline=25))
     assert fetch_all(patient, server.base + "/t") == b"z" * 200_000
+
+
+# --- compressed answers (nginx's gzip on JSON, docs/hosting.md) --------------------------------
+
+
+def test_a_gzipped_answer_is_asked_for_and_inflated(serve) -> None:  # type: ignore[no-untyped-def]
+    body = b'{"signed": {"meta": {}}}' * 2000
+    server = serve(
+        {"/metadata/1.snapshot.json": Route(body=gzip.compress(body), content_encoding="gzip")}
+    )
+    assert CflFetcher().download_bytes(server.base + "/metadata/1.snapshot.json", len(body)) == body
+    assert server.seen_headers[0]["Accept-Encoding"] == "gzip"
+
+
+def test_a_gzip_bomb_is_cut_off_at_the_inflated_cap_in_bounded_memory(serve) -> None:  # type: ignore[no-untyped-def]
+    bomb = gzip.compress(b"\0" * 200_000_000, 9)  # 200 MB inflated from about 200 kB
+    assert len(bomb) < 300_000
+    server = serve({"/metadata/1.snapshot.json": Route(body=bomb, content_encoding="gzip")})
+    fetcher = CflFetcher(TransportSettings(max_response_bytes=1_000_000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(TransportTooLargeError, match="over 1000000 bytes"):
+            fetch_all(fetcher, server.base + "/metadata/1.snapshot.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000  # chunks of 64 KiB inflated at a time, never the whole bomb
+    with pytest.raises(tuf_exceptions.DownloadLengthMismatchError):  # ngclient's limit as well
+        CflFetcher().download_bytes(server.base + "/metadata/1.snapshot.json", 5000)
+
+
+def test_a_corrupt_gzip_answer_is_one_transport_error(serve) -> None:  # type: ignore[no-untyped-def]
+    broken = bytearray(gzip.compress(b"x" * 100_000))
+    broken[20:40] = b"\xff" * 20
+    server = serve({"/t.json": Route(body=bytes(broken), content_encoding="gzip")})
+    with pytest.raises(TransportError) as caught:
+        fetch_all(CflFetcher(), server.base + "/t.json")
+    assert f"{server.base}/t.json: found a compressed answer that does not inflate" in str(
+        caught.value
+    )
+    assert isinstance(to_cfl_error(caught.value), (UnavailableError, VerificationError))
+
+
+def test_a_ranged_read_never_asks_for_compression(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve({"/log/t": Route(206, b"tail", content_range="bytes 10-13/14")})
+    assert CflFetcher().fetch_from(server.base + "/log/t", 10, 100) == (10, b"tail")
+    assert server.seen_headers[0].get("Accept-Encoding", "identity") == "identity"
 
 
 # --- ranged reads of a growing file (a partial log tile, client/log/tile_cache.py) --------------

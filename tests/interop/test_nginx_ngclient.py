@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tuf.ngclient import Updater
 
+from client.trust.transport import CflFetcher
 from factory import standard_library
 from metadata_templates import naming
 from repo_tool.site.render import CONTENT_SECURITY_POLICY
@@ -94,3 +95,50 @@ def test_nginx_serves_the_caching_policy_and_hides_dotfiles(
     assert cache_control(base_url + "not-the-library/index.php") == (404, NO_STORE)
     assert cache_control(base_url + "site/no-such-page.html") == (404, NO_STORE)
     assert cache_control(base_url + "targets/" + blob + ".missing") == (404, NO_STORE)
+
+
+def test_cfl_fetcher_takes_metadata_gzipped_from_nginx_and_verifies_it(
+    tmp_path: Path, nginx_server: NginxServer
+) -> None:
+    """docs/hosting.md's nginx compresses JSON for a client that asks; cfl's fetcher asks, inflates
+    as it reads, and ngclient verifies the inflated bytes against their lengths and hashes."""
+    factory, images = standard_library(tmp_path)
+    base_url = nginx_server(factory.out)
+    client = tmp_path / "client"
+    (client / "metadata").mkdir(parents=True)
+    (client / "targets").mkdir()
+    updater = Updater(
+        str(client / "metadata"),
+        base_url + "metadata/",
+        str(client / "targets"),
+        base_url + "targets/",
+        bootstrap=factory.root_bytes,
+        fetcher=CflFetcher(),
+    )
+    updater.refresh()
+    library, _ = load_verified_library(
+        folder_reader(factory.out), factory.root_bytes, now=factory.now
+    )
+    assert library is not None and len(library.images) == len(images)
+    for image in library.images:  # images are not JSON: nginx sends them as they are
+        info = updater.get_targetinfo(image.target_path)
+        assert info is not None, image.target_path
+        fetched = updater.download_target(info, str(client / "targets" / f"{image.sha256}.bin"))
+        assert hashlib.sha256(Path(fetched).read_bytes()).hexdigest() == image.sha256
+    sent = {}
+    for line in (tmp_path / "nginx-0" / "access.log").read_text().splitlines():
+        request, _, rest = line.partition('"GET ')[2].partition(' HTTP/1.1" ')
+        status, size = rest.split()[:2]
+        sent[request] = (int(status), int(size))
+    compressed = {
+        request: size
+        for request, (status, size) in sent.items()
+        if status == 200
+        and request.startswith("/metadata/")
+        and size < (factory.out / request.lstrip("/")).stat().st_size
+    }
+    assert any(".snapshot.json" in request for request in compressed), sent
+    assert any(".targets.json" in request for request in compressed), sent
+    trusted = client / "metadata"
+    for name in ("timestamp.json", "snapshot.json", "targets.json"):
+        assert (trusted / name).is_file()  # inflated and verified by ngclient

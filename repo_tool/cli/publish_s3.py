@@ -128,7 +128,8 @@ def run_publish_to_s3(
         print(
             f"published to {location.url}: snapshot {report.snapshot_version}, timestamp "
             f"{report.timestamp_version}; uploaded {sum(report.uploaded.values())} object(s), "
-            f"{report.already_there} already there",
+            f"{report.already_there} already there; deleted {report.partial_tiles_deleted} "
+            "superseded partial log tile(s)",
             file=sys.stderr,
         )
         if locking is not None:

@@ -1,6 +1,7 @@
 """Publish to S3-compatible object storage: the operation that lists the bucket prefix, signs a new
 snapshot and timestamp for whatever the staged roles changed (repo_tool/ops/snapshot.py), has the
-S3 writer (repo_tool/publish/s3.py) upload what the bucket lacks, and then runs the website step,
+S3 writer (repo_tool/publish/s3_upload.py) upload what the bucket lacks and delete superseded
+partial log tiles, and then runs the website step,
 all under the repository lock and the prefix's lease (repo_tool/publish/s3_lease.py), so neither
 another command of this repository nor a publish from another machine runs in between. Apart from
 repo_tool/ops/publish.py so that publishing to a folder never loads boto3.
@@ -13,8 +14,9 @@ from datetime import datetime
 
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.publish.folder import StepHook
-from repo_tool.publish.s3 import ListedObject, Progress, S3Bucket, S3PublishReport, upload_staged
+from repo_tool.publish.s3 import ListedObject, Progress, S3Bucket, S3PublishReport
 from repo_tool.publish.s3_lease import DEFAULT_LEASE_SECONDS, bucket_lease
+from repo_tool.publish.s3_upload import upload_staged
 from repo_tool.state.repository import Repository
 
 # Run after timestamp.json, still under both locks: (the report, the listing taken at the start,

@@ -1,8 +1,10 @@
 """Publish the library to S3-compatible object storage: the same plan as a folder, over boto3.
 
 ``publish_to_s3`` (repo_tool/ops/publish_s3.py) lists the bucket prefix once, then `upload_staged`
-uploads in the order ``repo_tool.publish.plan`` gives (blobs, delegated roles, targets, snapshot,
-roots, ``timestamp.json`` last) only what the bucket lacks. It never deletes and never overwrites an immutable object:
+(repo_tool/publish/s3_upload.py) uploads in the order ``repo_tool.publish.plan`` gives (blobs,
+delegated roles, targets, snapshot, the log, roots, ``timestamp.json`` last) only what the bucket
+lacks, and then deletes the log's superseded partial tiles, the only objects it ever deletes. It
+never deletes or overwrites any other immutable object:
 
 - a new object is put with ``If-None-Match: *``, so a concurrent writer cannot be overwritten; on a
   server that does not implement conditional writes (HTTP 501) it falls back to a plain put after
@@ -24,6 +26,7 @@ expected.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import mimetypes
@@ -42,10 +45,7 @@ from metadata_templates.errors import (
     UnavailableError,
     field_error,
 )
-from repo_tool.publish.folder import StepHook, planned_bytes, repository_plan
-from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH, Kind, PlannedFile
-from repo_tool.state.repository import Repository
-from repo_tool.tlog.provider_log import publish_log
+from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -242,6 +242,10 @@ def translate_s3_error(error: Exception, location: S3Location, key: str, action:
 class S3Bucket:
     """The few operations publishing needs, with boto3's errors translated at this one edge."""
 
+    # Whether a delete must remove every version of a key (Object Lock buckets are versioned: a
+    # plain delete there only hides the bytes behind a delete marker). s3_lock.py sets it.
+    delete_versions = False
+
     def __init__(self, client: S3Client, location: S3Location) -> None:
         self.client = client
         self.location = location
@@ -283,6 +287,42 @@ class S3Bucket:
 
         self._call(self.location.prefix, "list", collect)
         return found
+
+    def delete(self, relative: str) -> None:
+        """Delete one object (only superseded partial log tiles are ever deleted); with
+        ``delete_versions``, every version and delete marker of the key, so nothing is left.
+
+        Raises:
+            ConfigurationError: access denied (s3:DeleteObject, and with ``delete_versions``
+                s3:ListBucketVersions and s3:DeleteObjectVersion) or no such bucket.
+            UnavailableError: anything else went wrong.
+        """
+        key = self.location.key(relative)
+        where = self.location.bucket
+        if not self.delete_versions:
+            self._call(key, "delete", lambda: self.client.delete_object(Bucket=where, Key=key))
+            return
+
+        def version_ids() -> list[str]:
+            # The prefix also matches wider widths (.p/1 -> .p/10, ...): keep the key's own.
+            paginator = self.client.get_paginator("list_object_versions")
+            found: list[str] = []
+            for page in paginator.paginate(Bucket=where, Prefix=key):
+                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    if item.get("Key") == key:
+                        found.append(str(item.get("VersionId", "null")))
+            return found
+
+        def delete_version(version: str) -> None:
+            # A key put before versioning was enabled lists as version "null", which some
+            # servers refuse as an argument; it is the current version then.
+            if version == "null":
+                self.client.delete_object(Bucket=where, Key=key)
+            else:
+                self.client.delete_object(Bucket=where, Key=key, VersionId=version)
+
+        for version in self._call(key, "list the versions of", version_ids):
+            self._call(key, "delete", functools.partial(delete_version, version))
 
     def get(self, relative: str) -> bytes | None:
         """An object's bytes, or None when there is no such key.
@@ -388,6 +428,8 @@ class S3PublishReport:
     uploaded: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PUBLISH_STEPS, 0))
     already_there: int = 0
     site_uploaded: int = 0
+    # Superseded partial log tiles deleted after timestamp.json (repo_tool/publish/s3_upload.py).
+    partial_tiles_deleted: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -398,10 +440,11 @@ class S3PublishReport:
             "uploaded": dict(self.uploaded),
             "already_there": self.already_there,
             "site_uploaded": self.site_uploaded,
+            "partial_tiles_deleted": self.partial_tiles_deleted,
         }
 
 
-def _same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObject | None) -> bool:
+def same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObject | None) -> bool:
     """Whether the object under ``relative`` holds exactly ``data`` (ETag first, bytes if need be)."""
     if listed is not None:
         if listed.size != len(data):
@@ -412,128 +455,12 @@ def _same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObj
     return found is not None and hashlib.sha256(found).digest() == hashlib.sha256(data).digest()
 
 
-def _conflict(bucket: S3Bucket, relative: str) -> UnavailableError:
+def conflict_error(bucket: S3Bucket, relative: str) -> UnavailableError:
     return UnavailableError(
         f"s3://{bucket.location.bucket}/{bucket.location.key(relative)}: exists with different "
         "content, expected the bytes this repository publishes (published files are immutable)",
         hint="publish to an empty prefix or the one this repository published to before",
     )
-
-
-def upload_staged(
-    repo: Repository,
-    bucket: S3Bucket,
-    listing: dict[str, ListedObject],
-    report: S3PublishReport,
-    hook: StepHook,
-    on_upload: Progress | None,
-) -> None:
-    """Bring the bucket prefix up to date with the snapshot and timestamp ``repo`` has staged
-    already (repo_tool/ops/publish_s3.py signs them first), step by step in `PUBLISH_STEPS` order,
-    and record in ``report`` what was uploaded. ``listing`` is the bucket's, taken under the
-    repository lock the caller holds; ``hook`` is called with each step's name before it runs,
-    ``on_upload`` with each relative path uploaded.
-
-    Raises:
-        ConfigurationError, UnavailableError: see ``translate_s3_error``; an immutable object that
-            exists with other bytes (then ``timestamp.json`` is left as it was).
-    """
-    head = repo.head
-    # Read with its ETag: the new timestamp replaces exactly this one (If-Match), so a publish
-    # from another repository that landed meanwhile is never rolled back (docs/hosting.md).
-    current = bucket.get_object(TIMESTAMP_PATH) if TIMESTAMP_PATH in listing else None
-    timestamp_now, timestamp_etag = current if current is not None else (None, None)
-
-    def read_snapshot(version: int) -> bytes | None:
-        relative = f"metadata/{version}.snapshot.json"
-        return bucket.get(relative) if relative in listing else None
-
-    plan = repository_plan(repo, timestamp_now, read_snapshot, bucket.location.url + TIMESTAMP_PATH)
-    by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
-    for planned in plan:
-        by_step[planned.step].append(planned)
-    for step in PUBLISH_STEPS:
-        hook(step)
-        if step == "log" and repo.config.log is not None:
-            report.uploaded["log"] += _upload_log(repo, bucket, listing, on_upload)
-        for planned in by_step[step]:
-            if _upload_planned(
-                repo, bucket, planned, listing.get(planned.path), timestamp_now, timestamp_etag
-            ):
-                report.uploaded[step] += 1
-                if on_upload is not None:
-                    on_upload(planned.path)
-            else:
-                report.already_there += 1
-    report.snapshot_version = head.snapshot_version
-    report.timestamp_version = head.timestamp_version
-
-
-def _upload_log(
-    repo: Repository,
-    bucket: S3Bucket,
-    listing: dict[str, ListedObject],
-    on_upload: Progress | None,
-) -> int:
-    """The transparency log: tiles and index files (immutable, uploaded once), then the checkpoint
-    the new timestamp binds. They are laid out first in a local mirror of the bucket's log
-    (``R/site-cache/s3-<...>-log``), which ``publish_log`` brings up to date incrementally."""
-    mirror = site_cache_dir(repo.path, bucket.location)
-    mirror = mirror.with_name(mirror.name + "-log")
-    publish_log(repo.log_dir, mirror, repo.log_state())
-    uploaded = 0
-    checkpoint: bytes | None = None
-    for path in sorted(p for p in mirror.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        relative = "log/" + path.relative_to(mirror).as_posix()
-        data = path.read_bytes()
-        if relative == LOG_CHECKPOINT_PATH:
-            checkpoint = data
-            continue
-        if relative in listing:
-            if not _same_object(bucket, relative, data, listing[relative]):
-                raise _conflict(bucket, relative)
-            continue
-        if bucket.put(relative, data, replace=False):
-            uploaded += 1
-            if on_upload is not None:
-                on_upload(relative)
-        elif not _same_object(bucket, relative, data, None):
-            raise _conflict(bucket, relative)
-    if checkpoint is not None and bucket.get(LOG_CHECKPOINT_PATH) != checkpoint:
-        bucket.put(LOG_CHECKPOINT_PATH, checkpoint, replace=True)
-        uploaded += 1
-        if on_upload is not None:
-            on_upload(LOG_CHECKPOINT_PATH)
-    return uploaded
-
-
-def _upload_planned(
-    repo: Repository,
-    bucket: S3Bucket,
-    planned: PlannedFile,
-    listed: ListedObject | None,
-    timestamp_now: bytes | None,
-    timestamp_etag: str | None,
-) -> bool:
-    data = planned_bytes(repo, planned)
-    if planned.kind is Kind.MUTABLE:
-        if timestamp_now == data:
-            return False
-        if not bucket.put(
-            planned.path, data, replace=timestamp_etag is not None, if_match=timestamp_etag
-        ):
-            raise UnavailableError(
-                f"s3://{bucket.location.bucket}/{bucket.location.key(planned.path)}: changed since "
-                "this publish read it, expected the version it read (another publisher wrote it "
-                "meanwhile); it was not replaced",
-                hint="run the publish again: it starts from what the bucket serves now",
-            )
-        return True
-    if listed is not None or not bucket.put(planned.path, data, replace=False):
-        if not _same_object(bucket, planned.path, data, listed):
-            raise _conflict(bucket, planned.path)
-        return False
-    return True
 
 
 def site_cache_dir(repo_path: Path, location: S3Location) -> Path:

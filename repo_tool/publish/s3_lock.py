@@ -98,6 +98,10 @@ def lock_enabled(bucket: S3Bucket) -> bool:
 class LockingS3Bucket(S3Bucket):
     """An ``S3Bucket`` that puts every immutable object with compliance retention."""
 
+    # The bucket is versioned (Object Lock needs it): deleting a superseded partial tile (never
+    # locked) removes each of its versions, so no delete marker or old version is left behind.
+    delete_versions = True
+
     def __init__(self, bucket: S3Bucket, policy: LockPolicy) -> None:
         super().__init__(bucket.client, bucket.location)
         self.policy = policy

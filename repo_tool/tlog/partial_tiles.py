@@ -23,9 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 from metadata_templates.tlog.tiles import ENTRIES_LEVEL, TILE_HEIGHT, TileId, tile_width
+
+# tile/<L>/<index path>.p/<W> (relative to the log's root), as tiles.tile_path writes it.
+_PARTIAL = re.compile(
+    r"tile/([0-9]|[1-5][0-9]|6[0-3]|entries)/((?:x[0-9]{3}/)*[0-9]{3})\.p/([0-9]{1,3})"
+)
 
 
 def _levels(size: int) -> list[int]:
@@ -56,6 +62,30 @@ def prune_partial_tiles(log_root: Path, *, since: int, size: int, keep_from: int
             if keep:
                 deleted += _prune_folder(log_root, TileId(level, index, 1), keep)
     return deleted
+
+
+def parse_partial(path: str) -> TileId | None:
+    """The tile a partial tile's path under the log root names (``tile/0/x001/067.p/8`` ->
+    level 0, index 1067, width 8); None for any other path (a full tile, an index file)."""
+    found = _PARTIAL.fullmatch(path)
+    if found is None:
+        return None
+    level_text, index_text, width_text = found.groups()
+    width = int(width_text)
+    if not 0 < width < 1 << TILE_HEIGHT:
+        return None
+    level = ENTRIES_LEVEL if level_text == "entries" else int(level_text)
+    tile = TileId(level, int(index_text.replace("x", "").replace("/", "")), width)
+    # Only the one spelling tiles.py writes (no leading zeros in W or in the index's x-segments).
+    return tile if tile.path == path else None
+
+
+def superseded(tile: TileId, keep_from: int) -> bool:
+    """Whether partial ``tile`` is narrower than its index's width in a log of ``keep_from``
+    entries (full counts as 256): the rule `prune_partial_tiles` deletes by, for a destination
+    that lists what it holds (object storage) instead of walking folders."""
+    keep = tile_width(max(tile.level, 0), tile.index, keep_from)
+    return bool(keep) and tile.width < keep
 
 
 def _prune_folder(log_root: Path, tile: TileId, keep: int) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,12 +298,7 @@ def publish_log(log_dir: Path, out_log: Path, state: LogState) -> int:
             written += 1
     written += _publish_index(read, out_log, start, state.size)
     if state.size:
-        try:
-            checkpoint = checkpoint_path(log_dir, state.size).read_bytes()
-        except OSError as e:
-            raise UnavailableError(
-                f"log: no signed checkpoint for size {state.size} ({e.strerror})"
-            ) from e
+        checkpoint = signed_checkpoint(log_dir, state.size)
         current = out_log / "checkpoint"
         if not current.exists() or current.read_bytes() != checkpoint:
             atomic_write_bytes(current, checkpoint)
@@ -322,6 +317,16 @@ def _publish_index(read: Callable[[TileId], bytes], out_log: Path, start: int, s
     """Write ``cfl-index/<sha256>`` for every deposit among entries [start, size), derived from the
     committed entries themselves (so no orphan of an interrupted ingest can ever be indexed)."""
     written = 0
+    for relative, data in _index_files(read, start, size):
+        atomic_write_bytes(out_log / relative, data)
+        written += 1
+    return written
+
+
+def _index_files(
+    read: Callable[[TileId], bytes], start: int, size: int
+) -> Iterator[tuple[str, bytes]]:
+    """(``cfl-index/<sha256>``, its bytes) for every deposit among entries [start, size)."""
     for tile in tiles_added(start, size):
         if tile.level != ENTRIES_LEVEL:
             continue
@@ -333,9 +338,35 @@ def _publish_index(read: Callable[[TileId], bytes], out_log: Path, start: int, s
             event = events.decode_event(entry, index=index)
             sha = event.get("sha256")
             if event["event"] == events.DEPOSIT and isinstance(sha, str) and len(sha) == 64:
-                atomic_write_bytes(out_log / INDEX_DIR / sha, f"{index}\n".encode())
-                written += 1
-    return written
+                yield f"{INDEX_DIR}/{sha}", f"{index}\n".encode()
+
+
+def log_files_added(log_dir: Path, start: int, size: int) -> Iterator[tuple[str, bytes]]:
+    """(path under ``log/``, bytes) of every immutable file a log of ``size`` entries publishes
+    beyond one of ``start``: the tiles ``tiles_added`` names (at their width in ``size``) and the
+    ``cfl-index`` files of the deposits among entries [start, size). Reads only those tiles, so a
+    destination that already holds the log of ``start`` entries costs what was added since.
+
+    Raises:
+        UnavailableError: a tile of the committed size is missing.
+        VerificationError: an entry bundle is malformed.
+    """
+    read = tile_reader(log_dir)
+    for tile in tiles_added(start, size):
+        yield tile.path, read(tile)
+    yield from _index_files(read, start, size)
+
+
+def signed_checkpoint(log_dir: Path, size: int) -> bytes:
+    """The signed checkpoint kept for ``size`` entries (``checkpoints/<size>``).
+
+    Raises:
+        UnavailableError: there is none (or it cannot be read).
+    """
+    try:
+        return checkpoint_path(log_dir, size).read_bytes()
+    except OSError as e:
+        raise UnavailableError(f"log: no signed checkpoint for size {size} ({e.strerror})") from e
 
 
 def _served_size(timestamp: Path) -> int:
@@ -343,9 +374,18 @@ def _served_size(timestamp: Path) -> int:
     host's log is deleted). Clients follow the timestamp, and a publish killed after its log step
     leaves a checkpoint ahead of it: the grace counts from what they can be reading."""
     try:
-        signed = json.loads(timestamp.read_bytes())["signed"]
+        return served_size(timestamp.read_bytes())
+    except OSError:
+        return 0
+
+
+def served_size(timestamp: bytes | None) -> int:
+    """The log size the bytes of a ``timestamp.json`` bind (0 when there are none or they do not
+    read: then nothing of a destination's log is deleted)."""
+    try:
+        signed = json.loads(timestamp or b"")["signed"]
         return bound_size(signed) or 0
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return 0
 
 
@@ -356,6 +396,22 @@ def _published_size(out_log: Path) -> int | None:
         return Checkpoint.from_text(parse_note((out_log / "checkpoint").read_bytes()).text).size
     except (OSError, VerificationError):
         return None
+
+
+def own_checkpoint_size(log_dir: Path, published: bytes | None) -> int | None:
+    """The size of a destination's ``log/checkpoint`` when it is one this log signed: its text
+    (origin, size, root hash) is that of the checkpoint kept for that size. None otherwise (no
+    checkpoint, unreadable, another log's, or a size this log has no checkpoint for), so a
+    publish onto a destination that another log wrote checks every tile of its own again."""
+    if published is None:
+        return None
+    try:
+        text = parse_note(published).text
+        size = Checkpoint.from_text(text).size
+        kept = parse_note(checkpoint_path(log_dir, size).read_bytes()).text
+    except (OSError, VerificationError):
+        return None
+    return size if kept == text else None
 
 
 def log_summary(state: LogState, config: LogKeyConfig | None) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from metadata_templates.errors import (
     field_error,
 )
 from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH
+from repo_tool.publish.retention import ObjectKind, kind_of
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -297,6 +298,11 @@ class S3Bucket:
                 s3:ListBucketVersions and s3:DeleteObjectVersion) or no such bucket.
             UnavailableError: anything else went wrong.
         """
+        if kind_of(relative) is not ObjectKind.PARTIAL_TILE:
+            # Defence in depth: nothing but a partial tile may ever be deleted (retention.py).
+            raise UnavailableError(
+                field_error("delete key", relative, "a partial log tile log/tile/.../<N>.p/<W>")
+            )
         key = self.location.key(relative)
         where = self.location.bucket
         if not self.delete_versions:

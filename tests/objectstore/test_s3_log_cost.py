@@ -282,3 +282,18 @@ def test_a_publish_killed_while_deleting_reruns_and_the_next_growth_finishes_the
     publish_to_s3(factory.repo, inner, now=factory.tick())
     assert partials_in(inner) == partials_of(size) | partials_of(factory.repo.log_state().size)
     assert audit(fetcher(inner), vkey=None).problems == []
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["log/tile/entries/000", "metadata/1.root.json", "log/checkpoint", "site/index.html"],
+)
+def test_nothing_but_a_partial_tile_can_be_deleted(s3_server: S3Server, relative: str) -> None:
+    bucket = s3_server.new_bucket()
+    bucket.put(relative, b"kept", replace=True)
+
+    with pytest.raises(
+        UnavailableError, match=f"^delete key: found '{relative}', expected a partial"
+    ):
+        bucket.delete(relative)
+    assert bucket.get(relative) == b"kept"

@@ -25,6 +25,25 @@ from .conftest import IMMUTABLE, NO_CACHE, NO_STORE, NginxServer, cache_control,
 pytestmark = pytest.mark.system
 
 
+def _refreshed(
+    tmp_path: Path, base_url: str, root: bytes, fetcher: CflFetcher | None = None
+) -> tuple[Updater, Path]:
+    """An ngclient home under ``tmp_path/client``, refreshed from ``base_url``."""
+    client = tmp_path / "client"
+    (client / "metadata").mkdir(parents=True)
+    (client / "targets").mkdir()
+    updater = Updater(
+        str(client / "metadata"),
+        base_url + "metadata/",
+        str(client / "targets"),
+        base_url + "targets/",
+        bootstrap=root,
+        fetcher=fetcher,
+    )
+    updater.refresh()
+    return updater, client
+
+
 def test_ngclient_refreshes_and_downloads_every_image_over_nginx(
     tmp_path: Path, nginx_server: NginxServer
 ) -> None:
@@ -36,18 +55,7 @@ def test_ngclient_refreshes_and_downloads_every_image_over_nginx(
     assert library is not None
     assert len(library.images) == len(images)
     base_url = nginx_server(factory.out)
-    client = tmp_path / "client"
-    (client / "metadata").mkdir(parents=True)
-    (client / "targets").mkdir()
-
-    updater = Updater(
-        str(client / "metadata"),
-        base_url + "metadata/",
-        str(client / "targets"),
-        base_url + "targets/",
-        bootstrap=factory.root_bytes,
-    )
-    updater.refresh()
+    updater, client = _refreshed(tmp_path, base_url, factory.root_bytes)
 
     downloaded = {}
     for image in library.images:
@@ -104,18 +112,7 @@ def test_cfl_fetcher_takes_metadata_gzipped_from_nginx_and_verifies_it(
     as it reads, and ngclient verifies the inflated bytes against their lengths and hashes."""
     factory, images = standard_library(tmp_path)
     base_url = nginx_server(factory.out)
-    client = tmp_path / "client"
-    (client / "metadata").mkdir(parents=True)
-    (client / "targets").mkdir()
-    updater = Updater(
-        str(client / "metadata"),
-        base_url + "metadata/",
-        str(client / "targets"),
-        base_url + "targets/",
-        bootstrap=factory.root_bytes,
-        fetcher=CflFetcher(),
-    )
-    updater.refresh()
+    updater, client = _refreshed(tmp_path, base_url, factory.root_bytes, CflFetcher())
     library, _ = load_verified_library(
         folder_reader(factory.out), factory.root_bytes, now=factory.now
     )

@@ -18,7 +18,6 @@ from metadata_templates.output import json_document
 from repo_tool.ops.publish_s3 import publish_to_s3
 from repo_tool.publish.retention import COMPLIANCE, LockPolicy
 from repo_tool.publish.s3 import (
-    ListedObject,
     Progress,
     S3Bucket,
     S3PublishReport,
@@ -119,9 +118,7 @@ def run_publish_to_s3(
     repo = open_repo()
     bars = contextlib.ExitStack()
 
-    def site(
-        report: S3PublishReport, listing: dict[str, ListedObject], keep_alive: Callable[[], None]
-    ) -> None:
+    def site(report: S3PublishReport, keep_alive: Callable[[], None]) -> None:
         # Under the repository lock and the prefix's lease still: two publishes never upload
         # two websites at once, nor build them in one R/site-cache folder.
         bars.close()  # the metadata bar ends first (one live display at a time)
@@ -150,7 +147,7 @@ def run_publish_to_s3(
 
             report.site_uploaded = publish_site_to_s3(
                 bucket,
-                listing,
+                served_before=report.served_before,
                 trusted_root=repo.metadata_bytes("root", 1),
                 site_dir=site_cache_dir(repo.path, location),
                 now=now,
@@ -164,7 +161,7 @@ def run_publish_to_s3(
 
     with bars:
         advance = bars.enter_context(_progress("metadata and images", enabled=not as_json))
-        report, _listing = publish_to_s3(repo, bucket, now=now, on_upload=advance, then=site)
+        report = publish_to_s3(repo, bucket, now=now, on_upload=advance, then=site)
     doc = report.to_dict() | doc_lock(locking)
     if as_json:
         print(json_document(doc))

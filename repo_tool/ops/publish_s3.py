@@ -1,5 +1,4 @@
-"""Publish to S3-compatible object storage: the operation that lists the bucket prefix, signs a new
-snapshot and timestamp for whatever the staged roles changed (repo_tool/ops/snapshot.py), has the
+"""Publish to S3-compatible object storage: the operation that signs a new snapshot and timestamp for whatever the staged roles changed (repo_tool/ops/snapshot.py), has the
 S3 writer (repo_tool/publish/s3_upload.py) upload what the bucket lacks and delete superseded
 partial log tiles, and then runs the website step,
 all under the repository lock and the prefix's lease (repo_tool/publish/s3_lease.py), so neither
@@ -14,14 +13,14 @@ from datetime import datetime
 
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.publish.folder import StepHook
-from repo_tool.publish.s3 import ListedObject, Progress, S3Bucket, S3PublishReport
+from repo_tool.publish.s3 import Progress, S3Bucket, S3PublishReport
 from repo_tool.publish.s3_lease import DEFAULT_LEASE_SECONDS, bucket_lease
 from repo_tool.publish.s3_upload import upload_staged
 from repo_tool.state.repository import Repository
 
-# Run after timestamp.json, still under both locks: (the report, the listing taken at the start,
-# a keep-alive to call now and then so a long site upload keeps the lease).
-AfterPublish = Callable[[S3PublishReport, dict[str, ListedObject], Callable[[], None]], None]
+# Run after timestamp.json, still under both locks: (the report, a keep-alive to call now and then
+# so a long site upload keeps the lease).
+AfterPublish = Callable[[S3PublishReport, Callable[[], None]], None]
 
 
 def publish_to_s3(
@@ -33,7 +32,7 @@ def publish_to_s3(
     on_upload: Progress | None = None,
     then: AfterPublish | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
-) -> tuple[S3PublishReport, dict[str, ListedObject]]:
+) -> S3PublishReport:
     """Sign a new snapshot/timestamp if anything changed, then bring the bucket prefix up to date.
 
     Args:
@@ -46,7 +45,7 @@ def publish_to_s3(
         lease_seconds: how long the prefix's lease lasts unrenewed.
 
     Returns:
-        The report, and the listing taken at the start (for ``upload_site``).
+        What was uploaded and deleted.
 
     Raises:
         ConfigurationError: no credentials, no bucket, access denied.
@@ -71,9 +70,8 @@ def publish_to_s3(
             if on_upload is not None:
                 on_upload(path)
 
-        listing = bucket.list()
         report.signed_new_snapshot = stage_snapshot(repo, now=now)
-        upload_staged(repo, bucket, listing, report, hook, uploaded)
+        upload_staged(repo, bucket, report, hook, uploaded)
         if then is not None:
-            then(report, listing, lease.keep_alive)
-    return report, listing
+            then(report, lease.keep_alive)
+    return report

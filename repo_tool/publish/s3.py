@@ -1,16 +1,17 @@
 """Publish the library to S3-compatible object storage: the same plan as a folder, over boto3.
 
-``publish_to_s3`` (repo_tool/ops/publish_s3.py) lists the bucket prefix once, then `upload_staged`
-(repo_tool/publish/s3_upload.py) uploads in the order ``repo_tool.publish.plan`` gives (blobs,
-delegated roles, targets, snapshot, the log, roots, ``timestamp.json`` last) only what the bucket
-lacks, and then deletes the log's superseded partial tiles, the only objects it ever deletes. It
+``publish_to_s3`` (repo_tool/ops/publish_s3.py) has `upload_staged` (repo_tool/publish/s3_upload.py)
+upload in the order ``repo_tool.publish.plan`` gives (blobs, delegated roles, targets, snapshot, the
+log, roots, ``timestamp.json`` last) what changed since the timestamp the bucket serves, and then
+delete the log's superseded partial tiles, the only objects it ever deletes. It never lists the
+library (a request per 1,000 keys, which at 100,000 images would cost more than the upload), and
 never deletes or overwrites any other immutable object:
 
-- a new object is put with ``If-None-Match: *``, so a concurrent writer cannot be overwritten; on a
-  server that does not implement conditional writes (HTTP 501) it falls back to a plain put after
-  the listing said the key was free;
-- an object that is already there (listed, or it appeared between the listing and the put) is
-  compared with what would be written, by ETag (MD5 of a single-part upload) and, when that does
+- a new object is put with ``If-None-Match: *``, so no other writer's object is overwritten; on a
+  server that does not implement conditional writes (HTTP 501) it reads the key just before a
+  plain put instead;
+- an object that is already there (a re-run after a crash, another writer) is compared with what
+  would be written, by size and ETag (MD5 of a single-part upload, from a HEAD) and, when that does
   not decide it (multipart or KMS-encrypted objects), by its bytes. A difference is an error and
   nothing later in the order (above all ``timestamp.json``) is uploaded.
 
@@ -264,8 +265,11 @@ class S3Bucket:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             raise translate_s3_error(e, self.location, key, action) from e
 
-    def list(self) -> dict[str, ListedObject]:
-        """Every object under the prefix, by key relative to the prefix (one paginated listing).
+    def list(self, under: str = "") -> dict[str, ListedObject]:
+        """Every object under the prefix (and ``under`` inside it, e.g. ``site/``), by key relative
+        to the prefix (one paginated listing: a request per 1,000 keys). A publish lists only
+        ``log/tile/`` (for superseded partial tiles) and, when its site cache is not known to
+        match the bucket, ``site/``; never the whole library.
 
         Raises:
             ConfigurationError: no credentials, no such bucket, or access denied.
@@ -274,7 +278,9 @@ class S3Bucket:
 
         def pages() -> Iterator[dict[str, Any]]:
             paginator = self.client.get_paginator("list_objects_v2")
-            yield from paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.prefix)  # type: ignore[misc]
+            yield from paginator.paginate(  # type: ignore[misc]
+                Bucket=self.location.bucket, Prefix=self.location.key(under)
+            )
 
         found: dict[str, ListedObject] = {}
 
@@ -286,8 +292,26 @@ class S3Bucket:
                         continue  # the publishers' lease is not part of the published tree
                     found[relative] = ListedObject(int(item["Size"]), str(item.get("ETag", "")))
 
-        self._call(self.location.prefix, "list", collect)
+        self._call(self.location.key(under), "list", collect)
         return found
+
+    def head(self, relative: str) -> ListedObject | None:
+        """One object's size and ETag without its bytes, or None when there is no such key.
+
+        Raises:
+            ConfigurationError, UnavailableError: as `get`.
+        """
+        key = self.location.key(relative)
+        try:
+            response = self.client.head_object(Bucket=self.location.bucket, Key=key)
+        except botocore.exceptions.ClientError as e:
+            # HEAD has no body, so a missing key comes back as a bare 404, not NoSuchKey.
+            if e.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise translate_s3_error(e, self.location, key, "read") from e
+        except botocore.exceptions.BotoCoreError as e:
+            raise translate_s3_error(e, self.location, key, "read") from e
+        return ListedObject(int(response.get("ContentLength", -1)), str(response.get("ETag", "")))
 
     def delete(self, relative: str) -> None:
         """Delete one object (only superseded partial log tiles are ever deleted); with
@@ -436,6 +460,9 @@ class S3PublishReport:
     site_uploaded: int = 0
     # Superseded partial log tiles deleted after timestamp.json (repo_tool/publish/s3_upload.py).
     partial_tiles_deleted: int = 0
+    # SHA-256 of the timestamp.json the bucket served before this publish (None: there was none).
+    # The site step compares it with its cache's record (repo_tool/publish/s3_site.py).
+    served_before: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -451,12 +478,17 @@ class S3PublishReport:
 
 
 def same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObject | None) -> bool:
-    """Whether the object under ``relative`` holds exactly ``data`` (ETag first, bytes if need be)."""
-    if listed is not None:
-        if listed.size != len(data):
+    """Whether the object under ``relative`` holds exactly ``data``: size and ETag first (from
+    ``listed``, else a HEAD, so an image already there is not downloaded), its bytes when the ETag
+    is not an MD5 (multipart or KMS-encrypted objects)."""
+    if listed is None:
+        listed = bucket.head(relative)
+        if listed is None:
             return False
-        if md5_etag_matches(listed.etag, data):
-            return True
+    if listed.size != len(data):
+        return False
+    if md5_etag_matches(listed.etag, data):
+        return True
     found = bucket.get(relative)
     return found is not None and hashlib.sha256(found).digest() == hashlib.sha256(data).digest()
 

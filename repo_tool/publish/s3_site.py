@@ -2,15 +2,29 @@
 bucket now serves (verified), in a local cache kept between publishes, and upload only the pages
 whose bytes changed. Runs after ``timestamp.json`` lands, under the same locks as the metadata
 (repo_tool/ops/publish_s3.py), so two publishes never upload two sites at once.
+
+Which pages changed is known without listing the bucket's ``site/`` (100,000 images are about
+111,000 pages, a listing request per 1,000): the cache's record (``<cache>.uploaded``, beside it)
+holds the SHA-256 of the ``timestamp.json`` its last complete upload was rendered from. When the
+bucket served exactly that timestamp before this publish, nobody else has published since and the
+bucket's site is the cache, so the pages the build rewrites (``SiteBuildResult.changed``) are all
+that is uploaded. Otherwise (first publish, another machine or a ``--no-site`` publish since, a
+lost or damaged record) the site is listed and every page compared by ETag, as before. The record
+is withdrawn before the build touches the cache and written again only after the last page is
+up, so a crash in between makes the next publish compare everything: a page is never left behind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+from metadata_templates.atomic import atomic_write_bytes, fsync_dir
 from metadata_templates.errors import UnavailableError
+from repo_tool.publish.plan import TIMESTAMP_PATH
 from repo_tool.publish.s3 import (
     SITE_PREFIX,
     ListedObject,
@@ -33,7 +47,8 @@ def upload_site(
     Args:
         bucket: where to publish.
         files: (path relative to the site folder, bytes).
-        listing: the bucket's listing from ``publish_to_s3``.
+        listing: the bucket's ``site/`` listing: a file listed with the same size and MD5 ETag is
+            not uploaded again; empty uploads every file given.
         on_upload: called with each relative path uploaded.
 
     Returns:
@@ -55,23 +70,54 @@ def upload_site(
     return uploaded
 
 
-def bucket_reader(bucket: S3Bucket) -> Callable[[str], bytes]:
-    """A ``repo_tool.verify`` reader over the bucket, to render the site from what clients see."""
+def bucket_reader(bucket: S3Bucket, seen: dict[str, bytes] | None = None) -> Callable[[str], bytes]:
+    """A ``repo_tool.verify`` reader over the bucket, to render the site from what clients see;
+    what it reads is also kept in ``seen`` (by relative path) when given."""
     from repo_tool.verify.sources import NotFound
 
     def read(relative: str) -> bytes:
         data = bucket.get(relative)
         if data is None:
             raise NotFound(relative)
+        if seen is not None:
+            seen[relative] = data
         return data
 
     return read
 
 
+_RECORD = re.compile(rb"([0-9a-f]{64})\n?")
+
+
+def upload_record(site_dir: Path) -> Path:
+    """The file that says which served timestamp the cache at ``site_dir`` was last uploaded for."""
+    return site_dir.with_name(site_dir.name + ".uploaded")
+
+
+def _recorded(site_dir: Path) -> str | None:
+    """The record's SHA-256, or None when there is none or it is not one (then: compare all)."""
+    try:
+        with upload_record(site_dir).open("rb") as handle:
+            found = _RECORD.fullmatch(handle.read(100))
+    except OSError:
+        return None
+    return found.group(1).decode("ascii") if found else None
+
+
+def _withdraw(site_dir: Path) -> None:
+    record = upload_record(site_dir)
+    try:
+        record.unlink(missing_ok=True)
+        if record.parent.is_dir():
+            fsync_dir(record.parent)  # gone before the first page of the cache changes
+    except OSError as e:
+        raise UnavailableError(f"site cache {record}: cannot remove: {e}") from e
+
+
 def publish_site_to_s3(
     bucket: S3Bucket,
-    listing: dict[str, ListedObject],
     *,
+    served_before: str | None,
     trusted_root: bytes,
     site_dir: Path,
     now: datetime,
@@ -80,27 +126,46 @@ def publish_site_to_s3(
 ) -> int:
     """Render the website from the metadata the bucket now serves (verified), then upload it.
 
-    ``memo`` (the repository's verified-role memo, repo_tool/verify/memo.py) lets the walk recall
-    role files it verified cleanly before; it is pruned to the bucket's roles after a clean walk.
+    ``served_before`` is the SHA-256 of the ``timestamp.json`` the bucket served before this
+    publish (``S3PublishReport.served_before``): when the cache's record names it, only the pages
+    the build changed are uploaded; otherwise ``site/`` is listed and every page compared (module
+    docstring). ``memo`` (the repository's verified-role memo, repo_tool/verify/memo.py) lets the
+    walk recall role files it verified cleanly before; it is pruned to the bucket's roles after a
+    clean walk.
 
     Returns:
         How many site files were uploaded.
 
     Raises:
         VerificationError: what the bucket serves does not verify (nothing of the site is uploaded).
-        ConfigurationError, UnavailableError: see ``translate_s3_error``.
+        ConfigurationError, UnavailableError: see ``translate_s3_error``; the cache or its record
+            cannot be written.
     """
     from repo_tool.publish.site_step import verified_for_site
     from repo_tool.site.build import build_site
 
-    library = verified_for_site(bucket_reader(bucket), trusted_root, now=now, memo=memo)
+    seen: dict[str, bytes] = {}
+    library = verified_for_site(bucket_reader(bucket, seen), trusted_root, now=now, memo=memo)
+    rendered_from = hashlib.sha256(seen[TIMESTAMP_PATH]).hexdigest()
+    in_step = served_before is not None and _recorded(site_dir) == served_before
+    _withdraw(site_dir)
     result = build_site(library, site_dir, generated=now)
+    if in_step:
+        names, listing = result.changed, {}
+    else:
+        names, listing = result.files, bucket.list(SITE_PREFIX)
 
     def files() -> Iterator[tuple[str, bytes]]:
-        for relative in result.files:
+        for relative in names:
             yield relative, (site_dir / relative).read_bytes()
 
     try:
-        return upload_site(bucket, files(), listing, on_upload=on_upload)
+        uploaded = upload_site(bucket, files(), listing, on_upload=on_upload)
     except OSError as e:
         raise UnavailableError(f"site {site_dir}: cannot read: {e}") from e
+    record = upload_record(site_dir)
+    try:
+        atomic_write_bytes(record, f"{rendered_from}\n".encode("ascii"))
+    except OSError as e:
+        raise UnavailableError(f"site cache {record}: cannot write: {e}") from e
+    return uploaded

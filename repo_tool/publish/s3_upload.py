@@ -22,6 +22,7 @@ last publish, not the library's size:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -30,7 +31,6 @@ from repo_tool.publish.folder import StepHook, planned_bytes, repository_plan
 from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH, Kind, PlannedFile
 from repo_tool.publish.s3 import (
     LOG_CHECKPOINT_PATH,
-    ListedObject,
     Progress,
     S3Bucket,
     S3PublishReport,
@@ -67,17 +67,17 @@ class LogUpload:
 def upload_staged(
     repo: Repository,
     bucket: S3Bucket,
-    listing: dict[str, ListedObject],
     report: S3PublishReport,
     hook: StepHook,
     on_upload: Progress | None,
 ) -> None:
     """Bring the bucket prefix up to date with the snapshot and timestamp ``repo`` has staged
     already (repo_tool/ops/publish_s3.py signs them first), step by step in `PUBLISH_STEPS` order,
-    then delete superseded partial tiles, and record in ``report`` what was done. ``listing`` is
-    the bucket's, taken under the repository lock the caller holds; ``hook`` is called with each
-    step's name before it runs (and with `PRUNE_STEP` before the deletes), ``on_upload`` with each
-    relative path uploaded.
+    then delete superseded partial tiles, and record in ``report`` what was done. Nothing is listed
+    but ``log/tile/``: what the plan needs of the bucket it reads by name (a missing key reads as
+    None), and each object is put only if its key is free (``If-None-Match``), compared when it is
+    not. ``hook`` is called with each step's name before it runs (and with `PRUNE_STEP` before the
+    deletes), ``on_upload`` with each relative path uploaded.
 
     Raises:
         ConfigurationError, UnavailableError: see ``translate_s3_error``; an immutable object that
@@ -86,12 +86,14 @@ def upload_staged(
     head = repo.head
     # Read with its ETag: the new timestamp replaces exactly this one (If-Match), so a publish
     # from another repository that landed meanwhile is never rolled back (docs/hosting.md).
-    current = bucket.get_object(TIMESTAMP_PATH) if TIMESTAMP_PATH in listing else None
+    current = bucket.get_object(TIMESTAMP_PATH)
     timestamp_now, timestamp_etag = current if current is not None else (None, None)
+    report.served_before = (
+        None if timestamp_now is None else hashlib.sha256(timestamp_now).hexdigest()
+    )
 
     def read_snapshot(version: int) -> bytes | None:
-        relative = f"metadata/{version}.snapshot.json"
-        return bucket.get(relative) if relative in listing else None
+        return bucket.get(f"metadata/{version}.snapshot.json")
 
     plan = repository_plan(repo, timestamp_now, read_snapshot, bucket.location.url + TIMESTAMP_PATH)
     by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
@@ -101,12 +103,10 @@ def upload_staged(
     for step in PUBLISH_STEPS:
         hook(step)
         if step == "log" and repo.config.log is not None:
-            log = upload_log(repo, bucket, listing, on_upload)
+            log = upload_log(repo, bucket, on_upload)
             report.uploaded["log"] += log.uploaded
         for planned in by_step[step]:
-            if _upload_planned(
-                repo, bucket, planned, listing.get(planned.path), timestamp_now, timestamp_etag
-            ):
+            if _upload_planned(repo, bucket, planned, timestamp_now, timestamp_etag):
                 report.uploaded[step] += 1
                 if on_upload is not None:
                     on_upload(planned.path)
@@ -119,15 +119,10 @@ def upload_staged(
         # grace counted from the size the timestamp clients were reading binds.
         hook(PRUNE_STEP)
         keep_from = min(log.start, served_size(timestamp_now))
-        report.partial_tiles_deleted = delete_superseded(bucket, listing, keep_from=keep_from)
+        report.partial_tiles_deleted = delete_superseded(bucket, keep_from=keep_from)
 
 
-def upload_log(
-    repo: Repository,
-    bucket: S3Bucket,
-    listing: dict[str, ListedObject],
-    on_upload: Progress | None,
-) -> LogUpload:
+def upload_log(repo: Repository, bucket: S3Bucket, on_upload: Progress | None) -> LogUpload:
     """The transparency log's files this publish adds: tiles and ``cfl-index`` files (immutable,
     uploaded once), then the checkpoint the new timestamp binds (module docstring).
 
@@ -136,15 +131,14 @@ def upload_log(
             other bytes; a tile or the checkpoint of the committed size missing from the state.
     """
     state = repo.log_state()
-    published = bucket.get(LOG_CHECKPOINT_PATH) if LOG_CHECKPOINT_PATH in listing else None
+    published = bucket.get(LOG_CHECKPOINT_PATH)
     own = own_checkpoint_size(repo.log_dir, published)
     start = own if own is not None and own <= state.size else 0
     uploaded = 0
     for path, data in log_files_added(repo.log_dir, start, state.size):
         relative = LOG_PREFIX + path
-        listed = listing.get(relative)
-        if listed is not None or not bucket.put(relative, data, replace=False):
-            if not same_object(bucket, relative, data, listed):
+        if not bucket.put(relative, data, replace=False):
+            if not same_object(bucket, relative, data, None):
                 raise conflict_error(bucket, relative)
             continue
         uploaded += 1
@@ -163,14 +157,18 @@ def upload_log(
     return LogUpload(start, state.size, uploaded)
 
 
-def delete_superseded(bucket: S3Bucket, listing: dict[str, ListedObject], *, keep_from: int) -> int:
-    """Delete the partial tiles in ``listing`` narrower than their width in a log of ``keep_from``
-    entries (``repo_tool.tlog.partial_tiles.superseded``). Partial tiles are never locked
-    (``retention.kind_of``), so this works on an Object Lock bucket too, where every version of
-    each is deleted. Returns how many were deleted; a failure is logged, not raised.
+def delete_superseded(bucket: S3Bucket, *, keep_from: int) -> int:
+    """Delete the partial tiles under ``log/tile/`` narrower than their width in a log of
+    ``keep_from`` entries (``repo_tool.tlog.partial_tiles.superseded``). Partial tiles are never
+    locked (``retention.kind_of``), so this works on an Object Lock bucket too, where every version
+    of each is deleted. Returns how many were deleted; a failure is logged, not raised.
+
+    It lists ``log/tile/`` (a full tile holds 256 entries, so one listing request covers a log of
+    about 256,000 events) rather than working out which widths were uploaded: a delete that failed
+    before is then found again by the next publish that grows the log.
     """
     doomed = []
-    for relative in listing:
+    for relative in bucket.list(LOG_PREFIX + "tile/"):
         if relative.startswith(LOG_PREFIX + "tile/") and ".p/" in relative:
             tile = parse_partial(relative.removeprefix(LOG_PREFIX))
             if tile is not None and superseded(tile, keep_from):
@@ -195,7 +193,6 @@ def _upload_planned(
     repo: Repository,
     bucket: S3Bucket,
     planned: PlannedFile,
-    listed: ListedObject | None,
     timestamp_now: bytes | None,
     timestamp_etag: str | None,
 ) -> bool:
@@ -213,8 +210,8 @@ def _upload_planned(
                 hint="run the publish again: it starts from what the bucket serves now",
             )
         return True
-    if listed is not None or not bucket.put(planned.path, data, replace=False):
-        if not same_object(bucket, planned.path, data, listed):
+    if not bucket.put(planned.path, data, replace=False):
+        if not same_object(bucket, planned.path, data, None):
             raise conflict_error(bucket, planned.path)
         return False
     return True

@@ -64,11 +64,11 @@ def locked_publish(
 ) -> LockingS3Bucket:
     now = factory.tick()
     locking = locking_bucket(bucket, LockPolicy(days, now))
-    _, listing = publish_to_s3(factory.repo, locking, now=now, **kw)
+    report = publish_to_s3(factory.repo, locking, now=now, **kw)
     if site:
         publish_site_to_s3(
             locking,
-            listing,
+            served_before=report.served_before,
             trusted_root=factory.root_bytes,
             site_dir=site_cache_dir(factory.repo.path, bucket.location),
             now=now,

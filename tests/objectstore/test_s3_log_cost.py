@@ -46,6 +46,8 @@ class CountingClient:
         self.crash_after = crash_after  # raise Crash at this delete (0-based), -1 never
         self.puts: list[str] = []
         self.gets: list[str] = []
+        self.heads: list[str] = []
+        self.listed: list[str] = []  # the Prefix of each listing
         self.deleted: list[str] = []
 
     def put_object(self, **kwargs: Any) -> Any:
@@ -56,6 +58,13 @@ class CountingClient:
         self.gets.append(kwargs["Key"])
         return self.inner.get_object(**kwargs)
 
+    def head_object(self, **kwargs: Any) -> Any:
+        self.heads.append(kwargs["Key"])
+        response = self.inner.head_object(**kwargs)
+        if self.kms_etags:
+            response["ETag"] = _kms_etag(response["ETag"])
+        return response
+
     def delete_object(self, **kwargs: Any) -> Any:
         if len(self.deleted) == self.crash_after:
             raise Crash(kwargs["Key"])
@@ -65,23 +74,27 @@ class CountingClient:
         return self.inner.delete_object(**kwargs)
 
     def get_paginator(self, name: str) -> Any:
-        paginator = self.inner.get_paginator(name)
-        if not self.kms_etags:
-            return paginator
-        return _KmsPaginator(paginator)
+        return _CountingPaginator(self.inner.get_paginator(name), self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-class _KmsPaginator:
-    def __init__(self, inner: Any) -> None:
+def _kms_etag(etag: str) -> str:
+    return '"' + hashlib.sha256(etag.encode()).hexdigest()[:32] + '-1"'
+
+
+class _CountingPaginator:
+    def __init__(self, inner: Any, client: CountingClient) -> None:
         self.inner = inner
+        self.client = client
 
     def paginate(self, **kwargs: Any) -> Any:
+        self.client.listed.append(kwargs.get("Prefix", ""))
         for page in self.inner.paginate(**kwargs):
-            for item in page.get("Contents", []):
-                item["ETag"] = '"' + hashlib.sha256(item["ETag"].encode()).hexdigest()[:32] + '-1"'
+            if self.client.kms_etags:
+                for item in page.get("Contents", []):
+                    item["ETag"] = _kms_etag(item["ETag"])
             yield page
 
 
@@ -137,7 +150,7 @@ def test_a_publish_after_one_deposit_reads_and_uploads_only_the_new_log_files(
     client.puts.clear()
     client.gets.clear()
 
-    report, _ = publish_to_s3(factory.repo, bucket, now=factory.tick())
+    report = publish_to_s3(factory.repo, bucket, now=factory.tick())
 
     added = {"log/" + path for path, _ in log_files_added(factory.repo.log_dir, start, size)}
     assert len(added) < 10 < start  # a few tiles and one index file, of a log of 40 entries
@@ -176,7 +189,7 @@ def test_superseded_partial_tiles_leave_the_bucket_after_one_publish_of_grace(
     # Across the 256th entry: the full entry bundle and level-0 tile replace their partials.
     for count in (1, 1, 120, 3, 1, 1):
         grow(factory, count, fw)
-        report, _ = publish_to_s3(factory.repo, bucket, now=factory.tick())
+        report = publish_to_s3(factory.repo, bucket, now=factory.tick())
         sizes.append(factory.repo.log_state().size)
         expected = partials_of(sizes[-1]) | (partials_of(sizes[-2]) if len(sizes) > 1 else set())
         assert partials_in(bucket) == expected, sizes
@@ -186,7 +199,7 @@ def test_superseded_partial_tiles_leave_the_bucket_after_one_publish_of_grace(
     assert sizes[2] < 256 < sizes[3]
     assert not any(p.startswith("tile/entries/000.p/") for p in partials_in(bucket))
     # A publish that does not grow the log deletes nothing (the grace copies stay).
-    report, _ = publish_to_s3(factory.repo, bucket, now=factory.tick())
+    report = publish_to_s3(factory.repo, bucket, now=factory.tick())
     assert report.partial_tiles_deleted == 0
     assert partials_in(bucket) == partials_of(sizes[-1]) | partials_of(sizes[-2])
     assert verified_targets(s3_server, bucket, factory)
@@ -241,7 +254,7 @@ def test_a_publisher_not_allowed_to_delete_still_publishes_and_the_next_one_clea
     sizes = []
     for _ in range(3):
         grow(factory, 1, fw)
-        report, _ = publish_to_s3(factory.repo, denied, now=factory.tick())
+        report = publish_to_s3(factory.repo, denied, now=factory.tick())
         sizes.append(factory.repo.log_state().size)
     assert report.partial_tiles_deleted == 0
     assert "superseded partial tile(s) not deleted, left for the next publish" in caplog.text
@@ -249,7 +262,7 @@ def test_a_publisher_not_allowed_to_delete_still_publishes_and_the_next_one_clea
     assert partials_of(sizes[0]) - partials_of(sizes[-1]) <= partials_in(inner)
 
     grow(factory, 1, fw)
-    report, _ = publish_to_s3(factory.repo, inner, now=factory.tick())
+    report = publish_to_s3(factory.repo, inner, now=factory.tick())
     assert report.partial_tiles_deleted > 0
     assert partials_in(inner) == partials_of(sizes[-1]) | partials_of(factory.repo.log_state().size)
 

@@ -51,7 +51,7 @@ def test_tufjs_verifies_the_bucket_after_partial_tiles_were_deleted(
     deleted = 0
     for fw in (1001, 1002, 1003):
         add_image(factory, fw)
-        report, _ = publish_to_s3(factory.repo, bucket, now=factory.tick())
+        report = publish_to_s3(factory.repo, bucket, now=factory.tick())
         deleted += report.partial_tiles_deleted
     assert deleted > 0  # superseded partial tiles left the bucket
     factory.publish()

@@ -97,9 +97,13 @@ def _publish(lib: Any, bucket: Any, site_dir: Path) -> Any:
                 bucket, rest[0], trusted_root=root, site_dir=site_dir, now=now, memo=memo
             )
         else:
+            from repo_tool.publish.site_step import TreeState, publish_hint
+
+            before = TreeState(report.served_roles) if report.served_roles else None
             report.site_uploaded = publish_site_to_s3(
                 bucket,
                 served_before=report.served_before,
+                hint=publish_hint(lib.repo, before),
                 trusted_root=root,
                 site_dir=site_dir,
                 now=now,

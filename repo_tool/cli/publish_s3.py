@@ -27,6 +27,7 @@ from repo_tool.publish.s3 import (
 )
 from repo_tool.publish.s3_lock import LockingS3Bucket, locking_bucket
 from repo_tool.publish.s3_site import publish_site_to_s3
+from repo_tool.publish.site_step import TreeState, publish_hint
 from repo_tool.state.repository import Repository
 from repo_tool.verify.memo import VerifyMemo
 
@@ -145,9 +146,11 @@ def run_publish_to_s3(
                 if advance is not None:
                     advance(path)
 
+            before = TreeState(report.served_roles) if report.served_roles else None
             report.site_uploaded = publish_site_to_s3(
                 bucket,
                 served_before=report.served_before,
+                hint=publish_hint(repo, before),
                 trusted_root=repo.metadata_bytes("root", 1),
                 site_dir=site_cache_dir(repo.path, location),
                 now=now,

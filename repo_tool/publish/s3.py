@@ -364,6 +364,28 @@ class S3Bucket:
         found = self.get_object(relative)
         return None if found is None else found[0]
 
+    def get_tail(self, relative: str, octets: int) -> bytes | None:
+        """The last ``octets`` bytes of an object (all of it when shorter; one ranged GET), or
+        None when there is no such key or the server answers with something else.
+
+        Raises:
+            ConfigurationError, UnavailableError: as `get`.
+        """
+        key = self.location.key(relative)
+        try:
+            response = self.client.get_object(
+                Bucket=self.location.bucket, Key=key, Range=f"bytes=-{octets}"
+            )
+            data = bytes(response["Body"].read(octets + 1))
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
+            raise translate_s3_error(e, self.location, key, "read") from e
+        except botocore.exceptions.BotoCoreError as e:
+            raise translate_s3_error(e, self.location, key, "read") from e
+        # A server that ignores Range sends the whole object: not a tail, read it whole instead.
+        return data if len(data) <= octets else None
+
     def get_object(self, relative: str) -> tuple[bytes, str] | None:
         """An object's bytes and ETag (what a later ``put(if_match=...)`` names), or None.
 
@@ -463,6 +485,9 @@ class S3PublishReport:
     # SHA-256 of the timestamp.json the bucket served before this publish (None: there was none).
     # The site step compares it with its cache's record (repo_tool/publish/s3_site.py).
     served_before: str | None = field(default=None, repr=False)
+    # The role versions the bucket's snapshot listed before this publish (empty: none), from which
+    # the site step works out which images are new (repo_tool/publish/site_step.py).
+    served_roles: dict[str, int] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {

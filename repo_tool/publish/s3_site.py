@@ -17,14 +17,16 @@ up, so a crash in between makes the next publish compare everything: a page is n
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metadata_templates.atomic import atomic_write_bytes, fsync_dir
 from metadata_templates.errors import UnavailableError
-from repo_tool.publish.plan import TIMESTAMP_PATH
+from repo_tool.publish.plan import TIMESTAMP_PATH, published_versions
 from repo_tool.publish.s3 import (
     SITE_PREFIX,
     ListedObject,
@@ -32,7 +34,14 @@ from repo_tool.publish.s3 import (
     S3Bucket,
     md5_etag_matches,
 )
+from repo_tool.publish.s3_stamps import BucketStamps, stamps_record
 from repo_tool.verify.memo import VerifyMemo
+
+if TYPE_CHECKING:
+    from repo_tool.publish.site_step import PublishHint
+    from repo_tool.verify.published import PublishedLibrary
+
+logger = logging.getLogger(__name__)
 
 
 def upload_site(
@@ -72,14 +81,14 @@ def upload_site(
 
 def bucket_reader(bucket: S3Bucket, seen: dict[str, bytes] | None = None) -> Callable[[str], bytes]:
     """A ``repo_tool.verify`` reader over the bucket, to render the site from what clients see;
-    what it reads is also kept in ``seen`` (by relative path) when given."""
+    the timestamp and snapshot it reads are also kept in ``seen`` (by relative path) when given."""
     from repo_tool.verify.sources import NotFound
 
     def read(relative: str) -> bytes:
         data = bucket.get(relative)
         if data is None:
             raise NotFound(relative)
-        if seen is not None:
+        if seen is not None and (relative == TIMESTAMP_PATH or relative.endswith(".snapshot.json")):
             seen[relative] = data
         return data
 
@@ -121,6 +130,7 @@ def publish_site_to_s3(
     trusted_root: bytes,
     site_dir: Path,
     now: datetime,
+    hint: PublishHint | None = None,
     on_upload: Progress | None = None,
     memo: VerifyMemo | None = None,
 ) -> int:
@@ -131,7 +141,10 @@ def publish_site_to_s3(
     the build changed are uploaded; otherwise ``site/`` is listed and every page compared (module
     docstring). ``memo`` (the repository's verified-role memo, repo_tool/verify/memo.py) lets the
     walk recall role files it verified cleanly before; it is pruned to the bucket's roles after a
-    clean walk.
+    clean walk. ``hint`` (``site_step.publish_hint`` of the roles the bucket served before) names
+    the images this publish added; when the cache was last built from exactly those roles, the
+    walk is the flat one (unchanged role files not downloaded, repo_tool/publish/s3_stamps.py) and
+    the site renders only what the new images change, as a folder publish does.
 
     Returns:
         How many site files were uploaded.
@@ -141,15 +154,28 @@ def publish_site_to_s3(
         ConfigurationError, UnavailableError: see ``translate_s3_error``; the cache or its record
             cannot be written.
     """
-    from repo_tool.publish.site_step import verified_for_site
+    from repo_tool.publish.site_step import BASIS_NAME, TreeState, images_named, site_basis
     from repo_tool.site.build import build_site
+    from repo_tool.verify.lazy import LazyRecallError
 
-    seen: dict[str, bytes] = {}
-    library = verified_for_site(bucket_reader(bucket, seen), trusted_root, now=now, memo=memo)
-    rendered_from = hashlib.sha256(seen[TIMESTAMP_PATH]).hexdigest()
+    told = hint if hint is not None and site_basis(site_dir) == hint.since else None
     in_step = served_before is not None and _recorded(site_dir) == served_before
+    flat = told is not None and memo is not None
+    try:
+        library, seen = _verified(bucket, trusted_root, now, memo, served_before, site_dir, flat)
+    except LazyRecallError as e:
+        # A memo entry damaged between its header and its body: walk again, in full.
+        logger.warning("%s; verifying the bucket in full", e)
+        library, seen = _verified(bucket, trusted_root, now, memo, served_before, site_dir, False)
+    timestamp = seen[TIMESTAMP_PATH]
+    rendered = TreeState(published_versions(timestamp, lambda v: seen.get(_snapshot(v))))
     _withdraw(site_dir)
-    result = build_site(library, site_dir, generated=now)
+    added = images_named(library, told.targets) if told is not None else None
+    try:
+        (site_dir / BASIS_NAME).unlink(missing_ok=True)  # claims a complete build: not until it is
+    except OSError as e:
+        raise UnavailableError(f"site {site_dir / BASIS_NAME}: cannot remove: {e}") from e
+    result = build_site(library, site_dir, generated=now, added=added)
     if in_step:
         names, listing = result.changed, {}
     else:
@@ -163,9 +189,46 @@ def publish_site_to_s3(
         uploaded = upload_site(bucket, files(), listing, on_upload=on_upload)
     except OSError as e:
         raise UnavailableError(f"site {site_dir}: cannot read: {e}") from e
-    record = upload_record(site_dir)
-    try:
-        atomic_write_bytes(record, f"{rendered_from}\n".encode("ascii"))
-    except OSError as e:
-        raise UnavailableError(f"site cache {record}: cannot write: {e}") from e
+    for record, line in (
+        (site_dir / BASIS_NAME, rendered.digest),
+        (upload_record(site_dir), hashlib.sha256(timestamp).hexdigest()),
+    ):
+        try:
+            atomic_write_bytes(record, f"{line}\n".encode("ascii"))
+        except OSError as e:
+            raise UnavailableError(f"site cache {record}: cannot write: {e}") from e
+    logger.info(
+        "site: told %s new image(s); %s; %s",
+        "no" if added is None else len(added),
+        "appended" if result.appended else "keyed build",
+        "changed pages only" if in_step else "every page compared",
+    )
     return uploaded
+
+
+def _snapshot(version: int) -> str:
+    return f"metadata/{version}.snapshot.json"
+
+
+def _verified(
+    bucket: S3Bucket,
+    trusted_root: bytes,
+    now: datetime,
+    memo: VerifyMemo | None,
+    served_before: str | None,
+    site_dir: Path,
+    flat: bool,
+) -> tuple[PublishedLibrary, dict[str, bytes]]:
+    from repo_tool.publish.site_step import verified_for_site
+
+    seen: dict[str, bytes] = {}
+    stamps = None
+    if flat:
+        stamps = BucketStamps(bucket, stamps_record(site_dir), served_before, seen)
+        stamps.load()
+    library = verified_for_site(
+        bucket_reader(bucket, seen), trusted_root, now=now, memo=memo, lazy=flat, stamps=stamps
+    )
+    if stamps is not None:
+        logger.info("bucket stamps: %d role file(s) not downloaded again", stamps.skipped)
+    return library, seen

@@ -22,13 +22,20 @@ last publish, not the library's size:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
 
 from metadata_templates.errors import CflError, UnavailableError
 from repo_tool.publish.folder import StepHook, planned_bytes, repository_plan
-from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH, Kind, PlannedFile
+from repo_tool.publish.plan import (
+    PUBLISH_STEPS,
+    TIMESTAMP_PATH,
+    Kind,
+    PlannedFile,
+    published_versions,
+)
 from repo_tool.publish.s3 import (
     LOG_CHECKPOINT_PATH,
     Progress,
@@ -92,10 +99,13 @@ def upload_staged(
         None if timestamp_now is None else hashlib.sha256(timestamp_now).hexdigest()
     )
 
+    @functools.cache
     def read_snapshot(version: int) -> bytes | None:
         return bucket.get(f"metadata/{version}.snapshot.json")
 
     plan = repository_plan(repo, timestamp_now, read_snapshot, bucket.location.url + TIMESTAMP_PATH)
+    # What the site step's hint starts from (the snapshot is cached: read once).
+    report.served_roles = published_versions(timestamp_now, read_snapshot)
     by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
     for planned in plan:
         by_step[planned.step].append(planned)

@@ -34,7 +34,7 @@ from repo_tool.verify.lazy import LazyImages, LazyRecallError
 from repo_tool.verify.memo import VerifyMemo
 from repo_tool.verify.published import PublishedImage, PublishedLibrary
 from repo_tool.verify.sources import Reader
-from repo_tool.verify.stamps import STAMPS_NAME, FileStamps
+from repo_tool.verify.stamps import STAMPS_NAME, FileStamps, RoleStamps
 
 __all__ = [
     "BASIS_NAME",
@@ -172,7 +172,7 @@ def verified_for_site(
     now: datetime,
     memo: VerifyMemo | None,
     lazy: bool = False,
-    stamps: FileStamps | None = None,
+    stamps: RoleStamps | None = None,
 ) -> PublishedLibrary:
     """The verified library a website is built from (`publish`, `site build`, `publish --to
     s3://`): role files verified cleanly before are recalled from ``memo``, and the CPL's hash is

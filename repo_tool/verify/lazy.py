@@ -35,7 +35,7 @@ from metadata_templates.withdrawals import Withdrawal
 from repo_tool.verify.memo import RoleFacts, VerifyMemo
 from repo_tool.verify.published import PublishedImage
 from repo_tool.verify.sources import _read_listed, _Walk
-from repo_tool.verify.stamps import FileStamps
+from repo_tool.verify.stamps import RoleStamps
 
 __all__ = [
     "LazyImages",
@@ -53,7 +53,7 @@ RoleSource = Metadata[Targets] | bytes | Callable[[], bytes]
 
 
 def read_role(
-    walk: _Walk, relative: str, meta: MetaFile, stamps: FileStamps | None
+    walk: _Walk, relative: str, meta: MetaFile, stamps: RoleStamps | None
 ) -> tuple[bytes | Callable[[], bytes], str] | None:
     """A role file's bytes and SHA-256, checked against the snapshot's pin ``meta``; None when it
     is missing or does not match (a problem recorded). With ``stamps`` (the flat walk), a file

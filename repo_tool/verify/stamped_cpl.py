@@ -18,7 +18,7 @@ from collections.abc import Callable
 from metadata_templates import naming
 from metadata_templates.cpl_document import CplDocument
 from repo_tool.intake.cpl_cache import cpl_of_tail, select_entries
-from repo_tool.verify.stamps import FileStamps
+from repo_tool.verify.stamps import RoleStamps
 
 __all__ = ["TAIL_OCTETS", "stamped_cpl_loader"]
 
@@ -27,7 +27,7 @@ TAIL_OCTETS = 4096
 
 
 def stamped_cpl_loader(
-    stamps: FileStamps,
+    stamps: RoleStamps,
 ) -> Callable[[str, Callable[[], bytes | None]], CplDocument | None]:
     """A ``repo_tool.verify.walk.CplLoader`` for the tree ``stamps`` belongs to."""
 

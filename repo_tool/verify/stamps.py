@@ -34,10 +34,11 @@ import stat as stat_mode
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from metadata_templates.atomic import atomic_write_bytes
 
-__all__ = ["STAMPS_NAME", "FileStamps", "Stat", "file_stat"]
+__all__ = ["STAMPS_NAME", "FileStamps", "RoleStamps", "Stat", "file_stat"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,33 @@ Stat = tuple[int, int, int, int, int]
 # coarsely (a few milliseconds), so an edit in the same tick as the stamp's read could leave the
 # stamp as it was (git's "racy clean" case). It is stamped by a later walk.
 RACY_NS = 1_000_000_000
+
+
+class RoleStamps(Protocol):
+    """What the flat walk asks of stamps: ``FileStamps`` for a folder, ``BucketStamps`` for a
+    bucket (repo_tool/publish/s3_stamps.py)."""
+
+    skipped: int
+
+    def stat(self, relative: str) -> Stat | None:
+        """What is known of ``relative`` just before it is read (passed back to ``stamp``)."""
+        ...
+
+    def unchanged(self, relative: str, sha256: str) -> bool:
+        """Whether ``relative`` matched ``sha256`` when stamped and is untouched since."""
+        ...
+
+    def tail_if_unchanged(self, relative: str, sha256: str, octets: int) -> bytes | None:
+        """The last ``octets`` bytes of a file stamped unchanged, else None (read it whole)."""
+        ...
+
+    def stamp(self, relative: str, sha256: str, before: Stat | None) -> None:
+        """Record that ``relative`` was just read and matched ``sha256``."""
+        ...
+
+    def save(self) -> None:
+        """Keep this walk's stamps (after a clean walk only)."""
+        ...
 
 
 def _now_ns() -> int:

@@ -43,7 +43,7 @@ from repo_tool.verify.memo import RoleFacts, VerifiedRoleMetadata, VerifyMemo, m
 from repo_tool.verify.provider_documents import check_provider_role, read_provider_documents
 from repo_tool.verify.published import PublishedImage, PublishedLibrary, RoleSummary
 from repo_tool.verify.sources import NotFound, Reader, _read_listed, _Walk
-from repo_tool.verify.stamps import FileStamps
+from repo_tool.verify.stamps import RoleStamps
 
 # How the walk turns the signed CPL into a document: given its signed SHA-256 and a function that
 # reads and checks the blob (None when it is missing or does not match, a problem already
@@ -170,7 +170,7 @@ def load_verified_library(
     cpl_loader: CplLoader | None = None,
     memo: VerifyMemo | None = None,
     lazy: bool = False,
-    stamps: FileStamps | None = None,
+    stamps: RoleStamps | None = None,
 ) -> tuple[PublishedLibrary | None, list[str]]:
     """Walk and verify a published tree. Returns the library (None if the walk could not finish)
     and every problem found (empty when the tree is fully valid).
@@ -541,7 +541,7 @@ def verified_library(
     cpl_loader: CplLoader | None = None,
     memo: VerifyMemo | None = None,
     lazy: bool = False,
-    stamps: FileStamps | None = None,
+    stamps: RoleStamps | None = None,
 ) -> PublishedLibrary:
     """Like `load_verified_library`, but any problem is an error.
 

@@ -47,6 +47,7 @@ class CountingClient:
         self.puts: list[str] = []
         self.gets: list[str] = []
         self.heads: list[str] = []
+        self.ranged: list[str] = []  # the keys of GETs with a Range
         self.listed: list[str] = []  # the Prefix of each listing
         self.deleted: list[str] = []
 
@@ -56,6 +57,8 @@ class CountingClient:
 
     def get_object(self, **kwargs: Any) -> Any:
         self.gets.append(kwargs["Key"])
+        if "Range" in kwargs:
+            self.ranged.append(kwargs["Key"])
         return self.inner.get_object(**kwargs)
 
     def head_object(self, **kwargs: Any) -> Any:

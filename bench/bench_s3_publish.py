@@ -110,7 +110,8 @@ def _publish(lib: Any, bucket: Any, site_dir: Path) -> Any:
                 memo=memo,
             )
 
-    return publish_to_s3(lib.repo, bucket, now=now, then=site)
+    done = publish_to_s3(lib.repo, bucket, now=now, then=site)
+    return done[0] if isinstance(done, tuple) else done  # (report, listing) before
 
 
 def measure(size: int, endpoint: str, work: Path) -> list[dict[str, Any]]:

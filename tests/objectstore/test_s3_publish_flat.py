@@ -17,6 +17,8 @@ from factory import LibraryFactory, standard_library
 from repo_tool.ops.publish_s3 import publish_to_s3
 from repo_tool.publish.s3 import S3Bucket, S3PublishReport
 from repo_tool.publish.s3_site import publish_site_to_s3, upload_record
+from repo_tool.publish.site_step import TreeState, publish_hint
+from repo_tool.verify.memo import VerifyMemo
 
 from .s3_server import S3Server
 from .test_s3_log_cost import CountingClient, Crash, counted, grow
@@ -25,15 +27,19 @@ from .test_s3_log_cost import CountingClient, Crash, counted, grow
 def publish_with_site(
     factory: LibraryFactory, bucket: S3Bucket, site_dir: Path, **site: Any
 ) -> S3PublishReport:
-    """What `cfl-repo publish --to s3://...` runs: the metadata, then the site under the lease."""
+    """What `cfl-repo publish --to s3://...` runs: the metadata, then the site under the lease,
+    told what the publish added and with the repository's verified-role memo."""
 
     def then(report: S3PublishReport, keep_alive: Any) -> None:
+        before = TreeState(report.served_roles) if report.served_roles else None
         report.site_uploaded = publish_site_to_s3(
             bucket,
             served_before=report.served_before,
             trusted_root=factory.root_bytes,
             site_dir=site_dir,
             now=factory.now,
+            hint=publish_hint(factory.repo, before),
+            memo=VerifyMemo.of_repository(factory.repo.path),
             **site,
         )
 

@@ -17,36 +17,16 @@ from factory import LibraryFactory, make_entry, make_image, mi_sha, standard_lib
 from metadata_templates.errors import VerificationError
 from repo_tool.ops.publish_s3 import publish_to_s3
 from repo_tool.publish.plan import TIMESTAMP_PATH
-from repo_tool.publish.s3 import S3Bucket, S3PublishReport
-from repo_tool.publish.s3_site import publish_site_to_s3
+from repo_tool.publish.s3 import S3Bucket
 from repo_tool.publish.s3_stamps import SCRUB_SHARE, BucketStamps, stamps_record
-from repo_tool.publish.site_step import TreeState, publish_hint
-from repo_tool.verify.memo import VerifyMemo
 
 from .s3_server import S3Server
 from .test_s3_log_cost import CountingClient, counted, grow
 from .test_s3_publish_flat import cache_pages, site_pages
+from .test_s3_publish_flat import publish_with_site as publish
 
 ROLE_FILE = re.compile(r"metadata/\d+\.(mfr-[0-9A-F]{4})\.json$")
 EXTRA_MANUFACTURERS = 14  # with the standard two: 16 roles, two of them scrubbed a publish
-
-
-def publish(factory: LibraryFactory, bucket: S3Bucket, site_dir: Path) -> S3PublishReport:
-    """As `cfl-repo publish --to s3://...` runs it: metadata, then the site with its hint and memo."""
-
-    def then(report: S3PublishReport, keep_alive: object) -> None:
-        before = TreeState(report.served_roles) if report.served_roles else None
-        report.site_uploaded = publish_site_to_s3(
-            bucket,
-            served_before=report.served_before,
-            trusted_root=factory.root_bytes,
-            site_dir=site_dir,
-            now=factory.now,
-            hint=publish_hint(factory.repo, before),
-            memo=VerifyMemo.of_repository(factory.repo.path),
-        )
-
-    return publish_to_s3(factory.repo, bucket, now=factory.tick(), then=then)
 
 
 def role_gets(bucket: S3Bucket, client: CountingClient) -> list[str]:

@@ -152,7 +152,7 @@ def object_headers(relative: str) -> ObjectHeaders:
 
 @dataclass(frozen=True)
 class ListedObject:
-    size: int
+    size: int  # -1: the server did not say (a HEAD without Content-Length)
     etag: str
 
 
@@ -290,7 +290,10 @@ class S3Bucket:
                     relative = str(item["Key"]).removeprefix(self.location.prefix)
                     if relative == LEASE_PATH:
                         continue  # the publishers' lease is not part of the published tree
-                    found[relative] = ListedObject(int(item["Size"]), str(item.get("ETag", "")))
+                    # A server that leaves the size out: unknown (-1), compared by bytes.
+                    found[relative] = ListedObject(
+                        int(item.get("Size", -1)), str(item.get("ETag", ""))
+                    )
 
         self._call(self.location.key(under), "list", collect)
         return found
@@ -378,7 +381,11 @@ class S3Bucket:
             )
             data = bytes(response["Body"].read(octets + 1))
         except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            # 416: a server that will not serve a suffix longer than the object (RFC 9110 says
+            # it should send it whole); the caller reads it whole instead.
+            if e.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "InvalidRange"} or (
+                e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416
+            ):
                 return None
             raise translate_s3_error(e, self.location, key, "read") from e
         except botocore.exceptions.BotoCoreError as e:
@@ -505,15 +512,17 @@ class S3PublishReport:
 def same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObject | None) -> bool:
     """Whether the object under ``relative`` holds exactly ``data``: size and ETag first (from
     ``listed``, else a HEAD, so an image already there is not downloaded), its bytes when the ETag
-    is not an MD5 (multipart or KMS-encrypted objects)."""
+    is not an MD5 (multipart or KMS-encrypted objects) or the server did not say the size."""
     if listed is None:
         listed = bucket.head(relative)
         if listed is None:
             return False
-    if listed.size != len(data):
-        return False
-    if md5_etag_matches(listed.etag, data):
-        return True
+    if listed.size >= 0:
+        if listed.size != len(data):
+            return False
+        if md5_etag_matches(listed.etag, data):
+            return True
+    # The size unknown (a server or proxy that leaves Content-Length out): only the bytes tell.
     found = bucket.get(relative)
     return found is not None and hashlib.sha256(found).digest() == hashlib.sha256(data).digest()
 

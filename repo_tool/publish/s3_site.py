@@ -156,6 +156,7 @@ def publish_site_to_s3(
     """
     from repo_tool.publish.site_step import BASIS_NAME, TreeState, images_named, site_basis
     from repo_tool.site.build import build_site
+    from repo_tool.site.files import MANIFEST_NAME
     from repo_tool.verify.lazy import LazyRecallError
 
     told = hint if hint is not None and site_basis(site_dir) == hint.since else None
@@ -177,7 +178,10 @@ def publish_site_to_s3(
         raise UnavailableError(f"site {site_dir / BASIS_NAME}: cannot remove: {e}") from e
     result = build_site(library, site_dir, generated=now, added=added)
     if in_step:
-        names, listing = result.changed, {}
+        # The pages only: the build's manifest (MANIFEST_NAME, 111,000 lines at 100,000 images,
+        # rewritten whenever an image is added) is its bookkeeping, not the site, which the full
+        # compare below never uploads either.
+        names, listing = tuple(n for n in result.changed if n != MANIFEST_NAME), {}
     else:
         names, listing = result.files, bucket.list(SITE_PREFIX)
 

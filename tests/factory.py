@@ -41,6 +41,15 @@ from repo_tool.verify.walk import verified_library
 # ngclient reads the real clock for expiry, so libraries a client will read start from the real now;
 # our own code takes `now` as a parameter, so a test can still build an expired (frozen) library.
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def _an_hour_ago() -> datetime:
+    # Taken when a factory is made, not when this module is imported: a suite on a busy machine
+    # runs for over an hour, and a library whose clock started at import would then be more than
+    # an hour behind the real clock that the console scripts (`cfl-repo submit`) sign with.
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
 LOG_ORIGIN = "cfl.test/log"
 
 
@@ -102,7 +111,7 @@ class LibraryFactory:
     """Builds a real repository under `tmp`."""
 
     tmp: Path
-    now: datetime = T0
+    now: datetime = field(default_factory=_an_hour_ago)
     repo: Repository = field(init=False)
     mfr_signers: dict[str, CryptoSigner] = field(default_factory=dict)
     entries: list[CplEntry] = field(default_factory=list)

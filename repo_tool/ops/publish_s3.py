@@ -1,9 +1,10 @@
-"""Publish to S3-compatible object storage: the operation that signs a new snapshot and timestamp for whatever the staged roles changed (repo_tool/ops/snapshot.py), has the
-S3 writer (repo_tool/publish/s3_upload.py) upload what the bucket lacks and delete superseded
-partial log tiles, and then runs the website step,
-all under the repository lock and the prefix's lease (repo_tool/publish/s3_lease.py), so neither
-another command of this repository nor a publish from another machine runs in between. Apart from
-repo_tool/ops/publish.py so that publishing to a folder never loads boto3.
+"""Publish to S3-compatible object storage: the operation that signs a new snapshot and timestamp
+for whatever the staged roles changed (repo_tool/ops/snapshot.py), has the S3 writer
+(repo_tool/publish/s3_upload.py) upload what the bucket lacks and delete superseded partial log
+tiles, and then runs the website step, all under the repository lock and the prefix's lease
+(repo_tool/publish/s3_lease.py), so neither another command of this repository nor a publish from
+another machine runs in between. Apart from repo_tool/ops/publish.py so that publishing to a folder
+never loads boto3.
 """
 
 from __future__ import annotations

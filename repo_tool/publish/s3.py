@@ -509,14 +509,32 @@ class S3PublishReport:
         }
 
 
-def same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObject | None) -> bool:
-    """Whether the object under ``relative`` holds exactly ``data``: size and ETag first (from
-    ``listed``, else a HEAD, so an image already there is not downloaded), its bytes when the ETag
-    is not an MD5 (multipart or KMS-encrypted objects) or the server did not say the size."""
+def put_immutable(bucket: S3Bucket, relative: str, data: bytes) -> bool:
+    """Put an immutable object only if its key is free; True when written, False when the key
+    already holds exactly ``data`` (a re-run after a crash, another writer of the same bytes).
+
+    Raises:
+        UnavailableError: the key holds other bytes (published files are immutable).
+        ConfigurationError, UnavailableError: see ``translate_s3_error``.
+    """
+    if bucket.put(relative, data, replace=False):
+        return True
+    if not _same_object(bucket, relative, data):
+        raise UnavailableError(
+            f"s3://{bucket.location.bucket}/{bucket.location.key(relative)}: exists with different "
+            "content, expected the bytes this repository publishes (published files are immutable)",
+            hint="publish to an empty prefix or the one this repository published to before",
+        )
+    return False
+
+
+def _same_object(bucket: S3Bucket, relative: str, data: bytes) -> bool:
+    """Whether the object under ``relative`` holds exactly ``data``: size and ETag first (a HEAD,
+    so an image already there is not downloaded), its bytes when the ETag is not an MD5
+    (multipart or KMS-encrypted objects) or the server did not say the size."""
+    listed = bucket.head(relative)
     if listed is None:
-        listed = bucket.head(relative)
-        if listed is None:
-            return False
+        return False
     if listed.size >= 0:
         if listed.size != len(data):
             return False
@@ -525,14 +543,6 @@ def same_object(bucket: S3Bucket, relative: str, data: bytes, listed: ListedObje
     # The size unknown (a server or proxy that leaves Content-Length out): only the bytes tell.
     found = bucket.get(relative)
     return found is not None and hashlib.sha256(found).digest() == hashlib.sha256(data).digest()
-
-
-def conflict_error(bucket: S3Bucket, relative: str) -> UnavailableError:
-    return UnavailableError(
-        f"s3://{bucket.location.bucket}/{bucket.location.key(relative)}: exists with different "
-        "content, expected the bytes this repository publishes (published files are immutable)",
-        hint="publish to an empty prefix or the one this repository published to before",
-    )
 
 
 def site_cache_dir(repo_path: Path, location: S3Location) -> Path:

@@ -41,8 +41,7 @@ from repo_tool.publish.s3 import (
     Progress,
     S3Bucket,
     S3PublishReport,
-    conflict_error,
-    same_object,
+    put_immutable,
 )
 from repo_tool.state.repository import Repository
 from repo_tool.tlog.partial_tiles import parse_partial, prune_after_publish, superseded
@@ -147,9 +146,7 @@ def upload_log(repo: Repository, bucket: S3Bucket, on_upload: Progress | None) -
     uploaded = 0
     for path, data in log_files_added(repo.log_dir, start, state.size):
         relative = LOG_PREFIX + path
-        if not bucket.put(relative, data, replace=False):
-            if not same_object(bucket, relative, data, None):
-                raise conflict_error(bucket, relative)
+        if not put_immutable(bucket, relative, data):
             continue
         uploaded += 1
         if on_upload is not None:
@@ -220,8 +217,4 @@ def _upload_planned(
                 hint="run the publish again: it starts from what the bucket serves now",
             )
         return True
-    if not bucket.put(planned.path, data, replace=False):
-        if not same_object(bucket, planned.path, data, None):
-            raise conflict_error(bucket, planned.path)
-        return False
-    return True
+    return put_immutable(bucket, planned.path, data)

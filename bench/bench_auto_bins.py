@@ -15,7 +15,16 @@ processes (the console scripts), and the figures are:
 1. **warm refresh bytes after one deposit**: what ``cfl refresh`` downloads, having refreshed
    before the deposit (mean of the rounds, fewest and most beside it);
 2. **published metadata bytes**: every file under ``metadata/`` once that many deposits are
-   published (what the host keeps for ever), and under ``log/`` beside it.
+   published (what the host keeps: superseded snapshot and role versions are deleted a day after
+   they stop being served, repo_tool/publish/superseded.py), and under ``log/`` beside it; beside
+   them, the bytes of every metadata file ever published (what keeping every version, as before,
+   costs: the baseline of the same run).
+
+Deposits are published one every ``CADENCE`` minutes of the publish's clock (default 60: a busy
+library's day is 24 deposits), which starts at the real time and runs ahead of it: in-process
+publishes are handed it (``repo_tool.cli.console.CLOCK``), process publishes run under
+``faketime`` (Debian's libfaketime) when it is installed. Submit, ingest and the supplier keep
+the real clock; metadata signed ahead of it only expires later.
 
 The deposits between milestones run the same command code in this process (click's ``main``), to
 keep the 10,000-image run within an hour; the bytes they leave are those a process leaves. The
@@ -23,7 +32,8 @@ baseline, in the same run: the same deposits with ``--no-auto-bins`` (one role r
 a manufacturer got before), up to 100 images.
 
 Knobs: ``CFL_BENCH_AUTO_LARGE`` (default 1,000 for ``make bench``; 10,000 is the issue's case,
-about 30-60 minutes on two cores) and ``CFL_BENCH_AUTO_ROUNDS`` (3).
+about 30-60 minutes on two cores), ``CFL_BENCH_AUTO_ROUNDS`` (3) and
+``CFL_BENCH_AUTO_CADENCE_MINUTES`` (60).
 Run: ``python -m bench.bench_auto_bins``.
 """
 
@@ -41,6 +51,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,6 +65,8 @@ from repo_tool.dev.demo_data import render_cpl_csv
 MFR = "1D00"
 LARGE = int(os.environ.get("CFL_BENCH_AUTO_LARGE", "1000"))
 ROUNDS = int(os.environ.get("CFL_BENCH_AUTO_ROUNDS", "3"))
+CADENCE = timedelta(minutes=int(os.environ.get("CFL_BENCH_AUTO_CADENCE_MINUTES", "60")))
+FAKETIME = shutil.which("faketime")
 BASELINE_UP_TO = 100
 BODY_OCTETS = 2_000
 TARGETS = {"refresh": 2.0, "metadata": 15.0}
@@ -171,6 +184,9 @@ class Library:
         self.key = base / "maker.pem"
         self.deposits = 0
         self.times: dict[str, list[float]] = {"submit": [], "ingest": [], "publish": []}
+        # The publishes' clock (module docstring), and every metadata file ever published.
+        self.clock = datetime.now(UTC).replace(microsecond=0)
+        self.ever: dict[str, int] = {}
         (base / "images").mkdir(parents=True)
         entries = []
         for n in range(1, images + 1):
@@ -190,22 +206,40 @@ class Library:
     def out(self) -> Path:
         return self.repo / "public"
 
-    def cfl_repo(self, *args: str | Path, process: bool) -> float:
-        """Run one ``cfl-repo`` command; its wall time in seconds."""
+    def cfl_repo(self, *args: str | Path, process: bool, at: datetime | None = None) -> float:
+        """Run one ``cfl-repo`` command (on the clock ``at`` when given); its wall time in
+        seconds."""
         argv = [str(a) for a in args]
         began = time.perf_counter()
         if process:
+            fake: list[str] = []
+            if at is not None and FAKETIME is not None:
+                fake = [FAKETIME, at.strftime("%Y-%m-%d %H:%M:%S")]
             done = subprocess.run(
-                [str(BIN / "cfl-repo"), *argv], capture_output=True, text=True, check=False
+                [*fake, str(BIN / "cfl-repo"), *argv],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=os.environ | {"TZ": "UTC"},
             )
             if done.returncode != 0:
                 raise RuntimeError(f"cfl-repo {' '.join(argv)}: {done.stderr}")
         else:
+            from repo_tool.cli.console import CLOCK
             from repo_tool.cli.main import cli
 
+            obj = {CLOCK: lambda: at} if at is not None else None
             with _quiet():
-                cli.main(args=argv, prog_name="cfl-repo", standalone_mode=False)
+                cli.main(args=argv, prog_name="cfl-repo", standalone_mode=False, obj=obj)
         return time.perf_counter() - began
+
+    def note_published(self) -> None:
+        """Add the metadata files this publish wrote to ``ever`` (each name is written once)."""
+        folder = self.out / "metadata"
+        for name in os.listdir(folder):
+            if name not in self.ever and not name.startswith(".") and name != "timestamp.json":
+                with contextlib.suppress(FileNotFoundError):
+                    self.ever[name] = (folder / name).stat().st_size
 
     def deposit(self, *, process: bool) -> None:
         """The next image: submit into its own outbox, ingest the outbox, publish."""
@@ -230,11 +264,14 @@ class Library:
             outbox / f"{MFR}-{n}.cflb",
             *(() if self.auto else ("--no-auto-bins",)),
         ]
+        self.clock += CADENCE
+        publish = ("--repo", self.repo, "publish", "--no-site")
         times = [
             self.cfl_repo(*submit, process=process),
             self.cfl_repo("--repo", self.repo, "ingest", outbox, process=process),
-            self.cfl_repo("--repo", self.repo, "publish", "--no-site", process=process),
+            self.cfl_repo(*publish, process=process, at=self.clock),
         ]
+        self.note_published()
         if process:
             for name, took in zip(("submit", "ingest", "publish"), times, strict=True):
                 self.times[name].append(took)
@@ -292,6 +329,7 @@ def grow(
                 "refresh_metadata": statistics.mean(parts["metadata"]),
                 "refresh_log": statistics.mean(parts["log"]),
                 "metadata": lib.tree_bytes("metadata"),
+                "metadata_ever": sum(lib.ever.values()),
                 "log": lib.tree_bytes("log"),
                 "seeded_s": seeded_s,
                 **{f"{k}_s": statistics.median(v[-ROUNDS:]) for k, v in lib.times.items()},
@@ -321,6 +359,10 @@ def main() -> None:
         f"automatic hash bins through the commands: milestones {milestones}, {ROUNDS} measured "
         f"deposits each; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start"
     )
+    print(
+        f"  one publish every {CADENCE} of the publishes' clock; process publishes "
+        + (f"under {FAKETIME}" if FAKETIME else "on the real clock (faketime is not installed)")
+    )
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     env = {"CFL_REPO_CACHE": os.environ.get("CFL_REPO_CACHE")}
     with tempfile.TemporaryDirectory(prefix="cfl-bench-auto-", dir=BENCH_DIR) as tmp:
@@ -349,6 +391,7 @@ def report(baseline: list[dict[str, float]], auto: list[dict[str, float]]) -> No
         ("  of it metadata/, mean", "refresh_metadata", "{:,.0f}"),
         ("  of it log/, mean", "refresh_log", "{:,.0f}"),
         ("metadata/ bytes", "metadata", "{:,.0f}"),
+        ("  every version kept", "metadata_ever", "{:,.0f}"),
         ("log/ bytes", "log", "{:,.0f}"),
         ("submit, process (s)", "submit_s", "{:.2f}"),
         ("ingest, process (s)", "ingest_s", "{:.2f}"),
@@ -382,9 +425,10 @@ def report(baseline: list[dict[str, float]], auto: list[dict[str, float]]) -> No
         large = small * 10
         if large in by:
             ratio = by[large]["metadata"] / by[small]["metadata"]
+            ever = by[large]["metadata_ever"] / by[small]["metadata_ever"]
             print(
                 f"  metadata after {large:,} / {small:,} deposits: {ratio:.2f} "
-                f"(target <= {TARGETS['metadata']})"
+                f"(target <= {TARGETS['metadata']}); every version kept: {ever:.2f}"
                 + (
                     f"; one role: {base[large]['metadata'] / base[small]['metadata']:.2f}"
                     if small in base and large in base

@@ -4,7 +4,8 @@
 # (the tuf-js interop client) only when no `node` is on PATH; strace (the crash tests inject kill -9
 # at every rename a command makes); systemd (`systemd-analyze verify` judges deploy/'s units),
 # prometheus-node-exporter (reads the metrics textfile as Prometheus would) and prometheus (its
-# `promtool` tests deploy/cfl-alerts.yml).
+# `promtool` tests deploy/cfl-alerts.yml), and faketime (bench/bench_auto_bins.py runs its process
+# publishes on a clock that runs ahead, so superseded metadata expires as it would over months).
 #
 # Idempotent and quick when everything is present (one `command -v` per component, no apt call).
 # As root with apt-get: installs what is missing. Otherwise: says what to install and exits 0; the
@@ -21,6 +22,7 @@ declare -A PACKAGE_FOR=(
   [systemd-analyze]=systemd
   [prometheus-node-exporter]=prometheus-node-exporter
   [promtool]=prometheus
+  [faketime]=faketime
 )
 # Node.js: any `node` will do (a nodesource or nvm one included); only fall back to Debian's.
 NODE_PACKAGES=(nodejs npm)
@@ -44,7 +46,7 @@ if has softhsm2-util && [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]] &&
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "setup-system: nginx, chromium, softhsm2, opensc, strace, systemd, node exporter, promtool and node are installed"
+  echo "setup-system: nginx, chromium, softhsm2, opensc, strace, systemd, node exporter, promtool, faketime and node are installed"
   exit 0
 fi
 

@@ -147,7 +147,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "verify-bucket": (
         "repo_tool.cli.verify_bucket:verify_bucket",
-        "Check that every object under s3://BUCKET/PREFIX that must be immutable (blobs, versioned metadata, full log tiles and index files) is held by S3 Object Lock in compliance mode, in every version, not hidden by a delete marker and never written over. timestamp.json, the site, the log checkpoint and partial tiles change by design and are not checked.",
+        "Check that every object under s3://BUCKET/PREFIX that must be immutable (blobs, root versions, full log tiles and index files) is held by S3 Object Lock in compliance mode, in every version, not hidden by a delete marker and never written over. timestamp.json, the site, the log checkpoint, partial tiles and snapshot and role versions change or go by design and are not checked.",
     ),
     "withdraw": (
         "repo_tool.cli.ingest:withdraw",

@@ -19,7 +19,7 @@ from repo_tool.cli.console import repo_path, utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from repo_tool.publish.folder import PublishReport
     from repo_tool.state.repository import Repository
@@ -50,8 +50,17 @@ _now = utc_now
     "--object-lock-days",
     type=click.IntRange(1, 36500),
     metavar="N",
-    help="With --to: put blobs, versioned metadata and full log tiles with S3 Object Lock in "
+    help="With --to: put blobs, root versions and full log tiles with S3 Object Lock in "
     "compliance mode for N days (the bucket must have Object Lock enabled).",
+)
+@click.option(
+    "--keep-superseded",
+    metavar="24h|7d|forever",
+    default="1d",
+    show_default=True,
+    help="How long a snapshot or role version stays after a newer one is served (a client "
+    "mid-refresh may still read it); then the next publish deletes it. Root versions, images "
+    "and the log always stay.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
 @click.pass_context
@@ -62,6 +71,7 @@ def publish(
     to_url: str | None,
     endpoint_url: str | None,
     object_lock_days: int | None,
+    keep_superseded: str,
     as_json: bool,
 ) -> None:
     """Write the static tree: blobs, manufacturer roles, targets, snapshot, timestamp.json last.
@@ -74,6 +84,12 @@ def publish(
     Superseded partial tiles (log/tile/.../<N>.p/<W>) are deleted, in R/state/log at once and in
     OUT one publish later, for a supplier who read the previous checkpoint a moment before (with
     --to, only the local mirror is pruned). See docs/transparency.md.
+
+    \b
+    Superseded metadata: a snapshot or role version that a newer one replaced more than
+    --keep-superseded ago (default a day) is deleted by the next publish; no client reads it
+    (--json: "superseded_deleted"). Root versions, images and the log are never deleted. See
+    docs/hosting.md, "What a publish deletes".
 
     \b
     Then the website under OUT/site is rebuilt, told which images this publish added, so one new
@@ -101,6 +117,9 @@ def publish(
       cfl-repo --wait 900 --repo R publish --to s3://cfl-lib/prod
     See docs/operator.md, "Two jobs at once".
     """
+    from repo_tool.publish.superseded import parse_grace
+
+    keep = parse_grace(keep_superseded)
     # --- S3 publishing hook (scale branch): everything lives in repo_tool/cli/publish_s3.py.
     if to_url is not None or endpoint_url is not None or object_lock_days is not None:
         from repo_tool.cli.publish_s3 import run_publish_to_s3
@@ -114,6 +133,7 @@ def publish(
             no_site=no_site,
             as_json=as_json,
             now=_now(),
+            keep_superseded=keep,
         )
         return
     # --- end of the S3 publishing hook
@@ -135,7 +155,7 @@ def publish(
         _err(_published_line(report.to_dict()))
 
     with repo.locked():  # the record below describes this publish's tree, not a later one's
-        doc = _publish_and_record(repo, target, repo_dir, out, no_site, now, published)
+        doc = _publish_and_record(repo, target, repo_dir, out, no_site, now, published, keep)
     if as_json:
         _emit_json(doc)
 
@@ -148,18 +168,21 @@ def _publish_and_record(
     no_site: bool,
     now: datetime,
     published: Callable[[PublishReport], None],
+    keep: timedelta | None,
 ) -> dict[str, Any]:
     from repo_tool.ops.publish import publish as do_publish
     from repo_tool.ops.publish import publish_with_site
     from repo_tool.publish import unchanged
 
     if no_site:
-        report = do_publish(repo, target, now=now)
+        report = do_publish(repo, target, now=now, keep_superseded=keep)
         published(report)
         doc = report.to_dict()
     else:
         # The site is built under the same locks as the tree (issue 25; the hint: issue 14).
-        done = publish_with_site(repo, target, now=now, on_published=published)
+        done = publish_with_site(
+            repo, target, now=now, on_published=published, keep_superseded=keep
+        )
         doc = done.report.to_dict()
         site = done.site
         _err(f"website: {site.site_dir}/index.html")
@@ -181,9 +204,11 @@ def _publish_and_record(
 def _published_line(doc: dict[str, Any]) -> str:
     written = doc["written"]
     assert isinstance(written, dict)
+    deleted = doc.get("superseded_deleted") or 0
     return (
         f"published to {doc['out']}: snapshot {doc['snapshot_version']}, "
         f"timestamp {doc['timestamp_version']}; wrote {sum(written.values())} file(s)"
+        + (f", deleted {deleted} superseded metadata version(s)" if deleted else "")
     )
 
 

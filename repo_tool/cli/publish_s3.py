@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from metadata_templates.errors import ConfigurationError, field_error
@@ -81,6 +81,7 @@ def run_publish_to_s3(
     no_site: bool,
     as_json: bool,
     now: datetime,
+    keep_superseded: timedelta | None,
 ) -> None:
     """Publish to object storage and report.
 
@@ -127,7 +128,8 @@ def run_publish_to_s3(
             f"published to {location.url}: snapshot {report.snapshot_version}, timestamp "
             f"{report.timestamp_version}; uploaded {sum(report.uploaded.values())} object(s), "
             f"{report.already_there} already there; deleted {report.partial_tiles_deleted} "
-            "superseded partial log tile(s)",
+            f"superseded partial log tile(s) and {report.superseded_deleted} superseded metadata "
+            "version(s)",
             file=sys.stderr,
         )
         if locking is not None:
@@ -164,7 +166,9 @@ def run_publish_to_s3(
 
     with bars:
         advance = bars.enter_context(_progress("metadata and images", enabled=not as_json))
-        report = publish_to_s3(repo, bucket, now=now, on_upload=advance, then=site)
+        report = publish_to_s3(
+            repo, bucket, now=now, on_upload=advance, then=site, keep_superseded=keep_superseded
+        )
     doc = report.to_dict() | doc_lock(locking)
     if as_json:
         print(json_document(doc))

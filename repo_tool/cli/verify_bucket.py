@@ -37,10 +37,11 @@ DEFAULT_MIN_DAYS = 30
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
 def verify_bucket(url: str, endpoint_url: str | None, min_days: int, as_json: bool) -> None:
-    """Check that every object under s3://BUCKET/PREFIX that must be immutable (blobs, versioned
-    metadata, full log tiles and index files) is held by S3 Object Lock in compliance mode, in
+    """Check that every object under s3://BUCKET/PREFIX that must be immutable (blobs, root
+    versions, full log tiles and index files) is held by S3 Object Lock in compliance mode, in
     every version, not hidden by a delete marker and never written over. timestamp.json, the
-    site, the log checkpoint and partial tiles change by design and are not checked.
+    site, the log checkpoint, partial tiles and superseded snapshot and role versions change or
+    go by design and are not checked.
 
     \b
     Exit 0 when nothing is wrong (warnings allowed), 1 with every finding listed otherwise,

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metadata_templates.steps import step
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.output_paths import make_dir
-from repo_tool.publish.folder import PublishReport, StepHook, tree_lock, write_tree
+from repo_tool.publish.folder import (
+    PublishReport,
+    StepHook,
+    expire_superseded,
+    tree_lock,
+    write_tree,
+)
+from repo_tool.publish.superseded import DEFAULT_GRACE, EXPIRY_STEP
 from repo_tool.state.repository import Repository
 
 if TYPE_CHECKING:
@@ -24,11 +31,19 @@ if TYPE_CHECKING:
 
 
 def publish(
-    repo: Repository, out: Path, *, now: datetime, between_steps: StepHook | None = None
+    repo: Repository,
+    out: Path,
+    *,
+    now: datetime,
+    between_steps: StepHook | None = None,
+    keep_superseded: timedelta | None = DEFAULT_GRACE,
 ) -> PublishReport:
-    """Sign a new snapshot/timestamp if anything changed, then bring ``out`` up to date.
+    """Sign a new snapshot/timestamp if anything changed, then bring ``out`` up to date, then
+    delete the metadata versions superseded for longer than ``keep_superseded`` (None: never;
+    repo_tool/publish/superseded.py).
 
-    ``between_steps`` is called with the name of each step before it runs (tests inject crashes).
+    ``between_steps`` is called with the name of each step before it runs (tests inject crashes),
+    and with ``EXPIRY_STEP`` before the deletes.
 
     Raises:
         BusyError: a lock is held by another process.
@@ -37,17 +52,22 @@ def publish(
     """
     make_dir(out, field="--out")
     with repo.locked(), tree_lock(out, repo.lock.policy):
-        return _write(repo, out, now, between_steps or (lambda _name: None))
+        return _write(repo, out, now, between_steps or (lambda _name: None), keep_superseded)
 
 
-def _write(repo: Repository, out: Path, now: datetime, hook: StepHook) -> PublishReport:
-    """Sign and write; the caller holds both locks. Each half is a ``step``, so a full disk's
-    error line says which one it stopped (metadata_templates/steps.py)."""
+def _write(
+    repo: Repository, out: Path, now: datetime, hook: StepHook, keep: timedelta | None
+) -> PublishReport:
+    """Sign, write and expire; the caller holds both locks. Each part is a ``step``, so a full
+    disk's error line says which one it stopped (metadata_templates/steps.py)."""
     report = PublishReport(out=out)
     with step("signing the snapshot"):
         report.signed_new_snapshot = stage_snapshot(repo, now=now)
     with step(f"writing the published tree {out}"):
         write_tree(repo, out, report, hook)
+    hook(EXPIRY_STEP)
+    with step(f"deleting superseded metadata from {out}"):
+        report.superseded_deleted = expire_superseded(repo, out, now=now, grace=keep)
     return report
 
 
@@ -65,6 +85,7 @@ def publish_with_site(
     *,
     now: datetime,
     on_published: Callable[[PublishReport], None] | None = None,
+    keep_superseded: timedelta | None = DEFAULT_GRACE,
 ) -> PublishedWithSite:
     """`publish`, then rebuild ``out/site`` told which images this publish added, under the same
     locks: two publishes never build one site at once, nor does a publish land between the tree
@@ -83,7 +104,7 @@ def publish_with_site(
     make_dir(out, field="--out")
     with repo.locked(), tree_lock(out, repo.lock.policy):
         before = tree_state(out)  # what the tree served before, so the site is told what is new
-        report = _write(repo, out, now, lambda _name: None)
+        report = _write(repo, out, now, lambda _name: None, keep_superseded)
         if on_published is not None:
             on_published(report)
         site = build_published_site(

@@ -1,7 +1,7 @@
 """Publish to S3-compatible object storage: the operation that signs a new snapshot and timestamp
 for whatever the staged roles changed (repo_tool/ops/snapshot.py), has the S3 writer
 (repo_tool/publish/s3_upload.py) upload what the bucket lacks and delete superseded partial log
-tiles, and then runs the website step, all under the repository lock and the prefix's lease
+tiles and superseded metadata versions, and then runs the website step, all under the repository lock and the prefix's lease
 (repo_tool/publish/s3_lease.py), so neither another command of this repository nor a publish from
 another machine runs in between. Apart from repo_tool/ops/publish.py so that publishing to a folder
 never loads boto3.
@@ -10,13 +10,15 @@ never loads boto3.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from repo_tool.ops.snapshot import stage_snapshot
 from repo_tool.publish.folder import StepHook
 from repo_tool.publish.s3 import Progress, S3Bucket, S3PublishReport
 from repo_tool.publish.s3_lease import DEFAULT_LEASE_SECONDS, bucket_lease
+from repo_tool.publish.s3_superseded import expire_in_bucket
 from repo_tool.publish.s3_upload import upload_staged
+from repo_tool.publish.superseded import DEFAULT_GRACE, EXPIRY_STEP
 from repo_tool.state.repository import Repository
 
 # Run after timestamp.json, still under both locks: (the report, a keep-alive to call now and then
@@ -33,6 +35,7 @@ def publish_to_s3(
     on_upload: Progress | None = None,
     then: AfterPublish | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    keep_superseded: timedelta | None = DEFAULT_GRACE,
 ) -> S3PublishReport:
     """Sign a new snapshot/timestamp if anything changed, then bring the bucket prefix up to date.
 
@@ -44,6 +47,8 @@ def publish_to_s3(
         on_upload: called with each relative path uploaded (progress display).
         then: the website step (see ``AfterPublish``).
         lease_seconds: how long the prefix's lease lasts unrenewed.
+        keep_superseded: how long a superseded snapshot or role version stays before a publish
+            deletes it (None: for ever; repo_tool/publish/superseded.py).
 
     Returns:
         What was uploaded and deleted.
@@ -73,6 +78,8 @@ def publish_to_s3(
 
         report.signed_new_snapshot = stage_snapshot(repo, now=now)
         upload_staged(repo, bucket, report, hook, uploaded)
+        hook(EXPIRY_STEP)
+        report.superseded_deleted = expire_in_bucket(repo, bucket, now=now, grace=keep_superseded)
         if then is not None:
             then(report, lease.keep_alive)
     return report

@@ -14,8 +14,10 @@ image, its manufacturer's role, targets (if changed), snapshot and timestamp, an
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from tuf.api.metadata import Timestamp
@@ -34,6 +36,13 @@ from repo_tool.publish.plan import (
     published_versions,
     refuse_rollback,
 )
+from repo_tool.publish.superseded import (
+    LEDGER_NAME,
+    Ledger,
+    expired_between,
+    expired_in,
+    snapshot_roles,
+)
 from repo_tool.state.repository import Repository
 from repo_tool.tlog.provider_log import publish_log
 
@@ -42,6 +51,7 @@ __all__ = [
     "PUBLISH_STEPS",
     "PublishReport",
     "StepHook",
+    "expire_superseded",
     "repository_plan",
     "tree_lock",
     "write_tree",
@@ -75,6 +85,8 @@ class PublishReport:
     timestamp_version: int = 0
     signed_new_snapshot: bool = False
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PUBLISH_STEPS, 0))
+    # Metadata versions superseded for longer than the grace, deleted (repo_tool/publish/superseded.py).
+    superseded_deleted: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -83,6 +95,7 @@ class PublishReport:
             "timestamp_version": self.timestamp_version,
             "signed_new_snapshot": self.signed_new_snapshot,
             "written": dict(self.written),
+            "superseded_deleted": self.superseded_deleted,
         }
 
 
@@ -224,3 +237,62 @@ def write_tree(repo: Repository, out: Path, report: PublishReport, hook: StepHoo
                 report.written[step] += 1
     report.snapshot_version = head.snapshot_version
     report.timestamp_version = head.timestamp_version
+
+
+def expired_names(
+    repo: Repository, ledger: Ledger, cut: int, listing: Callable[[], list[str]]
+) -> list[str]:
+    """The ``metadata/`` names superseded at ``cut`` and not expired before (by the ledger's
+    floor), from the versions the repository's own snapshots list; ``listing`` (what the
+    destination's ``metadata/`` holds) is called only for a first expiry, or when the floor's
+    snapshot is no longer in the repository's state.
+
+    Raises:
+        UnavailableError: the cut's snapshot is not in the repository's state.
+    """
+    cut_roles = snapshot_roles(repo.metadata_bytes("snapshot", cut))
+    if ledger.floor is not None:
+        try:
+            floor_roles = snapshot_roles(repo.metadata_bytes("snapshot", ledger.floor))
+        except UnavailableError:
+            pass
+        else:
+            return expired_between(ledger.floor, floor_roles, cut, cut_roles)
+    return expired_in(listing(), cut, cut_roles)
+
+
+def expire_superseded(
+    repo: Repository, out: Path, *, now: datetime, grace: timedelta | None
+) -> int:
+    """After the timestamp has landed: record that ``out`` serves the head's snapshot from ``now``
+    and delete the metadata versions superseded for longer than ``grace`` (never, with None).
+    Returns how many files were deleted. The caller holds both locks.
+
+    Crash-safe in any order: the files go first, then the ledger, so a kill in between only makes
+    the next publish look for files that are gone. Nothing here can fail a publish but a full disk
+    on the ledger's write: a version that cannot be deleted is left (the next first-expiry
+    listing finds it), and a ledger that does not read only delays expiry.
+    """
+    if not repo.head.snapshot_version:
+        return 0
+    metadata_dir = out / "metadata"
+    ledger_path = metadata_dir / LEDGER_NAME
+    ledger = Ledger.from_bytes(_read_or_none(ledger_path))
+    head = repo.head.snapshot_version
+    recorded = ledger.within(head).record(head, now)
+    cut = recorded.cut(now, grace) if grace is not None else None
+    deleted = 0
+    if cut is not None:
+        try:
+            names = expired_names(repo, recorded, cut, lambda: os.listdir(metadata_dir))
+        except (UnavailableError, OSError):
+            names = None  # the cut's snapshot is gone from the state: nothing is known to delete
+        if names is not None:
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    (metadata_dir / name).unlink()
+                    deleted += 1
+            recorded = recorded.expired_to(cut)
+    if recorded != ledger:
+        atomic_write_bytes(ledger_path, recorded.to_bytes())
+    return deleted

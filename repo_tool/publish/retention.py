@@ -5,6 +5,8 @@ Lock in compliance mode: a locked object version can be neither deleted nor over
 the bucket's root account included, until its retain-until date. Only objects whose name fixes
 their bytes may be locked; a lock on ``timestamp.json`` would not stop it being replaced (a new
 version) but would keep every superseded copy for years, and the site is rebuilt on every publish.
+Snapshot and role versions other than root are not lodged items: they are deleted a grace period
+after they are superseded (repo_tool/publish/superseded.py), so they are not locked either.
 
 ``kind_of`` is the one place that decides it, from the path alone (relative to the published
 tree), so the publisher that sets the lock and ``cfl-repo verify-bucket`` that checks it cannot
@@ -31,7 +33,11 @@ class ObjectKind(Enum):
 
     # targets/<dirs>/<sha256>.<name>: an image, its notes, the CPL, any provider document.
     BLOB = "blob"
-    # metadata/<N>.<role>.json: one version of one role (root versions included).
+    # metadata/<N>.root.json: clients walk the root chain from version 1, so every one stays.
+    ROOT = "root"
+    # metadata/<N>.<role>.json for any other role: read only while it is current, and deleted a
+    # grace period after a newer version is served (repo_tool/publish/superseded.py). Not lodged:
+    # the images it lists are, and each stays listed, signed, in the role's current version.
     METADATA = "metadata"
     # log/tile/<L>/<N> and log/tile/entries/<N> without .p/W: a full tile never changes.
     LOG_TILE = "log-tile"
@@ -56,9 +62,7 @@ class ObjectKind(Enum):
         return self in _LOCKED
 
 
-_LOCKED = frozenset(
-    {ObjectKind.BLOB, ObjectKind.METADATA, ObjectKind.LOG_TILE, ObjectKind.LOG_INDEX}
-)
+_LOCKED = frozenset({ObjectKind.BLOB, ObjectKind.ROOT, ObjectKind.LOG_TILE, ObjectKind.LOG_INDEX})
 
 _SEGMENT = r"[A-Za-z0-9._~-]+"
 _SHA256 = r"[0-9a-f]{64}"
@@ -67,6 +71,7 @@ _PARTIAL_WIDTH = r"\.p/(?:[1-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])"
 _PATTERNS: tuple[tuple[re.Pattern[str], ObjectKind], ...] = (
     (re.compile(r"metadata/timestamp\.json"), ObjectKind.TIMESTAMP),
     # Versions start at 1 and have no leading zero, as python-tuf writes them.
+    (re.compile(r"metadata/[1-9][0-9]*\.root\.json"), ObjectKind.ROOT),
     (re.compile(r"metadata/[1-9][0-9]*\.[A-Za-z0-9][A-Za-z0-9_-]*\.json"), ObjectKind.METADATA),
     (re.compile(rf"targets/(?:{_SEGMENT}/)*{_SHA256}\.[A-Za-z0-9._~-]+"), ObjectKind.BLOB),
     (re.compile(r"log/checkpoint"), ObjectKind.CHECKPOINT),

@@ -317,18 +317,23 @@ class S3Bucket:
         return ListedObject(int(response.get("ContentLength", -1)), str(response.get("ETag", "")))
 
     def delete(self, relative: str) -> None:
-        """Delete one object (only superseded partial log tiles are ever deleted); with
-        ``delete_versions``, every version and delete marker of the key, so nothing is left.
+        """Delete one object (only superseded partial log tiles and superseded snapshot and role
+        versions are ever deleted); with ``delete_versions``, every version and delete marker of
+        the key, so nothing is left.
 
         Raises:
             ConfigurationError: access denied (s3:DeleteObject, and with ``delete_versions``
                 s3:ListBucketVersions and s3:DeleteObjectVersion) or no such bucket.
             UnavailableError: anything else went wrong.
         """
-        if kind_of(relative) is not ObjectKind.PARTIAL_TILE:
-            # Defence in depth: nothing but a partial tile may ever be deleted (retention.py).
+        if kind_of(relative) not in (ObjectKind.PARTIAL_TILE, ObjectKind.METADATA):
+            # Defence in depth: no blob, root, full tile or index is ever deleted (retention.py).
             raise UnavailableError(
-                field_error("delete key", relative, "a partial log tile log/tile/.../<N>.p/<W>")
+                field_error(
+                    "delete key",
+                    relative,
+                    "a partial log tile log/tile/.../<N>.p/<W> or a non-root metadata version",
+                )
             )
         key = self.location.key(relative)
         where = self.location.bucket
@@ -489,6 +494,8 @@ class S3PublishReport:
     site_uploaded: int = 0
     # Superseded partial log tiles deleted after timestamp.json (repo_tool/publish/s3_upload.py).
     partial_tiles_deleted: int = 0
+    # Snapshot and role versions superseded for longer than the grace (publish/superseded.py).
+    superseded_deleted: int = 0
     # SHA-256 of the timestamp.json the bucket served before this publish (None: there was none).
     # The site step compares it with its cache's record (repo_tool/publish/s3_site.py).
     served_before: str | None = field(default=None, repr=False)
@@ -506,6 +513,7 @@ class S3PublishReport:
             "already_there": self.already_there,
             "site_uploaded": self.site_uploaded,
             "partial_tiles_deleted": self.partial_tiles_deleted,
+            "superseded_deleted": self.superseded_deleted,
         }
 
 

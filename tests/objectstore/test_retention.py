@@ -52,6 +52,8 @@ def expected_kind(path: str) -> ObjectKind:
     """The rule stated independently, by folder, for the files a real tree holds."""
     if path == "metadata/timestamp.json":
         return ObjectKind.TIMESTAMP
+    if path.startswith("metadata/") and path.endswith(".root.json"):
+        return ObjectKind.ROOT
     if path.startswith("metadata/"):
         return ObjectKind.METADATA
     if path.startswith("targets/"):
@@ -103,6 +105,7 @@ def test_every_path_of_a_real_published_tree_has_its_kind(published_tree: list[s
     # every kind a tree this size holds is present, and nothing fell through to OTHER
     assert set(kinds.values()) >= {
         ObjectKind.TIMESTAMP,
+        ObjectKind.ROOT,
         ObjectKind.METADATA,
         ObjectKind.BLOB,
         ObjectKind.CHECKPOINT,
@@ -118,9 +121,11 @@ def test_only_names_that_fix_their_bytes_are_locked(published_tree: list[str]) -
     assert "metadata/timestamp.json" not in locked
     assert "log/checkpoint" not in locked
     assert not any(p.startswith("site/") or ".p/" in p for p in locked)
-    assert {p for p in published_tree if p.startswith(("targets/", "metadata/"))} - locked == {
-        "metadata/timestamp.json"
-    }
+    # Blobs and root versions; not the timestamp, and not the snapshot and role versions a
+    # publish deletes a grace period after they are superseded (publish/superseded.py).
+    assert {p for p in published_tree if p.startswith("targets/")} <= locked
+    metadata = {p for p in published_tree if p.startswith("metadata/")}
+    assert metadata & locked == {p for p in metadata if p.endswith(".root.json")} != set()
 
 
 def test_the_tiles_a_large_log_is_served_as_are_locked_when_full() -> None:
@@ -132,9 +137,12 @@ def test_the_tiles_a_large_log_is_served_as_are_locked_when_full() -> None:
         assert kind is (ObjectKind.LOG_TILE if tile.width == 256 else ObjectKind.PARTIAL_TILE)
 
 
-def test_role_versions_of_hash_bins_and_every_provider_document_are_locked() -> None:
-    for role in [*bin_roles("121D", 4), "cfl-provider", "mfr-3F01", "root"]:
+def test_root_versions_and_every_provider_document_are_locked_role_versions_are_not() -> None:
+    assert kind_of("metadata/17.root.json") is ObjectKind.ROOT
+    assert ObjectKind.ROOT.locked
+    for role in [*bin_roles("121D", 4), "cfl-provider", "mfr-3F01", "snapshot", "targets"]:
         assert kind_of(f"metadata/17.{role}.json") is ObjectKind.METADATA
+    assert not ObjectKind.METADATA.locked
     image = "121D/ESME-0001-00000002-0123456789abcdef.ota"
     for target in (image, notes_target_path(image), "cfl/cpl.json", "cfl/grants/0011/x.notes.jwe"):
         assert kind_of(f"targets/{blob_name(target, SHA)}") is ObjectKind.BLOB

@@ -28,6 +28,7 @@ from metadata_templates.locking import exclusive_lock
 from metadata_templates.naming import blob_name
 from repo_tool.ops.publish import publish
 from repo_tool.publish.folder import LOCK_NAME, PUBLISH_STEPS
+from repo_tool.publish.superseded import EXPIRY_STEP
 from repo_tool.verify.sources import folder_reader
 from repo_tool.verify.walk import load_verified_library
 
@@ -112,7 +113,7 @@ def test_publish_writes_blobs_roles_targets_snapshot_then_timestamp(tmp_path: Pa
     role = f"metadata/{head.roles['mfr-' + NEW_MFR]}.mfr-{NEW_MFR}.json"
     targets = f"metadata/{head.targets_version}.targets.json"
     snapshot = f"metadata/{head.snapshot_version}.snapshot.json"
-    assert [step for step, _ in seen] == list(PUBLISH_STEPS)
+    assert [step for step, _ in seen] == [*PUBLISH_STEPS, EXPIRY_STEP]
     # The log's new tiles and its checkpoint land after the snapshot and before the timestamp.
     log_files = {f for f in files(factory.out) - before if f.startswith("log/")}
     assert any(f.startswith("log/tile/0/") for f in log_files)
@@ -125,6 +126,8 @@ def test_publish_writes_blobs_roles_targets_snapshot_then_timestamp(tmp_path: Pa
         "log": {blob, role, targets, snapshot},
         "roots": {blob, role, targets, snapshot} | log_files,
         "timestamp": {blob, role, targets, snapshot} | log_files,
+        # Superseded versions go only after the timestamp; none is a day old here.
+        EXPIRY_STEP: {blob, role, targets, snapshot} | log_files,
     }
     assert files(factory.out) - before == {blob, role, targets, snapshot} | log_files
     assert (factory.out / "metadata" / "timestamp.json").read_bytes() != old_timestamp
@@ -171,8 +174,14 @@ def test_publishing_one_more_image_writes_only_what_is_missing(tmp_path: Path) -
     removed = set(before) - set(after)
     assert removed and all(n.startswith("log/tile/") and ".p/" in n for n in removed), removed
     changed = {name for name in before if name in after and before[name] != after[name]}
-    # the two mutable files, and the pruner's mark (a dotfile: never served)
-    assert changed == {"metadata/timestamp.json", "log/checkpoint", "log/.cfl-partials-pruned"}
+    # the two mutable files, the pruner's mark and the superseded-metadata ledger (dotfiles:
+    # never served)
+    assert changed == {
+        "metadata/timestamp.json",
+        "log/checkpoint",
+        "log/.cfl-partials-pruned",
+        "metadata/.cfl-superseded",
+    }
 
 
 def test_a_second_publish_writes_nothing(tmp_path: Path) -> None:

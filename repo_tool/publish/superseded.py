@@ -179,7 +179,13 @@ def expired_between(
         if role == "root.json":
             continue  # never: clients walk the root chain (TUF lists no root in snapshots anyway)
         names.extend(f"{v}.{role}" for v in range(floor_roles.get(role, 1), version))
-    return names
+    # Only names of the one form a publish writes: never a path, never a root.
+    return [name for name in names if _deletable(name)]
+
+
+def _deletable(name: str) -> bool:
+    found = _VERSIONED.fullmatch(name)
+    return found is not None and found.group(2) != "root"
 
 
 def expired_in(names: Iterable[str], cut: int, cut_roles: Mapping[str, int]) -> list[str]:

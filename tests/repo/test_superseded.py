@@ -307,3 +307,10 @@ def test_publish_deletes_by_the_clock_it_is_given_and_says_so(tmp_path: Path) ->
     assert f"deleted {doc['superseded_deleted']} superseded metadata version(s)" in done.stderr
     ledger = Ledger.from_bytes((factory.out / "metadata" / LEDGER_NAME).read_bytes())
     assert ledger.served[-1] == Served(NOW + 3 * DAY, doc["snapshot_version"])
+
+
+def test_a_role_name_that_is_a_path_is_never_a_name_to_delete() -> None:
+    """Defence in depth: role names come from the repository's own snapshots, but a name with a
+    separator or a dot-dot would reach outside metadata/ in the folder's unlink."""
+    cut_roles = {"../../etc/x.json": 9, "a/b.json": 4, "root.json": 3, "mfr-121D.json": 2}
+    assert expired_between(1, {}, 1, cut_roles) == ["1.mfr-121D.json"]

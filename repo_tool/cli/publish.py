@@ -213,7 +213,10 @@ def _published_line(doc: dict[str, Any]) -> str:
 
 
 def _replay(doc: dict[str, Any], as_json: bool) -> None:
-    """What a publish that finds nothing to do prints: the lines a full one would."""
+    """What a publish that finds nothing to do prints: the lines a full one would, but for the
+    deletes (a replay deletes nothing; the next publish that writes does)."""
+    if "superseded_deleted" in doc:
+        doc = doc | {"superseded_deleted": 0}
     _err(_published_line(doc))
     if "site" in doc:
         _err(f"website: {doc['site']}/index.html")

@@ -268,8 +268,9 @@ class S3Bucket:
     def list(self, under: str = "") -> dict[str, ListedObject]:
         """Every object under the prefix (and ``under`` inside it, e.g. ``site/``), by key relative
         to the prefix (one paginated listing: a request per 1,000 keys). A publish lists only
-        ``log/tile/`` (for superseded partial tiles) and, when its site cache is not known to
-        match the bucket, ``site/``; never the whole library.
+        ``log/tile/`` (for superseded partial tiles), ``metadata/`` once per bucket (its first
+        expiry of superseded versions, publish/s3_superseded.py) and, when its site cache is not
+        known to match the bucket, ``site/``; never the whole library.
 
         Raises:
             ConfigurationError: no credentials, no such bucket, or access denied.

@@ -109,11 +109,12 @@ class Ledger:
             return cls()
         if floor is not None and (type(floor) is not int or floor < 1):
             return cls()
+        # Before the order: a time without a zone does not compare with one that has one.
+        if any(s.at.utcoffset() is None or s.snapshot < 1 for s in served):
+            return cls()
         for before, after in itertools.pairwise(served):
             if after.snapshot <= before.snapshot or after.at < before.at:
                 return cls()
-        if any(s.at.tzinfo is None or s.snapshot < 1 for s in served):
-            return cls()
         return cls(served, floor)
 
     def to_bytes(self) -> bytes:

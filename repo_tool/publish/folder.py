@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ from repo_tool.publish.plan import (
     refuse_rollback,
 )
 from repo_tool.publish.superseded import (
+    LEDGER_MAX_BYTES,
     LEDGER_NAME,
     Ledger,
     expired_between,
@@ -239,6 +241,24 @@ def write_tree(repo: Repository, out: Path, report: PublishReport, hook: StepHoo
     report.timestamp_version = head.timestamp_version
 
 
+def _read_ledger(path: Path) -> bytes | None:
+    """The ledger's bytes when it is a regular file of this folder: never through a link (another
+    destination's ledger is no clock for this one, and the write replaces the link, not its
+    target), never a FIFO or a device (a read that would block the publish, or never end), never
+    more than a ledger may hold."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return handle.read(LEDGER_MAX_BYTES + 1)
+        except OSError:
+            return None
+
+
 def expired_names(
     repo: Repository, ledger: Ledger, cut: int, listing: Callable[[], list[str]]
 ) -> list[str]:
@@ -277,7 +297,7 @@ def expire_superseded(
         return 0
     metadata_dir = out / "metadata"
     ledger_path = metadata_dir / LEDGER_NAME
-    ledger = Ledger.from_bytes(_read_or_none(ledger_path))
+    ledger = Ledger.from_bytes(_read_ledger(ledger_path))
     head = repo.head.snapshot_version
     recorded = ledger.within(head).record(head, now)
     cut = recorded.cut(now, grace) if grace is not None else None

@@ -48,6 +48,8 @@ DEFAULT_GRACE = timedelta(days=1)
 MIN_GRACE = timedelta(hours=1)
 # The ledger keeps the snapshots served since the cut; this bounds it against a clock gone wrong.
 _MAX_SERVED = 100_000
+# A ledger longer than this does not read (it is an empty one); a reader need not read more.
+LEDGER_MAX_BYTES = 16 * 1024 * 1024
 
 _VERSIONED = re.compile(r"([1-9][0-9]*)\.([A-Za-z0-9][A-Za-z0-9_-]*)\.json")
 _GRACE = re.compile(r"([1-9][0-9]{0,5})([hd])")
@@ -97,7 +99,7 @@ class Ledger:
     def from_bytes(cls, data: bytes | None) -> Ledger:
         """The ledger, or an empty one when it is missing or does not read: that only delays
         expiry (nothing is known superseded until ``grace`` has passed again)."""
-        if not data or len(data) > 16 * 1024 * 1024:
+        if not data or len(data) > LEDGER_MAX_BYTES:
             return cls()
         try:
             doc = orjson.loads(data)

@@ -5,11 +5,18 @@ client may still read may go."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from repo_tool.publish.superseded import Ledger
+from factory import LibraryFactory, make_entry, make_image, mi_sha
+from repo_tool.ops.publish import publish
+from repo_tool.publish.folder import expire_superseded
+from repo_tool.publish.superseded import LEDGER_NAME, Ledger, Served
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -25,3 +32,75 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 )
 def test_a_ledger_that_does_not_read_never_raises(data: bytes) -> None:
     assert Ledger.from_bytes(data) == Ledger()
+
+
+# --- a published folder ----------------------------------------------------------------------
+
+NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def _library(tmp_path: Path, images: int) -> tuple[LibraryFactory, list[bytes]]:
+    made = [make_image("121D", n) for n in range(1, images + 1)]
+    factory = LibraryFactory(tmp_path, now=NOW)
+    factory.import_cpl(
+        [
+            make_entry(f"CPL-{n:04d}", fw=f"{n:08d}", image_sha=mi_sha(image))
+            for n, image in enumerate(made, start=1)
+        ]
+    )
+    factory.add_manufacturer("121D")
+    factory.publish()
+    return factory, made
+
+
+def _deposit_at(factory: LibraryFactory, image: bytes, n: int, when: datetime) -> None:
+    result = factory.ingest(factory.submit(image, [f"CPL-{n:04d}"]), name=f"d{n}")
+    assert result.status == "accepted", result.messages
+    factory.now = when
+    publish(factory.repo, factory.out, now=when)
+
+
+def _snapshots(out: Path) -> list[int]:
+    names = os.listdir(out / "metadata")
+    return sorted(int(n.split(".")[0]) for n in names if n.endswith(".snapshot.json"))
+
+
+def _served(out: Path) -> int:
+    doc = json.loads((out / "metadata" / "timestamp.json").read_bytes())
+    return int(doc["signed"]["meta"]["snapshot.json"]["version"])
+
+
+def _expire_with_timeout(factory: LibraryFactory, when: datetime) -> int:
+    done: list[int] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            expire_superseded(factory.repo, factory.out, now=when, grace=DAY)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(20)
+    return done[0] if done else -1
+
+
+def test_a_fifo_or_a_symlink_for_a_ledger_neither_hangs_nor_is_followed(tmp_path: Path) -> None:
+    factory, images = _library(tmp_path, 2)
+    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    ledger_path = factory.out / "metadata" / LEDGER_NAME
+    ledger_path.unlink()
+    os.mkfifo(ledger_path)
+    assert _expire_with_timeout(factory, NOW + DAY) >= 0, "the publish hung on a FIFO ledger"
+    assert ledger_path.is_file() and not ledger_path.is_symlink()
+    # A link to another destination's ledger (or anything else) is not this one's clock and
+    # its target is never written.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(Ledger((Served(NOW - 9 * DAY, 1),), None).to_bytes())
+    kept = elsewhere.read_bytes()
+    ledger_path.unlink()
+    ledger_path.symlink_to(elsewhere)
+    before = sorted(os.listdir(factory.out / "metadata"))
+    assert expire_superseded(factory.repo, factory.out, now=NOW + DAY, grace=DAY) == 0
+    assert elsewhere.read_bytes() == kept
+    assert not ledger_path.is_symlink()
+    assert sorted(os.listdir(factory.out / "metadata")) == before

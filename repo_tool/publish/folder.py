@@ -250,13 +250,14 @@ def _read_ledger(path: Path) -> bytes | None:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            return handle.read(LEDGER_MAX_BYTES + 1)
-        except OSError:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        return os.read(fd, LEDGER_MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def expired_names(
@@ -308,11 +309,30 @@ def expire_superseded(
         except (UnavailableError, OSError):
             names = None  # the cut's snapshot is gone from the state: nothing is known to delete
         if names is not None:
-            for name in names:
-                with contextlib.suppress(FileNotFoundError):
-                    (metadata_dir / name).unlink()
-                    deleted += 1
-            recorded = recorded.expired_to(cut)
+            deleted, finished = _delete_versions(metadata_dir, names)
+            if finished:
+                recorded = recorded.expired_to(cut)
     if recorded != ledger:
-        atomic_write_bytes(ledger_path, recorded.to_bytes())
+        # A directory in the ledger's place: no clock is kept, so nothing more is deleted.
+        with contextlib.suppress(IsADirectoryError):
+            atomic_write_bytes(ledger_path, recorded.to_bytes())
     return deleted
+
+
+def _delete_versions(metadata_dir: Path, names: list[str]) -> tuple[int, bool]:
+    """Unlink each name that is a file (or a link); a directory so named is no version and is left.
+    Returns how many went, and False when one could not be deleted (the floor then stays, so the
+    next publish tries again)."""
+    deleted = 0
+    for name in names:
+        path = metadata_dir / name
+        try:
+            if stat.S_ISDIR(path.lstat().st_mode):
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return deleted, False
+        deleted += 1
+    return deleted, True

@@ -104,3 +104,20 @@ def test_a_fifo_or_a_symlink_for_a_ledger_neither_hangs_nor_is_followed(tmp_path
     assert elsewhere.read_bytes() == kept
     assert not ledger_path.is_symlink()
     assert sorted(os.listdir(factory.out / "metadata")) == before
+
+
+def test_a_directory_named_like_a_version_or_the_ledger_fails_no_publish(tmp_path: Path) -> None:
+    factory, images = _library(tmp_path, 3)
+    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    metadata = factory.out / "metadata"
+    (metadata / "1.snapshot.json").unlink()
+    (metadata / "1.snapshot.json").mkdir()
+    (metadata / "1.snapshot.json" / "keep").write_bytes(b"x")
+    _deposit_at(factory, images[1], 2, NOW + 3 * DAY)  # the first expiry lists metadata/
+    assert (metadata / "1.snapshot.json" / "keep").read_bytes() == b"x"
+    served = _served(factory.out)
+    assert _snapshots(factory.out) == [1, served - 1, served]  # the directory, the cut, the head
+    (metadata / LEDGER_NAME).unlink()
+    (metadata / LEDGER_NAME).mkdir()
+    _deposit_at(factory, images[2], 3, NOW + 6 * DAY)
+    assert (metadata / LEDGER_NAME).is_dir()

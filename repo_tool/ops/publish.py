@@ -67,7 +67,9 @@ def _write(
         write_tree(repo, out, report, hook)
     hook(EXPIRY_STEP)
     with step(f"deleting superseded metadata from {out}"):
-        report.superseded_deleted = expire_superseded(repo, out, now=now, grace=keep)
+        report.superseded_deleted = expire_superseded(
+            repo, out, now=now, grace=keep, served_before=report.served_snapshot
+        )
     return report
 
 

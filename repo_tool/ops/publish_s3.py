@@ -79,7 +79,9 @@ def publish_to_s3(
         report.signed_new_snapshot = stage_snapshot(repo, now=now)
         upload_staged(repo, bucket, report, hook, uploaded)
         hook(EXPIRY_STEP)
-        report.superseded_deleted = expire_in_bucket(repo, bucket, now=now, grace=keep_superseded)
+        report.superseded_deleted = expire_in_bucket(
+            repo, bucket, now=now, grace=keep_superseded, served_before=report.served_snapshot
+        )
         if then is not None:
             then(report, lease.keep_alive)
     return report

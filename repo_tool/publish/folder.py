@@ -36,6 +36,7 @@ from repo_tool.publish.plan import (
     plan_publish,
     published_versions,
     refuse_rollback,
+    served_snapshot_version,
 )
 from repo_tool.publish.superseded import (
     LEDGER_MAX_BYTES,
@@ -89,6 +90,9 @@ class PublishReport:
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PUBLISH_STEPS, 0))
     # Metadata versions superseded for longer than the grace, deleted (repo_tool/publish/superseded.py).
     superseded_deleted: int = 0
+    # The snapshot version the tree's timestamp.json named before this publish (plan.py's
+    # served_snapshot_version); the expiry never cuts above it.
+    served_snapshot: int | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -220,9 +224,11 @@ def write_tree(repo: Repository, out: Path, report: PublishReport, hook: StepHoo
     """
     head = repo.head
     metadata_dir = out / "metadata"
+    served = _read_or_none(metadata_dir / "timestamp.json")
+    report.served_snapshot = served_snapshot_version(served)
     plan = repository_plan(
         repo,
-        _read_or_none(metadata_dir / "timestamp.json"),
+        served,
         lambda version: _read_or_none(metadata_dir / f"{version}.snapshot.json"),
         str(metadata_dir / "timestamp.json"),
     )
@@ -283,11 +289,17 @@ def expired_names(
 
 
 def expire_superseded(
-    repo: Repository, out: Path, *, now: datetime, grace: timedelta | None
+    repo: Repository,
+    out: Path,
+    *,
+    now: datetime,
+    grace: timedelta | None,
+    served_before: int | None = None,
 ) -> int:
     """After the timestamp has landed: record that ``out`` serves the head's snapshot from ``now``
     and delete the metadata versions superseded for longer than ``grace`` (never, with None).
-    Returns how many files were deleted. The caller holds both locks.
+    Returns how many files were deleted. The caller holds both locks. ``served_before``: the
+    snapshot version ``out`` served before this publish (`Ledger.cut`).
 
     Crash-safe in any order: the files go first, then the ledger, so a kill in between only makes
     the next publish look for files that are gone. Nothing here can fail a publish but a full disk
@@ -301,7 +313,7 @@ def expire_superseded(
     ledger = Ledger.from_bytes(_read_ledger(ledger_path))
     head = repo.head.snapshot_version
     recorded = ledger.within(head).record(head, now)
-    cut = recorded.cut(now, grace) if grace is not None else None
+    cut = recorded.cut(now, grace, served_before) if grace is not None else None
     deleted = 0
     if cut is not None:
         try:

@@ -171,6 +171,14 @@ def published_versions(
     return {name: v for name, v in versions.items() if v is not None}
 
 
+def served_snapshot_version(timestamp_bytes: bytes | None) -> int | None:
+    """The snapshot version a destination's ``timestamp.json`` names: None when there is none, 0
+    when it does not read (repo_tool/publish/superseded.py then deletes nothing)."""
+    if timestamp_bytes is None:
+        return None
+    return _listed_version(_signed_meta(timestamp_bytes), "snapshot.json") or 0
+
+
 def _signed_meta(data: bytes) -> dict[str, Any] | None:
     """``signed.meta`` of a timestamp or snapshot document, or None when it has another shape."""
     try:

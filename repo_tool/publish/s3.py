@@ -503,6 +503,8 @@ class S3PublishReport:
     # The role versions the bucket's snapshot listed before this publish (empty: none), from which
     # the site step works out which images are new (repo_tool/publish/site_step.py).
     served_roles: dict[str, int] = field(default_factory=dict, repr=False)
+    # The snapshot version that timestamp.json named (plan.py's served_snapshot_version).
+    served_snapshot: int | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {

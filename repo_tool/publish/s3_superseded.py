@@ -37,7 +37,12 @@ def ledger_path(repo_path: Path, bucket: S3Bucket) -> Path:
 
 
 def expire_in_bucket(
-    repo: Repository, bucket: S3Bucket, *, now: datetime, grace: timedelta | None
+    repo: Repository,
+    bucket: S3Bucket,
+    *,
+    now: datetime,
+    grace: timedelta | None,
+    served_before: int | None = None,
 ) -> int:
     """Record that the bucket serves the head's snapshot from ``now`` and delete the snapshot and
     role versions superseded for longer than ``grace`` (never, with None). Returns how many keys
@@ -51,7 +56,7 @@ def expire_in_bucket(
         ledger = Ledger()
     head = repo.head.snapshot_version
     recorded = ledger.within(head).record(head, now)
-    cut = recorded.cut(now, grace) if grace is not None else None
+    cut = recorded.cut(now, grace, served_before) if grace is not None else None
     deleted = 0
     if cut is not None:
 

@@ -35,6 +35,7 @@ from repo_tool.publish.plan import (
     Kind,
     PlannedFile,
     published_versions,
+    served_snapshot_version,
 )
 from repo_tool.publish.s3 import (
     LOG_CHECKPOINT_PATH,
@@ -105,6 +106,7 @@ def upload_staged(
     plan = repository_plan(repo, timestamp_now, read_snapshot, bucket.location.url + TIMESTAMP_PATH)
     # What the site step's hint starts from (the snapshot is cached: read once).
     report.served_roles = published_versions(timestamp_now, read_snapshot)
+    report.served_snapshot = served_snapshot_version(timestamp_now)
     by_step: dict[str, list[PlannedFile]] = {step: [] for step in PUBLISH_STEPS}
     for planned in plan:
         by_step[planned.step].append(planned)

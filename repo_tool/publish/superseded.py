@@ -138,15 +138,23 @@ class Ledger:
         at = max(now, self.served[-1].at) if self.served else now
         return Ledger((*self.served[-_MAX_SERVED + 1 :], Served(at, snapshot)), self.floor)
 
-    def cut(self, now: datetime, grace: timedelta) -> int | None:
+    def cut(self, now: datetime, grace: timedelta, served_before: int | None = None) -> int | None:
         """The snapshot version the destination served ``grace`` before ``now``, which must stay
-        with every role version it lists; None when none is known that old."""
+        with every role version it lists; None when none is known that old.
+
+        ``served_before`` is the snapshot version the destination's ``timestamp.json`` named before
+        this publish (0: one that did not read; None: there was none). The cut is never above it,
+        whatever the ledger says: a ledger copied from elsewhere, restored or edited may claim the
+        new head was served days ago, and the previous snapshot is what a client mid-refresh reads.
+        """
         cutoff = now - grace
         found = None
         for served in self.served:
             if served.at > cutoff:
                 break
             found = served.snapshot
+        if found is not None and served_before is not None:
+            found = min(found, served_before) or None
         if found is None or (self.floor is not None and found <= self.floor):
             return None
         return found

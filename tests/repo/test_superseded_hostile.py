@@ -121,3 +121,32 @@ def test_a_directory_named_like_a_version_or_the_ledger_fails_no_publish(tmp_pat
     (metadata / LEDGER_NAME).mkdir()
     _deposit_at(factory, images[2], 3, NOW + 6 * DAY)
     assert (metadata / LEDGER_NAME).is_dir()
+
+
+def test_a_ledger_that_lies_about_the_clock_never_takes_what_was_served_before(
+    tmp_path: Path,
+) -> None:
+    """A ledger copied from another destination, restored from a backup or edited may claim that
+    the snapshot this publish signs was served days ago; the snapshot the destination served just
+    before the publish, and what it lists, are what a client mid-refresh reads, so they stay."""
+    factory, images = _library(tmp_path, 2)
+    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    served_before = _served(factory.out)
+    listed = json.loads((factory.out / "metadata" / f"{served_before}.snapshot.json").read_bytes())
+    forged = Ledger((Served(NOW - 9 * DAY, served_before + 1),), floor=None)
+    (factory.out / "metadata" / LEDGER_NAME).write_bytes(forged.to_bytes())
+    _deposit_at(factory, images[1], 2, NOW + timedelta(hours=2))
+    assert _served(factory.out) == served_before + 1
+    assert served_before in _snapshots(factory.out)
+    for name, meta in listed["signed"]["meta"].items():
+        assert (factory.out / "metadata" / f"{meta['version']}.{name}").is_file(), name
+
+
+def test_the_cut_is_never_above_what_was_served_before() -> None:
+    ledger = Ledger().record(5, T0).record(9, T0 + timedelta(hours=1))
+    later = T0 + 3 * DAY
+    assert ledger.cut(later, DAY) == 9
+    assert ledger.cut(later, DAY, served_before=7) == 7
+    assert ledger.cut(later, DAY, served_before=None) == 9  # the destination served nothing
+    assert ledger.cut(later, DAY, served_before=0) is None  # a timestamp.json that did not read
+    assert ledger.expired_to(7).cut(later, DAY, served_before=7) is None

@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 _now = utc_now
 
 
+# publish and refresh both publish, so both delete superseded versions: the same option, or an
+# hourly refresh would delete at the default day what publish was told to keep.
+_keep_superseded = click.option(
+    "--keep-superseded",
+    metavar="24h|7d|forever",
+    default="1d",
+    show_default=True,
+    help="How long a snapshot or role version stays after a newer one is served (a client "
+    "mid-refresh may still read it); then the next publish deletes it. Root versions, images "
+    "and the log always stay. Give refresh the same value as publish.",
+)
+
+
 @click.command()
 @click.option(
     "--out",
@@ -53,15 +66,7 @@ _now = utc_now
     help="With --to: put blobs, root versions and full log tiles with S3 Object Lock in "
     "compliance mode for N days (the bucket must have Object Lock enabled).",
 )
-@click.option(
-    "--keep-superseded",
-    metavar="24h|7d|forever",
-    default="1d",
-    show_default=True,
-    help="How long a snapshot or role version stays after a newer one is served (a client "
-    "mid-refresh may still read it); then the next publish deletes it. Root versions, images "
-    "and the log always stay.",
-)
+@_keep_superseded
 @click.option("--json", "as_json", is_flag=True, help="Print what was written on stdout.")
 @click.pass_context
 def publish(
@@ -231,8 +236,9 @@ def _replay(doc: dict[str, Any], as_json: bool) -> None:
     help="Published tree (default R/public).",
 )
 @click.option("--force", is_flag=True, help="Re-sign even if nothing is close to expiry.")
+@_keep_superseded
 @click.pass_context
-def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
+def refresh(ctx: click.Context, out: Path | None, force: bool, keep_superseded: str) -> None:
     """Re-sign roles the provider holds that are past half their validity, then publish. Run from cron
     (e.g. hourly): timestamp lives 1 day, snapshot 7, targets 90 by default.
 
@@ -244,8 +250,10 @@ def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
           && nginx -s reload -p /var/lib/cfl-nginx -c /etc/cfl/nginx.conf"""
     from repo_tool.ops.publish import publish as do_publish
     from repo_tool.ops.refresh import refresh as do_refresh
+    from repo_tool.publish.superseded import parse_grace
     from repo_tool.state.pilots import releases
 
+    keep = parse_grace(keep_superseded)  # before anything is signed: a bad value changes nothing
     repo = _open_repo(ctx)
     now = _now()
     target = out or repo.default_out
@@ -253,7 +261,7 @@ def refresh(ctx: click.Context, out: Path | None, force: bool) -> None:
         recorded = len(releases(repo).events)
         resigned = do_refresh(repo, now=now, force=force)
         released = releases(repo).events[recorded:]  # pilots whose release date came (issue 22)
-        report = do_publish(repo, target, now=now)
+        report = do_publish(repo, target, now=now, keep_superseded=keep)
         site_rebuilt = _rebuild_site_for_releases(repo, target, now)
     _err(
         f"re-signed: {', '.join(resigned) or 'nothing was due'}; timestamp {report.timestamp_version}"

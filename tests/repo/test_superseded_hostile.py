@@ -10,10 +10,12 @@ import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from factory import LibraryFactory, make_entry, make_image, mi_sha
+from metadata_templates.errors import ConfigurationError
 from repo_tool.ops.publish import publish
 from repo_tool.publish.folder import expire_superseded
 from repo_tool.publish.superseded import LEDGER_NAME, Ledger, Served
@@ -150,3 +152,32 @@ def test_the_cut_is_never_above_what_was_served_before() -> None:
     assert ledger.cut(later, DAY, served_before=None) == 9  # the destination served nothing
     assert ledger.cut(later, DAY, served_before=0) is None  # a timestamp.json that did not read
     assert ledger.expired_to(7).cut(later, DAY, served_before=7) is None
+
+
+def _cli(args: list[str], clock: datetime) -> Any:
+    from click.testing import CliRunner
+
+    from repo_tool.cli.console import CLOCK
+    from repo_tool.cli.main import cli
+
+    return CliRunner().invoke(cli, args, obj={CLOCK: lambda: clock})
+
+
+def test_refresh_keeps_what_publish_was_told_to_keep(tmp_path: Path) -> None:
+    """An hourly `cfl-repo refresh` publishes too: with no --keep-superseded of its own it deleted
+    at the default day what `publish --keep-superseded forever` keeps."""
+    factory, images = _library(tmp_path, 2)
+    repo = str(factory.repo.path)
+    for n in (1, 2):
+        factory.ingest(factory.submit(images[n - 1], [f"CPL-{n:04d}"]), name=f"d{n}")
+        args = ["--repo", repo, "publish", "--no-site", "--keep-superseded", "forever"]
+        done = _cli(args, NOW + n * timedelta(hours=1))
+        assert done.exit_code == 0, done.output
+    args = ["--repo", repo, "refresh", "--force", "--keep-superseded", "forever"]
+    done = _cli(args, NOW + 3 * DAY)
+    assert done.exit_code == 0, done.output
+    assert _snapshots(factory.out) == list(range(1, _served(factory.out) + 1))
+    done = _cli(["--repo", repo, "refresh", "--keep-superseded", "0h"], NOW + 3 * DAY)
+    # (the console script turns a ConfigurationError into one error: line and exit 2)
+    assert isinstance(done.exception, ConfigurationError)
+    assert str(done.exception).startswith("--keep-superseded: found '0h', expected ")

@@ -55,6 +55,7 @@ __all__ = [
     "PublishReport",
     "StepHook",
     "expire_superseded",
+    "read_ledger",
     "repository_plan",
     "tree_lock",
     "write_tree",
@@ -247,7 +248,7 @@ def write_tree(repo: Repository, out: Path, report: PublishReport, hook: StepHoo
     report.timestamp_version = head.timestamp_version
 
 
-def _read_ledger(path: Path) -> bytes | None:
+def read_ledger(path: Path) -> bytes | None:
     """The ledger's bytes when it is a regular file of this folder: never through a link (another
     destination's ledger is no clock for this one, and the write replaces the link, not its
     target), never a FIFO or a device (a read that would block the publish, or never end), never
@@ -310,7 +311,7 @@ def expire_superseded(
         return 0
     metadata_dir = out / "metadata"
     ledger_path = metadata_dir / LEDGER_NAME
-    ledger = Ledger.from_bytes(_read_ledger(ledger_path))
+    ledger = Ledger.from_bytes(read_ledger(ledger_path))
     head = repo.head.snapshot_version
     recorded = ledger.within(head).record(head, now)
     cut = recorded.cut(now, grace, served_before) if grace is not None else None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import CflError, UnavailableError
-from repo_tool.publish.folder import expired_names
+from repo_tool.publish.folder import expired_names, read_ledger
 from repo_tool.publish.s3 import S3Bucket, site_cache_dir
 from repo_tool.publish.superseded import LEDGER_NAME, Ledger
 from repo_tool.state.repository import Repository
@@ -50,10 +50,7 @@ def expire_in_bucket(
     if not repo.head.snapshot_version:
         return 0
     path = ledger_path(repo.path, bucket)
-    try:
-        ledger = Ledger.from_bytes(path.read_bytes())
-    except OSError:
-        ledger = Ledger()
+    ledger = Ledger.from_bytes(read_ledger(path))  # never a FIFO's endless wait, nor a link
     head = repo.head.snapshot_version
     recorded = ledger.within(head).record(head, now)
     cut = recorded.cut(now, grace, served_before) if grace is not None else None
@@ -87,8 +84,8 @@ def expire_in_bucket(
         if names is not None:
             recorded = recorded.expired_to(cut)
     if recorded != ledger:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             # Lost, it only delays expiry; never a failed publish after timestamp.json is up.
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, recorded.to_bytes())
     return deleted

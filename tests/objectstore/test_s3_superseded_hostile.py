@@ -1,0 +1,68 @@
+"""The S3 edge of the superseded-metadata expiry against a confused environment: a ledger that
+lies about the clock, a ledger path that is no regular file (repo_tool/publish/s3_superseded.py)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from factory import standard_library
+from repo_tool.ops.publish_s3 import publish_to_s3
+from repo_tool.publish.s3 import S3Bucket
+from repo_tool.publish.s3_superseded import ledger_path
+from repo_tool.publish.superseded import Ledger, Served
+
+from .s3_server import S3Server
+from .test_publish_s3 import add_image, verified_targets
+
+DAY = timedelta(days=1)
+
+
+def _snapshots(bucket: S3Bucket) -> list[int]:
+    keys = (k.removeprefix("metadata/") for k in bucket.list("metadata/"))
+    return sorted(int(k.split(".")[0]) for k in keys if k.endswith(".snapshot.json"))
+
+
+def test_a_ledger_that_lies_never_takes_what_the_bucket_served_before(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    factory, _ = standard_library(tmp_path)
+    bucket = s3_server.new_bucket()
+    report = publish_to_s3(factory.repo, bucket, now=factory.now)
+    served_before = report.snapshot_version
+    # add_image signs twice (the deposit, then this publish): claim both were served for days
+    long_ago = factory.now - 9 * DAY
+    forged = Ledger(tuple(Served(long_ago, served_before + n) for n in (1, 2)), floor=None)
+    path = ledger_path(factory.repo.path, bucket)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(forged.to_bytes())
+    add_image(factory, 1100)
+    factory.now += timedelta(minutes=5)
+    report = publish_to_s3(factory.repo, bucket, now=factory.now)
+    assert report.snapshot_version == served_before + 2
+    assert served_before in _snapshots(bucket)
+    assert verified_targets(s3_server, bucket, factory)
+
+
+def test_a_fifo_for_a_ledger_does_not_hang_the_publish(tmp_path: Path, s3_server: S3Server) -> None:
+    factory, _ = standard_library(tmp_path)
+    bucket = s3_server.new_bucket()
+    publish_to_s3(factory.repo, bucket, now=factory.now)
+    path = ledger_path(factory.repo.path, bucket)
+    path.unlink()
+    os.mkfifo(path)
+    add_image(factory, 1100)
+    factory.now += timedelta(minutes=5)
+    done: list[int] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            publish_to_s3(factory.repo, bucket, now=factory.now).snapshot_version
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(60)
+    assert done, "the publish hung on a FIFO ledger"
+    assert path.is_file()

@@ -313,7 +313,7 @@ def expire_superseded(
     ledger_path = metadata_dir / LEDGER_NAME
     ledger = Ledger.from_bytes(read_ledger(ledger_path))
     head = repo.head.snapshot_version
-    recorded = ledger.within(head).record(head, now)
+    recorded = ledger.within(head, now).record(head, now)
     cut = recorded.cut(now, grace, served_before) if grace is not None else None
     deleted = 0
     if cut is not None:

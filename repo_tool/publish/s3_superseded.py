@@ -52,7 +52,7 @@ def expire_in_bucket(
     path = ledger_path(repo.path, bucket)
     ledger = Ledger.from_bytes(read_ledger(path))  # never a FIFO's endless wait, nor a link
     head = repo.head.snapshot_version
-    recorded = ledger.within(head).record(head, now)
+    recorded = ledger.within(head, now).record(head, now)
     cut = recorded.cut(now, grace, served_before) if grace is not None else None
     deleted = 0
     if cut is not None:

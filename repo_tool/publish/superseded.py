@@ -48,6 +48,8 @@ DEFAULT_GRACE = timedelta(days=1)
 MIN_GRACE = timedelta(hours=1)
 # The ledger keeps the snapshots served since the cut; this bounds it against a clock gone wrong.
 _MAX_SERVED = 100_000
+# A clock that went back less than this is read as no time passing; more, and the ledger restarts.
+_CLOCK_SLACK = timedelta(days=1)
 # A ledger longer than this does not read (it is an empty one); a reader need not read more.
 LEDGER_MAX_BYTES = 16 * 1024 * 1024
 
@@ -123,10 +125,14 @@ class Ledger:
         doc = {"floor": self.floor, "served": [[s.at.isoformat(), s.snapshot] for s in self.served]}
         return orjson.dumps(doc) + b"\n"
 
-    def within(self, head: int) -> Ledger:
-        """This ledger if it names no snapshot beyond the repository's ``head`` version, else an
-        empty one: a ledger copied from another library, or forged, is no clock for this one."""
+    def within(self, head: int, now: datetime) -> Ledger:
+        """This ledger if it names no snapshot beyond the repository's ``head`` version and no
+        time more than `_CLOCK_SLACK` after ``now``, else an empty one: a ledger copied from
+        another library, or forged, is no clock for this one, and one dated in the future would
+        stop every expiry for ever (`record` never goes back in time). An empty one only delays."""
         if (self.floor or 0) > head or any(s.snapshot > head for s in self.served):
+            return Ledger()
+        if self.served and self.served[-1].at > now + _CLOCK_SLACK:
             return Ledger()
         return self
 

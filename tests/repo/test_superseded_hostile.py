@@ -181,3 +181,13 @@ def test_refresh_keeps_what_publish_was_told_to_keep(tmp_path: Path) -> None:
     # (the console script turns a ConfigurationError into one error: line and exit 2)
     assert isinstance(done.exception, ConfigurationError)
     assert str(done.exception).startswith("--keep-superseded: found '0h', expected ")
+
+
+def test_a_ledger_dated_in_the_future_restarts_rather_than_stopping_expiry_for_ever() -> None:
+    future = Ledger((Served(datetime(9999, 1, 1, tzinfo=UTC), 3),), floor=None)
+    assert future.within(5, T0) == Ledger()
+    restarted = future.within(5, T0).record(5, T0)
+    assert restarted.cut(T0 + 2 * DAY, DAY) == 5
+    # A clock that went back an hour is no time passing, as before.
+    behind = Ledger((Served(T0 + timedelta(hours=1), 3),), floor=None)
+    assert behind.within(5, T0) == behind

@@ -34,6 +34,7 @@ import mimetypes
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from metadata_templates.errors import (
+    CflError,
     ConfigurationError,
     UnavailableError,
     field_error,
@@ -241,6 +243,11 @@ def translate_s3_error(error: Exception, location: S3Location, key: str, action:
     return error
 
 
+class ObjectLockedError(UnavailableError):
+    """A delete left a version whose Object Lock retention has not ended (or a legal hold): it
+    cannot go yet, and no missing permission is the cause (`S3Bucket.delete`)."""
+
+
 class S3Bucket:
     """The few operations publishing needs, with boto3's errors translated at this one edge."""
 
@@ -325,6 +332,8 @@ class S3Bucket:
         Raises:
             ConfigurationError: access denied (s3:DeleteObject, and with ``delete_versions``
                 s3:ListBucketVersions and s3:DeleteObjectVersion) or no such bucket.
+            ObjectLockedError: with ``delete_versions``, a version is still under Object Lock
+                (put so by an older release); every other version went.
             UnavailableError: anything else went wrong.
         """
         if kind_of(relative) not in (ObjectKind.PARTIAL_TILE, ObjectKind.METADATA):
@@ -360,8 +369,31 @@ class S3Bucket:
             else:
                 self.client.delete_object(Bucket=where, Key=key, VersionId=version)
 
+        locked = []
         for version in self._call(key, "list the versions of", version_ids):
-            self._call(key, "delete", functools.partial(delete_version, version))
+            try:
+                self._call(key, "delete", functools.partial(delete_version, version))
+            except CflError:
+                if not self._locked(key, version):
+                    raise
+                locked.append(version)  # its retention has not ended: the others still go
+        if locked:
+            raise ObjectLockedError(f"{self.location.url}{relative}: under Object Lock")
+
+    def _locked(self, key: str, version: str) -> bool:
+        """Whether one version of ``key`` is under a retention that has not ended, or a legal
+        hold (a delete refused for that is no missing permission)."""
+        where = self.location.bucket
+        try:
+            if version == "null":
+                head = self.client.head_object(Bucket=where, Key=key)
+            else:
+                head = self.client.head_object(Bucket=where, Key=key, VersionId=version)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            return False
+        until = head.get("ObjectLockRetainUntilDate")
+        held = head.get("ObjectLockLegalHoldStatus") == "ON"
+        return held or (isinstance(until, datetime) and until > datetime.now(UTC))
 
     def get(self, relative: str) -> bytes | None:
         """An object's bytes, or None when there is no such key.

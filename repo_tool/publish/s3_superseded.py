@@ -21,7 +21,7 @@ from pathlib import Path
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import CflError, UnavailableError
 from repo_tool.publish.folder import expired_names, read_ledger
-from repo_tool.publish.s3 import S3Bucket, site_cache_dir
+from repo_tool.publish.s3 import ObjectLockedError, S3Bucket, site_cache_dir
 from repo_tool.publish.superseded import LEDGER_NAME, Ledger
 from repo_tool.state.repository import Repository
 
@@ -67,9 +67,15 @@ def expire_in_bucket(
             logger.warning("%s: superseded metadata not looked for: %s", bucket.location.url, e)
             names = None
         if names is not None:
+            locked = []
             for name in names:
                 try:
                     bucket.delete(METADATA_PREFIX + name)
+                except ObjectLockedError:
+                    # Locked by an older release (every version was): it goes by hand once its
+                    # date has passed; the floor moves on, so it is not asked for again.
+                    locked.append(name)
+                    continue
                 except CflError as e:
                     logger.warning(
                         "%s: superseded metadata from %s on not deleted, left for the next "
@@ -81,6 +87,14 @@ def expire_in_bucket(
                     names = None
                     break
                 deleted += 1
+            if locked:
+                logger.warning(
+                    "%s: %d superseded metadata version(s) under Object Lock left (from %s on); "
+                    "delete them once their retention ends",
+                    bucket.location.url,
+                    len(locked),
+                    locked[0],
+                )
         if names is not None:
             recorded = recorded.expired_to(cut)
     if recorded != ledger:

@@ -7,10 +7,13 @@ import os
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from factory import standard_library
 from repo_tool.ops.publish_s3 import publish_to_s3
+from repo_tool.publish.retention import LockPolicy, ObjectKind, kind_of
 from repo_tool.publish.s3 import S3Bucket
+from repo_tool.publish.s3_lock import locking_bucket
 from repo_tool.publish.s3_superseded import ledger_path
 from repo_tool.publish.superseded import Ledger, Served
 
@@ -66,3 +69,38 @@ def test_a_fifo_for_a_ledger_does_not_hang_the_publish(tmp_path: Path, s3_server
     worker.join(60)
     assert done, "the publish hung on a FIFO ledger"
     assert path.is_file()
+
+
+def test_versions_locked_before_the_upgrade_warn_and_do_not_stop_the_rest(
+    tmp_path: Path, s3_server: S3Server, caplog: Any
+) -> None:
+    """Before metadata versions were unlocked (retention.py), every N.snapshot.json and role
+    version was put under the compliance lock: an old bucket holds thousands locked for years.
+    Those cannot go until their date; the others must, and the floor must move on."""
+    factory, _ = standard_library(tmp_path)
+    raw = s3_server.new_bucket(object_lock=True)
+    bucket = locking_bucket(raw, LockPolicy(30, factory.now))
+    publish_to_s3(factory.repo, bucket, now=factory.now)
+    # As an older release put them: every versioned metadata key locked for 30 days.
+    until = factory.now + 30 * DAY
+    old = sorted(k for k in raw.list("metadata/") if kind_of(k) is ObjectKind.METADATA)
+    for key in old:
+        data = raw.get(key)
+        assert data is not None
+        raw.client.put_object(
+            Bucket=raw.location.bucket,
+            Key=raw.location.key(key),
+            Body=data,
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=until,
+        )
+    for fw, hours in ((1100, 1), (1101, 1), (1102, 30), (1103, 30)):
+        add_image(factory, fw)
+        factory.now += timedelta(hours=hours)
+        report = publish_to_s3(factory.repo, bucket, now=factory.now)
+    assert report.superseded_deleted > 0  # what was put unlocked since goes
+    assert "under Object Lock left" in caplog.text
+    ledger = Ledger.from_bytes(ledger_path(factory.repo.path, bucket).read_bytes())
+    assert ledger.floor is not None  # the next expiry names its keys, no listing
+    assert set(old) & set(raw.list("metadata/")) == set(old)  # the locked ones stay
+    assert verified_targets(s3_server, raw, factory)

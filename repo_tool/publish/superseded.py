@@ -63,7 +63,7 @@ def parse_grace(text: str, *, field: str = "--keep-superseded") -> timedelta | N
     Raises:
         ConfigurationError: anything else, or less than `MIN_GRACE`.
     """
-    expected = "a number of hours or days such as 24h or 7d (at least 1h), or forever"
+    expected = "a number of hours or days such as 24h or 7d (1h to 36500d), or forever"
     if text == "forever":
         return None
     found = _GRACE.fullmatch(text)

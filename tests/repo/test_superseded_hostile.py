@@ -191,3 +191,15 @@ def test_a_ledger_dated_in_the_future_restarts_rather_than_stopping_expiry_for_e
     # A clock that went back an hour is no time passing, as before.
     behind = Ledger((Served(T0 + timedelta(hours=1), 3),), floor=None)
     assert behind.within(5, T0) == behind
+
+
+@pytest.mark.parametrize("text", ["36501d", "876001h", "0d"])
+def test_a_grace_out_of_range_is_refused_saying_the_range(text: str) -> None:
+    from repo_tool.publish.superseded import parse_grace
+
+    with pytest.raises(ConfigurationError) as raised:
+        parse_grace(text)
+    assert str(raised.value) == (
+        f"--keep-superseded: found {text!r}, expected a number of hours or days such as 24h "
+        "or 7d (1h to 36500d), or forever"
+    )

@@ -203,3 +203,22 @@ def test_a_grace_out_of_range_is_refused_saying_the_range(text: str) -> None:
         f"--keep-superseded: found {text!r}, expected a number of hours or days such as 24h "
         "or 7d (1h to 36500d), or forever"
     )
+
+
+def test_a_client_mid_refresh_through_a_burst_of_publishes_finds_what_it_read(
+    tmp_path: Path,
+) -> None:
+    """A client reads timestamp.json after days of quiet, then a bulk intake publishes several
+    times within seconds: the snapshot that timestamp named, and every role version it lists,
+    are still there when the client asks for them (default grace)."""
+    factory, images = _library(tmp_path, 5)
+    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    read = _served(factory.out)  # the client has read timestamp.json, five days later
+    for n in (2, 3, 4):
+        _deposit_at(factory, images[n - 1], n, NOW + 5 * DAY + timedelta(seconds=n))
+    assert _served(factory.out) > read
+    metadata = factory.out / "metadata"
+    listed = json.loads((metadata / f"{read}.snapshot.json").read_bytes())["signed"]["meta"]
+    for name, meta in listed.items():
+        assert (metadata / f"{meta['version']}.{name}").is_file(), name
+    assert _snapshots(factory.out)[0] == read  # and what was older than it went

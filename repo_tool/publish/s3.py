@@ -34,7 +34,6 @@ import mimetypes
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +49,7 @@ from metadata_templates.errors import (
 )
 from repo_tool.publish.plan import PUBLISH_STEPS, TIMESTAMP_PATH
 from repo_tool.publish.retention import ObjectKind, kind_of
+from repo_tool.publish.s3_delete import ObjectLockedError, gone_is_done, version_locked
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -243,11 +243,6 @@ def translate_s3_error(error: Exception, location: S3Location, key: str, action:
     return error
 
 
-class ObjectLockedError(UnavailableError):
-    """A delete left a version whose Object Lock retention has not ended (or a legal hold): it
-    cannot go yet, and no missing permission is the cause (`S3Bucket.delete`)."""
-
-
 class S3Bucket:
     """The few operations publishing needs, with boto3's errors translated at this one edge."""
 
@@ -348,7 +343,9 @@ class S3Bucket:
         key = self.location.key(relative)
         where = self.location.bucket
         if not self.delete_versions:
-            self._call(key, "delete", lambda: self.client.delete_object(Bucket=where, Key=key))
+            self._call(
+                key, "delete", gone_is_done(self.client.delete_object, Bucket=where, Key=key)
+            )
             return
 
         def version_ids() -> list[str]:
@@ -365,35 +362,20 @@ class S3Bucket:
             # A key put before versioning was enabled lists as version "null", which some
             # servers refuse as an argument; it is the current version then.
             if version == "null":
-                self.client.delete_object(Bucket=where, Key=key)
+                gone_is_done(self.client.delete_object, Bucket=where, Key=key)()
             else:
-                self.client.delete_object(Bucket=where, Key=key, VersionId=version)
+                gone_is_done(self.client.delete_object, Bucket=where, Key=key, VersionId=version)()
 
         locked = []
         for version in self._call(key, "list the versions of", version_ids):
             try:
                 self._call(key, "delete", functools.partial(delete_version, version))
             except CflError:
-                if not self._locked(key, version):
+                if not version_locked(self.client, where, key, version):
                     raise
                 locked.append(version)  # its retention has not ended: the others still go
         if locked:
             raise ObjectLockedError(f"{self.location.url}{relative}: under Object Lock")
-
-    def _locked(self, key: str, version: str) -> bool:
-        """Whether one version of ``key`` is under a retention that has not ended, or a legal
-        hold (a delete refused for that is no missing permission)."""
-        where = self.location.bucket
-        try:
-            if version == "null":
-                head = self.client.head_object(Bucket=where, Key=key)
-            else:
-                head = self.client.head_object(Bucket=where, Key=key, VersionId=version)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-            return False
-        until = head.get("ObjectLockRetainUntilDate")
-        held = head.get("ObjectLockLegalHoldStatus") == "ON"
-        return held or (isinstance(until, datetime) and until > datetime.now(UTC))
 
     def get(self, relative: str) -> bytes | None:
         """An object's bytes, or None when there is no such key.

@@ -21,7 +21,8 @@ from pathlib import Path
 from metadata_templates.atomic import atomic_write_bytes
 from metadata_templates.errors import CflError, UnavailableError
 from repo_tool.publish.folder import expired_names, read_ledger
-from repo_tool.publish.s3 import ObjectLockedError, S3Bucket, site_cache_dir
+from repo_tool.publish.s3 import S3Bucket, site_cache_dir
+from repo_tool.publish.s3_delete import ObjectLockedError
 from repo_tool.publish.superseded import LEDGER_NAME, Ledger
 from repo_tool.state.repository import Repository
 

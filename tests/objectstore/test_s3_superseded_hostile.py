@@ -104,3 +104,53 @@ def test_versions_locked_before_the_upgrade_warn_and_do_not_stop_the_rest(
     assert ledger.floor is not None  # the next expiry names its keys, no listing
     assert set(old) & set(raw.list("metadata/")) == set(old)  # the locked ones stay
     assert verified_targets(s3_server, raw, factory)
+
+
+class NotFoundOnMissing:
+    """A client whose server answers DeleteObject of a missing key with 404 NoSuchKey (as some
+    S3-compatible servers do) instead of S3's 204."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def delete_object(self, **kw: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_object(Bucket=kw["Bucket"], Key=kw["Key"])
+        except ClientError:
+            error = {"Code": "NoSuchKey", "Message": "gone"}
+            raise ClientError(
+                {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 404}}, "DeleteObject"
+            ) from None
+        return self._client.delete_object(**kw)
+
+
+def test_a_delete_answered_404_is_a_key_gone_not_a_stop(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    factory, _ = standard_library(tmp_path)
+    plain = s3_server.new_bucket()
+    bucket = S3Bucket(NotFoundOnMissing(plain.client), plain.location)  # type: ignore[arg-type]
+    publish_to_s3(factory.repo, bucket, now=factory.now)
+    for fw, hours in ((1100, 1), (1101, 1), (1102, 24)):
+        add_image(factory, fw)
+        factory.now += timedelta(hours=hours)
+        publish_to_s3(factory.repo, bucket, now=factory.now)
+    floor = Ledger.from_bytes(ledger_path(factory.repo.path, bucket).read_bytes()).floor
+    assert floor is not None
+    # Someone (another machine, a hand) already deleted a key the next expiry names.
+    plain.client.delete_object(
+        Bucket=plain.location.bucket, Key=plain.location.key(f"metadata/{floor}.snapshot.json")
+    )
+    for fw, hours in ((1103, 1), (1104, 48)):
+        add_image(factory, fw)
+        factory.now += timedelta(hours=hours)
+        report = publish_to_s3(factory.repo, bucket, now=factory.now)
+    assert report.superseded_deleted > 0
+    later = Ledger.from_bytes(ledger_path(factory.repo.path, bucket).read_bytes()).floor
+    assert later is not None and later > floor
+    assert verified_targets(s3_server, plain, factory)

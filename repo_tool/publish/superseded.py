@@ -202,7 +202,8 @@ def expired_between(
 
 def _deletable(name: str) -> bool:
     found = _VERSIONED.fullmatch(name)
-    return found is not None and found.group(2) != "root"
+    # Not "Root" either: on a case-insensitive file system (a share, APFS) it is the root's file.
+    return found is not None and found.group(2).lower() != "root"
 
 
 def expired_in(names: Iterable[str], cut: int, cut_roles: Mapping[str, int]) -> list[str]:
@@ -218,6 +219,6 @@ def expired_in(names: Iterable[str], cut: int, cut_roles: Mapping[str, int]) -> 
         if role == "snapshot":
             if version < cut:
                 expired.append(name)
-        elif role != "root" and version < cut_roles.get(f"{role}.json", 0):
+        elif role.lower() != "root" and version < cut_roles.get(f"{role}.json", 0):
             expired.append(name)
     return sorted(expired)

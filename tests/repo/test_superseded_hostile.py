@@ -222,3 +222,14 @@ def test_a_client_mid_refresh_through_a_burst_of_publishes_finds_what_it_read(
     for name, meta in listed.items():
         assert (metadata / f"{meta['version']}.{name}").is_file(), name
     assert _snapshots(factory.out)[0] == read  # and what was older than it went
+
+
+def test_a_root_in_another_case_is_never_a_name_to_delete() -> None:
+    """On a case-insensitive file system 1.Root.json is 1.root.json: never deleted, whatever
+    role name a snapshot lists."""
+    from repo_tool.publish.superseded import expired_between, expired_in
+
+    cut_roles = {"Root.json": 3, "ROOT.json": 3, "mfr-121D.json": 2}
+    assert expired_between(1, {}, 1, cut_roles) == ["1.mfr-121D.json"]
+    names = ["1.Root.json", "2.ROOT.json", "1.mfr-121D.json"]
+    assert expired_in(names, 1, cut_roles) == ["1.mfr-121D.json"]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, strace_killing_at
+from kill_points import KILLED, strace_killing_at, walk
 
 from conftest import require_system
 from entitle.conftest import D1, D2, S1, S2, TODAY, World, write_inventory
@@ -40,13 +40,12 @@ def test_kill_at_every_point_then_rerun_succeeds(pristine: World, tmp_path: Path
     base = tmp_path / "base"
     shutil.copytree(pristine.repo_path, base, symlinks=True)
     assert _run([], base, first).returncode == 0  # the second import has a record to build on
-    points = 0
-    for point in range(1, MAX_POINTS + 1):
+
+    def attempt(point: int) -> bool:
         repo = tmp_path / f"killed-{point}"
         shutil.copytree(base, repo, symlinks=True)
         if _run(strace_killing_at(point), repo, second).returncode not in KILLED:
-            break
-        points += 1
+            return False
         again = _run([], repo, second)
         assert again.returncode == 0, (point, again.stderr)
         opened = Repository.open(repo)
@@ -65,6 +64,7 @@ def test_kill_at_every_point_then_rerun_succeeds(pristine: World, tmp_path: Path
         imports = [line for line in lines if b'"entitlements-import"' in line]
         assert len(imports) == len(entries)
         shutil.rmtree(repo)
-    else:
-        pytest.fail(f"more than {MAX_POINTS} renames and fsyncs")
+        return True
+
+    points = walk(attempt, max_points=MAX_POINTS)
     assert points >= 3, points

@@ -2,9 +2,9 @@
 date (issue 22), then the same command again: it succeeds, the published tree verifies, the
 decision is recorded exactly once (document, journal, log) and the journal holds every commit once.
 
-strace injects SIGKILL at the K-th rename or fsync (tests/kill_points.py), K = 1, 2, ... until the
-command completes; the recovery is checked at the points of the budget in tests/kill_points.py
-(``CFL_KILL_STRIDE=1`` checks every one).
+strace injects SIGKILL at the K-th rename or fsync (tests/kill_points.py) at the points of the
+budget there (the first, every sixth from a daily offset, the last; ``CFL_KILL_STRIDE=1`` kills at
+every one), each kill followed by the recovery check.
 """
 
 from __future__ import annotations

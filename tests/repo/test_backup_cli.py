@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, strace_killing_at
+from kill_points import KILLED, strace_killing_at, walk
 
 from conftest import require_system
 from metadata_templates.errors import EXIT_FAILURE, EXIT_USAGE
@@ -30,7 +30,6 @@ CFL_REPO = str(Path(sys.executable).with_name("cfl-repo"))
 IMAGE = "images/121D-ESME-010A030B-01010000.ota"
 # Kill points sampled across a run: each kill -9 and re-run costs two interpreter starts.
 KILL_POINTS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
-STRIDE = int(os.environ.get("CFL_KILL_STRIDE", "1"))
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -330,8 +329,8 @@ def test_kill_9_at_every_point_of_a_backup_then_the_rerun_succeeds(
     shutil.copytree(here / "B", pristine)
     before = set(manifests(pristine))
     backup = [CFL_REPO, "--repo", "R", "backup", "--to", "B"]
-    killed = 0
-    for point in range(1, 200, STRIDE):
+
+    def attempt(point: int) -> bool:
         shutil.rmtree(here / "B")
         shutil.copytree(pristine, here / "B")
         shutil.rmtree(here / "R" / "cache", ignore_errors=True)  # the memo: as before the run
@@ -340,15 +339,17 @@ def test_kill_9_at_every_point_of_a_backup_then_the_rerun_succeeds(
         )
         if done.returncode not in KILLED:
             assert done.returncode == 0, done.stderr
-            break
-        killed += 1
+            return False
         # A manifest the killed run left (killed after writing it) names no missing file.
         for name in set(manifests(here / "B")) - before:
             _restores(here, name)
         rerun = run([*backup, "--json"], here)
         assert rerun.returncode == 0, rerun.stderr
         _restores(here, json.loads(rerun.stdout)["manifest"].removeprefix("backups/"))
-    assert killed >= 5
+        return True
+
+    points = walk(attempt, max_points=200)
+    assert points >= 5, f"killed at only {points} point(s)"
 
 
 def test_kill_9_during_a_restore_leaves_nothing_and_the_rerun_succeeds(

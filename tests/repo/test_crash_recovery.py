@@ -6,9 +6,9 @@ such as the event log), for K = 1, 2, ... until the command runs to completion. 
 command is run again without strace; it must succeed, the published tree must verify with python-tuf,
 nothing accepted may be lost, and the event log must hold every commit exactly once.
 
-The budget: every command is killed at every point, and the recovery is checked at point 1 and
-every third point after it, from an offset that moves daily (``tests/kill_points.py``;
-``CFL_KILL_STRIDE=1`` checks every point, ``CFL_KILL_SEED`` repeats a run). ``CFL_KILL_RANDOM=N``
+The budget (``tests/kill_points.py``, ``walk``): each command is killed at point 1, at every sixth
+point after it from an offset that moves daily, and at its last point, each kill followed by the
+whole recovery check (``CFL_KILL_STRIDE=1`` kills at every point, ``CFL_KILL_SEED`` repeats a run). ``CFL_KILL_RANDOM=N``
 adds N random-delay kills per command (timer-based, not tied to a syscall) for long soak runs.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from access.pki import issue, make_ca
-from kill_points import KILLED, checks, strace_killing_at
+from kill_points import KILLED, strace_killing_at, walk
 
 from conftest import require_system
 from factory import make_entry, make_image, mi_sha, standard_library
@@ -125,20 +125,17 @@ def _assert_journal(repo: Path) -> None:
 
 
 def _run_kill_loop(tmp_path: Path, pristine: Path, scenario: Scenario, root: bytes) -> int:
-    points = 0
-    for point in range(1, MAX_POINTS + 1):
+    def attempt(point: int) -> bool:
         base = tmp_path / f"{scenario.name}-{point}"
         shutil.copytree(pristine, base, symlinks=True)
-        if not _killed_at(base, scenario.args(base), point):
-            shutil.rmtree(base)
-            break  # ran to completion: every rename point has been tried
-        points += 1
-        if checks(point):
+        killed = _killed_at(base, scenario.args(base), point)
+        if killed:
             _assert_recovered(base, scenario, root)
         shutil.rmtree(base)
-    else:
-        pytest.fail(f"{scenario.name}: more than {MAX_POINTS} renames")
-    rng = random.Random(point)
+        return killed
+
+    points = walk(attempt, max_points=MAX_POINTS)
+    rng = random.Random(points + 1)
     for n in range(RANDOM_KILLS):
         base = tmp_path / f"{scenario.name}-random-{n}"
         shutil.copytree(pristine, base, symlinks=True)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kill_points import KILLED, checks, strace_killing_at
+from kill_points import KILLED, strace_killing_at, walk
 from test_publish_site_hint import NEW_FIRMWARE, _entry, lodge, publish_with_site, tree
 
 from conftest import require_system
@@ -81,33 +81,33 @@ def test_kill_at_every_write_of_publish_then_rerun_gives_the_full_build(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "hinted=1 appended=True"  # the path under test
     shutil.rmtree(untouched)
-    points = 0
-    for point in range(1, MAX_POINTS + 1):
+
+    def attempt(point: int) -> bool:
         work = tmp_path / f"point-{point}"
         shutil.copytree(lib, work)
         killed = _run(work / "repo", now, point)
         if killed.returncode == 0:
-            break  # ran to completion: every point has been tried
+            shutil.rmtree(work)
+            return False  # ran to completion
         if killed.returncode not in KILLED:
             pytest.fail(f"point {point}: failed instead of being killed: {killed.stderr[-2000:]}")
-        points += 1
-        if checks(point):
-            later = now + timedelta(minutes=1)
-            rerun = _run(work / "repo", later, None)
-            assert rerun.returncode == 0, f"point {point}: {rerun.stderr[-2000:]}"
-            out = work / "repo" / "public"
-            library = verified_library(
-                folder_reader(out),
-                (out / "metadata" / "1.root.json").read_bytes(),
-                now=later,
-                check_blobs=False,
-            )
-            assert len(library.images) == 4
-            generated = json.loads((out / "site" / "search" / "meta.json").read_bytes())
-            fresh = work / "fresh"
-            build_site(library, fresh, generated=datetime.fromisoformat(generated["generated"]))
-            assert tree(out / "site") == tree(fresh), f"killed at point {point}"
+        later = now + timedelta(minutes=1)
+        rerun = _run(work / "repo", later, None)
+        assert rerun.returncode == 0, f"point {point}: {rerun.stderr[-2000:]}"
+        out = work / "repo" / "public"
+        library = verified_library(
+            folder_reader(out),
+            (out / "metadata" / "1.root.json").read_bytes(),
+            now=later,
+            check_blobs=False,
+        )
+        assert len(library.images) == 4
+        generated = json.loads((out / "site" / "search" / "meta.json").read_bytes())
+        fresh = work / "fresh"
+        build_site(library, fresh, generated=datetime.fromisoformat(generated["generated"]))
+        assert tree(out / "site") == tree(fresh), f"killed at point {point}"
         shutil.rmtree(work)
-    else:
-        pytest.fail(f"more than {MAX_POINTS} renames and fsyncs")
+        return True
+
+    points = walk(attempt, max_points=MAX_POINTS)
     assert points >= 10, f"killed at only {points} point(s); the loop tested nothing"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import site_crash_build
-from kill_points import KILLED, checks, strace_killing_at
+from kill_points import KILLED, strace_killing_at, walk
 from site_samples import GENERATED, many_library
 
 from conftest import require_system
@@ -92,27 +92,27 @@ def test_kill_at_every_write_then_rerun_gives_the_full_build(
     library = site_crash_build.library(count, withdraw)
     expected = dict(render_site(library, generated=LATER))
     args = [str(count), "5", *(["withdraw"] if withdraw else [])]
-    points = 0
-    for point in range(1, MAX_POINTS + 1):
+
+    def attempt(point: int) -> bool:
         out = tmp_path / f"point-{point}"
         shutil.copytree(pristine, out)
         if not _killed_at(out, args, point):
-            break  # ran to completion: every point has been tried
-        points += 1
-        if checks(point):
-            unfinished = (out / site_append.DIRTY_NAME).exists()
-            result = build_site(library, out, generated=LATER)
-            assert _tree(out) == expected, f"killed at point {point}"
-            assert not (out / site_append.DIRTY_NAME).exists()
-            if name == "append":
-                # Killed before the marker landed: nothing changed, the append path runs again.
-                assert result.appended == (not unfinished), f"point {point}"
-            # Either way the next publish takes the append path again.
-            nxt = site_crash_build.library(count + 1, withdraw)
-            assert build_site(nxt, out, generated=LATER).appended, f"point {point}"
+            shutil.rmtree(out)
+            return False  # ran to completion
+        unfinished = (out / site_append.DIRTY_NAME).exists()
+        result = build_site(library, out, generated=LATER)
+        assert _tree(out) == expected, f"killed at point {point}"
+        assert not (out / site_append.DIRTY_NAME).exists()
+        if name == "append":
+            # Killed before the marker landed: nothing changed, the append path runs again.
+            assert result.appended == (not unfinished), f"point {point}"
+        # Either way the next publish takes the append path again.
+        nxt = site_crash_build.library(count + 1, withdraw)
+        assert build_site(nxt, out, generated=LATER).appended, f"point {point}"
         shutil.rmtree(out)
-    else:
-        pytest.fail(f"more than {MAX_POINTS} renames and fsyncs")
+        return True
+
+    points = walk(attempt, max_points=MAX_POINTS)
     # strace counts calls per thread: point K kills whichever thread (main or one of the writer
     # threads) first makes its K-th rename or fsync, so a few points cover the whole build.
     assert points >= 3, f"killed at only {points} point(s); the loop tested nothing"

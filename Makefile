@@ -33,7 +33,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup system node
-	$(BIN)/python -m pytest -q -n 2 --durations=40 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=40 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

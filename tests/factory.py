@@ -305,3 +305,29 @@ def updater_for(
         bootstrap=factory.root_bytes,
     )
     return updater, fetcher
+
+
+def one_maker_library(
+    tmp: Path, images: int, *, now: datetime
+) -> tuple[LibraryFactory, list[bytes]]:
+    """A published library of maker 121D with ``images`` CPL entries (``CPL-0001``...) whose
+    images are returned, none of them deposited yet."""
+    made = [make_image("121D", n) for n in range(1, images + 1)]
+    factory = LibraryFactory(tmp, now=now)
+    factory.import_cpl(
+        [
+            make_entry(f"CPL-{n:04d}", fw=f"{n:08d}", image_sha=mi_sha(image))
+            for n, image in enumerate(made, start=1)
+        ]
+    )
+    factory.add_manufacturer("121D")
+    factory.publish()
+    return factory, made
+
+
+def deposit_published_at(factory: LibraryFactory, image: bytes, n: int, when: datetime) -> None:
+    """Deposit ``image`` for ``CPL-<n>`` and publish it on the clock ``when``."""
+    result = factory.ingest(factory.submit(image, [f"CPL-{n:04d}"]), name=f"d{n}")
+    assert result.status == "accepted", result.messages
+    factory.now = when
+    publish(factory.repo, factory.out, now=when)

@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from factory import LibraryFactory, make_entry, make_image, mi_sha, updater_for
+from factory import (
+    LibraryFactory,
+    deposit_published_at,
+    one_maker_library,
+    updater_for,
+)
 from metadata_templates.errors import ConfigurationError
 from repo_tool.ops.publish import publish
 from repo_tool.publish.folder import expire_superseded
@@ -133,27 +138,6 @@ def test_a_first_expiry_never_takes_roots_the_timestamp_dotfiles_or_unknown_role
 # --- a published folder ----------------------------------------------------------------------
 
 
-def _library(tmp_path: Path, images: int) -> tuple[LibraryFactory, list[bytes]]:
-    made = [make_image("121D", n) for n in range(1, images + 1)]
-    factory = LibraryFactory(tmp_path, now=NOW)
-    factory.import_cpl(
-        [
-            make_entry(f"CPL-{n:04d}", fw=f"{n:08d}", image_sha=mi_sha(image))
-            for n, image in enumerate(made, start=1)
-        ]
-    )
-    factory.add_manufacturer("121D")
-    factory.publish()
-    return factory, made
-
-
-def _deposit_at(factory: LibraryFactory, image: bytes, n: int, when: datetime) -> None:
-    result = factory.ingest(factory.submit(image, [f"CPL-{n:04d}"]), name=f"d{n}")
-    assert result.status == "accepted", result.messages
-    factory.now = when
-    publish(factory.repo, factory.out, now=when)
-
-
 def _versions(out: Path, role: str) -> list[int]:
     return sorted(
         int(name.split(".", 1)[0])
@@ -168,16 +152,16 @@ def _served_snapshot(out: Path) -> int:
 
 
 def test_versions_superseded_for_a_day_go_and_the_rest_stays(tmp_path: Path) -> None:
-    factory, images = _library(tmp_path, 6)
+    factory, images = one_maker_library(tmp_path, 6, now=NOW)
     out = factory.out
     for n in (1, 2, 3):  # three publishes in the first hours
-        _deposit_at(factory, images[n - 1], n, NOW + timedelta(hours=n))
+        deposit_published_at(factory, images[n - 1], n, NOW + timedelta(hours=n))
     before = _versions(out, "snapshot")
     served_at_hour_3 = _served_snapshot(out)
     # Not a day yet since anything was superseded: nothing goes, however many publishes.
     assert len(before) > 3 and before == list(range(1, served_at_hour_3 + 1))
 
-    _deposit_at(factory, images[3], 4, NOW + timedelta(hours=2) + DAY)
+    deposit_published_at(factory, images[3], 4, NOW + timedelta(hours=2) + DAY)
     # The snapshot served a day ago (hour 2's) stays with what it lists, and so does the one
     # served just before this publish; everything older is gone.
     snapshots = _versions(out, "snapshot")
@@ -195,13 +179,13 @@ def test_versions_superseded_for_a_day_go_and_the_rest_stays(tmp_path: Path) -> 
 
 
 def test_a_cold_and_a_warm_client_refresh_after_an_expiry(tmp_path: Path) -> None:
-    factory, images = _library(tmp_path, 4)
-    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    factory, images = one_maker_library(tmp_path, 4, now=NOW)
+    deposit_published_at(factory, images[0], 1, NOW + timedelta(hours=1))
     warm, _fetcher = updater_for(factory, tmp_path / "warm")
     warm.refresh()  # caches today's snapshot and role versions
-    _deposit_at(factory, images[1], 2, NOW + timedelta(hours=2))
-    _deposit_at(factory, images[2], 3, NOW + 3 * DAY)
-    _deposit_at(factory, images[3], 4, NOW + 5 * DAY)
+    deposit_published_at(factory, images[1], 2, NOW + timedelta(hours=2))
+    deposit_published_at(factory, images[2], 3, NOW + 3 * DAY)
+    deposit_published_at(factory, images[3], 4, NOW + 5 * DAY)
     assert _versions(factory.out, "snapshot")[0] > 1  # what the warm client cached is gone
     for workdir in ("warm", "cold"):
         updater, _ = updater_for(factory, tmp_path / workdir)
@@ -219,7 +203,7 @@ def _image_path(factory: LibraryFactory, n: int) -> str:
 
 
 def test_forever_keeps_every_version(tmp_path: Path) -> None:
-    factory, images = _library(tmp_path, 3)
+    factory, images = one_maker_library(tmp_path, 3, now=NOW)
     for n in (1, 2, 3):
         factory.ingest(factory.submit(images[n - 1], [f"CPL-{n:04d}"]), name=f"d{n}")
         publish(factory.repo, factory.out, now=NOW + n * 3 * DAY, keep_superseded=None)
@@ -229,9 +213,9 @@ def test_forever_keeps_every_version(tmp_path: Path) -> None:
 def test_a_kill_between_the_deletes_and_the_ledger_is_finished_by_the_next_run(
     tmp_path: Path,
 ) -> None:
-    factory, images = _library(tmp_path, 3)
-    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
-    _deposit_at(factory, images[1], 2, NOW + timedelta(hours=2))
+    factory, images = one_maker_library(tmp_path, 3, now=NOW)
+    deposit_published_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    deposit_published_at(factory, images[1], 2, NOW + timedelta(hours=2))
     ledger_path = factory.out / "metadata" / LEDGER_NAME
     kept = ledger_path.read_bytes()
     when = NOW + 2 * DAY
@@ -251,8 +235,8 @@ def test_a_kill_between_the_deletes_and_the_ledger_is_finished_by_the_next_run(
 def test_a_tampered_ledger_cannot_reach_beyond_the_repository(tmp_path: Path) -> None:
     """The destination's ledger is only a clock: which versions a cut lists is read from the
     repository, so a ledger naming snapshots the repository never signed deletes nothing."""
-    factory, images = _library(tmp_path, 2)
-    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    factory, images = one_maker_library(tmp_path, 2, now=NOW)
+    deposit_published_at(factory, images[0], 1, NOW + timedelta(hours=1))
     ledger_path = factory.out / "metadata" / LEDGER_NAME
     forged = Ledger((Served(NOW - 9 * DAY, 10_000),), floor=None)
     ledger_path.write_bytes(forged.to_bytes())
@@ -278,7 +262,7 @@ def _cli(args: list[str], clock: datetime | None = None) -> Any:
 
 
 def test_publish_refuses_a_grace_that_is_not_one_and_changes_nothing(tmp_path: Path) -> None:
-    factory, images = _library(tmp_path, 2)
+    factory, images = one_maker_library(tmp_path, 2, now=NOW)
     factory.ingest(factory.submit(images[0], ["CPL-0001"]), name="d1")
     head = factory.repo.head.snapshot_version
     cfl_repo = Path(sys.executable).parent / "cfl-repo"
@@ -293,7 +277,7 @@ def test_publish_refuses_a_grace_that_is_not_one_and_changes_nothing(tmp_path: P
 
 
 def test_publish_deletes_by_the_clock_it_is_given_and_says_so(tmp_path: Path) -> None:
-    factory, images = _library(tmp_path, 3)
+    factory, images = one_maker_library(tmp_path, 3, now=NOW)
     repo = str(factory.repo.path)
     for n, hours in ((1, 1), (2, 2)):
         factory.ingest(factory.submit(images[n - 1], [f"CPL-{n:04d}"]), name=f"d{n}")

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from factory import LibraryFactory, make_entry, make_image, mi_sha
+from factory import (
+    LibraryFactory,
+    deposit_published_at,
+    one_maker_library,
+)
 from metadata_templates.errors import ConfigurationError
-from repo_tool.ops.publish import publish
 from repo_tool.publish.folder import expire_superseded
 from repo_tool.publish.superseded import LEDGER_NAME, Ledger, Served
 
@@ -40,27 +43,6 @@ def test_a_ledger_that_does_not_read_never_raises(data: bytes) -> None:
 
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 DAY = timedelta(days=1)
-
-
-def _library(tmp_path: Path, images: int) -> tuple[LibraryFactory, list[bytes]]:
-    made = [make_image("121D", n) for n in range(1, images + 1)]
-    factory = LibraryFactory(tmp_path, now=NOW)
-    factory.import_cpl(
-        [
-            make_entry(f"CPL-{n:04d}", fw=f"{n:08d}", image_sha=mi_sha(image))
-            for n, image in enumerate(made, start=1)
-        ]
-    )
-    factory.add_manufacturer("121D")
-    factory.publish()
-    return factory, made
-
-
-def _deposit_at(factory: LibraryFactory, image: bytes, n: int, when: datetime) -> None:
-    result = factory.ingest(factory.submit(image, [f"CPL-{n:04d}"]), name=f"d{n}")
-    assert result.status == "accepted", result.messages
-    factory.now = when
-    publish(factory.repo, factory.out, now=when)
 
 
 def _snapshots(out: Path) -> list[int]:
@@ -87,8 +69,8 @@ def _expire_with_timeout(factory: LibraryFactory, when: datetime) -> int:
 
 
 def test_a_fifo_or_a_symlink_for_a_ledger_neither_hangs_nor_is_followed(tmp_path: Path) -> None:
-    factory, images = _library(tmp_path, 2)
-    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    factory, images = one_maker_library(tmp_path, 2, now=NOW)
+    deposit_published_at(factory, images[0], 1, NOW + timedelta(hours=1))
     ledger_path = factory.out / "metadata" / LEDGER_NAME
     ledger_path.unlink()
     os.mkfifo(ledger_path)
@@ -109,19 +91,19 @@ def test_a_fifo_or_a_symlink_for_a_ledger_neither_hangs_nor_is_followed(tmp_path
 
 
 def test_a_directory_named_like_a_version_or_the_ledger_fails_no_publish(tmp_path: Path) -> None:
-    factory, images = _library(tmp_path, 3)
-    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    factory, images = one_maker_library(tmp_path, 3, now=NOW)
+    deposit_published_at(factory, images[0], 1, NOW + timedelta(hours=1))
     metadata = factory.out / "metadata"
     (metadata / "1.snapshot.json").unlink()
     (metadata / "1.snapshot.json").mkdir()
     (metadata / "1.snapshot.json" / "keep").write_bytes(b"x")
-    _deposit_at(factory, images[1], 2, NOW + 3 * DAY)  # the first expiry lists metadata/
+    deposit_published_at(factory, images[1], 2, NOW + 3 * DAY)  # the first expiry lists metadata/
     assert (metadata / "1.snapshot.json" / "keep").read_bytes() == b"x"
     served = _served(factory.out)
     assert _snapshots(factory.out) == [1, served - 1, served]  # the directory, the cut, the head
     (metadata / LEDGER_NAME).unlink()
     (metadata / LEDGER_NAME).mkdir()
-    _deposit_at(factory, images[2], 3, NOW + 6 * DAY)
+    deposit_published_at(factory, images[2], 3, NOW + 6 * DAY)
     assert (metadata / LEDGER_NAME).is_dir()
 
 
@@ -131,13 +113,13 @@ def test_a_ledger_that_lies_about_the_clock_never_takes_what_was_served_before(
     """A ledger copied from another destination, restored from a backup or edited may claim that
     the snapshot this publish signs was served days ago; the snapshot the destination served just
     before the publish, and what it lists, are what a client mid-refresh reads, so they stay."""
-    factory, images = _library(tmp_path, 2)
-    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    factory, images = one_maker_library(tmp_path, 2, now=NOW)
+    deposit_published_at(factory, images[0], 1, NOW + timedelta(hours=1))
     served_before = _served(factory.out)
     listed = json.loads((factory.out / "metadata" / f"{served_before}.snapshot.json").read_bytes())
     forged = Ledger((Served(NOW - 9 * DAY, served_before + 1),), floor=None)
     (factory.out / "metadata" / LEDGER_NAME).write_bytes(forged.to_bytes())
-    _deposit_at(factory, images[1], 2, NOW + timedelta(hours=2))
+    deposit_published_at(factory, images[1], 2, NOW + timedelta(hours=2))
     assert _served(factory.out) == served_before + 1
     assert served_before in _snapshots(factory.out)
     for name, meta in listed["signed"]["meta"].items():
@@ -166,7 +148,7 @@ def _cli(args: list[str], clock: datetime) -> Any:
 def test_refresh_keeps_what_publish_was_told_to_keep(tmp_path: Path) -> None:
     """An hourly `cfl-repo refresh` publishes too: with no --keep-superseded of its own it deleted
     at the default day what `publish --keep-superseded forever` keeps."""
-    factory, images = _library(tmp_path, 2)
+    factory, images = one_maker_library(tmp_path, 2, now=NOW)
     repo = str(factory.repo.path)
     for n in (1, 2):
         factory.ingest(factory.submit(images[n - 1], [f"CPL-{n:04d}"]), name=f"d{n}")
@@ -211,11 +193,11 @@ def test_a_client_mid_refresh_through_a_burst_of_publishes_finds_what_it_read(
     """A client reads timestamp.json after days of quiet, then a bulk intake publishes several
     times within seconds: the snapshot that timestamp named, and every role version it lists,
     are still there when the client asks for them (default grace)."""
-    factory, images = _library(tmp_path, 5)
-    _deposit_at(factory, images[0], 1, NOW + timedelta(hours=1))
+    factory, images = one_maker_library(tmp_path, 5, now=NOW)
+    deposit_published_at(factory, images[0], 1, NOW + timedelta(hours=1))
     read = _served(factory.out)  # the client has read timestamp.json, five days later
     for n in (2, 3, 4):
-        _deposit_at(factory, images[n - 1], n, NOW + 5 * DAY + timedelta(seconds=n))
+        deposit_published_at(factory, images[n - 1], n, NOW + 5 * DAY + timedelta(seconds=n))
     assert _served(factory.out) > read
     metadata = factory.out / "metadata"
     listed = json.loads((metadata / f"{read}.snapshot.json").read_bytes())["signed"]["meta"]

@@ -196,6 +196,15 @@ def make_s3_client(endpoint_url: str | None, *, session: boto3.Session | None = 
         raise ConfigurationError(f"S3 client: {e}") from e
 
 
+# What an access-denied error names as needed, by the action that was refused: a delete needs
+# other permissions than the reads and puts of a publish (docs/hosting.md).
+_PERMISSIONS = {
+    "read": "s3:ListBucket, s3:GetObject and s3:PutObject",
+    "delete": "s3:DeleteObject (and, on a versioned bucket, s3:DeleteObjectVersion)",
+    "list the versions of": "s3:ListBucketVersions",
+}
+
+
 def translate_s3_error(error: Exception, location: S3Location, key: str, action: str) -> Exception:
     """One ``CflError`` for a boto3 error, naming what failed and what was expected.
 
@@ -232,8 +241,9 @@ def translate_s3_error(error: Exception, location: S3Location, key: str, action:
         ):
             return ConfigurationError(
                 f"{where}: access denied to {action} ({code or status}), expected credentials "
-                "allowed s3:ListBucket, s3:GetObject and s3:PutObject on the prefix",
-                hint="check the credentials' policy (and AWS_PROFILE)",
+                f"allowed {_PERMISSIONS.get(action, _PERMISSIONS['read'])} on the prefix",
+                hint="check the credentials' policy (and AWS_PROFILE); docs/hosting.md lists "
+                "each permission a publish needs",
             )
         return UnavailableError(
             f"{where}: {action} failed: HTTP {status} {code} {details.get('Message', '')}".rstrip()

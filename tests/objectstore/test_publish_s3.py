@@ -177,6 +177,18 @@ def _client_error(code: str, status: int) -> botocore.exceptions.ClientError:
     )
 
 
+def test_a_refused_delete_names_the_delete_permissions_not_the_upload_ones() -> None:
+    denied = _client_error("AccessDenied", 403)
+    translated = translate_s3_error(
+        denied, S3Location("cfl-lib", "p/"), "p/metadata/3.x.json", "delete"
+    )
+    assert "access denied to delete" in str(translated)
+    assert "s3:DeleteObject (and, on a versioned bucket, s3:DeleteObjectVersion)" in str(translated)
+    assert "s3:PutObject" not in str(translated)
+    upload = translate_s3_error(denied, S3Location("cfl-lib", "p/"), "p/x", "upload")
+    assert "s3:ListBucket, s3:GetObject and s3:PutObject" in str(upload)
+
+
 @pytest.mark.parametrize(
     ("error", "kind", "text"),
     [

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from metadata_templates.atomic import atomic_write_bytes
-from metadata_templates.errors import CflError, UnavailableError
+from metadata_templates.errors import CflError
 from repo_tool.publish.folder import expired_names, read_ledger
 from repo_tool.publish.s3 import S3Bucket, site_cache_dir
 from repo_tool.publish.s3_delete import ObjectLockedError
@@ -64,7 +64,7 @@ def expire_in_bucket(
 
         try:
             names = expired_names(repo, recorded, cut, listing)
-        except (UnavailableError, CflError) as e:
+        except CflError as e:  # UnavailableError too: the cut's snapshot gone from R
             logger.warning("%s: superseded metadata not looked for: %s", bucket.location.url, e)
             names = None
         if names is not None:
